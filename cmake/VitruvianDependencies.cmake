@@ -1,0 +1,60 @@
+# Finds every dependency as an imported target. The CUDA side (NCCL backend, kernels) is built
+# when VITRUVIAN_CUDA is ON, or AUTO and both nvcc and NCCL are found.
+find_package(Torch REQUIRED)
+find_package(MPI REQUIRED COMPONENTS CXX)
+find_package(HDF5 REQUIRED COMPONENTS C)
+find_package(yaml-cpp REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(fmt REQUIRED)
+find_package(spdlog REQUIRED)
+
+# LibTorch as one INTERFACE target carrying its required flags (ABI macro, include dirs).
+add_library(vitruvian_torch INTERFACE)
+add_library(vitruvian::torch ALIAS vitruvian_torch)
+target_link_libraries(vitruvian_torch INTERFACE torch)
+separate_arguments(_vitruvian_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
+target_compile_options(vitruvian_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${_vitruvian_torch_flags}>)
+
+# Only the MPI C API is used; keep the deprecated C++ bindings out of every translation unit.
+target_compile_definitions(MPI::MPI_CXX INTERFACE OMPI_SKIP_MPICXX MPICH_SKIP_MPICXX)
+
+# A LibTorch built with CUDA provides torch_cuda / c10_cuda; the NCCL backend then orders its
+# stream after LibTorch's current stream instead of the CUDA default stream.
+set(VITRUVIAN_TORCH_CUDA OFF)
+if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES)
+  set(VITRUVIAN_TORCH_CUDA ON)
+endif()
+
+set(VITRUVIAN_WITH_CUDA OFF)
+if(NOT VITRUVIAN_CUDA STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  find_package(CUDAToolkit QUIET)
+  if(CMAKE_CUDA_COMPILER AND CUDAToolkit_FOUND)
+    find_package(NCCL QUIET)
+  endif()
+  if(CMAKE_CUDA_COMPILER AND CUDAToolkit_FOUND AND NCCL_FOUND)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES "80;90" CACHE STRING "CUDA architectures (A100, H100/H200 by default)")
+    endif()
+    enable_language(CUDA)
+    set(VITRUVIAN_WITH_CUDA ON)
+    message(STATUS "CUDA side on: nvcc ${CMAKE_CUDA_COMPILER_VERSION}, NCCL ${NCCL_VERSION}, "
+                   "architectures ${CMAKE_CUDA_ARCHITECTURES}")
+  elseif(VITRUVIAN_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "VITRUVIAN_CUDA=ON but the CUDA side cannot be built: nvcc "
+                        "'${CMAKE_CUDA_COMPILER}', CUDA toolkit found '${CUDAToolkit_FOUND}', NCCL found "
+                        "'${NCCL_FOUND}' (set NCCL_HOME or CUDACXX)")
+  else()
+    message(STATUS "CUDA side off: nvcc '${CMAKE_CUDA_COMPILER}', NCCL found '${NCCL_FOUND}'")
+  endif()
+endif()
+
+# Common settings for every Vitruvian library and program.
+function(vitruvian_target_defaults target)
+  target_link_libraries(${target} PRIVATE vitruvian::warnings vitruvian::sanitizers)
+endfunction()

@@ -1,0 +1,189 @@
+// Shared argument checks, variable-size allgather and the backend factory.
+#include "core/comm/communicator.h"
+
+#include <ATen/ATen.h>
+
+#include <numeric>
+
+#include "core/comm/mpi_communicator.h"
+#include "core/errors.h"
+#ifdef VITRUVIAN_WITH_NCCL
+#include "core/comm/nccl_communicator.h"
+#endif
+
+namespace vitruvian {
+
+const char* to_string(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return "sum";
+    case ReduceOp::kAvg: return "avg";
+    case ReduceOp::kMax: return "max";
+    case ReduceOp::kMin: return "min";
+  }
+  return "?";
+}
+
+namespace {
+bool supported_dtype(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: case at::kDouble: case at::kHalf: case at::kBFloat16:
+    case at::kInt: case at::kLong: case at::kByte:
+      return true;
+    default:
+      return false;
+  }
+}
+std::string count_text(std::int64_t n) { return std::to_string(n) + (n == 1 ? " element" : " elements"); }
+}  // namespace
+
+void Communicator::check_tensor(const char* collective, const char* role, const at::Tensor& tensor) const {
+  if (!tensor.defined()) throw InputError(collective, std::string(role) + " tensor is undefined");
+  if (tensor.device().type() != device_type()) {
+    throw InputError(collective, std::string(role) + " tensor is on " + tensor.device().str() + " but the '" + backend() +
+                                     "' communicator takes " + c10::DeviceTypeName(device_type(), true) +
+                                     " tensors (make_communicator picks the backend from the device)");
+  }
+  if (!supported_dtype(tensor.scalar_type())) {
+    throw InputError(collective, std::string(role) + " tensor has dtype " + c10::toString(tensor.scalar_type()) +
+                                     "; expected float32, float64, float16, bfloat16, int32, int64 or uint8");
+  }
+}
+
+void Communicator::check_root(const char* collective, int root) const {
+  if (root < 0 || root >= size()) {
+    throw InputError(collective, "root " + std::to_string(root) + " is not a rank of this communicator (0.." +
+                                     std::to_string(size() - 1) + ")");
+  }
+}
+
+void Communicator::check_allgather(const at::Tensor& input, const at::Tensor& output) const {
+  check_tensor("allgather", "input", input);
+  check_tensor("allgather", "output", output);
+  if (output.scalar_type() != input.scalar_type()) {
+    throw InputError("allgather", std::string("output dtype ") + c10::toString(output.scalar_type()) +
+                                      " differs from input dtype " + c10::toString(input.scalar_type()));
+  }
+  if (output.numel() != input.numel() * size()) {
+    throw InputError("allgather", "output has " + count_text(output.numel()) + "; expected " + std::to_string(size()) +
+                                      " ranks x " + count_text(input.numel()) + " = " + std::to_string(input.numel() * size()));
+  }
+}
+
+void Communicator::check_allgatherv(const at::Tensor& input, const at::Tensor& output,
+                                    const std::vector<std::int64_t>& counts) const {
+  check_tensor("allgatherv", "input", input);
+  check_tensor("allgatherv", "output", output);
+  if (output.scalar_type() != input.scalar_type()) {
+    throw InputError("allgatherv", std::string("output dtype ") + c10::toString(output.scalar_type()) +
+                                       " differs from input dtype " + c10::toString(input.scalar_type()));
+  }
+  if (static_cast<int>(counts.size()) != size()) {
+    throw InputError("allgatherv", "counts has " + std::to_string(counts.size()) + " entries; expected one per rank (" +
+                                       std::to_string(size()) + ")");
+  }
+  for (size_t r = 0; r < counts.size(); ++r) {
+    if (counts[r] < 0) throw InputError("allgatherv", "counts[" + std::to_string(r) + "] is negative");
+  }
+  if (counts[static_cast<size_t>(rank())] != input.numel()) {
+    throw InputError("allgatherv", "this rank's input has " + count_text(input.numel()) + " but counts[" +
+                                       std::to_string(rank()) + "] is " + std::to_string(counts[static_cast<size_t>(rank())]));
+  }
+  const std::int64_t total = std::accumulate(counts.begin(), counts.end(), std::int64_t{0});
+  if (output.numel() != total) {
+    throw InputError("allgatherv", "output has " + count_text(output.numel()) + "; expected sum(counts) = " +
+                                       std::to_string(total));
+  }
+}
+
+void Communicator::check_reduce_scatter(const at::Tensor& input, const at::Tensor& output) const {
+  check_tensor("reduce_scatter", "input", input);
+  check_tensor("reduce_scatter", "output", output);
+  if (output.scalar_type() != input.scalar_type()) {
+    throw InputError("reduce_scatter", std::string("output dtype ") + c10::toString(output.scalar_type()) +
+                                           " differs from input dtype " + c10::toString(input.scalar_type()));
+  }
+  if (input.numel() != output.numel() * size()) {
+    throw InputError("reduce_scatter", "input has " + count_text(input.numel()) + "; expected " +
+                                           std::to_string(size()) + " ranks x " + count_text(output.numel()) + " = " +
+                                           std::to_string(output.numel() * size()));
+  }
+}
+
+std::string Communicator::describe(const char* collective, const at::Tensor* tensor, const char* detail) {
+  std::string text = std::string(collective) + " #" + std::to_string(++sequence_);
+  if (tensor != nullptr || detail != nullptr) {
+    text += " (";
+    if (detail != nullptr) text += std::string(detail) + (tensor != nullptr ? ", " : "");
+    if (tensor != nullptr) text += std::string(c10::toString(tensor->scalar_type())) + ", " + count_text(tensor->numel());
+    text += ")";
+  }
+  return text;
+}
+
+at::Tensor Communicator::allgatherv(const at::Tensor& input) {
+  check_tensor("allgatherv", "input", input);
+  if (input.dim() == 0) throw InputError("allgatherv", "input is a scalar; expected at least one dimension");
+  const auto cpu_long = at::TensorOptions().dtype(at::kLong);
+  // Each rank's row count and elements per row, exchanged with this communicator's own backend.
+  at::Tensor mine = at::tensor({input.size(0), input.numel() / std::max<std::int64_t>(input.size(0), 1)}, cpu_long)
+                        .to(input.device());
+  at::Tensor all = at::empty({size(), 2}, cpu_long.device(input.device()));
+  allgather(mine, all);
+  const at::Tensor shapes = all.cpu();
+  const auto* values = shapes.data_ptr<std::int64_t>();
+  std::vector<std::int64_t> counts(static_cast<size_t>(size()));
+  std::int64_t rows = 0, row_size = -1;
+  for (int r = 0; r < size(); ++r) {
+    const std::int64_t r_rows = values[2 * r], r_row_size = values[2 * r + 1];
+    if (r_rows > 0) {
+      if (row_size >= 0 && r_row_size != row_size) {
+        throw InputError("allgatherv", "rank " + std::to_string(r) + " sends rows of " + std::to_string(r_row_size) +
+                                           " elements but an earlier rank sends rows of " + std::to_string(row_size) +
+                                           "; trailing dimensions must agree across ranks");
+      }
+      row_size = r_row_size;
+    }
+    counts[static_cast<size_t>(r)] = r_rows * r_row_size;
+    rows += r_rows;
+  }
+  std::vector<std::int64_t> shape = input.sizes().vec();
+  shape[0] = rows;
+  at::Tensor output = at::empty(shape, input.options().memory_format(at::MemoryFormat::Contiguous));
+  allgatherv(input, output, counts);
+  return output;
+}
+
+bool nccl_backend_built() {
+#ifdef VITRUVIAN_WITH_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::unique_ptr<Communicator> make_communicator(const MpiComm& comm, c10::Device device,
+                                                const CommunicatorOptions& options) {
+  switch (device.type()) {
+    case c10::kCPU:
+      return std::make_unique<MpiCommunicator>(comm.dup(), options);
+    case c10::kCUDA:
+#ifdef VITRUVIAN_WITH_NCCL
+      return std::make_unique<NcclCommunicator>(comm.dup(), device.has_index() ? device.index() : 0, options);
+#else
+      throw InputError("make_communicator", "CUDA tensors need the NCCL backend, which this build lacks "
+                                            "(configure with -DVITRUVIAN_CUDA=ON where nvcc and NCCL are installed)");
+#endif
+    default:
+      throw InputError("make_communicator", "no communicator backend for device " + device.str() +
+                                                "; expected cpu (MPI) or cuda (NCCL)");
+  }
+}
+
+}  // namespace vitruvian
+
+#ifndef VITRUVIAN_WITH_NCCL
+namespace vitruvian {
+std::string nccl_version_built() { return ""; }
+std::string nccl_version_loaded() { return ""; }
+}  // namespace vitruvian
+#endif

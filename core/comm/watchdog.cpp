@@ -1,0 +1,78 @@
+// Watchdog thread for collectives.
+#include "core/comm/watchdog.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "core/errors.h"
+
+namespace vitruvian {
+
+Watchdog::Watchdog(std::string context, double timeout_s, TimeoutHandler on_timeout)
+    : context_(std::move(context)), timeout_s_(timeout_s), on_timeout_(std::move(on_timeout)) {
+  if (timeout_s_ > 0) thread_ = std::thread([this] { loop(); });
+}
+
+Watchdog::~Watchdog() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::uint64_t Watchdog::begin(std::string what, DoneProbe done) {
+  if (timeout_s_ <= 0) return 0;
+  std::lock_guard<std::mutex> lock(mutex_);
+  const std::uint64_t id = next_id_++;
+  const bool was_empty = entries_.empty();
+  entries_.emplace(id, Entry{std::move(what), std::chrono::steady_clock::now(), std::move(done)});
+  if (was_empty) wake_.notify_all();
+  return id;
+}
+
+void Watchdog::end(std::uint64_t id) {
+  if (id == 0) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  entries_.erase(id);
+}
+
+void Watchdog::loop() {
+  using Clock = std::chrono::steady_clock;
+  const auto limit = std::chrono::duration<double>(timeout_s_);
+  // Poll often enough to fire within ~10% of the limit, never busier than every 5 ms.
+  const auto poll = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(std::clamp(timeout_s_ / 10.0, 0.005, 0.25)));
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stop_) {
+    if (entries_.empty()) {
+      wake_.wait(lock, [&] { return stop_ || !entries_.empty(); });
+      continue;
+    }
+    wake_.wait_for(lock, poll, [&] { return stop_; });
+    if (stop_ || fired_) break;
+    const auto now = Clock::now();
+    for (auto it = entries_.begin(); it != entries_.end();) {
+      if (it->second.done && it->second.done()) {
+        it = entries_.erase(it);
+        continue;
+      }
+      if (now - it->second.start > limit) {
+        const double waited = std::chrono::duration<double>(now - it->second.start).count();
+        char seconds[96];
+        std::snprintf(seconds, sizeof seconds, " waited %.1f s (limit %.1f s, runtime.collective_timeout_s) for ", waited,
+                      timeout_s_);
+        const std::string message = describe_process() + seconds + it->second.what + " " + context_ +
+                                    "; a peer never joined or is stuck. Ending the job";
+        fired_ = true;
+        lock.unlock();
+        on_timeout_(message);
+        return;
+      }
+      ++it;
+    }
+  }
+}
+
+}  // namespace vitruvian

@@ -1,0 +1,70 @@
+// Watchdog for collectives: each communicator registers the operations in flight; a background
+// thread calls the timeout handler (which ends the job) when one outlives the limit.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace vitruvian {
+
+class Watchdog {
+ public:
+  /// Receives the full message ("rank 1/3 on node-a waited 5.0 s for ...").
+  using TimeoutHandler = std::function<void(const std::string& message)>;
+  /// Polled for device-side work: true once the operation has finished.
+  using DoneProbe = std::function<bool()>;
+
+  /// `context` ends the message, e.g. "on communicator 'world' (mpi, 3 ranks)". timeout_s <= 0
+  /// disables watching.
+  Watchdog(std::string context, double timeout_s, TimeoutHandler on_timeout);
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+  ~Watchdog();
+
+  /// Starts watching `what`. With `done`, the entry ends by itself once done() is true.
+  std::uint64_t begin(std::string what, DoneProbe done = nullptr);
+  /// Stops watching entry `id`.
+  void end(std::uint64_t id);
+
+  /// Watches for the lifetime of the scope.
+  class Scope {
+   public:
+    Scope(Watchdog& dog, std::string what) : dog_(dog), id_(dog.begin(std::move(what))) {}
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+    ~Scope() { dog_.end(id_); }
+
+   private:
+    Watchdog& dog_;
+    std::uint64_t id_;
+  };
+
+  double timeout_s() const noexcept { return timeout_s_; }
+
+ private:
+  struct Entry {
+    std::string what;
+    std::chrono::steady_clock::time_point start;
+    DoneProbe done;
+  };
+  void loop();
+
+  std::string context_;
+  double timeout_s_;
+  TimeoutHandler on_timeout_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::map<std::uint64_t, Entry> entries_;
+  std::uint64_t next_id_ = 1;
+  bool stop_ = false;
+  bool fired_ = false;
+  std::thread thread_;
+};
+
+}  // namespace vitruvian

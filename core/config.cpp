@@ -1,0 +1,282 @@
+// ConfigSources (YAML + overrides -> typed structs) and ConfigWriter (structs -> YAML).
+#include "core/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "core/atomic_file.h"
+#include "core/errors.h"
+
+namespace vitruvian {
+
+void ConfigVisitor::section(const std::string& name, const std::function<void(ConfigVisitor&)>& body) {
+  prefix_.push_back(name);
+  try {
+    body(*this);
+  } catch (...) {
+    prefix_.pop_back();
+    throw;
+  }
+  prefix_.pop_back();
+}
+
+std::string ConfigVisitor::qualified(const std::string& key) const {
+  std::string out;
+  for (const auto& part : prefix_) {
+    if (part.empty()) continue;
+    out += part + ".";
+  }
+  return out + key;
+}
+
+namespace {
+
+struct Entry {
+  YAML::Node value;
+  std::string origin;  // "file.yaml:12" or "--set key=value"
+};
+
+std::string type_name(const bool*) { return "true or false"; }
+std::string type_name(const int*) { return "an integer"; }
+std::string type_name(const std::int64_t*) { return "an integer"; }
+std::string type_name(const double*) { return "a number"; }
+std::string type_name(const std::string*) { return "a string"; }
+std::string type_name(const std::vector<std::int64_t>*) { return "a list of integers"; }
+std::string type_name(const std::vector<double>*) { return "a list of numbers"; }
+std::string type_name(const std::vector<std::string>*) { return "a list of strings"; }
+
+std::string render(const YAML::Node& node) {
+  YAML::Emitter out;
+  out << YAML::Flow << node;
+  return out.c_str();
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string parent_of(const std::string& key) {
+  const auto dot = key.rfind('.');
+  return dot == std::string::npos ? std::string() : key.substr(0, dot);
+}
+
+/// Reads fields out of the merged entries.
+class Reader final : public ConfigVisitor {
+ public:
+  Reader(std::map<std::string, Entry>& entries, std::set<std::string>& known) : entries_(entries), known_(known) {}
+  void field(const std::string& k, bool& v, const char*) override { scalar(k, v); }
+  void field(const std::string& k, int& v, const char*) override { scalar(k, v); }
+  void field(const std::string& k, std::int64_t& v, const char*) override { scalar(k, v); }
+  void field(const std::string& k, double& v, const char*) override { scalar(k, v); }
+  void field(const std::string& k, std::string& v, const char*) override { scalar(k, v); }
+  void field(const std::string& k, std::vector<std::int64_t>& v, const char*) override { list(k, v); }
+  void field(const std::string& k, std::vector<double>& v, const char*) override { list(k, v); }
+  void field(const std::string& k, std::vector<std::string>& v, const char*) override { list(k, v); }
+
+ private:
+  const Entry* find(const std::string& key) {
+    const std::string full = qualified(key);
+    known_.insert(full);
+    const auto it = entries_.find(full);
+    return it == entries_.end() ? nullptr : &it->second;
+  }
+  [[noreturn]] void bad(const std::string& key, const Entry& entry, const std::string& expected) {
+    throw ConfigError(entry.origin, "'" + qualified(key) + "' is " + render(entry.value) + ", expected " + expected);
+  }
+  template <class T>
+  void scalar(const std::string& key, T& value) {
+    const Entry* entry = find(key);
+    if (entry == nullptr) return;
+    if (!entry->value.IsScalar()) bad(key, *entry, type_name(&value));
+    try {
+      value = entry->value.as<T>();
+    } catch (const YAML::Exception&) {
+      bad(key, *entry, type_name(&value));
+    }
+  }
+  template <class T>
+  void list(const std::string& key, std::vector<T>& value) {
+    const Entry* entry = find(key);
+    if (entry == nullptr) return;
+    if (!entry->value.IsSequence()) bad(key, *entry, type_name(&value));
+    std::vector<T> out;
+    try {
+      for (const auto& item : entry->value) {
+        if (!item.IsScalar()) bad(key, *entry, type_name(&value));
+        out.push_back(item.as<T>());
+      }
+    } catch (const YAML::Exception&) {
+      bad(key, *entry, type_name(&value));
+    }
+    value = std::move(out);
+  }
+
+  std::map<std::string, Entry>& entries_;
+  std::set<std::string>& known_;
+};
+
+/// Builds a YAML tree out of fields.
+class Emitter final : public ConfigVisitor {
+ public:
+  explicit Emitter(YAML::Node& root) : root_(root) {}
+  void field(const std::string& k, bool& v, const char*) override { put(k, v); }
+  void field(const std::string& k, int& v, const char*) override { put(k, v); }
+  void field(const std::string& k, std::int64_t& v, const char*) override { put(k, v); }
+  void field(const std::string& k, double& v, const char*) override { put(k, v); }
+  void field(const std::string& k, std::string& v, const char*) override { put(k, v); }
+  void field(const std::string& k, std::vector<std::int64_t>& v, const char*) override { put(k, v); }
+  void field(const std::string& k, std::vector<double>& v, const char*) override { put(k, v); }
+  void field(const std::string& k, std::vector<std::string>& v, const char*) override { put(k, v); }
+
+ private:
+  template <class T>
+  void put(const std::string& key, const T& value) {
+    std::stringstream parts(qualified(key));
+    std::string part;
+    std::vector<std::string> path;
+    while (std::getline(parts, part, '.')) path.push_back(part);
+    put_path(root_, path, 0, value);
+  }
+  template <class T>
+  static void put_path(YAML::Node node, const std::vector<std::string>& path, size_t i, const T& value) {
+    if (i + 1 == path.size()) {
+      node[path[i]] = value;
+      return;
+    }
+    put_path(node[path[i]], path, i + 1, value);
+  }
+  YAML::Node& root_;
+};
+
+}  // namespace
+
+struct ConfigSources::Impl {
+  std::map<std::string, Entry> entries;
+  std::set<std::string> known;
+
+  void flatten(const YAML::Node& node, const std::string& prefix, const std::string& file) {
+    for (const auto& item : node) {
+      const std::string key = item.first.as<std::string>();
+      const std::string full = prefix.empty() ? key : prefix + "." + key;
+      const std::string origin = file + ":" + std::to_string(item.first.Mark().line + 1);
+      if (key.empty() || key.find('.') != std::string::npos) {
+        throw ConfigError(origin, "key '" + key + "' is not a plain name (no dots; nest mappings instead)");
+      }
+      if (item.second.IsMap()) {
+        flatten(item.second, full, file);
+      } else if (item.second.IsNull()) {
+        throw ConfigError(origin, "'" + full + "' has no value");
+      } else {
+        entries[full] = Entry{item.second, origin};
+      }
+    }
+  }
+};
+
+ConfigSources::ConfigSources() : impl_(std::make_unique<Impl>()) {}
+ConfigSources::~ConfigSources() = default;
+ConfigSources::ConfigSources(ConfigSources&&) noexcept = default;
+ConfigSources& ConfigSources::operator=(ConfigSources&&) noexcept = default;
+
+void ConfigSources::add_text(const std::string& yaml, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(origin + ":" + std::to_string(e.mark.line + 1), "not valid YAML: " + e.msg);
+  }
+  if (root.IsNull()) return;  // an empty file sets nothing
+  if (!root.IsMap()) throw ConfigError(origin, "expected a YAML mapping of keys to values at the top level");
+  impl_->flatten(root, "", origin);
+}
+
+void ConfigSources::add_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path.string(), "cannot open the config file (expected a readable YAML file)");
+  std::stringstream text;
+  text << in.rdbuf();
+  add_text(text.str(), path.string());
+}
+
+void ConfigSources::add_override(const std::string& assignment) {
+  const std::string origin = "--set " + assignment;
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) throw ConfigError(origin, "expected KEY=VALUE, e.g. runtime.device=cpu");
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  YAML::Node value;
+  try {
+    value = YAML::Load(text);
+  } catch (const YAML::Exception&) {
+    value = YAML::Node(text);
+  }
+  if (value.IsNull()) throw ConfigError(origin, "'" + key + "' has no value");
+  if (value.IsMap()) throw ConfigError(origin, "a mapping cannot be set at once; set each 'key.sub=value'");
+  impl_->entries[key] = Entry{value, origin};
+}
+
+void ConfigSources::read(const std::string& section, const ConfigVisit& visit) {
+  Reader reader(impl_->entries, impl_->known);
+  reader.section(section, visit);
+}
+
+bool ConfigSources::contains(const std::string& key) const { return impl_->entries.count(key) != 0; }
+
+void ConfigSources::check_all_used() const {
+  for (const auto& [key, entry] : impl_->entries) {
+    if (impl_->known.count(key)) continue;
+    std::string message = "unknown key '" + key + "'";
+    std::string best;
+    size_t best_distance = 4;
+    std::vector<std::string> siblings;
+    for (const auto& known : impl_->known) {
+      const size_t distance = edit_distance(key, known);
+      if (distance < best_distance) best_distance = distance, best = known;
+      if (parent_of(known) == parent_of(key)) siblings.push_back(known.substr(parent_of(key).empty() ? 0 : parent_of(key).size() + 1));
+    }
+    if (!best.empty()) message += " (did you mean '" + best + "'?)";
+    if (!siblings.empty()) {
+      message += "; known keys" + (parent_of(key).empty() ? std::string() : " under '" + parent_of(key) + "'") + ":";
+      for (size_t i = 0; i < siblings.size(); ++i) message += (i ? ", " : " ") + siblings[i];
+    }
+    throw ConfigError(entry.origin, message);
+  }
+}
+
+struct ConfigWriter::Impl {
+  YAML::Node root{YAML::NodeType::Map};
+};
+
+ConfigWriter::ConfigWriter() : impl_(std::make_unique<Impl>()) {}
+ConfigWriter::~ConfigWriter() = default;
+
+void ConfigWriter::add(const std::string& section, const ConfigVisit& visit) {
+  Emitter emitter(impl_->root);
+  emitter.section(section, visit);
+}
+
+std::string ConfigWriter::str() const {
+  YAML::Emitter out;
+  out << impl_->root;
+  return std::string(out.c_str()) + "\n";
+}
+
+void ConfigWriter::write(const std::filesystem::path& path) const { write_file_atomic(path, str()); }
+
+}  // namespace vitruvian

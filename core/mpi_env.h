@@ -1,0 +1,58 @@
+// The process's MPI environment: init with MPI_THREAD_MULTIPLE (reporting what was granted),
+// world and node-local ranks, host name, finalize. A process started without mpirun is a
+// 1-rank world.
+#pragma once
+
+#include <string>
+
+#include "core/mpi.h"
+
+namespace vitruvian {
+
+/// "MPI_THREAD_MULTIPLE" etc. for a thread level.
+const char* thread_level_name(int level);
+
+/// RAII owner of MPI for this process. Construct once in main(); not copyable or movable.
+class MpiEnvironment {
+ public:
+  /// Initializes MPI (MPI_Init_thread asking for MPI_THREAD_MULTIPLE) unless it already is, in
+  /// which case this object borrows it and does not finalize. Records the process identity.
+  MpiEnvironment(int* argc, char*** argv);
+  MpiEnvironment(const MpiEnvironment&) = delete;
+  MpiEnvironment& operator=(const MpiEnvironment&) = delete;
+  /// Finalizes MPI if this object initialized it. Never throws.
+  ~MpiEnvironment();
+
+  const MpiComm& world() const noexcept { return world_; }
+  /// Ranks on this node (MPI_COMM_TYPE_SHARED), for device choice and hierarchical schemes.
+  const MpiComm& node_local() const noexcept { return node_local_; }
+
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return size_; }
+  int local_rank() const noexcept { return local_rank_; }
+  int local_size() const noexcept { return local_size_; }
+  const std::string& host() const noexcept { return host_; }
+
+  int thread_level_requested() const noexcept { return requested_; }
+  int thread_level_provided() const noexcept { return provided_; }
+  /// True when background threads may call MPI (async collectives).
+  bool thread_multiple() const noexcept { return provided_ >= MPI_THREAD_MULTIPLE; }
+  /// The MPI library's version string, first line (e.g. "Open MPI v4.1.4, ...").
+  std::string library_version() const;
+  /// MPI standard version "3.1".
+  std::string standard_version() const;
+
+  /// Ends the whole job from any thread (MPI_Abort on world). Never returns.
+  [[noreturn]] void abort(int exit_code) const noexcept { world_.abort(exit_code); }
+
+ private:
+  bool owns_mpi_ = false;
+  int requested_ = MPI_THREAD_MULTIPLE;
+  int provided_ = MPI_THREAD_SINGLE;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
+  std::string host_;
+  MpiComm world_;
+  MpiComm node_local_;
+};
+
+}  // namespace vitruvian

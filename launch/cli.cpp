@@ -1,0 +1,137 @@
+// CLI parsing, config resolution, error reporting and dispatch to the jobs.
+#include "launch/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <sstream>
+
+#include "core/errors.h"
+#include "core/mpi_env.h"
+#include "core/runtime.h"
+#include "launch/jobs/info.h"
+
+namespace vitruvian {
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+struct GlobalOptions {
+  std::vector<std::string> config_files;
+  std::vector<std::string> overrides;
+  std::optional<std::string> device, log_level;
+  std::optional<double> collective_timeout_s;
+  std::optional<int> threads;
+  bool log_all_ranks = false;
+  std::string save_config;
+};
+
+/// Builds the runtime config: defaults < YAML files (in order) < --set < explicit flags.
+RuntimeConfig resolve_config(const GlobalOptions& global) {
+  ConfigSources sources;
+  for (const auto& file : global.config_files) sources.add_file(file);
+  for (const auto& assignment : global.overrides) sources.add_override(assignment);
+  if (global.device) sources.add_override("runtime.device=" + *global.device);
+  if (global.log_level) sources.add_override("runtime.log_level=" + *global.log_level);
+  if (global.log_all_ranks) sources.add_override("runtime.log_all_ranks=true");
+  if (global.collective_timeout_s) sources.add_override("runtime.collective_timeout_s=" + std::to_string(*global.collective_timeout_s));
+  if (global.threads) sources.add_override("runtime.intra_op_threads=" + std::to_string(*global.threads));
+  RuntimeConfig runtime;
+  sources.read("runtime", [&](ConfigVisitor& v) { runtime.visit(v); });
+  sources.check_all_used();
+  runtime.validate();
+  return runtime;
+}
+
+/// Agrees across ranks whether every rank succeeded; the lowest failing rank reports.
+/// Returns true if all ranks are fine.
+bool all_ranks_ok(const MpiEnvironment& env, const std::string& error_line) {
+  int failing = error_line.empty() ? env.size() : env.rank();
+  int first = failing;
+  check_mpi(MPI_Allreduce(&failing, &first, 1, MPI_INT, MPI_MIN, env.world().get()), "MPI_Allreduce(status)");
+  if (!error_line.empty() && first == env.rank()) std::cerr << "vitruvian: " << error_line << std::endl;
+  return first == env.size();
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  std::unique_ptr<MpiEnvironment> env;
+  try {
+    env = std::make_unique<MpiEnvironment>(&argc, &argv);
+  } catch (const Error& e) {
+    std::cerr << "vitruvian: " << e.what() << std::endl;
+    return kExitFailure;
+  }
+  const bool quiet = env->rank() != 0;  // only rank 0 prints help and usage errors
+
+  CLI::App app{"Vitruvian: distributed 3D organ segmentation (training and inference campaigns on MPI + GPUs).\n"
+               "Run under mpirun/srun for several ranks; a lone process is a 1-rank job.",
+               "vitruvian"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global options also after the verb
+  GlobalOptions global;
+  app.add_option("-c,--config", global.config_files, "YAML config file(s), later ones override earlier")
+      ->check(CLI::ExistingFile);
+  app.add_option("--set", global.overrides, "Override a config key: --set runtime.device=cpu (repeatable)");
+  app.add_option("--device", global.device, "auto | cpu | cuda (runtime.device)");
+  app.add_option("--log-level", global.log_level, "trace | debug | info | warn | error | critical | off");
+  app.add_flag("--log-all-ranks", global.log_all_ranks, "Info lines from every rank, not only rank 0");
+  app.add_option("--collective-timeout", global.collective_timeout_s,
+                 "Seconds before a stuck collective ends the job (runtime.collective_timeout_s)");
+  app.add_option("--threads", global.threads, "LibTorch intra-op threads per rank (runtime.intra_op_threads)");
+  app.add_option("--save-config", global.save_config, "Write the resolved config as YAML to this file");
+
+  jobs::InfoOptions info_options;
+  CLI::App* info = app.add_subcommand(
+      "info", "Show ranks, hosts, devices, backends and library versions, and check an allreduce across all ranks");
+  info->add_flag("--json", info_options.json, "Print a JSON report instead of the table");
+  info->add_option("-o,--output", info_options.output, "Also write the JSON report to this file (atomically)");
+
+  std::ostringstream sink;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return quiet ? app.exit(e, sink, sink) : app.exit(e);
+  }
+
+  // Config problems are the same on every rank: agree on them and exit cleanly with one line.
+  RuntimeConfig runtime;
+  std::string error_line;
+  try {
+    runtime = resolve_config(global);
+  } catch (const Error& e) {
+    error_line = e.what();
+  }
+  if (!all_ranks_ok(*env, error_line)) return kExitUsage;
+
+  try {
+    const c10::Device device = apply_runtime(runtime, *env);
+    spdlog::debug("MPI thread level {} (asked for {})", thread_level_name(env->thread_level_provided()),
+                  thread_level_name(env->thread_level_requested()));
+    if (!global.save_config.empty() && env->rank() == 0) {
+      ConfigWriter writer;
+      writer.add("runtime", [&](ConfigVisitor& v) { runtime.visit(v); });
+      writer.write(global.save_config);
+    }
+    jobs::JobContext context{*env, runtime, device};
+    if (info->parsed()) return jobs::run_info(context, info_options);
+    return kExitUsage;
+  } catch (const Error& e) {
+    // Jobs fail on one rank while others may sit in a collective: end the whole job.
+    spdlog::error("{}", e.what());
+    const bool usage = dynamic_cast<const InputError*>(&e) != nullptr || dynamic_cast<const ConfigError*>(&e) != nullptr;
+    if (env->size() > 1) env->abort(usage ? kExitUsage : kExitFailure);
+    return usage ? kExitUsage : kExitFailure;
+  } catch (const std::exception& e) {
+    spdlog::error("unexpected error on {}: {}", describe_process(), e.what());
+    if (env->size() > 1) env->abort(kExitFailure);
+    return kExitFailure;
+  }
+}
+
+}  // namespace vitruvian

@@ -1,0 +1,152 @@
+// The info job: per-rank facts gathered over MPI, versions, and a collective self-check.
+#include "launch/jobs/info.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <set>
+#include <sstream>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/comm/communicator.h"
+#include "core/device.h"
+#include "core/version.h"
+#include "data/hdf5.h"
+
+namespace vitruvian::jobs {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+json rank_facts(const JobContext& context) {
+  const MpiEnvironment& env = context.env;
+  return json{{"rank", env.rank()},
+              {"local_rank", env.local_rank()},
+              {"local_size", env.local_size()},
+              {"host", env.host()},
+              {"pid", static_cast<long long>(::getpid())},
+              {"device", context.device.str()},
+              {"cuda_devices", cuda_device_count()},
+              {"intra_op_threads", at::get_num_threads()},
+              {"inter_op_threads", at::get_num_interop_threads()}};
+}
+
+/// Allreduce of each rank's (rank + 1) on `device`: expects n(n+1)/2 everywhere.
+json check_backend(const JobContext& context, c10::Device device) {
+  const int n = context.env.size();
+  auto comm = make_communicator(context.env.world(), device,
+                                CommunicatorOptions().timeout_s(context.runtime.collective_timeout_s).name("info"));
+  const at::Tensor value = at::full({1}, context.env.rank() + 1, at::TensorOptions().dtype(at::kDouble).device(device));
+  const auto start = std::chrono::steady_clock::now();
+  comm->allreduce(value);
+  comm->barrier();
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const double got = value.cpu().item<double>();
+  const double want = n * (n + 1) / 2.0;
+  return json{{"backend", comm->backend()}, {"device", device.str()}, {"ok", got == want}, {"sum", got},
+              {"expected", want}, {"ms", ms}};
+}
+
+std::string or_none(const std::string& text) { return text.empty() ? "none" : text; }
+
+void print_table(const json& report) {
+  const json& ranks = report["ranks"];
+  std::set<std::string> hosts;
+  for (const auto& r : ranks) hosts.insert(r["host"].get<std::string>());
+  std::printf("Vitruvian %s: %zu rank%s on %zu host%s\n", report["versions"]["vitruvian"].get<std::string>().c_str(),
+              ranks.size(), ranks.size() == 1 ? "" : "s", hosts.size(), hosts.size() == 1 ? "" : "s");
+  std::printf("\n%-5s %-6s %-24s %-8s %-8s %-6s %s\n", "rank", "local", "host", "pid", "device", "cuda", "threads");
+  for (const auto& r : ranks) {
+    const std::string local = std::to_string(r["local_rank"].get<int>()) + "/" + std::to_string(r["local_size"].get<int>());
+    const std::string threads =
+        std::to_string(r["intra_op_threads"].get<int>()) + " intra, " + std::to_string(r["inter_op_threads"].get<int>()) + " inter";
+    std::printf("%-5d %-6s %-24s %-8lld %-8s %-6d %s\n", r["rank"].get<int>(), local.c_str(),
+                r["host"].get<std::string>().c_str(), r["pid"].get<long long>(), r["device"].get<std::string>().c_str(),
+                r["cuda_devices"].get<int>(), threads.c_str());
+  }
+  std::printf("\nbackends\n");
+  for (const auto& b : report["backends"]) {
+    std::printf("  %-5s %-22s %s\n", b["name"].get<std::string>().c_str(), b["tensors"].get<std::string>().c_str(),
+                b["status"].get<std::string>().c_str());
+  }
+  std::printf("\nversions\n");
+  for (const auto& [name, value] : report["versions"].items()) {
+    std::printf("  %-16s %s\n", name.c_str(), value.get<std::string>().c_str());
+  }
+  std::printf("\nMPI threads: %s (asked for %s)\n", report["mpi_thread_level"].get<std::string>().c_str(),
+              report["mpi_thread_level_requested"].get<std::string>().c_str());
+  for (const auto& check : report["checks"]) {
+    std::printf("check: allreduce over %zu ranks on %s (%s): %s, sum %.0f (expected %.0f), %.2f ms\n", ranks.size(),
+                check["device"].get<std::string>().c_str(), check["backend"].get<std::string>().c_str(),
+                check["ok"].get<bool>() ? "ok" : "WRONG", check["sum"].get<double>(), check["expected"].get<double>(),
+                check["ms"].get<double>());
+  }
+}
+
+}  // namespace
+
+int run_info(const JobContext& context, const InfoOptions& options) {
+  const MpiEnvironment& env = context.env;
+
+  // Gather every rank's facts as JSON text through the communicator's variable-size allgather.
+  auto world = make_communicator(env.world(), c10::Device(c10::kCPU),
+                                 CommunicatorOptions().timeout_s(context.runtime.collective_timeout_s).name("info"));
+  const std::string mine = rank_facts(context).dump() + "\n";  // compact JSON: one line per rank
+  const at::Tensor bytes = at::from_blob(const_cast<char*>(mine.data()), {static_cast<std::int64_t>(mine.size())},
+                                         at::TensorOptions().dtype(at::kByte))
+                               .clone();
+  const at::Tensor gathered = world->allgatherv(bytes);
+
+  json checks = json::array();
+  checks.push_back(check_backend(context, c10::Device(c10::kCPU)));
+  if (context.device.is_cuda()) checks.push_back(check_backend(context, context.device));
+  bool all_ok = true;
+  for (const auto& c : checks) all_ok = all_ok && c["ok"].get<bool>();
+
+  if (env.rank() != 0) return all_ok ? 0 : 1;
+
+  json ranks = json::array();
+  std::istringstream lines(std::string(reinterpret_cast<const char*>(gathered.data_ptr<std::uint8_t>()),
+                                        static_cast<size_t>(gathered.numel())));
+  for (std::string line; std::getline(lines, line);) ranks.push_back(json::parse(line));
+
+  const std::string nccl_built = nccl_version_built();
+  const std::string nccl_status =
+      nccl_backend_built() ? "built (NCCL " + nccl_built + ", loaded " + or_none(nccl_version_loaded()) + ")"
+                           : "not built (configure where nvcc and NCCL are installed)";
+  json report{
+      {"versions",
+       {{"vitruvian", VITRUVIAN_VERSION},
+        {"build", std::string(VITRUVIAN_BUILD_TYPE) + ", " + VITRUVIAN_CXX_COMPILER},
+        {"libtorch", TORCH_VERSION},
+        {"mpi", env.library_version() + " (MPI " + env.standard_version() + ")"},
+        {"hdf5", data::hdf5_version()},
+        {"nccl", nccl_backend_built() ? nccl_built : std::string("none")},
+        {"cuda_runtime", or_none(cuda_runtime_version())},
+        {"cuda_driver", or_none(cuda_driver_version())},
+        {"spdlog", std::to_string(SPDLOG_VER_MAJOR) + "." + std::to_string(SPDLOG_VER_MINOR) + "." +
+                       std::to_string(SPDLOG_VER_PATCH)}}},
+      {"mpi_thread_level", thread_level_name(env.thread_level_provided())},
+      {"mpi_thread_level_requested", thread_level_name(env.thread_level_requested())},
+      {"backends",
+       json::array({json{{"name", "mpi"}, {"tensors", "CPU tensors"}, {"status", "built"}},
+                    json{{"name", "nccl"}, {"tensors", "CUDA tensors"}, {"status", nccl_status}}})},
+      {"ranks", ranks},
+      {"checks", checks}};
+
+  if (options.json) {
+    std::printf("%s\n", report.dump(2).c_str());
+  } else {
+    print_table(report);
+  }
+  std::fflush(stdout);
+  if (!options.output.empty()) write_file_atomic(options.output, report.dump(2) + "\n");
+  return all_ok ? 0 : 1;
+}
+
+}  // namespace vitruvian::jobs

@@ -1,0 +1,20 @@
+// `vitruvian info`: every rank reports its host, local rank, device and thread counts; rank 0
+// prints them with the versions of every library and backend, after checking that an
+// allreduce over all ranks gives the right answer on each available backend.
+#pragma once
+
+#include <string>
+
+#include "launch/jobs/job_context.h"
+
+namespace vitruvian::jobs {
+
+struct InfoOptions {
+  bool json = false;   ///< print JSON instead of the table
+  std::string output;  ///< also write the JSON report here (atomically); "" for none
+};
+
+/// Collective over the world. Returns the process exit code (0, or 1 if a check failed).
+int run_info(const JobContext& context, const InfoOptions& options);
+
+}  // namespace vitruvian::jobs
