@@ -23,6 +23,22 @@ const char* to_string(ReduceOp op) {
   return "?";
 }
 
+const char* dtype_name(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return "float32";
+    case at::kDouble: return "float64";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    case at::kInt: return "int32";
+    case at::kLong: return "int64";
+    case at::kByte: return "uint8";
+    case at::kChar: return "int8";
+    case at::kShort: return "int16";
+    case at::kBool: return "bool";
+    default: return c10::toString(type);
+  }
+}
+
 namespace {
 bool supported_dtype(at::ScalarType type) {
   switch (type) {
@@ -44,7 +60,7 @@ void Communicator::check_tensor(const char* collective, const char* role, const 
                                      " tensors (make_communicator picks the backend from the device)");
   }
   if (!supported_dtype(tensor.scalar_type())) {
-    throw InputError(collective, std::string(role) + " tensor has dtype " + c10::toString(tensor.scalar_type()) +
+    throw InputError(collective, std::string(role) + " tensor has dtype " + dtype_name(tensor.scalar_type()) +
                                      "; expected float32, float64, float16, bfloat16, int32, int64 or uint8");
   }
 }
@@ -60,8 +76,8 @@ void Communicator::check_allgather(const at::Tensor& input, const at::Tensor& ou
   check_tensor("allgather", "input", input);
   check_tensor("allgather", "output", output);
   if (output.scalar_type() != input.scalar_type()) {
-    throw InputError("allgather", std::string("output dtype ") + c10::toString(output.scalar_type()) +
-                                      " differs from input dtype " + c10::toString(input.scalar_type()));
+    throw InputError("allgather", std::string("output dtype ") + dtype_name(output.scalar_type()) +
+                                      " differs from input dtype " + dtype_name(input.scalar_type()));
   }
   if (output.numel() != input.numel() * size()) {
     throw InputError("allgather", "output has " + count_text(output.numel()) + "; expected " + std::to_string(size()) +
@@ -74,8 +90,8 @@ void Communicator::check_allgatherv(const at::Tensor& input, const at::Tensor& o
   check_tensor("allgatherv", "input", input);
   check_tensor("allgatherv", "output", output);
   if (output.scalar_type() != input.scalar_type()) {
-    throw InputError("allgatherv", std::string("output dtype ") + c10::toString(output.scalar_type()) +
-                                       " differs from input dtype " + c10::toString(input.scalar_type()));
+    throw InputError("allgatherv", std::string("output dtype ") + dtype_name(output.scalar_type()) +
+                                       " differs from input dtype " + dtype_name(input.scalar_type()));
   }
   if (static_cast<int>(counts.size()) != size()) {
     throw InputError("allgatherv", "counts has " + std::to_string(counts.size()) + " entries; expected one per rank (" +
@@ -99,8 +115,8 @@ void Communicator::check_reduce_scatter(const at::Tensor& input, const at::Tenso
   check_tensor("reduce_scatter", "input", input);
   check_tensor("reduce_scatter", "output", output);
   if (output.scalar_type() != input.scalar_type()) {
-    throw InputError("reduce_scatter", std::string("output dtype ") + c10::toString(output.scalar_type()) +
-                                           " differs from input dtype " + c10::toString(input.scalar_type()));
+    throw InputError("reduce_scatter", std::string("output dtype ") + dtype_name(output.scalar_type()) +
+                                           " differs from input dtype " + dtype_name(input.scalar_type()));
   }
   if (input.numel() != output.numel() * size()) {
     throw InputError("reduce_scatter", "input has " + count_text(input.numel()) + "; expected " +
@@ -114,7 +130,7 @@ std::string Communicator::describe(const char* collective, const at::Tensor* ten
   if (tensor != nullptr || detail != nullptr) {
     text += " (";
     if (detail != nullptr) text += std::string(detail) + (tensor != nullptr ? ", " : "");
-    if (tensor != nullptr) text += std::string(c10::toString(tensor->scalar_type())) + ", " + count_text(tensor->numel());
+    if (tensor != nullptr) text += std::string(dtype_name(tensor->scalar_type())) + ", " + count_text(tensor->numel());
     text += ")";
   }
   return text;

@@ -18,6 +18,8 @@ namespace vitruvian {
 
 enum class ReduceOp { kSum, kAvg, kMax, kMin };
 const char* to_string(ReduceOp op);
+/// "float32", "bfloat16", "uint8", ... (PyTorch's Python names).
+const char* dtype_name(at::ScalarType type);
 
 /// Exit code of a job ended by a collective timeout (as timeout(1)).
 constexpr int kCollectiveTimeoutExitCode = 124;

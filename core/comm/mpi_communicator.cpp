@@ -54,7 +54,7 @@ MPI_Datatype mpi_datatype(at::ScalarType type) {
     case at::kBFloat16: return MPI_UINT16_T;  // moved as 16-bit words, reduced by our own ops
     default: break;
   }
-  throw InternalError("mpi_datatype", std::string("unchecked dtype ") + c10::toString(type));
+  throw InternalError("mpi_datatype", std::string("unchecked dtype ") + dtype_name(type));
 }
 
 int mpi_count(const char* collective, std::int64_t count) {

@@ -44,7 +44,7 @@ ncclDataType_t nccl_datatype(at::ScalarType type) {
     case at::kByte: return ncclUint8;
     default: break;
   }
-  throw InternalError("nccl_datatype", std::string("unchecked dtype ") + c10::toString(type));
+  throw InternalError("nccl_datatype", std::string("unchecked dtype ") + dtype_name(type));
 }
 
 ncclRedOp_t nccl_op(ReduceOp op) {

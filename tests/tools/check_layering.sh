@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Checks that includes follow the layers: core includes none of ours above it; data and models
+# include only core; nothing includes launch/ except launch/, tests/ and benchmarks/.
+set -euo pipefail
+root="${1:-$(cd "$(dirname "$0")/../.." && pwd)}"
+status=0
+check() {  # folder, forbidden include prefixes...
+  local folder=$1; shift
+  for prefix in "$@"; do
+    if hits=$(grep -rnE "#include [\"<]${prefix}/" "$root/$folder" --include='*.h' --include='*.cpp' --include='*.cu' --include='*.cuh'); then
+      echo "layering: $folder/ must not include $prefix/:"; echo "$hits"; status=1
+    fi
+  done
+}
+check core data models launch
+check data models launch
+check models data launch
+[[ $status -eq 0 ]] && echo "layering ok: core <- data, models <- launch"
+exit $status
