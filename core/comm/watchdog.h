@@ -1,5 +1,6 @@
 // Watchdog for collectives: each communicator registers the operations in flight; a background
-// thread calls the timeout handler (which ends the job) when one outlives the limit.
+// thread, polling every limit/10 (5 ms to 250 ms), calls the timeout handler (which ends the
+// job) when one outlives the limit. Registering never wakes the thread, so it costs ~100 ns.
 #pragma once
 
 #include <chrono>

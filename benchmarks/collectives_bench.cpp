@@ -1,0 +1,320 @@
+// Collectives benchmark in the manner of nccl-tests, run under mpirun: for each message size it
+// times Vitruvian's communicator and, in the same run on the same buffers, the raw MPI call, and
+// reports time, algbw, busbw (nccl-tests' formulas), the wrapper/raw ratio and a result check.
+//
+//   launch/mpirun.sh -np 2 build/bin/collectives_bench [--min-bytes 8] [--max-bytes 256M]
+//       [--ops allreduce,allgather,reduce_scatter,broadcast] [--dtype float32] [--max-iters 200]
+//       [--benchmark_out=collectives.json --benchmark_out_format=json]
+//
+// Every rank runs the same fixed number of iterations; each iteration times raw MPI and the
+// communicator back to back (barrier, op, slowest rank's time by MPI_MAX). Rank 0 reports.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/comm/communicator.h"
+#include "core/errors.h"
+#include "core/logging.h"
+#include "core/mpi_env.h"
+
+namespace vitruvian::bench {
+namespace {
+
+struct Settings {
+  std::int64_t min_bytes = 8;
+  std::int64_t max_bytes = 256LL << 20;
+  std::vector<std::string> ops = {"allreduce", "allgather", "reduce_scatter", "broadcast"};
+  at::ScalarType dtype = at::kFloat;
+  int max_iters = 200;
+  int min_iters = 10;
+};
+
+struct Result {
+  double raw_us = 0, vit_us = 0, algbw = 0, busbw = 0;
+  std::int64_t count = 0, wrong = 0;
+};
+
+const MpiEnvironment* g_env = nullptr;
+Communicator* g_comm = nullptr;
+MPI_Comm g_raw = MPI_COMM_NULL;
+Settings g_settings;
+std::map<std::pair<std::string, std::int64_t>, Result> g_results;
+
+std::int64_t parse_bytes(const std::string& text) {
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  const std::string unit = end;
+  const double scale = unit.empty() || unit == "B" ? 1 : unit == "K" ? 1024 : unit == "M" ? 1 << 20 : unit == "G" ? 1 << 30 : -1;
+  if (end == text.c_str() || scale < 0 || value < 0) {
+    throw InputError("--min-bytes/--max-bytes", "'" + text + "' is not a size; expected e.g. 8, 64K, 256M, 1G");
+  }
+  return static_cast<std::int64_t>(value * scale);
+}
+
+MPI_Datatype raw_type(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return MPI_FLOAT;
+    case at::kDouble: return MPI_DOUBLE;
+    case at::kInt: return MPI_INT32_T;
+    case at::kLong: return MPI_INT64_T;
+    default: throw InputError("--dtype", "expected float32, float64, int32 or int64 (types raw MPI can reduce)");
+  }
+}
+
+/// nccl-tests' bus bandwidth factors.
+double bus_factor(const std::string& op, int n) {
+  if (op == "allreduce") return 2.0 * (n - 1) / n;
+  if (op == "allgather" || op == "reduce_scatter") return static_cast<double>(n - 1) / n;
+  return 1.0;
+}
+
+/// Buffers for one (op, size): `count` elements of the op's main buffer (nccl-tests' "size").
+struct Buffers {
+  at::Tensor a, b;  // allreduce/broadcast: a in place; allgather: a in, b out; reduce_scatter: a in, b out
+  std::int64_t count = 0;
+};
+
+Buffers make_buffers(const std::string& op, std::int64_t count, int n, int rank) {
+  const auto opts = at::TensorOptions().dtype(g_settings.dtype);
+  Buffers buf;
+  buf.count = count;
+  const at::Tensor values = at::arange(count, at::kLong).remainder(5).add(rank + 1).to(g_settings.dtype);
+  if (op == "allreduce" || op == "broadcast") {
+    buf.a = values;
+  } else if (op == "allgather") {
+    buf.a = values.slice(0, 0, count / n).contiguous();
+    buf.b = at::empty({count}, opts);
+  } else {
+    buf.a = values;
+    buf.b = at::empty({count / n}, opts);
+  }
+  return buf;
+}
+
+void run_raw(const std::string& op, Buffers& buf, int n) {
+  const MPI_Datatype type = raw_type(g_settings.dtype);
+  const int count = static_cast<int>(buf.count);
+  if (op == "allreduce") {
+    MPI_Allreduce(MPI_IN_PLACE, buf.a.data_ptr(), count, type, MPI_SUM, g_raw);
+  } else if (op == "allgather") {
+    MPI_Allgather(buf.a.data_ptr(), count / n, type, buf.b.data_ptr(), count / n, type, g_raw);
+  } else if (op == "reduce_scatter") {
+    MPI_Reduce_scatter_block(buf.a.data_ptr(), buf.b.data_ptr(), count / n, type, MPI_SUM, g_raw);
+  } else {
+    MPI_Bcast(buf.a.data_ptr(), count, type, 0, g_raw);
+  }
+}
+
+void run_vitruvian(const std::string& op, Buffers& buf) {
+  if (op == "allreduce") {
+    g_comm->allreduce(buf.a, ReduceOp::kSum);
+  } else if (op == "allgather") {
+    g_comm->allgather(buf.a, buf.b);
+  } else if (op == "reduce_scatter") {
+    g_comm->reduce_scatter(buf.a, buf.b, ReduceOp::kSum);
+  } else {
+    g_comm->broadcast(buf.a, 0);
+  }
+}
+
+/// One fresh op on known data, compared with the closed form; returns wrong elements (all ranks).
+std::int64_t check(const std::string& op, std::int64_t count, bool raw) {
+  const int n = g_env->size(), rank = g_env->rank();
+  Buffers buf = make_buffers(op, count, n, rank);
+  raw ? run_raw(op, buf, n) : run_vitruvian(op, buf);
+  const at::Tensor index = at::arange(count, at::kLong).remainder(5);
+  at::Tensor got, want;
+  if (op == "allreduce") {
+    got = buf.a, want = index.mul(n).add(n * (n + 1) / 2);
+  } else if (op == "broadcast") {
+    got = buf.a, want = index.add(1);
+  } else if (op == "allgather") {
+    got = buf.b;
+    const std::int64_t chunk = count / n;
+    std::vector<at::Tensor> parts;
+    for (int r = 0; r < n; ++r) parts.push_back(index.slice(0, 0, chunk).add(r + 1));
+    want = at::cat(parts);
+  } else {
+    const std::int64_t chunk = count / n;
+    got = buf.b, want = index.slice(0, rank * chunk, (rank + 1) * chunk).mul(n).add(n * (n + 1) / 2);
+  }
+  std::int64_t wrong = got.to(at::kDouble).ne(want.to(at::kDouble)).sum().item<std::int64_t>();
+  MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, g_raw);
+  return wrong;
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t mid = values.size() / 2;
+  return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
+}
+
+/// Times one op on the slowest rank: barrier, op, MPI_MAX of the elapsed time.
+double timed(const std::string& op, Buffers& buf, bool raw) {
+  MPI_Barrier(g_raw);
+  const double start = MPI_Wtime();
+  raw ? run_raw(op, buf, g_env->size()) : run_vitruvian(op, buf);
+  double elapsed = MPI_Wtime() - start;
+  MPI_Allreduce(MPI_IN_PLACE, &elapsed, 1, MPI_DOUBLE, MPI_MAX, g_raw);
+  return elapsed;
+}
+
+/// Each iteration times raw MPI and Vitruvian back to back on the same buffers (alternating
+/// which goes first), so both see the same machine state; the benchmark's own time is
+/// Vitruvian's, raw MPI's is in counters, and the ratio compares medians.
+void bench_collective(benchmark::State& state, const std::string& op, std::int64_t bytes) {
+  const int n = g_env->size();
+  const std::int64_t element = static_cast<std::int64_t>(c10::elementSize(g_settings.dtype));
+  const std::int64_t count = std::max<std::int64_t>(bytes / element / n, 1) * n;  // a multiple of n
+  Buffers buf = make_buffers(op, count, n, g_env->rank());
+  for (int i = 0; i < 2; ++i) timed(op, buf, true), timed(op, buf, false);  // warm-up
+
+  std::vector<double> raw_times, vit_times;
+  for (auto _ : state) {
+    const bool raw_first = raw_times.size() % 2 == 0;
+    double vit = 0;
+    if (raw_first) raw_times.push_back(timed(op, buf, true));
+    vit = timed(op, buf, false);
+    if (!raw_first) raw_times.push_back(timed(op, buf, true));
+    vit_times.push_back(vit);
+    state.SetIterationTime(vit);
+  }
+  const double raw_s = median(raw_times), vit_s = median(vit_times);
+  const double size_bytes = static_cast<double>(count * element);
+  const double algbw = size_bytes / vit_s / 1e9;
+  const std::int64_t wrong = check(op, count, true) + check(op, count, false);
+  state.counters["bytes"] = size_bytes;
+  state.counters["algbw_GBps"] = algbw;
+  state.counters["busbw_GBps"] = algbw * bus_factor(op, n);
+  state.counters["raw_mpi_median_us"] = raw_s * 1e6;
+  state.counters["vitruvian_median_us"] = vit_s * 1e6;
+  state.counters["vs_raw_mpi"] = raw_s / vit_s;
+  state.counters["wrong"] = static_cast<double>(wrong);
+
+  Result& result = g_results[{op, count * element}];
+  result = Result{raw_s * 1e6, vit_s * 1e6, algbw, algbw * bus_factor(op, n), count, wrong};
+  if (wrong > 0) state.SkipWithError("result check failed");
+}
+
+class NullReporter : public benchmark::BenchmarkReporter {
+ public:
+  bool ReportContext(const Context&) override { return true; }
+  void ReportRuns(const std::vector<Run>&) override {}
+};
+
+void print_summary() {
+  std::printf("\n# %d ranks, dtype %s, time = slowest rank per op, median over iterations\n", g_env->size(),
+              dtype_name(g_settings.dtype));
+  std::printf("# %-14s %12s %12s %12s %12s %10s %10s %9s %6s\n", "op", "size(B)", "count", "raw MPI(us)",
+              "vitruvian(us)", "algbw GB/s", "busbw GB/s", "vit/raw", "wrong");
+  double worst = 1e9;
+  std::string worst_at;
+  for (const auto& [key, r] : g_results) {
+    if (r.vit_us <= 0 || r.raw_us <= 0) continue;
+    const double ratio = r.raw_us / r.vit_us;
+    std::printf("  %-14s %12lld %12lld %12.2f %12.2f %10.3f %10.3f %9.3f %6lld\n", key.first.c_str(),
+                static_cast<long long>(key.second), static_cast<long long>(r.count), r.raw_us, r.vit_us, r.algbw,
+                r.busbw, ratio, static_cast<long long>(r.wrong));
+    if (key.second >= (1 << 20) && ratio < worst) worst = ratio, worst_at = key.first + " " + std::to_string(key.second) + " B";
+  }
+  if (!worst_at.empty()) {
+    std::printf("# target: vitruvian >= 0.9 x raw MPI speed at >= 1 MiB: %s (lowest %.3f, %s)\n",
+                worst >= 0.9 ? "met" : "NOT met", worst, worst_at.c_str());
+  }
+}
+
+}  // namespace
+}  // namespace vitruvian::bench
+
+int main(int argc, char** argv) {
+  using namespace vitruvian;
+  using namespace vitruvian::bench;
+  MpiEnvironment env(&argc, &argv);
+  g_env = &env;
+  init_logging({"warn", false}, env.rank(), env.size(), env.host());
+  at::set_num_threads(1);
+
+  // Our flags first; the rest goes to Google Benchmark. Only rank 0 writes --benchmark_out.
+  std::vector<char*> rest = {argv[0]};
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      auto value = [&]() -> std::string {
+        if (i + 1 >= argc) throw InputError(arg, "expects a value");
+        return argv[++i];
+      };
+      if (arg == "--min-bytes") {
+        g_settings.min_bytes = parse_bytes(value());
+      } else if (arg == "--max-bytes") {
+        g_settings.max_bytes = parse_bytes(value());
+      } else if (arg == "--max-iters") {
+        g_settings.max_iters = std::max(1, std::stoi(value()));
+        g_settings.min_iters = std::min(g_settings.min_iters, g_settings.max_iters);
+      } else if (arg == "--dtype") {
+        const std::string name = value();
+        const std::map<std::string, at::ScalarType> types = {
+            {"float32", at::kFloat}, {"float64", at::kDouble}, {"int32", at::kInt}, {"int64", at::kLong}};
+        if (!types.count(name)) throw InputError("--dtype", "'" + name + "': expected float32, float64, int32 or int64");
+        g_settings.dtype = types.at(name);
+      } else if (arg == "--ops") {
+        g_settings.ops.clear();
+        std::string list = value();
+        for (size_t start = 0; start <= list.size();) {
+          const size_t comma = std::min(list.find(',', start), list.size());
+          const std::string op = list.substr(start, comma - start);
+          if (op != "allreduce" && op != "allgather" && op != "reduce_scatter" && op != "broadcast") {
+            throw InputError("--ops", "'" + op + "': expected allreduce, allgather, reduce_scatter or broadcast");
+          }
+          g_settings.ops.push_back(op);
+          start = comma + 1;
+        }
+      } else if (env.rank() != 0 && arg.rfind("--benchmark_out", 0) == 0) {
+        if (arg.find('=') == std::string::npos) ++i;
+      } else {
+        rest.push_back(argv[i]);
+      }
+    }
+  } catch (const Error& e) {
+    if (env.rank() == 0) std::fprintf(stderr, "collectives_bench: %s\n", e.what());
+    return 2;
+  }
+  int rest_count = static_cast<int>(rest.size());
+  benchmark::Initialize(&rest_count, rest.data());
+
+  auto comm = make_communicator(env.world(), c10::Device(c10::kCPU), CommunicatorOptions().timeout_s(600));
+  MpiComm raw = env.world().dup();
+  g_comm = comm.get();
+  g_raw = raw.get();
+
+  for (const std::string& op : g_settings.ops) {
+    for (std::int64_t bytes = g_settings.min_bytes; bytes <= g_settings.max_bytes; bytes *= 2) {
+      // Same iteration count on every rank: ~64 MiB moved per measurement, within [min, max].
+      const auto iterations = static_cast<benchmark::IterationCount>(
+          std::clamp<std::int64_t>((64LL << 20) / std::max<std::int64_t>(bytes, 1), g_settings.min_iters, g_settings.max_iters));
+      const std::string name = op + "/" + std::to_string(bytes);
+      benchmark::RegisterBenchmark(name.c_str(), [op, bytes](benchmark::State& s) { bench_collective(s, op, bytes); })
+          ->Iterations(iterations)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+
+  if (env.rank() == 0) {
+    benchmark::RunSpecifiedBenchmarks();
+    print_summary();
+  } else {
+    NullReporter quiet;
+    benchmark::RunSpecifiedBenchmarks(&quiet);
+  }
+  benchmark::Shutdown();
+  g_comm = nullptr;
+  return 0;
+}

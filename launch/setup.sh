@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what Vitruvian needs to build, test and run, from Debian's packages. Idempotent:
+# when everything is installed it prints nothing and changes nothing. Runs apt-get as root
+# (directly, or through sudo when started by another user).
+set -euo pipefail
+
+packages=(
+  build-essential cmake ccache pkg-config
+  libtorch-dev                          # LibTorch (CPU build) and its headers
+  libopenmpi-dev openmpi-bin            # MPI runtime and mpirun
+  libhdf5-dev                           # volume store
+  libyaml-cpp-dev nlohmann-json3-dev    # config and reports
+  libcli11-dev libspdlog-dev libfmt-dev # command line and logging
+  libgtest-dev libbenchmark-dev         # tests and benchmarks
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+((${#missing[@]} == 0)) && exit 0
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+log=$(mktemp /tmp/vitruvian-setup.XXXXXX.log)
+echo "setup: installing ${missing[*]} (log: $log)"
+if ! { "${sudo[@]}" apt-get update -qq &&
+       "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+     >"$log" 2>&1; then
+  echo "setup: apt-get failed; last lines of $log:" >&2
+  tail -n 20 "$log" >&2
+  exit 1
+fi
+echo "setup: done"
