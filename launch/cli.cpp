@@ -91,6 +91,7 @@ int run_cli(int argc, char** argv) {
       "info", "Show ranks, hosts, devices, backends and library versions, and check an allreduce across all ranks");
   info->add_flag("--json", info_options.json, "Print a JSON report instead of the table");
   info->add_option("-o,--output", info_options.output, "Also write the JSON report to this file (atomically)");
+  info->footer("Global options (--config, --set, --device, --log-level, ...): vitruvian --help");
 
   std::ostringstream sink;
   try {
@@ -111,8 +112,12 @@ int run_cli(int argc, char** argv) {
 
   try {
     const c10::Device device = apply_runtime(runtime, *env);
-    spdlog::debug("MPI thread level {} (asked for {})", thread_level_name(env->thread_level_provided()),
-                  thread_level_name(env->thread_level_requested()));
+    if (!env->thread_multiple()) {
+      spdlog::warn("MPI granted {} (asked for {}): async collectives run inline, without overlap",
+                   thread_level_name(env->thread_level_provided()), thread_level_name(env->thread_level_requested()));
+    } else {
+      spdlog::debug("MPI granted {}", thread_level_name(env->thread_level_provided()));
+    }
     if (!global.save_config.empty() && env->rank() == 0) {
       ConfigWriter writer;
       writer.add("runtime", [&](ConfigVisitor& v) { runtime.visit(v); });

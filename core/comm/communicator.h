@@ -51,10 +51,21 @@ class CommunicatorOptions {
     return *this;
   }
   const std::string& name() const noexcept { return name_; }
+  /// MPI backend: allreduce moves at most this many bytes per MPI call; reduce_scatter inputs
+  /// larger than twice this go in packed pieces of at most this size.
+  /// OpenMPI allocates a temporary as large as the message; from 32 MiB on glibc maps it fresh
+  /// (page faults) on every call, which made one 32 MiB allreduce 30x slower than two of
+  /// 16 MiB on the reference machine (docs/PERFORMANCE.md). Must be >= 1.
+  CommunicatorOptions& mpi_chunk_bytes(std::int64_t bytes) {
+    mpi_chunk_bytes_ = bytes;
+    return *this;
+  }
+  std::int64_t mpi_chunk_bytes() const noexcept { return mpi_chunk_bytes_; }
 
  private:
   double timeout_s_ = 600.0;
   std::string name_ = "world";
+  std::int64_t mpi_chunk_bytes_ = 16LL << 20;
 };
 
 /// Collective communication among the ranks of one group. Every rank must issue the same

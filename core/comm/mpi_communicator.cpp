@@ -110,6 +110,10 @@ MpiCommunicator::MpiCommunicator(MpiComm comm, CommunicatorOptions options)
                   std::fflush(stderr);
                   MpiComm::world().abort(kCollectiveTimeoutExitCode);
                 }) {
+  if (options_.mpi_chunk_bytes() < 1) {
+    throw InputError("CommunicatorOptions::mpi_chunk_bytes",
+                     std::to_string(options_.mpi_chunk_bytes()) + " is not a size; expected >= 1 byte");
+  }
   int provided = MPI_THREAD_SINGLE;
   check_mpi(MPI_Query_thread(&provided), "MPI_Query_thread");
   async_threads_ = provided >= MPI_THREAD_MULTIPLE;
@@ -140,6 +144,11 @@ MpiCommunicator::~MpiCommunicator() {
       }
     }
   }
+}
+
+std::int64_t MpiCommunicator::chunk_elements(std::int64_t element_size, int blocks) const {
+  const std::int64_t elements = options_.mpi_chunk_bytes() / (element_size * blocks);
+  return std::clamp<std::int64_t>(elements, 1, INT_MAX);
 }
 
 MPI_Op MpiCommunicator::reduction(ReduceOp op, at::ScalarType type) const {
@@ -204,20 +213,21 @@ WorkHandle MpiCommunicator::issue_allreduce(const at::Tensor& tensor, ReduceOp o
   Staged staged(tensor);
   const MPI_Op mpi_op = reduction(op, tensor.scalar_type());
   const int size = size_;
+  const std::int64_t piece = chunk_elements(tensor.element_size(), 1);
   MPI_Comm comm = comm_.get();
-  return submit(describe("allreduce", &tensor, to_string(op)), [staged, op, mpi_op, size, comm] {
+  return submit(describe("allreduce", &tensor, to_string(op)), [staged, op, mpi_op, size, piece, comm] {
     const MPI_Datatype type = mpi_datatype(staged.buffer.scalar_type());
     const std::int64_t total = staged.buffer.numel();
     const std::int64_t element_size = staged.buffer.element_size();
     char* base = static_cast<char*>(staged.data());
-    // MPI counts are 32-bit: reduce very large tensors in chunks.
-    for (std::int64_t offset = 0; offset < total || offset == 0; offset += INT_MAX) {
-      const int count = static_cast<int>(std::min<std::int64_t>(INT_MAX, total - offset));
+    std::int64_t offset = 0;
+    do {  // at least one call, so a 0-element allreduce still matches the peers' calls
+      const int count = static_cast<int>(std::min(piece, total - offset));
       check_mpi(MPI_Allreduce(MPI_IN_PLACE, base == nullptr ? nullptr : base + offset * element_size, count, type,
                               mpi_op, comm),
                 "MPI_Allreduce");
-      if (total == 0) break;
-    }
+      offset += count;
+    } while (offset < total);
     if (op == ReduceOp::kAvg) divide_for_average(staged.buffer, size);
     staged.write_back();
   }, async);
@@ -290,12 +300,29 @@ WorkHandle MpiCommunicator::issue_reduce_scatter(const at::Tensor& input, const 
   Staged out(output);
   const MPI_Op mpi_op = reduction(op, input.scalar_type());
   const int size = size_;
+  const std::int64_t piece = chunk_elements(input.element_size(), size_);
   MPI_Comm comm = comm_.get();
-  return submit(describe("reduce_scatter", &input, to_string(op)), [in, out, op, mpi_op, size, comm] {
+  return submit(describe("reduce_scatter", &input, to_string(op)), [in, out, op, mpi_op, size, piece, comm] {
     const MPI_Datatype type = mpi_datatype(in.scalar_type());
-    const int count = static_cast<int>(out.buffer.numel());
-    check_mpi(MPI_Reduce_scatter_block(in.numel() == 0 ? nullptr : in.data_ptr(), out.data(), count, type, mpi_op, comm),
-              "MPI_Reduce_scatter_block");
+    const std::int64_t count = out.buffer.numel();
+    // Splitting costs a packing copy, so only inputs past 2 x mpi_chunk_bytes (where the
+    // single call's page-fault cliff was measured) go in pieces.
+    if (count <= 2 * piece) {
+      check_mpi(MPI_Reduce_scatter_block(in.numel() == 0 ? nullptr : in.data_ptr(), out.data(), static_cast<int>(count),
+                                         type, mpi_op, comm),
+                "MPI_Reduce_scatter_block");
+    } else {
+      // Pieces of each rank's block, packed [size, piece] so every call stays under the chunk.
+      const at::Tensor blocks = in.view({size, count});
+      char* result = static_cast<char*>(out.data());
+      for (std::int64_t offset = 0; offset < count; offset += piece) {
+        const std::int64_t length = std::min(piece, count - offset);
+        const at::Tensor packed = blocks.slice(1, offset, offset + length).contiguous();
+        check_mpi(MPI_Reduce_scatter_block(packed.data_ptr(), result + offset * out.buffer.element_size(),
+                                           static_cast<int>(length), type, mpi_op, comm),
+                  "MPI_Reduce_scatter_block");
+      }
+    }
     if (op == ReduceOp::kAvg) divide_for_average(out.buffer, size);
     out.write_back();
   }, async);

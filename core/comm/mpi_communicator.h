@@ -1,6 +1,7 @@
 // MPI backend for CPU tensors. Blocking calls run inline on the caller's thread (after any
 // queued async work); async calls run in order on one worker thread per communicator, so they
 // progress while the caller computes. float16/bfloat16 reductions use MPI user-defined ops.
+// Reductions go in pieces of at most CommunicatorOptions::mpi_chunk_bytes.
 #pragma once
 
 #include <condition_variable>
@@ -55,6 +56,8 @@ class MpiCommunicator final : public Communicator {
   void execute(MpiWork& work, const std::string& what, const Task& task);
   void worker_loop();
   MPI_Op reduction(ReduceOp op, at::ScalarType type) const;
+  /// Elements per MPI call so that `blocks` blocks of them stay within mpi_chunk_bytes.
+  std::int64_t chunk_elements(std::int64_t element_size, int blocks) const;
   std::unique_ptr<Communicator> wrap(MpiComm comm, const std::string& suffix);
 
   MpiComm comm_;

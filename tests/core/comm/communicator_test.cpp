@@ -280,3 +280,38 @@ TEST_F(CommunicatorTest, FactoryRejectsDevicesWithoutBackend) {
 
 }  // namespace
 }  // namespace vitruvian
+
+namespace vitruvian {
+namespace {
+
+// Tiny pieces put chunk boundaries at odd offsets: results must not depend on the chunking.
+TEST(MpiChunking, ReductionsInPiecesMatchClosedForm) {
+  for (std::int64_t chunk_bytes : {std::int64_t{1}, std::int64_t{24}, std::int64_t{1000}}) {
+    auto comm = make_communicator(testing::mpi().world(), c10::Device(c10::kCPU),
+                                  CommunicatorOptions().timeout_s(120).mpi_chunk_bytes(chunk_bytes));
+    const int n = comm->size(), r = comm->rank();
+    for (at::ScalarType dtype : {at::kFloat, at::kHalf, at::kLong, at::kByte}) {
+      const at::Tensor base = at::arange(1001, at::kLong).remainder(7).add(1);
+      at::Tensor t = base.mul(r + 1).to(dtype);
+      comm->allreduce(t, ReduceOp::kSum);
+      EXPECT_TRUE(at::equal(t, base.mul(n * (n + 1) / 2).to(dtype))) << chunk_bytes << " " << dtype_name(dtype);
+      at::Tensor avg = base.mul(r + 1).to(dtype);
+      comm->allreduce(avg, ReduceOp::kAvg);
+      const at::Tensor want_avg = at::isFloatingType(dtype) ? base.to(at::kDouble).mul(n * (n + 1) / 2).div(n).to(dtype)
+                                                            : base.mul(n * (n + 1) / 2).div(n, "trunc").to(dtype);
+      EXPECT_TRUE(at::equal(avg, want_avg)) << chunk_bytes << " " << dtype_name(dtype);
+
+      const std::int64_t block = 1001;
+      const at::Tensor full = at::arange(n * block, at::kLong).remainder(7).add(1);
+      at::Tensor out = at::full({block}, 99, at::TensorOptions().dtype(dtype));
+      comm->reduce_scatter(full.mul(r + 1).to(dtype), out, ReduceOp::kMax);
+      EXPECT_TRUE(at::equal(out, full.slice(0, r * block, (r + 1) * block).mul(n).to(dtype)))
+          << chunk_bytes << " " << dtype_name(dtype);
+    }
+  }
+  EXPECT_THROW(make_communicator(testing::mpi().world(), c10::Device(c10::kCPU), CommunicatorOptions().mpi_chunk_bytes(0)),
+               InputError);
+}
+
+}  // namespace
+}  // namespace vitruvian
