@@ -1,6 +1,6 @@
 // The process's MPI environment: init with MPI_THREAD_MULTIPLE (reporting what was granted),
 // world and node-local ranks, host name, finalize. A process started without mpirun is a
-// 1-rank world.
+// 1-rank world. Also pins glibc's malloc thresholds so large message buffers stay mapped.
 #pragma once
 
 #include <string>
@@ -42,11 +42,16 @@ class MpiEnvironment {
   /// MPI standard version "3.1".
   std::string standard_version() const;
 
+  /// True if start-up pinned glibc's malloc thresholds (see mpi_env.cpp); false if the user set
+  /// MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ or VITRUVIAN_MALLOC_TUNING=0.
+  bool malloc_pinned() const noexcept { return malloc_pinned_; }
+
   /// Ends the whole job from any thread (MPI_Abort on world). Never returns.
   [[noreturn]] void abort(int exit_code) const noexcept { world_.abort(exit_code); }
 
  private:
   bool owns_mpi_ = false;
+  bool malloc_pinned_ = false;
   int requested_ = MPI_THREAD_MULTIPLE;
   int provided_ = MPI_THREAD_SINGLE;
   int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;

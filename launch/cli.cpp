@@ -47,13 +47,13 @@ RuntimeConfig resolve_config(const GlobalOptions& global) {
   return runtime;
 }
 
-/// Agrees across ranks whether every rank succeeded; the lowest failing rank reports.
-/// Returns true if all ranks are fine.
-bool all_ranks_ok(const MpiEnvironment& env, const std::string& error_line) {
-  int failing = error_line.empty() ? env.size() : env.rank();
+/// Agrees across ranks whether every rank succeeded (a file may exist on one node only); the
+/// lowest failing rank prints its message. Returns true if all ranks are fine.
+bool all_ranks_ok(const MpiEnvironment& env, const std::string& message) {
+  int failing = message.empty() ? env.size() : env.rank();
   int first = failing;
   check_mpi(MPI_Allreduce(&failing, &first, 1, MPI_INT, MPI_MIN, env.world().get()), "MPI_Allreduce(status)");
-  if (!error_line.empty() && first == env.rank()) std::cerr << "vitruvian: " << error_line << std::endl;
+  if (!message.empty() && first == env.rank()) std::cerr << message << std::flush;
   return first == env.size();
 }
 
@@ -93,20 +93,28 @@ int run_cli(int argc, char** argv) {
   info->add_option("-o,--output", info_options.output, "Also write the JSON report to this file (atomically)");
   info->footer("Global options (--config, --set, --device, --log-level, ...): vitruvian --help");
 
-  std::ostringstream sink;
+  std::string parse_error;
+  int parse_code = 0;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return quiet ? app.exit(e, sink, sink) : app.exit(e);
+    if (e.get_exit_code() == 0) {  // --help: the same on every rank, printed by rank 0
+      std::ostringstream sink;
+      return quiet ? app.exit(e, sink, sink) : app.exit(e);
+    }
+    std::ostringstream out;
+    parse_code = app.exit(e, out, out);
+    parse_error = out.str();
   }
+  if (!all_ranks_ok(*env, parse_error)) return parse_code != 0 ? parse_code : kExitUsage;
 
-  // Config problems are the same on every rank: agree on them and exit cleanly with one line.
+  // Config problems: agree on them across ranks and exit cleanly with one line.
   RuntimeConfig runtime;
   std::string error_line;
   try {
     runtime = resolve_config(global);
   } catch (const Error& e) {
-    error_line = e.what();
+    error_line = std::string("vitruvian: ") + e.what() + "\n";
   }
   if (!all_ranks_ok(*env, error_line)) return kExitUsage;
 

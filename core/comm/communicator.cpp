@@ -49,6 +49,12 @@ bool supported_dtype(at::ScalarType type) {
       return false;
   }
 }
+void check_same_dtype(const char* collective, const at::Tensor& input, const at::Tensor& output) {
+  if (output.scalar_type() != input.scalar_type()) {
+    throw InputError(collective, std::string("output dtype ") + dtype_name(output.scalar_type()) +
+                                     " differs from input dtype " + dtype_name(input.scalar_type()));
+  }
+}
 std::string count_text(std::int64_t n) { return std::to_string(n) + (n == 1 ? " element" : " elements"); }
 }  // namespace
 
@@ -58,6 +64,11 @@ void Communicator::check_tensor(const char* collective, const char* role, const 
     throw InputError(collective, std::string(role) + " tensor is on " + tensor.device().str() + " but the '" + backend() +
                                      "' communicator takes " + c10::DeviceTypeName(device_type(), true) +
                                      " tensors (make_communicator picks the backend from the device)");
+  }
+  if (device_index() >= 0 && tensor.device().index() != device_index()) {
+    throw InputError(collective, std::string(role) + " tensor is on " + tensor.device().str() +
+                                     " but this communicator serves " + c10::DeviceTypeName(device_type(), true) + ":" +
+                                     std::to_string(device_index()));
   }
   if (!supported_dtype(tensor.scalar_type())) {
     throw InputError(collective, std::string(role) + " tensor has dtype " + dtype_name(tensor.scalar_type()) +
@@ -75,10 +86,7 @@ void Communicator::check_root(const char* collective, int root) const {
 void Communicator::check_allgather(const at::Tensor& input, const at::Tensor& output) const {
   check_tensor("allgather", "input", input);
   check_tensor("allgather", "output", output);
-  if (output.scalar_type() != input.scalar_type()) {
-    throw InputError("allgather", std::string("output dtype ") + dtype_name(output.scalar_type()) +
-                                      " differs from input dtype " + dtype_name(input.scalar_type()));
-  }
+  check_same_dtype("allgather", input, output);
   if (output.numel() != input.numel() * size()) {
     throw InputError("allgather", "output has " + count_text(output.numel()) + "; expected " + std::to_string(size()) +
                                       " ranks x " + count_text(input.numel()) + " = " + std::to_string(input.numel() * size()));
@@ -89,10 +97,7 @@ void Communicator::check_allgatherv(const at::Tensor& input, const at::Tensor& o
                                     const std::vector<std::int64_t>& counts) const {
   check_tensor("allgatherv", "input", input);
   check_tensor("allgatherv", "output", output);
-  if (output.scalar_type() != input.scalar_type()) {
-    throw InputError("allgatherv", std::string("output dtype ") + dtype_name(output.scalar_type()) +
-                                       " differs from input dtype " + dtype_name(input.scalar_type()));
-  }
+  check_same_dtype("allgatherv", input, output);
   if (static_cast<int>(counts.size()) != size()) {
     throw InputError("allgatherv", "counts has " + std::to_string(counts.size()) + " entries; expected one per rank (" +
                                        std::to_string(size()) + ")");
@@ -114,10 +119,7 @@ void Communicator::check_allgatherv(const at::Tensor& input, const at::Tensor& o
 void Communicator::check_reduce_scatter(const at::Tensor& input, const at::Tensor& output) const {
   check_tensor("reduce_scatter", "input", input);
   check_tensor("reduce_scatter", "output", output);
-  if (output.scalar_type() != input.scalar_type()) {
-    throw InputError("reduce_scatter", std::string("output dtype ") + dtype_name(output.scalar_type()) +
-                                           " differs from input dtype " + dtype_name(input.scalar_type()));
-  }
+  check_same_dtype("reduce_scatter", input, output);
   if (input.numel() != output.numel() * size()) {
     throw InputError("reduce_scatter", "input has " + count_text(input.numel()) + "; expected " +
                                            std::to_string(size()) + " ranks x " + count_text(output.numel()) + " = " +
@@ -140,24 +142,23 @@ at::Tensor Communicator::allgatherv(const at::Tensor& input) {
   check_tensor("allgatherv", "input", input);
   if (input.dim() == 0) throw InputError("allgatherv", "input is a scalar; expected at least one dimension");
   const auto cpu_long = at::TensorOptions().dtype(at::kLong);
-  // Each rank's row count and elements per row, exchanged with this communicator's own backend.
-  at::Tensor mine = at::tensor({input.size(0), input.numel() / std::max<std::int64_t>(input.size(0), 1)}, cpu_long)
-                        .to(input.device());
+  // Each rank's row count and elements per row (product of the trailing dimensions, known even
+  // for a rank with no rows), exchanged with this communicator's own backend.
+  std::int64_t row_size = 1;
+  for (std::int64_t d = 1; d < input.dim(); ++d) row_size *= input.size(d);
+  at::Tensor mine = at::tensor({input.size(0), row_size}, cpu_long).to(input.device());
   at::Tensor all = at::empty({size(), 2}, cpu_long.device(input.device()));
   allgather(mine, all);
   const at::Tensor shapes = all.cpu();
   const auto* values = shapes.data_ptr<std::int64_t>();
   std::vector<std::int64_t> counts(static_cast<size_t>(size()));
-  std::int64_t rows = 0, row_size = -1;
+  std::int64_t rows = 0;
   for (int r = 0; r < size(); ++r) {
     const std::int64_t r_rows = values[2 * r], r_row_size = values[2 * r + 1];
-    if (r_rows > 0) {
-      if (row_size >= 0 && r_row_size != row_size) {
-        throw InputError("allgatherv", "rank " + std::to_string(r) + " sends rows of " + std::to_string(r_row_size) +
-                                           " elements but an earlier rank sends rows of " + std::to_string(row_size) +
-                                           "; trailing dimensions must agree across ranks");
-      }
-      row_size = r_row_size;
+    if (r_row_size != values[1]) {  // every rank sees the same table, so every rank throws
+      throw InputError("allgatherv", "rank " + std::to_string(r) + " sends rows of " + std::to_string(r_row_size) +
+                                         " elements but rank 0 sends rows of " + std::to_string(values[1]) +
+                                         "; trailing dimensions must agree across ranks");
     }
     counts[static_cast<size_t>(r)] = r_rows * r_row_size;
     rows += r_rows;

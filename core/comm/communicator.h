@@ -140,6 +140,8 @@ class Communicator {
                                           bool async) = 0;
   virtual WorkHandle issue_barrier(bool async) = 0;
 
+  /// The device index tensors must be on, or -1 for any (CPU).
+  virtual int device_index() const { return -1; }
   // Argument checks shared by the backends; each throws InputError naming the collective.
   void check_tensor(const char* collective, const char* role, const at::Tensor& tensor) const;
   void check_allgather(const at::Tensor& input, const at::Tensor& output) const;

@@ -2,6 +2,7 @@
 #include "core/comm/mpi_communicator.h"
 
 #include <ATen/ATen.h>
+#include <ATen/ThreadLocalState.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <spdlog/spdlog.h>
@@ -108,7 +109,7 @@ MpiCommunicator::MpiCommunicator(MpiComm comm, CommunicatorOptions options)
                   spdlog::critical("{}", message);
                   std::fprintf(stderr, "vitruvian: %s\n", message.c_str());
                   std::fflush(stderr);
-                  MpiComm::world().abort(kCollectiveTimeoutExitCode);
+                  MPI_Abort(MPI_COMM_WORLD, kCollectiveTimeoutExitCode);
                 }) {
   if (options_.mpi_chunk_bytes() < 1) {
     throw InputError("CommunicatorOptions::mpi_chunk_bytes",
@@ -175,6 +176,12 @@ WorkHandle MpiCommunicator::submit(std::string what, Task task, bool async) {
   auto work = std::make_shared<MpiWork>();
   std::lock_guard<std::mutex> issue(issue_mutex_);
   if (async && async_threads_) {
+    // Run with the issuing thread's LibTorch state (grad mode, inference mode, ...), as the
+    // blocking form does.
+    task = [state = at::ThreadLocalState(), inner = std::move(task)] {
+      at::ThreadLocalStateGuard guard(state);
+      inner();
+    };
     {
       std::lock_guard<std::mutex> lock(queue_mutex_);
       if (!worker_.joinable()) worker_ = std::thread([this] { worker_loop(); });

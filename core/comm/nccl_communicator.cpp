@@ -68,18 +68,64 @@ cudaStream_t compute_stream(int device) {
 #endif
 }
 
-class DeviceGuard {
+/// A contiguous buffer for `tensor` and, if one had to be made, the copy back into `tensor`
+/// (run by Work::wait() on the caller's stream). In-place collectives keep the values.
+struct Staged {
+  at::Tensor buffer;
+  std::function<void()> copy_back;
+};
+Staged stage(const at::Tensor& tensor, bool keep_values) {
+  if (tensor.is_contiguous()) return {tensor, nullptr};
+  const at::Tensor buffer = keep_values ? tensor.contiguous() : at::empty_like(tensor, at::MemoryFormat::Contiguous);
+  return {buffer, [tensor, buffer] { tensor.copy_(buffer); }};
+}
+
+/// Makes `device` current on the calling thread. Never switches back: restoring device 0 would
+/// create a CUDA context there for every rank (CUDA 12+ creates contexts on cudaSetDevice).
+void use_device(int device) {
+  int current = -1;
+  check_cuda(cudaGetDevice(&current), "cudaGetDevice");
+  if (current != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
+}
+
+/// Closes an NCCL group on every path, so a failed launch never leaves later calls queued in it.
+class NcclGroup {
  public:
-  explicit DeviceGuard(int device) {
-    check_cuda(cudaGetDevice(&previous_), "cudaGetDevice");
-    if (previous_ != device) check_cuda(cudaSetDevice(device), "cudaSetDevice");
+  explicit NcclGroup(ncclComm_t comm) : comm_(comm) { check_nccl(ncclGroupStart(), "ncclGroupStart"); }
+  NcclGroup(const NcclGroup&) = delete;
+  NcclGroup& operator=(const NcclGroup&) = delete;
+  ~NcclGroup() {
+    if (open_) ncclGroupEnd();
   }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  void end() {
+    open_ = false;
+    check_nccl(ncclGroupEnd(), "ncclGroupEnd", comm_);
+  }
 
  private:
-  int previous_ = 0;
+  ncclComm_t comm_;
+  bool open_ = true;
+};
+
+/// A completion event shared by a Work and its watchdog entry, so the watchdog keeps watching a
+/// collective whose handle the caller already dropped.
+class CompletionEvent {
+ public:
+  CompletionEvent() { check_cuda(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "cudaEventCreateWithFlags"); }
+  CompletionEvent(const CompletionEvent&) = delete;
+  CompletionEvent& operator=(const CompletionEvent&) = delete;
+  ~CompletionEvent() { cudaEventDestroy(event_); }
+  cudaEvent_t get() const { return event_; }
+  /// True once the work before the event has run; throws CudaError on a device error.
+  bool done() const {
+    const cudaError_t state = cudaEventQuery(event_);
+    if (state == cudaErrorNotReady) return false;
+    check_cuda(state, "cudaEventQuery");
+    return true;
+  }
+
+ private:
+  cudaEvent_t event_ = nullptr;
 };
 
 }  // namespace
@@ -87,24 +133,17 @@ class DeviceGuard {
 struct NcclCommunicator::State {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
-  std::atomic<bool> aborted{false};
 };
 
 /// One NCCL collective: a completion event on the communicator's stream.
 class NcclWork final : public Work {
  public:
-  NcclWork(int device, std::vector<at::Tensor> tensors, std::function<void()> after)
-      : device_(device), tensors_(std::move(tensors)), after_(std::move(after)) {
-    DeviceGuard guard(device_);
-    check_cuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreateWithFlags");
-  }
-  ~NcclWork() override {
-    if (done_ != nullptr) cudaEventDestroy(done_);
-  }
-  cudaEvent_t event() const { return done_; }
+  NcclWork(int device, std::shared_ptr<CompletionEvent> done, std::vector<at::Tensor> tensors,
+           std::function<void()> after)
+      : device_(device), done_(std::move(done)), tensors_(std::move(tensors)), after_(std::move(after)) {}
   void wait() override {
-    DeviceGuard guard(device_);
-    check_cuda(cudaStreamWaitEvent(compute_stream(device_), done_, 0), "cudaStreamWaitEvent");
+    use_device(device_);
+    check_cuda(cudaStreamWaitEvent(compute_stream(device_), done_->get(), 0), "cudaStreamWaitEvent");
     if (after_) {
       after_();  // e.g. copy a staged result back into a strided tensor, on the compute stream
       after_ = nullptr;
@@ -112,19 +151,14 @@ class NcclWork final : public Work {
   }
   /// Blocks the host until the collective has finished (polling, so the watchdog stays in charge).
   void synchronize() {
-    while (!is_completed()) std::this_thread::yield();
+    while (!done_->done()) std::this_thread::yield();
     wait();
   }
-  bool is_completed() override {
-    const cudaError_t state = cudaEventQuery(done_);
-    if (state == cudaErrorNotReady) return false;
-    check_cuda(state, "cudaEventQuery");
-    return true;
-  }
+  bool is_completed() override { return done_->done(); }
 
  private:
   int device_;
-  cudaEvent_t done_ = nullptr;
+  std::shared_ptr<CompletionEvent> done_;
   std::vector<at::Tensor> tensors_;  // alive until the work is gone
   std::function<void()> after_;
 };
@@ -136,35 +170,45 @@ NcclCommunicator::NcclCommunicator(MpiComm bootstrap, int device, CommunicatorOp
       size_(bootstrap_.size()),
       device_(device),
       state_(std::make_shared<State>()) {
-  DeviceGuard guard(device_);
-  ncclUniqueId id;
-  std::memset(&id, 0, sizeof id);
-  if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
-  check_mpi(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, bootstrap_.get()), "MPI_Bcast(ncclUniqueId)");
-  check_nccl(ncclCommInitRank(&state_->comm, size_, id, rank_), "ncclCommInitRank");
+  use_device(device_);
+  // Rank 0's status travels with the id, so a failure there fails every rank instead of
+  // leaving the others waiting in the broadcast.
+  struct {
+    int status;
+    ncclUniqueId id;
+  } bootstrap_message;
+  std::memset(&bootstrap_message, 0, sizeof bootstrap_message);
+  if (rank_ == 0) bootstrap_message.status = static_cast<int>(ncclGetUniqueId(&bootstrap_message.id));
+  check_mpi(MPI_Bcast(&bootstrap_message, sizeof bootstrap_message, MPI_BYTE, 0, bootstrap_.get()),
+            "MPI_Bcast(ncclUniqueId)");
+  check_nccl(static_cast<ncclResult_t>(bootstrap_message.status), "ncclGetUniqueId (on rank 0)");
+  check_nccl(ncclCommInitRank(&state_->comm, size_, bootstrap_message.id, rank_), "ncclCommInitRank");
   check_cuda(cudaStreamCreateWithFlags(&state_->stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
 
-  std::weak_ptr<State> weak = state_;
+  const int device_index = device_;
   watchdog_ = std::make_unique<Watchdog>(
       "on communicator '" + options_.name() + "' (nccl, device " + std::to_string(device_) + ", " +
           std::to_string(size_) + " ranks)",
-      options_.timeout_s(), [weak](const std::string& message) {
+      options_.timeout_s(),
+      [](const std::string& message) {
         spdlog::critical("{}", message);
         std::fprintf(stderr, "vitruvian: %s\n", message.c_str());
         std::fflush(stderr);
-        if (auto state = weak.lock()) {
-          state->aborted = true;
-          ncclCommAbort(state->comm);  // frees the stuck kernels so the process can exit
-        }
-        MpiComm::world().abort(kCollectiveTimeoutExitCode);
-      });
+        // Straight to MPI_Abort: ncclCommAbort could block on the stuck communicator (or race
+        // with the main thread inside NCCL); process exit tears the kernels down anyway.
+        MPI_Abort(MPI_COMM_WORLD, kCollectiveTimeoutExitCode);
+      },
+      [device_index] { cudaSetDevice(device_index); });
 }
 
 NcclCommunicator::~NcclCommunicator() {
+  use_device(device_);
+  // Drain while the watchdog still watches the outstanding work: a peer that never joins ends
+  // the job through the timeout instead of hanging this destructor.
+  if (state_->stream != nullptr) {
+    while (cudaStreamQuery(state_->stream) == cudaErrorNotReady) std::this_thread::yield();
+  }
   watchdog_.reset();
-  if (state_->aborted) return;
-  DeviceGuard guard(device_);
-  if (state_->stream != nullptr) cudaStreamSynchronize(state_->stream);
   if (state_->comm != nullptr) {
     const ncclResult_t result = ncclCommDestroy(state_->comm);
     if (result != ncclSuccess) spdlog::warn("ncclCommDestroy failed: {}", ncclGetErrorString(result));
@@ -174,7 +218,7 @@ NcclCommunicator::~NcclCommunicator() {
 
 WorkHandle NcclCommunicator::launch(std::string what, std::vector<at::Tensor> keep_alive,
                                     const std::function<void(void* stream)>& body, std::function<void()> after) {
-  DeviceGuard guard(device_);
+  use_device(device_);
   cudaStream_t compute = compute_stream(device_);
   cudaEvent_t ready = nullptr;
   check_cuda(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "cudaEventCreateWithFlags");
@@ -191,76 +235,75 @@ WorkHandle NcclCommunicator::launch(std::string what, std::vector<at::Tensor> ke
   }
 #endif
   body(state_->stream);
-  auto work = std::make_shared<NcclWork>(device_, std::move(keep_alive), std::move(after));
-  check_cuda(cudaEventRecord(work->event(), state_->stream), "cudaEventRecord");
-  std::weak_ptr<NcclWork> weak = work;
-  watchdog_->begin(std::move(what), [weak] {
-    auto alive = weak.lock();
-    return !alive || cudaEventQuery(alive->event()) != cudaErrorNotReady;
+  auto done = std::make_shared<CompletionEvent>();
+  check_cuda(cudaEventRecord(done->get(), state_->stream), "cudaEventRecord");
+  watchdog_->begin(what, [done, what] {
+    try {
+      return done->done();
+    } catch (const Error& e) {  // a device error: the waiter sees it too; stop watching
+      spdlog::error("{} failed on the device: {}", what, e.what());
+      return true;
+    }
   });
-  return work;
+  return std::make_shared<NcclWork>(device_, std::move(done), std::move(keep_alive), std::move(after));
 }
 
 WorkHandle NcclCommunicator::issue_allreduce(const at::Tensor& tensor, ReduceOp op, bool /*async*/) {
   check_tensor("allreduce", "the", tensor);
-  const at::Tensor buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
+  Staged staged = stage(tensor, true);
+  const at::Tensor buffer = staged.buffer;
   ncclComm_t comm = state_->comm;
-  std::function<void()> after;
-  if (!buffer.is_same(tensor)) after = [tensor, buffer] { tensor.copy_(buffer); };
   return launch(describe("allreduce", &tensor, to_string(op)), {tensor, buffer}, [&](void* stream) {
     if (buffer.numel() == 0) return;
     check_nccl(ncclAllReduce(buffer.data_ptr(), buffer.data_ptr(), static_cast<size_t>(buffer.numel()),
                              nccl_datatype(buffer.scalar_type()), nccl_op(op), comm, static_cast<cudaStream_t>(stream)),
                "ncclAllReduce", comm);
-  }, std::move(after));
+  }, std::move(staged.copy_back));
 }
 
 WorkHandle NcclCommunicator::issue_broadcast(const at::Tensor& tensor, int root, bool /*async*/) {
   check_tensor("broadcast", "the", tensor);
   check_root("broadcast", root);
-  const at::Tensor buffer = tensor.is_contiguous() ? tensor : tensor.contiguous();
+  Staged staged = stage(tensor, true);
+  const at::Tensor buffer = staged.buffer;
   ncclComm_t comm = state_->comm;
-  std::function<void()> after;
-  if (!buffer.is_same(tensor)) after = [tensor, buffer] { tensor.copy_(buffer); };
   const std::string detail = "root " + std::to_string(root);
   return launch(describe("broadcast", &tensor, detail.c_str()), {tensor, buffer}, [&](void* stream) {
     if (buffer.numel() == 0) return;
     check_nccl(ncclBroadcast(buffer.data_ptr(), buffer.data_ptr(), static_cast<size_t>(buffer.numel()),
                              nccl_datatype(buffer.scalar_type()), root, comm, static_cast<cudaStream_t>(stream)),
                "ncclBroadcast", comm);
-  }, std::move(after));
+  }, std::move(staged.copy_back));
 }
 
 WorkHandle NcclCommunicator::issue_allgather(const at::Tensor& input, const at::Tensor& output, bool /*async*/) {
   check_allgather(input, output);
   const at::Tensor in = input.contiguous();
-  const at::Tensor out = output.is_contiguous() ? output : at::empty_like(output, at::MemoryFormat::Contiguous);
+  Staged staged = stage(output, false);
+  const at::Tensor out = staged.buffer;
   ncclComm_t comm = state_->comm;
-  std::function<void()> after;
-  if (!out.is_same(output)) after = [output, out] { output.copy_(out); };
   return launch(describe("allgather", &input), {in, out, output}, [&](void* stream) {
     if (in.numel() == 0) return;
     check_nccl(ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()),
                              nccl_datatype(in.scalar_type()), comm, static_cast<cudaStream_t>(stream)),
                "ncclAllGather", comm);
-  }, std::move(after));
+  }, std::move(staged.copy_back));
 }
 
 WorkHandle NcclCommunicator::issue_allgatherv(const at::Tensor& input, const at::Tensor& output,
                                               const std::vector<std::int64_t>& counts, bool /*async*/) {
   check_allgatherv(input, output, counts);
   const at::Tensor in = input.contiguous();
-  const at::Tensor out = output.is_contiguous() ? output : at::empty_like(output, at::MemoryFormat::Contiguous);
+  Staged staged = stage(output, false);
+  const at::Tensor out = staged.buffer;
   ncclComm_t comm = state_->comm;
-  std::function<void()> after;
-  if (!out.is_same(output)) after = [output, out] { output.copy_(out); };
   const int me = rank_;
   return launch(describe("allgatherv", &input), {in, out, output}, [&](void* stream) {
     // NCCL has no allgatherv: one broadcast per rank into its slice, fused in a group.
     const ncclDataType_t type = nccl_datatype(in.scalar_type());
     char* base = out.numel() == 0 ? nullptr : static_cast<char*>(out.data_ptr());
     const size_t element = static_cast<size_t>(out.element_size());
-    check_nccl(ncclGroupStart(), "ncclGroupStart");
+    NcclGroup group(comm);
     size_t offset = 0;
     for (size_t r = 0; r < counts.size(); ++r) {
       const size_t n = static_cast<size_t>(counts[r]);
@@ -272,24 +315,23 @@ WorkHandle NcclCommunicator::issue_allgatherv(const at::Tensor& input, const at:
       }
       offset += n;
     }
-    check_nccl(ncclGroupEnd(), "ncclGroupEnd", comm);
-  }, std::move(after));
+    group.end();
+  }, std::move(staged.copy_back));
 }
 
 WorkHandle NcclCommunicator::issue_reduce_scatter(const at::Tensor& input, const at::Tensor& output, ReduceOp op,
                                                   bool /*async*/) {
   check_reduce_scatter(input, output);
   const at::Tensor in = input.contiguous();
-  const at::Tensor out = output.is_contiguous() ? output : at::empty_like(output, at::MemoryFormat::Contiguous);
+  Staged staged = stage(output, false);
+  const at::Tensor out = staged.buffer;
   ncclComm_t comm = state_->comm;
-  std::function<void()> after;
-  if (!out.is_same(output)) after = [output, out] { output.copy_(out); };
   return launch(describe("reduce_scatter", &input, to_string(op)), {in, out, output}, [&](void* stream) {
     if (out.numel() == 0) return;
     check_nccl(ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()),
                                  nccl_datatype(in.scalar_type()), nccl_op(op), comm, static_cast<cudaStream_t>(stream)),
                "ncclReduceScatter", comm);
-  }, std::move(after));
+  }, std::move(staged.copy_back));
 }
 
 WorkHandle NcclCommunicator::issue_barrier(bool async) {

@@ -23,6 +23,7 @@ class NcclCommunicator final : public Communicator {
   c10::DeviceType device_type() const override { return c10::kCUDA; }
   const CommunicatorOptions& options() const override { return options_; }
   int device() const noexcept { return device_; }
+  int device_index() const override { return device_; }
 
   std::unique_ptr<Communicator> split(int color, int key, const std::string& suffix) override;
   std::unique_ptr<Communicator> split_node_local() override;

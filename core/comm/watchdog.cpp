@@ -8,9 +8,15 @@
 
 namespace vitruvian {
 
-Watchdog::Watchdog(std::string context, double timeout_s, TimeoutHandler on_timeout)
+Watchdog::Watchdog(std::string context, double timeout_s, TimeoutHandler on_timeout,
+                   std::function<void()> thread_setup)
     : context_(std::move(context)), timeout_s_(timeout_s), on_timeout_(std::move(on_timeout)) {
-  if (timeout_s_ > 0) thread_ = std::thread([this] { loop(); });
+  if (timeout_s_ > 0) {
+    thread_ = std::thread([this, setup = std::move(thread_setup)] {
+      if (setup) setup();
+      loop();
+    });
+  }
 }
 
 Watchdog::~Watchdog() {

@@ -22,8 +22,10 @@ class Watchdog {
   using DoneProbe = std::function<bool()>;
 
   /// `context` ends the message, e.g. "on communicator 'world' (mpi, 3 ranks)". timeout_s <= 0
-  /// disables watching.
-  Watchdog(std::string context, double timeout_s, TimeoutHandler on_timeout);
+  /// disables watching. `thread_setup`, if given, runs first on the watchdog thread (e.g. to
+  /// make the communicator's CUDA device current there before probes query its events).
+  Watchdog(std::string context, double timeout_s, TimeoutHandler on_timeout,
+           std::function<void()> thread_setup = nullptr);
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
   ~Watchdog();

@@ -315,3 +315,30 @@ TEST(MpiChunking, ReductionsInPiecesMatchClosedForm) {
 
 }  // namespace
 }  // namespace vitruvian
+
+namespace vitruvian {
+namespace {
+
+// Async work runs with the issuing thread's LibTorch state: averaging a leaf that requires grad
+// in place is fine under NoGradGuard (as for gradients and parameters), on the worker thread too.
+TEST(MpiAsync, KeepsTheCallersGradMode) {
+  auto comm = make_communicator(testing::mpi().world(), c10::Device(c10::kCPU), CommunicatorOptions().timeout_s(120));
+  const int n = comm->size(), r = comm->rank();
+  at::NoGradGuard no_grad;
+  at::Tensor parameter = at::full({6}, r + 1, at::kFloat).set_requires_grad(true);
+  auto work = comm->allreduce_async(parameter, ReduceOp::kAvg);
+  EXPECT_NO_THROW(work->wait());
+  EXPECT_TRUE(at::allclose(parameter, at::full({6}, (n + 1) / 2.0, at::kFloat)));
+}
+
+TEST(AllgathervRows, MismatchedTrailingDimensionsFailOnEveryRank) {
+  auto comm = make_communicator(testing::mpi().world(), c10::Device(c10::kCPU), CommunicatorOptions().timeout_s(120));
+  // The last rank sends no rows, but of a different width: every rank must reject it alike.
+  const bool last = comm->rank() == comm->size() - 1;
+  at::Tensor rows = last ? at::empty({0, 4}, at::kFloat) : at::ones({2, 3}, at::kFloat);
+  EXPECT_THROW(comm->allgatherv(rows), InputError);
+  comm->barrier();  // still in step afterwards
+}
+
+}  // namespace
+}  // namespace vitruvian
