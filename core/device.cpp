@@ -29,12 +29,14 @@ const char* to_string(DeviceChoice choice) {
 
 int cuda_device_count() { return static_cast<int>(torch::cuda::device_count()); }
 
+#ifdef VITRUVIAN_WITH_CUDA
 namespace {
 std::string cuda_version_text(int version) {
   if (version <= 0) return "";
   return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
 }
 }  // namespace
+#endif
 
 std::string cuda_runtime_version() {
 #ifdef VITRUVIAN_WITH_CUDA

@@ -25,7 +25,7 @@ namespace {
 /// glibc serves an allocation at or above its mmap threshold with a fresh mapping, returned to
 /// the system on free, so every use pays page faults; and the threshold floats with the
 /// allocation history (128 KiB up to 32 MiB). OpenMPI allocates temporaries as large as a
-/// reduction's message, so a 16 MiB allreduce measured 1.4 ms in one run and 13.5 ms in
+/// reduction's message, so a 16 MiB allreduce measured 2.0 ms in one run and 13.5 ms in
 /// another. Pinning the threshold at its maximum and keeping freed memory (trim at 1 GiB) makes
 /// buffers up to 32 MiB, including the MPI backend's pieces, stay mapped. Returns true if done.
 bool pin_malloc_thresholds() {
