@@ -3,7 +3,8 @@
 // reports time, algbw, busbw (nccl-tests' formulas), the wrapper/raw ratio and a result check.
 //
 //   launch/mpirun.sh -np 2 build/bin/collectives_bench [--min-bytes 8] [--max-bytes 256M]
-//       [--ops allreduce,allgather,reduce_scatter,broadcast] [--dtype float32] [--max-iters 200]
+//       [--ops allreduce,allgather,reduce_scatter,broadcast] [--dtype float32]
+//       [--min-iters 10] [--max-iters 200] [--collective-timeout 600 (0: no watchdog)]
 //       [--benchmark_out=collectives.json --benchmark_out_format=json]
 //
 // Every rank runs the same fixed number of iterations; each iteration times raw MPI and the
@@ -35,6 +36,7 @@ struct Settings {
   at::ScalarType dtype = at::kFloat;
   int max_iters = 200;
   int min_iters = 10;
+  double timeout_s = 600;
 };
 
 struct Result {
@@ -255,6 +257,11 @@ int main(int argc, char** argv) {
         g_settings.min_bytes = parse_bytes(value());
       } else if (arg == "--max-bytes") {
         g_settings.max_bytes = parse_bytes(value());
+      } else if (arg == "--collective-timeout") {
+        g_settings.timeout_s = std::stod(value());
+      } else if (arg == "--min-iters") {
+        g_settings.min_iters = std::max(1, std::stoi(value()));
+        g_settings.max_iters = std::max(g_settings.max_iters, g_settings.min_iters);
       } else if (arg == "--max-iters") {
         g_settings.max_iters = std::max(1, std::stoi(value()));
         g_settings.min_iters = std::min(g_settings.min_iters, g_settings.max_iters);
@@ -289,7 +296,7 @@ int main(int argc, char** argv) {
   int rest_count = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_count, rest.data());
 
-  auto comm = make_communicator(env.world(), c10::Device(c10::kCPU), CommunicatorOptions().timeout_s(600));
+  auto comm = make_communicator(env.world(), c10::Device(c10::kCPU), CommunicatorOptions().timeout_s(g_settings.timeout_s));
   MpiComm raw = env.world().dup();
   g_comm = comm.get();
   g_raw = raw.get();

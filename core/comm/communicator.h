@@ -52,7 +52,7 @@ class CommunicatorOptions {
   }
   const std::string& name() const noexcept { return name_; }
   /// MPI backend: allreduce moves at most this many bytes per MPI call; reduce_scatter inputs
-  /// larger than twice this go in packed pieces of at most this size.
+  /// larger than four times this go in packed pieces of at most this size.
   /// OpenMPI allocates a temporary as large as the message; from 32 MiB on glibc maps it fresh
   /// (page faults) on every call, which made one 32 MiB allreduce 30x slower than two of
   /// 16 MiB on the reference machine (docs/PERFORMANCE.md). Must be >= 1.

@@ -312,10 +312,10 @@ WorkHandle MpiCommunicator::issue_reduce_scatter(const at::Tensor& input, const 
   return submit(describe("reduce_scatter", &input, to_string(op)), [in, out, op, mpi_op, size, piece, comm] {
     const MPI_Datatype type = mpi_datatype(in.scalar_type());
     const std::int64_t count = out.buffer.numel();
-    // Splitting costs a packing copy (~13% at 64 MiB when the single call is lucky), so only
-    // inputs past 2 x mpi_chunk_bytes go in pieces: from 64 MiB a single call was measured to
-    // page-fault in some runs (10x slower), even with malloc's threshold pinned.
-    if (count <= 2 * piece) {
+    // Splitting costs a packing copy (13% at 64 MiB), so only inputs past 4 x mpi_chunk_bytes
+    // go in pieces: from 128 MiB a single call page-faults in every measured run (10x slower);
+    // at 64 MiB only in some, and then raw MPI does too (docs/PERFORMANCE.md).
+    if (count <= 4 * piece) {
       check_mpi(MPI_Reduce_scatter_block(in.numel() == 0 ? nullptr : in.data_ptr(), out.data(), static_cast<int>(count),
                                          type, mpi_op, comm),
                 "MPI_Reduce_scatter_block");
