@@ -127,15 +127,17 @@ void Communicator::check_reduce_scatter(const at::Tensor& input, const at::Tenso
   }
 }
 
-std::string Communicator::describe(const char* collective, const at::Tensor* tensor, const char* detail) {
-  std::string text = std::string(collective) + " #" + std::to_string(++sequence_);
-  if (tensor != nullptr || detail != nullptr) {
-    text += " (";
-    if (detail != nullptr) text += std::string(detail) + (tensor != nullptr ? ", " : "");
-    if (tensor != nullptr) text += std::string(dtype_name(tensor->scalar_type())) + ", " + count_text(tensor->numel());
-    text += ")";
+OpDescription Communicator::describe(const char* collective, const at::Tensor* tensor, const char* op, int root) {
+  OpDescription what;
+  what.name = collective;
+  what.sequence = ++sequence_;
+  what.op = op;
+  what.root = root;
+  if (tensor != nullptr) {
+    what.dtype = dtype_name(tensor->scalar_type());
+    what.numel = tensor->numel();
   }
-  return text;
+  return what;
 }
 
 at::Tensor Communicator::allgatherv(const at::Tensor& input) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/comm/watchdog.h"
 #include "core/mpi.h"
 
 namespace vitruvian {
@@ -20,9 +21,6 @@ enum class ReduceOp { kSum, kAvg, kMax, kMin };
 const char* to_string(ReduceOp op);
 /// "float32", "bfloat16", "uint8", ... (PyTorch's Python names).
 const char* dtype_name(at::ScalarType type);
-
-/// Exit code of a job ended by a collective timeout (as timeout(1)).
-constexpr int kCollectiveTimeoutExitCode = 124;
 
 /// An issued collective. Keeps its tensors alive until it completes.
 class Work {
@@ -148,8 +146,9 @@ class Communicator {
   void check_allgatherv(const at::Tensor& input, const at::Tensor& output, const std::vector<std::int64_t>& counts) const;
   void check_reduce_scatter(const at::Tensor& input, const at::Tensor& output) const;
   void check_root(const char* collective, int root) const;
-  /// "allreduce #12 (sum, float32, 1000 elements)" for logs and timeout messages.
-  std::string describe(const char* collective, const at::Tensor* tensor, const char* detail = nullptr);
+  /// The next operation's description for the watchdog (no string work: see OpDescription).
+  OpDescription describe(const char* collective, const at::Tensor* tensor = nullptr, const char* op = nullptr,
+                         int root = -1);
 
  private:
   std::uint64_t sequence_ = 0;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <climits>
 
+#include "core/comm/staging.h"
 #include "core/errors.h"
 
 namespace vitruvian {
@@ -77,16 +78,17 @@ void reduce_16bit(void* in, void* inout, int* length, MPI_Datatype*) {
   }
 }
 
-/// A contiguous tensor to hand to MPI, and copying the result back into a strided original.
-struct Staged {
-  at::Tensor original, buffer;
-  explicit Staged(const at::Tensor& tensor)
-      : original(tensor), buffer(tensor.is_contiguous() ? tensor : tensor.contiguous()) {}
-  void* data() const { return buffer.numel() == 0 ? nullptr : buffer.data_ptr(); }
-  void write_back() const {
-    if (!buffer.is_same(original)) original.copy_(buffer);
-  }
-};
+/// Calls fn(offset, count) over [0, total) in pieces of at most `piece` elements, at least
+/// once, so a 0-element collective still matches its peers' calls.
+template <class F>
+void for_each_piece(std::int64_t total, std::int64_t piece, F&& fn) {
+  std::int64_t offset = 0;
+  do {
+    const int count = static_cast<int>(std::min(piece, total - offset));
+    fn(offset, count);
+    offset += count;
+  } while (offset < total);
+}
 
 /// Sum -> average in place (integers truncate, as NCCL's ncclAvg).
 void divide_for_average(const at::Tensor& tensor, int size) {
@@ -105,12 +107,7 @@ MpiCommunicator::MpiCommunicator(MpiComm comm, CommunicatorOptions options)
       rank_(comm_.rank()),
       size_(comm_.size()),
       watchdog_("on communicator '" + options_.name() + "' (mpi, " + std::to_string(size_) + " ranks)",
-                options_.timeout_s(), [](const std::string& message) {
-                  spdlog::critical("{}", message);
-                  std::fprintf(stderr, "vitruvian: %s\n", message.c_str());
-                  std::fflush(stderr);
-                  MPI_Abort(MPI_COMM_WORLD, kCollectiveTimeoutExitCode);
-                }) {
+                options_.timeout_s()) {
   if (options_.mpi_chunk_bytes() < 1) {
     throw InputError("CommunicatorOptions::mpi_chunk_bytes",
                      std::to_string(options_.mpi_chunk_bytes()) + " is not a size; expected >= 1 byte");
@@ -159,7 +156,7 @@ MPI_Op MpiCommunicator::reduction(ReduceOp op, at::ScalarType type) const {
   return which == 1 ? MPI_MAX : (which == 2 ? MPI_MIN : MPI_SUM);
 }
 
-void MpiCommunicator::execute(MpiWork& work, const std::string& what, const Task& task) {
+void MpiCommunicator::execute(MpiWork& work, const OpDescription& what, const Task& task) {
   std::exception_ptr error;
   {
     Watchdog::Scope watch(watchdog_, what);
@@ -172,7 +169,7 @@ void MpiCommunicator::execute(MpiWork& work, const std::string& what, const Task
   work.finish(error);
 }
 
-WorkHandle MpiCommunicator::submit(std::string what, Task task, bool async) {
+WorkHandle MpiCommunicator::submit(const OpDescription& what, Task task, bool async) {
   auto work = std::make_shared<MpiWork>();
   std::lock_guard<std::mutex> issue(issue_mutex_);
   if (async && async_threads_) {
@@ -185,7 +182,7 @@ WorkHandle MpiCommunicator::submit(std::string what, Task task, bool async) {
     {
       std::lock_guard<std::mutex> lock(queue_mutex_);
       if (!worker_.joinable()) worker_ = std::thread([this] { worker_loop(); });
-      queue_.push_back(Queued{work, std::move(what), std::move(task)});
+      queue_.push_back(Queued{work, what, std::move(task)});
     }
     queue_cv_.notify_one();
     return work;
@@ -217,25 +214,17 @@ void MpiCommunicator::worker_loop() {
 
 WorkHandle MpiCommunicator::issue_allreduce(const at::Tensor& tensor, ReduceOp op, bool async) {
   check_tensor("allreduce", "the", tensor);
-  Staged staged(tensor);
+  const Staged staged = Staged::in_place(tensor);
   const MPI_Op mpi_op = reduction(op, tensor.scalar_type());
   const int size = size_;
   const std::int64_t piece = chunk_elements(tensor.element_size(), 1);
   MPI_Comm comm = comm_.get();
   return submit(describe("allreduce", &tensor, to_string(op)), [staged, op, mpi_op, size, piece, comm] {
-    const MPI_Datatype type = mpi_datatype(staged.buffer.scalar_type());
-    const std::int64_t total = staged.buffer.numel();
-    const std::int64_t element_size = staged.buffer.element_size();
-    char* base = static_cast<char*>(staged.data());
-    std::int64_t offset = 0;
-    do {  // at least one call, so a 0-element allreduce still matches the peers' calls
-      const int count = static_cast<int>(std::min(piece, total - offset));
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, base == nullptr ? nullptr : base + offset * element_size, count, type,
-                              mpi_op, comm),
-                "MPI_Allreduce");
-      offset += count;
-    } while (offset < total);
-    if (op == ReduceOp::kAvg) divide_for_average(staged.buffer, size);
+    const MPI_Datatype type = mpi_datatype(staged.buffer().scalar_type());
+    for_each_piece(staged.buffer().numel(), piece, [&](std::int64_t offset, int count) {
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, staged.data(offset), count, type, mpi_op, comm), "MPI_Allreduce");
+    });
+    if (op == ReduceOp::kAvg) divide_for_average(staged.buffer(), size);
     staged.write_back();
   }, async);
 }
@@ -243,19 +232,14 @@ WorkHandle MpiCommunicator::issue_allreduce(const at::Tensor& tensor, ReduceOp o
 WorkHandle MpiCommunicator::issue_broadcast(const at::Tensor& tensor, int root, bool async) {
   check_tensor("broadcast", "the", tensor);
   check_root("broadcast", root);
-  Staged staged(tensor);
+  const Staged staged = Staged::in_place(tensor);
   MPI_Comm comm = comm_.get();
-  const std::string detail = "root " + std::to_string(root);
-  return submit(describe("broadcast", &tensor, detail.c_str()), [staged, root, comm] {
-    const MPI_Datatype type = mpi_datatype(staged.buffer.scalar_type());
-    const std::int64_t total = staged.buffer.numel();
-    const std::int64_t element_size = staged.buffer.element_size();
-    char* base = static_cast<char*>(staged.data());
-    for (std::int64_t offset = 0; offset < total || offset == 0; offset += INT_MAX) {
-      const int count = static_cast<int>(std::min<std::int64_t>(INT_MAX, total - offset));
-      check_mpi(MPI_Bcast(base == nullptr ? nullptr : base + offset * element_size, count, type, root, comm), "MPI_Bcast");
-      if (total == 0) break;
-    }
+  return submit(describe("broadcast", &tensor, nullptr, root), [staged, root, comm] {
+    const MPI_Datatype type = mpi_datatype(staged.buffer().scalar_type());
+    // MPI counts are 32-bit: larger tensors go in pieces of INT_MAX elements.
+    for_each_piece(staged.buffer().numel(), INT_MAX, [&](std::int64_t offset, int count) {
+      check_mpi(MPI_Bcast(staged.data(offset), count, type, root, comm), "MPI_Bcast");
+    });
     staged.write_back();
   }, async);
 }
@@ -265,7 +249,7 @@ WorkHandle MpiCommunicator::issue_allgather(const at::Tensor& input, const at::T
   const int count = mpi_count("allgather", input.numel());
   mpi_count("allgather", output.numel());
   const at::Tensor in = input.contiguous();
-  Staged out(output);
+  const Staged out = Staged::output(output);
   MPI_Comm comm = comm_.get();
   return submit(describe("allgather", &input), [in, out, count, comm] {
     const MPI_Datatype type = mpi_datatype(in.scalar_type());
@@ -287,7 +271,7 @@ WorkHandle MpiCommunicator::issue_allgatherv(const at::Tensor& input, const at::
     offset += counts32[r];
   }
   const at::Tensor in = input.contiguous();
-  Staged out(output);
+  const Staged out = Staged::output(output);
   MPI_Comm comm = comm_.get();
   const int mine = counts32[static_cast<size_t>(rank_)];
   return submit(describe("allgatherv", &input), [in, out, counts32, displacements, mine, comm] {
@@ -304,14 +288,14 @@ WorkHandle MpiCommunicator::issue_reduce_scatter(const at::Tensor& input, const 
   check_reduce_scatter(input, output);
   mpi_count("reduce_scatter", input.numel());
   const at::Tensor in = input.contiguous();
-  Staged out(output);
+  const Staged out = Staged::output(output);
   const MPI_Op mpi_op = reduction(op, input.scalar_type());
   const int size = size_;
   const std::int64_t piece = chunk_elements(input.element_size(), size_);
   MPI_Comm comm = comm_.get();
   return submit(describe("reduce_scatter", &input, to_string(op)), [in, out, op, mpi_op, size, piece, comm] {
     const MPI_Datatype type = mpi_datatype(in.scalar_type());
-    const std::int64_t count = out.buffer.numel();
+    const std::int64_t count = out.buffer().numel();
     // Splitting costs a packing copy (13% at 64 MiB), so only inputs past 4 x mpi_chunk_bytes
     // go in pieces: from 128 MiB a single call page-faults in every measured run (10x slower);
     // at 64 MiB only in some, and then raw MPI does too (docs/PERFORMANCE.md).
@@ -322,23 +306,20 @@ WorkHandle MpiCommunicator::issue_reduce_scatter(const at::Tensor& input, const 
     } else {
       // Pieces of each rank's block, packed [size, piece] so every call stays under the chunk.
       const at::Tensor blocks = in.view({size, count});
-      char* result = static_cast<char*>(out.data());
-      for (std::int64_t offset = 0; offset < count; offset += piece) {
-        const std::int64_t length = std::min(piece, count - offset);
+      for_each_piece(count, piece, [&](std::int64_t offset, int length) {
         const at::Tensor packed = blocks.slice(1, offset, offset + length).contiguous();
-        check_mpi(MPI_Reduce_scatter_block(packed.data_ptr(), result + offset * out.buffer.element_size(),
-                                           static_cast<int>(length), type, mpi_op, comm),
+        check_mpi(MPI_Reduce_scatter_block(packed.data_ptr(), out.data(offset), length, type, mpi_op, comm),
                   "MPI_Reduce_scatter_block");
-      }
+      });
     }
-    if (op == ReduceOp::kAvg) divide_for_average(out.buffer, size);
+    if (op == ReduceOp::kAvg) divide_for_average(out.buffer(), size);
     out.write_back();
   }, async);
 }
 
 WorkHandle MpiCommunicator::issue_barrier(bool async) {
   MPI_Comm comm = comm_.get();
-  return submit(describe("barrier", nullptr), [comm] { check_mpi(MPI_Barrier(comm), "MPI_Barrier"); }, async);
+  return submit(describe("barrier"), [comm] { check_mpi(MPI_Barrier(comm), "MPI_Barrier"); }, async);
 }
 
 std::unique_ptr<Communicator> MpiCommunicator::wrap(MpiComm comm, const std::string& suffix) {
@@ -349,13 +330,13 @@ std::unique_ptr<Communicator> MpiCommunicator::wrap(MpiComm comm, const std::str
 
 std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key, const std::string& suffix) {
   MpiComm part;
-  submit(describe("split", nullptr), [&] { part = comm_.split(color, key); }, false)->wait();
+  submit(describe("split"), [&] { part = comm_.split(color, key); }, false)->wait();
   return wrap(std::move(part), suffix);
 }
 
 std::unique_ptr<Communicator> MpiCommunicator::split_node_local() {
   MpiComm part;
-  submit(describe("split_node_local", nullptr), [&] { part = comm_.split_node_local(); }, false)->wait();
+  submit(describe("split_node_local"), [&] { part = comm_.split_node_local(); }, false)->wait();
   return wrap(std::move(part), "node");
 }
 

@@ -49,11 +49,11 @@ class MpiCommunicator final : public Communicator {
   using Task = std::function<void()>;
   struct Queued {
     std::shared_ptr<MpiWork> work;
-    std::string what;
+    OpDescription what;
     Task task;
   };
-  WorkHandle submit(std::string what, Task task, bool async);
-  void execute(MpiWork& work, const std::string& what, const Task& task);
+  WorkHandle submit(const OpDescription& what, Task task, bool async);
+  void execute(MpiWork& work, const OpDescription& what, const Task& task);
   void worker_loop();
   MPI_Op reduction(ReduceOp op, at::ScalarType type) const;
   /// Elements per MPI call so that `blocks` blocks of them stay within mpi_chunk_bytes.

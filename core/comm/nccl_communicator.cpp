@@ -14,6 +14,7 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include "core/comm/staging.h"
 #include "core/errors.h"
 
 namespace vitruvian {
@@ -68,16 +69,10 @@ cudaStream_t compute_stream(int device) {
 #endif
 }
 
-/// A contiguous buffer for `tensor` and, if one had to be made, the copy back into `tensor`
-/// (run by Work::wait() on the caller's stream). In-place collectives keep the values.
-struct Staged {
-  at::Tensor buffer;
-  std::function<void()> copy_back;
-};
-Staged stage(const at::Tensor& tensor, bool keep_values) {
-  if (tensor.is_contiguous()) return {tensor, nullptr};
-  const at::Tensor buffer = keep_values ? tensor.contiguous() : at::empty_like(tensor, at::MemoryFormat::Contiguous);
-  return {buffer, [tensor, buffer] { tensor.copy_(buffer); }};
+/// The work to run in Work::wait() (on the caller's stream) for a staged strided tensor.
+std::function<void()> copy_back(const Staged& staged) {
+  if (!staged.copied()) return nullptr;
+  return [staged] { staged.write_back(); };
 }
 
 /// Makes `device` current on the calling thread. Never switches back: restoring device 0 would
@@ -133,6 +128,7 @@ class CompletionEvent {
 struct NcclCommunicator::State {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
+  cudaEvent_t ready = nullptr;  // re-recorded on the caller's stream before every collective
 };
 
 /// One NCCL collective: a completion event on the communicator's stream.
@@ -184,21 +180,13 @@ NcclCommunicator::NcclCommunicator(MpiComm bootstrap, int device, CommunicatorOp
   check_nccl(static_cast<ncclResult_t>(bootstrap_message.status), "ncclGetUniqueId (on rank 0)");
   check_nccl(ncclCommInitRank(&state_->comm, size_, bootstrap_message.id, rank_), "ncclCommInitRank");
   check_cuda(cudaStreamCreateWithFlags(&state_->stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  check_cuda(cudaEventCreateWithFlags(&state_->ready, cudaEventDisableTiming), "cudaEventCreateWithFlags");
 
   const int device_index = device_;
   watchdog_ = std::make_unique<Watchdog>(
       "on communicator '" + options_.name() + "' (nccl, device " + std::to_string(device_) + ", " +
           std::to_string(size_) + " ranks)",
-      options_.timeout_s(),
-      [](const std::string& message) {
-        spdlog::critical("{}", message);
-        std::fprintf(stderr, "vitruvian: %s\n", message.c_str());
-        std::fflush(stderr);
-        // Straight to MPI_Abort: ncclCommAbort could block on the stuck communicator (or race
-        // with the main thread inside NCCL); process exit tears the kernels down anyway.
-        MPI_Abort(MPI_COMM_WORLD, kCollectiveTimeoutExitCode);
-      },
-      [device_index] { cudaSetDevice(device_index); });
+      options_.timeout_s(), end_job_on_timeout, [device_index] { cudaSetDevice(device_index); });
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -213,18 +201,17 @@ NcclCommunicator::~NcclCommunicator() {
     const ncclResult_t result = ncclCommDestroy(state_->comm);
     if (result != ncclSuccess) spdlog::warn("ncclCommDestroy failed: {}", ncclGetErrorString(result));
   }
+  if (state_->ready != nullptr) cudaEventDestroy(state_->ready);
   if (state_->stream != nullptr) cudaStreamDestroy(state_->stream);
 }
 
-WorkHandle NcclCommunicator::launch(std::string what, std::vector<at::Tensor> keep_alive,
+WorkHandle NcclCommunicator::launch(const OpDescription& what, std::vector<at::Tensor> keep_alive,
                                     const std::function<void(void* stream)>& body, std::function<void()> after) {
   use_device(device_);
-  cudaStream_t compute = compute_stream(device_);
-  cudaEvent_t ready = nullptr;
-  check_cuda(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "cudaEventCreateWithFlags");
-  check_cuda(cudaEventRecord(ready, compute), "cudaEventRecord");
-  check_cuda(cudaStreamWaitEvent(state_->stream, ready, 0), "cudaStreamWaitEvent");
-  cudaEventDestroy(ready);  // released once the recorded work is done
+  // cudaStreamWaitEvent waits for the event's state at this call, so one event serves every
+  // collective (calls on a communicator come from one thread at a time).
+  check_cuda(cudaEventRecord(state_->ready, compute_stream(device_)), "cudaEventRecord");
+  check_cuda(cudaStreamWaitEvent(state_->stream, state_->ready, 0), "cudaStreamWaitEvent");
 #ifdef VITRUVIAN_TORCH_CUDA
   for (const at::Tensor& t : keep_alive) {
     if (t.defined() && t.numel() > 0) {
@@ -241,7 +228,7 @@ WorkHandle NcclCommunicator::launch(std::string what, std::vector<at::Tensor> ke
     try {
       return done->done();
     } catch (const Error& e) {  // a device error: the waiter sees it too; stop watching
-      spdlog::error("{} failed on the device: {}", what, e.what());
+      spdlog::error("{} failed on the device: {}", what.str(), e.what());
       return true;
     }
   });
@@ -250,52 +237,51 @@ WorkHandle NcclCommunicator::launch(std::string what, std::vector<at::Tensor> ke
 
 WorkHandle NcclCommunicator::issue_allreduce(const at::Tensor& tensor, ReduceOp op, bool /*async*/) {
   check_tensor("allreduce", "the", tensor);
-  Staged staged = stage(tensor, true);
-  const at::Tensor buffer = staged.buffer;
+  const Staged staged = Staged::in_place(tensor);
+  const at::Tensor& buffer = staged.buffer();
   ncclComm_t comm = state_->comm;
   return launch(describe("allreduce", &tensor, to_string(op)), {tensor, buffer}, [&](void* stream) {
     if (buffer.numel() == 0) return;
     check_nccl(ncclAllReduce(buffer.data_ptr(), buffer.data_ptr(), static_cast<size_t>(buffer.numel()),
                              nccl_datatype(buffer.scalar_type()), nccl_op(op), comm, static_cast<cudaStream_t>(stream)),
                "ncclAllReduce", comm);
-  }, std::move(staged.copy_back));
+  }, copy_back(staged));
 }
 
 WorkHandle NcclCommunicator::issue_broadcast(const at::Tensor& tensor, int root, bool /*async*/) {
   check_tensor("broadcast", "the", tensor);
   check_root("broadcast", root);
-  Staged staged = stage(tensor, true);
-  const at::Tensor buffer = staged.buffer;
+  const Staged staged = Staged::in_place(tensor);
+  const at::Tensor& buffer = staged.buffer();
   ncclComm_t comm = state_->comm;
-  const std::string detail = "root " + std::to_string(root);
-  return launch(describe("broadcast", &tensor, detail.c_str()), {tensor, buffer}, [&](void* stream) {
+  return launch(describe("broadcast", &tensor, nullptr, root), {tensor, buffer}, [&](void* stream) {
     if (buffer.numel() == 0) return;
     check_nccl(ncclBroadcast(buffer.data_ptr(), buffer.data_ptr(), static_cast<size_t>(buffer.numel()),
                              nccl_datatype(buffer.scalar_type()), root, comm, static_cast<cudaStream_t>(stream)),
                "ncclBroadcast", comm);
-  }, std::move(staged.copy_back));
+  }, copy_back(staged));
 }
 
 WorkHandle NcclCommunicator::issue_allgather(const at::Tensor& input, const at::Tensor& output, bool /*async*/) {
   check_allgather(input, output);
   const at::Tensor in = input.contiguous();
-  Staged staged = stage(output, false);
-  const at::Tensor out = staged.buffer;
+  const Staged staged = Staged::output(output);
+  const at::Tensor& out = staged.buffer();
   ncclComm_t comm = state_->comm;
   return launch(describe("allgather", &input), {in, out, output}, [&](void* stream) {
     if (in.numel() == 0) return;
     check_nccl(ncclAllGather(in.data_ptr(), out.data_ptr(), static_cast<size_t>(in.numel()),
                              nccl_datatype(in.scalar_type()), comm, static_cast<cudaStream_t>(stream)),
                "ncclAllGather", comm);
-  }, std::move(staged.copy_back));
+  }, copy_back(staged));
 }
 
 WorkHandle NcclCommunicator::issue_allgatherv(const at::Tensor& input, const at::Tensor& output,
                                               const std::vector<std::int64_t>& counts, bool /*async*/) {
   check_allgatherv(input, output, counts);
   const at::Tensor in = input.contiguous();
-  Staged staged = stage(output, false);
-  const at::Tensor out = staged.buffer;
+  const Staged staged = Staged::output(output);
+  const at::Tensor& out = staged.buffer();
   ncclComm_t comm = state_->comm;
   const int me = rank_;
   return launch(describe("allgatherv", &input), {in, out, output}, [&](void* stream) {
@@ -316,29 +302,29 @@ WorkHandle NcclCommunicator::issue_allgatherv(const at::Tensor& input, const at:
       offset += n;
     }
     group.end();
-  }, std::move(staged.copy_back));
+  }, copy_back(staged));
 }
 
 WorkHandle NcclCommunicator::issue_reduce_scatter(const at::Tensor& input, const at::Tensor& output, ReduceOp op,
                                                   bool /*async*/) {
   check_reduce_scatter(input, output);
   const at::Tensor in = input.contiguous();
-  Staged staged = stage(output, false);
-  const at::Tensor out = staged.buffer;
+  const Staged staged = Staged::output(output);
+  const at::Tensor& out = staged.buffer();
   ncclComm_t comm = state_->comm;
   return launch(describe("reduce_scatter", &input, to_string(op)), {in, out, output}, [&](void* stream) {
     if (out.numel() == 0) return;
     check_nccl(ncclReduceScatter(in.data_ptr(), out.data_ptr(), static_cast<size_t>(out.numel()),
                                  nccl_datatype(in.scalar_type()), nccl_op(op), comm, static_cast<cudaStream_t>(stream)),
                "ncclReduceScatter", comm);
-  }, std::move(staged.copy_back));
+  }, copy_back(staged));
 }
 
 WorkHandle NcclCommunicator::issue_barrier(bool async) {
   // A one-element allreduce on the device; the blocking form also blocks the host.
   const at::Tensor token = at::zeros({1}, at::TensorOptions().dtype(at::kFloat).device(c10::kCUDA, device_));
   ncclComm_t comm = state_->comm;
-  auto work = launch(describe("barrier", nullptr), {token}, [&](void* stream) {
+  auto work = launch(describe("barrier"), {token}, [&](void* stream) {
     check_nccl(ncclAllReduce(token.data_ptr(), token.data_ptr(), 1, ncclFloat32, ncclSum, comm,
                              static_cast<cudaStream_t>(stream)),
                "ncclAllReduce (barrier)", comm);

@@ -39,7 +39,7 @@ class NcclCommunicator final : public Communicator {
 
  private:
   struct State;
-  WorkHandle launch(std::string what, std::vector<at::Tensor> keep_alive, const std::function<void(void* stream)>& body,
+  WorkHandle launch(const OpDescription& what, std::vector<at::Tensor> keep_alive, const std::function<void(void* stream)>& body,
                     std::function<void()> after = nullptr);
 
   MpiComm bootstrap_;

@@ -1,12 +1,36 @@
 // Watchdog thread for collectives.
 #include "core/comm/watchdog.h"
 
+#include <mpi.h>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "core/errors.h"
 
 namespace vitruvian {
+
+std::string OpDescription::str() const {
+  std::string text = std::string(name) + " #" + std::to_string(sequence);
+  std::string details;
+  auto add = [&](const std::string& part) { details += (details.empty() ? "" : ", ") + part; };
+  if (op != nullptr) add(op);
+  if (root >= 0) add("root " + std::to_string(root));
+  if (dtype != nullptr) add(std::string(dtype) + ", " + std::to_string(numel) + (numel == 1 ? " element" : " elements"));
+  return details.empty() ? text : text + " (" + details + ")";
+}
+
+void end_job_on_timeout(const std::string& message) {
+  spdlog::critical("{}", message);
+  std::fprintf(stderr, "vitruvian: %s\n", message.c_str());
+  std::fflush(stderr);
+  // Straight to MPI_Abort: aborting an NCCL communicator could block on the stuck operation
+  // (or race with a thread inside NCCL); process exit tears device kernels down anyway.
+  MPI_Abort(MPI_COMM_WORLD, kCollectiveTimeoutExitCode);
+  std::_Exit(kCollectiveTimeoutExitCode);  // MPI_Abort does not return; this is for a broken MPI
+}
 
 Watchdog::Watchdog(std::string context, double timeout_s, TimeoutHandler on_timeout,
                    std::function<void()> thread_setup)
@@ -28,13 +52,13 @@ Watchdog::~Watchdog() {
   if (thread_.joinable()) thread_.join();
 }
 
-std::uint64_t Watchdog::begin(std::string what, DoneProbe done) {
+std::uint64_t Watchdog::begin(const OpDescription& what, DoneProbe done) {
   if (timeout_s_ <= 0) return 0;
   std::lock_guard<std::mutex> lock(mutex_);
   const std::uint64_t id = next_id_++;
   // No notify: waking the watchdog thread on every collective costs a context switch, which
   // shows as microseconds per small collective. It polls on its own schedule instead.
-  entries_.emplace(id, Entry{std::move(what), std::chrono::steady_clock::now(), std::move(done)});
+  entries_.emplace(id, Entry{what, std::chrono::steady_clock::now(), std::move(done)});
   return id;
 }
 
@@ -65,7 +89,7 @@ void Watchdog::loop() {
         char seconds[96];
         std::snprintf(seconds, sizeof seconds, " waited %.1f s (limit %.1f s, runtime.collective_timeout_s) for ", waited,
                       timeout_s_);
-        const std::string message = describe_process() + seconds + it->second.what + " " + context_ +
+        const std::string message = describe_process() + seconds + it->second.what.str() + " " + context_ +
                                     "; a peer never joined or is stuck. Ending the job";
         fired_ = true;
         lock.unlock();

@@ -14,6 +14,27 @@
 
 namespace vitruvian {
 
+/// Exit code of a job ended by a collective timeout (as timeout(1)).
+constexpr int kCollectiveTimeoutExitCode = 124;
+
+/// A watched operation as plain values, turned into text only when it times out: building the
+/// text for every collective would put string work on each call's path.
+struct OpDescription {
+  const char* name = "";        ///< "allreduce", ... (a string literal)
+  std::uint64_t sequence = 0;   ///< the communicator's count of operations, from 1
+  const char* op = nullptr;     ///< "sum", ... or nullptr
+  int root = -1;                ///< broadcast root, or -1
+  const char* dtype = nullptr;  ///< "float32", ... or nullptr without a tensor
+  std::int64_t numel = 0;
+  /// "allreduce #3 (sum, float32, 8 elements)", "broadcast #2 (root 0, int64, 1 element)",
+  /// "barrier #5".
+  std::string str() const;
+};
+
+/// Logs `message` as critical (and to stderr) and ends the whole job with MPI_Abort and exit
+/// code kCollectiveTimeoutExitCode. The default timeout handler.
+[[noreturn]] void end_job_on_timeout(const std::string& message);
+
 class Watchdog {
  public:
   /// Receives the full message ("rank 1/3 on node-a waited 5.0 s for ...").
@@ -24,21 +45,21 @@ class Watchdog {
   /// `context` ends the message, e.g. "on communicator 'world' (mpi, 3 ranks)". timeout_s <= 0
   /// disables watching. `thread_setup`, if given, runs first on the watchdog thread (e.g. to
   /// make the communicator's CUDA device current there before probes query its events).
-  Watchdog(std::string context, double timeout_s, TimeoutHandler on_timeout,
+  Watchdog(std::string context, double timeout_s, TimeoutHandler on_timeout = end_job_on_timeout,
            std::function<void()> thread_setup = nullptr);
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
   ~Watchdog();
 
   /// Starts watching `what`. With `done`, the entry ends by itself once done() is true.
-  std::uint64_t begin(std::string what, DoneProbe done = nullptr);
+  std::uint64_t begin(const OpDescription& what, DoneProbe done = nullptr);
   /// Stops watching entry `id`.
   void end(std::uint64_t id);
 
   /// Watches for the lifetime of the scope.
   class Scope {
    public:
-    Scope(Watchdog& dog, std::string what) : dog_(dog), id_(dog.begin(std::move(what))) {}
+    Scope(Watchdog& dog, const OpDescription& what) : dog_(dog), id_(dog.begin(what)) {}
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
     ~Scope() { dog_.end(id_); }
@@ -52,7 +73,7 @@ class Watchdog {
 
  private:
   struct Entry {
-    std::string what;
+    OpDescription what;
     std::chrono::steady_clock::time_point start;
     DoneProbe done;
   };

@@ -15,7 +15,13 @@ using namespace std::chrono_literals;
 TEST(Watchdog, FiresForAStuckOperationWithItsDescription) {
   std::promise<std::string> fired;
   Watchdog dog("on communicator 'test' (mpi, 2 ranks)", 0.2, [&](const std::string& m) { fired.set_value(m); });
-  const auto id = dog.begin("allreduce #3 (sum, float32, 8 elements)");
+  OpDescription what;
+  what.name = "allreduce";
+  what.sequence = 3;
+  what.op = "sum";
+  what.dtype = "float32";
+  what.numel = 8;
+  const auto id = dog.begin(what);
   auto message = fired.get_future();
   ASSERT_EQ(message.wait_for(5s), std::future_status::ready);
   const std::string text = message.get();
@@ -30,7 +36,10 @@ TEST(Watchdog, QuietForOperationsThatEndInTime) {
   std::atomic<int> fired{0};
   Watchdog dog("ctx", 0.3, [&](const std::string&) { ++fired; });
   for (int i = 0; i < 20; ++i) {
-    Watchdog::Scope scope(dog, "barrier #" + std::to_string(i));
+    OpDescription barrier;
+    barrier.name = "barrier";
+    barrier.sequence = static_cast<std::uint64_t>(i);
+    Watchdog::Scope scope(dog, barrier);
     std::this_thread::sleep_for(10ms);
   }
   std::this_thread::sleep_for(500ms);
@@ -41,7 +50,9 @@ TEST(Watchdog, DoneProbeEndsDeviceWork) {
   std::atomic<int> fired{0};
   std::atomic<bool> done{false};
   Watchdog dog("ctx", 0.3, [&](const std::string&) { ++fired; });
-  dog.begin("device work", [&] { return done.load(); });
+  OpDescription device_work;
+  device_work.name = "device work";
+  dog.begin(device_work, [&] { return done.load(); });
   std::this_thread::sleep_for(100ms);
   done = true;
   std::this_thread::sleep_for(500ms);
@@ -51,9 +62,23 @@ TEST(Watchdog, DoneProbeEndsDeviceWork) {
 TEST(Watchdog, DisabledWithNonPositiveTimeout) {
   std::atomic<int> fired{0};
   Watchdog dog("ctx", 0.0, [&](const std::string&) { ++fired; });
-  dog.begin("never watched");
+  dog.begin(OpDescription{});
   std::this_thread::sleep_for(100ms);
   EXPECT_EQ(fired.load(), 0);
+}
+
+TEST(OpDescription, FormatsOnlyWhatIsSet) {
+  OpDescription broadcast;
+  broadcast.name = "broadcast";
+  broadcast.sequence = 2;
+  broadcast.root = 0;
+  broadcast.dtype = "int64";
+  broadcast.numel = 1;
+  EXPECT_EQ(broadcast.str(), "broadcast #2 (root 0, int64, 1 element)");
+  OpDescription barrier;
+  barrier.name = "barrier";
+  barrier.sequence = 5;
+  EXPECT_EQ(barrier.str(), "barrier #5");
 }
 
 }  // namespace
