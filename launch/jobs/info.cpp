@@ -36,19 +36,17 @@ json rank_facts(const JobContext& context) {
               {"inter_op_threads", at::get_num_interop_threads()}};
 }
 
-/// Allreduce of each rank's (rank + 1) on `device`: expects n(n+1)/2 everywhere.
-json check_backend(const JobContext& context, c10::Device device) {
-  const int n = context.env.size();
-  auto comm = make_communicator(context.env.world(), device,
-                                CommunicatorOptions().timeout_s(context.runtime.collective_timeout_s).name("info"));
-  const at::Tensor value = at::full({1}, context.env.rank() + 1, at::TensorOptions().dtype(at::kDouble).device(device));
+/// Allreduce of each rank's (rank + 1) over `comm` on `device`: expects n(n+1)/2 everywhere.
+json check_backend(Communicator& comm, c10::Device device) {
+  const int n = comm.size();
+  const at::Tensor value = at::full({1}, comm.rank() + 1, at::TensorOptions().dtype(at::kDouble).device(device));
   const auto start = std::chrono::steady_clock::now();
-  comm->allreduce(value);
-  comm->barrier();
+  comm.allreduce(value);
+  comm.barrier();
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   const double got = value.cpu().item<double>();
   const double want = n * (n + 1) / 2.0;
-  return json{{"backend", comm->backend()}, {"device", device.str()}, {"ok", got == want}, {"sum", got},
+  return json{{"backend", comm.backend()}, {"device", device.str()}, {"ok", got == want}, {"sum", got},
               {"expected", want}, {"ms", ms}};
 }
 
@@ -95,8 +93,8 @@ int run_info(const JobContext& context, const InfoOptions& options) {
   const MpiEnvironment& env = context.env;
 
   // Gather every rank's facts as JSON text through the communicator's variable-size allgather.
-  auto world = make_communicator(env.world(), c10::Device(c10::kCPU),
-                                 CommunicatorOptions().timeout_s(context.runtime.collective_timeout_s).name("info"));
+  const auto comm_options = CommunicatorOptions().timeout_s(context.runtime.collective_timeout_s).name("info");
+  auto world = make_communicator(env.world(), c10::Device(c10::kCPU), comm_options);
   const std::string mine = rank_facts(context).dump() + "\n";  // compact JSON: one line per rank
   const at::Tensor bytes = at::from_blob(const_cast<char*>(mine.data()), {static_cast<std::int64_t>(mine.size())},
                                          at::TensorOptions().dtype(at::kByte))
@@ -104,8 +102,11 @@ int run_info(const JobContext& context, const InfoOptions& options) {
   const at::Tensor gathered = world->allgatherv(bytes);
 
   json checks = json::array();
-  checks.push_back(check_backend(context, c10::Device(c10::kCPU)));
-  if (context.device.is_cuda()) checks.push_back(check_backend(context, context.device));
+  checks.push_back(check_backend(*world, c10::Device(c10::kCPU)));
+  if (context.device.is_cuda()) {
+    auto device_comm = make_communicator(env.world(), context.device, comm_options);
+    checks.push_back(check_backend(*device_comm, context.device));
+  }
   bool all_ok = true;
   for (const auto& c : checks) all_ok = all_ok && c["ok"].get<bool>();
 
