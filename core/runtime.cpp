@@ -19,12 +19,16 @@ void RuntimeConfig::visit(ConfigVisitor& v) {
 }
 
 void RuntimeConfig::validate() const {
-  try {
-    parse_device_choice(device);
-    parse_log_level(logging.level);
-  } catch (const InputError& e) {
-    throw ConfigError("runtime." + e.call(), e.detail());
-  }
+  // Each parser's InputError carries the reason; the key is named here.
+  auto check = [](const char* key, auto&& parse) {
+    try {
+      parse();
+    } catch (const InputError& e) {
+      throw ConfigError(key, e.detail());
+    }
+  };
+  check("runtime.device", [&] { parse_device_choice(device); });
+  check("runtime.log_level", [&] { parse_log_level(logging.level); });
   if (intra_op_threads < 1) {
     throw ConfigError("runtime.intra_op_threads", std::to_string(intra_op_threads) + " is not a thread count; expected >= 1");
   }
