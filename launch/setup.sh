@@ -2,6 +2,8 @@
 # Installs what Vitruvian needs to build, test and run, from Debian's packages. Idempotent:
 # when everything is installed it prints nothing and changes nothing. Runs apt-get as root
 # (directly, or through sudo when started by another user).
+#   launch/setup.sh --check   only reports: silent and exit 0 when all is there, else lists
+#                             the missing packages and exits 1.
 set -euo pipefail
 
 packages=(
@@ -21,6 +23,10 @@ for package in "${packages[@]}"; do
   fi
 done
 ((${#missing[@]} == 0)) && exit 0
+if [[ "${1:-}" == "--check" ]]; then
+  echo "setup: missing ${missing[*]}" >&2
+  exit 1
+fi
 
 sudo=()
 if [[ $(id -u) -ne 0 ]]; then
