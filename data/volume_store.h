@@ -1,0 +1,161 @@
+// The HDF5 volume store (docs/FORMAT.md): a dataset of studies, each with several series
+// (sequences) and label maps bound to a reference series, in one file or in shards under an
+// index file. Writers go through a temporary file renamed on commit; readers refuse external
+// links, external and virtual datasets, and check declared sizes before allocating.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/volume.h"
+
+namespace vitruvian::data {
+
+inline constexpr const char* kFormatName = "vitruvian-volumes";
+inline constexpr const char* kIndexFormatName = "vitruvian-volumes-index";
+inline constexpr int kFormatVersion = 1;
+
+/// Label id → structure name ("0" is background by convention).
+using LabelTable = std::map<int, std::string>;
+
+/// How images and label maps are laid out on disk.
+struct StorageOptions {
+  /// Chunk shape [z, y, x] (4D series get [1, z, y, x]); clipped to the volume. {0,0,0}:
+  /// contiguous (no chunking, no compression).
+  std::array<std::int64_t, 3> chunk_zyx{32, 32, 32};
+  int deflate_level = 0;  ///< 0: uncompressed; 1–9: deflate (zlib) level, with the shuffle filter
+  bool shuffle = true;    ///< byte shuffle before deflate (ignored when uncompressed)
+};
+
+/// What a study's series holds, as written in the file.
+struct SeriesInfo {
+  std::string name;                 ///< series (sequence) name, unique in its study: "cta", "t1_pre"
+  std::string modality;             ///< "CT", "MR" or ""
+  VoxelType type = VoxelType::kInt16;
+  std::vector<std::int64_t> shape;  ///< [z,y,x] or [t,z,y,x]
+  std::vector<std::int64_t> chunk;  ///< chunk shape, empty when contiguous
+  std::string compression;          ///< "none", "deflate-6+shuffle", ...
+  Geometry geometry;
+  std::vector<double> frame_times_s;
+  std::int64_t stored_bytes = 0;  ///< bytes in the file (after compression)
+};
+
+/// A label map of a study, on the grid of `reference_series`.
+struct LabelInfo {
+  std::string name;  ///< "organs", "vessels", ...
+  std::string reference_series;
+  VoxelType type = VoxelType::kUInt8;
+  std::vector<std::int64_t> shape;  ///< [z,y,x]
+  std::vector<std::int64_t> chunk;
+  std::string compression;
+  std::int64_t stored_bytes = 0;
+};
+
+struct StudyInfo {
+  std::string id;
+  std::vector<SeriesInfo> series;
+  std::vector<LabelInfo> labels;
+  std::string metadata_json;  ///< free-form JSON (e.g. phantom ground truth), "" when none
+  std::int64_t voxels = 0;    ///< spatial voxels of the largest series (the sharder's weight)
+
+  const SeriesInfo* find_series(const std::string& name) const;
+  const LabelInfo* find_label(const std::string& name) const;
+};
+
+/// Writes one dataset file. Everything goes to "<path>.tmp.<pid>.<n>"; commit() closes it and
+/// renames it over `path`. Without commit() (an exception, an early return) the temporary is
+/// removed and `path` is untouched.
+class VolumeWriter {
+ public:
+  explicit VolumeWriter(std::filesystem::path path, StorageOptions options = {});
+  ~VolumeWriter();
+  VolumeWriter(const VolumeWriter&) = delete;
+  VolumeWriter& operator=(const VolumeWriter&) = delete;
+
+  void set_label_table(const LabelTable& table);
+  /// Adds `series` to `study` (created on first use). Images are int16, uint16 or float32;
+  /// other types are refused (convert them first). Throws InputError naming `source` on bad input.
+  void add_series(const std::string& study, const std::string& series, const Volume& volume,
+                  const std::string& source);
+  /// Adds a label map bound to `reference_series` of `study` (added before): same [z,y,x] shape
+  /// and matching geometry, uint8 or uint16, else InputError naming `source`.
+  void add_label(const std::string& study, const std::string& name, const std::string& reference_series,
+                 const Volume& label, const std::string& source);
+  void set_study_metadata(const std::string& study, const std::string& json);
+  /// Studies written so far (for an index over shards).
+  const std::vector<StudyInfo>& studies() const;
+  void commit();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+/// Writes a sharded dataset: `index_path` plus shard files "<stem>.shard-NNNNN.h5" next to it,
+/// a new shard started whenever the current one holds `studies_per_shard` studies. Shards are
+/// committed as they fill; the index last, so a reader never sees a partial dataset.
+class ShardedVolumeWriter {
+ public:
+  ShardedVolumeWriter(std::filesystem::path index_path, std::int64_t studies_per_shard, StorageOptions options = {});
+  ~ShardedVolumeWriter();
+  ShardedVolumeWriter(const ShardedVolumeWriter&) = delete;
+  ShardedVolumeWriter& operator=(const ShardedVolumeWriter&) = delete;
+
+  void set_label_table(const LabelTable& table);
+  /// Starts a study (closing the previous one); then add its series and labels through writer().
+  VolumeWriter& begin_study(const std::string& study);
+  void commit();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+/// Limits a reader enforces before allocating anything.
+struct ReadOptions {
+  std::int64_t max_voxels = std::int64_t{1} << 31;  ///< per series or label map
+  /// HDF5 chunk cache per open dataset (bytes); 0 keeps HDF5's default (1 MiB).
+  std::int64_t chunk_cache_bytes = std::int64_t{64} << 20;
+};
+
+/// Reads a dataset file or a shard index, the same way. Safe to share between threads: calls
+/// are serialised by HDF5's global lock (the library is built thread-safe), open datasets are
+/// cached per (study, object) under the store's own mutex.
+class VolumeStore {
+ public:
+  /// Opens and validates the whole structure: format name and version, one group per study,
+  /// attributes, no external links / external storage / virtual datasets, declared sizes within
+  /// ReadOptions::max_voxels. Throws InputError naming the file and what is wrong.
+  explicit VolumeStore(const std::filesystem::path& path, ReadOptions options = {});
+  ~VolumeStore();
+  VolumeStore(const VolumeStore&) = delete;
+  VolumeStore& operator=(const VolumeStore&) = delete;
+
+  const std::filesystem::path& path() const;
+  bool sharded() const;
+  const std::vector<StudyInfo>& studies() const;
+  const StudyInfo& study(const std::string& id) const;  ///< InputError when absent
+  const LabelTable& label_table() const;
+
+  Volume read_series(const std::string& study, const std::string& series) const;
+  Volume read_label(const std::string& study, const std::string& name) const;
+  /// Reads the box [start, start+size) of a series (all frames for 4D: [t, z, y, x]) or label
+  /// map, touching only the chunks it covers. The box must lie inside the volume.
+  at::Tensor read_series_region(const std::string& study, const std::string& series,
+                                std::array<std::int64_t, 3> start_zyx, std::array<std::int64_t, 3> size_zyx) const;
+  at::Tensor read_label_region(const std::string& study, const std::string& name,
+                               std::array<std::int64_t, 3> start_zyx, std::array<std::int64_t, 3> size_zyx) const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace vitruvian::data

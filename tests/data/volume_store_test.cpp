@@ -1,0 +1,310 @@
+// The HDF5 store: write/read round trips, regions, shards, and hostile files refused before
+// anything is allocated.
+#include "data/volume_store.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "core/errors.h"
+
+namespace vitruvian::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+class VolumeStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("vitruvian_store_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    at::manual_seed(7);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+Geometry test_geometry() {
+  Geometry g;
+  g.spacing = {0.7, 0.75, 2.5};
+  g.origin = {-100.0, 20.5, 300.0};
+  g.direction = {0, -1, 0, 1, 0, 0, 0, 0, 1};  // rotated in plane
+  return g;
+}
+
+Volume ct(std::int64_t z, std::int64_t y, std::int64_t x) {
+  Volume v;
+  v.type = VoxelType::kInt16;
+  v.voxels = at::randint(-1024, 3000, {z, y, x}, at::kShort);
+  v.geometry = test_geometry();
+  v.modality = "CT";
+  return v;
+}
+
+Volume labels_for(const Volume& image) {
+  Volume l;
+  l.type = VoxelType::kUInt8;
+  l.voxels = at::randint(0, 5, image.voxels.sizes(), at::kByte);
+  l.geometry = image.geometry;
+  return l;
+}
+
+TEST_F(VolumeStoreTest, RoundTripKeepsVoxelsGeometryAndMetadata) {
+  const auto path = dir_ / "d.h5";
+  const Volume image = ct(20, 33, 41);
+  const Volume label = labels_for(image);
+  Volume perfusion;
+  perfusion.type = VoxelType::kUInt16;
+  perfusion.voxels = at::randint(0, 65536, {5, 20, 33, 41}, at::kInt);
+  perfusion.geometry = image.geometry;
+  perfusion.frame_times_s = {0, 1.5, 3, 4.5, 6};
+  perfusion.modality = "CT";
+  Volume mr;
+  mr.type = VoxelType::kFloat32;
+  mr.voxels = at::rand({20, 33, 41}) * 1000;
+  mr.geometry = image.geometry;
+  mr.modality = "MR";
+  {
+    VolumeWriter writer(path, StorageOptions{{16, 16, 16}, 4, true});
+    writer.set_label_table({{0, "background"}, {1, "liver"}, {4, "lesion"}});
+    writer.add_series("case1", "cta", image, "cta.nii");
+    writer.add_series("case1", "perfusion", perfusion, "ctp");
+    writer.add_series("case2", "t1", mr, "t1");
+    writer.add_label("case1", "organs", "cta", label, "seg.nii");
+    writer.set_study_metadata("case1", R"({"nodules": 2})");
+    EXPECT_FALSE(fs::exists(path)) << "the target appears only on commit";
+    writer.commit();
+  }
+  VolumeStore store(path);
+  ASSERT_EQ(store.studies().size(), 2u);
+  EXPECT_FALSE(store.sharded());
+  EXPECT_EQ(store.label_table().at(4), "lesion");
+  const StudyInfo& s = store.study("case1");
+  EXPECT_EQ(s.metadata_json, R"({"nodules": 2})");
+  EXPECT_EQ(s.voxels, 20 * 33 * 41);
+  ASSERT_NE(s.find_series("cta"), nullptr);
+  EXPECT_EQ(s.find_series("cta")->compression, "shuffle+deflate-4");
+  EXPECT_EQ(s.find_series("cta")->chunk, (std::vector<std::int64_t>{16, 16, 16}));
+  EXPECT_EQ(s.find_series("perfusion")->chunk, (std::vector<std::int64_t>{1, 16, 16, 16}));
+
+  const Volume back = store.read_series("case1", "cta");
+  EXPECT_EQ(back.type, VoxelType::kInt16);
+  EXPECT_TRUE(at::equal(back.voxels, image.voxels));
+  EXPECT_EQ(back.geometry.spacing, image.geometry.spacing);
+  EXPECT_EQ(back.geometry.origin, image.geometry.origin);
+  EXPECT_EQ(back.geometry.direction, image.geometry.direction);
+  EXPECT_EQ(back.modality, "CT");
+  const Volume p = store.read_series("case1", "perfusion");
+  EXPECT_EQ(p.type, VoxelType::kUInt16);
+  EXPECT_TRUE(at::equal(p.voxels, perfusion.voxels));
+  EXPECT_EQ(p.frame_times_s, perfusion.frame_times_s);
+  EXPECT_TRUE(at::equal(store.read_series("case2", "t1").voxels, mr.voxels));
+  const Volume l = store.read_label("case1", "organs");
+  EXPECT_EQ(l.type, VoxelType::kUInt8);
+  EXPECT_TRUE(at::equal(l.voxels, label.voxels));
+
+  // A region touches only its box and equals the slice of the whole volume.
+  const auto region = store.read_series_region("case1", "cta", {3, 5, 7}, {10, 20, 30});
+  EXPECT_TRUE(at::equal(region, image.voxels.slice(0, 3, 13).slice(1, 5, 25).slice(2, 7, 37)));
+  const auto frames = store.read_series_region("case1", "perfusion", {1, 2, 3}, {4, 5, 6});
+  EXPECT_TRUE(at::equal(frames, perfusion.voxels.slice(1, 1, 5).slice(2, 2, 7).slice(3, 3, 9)));
+  EXPECT_THROW(store.read_series_region("case1", "cta", {15, 0, 0}, {10, 1, 1}), InputError);
+  EXPECT_THROW(store.read_series("case1", "nope"), InputError);
+  EXPECT_THROW(store.study("case3"), InputError);
+}
+
+TEST_F(VolumeStoreTest, ContiguousStorageReadsTheSame) {
+  const auto path = dir_ / "c.h5";
+  const Volume image = ct(8, 9, 10);
+  {
+    VolumeWriter writer(path, StorageOptions{{0, 0, 0}, 0, false});
+    writer.add_series("s", "ct", image, "x");
+    writer.commit();
+  }
+  VolumeStore store(path);
+  EXPECT_TRUE(store.study("s").series[0].chunk.empty());
+  EXPECT_TRUE(at::equal(store.read_series_region("s", "ct", {1, 1, 1}, {3, 4, 5}),
+                        image.voxels.slice(0, 1, 4).slice(1, 1, 5).slice(2, 1, 6)));
+}
+
+TEST_F(VolumeStoreTest, AbandonedWriterLeavesNothing) {
+  const auto path = dir_ / "gone.h5";
+  {
+    VolumeWriter writer(path);
+    writer.add_series("s", "ct", ct(4, 4, 4), "x");
+  }
+  EXPECT_FALSE(fs::exists(path));
+  EXPECT_TRUE(fs::is_empty(dir_)) << "the temporary file was left behind";
+}
+
+TEST_F(VolumeStoreTest, LabelMapsMustMatchTheirReferenceSeries) {
+  VolumeWriter writer(dir_ / "x.h5");
+  const Volume image = ct(6, 7, 8);
+  writer.add_series("s", "ct", image, "ct.nii");
+  Volume label = labels_for(image);
+  label.geometry.spacing[2] = 3.0;
+  try {
+    writer.add_label("s", "organs", "ct", label, "seg.nii");
+    FAIL() << "a label with another geometry was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("seg.nii"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("geometry"), std::string::npos) << e.what();
+  }
+  label = labels_for(ct(6, 7, 9));
+  EXPECT_THROW(writer.add_label("s", "organs", "ct", label, "seg.nii"), InputError);
+  EXPECT_THROW(writer.add_label("s", "organs", "missing", labels_for(image), "seg.nii"), InputError);
+  Volume wide = image;
+  wide.type = VoxelType::kInt32;
+  wide.voxels = image.voxels.to(at::kInt);
+  EXPECT_THROW(writer.add_label("s", "organs", "ct", wide, "seg.nii"), InputError);
+  EXPECT_THROW(writer.add_series("s", "ct", image, "again"), InputError);
+  EXPECT_THROW(writer.add_series("a/b", "ct", image, "slash"), InputError);
+}
+
+TEST_F(VolumeStoreTest, ShardsReadLikeOneFile) {
+  const auto index = dir_ / "big.h5";
+  std::vector<Volume> images;
+  {
+    ShardedVolumeWriter writer(index, 2, StorageOptions{{8, 8, 8}, 1, true});
+    writer.set_label_table({{1, "organ"}});
+    for (int i = 0; i < 5; ++i) {
+      images.push_back(ct(4 + i, 6, 7));
+      VolumeWriter& shard = writer.begin_study("case" + std::to_string(i));
+      shard.add_series("case" + std::to_string(i), "ct", images.back(), "x");
+      shard.add_label("case" + std::to_string(i), "organs", "ct", labels_for(images.back()), "y");
+    }
+    EXPECT_THROW(writer.begin_study("case1"), InputError);
+    writer.commit();
+  }
+  EXPECT_TRUE(fs::exists(dir_ / "big.shard-00000.h5"));
+  EXPECT_TRUE(fs::exists(dir_ / "big.shard-00002.h5"));
+  EXPECT_FALSE(fs::exists(dir_ / "big.shard-00003.h5"));
+  VolumeStore store(index);
+  EXPECT_TRUE(store.sharded());
+  ASSERT_EQ(store.studies().size(), 5u);
+  EXPECT_EQ(store.label_table().at(1), "organ");
+  for (int i = 0; i < 5; ++i) {
+    const std::string id = "case" + std::to_string(i);
+    EXPECT_TRUE(at::equal(store.read_series(id, "ct").voxels, images[static_cast<std::size_t>(i)].voxels));
+    EXPECT_EQ(store.study(id).voxels, (4 + i) * 6 * 7);
+  }
+  // A shard missing from disk is named.
+  fs::remove(dir_ / "big.shard-00001.h5");
+  try {
+    VolumeStore broken(index);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("big.shard-00001.h5"), std::string::npos) << e.what();
+  }
+}
+
+/// Writes a small valid dataset, then lets `tamper` change it with the raw HDF5 API.
+template <typename Tamper>
+std::string open_error(const fs::path& path, Tamper tamper) {
+  {
+    VolumeWriter writer(path, StorageOptions{{0, 0, 0}, 0, false});
+    writer.add_series("s", "ct", ct(4, 5, 6), "x");
+    writer.commit();
+  }
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  EXPECT_GE(file, 0);
+  tamper(file);
+  H5Fclose(file);
+  try {
+    VolumeStore store(path);
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST_F(VolumeStoreTest, ExternalLinksAreRefused) {
+  const auto text = open_error(dir_ / "e.h5", [](hid_t file) {
+    H5Lcreate_external("other.h5", "/x", file, "/studies/s/series/s2", H5P_DEFAULT, H5P_DEFAULT);
+  });
+  EXPECT_NE(text.find("external link"), std::string::npos) << text;
+}
+
+TEST_F(VolumeStoreTest, ExternalStorageIsRefused) {
+  const auto text = open_error(dir_ / "x.h5", [](hid_t file) {
+    const hid_t group = H5Gcreate2(file, "/studies/s/series/ext", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    const hsize_t dims[3] = {2, 2, 2};
+    const hid_t space = H5Screate_simple(3, dims, nullptr);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_external(dcpl, "/etc/hostname", 0, 16);
+    const hid_t dataset = H5Dcreate2(group, "image", H5T_STD_I16LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Dclose(dataset);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Gclose(group);
+  });
+  EXPECT_NE(text.find("external files"), std::string::npos) << text;
+}
+
+TEST_F(VolumeStoreTest, VirtualDatasetsAreRefused) {
+  const auto text = open_error(dir_ / "v.h5", [](hid_t file) {
+    const hid_t group = H5Gcreate2(file, "/studies/s/series/virt", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    const hsize_t dims[3] = {4, 5, 6};
+    const hid_t space = H5Screate_simple(3, dims, nullptr);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_virtual(dcpl, space, ".", "/studies/s/series/ct/image", space);
+    const hid_t dataset = H5Dcreate2(group, "image", H5T_STD_I16LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Dclose(dataset);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Gclose(group);
+  });
+  EXPECT_NE(text.find("virtual dataset"), std::string::npos) << text;
+}
+
+TEST_F(VolumeStoreTest, HugeDeclaredSizesAreRefusedBeforeAllocating) {
+  const auto text = open_error(dir_ / "h.h5", [](hid_t file) {
+    const hid_t group = H5Gcreate2(file, "/studies/s/series/huge", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    const hsize_t dims[3] = {10000, 10000, 10000};  // 10^12 voxels, chunked: no bytes on disk
+    const hsize_t chunk[3] = {64, 64, 64};
+    const hid_t space = H5Screate_simple(3, dims, nullptr);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 3, chunk);
+    H5Pset_deflate(dcpl, 9);
+    const hid_t dataset = H5Dcreate2(group, "image", H5T_STD_I16LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Dclose(dataset);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Gclose(group);
+  });
+  EXPECT_NE(text.find("declares 1000000000000 voxels"), std::string::npos) << text;
+}
+
+TEST_F(VolumeStoreTest, TruncatedFilesAndForeignFilesAreNamed) {
+  const auto path = dir_ / "t.h5";
+  {
+    VolumeWriter writer(path, StorageOptions{{0, 0, 0}, 0, false});
+    writer.add_series("s", "ct", ct(40, 50, 60), "x");
+    writer.commit();
+  }
+  fs::resize_file(path, fs::file_size(path) - 100000);
+  try {
+    VolumeStore store(path);
+    FAIL() << "a truncated file opened";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("t.h5"), std::string::npos) << e.what();
+  }
+  const auto foreign = dir_ / "foreign.h5";
+  const hid_t file = H5Fcreate(foreign.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  H5Fclose(file);
+  try {
+    VolumeStore store(foreign);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("no 'format' attribute"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(VolumeStore(dir_ / "missing.h5"), InputError);
+}
+
+}  // namespace
+}  // namespace vitruvian::data
