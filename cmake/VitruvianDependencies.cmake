@@ -8,6 +8,11 @@ find_package(nlohmann_json 3.10 REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
+find_package(Nifti REQUIRED)          # libnifti2-dev: NIfTI-1/-2 import and export (cmake/FindNifti.cmake)
+find_package(DCMTK REQUIRED CONFIG)   # libdcmtk-dev: DICOM series import (and test series)
+# Only the DCMTK modules that read and write DICOM files and decode compressed pixel data.
+set(VITRUVIAN_DCMTK_LIBS DCMTK::ofstd DCMTK::oflog DCMTK::dcmdata DCMTK::dcmimgle DCMTK::dcmimage DCMTK::dcmjpeg
+    DCMTK::dcmjpls)
 
 # LibTorch as one INTERFACE target carrying its required flags (ABI macro, include dirs).
 add_library(vitruvian_torch INTERFACE)

@@ -11,6 +11,8 @@ packages=(
   libtorch-dev                          # LibTorch (CPU build) and its headers
   libopenmpi-dev openmpi-bin            # MPI runtime and mpirun
   libhdf5-dev                           # volume store
+  libnifti2-dev libdcmtk-dev zlib1g-dev # NIfTI and DICOM import/export, chunk decompression
+  python3-h5py python3-nibabel          # peers for side-by-side checks and benchmarks
   libyaml-cpp-dev nlohmann-json3-dev    # config and reports
   libcli11-dev libspdlog-dev libfmt-dev # command line and logging
   libgtest-dev libbenchmark-dev         # tests and benchmarks

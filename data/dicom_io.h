@@ -1,0 +1,62 @@
+// DICOM series import (through DCMTK, kept out of this header): files grouped by
+// SeriesInstanceUID, slices sorted along the slice normal, checked, rescaled, and placed in LPS.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "data/volume.h"
+
+namespace vitruvian::data {
+
+struct DicomReadOptions {
+  /// Relative: every gap between neighbouring slices may differ from the median gap by this
+  /// fraction; also bounds the gantry tilt (sideways drift per mm along the normal).
+  double spacing_tolerance = 0.01;
+  /// A series with more than Rows × Columns × slices voxels is refused before anything is
+  /// allocated (a lying header cannot make us allocate gigabytes).
+  std::int64_t max_voxels = std::int64_t{1} << 31;
+};
+
+/// One imported series.
+struct DicomSeries {
+  std::string study_uid, series_uid, modality, series_description, series_number, patient_id, study_date;
+  /// [z, y, x]: x along the row direction (ImageOrientationPatient's first triple), y along the
+  /// column direction, z along their cross product; the origin is the first slice's
+  /// ImagePositionPatient. Voxels are RescaleSlope × stored + RescaleIntercept: int16 when all
+  /// of them are integers in int16's range, else float32; unsigned data with more than 8 bits
+  /// and no rescale stays kUInt16 (in an int32 tensor).
+  Volume volume;
+  std::vector<std::filesystem::path> files;  ///< one per slice, in slice (z) order
+};
+
+/// A file or series that was not imported. `reason` is one line: what is wrong and what was
+/// expected. A bad series gives one rejection naming its first file (by name).
+struct DicomRejection {
+  std::filesystem::path path;
+  std::string reason;
+};
+
+struct DicomScan {
+  /// Ordered by study_uid, then series number, then series_uid. Series with the same
+  /// study_uid belong to one study.
+  std::vector<DicomSeries> series;
+  std::vector<DicomRejection> rejected;
+};
+
+/// Imports every series found under `folder` (searched recursively). Files without the DICOM
+/// preamble ("DICM" at byte 128) are skipped silently; a DICOM file that cannot be parsed, or
+/// holds no image, is a rejection. A series is imported whole or rejected whole (missing or
+/// duplicate slices, uneven spacing, mixed orientations, gantry tilt, image size or pixel
+/// format changing within the series, colour, multi-frame files, truncated pixel data, a
+/// transfer syntax no registered decoder handles, more than `max_voxels`); the other series
+/// still import. Uncompressed, deflated, JPEG, JPEG-LS and RLE data decode.
+/// Throws InputError when `folder` is not a directory or the options are invalid.
+DicomScan read_dicom_series(const std::filesystem::path& folder, const DicomReadOptions& options = {});
+
+/// The same for an explicit list of files (which may hold several series).
+DicomScan read_dicom_files(const std::vector<std::filesystem::path>& files, const DicomReadOptions& options = {});
+
+}  // namespace vitruvian::data

@@ -1,0 +1,230 @@
+// NIfTI import/export: header checks before loading, scaling, RAS↔LPS geometry, atomic writes.
+#include "data/nifti_io.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <nifti2_io.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <optional>
+
+#include "core/errors.h"
+
+namespace vitruvian::data {
+namespace {
+
+struct NiftiFree {
+  void operator()(nifti_image* image) const {
+    if (image != nullptr) nifti_image_free(image);
+  }
+};
+using NiftiPtr = std::unique_ptr<nifti_image, NiftiFree>;
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::optional<VoxelType> voxel_type_of(int datatype) {
+  switch (datatype) {
+    case DT_UINT8: return VoxelType::kUInt8;
+    case DT_INT16: return VoxelType::kInt16;
+    case DT_UINT16: return VoxelType::kUInt16;
+    case DT_INT32: return VoxelType::kInt32;
+    case DT_FLOAT32: return VoxelType::kFloat32;
+    case DT_FLOAT64: return VoxelType::kFloat64;
+    default: return std::nullopt;
+  }
+}
+
+int datatype_of(VoxelType type) {
+  switch (type) {
+    case VoxelType::kUInt8: return DT_UINT8;
+    case VoxelType::kInt16: return DT_INT16;
+    case VoxelType::kUInt16: return DT_UINT16;
+    case VoxelType::kInt32: return DT_INT32;
+    case VoxelType::kFloat32: return DT_FLOAT32;
+    case VoxelType::kFloat64: return DT_FLOAT64;
+  }
+  return DT_FLOAT32;
+}
+
+std::array<double, 16> to_array(const nifti_dmat44& m) {
+  std::array<double, 16> out{};
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) out[r * 4 + c] = m.m[r][c];
+  return out;
+}
+
+/// Tensor of the file's voxels in the in-memory dtype (uint16 widened to int32).
+at::Tensor voxels_of(const nifti_image& image, VoxelType type, const std::vector<std::int64_t>& shape) {
+  const auto source_options = at::TensorOptions().dtype(type == VoxelType::kUInt16 ? at::kShort : tensor_dtype(type));
+  at::Tensor raw = at::from_blob(image.data, shape, source_options);
+  if (type == VoxelType::kUInt16) return raw.to(at::kInt).bitwise_and(0xFFFF);  // reinterpret as unsigned
+  return raw.clone();
+}
+
+bool fits(VoxelType type, double low, double high) {
+  switch (type) {
+    case VoxelType::kUInt8: return low >= 0 && high <= 255;
+    case VoxelType::kInt16: return low >= -32768 && high <= 32767;
+    case VoxelType::kUInt16: return low >= 0 && high <= 65535;
+    case VoxelType::kInt32: return low >= -2147483648.0 && high <= 2147483647.0;
+    default: return true;
+  }
+}
+
+}  // namespace
+
+bool is_nifti_path(const std::filesystem::path& path) {
+  const std::string name = path.filename().string();
+  return ends_with(name, ".nii") || ends_with(name, ".nii.gz");
+}
+
+Volume read_nifti(const std::filesystem::path& path, const NiftiReadOptions& options) {
+  const std::string source = path.string();
+  nifti_set_debug_level(0);
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) throw InputError(source, "no such file (expected a NIfTI image)");
+  if (!is_nifti_path(path)) throw InputError(source, "not a .nii or .nii.gz file name");
+  NiftiPtr image(nifti_image_read(source.c_str(), 0));  // header only: check sizes before allocating
+  if (!image) throw InputError(source, "not a readable NIfTI-1/NIfTI-2 header");
+  const auto type = voxel_type_of(image->datatype);
+  if (!type) {
+    throw InputError(source, fmt::format("voxel type {} is not supported; expected uint8, int16, uint16, int32, float32 "
+                                         "or float64", nifti_datatype_string(image->datatype)));
+  }
+  const std::int64_t rank = image->dim[0];
+  for (std::int64_t d = 5; d <= rank && d <= 7; ++d) {
+    if (image->dim[d] > 1) throw InputError(source, fmt::format("has {} dimensions; expected 3D or 4D", rank));
+  }
+  if (rank < 2 || rank > 7) throw InputError(source, fmt::format("dim[0] = {}; expected 3 or 4", rank));
+  const std::int64_t nx = image->nx, ny = image->ny, nz = rank >= 3 ? image->nz : 1, nt = rank >= 4 ? image->nt : 1;
+  if (nx < 1 || ny < 1 || nz < 1 || nt < 1) throw InputError(source, fmt::format("empty dimension {}x{}x{}x{}", nx, ny, nz, nt));
+  const double voxels = static_cast<double>(nx) * ny * nz * nt;
+  if (voxels > static_cast<double>(options.max_voxels)) {
+    throw InputError(source, fmt::format("header declares {}x{}x{}x{} = {} voxels; the limit is {}", nx, ny, nz, nt, voxels,
+                                         options.max_voxels));
+  }
+  if (!nifti_is_gzfile(source.c_str()) && image->nifti_type != NIFTI_FTYPE_NIFTI1_2 &&
+      image->nifti_type != NIFTI_FTYPE_NIFTI2_2) {
+    const double needed = static_cast<double>(image->iname_offset) + voxels * image->nbyper;
+    const auto size = std::filesystem::file_size(path, error);
+    if (!error && static_cast<double>(size) < needed) {
+      throw InputError(source, fmt::format("is truncated: {} bytes, but the header needs {}", size, needed));
+    }
+  }
+  if (nifti_image_load(image.get()) < 0 || image->data == nullptr) {
+    throw InputError(source, "voxel data could not be read (truncated or corrupt file)");
+  }
+
+  Volume volume;
+  std::vector<std::int64_t> shape = {nz, ny, nx};
+  if (nt > 1) shape.insert(shape.begin(), nt);
+  volume.type = *type;
+  volume.voxels = voxels_of(*image, *type, shape);
+  const double slope = image->scl_slope, inter = image->scl_inter;
+  if (std::isfinite(slope) && slope != 0.0 && (slope != 1.0 || inter != 0.0)) {
+    at::Tensor scaled = volume.voxels.to(at::kDouble) * slope + inter;
+    const bool integral = at::equal(scaled, scaled.round());
+    const auto [low, high] = at::aminmax(scaled);
+    if (integral && volume.type != VoxelType::kFloat32 && volume.type != VoxelType::kFloat64 &&
+        fits(volume.type, low.item<double>(), high.item<double>())) {
+      volume.voxels = scaled.to(tensor_dtype(volume.type));
+    } else {
+      volume.type = VoxelType::kFloat32;
+      volume.voxels = scaled.to(at::kFloat);
+    }
+  }
+  if (image->sform_code > 0) {
+    volume.geometry = Geometry::from_ras_affine(to_array(image->sto_xyz), source);
+  } else if (image->qform_code > 0) {
+    volume.geometry = Geometry::from_ras_affine(to_array(image->qto_xyz), source);
+  } else {
+    std::array<double, 16> ras{};
+    ras[0] = image->dx > 0 ? image->dx : 1.0;
+    ras[5] = image->dy > 0 ? image->dy : 1.0;
+    ras[10] = image->dz > 0 ? image->dz : 1.0;
+    ras[15] = 1.0;
+    volume.geometry = Geometry::from_ras_affine(ras, source);
+  }
+  if (nt > 1) {
+    const double scale = image->time_units == NIFTI_UNITS_MSEC ? 1e-3 : image->time_units == NIFTI_UNITS_USEC ? 1e-6 : 1.0;
+    const double step = image->dt > 0 ? image->dt * scale : 1.0;
+    for (std::int64_t t = 0; t < nt; ++t) volume.frame_times_s.push_back(image->toffset * scale + step * t);
+  }
+  volume.validate(source);
+  return volume;
+}
+
+void write_nifti(const std::filesystem::path& path, const Volume& volume, NiftiVersion version) {
+  const std::string target = path.string();
+  volume.validate(target);
+  if (!is_nifti_path(path)) throw InputError(target, "expected an output name ending in .nii or .nii.gz");
+  nifti_set_debug_level(0);
+  const auto zyx = volume.shape_zyx();
+  const std::int64_t nt = volume.frames();
+  const bool large = zyx[0] > 32767 || zyx[1] > 32767 || zyx[2] > 32767 || nt > 32767;
+  const int nifti_version = version == NiftiVersion::kNifti2 || large ? 2 : 1;
+  const std::int64_t dims[8] = {volume.voxels.dim() == 4 ? 4 : 3, zyx[2], zyx[1], zyx[0], nt, 1, 1, 1};
+  NiftiPtr image(nifti_make_new_nim(dims, datatype_of(volume.type), 0));
+  if (!image) throw InputError(target, "could not set up a NIfTI header");
+
+  const auto& g = volume.geometry;
+  image->dx = image->pixdim[1] = g.spacing[0];
+  image->dy = image->pixdim[2] = g.spacing[1];
+  image->dz = image->pixdim[3] = g.spacing[2];
+  image->xyz_units = NIFTI_UNITS_MM;
+  if (nt > 1) {
+    const auto& times = volume.frame_times_s;
+    image->time_units = NIFTI_UNITS_SEC;
+    image->toffset = times.empty() ? 0.0 : times.front();
+    image->dt = image->pixdim[4] = times.size() > 1 ? (times.back() - times.front()) / static_cast<double>(times.size() - 1) : 1.0;
+  }
+  const auto ras = g.index_to_ras();
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) image->sto_xyz.m[r][c] = ras[r * 4 + c];
+  image->sto_ijk = nifti_dmat44_inverse(image->sto_xyz);
+  image->sform_code = NIFTI_XFORM_SCANNER_ANAT;
+  image->qform_code = NIFTI_XFORM_SCANNER_ANAT;
+  double dx = 0, dy = 0, dz = 0;
+  nifti_dmat44_to_quatern(image->sto_xyz, &image->quatern_b, &image->quatern_c, &image->quatern_d, &image->qoffset_x,
+                          &image->qoffset_y, &image->qoffset_z, &dx, &dy, &dz, &image->qfac);
+  image->qto_xyz = nifti_quatern_to_dmat44(image->quatern_b, image->quatern_c, image->quatern_d, image->qoffset_x,
+                                           image->qoffset_y, image->qoffset_z, g.spacing[0], g.spacing[1], g.spacing[2],
+                                           image->qfac);
+  image->qto_ijk = nifti_dmat44_inverse(image->qto_xyz);
+  std::strncpy(image->descrip, "vitruvian export", sizeof(image->descrip) - 1);
+
+  at::Tensor data = volume.type == VoxelType::kUInt16 ? volume.voxels.to(at::kShort) : volume.voxels;  // low 16 bits
+  data = data.contiguous();
+  image->data = data.data_ptr();
+
+  static std::atomic<unsigned> counter{0};
+  const std::string extension = ends_with(target, ".nii.gz") ? ".nii.gz" : ".nii";
+  const auto folder = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  const auto temporary = folder / fmt::format(".{}.tmp.{}.{}{}", path.filename().string(), ::getpid(), counter++, extension);
+  image->nifti_type = nifti_version == 2 ? NIFTI_FTYPE_NIFTI2_1 : NIFTI_FTYPE_NIFTI1_1;
+  if (nifti_set_filenames(image.get(), temporary.c_str(), 0, 1) != 0) {
+    image->data = nullptr;
+    throw InputError(target, "could not name the temporary NIfTI file");
+  }
+  nifti_set_iname_offset(image.get(), nifti_version);
+  nifti_image_write(image.get());
+  image->data = nullptr;  // owned by `data`
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(temporary, error) || std::filesystem::file_size(temporary, error) == 0) {
+    std::filesystem::remove(temporary, error);
+    throw InputError(target, "writing the NIfTI file failed (folder missing or not writable, or disk full?)");
+  }
+  std::filesystem::rename(temporary, path, error);
+  if (error) {
+    std::filesystem::remove(temporary, error);
+    throw InputError(target, "cannot rename the finished temporary file into place: " + error.message());
+  }
+}
+
+}  // namespace vitruvian::data

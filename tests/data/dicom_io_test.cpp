@@ -1,0 +1,536 @@
+// DICOM import: series written here with DCMTK (shuffled, oblique, rescaled, compressed) read back
+// exactly, and every kind of bad series rejected on its own with a recognisable reason.
+#include "data/dicom_io.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+// clang-format off
+#include <dcmtk/config/osconfig.h>  // DCMTK wants its configuration before any of its headers
+// clang-format on
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmdata/dcrleerg.h>
+#include <dcmtk/dcmdata/dcrlerp.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmjpeg/djencode.h>
+#include <dcmtk/dcmjpeg/djrplol.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+
+namespace vitruvian::data {
+namespace {
+
+namespace fs = std::filesystem;
+using Vec3 = std::array<double, 3>;
+
+/// A fresh, empty directory per test, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = fmt::format("vitruvian_dicom_{}_{}_{}", info->test_suite_name(), info->name(), ::getpid());
+    std::replace(name.begin(), name.end(), '/', '_');
+    path_ = fs::temp_directory_path() / name;
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+Vec3 cross(const Vec3& a, const Vec3& b) {
+  return {a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]};
+}
+
+/// One file to write. Everything a bad case may spoil is here.
+struct Slice {
+  std::string file;  ///< name inside the folder
+  Vec3 position{};
+  std::array<double, 6> orientation{};
+  Uint16 rows = 0, columns = 0, bits_allocated = 16, pixel_representation = 1, samples_per_pixel = 1;
+  std::vector<Uint16> pixels;  ///< 16-bit words (fewer than rows × columns: truncated)
+  int frames = 0;              ///< NumberOfFrames written when > 0
+  E_TransferSyntax xfer = EXS_LittleEndianExplicit;
+  bool fake_jpeg2000 = false;  ///< encapsulated garbage declared as JPEG 2000
+};
+
+struct Series {
+  std::string study_uid = "1.2.826.0.1.3680043.2.1125.1.1";
+  std::string series_uid, number, description;
+  std::array<double, 2> pixel_spacing{0.7, 0.9};  ///< DICOM order: row spacing (y), column spacing (x)
+  double gap = 2.5, slope = 1.0, intercept = 0.0;
+  bool write_rescale = true;
+  Vec3 row{1, 0, 0}, column{0, 1, 0}, origin{-120.5, 33.25, 40.0};
+  std::vector<Slice> slices;  ///< in position order
+  at::Tensor stored;          ///< [z, y, x] int32 stored values, position order
+};
+
+/// `n` slices of rows × columns random non-zero values, written under shuffled file names.
+Series make_series(const std::string& number, int n, Uint16 rows, Uint16 columns, unsigned seed, bool is_signed = true,
+                   Vec3 row = {1, 0, 0}, Vec3 column = {0, 1, 0}) {
+  Series s;
+  s.series_uid = "1.2.826.0.1.3680043.2.1125.2." + number;
+  s.number = number;
+  s.description = "series " + number;
+  s.row = row;
+  s.column = column;
+  const Vec3 normal = cross(row, column);
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> value(is_signed ? -1000 : 1, is_signed ? 3000 : 65535);
+  std::vector<int> names(static_cast<std::size_t>(n));
+  std::iota(names.begin(), names.end(), 0);
+  std::shuffle(names.begin(), names.end(), rng);
+  s.stored = at::empty({n, rows, columns}, at::kInt);
+  auto* stored = s.stored.data_ptr<std::int32_t>();
+  for (int k = 0; k < n; ++k) {
+    Slice slice;
+    slice.file = fmt::format("s{}_img{:03d}.dcm", number, names[static_cast<std::size_t>(k)]);
+    for (int r = 0; r < 3; ++r) slice.position[static_cast<std::size_t>(r)] = s.origin[r] + k * s.gap * normal[r];
+    slice.orientation = {row[0], row[1], row[2], column[0], column[1], column[2]};
+    slice.rows = rows;
+    slice.columns = columns;
+    slice.pixel_representation = is_signed ? 1 : 0;
+    for (int i = 0; i < rows * columns; ++i) {
+      int v = 0;
+      while (v == 0) v = value(rng);
+      slice.pixels.push_back(static_cast<Uint16>(v));  // two's complement for negative values
+      *stored++ = v;
+    }
+    s.slices.push_back(std::move(slice));
+  }
+  return s;
+}
+
+/// Puts slice k at origin + k × gap × normal (after changing the gap).
+void place(Series& s) {
+  const Vec3 normal = cross(s.row, s.column);
+  for (std::size_t k = 0; k < s.slices.size(); ++k)
+    for (std::size_t r = 0; r < 3; ++r) s.slices[k].position[r] = s.origin[r] + static_cast<double>(k) * s.gap * normal[r];
+}
+
+void put(DcmItem& item, const DcmTagKey& tag, const std::string& value) {
+  ASSERT_TRUE(item.putAndInsertString(tag, value.c_str()).good()) << DcmTag(tag).getTagName();
+}
+
+std::string numbers(const double* values, std::size_t n) {
+  std::string text;
+  for (std::size_t i = 0; i < n; ++i) text += fmt::format("{}{:.10g}", i ? "\\" : "", values[i]);
+  return text;
+}
+
+void encoders_registered() {
+  static const bool registered = [] {
+    DJEncoderRegistration::registerCodecs();
+    DcmRLEEncoderRegistration::registerCodecs();
+    return true;
+  }();
+  (void)registered;
+}
+
+void write_slice(const fs::path& path, const Series& series, const Slice& slice) {
+  DcmFileFormat file;
+  DcmDataset& d = *file.getDataset();
+  char uid[100];
+  put(d, DCM_SOPClassUID, UID_CTImageStorage);
+  put(d, DCM_SOPInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT));
+  put(d, DCM_StudyInstanceUID, series.study_uid);
+  put(d, DCM_SeriesInstanceUID, series.series_uid);
+  put(d, DCM_Modality, "CT");
+  put(d, DCM_SeriesNumber, series.number);
+  put(d, DCM_SeriesDescription, series.description);
+  put(d, DCM_PatientID, "PAT-0042");
+  put(d, DCM_StudyDate, "20240131");
+  put(d, DCM_ImagePositionPatient, numbers(slice.position.data(), 3));
+  put(d, DCM_ImageOrientationPatient, numbers(slice.orientation.data(), 6));
+  put(d, DCM_PixelSpacing, numbers(series.pixel_spacing.data(), 2));
+  put(d, DCM_SliceThickness, fmt::format("{:.10g}", series.gap));
+  if (series.write_rescale) {
+    put(d, DCM_RescaleSlope, fmt::format("{:.10g}", series.slope));
+    put(d, DCM_RescaleIntercept, fmt::format("{:.10g}", series.intercept));
+  }
+  if (slice.frames > 0) put(d, DCM_NumberOfFrames, std::to_string(slice.frames));
+  put(d, DCM_PhotometricInterpretation, slice.samples_per_pixel == 1 ? "MONOCHROME2" : "RGB");
+  ASSERT_TRUE(d.putAndInsertUint16(DCM_Rows, slice.rows).good());
+  ASSERT_TRUE(d.putAndInsertUint16(DCM_Columns, slice.columns).good());
+  ASSERT_TRUE(d.putAndInsertUint16(DCM_SamplesPerPixel, slice.samples_per_pixel).good());
+  if (slice.samples_per_pixel > 1) {
+    ASSERT_TRUE(d.putAndInsertUint16(DCM_PlanarConfiguration, 0).good());
+  }
+  ASSERT_TRUE(d.putAndInsertUint16(DCM_BitsAllocated, slice.bits_allocated).good());
+  ASSERT_TRUE(d.putAndInsertUint16(DCM_BitsStored, slice.bits_allocated).good());
+  ASSERT_TRUE(d.putAndInsertUint16(DCM_HighBit, static_cast<Uint16>(slice.bits_allocated - 1)).good());
+  ASSERT_TRUE(d.putAndInsertUint16(DCM_PixelRepresentation, slice.pixel_representation).good());
+  E_TransferSyntax xfer = slice.xfer;
+  if (slice.fake_jpeg2000) {
+    auto* sequence = new DcmPixelSequence(DCM_PixelSequenceTag);
+    sequence->insert(new DcmPixelItem(DCM_PixelItemTag));  // empty offset table
+    auto* fragment = new DcmPixelItem(DCM_PixelItemTag);
+    const std::vector<Uint8> garbage(64, 0x5a);
+    ASSERT_TRUE(fragment->putUint8Array(garbage.data(), garbage.size()).good());
+    sequence->insert(fragment);
+    auto* pixel_data = new DcmPixelData(DCM_PixelData);
+    pixel_data->putOriginalRepresentation(EXS_JPEG2000LosslessOnly, nullptr, sequence);
+    ASSERT_TRUE(d.insert(pixel_data, true).good());
+    xfer = EXS_JPEG2000LosslessOnly;
+  } else if (slice.bits_allocated == 8) {
+    std::vector<Uint8> bytes(slice.pixels.begin(), slice.pixels.end());
+    ASSERT_TRUE(d.putAndInsertUint8Array(DCM_PixelData, bytes.data(), bytes.size()).good());
+  } else {
+    ASSERT_TRUE(d.putAndInsertUint16Array(DCM_PixelData, slice.pixels.data(), slice.pixels.size()).good());
+  }
+  if (xfer == EXS_JPEGProcess14SV1) {
+    encoders_registered();
+    const DJ_RPLossless lossless;
+    ASSERT_TRUE(d.chooseRepresentation(xfer, &lossless).good());
+  } else if (xfer == EXS_RLELossless) {
+    encoders_registered();
+    const DcmRLERepresentationParameter rle;
+    ASSERT_TRUE(d.chooseRepresentation(xfer, &rle).good());
+  }
+  ASSERT_TRUE(d.canWriteXfer(xfer)) << DcmXfer(xfer).getXferName();
+  const OFCondition saved = file.saveFile(path.c_str(), xfer);
+  ASSERT_TRUE(saved.good()) << saved.text();
+}
+
+void write_series(const fs::path& folder, const Series& series) {
+  fs::create_directories(folder);
+  for (const Slice& slice : series.slices) write_slice(folder / slice.file, series, slice);
+}
+
+/// Voxels the importer should produce: slope × stored + intercept, computed as it does.
+at::Tensor rescaled(const Series& s, at::ScalarType dtype) {
+  return (s.stored.to(at::kDouble) * s.slope + s.intercept).to(dtype);
+}
+
+std::string reasons(const DicomScan& scan) {
+  std::string text;
+  for (const auto& r : scan.rejected) text += fmt::format("\n  {}: {}", r.path.string(), r.reason);
+  return text;
+}
+
+void expect_direction(const Geometry& g, const Vec3& row, const Vec3& column) {
+  const Vec3 normal = cross(row, column);
+  for (std::size_t r = 0; r < 3; ++r) {
+    EXPECT_NEAR(g.direction[r * 3 + 0], row[r], 1e-6);
+    EXPECT_NEAR(g.direction[r * 3 + 1], column[r], 1e-6);
+    EXPECT_NEAR(g.direction[r * 3 + 2], normal[r], 1e-6);
+  }
+}
+
+TEST(DicomIo, AxialSeriesInShuffledFileOrder) {
+  TempDir dir;
+  Series s = make_series("3", 7, 6, 5, 11);
+  s.intercept = -1024;
+  write_series(dir.path(), s);
+
+  const DicomScan scan = read_dicom_series(dir.path());
+  ASSERT_EQ(scan.series.size(), 1u) << reasons(scan);
+  EXPECT_TRUE(scan.rejected.empty()) << reasons(scan);
+  const DicomSeries& got = scan.series[0];
+  EXPECT_EQ(got.study_uid, s.study_uid);
+  EXPECT_EQ(got.series_uid, s.series_uid);
+  EXPECT_EQ(got.modality, "CT");
+  EXPECT_EQ(got.series_number, "3");
+  EXPECT_EQ(got.series_description, "series 3");
+  EXPECT_EQ(got.patient_id, "PAT-0042");
+  EXPECT_EQ(got.study_date, "20240131");
+  EXPECT_EQ(got.volume.modality, "CT");
+  // Integer rescale within int16's range: int16, exact.
+  EXPECT_EQ(got.volume.type, VoxelType::kInt16);
+  ASSERT_EQ(got.volume.voxels.sizes(), (std::vector<std::int64_t>{7, 6, 5}));
+  EXPECT_TRUE(at::equal(got.volume.voxels, rescaled(s, at::kShort)));
+  // Files come back in slice order, whatever their names.
+  ASSERT_EQ(got.files.size(), 7u);
+  for (std::size_t k = 0; k < 7; ++k) EXPECT_EQ(got.files[k].filename(), s.slices[k].file) << k;
+  // PixelSpacing is (row spacing = y, column spacing = x); geometry spacing is (x, y, z).
+  const Geometry& g = got.volume.geometry;
+  EXPECT_NEAR(g.spacing[0], 0.9, 1e-9);
+  EXPECT_NEAR(g.spacing[1], 0.7, 1e-9);
+  EXPECT_NEAR(g.spacing[2], 2.5, 1e-9);
+  for (std::size_t r = 0; r < 3; ++r) EXPECT_NEAR(g.origin[r], s.slices[0].position[r], 1e-9);
+  expect_direction(g, s.row, s.column);
+}
+
+TEST(DicomIo, ObliqueSeries) {
+  TempDir dir;
+  // Rows along R_x(0.2) R_z(0.3) e_x, columns along R_x(0.2) R_z(0.3) e_y.
+  const double a = 0.3, b = 0.2;
+  const Vec3 row{std::cos(a), std::sin(a) * std::cos(b), std::sin(a) * std::sin(b)};
+  const Vec3 column{-std::sin(a), std::cos(a) * std::cos(b), std::cos(a) * std::sin(b)};
+  Series s = make_series("4", 6, 4, 7, 12, true, row, column);
+  s.gap = 1.25;
+  place(s);
+  write_series(dir.path(), s);
+
+  const DicomScan scan = read_dicom_series(dir.path());
+  ASSERT_EQ(scan.series.size(), 1u) << reasons(scan);
+  const DicomSeries& got = scan.series[0];
+  EXPECT_EQ(got.volume.type, VoxelType::kInt16);
+  EXPECT_TRUE(at::equal(got.volume.voxels, rescaled(s, at::kShort)));
+  const Geometry& g = got.volume.geometry;
+  EXPECT_NEAR(g.spacing[0], 0.9, 1e-6);
+  EXPECT_NEAR(g.spacing[1], 0.7, 1e-6);
+  EXPECT_NEAR(g.spacing[2], 1.25, 1e-6);
+  for (std::size_t r = 0; r < 3; ++r) EXPECT_NEAR(g.origin[r], s.slices[0].position[r], 1e-6);
+  expect_direction(g, row, column);
+  // The affine puts voxel (i, j, k) where the slices say it is.
+  const auto m = g.index_to_lps();
+  const Vec3& p = s.slices[4].position;
+  for (std::size_t r = 0; r < 3; ++r) {
+    const double at_voxel = m[r * 4 + 0] * 3 + m[r * 4 + 1] * 2 + m[r * 4 + 2] * 4 + m[r * 4 + 3];
+    EXPECT_NEAR(at_voxel, p[r] + 3 * 0.9 * row[r] + 2 * 0.7 * column[r], 1e-6);
+  }
+}
+
+TEST(DicomIo, TwoSeriesOfOneStudyAndNonDicomFilesIgnored) {
+  TempDir dir;
+  const Series first = make_series("1", 4, 3, 5, 21);
+  const Series second = make_series("2", 5, 4, 4, 22);
+  write_series(dir.path() / "a" / "deeper", first);
+  write_series(dir.path() / "b", second);
+  std::ofstream(dir.path() / "README.txt") << "not an image\n";
+  std::ofstream binary(dir.path() / "b" / "noise.bin", std::ios::binary);
+  for (int i = 0; i < 300; ++i) binary.put(static_cast<char>(i * 37));
+  binary.close();
+
+  const DicomScan scan = read_dicom_series(dir.path());
+  EXPECT_TRUE(scan.rejected.empty()) << reasons(scan);
+  ASSERT_EQ(scan.series.size(), 2u);
+  EXPECT_EQ(scan.series[0].series_uid, first.series_uid);
+  EXPECT_EQ(scan.series[1].series_uid, second.series_uid);
+  EXPECT_EQ(scan.series[0].study_uid, scan.series[1].study_uid);
+  EXPECT_TRUE(at::equal(scan.series[0].volume.voxels, rescaled(first, at::kShort)));
+  EXPECT_TRUE(at::equal(scan.series[1].volume.voxels, rescaled(second, at::kShort)));
+
+  // The same files as an explicit list.
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::recursive_directory_iterator(dir.path()))
+    if (entry.is_regular_file()) files.push_back(entry.path());
+  EXPECT_EQ(read_dicom_files(files).series.size(), 2u);
+}
+
+TEST(DicomIo, HalfSlopeGivesExactFloat32) {
+  TempDir dir;
+  Series s = make_series("5", 3, 4, 6, 31);
+  s.slope = 0.5;
+  s.intercept = -10.25;
+  s.slices[0].pixels[0] = 7;  // at least one odd value: not all rescaled values are integers
+  s.stored.data_ptr<std::int32_t>()[0] = 7;
+  write_series(dir.path(), s);
+
+  const DicomScan scan = read_dicom_series(dir.path());
+  ASSERT_EQ(scan.series.size(), 1u) << reasons(scan);
+  EXPECT_EQ(scan.series[0].volume.type, VoxelType::kFloat32);
+  EXPECT_TRUE(at::equal(scan.series[0].volume.voxels, rescaled(s, at::kFloat)));
+}
+
+TEST(DicomIo, UnsignedWithoutRescaleStaysUInt16) {
+  TempDir dir;
+  Series s = make_series("6", 3, 5, 5, 41, /*is_signed=*/false);
+  s.write_rescale = false;
+  s.slices[1].pixels[2] = 65535;
+  s.stored.data_ptr<std::int32_t>()[25 + 2] = 65535;
+  write_series(dir.path(), s);
+
+  const DicomScan scan = read_dicom_series(dir.path());
+  ASSERT_EQ(scan.series.size(), 1u) << reasons(scan);
+  EXPECT_EQ(scan.series[0].volume.type, VoxelType::kUInt16);
+  EXPECT_EQ(scan.series[0].volume.voxels.scalar_type(), at::kInt);
+  EXPECT_TRUE(at::equal(scan.series[0].volume.voxels, s.stored));
+}
+
+TEST(DicomIo, SingleSliceTakesSliceThickness) {
+  TempDir dir;
+  Series s = make_series("7", 1, 4, 4, 51);
+  s.gap = 3.0;  // written as SliceThickness
+  write_series(dir.path(), s);
+
+  const DicomScan scan = read_dicom_series(dir.path());
+  ASSERT_EQ(scan.series.size(), 1u) << reasons(scan);
+  EXPECT_EQ(scan.series[0].volume.voxels.sizes(), (std::vector<std::int64_t>{1, 4, 4}));
+  EXPECT_NEAR(scan.series[0].volume.geometry.spacing[2], 3.0, 1e-9);
+  EXPECT_TRUE(at::equal(scan.series[0].volume.voxels, rescaled(s, at::kShort)));
+}
+
+TEST(DicomIo, CompressedSeriesDecodeToTheSameValues) {
+  TempDir dir;
+  const Series plain = make_series("10", 4, 6, 7, 61);
+  write_series(dir.path() / "plain", plain);
+  for (const auto& [number, xfer] : {std::pair{"11", EXS_RLELossless}, std::pair{"12", EXS_JPEGProcess14SV1}}) {
+    Series compressed = plain;
+    compressed.series_uid = "1.2.826.0.1.3680043.2.1125.2." + std::string(number);
+    compressed.number = number;
+    for (Slice& slice : compressed.slices) {
+      slice.xfer = xfer;
+      slice.file = std::string(number) + "_" + slice.file;
+    }
+    write_series(dir.path() / number, compressed);
+  }
+  const DicomScan scan = read_dicom_series(dir.path());
+  EXPECT_TRUE(scan.rejected.empty()) << reasons(scan);
+  ASSERT_EQ(scan.series.size(), 3u);
+  for (const DicomSeries& series : scan.series) {
+    EXPECT_TRUE(at::equal(series.volume.voxels, rescaled(plain, at::kShort))) << series.series_number;
+  }
+}
+
+TEST(DicomIo, BrokenDicomFileIsRejectedAndTheRestImports) {
+  TempDir dir;
+  const Series good = make_series("1", 3, 4, 4, 71);
+  write_series(dir.path(), good);
+  std::ofstream broken(dir.path() / "broken.dcm", std::ios::binary);
+  broken << std::string(128, '\0') << "DICM";
+  for (int i = 0; i < 200; ++i) broken.put(static_cast<char>(0xff - i));
+  broken.close();
+
+  const DicomScan scan = read_dicom_series(dir.path());
+  ASSERT_EQ(scan.series.size(), 1u) << reasons(scan);
+  EXPECT_EQ(scan.series[0].series_uid, good.series_uid);
+  ASSERT_EQ(scan.rejected.size(), 1u) << reasons(scan);
+  EXPECT_EQ(scan.rejected[0].path.filename(), "broken.dcm");
+}
+
+TEST(DicomIo, FileCutShortRejectsItsSeries) {
+  TempDir dir;
+  const Series good = make_series("1", 3, 4, 4, 72);
+  const Series bad = make_series("2", 5, 8, 8, 73);
+  write_series(dir.path(), good);
+  write_series(dir.path(), bad);
+  const fs::path cut = dir.path() / bad.slices[2].file;
+  fs::resize_file(cut, fs::file_size(cut) - 40);
+
+  const DicomScan scan = read_dicom_series(dir.path());
+  ASSERT_EQ(scan.series.size(), 1u) << reasons(scan);
+  EXPECT_EQ(scan.series[0].series_uid, good.series_uid);
+  ASSERT_EQ(scan.rejected.size(), 1u) << reasons(scan);
+  EXPECT_NE(scan.rejected[0].reason.find(bad.series_uid), std::string::npos) << reasons(scan);
+}
+
+TEST(DicomIo, MissingFolderThrows) {
+  EXPECT_THROW(read_dicom_series("/nonexistent/vitruvian/dicom"), InputError);
+  DicomReadOptions options;
+  options.spacing_tolerance = -1;
+  TempDir dir;
+  EXPECT_THROW(read_dicom_series(dir.path(), options), InputError);
+}
+
+// ---- bad series: each is rejected alone, with a recognisable phrase; a good one still imports
+
+struct BadCase {
+  std::string name;
+  std::function<void(Series&)> spoil;
+  std::string phrase;
+  std::int64_t max_voxels = std::int64_t{1} << 31;
+};
+
+// gtest prints the parameter in test listings and failures: the case name, not its bytes.
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+
+class DicomBadSeries : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(DicomBadSeries, IsRejectedAlone) {
+  const BadCase& c = GetParam();
+  TempDir dir;
+  const Series good = make_series("1", 3, 4, 3, 81);  // 36 voxels
+  Series bad = make_series("2", 7, 6, 5, 82);         // 210 voxels
+  c.spoil(bad);
+  write_series(dir.path(), good);
+  write_series(dir.path(), bad);
+  std::vector<std::string> bad_files;
+  for (const Slice& slice : bad.slices) bad_files.push_back(slice.file);
+
+  DicomReadOptions options;
+  options.max_voxels = c.max_voxels;
+  const DicomScan scan = read_dicom_series(dir.path(), options);
+  ASSERT_EQ(scan.series.size(), 1u) << reasons(scan);
+  EXPECT_EQ(scan.series[0].series_uid, good.series_uid);
+  EXPECT_TRUE(at::equal(scan.series[0].volume.voxels, rescaled(good, at::kShort)));
+  ASSERT_EQ(scan.rejected.size(), 1u) << reasons(scan);
+  const DicomRejection& r = scan.rejected[0];
+  EXPECT_EQ(r.path.filename(), *std::min_element(bad_files.begin(), bad_files.end()));
+  EXPECT_NE(r.reason.find(c.phrase), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find(bad.series_uid), std::string::npos) << r.reason;
+  EXPECT_EQ(r.reason.find('\n'), std::string::npos) << r.reason;
+  std::cout << "  " << c.name << ": " << r.reason << "\n";
+}
+
+Vec3 normal_of(const Series& s) { return cross(s.row, s.column); }
+
+const BadCase kBadCases[] = {
+    {"MissingSlice", [](Series& s) { s.slices.erase(s.slices.begin() + 3); }, "missing slice"},
+    {"UnevenSpacing",
+     [](Series& s) {
+       for (std::size_t r = 0; r < 3; ++r) s.slices[3].position[r] += 0.4 * s.gap * normal_of(s)[r];
+     },
+     "non-uniform slice spacing"},
+    {"DuplicatePosition", [](Series& s) { s.slices[4].position = s.slices[3].position; }, "duplicate slice position"},
+    {"LocalizerMixedIn", [](Series& s) { s.slices[2].orientation = {0, 1, 0, 0, 0, -1}; }, "orientation changes"},
+    {"GantryTilt",
+     [](Series& s) {
+       for (std::size_t k = 0; k < s.slices.size(); ++k) s.slices[k].position[1] += 0.3 * s.gap * k;
+     },
+     "gantry tilt"},
+    {"RowsChange",
+     [](Series& s) {
+       s.slices[5].rows = 7;
+       s.slices[5].pixels.resize(7u * s.slices[5].columns, 1);
+     },
+     "Rows changes"},
+    {"PixelRepresentationChange", [](Series& s) { s.slices[1].pixel_representation = 0; },
+     "PixelRepresentation changes"},
+    {"Colour",
+     [](Series& s) {
+       for (Slice& slice : s.slices) {
+         slice.samples_per_pixel = 3;
+         slice.bits_allocated = 8;
+         slice.pixels.assign(3u * slice.rows * slice.columns, 9);
+       }
+     },
+     "colour"},
+    {"TruncatedPixelData", [](Series& s) { s.slices[4].pixels.resize(s.slices[4].pixels.size() - 7); },
+     "truncated pixel data"},
+    {"Jpeg2000", [](Series& s) { s.slices[2].fake_jpeg2000 = true; }, "transfer syntax 1.2.840.10008.1.2.4.90"},
+    {"MultiFrame",
+     [](Series& s) {
+       s.slices[0].frames = 2;
+       s.slices[0].pixels.resize(2 * s.slices[0].pixels.size(), 1);
+     },
+     "multi-frame"},
+    {"OverMaxVoxels", [](Series&) {}, "max_voxels", 100},
+    {"LyingHeader",
+     [](Series& s) {
+       for (Slice& slice : s.slices) slice.rows = slice.columns = 60000;  // 30 bytes of pixels each
+     },
+     "too large"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cases, DicomBadSeries, ::testing::ValuesIn(kBadCases),
+                         [](const ::testing::TestParamInfo<BadCase>& param_info) { return param_info.param.name; });
+
+}  // namespace
+}  // namespace vitruvian::data
