@@ -6,6 +6,7 @@
 #include <nifti2_io.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -74,6 +75,50 @@ bool fits(VoxelType type, double low, double high) {
     case VoxelType::kUInt16: return low >= 0 && high <= 65535;
     case VoxelType::kInt32: return low >= -2147483648.0 && high <= 2147483647.0;
     default: return true;
+  }
+}
+
+/// Header, empty extension flag and voxels into one .nii / .nii.gz file, every write checked.
+/// (libnifti's own writer reports no errors, and the Debian 3.0.1 one writes a NIfTI-2
+/// single file without its header.) Removes `file` on failure.
+void write_single_file(const std::filesystem::path& file, nifti_image& image, int version, const at::Tensor& data,
+                       bool compressed, const std::string& target) {
+  nifti_1_header header1{};
+  nifti_2_header header2{};
+  const void* header = nullptr;
+  std::size_t header_bytes = 0;
+  if (version == 2) {
+    image.iname_offset = sizeof(nifti_2_header) + 4;  // 544, a multiple of 16
+    if (nifti_convert_nim2n2hdr(&image, &header2) != 0) throw InputError(target, "could not build a NIfTI-2 header");
+    header2.vox_offset = image.iname_offset;
+    header = &header2;
+    header_bytes = sizeof header2;
+  } else {
+    image.iname_offset = sizeof(nifti_1_header) + 4;  // 352
+    if (nifti_convert_nim2n1hdr(&image, &header1) != 0) throw InputError(target, "could not build a NIfTI-1 header");
+    header1.vox_offset = static_cast<float>(image.iname_offset);
+    header = &header1;
+    header_bytes = sizeof header1;
+  }
+  const char extension[4] = {0, 0, 0, 0};
+  const auto bytes = static_cast<std::size_t>(data.numel()) * data.element_size();
+  znzFile out = znzopen(file.c_str(), "wb", compressed ? 1 : 0);
+  if (znz_isnull(out)) {
+    throw InputError(target, "cannot create the temporary file " + file.string() + " (folder missing or not writable?)");
+  }
+  bool ok = znzwrite(header, 1, header_bytes, out) == header_bytes && znzwrite(extension, 1, 4, out) == 4;
+  // znzwrite takes at most INT_MAX bytes per call with zlib: write in pieces.
+  const auto* bytes_in = static_cast<const char*>(data.data_ptr());
+  for (std::size_t done = 0; ok && done < bytes;) {
+    const std::size_t piece = std::min<std::size_t>(bytes - done, std::size_t{1} << 30);
+    ok = znzwrite(bytes_in + done, 1, piece, out) == piece;
+    done += piece;
+  }
+  ok = (znzclose(out) == 0) && ok;
+  if (!ok) {
+    std::error_code ignored;
+    std::filesystem::remove(file, ignored);
+    throw InputError(target, "writing the NIfTI file failed (disk full or not writable?)");
   }
 }
 
@@ -201,25 +246,15 @@ void write_nifti(const std::filesystem::path& path, const Volume& volume, NiftiV
 
   at::Tensor data = volume.type == VoxelType::kUInt16 ? volume.voxels.to(at::kShort) : volume.voxels;  // low 16 bits
   data = data.contiguous();
-  image->data = data.data_ptr();
 
   static std::atomic<unsigned> counter{0};
-  const std::string extension = ends_with(target, ".nii.gz") ? ".nii.gz" : ".nii";
+  const bool compressed = ends_with(target, ".nii.gz");
   const auto folder = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  const auto temporary = folder / fmt::format(".{}.tmp.{}.{}{}", path.filename().string(), ::getpid(), counter++, extension);
+  const auto temporary = folder / fmt::format(".{}.tmp.{}.{}{}", path.filename().string(), ::getpid(), counter++,
+                                              compressed ? ".nii.gz" : ".nii");
   image->nifti_type = nifti_version == 2 ? NIFTI_FTYPE_NIFTI2_1 : NIFTI_FTYPE_NIFTI1_1;
-  if (nifti_set_filenames(image.get(), temporary.c_str(), 0, 1) != 0) {
-    image->data = nullptr;
-    throw InputError(target, "could not name the temporary NIfTI file");
-  }
-  nifti_set_iname_offset(image.get(), nifti_version);
-  nifti_image_write(image.get());
-  image->data = nullptr;  // owned by `data`
+  write_single_file(temporary, *image, nifti_version, data, compressed, target);
   std::error_code error;
-  if (!std::filesystem::is_regular_file(temporary, error) || std::filesystem::file_size(temporary, error) == 0) {
-    std::filesystem::remove(temporary, error);
-    throw InputError(target, "writing the NIfTI file failed (folder missing or not writable, or disk full?)");
-  }
   std::filesystem::rename(temporary, path, error);
   if (error) {
     std::filesystem::remove(temporary, error);

@@ -26,8 +26,8 @@ std::size_t voxel_bytes(VoxelType type);
 VoxelType voxel_type_from_name(const std::string& name, const std::string& source);
 
 /// Voxels as a contiguous CPU tensor, [z, y, x] (3D) or [t, z, y, x] (4D: perfusion, dynamic
-/// MR), of dtype tensor_dtype(type). The store keeps int16, uint16 and float32 images and
-/// uint8 and uint16 label maps; importers may produce any VoxelType.
+/// MR), of dtype tensor_dtype(type). Images may be any VoxelType (usually int16, uint16 or
+/// float32); label maps are uint8 or uint16.
 struct Volume {
   at::Tensor voxels;
   VoxelType type = VoxelType::kInt16;

@@ -238,10 +238,6 @@ void VolumeWriter::add_series(const std::string& study, const std::string& serie
                               const std::string& source) {
   volume.validate(source);
   check_name(series, "series", source);
-  if (volume.type != VoxelType::kInt16 && volume.type != VoxelType::kUInt16 && volume.type != VoxelType::kFloat32) {
-    throw InputError(source, "image voxels are " + voxel_type_name(volume.type) +
-                                 "; the store keeps int16, uint16 or float32 images");
-  }
   check_uint16_range(volume, source);
   StudyInfo& info = state_->study(study, source);
   if (info.find_series(series) != nullptr) {

@@ -80,8 +80,9 @@ class VolumeWriter {
   VolumeWriter& operator=(const VolumeWriter&) = delete;
 
   void set_label_table(const LabelTable& table);
-  /// Adds `series` to `study` (created on first use). Images are int16, uint16 or float32;
-  /// other types are refused (convert them first). Throws InputError naming `source` on bad input.
+  /// Adds `series` to `study` (created on first use). Images are usually int16, uint16 or
+  /// float32; uint8, int32 and float64 are kept as given, so an import is lossless. Throws
+  /// InputError naming `source` on bad input.
   void add_series(const std::string& study, const std::string& series, const Volume& volume,
                   const std::string& source);
   /// Adds a label map bound to `reference_series` of `study` (added before): same [z,y,x] shape
