@@ -71,10 +71,12 @@ bool Geometry::matches(const Geometry& other, double relative) const {
 }
 
 std::string Geometry::describe() const {
+  std::array<double, 9> d = direction;
+  for (double& v : d) v += 0.0;  // -0 prints as 0
   return fmt::format("spacing {:.4g}x{:.4g}x{:.4g} mm, origin ({:.4g}, {:.4g}, {:.4g}) mm LPS, direction [{:.3g} {:.3g} "
                      "{:.3g}; {:.3g} {:.3g} {:.3g}; {:.3g} {:.3g} {:.3g}]",
-                     spacing[0], spacing[1], spacing[2], origin[0], origin[1], origin[2], direction[0], direction[1],
-                     direction[2], direction[3], direction[4], direction[5], direction[6], direction[7], direction[8]);
+                     spacing[0], spacing[1], spacing[2], origin[0], origin[1], origin[2], d[0], d[1], d[2], d[3], d[4],
+                     d[5], d[6], d[7], d[8]);
 }
 
 void Geometry::validate(const std::string& source) const {

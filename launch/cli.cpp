@@ -12,6 +12,7 @@
 #include "core/errors.h"
 #include "core/mpi_env.h"
 #include "core/runtime.h"
+#include "launch/jobs/datasets.h"
 #include "launch/jobs/info.h"
 
 namespace vitruvian {
@@ -87,11 +88,59 @@ int run_cli(int argc, char** argv) {
   app.add_option("--save-config", global.save_config, "Write the resolved config as YAML to this file");
 
   jobs::InfoOptions info_options;
+  const char* global_footer = "Global options (--config, --set, --device, --log-level, ...): vitruvian --help";
   CLI::App* info = app.add_subcommand(
       "info", "Show ranks, hosts, devices, backends and library versions, and check an allreduce across all ranks");
   info->add_flag("--json", info_options.json, "Print a JSON report instead of the table");
   info->add_option("-o,--output", info_options.output, "Also write the JSON report to this file (atomically)");
-  info->footer("Global options (--config, --set, --device, --log-level, ...): vitruvian --help");
+  info->footer(global_footer);
+
+  jobs::ConvertOptions convert_options;
+  CLI::App* convert = app.add_subcommand(
+      "convert", "Import NIfTI files, DICOM folders or a manifest of studies into an HDF5 volume dataset");
+  convert->add_option("inputs", convert_options.inputs,
+                      "NIfTI files (one study each) and DICOM folders (one study per StudyInstanceUID)");
+  convert->add_option("-m,--manifest", convert_options.manifest,
+                      "YAML list of studies: series, label maps, DICOM folders (docs/FORMAT.md)")
+      ->check(CLI::ExistingFile);
+  convert->add_option("-o,--output", convert_options.output, "Dataset file (the index file with --shard-studies)")
+      ->required();
+  convert->add_option("--series-name", convert_options.series_name, "Series name for plain NIfTI inputs")
+      ->capture_default_str();
+  convert->add_option("--modality", convert_options.modality, "CT or MR, for plain NIfTI inputs");
+  convert->add_option("--label", convert_options.labels, "NAME=FILE: a label map on the single NIfTI input");
+  convert->add_option("--label-name", convert_options.label_names, "ID=NAME: an entry of the label table");
+  convert->add_option("--chunk", convert_options.chunk, "Chunk shape Z,Y,X (or one size, or 'contiguous')")
+      ->capture_default_str();
+  convert->add_option("--deflate", convert_options.deflate, "Deflate level 0 (off) to 9, with byte shuffle")
+      ->capture_default_str();
+  convert->add_flag("--no-shuffle", convert_options.no_shuffle, "Deflate without the byte-shuffle filter");
+  convert->add_option("--shard-studies", convert_options.shard_studies,
+                      "Write shards of this many studies plus an index file");
+  convert->add_option("--max-voxels", convert_options.max_voxels, "Refuse larger volumes before reading them")
+      ->capture_default_str();
+  convert->add_flag("--force", convert_options.force, "Replace an existing output");
+  convert->footer(global_footer);
+
+  jobs::ExportOptions export_options;
+  CLI::App* exporter = app.add_subcommand("export", "Write series and label maps of a dataset back to NIfTI");
+  exporter->add_option("dataset", export_options.dataset, "Dataset or index file")->required()->check(CLI::ExistingFile);
+  exporter->add_option("--study", export_options.study, "Study id");
+  exporter->add_option("--series", export_options.series, "Series name");
+  exporter->add_option("--label", export_options.label, "Label map name");
+  exporter->add_option("-o,--output", export_options.output, "One NIfTI file (.nii or .nii.gz)");
+  exporter->add_option("--out-dir", export_options.out_dir, "Every series and label map as DIR/<study>/<name>.nii.gz");
+  exporter->add_flag("--nifti2", export_options.nifti2, "Write NIfTI-2 headers");
+  exporter->footer(global_footer);
+
+  jobs::InspectOptions inspect_options;
+  CLI::App* inspect = app.add_subcommand(
+      "inspect", "List a dataset's studies, series, shapes, spacing, types, chunking, compression and label volumes");
+  inspect->add_option("dataset", inspect_options.dataset, "Dataset or index file")->required()->check(CLI::ExistingFile);
+  inspect->add_flag("--json", inspect_options.json, "Print JSON instead of the table");
+  bool no_volumes = false;
+  inspect->add_flag("--no-volumes", no_volumes, "Skip reading label maps for per-structure volumes");
+  inspect->footer(global_footer);
 
   std::string parse_error;
   int parse_code = 0;
@@ -133,6 +182,12 @@ int run_cli(int argc, char** argv) {
     }
     jobs::JobContext context{*env, runtime, device};
     if (info->parsed()) return jobs::run_info(context, info_options);
+    if (convert->parsed()) return jobs::run_convert(context, convert_options);
+    if (exporter->parsed()) return jobs::run_export(context, export_options);
+    if (inspect->parsed()) {
+      inspect_options.volumes = !no_volumes;
+      return jobs::run_inspect(context, inspect_options);
+    }
     return kExitUsage;
   } catch (const Error& e) {
     // Jobs fail on one rank while others may sit in a collective: end the whole job.

@@ -1,0 +1,315 @@
+// convert / export / inspect: thin jobs over data/study_import, data/nifti_io and the store.
+#include "launch/jobs/datasets.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "core/errors.h"
+#include "core/progress.h"
+#include "data/nifti_io.h"
+#include "data/study_import.h"
+#include "data/volume_store.h"
+
+namespace vitruvian::jobs {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+using namespace vitruvian::data;
+
+constexpr int kExitRejected = 1;
+
+std::array<std::int64_t, 3> parse_chunk(const std::string& text) {
+  if (text == "contiguous") return {0, 0, 0};
+  std::vector<std::int64_t> values;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const auto end = std::min(text.find(',', start), text.size());
+    const std::string piece = text.substr(start, end - start);
+    std::size_t used = 0;
+    long long value = 0;
+    try {
+      value = std::stoll(piece, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != piece.size() || value < 1) {
+      throw InputError("--chunk " + text, "expected Z,Y,X (positive voxel counts), one size for all axes, or 'contiguous'");
+    }
+    values.push_back(value);
+    start = end + 1;
+  }
+  if (values.size() == 1) return {values[0], values[0], values[0]};
+  if (values.size() != 3) throw InputError("--chunk " + text, "expected three sizes Z,Y,X or one");
+  return {values[0], values[1], values[2]};
+}
+
+LabelTable parse_label_names(const std::vector<std::string>& entries) {
+  LabelTable table;
+  for (const auto& entry : entries) {
+    const auto eq = entry.find('=');
+    int id = -1;
+    try {
+      std::size_t used = 0;
+      id = eq == std::string::npos ? -1 : std::stoi(entry.substr(0, eq), &used);
+      if (used != eq) id = -1;
+    } catch (const std::exception&) {
+      id = -1;
+    }
+    if (id < 0 || id > 65535 || eq + 1 >= entry.size()) {
+      throw InputError("--label-name " + entry, "expected ID=NAME with ID in 0..65535, e.g. --label-name 1=liver");
+    }
+    table[id] = entry.substr(eq + 1);
+  }
+  return table;
+}
+
+std::string megabytes(std::int64_t bytes) {
+  const double b = static_cast<double>(bytes);
+  return b < 1e6 ? fmt::format("{:.1f} kB", b / 1e3) : fmt::format("{:.1f} MB", b / 1e6);
+}
+
+std::string shape_text(const std::vector<std::int64_t>& shape) { return fmt::format("{}", fmt::join(shape, "x")); }
+
+}  // namespace
+
+int run_convert(const JobContext& context, const ConvertOptions& options) {
+  if (context.env.rank() != 0) return 0;  // one writer; the other ranks have nothing to do
+  if (context.env.size() > 1) spdlog::info("convert runs on rank 0; the other {} ranks are idle", context.env.size() - 1);
+  if (options.inputs.empty() && options.manifest.empty()) {
+    throw InputError("convert", "nothing to import; give NIfTI files or DICOM folders, or --manifest FILE");
+  }
+  StorageOptions storage;
+  storage.chunk_zyx = parse_chunk(options.chunk);
+  if (options.deflate < 0 || options.deflate > 9) {
+    throw InputError(fmt::format("--deflate {}", options.deflate), "expected a level from 0 (off) to 9");
+  }
+  if (options.deflate > 0 && storage.chunk_zyx[0] == 0) {
+    throw InputError("--deflate with --chunk contiguous", "compression needs chunked storage; give --chunk Z,Y,X");
+  }
+  storage.deflate_level = options.deflate;
+  storage.shuffle = !options.no_shuffle;
+  if (options.shard_studies < 0) throw InputError("--shard-studies", "expected a positive number of studies per shard");
+  const fs::path output(options.output);
+  std::error_code error;
+  if (fs::exists(output, error) && !options.force) {
+    throw InputError(output.string(), "exists already; pass --force to replace it");
+  }
+
+  std::vector<StudySource> sources;
+  LabelTable labels = parse_label_names(options.label_names);
+  if (!options.manifest.empty()) {
+    ImportManifest manifest = read_import_manifest(options.manifest);
+    sources = std::move(manifest.studies);
+    for (const auto& [id, name] : manifest.labels) labels.emplace(id, name);  // --label-name wins
+  }
+  std::vector<fs::path> inputs(options.inputs.begin(), options.inputs.end());
+  auto from_paths = studies_from_paths(inputs, options.series_name, options.modality);
+  if (!options.labels.empty()) {
+    if (from_paths.size() != 1 || from_paths.front().series.empty()) {
+      throw InputError("--label", "attaches to a single NIfTI input; use --manifest for several studies");
+    }
+    for (const auto& entry : options.labels) {
+      const auto eq = entry.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == entry.size()) {
+        throw InputError("--label " + entry, "expected NAME=FILE, e.g. --label organs=seg.nii.gz");
+      }
+      from_paths.front().labels.push_back({entry.substr(0, eq), entry.substr(eq + 1), ""});
+    }
+  }
+  sources.insert(sources.end(), std::make_move_iterator(from_paths.begin()), std::make_move_iterator(from_paths.end()));
+
+  ImportOptions import;
+  import.nifti.max_voxels = options.max_voxels;
+  import.dicom.max_voxels = options.max_voxels;
+  Progress progress("studies", static_cast<std::int64_t>(sources.size()), true);
+  import.on_study = [&](const std::string& study) { progress.advance(1, study); };
+
+  ImportReport report;
+  if (options.shard_studies > 0) {
+    ShardedVolumeWriter writer(output, options.shard_studies, storage);
+    writer.set_label_table(labels);
+    report = import_studies(sources, [&](const std::string& study) -> VolumeWriter& { return writer.begin_study(study); },
+                            labels, import);
+    progress.finish();
+    if (!report.imported.empty()) writer.commit();
+  } else {
+    VolumeWriter writer(output, storage);
+    writer.set_label_table(labels);
+    report = import_studies(sources, [&](const std::string&) -> VolumeWriter& { return writer; }, labels, import);
+    progress.finish();
+    if (!report.imported.empty()) writer.commit();
+  }
+  for (const auto& r : report.rejected) std::cerr << "vitruvian convert: rejected " << r.line() << "\n";
+  if (report.imported.empty()) {
+    std::cerr << "vitruvian convert: no study could be imported; " << output.string() << " was not written\n";
+    return kExitRejected;
+  }
+  std::printf("%s: %zu studies, %lld series, %lld label maps, %.2f M voxels%s\n", output.string().c_str(),
+              report.imported.size(), static_cast<long long>(report.series), static_cast<long long>(report.labels),
+              static_cast<double>(report.voxels) / 1e6,
+              report.rejected.empty() ? "" : fmt::format("; {} rejected (listed above)", report.rejected.size()).c_str());
+  return report.rejected.empty() ? 0 : kExitRejected;
+}
+
+int run_export(const JobContext& context, const ExportOptions& options) {
+  if (context.env.rank() != 0) return 0;
+  const VolumeStore store(options.dataset);
+  const auto version = options.nifti2 ? NiftiVersion::kNifti2 : NiftiVersion::kNifti1;
+  if (!options.output.empty()) {
+    if (options.study.empty() || options.series.empty() == options.label.empty()) {
+      throw InputError("export -o " + options.output, "expected --study ID and exactly one of --series NAME or --label NAME");
+    }
+    const Volume v = options.series.empty() ? store.read_label(options.study, options.label)
+                                            : store.read_series(options.study, options.series);
+    write_nifti(options.output, v, version);
+    std::printf("%s\n", options.output.c_str());
+    return 0;
+  }
+  if (options.out_dir.empty()) throw InputError("export", "expected --output FILE.nii.gz or --out-dir DIR");
+  std::vector<const StudyInfo*> studies;
+  if (!options.study.empty()) {
+    studies.push_back(&store.study(options.study));
+  } else {
+    for (const auto& s : store.studies()) studies.push_back(&s);
+  }
+  Progress progress("studies", static_cast<std::int64_t>(studies.size()), true);
+  int files = 0;
+  for (const StudyInfo* study : studies) {
+    const fs::path folder = fs::path(options.out_dir) / study->id;
+    fs::create_directories(folder);
+    for (const auto& s : study->series) {
+      if (!options.series.empty() && s.name != options.series) continue;
+      write_nifti(folder / (s.name + ".nii.gz"), store.read_series(study->id, s.name), version);
+      ++files;
+    }
+    for (const auto& l : study->labels) {
+      if (!options.label.empty() && l.name != options.label) continue;
+      write_nifti(folder / ("label_" + l.name + ".nii.gz"), store.read_label(study->id, l.name), version);
+      ++files;
+    }
+    progress.advance(1, study->id);
+  }
+  progress.finish();
+  std::printf("%d NIfTI files under %s\n", files, options.out_dir.c_str());
+  return 0;
+}
+
+int run_inspect(const JobContext& context, const InspectOptions& options) {
+  if (context.env.rank() != 0) return 0;
+  const VolumeStore store(options.dataset);
+  json report{{"path", options.dataset},
+              {"format", kFormatName},
+              {"format_version", kFormatVersion},
+              {"sharded", store.sharded()}};
+  json table = json::object();
+  for (const auto& [id, name] : store.label_table()) table[std::to_string(id)] = name;
+  report["label_table"] = table;
+  json studies = json::array();
+  for (const auto& study : store.studies()) {
+    json s{{"id", study.id}, {"voxels", study.voxels}};
+    if (!study.metadata_json.empty()) s["metadata"] = json::parse(study.metadata_json, nullptr, false);
+    json series = json::array();
+    for (const auto& info : study.series) {
+      const auto& g = info.geometry;
+      series.push_back(json{{"name", info.name},
+                            {"modality", info.modality},
+                            {"dtype", voxel_type_name(info.type)},
+                            {"shape", info.shape},
+                            {"spacing_mm", g.spacing},
+                            {"origin_lps_mm", g.origin},
+                            {"direction", g.direction},
+                            {"frame_times_s", info.frame_times_s},
+                            {"chunk", info.chunk},
+                            {"compression", info.compression},
+                            {"stored_bytes", info.stored_bytes}});
+    }
+    s["series"] = series;
+    json label_maps = json::array();
+    for (const auto& info : study.labels) {
+      json l{{"name", info.name},
+             {"reference_series", info.reference_series},
+             {"dtype", voxel_type_name(info.type)},
+             {"shape", info.shape},
+             {"chunk", info.chunk},
+             {"compression", info.compression},
+             {"stored_bytes", info.stored_bytes}};
+      if (options.volumes) {
+        const Volume label = store.read_label(study.id, info.name);
+        const auto& sp = label.geometry.spacing;
+        const double ml_per_voxel = sp[0] * sp[1] * sp[2] / 1000.0;
+        const at::Tensor counts = at::bincount(label.voxels.reshape({-1}).to(at::kLong));
+        json structures = json::array();
+        for (std::int64_t id = 1; id < counts.numel(); ++id) {
+          const auto n = counts[id].item<std::int64_t>();
+          if (n == 0) continue;
+          const auto name = store.label_table().find(static_cast<int>(id));
+          structures.push_back(json{{"id", id},
+                                    {"name", name == store.label_table().end() ? "" : name->second},
+                                    {"voxels", n},
+                                    {"volume_ml", static_cast<double>(n) * ml_per_voxel}});
+        }
+        l["structures"] = structures;
+      }
+      label_maps.push_back(l);
+    }
+    s["labels"] = label_maps;
+    studies.push_back(s);
+  }
+  report["studies"] = studies;
+  if (options.json) {
+    std::printf("%s\n", report.dump(2).c_str());
+    return 0;
+  }
+
+  std::printf("%s: %s v%d, %zu studies%s\n", options.dataset.c_str(), kFormatName, kFormatVersion, store.studies().size(),
+              store.sharded() ? " in shards (index file)" : "");
+  if (!store.label_table().empty()) {
+    std::vector<std::string> entries;
+    for (const auto& [id, name] : store.label_table()) entries.push_back(fmt::format("{} {}", id, name));
+    std::printf("labels: %s\n", fmt::format("{}", fmt::join(entries, ", ")).c_str());
+  }
+  for (const auto& s : report["studies"]) {
+    std::printf("\nstudy %s\n", s["id"].get<std::string>().c_str());
+    std::printf("  %-6s %-14s %-4s %-8s %-14s %-20s %-12s %-22s %s\n", "kind", "name", "mod", "dtype", "shape [t,]z,y,x",
+                "spacing x,y,z mm", "chunk", "compression", "stored");
+    for (const auto& info : s["series"]) {
+      const auto spacing = info["spacing_mm"].get<std::vector<double>>();
+      const auto chunk = info["chunk"].get<std::vector<std::int64_t>>();
+      std::printf("  %-6s %-14s %-4s %-8s %-14s %-20s %-12s %-22s %s\n", "series", info["name"].get<std::string>().c_str(),
+                  info["modality"].get<std::string>().empty() ? "-" : info["modality"].get<std::string>().c_str(),
+                  info["dtype"].get<std::string>().c_str(),
+                  shape_text(info["shape"].get<std::vector<std::int64_t>>()).c_str(),
+                  fmt::format("{:.3g} {:.3g} {:.3g}", spacing[0], spacing[1], spacing[2]).c_str(),
+                  chunk.empty() ? "contiguous" : shape_text(chunk).c_str(), info["compression"].get<std::string>().c_str(),
+                  megabytes(info["stored_bytes"].get<std::int64_t>()).c_str());
+    }
+    for (const auto& info : s["labels"]) {
+      const auto chunk = info["chunk"].get<std::vector<std::int64_t>>();
+      std::printf("  %-6s %-14s %-4s %-8s %-14s %-20s %-12s %-22s %s\n", "label", info["name"].get<std::string>().c_str(),
+                  "", info["dtype"].get<std::string>().c_str(),
+                  shape_text(info["shape"].get<std::vector<std::int64_t>>()).c_str(),
+                  ("on " + info["reference_series"].get<std::string>()).c_str(),
+                  chunk.empty() ? "contiguous" : shape_text(chunk).c_str(), info["compression"].get<std::string>().c_str(),
+                  megabytes(info["stored_bytes"].get<std::int64_t>()).c_str());
+      if (info.contains("structures")) {
+        for (const auto& st : info["structures"]) {
+          const std::string name = st["name"].get<std::string>();
+          std::printf("         %5lld %-22s %10.2f mL  (%lld voxels)\n", static_cast<long long>(st["id"].get<std::int64_t>()),
+                      name.empty() ? "(not in the label table)" : name.c_str(), st["volume_ml"].get<double>(),
+                      static_cast<long long>(st["voxels"].get<std::int64_t>()));
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace vitruvian::jobs

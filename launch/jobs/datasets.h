@@ -1,0 +1,51 @@
+// The dataset verbs: `vitruvian convert` (NIfTI files, DICOM folders or a manifest → the HDF5
+// volume store), `vitruvian export` (series and label maps → NIfTI), `vitruvian inspect`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "launch/jobs/job_context.h"
+
+namespace vitruvian::jobs {
+
+struct ConvertOptions {
+  std::vector<std::string> inputs;  ///< NIfTI files and DICOM folders
+  std::string manifest;             ///< YAML manifest (data/study_import.h); "" for none
+  std::string output;               ///< dataset file, or the index file with --shard-studies
+  std::string series_name = "image";
+  std::string modality;
+  std::vector<std::string> labels;       ///< NAME=FILE, attached to the single NIfTI input
+  std::vector<std::string> label_names;  ///< ID=NAME entries of the label table
+  std::string chunk = "64,64,64";        ///< "Z,Y,X" or "contiguous"
+  int deflate = 0;
+  bool no_shuffle = false;
+  std::int64_t shard_studies = 0;  ///< > 0: shards of this many studies plus an index
+  std::int64_t max_voxels = std::int64_t{1} << 31;
+  bool force = false;  ///< replace an existing output
+};
+
+/// Rank 0 imports; other ranks wait. Exit 0 when every study landed, 1 when any file or study
+/// was rejected (each named on one stderr line; the others still land), 2 for bad arguments.
+int run_convert(const JobContext& context, const ConvertOptions& options);
+
+struct ExportOptions {
+  std::string dataset;
+  std::string study, series, label;  ///< one object with --output
+  std::string output;                ///< .nii or .nii.gz
+  std::string out_dir;               ///< every series and label map (of --study, or all) here
+  bool nifti2 = false;
+};
+
+int run_export(const JobContext& context, const ExportOptions& options);
+
+struct InspectOptions {
+  std::string dataset;
+  bool json = false;
+  bool volumes = true;  ///< read label maps to give each structure's volume (mL)
+};
+
+int run_inspect(const JobContext& context, const InspectOptions& options);
+
+}  // namespace vitruvian::jobs
