@@ -1,0 +1,40 @@
+// Portable random draws on std::mt19937_64: the same seed gives the same numbers with every
+// standard library (std::uniform_*_distribution are implementation-defined).
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <random>
+#include <vector>
+
+namespace vitruvian::data {
+
+/// Uniform in [0, n), n >= 1, by rejection.
+inline std::uint64_t uniform_below(std::mt19937_64& rng, std::uint64_t n) {
+  const std::uint64_t limit = std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % n;
+  std::uint64_t x = rng();
+  while (x >= limit) x = rng();
+  return x % n;
+}
+
+/// Uniform integer in [low, high], low <= high.
+inline std::int64_t uniform_between(std::mt19937_64& rng, std::int64_t low, std::int64_t high) {
+  return low + static_cast<std::int64_t>(uniform_below(rng, static_cast<std::uint64_t>(high - low) + 1));
+}
+
+/// Uniform in [0, 1) with 53 random bits.
+inline double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+/// A generator seeded from several integers (seed, rank, step, ...): distinct streams per tuple.
+inline std::mt19937_64 seeded_rng(std::initializer_list<std::uint64_t> parts) {
+  std::vector<std::uint32_t> words;
+  for (const std::uint64_t p : parts) {
+    words.push_back(static_cast<std::uint32_t>(p));
+    words.push_back(static_cast<std::uint32_t>(p >> 32));
+  }
+  std::seed_seq full(words.begin(), words.end());
+  return std::mt19937_64(full);
+}
+
+}  // namespace vitruvian::data
