@@ -13,6 +13,13 @@ namespace vitruvian {
 const char* thread_level_name(int level);
 
 /// RAII owner of MPI for this process. Construct once in main(); not copyable or movable.
+/// Keeps glibc from serving buffers up to 32 MiB with fresh mappings that are unmapped on free
+/// (and page-faulted again on every reuse): pins M_MMAP_THRESHOLD at 32 MiB and M_TRIM_THRESHOLD
+/// at 1 GiB. MpiEnvironment calls it first thing; programs without one (benchmarks) call it
+/// themselves. Skipped, returning false, when VITRUVIAN_MALLOC_TUNING=0 or when the user set
+/// MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_.
+bool pin_malloc_thresholds();
+
 class MpiEnvironment {
  public:
   /// Initializes MPI (MPI_Init_thread asking for MPI_THREAD_MULTIPLE) unless it already is, in

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "core/errors.h"
+#include "data/chunk_reader.h"
 #include "data/hdf5_handle.h"
 
 namespace vitruvian::data {
@@ -429,6 +430,11 @@ struct VolumeStore::State {
   LabelTable labels;
   mutable std::mutex mutex;
   mutable std::map<std::string, Handle> datasets;  // "<file>:<path>" → open dataset
+  /// Per open dataset: its chunk layout when chunks can be read directly (see chunk_reader.h).
+  mutable std::map<std::string, std::optional<h5::ChunkLayout>> layouts;
+  mutable std::map<std::string, std::size_t> numbers;  ///< a stable number per open dataset
+  /// Decoded chunks of every dataset of the store (ReadOptions::chunk_cache_bytes in all).
+  std::unique_ptr<h5::ChunkCache> chunk_cache;
 
   std::size_t find(const std::string& id) const {
     auto it = by_id.find(id);
@@ -436,21 +442,38 @@ struct VolumeStore::State {
     return it->second;
   }
 
-  hid_t dataset(std::size_t file, const std::string& object) const {
+  /// An open dataset, with its chunk layout when its chunks can be read directly.
+  struct Open {
+    hid_t id;
+    const h5::ChunkLayout* layout;  ///< null: read through H5Dread
+    std::size_t number;             ///< names it in chunk_cache
+  };
+
+  Open dataset(std::size_t file, const std::string& object, VoxelType type) const {
     std::lock_guard<std::mutex> lock(mutex);
     const std::string key = std::to_string(file) + ":" + object;
     auto it = datasets.find(key);
-    if (it != datasets.end()) return it->second.get();
-    Handle dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
-    if (options.chunk_cache_bytes > 0) {
-      // Slots: a prime well above the number of chunks the cache can hold (HDF5's advice).
-      H5Pset_chunk_cache(dapl.get(), 12421, static_cast<std::size_t>(options.chunk_cache_bytes), 0.75);
+    if (it == datasets.end()) {
+      Handle dapl(H5Pcreate(H5P_DATASET_ACCESS), H5Pclose);
+      // HDF5's own chunk cache serves only datasets the direct path cannot decode.
+      if (options.chunk_cache_bytes > 0) {
+        // Slots: a prime well above the number of chunks the cache can hold (HDF5's advice).
+        // HDF5's cache is per dataset: at most 64 MiB of the budget each.
+        const auto bytes = std::min<std::int64_t>(options.chunk_cache_bytes, std::int64_t{64} << 20);
+        H5Pset_chunk_cache(dapl.get(), 12421, static_cast<std::size_t>(bytes), 0.75);
+      }
+      Handle handle = checked(H5Dopen2(files[file].get(), object.c_str(), dapl.get()), H5Dclose, "H5Dopen2 " + object,
+                              file_names[file]);
+      // Direct chunk reads hand back file bytes: only when they are already the memory layout.
+      std::optional<h5::ChunkLayout> layout;
+      Handle stored_type(H5Dget_type(handle.get()), H5Tclose);
+      if (H5Tequal(stored_type.get(), file_type(type)) > 0) layout = h5::decodable_layout(handle.get(), voxel_bytes(type));
+      layouts.emplace(key, std::move(layout));
+      numbers.emplace(key, numbers.size());
+      it = datasets.emplace(key, std::move(handle)).first;
     }
-    Handle handle = checked(H5Dopen2(files[file].get(), object.c_str(), dapl.get()), H5Dclose, "H5Dopen2 " + object,
-                            file_names[file]);
-    const hid_t id = handle.get();
-    datasets.emplace(key, std::move(handle));
-    return id;
+    const auto& layout = layouts.at(key);
+    return {it->second.get(), layout ? &*layout : nullptr, numbers.at(key)};
   }
 };
 
@@ -640,6 +663,9 @@ VolumeStore::VolumeStore(const std::filesystem::path& path, ReadOptions options)
   State& s = *state_;
   s.path = path;
   s.options = options;
+  if (options.chunk_cache_bytes > 0) {
+    s.chunk_cache = std::make_unique<h5::ChunkCache>(static_cast<std::size_t>(options.chunk_cache_bytes));
+  }
   Handle first = open_file(path);
   const std::string subject = path.string();
   const auto format = h5::read_string(first.get(), "format", subject);
@@ -700,7 +726,16 @@ const StudyInfo& VolumeStore::study(const std::string& id) const { return state_
 const LabelTable& VolumeStore::label_table() const { return state_->labels; }
 
 namespace {
-at::Tensor read_box(hid_t dataset, VoxelType type, const std::vector<std::int64_t>& shape,
+/// Where read_box reads from: an open dataset, its directly readable chunk layout (or null) and
+/// the store's decoded-chunk cache (or null).
+struct Source {
+  hid_t id;
+  const h5::ChunkLayout* layout;
+  h5::ChunkCache* cache;
+  std::size_t number;
+};
+
+at::Tensor read_box(const Source& dataset, VoxelType type, const std::vector<std::int64_t>& shape,
                     std::array<std::int64_t, 3> start, std::array<std::int64_t, 3> size, const std::string& subject) {
   const std::size_t rank = shape.size();
   std::vector<hsize_t> offset(rank, 0), count(shape.begin(), shape.end());
@@ -714,13 +749,22 @@ at::Tensor read_box(hid_t dataset, VoxelType type, const std::vector<std::int64_
     count[d] = static_cast<hsize_t>(size[axis]);
   }
   std::vector<std::int64_t> out_shape(count.begin(), count.end());
+  if (dataset.layout != nullptr) {
+    // Chunks fetched raw and decoded here, outside HDF5's global lock. uint16 arrives as its
+    // file bytes (in an int16 tensor) and is widened like everywhere else.
+    const bool widen = type == VoxelType::kUInt16;
+    at::Tensor raw = at::empty(out_shape, at::TensorOptions().dtype(widen ? at::kShort : tensor_dtype(type)));
+    h5::read_box_by_chunks(dataset.id, *dataset.layout, dataset.cache, dataset.number, offset, count,
+                           raw.data_ptr(), subject);
+    return widen ? raw.to(at::kInt).bitwise_and(0xFFFF) : raw;
+  }
   at::Tensor out = at::empty(out_shape, at::TensorOptions().dtype(tensor_dtype(type)));
-  Handle file_space = checked(H5Dget_space(dataset), H5Sclose, "H5Dget_space", subject);
+  Handle file_space = checked(H5Dget_space(dataset.id), H5Sclose, "H5Dget_space", subject);
   check_hdf5(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, offset.data(), nullptr, count.data(), nullptr),
              "H5Sselect_hyperslab", subject);
   Handle memory_space = checked(H5Screate_simple(static_cast<int>(rank), count.data(), nullptr), H5Sclose,
                                 "H5Screate_simple", subject);
-  check_hdf5(H5Dread(dataset, memory_type(type), memory_space.get(), file_space.get(), H5P_DEFAULT, out.data_ptr()),
+  check_hdf5(H5Dread(dataset.id, memory_type(type), memory_space.get(), file_space.get(), H5P_DEFAULT, out.data_ptr()),
              "H5Dread", subject);
   return out;
 }
@@ -761,7 +805,8 @@ at::Tensor VolumeStore::read_series_region(const std::string& study, const std::
   if (info == nullptr) throw InputError(state_->path.string(), "study '" + study + "' has no series '" + series + "'");
   const std::size_t file = state_->study_file[index];
   const std::string object = series_path(study, series) + "/image";
-  return read_box(state_->dataset(file, object), info->type, info->shape, start_zyx, size_zyx,
+  const auto open = state_->dataset(file, object, info->type);
+  return read_box({open.id, open.layout, state_->chunk_cache.get(), open.number}, info->type, info->shape, start_zyx, size_zyx,
                   state_->file_names[file] + ":" + object);
 }
 
@@ -772,7 +817,8 @@ at::Tensor VolumeStore::read_label_region(const std::string& study, const std::s
   if (info == nullptr) throw InputError(state_->path.string(), "study '" + study + "' has no label map '" + name + "'");
   const std::size_t file = state_->study_file[index];
   const std::string object = label_path(study, name);
-  return read_box(state_->dataset(file, object), info->type, info->shape, start_zyx, size_zyx,
+  const auto open = state_->dataset(file, object, info->type);
+  return read_box({open.id, open.layout, state_->chunk_cache.get(), open.number}, info->type, info->shape, start_zyx, size_zyx,
                   state_->file_names[file] + ":" + object);
 }
 

@@ -29,7 +29,7 @@ using LabelTable = std::map<int, std::string>;
 struct StorageOptions {
   /// Chunk shape [z, y, x] (4D series get [1, z, y, x]); clipped to the volume. {0,0,0}:
   /// contiguous (no chunking, no compression).
-  std::array<std::int64_t, 3> chunk_zyx{32, 32, 32};
+  std::array<std::int64_t, 3> chunk_zyx{64, 64, 64};
   int deflate_level = 0;  ///< 0: uncompressed; 1–9: deflate (zlib) level, with the shuffle filter
   bool shuffle = true;    ///< byte shuffle before deflate (ignored when uncompressed)
 };
@@ -122,8 +122,10 @@ class ShardedVolumeWriter {
 /// Limits a reader enforces before allocating anything.
 struct ReadOptions {
   std::int64_t max_voxels = std::int64_t{1} << 31;  ///< per series or label map
-  /// HDF5 chunk cache per open dataset (bytes); 0 keeps HDF5's default (1 MiB).
-  std::int64_t chunk_cache_bytes = std::int64_t{64} << 20;
+  /// Decoded chunks kept by the store, shared by all its datasets (bytes); 0: none, every read
+  /// decodes the chunks it touches. It fills only as data is read, so the default suits a
+  /// training rank: a dataset up to 1 GiB is decoded once and then served from memory.
+  std::int64_t chunk_cache_bytes = std::int64_t{1} << 30;
 };
 
 /// Reads a dataset file or a shard index, the same way. Safe to share between threads: calls

@@ -142,6 +142,25 @@ int run_cli(int argc, char** argv) {
   inspect->add_flag("--no-volumes", no_volumes, "Skip reading label maps for per-structure volumes");
   inspect->footer(global_footer);
 
+  jobs::PreprocessOptions preprocess_options;
+  CLI::App* preprocess = app.add_subcommand(
+      "preprocess", "Resample each study's channel series (and its label map) onto one grid, optionally at a new "
+                    "spacing and cropped to the body, into a new dataset for training");
+  preprocess->add_option("dataset", preprocess_options.dataset, "Dataset or index file")
+      ->required()
+      ->check(CLI::ExistingFile);
+  preprocess->add_option("-o,--output", preprocess_options.output, "New dataset file")->required();
+  preprocess->add_option("--channels", preprocess_options.channels, "Series names, the first is the reference grid")
+      ->required()
+      ->delimiter(',');
+  preprocess->add_option("--label", preprocess_options.label, "Label map to carry over (nearest neighbour)");
+  preprocess->add_option("--spacing", preprocess_options.spacing, "Target spacing X,Y,Z in mm")->delimiter(',');
+  preprocess->add_flag("--crop-body", preprocess_options.crop_body, "Crop to the body (CT > -500 HU, else non-background)");
+  preprocess->add_option("--chunk", preprocess_options.chunk, "Chunk shape Z,Y,X or 'contiguous'")->capture_default_str();
+  preprocess->add_option("--deflate", preprocess_options.deflate, "Deflate level 0 (off) to 9")->capture_default_str();
+  preprocess->add_flag("--force", preprocess_options.force, "Replace an existing output");
+  preprocess->footer(global_footer);
+
   std::string parse_error;
   int parse_code = 0;
   try {
@@ -184,6 +203,7 @@ int run_cli(int argc, char** argv) {
     if (info->parsed()) return jobs::run_info(context, info_options);
     if (convert->parsed()) return jobs::run_convert(context, convert_options);
     if (exporter->parsed()) return jobs::run_export(context, export_options);
+    if (preprocess->parsed()) return jobs::run_preprocess(context, preprocess_options);
     if (inspect->parsed()) {
       inspect_options.volumes = !no_volumes;
       return jobs::run_inspect(context, inspect_options);

@@ -13,6 +13,7 @@
 
 #include "core/errors.h"
 #include "core/progress.h"
+#include "data/dataset_preprocess.h"
 #include "data/nifti_io.h"
 #include "data/study_import.h"
 #include "data/volume_store.h"
@@ -71,6 +72,23 @@ LabelTable parse_label_names(const std::vector<std::string>& entries) {
   return table;
 }
 
+void refuse_existing(const fs::path& output, bool force) {
+  std::error_code error;
+  if (fs::exists(output, error) && !force) throw InputError(output.string(), "exists already; pass --force to replace it");
+}
+
+StorageOptions storage_of(const std::string& chunk, int deflate, bool shuffle) {
+  StorageOptions storage;
+  storage.chunk_zyx = parse_chunk(chunk);
+  if (deflate < 0 || deflate > 9) throw InputError(fmt::format("--deflate {}", deflate), "expected a level from 0 (off) to 9");
+  if (deflate > 0 && storage.chunk_zyx[0] == 0) {
+    throw InputError("--deflate with --chunk contiguous", "compression needs chunked storage; give --chunk Z,Y,X");
+  }
+  storage.deflate_level = deflate;
+  storage.shuffle = shuffle;
+  return storage;
+}
+
 std::string megabytes(std::int64_t bytes) {
   const double b = static_cast<double>(bytes);
   return b < 1e6 ? fmt::format("{:.1f} kB", b / 1e3) : fmt::format("{:.1f} MB", b / 1e6);
@@ -86,22 +104,10 @@ int run_convert(const JobContext& context, const ConvertOptions& options) {
   if (options.inputs.empty() && options.manifest.empty()) {
     throw InputError("convert", "nothing to import; give NIfTI files or DICOM folders, or --manifest FILE");
   }
-  StorageOptions storage;
-  storage.chunk_zyx = parse_chunk(options.chunk);
-  if (options.deflate < 0 || options.deflate > 9) {
-    throw InputError(fmt::format("--deflate {}", options.deflate), "expected a level from 0 (off) to 9");
-  }
-  if (options.deflate > 0 && storage.chunk_zyx[0] == 0) {
-    throw InputError("--deflate with --chunk contiguous", "compression needs chunked storage; give --chunk Z,Y,X");
-  }
-  storage.deflate_level = options.deflate;
-  storage.shuffle = !options.no_shuffle;
+  const StorageOptions storage = storage_of(options.chunk, options.deflate, !options.no_shuffle);
   if (options.shard_studies < 0) throw InputError("--shard-studies", "expected a positive number of studies per shard");
   const fs::path output(options.output);
-  std::error_code error;
-  if (fs::exists(output, error) && !options.force) {
-    throw InputError(output.string(), "exists already; pass --force to replace it");
-  }
+  refuse_existing(output, options.force);
 
   std::vector<StudySource> sources;
   LabelTable labels = parse_label_names(options.label_names);
@@ -309,6 +315,30 @@ int run_inspect(const JobContext& context, const InspectOptions& options) {
       }
     }
   }
+  return 0;
+}
+
+int run_preprocess(const JobContext& context, const PreprocessOptions& options) {
+  if (context.env.rank() != 0) return 0;
+  refuse_existing(options.output, options.force);
+  DatasetPreprocessOptions p;
+  p.channels = options.channels;
+  p.label = options.label;
+  if (!options.spacing.empty()) {
+    if (options.spacing.size() != 3 || options.spacing[0] <= 0 || options.spacing[1] <= 0 || options.spacing[2] <= 0) {
+      throw InputError(fmt::format("--spacing {}", fmt::join(options.spacing, ",")), "expected three positive mm values X,Y,Z");
+    }
+    p.spacing = std::array<double, 3>{options.spacing[0], options.spacing[1], options.spacing[2]};
+  }
+  p.crop_to_body = options.crop_body;
+  p.storage = storage_of(options.chunk, options.deflate, true);
+  const VolumeStore input(options.dataset);
+  Progress progress("studies", static_cast<std::int64_t>(input.studies().size()), true);
+  p.on_study = [&](const std::string& study) { progress.advance(1, study); };
+  preprocess_dataset(input, options.output, p);
+  progress.finish();
+  std::printf("%s: %zu studies, channels %s on one grid\n", options.output.c_str(), input.studies().size(),
+              fmt::format("{}", fmt::join(options.channels, ", ")).c_str());
   return 0;
 }
 

@@ -1,5 +1,6 @@
 // The dataset verbs: `vitruvian convert` (NIfTI files, DICOM folders or a manifest → the HDF5
-// volume store), `vitruvian export` (series and label maps → NIfTI), `vitruvian inspect`.
+// volume store), `vitruvian export` (series and label maps → NIfTI), `vitruvian inspect`, and
+// `vitruvian preprocess` (channels onto one grid for training).
 #pragma once
 
 #include <cstdint>
@@ -47,5 +48,19 @@ struct InspectOptions {
 };
 
 int run_inspect(const JobContext& context, const InspectOptions& options);
+
+struct PreprocessOptions {
+  std::string dataset, output;
+  std::vector<std::string> channels;  ///< series names; the first is the reference grid
+  std::string label;
+  std::vector<double> spacing;        ///< x, y, z mm; empty keeps the reference's
+  bool crop_body = false;
+  std::string chunk = "64,64,64";
+  int deflate = 0;
+  bool force = false;
+};
+
+/// Resamples each study's channels onto one grid (data/dataset_preprocess.h) into a new dataset.
+int run_preprocess(const JobContext& context, const PreprocessOptions& options);
 
 }  // namespace vitruvian::jobs

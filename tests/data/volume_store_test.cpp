@@ -306,5 +306,83 @@ TEST_F(VolumeStoreTest, TruncatedFilesAndForeignFilesAreNamed) {
   EXPECT_THROW(VolumeStore(dir_ / "missing.h5"), InputError);
 }
 
+// Direct chunk reads (chunk_reader.h) against HDF5's own: every layout, type and cache setting
+// gives the same regions, including edge chunks, 4D series and uint16.
+TEST_F(VolumeStoreTest, RegionsReadTheSameThroughEveryLayoutAndCache) {
+  Volume ct4d;
+  ct4d.type = VoxelType::kInt16;
+  ct4d.voxels = at::randint(-1024, 3000, {3, 21, 34, 27}, at::kShort);
+  ct4d.frame_times_s = {0.0, 1.5, 3.0};
+  Volume mr;
+  mr.type = VoxelType::kUInt16;
+  mr.voxels = at::randint(0, 65536, {21, 34, 27}, at::kInt);
+  Volume f;
+  f.type = VoxelType::kFloat32;
+  f.voxels = at::randn({21, 34, 27});
+  const StorageOptions layouts[] = {{{0, 0, 0}, 0, true}, {{8, 16, 10}, 0, true}, {{8, 16, 10}, 3, true},
+                                    {{7, 9, 11}, 5, false}};
+  int n = 0;
+  for (const auto& layout : layouts) {
+    const auto path = dir_ / ("l" + std::to_string(n++) + ".h5");
+    {
+      VolumeWriter writer(path, layout);
+      writer.add_series("s", "perfusion", ct4d, "test");
+      writer.add_series("s", "mr", mr, "test");
+      writer.add_series("s", "f", f, "test");
+      writer.commit();
+    }
+    for (const std::int64_t cache : {std::int64_t{0}, std::int64_t{1} << 20, std::int64_t{64} << 20}) {
+      ReadOptions options;
+      options.chunk_cache_bytes = cache;
+      const VolumeStore store(path, options);
+      for (int repeat = 0; repeat < 2; ++repeat) {  // the second pass hits the cache
+        const std::array<std::int64_t, 3> start{3, 5, 9}, size{15, 29, 18};
+        const auto box = [&](const at::Tensor& t) {
+          return t.narrow(-3, start[0], size[0]).narrow(-2, start[1], size[1]).narrow(-1, start[2], size[2]);
+        };
+        EXPECT_TRUE(at::equal(store.read_series_region("s", "perfusion", start, size), box(ct4d.voxels)));
+        EXPECT_TRUE(at::equal(store.read_series_region("s", "mr", start, size), box(mr.voxels)));
+        EXPECT_TRUE(at::equal(store.read_series_region("s", "f", start, size), box(f.voxels)));
+        EXPECT_TRUE(at::equal(store.read_series("s", "mr").voxels, mr.voxels));
+        // The last voxel: a corner of an edge chunk.
+        EXPECT_TRUE(at::equal(store.read_series_region("s", "f", {20, 33, 26}, {1, 1, 1}),
+                              f.voxels.narrow(0, 20, 1).narrow(1, 33, 1).narrow(2, 26, 1)));
+      }
+    }
+  }
+}
+
+// A chunked dataset with a filter the direct reader does not undo (Fletcher-32 checksums) is
+// read through HDF5 and still gives the right voxels.
+TEST_F(VolumeStoreTest, OtherFiltersFallBackToHdf5) {
+  const auto path = dir_ / "fletcher.h5";
+  {
+    VolumeWriter writer(path, StorageOptions{{4, 4, 4}, 0, true});
+    Volume v = ct(6, 7, 8);
+    writer.add_series("s", "ct", v, "test");
+    writer.commit();
+  }
+  // Rewrite the dataset with a checksum filter, as another tool might.
+  const at::Tensor values = VolumeStore(path).read_series("s", "ct").voxels;
+  {
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    H5Ldelete(file, "/studies/s/series/ct/image", H5P_DEFAULT);
+    const hsize_t dims[3] = {6, 7, 8}, chunk[3] = {4, 4, 4};
+    const hid_t space = H5Screate_simple(3, dims, nullptr);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 3, chunk);
+    H5Pset_fletcher32(dcpl);
+    const hid_t dataset = H5Dcreate2(file, "/studies/s/series/ct/image", H5T_STD_I16LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Dwrite(dataset, H5T_NATIVE_INT16, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data_ptr());
+    H5Dclose(dataset);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    H5Fclose(file);
+  }
+  const VolumeStore store(path);
+  EXPECT_TRUE(at::equal(store.read_series_region("s", "ct", {1, 2, 3}, {5, 5, 5}),
+                        values.narrow(0, 1, 5).narrow(1, 2, 5).narrow(2, 3, 5)));
+}
+
 }  // namespace
 }  // namespace vitruvian::data

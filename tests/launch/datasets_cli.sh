@@ -121,4 +121,44 @@ set -e
 [[ $rc == 2 ]] || fail "overwrite without --force exited $rc"
 grep -q "d.h5: exists already; pass --force" exists.err || fail "exists message"
 "$vit" inspect d.h5 --no-volumes | grep -q "2 studies" || fail "existing dataset was touched"
+# preprocess: a T2 series on its own coarser grid joins the CT's grid, at a new spacing, cropped.
+$py - <<'PY'
+import nibabel as nib, numpy as np
+ct = nib.load("ct0.nii.gz")
+aff = ct.affine.copy()
+aff[:3, :3] *= 1.5  # 1.5x coarser in-plane and through-plane, same origin and directions
+t2 = np.random.default_rng(1).random((14, 16, 11)).astype(np.float32) * 300 + 50
+nib.save(nib.Nifti1Image(t2, aff), "t2.nii.gz")
+PY
+cat > multi.yaml <<'YAML'
+studies:
+  - id: multi
+    series:
+      ct: {file: ct0.nii.gz, modality: CT}
+      t2: {file: t2.nii.gz, modality: MR}
+    labels: {organs: seg0.nii.gz}
+YAML
+"$vit" convert --manifest multi.yaml -o multi.h5 >/dev/null
+"$vit" preprocess multi.h5 -o multi_pre.h5 --channels ct,t2 --label organs --spacing 1.6,1.8,2.5 >pre.out
+grep -q "multi_pre.h5: 1 studies, channels ct, t2 on one grid" pre.out || { cat pre.out; fail "preprocess summary"; }
+$py - <<'PY'
+import h5py, json, numpy as np
+f = h5py.File("multi_pre.h5", "r")
+s = f["studies/multi"]
+ct, t2, lab = s["series/ct/image"], s["series/t2/image"], s["labels/organs"]
+assert ct.shape == t2.shape == lab.shape == (16, 12, 10), (ct.shape, t2.shape, lab.shape)
+for name in ("spacing", "origin", "direction"):
+    assert np.allclose(s["series/ct"].attrs[name], s["series/t2"].attrs[name]), name
+assert np.allclose(s["series/ct"].attrs["spacing"], [1.6, 1.8, 2.5], atol=1e-6)
+assert set(np.unique(lab[...])) <= {0, 1, 2}
+meta = json.loads(s.attrs["metadata_json"])
+assert meta["preprocessed"]["channels"] == ["ct", "t2"]
+PY
+set +e
+"$vit" preprocess multi.h5 -o bad_pre.h5 --channels ct,flair 2>badpre.err
+rc=$?
+set -e
+[[ $rc == 2 ]] || fail "preprocess with a missing series exited $rc"
+grep -q "study 'multi': has no series 'flair'" badpre.err || { cat badpre.err; fail "missing series message"; }
+[[ ! -e bad_pre.h5 ]] || fail "half-written preprocess output"
 echo "datasets CLI: all checks passed"

@@ -1,0 +1,194 @@
+// Direct chunk reads: raw chunk bytes from HDF5, zlib inflate and byte unshuffle here, then the
+// overlap of each chunk with the box copied row by row.
+#include "data/chunk_reader.h"
+
+#include <H5Zpublic.h>
+#include <fmt/format.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/errors.h"
+#include "data/hdf5_handle.h"
+
+namespace vitruvian::data::h5 {
+namespace {
+
+/// Inverse of HDF5's shuffle filter: byte plane b holds byte b of every element.
+void unshuffle(const char* in, char* out, std::size_t bytes, std::size_t element_bytes) {
+  const std::size_t n = bytes / element_bytes;
+  for (std::size_t b = 0; b < element_bytes; ++b) {
+    const char* plane = in + b * n;
+    for (std::size_t i = 0; i < n; ++i) out[i * element_bytes + b] = plane[i];
+  }
+  std::memcpy(out + n * element_bytes, in + n * element_bytes, bytes - n * element_bytes);  // leftover bytes
+}
+
+/// The decoded bytes of the chunk whose first element is at `chunk_offset`.
+std::shared_ptr<const std::vector<char>> load_chunk(hid_t dataset, const ChunkLayout& layout,
+                                                    const std::vector<hsize_t>& chunk_offset, const std::string& subject) {
+  const std::size_t bytes = layout.chunk_bytes();
+  auto decoded = std::make_shared<std::vector<char>>(bytes);
+  hsize_t stored = 0;
+  check_hdf5(H5Dget_chunk_storage_size(dataset, chunk_offset.data(), &stored), "H5Dget_chunk_storage_size", subject);
+  if (stored == 0) {  // never written: the fill value, zero in this format
+    std::memset(decoded->data(), 0, bytes);
+    return decoded;
+  }
+  std::vector<char> raw(stored);
+  std::uint32_t skipped = 0;  // bit i set: filter i of the pipeline was not applied to this chunk
+  check_hdf5(H5Dread_chunk(dataset, H5P_DEFAULT, chunk_offset.data(), &skipped, raw.data()), "H5Dread_chunk", subject);
+  // Filters run in reverse of the write order: deflate (if applied), then shuffle.
+  const unsigned shuffle_bit = 0, deflate_bit = layout.shuffle ? 1 : 0;
+  std::vector<char> inflated;
+  const std::vector<char>* current = &raw;
+  if (layout.deflate && (skipped & (1u << deflate_bit)) == 0) {
+    inflated.resize(bytes);
+    uLongf size = bytes;
+    const int status = uncompress(reinterpret_cast<Bytef*>(inflated.data()), &size,
+                                  reinterpret_cast<const Bytef*>(raw.data()), static_cast<uLong>(raw.size()));
+    if (status != Z_OK || size != bytes) {
+      throw InputError(subject, fmt::format("a deflated chunk at offset {} does not inflate to {} bytes (zlib status {}); "
+                                            "the file is corrupt",
+                                            fmt::join(chunk_offset, ","), bytes, status));
+    }
+    current = &inflated;
+  }
+  if (current->size() != bytes) {
+    throw InputError(subject, fmt::format("chunk at offset {} holds {} bytes; expected {}", fmt::join(chunk_offset, ","),
+                                          current->size(), bytes));
+  }
+  if (layout.shuffle && (skipped & (1u << shuffle_bit)) == 0) {
+    unshuffle(current->data(), decoded->data(), bytes, layout.element_bytes);
+  } else {
+    std::memcpy(decoded->data(), current->data(), bytes);
+  }
+  return decoded;
+}
+
+/// Steps `index` through the box [lo, end) over its first `dims` dimensions, the last of them
+/// fastest. False (and `index` back at `lo`) after the last position.
+bool advance(std::vector<hsize_t>& index, const std::vector<hsize_t>& lo, const std::vector<hsize_t>& end,
+             std::size_t dims) {
+  for (std::size_t d = dims; d > 0; --d) {
+    if (++index[d - 1] < end[d - 1]) return true;
+    index[d - 1] = lo[d - 1];
+  }
+  return false;
+}
+
+}  // namespace
+
+std::size_t ChunkLayout::chunk_bytes() const {
+  std::size_t n = element_bytes;
+  for (const hsize_t c : chunk) n *= static_cast<std::size_t>(c);
+  return n;
+}
+
+std::optional<ChunkLayout> decodable_layout(hid_t dataset, std::size_t element_bytes) {
+  Handle dcpl(H5Dget_create_plist(dataset), H5Pclose);
+  if (dcpl.get() < 0 || H5Pget_layout(dcpl.get()) != H5D_CHUNKED) return std::nullopt;
+  ChunkLayout layout;
+  layout.element_bytes = element_bytes;
+  Handle space(H5Dget_space(dataset), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 1) return std::nullopt;
+  layout.dims.resize(static_cast<std::size_t>(rank));
+  layout.chunk.resize(static_cast<std::size_t>(rank));
+  H5Sget_simple_extent_dims(space.get(), layout.dims.data(), nullptr);
+  if (H5Pget_chunk(dcpl.get(), rank, layout.chunk.data()) != rank) return std::nullopt;
+  const int filters = H5Pget_nfilters(dcpl.get());
+  for (int f = 0; f < filters; ++f) {
+    unsigned flags = 0, config = 0;
+    std::size_t n = 0;
+    const H5Z_filter_t id = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(f), &flags, &n, nullptr, 0, nullptr, &config);
+    if (id == H5Z_FILTER_SHUFFLE && f == 0) {
+      layout.shuffle = true;
+    } else if (id == H5Z_FILTER_DEFLATE && !layout.deflate) {
+      layout.deflate = true;
+    } else {
+      return std::nullopt;  // another filter, or an order this reader does not undo
+    }
+  }
+  return layout;
+}
+
+std::shared_ptr<const std::vector<char>> ChunkCache::find(const ChunkKey& key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto it = index_.find(key);
+  if (it == index_.end()) return nullptr;
+  order_.splice(order_.begin(), order_, it->second);
+  return it->second->second;
+}
+
+void ChunkCache::insert(const ChunkKey& key, std::shared_ptr<const std::vector<char>> chunk) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (index_.count(key) > 0 || chunk->size() > capacity_) return;
+  bytes_ += chunk->size();
+  order_.emplace_front(key, std::move(chunk));
+  index_[key] = order_.begin();
+  while (bytes_ > capacity_) {
+    bytes_ -= order_.back().second->size();
+    index_.erase(order_.back().first);
+    order_.pop_back();
+  }
+}
+
+void read_box_by_chunks(hid_t dataset, const ChunkLayout& layout, ChunkCache* cache, std::size_t dataset_number,
+                        const std::vector<hsize_t>& offset, const std::vector<hsize_t>& count, void* out,
+                        const std::string& subject) {
+  const std::size_t rank = layout.dims.size(), e = layout.element_bytes;
+  if (rank < 2) throw InputError(subject, "direct chunk reads need a dataset of 2 or more dimensions");
+  // Chunk grid coordinates overlapping the box, walked as an odometer.
+  std::vector<hsize_t> first(rank), end(rank), at(rank);
+  for (std::size_t d = 0; d < rank; ++d) {
+    first[d] = offset[d] / layout.chunk[d];
+    end[d] = (offset[d] + count[d] - 1) / layout.chunk[d] + 1;
+  }
+  at = first;
+  // Strides (elements) of the output box and of a chunk.
+  std::vector<std::size_t> out_stride(rank, 1), chunk_stride(rank, 1);
+  for (std::size_t d = rank - 1; d > 0; --d) {
+    out_stride[d - 1] = out_stride[d] * count[d];
+    chunk_stride[d - 1] = chunk_stride[d] * layout.chunk[d];
+  }
+  auto* target = static_cast<char*>(out);
+  while (true) {
+    std::vector<hsize_t> chunk_offset(rank), lo(rank), hi(rank);
+    for (std::size_t d = 0; d < rank; ++d) {
+      chunk_offset[d] = at[d] * layout.chunk[d];
+      lo[d] = std::max(offset[d], chunk_offset[d]);
+      hi[d] = std::min(offset[d] + count[d], chunk_offset[d] + layout.chunk[d]);
+    }
+    std::shared_ptr<const std::vector<char>> chunk;
+    ChunkKey chunk_key{dataset_number, 0};
+    for (std::size_t d = 0; d < rank; ++d) {
+      chunk_key.chunk = chunk_key.chunk * ((layout.dims[d] + layout.chunk[d] - 1) / layout.chunk[d]) + at[d];
+    }
+    if (cache != nullptr) chunk = cache->find(chunk_key);
+    if (!chunk) {
+      chunk = load_chunk(dataset, layout, chunk_offset, subject);
+      if (cache != nullptr) cache->insert(chunk_key, chunk);
+    }
+    // Copy the overlap row by row: an odometer over the outer dimensions, then a tight loop over
+    // the rows of one plane (rows run along the last dimension).
+    const std::size_t y = rank - 2, x = rank - 1;
+    const std::size_t row_bytes = (hi[x] - lo[x]) * e;
+    const std::size_t src_step = chunk_stride[y] * e, dst_step = out_stride[y] * e;
+    std::vector<hsize_t> plane(lo);
+    do {
+      std::size_t src = 0, dst = 0;
+      for (std::size_t d = 0; d < rank; ++d) {
+        src += (plane[d] - chunk_offset[d]) * chunk_stride[d];
+        dst += (plane[d] - offset[d]) * out_stride[d];
+      }
+      const char* from = chunk->data() + src * e;
+      char* to = target + dst * e;
+      for (hsize_t row = lo[y]; row < hi[y]; ++row, from += src_step, to += dst_step) std::memcpy(to, from, row_bytes);
+    } while (advance(plane, lo, hi, y));
+    if (!advance(at, first, end, rank)) return;
+  }
+}
+
+}  // namespace vitruvian::data::h5

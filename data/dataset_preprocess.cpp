@@ -1,0 +1,85 @@
+// preprocess_dataset: study by study, resample → crop → write.
+#include "data/dataset_preprocess.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/errors.h"
+#include "data/preprocess.h"
+
+namespace vitruvian::data {
+namespace {
+
+constexpr double kCtBodyThreshold = -500.0;  // HU: above air and lung, below soft tissue
+
+}  // namespace
+
+void preprocess_dataset(const VolumeStore& input, const std::filesystem::path& output,
+                        const DatasetPreprocessOptions& options) {
+  if (options.channels.empty()) throw InputError("preprocess", "no channels given; expected series names");
+  if (options.crop_margin < 0) throw InputError("preprocess", "the crop margin must be >= 0 voxels");
+  VolumeWriter writer(output, options.storage);
+  writer.set_label_table(input.label_table());
+  for (const auto& study : input.studies()) {
+    const std::string where = fmt::format("{}: study '{}'", input.path().string(), study.id);
+    for (const auto& channel : options.channels) {
+      if (study.find_series(channel) == nullptr) throw InputError(where, "has no series '" + channel + "'");
+    }
+    if (!options.label.empty() && study.find_label(options.label) == nullptr) {
+      throw InputError(where, "has no label map '" + options.label + "'");
+    }
+    // The reference grid: the first channel, resampled to the target spacing if one is given.
+    Volume reference = input.read_series(study.id, options.channels.front());
+    if (reference.voxels.dim() != 3) throw InputError(where, "series '" + options.channels.front() + "' is 4D; expected 3D");
+    const Geometry source_geometry = reference.geometry;
+    const auto source_shape = reference.shape_zyx();
+    if (options.spacing) reference = resample_to_spacing(reference, *options.spacing, Interpolation::kLinear);
+    const Geometry grid = reference.geometry;
+    const auto shape = reference.shape_zyx();
+
+    std::vector<Volume> channels{reference};
+    for (std::size_t c = 1; c < options.channels.size(); ++c) {
+      Volume v = input.read_series(study.id, options.channels[c]);
+      if (v.voxels.dim() != 3) throw InputError(where, "series '" + options.channels[c] + "' is 4D; expected 3D");
+      if (v.shape_zyx() != shape || !v.geometry.matches(grid)) {
+        // Outside the source's box: its lowest value (air in CT, background in MR).
+        const double fill = v.voxels.min().item<double>();
+        v = resample_onto(v, grid, shape, Interpolation::kLinear, fill);
+      }
+      channels.push_back(std::move(v));
+    }
+    std::optional<Volume> label;
+    if (!options.label.empty()) {
+      Volume l = input.read_label(study.id, options.label);
+      if (l.shape_zyx() != shape || !l.geometry.matches(grid)) l = resample_onto(l, grid, shape, Interpolation::kNearest, 0.0);
+      label = std::move(l);
+    }
+
+    nlohmann::json meta = study.metadata_json.empty() ? nlohmann::json::object()
+                                                      : nlohmann::json::parse(study.metadata_json, nullptr, false);
+    if (!meta.is_object()) meta = nlohmann::json::object();
+    meta["preprocessed"] = {{"from", input.path().string()},
+                            {"source_shape_zyx", source_shape},
+                            {"source_spacing_mm", source_geometry.spacing},
+                            {"source_origin_lps_mm", source_geometry.origin},
+                            {"channels", options.channels}};
+    if (options.crop_to_body) {
+      const double threshold =
+          reference.modality == "CT" ? kCtBodyThreshold : reference.voxels.min().item<double>();
+      const Box box = body_box(reference.voxels, threshold, options.crop_margin);
+      for (auto& v : channels) v = crop(v, box);
+      if (label) label = crop(*label, box);
+      meta["preprocessed"]["crop_start_zyx"] = box.start_zyx;
+      meta["preprocessed"]["crop_size_zyx"] = box.size_zyx;
+    }
+    for (std::size_t c = 0; c < channels.size(); ++c) writer.add_series(study.id, options.channels[c], channels[c], where);
+    if (label) writer.add_label(study.id, options.label, options.channels.front(), *label, where);
+    writer.set_study_metadata(study.id, meta.dump());
+    if (options.on_study) options.on_study(study.id);
+  }
+  writer.commit();
+}
+
+}  // namespace vitruvian::data

@@ -1,0 +1,407 @@
+// PatchLoader: per-study caches (class locations, normalisation statistics) filled on first use,
+// batches numbered and built by whichever worker takes the number, delivered in order.
+#include "data/loader.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/errors.h"
+#include "data/patch_sampler.h"
+#include "data/random.h"
+#include "data/sharder.h"
+
+namespace vitruvian::data {
+namespace {
+
+constexpr const char* kWhere = "PatchLoader";
+constexpr std::int64_t kStatsSamples = 10000;
+
+/// What a study contributes to sampling and normalisation, computed once.
+struct StudyCache {
+  std::once_flag once;
+  std::exception_ptr error;
+  std::vector<std::int64_t> classes;                  ///< foreground classes present
+  std::vector<std::vector<std::int32_t>> locations;   ///< per class: sampled flat voxel indices
+  std::vector<IntensityStats> zscore;                 ///< per channel (kZscore channels only)
+};
+
+std::string join(const std::vector<std::string>& names) { return fmt::format("{}", fmt::join(names, ", ")); }
+
+}  // namespace
+
+Normalization normalization_from_name(const std::string& name, const std::string& source) {
+  if (name == "ct") return Normalization::kCt;
+  if (name == "zscore") return Normalization::kZscore;
+  if (name == "none") return Normalization::kNone;
+  throw InputError(source, "normalization '" + name + "' is not known; expected ct, zscore or none");
+}
+
+struct PatchLoader::State {
+  std::shared_ptr<const VolumeStore> store;
+  TaskSpec task;
+  LoaderOptions options;
+  std::vector<ShardStudy> shard_studies;
+  std::map<std::string, std::array<std::int64_t, 3>> shapes;  ///< per study, [z, y, x]
+  std::unique_ptr<Augmenter> augmenter;
+
+  std::mutex cache_mutex;
+  std::map<std::string, std::unique_ptr<StudyCache>> caches;
+
+  // Delivery: workers take numbers from `next_to_build`, wait while it is `queue_depth` ahead of
+  // `delivered`, and file results in `ready`.
+  std::mutex mutex;
+  std::condition_variable batch_ready, slot_free;
+  std::int64_t next_to_build = 0, delivered = 0;
+  std::map<std::int64_t, Batch> ready;
+  std::map<std::int64_t, std::exception_ptr> failed;
+  bool stopping = false;
+  double wait_s = 0.0;
+  std::vector<std::thread> workers;
+
+  // Plans per epoch, computed by whoever needs them first.
+  std::mutex plan_mutex;
+  std::map<std::int64_t, std::shared_ptr<const std::vector<std::size_t>>> shard_by_epoch;
+
+  /// This rank's studies (indices into shard_studies) for `epoch`, in visiting order.
+  std::shared_ptr<const std::vector<std::size_t>> shard(std::int64_t epoch) {
+    std::lock_guard<std::mutex> lock(plan_mutex);
+    auto& slot = shard_by_epoch[epoch];
+    if (!slot) {
+      slot = std::make_shared<const std::vector<std::size_t>>(
+          data::shard_studies(shard_studies, options.rank, options.world, options.seed, epoch));
+    }
+    // Keep the last few epochs only (users hold their own reference).
+    while (shard_by_epoch.size() > 4) shard_by_epoch.erase(shard_by_epoch.begin());
+    return slot;
+  }
+
+  StudyCache& cache(const std::string& study) {
+    StudyCache* entry = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(cache_mutex);
+      auto& slot = caches[study];
+      if (!slot) slot = std::make_unique<StudyCache>();
+      entry = slot.get();
+    }
+    std::call_once(entry->once, [&] {
+      try {
+        fill_cache(study, *entry);
+      } catch (...) {
+        entry->error = std::current_exception();
+      }
+    });
+    if (entry->error) std::rethrow_exception(entry->error);
+    return *entry;
+  }
+
+  void fill_cache(const std::string& study, StudyCache& entry) {
+    const Volume label = store->read_label(study, task.label);
+    const at::Tensor flat = label.voxels.reshape({-1}).to(at::kLong);
+    const at::Tensor counts = at::bincount(flat);
+    // Sampled voxel lists, seeded per study so every rank and run keeps the same ones.
+    std::mt19937_64 rng = seeded_rng({options.seed, std::hash<std::string>{}(study), 0x10ca7e});
+    for (std::int64_t c = 1; c < counts.numel(); ++c) {
+      const std::int64_t n = counts[c].item<std::int64_t>();
+      if (n == 0) continue;
+      const at::Tensor where = at::nonzero(flat == c).reshape({-1});
+      std::vector<std::int32_t> picked;
+      const std::int64_t keep = std::min(n, options.max_class_locations);
+      picked.reserve(static_cast<std::size_t>(keep));
+      const auto* all = where.data_ptr<std::int64_t>();
+      if (keep == n) {
+        for (std::int64_t i = 0; i < n; ++i) picked.push_back(static_cast<std::int32_t>(all[i]));
+      } else {
+        // Partial Fisher–Yates over an index copy: `keep` distinct voxels.
+        std::vector<std::int64_t> pool(all, all + n);
+        for (std::int64_t i = 0; i < keep; ++i) {
+          const auto j = i + static_cast<std::int64_t>(uniform_below(rng, static_cast<std::uint64_t>(n - i)));
+          std::swap(pool[static_cast<std::size_t>(i)], pool[static_cast<std::size_t>(j)]);
+          picked.push_back(static_cast<std::int32_t>(pool[static_cast<std::size_t>(i)]));
+        }
+      }
+      entry.classes.push_back(c);
+      entry.locations.push_back(std::move(picked));
+    }
+    entry.zscore.resize(task.channels.size());
+    for (std::size_t ch = 0; ch < task.channels.size(); ++ch) {
+      if (task.normalization[ch] != Normalization::kZscore) continue;
+      const at::Tensor voxels = store->read_series(study, task.channels[ch]).voxels.to(at::kDouble);
+      IntensityStats s;
+      s.mean = voxels.mean().item<double>();
+      s.std = voxels.std(/*unbiased=*/false).item<double>();
+      s.count = voxels.numel();
+      entry.zscore[ch] = s;
+    }
+  }
+
+  /// Reads channel `ch` (or the label when ch < 0) over the patch at `origin`, padded.
+  at::Tensor read_patch(const std::string& study, int ch, const std::array<std::int64_t, 3>& origin,
+                        const std::array<std::int64_t, 3>& shape, double pad) {
+    const auto& p = options.patch_size;
+    std::array<std::int64_t, 3> start{}, size{}, offset{};
+    bool empty = false;
+    for (int a = 0; a < 3; ++a) {
+      const std::int64_t lo = std::max<std::int64_t>(origin[a], 0), hi = std::min(origin[a] + p[a], shape[a]);
+      start[a] = lo;
+      size[a] = hi - lo;
+      offset[a] = lo - origin[a];
+      empty = empty || size[a] <= 0;
+    }
+    const auto dtype = ch < 0 ? at::kLong : at::kFloat;
+    at::Tensor out = at::full({p[0], p[1], p[2]}, pad, at::TensorOptions().dtype(dtype));
+    if (empty) return out;
+    at::Tensor region = ch < 0 ? store->read_label_region(study, task.label, start, size)
+                               : store->read_series_region(study, task.channels[static_cast<std::size_t>(ch)], start, size);
+    out.slice(0, offset[0], offset[0] + size[0])
+        .slice(1, offset[1], offset[1] + size[1])
+        .slice(2, offset[2], offset[2] + size[2])
+        .copy_(region);
+    return out;
+  }
+
+  at::Tensor normalize(const at::Tensor& raw, std::size_t ch, const StudyCache& entry) const {
+    switch (task.normalization[ch]) {
+      case Normalization::kCt: return normalize_ct(raw, task.ct_stats[ch]);
+      case Normalization::kZscore: {
+        const auto& s = entry.zscore[ch];
+        return raw.sub(s.mean).div(std::max(s.std, kMinNormalizationStd)).to(at::kFloat);
+      }
+      case Normalization::kNone: break;
+    }
+    return raw.to(at::kFloat);
+  }
+
+  Batch build(std::int64_t index) {
+    Batch batch;
+    batch.index = index;
+    batch.epoch = index / options.steps_per_epoch;
+    std::mt19937_64 rng = seeded_rng({options.seed, static_cast<std::uint64_t>(options.rank),
+                                      static_cast<std::uint64_t>(options.world), static_cast<std::uint64_t>(index)});
+    const auto order_ptr = shard(batch.epoch);
+    const auto& order = *order_ptr;
+    const auto forced = forced_in_batch(rng, options.batch_size, options.foreground_fraction);
+    const auto& p = options.patch_size;
+    std::vector<at::Tensor> images, labels;
+    for (std::int64_t i = 0; i < options.batch_size; ++i) {
+      // Samples walk this rank's shard in its shuffled order, so each epoch visits every study.
+      const std::int64_t k = (index % options.steps_per_epoch) * options.batch_size + i;
+      const std::string& study = shard_studies[order[static_cast<std::size_t>(k % static_cast<std::int64_t>(order.size()))]].id;
+      const StudyCache& entry = cache(study);
+      const auto& shape = shapes.at(study);
+      std::array<std::int64_t, 3> origin{};
+      std::int64_t forced_class = 0;
+      if (forced[static_cast<std::size_t>(i)] && !entry.classes.empty()) {
+        const auto c = uniform_below(rng, entry.classes.size());
+        const auto& where = entry.locations[c];
+        std::int64_t voxel = where[uniform_below(rng, where.size())];
+        const std::array<std::int64_t, 3> v{voxel / (shape[1] * shape[2]), (voxel / shape[2]) % shape[1], voxel % shape[2]};
+        origin = patch_origin_containing(rng, shape, p, v);
+        forced_class = entry.classes[c];
+      } else {
+        origin = random_patch_origin(rng, shape, p);
+      }
+      std::vector<at::Tensor> channels;
+      for (std::size_t ch = 0; ch < task.channels.size(); ++ch) {
+        // Pad with the normalised value of "nothing": 0 after normalisation.
+        at::Tensor raw = read_patch(study, static_cast<int>(ch), origin, shape, std::nan(""));
+        const at::Tensor outside = at::isnan(raw);
+        at::Tensor normalised = normalize(raw, ch, entry);
+        normalised.masked_fill_(outside, 0.0);
+        channels.push_back(normalised);
+      }
+      at::Tensor image = at::stack(channels);
+      at::Tensor label = read_patch(study, -1, origin, shape, static_cast<double>(options.label_pad_value));
+      if (augmenter) augmenter->apply(image, label, rng);
+      images.push_back(image);
+      labels.push_back(label);
+      batch.studies.push_back(study);
+      batch.origins.push_back(origin);
+      batch.forced_class.push_back(forced_class);
+    }
+    batch.image = at::stack(images);
+    batch.label = at::stack(labels);
+    return batch;
+  }
+
+  void work() {
+#ifdef _OPENMP
+    // One OpenMP thread for LibTorch ops in this worker (a per-thread setting): the workers are
+    // the parallelism, and the training thread's own setting stays as the runtime chose it.
+    omp_set_num_threads(1);
+#endif
+    while (true) {
+      std::int64_t index = 0;
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        slot_free.wait(lock, [&] { return stopping || next_to_build < delivered + options.queue_depth; });
+        if (stopping) return;
+        index = next_to_build++;
+      }
+      Batch batch;
+      std::exception_ptr error;
+      try {
+        batch = build(index);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (error) {
+          failed[index] = error;
+        } else {
+          ready.emplace(index, std::move(batch));
+        }
+      }
+      batch_ready.notify_all();
+    }
+  }
+};
+
+PatchLoader::PatchLoader(std::shared_ptr<const VolumeStore> store, TaskSpec task, LoaderOptions options)
+    : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  if (!store) throw InputError(kWhere, "no dataset");
+  const auto& o = options;
+  if (o.patch_size[0] < 1 || o.patch_size[1] < 1 || o.patch_size[2] < 1) {
+    throw ConfigError(kWhere, fmt::format("patch size {} has a size < 1", fmt::join(o.patch_size, "x")));
+  }
+  if (o.batch_size < 1 || o.workers < 1 || o.queue_depth < 1 || o.steps_per_epoch < 1) {
+    throw ConfigError(kWhere, fmt::format("batch size {}, workers {}, queue depth {} and steps per epoch {} must all be >= 1",
+                                          o.batch_size, o.workers, o.queue_depth, o.steps_per_epoch));
+  }
+  if (!(o.foreground_fraction >= 0.0 && o.foreground_fraction <= 1.0)) {
+    throw ConfigError(kWhere, fmt::format("foreground fraction {} is not in [0, 1]", o.foreground_fraction));
+  }
+  if (o.world < 1 || o.rank < 0 || o.rank >= o.world) {
+    throw ConfigError(kWhere, fmt::format("rank {} of {} is not a valid rank", o.rank, o.world));
+  }
+  if (task.channels.empty()) throw ConfigError(kWhere, "the task names no input channels");
+  if (task.label.empty()) throw ConfigError(kWhere, "the task names no target label map");
+  const auto& studies = store->studies();
+  if (static_cast<int>(studies.size()) < o.world) {
+    throw ConfigError(kWhere, fmt::format("{} has {} studies for {} ranks; every rank needs at least one",
+                                          store->path().string(), studies.size(), o.world));
+  }
+  // Every study: all channels on the reference grid, 3D; the label map on it too.
+  for (const auto& study : studies) {
+    const std::string where = fmt::format("{}: study '{}'", store->path().string(), study.id);
+    std::vector<std::string> names;
+    for (const auto& info : study.series) names.push_back(info.name);
+    const SeriesInfo* reference = study.find_series(task.channels.front());
+    for (const auto& channel : task.channels) {
+      const SeriesInfo* info = study.find_series(channel);
+      if (info == nullptr) {
+        throw InputError(where, fmt::format("has no series '{}' (it has: {})", channel, join(names)));
+      }
+      if (info->shape.size() != 3) {
+        throw InputError(where, fmt::format("series '{}' is 4D; input channels are 3D series", channel));
+      }
+      if (info->shape != reference->shape || !info->geometry.matches(reference->geometry)) {
+        throw InputError(where, fmt::format("series '{}' is not on the grid of '{}' ({} vs {}); resample it onto the "
+                                            "reference first (vitruvian preprocess)",
+                                            channel, reference->name, fmt::join(info->shape, "x"),
+                                            fmt::join(reference->shape, "x")));
+      }
+    }
+    const LabelInfo* label = study.find_label(task.label);
+    if (label == nullptr) throw InputError(where, "has no label map '" + task.label + "'");
+    if (label->shape != reference->shape) {
+      throw InputError(where, fmt::format("label map '{}' is not on the grid of '{}'", task.label, reference->name));
+    }
+    s.shapes[study.id] = {reference->shape[0], reference->shape[1], reference->shape[2]};
+    s.shard_studies.push_back({study.id, study.voxels});
+  }
+  // Normalisation per channel: by modality unless given.
+  if (task.normalization.empty()) {
+    const StudyInfo& first = studies.front();
+    for (const auto& channel : task.channels) {
+      task.normalization.push_back(first.find_series(channel)->modality == "CT" ? Normalization::kCt
+                                                                                : Normalization::kZscore);
+    }
+  }
+  if (task.normalization.size() != task.channels.size()) {
+    throw ConfigError(kWhere, fmt::format("{} normalizations for {} channels", task.normalization.size(), task.channels.size()));
+  }
+  if (task.ct_stats.empty()) {
+    // Dataset statistics from every study's foreground, pooled.
+    task.ct_stats.resize(task.channels.size());
+    for (std::size_t ch = 0; ch < task.channels.size(); ++ch) {
+      if (task.normalization[ch] != Normalization::kCt) continue;
+      std::vector<double> pooled;
+      std::mt19937_64 rng = seeded_rng({o.seed, ch, 0xc7});
+      for (const auto& study : studies) {
+        const Volume image = store->read_series(study.id, task.channels[ch]);
+        const Volume label = store->read_label(study.id, task.label);
+        const auto values = sample_foreground_intensities(image.voxels, label.voxels, kStatsSamples, rng);
+        pooled.insert(pooled.end(), values.begin(), values.end());
+      }
+      if (pooled.empty()) {
+        throw InputError(store->path().string(), "no foreground voxels to take CT statistics from; give them in the task");
+      }
+      task.ct_stats[ch] = intensity_stats(std::move(pooled));
+    }
+  } else if (task.ct_stats.size() != task.channels.size()) {
+    throw ConfigError(kWhere, fmt::format("{} CT statistics for {} channels", task.ct_stats.size(), task.channels.size()));
+  }
+  s.store = std::move(store);
+  s.task = std::move(task);
+  s.options = options;
+  s.augmenter = std::make_unique<Augmenter>(options.augment);
+  for (int w = 0; w < options.workers; ++w) s.workers.emplace_back([&s] { s.work(); });
+}
+
+PatchLoader::~PatchLoader() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->stopping = true;
+  }
+  state_->slot_free.notify_all();
+  for (auto& worker : state_->workers) worker.join();
+}
+
+Batch PatchLoader::next() {
+  State& s = *state_;
+  std::unique_lock<std::mutex> lock(s.mutex);
+  const std::int64_t want = s.delivered;
+  const auto start = std::chrono::steady_clock::now();
+  s.batch_ready.wait(lock, [&] { return s.ready.count(want) > 0 || s.failed.count(want) > 0; });
+  s.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (const auto failed = s.failed.find(want); failed != s.failed.end()) {
+    const std::exception_ptr error = failed->second;
+    s.failed.erase(failed);
+    ++s.delivered;
+    lock.unlock();
+    s.slot_free.notify_all();
+    std::rethrow_exception(error);
+  }
+  Batch batch = std::move(s.ready.at(want));
+  s.ready.erase(want);
+  ++s.delivered;
+  lock.unlock();
+  s.slot_free.notify_all();
+  return batch;
+}
+
+double PatchLoader::wait_seconds() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->wait_s;
+}
+
+const std::vector<IntensityStats>& PatchLoader::ct_stats() const { return state_->task.ct_stats; }
+const TaskSpec& PatchLoader::task() const { return state_->task; }
+
+}  // namespace vitruvian::data
