@@ -24,14 +24,15 @@ for b in vit:
     elif parts[0] == "whole_volume":
         ours[("whole_volume", layouts[int(parts[1])], 0, 1)] = b["MBps"]
 print(f"memcpy {memcpy:.0f} MB/s (same run)")
-print(f"{'case':44s} {'vitruvian MB/s':>14s} {'of memcpy':>9s} {'h5py MB/s':>10s} {'vit/h5py':>8s}")
+print(f"{'case':58s} {'vitruvian MB/s':>14s} {'of memcpy':>9s} {'h5py MB/s':>10s} {'vit/h5py':>8s}")
 for line in open(sys.argv[2]):
     m = re.match(r"h5py (\w+) (\w+)(?: edge=(\d+) cache=(\d+)MiB)? .*MBps=([\d.]+)", line)
     kind, layout, edge, cache, mbps = m.group(1), m.group(2), int(m.group(3) or 0), int(m.group(4) or 1), float(m.group(5))
     key = (kind, layout, edge, cache)
     if key not in ours:
         continue
-    name = f"{kind} {layout}" + (f" {edge}^3 cache {cache}MiB" if edge else "")
-    print(f"{name:44s} {ours[key]:14.0f} {ours[key] / memcpy:9.2f} {mbps:10.0f} {ours[key] / mbps:8.2f}")
+    cache_text = "none (h5py: HDF5's 1MiB)" if cache == 1 else f"{cache}MiB"
+    name = f"{kind} {layout}" + (f" {edge}^3 cache {cache_text}" if edge else "")
+    print(f"{name:58s} {ours[key]:14.0f} {ours[key] / memcpy:9.2f} {mbps:10.0f} {ours[key] / mbps:8.2f}")
 PY
 rm -rf "$out"

@@ -467,7 +467,9 @@ struct VolumeStore::State {
       // Direct chunk reads hand back file bytes: only when they are already the memory layout.
       std::optional<h5::ChunkLayout> layout;
       Handle stored_type(H5Dget_type(handle.get()), H5Tclose);
-      if (H5Tequal(stored_type.get(), file_type(type)) > 0) layout = h5::decodable_layout(handle.get(), voxel_bytes(type));
+      if (options.direct_chunk_reads && H5Tequal(stored_type.get(), file_type(type)) > 0) {
+        layout = h5::decodable_layout(handle.get(), voxel_bytes(type));
+      }
       layouts.emplace(key, std::move(layout));
       numbers.emplace(key, numbers.size());
       it = datasets.emplace(key, std::move(handle)).first;

@@ -126,6 +126,9 @@ struct ReadOptions {
   /// decodes the chunks it touches. It fills only as data is read, so the default suits a
   /// training rank: a dataset up to 1 GiB is decoded once and then served from memory.
   std::int64_t chunk_cache_bytes = std::int64_t{1} << 30;
+  /// Read chunked datasets chunk by chunk, decoding outside HDF5's global lock (see
+  /// docs/ARCHITECTURE.md); false reads everything through H5Dread (for comparison).
+  bool direct_chunk_reads = true;
 };
 
 /// Reads a dataset file or a shard index, the same way. Safe to share between threads: calls
