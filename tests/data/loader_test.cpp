@@ -10,23 +10,15 @@
 #include <set>
 
 #include "core/errors.h"
+#include "tests/data/scratch_test.h"
 
 namespace vitruvian::data {
 namespace {
 
 namespace fs = std::filesystem;
 
-class LoaderTest : public ::testing::Test {
+class LoaderTest : public ScratchTest<3> {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("vitruvian_loader_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    at::manual_seed(3);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // `studies` studies with a CT and an MR series on one grid and a sparse two-class label map.
   std::shared_ptr<const VolumeStore> dataset(int studies, bool shifted_mr = false) {
     const auto path = dir_ / "d.h5";
@@ -77,7 +69,6 @@ class LoaderTest : public ::testing::Test {
     return o;
   }
 
-  fs::path dir_;
 };
 
 TEST_F(LoaderTest, SameBatchesForAnyNumberOfWorkers) {

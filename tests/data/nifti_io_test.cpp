@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "tests/data/scratch_test.h"
 #include "data/volume_store.h"
 
 namespace vitruvian::data {
@@ -21,18 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class NiftiTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("vitruvian_nifti_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    at::manual_seed(11);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
-};
+using NiftiTest = ScratchTest<11>;
 
 struct NimFree {
   void operator()(nifti_image* image) const { nifti_image_free(image); }

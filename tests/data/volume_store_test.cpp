@@ -10,24 +10,14 @@
 #include <filesystem>
 
 #include "core/errors.h"
+#include "tests/data/scratch_test.h"
 
 namespace vitruvian::data {
 namespace {
 
 namespace fs = std::filesystem;
 
-class VolumeStoreTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("vitruvian_store_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    at::manual_seed(7);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
-};
+using VolumeStoreTest = ScratchTest<7>;
 
 Geometry test_geometry() {
   Geometry g;
