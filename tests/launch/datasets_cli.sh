@@ -10,6 +10,14 @@ work=$2
 py=/usr/bin/python3
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# expect_exit CODE STDERR_FILE COMMAND...: runs the command (stdout to STDERR_FILE.out) and
+# checks its exit status.
+expect_exit() {
+  local want=$1 err=$2 rc=0
+  shift 2
+  "$@" >"$err.out" 2>"$err" || rc=$?
+  [[ $rc == "$want" ]] || { cat "$err"; fail "'$*' exited $rc, expected $want"; }
+}
 
 $py - <<'PY'
 import nibabel as nib, numpy as np
@@ -56,16 +64,12 @@ studies:
 YAML
 
 # Three bad studies are named, one line each; the two good ones land; exit 1.
-set +e
-"$vit" convert --manifest manifest.yaml -o d.h5 --chunk 8,16,16 --deflate 3 >convert.out 2>convert.err
-rc=$?
-set -e
-[[ $rc == 1 ]] || fail "convert with rejected studies exited $rc, expected 1"
+expect_exit 1 convert.err "$vit" convert --manifest manifest.yaml -o d.h5 --chunk 8,16,16 --deflate 3
 [[ $(grep -c "^vitruvian convert: rejected" convert.err) == 3 ]] || { cat convert.err; fail "expected 3 rejection lines"; }
 grep -q "rejected .*seg_shifted.nii.gz: label map geometry .*differs from series 'ct'" convert.err || fail "shifted label"
 grep -q "rejected .*bad.nii.gz: .*truncated or corrupt" convert.err || fail "truncated file"
 grep -q "rejected .*seg_fractional.nii.gz: label map holds non-integer values" convert.err || fail "fractional label"
-grep -q "d.h5: 2 studies, 3 series, 2 label maps" convert.out || { cat convert.out; fail "summary"; }
+grep -q "d.h5: 2 studies, 3 series, 2 label maps" convert.err.out || { cat convert.err.out; fail "summary"; }
 
 # inspect: studies, series, shapes, spacing, dtype, chunking, compression, label volumes.
 "$vit" inspect d.h5 >inspect.out
@@ -105,20 +109,12 @@ PY
 "$vit" inspect simple.h5 --no-volumes | grep -q "in shards" || fail "index not recognised"
 
 # Nothing importable: exit 1, no output, no temporary file.
-set +e
-"$vit" convert bad.nii.gz -o none.h5 2>none.err
-rc=$?
-set -e
-[[ $rc == 1 ]] || fail "convert of only bad input exited $rc"
+expect_exit 1 none.err "$vit" convert bad.nii.gz -o none.h5
 grep -q "none.h5 was not written" none.err || fail "no-output message"
 [[ -z $(ls -A | grep -E "^none\.h5|\.tmp\.") ]] || { ls -A; fail "left files behind"; }
 
 # Existing output is kept unless --force.
-set +e
-"$vit" convert ct0.nii.gz -o d.h5 2>exists.err
-rc=$?
-set -e
-[[ $rc == 2 ]] || fail "overwrite without --force exited $rc"
+expect_exit 2 exists.err "$vit" convert ct0.nii.gz -o d.h5
 grep -q "d.h5: exists already; pass --force" exists.err || fail "exists message"
 "$vit" inspect d.h5 --no-volumes | grep -q "2 studies" || fail "existing dataset was touched"
 # preprocess: a T2 series on its own coarser grid joins the CT's grid, at a new spacing, cropped.
@@ -154,11 +150,7 @@ assert set(np.unique(lab[...])) <= {0, 1, 2}
 meta = json.loads(s.attrs["metadata_json"])
 assert meta["preprocessed"]["channels"] == ["ct", "t2"]
 PY
-set +e
-"$vit" preprocess multi.h5 -o bad_pre.h5 --channels ct,flair 2>badpre.err
-rc=$?
-set -e
-[[ $rc == 2 ]] || fail "preprocess with a missing series exited $rc"
+expect_exit 2 badpre.err "$vit" preprocess multi.h5 -o bad_pre.h5 --channels ct,flair
 grep -q "study 'multi': has no series 'flair'" badpre.err || { cat badpre.err; fail "missing series message"; }
 [[ ! -e bad_pre.h5 ]] || fail "half-written preprocess output"
 echo "datasets CLI: all checks passed"
