@@ -234,6 +234,10 @@ struct PatchLoader::State {
     }
     batch.image = at::stack(images);
     batch.label = at::stack(labels);
+    if (options.pin_memory && at::globalContext().hasCUDA()) {
+      batch.image = batch.image.pin_memory();
+      batch.label = batch.label.pin_memory();
+    }
     return batch;
   }
 

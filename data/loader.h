@@ -53,6 +53,9 @@ struct LoaderOptions {
   AugmentOptions augment;                           ///< default: none
   std::int64_t label_pad_value = 0;                 ///< label outside the volume
   std::int64_t max_class_locations = 10000;         ///< voxels remembered per class and study
+  /// Put finished batches in page-locked memory (only where LibTorch has CUDA), so the copy to
+  /// the GPU can run asynchronously.
+  bool pin_memory = true;
 };
 
 /// One batch: image [B, C, pz, py, px] float32, label [B, pz, py, px] int64.
