@@ -113,7 +113,7 @@ struct PatchLoader::State {
     const at::Tensor flat = label.voxels.reshape({-1}).to(at::kLong);
     const at::Tensor counts = at::bincount(flat);
     // Sampled voxel lists, seeded per study so every rank and run keeps the same ones.
-    std::mt19937_64 rng = seeded_rng({options.seed, std::hash<std::string>{}(study), 0x10ca7e});
+    std::mt19937_64 rng = seeded_rng({options.seed, portable_hash(study), 0x10ca7e});
     for (std::int64_t c = 1; c < counts.numel(); ++c) {
       const std::int64_t n = counts[c].item<std::int64_t>();
       if (n == 0) continue;

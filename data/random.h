@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace vitruvian::data {
@@ -25,6 +26,13 @@ inline std::int64_t uniform_between(std::mt19937_64& rng, std::int64_t low, std:
 
 /// Uniform in [0, 1) with 53 random bits.
 inline double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+/// FNV-1a of `text`: a portable string hash for seeding (std::hash differs between libraries).
+inline std::uint64_t portable_hash(const std::string& text) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (const unsigned char c : text) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
 
 /// A generator seeded from several integers (seed, rank, step, ...): distinct streams per tuple.
 inline std::mt19937_64 seeded_rng(std::initializer_list<std::uint64_t> parts) {
