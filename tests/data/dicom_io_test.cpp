@@ -35,6 +35,8 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "data/study_import.h"
+#include "data/volume_store.h"
 
 namespace vitruvian::data {
 namespace {
@@ -440,6 +442,51 @@ TEST(DicomIo, MissingFolderThrows) {
 }
 
 // ---- bad series: each is rejected alone, with a recognisable phrase; a good one still imports
+
+// `vitruvian convert DICOM_FOLDER`: a folder holding two studies becomes two studies (the folder's
+// name, then _2), series named from their descriptions; a localizer mixed into one series is
+// reported and left out while the rest of that study lands.
+TEST(DicomImport, FolderSplitsByStudyAndKeepsTheGoodSeries) {
+  TempDir dir;
+  const fs::path folder = dir.path() / "patient7";
+  Series a1 = make_series("1", 4, 3, 5, 31);
+  a1.description = "CTA Thorax 0.6mm";
+  Series a2 = make_series("2", 4, 3, 5, 32);
+  a2.description = "";  // no description: named from the series number
+  Series a3 = make_series("3", 4, 3, 5, 33);
+  a3.slices[1].orientation = {1, 0, 0, 0, 0, -1};  // a localizer slice mixed in
+  Series b1 = make_series("4", 3, 4, 4, 34);
+  b1.study_uid = "1.2.826.0.1.3680043.2.1125.1.2";
+  b1.description = "Portal venous";
+  for (const Series* s : {&a1, &a2, &a3, &b1}) write_series(folder / s->number, *s);
+
+  const auto sources = studies_from_paths({folder}, "image", "");
+  ASSERT_EQ(sources.size(), 1u);
+  const fs::path out = dir.path() / "d.h5";
+  ImportReport report;
+  {
+    VolumeWriter writer(out);
+    report = import_studies(
+        sources, [&](const std::string&) -> VolumeWriter& { return writer; }, {}, ImportOptions{});
+    writer.commit();
+  }
+  EXPECT_EQ(report.imported, (std::vector<std::string>{"patient7", "patient7_2"}));
+  ASSERT_EQ(report.rejected.size(), 1u);
+  EXPECT_NE(report.rejected[0].path.find("s3_img"), std::string::npos) << report.rejected[0].line();
+  EXPECT_NE(report.rejected[0].reason.find("orientation"), std::string::npos) << report.rejected[0].line();
+
+  const VolumeStore store(out);
+  const StudyInfo& first = store.study("patient7");
+  ASSERT_EQ(first.series.size(), 2u);
+  EXPECT_EQ(first.series[0].name, "cta_thorax_0_6mm");
+  EXPECT_EQ(first.series[1].name, "series_2");
+  EXPECT_TRUE(at::equal(store.read_series("patient7", "cta_thorax_0_6mm").voxels, rescaled(a1, at::kShort)));
+  EXPECT_NE(first.metadata_json.find(a1.study_uid), std::string::npos);
+  const StudyInfo& second = store.study("patient7_2");
+  ASSERT_EQ(second.series.size(), 1u);
+  EXPECT_EQ(second.series[0].name, "portal_venous");
+  EXPECT_TRUE(at::equal(store.read_series("patient7_2", "portal_venous").voxels, rescaled(b1, at::kShort)));
+}
 
 struct BadCase {
   std::string name;
