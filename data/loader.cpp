@@ -111,17 +111,22 @@ struct PatchLoader::State {
   void fill_cache(const std::string& study, StudyCache& entry) {
     const Volume label = store->read_label(study, task.label);
     const at::Tensor flat = label.voxels.reshape({-1}).to(at::kLong);
-    const at::Tensor counts = at::bincount(flat);
+    const at::Tensor counts = at::bincount(flat).contiguous();
+    // Foreground voxels grouped by class in one pass (a stable sort keeps each class's voxels in
+    // scan order), instead of one scan of the volume per class.
+    const at::Tensor foreground = at::nonzero(flat > 0).reshape({-1});
+    const at::Tensor order = std::get<1>(at::sort(flat.index_select(0, foreground), /*stable=*/true, 0, false));
+    const at::Tensor grouped = foreground.index_select(0, order).contiguous();
+    const auto* class_counts = counts.data_ptr<std::int64_t>();
     // Sampled voxel lists, seeded per study so every rank and run keeps the same ones.
     std::mt19937_64 rng = seeded_rng({options.seed, portable_hash(study), 0x10ca7e});
-    for (std::int64_t c = 1; c < counts.numel(); ++c) {
-      const std::int64_t n = counts[c].item<std::int64_t>();
+    const std::int64_t* all = grouped.data_ptr<std::int64_t>();
+    for (std::int64_t c = 1; c < counts.numel(); all += class_counts[c], ++c) {
+      const std::int64_t n = class_counts[c];
       if (n == 0) continue;
-      const at::Tensor where = at::nonzero(flat == c).reshape({-1});
       std::vector<std::int32_t> picked;
       const std::int64_t keep = std::min(n, options.max_class_locations);
       picked.reserve(static_cast<std::size_t>(keep));
-      const auto* all = where.data_ptr<std::int64_t>();
       if (keep == n) {
         for (std::int64_t i = 0; i < n; ++i) picked.push_back(static_cast<std::int32_t>(all[i]));
       } else {
@@ -146,31 +151,6 @@ struct PatchLoader::State {
       s.count = voxels.numel();
       entry.zscore[ch] = s;
     }
-  }
-
-  /// Reads channel `ch` (or the label when ch < 0) over the patch at `origin`, padded.
-  at::Tensor read_patch(const std::string& study, int ch, const std::array<std::int64_t, 3>& origin,
-                        const std::array<std::int64_t, 3>& shape, double pad) {
-    const auto& p = options.patch_size;
-    std::array<std::int64_t, 3> start{}, size{}, offset{};
-    bool empty = false;
-    for (int a = 0; a < 3; ++a) {
-      const std::int64_t lo = std::max<std::int64_t>(origin[a], 0), hi = std::min(origin[a] + p[a], shape[a]);
-      start[a] = lo;
-      size[a] = hi - lo;
-      offset[a] = lo - origin[a];
-      empty = empty || size[a] <= 0;
-    }
-    const auto dtype = ch < 0 ? at::kLong : at::kFloat;
-    at::Tensor out = at::full({p[0], p[1], p[2]}, pad, at::TensorOptions().dtype(dtype));
-    if (empty) return out;
-    at::Tensor region = ch < 0 ? store->read_label_region(study, task.label, start, size)
-                               : store->read_series_region(study, task.channels[static_cast<std::size_t>(ch)], start, size);
-    out.slice(0, offset[0], offset[0] + size[0])
-        .slice(1, offset[1], offset[1] + size[1])
-        .slice(2, offset[2], offset[2] + size[2])
-        .copy_(region);
-    return out;
   }
 
   at::Tensor normalize(const at::Tensor& raw, std::size_t ch, const StudyCache& entry) const {
@@ -214,17 +194,19 @@ struct PatchLoader::State {
       } else {
         origin = random_patch_origin(rng, shape, p);
       }
-      std::vector<at::Tensor> channels;
-      for (std::size_t ch = 0; ch < task.channels.size(); ++ch) {
-        // Pad with the normalised value of "nothing": 0 after normalisation.
-        at::Tensor raw = read_patch(study, static_cast<int>(ch), origin, shape, std::nan(""));
-        const at::Tensor outside = at::isnan(raw);
-        at::Tensor normalised = normalize(raw, ch, entry);
-        normalised.masked_fill_(outside, 0.0);
-        channels.push_back(normalised);
+      // Only the part inside the volume is read and normalised; the rest stays padding (image
+      // 0, the normalised value of "nothing"; label the pad value).
+      at::Tensor image = at::zeros({static_cast<std::int64_t>(task.channels.size()), p[0], p[1], p[2]}, at::kFloat);
+      at::Tensor label = at::full({p[0], p[1], p[2]}, options.label_pad_value, at::kLong);
+      if (const auto overlap = patch_overlap(shape, p, origin)) {
+        for (std::size_t ch = 0; ch < task.channels.size(); ++ch) {
+          const at::Tensor region = store->read_series_region(study, task.channels[ch], overlap->volume_start, overlap->size);
+          box_view(image[static_cast<std::int64_t>(ch)], overlap->patch_start, overlap->size)
+              .copy_(normalize(region, ch, entry));
+        }
+        box_view(label, overlap->patch_start, overlap->size)
+            .copy_(store->read_label_region(study, task.label, overlap->volume_start, overlap->size));
       }
-      at::Tensor image = at::stack(channels);
-      at::Tensor label = read_patch(study, -1, origin, shape, static_cast<double>(options.label_pad_value));
       if (augmenter) augmenter->apply(image, label, rng);
       images.push_back(image);
       labels.push_back(label);

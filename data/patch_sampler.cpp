@@ -138,26 +138,37 @@ Patch PatchSampler::sample(std::mt19937_64& rng) const {
   return sample(rng, force_draw(rng, options_.foreground_fraction()));
 }
 
+std::optional<PatchOverlap> patch_overlap(const std::array<std::int64_t, 3>& volume,
+                                          const std::array<std::int64_t, 3>& patch,
+                                          const std::array<std::int64_t, 3>& origin) {
+  PatchOverlap overlap;
+  for (std::size_t a = 0; a < 3; ++a) {
+    const std::int64_t begin = std::max<std::int64_t>(origin[a], 0);
+    const std::int64_t end = std::min<std::int64_t>(origin[a] + patch[a], volume[a]);
+    if (begin >= end) return std::nullopt;
+    overlap.volume_start[a] = begin;
+    overlap.size[a] = end - begin;
+    overlap.patch_start[a] = begin - origin[a];
+  }
+  return overlap;
+}
+
+at::Tensor box_view(const at::Tensor& t, const std::array<std::int64_t, 3>& start, const std::array<std::int64_t, 3>& size) {
+  at::Tensor view = t;
+  for (std::size_t a = 0; a < 3; ++a) view = view.narrow(t.dim() - 3 + static_cast<std::int64_t>(a), start[a], size[a]);
+  return view;
+}
+
 Patch PatchSampler::extract(const std::array<std::int64_t, 3>& origin) const {
   const auto& size = options_.patch_size();
   Patch patch;
   patch.origin = origin;
   patch.image = at::full({image_.size(0), size[0], size[1], size[2]}, options_.image_pad_value(), at::kFloat);
   patch.label = at::full({size[0], size[1], size[2]}, options_.label_pad_value(), at::kLong);
-  // The part of the window inside the volume, in volume and in patch coordinates.
-  at::Tensor source_image = image_, source_label = label_, target_image = patch.image, target_label = patch.label;
-  for (std::size_t a = 0; a < 3; ++a) {
-    const std::int64_t begin = std::max<std::int64_t>(origin[a], 0);
-    const std::int64_t end = std::min<std::int64_t>(origin[a] + size[a], shape_[a]);
-    if (begin >= end) return patch;  // entirely outside: all padding
-    const auto dim = static_cast<std::int64_t>(a);
-    source_image = source_image.slice(dim + 1, begin, end);
-    source_label = source_label.slice(dim, begin, end);
-    target_image = target_image.slice(dim + 1, begin - origin[a], end - origin[a]);
-    target_label = target_label.slice(dim, begin - origin[a], end - origin[a]);
-  }
-  target_image.copy_(source_image);
-  target_label.copy_(source_label);
+  const auto overlap = patch_overlap(shape_, size, origin);
+  if (!overlap) return patch;  // entirely outside: all padding
+  box_view(patch.image, overlap->patch_start, overlap->size).copy_(box_view(image_, overlap->volume_start, overlap->size));
+  box_view(patch.label, overlap->patch_start, overlap->size).copy_(box_view(label_, overlap->volume_start, overlap->size));
   return patch;
 }
 

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -115,6 +116,21 @@ std::array<std::int64_t, 3> random_patch_origin(std::mt19937_64& rng, const std:
 std::array<std::int64_t, 3> patch_origin_containing(std::mt19937_64& rng, const std::array<std::int64_t, 3>& volume,
                                                     const std::array<std::int64_t, 3>& patch,
                                                     const std::array<std::int64_t, 3>& voxel);
+
+/// The part of a patch inside its volume: the box [volume_start, volume_start + size) of the
+/// volume, which lands at patch_start in the patch. All [z, y, x].
+struct PatchOverlap {
+  std::array<std::int64_t, 3> volume_start{0, 0, 0}, size{0, 0, 0}, patch_start{0, 0, 0};
+};
+
+/// The overlap of the `patch` at `origin` with a `volume`; nullopt when the patch lies wholly
+/// outside it (all padding).
+std::optional<PatchOverlap> patch_overlap(const std::array<std::int64_t, 3>& volume,
+                                          const std::array<std::int64_t, 3>& patch,
+                                          const std::array<std::int64_t, 3>& origin);
+
+/// A view of the box [start, start + size) of `t`'s last three dimensions.
+at::Tensor box_view(const at::Tensor& t, const std::array<std::int64_t, 3>& start, const std::array<std::int64_t, 3>& size);
 
 /// How forced_in_batch turns batch_size × fraction into a count.
 enum class BatchRounding {
