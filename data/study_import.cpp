@@ -203,8 +203,6 @@ struct LoadedStudy {
   std::string metadata_json;
 };
 
-std::string error_source(const Error& e) { return e.call(); }
-
 }  // namespace
 
 std::string ImportRejection::line() const { return path + ": " + reason; }
@@ -338,18 +336,7 @@ ImportReport import_studies(const std::vector<StudySource>& sources, const Study
                                                 "', which study '" + study.id + "' does not have");
         }
         Volume label = to_label(read_nifti(l.file, options.nifti), l.file.string());
-        const auto zyx = label.shape_zyx(), ref_zyx = match->second.shape_zyx();
-        if (zyx != ref_zyx) {
-          throw InputError(l.file.string(), fmt::format("label map is {}x{}x{} voxels but series '{}' is {}x{}x{}; "
-                                                        "expected the same grid",
-                                                        zyx[2], zyx[1], zyx[0], reference, ref_zyx[2], ref_zyx[1],
-                                                        ref_zyx[0]));
-        }
-        if (!label.geometry.matches(match->second.geometry)) {
-          throw InputError(l.file.string(), "label map geometry (" + label.geometry.describe() + ") differs from series '" +
-                                                reference + "' (" + match->second.geometry.describe() +
-                                                "); expected the same grid");
-        }
+        check_label_grid(label, reference, match->second.shape_zyx(), match->second.geometry, l.file.string());
         if (!labels.empty()) {
           const at::Tensor present = std::get<0>(at::_unique(label.voxels.to(at::kInt)));
           std::vector<int> unknown;
@@ -368,7 +355,7 @@ ImportReport import_studies(const std::vector<StudySource>& sources, const Study
     } catch (const Error& e) {
       // A study that cannot be loaded: report it, with the problems found on the way.
       for (const auto& p : problems) reject(source.id, p.path, p.reason);
-      reject(source.id, error_source(e), e.detail());
+      reject(source.id, e.call(), e.detail());
       if (options.on_study) options.on_study(source.id);
       continue;
     }

@@ -225,6 +225,20 @@ VolumeWriter::VolumeWriter(std::filesystem::path path, StorageOptions options) :
   state_->file = Handle(file, H5Fclose);
 }
 
+void check_label_grid(const Volume& label, const std::string& reference_name,
+                      const std::array<std::int64_t, 3>& reference_zyx, const Geometry& reference_geometry,
+                      const std::string& source) {
+  const auto zyx = label.shape_zyx();
+  if (zyx != reference_zyx) {
+    throw InputError(source, fmt::format("label map shape {} differs from series '{}' shape {}; expected the same grid",
+                                         fmt::join(zyx, "x"), reference_name, fmt::join(reference_zyx, "x")));
+  }
+  if (!label.geometry.matches(reference_geometry)) {
+    throw InputError(source, "label map geometry (" + label.geometry.describe() + ") differs from series '" +
+                                 reference_name + "' (" + reference_geometry.describe() + "); expected the same grid");
+  }
+}
+
 VolumeWriter::~VolumeWriter() {
   if (state_ && !state_->committed) {
     state_->file.reset();
@@ -280,16 +294,8 @@ void VolumeWriter::add_label(const std::string& study, const std::string& name, 
     throw InputError(source, "label map '" + name + "' refers to series '" + reference_series + "', which study '" + study +
                                  "' does not have (add the series first)");
   }
-  const auto zyx = label.shape_zyx();
   const std::vector<std::int64_t> ref_zyx(reference->shape.end() - 3, reference->shape.end());
-  if (std::vector<std::int64_t>(zyx.begin(), zyx.end()) != ref_zyx) {
-    throw InputError(source, fmt::format("label map shape {} differs from series '{}' shape {}; expected the same grid",
-                                         fmt::join(zyx, "x"), reference_series, fmt::join(ref_zyx, "x")));
-  }
-  if (!label.geometry.matches(reference->geometry)) {
-    throw InputError(source, "label map geometry (" + label.geometry.describe() + ") differs from series '" +
-                                 reference_series + "' (" + reference->geometry.describe() + ")");
-  }
+  check_label_grid(label, reference_series, {ref_zyx[0], ref_zyx[1], ref_zyx[2]}, reference->geometry, source);
   if (info.find_label(name) != nullptr) throw InputError(source, "study '" + study + "' already has a label map '" + name + "'");
   LabelInfo l;
   l.name = name;

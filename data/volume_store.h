@@ -69,6 +69,13 @@ struct StudyInfo {
   const LabelInfo* find_label(const std::string& name) const;
 };
 
+/// Throws InputError naming `source` unless `label` lies on the grid of the series
+/// `reference_name`: the same [z, y, x] shape and matching geometry (Geometry::matches). What
+/// VolumeWriter::add_label checks, for importers that check a whole study before writing it.
+void check_label_grid(const Volume& label, const std::string& reference_name,
+                      const std::array<std::int64_t, 3>& reference_zyx, const Geometry& reference_geometry,
+                      const std::string& source);
+
 /// Writes one dataset file. Everything goes to "<path>.tmp.<pid>.<n>"; commit() closes it and
 /// renames it over `path`. Without commit() (an exception, an early return) the temporary is
 /// removed and `path` is untouched.
