@@ -78,45 +78,47 @@ nlohmann::json to_json(const YAML::Node& node) {
   }
 }
 
+/// One entry of a study's 'series' or 'labels': "name: file" or "name: {file: ..., <extra>: ...}".
+struct FileEntry {
+  std::string name;
+  fs::path file;
+  std::string extra;  ///< the value of `extra_key`, "" when absent
+};
+
+std::vector<FileEntry> file_entries(const fs::path& file, const YAML::Node& section, const char* section_name,
+                                    const std::string& what, const char* extra_key) {
+  std::vector<FileEntry> entries;
+  if (!section) return entries;
+  if (!section.IsMap()) throw ConfigError(where(file, section), fmt::format("'{}' must map names to files", section_name));
+  for (const auto& entry : section) {
+    FileEntry e;
+    e.name = entry.first.as<std::string>();
+    const std::string subject = what + " '" + e.name + "'";
+    if (entry.second.IsScalar()) {
+      e.file = resolve(file, scalar(file, entry.second, subject));
+    } else if (entry.second.IsMap()) {
+      only_keys(file, entry.second, {"file", extra_key}, ("a " + what).c_str());
+      e.file = resolve(file, scalar(file, entry.second["file"], subject + " file"));
+      if (entry.second[extra_key]) e.extra = scalar(file, entry.second[extra_key], extra_key);
+    } else {
+      throw ConfigError(where(file, entry.second), fmt::format("{} must be a file or {{file, {}}}", subject, extra_key));
+    }
+    entries.push_back(std::move(e));
+  }
+  return entries;
+}
+
 StudySource read_study(const fs::path& file, const YAML::Node& node) {
   if (!node.IsMap()) throw ConfigError(where(file, node), "each study must be a mapping with at least 'id'");
   only_keys(file, node, {"id", "series", "labels", "dicom", "metadata"}, "a study");
   StudySource study;
   study.origin = where(file, node);
   study.id = scalar(file, node["id"], "'id'");
-  if (const auto series = node["series"]) {
-    if (!series.IsMap()) throw ConfigError(where(file, series), "'series' must map names to files");
-    for (const auto& entry : series) {
-      SeriesSource s;
-      s.name = entry.first.as<std::string>();
-      if (entry.second.IsScalar()) {
-        s.file = resolve(file, scalar(file, entry.second, "series '" + s.name + "'"));
-      } else if (entry.second.IsMap()) {
-        only_keys(file, entry.second, {"file", "modality"}, "a series");
-        s.file = resolve(file, scalar(file, entry.second["file"], "series '" + s.name + "' file"));
-        if (entry.second["modality"]) s.modality = scalar(file, entry.second["modality"], "modality");
-      } else {
-        throw ConfigError(where(file, entry.second), "series '" + s.name + "' must be a file or {file, modality}");
-      }
-      study.series.push_back(std::move(s));
-    }
+  for (auto& e : file_entries(file, node["series"], "series", "series", "modality")) {
+    study.series.push_back({std::move(e.name), std::move(e.file), std::move(e.extra)});
   }
-  if (const auto labels = node["labels"]) {
-    if (!labels.IsMap()) throw ConfigError(where(file, labels), "'labels' must map names to files");
-    for (const auto& entry : labels) {
-      LabelSource l;
-      l.name = entry.first.as<std::string>();
-      if (entry.second.IsScalar()) {
-        l.file = resolve(file, scalar(file, entry.second, "label map '" + l.name + "'"));
-      } else if (entry.second.IsMap()) {
-        only_keys(file, entry.second, {"file", "series"}, "a label map");
-        l.file = resolve(file, scalar(file, entry.second["file"], "label map '" + l.name + "' file"));
-        if (entry.second["series"]) l.series = scalar(file, entry.second["series"], "series");
-      } else {
-        throw ConfigError(where(file, entry.second), "label map '" + l.name + "' must be a file or {file, series}");
-      }
-      study.labels.push_back(std::move(l));
-    }
+  for (auto& e : file_entries(file, node["labels"], "labels", "label map", "series")) {
+    study.labels.push_back({std::move(e.name), std::move(e.file), std::move(e.extra)});
   }
   if (const auto dicom = node["dicom"]) {
     if (dicom.IsScalar()) {

@@ -113,6 +113,11 @@ expect_exit 1 none.err "$vit" convert bad.nii.gz -o none.h5
 grep -q "none.h5 was not written" none.err || fail "no-output message"
 [[ -z $(ls -A | grep -E "^none\.h5|\.tmp\.") ]] || { ls -A; fail "left files behind"; }
 
+# A manifest typo names the file, the line and the keys it knows.
+printf 'studies:\n  - id: a\n    series: {ct: {file: ct0.nii.gz, modalty: CT}}\n' >typo.yaml
+expect_exit 2 typo.err "$vit" convert --manifest typo.yaml -o typo.h5
+grep -q "typo.yaml:3: unknown key 'modalty' in a series; expected one of: file, modality" typo.err || fail "typo message"
+
 # Existing output is kept unless --force.
 expect_exit 2 exists.err "$vit" convert ct0.nii.gz -o d.h5
 grep -q "d.h5: exists already; pass --force" exists.err || fail "exists message"
