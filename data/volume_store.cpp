@@ -455,6 +455,10 @@ struct VolumeStore::State {
     std::size_t number;             ///< names it in chunk_cache
   };
 
+  /// Reads the box [start, start+size) (all frames of a 4D dataset) of `object` in file `file`.
+  at::Tensor read_box(std::size_t file, const std::string& object, VoxelType type, const std::vector<std::int64_t>& shape,
+                      std::array<std::int64_t, 3> start, std::array<std::int64_t, 3> size) const;
+
   Open dataset(std::size_t file, const std::string& object, VoxelType type) const {
     std::lock_guard<std::mutex> lock(mutex);
     const std::string key = std::to_string(file) + ":" + object;
@@ -733,18 +737,11 @@ const std::vector<StudyInfo>& VolumeStore::studies() const { return state_->stud
 const StudyInfo& VolumeStore::study(const std::string& id) const { return state_->studies[state_->find(id)]; }
 const LabelTable& VolumeStore::label_table() const { return state_->labels; }
 
-namespace {
-/// Where read_box reads from: an open dataset, its directly readable chunk layout (or null) and
-/// the store's decoded-chunk cache (or null).
-struct Source {
-  hid_t id;
-  const h5::ChunkLayout* layout;
-  h5::ChunkCache* cache;
-  std::size_t number;
-};
-
-at::Tensor read_box(const Source& dataset, VoxelType type, const std::vector<std::int64_t>& shape,
-                    std::array<std::int64_t, 3> start, std::array<std::int64_t, 3> size, const std::string& subject) {
+at::Tensor VolumeStore::State::read_box(std::size_t file, const std::string& object, VoxelType type,
+                                        const std::vector<std::int64_t>& shape, std::array<std::int64_t, 3> start,
+                                        std::array<std::int64_t, 3> size) const {
+  const std::string subject = file_names[file] + ":" + object;
+  const Open dataset = this->dataset(file, object, type);
   const std::size_t rank = shape.size();
   std::vector<hsize_t> offset(rank, 0), count(shape.begin(), shape.end());
   for (std::size_t axis = 0; axis < 3; ++axis) {
@@ -762,7 +759,7 @@ at::Tensor read_box(const Source& dataset, VoxelType type, const std::vector<std
     // file bytes (in an int16 tensor) and is widened like everywhere else.
     const bool widen = type == VoxelType::kUInt16;
     at::Tensor raw = at::empty(out_shape, at::TensorOptions().dtype(widen ? at::kShort : tensor_dtype(type)));
-    h5::read_box_by_chunks(dataset.id, *dataset.layout, dataset.cache, dataset.number, offset, count,
+    h5::read_box_by_chunks(dataset.id, *dataset.layout, chunk_cache.get(), dataset.number, offset, count,
                            raw.data_ptr(), subject);
     return widen ? raw.to(at::kInt).bitwise_and(0xFFFF) : raw;
   }
@@ -777,6 +774,7 @@ at::Tensor read_box(const Source& dataset, VoxelType type, const std::vector<std
   return out;
 }
 
+namespace {
 std::array<std::int64_t, 3> whole(const std::vector<std::int64_t>& shape) {
   return {shape[shape.size() - 3], shape[shape.size() - 2], shape[shape.size() - 1]};
 }
@@ -811,11 +809,8 @@ at::Tensor VolumeStore::read_series_region(const std::string& study, const std::
   const std::size_t index = state_->find(study);
   const SeriesInfo* info = state_->studies[index].find_series(series);
   if (info == nullptr) throw InputError(state_->path.string(), "study '" + study + "' has no series '" + series + "'");
-  const std::size_t file = state_->study_file[index];
-  const std::string object = series_path(study, series) + "/image";
-  const auto open = state_->dataset(file, object, info->type);
-  return read_box({open.id, open.layout, state_->chunk_cache.get(), open.number}, info->type, info->shape, start_zyx, size_zyx,
-                  state_->file_names[file] + ":" + object);
+  return state_->read_box(state_->study_file[index], series_path(study, series) + "/image", info->type, info->shape,
+                          start_zyx, size_zyx);
 }
 
 at::Tensor VolumeStore::read_label_region(const std::string& study, const std::string& name,
@@ -823,11 +818,8 @@ at::Tensor VolumeStore::read_label_region(const std::string& study, const std::s
   const std::size_t index = state_->find(study);
   const LabelInfo* info = state_->studies[index].find_label(name);
   if (info == nullptr) throw InputError(state_->path.string(), "study '" + study + "' has no label map '" + name + "'");
-  const std::size_t file = state_->study_file[index];
-  const std::string object = label_path(study, name);
-  const auto open = state_->dataset(file, object, info->type);
-  return read_box({open.id, open.layout, state_->chunk_cache.get(), open.number}, info->type, info->shape, start_zyx, size_zyx,
-                  state_->file_names[file] + ":" + object);
+  return state_->read_box(state_->study_file[index], label_path(study, name), info->type, info->shape, start_zyx,
+                          size_zyx);
 }
 
 }  // namespace vitruvian::data

@@ -138,21 +138,22 @@ int run_convert(const JobContext& context, const ConvertOptions& options) {
   Progress progress("studies", static_cast<std::int64_t>(sources.size()), true);
   import.on_study = [&](const std::string& study) { progress.advance(1, study); };
 
-  ImportReport report;
+  // One file, or shards under an index: the importer only needs the writer of each study.
+  std::unique_ptr<ShardedVolumeWriter> sharded;
+  std::unique_ptr<VolumeWriter> single;
+  StudySink sink;
   if (options.shard_studies > 0) {
-    ShardedVolumeWriter writer(output, options.shard_studies, storage);
-    writer.set_label_table(labels);
-    report = import_studies(sources, [&](const std::string& study) -> VolumeWriter& { return writer.begin_study(study); },
-                            labels, import);
-    progress.finish();
-    if (!report.imported.empty()) writer.commit();
+    sharded = std::make_unique<ShardedVolumeWriter>(output, options.shard_studies, storage);
+    sharded->set_label_table(labels);
+    sink = [&](const std::string& study) -> VolumeWriter& { return sharded->begin_study(study); };
   } else {
-    VolumeWriter writer(output, storage);
-    writer.set_label_table(labels);
-    report = import_studies(sources, [&](const std::string&) -> VolumeWriter& { return writer; }, labels, import);
-    progress.finish();
-    if (!report.imported.empty()) writer.commit();
+    single = std::make_unique<VolumeWriter>(output, storage);
+    single->set_label_table(labels);
+    sink = [&](const std::string&) -> VolumeWriter& { return *single; };
   }
+  const ImportReport report = import_studies(sources, sink, labels, import);
+  progress.finish();
+  if (!report.imported.empty()) sharded ? sharded->commit() : single->commit();
   for (const auto& r : report.rejected) std::cerr << "vitruvian convert: rejected " << r.line() << "\n";
   if (report.imported.empty()) {
     std::cerr << "vitruvian convert: no study could be imported; " << output.string() << " was not written\n";
