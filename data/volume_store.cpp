@@ -435,10 +435,14 @@ struct VolumeStore::State {
   std::map<std::string, std::size_t> by_id;
   LabelTable labels;
   mutable std::mutex mutex;
-  mutable std::map<std::string, Handle> datasets;  // "<file>:<path>" → open dataset
-  /// Per open dataset: its chunk layout when chunks can be read directly (see chunk_reader.h).
-  mutable std::map<std::string, std::optional<h5::ChunkLayout>> layouts;
-  mutable std::map<std::string, std::size_t> numbers;  ///< a stable number per open dataset
+  /// An open dataset: its handle, its chunk layout when its chunks can be read directly (see
+  /// chunk_reader.h), and the number naming it in chunk_cache (its order of opening).
+  struct OpenDataset {
+    Handle handle;
+    std::optional<h5::ChunkLayout> layout;
+    std::size_t number = 0;
+  };
+  mutable std::map<std::string, OpenDataset> datasets;  // "<file>:<path>" → open dataset
   /// Decoded chunks of every dataset of the store (ReadOptions::chunk_cache_bytes in all).
   std::unique_ptr<h5::ChunkCache> chunk_cache;
 
@@ -480,12 +484,11 @@ struct VolumeStore::State {
       if (options.direct_chunk_reads && H5Tequal(stored_type.get(), file_type(type)) > 0) {
         layout = h5::decodable_layout(handle.get(), voxel_bytes(type));
       }
-      layouts.emplace(key, std::move(layout));
-      numbers.emplace(key, numbers.size());
-      it = datasets.emplace(key, std::move(handle)).first;
+      const std::size_t number = datasets.size();
+      it = datasets.emplace(key, OpenDataset{std::move(handle), std::move(layout), number}).first;
     }
-    const auto& layout = layouts.at(key);
-    return {it->second.get(), layout ? &*layout : nullptr, numbers.at(key)};
+    const OpenDataset& open = it->second;
+    return {open.handle.get(), open.layout ? &*open.layout : nullptr, open.number};
   }
 };
 
