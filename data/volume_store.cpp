@@ -399,26 +399,97 @@ VolumeWriter& ShardedVolumeWriter::begin_study(const std::string& study) {
   return *s.current;
 }
 
+namespace {
+
+/// Creates a new HDF5 file at a temporary name next to `target`.
+Handle create_temporary(const std::filesystem::path& target, const std::filesystem::path& temporary) {
+  silence_hdf5_errors();
+  const hid_t id = H5Fcreate(temporary.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    throw InputError(target.string(), "cannot create a file in this folder (expected an existing, writable folder)");
+  }
+  return Handle(id, H5Fclose);
+}
+
+void write_index_file(const std::filesystem::path& index, const LabelTable& labels, const std::vector<std::string>& shard_names,
+                      const std::vector<std::string>& study_ids, const std::vector<long long>& study_shards,
+                      const std::vector<long long>& study_voxels) {
+  const std::string subject = index.string();
+  const auto temporary = temporary_name(index);
+  try {
+    Handle file = create_temporary(index, temporary);
+    write_root(file.get(), kIndexFormatName, labels, subject);
+    h5::write_strings(file.get(), "shards", shard_names, subject);
+    h5::write_strings(file.get(), "study_ids", study_ids, subject);
+    h5::write_ints(file.get(), "study_shards", study_shards, subject);
+    h5::write_ints(file.get(), "study_voxels", study_voxels, subject);
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);
+    throw;
+  }
+  rename_into_place(temporary, index);
+}
+
+}  // namespace
+
 void ShardedVolumeWriter::commit() {
   State& s = *state_;
   s.close_shard();
-  const std::string subject = s.index.string();
-  const auto temporary = temporary_name(s.index);
-  {
-    const hid_t id = H5Fcreate(temporary.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-    if (id < 0) {
-      H5Eclear2(H5E_DEFAULT);
-      throw InputError(subject, "cannot create a file in this folder (expected an existing, writable folder)");
-    }
-    Handle file(id, H5Fclose);
-    write_root(file.get(), kIndexFormatName, s.labels, subject);
-    h5::write_strings(file.get(), "shards", s.shard_names, subject);
-    h5::write_strings(file.get(), "study_ids", s.study_ids, subject);
-    h5::write_ints(file.get(), "study_shards", s.study_shards, subject);
-    h5::write_ints(file.get(), "study_voxels", s.study_voxels, subject);
-  }
-  rename_into_place(temporary, s.index);
+  write_index_file(s.index, s.labels, s.shard_names, s.study_ids, s.study_shards, s.study_voxels);
   s.committed = true;
+}
+
+void write_shard_index(const std::filesystem::path& index_path, const std::vector<std::string>& shard_names,
+                       const LabelTable& labels) {
+  std::vector<std::string> ids;
+  std::vector<long long> shards, voxels;
+  for (std::size_t n = 0; n < shard_names.size(); ++n) {
+    const VolumeStore shard(index_path.parent_path() / shard_names[n]);
+    for (const StudyInfo& study : shard.studies()) {
+      if (std::find(ids.begin(), ids.end(), study.id) != ids.end()) {
+        throw InputError(shard.path().string(), "study '" + study.id + "' is already in another shard");
+      }
+      ids.push_back(study.id);
+      shards.push_back(static_cast<long long>(n));
+      voxels.push_back(study.voxels);
+    }
+  }
+  write_index_file(index_path, labels, shard_names, ids, shards, voxels);
+}
+
+void merge_volume_files(const std::vector<std::filesystem::path>& parts, const std::filesystem::path& target,
+                        const LabelTable& labels) {
+  const std::string subject = target.string();
+  const auto temporary = temporary_name(target);
+  try {
+    Handle out = create_temporary(target, temporary);
+    write_root(out.get(), kFormatName, labels, subject);
+    Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+    H5Pset_create_intermediate_group(lcpl.get(), 1);
+    std::vector<std::string> seen;
+    for (const auto& part : parts) {
+      std::vector<std::string> ids;
+      for (const StudyInfo& study : VolumeStore(part).studies()) ids.push_back(study.id);  // checks the part
+      Handle in = checked(H5Fopen(part.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen", part.string());
+      for (const std::string& id : ids) {
+        if (std::find(seen.begin(), seen.end(), id) != seen.end()) {
+          throw InputError(part.string(), "study '" + id + "' is already in an earlier part");
+        }
+        seen.push_back(id);
+        const std::string path = "/studies/" + id;
+        check_hdf5(H5Ocopy(in.get(), path.c_str(), out.get(), path.c_str(), H5P_DEFAULT, lcpl.get()), "H5Ocopy " + path,
+                   part.string());
+      }
+    }
+    check_hdf5(H5Fflush(out.get(), H5F_SCOPE_GLOBAL), "H5Fflush", subject);
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);
+    throw;
+  }
+  rename_into_place(temporary, target);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -126,6 +126,18 @@ class ShardedVolumeWriter {
   std::unique_ptr<State> state_;
 };
 
+/// Writes a shard index at `index_path` over shard files already written (by any process) in
+/// its folder, in the order given: reads each shard's studies to list them. Temporary name, then
+/// rename. InputError when a shard is missing or not a dataset, or a study id repeats.
+void write_shard_index(const std::filesystem::path& index_path, const std::vector<std::string>& shard_names,
+                       const LabelTable& labels);
+
+/// Copies every study of `parts` (dataset files, in order) into one new dataset file at
+/// `target` (temporary name, then rename), chunks and filters as stored, with `labels` as its
+/// label table. InputError when a part is unreadable or a study id repeats.
+void merge_volume_files(const std::vector<std::filesystem::path>& parts, const std::filesystem::path& target,
+                        const LabelTable& labels);
+
 /// Limits a reader enforces before allocating anything.
 struct ReadOptions {
   std::int64_t max_voxels = std::int64_t{1} << 31;  ///< per series or label map

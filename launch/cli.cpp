@@ -14,6 +14,7 @@
 #include "core/runtime.h"
 #include "launch/jobs/datasets.h"
 #include "launch/jobs/info.h"
+#include "launch/jobs/phantom.h"
 
 namespace vitruvian {
 namespace {
@@ -161,6 +162,34 @@ int run_cli(int argc, char** argv) {
   preprocess->add_flag("--force", preprocess_options.force, "Replace an existing output");
   preprocess->footer(global_footer);
 
+  jobs::PhantomJobOptions phantom_options;
+  CLI::App* phantom = app.add_subcommand(
+      "phantom", "Generate synthetic multi-sequence CT/MR studies with exact labels (docs/PHANTOMS.md) into an HDF5 "
+                 "dataset, in parallel across ranks; the contents do not depend on the number of ranks or threads");
+  phantom->add_option("--kind", phantom_options.kind, "chest-cardiac | head-neck | abdomen-mr | msk | mixed")
+      ->capture_default_str();
+  phantom->add_option("--studies", phantom_options.studies, "Number of studies")->capture_default_str();
+  phantom->add_option("--shape", phantom_options.shape, "Voxels Z,Y,X (or one size)")->capture_default_str();
+  phantom->add_option("--spacing", phantom_options.spacing, "Voxel spacing in mm: X,Y,Z, one value, or auto (the kind's "
+                                                            "field of view / shape)")
+      ->capture_default_str();
+  phantom->add_option("--seed", phantom_options.seed, "Random seed; study i is a function of (seed, i) alone")
+      ->capture_default_str();
+  phantom->add_option("-o,--out", phantom_options.output, "Dataset file (the index file with --shard-studies)");
+  phantom->add_option("--nifti", phantom_options.nifti_dir, "Also write DIR/<study>/<series>.nii.gz and anatomy.nii.gz");
+  phantom->add_option("--preview", phantom_options.preview_dir, "Write DIR/<study>.png: slices with label overlays");
+  phantom->add_option("--noise", phantom_options.noise, "Noise level, a factor on each series' default")->capture_default_str();
+  phantom->add_option("--deformation", phantom_options.deformation, "Smooth random deformation, a factor on the default")
+      ->capture_default_str();
+  phantom->add_option("--frames", phantom_options.frames, "Time points of 4D perfusion series")->capture_default_str();
+  phantom->add_option("--chunk", phantom_options.chunk, "Chunk shape Z,Y,X (or one size, or 'contiguous')")->capture_default_str();
+  phantom->add_option("--deflate", phantom_options.deflate, "Deflate level 0 (off) to 9, with byte shuffle")->capture_default_str();
+  phantom->add_option("--shard-studies", phantom_options.shard_studies, "Write shards of this many studies plus an index file");
+  phantom->add_flag("--force", phantom_options.force, "Replace an existing output");
+  phantom->add_flag("--describe", phantom_options.describe,
+                    "Print the kind's series, tissues, labels and value ranges (Markdown) and stop");
+  phantom->footer(std::string(global_footer) + "\nThreads per study: --threads (runtime.intra_op_threads).");
+
   std::string parse_error;
   int parse_code = 0;
   try {
@@ -204,6 +233,7 @@ int run_cli(int argc, char** argv) {
     if (convert->parsed()) return jobs::run_convert(context, convert_options);
     if (exporter->parsed()) return jobs::run_export(context, export_options);
     if (preprocess->parsed()) return jobs::run_preprocess(context, preprocess_options);
+    if (phantom->parsed()) return jobs::run_phantom(context, phantom_options);
     if (inspect->parsed()) {
       inspect_options.volumes = !no_volumes;
       return jobs::run_inspect(context, inspect_options);

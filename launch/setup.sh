@@ -15,6 +15,7 @@ packages=(
   python3-h5py python3-nibabel          # peers for side-by-side checks and benchmarks
   libyaml-cpp-dev nlohmann-json3-dev    # config and reports
   libcli11-dev libspdlog-dev libfmt-dev # command line and logging
+  libpng-dev                            # previews and plots
   libgtest-dev libbenchmark-dev         # tests and benchmarks
 )
 

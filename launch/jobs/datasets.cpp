@@ -17,6 +17,7 @@
 #include "data/nifti_io.h"
 #include "data/study_import.h"
 #include "data/volume_store.h"
+#include "launch/jobs/arguments.h"
 
 namespace vitruvian::jobs {
 namespace {
@@ -26,31 +27,6 @@ using json = nlohmann::ordered_json;
 using namespace vitruvian::data;
 
 constexpr int kExitRejected = 1;
-
-std::array<std::int64_t, 3> parse_chunk(const std::string& text) {
-  if (text == "contiguous") return {0, 0, 0};
-  std::vector<std::int64_t> values;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const auto end = std::min(text.find(',', start), text.size());
-    const std::string piece = text.substr(start, end - start);
-    std::size_t used = 0;
-    long long value = 0;
-    try {
-      value = std::stoll(piece, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != piece.size() || value < 1) {
-      throw InputError("--chunk " + text, "expected Z,Y,X (positive voxel counts), one size for all axes, or 'contiguous'");
-    }
-    values.push_back(value);
-    start = end + 1;
-  }
-  if (values.size() == 1) return {values[0], values[0], values[0]};
-  if (values.size() != 3) throw InputError("--chunk " + text, "expected three sizes Z,Y,X or one");
-  return {values[0], values[1], values[2]};
-}
 
 LabelTable parse_label_names(const std::vector<std::string>& entries) {
   LabelTable table;
@@ -72,23 +48,6 @@ LabelTable parse_label_names(const std::vector<std::string>& entries) {
   return table;
 }
 
-void refuse_existing(const fs::path& output, bool force) {
-  std::error_code error;
-  if (fs::exists(output, error) && !force) throw InputError(output.string(), "exists already; pass --force to replace it");
-}
-
-StorageOptions storage_of(const std::string& chunk, int deflate, bool shuffle) {
-  StorageOptions storage;
-  storage.chunk_zyx = parse_chunk(chunk);
-  if (deflate < 0 || deflate > 9) throw InputError(fmt::format("--deflate {}", deflate), "expected a level from 0 (off) to 9");
-  if (deflate > 0 && storage.chunk_zyx[0] == 0) {
-    throw InputError("--deflate with --chunk contiguous", "compression needs chunked storage; give --chunk Z,Y,X");
-  }
-  storage.deflate_level = deflate;
-  storage.shuffle = shuffle;
-  return storage;
-}
-
 std::string megabytes(std::int64_t bytes) {
   const double b = static_cast<double>(bytes);
   return b < 1e6 ? fmt::format("{:.1f} kB", b / 1e3) : fmt::format("{:.1f} MB", b / 1e6);
@@ -104,7 +63,7 @@ int run_convert(const JobContext& context, const ConvertOptions& options) {
   if (options.inputs.empty() && options.manifest.empty()) {
     throw InputError("convert", "nothing to import; give NIfTI files or DICOM folders, or --manifest FILE");
   }
-  const StorageOptions storage = storage_of(options.chunk, options.deflate, !options.no_shuffle);
+  const StorageOptions storage = storage_options(options.chunk, options.deflate, !options.no_shuffle);
   if (options.shard_studies < 0) throw InputError("--shard-studies", "expected a positive number of studies per shard");
   const fs::path output(options.output);
   refuse_existing(output, options.force);
@@ -332,7 +291,7 @@ int run_preprocess(const JobContext& context, const PreprocessOptions& options) 
     p.spacing = std::array<double, 3>{options.spacing[0], options.spacing[1], options.spacing[2]};
   }
   p.crop_to_body = options.crop_body;
-  p.storage = storage_of(options.chunk, options.deflate, true);
+  p.storage = storage_options(options.chunk, options.deflate, true);
   const VolumeStore input(options.dataset);
   Progress progress("studies", static_cast<std::int64_t>(input.studies().size()), true);
   p.on_study = [&](const std::string& study) { progress.advance(1, study); };

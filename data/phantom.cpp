@@ -1,0 +1,246 @@
+// Phantom studies: the subject drawn from the seed, the kind's anatomy placed on it, rendered,
+// and the ground truth recorded in the study metadata.
+#include "data/phantom.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.h"
+#include "data/phantom_kinds.h"
+#include "data/random.h"
+
+namespace vitruvian::data {
+
+using phantom::Vec3;
+
+namespace {
+
+constexpr std::uint64_t kPhantomStream = 0x7068616e746f6dull;  // "phantom"
+constexpr int kGeneratorVersion = 1;
+
+const std::vector<std::pair<PhantomKind, const char*>>& kind_names() {
+  static const std::vector<std::pair<PhantomKind, const char*>> names = {{PhantomKind::kChestCardiac, "chest-cardiac"},
+                                                                         {PhantomKind::kHeadNeck, "head-neck"},
+                                                                         {PhantomKind::kAbdomenMr, "abdomen-mr"},
+                                                                         {PhantomKind::kMsk, "msk"},
+                                                                         {PhantomKind::kMixed, "mixed"}};
+  return names;
+}
+
+double rounded(double value, double step) { return std::round(value / step) * step; }
+
+}  // namespace
+
+std::string phantom_kind_name(PhantomKind kind) {
+  for (const auto& [k, name] : kind_names()) {
+    if (k == kind) return name;
+  }
+  return "unknown";
+}
+
+PhantomKind phantom_kind_from_name(const std::string& name, const std::string& source) {
+  std::string known;
+  for (const auto& [k, n] : kind_names()) {
+    if (name == n) return k;
+    known += known.empty() ? n : std::string(", ") + n;
+  }
+  throw InputError(source, "'" + name + "' is not a phantom kind; expected one of " + known);
+}
+
+const std::vector<PhantomKind>& phantom_study_kinds() {
+  static const std::vector<PhantomKind> kinds = {PhantomKind::kChestCardiac, PhantomKind::kHeadNeck, PhantomKind::kAbdomenMr,
+                                                 PhantomKind::kMsk};
+  return kinds;
+}
+
+void PhantomOptions::validate() const {
+  for (const auto n : shape_zyx) {
+    if (n < 8 || n > 2048) {
+      throw InputError("--shape", fmt::format("{} voxels along an axis; expected 8 to 2048", n));
+    }
+  }
+  for (const double h : spacing_xyz) {
+    if (!(h >= 0) || !std::isfinite(h)) throw InputError("--spacing", fmt::format("{} mm; expected a positive spacing", h));
+  }
+  if (perfusion_frames < 2 || perfusion_frames > 200) {
+    throw InputError("--frames", fmt::format("{} perfusion frames; expected 2 to 200", perfusion_frames));
+  }
+  if (!(noise >= 0)) throw InputError("--noise", fmt::format("{}; expected a factor >= 0", noise));
+  if (!(deformation >= 0)) throw InputError("--deformation", fmt::format("{}; expected a factor >= 0", deformation));
+  if (threads < 1) throw InputError("--threads", fmt::format("{}; expected at least 1 thread", threads));
+}
+
+PhantomKind phantom_study_kind(const PhantomOptions& options, std::int64_t index) {
+  if (options.kind != PhantomKind::kMixed) return options.kind;
+  auto rng = seeded_rng({options.seed, static_cast<std::uint64_t>(index), kPhantomStream, 1});
+  const auto& kinds = phantom_study_kinds();
+  return kinds[uniform_below(rng, kinds.size())];
+}
+
+std::string phantom_study_id(const PhantomOptions& options, std::int64_t index) {
+  std::string kind = phantom_kind_name(phantom_study_kind(options, index));
+  std::replace(kind.begin(), kind.end(), '-', '_');
+  return fmt::format("{}_{:05d}", kind, index);
+}
+
+std::array<double, 3> phantom_spacing(const PhantomOptions& options, std::int64_t index) {
+  const auto& spec = phantom::kind_spec(phantom_study_kind(options, index));
+  std::array<double, 3> spacing = options.spacing_xyz;
+  const std::int64_t counts[3] = {options.shape_zyx[2], options.shape_zyx[1], options.shape_zyx[0]};
+  for (int axis = 0; axis < 3; ++axis) {
+    if (spacing[axis] == 0) spacing[axis] = spec.field_of_view[axis] / static_cast<double>(counts[axis]);
+  }
+  return spacing;
+}
+
+PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t index) {
+  options.validate();
+  const PhantomKind kind = phantom_study_kind(options, index);
+  const phantom::KindSpec& spec = phantom::kind_spec(kind);
+
+  phantom::Grid grid;
+  grid.shape_zyx = options.shape_zyx;
+  grid.spacing_xyz = phantom_spacing(options, index);
+  const std::int64_t counts[3] = {options.shape_zyx[2], options.shape_zyx[1], options.shape_zyx[0]};
+  for (int axis = 0; axis < 3; ++axis) grid.origin_xyz[axis] = -0.5 * static_cast<double>(counts[axis] - 1) * grid.spacing_xyz[axis];
+
+  // The subject: size, girth and fat, position on the table, and a smooth deformation.
+  auto rng = seeded_rng({options.seed, static_cast<std::uint64_t>(index), kPhantomStream, 2});
+  auto draw = [&](double low, double high) { return low + (high - low) * uniform01(rng); };
+  phantom::Subject subject;
+  subject.scale = std::clamp(1.0 + 0.03 * std::sqrt(-2.0 * std::log(1.0 - uniform01(rng))) * std::cos(6.283185307179586 * uniform01(rng)),
+                             0.94, 1.06);
+  subject.girth = draw(0.9, 1.1);
+  subject.fat_mm = 10 + 60 * (subject.girth - 0.9) + draw(-3, 3);
+  subject.offset = Vec3{draw(-8, 8), draw(-8, 8), draw(-6, 6)};
+  subject.yaw_rad = draw(-3, 3) * 3.14159265358979323846 / 180.0;
+  phantom::Placement placement;
+  placement.scale = subject.scale;
+  placement.yaw_rad = subject.yaw_rad;
+  placement.offset = subject.offset;
+  for (auto& terms : placement.displacement) {
+    for (int n = 0; n < 3; ++n) {
+      phantom::Placement::Term term;
+      // Amplitudes 1–2.5 mm, wavelengths 200–400 mm: organs bend, and the deformation's
+      // gradient stays below 3 · 2.5 · 2π / 200 ≈ 0.24 (thin tubes stay whole; see Builder).
+      term.amplitude = options.deformation * draw(1.0, 2.5) * (draw(0, 1) < 0.5 ? -1 : 1);
+      for (int axis = 0; axis < 3; ++axis) {
+        term.omega[axis] = 6.283185307179586 / draw(200, 400);
+        term.phase[axis] = draw(0, 6.283185307179586);
+      }
+      terms.push_back(term);
+    }
+  }
+
+  phantom::Builder builder(spec, rng, subject, placement, grid);
+  for (const phantom::SeriesSpec& s : spec.series) {
+    phantom::SeriesModel model;
+    model.name = s.name;
+    model.modality = s.modality;
+    model.type = s.type;
+    model.noise_sigma = s.noise_sigma * options.noise;
+    model.rician = s.rician;
+    model.bias_amplitude = s.bias_amplitude;
+    model.bias_field = s.bias_field;
+    if (s.four_d) {
+      model.frame_times_s.assign(static_cast<std::size_t>(options.perfusion_frames), 0.0);
+      for (auto& curve : model.curves) curve.assign(model.frame_times_s.size(), 0.f);
+    }
+    builder.models.push_back(std::move(model));
+  }
+  for (const phantom::TissueSpec& t : spec.tissues) {
+    phantom::Material m{t.name, phantom::label_id(t.label), {}, t.enhancement};
+    for (const auto& [low, high] : t.ranges) m.values.push_back(static_cast<float>(draw(low, high)));
+    builder.scene.materials.push_back(std::move(m));
+  }
+  spec.build(builder);
+
+  const std::uint64_t noise_seed = seeded_rng({options.seed, static_cast<std::uint64_t>(index), kPhantomStream, 3})();
+  phantom::Rendered rendered = phantom::render(builder.scene, placement, grid, builder.models, noise_seed, options.threads);
+
+  PhantomStudy study;
+  study.id = phantom_study_id(options, index);
+  study.kind = kind;
+  Geometry geometry;
+  geometry.spacing = grid.spacing_xyz;
+  geometry.origin = grid.origin_xyz;
+  for (std::size_t s = 0; s < builder.models.size(); ++s) {
+    Volume volume;
+    volume.voxels = std::move(rendered.series[s]);
+    volume.type = builder.models[s].type;
+    volume.geometry = geometry;
+    volume.modality = builder.models[s].modality;
+    volume.frame_times_s = builder.models[s].frame_times_s;
+    study.series.emplace_back(builder.models[s].name, std::move(volume));
+  }
+  study.labels.voxels = std::move(rendered.labels);
+  study.labels.type = VoxelType::kUInt8;
+  study.labels.geometry = geometry;
+
+  // Ground truth: what was drawn, and the label volumes as rendered.
+  nlohmann::json truth = std::move(builder.truth);
+  const double voxel_ml = grid.spacing_xyz[0] * grid.spacing_xyz[1] * grid.spacing_xyz[2] / 1000.0;
+  const at::Tensor counts_per_label = at::bincount(study.labels.voxels.flatten().to(at::kLong), {}, 256);
+  const auto* counts_data = counts_per_label.data_ptr<std::int64_t>();
+  nlohmann::json volumes = nlohmann::json::object();
+  for (const auto& [id, name] : phantom::all_labels()) {
+    if (counts_data[id] > 0) volumes[name] = rounded(static_cast<double>(counts_data[id]) * voxel_ml, 1e-3);
+  }
+  truth["label_volumes_ml"] = volumes;
+  truth["generator"] = {{"name", "vitruvian phantom"},
+                        {"version", kGeneratorVersion},
+                        {"kind", phantom_kind_name(kind)},
+                        {"seed", options.seed},
+                        {"index", index},
+                        {"noise", options.noise},
+                        {"deformation", options.deformation}};
+  truth["subject"] = {{"scale", subject.scale},
+                      {"girth", subject.girth},
+                      {"fat_mm", subject.fat_mm},
+                      {"offset_mm", {subject.offset.x, subject.offset.y, subject.offset.z}},
+                      {"yaw_deg", subject.yaw_rad * 180.0 / 3.14159265358979323846},
+                      {"max_deformation_mm", placement.max_displacement() * subject.scale}};
+  nlohmann::json noise = nlohmann::json::object();
+  for (const auto& model : builder.models) {
+    noise[model.name] = {{"model", model.rician ? "rician" : "gaussian"}, {"sigma", model.noise_sigma}};
+  }
+  truth["noise"] = noise;
+  study.metadata_json = nlohmann::json{{"phantom", truth}}.dump();
+  return study;
+}
+
+LabelTable phantom_label_table(PhantomKind kind) {
+  std::vector<std::string> wanted;
+  for (const PhantomKind k : phantom_study_kinds()) {
+    if (kind != PhantomKind::kMixed && k != kind) continue;
+    const auto& labels = phantom::kind_spec(k).labels;
+    wanted.insert(wanted.end(), labels.begin(), labels.end());
+  }
+  LabelTable table;
+  for (const auto& [id, name] : phantom::all_labels()) {
+    if (std::find(wanted.begin(), wanted.end(), name) != wanted.end()) table[id] = name;
+  }
+  return table;
+}
+
+PhantomKindDescription describe_phantom_kind(PhantomKind kind) {
+  const phantom::KindSpec& spec = phantom::kind_spec(kind);
+  PhantomKindDescription d;
+  d.kind = kind;
+  d.field_of_view_mm = {spec.field_of_view.x, spec.field_of_view.y, spec.field_of_view.z};
+  for (const auto& s : spec.series) {
+    d.series.push_back(
+        {s.name, s.modality, voxel_type_name(s.type), s.noise_sigma, s.rician ? "rician" : "gaussian", s.four_d, s.bias_amplitude});
+  }
+  for (const auto& t : spec.tissues) d.tissues.push_back({t.name, t.label, phantom::label_id(t.label), t.ranges});
+  d.labels = spec.labels;
+  d.optional_labels = spec.optional;
+  d.focus_label = spec.focus;
+  return d;
+}
+
+}  // namespace vitruvian::data

@@ -1,0 +1,90 @@
+// Digital human body phantoms: synthetic multi-sequence CT and MR studies with exact labels,
+// one kind per body region (docs/PHANTOMS.md). A study is a pure function of (options, index),
+// so any number of ranks and threads produce the same bytes.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "data/volume.h"
+#include "data/volume_store.h"
+
+namespace vitruvian::data {
+
+enum class PhantomKind { kChestCardiac, kHeadNeck, kAbdomenMr, kMsk, kMixed };
+
+/// "chest-cardiac", "head-neck", "abdomen-mr", "msk", "mixed".
+std::string phantom_kind_name(PhantomKind kind);
+/// Inverse of phantom_kind_name; InputError naming `source` and the known kinds otherwise.
+PhantomKind phantom_kind_from_name(const std::string& name, const std::string& source);
+/// The four study kinds (everything but kMixed).
+const std::vector<PhantomKind>& phantom_study_kinds();
+
+struct PhantomOptions {
+  PhantomKind kind = PhantomKind::kChestCardiac;
+  std::array<std::int64_t, 3> shape_zyx{128, 128, 128};
+  /// Voxel spacing x, y, z in mm; a zero entry takes the kind's field of view / shape on that axis.
+  std::array<double, 3> spacing_xyz{0, 0, 0};
+  std::uint64_t seed = 0;
+  double noise = 1.0;        ///< multiplies each series' default noise level (0: noise-free)
+  double deformation = 1.0;  ///< multiplies the smooth random deformation (0: none)
+  int perfusion_frames = 30;
+  int threads = 1;  ///< OpenMP threads for one study
+
+  /// InputError (naming the option) for shapes < 8 or > 2048, spacing < 0, frames < 2 or > 200,
+  /// noise or deformation < 0, threads < 1.
+  void validate() const;
+};
+
+/// One generated study: its series share one grid (the reference series') and one label map.
+struct PhantomStudy {
+  std::string id;
+  PhantomKind kind = PhantomKind::kChestCardiac;
+  std::vector<std::pair<std::string, Volume>> series;  ///< in the kind's order; the first is the reference
+  Volume labels;                                       ///< uint8, label ids of phantom_label_table()
+  std::string metadata_json;  ///< what was drawn: subject, nodules, lesions, plaques, ischemia, volumes
+};
+
+/// The kind of study `index` (a mixed dataset draws it from the seed).
+PhantomKind phantom_study_kind(const PhantomOptions& options, std::int64_t index);
+/// "<kind>_<index, 5 digits>", e.g. "chest_cardiac_00003".
+std::string phantom_study_id(const PhantomOptions& options, std::int64_t index);
+/// The grid spacing study `index` gets (options.spacing_xyz, zeros filled from its kind).
+std::array<double, 3> phantom_spacing(const PhantomOptions& options, std::int64_t index);
+PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t index);
+
+/// Label ids and names of a kind (all kinds' for kMixed); ids are the same in every kind.
+LabelTable phantom_label_table(PhantomKind kind);
+/// The name of every study's label map ("anatomy").
+inline constexpr const char* kPhantomLabelMap = "anatomy";
+
+/// What a kind draws, for docs and tests.
+struct PhantomTissue {
+  std::string name;   ///< "lv_blood", "cortical_bone", ...
+  std::string label;  ///< the label it belongs to ("" for air outside the body)
+  int label_id = 0;
+  std::vector<std::pair<double, double>> ranges;  ///< per series: noise-free value range (4D: before contrast)
+};
+struct PhantomSeriesDescription {
+  std::string name, modality, type;
+  double noise_sigma = 0;  ///< at noise 1
+  std::string noise_model;  ///< "gaussian" or "rician"
+  bool four_d = false;
+  /// MR: values are multiplied by a smooth bias field within [(1 − a)³, (1 + a)³].
+  double bias_amplitude = 0;
+};
+struct PhantomKindDescription {
+  PhantomKind kind = PhantomKind::kChestCardiac;
+  std::array<double, 3> field_of_view_mm{};  ///< x, y, z: the default grid's extent
+  std::vector<PhantomSeriesDescription> series;
+  std::vector<PhantomTissue> tissues;
+  std::vector<std::string> labels;           ///< every label a study of this kind can contain
+  std::vector<std::string> optional_labels;  ///< of those, the ones drawn 0–n times (nodules, lesions, plaques)
+  std::string focus_label;          ///< previews cut through this label's centre
+};
+PhantomKindDescription describe_phantom_kind(PhantomKind kind);
+
+}  // namespace vitruvian::data

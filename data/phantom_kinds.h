@@ -1,0 +1,92 @@
+// The phantom kinds: each one's series, tissues (with documented value ranges) and the
+// anatomy builder that places them on the template. Private to data/.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "data/phantom.h"
+#include "data/phantom_scene.h"
+
+namespace vitruvian::data::phantom {
+
+struct SeriesSpec {
+  std::string name, modality;
+  VoxelType type = VoxelType::kInt16;
+  double noise_sigma = 0;
+  bool rician = false;
+  double bias_amplitude = 0;
+  int bias_field = 0;
+  bool four_d = false;
+};
+
+struct TissueSpec {
+  std::string name;
+  std::string label;  ///< "" for air outside the body
+  std::vector<std::pair<double, double>> ranges;  ///< per series
+  Enhancement enhancement = Enhancement::kNone;
+};
+
+/// The drawn subject: overall size, girth and fat, and where the body lies on the table.
+struct Subject {
+  double scale = 1.0;   ///< skeleton and organs
+  double girth = 1.0;   ///< body outline (fat) beyond the skeleton
+  double fat_mm = 15;   ///< subcutaneous fat thickness (anterior)
+  Vec3 offset;          ///< mm
+  double yaw_rad = 0;
+};
+
+class Builder;
+
+struct KindSpec {
+  PhantomKind kind = PhantomKind::kChestCardiac;
+  Vec3 field_of_view;  ///< mm
+  std::vector<SeriesSpec> series;
+  std::vector<TissueSpec> tissues;  ///< the first is air outside the body
+  std::vector<std::string> labels;    ///< every label a study can contain
+  std::vector<std::string> optional;  ///< those drawn 0–n times (a study may have none)
+  std::function<void(Builder&)> build;
+  std::string focus;  ///< the label whose centre previews cut through
+};
+
+const KindSpec& kind_spec(PhantomKind kind);
+/// Every label of every kind: id → name.
+const std::vector<std::pair<int, std::string>>& all_labels();
+int label_id(const std::string& name);
+
+/// What a kind's build function works with: the scene being filled, the study's random
+/// stream, the subject, the grid's limits on thin structures, and the truth record.
+class Builder {
+ public:
+  Builder(const KindSpec& spec, std::mt19937_64& rng, const Subject& subject, const Placement& placement,
+          const Grid& grid);
+
+  const KindSpec& spec;
+  Scene scene;
+  std::vector<SeriesModel> models;
+  std::mt19937_64& rng;
+  Subject subject;
+  const Placement& placement;
+  const Grid& grid;
+  /// Template-mm radius below which a tube could break into pieces on this grid.
+  double min_tube_radius = 0;
+  /// Template-mm radius below which a nodule, lesion or plaque would be under ~2.5 voxels across.
+  double min_blob_radius = 0;
+  /// Template-mm gap that keeps separate blobs in separate connected components.
+  double blob_gap = 0;
+  nlohmann::json truth = nlohmann::json::object();
+
+  int tissue(const std::string& name) const;  ///< material index; InternalError when unknown
+  double uniform(double low, double high);
+  double normal(double mean, double sd);
+  std::int64_t integer(std::int64_t low, std::int64_t high);
+  double tube_radius(double r) const { return std::max(r, min_tube_radius); }
+  /// Patient LPS (mm) of a template point, as a JSON array.
+  nlohmann::json patient(const Vec3& t) const;
+};
+
+}  // namespace vitruvian::data::phantom

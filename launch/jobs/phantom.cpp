@@ -1,0 +1,221 @@
+// The phantom job: studies dealt round-robin to ranks; each rank writes its own part file (or
+// whole shards), then rank 0 joins the parts in study order (or writes the shard index).
+#include "launch/jobs/phantom.h"
+
+#include <fmt/format.h>
+#include <mpi.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <map>
+
+#include "core/errors.h"
+#include "core/mpi.h"
+#include "core/progress.h"
+#include "data/nifti_io.h"
+#include "data/phantom.h"
+#include "data/preview.h"
+#include "data/volume_store.h"
+#include "launch/jobs/arguments.h"
+
+namespace vitruvian::jobs {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace vitruvian::data;
+
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+PhantomOptions phantom_options(const PhantomJobOptions& o, int threads) {
+  PhantomOptions p;
+  p.kind = phantom_kind_from_name(o.kind, "--kind");
+  p.shape_zyx = parse_three_counts(o.shape, "--shape");
+  if (o.spacing != "auto") p.spacing_xyz = parse_three_numbers(o.spacing, "--spacing");
+  p.seed = o.seed;
+  p.noise = o.noise;
+  p.deformation = o.deformation;
+  p.perfusion_frames = o.frames;
+  p.threads = threads;
+  p.validate();
+  if (o.studies < 1) throw InputError(fmt::format("--studies {}", o.studies), "expected at least 1 study");
+  if (o.output.empty() && !o.describe) throw InputError("phantom", "no output; give --out DATASET.h5");
+  if (o.shard_studies < 0) throw InputError("--shard-studies", "expected a positive number of studies per shard");
+  return p;
+}
+
+std::string describe_kind(PhantomKind kind) {
+  const PhantomKindDescription d = describe_phantom_kind(kind);
+  std::string out = fmt::format("## {}\n\nDefault field of view {:g} × {:g} × {:g} mm (x, y, z).\n\n", phantom_kind_name(kind),
+                                d.field_of_view_mm[0], d.field_of_view_mm[1], d.field_of_view_mm[2]);
+  out += "| series | modality | stored as | noise at --noise 1 |\n|---|---|---|---|\n";
+  std::string header = "| tissue | label (id) |", rule = "|---|---|";
+  for (const auto& s : d.series) {
+    out += fmt::format("| `{}`{} | {} | {} | {} σ = {:g} |\n", s.name, s.four_d ? " (4D)" : "", s.modality, s.type,
+                       s.noise_model, s.noise_sigma);
+    header += fmt::format(" `{}`{} |", s.name, s.four_d ? " before contrast" : "");
+    rule += "---|";
+  }
+  out += "\n" + header + "\n" + rule + "\n";
+  for (const auto& t : d.tissues) {
+    std::string row = fmt::format("| {} | {} |", t.name, t.label.empty() ? "(outside)" : fmt::format("{} ({})", t.label, t.label_id));
+    for (const auto& [low, high] : t.ranges) row += low == high ? fmt::format(" {:g} |", low) : fmt::format(" {:g} … {:g} |", low, high);
+    out += row + "\n";
+  }
+  return out + "\n";
+}
+
+/// True on every rank when every rank passes ok; the lowest failing rank prints its message.
+bool agree(const JobContext& context, bool ok, const std::string& message) {
+  int failing = ok ? context.env.size() : context.env.rank();
+  int first = failing;
+  check_mpi(MPI_Allreduce(&failing, &first, 1, MPI_INT, MPI_MIN, context.env.world().get()), "MPI_Allreduce(phantom status)");
+  if (!ok && first == context.env.rank()) std::cerr << "vitruvian: " << message << std::endl;
+  return first == context.env.size();
+}
+
+/// Where a study's preview cuts: the centre of its kind's focus structure.
+std::array<std::int64_t, 3> preview_centre(const PhantomStudy& study) {
+  const std::string focus = describe_phantom_kind(study.kind).focus_label;
+  for (const auto& [id, name] : phantom_label_table(study.kind)) {
+    if (name == focus) return label_centre(study.labels.voxels, {id});
+  }
+  return label_centre(study.labels.voxels);
+}
+
+}  // namespace
+
+int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
+  const int rank = context.env.rank(), size = context.env.size();
+  PhantomOptions phantom;
+  StorageOptions storage;
+  try {
+    phantom = phantom_options(options, context.runtime.intra_op_threads);
+    storage = storage_options(options.chunk, options.deflate, true);
+    if (!options.describe) refuse_existing(options.output, options.force);
+  } catch (const Error& e) {
+    if (rank == 0) std::cerr << "vitruvian: " << e.what() << std::endl;
+    return kExitUsage;
+  }
+  if (options.describe) {
+    if (rank == 0) {
+      for (const PhantomKind kind : phantom_study_kinds()) {
+        if (phantom.kind == PhantomKind::kMixed || kind == phantom.kind) std::cout << describe_kind(kind);
+      }
+    }
+    return 0;
+  }
+
+  const fs::path output(options.output);
+  const LabelTable labels = phantom_label_table(phantom.kind);
+  const bool sharded = options.shard_studies > 0;
+  const std::int64_t shards = sharded ? (options.studies + options.shard_studies - 1) / options.shard_studies : 0;
+  auto shard_name = [&](std::int64_t s) { return fmt::format("{}.shard-{:05d}.h5", output.stem().string(), s); };
+  const fs::path part = size == 1 ? output : fs::path(output.string() + fmt::format(".part-{:05d}.tmp", rank));
+
+  // This rank's studies: every size-th study, or every size-th shard.
+  std::vector<std::int64_t> mine;
+  for (std::int64_t i = 0; i < options.studies; ++i) {
+    const std::int64_t owner = sharded ? (i / options.shard_studies) % size : i % size;
+    if (owner == rank) mine.push_back(i);
+  }
+  if (rank == 0) {
+    const auto spacing = phantom_spacing(phantom, 0);
+    spdlog::info("phantom: {} {} studies of {}x{}x{} voxels ({} mm), seed {}, on {} rank(s) x {} thread(s)", options.studies,
+                 options.kind, phantom.shape_zyx[0], phantom.shape_zyx[1], phantom.shape_zyx[2],
+                 phantom.kind == PhantomKind::kMixed ? "per kind" : fmt::format("{:.3g}x{:.3g}x{:.3g}", spacing[0], spacing[1], spacing[2]),
+                 options.seed, size, phantom.threads);
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  std::string failure;
+  std::vector<fs::path> written;  // this rank's committed files, removed if the job fails
+  try {
+    if (!options.preview_dir.empty()) fs::create_directories(options.preview_dir);
+    Progress progress(size > 1 ? "studies on rank 0" : "studies", static_cast<std::int64_t>(mine.size()), rank == 0);
+    std::unique_ptr<VolumeWriter> writer;
+    std::int64_t writer_shard = -1;
+    auto close_writer = [&] {
+      if (!writer) return;
+      writer->set_label_table(labels);
+      writer->commit();
+      writer.reset();
+    };
+    for (const std::int64_t index : mine) {
+      const PhantomStudy study = make_phantom_study(phantom, index);
+      if (sharded && index / options.shard_studies != writer_shard) {
+        close_writer();
+        writer_shard = index / options.shard_studies;
+        written.push_back(output.parent_path() / shard_name(writer_shard));
+        writer = std::make_unique<VolumeWriter>(written.back(), storage);
+      } else if (!writer) {
+        written.push_back(part);
+        writer = std::make_unique<VolumeWriter>(part, storage);
+      }
+      for (const auto& [name, volume] : study.series) writer->add_series(study.id, name, volume, study.id);
+      writer->add_label(study.id, kPhantomLabelMap, study.series.front().first, study.labels, study.id);
+      writer->set_study_metadata(study.id, study.metadata_json);
+      if (!options.nifti_dir.empty()) {
+        const fs::path dir = fs::path(options.nifti_dir) / study.id;
+        fs::create_directories(dir);
+        for (const auto& [name, volume] : study.series) write_nifti(dir / (name + ".nii.gz"), volume);
+        write_nifti(dir / (std::string(kPhantomLabelMap) + ".nii.gz"), study.labels);
+      }
+      if (!options.preview_dir.empty()) {
+        write_png(fs::path(options.preview_dir) / (study.id + ".png"),
+                  study_picture(study.series, study.labels.voxels, preview_centre(study)));
+      }
+      progress.advance(1, study.id);
+    }
+    close_writer();
+  } catch (const std::exception& e) {
+    failure = fmt::format("phantom generation failed on rank {} ({}): {}", rank, context.env.host(), e.what());
+  }
+  auto discard = [&] {
+    std::error_code ignored;
+    for (const auto& path : written) fs::remove(path, ignored);
+  };
+  if (!agree(context, failure.empty(), failure)) {
+    discard();
+    return kExitFailed;
+  }
+
+  // Rank 0 joins the parts in study order, or indexes the shards.
+  if (rank == 0) {
+    try {
+      if (sharded) {
+        std::vector<std::string> names;
+        for (std::int64_t s = 0; s < shards; ++s) names.push_back(shard_name(s));
+        write_shard_index(output, names, labels);
+      } else if (size > 1) {
+        std::vector<fs::path> parts;
+        for (int r = 0; r < std::min<std::int64_t>(size, options.studies); ++r) {
+          parts.push_back(fs::path(output.string() + fmt::format(".part-{:05d}.tmp", r)));
+        }
+        // Studies are listed by id (zero-padded index) whatever order the parts come in.
+        merge_volume_files(parts, output, labels);
+      }
+    } catch (const std::exception& e) {
+      failure = fmt::format("writing {} failed: {}", output.string(), e.what());
+    }
+  }
+  const bool ok = agree(context, failure.empty(), failure);
+  if (!sharded && size > 1) {
+    std::error_code ignored;
+    fs::remove(part, ignored);
+  }
+  if (!ok) {
+    if (sharded) discard();
+    return kExitFailed;
+  }
+  if (rank == 0) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    spdlog::info("phantom: wrote {} studies to {}{} in {:.1f} s ({:.2f} studies/s)", options.studies, output.string(),
+                 sharded ? fmt::format(" (index over {} shards)", shards) : "", seconds, options.studies / seconds);
+  }
+  return 0;
+}
+
+}  // namespace vitruvian::jobs

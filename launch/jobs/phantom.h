@@ -1,0 +1,36 @@
+// `vitruvian phantom`: synthetic multi-sequence studies with exact labels (docs/PHANTOMS.md),
+// generated in parallel across ranks into one dataset (or shards + index) whose contents do
+// not depend on the number of ranks or threads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "launch/jobs/job_context.h"
+
+namespace vitruvian::jobs {
+
+struct PhantomJobOptions {
+  std::string kind = "chest-cardiac";
+  std::int64_t studies = 1;
+  std::string shape = "128,128,128";  ///< Z,Y,X or one size
+  std::string spacing = "auto";       ///< mm: X,Y,Z, one value, or "auto" (the kind's field of view / shape)
+  std::uint64_t seed = 0;
+  std::string output;
+  std::string nifti_dir;    ///< also write <dir>/<study>/<series>.nii.gz and anatomy.nii.gz
+  std::string preview_dir;  ///< PNG slices with label overlays, one per study
+  double noise = 1.0;
+  double deformation = 1.0;
+  int frames = 30;
+  std::string chunk = "64,64,64";
+  int deflate = 0;
+  std::int64_t shard_studies = 0;
+  bool force = false;
+  bool describe = false;  ///< print the kind's series, tissues and value ranges (Markdown) and stop
+};
+
+/// Exit 0 on success, 2 for bad options (one line from rank 0), 1 when generating or writing
+/// failed (nothing is left at the output path).
+int run_phantom(const JobContext& context, const PhantomJobOptions& options);
+
+}  // namespace vitruvian::jobs
