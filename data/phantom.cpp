@@ -236,7 +236,10 @@ PhantomKindDescription describe_phantom_kind(PhantomKind kind) {
     d.series.push_back(
         {s.name, s.modality, voxel_type_name(s.type), s.noise_sigma, s.rician ? "rician" : "gaussian", s.four_d, s.bias_amplitude});
   }
-  for (const auto& t : spec.tissues) d.tissues.push_back({t.name, t.label, phantom::label_id(t.label), t.ranges});
+  const char* const enhancement[] = {"", "arterial", "tissue", "penumbra", "core"};
+  for (const auto& t : spec.tissues) {
+    d.tissues.push_back({t.name, t.label, phantom::label_id(t.label), t.ranges, enhancement[static_cast<int>(t.enhancement)]});
+  }
   d.labels = spec.labels;
   d.optional_labels = spec.optional;
   d.focus_label = spec.focus;

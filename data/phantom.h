@@ -67,6 +67,7 @@ struct PhantomTissue {
   std::string label;  ///< the label it belongs to ("" for air outside the body)
   int label_id = 0;
   std::vector<std::pair<double, double>> ranges;  ///< per series: noise-free value range (4D: before contrast)
+  std::string enhancement;  ///< 4D series: "arterial", "tissue", "penumbra", "core" or "" (constant)
 };
 struct PhantomSeriesDescription {
   std::string name, modality, type;

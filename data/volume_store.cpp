@@ -471,7 +471,10 @@ void merge_volume_files(const std::vector<std::filesystem::path>& parts, const s
     std::vector<std::string> seen;
     for (const auto& part : parts) {
       std::vector<std::string> ids;
-      for (const StudyInfo& study : VolumeStore(part).studies()) ids.push_back(study.id);  // checks the part
+      {
+        const VolumeStore checked_part(part);  // refuses parts that are not sound datasets
+        for (const StudyInfo& study : checked_part.studies()) ids.push_back(study.id);
+      }
       Handle in = checked(H5Fopen(part.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen", part.string());
       for (const std::string& id : ids) {
         if (std::find(seen.begin(), seen.end(), id) != seen.end()) {

@@ -52,16 +52,21 @@ std::string describe_kind(PhantomKind kind) {
                                 d.field_of_view_mm[0], d.field_of_view_mm[1], d.field_of_view_mm[2]);
   out += "| series | modality | stored as | noise at --noise 1 |\n|---|---|---|---|\n";
   std::string header = "| tissue | label (id) |", rule = "|---|---|";
+  bool four_d = false;
   for (const auto& s : d.series) {
-    out += fmt::format("| `{}`{} | {} | {} | {} σ = {:g} |\n", s.name, s.four_d ? " (4D)" : "", s.modality, s.type,
-                       s.noise_model, s.noise_sigma);
+    out += fmt::format("| `{}`{} | {} | {} | {} σ = {:g}{} |\n", s.name, s.four_d ? " (4D)" : "", s.modality, s.type,
+                       s.noise_model, s.noise_sigma,
+                       s.bias_amplitude > 0 ? fmt::format(", bias field ×(1 ± {:g})³", s.bias_amplitude) : "");
     header += fmt::format(" `{}`{} |", s.name, s.four_d ? " before contrast" : "");
     rule += "---|";
+    four_d = four_d || s.four_d;
   }
+  if (four_d) header += " curve in 4D |", rule += "---|";
   out += "\n" + header + "\n" + rule + "\n";
   for (const auto& t : d.tissues) {
     std::string row = fmt::format("| {} | {} |", t.name, t.label.empty() ? "(outside)" : fmt::format("{} ({})", t.label, t.label_id));
     for (const auto& [low, high] : t.ranges) row += low == high ? fmt::format(" {:g} |", low) : fmt::format(" {:g} … {:g} |", low, high);
+    if (four_d) row += fmt::format(" {} |", t.enhancement.empty() ? "constant" : t.enhancement);
     out += row + "\n";
   }
   return out + "\n";
