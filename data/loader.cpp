@@ -382,6 +382,11 @@ Batch PatchLoader::next() {
   return batch;
 }
 
+std::int64_t PatchLoader::batches_ahead() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->next_to_build - state_->delivered;
+}
+
 double PatchLoader::wait_seconds() const {
   std::lock_guard<std::mutex> lock(state_->mutex);
   return state_->wait_s;

@@ -83,6 +83,9 @@ class PatchLoader {
 
   /// Seconds next() spent waiting for a batch so far (0 when the workers keep ahead).
   double wait_seconds() const;
+  /// Batches built or being built ahead of the consumer: never more than queue_depth, which
+  /// bounds the loader's memory.
+  std::int64_t batches_ahead() const;
   /// The dataset statistics used for kCt channels (one per channel).
   const std::vector<IntensityStats>& ct_stats() const;
   const TaskSpec& task() const;

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include "core/errors.h"
 #include "tests/data/scratch_test.h"
@@ -99,6 +100,24 @@ TEST_F(LoaderTest, SameBatchesForAnyNumberOfWorkers) {
   bool differs = false;
   for (int i = 0; i < 5; ++i) differs = differs || loader.next().origins != one[i].origins;
   EXPECT_TRUE(differs);
+}
+
+TEST_F(LoaderTest, WorkersStopQueueDepthBatchesAheadOfASlowConsumer) {
+  const auto store = dataset(4);
+  auto o = options(3);
+  o.queue_depth = 2;
+  PatchLoader loader(store, task(), o);
+  // Nobody consumes: the three workers fill the queue and then wait.
+  for (int round = 0; round < 3; ++round) {
+    std::int64_t peak = 0;
+    for (int poll = 0; poll < 2000 && peak < o.queue_depth; ++poll) {  // up to 10 s on a busy machine
+      peak = std::max(peak, loader.batches_ahead());
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // time to overshoot, if they could
+    EXPECT_EQ(loader.batches_ahead(), o.queue_depth) << "round " << round;
+    EXPECT_EQ(loader.next().index, round);  // one taken frees one slot
+  }
 }
 
 TEST_F(LoaderTest, PatchesAreTheNormalisedVolumeAtTheirOrigin) {
