@@ -1,0 +1,146 @@
+// The U-Net family: output shapes for odd sizes and anisotropic pooling, deep-supervision
+// heads, option checks, FLOP counts; the loss (perfect logits, additivity over a split batch,
+// decreasing under SGD); metrics against brute-force references.
+#include "models/unet.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/errors.h"
+#include "models/losses.h"
+#include "models/metrics.h"
+
+namespace vitruvian::models {
+namespace {
+
+UNetOptions small(BlockType block, std::int64_t in = 2, std::int64_t classes = 3) {
+  UNetOptions o(in, classes);
+  o.features({4, 8, 12}).strides({{1, 1, 1}, {1, 2, 2}, {2, 2, 2}}).kernels({{1, 3, 3}, {3, 3, 3}, {3, 3, 3}}).block(block);
+  return o;
+}
+
+TEST(UNet, OutputShapesForOddSizesAndAnisotropicPoolingInEveryBlockType) {
+  torch::manual_seed(0);
+  for (const BlockType block : {BlockType::kPlain, BlockType::kResidual, BlockType::kSelectiveKernel}) {
+    SCOPED_TRACE(block_type_name(block));
+    UNet net(small(block));
+    net->train();
+    const at::Tensor x = torch::randn({2, 2, 7, 13, 10});
+    const auto outputs = net->forward(x);
+    ASSERT_EQ(outputs.size(), 2u);  // full resolution + the stage-1 head
+    EXPECT_EQ(outputs[0].sizes(), (std::vector<std::int64_t>{2, 3, 7, 13, 10}));
+    EXPECT_EQ(outputs[1].sizes(), (std::vector<std::int64_t>{2, 3, 7, 7, 5}));  // z kept, y/x halved (ceil)
+    net->eval();
+    const auto single = net->forward(x);
+    ASSERT_EQ(single.size(), 1u);
+    EXPECT_EQ(single[0].sizes(), outputs[0].sizes());
+    EXPECT_TRUE(torch::isfinite(single[0]).all().item<bool>());
+    // Gradients reach the first layer.
+    net->train();
+    net->forward(x)[0].sum().backward();
+    EXPECT_GT(net->parameters().front().grad().abs().sum().item<double>(), 0);
+  }
+}
+
+TEST(UNet, StandardOptionsFollowNnUnetFeatures) {
+  const auto o = UNetOptions::standard(1, 4, 6);
+  EXPECT_EQ(o.features(), (std::vector<std::int64_t>{32, 64, 128, 256, 320, 320}));
+  UNet net(UNetOptions::standard(1, 4, 3).deep_supervision(false));
+  net->train();
+  EXPECT_EQ(net->forward(torch::zeros({1, 1, 16, 16, 16})).size(), 1u);
+  EXPECT_GT(parameter_count(*net), 100000);
+  const double flops = forward_flops_per_voxel(net, {16, 16, 16});
+  // First stage alone: two 3x3x3 convolutions of 1→32 and 32→32 channels.
+  EXPECT_GT(flops, 2.0 * 27 * (1 * 32 + 32 * 32));
+  EXPECT_TRUE(net->is_training());  // restored
+}
+
+TEST(UNet, BadOptionsNameTheValue) {
+  auto expect_config_error = [](const UNetOptions& o, const std::string& words) {
+    try {
+      UNet net(o);
+      ADD_FAILURE() << "no error for " << words;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  expect_config_error(small(BlockType::kPlain).kernels({{2, 3, 3}, {3, 3, 3}, {3, 3, 3}}), "kernel 2 along axis 0");
+  expect_config_error(small(BlockType::kPlain).features({4, 8}), "2 feature counts, 3 strides and 3 kernels");
+  expect_config_error(small(BlockType::kPlain, 1, 1), "num_classes 1");
+  expect_config_error(small(BlockType::kPlain).strides({{2, 2, 2}, {2, 2, 2}, {2, 2, 2}}), "stage 0 must have stride 1");
+  EXPECT_THROW(block_type_from_name("dense", "model.block"), ConfigError);
+}
+
+TEST(Loss, PerfectLogitsGiveNearZeroAndSplitBatchesAverage) {
+  torch::manual_seed(1);
+  const at::Tensor target = torch::randint(0, 3, {2, 6, 7, 8}, torch::kLong);
+  const at::Tensor perfect = torch::one_hot(target, 3).permute({0, 4, 1, 2, 3}).to(torch::kFloat) * 40;
+  EXPECT_LT(dice_ce_loss(perfect, target).item<double>(), 1e-4);
+  const at::Tensor logits = torch::randn({2, 3, 6, 7, 8});
+  const double whole = dice_ce_loss(logits, target).item<double>();
+  const double halves = 0.5 * (dice_ce_loss(logits.slice(0, 0, 1), target.slice(0, 0, 1)).item<double>() +
+                               dice_ce_loss(logits.slice(0, 1, 2), target.slice(0, 1, 2)).item<double>());
+  EXPECT_NEAR(whole, halves, 1e-6);
+  // Deep supervision: weights 1, 1/2, 1/4 normalised.
+  const auto w = deep_supervision_weights(3);
+  EXPECT_NEAR(w[0], 4.0 / 7, 1e-12);
+  EXPECT_NEAR(w[2], 1.0 / 7, 1e-12);
+  EXPECT_THROW(dice_ce_loss(logits, target.slice(1, 0, 3)), InputError);
+}
+
+TEST(Loss, GoesDownWhenTrainingOnABlob) {
+  torch::manual_seed(2);
+  UNet net(small(BlockType::kPlain, 1, 2));
+  at::Tensor target = torch::zeros({2, 8, 16, 16}, torch::kLong);
+  target.slice(1, 2, 6).slice(2, 4, 12).slice(3, 5, 11).fill_(1);
+  const at::Tensor image = target.unsqueeze(1).to(torch::kFloat) * 2 - 1 + 0.3 * torch::randn({2, 1, 8, 16, 16});
+  torch::optim::SGD sgd(net->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9).nesterov(true));
+  double first = 0, last = 0;
+  for (int step = 0; step < 25; ++step) {
+    sgd.zero_grad();
+    const at::Tensor loss = deep_supervision_loss(net->forward(image), target);
+    loss.backward();
+    sgd.step();
+    (step == 0 ? first : last) = loss.item<double>();
+  }
+  EXPECT_LT(last, 0.5 * first);
+}
+
+TEST(Metrics, DiceCountsAndDistanceTransformMatchBruteForce) {
+  torch::manual_seed(3);
+  const at::Tensor a = torch::randint(0, 3, {5, 6, 7}, torch::kLong), b = torch::randint(0, 3, {5, 6, 7}, torch::kLong);
+  const auto counts = dice_counts(a, b, 3);
+  for (int c = 1; c < 3; ++c) {
+    EXPECT_EQ(counts[c - 1][0].item<double>(), ((a == c) & (b == c)).sum().item<double>());
+    EXPECT_EQ(counts[c - 1][1].item<double>(), (a == c).sum().item<double>());
+  }
+  const auto dice = dice_from_counts(counts);
+  EXPECT_NEAR(dice[0], 2 * counts[0][0].item<double>() / (counts[0][1].item<double>() + counts[0][2].item<double>()), 1e-12);
+
+  const at::Tensor mask = torch::rand({6, 7, 8}) > 0.93;
+  const std::array<double, 3> spacing{2.5, 0.7, 1.1};
+  const at::Tensor edt = distance_transform(mask, spacing);
+  const at::Tensor points = mask.nonzero().to(torch::kDouble);
+  ASSERT_GT(points.size(0), 0);
+  for (int z = 0; z < 6; ++z)
+    for (int y = 0; y < 7; ++y)
+      for (int x = 0; x < 8; ++x) {
+        const at::Tensor d = (points - torch::tensor({double(z), double(y), double(x)}, torch::kDouble)) *
+                             torch::tensor({spacing[0], spacing[1], spacing[2]}, torch::kDouble);
+        EXPECT_NEAR(edt[z][y][x].item<double>(), d.pow(2).sum(1).min().sqrt().item<double>(), 1e-9);
+      }
+}
+
+TEST(Metrics, Hausdorff95OfShiftedCubesIsTheShift) {
+  at::Tensor a = torch::zeros({20, 20, 20}, torch::kLong), b = torch::zeros({20, 20, 20}, torch::kLong);
+  a.slice(0, 5, 12).slice(1, 5, 12).slice(2, 5, 12).fill_(1);
+  b.slice(0, 5, 12).slice(1, 5, 12).slice(2, 8, 15).fill_(1);  // shifted 3 voxels along x
+  const auto hd = hausdorff95(a, b, 2, {1.0, 1.0, 2.0});
+  EXPECT_NEAR(hd[0], 6.0, 1e-9);  // 3 voxels of 2 mm
+  EXPECT_TRUE(std::isnan(hausdorff95(a, torch::zeros_like(b), 2, {1, 1, 1})[0]));
+}
+
+}  // namespace
+}  // namespace vitruvian::models
