@@ -31,6 +31,9 @@ class Work {
   virtual void wait() = 0;
   /// True once the collective has finished (never blocks).
   virtual bool is_completed() = 0;
+  /// Seconds the collective itself ran, once completed (from its start on the wire to its
+  /// end, not counting time queued behind earlier ones); < 0 when the backend cannot tell.
+  virtual double busy_seconds() { return -1.0; }
 };
 using WorkHandle = std::shared_ptr<Work>;
 

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 
 #include "core/comm/staging.h"
@@ -27,11 +28,16 @@ class MpiWork final : public Work {
     std::lock_guard<std::mutex> lock(mutex_);
     return done_;
   }
-  void finish(std::exception_ptr error) {
+  double busy_seconds() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return done_ ? busy_s_ : -1.0;
+  }
+  void finish(std::exception_ptr error, double busy_s) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       done_ = true;
       error_ = std::move(error);
+      busy_s_ = busy_s;
     }
     done_cv_.notify_all();
   }
@@ -40,6 +46,7 @@ class MpiWork final : public Work {
   std::mutex mutex_;
   std::condition_variable done_cv_;
   bool done_ = false;
+  double busy_s_ = -1.0;
   std::exception_ptr error_;
 };
 
@@ -158,6 +165,7 @@ MPI_Op MpiCommunicator::reduction(ReduceOp op, at::ScalarType type) const {
 
 void MpiCommunicator::execute(MpiWork& work, const OpDescription& what, const Task& task) {
   std::exception_ptr error;
+  const auto start = std::chrono::steady_clock::now();
   {
     Watchdog::Scope watch(watchdog_, what);
     try {
@@ -166,7 +174,7 @@ void MpiCommunicator::execute(MpiWork& work, const OpDescription& what, const Ta
       error = std::current_exception();
     }
   }
-  work.finish(error);
+  work.finish(error, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
 WorkHandle MpiCommunicator::submit(const OpDescription& what, Task task, bool async) {
