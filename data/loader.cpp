@@ -265,6 +265,7 @@ PatchLoader::PatchLoader(std::shared_ptr<const VolumeStore> store, TaskSpec task
   if (o.patch_size[0] < 1 || o.patch_size[1] < 1 || o.patch_size[2] < 1) {
     throw ConfigError(kWhere, fmt::format("patch size {} has a size < 1", fmt::join(o.patch_size, "x")));
   }
+  if (o.first_batch < 0) throw ConfigError("loader", fmt::format("first batch {}; expected >= 0", o.first_batch));
   if (o.batch_size < 1 || o.workers < 1 || o.queue_depth < 1 || o.steps_per_epoch < 1) {
     throw ConfigError(kWhere, fmt::format("batch size {}, workers {}, queue depth {} and steps per epoch {} must all be >= 1",
                                           o.batch_size, o.workers, o.queue_depth, o.steps_per_epoch));
@@ -347,6 +348,7 @@ PatchLoader::PatchLoader(std::shared_ptr<const VolumeStore> store, TaskSpec task
   s.task = std::move(task);
   s.options = options;
   s.augmenter = std::make_unique<Augmenter>(options.augment);
+  s.next_to_build = s.delivered = s.options.first_batch;
   for (int w = 0; w < options.workers; ++w) s.workers.emplace_back([&s] { s.work(); });
 }
 

@@ -56,6 +56,9 @@ struct LoaderOptions {
   /// Put finished batches in page-locked memory (only where LibTorch has CUDA), so the copy to
   /// the GPU can run asynchronously.
   bool pin_memory = true;
+  /// The first batch delivered: a resumed run starts where it stopped, with the very batches
+  /// an uninterrupted run would have seen (batch n depends only on seed, rank, world and n).
+  std::int64_t first_batch = 0;
 };
 
 /// One batch: image [B, C, pz, py, px] float32, label [B, pz, py, px] int64.

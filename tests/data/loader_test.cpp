@@ -102,6 +102,25 @@ TEST_F(LoaderTest, SameBatchesForAnyNumberOfWorkers) {
   EXPECT_TRUE(differs);
 }
 
+TEST_F(LoaderTest, StartingAtBatchNGivesTheSameBatchesAsRunningUpToIt) {
+  const auto store = dataset(4);
+  std::vector<Batch> all;
+  {
+    PatchLoader loader(store, task(), options(2));
+    for (int i = 0; i < 9; ++i) all.push_back(loader.next());
+  }
+  auto later = options(2);
+  later.first_batch = 5;
+  PatchLoader loader(store, task(), later);
+  for (int i = 5; i < 9; ++i) {
+    const Batch b = loader.next();
+    EXPECT_EQ(b.index, i);
+    EXPECT_EQ(b.epoch, all[i].epoch);
+    EXPECT_EQ(b.studies, all[i].studies);
+    EXPECT_TRUE(at::equal(b.image, all[i].image)) << "batch " << i;
+  }
+}
+
 TEST_F(LoaderTest, WorkersStopQueueDepthBatchesAheadOfASlowConsumer) {
   const auto store = dataset(4);
   auto o = options(3);

@@ -1,0 +1,171 @@
+// Model names, the config section, and the export format (model.pt + model.json).
+#include "models/registry.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/serialize.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "core/atomic_file.h"
+#include "core/errors.h"
+
+namespace vitruvian::models {
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+void ModelConfig::visit(ConfigVisitor& v) {
+  v.field("name", name, "network: unet, resenc_unet or sk_unet");
+  v.field("stages", stages, "resolution stages (the deepest is stage stages-1)");
+  v.field("base_features", base_features, "channels of stage 0, doubling per stage");
+  v.field("max_features", max_features, "cap on channels per stage");
+  v.field("strides", strides, "[z,y,x] downsampling into stages 1.. flattened; empty: 2 everywhere");
+  v.field("kernels", kernels, "[z,y,x] kernel per stage flattened; empty: 3 everywhere");
+  v.field("convs_per_stage", convs_per_stage, "convolutions (or residual/SK blocks) per stage");
+  v.field("deep_supervision", deep_supervision, "loss heads on the coarser decoder stages");
+}
+
+const std::vector<std::string>& model_names() {
+  static const std::vector<std::string> names = {"unet", "resenc_unet", "sk_unet"};
+  return names;
+}
+
+UNetOptions ModelConfig::options(std::int64_t in_channels, std::int64_t classes) const {
+  BlockType block = BlockType::kPlain;
+  if (name == "resenc_unet") {
+    block = BlockType::kResidual;
+  } else if (name == "sk_unet") {
+    block = BlockType::kSelectiveKernel;
+  } else if (name != "unet") {
+    throw ConfigError("model.name", "'" + name + "' is not a network; expected " + fmt::format("{}", fmt::join(model_names(), ", ")));
+  }
+  if (stages < 2 || stages > 8) throw ConfigError("model.stages", fmt::format("{}; expected 2 to 8", stages));
+  if (base_features < 1 || max_features < base_features) {
+    throw ConfigError("model.base_features", fmt::format("{} with max_features {}; expected 1 <= base <= max", base_features,
+                                                         max_features));
+  }
+  if (!strides.empty() && strides.size() != static_cast<std::size_t>(3 * (stages - 1))) {
+    throw ConfigError("model.strides", fmt::format("{} numbers; expected 3 per stage after the first ({})", strides.size(),
+                                                   3 * (stages - 1)));
+  }
+  if (!kernels.empty() && kernels.size() != static_cast<std::size_t>(3 * stages)) {
+    throw ConfigError("model.kernels", fmt::format("{} numbers; expected 3 per stage ({})", kernels.size(), 3 * stages));
+  }
+  UNetOptions o = UNetOptions::standard(in_channels, classes, stages);
+  std::vector<std::int64_t> features;
+  for (int s = 0; s < stages; ++s) features.push_back(std::min<std::int64_t>(base_features << s, max_features));
+  StageAxes stride_axes = o.strides(), kernel_axes = o.kernels();
+  for (int s = 1; s < stages && !strides.empty(); ++s) {
+    stride_axes[s] = {strides[3 * (s - 1)], strides[3 * (s - 1) + 1], strides[3 * (s - 1) + 2]};
+  }
+  for (int s = 0; s < stages && !kernels.empty(); ++s) kernel_axes[s] = {kernels[3 * s], kernels[3 * s + 1], kernels[3 * s + 2]};
+  return o.features(features)
+      .strides(stride_axes)
+      .kernels(kernel_axes)
+      .convs_per_stage(convs_per_stage)
+      .block(block)
+      .deep_supervision(deep_supervision);
+}
+
+UNet make_model(const ModelConfig& config, std::int64_t in_channels, std::int64_t classes) {
+  return UNet(config.options(in_channels, classes));
+}
+
+std::string card_to_json(const ModelCard& c) {
+  const ModelConfig& m = c.model;
+  json j = {{"format", "vitruvian-model"},
+            {"format_version", 1},
+            {"model",
+             {{"name", m.name},
+              {"stages", m.stages},
+              {"base_features", m.base_features},
+              {"max_features", m.max_features},
+              {"strides", m.strides},
+              {"kernels", m.kernels},
+              {"convs_per_stage", m.convs_per_stage},
+              {"deep_supervision", m.deep_supervision}}},
+            {"in_channels", c.in_channels},
+            {"channels", c.channels},
+            {"normalization", c.normalization},
+            {"ct_stats", c.ct_stats},
+            {"class_names", c.class_names},
+            {"class_label_ids", c.class_label_ids},
+            {"patch", c.patch},
+            {"dataset", c.dataset},
+            {"step", c.step}};
+  return j.dump(2);
+}
+
+ModelCard card_from_json(const std::string& text, const std::string& source) {
+  try {
+    const json j = json::parse(text);
+    if (j.at("format") != "vitruvian-model") throw InputError(source, "not a Vitruvian model card (format)");
+    if (j.at("format_version").get<int>() > 1) throw InputError(source, "written by a newer Vitruvian (format_version)");
+    ModelCard c;
+    const json& m = j.at("model");
+    c.model.name = m.at("name");
+    c.model.stages = m.at("stages");
+    c.model.base_features = m.at("base_features");
+    c.model.max_features = m.at("max_features");
+    c.model.strides = m.at("strides").get<std::vector<std::int64_t>>();
+    c.model.kernels = m.at("kernels").get<std::vector<std::int64_t>>();
+    c.model.convs_per_stage = m.at("convs_per_stage");
+    c.model.deep_supervision = m.at("deep_supervision");
+    c.in_channels = j.at("in_channels");
+    c.channels = j.at("channels").get<std::vector<std::string>>();
+    c.normalization = j.at("normalization").get<std::vector<std::string>>();
+    c.ct_stats = j.at("ct_stats").get<std::vector<std::array<double, 4>>>();
+    c.class_names = j.at("class_names").get<std::vector<std::string>>();
+    c.class_label_ids = j.at("class_label_ids").get<std::vector<std::int64_t>>();
+    c.patch = j.at("patch").get<std::array<std::int64_t, 3>>();
+    c.dataset = j.at("dataset");
+    c.step = j.at("step");
+    if (c.channels.size() != static_cast<std::size_t>(c.in_channels) || c.normalization.size() != c.channels.size() ||
+        c.class_names.size() < 2 || c.class_label_ids.size() != c.class_names.size()) {
+      throw InputError(source, "inconsistent card: channels, normalization and class lists disagree");
+    }
+    return c;
+  } catch (const json::exception& e) {
+    throw InputError(source, std::string("not a readable model card: ") + e.what());
+  }
+}
+
+void export_model(const fs::path& dir, UNet& net, const ModelCard& card) {
+  fs::path temporary = dir;
+  temporary += ".tmp." + std::to_string(::getpid());
+  std::error_code ignored;
+  fs::remove_all(temporary, ignored);
+  try {
+    fs::create_directories(temporary);
+    torch::save(net, (temporary / "model.pt").string());
+    write_file_atomic(temporary / "model.json", card_to_json(card));
+    fs::remove_all(dir, ignored);
+    fs::rename(temporary, dir);
+  } catch (const Error&) {
+    fs::remove_all(temporary, ignored);
+    throw;
+  } catch (const std::exception& e) {
+    fs::remove_all(temporary, ignored);
+    throw InputError(dir.string(), std::string("cannot export the model: ") + e.what());
+  }
+}
+
+std::pair<UNet, ModelCard> load_model(const fs::path& dir) {
+  std::ifstream in(dir / "model.json");
+  if (!in) throw InputError((dir / "model.json").string(), "cannot be read; expected an exported model folder");
+  std::stringstream text;
+  text << in.rdbuf();
+  ModelCard card = card_from_json(text.str(), (dir / "model.json").string());
+  UNet net = make_model(card.model, card.in_channels, static_cast<std::int64_t>(card.class_names.size()));
+  try {
+    torch::load(net, (dir / "model.pt").string());
+  } catch (const std::exception& e) {
+    throw InputError((dir / "model.pt").string(), std::string("weights do not load into the network of model.json: ") + e.what());
+  }
+  net->eval();
+  return {net, card};
+}
+
+}  // namespace vitruvian::models

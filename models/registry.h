@@ -1,0 +1,66 @@
+// Networks by name: a config section (`model:`) → the U-Net family member it names, plus the
+// documented export format (weights + a JSON model card) that inference loads.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/config.h"
+#include "models/unet.h"
+
+namespace vitruvian::models {
+
+/// The `model:` config section.
+struct ModelConfig {
+  std::string name = "unet";  ///< unet | resenc_unet | sk_unet
+  int stages = 5;
+  std::int64_t base_features = 32;
+  std::int64_t max_features = 320;
+  /// [z, y, x] downsampling into each stage from stage 1 on, flattened (3 per stage); empty:
+  /// 2 on every axis.
+  std::vector<std::int64_t> strides;
+  /// [z, y, x] kernel of every stage, flattened (3 per stage); empty: 3 on every axis.
+  std::vector<std::int64_t> kernels;
+  int convs_per_stage = 2;
+  bool deep_supervision = true;
+
+  void visit(ConfigVisitor& v);
+  /// The network's options; ConfigError naming the key for a bad name or list length.
+  UNetOptions options(std::int64_t in_channels, std::int64_t classes) const;
+};
+
+/// "unet" (plain nnU-Net-style), "resenc_unet" (residual encoder), "sk_unet" (selective kernel).
+const std::vector<std::string>& model_names();
+UNet make_model(const ModelConfig& config, std::int64_t in_channels, std::int64_t classes);
+
+/// Everything an exported network needs, besides its weights, to run on new studies.
+struct ModelCard {
+  ModelConfig model;
+  std::int64_t in_channels = 1;
+  std::vector<std::string> channels;       ///< input series names, in order
+  std::vector<std::string> normalization;  ///< per channel: "ct", "zscore" or "none"
+  /// Per channel (used for "ct"): clip to [lower, upper], then (x − mean) / std.
+  std::vector<std::array<double, 4>> ct_stats;  ///< lower, upper, mean, std
+  std::vector<std::string> class_names;         ///< index 0 is background
+  std::vector<std::int64_t> class_label_ids;    ///< the dataset's label id of each class (0 for background)
+  std::array<std::int64_t, 3> patch{64, 64, 64};  ///< training patch [z, y, x]: the inference window
+  std::string dataset;                           ///< what it was trained on
+  std::int64_t step = 0;                         ///< training steps done
+};
+
+/// Writes DIR/model.pt (the weights, LibTorch's serialisation) and DIR/model.json (the card),
+/// through a temporary folder renamed into place (an existing DIR is replaced).
+void export_model(const std::filesystem::path& dir, UNet& net, const ModelCard& card);
+/// Loads an exported model (in eval mode); InputError naming the file when it is missing,
+/// unreadable or does not match its card.
+std::pair<UNet, ModelCard> load_model(const std::filesystem::path& dir);
+
+/// The card as JSON text, and back (InputError naming `source`).
+std::string card_to_json(const ModelCard& card);
+ModelCard card_from_json(const std::string& text, const std::string& source);
+
+}  // namespace vitruvian::models

@@ -1,0 +1,102 @@
+// Windows in z-y-x order, batched; each window's logits times the importance map are added to
+// the accumulator and the map to the weight volume; the result is their ratio.
+#include "models/sliding_window.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "core/errors.h"
+
+namespace vitruvian::models {
+
+std::vector<std::int64_t> window_starts(std::int64_t size, std::int64_t window, double overlap) {
+  if (size <= window) return {0};
+  const double step = static_cast<double>(window) * (1.0 - overlap);
+  const auto steps = static_cast<std::int64_t>(std::ceil(static_cast<double>(size - window) / step)) + 1;
+  std::vector<std::int64_t> starts;
+  const double spacing = static_cast<double>(size - window) / static_cast<double>(steps - 1);
+  for (std::int64_t i = 0; i < steps; ++i) starts.push_back(static_cast<std::int64_t>(std::llround(spacing * i)));
+  return starts;
+}
+
+at::Tensor gaussian_importance(const std::array<std::int64_t, 3>& window, double sigma_scale) {
+  std::vector<at::Tensor> axes;
+  for (int axis = 0; axis < 3; ++axis) {
+    const double sigma = std::max(sigma_scale * static_cast<double>(window[axis]), 1e-6);
+    const at::Tensor x = at::arange(window[axis], at::kDouble) - (static_cast<double>(window[axis]) - 1) / 2;
+    axes.push_back(at::exp(-x * x / (2 * sigma * sigma)));
+  }
+  at::Tensor map = axes[0].view({-1, 1, 1}) * axes[1].view({1, -1, 1}) * axes[2].view({1, 1, -1});
+  map = map / map.max();
+  return map.clamp_min(1e-3).to(at::kFloat);
+}
+
+at::Tensor sliding_window_logits(const at::Tensor& image, std::int64_t classes, const WindowForward& forward,
+                                 const SlidingWindowOptions& options) {
+  if (image.dim() != 4) {
+    throw InputError("sliding window", fmt::format("image of shape {}; expected [C, D, H, W]", fmt::join(image.sizes(), "x")));
+  }
+  if (!(options.overlap >= 0 && options.overlap < 1) || options.batch < 1) {
+    throw ConfigError("sliding window", fmt::format("overlap {} and batch {}; expected overlap in [0, 1) and batch >= 1",
+                                                    options.overlap, options.batch));
+  }
+  const auto& w = options.window;
+  // Pad to at least one window (zeros: the normalised mean).
+  const std::array<std::int64_t, 3> size{image.size(1), image.size(2), image.size(3)};
+  std::vector<std::int64_t> pad;
+  for (int axis = 2; axis >= 0; --axis) {
+    pad.push_back(0);
+    pad.push_back(std::max<std::int64_t>(0, w[axis] - size[axis]));
+  }
+  const at::Tensor padded = at::constant_pad_nd(image.to(at::kFloat), pad, 0).contiguous();
+  const std::array<std::int64_t, 3> full{padded.size(1), padded.size(2), padded.size(3)};
+  const at::Tensor importance = gaussian_importance(w, options.sigma_scale);
+  at::Tensor logits = at::zeros({classes, full[0], full[1], full[2]}, at::kFloat);
+  at::Tensor weight = at::zeros({full[0], full[1], full[2]}, at::kFloat);
+
+  std::vector<std::array<std::int64_t, 3>> origins;
+  for (const auto z : window_starts(full[0], w[0], options.overlap))
+    for (const auto y : window_starts(full[1], w[1], options.overlap))
+      for (const auto x : window_starts(full[2], w[2], options.overlap)) origins.push_back({z, y, x});
+
+  // Mirror combinations: every subset of the allowed axes (dims 2, 3, 4 of a window batch).
+  std::vector<std::vector<std::int64_t>> flips;
+  for (int combo = 0; combo < 8; ++combo) {
+    if ((combo & ~options.mirror_axes) != 0) continue;
+    std::vector<std::int64_t> dims;
+    for (int axis = 0; axis < 3; ++axis) {
+      if (combo & (1 << axis)) dims.push_back(2 + axis);
+    }
+    flips.push_back(dims);
+  }
+  for (std::size_t first = 0; first < origins.size(); first += static_cast<std::size_t>(options.batch)) {
+    const std::size_t last = std::min(origins.size(), first + static_cast<std::size_t>(options.batch));
+    std::vector<at::Tensor> windows;
+    for (std::size_t i = first; i < last; ++i) {
+      const auto& o = origins[i];
+      windows.push_back(padded.slice(1, o[0], o[0] + w[0]).slice(2, o[1], o[1] + w[1]).slice(3, o[2], o[2] + w[2]));
+    }
+    const at::Tensor batch = at::stack(windows);
+    at::Tensor out;
+    for (const auto& dims : flips) {
+      at::Tensor y = dims.empty() ? forward(batch) : forward(batch.flip(dims)).flip(dims);
+      y = y.to(at::kFloat);
+      out = out.defined() ? out + y : y;
+    }
+    if (out.size(1) != classes) {
+      throw InputError("sliding window", fmt::format("the network gave {} channels; expected {} classes", out.size(1), classes));
+    }
+    out = out / static_cast<double>(flips.size());
+    for (std::size_t i = first; i < last; ++i) {
+      const auto& o = origins[i];
+      logits.slice(1, o[0], o[0] + w[0]).slice(2, o[1], o[1] + w[1]).slice(3, o[2], o[2] + w[2]).add_(out[i - first] * importance);
+      weight.slice(0, o[0], o[0] + w[0]).slice(1, o[1], o[1] + w[1]).slice(2, o[2], o[2] + w[2]).add_(importance);
+    }
+  }
+  logits.div_(weight);
+  return logits.slice(1, 0, size[0]).slice(2, 0, size[1]).slice(3, 0, size[2]).contiguous();
+}
+
+}  // namespace vitruvian::models

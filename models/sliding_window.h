@@ -1,0 +1,42 @@
+// Sliding-window inference over a whole volume: overlapping windows batched through a network,
+// logits blended with Gaussian importance weights, optional mirror test-time augmentation.
+// Shared by training-time validation and inference campaigns.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace vitruvian::models {
+
+struct SlidingWindowOptions {
+  std::array<std::int64_t, 3> window{64, 64, 64};  ///< [z, y, x]
+  double overlap = 0.5;                              ///< fraction of the window shared by neighbours, [0, 1)
+  std::int64_t batch = 2;                            ///< windows per forward call
+  double sigma_scale = 1.0 / 8;                      ///< Gaussian σ as a fraction of the window
+  /// Mirror test-time augmentation: axes (bit 0 z, bit 1 y, bit 2 x) whose flips are averaged
+  /// in, every combination (7: all 8 flips); 0: none.
+  int mirror_axes = 0;
+};
+
+/// Window start offsets along an axis of `size` voxels: evenly spaced from 0 to size − window,
+/// no further apart than window · (1 − overlap). One start (0) when size ≤ window.
+std::vector<std::int64_t> window_starts(std::int64_t size, std::int64_t window, double overlap);
+
+/// The window's importance map [wz, wy, wx] (float32): a Gaussian centred on the window, σ =
+/// sigma_scale · window per axis, scaled to a maximum of 1, with no value below 1e-3 (its edges
+/// still count where only one window covers a voxel).
+at::Tensor gaussian_importance(const std::array<std::int64_t, 3>& window, double sigma_scale);
+
+/// Logits for a batch of windows [B, C, wz, wy, wx] → [B, K, wz, wy, wx].
+using WindowForward = std::function<at::Tensor(const at::Tensor&)>;
+
+/// Runs `forward` over `image` [C, D, H, W] and returns the blended logits [K, D, H, W]
+/// (float32). Volumes smaller than the window are padded with zeros and cropped back.
+at::Tensor sliding_window_logits(const at::Tensor& image, std::int64_t classes, const WindowForward& forward,
+                                 const SlidingWindowOptions& options);
+
+}  // namespace vitruvian::models
