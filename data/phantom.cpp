@@ -69,8 +69,18 @@ void PhantomOptions::validate() const {
   if (perfusion_frames < 2 || perfusion_frames > 200) {
     throw InputError("--frames", fmt::format("{} perfusion frames; expected 2 to 200", perfusion_frames));
   }
-  if (!(noise >= 0)) throw InputError("--noise", fmt::format("{}; expected a factor >= 0", noise));
-  if (!(deformation >= 0)) throw InputError("--deformation", fmt::format("{}; expected a factor >= 0", deformation));
+  if (!(noise >= 0 && noise <= 10)) throw InputError("--noise", fmt::format("{}; expected a factor from 0 to 10", noise));
+  if (!(deformation >= 0 && deformation <= 2)) {
+    throw InputError("--deformation", fmt::format("{}; expected a factor from 0 to 2", deformation));
+  }
+  double finest = 1e30, coarsest = 0;
+  for (const double h : spacing_xyz) {
+    if (h > 0) finest = std::min(finest, h), coarsest = std::max(coarsest, h);
+  }
+  if (coarsest > 20 * finest) {
+    throw InputError("--spacing", fmt::format("{:g} to {:g} mm; expected spacings within a factor of 20 of each other", finest,
+                                              coarsest));
+  }
   if (threads < 1) throw InputError("--threads", fmt::format("{}; expected at least 1 thread", threads));
 }
 
@@ -122,6 +132,7 @@ PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t inde
   placement.scale = subject.scale;
   placement.yaw_rad = subject.yaw_rad;
   placement.offset = subject.offset;
+  placement.max_gradient_factor = options.deformation;
   for (auto& terms : placement.displacement) {
     for (int n = 0; n < 3; ++n) {
       phantom::Placement::Term term;
@@ -184,8 +195,7 @@ PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t inde
   // Ground truth: what was drawn, and the label volumes as rendered.
   nlohmann::json truth = std::move(builder.truth);
   const double voxel_ml = grid.spacing_xyz[0] * grid.spacing_xyz[1] * grid.spacing_xyz[2] / 1000.0;
-  const at::Tensor counts_per_label = at::bincount(study.labels.voxels.flatten().to(at::kLong), {}, 256);
-  const auto* counts_data = counts_per_label.data_ptr<std::int64_t>();
+  const auto& counts_data = rendered.label_counts;
   nlohmann::json volumes = nlohmann::json::object();
   for (const auto& [id, name] : phantom::all_labels()) {
     if (counts_data[id] > 0) volumes[name] = rounded(static_cast<double>(counts_data[id]) * voxel_ml, 1e-3);

@@ -29,13 +29,13 @@ struct PhantomOptions {
   /// Voxel spacing x, y, z in mm; a zero entry takes the kind's field of view / shape on that axis.
   std::array<double, 3> spacing_xyz{0, 0, 0};
   std::uint64_t seed = 0;
-  double noise = 1.0;        ///< multiplies each series' default noise level (0: noise-free)
-  double deformation = 1.0;  ///< multiplies the smooth random deformation (0: none)
+  double noise = 1.0;        ///< multiplies each series' default noise level, 0–10 (0: noise-free)
+  double deformation = 1.0;  ///< multiplies the smooth random deformation, 0–2 (0: none)
   int perfusion_frames = 30;
   int threads = 1;  ///< OpenMP threads for one study
 
-  /// InputError (naming the option) for shapes < 8 or > 2048, spacing < 0, frames < 2 or > 200,
-  /// noise or deformation < 0, threads < 1.
+  /// InputError (naming the option) for shapes < 8 or > 2048, spacing < 0 or more anisotropic
+  /// than 20:1, frames < 2 or > 200, noise outside 0–10, deformation outside 0–2, threads < 1.
   void validate() const;
 };
 

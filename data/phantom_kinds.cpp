@@ -116,7 +116,7 @@ struct Trunk {
   double muscle_rx, muscle_ry, cavity_rx, cavity_ry, cavity_cy;
 };
 void trunk(Builder& b, const Trunk& t, double z_low, double z_high, const std::string& cavity_tissue) {
-  const double f = b.subject.fat_mm * b.subject.girth / b.subject.scale;  // template mm
+  const double f = b.subject.fat_mm / b.subject.scale;  // template mm
   b.scene.add(b.tissue("fat"), Shape::cylinder_z(0, 0, t.muscle_rx + 1.3 * f, t.muscle_ry + f, z_low, z_high));
   b.scene.add(b.tissue("muscle"), Shape::cylinder_z(0, 0, t.muscle_rx, t.muscle_ry, z_low, z_high));
   b.scene.add(b.tissue(cavity_tissue), Shape::cylinder_z(0, t.cavity_cy, t.cavity_rx, t.cavity_ry, z_low, z_high));
@@ -462,7 +462,7 @@ double gamma_variate(double t, double t0, double alpha, double beta, double peak
 
 void build_head(Builder& b) {
   Scene& sc = b.scene;
-  const double f = b.subject.fat_mm * 0.5 * b.subject.girth / b.subject.scale;
+  const double f = b.subject.fat_mm * 0.5 / b.subject.scale;
   // Neck and head soft tissue.
   sc.add(b.tissue("fat"), Shape::cylinder_z(0, 18, 56 + f, 58 + f, -400, 30));
   sc.add(b.tissue("muscle"), Shape::cylinder_z(0, 18, 56, 58, -400, 30));
@@ -669,7 +669,7 @@ void build_msk(Builder& b) {
   Scene& sc = b.scene;
   const Trunk wall{150, 105, 136, 90, -3};
   trunk(b, wall, -150, 400, "viscera");
-  const double f = b.subject.fat_mm * b.subject.girth / b.subject.scale;
+  const double f = b.subject.fat_mm / b.subject.scale;
   for (const double s : {-1.0, 1.0}) {
     sc.add(b.tissue("fat"), Shape::cylinder_z(s * 92, 10, 82 + f, 86 + f, -400, -190));
     sc.add(b.tissue("muscle"), Shape::cylinder_z(s * 92, 10, 82, 86, -400, -190));
@@ -967,8 +967,10 @@ Builder::Builder(const KindSpec& spec_in, std::mt19937_64& rng_in, const Subject
   const double diagonal = std::sqrt(h[0] * h[0] + h[1] * h[1] + h[2] * h[2]);
   const double largest = std::max({h[0], h[1], h[2]});
   // A tube whose radius exceeds half the voxel diagonal contains a 26-connected chain of voxel
-  // centres; 30 % more absorbs the deformation's local stretch (its gradient stays below 0.25).
-  min_tube_radius = 0.65 * diagonal / subject.scale;
+  // centres. The deformation can compress it locally by its gradient, at most 0.24 per unit of
+  // --deformation (phantom.cpp), so the radius grows by 1 / (1 - 0.24 d), and 5 % more.
+  const double stretch = 1.0 - 0.24 * placement.max_gradient_factor;
+  min_tube_radius = 0.5 * diagonal * 1.05 / stretch / subject.scale;
   min_blob_radius = 1.25 * largest / subject.scale;
   blob_gap = 1.5 * largest / subject.scale;
 }

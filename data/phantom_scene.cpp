@@ -236,6 +236,7 @@ Rendered render(const Scene& scene, const Placement& placement, const Grid& grid
   };
   std::array<std::vector<TermArrays>, 3> terms;
   for (int axis = 0; axis < 3; ++axis) {
+    if (placement.displacement[axis].size() > 8) throw InternalError("phantom", "more than 8 displacement terms per axis");
     for (const auto& term : placement.displacement[axis]) {
       TermArrays a{term.amplitude, std::vector<float>(X), std::vector<float>(Y), std::vector<float>(Z)};
       for (std::int64_t i = 0; i < X; ++i) a.x[i] = static_cast<float>(std::sin(term.omega[0] * (o[0] + i * h[0]) + term.phase[0]));
@@ -312,6 +313,7 @@ Rendered render(const Scene& scene, const Placement& placement, const Grid& grid
   {
     std::vector<float> tx(plane), ty(plane), tz(plane), weight(plane);
     std::vector<std::uint8_t> first(plane), second(plane);
+    std::array<std::int64_t, 256> counts{};  // this thread's; integer sums do not depend on the split
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t k = 0; k < Z; ++k) {
       // Template coordinates of the slice.
@@ -375,7 +377,10 @@ Rendered render(const Scene& scene, const Placement& placement, const Grid& grid
           }
         }
       }
-      for (std::int64_t v = 0; v < plane; ++v) labels[k * plane + v] = material_label[first[v]];
+      for (std::int64_t v = 0; v < plane; ++v) {
+        labels[k * plane + v] = material_label[first[v]];
+        ++counts[material_label[first[v]]];
+      }
 
       // Series: mix the two materials, add the enhancement curve, bias field and noise.
       for (std::size_t m = 0; m < models.size(); ++m) {
@@ -424,6 +429,8 @@ Rendered render(const Scene& scene, const Placement& placement, const Grid& grid
         }
       }
     }
+#pragma omp critical
+    for (std::size_t id = 0; id < counts.size(); ++id) out.label_counts[id] += counts[id];
   }
   return out;
 }

@@ -132,7 +132,9 @@ struct Placement {
     double amplitude = 0;                 ///< mm
     std::array<double, 3> omega{}, phase{};  ///< rad/mm and rad along x, y, z (patient)
   };
-  std::array<std::vector<Term>, 3> displacement;  ///< per template axis
+  std::array<std::vector<Term>, 3> displacement;  ///< per template axis (at most 8 terms each)
+  /// The --deformation factor the terms were drawn with: their gradient stays below 0.24 times it.
+  double max_gradient_factor = 1.0;
   double max_displacement() const;
   /// Template point → patient LPS point (solves the implicit displacement by iteration).
   Vec3 to_patient(const Vec3& t) const;
@@ -149,6 +151,7 @@ struct Grid {
 
 struct Rendered {
   at::Tensor labels;               ///< uint8 [z,y,x]
+  std::array<std::int64_t, 256> label_counts{};  ///< voxels per label id
   std::vector<at::Tensor> series;  ///< per SeriesModel: int16 or int32 (uint16) [z,y,x] / [t,z,y,x]
 };
 

@@ -17,8 +17,16 @@ std::array<std::uint8_t, 3> label_colour(int id) {
       {170, 110, 40},  {255, 250, 200}, {128, 0, 0},    {170, 255, 195}, {128, 128, 0},   {255, 215, 180},
       {0, 0, 128},     {255, 99, 71},   {64, 224, 208}, {218, 165, 32},  {100, 149, 237}, {199, 21, 133}};
   constexpr int n = sizeof palette / sizeof palette[0];
-  const auto& c = palette[(id > 0 ? id - 1 : 0) % n];
-  return {c[0], c[1], c[2]};
+  if (id >= 1 && id <= n) return {palette[id - 1][0], palette[id - 1][1], palette[id - 1][2]};
+  // Beyond the hand-picked colours: hues a golden angle apart, two brightness levels.
+  const double hue = std::fmod(static_cast<double>(id) * 137.508, 360.0) / 60.0;
+  const double value = id % 2 == 0 ? 0.95 : 0.7, saturation = 0.75;
+  const double chroma = value * saturation, x = chroma * (1 - std::abs(std::fmod(hue, 2.0) - 1)), m = value - chroma;
+  const int sector = static_cast<int>(hue) % 6;
+  const double rgb[6][3] = {{chroma, x, 0}, {x, chroma, 0}, {0, chroma, x}, {0, x, chroma}, {x, 0, chroma}, {chroma, 0, x}};
+  return {static_cast<std::uint8_t>(std::lround(255 * (rgb[sector][0] + m))),
+          static_cast<std::uint8_t>(std::lround(255 * (rgb[sector][1] + m))),
+          static_cast<std::uint8_t>(std::lround(255 * (rgb[sector][2] + m)))};
 }
 
 Window display_window(const at::Tensor& image, const std::string& modality) {
@@ -77,6 +85,9 @@ RgbImage slice_picture(const at::Tensor& image, const at::Tensor& labels, const 
   double pixel = std::min(spacing[0], spacing[1]);
   const double short_side = std::min(rows * spacing[0], cols * spacing[1]);
   if (short_side / pixel < min_size) pixel = short_side / min_size;
+  const double long_side = std::max(rows * spacing[0], cols * spacing[1]);
+  constexpr double kLongest = 2048;  // pixels: very anisotropic grids stay viewable
+  if (long_side / pixel > kLongest) pixel = long_side / kLongest;
   const int height = std::max(1, static_cast<int>(std::lround(rows * spacing[0] / pixel)));
   const int width = std::max(1, static_cast<int>(std::lround(cols * spacing[1] / pixel)));
 

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <numeric>
 #include <optional>
+#include <set>
 
 #include "core/errors.h"
 #include "data/chunk_reader.h"
@@ -444,11 +445,12 @@ void ShardedVolumeWriter::commit() {
 void write_shard_index(const std::filesystem::path& index_path, const std::vector<std::string>& shard_names,
                        const LabelTable& labels) {
   std::vector<std::string> ids;
+  std::set<std::string> seen;
   std::vector<long long> shards, voxels;
   for (std::size_t n = 0; n < shard_names.size(); ++n) {
     const VolumeStore shard(index_path.parent_path() / shard_names[n]);
     for (const StudyInfo& study : shard.studies()) {
-      if (std::find(ids.begin(), ids.end(), study.id) != ids.end()) {
+      if (!seen.insert(study.id).second) {
         throw InputError(shard.path().string(), "study '" + study.id + "' is already in another shard");
       }
       ids.push_back(study.id);
@@ -468,7 +470,7 @@ void merge_volume_files(const std::vector<std::filesystem::path>& parts, const s
     write_root(out.get(), kFormatName, labels, subject);
     Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
     H5Pset_create_intermediate_group(lcpl.get(), 1);
-    std::vector<std::string> seen;
+    std::set<std::string> seen;
     for (const auto& part : parts) {
       std::vector<std::string> ids;
       {
@@ -477,10 +479,7 @@ void merge_volume_files(const std::vector<std::filesystem::path>& parts, const s
       }
       Handle in = checked(H5Fopen(part.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen", part.string());
       for (const std::string& id : ids) {
-        if (std::find(seen.begin(), seen.end(), id) != seen.end()) {
-          throw InputError(part.string(), "study '" + id + "' is already in an earlier part");
-        }
-        seen.push_back(id);
+        if (!seen.insert(id).second) throw InputError(part.string(), "study '" + id + "' is already in an earlier part");
         const std::string path = "/studies/" + id;
         check_hdf5(H5Ocopy(in.get(), path.c_str(), out.get(), path.c_str(), H5P_DEFAULT, lcpl.get()), "H5Ocopy " + path,
                    part.string());

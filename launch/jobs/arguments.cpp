@@ -17,6 +17,7 @@ bool split_numbers(const std::string& text, std::vector<double>& values) {
   while (start <= text.size()) {
     const auto end = std::min(text.find(',', start), text.size());
     const std::string piece = text.substr(start, end - start);
+    if (piece.find_first_not_of("0123456789.+-eE") != std::string::npos) return false;  // no hex, inf, nan
     std::size_t used = 0;
     try {
       values.push_back(std::stod(piece, &used));
@@ -39,7 +40,7 @@ std::array<double, 3> three_of(const std::vector<double>& values) {
 std::array<std::int64_t, 3> parse_three_counts(const std::string& text, const std::string& option) {
   std::vector<double> values;
   bool ok = split_numbers(text, values) && (values.size() == 1 || values.size() == 3);
-  for (const double v : values) ok = ok && v >= 1 && v == static_cast<double>(static_cast<std::int64_t>(v));
+  for (const double v : values) ok = ok && v >= 1 && v <= 1e15 && v == std::floor(v);
   if (!ok) throw InputError(option + " " + text, "expected three positive whole numbers A,B,C or one for all three");
   const auto three = three_of(values);
   return {static_cast<std::int64_t>(three[0]), static_cast<std::int64_t>(three[1]), static_cast<std::int64_t>(three[2])};

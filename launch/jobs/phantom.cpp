@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <unistd.h>
 
 #include "core/errors.h"
 #include "core/mpi.h"
@@ -34,13 +35,16 @@ PhantomOptions phantom_options(const PhantomJobOptions& o, int threads) {
   p.kind = phantom_kind_from_name(o.kind, "--kind");
   p.shape_zyx = parse_three_counts(o.shape, "--shape");
   if (o.spacing != "auto") p.spacing_xyz = parse_three_numbers(o.spacing, "--spacing");
-  p.seed = o.seed;
+  p.seed = static_cast<std::uint64_t>(o.seed);
   p.noise = o.noise;
   p.deformation = o.deformation;
   p.perfusion_frames = o.frames;
   p.threads = threads;
   p.validate();
-  if (o.studies < 1) throw InputError(fmt::format("--studies {}", o.studies), "expected at least 1 study");
+  if (o.studies < 1 || o.studies > 10000000) {
+    throw InputError(fmt::format("--studies {}", o.studies), "expected 1 to 10 000 000 studies");
+  }
+  if (o.seed < 0) throw InputError(fmt::format("--seed {}", o.seed), "expected a seed >= 0");
   if (o.output.empty() && !o.describe) throw InputError("phantom", "no output; give --out DATASET.h5");
   if (o.shard_studies < 0) throw InputError("--shard-studies", "expected a positive number of studies per shard");
   return p;
@@ -90,20 +94,69 @@ std::array<std::int64_t, 3> preview_centre(const PhantomStudy& study) {
   return label_centre(study.labels.voxels);
 }
 
+/// Bytes one study holds in memory while it is generated (series as stored in tensors, labels,
+/// per-slice buffers).
+double study_bytes(const PhantomOptions& phantom, std::int64_t index) {
+  const auto d = describe_phantom_kind(phantom_study_kind(phantom, index));
+  const double voxels = static_cast<double>(phantom.shape_zyx[0]) * static_cast<double>(phantom.shape_zyx[1]) *
+                        static_cast<double>(phantom.shape_zyx[2]);
+  double per_voxel = 1;  // labels
+  for (const auto& s : d.series) per_voxel += (s.four_d ? phantom.perfusion_frames : 1) * (s.type == "int16" ? 2.0 : 4.0);
+  return voxels * per_voxel;
+}
+
+/// The files a run will write, refused when they exist (without --force) or cannot be made.
+void check_outputs(const PhantomJobOptions& o, const PhantomOptions& phantom, std::int64_t shards) {
+  const fs::path output(o.output);
+  refuse_existing(output, o.force);
+  const fs::path folder = output.has_parent_path() ? output.parent_path() : fs::path(".");
+  std::error_code error;
+  if (!fs::is_directory(folder, error)) {
+    throw InputError(output.string(), "cannot create a file in this folder (expected an existing, writable folder)");
+  }
+  for (std::int64_t s = 0; s < shards; ++s) {
+    refuse_existing(folder / fmt::format("{}.shard-{:05d}.h5", output.stem().string(), s), o.force);
+  }
+  for (const auto& dir : {o.nifti_dir, o.preview_dir}) {
+    if (dir.empty()) continue;
+    if (fs::exists(dir, error) && !fs::is_directory(dir, error)) throw InputError(dir, "exists and is not a folder");
+    if (fs::is_directory(dir, error) && !fs::is_empty(dir, error) && !o.force) {
+      throw InputError(dir, "is not empty; pass --force to write into it");
+    }
+    fs::create_directories(dir, error);
+    if (error) throw InputError(dir, "cannot create the folder: " + error.message());
+  }
+  // Memory: one study at a time per rank.
+  double largest = 0;
+  for (std::int64_t i = 0; i < std::min<std::int64_t>(o.studies, 64); ++i) largest = std::max(largest, study_bytes(phantom, i));
+  const double physical = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  if (physical > 0 && largest > 0.8 * physical) {
+    throw InputError("--shape", fmt::format("a study needs about {:.1f} GiB in memory; this machine has {:.1f} GiB (use a "
+                                            "smaller --shape or fewer --frames)",
+                                            largest / (1 << 30), physical / (1 << 30)));
+  }
+}
+
 }  // namespace
 
 int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   const int rank = context.env.rank(), size = context.env.size();
   PhantomOptions phantom;
   StorageOptions storage;
+  const bool sharded = options.shard_studies > 0;
+  std::string usage;
   try {
     phantom = phantom_options(options, context.runtime.intra_op_threads);
     storage = storage_options(options.chunk, options.deflate, true);
-    if (!options.describe) refuse_existing(options.output, options.force);
+    if (!options.describe) {
+      check_outputs(options, phantom, sharded ? (options.studies + options.shard_studies - 1) / options.shard_studies : 0);
+    }
   } catch (const Error& e) {
-    if (rank == 0) std::cerr << "vitruvian: " << e.what() << std::endl;
-    return kExitUsage;
+    usage = e.what();
   }
+  // Every rank checks; all agree before any of them starts (a rank alone in error would leave
+  // the others waiting in the first collective).
+  if (!agree(context, usage.empty(), usage)) return kExitUsage;
   if (options.describe) {
     if (rank == 0) {
       for (const PhantomKind kind : phantom_study_kinds()) {
@@ -114,10 +167,13 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   }
 
   const fs::path output(options.output);
+  const fs::path folder = output.has_parent_path() ? output.parent_path() : fs::path(".");
   const LabelTable labels = phantom_label_table(phantom.kind);
-  const bool sharded = options.shard_studies > 0;
   const std::int64_t shards = sharded ? (options.studies + options.shard_studies - 1) / options.shard_studies : 0;
-  auto shard_name = [&](std::int64_t s) { return fmt::format("{}.shard-{:05d}.h5", output.stem().string(), s); };
+  auto shard_path = [&](std::int64_t s) { return folder / fmt::format("{}.shard-{:05d}.h5", output.stem().string(), s); };
+  // Where this rank's HDF5 goes first: the output itself (one rank), a part file, or shards
+  // under temporary names renamed into place once every rank has succeeded.
+  auto pending_shard = [&](std::int64_t s) { return fs::path(shard_path(s).string() + ".pending"); };
   const fs::path part = size == 1 ? output : fs::path(output.string() + fmt::format(".part-{:05d}.tmp", rank));
 
   // This rank's studies: every size-th study, or every size-th shard.
@@ -136,28 +192,30 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
 
   const auto start = std::chrono::steady_clock::now();
   std::string failure;
-  std::vector<fs::path> written;  // this rank's committed files, removed if the job fails
+  std::vector<fs::path> temporary;  // this rank's committed part or pending shards
+  std::vector<fs::path> extras;     // NIfTI copies and previews, removed if the job fails
   try {
-    if (!options.preview_dir.empty()) fs::create_directories(options.preview_dir);
     Progress progress(size > 1 ? "studies on rank 0" : "studies", static_cast<std::int64_t>(mine.size()), rank == 0);
     std::unique_ptr<VolumeWriter> writer;
+    fs::path writer_path;
     std::int64_t writer_shard = -1;
     auto close_writer = [&] {
       if (!writer) return;
       writer->set_label_table(labels);
       writer->commit();
       writer.reset();
+      if (writer_path != output) temporary.push_back(writer_path);
     };
     for (const std::int64_t index : mine) {
       const PhantomStudy study = make_phantom_study(phantom, index);
       if (sharded && index / options.shard_studies != writer_shard) {
         close_writer();
         writer_shard = index / options.shard_studies;
-        written.push_back(output.parent_path() / shard_name(writer_shard));
-        writer = std::make_unique<VolumeWriter>(written.back(), storage);
+        writer_path = pending_shard(writer_shard);
+        writer = std::make_unique<VolumeWriter>(writer_path, storage);
       } else if (!writer) {
-        written.push_back(part);
-        writer = std::make_unique<VolumeWriter>(part, storage);
+        writer_path = part;
+        writer = std::make_unique<VolumeWriter>(writer_path, storage);
       }
       for (const auto& [name, volume] : study.series) writer->add_series(study.id, name, volume, study.id);
       writer->add_label(study.id, kPhantomLabelMap, study.series.front().first, study.labels, study.id);
@@ -165,12 +223,16 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
       if (!options.nifti_dir.empty()) {
         const fs::path dir = fs::path(options.nifti_dir) / study.id;
         fs::create_directories(dir);
-        for (const auto& [name, volume] : study.series) write_nifti(dir / (name + ".nii.gz"), volume);
-        write_nifti(dir / (std::string(kPhantomLabelMap) + ".nii.gz"), study.labels);
+        for (const auto& [name, volume] : study.series) {
+          extras.push_back(dir / (name + ".nii.gz"));
+          write_nifti(extras.back(), volume);
+        }
+        extras.push_back(dir / (std::string(kPhantomLabelMap) + ".nii.gz"));
+        write_nifti(extras.back(), study.labels);
       }
       if (!options.preview_dir.empty()) {
-        write_png(fs::path(options.preview_dir) / (study.id + ".png"),
-                  study_picture(study.series, study.labels.voxels, preview_centre(study)));
+        extras.push_back(fs::path(options.preview_dir) / (study.id + ".png"));
+        write_png(extras.back(), study_picture(study.series, study.labels.voxels, preview_centre(study)));
       }
       progress.advance(1, study.id);
     }
@@ -180,27 +242,47 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   }
   auto discard = [&] {
     std::error_code ignored;
-    for (const auto& path : written) fs::remove(path, ignored);
+    for (const auto& path : temporary) fs::remove(path, ignored);
+    for (const auto& path : extras) fs::remove(path, ignored);
   };
   if (!agree(context, failure.empty(), failure)) {
     discard();
     return kExitFailed;
   }
 
-  // Rank 0 joins the parts in study order, or indexes the shards.
+  // Shards go into place on their own rank; rank 0 then writes the index, or joins the parts.
+  try {
+    if (sharded) {
+      for (const auto& pending : temporary) {
+        const std::string name = pending.string();
+        fs::rename(pending, fs::path(name.substr(0, name.size() - std::string(".pending").size())));
+      }
+      temporary.clear();
+    }
+  } catch (const std::exception& e) {
+    failure = fmt::format("moving shards into place failed on rank {}: {}", rank, e.what());
+  }
+  if (!agree(context, failure.empty(), failure)) {
+    discard();
+    return kExitFailed;
+  }
   if (rank == 0) {
     try {
       if (sharded) {
         std::vector<std::string> names;
-        for (std::int64_t s = 0; s < shards; ++s) names.push_back(shard_name(s));
+        for (std::int64_t s = 0; s < shards; ++s) names.push_back(shard_path(s).filename().string());
         write_shard_index(output, names, labels);
+        // A forced rerun with fewer shards: the old run's extra shards go.
+        for (std::int64_t s = shards;; ++s) {
+          std::error_code error;
+          if (!fs::remove(shard_path(s), error)) break;
+        }
       } else if (size > 1) {
         std::vector<fs::path> parts;
         for (int r = 0; r < std::min<std::int64_t>(size, options.studies); ++r) {
           parts.push_back(fs::path(output.string() + fmt::format(".part-{:05d}.tmp", r)));
         }
-        // Studies are listed by id (zero-padded index) whatever order the parts come in.
-        merge_volume_files(parts, output, labels);
+        merge_volume_files(parts, output, labels);  // studies are listed by id, whatever the parts' order
       }
     } catch (const std::exception& e) {
       failure = fmt::format("writing {} failed: {}", output.string(), e.what());
@@ -212,7 +294,11 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
     fs::remove(part, ignored);
   }
   if (!ok) {
-    if (sharded) discard();
+    if (sharded) {
+      std::error_code ignored;
+      for (const auto index : mine) fs::remove(shard_path(index / options.shard_studies), ignored);
+    }
+    discard();
     return kExitFailed;
   }
   if (rank == 0) {

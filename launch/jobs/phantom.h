@@ -15,7 +15,7 @@ struct PhantomJobOptions {
   std::int64_t studies = 1;
   std::string shape = "128,128,128";  ///< Z,Y,X or one size
   std::string spacing = "auto";       ///< mm: X,Y,Z, one value, or "auto" (the kind's field of view / shape)
-  std::uint64_t seed = 0;
+  std::int64_t seed = 0;
   std::string output;
   std::string nifti_dir;    ///< also write <dir>/<study>/<series>.nii.gz and anatomy.nii.gz
   std::string preview_dir;  ///< PNG slices with label overlays, one per study

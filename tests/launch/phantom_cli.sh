@@ -103,8 +103,23 @@ grep -q -- "--shape: 4 voxels along an axis; expected 8 to 2048" shape.err || { 
 expect_exit 2 exists.err "$vit" phantom --out one.h5
 grep -q "one.h5: exists already; pass --force" exists.err || fail "overwrite refused without a clear line"
 [[ -e bad.h5 ]] && fail "a refused run wrote bad.h5"
+expect_exit 2 noise.err "$vit" phantom --noise inf --out bad.h5
+grep -q -- "--noise: inf; expected a factor from 0 to 10" noise.err || { cat noise.err; fail "noise bound"; }
+# Shards of an existing dataset are not overwritten by another index name with the same stem.
+expect_exit 2 shardclash.err "$vit" "${common[@]}" --out sharded.hdf5 --shard-studies 2
+grep -q "sharded.shard-00000.h5: exists already" shardclash.err || { cat shardclash.err; fail "shard overwrite"; }
+# A forced run that fails leaves the dataset it was to replace as it was.
+cp one.h5 keep.h5
+touch not_a_folder
+expect_exit 2 keep.err "$mpirun" -np 2 "$vit" "${common[@]}" --out keep.h5 --force --nifti not_a_folder
+grep -q "not_a_folder: exists and is not a folder" keep.err || { cat keep.err; fail "nifti folder check"; }
+cmp -s one.h5 keep.h5 || fail "a failed --force run changed keep.h5"
+# A forced rerun with fewer shards removes the old run's extra shard.
+expect_exit 0 reshard.err "$vit" phantom --kind mixed --studies 2 --shape 36,44,40 --seed 3 --frames 5 --out sharded.h5 --shard-studies 1 --force
+[[ $(ls sharded.shard-*.h5 | wc -l) == 2 ]] || fail "expected 2 shards after the rerun, got $(ls sharded.shard-*)"
+expect_exit 0 inspect2.err "$vit" inspect sharded.h5 --no-volumes
 # A folder that does not exist: the job fails as a whole, no part file is left anywhere.
-expect_exit 1 folder.err "$mpirun" -np 2 "$vit" phantom --studies 3 --shape 16 --out missing/x.h5
+expect_exit 2 folder.err "$mpirun" -np 2 "$vit" phantom --studies 3 --shape 16 --out missing/x.h5
 grep -q "cannot create a file in this folder" folder.err || { cat folder.err; fail "no reason given"; }
 [[ -z $(ls | grep -E "part-|tmp") ]] || fail "temporary files left: $(ls)"
 echo "phantom CLI: all checks passed"
