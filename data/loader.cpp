@@ -278,7 +278,13 @@ PatchLoader::PatchLoader(std::shared_ptr<const VolumeStore> store, TaskSpec task
   }
   if (task.channels.empty()) throw ConfigError(kWhere, "the task names no input channels");
   if (task.label.empty()) throw ConfigError(kWhere, "the task names no target label map");
-  const auto& studies = store->studies();
+  std::vector<StudyInfo> studies;
+  for (const auto& study : store->studies()) {
+    if (task.studies.empty() || std::find(task.studies.begin(), task.studies.end(), study.id) != task.studies.end()) {
+      studies.push_back(study);
+    }
+  }
+  for (const auto& id : task.studies) store->study(id);  // InputError naming a study the dataset lacks
   if (static_cast<int>(studies.size()) < o.world) {
     throw ConfigError(kWhere, fmt::format("{} has {} studies for {} ranks; every rank needs at least one",
                                           store->path().string(), studies.size(), o.world));

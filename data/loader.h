@@ -39,6 +39,8 @@ struct TaskSpec {
   /// Dataset statistics for kCt channels, one per channel (others ignored). Empty: computed at
   /// start-up from the foreground (label > 0) of every study, up to 10 000 samples each.
   std::vector<IntensityStats> ct_stats;
+  /// Study ids to draw from (e.g. the training split); empty: every study of the dataset.
+  std::vector<std::string> studies;
 };
 
 struct LoaderOptions {

@@ -1,0 +1,193 @@
+// The training step and its collective decisions.
+#include "models/trainer.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "core/atomic_file.h"
+#include "core/errors.h"
+#include "models/losses.h"
+
+namespace vitruvian::models {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+void OptimizerConfig::visit(ConfigVisitor& v) {
+  v.field("name", name, "sgd (Nesterov momentum) or adamw");
+  v.field("lr", lr, "initial learning rate");
+  v.field("momentum", momentum, "SGD momentum");
+  v.field("weight_decay", weight_decay, "weight decay (decoupled for adamw)");
+  v.field("schedule", schedule, "poly, cosine or constant");
+  v.field("clip_norm", clip_norm, "gradient norm clipping (<= 0: none)");
+}
+
+void OptimizerConfig::validate() const {
+  if (name != "sgd" && name != "adamw") throw ConfigError("optimizer.name", "'" + name + "'; expected sgd or adamw");
+  if (schedule != "poly" && schedule != "cosine" && schedule != "constant") {
+    throw ConfigError("optimizer.schedule", "'" + schedule + "'; expected poly, cosine or constant");
+  }
+  if (!(lr > 0)) throw ConfigError("optimizer.lr", fmt::format("{}; expected a positive learning rate", lr));
+  if (!(momentum >= 0 && momentum < 1)) throw ConfigError("optimizer.momentum", fmt::format("{}; expected [0, 1)", momentum));
+}
+
+struct Trainer::State {
+  UNet net{nullptr};
+  Communicator* comm = nullptr;
+  TrainerOptions options;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::unique_ptr<GradientReducer> reducer;
+  std::vector<at::Tensor> params;
+  std::int64_t step = 0;
+  int bad_streak = 0;
+};
+
+Trainer::Trainer(UNet net, Communicator& comm, TrainerOptions options) : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  options.optimizer.validate();
+  if (options.steps < 1) throw ConfigError("train.steps", fmt::format("{}; expected at least 1", options.steps));
+  s.net = std::move(net);
+  s.comm = &comm;
+  s.options = options;
+  s.params = s.net->parameters();
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : s.params) comm.broadcast(p, 0);
+    for (auto& b : s.net->buffers()) comm.broadcast(b, 0);
+  }
+  const auto& o = options.optimizer;
+  if (o.name == "sgd") {
+    s.optimizer = std::make_unique<torch::optim::SGD>(
+        s.params, torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(o.momentum > 0).weight_decay(o.weight_decay));
+  } else {
+    s.optimizer = std::make_unique<torch::optim::AdamW>(s.params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+  }
+  s.reducer = std::make_unique<GradientReducer>(s.params, comm, options.buckets);
+}
+
+Trainer::~Trainer() = default;
+
+double Trainer::learning_rate(std::int64_t step) const {
+  const auto& o = state_->options;
+  const double t = std::min(1.0, static_cast<double>(step) / static_cast<double>(o.steps));
+  if (o.optimizer.schedule == "poly") return o.optimizer.lr * std::pow(1.0 - t, 0.9);
+  if (o.optimizer.schedule == "cosine") return o.optimizer.lr * 0.5 * (1.0 + std::cos(kPi * t));
+  return o.optimizer.lr;
+}
+
+StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches, const std::function<void(const std::string&)>& on_skip) {
+  State& s = *state_;
+  if (micro_batches.empty()) throw InputError("trainer", "a step needs at least one micro-batch");
+  StepResult result;
+  result.step = s.step + 1;
+  result.lr = learning_rate(s.step);
+  s.net->train();
+  double loss_sum = 0;
+  bool finite = true;
+  for (std::size_t m = 0; m < micro_batches.size(); ++m) {
+    const bool last = m + 1 == micro_batches.size();
+    s.reducer->prepare(last);
+    auto start = std::chrono::steady_clock::now();
+    const auto outputs = s.net->forward(micro_batches[m].first);
+    const at::Tensor loss = deep_supervision_loss(outputs, micro_batches[m].second) / static_cast<double>(micro_batches.size());
+    result.forward_s += seconds_since(start);
+    start = std::chrono::steady_clock::now();
+    loss.backward();
+    result.backward_s += seconds_since(start);
+    const double value = loss.item<double>();
+    finite = finite && std::isfinite(value);
+    loss_sum += value;
+  }
+  const CommStats comm = s.reducer->finish();
+  result.comm = comm;
+  // The averaged gradients are the same on every rank, so this check agrees by itself.
+  bool gradients_finite = true;
+  for (const auto& p : s.params) {
+    if (p.grad().defined() && !at::isfinite(p.grad()).all().item<bool>()) {
+      gradients_finite = false;
+      break;
+    }
+  }
+  // One collective for the loss: [loss sum, ranks with a non-finite loss].
+  at::Tensor agreed = at::tensor({finite ? loss_sum : 0.0, finite ? 0.0 : 1.0}, at::kDouble);
+  if (s.comm->device_type() != at::kCPU) agreed = agreed.to(s.params.front().device());
+  s.comm->allreduce(agreed, ReduceOp::kSum);
+  agreed = agreed.cpu();
+  const double bad_ranks = agreed[1].item<double>();
+  ++s.step;
+  if (bad_ranks > 0 || !gradients_finite) {
+    result.skipped = true;
+    result.loss = std::numeric_limits<double>::quiet_NaN();
+    s.optimizer->zero_grad();
+    if (on_skip && !finite) on_skip(fmt::format("non-finite loss at step {} on this rank", result.step));
+    if (on_skip && bad_ranks == 0 && s.comm->rank() == 0) {
+      on_skip(fmt::format("non-finite averaged gradient at step {} (every rank's loss was finite)", result.step));
+    }
+    if (++s.bad_streak > s.options.max_bad_steps) {
+      throw InputError("training", fmt::format("{} steps in a row had a non-finite loss or gradient on some rank (limit {}); "
+                                               "lower the learning rate or check the data",
+                                               s.bad_streak, s.options.max_bad_steps));
+    }
+    return result;
+  }
+  s.bad_streak = 0;
+  result.loss = agreed[0].item<double>() / s.comm->size();
+  const auto start = std::chrono::steady_clock::now();
+  if (s.options.optimizer.clip_norm > 0) torch::nn::utils::clip_grad_norm_(s.params, s.options.optimizer.clip_norm);
+  for (auto& group : s.optimizer->param_groups()) group.options().set_lr(result.lr);
+  s.optimizer->step();
+  s.optimizer->zero_grad();
+  result.optimizer_s = seconds_since(start);
+  return result;
+}
+
+std::int64_t Trainer::steps_done() const { return state_->step; }
+UNet& Trainer::net() { return state_->net; }
+
+void Trainer::save(const std::filesystem::path& dir) const {
+  const State& s = *state_;
+  torch::save(s.net, (dir / "model.pt").string());
+  torch::save(*s.optimizer, (dir / "optimizer.pt").string());
+  write_file_atomic(dir / "trainer.json",
+                    nlohmann::json{{"step", s.step}, {"bad_streak", s.bad_streak}, {"optimizer", s.options.optimizer.name}}.dump(2));
+}
+
+void Trainer::load(const std::filesystem::path& dir) {
+  State& s = *state_;
+  std::ifstream in(dir / "trainer.json");
+  if (!in) throw InputError((dir / "trainer.json").string(), "cannot be read");
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    const auto j = nlohmann::json::parse(text.str());
+    if (j.at("optimizer") != s.options.optimizer.name) {
+      throw InputError((dir / "trainer.json").string(),
+                       fmt::format("was written by optimizer {}; this run uses {}", j.at("optimizer").get<std::string>(),
+                                   s.options.optimizer.name));
+    }
+    s.step = j.at("step");
+    s.bad_streak = j.at("bad_streak");
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError((dir / "trainer.json").string(), std::string("not readable: ") + e.what());
+  }
+  try {
+    torch::load(s.net, (dir / "model.pt").string());
+    torch::load(*s.optimizer, (dir / "optimizer.pt").string());
+  } catch (const c10::Error& e) {
+    throw InputError(dir.string(), std::string("the checkpoint does not load into this network: ") + e.what_without_backtrace());
+  }
+}
+
+}  // namespace vitruvian::models

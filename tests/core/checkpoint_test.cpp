@@ -1,0 +1,75 @@
+// Checkpoint folders: complete ones verify, the newest complete one is chosen, truncated or
+// altered files and unfinished folders are passed over with the reason, old ones are pruned.
+#include "core/checkpoint.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "core/atomic_file.h"
+#include "core/errors.h"
+
+namespace vitruvian {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("vitruvian_checkpoint_" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+  void write(const std::string& name, const std::string& payload) {
+    write_checkpoint(root_, name, [&](const fs::path& dir) {
+      write_file_atomic(dir / "weights.bin", payload);
+      write_file_atomic(dir / "state.json", "{\"step\": 1}");
+    }, "step_", 3);
+  }
+  fs::path root_;
+};
+
+TEST_F(CheckpointTest, NewestCompleteOneWinsAndBrokenOnesAreSkippedWithAReason) {
+  write("step_000010", std::string(1000, 'a'));
+  write("step_000020", std::string(1000, 'b'));
+  write("step_000030", std::string(1000, 'c'));
+  EXPECT_EQ(verify_checkpoint(root_ / "step_000030"), "");
+  // Truncate the newest, alter a byte of the second newest.
+  fs::resize_file(root_ / "step_000030" / "weights.bin", 500);
+  {
+    std::fstream f(root_ / "step_000020" / "weights.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(10);
+    f.put('x');
+  }
+  std::vector<std::string> reasons;
+  const auto found = latest_checkpoint(root_, "step_", [&](const fs::path& dir, const std::string& why) {
+    reasons.push_back(dir.filename().string() + ": " + why);
+  });
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->filename(), "step_000010");
+  ASSERT_EQ(reasons.size(), 2u);
+  EXPECT_EQ(reasons[0], "step_000030: weights.bin has 500 bytes; the manifest says 1000");
+  EXPECT_EQ(reasons[1], "step_000020: weights.bin does not match its checksum");
+  // An unfinished write (no manifest) is never taken, and a failed fill leaves nothing.
+  fs::create_directories(root_ / "step_000040");
+  EXPECT_NE(verify_checkpoint(root_ / "step_000040"), "");
+  EXPECT_THROW(write_checkpoint(root_, "step_000050", [](const fs::path&) { throw InputError("fill", "disk full"); }),
+               InputError);
+  EXPECT_FALSE(fs::exists(root_ / "step_000050"));
+  for (const auto& entry : fs::directory_iterator(root_)) {
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+  }
+}
+
+TEST_F(CheckpointTest, OnlyTheNewestKeepAreKept) {
+  for (int step = 1; step <= 5; ++step) write("step_00000" + std::to_string(step), "w");
+  EXPECT_FALSE(fs::exists(root_ / "step_000001"));
+  EXPECT_FALSE(fs::exists(root_ / "step_000002"));
+  EXPECT_TRUE(fs::exists(root_ / "step_000003"));
+  EXPECT_TRUE(fs::exists(root_ / "step_000005"));
+}
+
+}  // namespace
+}  // namespace vitruvian

@@ -1,0 +1,140 @@
+// Data-parallel training: W ranks with B/W samples each equal one rank with all B after 10 steps;
+// a resumed trainer continues with the very losses of an uninterrupted one; a non-finite loss on
+// one rank makes every rank skip the step, and too many in a row stop the run everywhere.
+#include "models/trainer.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "core/errors.h"
+#include "models/registry.h"
+#include "tests/tools/mpi_test_environment.h"
+
+namespace vitruvian::models {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr std::int64_t kBatch = 4;
+
+UNet small_net() {
+  torch::manual_seed(0);
+  ModelConfig c;
+  c.stages = 3;
+  c.base_features = 4;
+  c.strides = {1, 2, 2, 2, 2, 2};
+  return make_model(c, 1, 3);
+}
+
+/// The global batch of a step: blobs of two classes in noise, a function of the step only.
+MicroBatch global_batch(std::int64_t step) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1000 + step);
+  at::Tensor target = torch::zeros({kBatch, 8, 12, 12}, torch::kLong);
+  for (std::int64_t i = 0; i < kBatch; ++i) {
+    const auto z = (step + i) % 3, y = (step * 2 + i) % 5;
+    target[i].slice(0, z, z + 4).slice(1, y, y + 6).slice(2, 2, 8).fill_(1);
+    target[i].slice(0, 1, 3).slice(1, 8, 11).slice(2, 7, 11).fill_(2);
+  }
+  const at::Tensor image = target.unsqueeze(1).to(torch::kFloat) + 0.3 * at::randn({kBatch, 1, 8, 12, 12}, gen);
+  return {image, target};
+}
+
+MicroBatch share(const MicroBatch& batch, int rank, int world) {
+  const std::int64_t n = kBatch / world;
+  return {batch.first.slice(0, rank * n, (rank + 1) * n), batch.second.slice(0, rank * n, (rank + 1) * n)};
+}
+
+TrainerOptions options(std::int64_t steps = 10) {
+  TrainerOptions o;
+  o.steps = steps;
+  o.optimizer.lr = 0.02;
+  o.buckets = GradientReducerOptions{4096, 16384};  // several buckets even for a small net
+  return o;
+}
+
+std::unique_ptr<Communicator> world() {
+  return make_communicator(testing::mpi().world(), c10::Device(c10::kCPU), CommunicatorOptions().timeout_s(300));
+}
+
+TEST(Trainer, RanksSplittingTheBatchEqualOneRankWithTheWholeBatch) {
+  auto comm = world();
+  const int rank = comm->rank(), size = comm->size();
+  ASSERT_EQ(kBatch % size, 0);
+  Trainer parallel(small_net(), *comm, options());
+  // The reference: this rank alone, with the whole batch.
+  const MpiComm self_mpi = testing::mpi().world().split(rank, 0);
+  auto self = make_communicator(self_mpi, c10::Device(c10::kCPU), CommunicatorOptions().name("self"));
+  Trainer alone(small_net(), *self, options());
+  for (std::int64_t step = 0; step < 10; ++step) {
+    const MicroBatch batch = global_batch(step);
+    const StepResult p = parallel.step({share(batch, rank, size)});
+    const StepResult a = alone.step({batch});
+    EXPECT_NEAR(p.loss, a.loss, 1e-5) << "step " << step;
+    EXPECT_FALSE(p.skipped);
+  }
+  const auto pp = parallel.net()->parameters(), ap = alone.net()->parameters();
+  double largest = 0;
+  for (std::size_t i = 0; i < pp.size(); ++i) largest = std::max(largest, (pp[i] - ap[i]).abs().max().item<double>());
+  EXPECT_LT(largest, 1e-5);
+}
+
+TEST(Trainer, ResumingFromSavedStateGivesTheSameLosses) {
+  auto comm = world();
+  const int rank = comm->rank(), size = comm->size();
+  const fs::path dir = fs::temp_directory_path() / ("vitruvian_trainer_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::vector<double> uninterrupted, resumed;
+  {
+    Trainer t(small_net(), *comm, options());
+    for (std::int64_t step = 0; step < 10; ++step) {
+      const double loss = t.step({share(global_batch(step), rank, size)}).loss;
+      if (step == 5) t.save(dir);
+      if (step > 5) uninterrupted.push_back(loss);
+    }
+  }
+  {
+    torch::manual_seed(99);  // a different start: everything must come from the saved state
+    ModelConfig c;
+    c.stages = 3;
+    c.base_features = 4;
+    c.strides = {1, 2, 2, 2, 2, 2};
+    Trainer t(make_model(c, 1, 3), *comm, options());
+    t.load(dir);
+    EXPECT_EQ(t.steps_done(), 6);
+    for (std::int64_t step = 6; step < 10; ++step) resumed.push_back(t.step({share(global_batch(step), rank, size)}).loss);
+  }
+  ASSERT_EQ(resumed.size(), uninterrupted.size());
+  for (std::size_t i = 0; i < resumed.size(); ++i) EXPECT_DOUBLE_EQ(resumed[i], uninterrupted[i]) << "step " << i + 7;
+  if (rank == 0) fs::remove_all(dir);
+}
+
+TEST(Trainer, ANonFiniteLossOnOneRankMakesEveryRankSkip) {
+  auto comm = world();
+  const int rank = comm->rank(), size = comm->size();
+  TrainerOptions o = options();
+  o.max_bad_steps = 2;
+  Trainer t(small_net(), *comm, o);
+  t.step({share(global_batch(0), rank, size)});
+  std::vector<at::Tensor> before;
+  for (const auto& p : t.net()->parameters()) before.push_back(p.detach().clone());
+  const int bad_rank = size - 1;
+  auto poisoned = [&](std::int64_t step) {
+    MicroBatch mine = share(global_batch(step), rank, size);
+    if (rank == bad_rank) mine.first = mine.first.clone().fill_(std::numeric_limits<float>::quiet_NaN());
+    return mine;
+  };
+  int reported = 0;
+  const StepResult r = t.step({poisoned(1)}, [&](const std::string&) { ++reported; });
+  EXPECT_TRUE(r.skipped);
+  EXPECT_EQ(reported, rank == bad_rank ? 1 : 0);
+  for (std::size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], t.net()->parameters()[i]));
+  EXPECT_FALSE(t.step({share(global_batch(2), rank, size)}).skipped);  // the streak resets
+  t.step({poisoned(3)});
+  t.step({poisoned(4)});
+  EXPECT_THROW(t.step({poisoned(5)}), InputError);  // third in a row, limit 2
+}
+
+}  // namespace
+}  // namespace vitruvian::models
