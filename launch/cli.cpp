@@ -15,6 +15,8 @@
 #include "launch/jobs/datasets.h"
 #include "launch/jobs/info.h"
 #include "launch/jobs/phantom.h"
+#include "launch/jobs/report.h"
+#include "launch/jobs/train.h"
 
 namespace vitruvian {
 namespace {
@@ -32,8 +34,12 @@ struct GlobalOptions {
   std::string save_config;
 };
 
-/// Builds the runtime config: defaults < YAML files (in order) < --set < explicit flags.
-RuntimeConfig resolve_config(const GlobalOptions& global) {
+/// A job's own config sections (e.g. train's data/model/optimizer/train), read from the same sources.
+using JobSections = std::vector<ConfigVisit>;
+
+/// Builds the runtime config (and the job's sections): defaults < YAML files (in order) < --set
+/// < explicit flags.
+RuntimeConfig resolve_config(const GlobalOptions& global, const JobSections& job_sections) {
   ConfigSources sources;
   for (const auto& file : global.config_files) sources.add_file(file);
   for (const auto& assignment : global.overrides) sources.add_override(assignment);
@@ -44,6 +50,7 @@ RuntimeConfig resolve_config(const GlobalOptions& global) {
   if (global.threads) sources.add_override("runtime.intra_op_threads=" + std::to_string(*global.threads));
   RuntimeConfig runtime;
   sources.read("runtime", [&](ConfigVisitor& v) { runtime.visit(v); });
+  for (const auto& visit : job_sections) sources.read("", visit);
   sources.check_all_used();
   runtime.validate();
   return runtime;
@@ -94,6 +101,11 @@ int run_cli(int argc, char** argv) {
       "info", "Show ranks, hosts, devices, backends and library versions, and check an allreduce across all ranks");
   info->add_flag("--json", info_options.json, "Print a JSON report instead of the table");
   info->add_option("-o,--output", info_options.output, "Also write the JSON report to this file (atomically)");
+  info->add_option("--model", info_options.model, "Describe a network instead: unet, resenc_unet or sk_unet");
+  info->add_option("--in-channels", info_options.in_channels, "With --model: input channels")->capture_default_str();
+  info->add_option("--classes", info_options.classes, "With --model: classes including background")->capture_default_str();
+  info->add_option("--stages", info_options.stages, "With --model: resolution stages")->capture_default_str();
+  info->add_option("--patch", info_options.patch, "With --model: patch Z,Y,X for the FLOP count")->delimiter(',')->capture_default_str();
   info->footer(global_footer);
 
   jobs::ConvertOptions convert_options;
@@ -190,6 +202,24 @@ int run_cli(int argc, char** argv) {
                     "Print the kind's series, tissues, labels and value ranges (Markdown) and stop");
   phantom->footer(std::string(global_footer) + "\nThreads per study: --threads (runtime.intra_op_threads).");
 
+  jobs::TrainConfig train_config;
+  jobs::TrainFlags train_flags;
+  std::optional<std::string> train_run_dir;
+  std::optional<std::int64_t> train_steps;
+  CLI::App* train = app.add_subcommand(
+      "train", "Train an organ network on an HDF5 dataset, data-parallel over the ranks (config sections data, model, "
+               "optimizer, train; launch/configs/train_example.yaml)");
+  train->add_flag("--resume", train_flags.resume, "Continue from the newest complete checkpoint in train.run_dir");
+  train->add_option("--run-dir", train_run_dir, "Run folder (train.run_dir)");
+  train->add_option("--steps", train_steps, "Optimiser steps (train.steps)");
+  train->footer(global_footer);
+
+  jobs::ReportOptions report_options;
+  CLI::App* report = app.add_subcommand("report", "Draw a training run's loss, throughput and validation curves into an HTML page");
+  report->add_option("run_dir", report_options.run_dir, "Run folder (train.run_dir)")->required()->check(CLI::ExistingDirectory);
+  report->add_option("-o,--output", report_options.output, "HTML file (default RUN_DIR/report.html)");
+  report->footer(global_footer);
+
   std::string parse_error;
   int parse_code = 0;
   try {
@@ -206,10 +236,16 @@ int run_cli(int argc, char** argv) {
   if (!all_ranks_ok(*env, parse_error)) return parse_code != 0 ? parse_code : kExitUsage;
 
   // Config problems: agree on them across ranks and exit cleanly with one line.
+  JobSections job_sections;
+  if (train->parsed()) {
+    if (train_run_dir) global.overrides.push_back("train.run_dir=" + *train_run_dir);
+    if (train_steps) global.overrides.push_back("train.steps=" + std::to_string(*train_steps));
+    job_sections.push_back([&](ConfigVisitor& v) { train_config.visit(v); });
+  }
   RuntimeConfig runtime;
   std::string error_line;
   try {
-    runtime = resolve_config(global);
+    runtime = resolve_config(global, job_sections);
   } catch (const Error& e) {
     error_line = std::string("vitruvian: ") + e.what() + "\n";
   }
@@ -223,17 +259,20 @@ int run_cli(int argc, char** argv) {
     } else {
       spdlog::debug("MPI granted {}", thread_level_name(env->thread_level_provided()));
     }
-    if (!global.save_config.empty() && env->rank() == 0) {
-      ConfigWriter writer;
-      writer.add("runtime", [&](ConfigVisitor& v) { runtime.visit(v); });
-      writer.write(global.save_config);
-    }
+    ConfigWriter resolved;
+    resolved.add("runtime", [&](ConfigVisitor& v) { runtime.visit(v); });
+    for (const auto& visit : job_sections) resolved.add("", visit);
+    if (!global.save_config.empty() && env->rank() == 0) resolved.write(global.save_config);
     jobs::JobContext context{*env, runtime, device};
-    if (info->parsed()) return jobs::run_info(context, info_options);
+    if (info->parsed()) {
+      return info_options.model.empty() ? jobs::run_info(context, info_options) : jobs::run_model_info(context, info_options);
+    }
     if (convert->parsed()) return jobs::run_convert(context, convert_options);
     if (exporter->parsed()) return jobs::run_export(context, export_options);
     if (preprocess->parsed()) return jobs::run_preprocess(context, preprocess_options);
     if (phantom->parsed()) return jobs::run_phantom(context, phantom_options);
+    if (train->parsed()) return jobs::run_train(context, train_config, train_flags, resolved.str());
+    if (report->parsed()) return jobs::run_report(context, report_options);
     if (inspect->parsed()) {
       inspect_options.volumes = !no_volumes;
       return jobs::run_inspect(context, inspect_options);

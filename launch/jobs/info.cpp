@@ -15,8 +15,10 @@
 #include "core/atomic_file.h"
 #include "core/comm/communicator.h"
 #include "core/device.h"
+#include "core/errors.h"
 #include "core/version.h"
 #include "data/hdf5.h"
+#include "models/registry.h"
 
 namespace vitruvian::jobs {
 namespace {
@@ -151,6 +153,48 @@ int run_info(const JobContext& context, const InfoOptions& options) {
   std::fflush(stdout);
   if (!options.output.empty()) write_file_atomic(options.output, report.dump(2) + "\n");
   return all_ok ? 0 : 1;
+}
+
+int run_model_info(const JobContext& context, const InfoOptions& options) {
+  if (context.env.rank() != 0) return 0;
+  if (options.patch.size() != 3) throw ConfigError("--patch", "expected three sizes Z,Y,X");
+  models::ModelConfig config;
+  config.name = options.model;
+  config.stages = options.stages;
+  models::UNet net = models::make_model(config, options.in_channels, options.classes);
+  const std::array<std::int64_t, 3> patch{options.patch[0], options.patch[1], options.patch[2]};
+  const double flops = models::forward_flops_per_voxel(net, patch);
+  const std::int64_t parameters = models::parameter_count(*net);
+  const auto& o = net->options();
+  json stages = json::array();
+  for (int s = 0; s < o.stages(); ++s) {
+    stages.push_back({{"features", o.features()[s]}, {"stride_zyx", o.strides()[s]}, {"kernel_zyx", o.kernels()[s]}});
+  }
+  json report = {{"model", options.model},
+                 {"block", models::block_type_name(o.block())},
+                 {"in_channels", options.in_channels},
+                 {"classes", options.classes},
+                 {"parameters", parameters},
+                 {"forward_flops_per_voxel", flops},
+                 {"patch_zyx", patch},
+                 {"forward_gflops_per_patch", flops * static_cast<double>(patch[0] * patch[1] * patch[2]) / 1e9},
+                 {"stages", stages}};
+  if (options.json) {
+    std::cout << report.dump(2) << std::endl;
+  } else {
+    std::cout << fmt::format("{} ({} blocks): {} input channel(s), {} classes, {} stages\n", options.model,
+                             models::block_type_name(o.block()), options.in_channels, options.classes, o.stages());
+    std::cout << fmt::format("parameters       {:>14L}\n", parameters);
+    std::cout << fmt::format("forward FLOPs    {:>14.4g} per voxel ({:.1f} GFLOP per {}x{}x{} patch)\n", flops,
+                             report["forward_gflops_per_patch"].get<double>(), patch[0], patch[1], patch[2]);
+    std::cout << "stage  features  stride z,y,x  kernel z,y,x\n";
+    for (int s = 0; s < o.stages(); ++s) {
+      std::cout << fmt::format("{:>5}  {:>8}  {:>12}  {:>12}\n", s, o.features()[s], fmt::format("{}", fmt::join(o.strides()[s], ",")),
+                               fmt::format("{}", fmt::join(o.kernels()[s], ",")));
+    }
+  }
+  if (!options.output.empty()) write_file_atomic(options.output, report.dump(2) + "\n");
+  return 0;
 }
 
 }  // namespace vitruvian::jobs

@@ -3,7 +3,9 @@
 // allreduce over all ranks gives the right answer on each available backend.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "launch/jobs/job_context.h"
 
@@ -12,7 +14,16 @@ namespace vitruvian::jobs {
 struct InfoOptions {
   bool json = false;   ///< print JSON instead of the table
   std::string output;  ///< also write the JSON report here (atomically); "" for none
+  /// `--model NAME`: describe that network (parameters, forward FLOPs per voxel) instead.
+  std::string model;
+  std::int64_t in_channels = 1;
+  std::int64_t classes = 2;
+  int stages = 5;
+  std::vector<std::int64_t> patch{128, 128, 128};
 };
+
+/// Rank 0 prints the network's stages, parameters and forward FLOPs per voxel (or JSON).
+int run_model_info(const JobContext& context, const InfoOptions& options);
 
 /// Collective over the world. Returns the process exit code (0, or 1 if a check failed).
 int run_info(const JobContext& context, const InfoOptions& options);

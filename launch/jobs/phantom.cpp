@@ -76,15 +76,6 @@ std::string describe_kind(PhantomKind kind) {
   return out + "\n";
 }
 
-/// True on every rank when every rank passes ok; the lowest failing rank prints its message.
-bool agree(const JobContext& context, bool ok, const std::string& message) {
-  int failing = ok ? context.env.size() : context.env.rank();
-  int first = failing;
-  check_mpi(MPI_Allreduce(&failing, &first, 1, MPI_INT, MPI_MIN, context.env.world().get()), "MPI_Allreduce(phantom status)");
-  if (!ok && first == context.env.rank()) std::cerr << "vitruvian: " << message << std::endl;
-  return first == context.env.size();
-}
-
 /// Where a study's preview cuts: the centre of its kind's focus structure.
 std::array<std::int64_t, 3> preview_centre(const PhantomStudy& study) {
   const std::string focus = describe_phantom_kind(study.kind).focus_label;
@@ -156,7 +147,7 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   }
   // Every rank checks; all agree before any of them starts (a rank alone in error would leave
   // the others waiting in the first collective).
-  if (!agree(context, usage.empty(), usage)) return kExitUsage;
+  if (!agree_all(context, usage.empty(), usage)) return kExitUsage;
   if (options.describe) {
     if (rank == 0) {
       for (const PhantomKind kind : phantom_study_kinds()) {
@@ -245,7 +236,7 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
     for (const auto& path : temporary) fs::remove(path, ignored);
     for (const auto& path : extras) fs::remove(path, ignored);
   };
-  if (!agree(context, failure.empty(), failure)) {
+  if (!agree_all(context, failure.empty(), failure)) {
     discard();
     return kExitFailed;
   }
@@ -262,7 +253,7 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   } catch (const std::exception& e) {
     failure = fmt::format("moving shards into place failed on rank {}: {}", rank, e.what());
   }
-  if (!agree(context, failure.empty(), failure)) {
+  if (!agree_all(context, failure.empty(), failure)) {
     discard();
     return kExitFailed;
   }
@@ -288,7 +279,7 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
       failure = fmt::format("writing {} failed: {}", output.string(), e.what());
     }
   }
-  const bool ok = agree(context, failure.empty(), failure);
+  const bool ok = agree_all(context, failure.empty(), failure);
   if (!sharded && size > 1) {
     std::error_code ignored;
     fs::remove(part, ignored);

@@ -1,0 +1,61 @@
+// `vitruvian train`: data-parallel training of an organ network on an HDF5 dataset, one rank
+// per GPU (or per CPU core): sharded patch loading, bucketed gradient averaging overlapped with
+// backward, validation by sliding windows, atomic checkpoints, exact resumption, metrics.jsonl.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "launch/jobs/job_context.h"
+#include "models/registry.h"
+#include "models/trainer.h"
+
+namespace vitruvian::jobs {
+
+/// The training config: sections data, model, optimizer, train (launch/configs/train_example.yaml).
+struct TrainConfig {
+  // data
+  std::string dataset;
+  std::vector<std::string> channels;       ///< input series, in order
+  std::string label_map = "anatomy";
+  std::vector<std::string> classes;        ///< label names to learn (others are background); empty: all
+  std::vector<std::string> normalization;  ///< per channel: ct, zscore or none; empty: by modality
+  std::int64_t validation_studies = 1;     ///< the last N studies (by id) are held out
+  std::vector<std::int64_t> patch{64, 64, 64};
+  std::int64_t batch_size = 2;  ///< per rank
+  double foreground_fraction = 0.33;
+  int workers = 2;
+  std::string augment = "nnunet";  ///< nnunet | none
+  // model, optimizer
+  models::ModelConfig model;
+  models::OptimizerConfig optimizer;
+  // train
+  std::int64_t steps = 250;
+  std::int64_t accumulate = 1;
+  std::int64_t seed = 0;
+  std::int64_t steps_per_epoch = 50;
+  std::int64_t validate_every = 50;  ///< 0: only at the end
+  std::int64_t checkpoint_every = 50;
+  int keep_checkpoints = 3;
+  int max_bad_steps = 5;
+  double validation_overlap = 0.5;
+  double first_bucket_mb = 1;
+  double bucket_mb = 25;
+  std::string run_dir = "runs/train";
+
+  void visit(ConfigVisitor& v);
+  /// ConfigError naming the key of the first bad value.
+  void validate() const;
+};
+
+struct TrainFlags {
+  bool resume = false;  ///< continue from the newest complete checkpoint in run_dir
+};
+
+/// Collective. Exit 0 when training finished, 2 for bad config or input (one line), 1 when a
+/// run failed (non-finite steps beyond the limit, a rank's error).
+int run_train(const JobContext& context, const TrainConfig& config, const TrainFlags& flags, const std::string& resolved_yaml);
+
+}  // namespace vitruvian::jobs
