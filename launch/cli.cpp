@@ -15,6 +15,7 @@
 #include "launch/jobs/datasets.h"
 #include "launch/jobs/info.h"
 #include "launch/jobs/phantom.h"
+#include "launch/jobs/plan.h"
 #include "launch/jobs/report.h"
 #include "launch/jobs/train.h"
 
@@ -214,6 +215,21 @@ int run_cli(int argc, char** argv) {
   train->add_option("--steps", train_steps, "Optimiser steps (train.steps)");
   train->footer(global_footer);
 
+  jobs::PlanOptions plan_options;
+  CLI::App* plan = app.add_subcommand(
+      "plan", "Fingerprint a dataset and write a training config (patch, batch, network stages) that fits a memory budget");
+  plan->add_option("dataset", plan_options.dataset, "Dataset or index file")->required()->check(CLI::ExistingFile);
+  plan->add_option("--task", plan_options.task, "Task name (the run folder runs/<task>)")->capture_default_str();
+  plan->add_option("--channels", plan_options.channels, "Input series (default: the first study's first)")->delimiter(',');
+  plan->add_option("--label-map", plan_options.label_map, "Label map to learn")->capture_default_str();
+  plan->add_option("--classes", plan_options.classes, "Label names to learn (default: all)")->delimiter(',');
+  plan->add_option("--memory", plan_options.memory, "Memory budget per rank: 8G, 512M, ...")->capture_default_str();
+  plan->add_option("--model", plan_options.model, "unet, resenc_unet or sk_unet")->capture_default_str();
+  plan->add_option("--validation-studies", plan_options.validation_studies, "Studies held out")->capture_default_str();
+  plan->add_option("-o,--output", plan_options.output, "The config to write (YAML)")->required();
+  plan->add_flag("--force", plan_options.force, "Replace an existing output");
+  plan->footer(global_footer);
+
   jobs::ReportOptions report_options;
   CLI::App* report = app.add_subcommand("report", "Draw a training run's loss, throughput and validation curves into an HTML page");
   report->add_option("run_dir", report_options.run_dir, "Run folder (train.run_dir)")->required()->check(CLI::ExistingDirectory);
@@ -273,6 +289,7 @@ int run_cli(int argc, char** argv) {
     if (phantom->parsed()) return jobs::run_phantom(context, phantom_options);
     if (train->parsed()) return jobs::run_train(context, train_config, train_flags, resolved.str());
     if (report->parsed()) return jobs::run_report(context, report_options);
+    if (plan->parsed()) return jobs::run_plan(context, plan_options);
     if (inspect->parsed()) {
       inspect_options.volumes = !no_volumes;
       return jobs::run_inspect(context, inspect_options);

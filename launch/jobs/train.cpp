@@ -232,6 +232,7 @@ void TrainConfig::visit(ConfigVisitor& v) {
     d.field("foreground_fraction", foreground_fraction, "share of patches forced onto a foreground class");
     d.field("workers", workers, "loader threads per rank");
     d.field("augment", augment, "nnunet or none");
+    d.field("mirror_axes", mirror_axes, "axes mirrored at random, any of zyx (none by default: left and right differ)");
   });
   v.section("model", [&](ConfigVisitor& m) { model.visit(m); });
   v.section("optimizer", [&](ConfigVisitor& o) { optimizer.visit(o); });
@@ -262,6 +263,9 @@ void TrainConfig::validate() const {
   }
   if (batch_size < 1) throw ConfigError("data.batch_size", fmt::format("{}; expected at least 1", batch_size));
   if (augment != "nnunet" && augment != "none") throw ConfigError("data.augment", "'" + augment + "'; expected nnunet or none");
+  if (mirror_axes.find_first_not_of("zyx") != std::string::npos) {
+    throw ConfigError("data.mirror_axes", "'" + mirror_axes + "'; expected a subset of zyx, e.g. zy");
+  }
   if (validation_studies < 0) throw ConfigError("data.validation_studies", "expected 0 or more");
   if (steps < 1 || accumulate < 1 || steps_per_epoch < 1) {
     throw ConfigError("train.steps", "steps, accumulate and steps_per_epoch must be at least 1");
@@ -329,7 +333,12 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
     loader_options.rank = rank;
     loader_options.world = world;
     loader_options.first_batch = start_step * config.accumulate;
-    if (config.augment == "nnunet") loader_options.augment = data::AugmentOptions::nnunet_like();
+    if (config.augment == "nnunet") {
+      loader_options.augment = data::AugmentOptions::nnunet_like();
+      const auto& m = config.mirror_axes;
+      loader_options.augment.flip({m.find('z') != std::string::npos ? 0.5 : 0.0, m.find('y') != std::string::npos ? 0.5 : 0.0,
+                                   m.find('x') != std::string::npos ? 0.5 : 0.0});
+    }
     data::PatchLoader loader(setup.store, task_of(config, setup), loader_options);
 
     const fs::path metrics_path = run_dir / "metrics.jsonl";

@@ -28,6 +28,9 @@ struct TrainConfig {
   double foreground_fraction = 0.33;
   int workers = 2;
   std::string augment = "nnunet";  ///< nnunet | none
+  /// Axes mirrored at random (p 0.5 each) when augmenting, any of "zyx"; empty by default:
+  /// mirroring along x turns left organs into right ones.
+  std::string mirror_axes;
   // model, optimizer
   models::ModelConfig model;
   models::OptimizerConfig optimizer;

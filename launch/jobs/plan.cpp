@@ -1,0 +1,200 @@
+// Fingerprint → models::make_plan → a train config with the fingerprint and the decisions as
+// comments.
+#include "launch/jobs/plan.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <random>
+
+#include "core/atomic_file.h"
+#include "core/config.h"
+#include "core/errors.h"
+#include "data/preprocess.h"
+#include "data/volume_store.h"
+#include "launch/jobs/arguments.h"
+#include "launch/jobs/train.h"
+#include "models/plan.h"
+
+namespace vitruvian::jobs {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+double parse_memory(const std::string& text) {
+  std::size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  const std::string unit = text.substr(used);
+  double scale = 1;
+  if (unit == "G" || unit == "GB" || unit == "g") scale = 1e9;
+  else if (unit == "M" || unit == "MB" || unit == "m") scale = 1e6;
+  else if (!unit.empty() || used == 0) scale = -1;
+  if (scale < 0 || !(value > 0)) throw InputError("--memory " + text, "expected a size such as 8G, 512M or a number of bytes");
+  return value * scale;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[static_cast<std::size_t>(std::floor(q * static_cast<double>(v.size() - 1)))];
+}
+
+}  // namespace
+
+int run_plan(const JobContext& context, const PlanOptions& options) {
+  if (context.env.rank() != 0) return 0;
+  if (options.output.empty()) throw InputError("plan", "no output; give -o PLAN.yaml");
+  refuse_existing(options.output, options.force);
+  const double budget = parse_memory(options.memory);
+  const data::VolumeStore store(options.dataset);
+  if (store.studies().empty()) throw InputError(options.dataset, "has no studies to plan from");
+  std::vector<std::string> channels = options.channels;
+  const data::StudyInfo& first = store.studies().front();
+  if (channels.empty()) channels.push_back(first.series.front().name);
+
+  // Fingerprint: spacings and shapes of the first channel, intensities and class frequencies.
+  std::array<std::vector<double>, 3> spacings, shapes;
+  for (const auto& study : store.studies()) {
+    const data::SeriesInfo* s = study.find_series(channels.front());
+    if (s == nullptr) throw InputError(options.dataset, "study '" + study.id + "' has no series '" + channels.front() + "'");
+    for (int a = 0; a < 3; ++a) {
+      spacings[a].push_back(s->geometry.spacing[2 - a]);  // zyx
+      shapes[a].push_back(static_cast<double>(s->shape[s->shape.size() - 3 + a]));
+    }
+  }
+  std::array<double, 3> spacing{}, target{};
+  for (int a = 0; a < 3; ++a) spacing[a] = median(spacings[a]);
+  target = spacing;
+  const double finest = *std::min_element(spacing.begin(), spacing.end());
+  const int coarsest = static_cast<int>(std::max_element(spacing.begin(), spacing.end()) - spacing.begin());
+  std::vector<std::string> decisions;
+  if (spacing[coarsest] > 3 * finest) {
+    target[coarsest] = percentile(spacings[coarsest], 0.1);
+    decisions.push_back(fmt::format("anisotropic data: the coarse axis takes the 10th percentile of its spacings, {:.3g} mm",
+                                    target[coarsest]));
+  }
+  bool resample = false;
+  for (int a = 0; a < 3; ++a) {
+    for (const double h : spacings[a]) resample = resample || std::abs(h - target[a]) > 0.01 * target[a];
+  }
+  std::array<std::int64_t, 3> median_shape{};
+  double dataset_voxels = 0;
+  for (int a = 0; a < 3; ++a) median_shape[a] = static_cast<std::int64_t>(std::lround(median(shapes[a]) * spacing[a] / target[a]));
+  for (std::size_t i = 0; i < shapes[0].size(); ++i) {
+    double v = 1;
+    for (int a = 0; a < 3; ++a) v *= shapes[a][i] * spacings[a][i] / target[a];
+    dataset_voxels += v;
+  }
+  const data::LabelTable& table = store.label_table();
+  std::vector<std::string> classes = options.classes;
+  if (classes.empty()) {
+    for (const auto& [id, name] : table) {
+      if (id != 0) classes.push_back(name);
+    }
+  }
+  // Intensities (foreground of the first 20 studies) and class frequencies.
+  json intensities = json::object(), frequencies = json::object();
+  std::mt19937_64 rng(0);
+  std::vector<std::int64_t> class_voxels(classes.size(), 0);
+  std::int64_t total_voxels = 0;
+  const std::size_t sample = std::min<std::size_t>(store.studies().size(), 20);
+  for (const auto& channel : channels) {
+    std::vector<double> values;
+    for (std::size_t i = 0; i < sample; ++i) {
+      const auto& study = store.studies()[i];
+      const at::Tensor image = store.read_series(study.id, channel).voxels;
+      const at::Tensor label = store.read_label(study.id, options.label_map).voxels;
+      const auto part = data::sample_foreground_intensities(image, label, 5000, rng);
+      values.insert(values.end(), part.begin(), part.end());
+    }
+    const auto stats = data::intensity_stats(values);
+    intensities[channel] = {{"modality", first.find_series(channel) ? first.find_series(channel)->modality : ""},
+                            {"mean", stats.mean}, {"std", stats.std}, {"p0_5", stats.lower}, {"p99_5", stats.upper}};
+  }
+  for (std::size_t i = 0; i < sample; ++i) {
+    const at::Tensor label = store.read_label(store.studies()[i].id, options.label_map).voxels.to(at::kLong);
+    total_voxels += label.numel();
+    const at::Tensor counts = at::bincount(label.flatten());
+    for (std::size_t k = 0; k < classes.size(); ++k) {
+      for (const auto& [id, name] : table) {
+        if (name == classes[k] && id < counts.numel()) class_voxels[k] += counts[id].item<std::int64_t>();
+      }
+    }
+  }
+  for (std::size_t k = 0; k < classes.size(); ++k) {
+    frequencies[classes[k]] = static_cast<double>(class_voxels[k]) / static_cast<double>(std::max<std::int64_t>(total_voxels, 1));
+  }
+
+  models::PlanInput input;
+  input.spacing_zyx = target;
+  input.median_shape_zyx = median_shape;
+  input.in_channels = static_cast<std::int64_t>(channels.size());
+  input.classes = static_cast<std::int64_t>(classes.size()) + 1;
+  input.memory_bytes = budget;
+  input.dataset_voxels = dataset_voxels;
+  const models::Plan plan = models::make_plan(input);
+
+  TrainConfig config;
+  config.dataset = options.dataset;
+  config.channels = channels;
+  config.label_map = options.label_map;
+  config.classes = classes;
+  config.validation_studies = options.validation_studies;
+  config.patch = {plan.patch_zyx[0], plan.patch_zyx[1], plan.patch_zyx[2]};
+  config.batch_size = plan.batch_size;
+  config.model.name = options.model;
+  config.model.stages = static_cast<int>(plan.strides.size());
+  config.model.strides.clear();
+  config.model.kernels.clear();
+  for (std::size_t s = 1; s < plan.strides.size(); ++s) config.model.strides.insert(config.model.strides.end(), plan.strides[s].begin(), plan.strides[s].end());
+  for (const auto& k : plan.kernels) config.model.kernels.insert(config.model.kernels.end(), k.begin(), k.end());
+  config.run_dir = "runs/" + options.task;
+  decisions.insert(decisions.end(), plan.notes.begin(), plan.notes.end());
+  if (resample) {
+    decisions.push_back(fmt::format("spacings differ between studies: resample first with `vitruvian preprocess {} -o "
+                                    "resampled.h5 --channels {} --label {} --spacing {:.4g},{:.4g},{:.4g}` and train on that",
+                                    options.dataset, fmt::join(channels, ","), options.label_map, target[2], target[1], target[0]));
+  }
+  const json fingerprint = {{"dataset", options.dataset},
+                            {"studies", store.studies().size()},
+                            {"median_spacing_zyx_mm", spacing},
+                            {"target_spacing_zyx_mm", target},
+                            {"median_shape_zyx", median_shape},
+                            {"intensities", intensities},
+                            {"class_frequency", frequencies},
+                            {"memory_budget_bytes", budget},
+                            {"estimated_training_bytes", plan.estimated_bytes},
+                            {"decisions", decisions}};
+  ConfigWriter writer;
+  writer.add("", [&](ConfigVisitor& v) { config.visit(v); });
+  std::string yaml = fmt::format("# Plan for {} (vitruvian plan; rules in docs/PLANS.md)\n", options.dataset);
+  for (const auto& d : decisions) yaml += "# - " + d + "\n";
+  yaml += writer.str();
+  write_file_atomic(options.output, yaml);
+  fs::path fingerprint_path(options.output);
+  fingerprint_path.replace_extension(".fingerprint.json");
+  write_file_atomic(fingerprint_path, fingerprint.dump(2) + "\n");
+  std::cout << fmt::format("plan: patch {}x{}x{}, batch {}, {} stages, estimated {:.2f} GB of {:.2f} GB -> {}\n", plan.patch_zyx[0],
+                           plan.patch_zyx[1], plan.patch_zyx[2], plan.batch_size, plan.strides.size(), plan.estimated_bytes / 1e9,
+                           budget / 1e9, options.output);
+  for (const auto& d : decisions) std::cout << "  " << d << "\n";
+  return 0;
+}
+
+}  // namespace vitruvian::jobs
