@@ -8,11 +8,11 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ccache pkg-config
-  libtorch-dev                          # LibTorch (CPU build) and its headers
+  libtorch-dev libopenblas0-openmp      # LibTorch (CPU build) and its headers; OpenBLAS behind its BLAS calls
   libopenmpi-dev openmpi-bin            # MPI runtime and mpirun
   libhdf5-dev                           # volume store
   libnifti2-dev libdcmtk-dev zlib1g-dev # NIfTI and DICOM import/export, chunk decompression
-  python3-h5py python3-nibabel          # peers for side-by-side checks and benchmarks
+  python3-h5py python3-nibabel python3-torch  # peers for side-by-side checks and benchmarks
   libyaml-cpp-dev nlohmann-json3-dev    # config and reports
   libcli11-dev libspdlog-dev libfmt-dev # command line and logging
   libpng-dev                            # previews and plots

@@ -185,6 +185,10 @@ at::Tensor match_size(const at::Tensor& up, const at::Tensor& like) {
   return out;
 }
 
+/// Transposed convolution with kernel = stride (the decoder's upsampling). Its windows do not
+/// overlap, so on CPU it runs as a pointwise convolution and a reshuffle (upsample_by_product):
+/// LibTorch 1.13's CPU conv_transpose3d takes the im2col path, 1.5x slower forward and backward
+/// (docs/PERFORMANCE.md). Same weights and result.
 class TransposedImpl : public nn::Module {
  public:
   TransposedImpl(std::int64_t in, std::int64_t out, std::array<std::int64_t, 3> stride) {
@@ -193,7 +197,8 @@ class TransposedImpl : public nn::Module {
   }
   at::Tensor forward(const at::Tensor& x) {
     if (g_flops != nullptr) *g_flops += 2.0 * static_cast<double>(x.numel()) * static_cast<double>(macs_per_input_);
-    return conv_->forward(x);
+    if (x.is_cuda()) return conv_->forward(x);  // cuDNN's transposed convolution is fast
+    return upsample_by_product(x, conv_->weight);
   }
 
  private:
@@ -331,6 +336,17 @@ std::vector<at::Tensor> UNetImpl::forward(const at::Tensor& x) {
   }
   std::reverse(outputs.begin(), outputs.end());
   return outputs;
+}
+
+at::Tensor upsample_by_product(const at::Tensor& x, const at::Tensor& weight) {
+  const std::int64_t n = x.size(0), in = x.size(1), d = x.size(2), h = x.size(3), w = x.size(4);
+  const std::int64_t out = weight.size(1), kz = weight.size(2), ky = weight.size(3), kx = weight.size(4);
+  // Every output channel and kernel offset as a 1×1×1 convolution (oneDNN), then interleaved.
+  const at::Tensor pointwise = weight.permute({1, 2, 3, 4, 0}).reshape({out * kz * ky * kx, in, 1, 1, 1});
+  return at::conv3d(x, pointwise)
+      .view({n, out, kz, ky, kx, d, h, w})
+      .permute({0, 1, 5, 2, 6, 3, 7, 4})
+      .reshape({n, out, d * kz, h * ky, w * kx});
 }
 
 double forward_flops_per_voxel(UNet& net, const std::array<std::int64_t, 3>& patch_zyx) {

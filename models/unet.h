@@ -94,6 +94,12 @@ TORCH_MODULE(UNet);
 /// and transposed convolutions; norms and activations ignored), divided by D·H·W.
 double forward_flops_per_voxel(UNet& net, const std::array<std::int64_t, 3>& patch_zyx);
 
+/// A transposed convolution whose kernel equals its stride (no overlapping windows), as one
+/// pointwise convolution to Cout·kz·ky·kx channels and a reshuffle: x [N, Cin, D, H, W], weight
+/// [Cin, Cout, kz, ky, kx] →
+/// [N, Cout, D·kz, H·ky, W·kx], equal to conv_transpose3d(x, weight, stride = kernel).
+at::Tensor upsample_by_product(const at::Tensor& x, const at::Tensor& weight);
+
 /// Trainable parameters.
 std::int64_t parameter_count(const torch::nn::Module& module);
 

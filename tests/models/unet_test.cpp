@@ -44,6 +44,21 @@ TEST(UNet, OutputShapesForOddSizesAndAnisotropicPoolingInEveryBlockType) {
   }
 }
 
+TEST(UNet, UpsamplingByProductEqualsTransposedConvolution) {
+  torch::manual_seed(5);
+  for (const auto& stride : std::vector<std::vector<std::int64_t>>{{2, 2, 2}, {1, 2, 2}, {2, 1, 2}}) {
+    const at::Tensor w = torch::randn({6, 4, stride[0], stride[1], stride[2]}).requires_grad_();
+    const at::Tensor in = torch::randn({2, 6, 3, 4, 5}).requires_grad_();
+    const at::Tensor reference = at::conv_transpose3d(in, w, {}, stride);
+    const at::Tensor mine = upsample_by_product(in, w);
+    EXPECT_TRUE(torch::allclose(mine, reference, 1e-5, 1e-5));
+    const auto want = torch::autograd::grad({reference.pow(2).sum()}, {in, w});
+    const auto got = torch::autograd::grad({mine.pow(2).sum()}, {in, w});
+    EXPECT_TRUE(torch::allclose(got[0], want[0], 1e-4, 1e-4));
+    EXPECT_TRUE(torch::allclose(got[1], want[1], 1e-4, 1e-4));
+  }
+}
+
 TEST(UNet, StandardOptionsFollowNnUnetFeatures) {
   const auto o = UNetOptions::standard(1, 4, 6);
   EXPECT_EQ(o.features(), (std::vector<std::int64_t>{32, 64, 128, 256, 320, 320}));

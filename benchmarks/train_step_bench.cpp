@@ -1,0 +1,191 @@
+// Training throughput: Trainer steps of a plain 3D U-Net on a fixed synthetic batch per rank,
+// split into forward, backward, optimiser, and total and exposed gradient communication; and
+// the patch loader's batches/s on phantoms against what the step consumes. Run on 1 and 2 ranks:
+//
+//   launch/mpirun.sh -np 2 build/bin/train_step_bench [--patch 48] [--batch 2] [--stages 4]
+//       [--base 16] [--steps 10] [--dir /tmp/vitruvian_train_bench]
+//
+// Counters (rank 0; times are per step, the slowest rank's): voxels_per_s (all ranks' voxels),
+// forward_s, backward_s, optimizer_s, comm_total_s, comm_exposed_s, exposed_of_comm; loader:
+// batches_per_s, step_batches_per_s, loader_over_step.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/comm/communicator.h"
+#include "core/logging.h"
+#include "core/mpi_env.h"
+#include "data/loader.h"
+#include "data/phantom.h"
+#include "data/volume_store.h"
+#include "models/registry.h"
+#include "models/trainer.h"
+
+namespace vitruvian::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Settings {
+  std::int64_t patch = 48, batch = 2, steps = 10, base = 16;
+  int stages = 4;
+  fs::path dir = fs::temp_directory_path() / "vitruvian_train_bench";
+} g;
+const MpiEnvironment* g_env = nullptr;
+Communicator* g_comm = nullptr;
+double g_step_s = 0;  // the last measured step time (for the loader comparison)
+
+models::UNet make_net(std::int64_t classes) {
+  torch::manual_seed(0);
+  models::ModelConfig c;
+  c.stages = g.stages;
+  c.base_features = g.base;
+  return models::make_model(c, 1, classes);
+}
+
+/// The slowest rank's value.
+double slowest(double seconds) {
+  at::Tensor t = at::tensor({seconds}, at::kDouble);
+  g_comm->allreduce(t, ReduceOp::kMax);
+  return t.item<double>();
+}
+
+void BM_TrainStep(benchmark::State& state) {
+  const std::int64_t classes = 4;
+  models::TrainerOptions options;
+  options.steps = 1000000;
+  models::Trainer trainer(make_net(classes), *g_comm, options);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1 + g_env->rank());
+  const at::Tensor image = at::randn({g.batch, 1, g.patch, g.patch, g.patch}, gen);
+  const at::Tensor target = at::randint(0, classes, {g.batch, g.patch, g.patch, g.patch}, gen, at::kLong);
+  for (int warm = 0; warm < 2; ++warm) trainer.step({{image, target}});
+  double forward = 0, backward = 0, optimizer = 0, comm_total = 0, exposed = 0, steps_s = 0;
+  for (auto _ : state) {
+    g_comm->barrier();
+    const auto start = std::chrono::steady_clock::now();
+    const models::StepResult r = trainer.step({{image, target}});
+    const double elapsed = slowest(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    state.SetIterationTime(elapsed);
+    steps_s += elapsed;
+    forward += slowest(r.forward_s);
+    backward += slowest(r.backward_s);
+    optimizer += slowest(r.optimizer_s);
+    comm_total += slowest(r.comm.total_s);
+    exposed += slowest(r.comm.exposed_s);
+  }
+  const double n = static_cast<double>(state.iterations());
+  g_step_s = steps_s / n;
+  const double voxels = static_cast<double>(g.batch * g.patch * g.patch * g.patch * g_comm->size());
+  state.counters["voxels_per_s"] = voxels / g_step_s;
+  state.counters["forward_s"] = forward / n;
+  state.counters["backward_s"] = backward / n;
+  state.counters["optimizer_s"] = optimizer / n;
+  state.counters["comm_total_s"] = comm_total / n;
+  state.counters["comm_exposed_s"] = exposed / n;
+  state.counters["exposed_of_comm"] = comm_total > 0 ? exposed / comm_total : 0.0;
+  state.SetLabel(fmt::format("{} rank(s), batch {} of {}^3 per rank, unet {} stages base {}", g_comm->size(), g.batch, g.patch,
+                             g.stages, g.base));
+}
+
+/// The loader alone (rank 0's share, one worker, nnU-Net augmentation without mirroring) on
+/// chest phantoms, against the batches/s the measured step consumes.
+void BM_LoaderVsStep(benchmark::State& state) {
+  const fs::path dataset = g.dir / "chest.h5";
+  auto store = std::make_shared<const data::VolumeStore>(dataset);
+  data::TaskSpec task;
+  task.channels = {"cta"};
+  task.label = "anatomy";
+  data::LoaderOptions o;
+  o.patch_size = {g.patch, g.patch, g.patch};
+  o.batch_size = g.batch;
+  o.workers = static_cast<int>(state.range(0));
+  o.rank = g_env->rank();
+  o.world = g_env->size();
+  o.augment = data::AugmentOptions::nnunet_like();
+  o.augment.flip({0, 0, 0});
+  data::PatchLoader loader(store, task, o);
+  for (int warm = 0; warm < 3; ++warm) loader.next();
+  std::int64_t batches = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    loader.next();
+    ++batches;
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double rate = static_cast<double>(batches) / seconds;
+  state.counters["batches_per_s"] = rate;
+  state.counters["step_batches_per_s"] = g_step_s > 0 ? 1.0 / g_step_s : 0.0;
+  state.counters["loader_over_step"] = g_step_s > 0 ? rate * g_step_s : 0.0;
+  state.SetLabel(fmt::format("{} worker(s), batch {} of {}^3", o.workers, g.batch, g.patch));
+}
+
+class NullReporter : public benchmark::BenchmarkReporter {
+ public:
+  bool ReportContext(const Context&) override { return true; }
+  void ReportRuns(const std::vector<Run>&) override {}
+};
+
+}  // namespace
+}  // namespace vitruvian::bench
+
+int main(int argc, char** argv) {
+  using namespace vitruvian;
+  using namespace vitruvian::bench;
+  MpiEnvironment env(&argc, &argv);
+  g_env = &env;
+  init_logging({"warn", false}, env.rank(), env.size(), env.host());
+  at::set_num_threads(1);  // one thread per rank
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto next = [&] { return std::string(argv[++i]); };
+    if (arg == "--patch" && i + 1 < argc) g.patch = std::stoll(next());
+    else if (arg == "--batch" && i + 1 < argc) g.batch = std::stoll(next());
+    else if (arg == "--steps" && i + 1 < argc) g.steps = std::stoll(next());
+    else if (arg == "--stages" && i + 1 < argc) g.stages = std::stoi(next());
+    else if (arg == "--base" && i + 1 < argc) g.base = std::stoll(next());
+    else if (arg == "--dir" && i + 1 < argc) g.dir = next();
+    else if (env.rank() != 0 && arg.rfind("--benchmark_out", 0) == 0) continue;
+    else rest.push_back(argv[i]);
+  }
+  auto comm = make_communicator(env.world(), c10::Device(c10::kCPU), CommunicatorOptions().timeout_s(600));
+  g_comm = comm.get();
+  // Chest phantoms for the loader, written by rank 0.
+  if (env.rank() == 0) {
+    fs::create_directories(g.dir);
+    if (!fs::exists(g.dir / "chest.h5")) {
+      data::PhantomOptions p;
+      p.shape_zyx = {96, 96, 96};
+      p.threads = 1;
+      data::VolumeWriter writer(g.dir / "chest.h5");
+      writer.set_label_table(data::phantom_label_table(p.kind));
+      for (std::int64_t i = 0; i < 6; ++i) {
+        const auto study = data::make_phantom_study(p, i);
+        for (const auto& [name, volume] : study.series) writer.add_series(study.id, name, volume, study.id);
+        writer.add_label(study.id, data::kPhantomLabelMap, study.series.front().first, study.labels, study.id);
+      }
+      writer.commit();
+    }
+  }
+  comm->barrier();
+  int rest_count = static_cast<int>(rest.size());
+  benchmark::Initialize(&rest_count, rest.data());
+  benchmark::RegisterBenchmark("train_step", BM_TrainStep)->Iterations(g.steps)->UseManualTime()->Unit(benchmark::kMillisecond);
+  for (const int workers : {1, 2}) {
+    benchmark::RegisterBenchmark("loader_vs_step", BM_LoaderVsStep)->Arg(workers)->Iterations(20)->Unit(benchmark::kMillisecond);
+  }
+  if (env.rank() == 0) {
+    benchmark::RunSpecifiedBenchmarks();
+  } else {
+    NullReporter quiet;
+    benchmark::RunSpecifiedBenchmarks(&quiet);
+  }
+  benchmark::Shutdown();
+  return 0;
+}
