@@ -211,6 +211,7 @@ int run_cli(int argc, char** argv) {
       "train", "Train an organ network on an HDF5 dataset, data-parallel over the ranks (config sections data, model, "
                "optimizer, train; launch/configs/train_example.yaml)");
   train->add_flag("--resume", train_flags.resume, "Continue from the newest complete checkpoint in train.run_dir");
+  train->add_flag("--force", train_flags.force, "Start over: remove an existing run's checkpoints, metrics and model");
   train->add_option("--run-dir", train_run_dir, "Run folder (train.run_dir)");
   train->add_option("--steps", train_steps, "Optimiser steps (train.steps)");
   train->footer(global_footer);

@@ -118,7 +118,7 @@ ModelCard card_from_json(const std::string& text, const std::string& source) {
     c.normalization = j.at("normalization").get<std::vector<std::string>>();
     c.ct_stats = j.at("ct_stats").get<std::vector<std::array<double, 4>>>();
     c.class_names = j.at("class_names").get<std::vector<std::string>>();
-    c.class_label_ids = j.at("class_label_ids").get<std::vector<std::int64_t>>();
+    c.class_label_ids = j.at("class_label_ids").get<std::vector<std::vector<std::int64_t>>>();
     c.patch = j.at("patch").get<std::array<std::int64_t, 3>>();
     c.dataset = j.at("dataset");
     c.step = j.at("step");

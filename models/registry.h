@@ -46,7 +46,9 @@ struct ModelCard {
   /// Per channel (used for "ct"): clip to [lower, upper], then (x − mean) / std.
   std::vector<std::array<double, 4>> ct_stats;  ///< lower, upper, mean, std
   std::vector<std::string> class_names;         ///< index 0 is background
-  std::vector<std::int64_t> class_label_ids;    ///< the dataset's label id of each class (0 for background)
+  /// The dataset's label ids each class stands for ({0} for background; several for a class
+  /// that groups labels, e.g. heart = the four chambers and the myocardium).
+  std::vector<std::vector<std::int64_t>> class_label_ids;
   std::array<std::int64_t, 3> patch{64, 64, 64};  ///< training patch [z, y, x]: the inference window
   std::string dataset;                           ///< what it was trained on
   std::int64_t step = 0;                         ///< training steps done

@@ -44,7 +44,7 @@ struct Setup {
   std::shared_ptr<const data::VolumeStore> store;
   std::vector<std::string> training, validation;  ///< study ids
   std::vector<std::string> class_names;           ///< [0] background
-  std::vector<std::int64_t> class_ids;            ///< dataset label id per class ([0] = 0)
+  std::vector<std::vector<std::int64_t>> class_ids;  ///< dataset label ids per class ([0] = {0})
   at::Tensor lookup;                              ///< dataset label id → class index (int64)
 };
 
@@ -63,30 +63,53 @@ Setup prepare(const TrainConfig& c, int world) {
   s.validation.assign(ids.end() - static_cast<std::ptrdiff_t>(held_out), ids.end());
   const data::LabelTable& table = s.store->label_table();
   s.class_names = {"background"};
-  s.class_ids = {0};
+  s.class_ids = {{0}};
   std::int64_t largest = 0;
   for (const auto& [id, name] : table) largest = std::max<std::int64_t>(largest, id);
+  auto id_of = [&](const std::string& wanted) {
+    auto it = std::find_if(table.begin(), table.end(), [&](const auto& entry) { return entry.second == wanted; });
+    if (it == table.end()) {
+      std::string known;
+      for (const auto& [id, name] : table) known += (known.empty() ? "" : ", ") + name;
+      throw ConfigError("data.classes", fmt::format("'{}' is not a label of {}; its labels are: {}", wanted, c.dataset, known));
+    }
+    return static_cast<std::int64_t>(it->first);
+  };
   if (c.classes.empty()) {
     for (const auto& [id, name] : table) {
       if (id == 0) continue;
       s.class_names.push_back(name);
-      s.class_ids.push_back(id);
+      s.class_ids.push_back({id});
     }
   } else {
-    for (const auto& wanted : c.classes) {
-      auto it = std::find_if(table.begin(), table.end(), [&](const auto& entry) { return entry.second == wanted; });
-      if (it == table.end()) {
-        std::string known;
-        for (const auto& [id, name] : table) known += (known.empty() ? "" : ", ") + name;
-        throw ConfigError("data.classes", fmt::format("'{}' is not a label of {}; its labels are: {}", wanted, c.dataset, known));
+    // "name" learns that label; "name=a+b+c" learns labels a, b and c as one class.
+    for (const auto& entry : c.classes) {
+      const auto eq = entry.find('=');
+      std::vector<std::int64_t> label_ids;
+      if (eq == std::string::npos) {
+        label_ids.push_back(id_of(entry));
+      } else {
+        std::size_t start = eq + 1;
+        while (start <= entry.size()) {
+          const auto plus = std::min(entry.find('+', start), entry.size());
+          label_ids.push_back(id_of(entry.substr(start, plus - start)));
+          start = plus + 1;
+        }
       }
-      s.class_names.push_back(wanted);
-      s.class_ids.push_back(it->first);
+      s.class_names.push_back(entry.substr(0, eq));
+      s.class_ids.push_back(label_ids);
     }
   }
   if (s.class_names.size() < 2) throw ConfigError("data.classes", c.dataset + " has no label table to learn from");
   s.lookup = at::zeros({std::max<std::int64_t>(largest, 255) + 1}, at::kLong);
-  for (std::size_t k = 1; k < s.class_ids.size(); ++k) s.lookup[s.class_ids[k]] = static_cast<std::int64_t>(k);
+  for (std::size_t k = 1; k < s.class_ids.size(); ++k) {
+    for (const auto id : s.class_ids[k]) {
+      if (s.lookup[id].item<std::int64_t>() != 0) {
+        throw ConfigError("data.classes", fmt::format("label id {} is named by two classes", id));
+      }
+      s.lookup[id] = static_cast<std::int64_t>(k);
+    }
+  }
   return s;
 }
 
@@ -224,7 +247,7 @@ void TrainConfig::visit(ConfigVisitor& v) {
     d.field("dataset", dataset, "HDF5 dataset or shard index");
     d.field("channels", channels, "input series, in order");
     d.field("label_map", label_map, "the label map to learn");
-    d.field("classes", classes, "label names to learn (others become background); empty: all");
+    d.field("classes", classes, "label names to learn, or name=a+b+c to learn labels a, b, c as one (others: background)");
     d.field("normalization", normalization, "per channel: ct, zscore or none; empty: by modality");
     d.field("validation_studies", validation_studies, "the last N studies (by id) are held out for validation");
     d.field("patch", patch, "patch size [z, y, x]");
@@ -294,13 +317,21 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
         if (rank == 0) spdlog::warn("checkpoint {} is skipped: {}; taking an earlier one", dir.string(), why);
       });
       if (!resume_from) throw InputError(checkpoints.string(), "has no complete checkpoint to resume from");
-    } else if (latest_checkpoint(checkpoints, kCheckpointPrefix)) {
-      throw InputError(run_dir.string(), "already holds checkpoints; pass --resume to continue it, or choose another run_dir");
+    } else if (latest_checkpoint(checkpoints, kCheckpointPrefix) && !flags.force) {
+      throw InputError(run_dir.string(),
+                       "already holds checkpoints; pass --resume to continue it, --force to start over, or choose another run_dir");
     }
+    if (flags.resume && flags.force) throw InputError("train", "--resume and --force contradict each other; give one");
   } catch (const Error& e) {
     problem = e.what();
   }
   if (!agree_all(context, problem.empty(), problem)) return kExitUsage;
+  if (flags.force && rank == 0) {
+    std::error_code ignored;  // only what a run writes; anything else in the folder stays
+    for (const char* entry : {"checkpoints", "model", "metrics.jsonl", "report.html", "config.yaml"}) {
+      fs::remove_all(run_dir / entry, ignored);
+    }
+  }
 
   std::string failure;
   try {

@@ -20,7 +20,9 @@ struct TrainConfig {
   std::string dataset;
   std::vector<std::string> channels;       ///< input series, in order
   std::string label_map = "anatomy";
-  std::vector<std::string> classes;        ///< label names to learn (others are background); empty: all
+  /// Label names to learn, or "name=a+b+c" for one class made of labels a, b and c; others are
+  /// background. Empty: every label of the table.
+  std::vector<std::string> classes;
   std::vector<std::string> normalization;  ///< per channel: ct, zscore or none; empty: by modality
   std::int64_t validation_studies = 1;     ///< the last N studies (by id) are held out
   std::vector<std::int64_t> patch{64, 64, 64};
@@ -55,6 +57,7 @@ struct TrainConfig {
 
 struct TrainFlags {
   bool resume = false;  ///< continue from the newest complete checkpoint in run_dir
+  bool force = false;   ///< start over: an existing run's checkpoints, metrics, model and report go
 };
 
 /// Collective. Exit 0 when training finished, 2 for bad config or input (one line), 1 when a

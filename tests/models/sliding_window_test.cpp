@@ -107,11 +107,12 @@ TEST(ModelExport, LoadsToTheSameOutputsAndRefusesBrokenFiles) {
   card.normalization = {"zscore", "zscore"};
   card.ct_stats = {{0, 0, 0, 1}, {0, 0, 0, 1}};
   card.class_names = {"background", "liver", "spleen"};
-  card.class_label_ids = {0, 29, 33};
+  card.class_label_ids = {{0}, {29}, {33, 34}};
   card.patch = {8, 16, 16};
   export_model(dir, net, card);
   auto [loaded, loaded_card] = load_model(dir);
   EXPECT_EQ(loaded_card.class_names, card.class_names);
+  EXPECT_EQ(loaded_card.class_label_ids, card.class_label_ids);
   EXPECT_EQ(loaded_card.model.strides, config.strides);
   torch::NoGradGuard no_grad;
   const at::Tensor x = torch::randn({1, 2, 8, 16, 16});
