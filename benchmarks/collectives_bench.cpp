@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/mpi_reporting.h"
 #include "core/comm/communicator.h"
 #include "core/errors.h"
 #include "core/logging.h"
@@ -206,12 +207,6 @@ void bench_collective(benchmark::State& state, const std::string& op, std::int64
   if (wrong > 0) state.SkipWithError("result check failed");
 }
 
-class NullReporter : public benchmark::BenchmarkReporter {
- public:
-  bool ReportContext(const Context&) override { return true; }
-  void ReportRuns(const std::vector<Run>&) override {}
-};
-
 void print_summary() {
   std::printf("\n# %d ranks, dtype %s, time = slowest rank per op, median over iterations\n", g_env->size(),
               dtype_name(g_settings.dtype));
@@ -314,13 +309,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  if (env.rank() == 0) {
-    benchmark::RunSpecifiedBenchmarks();
-    print_summary();
-  } else {
-    NullReporter quiet;
-    benchmark::RunSpecifiedBenchmarks(&quiet);
-  }
+  run_benchmarks_reporting_on_rank0(env.rank());
+  if (env.rank() == 0) print_summary();
   benchmark::Shutdown();
   g_comm = nullptr;
   return 0;

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "benchmarks/mpi_reporting.h"
 #include "core/comm/communicator.h"
 #include "core/logging.h"
 #include "core/mpi_env.h"
@@ -125,12 +126,6 @@ void BM_LoaderVsStep(benchmark::State& state) {
   state.SetLabel(fmt::format("{} worker(s), batch {} of {}^3", o.workers, g.batch, g.patch));
 }
 
-class NullReporter : public benchmark::BenchmarkReporter {
- public:
-  bool ReportContext(const Context&) override { return true; }
-  void ReportRuns(const std::vector<Run>&) override {}
-};
-
 }  // namespace
 }  // namespace vitruvian::bench
 
@@ -180,12 +175,7 @@ int main(int argc, char** argv) {
   for (const int workers : {1, 2}) {
     benchmark::RegisterBenchmark("loader_vs_step", BM_LoaderVsStep)->Arg(workers)->Iterations(20)->Unit(benchmark::kMillisecond);
   }
-  if (env.rank() == 0) {
-    benchmark::RunSpecifiedBenchmarks();
-  } else {
-    NullReporter quiet;
-    benchmark::RunSpecifiedBenchmarks(&quiet);
-  }
+  run_benchmarks_reporting_on_rank0(env.rank());
   benchmark::Shutdown();
   return 0;
 }

@@ -15,7 +15,8 @@ at::Tensor dice_ce_loss(const at::Tensor& logits, const at::Tensor& target, doub
                                          fmt::join(logits.sizes(), "x"), fmt::join(target.sizes(), "x")));
   }
   const std::int64_t classes = logits.size(1);
-  const at::Tensor log_p = at::log_softmax(logits.to(at::kFloat), 1);
+  // At least float32 (half or bfloat16 logits from autocast are widened; float64 stays).
+  const at::Tensor log_p = at::log_softmax(logits.scalar_type() == at::kDouble ? logits : logits.to(at::kFloat), 1);
   const at::Tensor ce = at::nll_loss_nd(log_p, target);
   const at::Tensor p = log_p.exp();
   const at::Tensor onehot = at::one_hot(target, classes).permute({0, 4, 1, 2, 3}).to(p.scalar_type());

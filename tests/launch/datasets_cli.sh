@@ -7,17 +7,8 @@
 set -euo pipefail
 vit=$1
 work=$2
-py=/usr/bin/python3
-rm -rf "$work" && mkdir -p "$work" && cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-# expect_exit CODE STDERR_FILE COMMAND...: runs the command (stdout to STDERR_FILE.out) and
-# checks its exit status.
-expect_exit() {
-  local want=$1 err=$2 rc=0
-  shift 2
-  "$@" >"$err.out" 2>"$err" || rc=$?
-  [[ $rc == "$want" ]] || { cat "$err"; fail "'$*' exited $rc, expected $want"; }
-}
+source "$(dirname "${BASH_SOURCE[0]}")/cli_helpers.sh"
+prepare_workdir "$work"
 
 $py - <<'PY'
 import nibabel as nib, numpy as np

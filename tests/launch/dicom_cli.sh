@@ -8,17 +8,8 @@ set -euo pipefail
 vit=$1
 writer=$2
 work=$3
-py=/usr/bin/python3
-rm -rf "$work" && mkdir -p "$work" && cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-# expect_exit CODE STDERR_FILE COMMAND...: runs the command (stdout to STDERR_FILE.out) and
-# checks its exit status.
-expect_exit() {
-  local want=$1 err=$2 rc=0
-  shift 2
-  "$@" >"$err.out" 2>"$err" || rc=$?
-  [[ $rc == "$want" ]] || { cat "$err" "$err.out"; fail "'$*' exited $rc, expected $want"; }
-}
+source "$(dirname "${BASH_SOURCE[0]}")/cli_helpers.sh"
+prepare_workdir "$work"
 # one_rejection STDERR_FILE: exactly one rejection line, naming the spoilt series' first file
 # and the reason, and no other line mentions that series.
 one_rejection() {

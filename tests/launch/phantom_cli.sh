@@ -8,15 +8,8 @@ set -euo pipefail
 vit=$1
 mpirun=$2
 work=$3
-py=/usr/bin/python3
-rm -rf "$work" && mkdir -p "$work" && cd "$work"
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect_exit() {
-  local want=$1 err=$2 rc=0
-  shift 2
-  "$@" >"$err.out" 2>"$err" || rc=$?
-  [[ $rc == "$want" ]] || { cat "$err" "$err.out"; fail "'$*' exited $rc, expected $want"; }
-}
+source "$(dirname "${BASH_SOURCE[0]}")/cli_helpers.sh"
+prepare_workdir "$work"
 
 common=(phantom --kind mixed --studies 5 --shape 36,44,40 --seed 3 --frames 5 --chunk 16)
 expect_exit 0 one.err "$vit" "${common[@]}" --out one.h5 --preview previews --nifti nifti --threads 2

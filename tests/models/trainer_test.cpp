@@ -58,26 +58,39 @@ std::unique_ptr<Communicator> world() {
   return make_communicator(testing::mpi().world(), c10::Device(c10::kCPU), CommunicatorOptions().timeout_s(300));
 }
 
-TEST(Trainer, RanksSplittingTheBatchEqualOneRankWithTheWholeBatch) {
-  auto comm = world();
-  const int rank = comm->rank(), size = comm->size();
-  ASSERT_EQ(kBatch % size, 0);
-  Trainer parallel(small_net(), *comm, options());
-  // The reference: this rank alone, with the whole batch.
+/// W ranks with B/W samples against this rank alone with all B, for 10 steps; the largest weight
+/// difference at the end.
+double split_against_whole(Communicator& comm, at::ScalarType dtype) {
+  const int rank = comm.rank(), size = comm.size();
+  UNet a = small_net(), b = small_net();
+  a->to(dtype);
+  b->to(dtype);
+  Trainer parallel(a, comm, options());
   const MpiComm self_mpi = testing::mpi().world().split(rank, 0);
   auto self = make_communicator(self_mpi, c10::Device(c10::kCPU), CommunicatorOptions().name("self"));
-  Trainer alone(small_net(), *self, options());
+  Trainer alone(b, *self, options());
   for (std::int64_t step = 0; step < 10; ++step) {
-    const MicroBatch batch = global_batch(step);
+    MicroBatch batch = global_batch(step);
+    batch.first = batch.first.to(dtype);
     const StepResult p = parallel.step({share(batch, rank, size)});
-    const StepResult a = alone.step({batch});
-    EXPECT_NEAR(p.loss, a.loss, 1e-5) << "step " << step;
+    const StepResult w = alone.step({batch});
+    EXPECT_NEAR(p.loss, w.loss, dtype == at::kDouble ? 1e-9 : 1e-4) << "step " << step;
     EXPECT_FALSE(p.skipped);
   }
   const auto pp = parallel.net()->parameters(), ap = alone.net()->parameters();
   double largest = 0;
   for (std::size_t i = 0; i < pp.size(); ++i) largest = std::max(largest, (pp[i] - ap[i]).abs().max().item<double>());
-  EXPECT_LT(largest, 1e-5);
+  return largest;
+}
+
+TEST(Trainer, RanksSplittingTheBatchEqualOneRankWithTheWholeBatch) {
+  auto comm = world();
+  ASSERT_EQ(kBatch % comm->size(), 0);
+  // In float64 the split changes nothing but rounding at 1e-16: the weights agree far below 1e-5.
+  EXPECT_LT(split_against_whole(*comm, at::kDouble), 1e-5);
+  // In float32 the kernels LibTorch picks for batch B/W and B round differently, and momentum
+  // amplifies that over 10 steps (measured up to 5e-5): equal within float32's reach.
+  EXPECT_LT(split_against_whole(*comm, at::kFloat), 5e-4);
 }
 
 TEST(Trainer, ResumingFromSavedStateGivesTheSameLosses) {
