@@ -3,11 +3,14 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <ATen/autocast_mode.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 
 #include "core/atomic_file.h"
@@ -22,6 +25,27 @@ constexpr double kPi = 3.14159265358979323846;
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
+
+/// bfloat16 autocast for the forward pass on CUDA; nothing elsewhere.
+class Autocast {
+ public:
+  explicit Autocast(bool on) : on_(on) {
+    if (!on_) return;
+    previous_ = at::autocast::is_enabled();
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+  }
+  ~Autocast() {
+    if (!on_) return;
+    at::autocast::set_enabled(previous_);
+    at::autocast::clear_cache();
+  }
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
+
+ private:
+  bool on_ = false, previous_ = false;
+};
 
 }  // namespace
 
@@ -100,8 +124,12 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches, const std
     const bool last = m + 1 == micro_batches.size();
     s.reducer->prepare(last);
     auto start = std::chrono::steady_clock::now();
-    const auto outputs = s.net->forward(micro_batches[m].first);
-    const at::Tensor loss = deep_supervision_loss(outputs, micro_batches[m].second) / static_cast<double>(micro_batches.size());
+    at::Tensor loss;
+    {
+      Autocast autocast(s.options.bf16 && micro_batches[m].first.is_cuda());
+      const auto outputs = s.net->forward(micro_batches[m].first);
+      loss = deep_supervision_loss(outputs, micro_batches[m].second) / static_cast<double>(micro_batches.size());
+    }
     result.forward_s += seconds_since(start);
     start = std::chrono::steady_clock::now();
     loss.backward();
@@ -160,6 +188,11 @@ void Trainer::save(const std::filesystem::path& dir) const {
   const State& s = *state_;
   torch::save(s.net, (dir / "model.pt").string());
   torch::save(*s.optimizer, (dir / "optimizer.pt").string());
+  {
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    torch::save(generator.get_state(), (dir / "rng.pt").string());
+  }
   write_file_atomic(dir / "trainer.json",
                     nlohmann::json{{"step", s.step}, {"bad_streak", s.bad_streak}, {"optimizer", s.options.optimizer.name}}.dump(2));
 }
@@ -185,6 +218,11 @@ void Trainer::load(const std::filesystem::path& dir) {
   try {
     torch::load(s.net, (dir / "model.pt").string());
     torch::load(*s.optimizer, (dir / "optimizer.pt").string());
+    at::Tensor rng_state;
+    torch::load(rng_state, (dir / "rng.pt").string());
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(rng_state);
   } catch (const c10::Error& e) {
     throw InputError(dir.string(), std::string("the checkpoint does not load into this network: ") + e.what_without_backtrace());
   }

@@ -35,6 +35,9 @@ struct OptimizerConfig {
 
 struct TrainerOptions {
   OptimizerConfig optimizer;
+  /// On CUDA: forward passes under bfloat16 autocast (weights, gradients and the optimiser stay
+  /// float32). Ignored on CPU.
+  bool bf16 = true;
   std::int64_t steps = 1000;     ///< the schedule's length
   int max_bad_steps = 5;         ///< consecutive skipped steps that end the run
   GradientReducerOptions buckets;
@@ -73,7 +76,8 @@ class Trainer {
   double learning_rate(std::int64_t step) const;
   UNet& net();
 
-  /// Writes optimizer.pt, model.pt and trainer.json (step, bad-step streak) into `dir`.
+  /// Writes optimizer.pt, model.pt, rng.pt (LibTorch's default CPU generator) and trainer.json
+  /// (step, bad-step streak) into `dir`.
   void save(const std::filesystem::path& dir) const;
   /// Reads what save() wrote; InputError naming the file on a mismatch.
   void load(const std::filesystem::path& dir);

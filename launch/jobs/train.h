@@ -46,6 +46,7 @@ struct TrainConfig {
   int keep_checkpoints = 3;
   int max_bad_steps = 5;
   double validation_overlap = 0.5;
+  bool bf16 = true;  ///< bfloat16 autocast for forward passes on CUDA (ignored on CPU)
   double first_bucket_mb = 1;
   double bucket_mb = 25;
   std::string run_dir = "runs/train";

@@ -99,11 +99,18 @@ TEST(Trainer, ResumingFromSavedStateGivesTheSameLosses) {
   const fs::path dir = fs::temp_directory_path() / ("vitruvian_trainer_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::vector<double> uninterrupted, resumed;
+  at::Tensor rng_after_save;
   {
     Trainer t(small_net(), *comm, options());
     for (std::int64_t step = 0; step < 10; ++step) {
       const double loss = t.step({share(global_batch(step), rank, size)}).loss;
-      if (step == 5) t.save(dir);
+      if (step == 5) {
+        t.save(dir);
+        at::Generator generator = at::detail::getDefaultCPUGenerator();
+        const at::Tensor state = generator.get_state();
+        rng_after_save = torch::rand({4});
+        generator.set_state(state);
+      }
       if (step > 5) uninterrupted.push_back(loss);
     }
   }
@@ -114,13 +121,17 @@ TEST(Trainer, ResumingFromSavedStateGivesTheSameLosses) {
     c.base_features = 4;
     c.strides = {1, 2, 2, 2, 2, 2};
     Trainer t(make_model(c, 1, 3), *comm, options());
+    const at::Tensor draw_now = torch::rand({4});
     t.load(dir);
     EXPECT_EQ(t.steps_done(), 6);
+    // LibTorch's generator is back where the saved run left it.
+    EXPECT_TRUE(torch::equal(torch::rand({4}), rng_after_save));
+    EXPECT_FALSE(torch::equal(draw_now, rng_after_save));
     for (std::int64_t step = 6; step < 10; ++step) resumed.push_back(t.step({share(global_batch(step), rank, size)}).loss);
   }
   ASSERT_EQ(resumed.size(), uninterrupted.size());
   for (std::size_t i = 0; i < resumed.size(); ++i) EXPECT_DOUBLE_EQ(resumed[i], uninterrupted[i]) << "step " << i + 7;
-  if (rank == 0) fs::remove_all(dir);
+  fs::remove_all(dir);  // each rank saved into its own folder (named by its pid)
 }
 
 TEST(Trainer, ANonFiniteLossOnOneRankMakesEveryRankSkip) {
