@@ -1,7 +1,7 @@
 // Patch reads from the HDF5 store, in the same run as the memcpy bandwidth they are compared with:
-// random patches of 64³, 96³ and 128³ from contiguous, chunked (64³) and compressed (64³,
-// shuffle+deflate-1) datasets, whole-volume reads, and the training loader's batches/s against
-// its worker count.
+// random patches of 64³, 96³ and 128³ from contiguous, chunked (64³), compressed (64³,
+// shuffle+deflate-1) and LZ4 (64³, shuffle+LZ4, hdf5-filter-plugin) datasets, whole-volume
+// reads, and the training loader's batches/s against its worker count.
 //
 //   build/bin/patch_read_bench [--dir /tmp/vitruvian_patch_bench] [--size 256]
 //       [--benchmark_filter=...] [--benchmark_out=patch_read.json --benchmark_out_format=json]
@@ -36,7 +36,8 @@ fs::path g_dir = fs::temp_directory_path() / "vitruvian_patch_bench";
 std::int64_t g_size = 256;
 double g_memcpy_bps = 0;
 
-const char* const kLayouts[] = {"contiguous", "chunked", "compressed"};
+const char* const kLayouts[] = {"contiguous", "chunked", "compressed", "lz4"};
+constexpr int kLayoutCount = 4;
 
 fs::path dataset_path(int layout) { return g_dir / fmt::format("{}_{}.h5", kLayouts[layout], g_size); }
 
@@ -59,8 +60,9 @@ void write_datasets() {
   data::Volume label;
   label.type = data::VoxelType::kUInt8;
   label.voxels = organ.to(at::kByte).contiguous();
-  const StorageOptions layouts[] = {{{0, 0, 0}, 0, true}, {{64, 64, 64}, 0, true}, {{64, 64, 64}, 1, true}};
-  for (int l = 0; l < 3; ++l) {
+  const StorageOptions layouts[] = {{{0, 0, 0}, 0, true}, {{64, 64, 64}, 0, true}, {{64, 64, 64}, 1, true},
+                                    {{64, 64, 64}, 0, true, true}};
+  for (int l = 0; l < kLayoutCount; ++l) {
     if (fs::exists(dataset_path(l))) continue;
     data::VolumeWriter writer(dataset_path(l), layouts[l]);
     writer.set_label_table({{1, "organ"}});
@@ -199,7 +201,7 @@ int main(int argc, char** argv) {
   int rest_argc = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_argc, rest.data());
   benchmark::RegisterBenchmark("memcpy", BM_Memcpy)->UseManualTime();
-  for (int layout = 0; layout < 3; ++layout) {
+  for (int layout = 0; layout < kLayoutCount; ++layout) {
     for (const std::int64_t edge : {64, 96, 128}) {
       if (edge > g_size) continue;
       for (const std::int64_t cache_mib : {0, 64}) {
@@ -213,7 +215,7 @@ int main(int argc, char** argv) {
   }
   // Without a chunk cache (every patch decodes its chunks: many studies, rarely revisited) and
   // with the default 1 GiB one (the dataset decoded once, then served from memory).
-  for (const int layout : {0, 1, 2}) {
+  for (const int layout : {0, 1, 2, 3}) {
     for (const std::int64_t cache_mib : {0, 1024}) {
       if (layout == 0 && cache_mib > 0) continue;
       for (const int workers : {1, 2, 4}) {
@@ -225,11 +227,13 @@ int main(int argc, char** argv) {
     }
   }
   // The same compressed data through H5Dread, whose decompression holds HDF5's global lock.
-  for (const int workers : {1, 2, 4}) {
-    benchmark::RegisterBenchmark("loader", BM_Loader)
-        ->Args({2, workers, 0, 0})
-        ->Iterations(30)
-        ->Unit(benchmark::kMillisecond);
+  for (const int layout : {2, 3}) {
+    for (const int workers : {1, 2, 4}) {
+      benchmark::RegisterBenchmark("loader", BM_Loader)
+          ->Args({layout, workers, 0, 0})
+          ->Iterations(30)
+          ->Unit(benchmark::kMillisecond);
+    }
   }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -14,7 +14,7 @@ out=$(mktemp -d)
 import json, re, sys
 vit = json.load(open(sys.argv[1]))["benchmarks"]
 memcpy = next(b["MBps"] for b in vit if b["name"].startswith("memcpy"))
-layouts = ["contiguous", "chunked", "compressed"]
+layouts = ["contiguous", "chunked", "compressed", "lz4"]
 ours = {}
 for b in vit:
     parts = b["name"].split("/")

@@ -4,6 +4,7 @@
 
 #include <H5Zpublic.h>
 #include <fmt/format.h>
+#include <lz4.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -14,6 +15,47 @@
 
 namespace vitruvian::data::h5 {
 namespace {
+
+/// HDF5's registered id of the LZ4 filter (Debian's hdf5-filter-plugin).
+constexpr H5Z_filter_t kLz4Filter = 32004;
+
+std::uint64_t big_endian(const char* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+/// Decodes one chunk of HDF5's LZ4 filter: an 8-byte big-endian original size, a 4-byte
+/// big-endian block size, then per block a 4-byte big-endian compressed size and the block
+/// (stored raw when that size equals the block's).
+std::vector<char> lz4_decode(const std::vector<char>& raw, std::size_t bytes, const std::vector<hsize_t>& chunk_offset,
+                             const std::string& subject) {
+  auto corrupt = [&](const std::string& what) {
+    return InputError(subject, fmt::format("an LZ4 chunk at offset {} {}; the file is corrupt", fmt::join(chunk_offset, ","), what));
+  };
+  if (raw.size() < 12) throw corrupt("is shorter than its header");
+  const std::uint64_t total = big_endian(raw.data(), 8);
+  const std::uint64_t block = big_endian(raw.data() + 8, 4);
+  if (total != bytes || block == 0) throw corrupt(fmt::format("declares {} bytes in blocks of {}; expected {}", total, block, bytes));
+  std::vector<char> out(bytes);
+  std::size_t in = 12, written = 0;
+  while (written < bytes) {
+    const std::size_t want = std::min<std::size_t>(block, bytes - written);
+    if (in + 4 > raw.size()) throw corrupt("ends inside a block header");
+    const std::size_t size = big_endian(raw.data() + in, 4);
+    in += 4;
+    if (in + size > raw.size()) throw corrupt("ends inside a block");
+    if (size == want) {
+      std::memcpy(out.data() + written, raw.data() + in, want);
+    } else {
+      const int got = LZ4_decompress_safe(raw.data() + in, out.data() + written, static_cast<int>(size), static_cast<int>(want));
+      if (got != static_cast<int>(want)) throw corrupt("does not decompress to its block size");
+    }
+    in += size;
+    written += want;
+  }
+  return out;
+}
 
 /// Inverse of HDF5's shuffle filter: byte plane b holds byte b of every element.
 void unshuffle(const char* in, char* out, std::size_t bytes, std::size_t element_bytes) {
@@ -39,11 +81,14 @@ std::shared_ptr<const std::vector<char>> load_chunk(hid_t dataset, const ChunkLa
   std::vector<char> raw(stored);
   std::uint32_t skipped = 0;  // bit i set: filter i of the pipeline was not applied to this chunk
   check_hdf5(H5Dread_chunk(dataset, H5P_DEFAULT, chunk_offset.data(), &skipped, raw.data()), "H5Dread_chunk", subject);
-  // Filters run in reverse of the write order: deflate (if applied), then shuffle.
+  // Filters run in reverse of the write order: deflate or LZ4 (if applied), then shuffle.
   const unsigned shuffle_bit = 0, deflate_bit = layout.shuffle ? 1 : 0;
   std::vector<char> inflated;
   const std::vector<char>* current = &raw;
-  if (layout.deflate && (skipped & (1u << deflate_bit)) == 0) {
+  if (layout.lz4 && (skipped & (1u << deflate_bit)) == 0) {
+    inflated = lz4_decode(raw, bytes, chunk_offset, subject);
+    current = &inflated;
+  } else if (layout.deflate && (skipped & (1u << deflate_bit)) == 0) {
     inflated.resize(bytes);
     uLongf size = bytes;
     const int status = uncompress(reinterpret_cast<Bytef*>(inflated.data()), &size,
@@ -105,8 +150,10 @@ std::optional<ChunkLayout> decodable_layout(hid_t dataset, std::size_t element_b
     const H5Z_filter_t id = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(f), &flags, &n, nullptr, 0, nullptr, &config);
     if (id == H5Z_FILTER_SHUFFLE && f == 0) {
       layout.shuffle = true;
-    } else if (id == H5Z_FILTER_DEFLATE && !layout.deflate) {
+    } else if (id == H5Z_FILTER_DEFLATE && !layout.deflate && !layout.lz4) {
       layout.deflate = true;
+    } else if (id == kLz4Filter && !layout.deflate && !layout.lz4) {
+      layout.lz4 = true;
     } else {
       return std::nullopt;  // another filter, or an order this reader does not undo
     }

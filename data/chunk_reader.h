@@ -1,7 +1,7 @@
 // Direct chunk reads (private to data/): a patch is assembled from whole chunks fetched raw with
 // H5Dread_chunk and decoded (inflate, unshuffle) by the calling thread outside HDF5's global
 // lock, through a decoded-chunk cache shared by all of a store's datasets. Used for chunked
-// datasets whose filters are shuffle and/or deflate; anything else goes through H5Dread.
+// datasets whose filters are shuffle and/or deflate or LZ4; anything else goes through H5Dread.
 #pragma once
 
 #include <hdf5.h>
@@ -22,12 +22,13 @@ namespace vitruvian::data::h5 {
 struct ChunkLayout {
   std::vector<hsize_t> dims, chunk;
   std::size_t element_bytes = 0;
-  bool shuffle = false, deflate = false;  ///< the pipeline: shuffle (first) then deflate
+  bool shuffle = false, deflate = false;  ///< the pipeline: shuffle (first) then deflate or LZ4
+  bool lz4 = false;  ///< HDF5's registered LZ4 filter (id 32004, the hdf5-filter-plugin format)
   std::size_t chunk_bytes() const;
 };
 
 /// The layout of `dataset` when this reader can decode it: chunked, with no filters or only
-/// shuffle and deflate (in that order). nullopt otherwise (contiguous, compact, other filters).
+/// shuffle and then deflate or LZ4. nullopt otherwise (contiguous, compact, other filters).
 std::optional<ChunkLayout> decodable_layout(hid_t dataset, std::size_t element_bytes);
 
 /// A chunk: which dataset (a number the store gives each open dataset) and which chunk (its

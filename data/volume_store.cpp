@@ -22,6 +22,9 @@ namespace {
 using h5::checked;
 using h5::Handle;
 
+/// HDF5's registered id of the LZ4 filter (Debian's hdf5-filter-plugin).
+constexpr H5Z_filter_t kLz4Filter = 32004;
+
 std::filesystem::path temporary_name(const std::filesystem::path& target) {
   static std::atomic<unsigned> counter{0};
   std::filesystem::path name = target;
@@ -129,13 +132,23 @@ std::int64_t write_volume(hid_t file, const std::string& path, const Volume& vol
     }
     check_hdf5(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk_dims.size()), chunk_dims.data()), "H5Pset_chunk", subject);
     chunk.assign(chunk_dims.begin(), chunk_dims.end());
-    if (options.deflate_level > 0) {
+    if (options.lz4) {
+      if (H5Zfilter_avail(kLz4Filter) <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        throw InputError(subject, "LZ4 compression needs HDF5's LZ4 filter plugin (Debian: hdf5-filter-plugin); "
+                                  "install it or use deflate");
+      }
+      if (options.shuffle) check_hdf5(H5Pset_shuffle(dcpl.get()), "H5Pset_shuffle", subject);
+      const unsigned block_size[1] = {0};  // the plugin's default block (the whole chunk here)
+      check_hdf5(H5Pset_filter(dcpl.get(), kLz4Filter, H5Z_FLAG_MANDATORY, 1, block_size), "H5Pset_filter(lz4)", subject);
+      compression = options.shuffle ? "shuffle+lz4" : "lz4";
+    } else if (options.deflate_level > 0) {
       if (options.shuffle) check_hdf5(H5Pset_shuffle(dcpl.get()), "H5Pset_shuffle", subject);
       check_hdf5(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(std::min(options.deflate_level, 9))), "H5Pset_deflate",
                  subject);
       compression = describe_compression(options.deflate_level, options.shuffle);
     }
-  } else if (options.deflate_level > 0) {
+  } else if (options.deflate_level > 0 || options.lz4) {
     throw InputError(subject, "compression needs chunked storage; set a chunk shape or deflate level 0");
   }
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
@@ -670,6 +683,7 @@ DatasetFacts inspect_dataset(hid_t file, const std::string& object, const std::s
       }
       if (id == H5Z_FILTER_DEFLATE) names.push_back(fmt::format("deflate-{}", count > 0 ? values[0] : 0));
       else if (id == H5Z_FILTER_SHUFFLE) names.push_back("shuffle");
+      else if (id == kLz4Filter) names.push_back("lz4");
       else names.push_back(name[0] != '\0' ? std::string(name) : fmt::format("filter-{}", id));
     }
     if (!names.empty()) facts.compression = fmt::format("{}", fmt::join(names, "+"));

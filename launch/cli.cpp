@@ -128,7 +128,8 @@ int run_cli(int argc, char** argv) {
       ->capture_default_str();
   convert->add_option("--deflate", convert_options.deflate, "Deflate level 0 (off) to 9, with byte shuffle")
       ->capture_default_str();
-  convert->add_flag("--no-shuffle", convert_options.no_shuffle, "Deflate without the byte-shuffle filter");
+  convert->add_flag("--lz4", convert_options.lz4, "LZ4 instead of deflate (with byte shuffle; needs hdf5-filter-plugin)");
+  convert->add_flag("--no-shuffle", convert_options.no_shuffle, "Compress without the byte-shuffle filter");
   convert->add_option("--shard-studies", convert_options.shard_studies,
                       "Write shards of this many studies plus an index file");
   convert->add_option("--max-voxels", convert_options.max_voxels, "Refuse larger volumes before reading them")
@@ -197,6 +198,7 @@ int run_cli(int argc, char** argv) {
   phantom->add_option("--frames", phantom_options.frames, "Time points of 4D perfusion series")->capture_default_str();
   phantom->add_option("--chunk", phantom_options.chunk, "Chunk shape Z,Y,X (or one size, or 'contiguous')")->capture_default_str();
   phantom->add_option("--deflate", phantom_options.deflate, "Deflate level 0 (off) to 9, with byte shuffle")->capture_default_str();
+  phantom->add_flag("--lz4", phantom_options.lz4, "LZ4 instead of deflate (with byte shuffle; needs hdf5-filter-plugin)");
   phantom->add_option("--shard-studies", phantom_options.shard_studies, "Write shards of this many studies plus an index file");
   phantom->add_flag("--force", phantom_options.force, "Replace an existing output");
   phantom->add_flag("--describe", phantom_options.describe,

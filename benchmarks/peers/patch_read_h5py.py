@@ -11,7 +11,7 @@ import time
 import h5py
 import numpy as np
 
-LAYOUTS = ["contiguous", "chunked", "compressed"]
+LAYOUTS = ["contiguous", "chunked", "compressed", "lz4"]  # lz4: HDF5's filter plugin (hdf5-filter-plugin)
 
 
 def timed_reads(dataset, edge, seconds, rng):

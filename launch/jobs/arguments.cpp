@@ -54,14 +54,19 @@ std::array<double, 3> parse_three_numbers(const std::string& text, const std::st
   return three_of(values);
 }
 
-data::StorageOptions storage_options(const std::string& chunk, int deflate, bool shuffle) {
+data::StorageOptions storage_options(const std::string& chunk, int deflate, bool shuffle, bool lz4) {
   data::StorageOptions storage;
   storage.chunk_zyx = chunk == "contiguous" ? std::array<std::int64_t, 3>{0, 0, 0} : parse_three_counts(chunk, "--chunk");
   if (deflate < 0 || deflate > 9) throw InputError(fmt::format("--deflate {}", deflate), "expected a level from 0 (off) to 9");
   if (deflate > 0 && storage.chunk_zyx[0] == 0) {
     throw InputError("--deflate with --chunk contiguous", "compression needs chunked storage; give --chunk Z,Y,X");
   }
+  if (lz4 && deflate > 0) throw InputError("--lz4 with --deflate", "choose one compression");
+  if (lz4 && storage.chunk_zyx[0] == 0) {
+    throw InputError("--lz4 with --chunk contiguous", "compression needs chunked storage; give --chunk Z,Y,X");
+  }
   storage.deflate_level = deflate;
+  storage.lz4 = lz4;
   storage.shuffle = shuffle;
   return storage;
 }

@@ -63,7 +63,7 @@ int run_convert(const JobContext& context, const ConvertOptions& options) {
   if (options.inputs.empty() && options.manifest.empty()) {
     throw InputError("convert", "nothing to import; give NIfTI files or DICOM folders, or --manifest FILE");
   }
-  const StorageOptions storage = storage_options(options.chunk, options.deflate, !options.no_shuffle);
+  const StorageOptions storage = storage_options(options.chunk, options.deflate, !options.no_shuffle, options.lz4);
   if (options.shard_studies < 0) throw InputError("--shard-studies", "expected a positive number of studies per shard");
   const fs::path output(options.output);
   refuse_existing(output, options.force);

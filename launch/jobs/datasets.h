@@ -21,6 +21,7 @@ struct ConvertOptions {
   std::vector<std::string> label_names;  ///< ID=NAME entries of the label table
   std::string chunk = "64,64,64";        ///< "Z,Y,X" or "contiguous"
   int deflate = 0;
+  bool lz4 = false;  ///< LZ4 instead of deflate (needs hdf5-filter-plugin)
   bool no_shuffle = false;
   std::int64_t shard_studies = 0;  ///< > 0: shards of this many studies plus an index
   std::int64_t max_voxels = std::int64_t{1} << 31;

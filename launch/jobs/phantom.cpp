@@ -138,7 +138,7 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   std::string usage;
   try {
     phantom = phantom_options(options, context.runtime.intra_op_threads);
-    storage = storage_options(options.chunk, options.deflate, true);
+    storage = storage_options(options.chunk, options.deflate, true, options.lz4);
     if (!options.describe) {
       check_outputs(options, phantom, sharded ? (options.studies + options.shard_studies - 1) / options.shard_studies : 0);
     }

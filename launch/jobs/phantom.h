@@ -24,6 +24,7 @@ struct PhantomJobOptions {
   int frames = 30;
   std::string chunk = "64,64,64";
   int deflate = 0;
+  bool lz4 = false;  ///< LZ4 instead of deflate (needs hdf5-filter-plugin)
   std::int64_t shard_studies = 0;
   bool force = false;
   bool describe = false;  ///< print the kind's series, tissues and value ranges (Markdown) and stop

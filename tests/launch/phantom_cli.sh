@@ -15,6 +15,7 @@ common=(phantom --kind mixed --studies 5 --shape 36,44,40 --seed 3 --frames 5 --
 expect_exit 0 one.err "$vit" "${common[@]}" --out one.h5 --preview previews --nifti nifti --threads 2
 expect_exit 0 three.err "$mpirun" -np 3 "$vit" "${common[@]}" --out three.h5
 expect_exit 0 shards.err "$mpirun" -np 2 "$vit" "${common[@]}" --out sharded.h5 --shard-studies 2
+expect_exit 0 lz4.err "$vit" "${common[@]}" --out lz4.h5 --lz4
 grep -q "wrote 5 studies to three.h5" three.err || fail "no summary line from rank 0"
 ls | grep -q "part-" && fail "part files left behind: $(ls)"
 [[ $(ls sharded.shard-*.h5 | wc -l) == 3 ]] || fail "expected 3 shards, got $(ls)"
@@ -52,6 +53,11 @@ ids = sorted(one["studies"])
 assert len(ids) == 5, ids
 kinds = {json.loads(one["studies"][i].attrs["metadata_json"])["phantom"]["generator"]["kind"] for i in ids}
 assert len(kinds) >= 2, kinds
+
+# LZ4 (hdf5-filter-plugin): h5py reads the same contents through the plugin.
+lz4 = h5py.File("lz4.h5", "r")
+same(walk(lz4["studies"]), walk(one["studies"]), "LZ4 vs uncompressed")
+assert "32004" in lz4["studies"][ids[0]]["labels/anatomy"]._filters, "not LZ4-compressed"
 
 index = h5py.File("sharded.h5", "r")
 assert index.attrs["format"] in ("vitruvian-volumes-index", b"vitruvian-volumes-index")
