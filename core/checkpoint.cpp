@@ -95,16 +95,22 @@ std::string verify_checkpoint(const fs::path& dir) {
   } catch (const std::exception&) {
     return "manifest.json is not valid JSON";
   }
-  if (!manifest.value("complete", false)) return "manifest.json is not marked complete";
-  for (const auto& [file, facts] : manifest.at("files").items()) {
-    const fs::path path = dir / file;
-    std::error_code error;
-    const auto bytes = fs::file_size(path, error);
-    if (error) return file + " is missing";
-    if (bytes != facts.at("bytes").get<std::uintmax_t>()) {
-      return fmt::format("{} has {} bytes; the manifest says {}", file, bytes, facts.at("bytes").get<std::uintmax_t>());
+  try {
+    if (!manifest.value("complete", false)) return "manifest.json is not marked complete";
+    for (const auto& [file, facts] : manifest.at("files").items()) {
+      const fs::path path = dir / file;
+      std::error_code error;
+      const auto bytes = fs::file_size(path, error);
+      if (error) return file + " is missing";
+      if (bytes != facts.at("bytes").get<std::uintmax_t>()) {
+        return fmt::format("{} has {} bytes; the manifest says {}", file, bytes, facts.at("bytes").get<std::uintmax_t>());
+      }
+      if (file_checksum(path) != facts.at("fnv1a64").get<std::string>()) return file + " does not match its checksum";
     }
-    if (file_checksum(path) != facts.at("fnv1a64").get<std::string>()) return file + " does not match its checksum";
+  } catch (const nlohmann::json::exception& e) {
+    return std::string("manifest.json is malformed: ") + e.what();
+  } catch (const Error& e) {
+    return e.what();  // a listed file that cannot be read
   }
   return "";
 }

@@ -160,7 +160,7 @@ std::pair<UNet, ModelCard> load_model(const fs::path& dir) {
   ModelCard card = card_from_json(text.str(), (dir / "model.json").string());
   UNet net = make_model(card.model, card.in_channels, static_cast<std::int64_t>(card.class_names.size()));
   try {
-    torch::load(net, (dir / "model.pt").string());
+    torch::load(net, (dir / "model.pt").string(), c10::Device(c10::kCPU));  // saved from any device
   } catch (const std::exception& e) {
     throw InputError((dir / "model.pt").string(), std::string("weights do not load into the network of model.json: ") + e.what());
   }

@@ -57,8 +57,8 @@ struct ModelCard {
 /// Writes DIR/model.pt (the weights, LibTorch's serialisation) and DIR/model.json (the card),
 /// through a temporary folder renamed into place (an existing DIR is replaced).
 void export_model(const std::filesystem::path& dir, UNet& net, const ModelCard& card);
-/// Loads an exported model (in eval mode); InputError naming the file when it is missing,
-/// unreadable or does not match its card.
+/// Loads an exported model onto the CPU (in eval mode; move it where it runs); InputError naming
+/// the file when it is missing, unreadable or does not match its card.
 std::pair<UNet, ModelCard> load_model(const std::filesystem::path& dir);
 
 /// The card as JSON text, and back (InputError naming `source`).

@@ -140,7 +140,8 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches, const std
   }
   const CommStats comm = s.reducer->finish();
   result.comm = comm;
-  // The averaged gradients are the same on every rank, so this check agrees by itself.
+  // Averaged gradients should be equal on every rank, but MPI does not promise bitwise equality:
+  // their check travels in the same allreduce as the loss.
   bool gradients_finite = true;
   for (const auto& p : s.params) {
     if (p.grad().defined() && !at::isfinite(p.grad()).all().item<bool>()) {
@@ -148,14 +149,15 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches, const std
       break;
     }
   }
-  // One collective for the loss: [loss sum, ranks with a non-finite loss].
-  at::Tensor agreed = at::tensor({finite ? loss_sum : 0.0, finite ? 0.0 : 1.0}, at::kDouble);
+  // One collective: [loss sum, ranks with a non-finite loss, ranks with non-finite gradients].
+  at::Tensor agreed =
+      at::tensor({finite ? loss_sum : 0.0, finite ? 0.0 : 1.0, gradients_finite ? 0.0 : 1.0}, at::kDouble);
   if (s.comm->device_type() != at::kCPU) agreed = agreed.to(s.params.front().device());
   s.comm->allreduce(agreed, ReduceOp::kSum);
   agreed = agreed.cpu();
-  const double bad_ranks = agreed[1].item<double>();
+  const double bad_ranks = agreed[1].item<double>(), bad_gradients = agreed[2].item<double>();
   ++s.step;
-  if (bad_ranks > 0 || !gradients_finite) {
+  if (bad_ranks > 0 || bad_gradients > 0) {
     result.skipped = true;
     result.loss = std::numeric_limits<double>::quiet_NaN();
     s.optimizer->zero_grad();
@@ -216,8 +218,10 @@ void Trainer::load(const std::filesystem::path& dir) {
     throw InputError((dir / "trainer.json").string(), std::string("not readable: ") + e.what());
   }
   try {
-    torch::load(s.net, (dir / "model.pt").string());
-    torch::load(*s.optimizer, (dir / "optimizer.pt").string());
+    // Onto this rank's device: rank 0 saved from its own (cuda:0 on a GPU node).
+    const c10::Device device = s.params.front().device();
+    torch::load(s.net, (dir / "model.pt").string(), device);
+    torch::load(*s.optimizer, (dir / "optimizer.pt").string(), device);
     at::Tensor rng_state;
     torch::load(rng_state, (dir / "rng.pt").string());
     at::Generator generator = at::detail::getDefaultCPUGenerator();

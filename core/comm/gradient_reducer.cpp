@@ -42,7 +42,7 @@ struct GradientReducer::State {
 
   void on_gradient(std::size_t index, const at::Tensor& grad) {
     std::lock_guard<std::mutex> lock(mutex);
-    if (!armed || !sync || received[index]) return;
+    if (!armed || !sync || received[index] || !grad.defined()) return;  // undefined: finish() fills it in
     received[index] = true;
     Bucket& b = buckets[bucket_of[index]];
     const std::size_t slot = slot_of[index];

@@ -19,6 +19,7 @@
 #include "core/atomic_file.h"
 #include "core/checkpoint.h"
 #include "core/errors.h"
+#include "core/mpi.h"
 #include "core/progress.h"
 #include "data/loader.h"
 #include "data/preprocess.h"
@@ -182,7 +183,7 @@ json validate(const TrainConfig& c, const Setup& s, const data::PatchLoader& loa
               c10::Device device) {
   const auto classes = static_cast<std::int64_t>(s.class_names.size());
   at::Tensor counts = at::zeros({classes - 1, 3}, at::kDouble);
-  at::Tensor hd = at::zeros({classes - 1, 2}, at::kDouble);  // sum, studies
+  at::Tensor hd = at::zeros({classes - 1, 3}, at::kDouble);  // sum, studies, studies where the class was missed
   net->eval();
   {
     torch::NoGradGuard no_grad;
@@ -201,18 +202,27 @@ json validate(const TrainConfig& c, const Setup& s, const data::PatchLoader& loa
       counts += models::dice_counts(prediction, truth, classes);
       const auto& sp = label.geometry.spacing;
       const auto distances = models::hausdorff95(prediction, truth, classes, {sp[2], sp[1], sp[0]});
+      const at::Tensor present = at::bincount(truth.flatten(), {}, classes).slice(0, 1, classes) > 0;
       for (std::int64_t k = 0; k + 1 < classes; ++k) {
-        if (std::isnan(distances[k])) continue;
+        if (std::isnan(distances[k])) {
+          if (present[k].item<bool>()) hd[k][2] += 1;  // in the truth, not predicted: no distance, counted as missed
+          continue;
+        }
         hd[k][0] += distances[k];
         hd[k][1] += 1;
       }
     }
   }
   net->train();
-  comm.allreduce(counts, ReduceOp::kSum);
-  comm.allreduce(hd, ReduceOp::kSum);
+  // The communicator takes tensors on its own device (NCCL: the rank's GPU).
+  const c10::Device on = comm.device_type() == c10::kCPU ? c10::Device(c10::kCPU) : device;
+  at::Tensor sums = at::cat({counts, hd}, 1).to(on);
+  comm.allreduce(sums, ReduceOp::kSum);
+  sums = sums.cpu();
+  counts = sums.slice(1, 0, 3);
+  hd = sums.slice(1, 3, 6);
   const auto dice = models::dice_from_counts(counts);
-  json per_class = json::object(), hd95 = json::object();
+  json per_class = json::object(), hd95 = json::object(), missed = json::object();
   double sum = 0;
   int n = 0;
   for (std::int64_t k = 0; k + 1 < classes; ++k) {
@@ -222,8 +232,13 @@ json validate(const TrainConfig& c, const Setup& s, const data::PatchLoader& loa
       ++n;
     }
     if (hd[k][1].item<double>() > 0) hd95[s.class_names[k + 1]] = hd[k][0].item<double>() / hd[k][1].item<double>();
+    if (hd[k][2].item<double>() > 0) missed[s.class_names[k + 1]] = hd[k][2].item<std::int64_t>();
   }
-  return {{"dice", per_class}, {"mean_dice", n > 0 ? sum / n : 0.0}, {"hd95_mm", hd95}, {"studies", s.validation.size()}};
+  return {{"dice", per_class},
+          {"mean_dice", n > 0 ? sum / n : 0.0},
+          {"hd95_mm", hd95},
+          {"missed_studies", missed},  // HD95 is averaged over the studies where the class was found
+          {"studies", s.validation.size()}};
 }
 
 /// metrics.jsonl without the lines of steps after `step` (a resumed run redoes them).
@@ -238,6 +253,38 @@ void truncate_metrics(const fs::path& path, std::int64_t step) {
     }
   }
   write_file_atomic(path, kept);
+}
+
+/// The step a checkpoint folder was written at (its trainer.json).
+std::int64_t checkpoint_step(const fs::path& dir) {
+  std::ifstream in(dir / "trainer.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return json::parse(text.str()).at("step").get<std::int64_t>();
+  } catch (const std::exception& e) {
+    throw InputError((dir / "trainer.json").string(), std::string("has no readable step: ") + e.what());
+  }
+}
+
+data::LoaderOptions loader_options_of(const TrainConfig& config, int rank, int world, std::int64_t first_batch) {
+  data::LoaderOptions o;
+  o.patch_size = {config.patch[0], config.patch[1], config.patch[2]};
+  o.batch_size = config.batch_size;
+  o.foreground_fraction = config.foreground_fraction;
+  o.workers = config.workers;
+  o.seed = static_cast<std::uint64_t>(config.seed);
+  o.steps_per_epoch = config.steps_per_epoch;
+  o.rank = rank;
+  o.world = world;
+  o.first_batch = first_batch;
+  if (config.augment == "nnunet") {
+    o.augment = data::AugmentOptions::nnunet_like();
+    const auto& m = config.mirror_axes;
+    o.augment.flip({m.find('z') != std::string::npos ? 0.5 : 0.0, m.find('y') != std::string::npos ? 0.5 : 0.0,
+                    m.find('x') != std::string::npos ? 0.5 : 0.0});
+  }
+  return o;
 }
 
 }  // namespace
@@ -286,6 +333,11 @@ void TrainConfig::validate() const {
     throw ConfigError("data.patch", "expected three sizes [z, y, x] of at least 4");
   }
   if (batch_size < 1) throw ConfigError("data.batch_size", fmt::format("{}; expected at least 1", batch_size));
+  if (workers < 1) throw ConfigError("data.workers", fmt::format("{}; expected at least 1", workers));
+  if (!(foreground_fraction >= 0 && foreground_fraction <= 1)) {
+    throw ConfigError("data.foreground_fraction", fmt::format("{}; expected a share from 0 to 1", foreground_fraction));
+  }
+  for (const auto& name : normalization) data::normalization_from_name(name, "data.normalization");
   if (augment != "nnunet" && augment != "none") throw ConfigError("data.augment", "'" + augment + "'; expected nnunet or none");
   if (mirror_axes.find_first_not_of("zyx") != std::string::npos) {
     throw ConfigError("data.mirror_axes", "'" + mirror_axes + "'; expected a subset of zyx, e.g. zy");
@@ -308,6 +360,8 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
   const fs::path checkpoints = run_dir / "checkpoints";
   Setup setup;
   std::optional<fs::path> resume_from;
+  std::int64_t resume_step = 0;
+  std::unique_ptr<data::PatchLoader> loader_ptr;
   std::string problem;
   try {
     config.validate();
@@ -323,10 +377,16 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
                        "already holds checkpoints; pass --resume to continue it, --force to start over, or choose another run_dir");
     }
     if (flags.resume && flags.force) throw InputError("train", "--resume and --force contradict each other; give one");
+    if (resume_from) resume_step = checkpoint_step(*resume_from);
+    // The loader checks the task against the dataset (channels, label map, grids) here, so a
+    // mistake there is one line and exit 2 like any other config error.
+    loader_ptr = std::make_unique<data::PatchLoader>(setup.store, task_of(config, setup),
+                                                     loader_options_of(config, rank, world, resume_step * config.accumulate));
   } catch (const Error& e) {
     problem = e.what();
   }
   if (!agree_all(context, problem.empty(), problem)) return kExitUsage;
+  data::PatchLoader& loader = *loader_ptr;
   if (flags.force && rank == 0) {
     std::error_code ignored;  // only what a run writes; anything else in the folder stays
     for (const char* entry : {"checkpoints", "model", "metrics.jsonl", "report.html", "config.yaml"}) {
@@ -351,28 +411,30 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
                                                      static_cast<std::int64_t>(config.bucket_mb * (1 << 20))};
     models::Trainer trainer(net, *comm, trainer_options);
     if (resume_from) {
-      trainer.load(*resume_from);
+      // A checkpoint of another network or optimiser is a usage error; and every rank must
+      // continue from the same step (each found the newest checkpoint on its own).
+      std::string load_problem;
+      try {
+        trainer.load(*resume_from);
+        if (trainer.steps_done() != resume_step) {
+          load_problem = fmt::format("{}: trainer.json changed while loading (step {} then {})", resume_from->string(),
+                                     resume_step, trainer.steps_done());
+        }
+      } catch (const Error& e) {
+        load_problem = e.what();
+      }
+      if (!agree_all(context, load_problem.empty(), load_problem)) return kExitUsage;
+      std::int64_t steps[2] = {resume_step, -resume_step};
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, steps, 2, MPI_INT64_T, MPI_MAX, context.env.world().get()), "MPI_Allreduce(resume step)");
+      if (!agree_all(context, steps[0] == -steps[1] || rank != 0,
+                     fmt::format("ranks found different newest checkpoints in {} (steps {} to {}); is the folder shared and "
+                                 "up to date on every node?",
+                                 checkpoints.string(), -steps[1], steps[0]))) {
+        return kExitUsage;
+      }
       if (rank == 0) spdlog::info("train: resuming from {} (step {})", resume_from->string(), trainer.steps_done());
     }
     const std::int64_t start_step = trainer.steps_done();
-
-    data::LoaderOptions loader_options;
-    loader_options.patch_size = {config.patch[0], config.patch[1], config.patch[2]};
-    loader_options.batch_size = config.batch_size;
-    loader_options.foreground_fraction = config.foreground_fraction;
-    loader_options.workers = config.workers;
-    loader_options.seed = static_cast<std::uint64_t>(config.seed);
-    loader_options.steps_per_epoch = config.steps_per_epoch;
-    loader_options.rank = rank;
-    loader_options.world = world;
-    loader_options.first_batch = start_step * config.accumulate;
-    if (config.augment == "nnunet") {
-      loader_options.augment = data::AugmentOptions::nnunet_like();
-      const auto& m = config.mirror_axes;
-      loader_options.augment.flip({m.find('z') != std::string::npos ? 0.5 : 0.0, m.find('y') != std::string::npos ? 0.5 : 0.0,
-                                   m.find('x') != std::string::npos ? 0.5 : 0.0});
-    }
-    data::PatchLoader loader(setup.store, task_of(config, setup), loader_options);
 
     const fs::path metrics_path = run_dir / "metrics.jsonl";
     std::ofstream metrics;

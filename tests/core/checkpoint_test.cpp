@@ -52,6 +52,9 @@ TEST_F(CheckpointTest, NewestCompleteOneWinsAndBrokenOnesAreSkippedWithAReason) 
   ASSERT_EQ(reasons.size(), 2u);
   EXPECT_EQ(reasons[0], "step_000030: weights.bin has 500 bytes; the manifest says 1000");
   EXPECT_EQ(reasons[1], "step_000020: weights.bin does not match its checksum");
+  // A manifest that parses but lacks its file list is passed over with the reason, not a crash.
+  write_file_atomic(root_ / "step_000030" / "manifest.json", "{\"complete\": true}");
+  EXPECT_NE(verify_checkpoint(root_ / "step_000030").find("manifest.json is malformed"), std::string::npos);
   // An unfinished write (no manifest) is never taken, and a failed fill leaves nothing.
   fs::create_directories(root_ / "step_000040");
   EXPECT_NE(verify_checkpoint(root_ / "step_000040"), "");

@@ -65,6 +65,8 @@ expect_exit 2 again.err "$vit" --config train.yaml train
 grep -q "already holds checkpoints; pass --resume" again.err || { cat again.err; fail "an existing run was not refused"; }
 expect_exit 2 class.err "$mpirun" -np 2 "$vit" --config train.yaml --set 'data.classes=[liver]' train --run-dir other
 [[ $(grep -c "'liver' is not a label of chest.h5; its labels are: body, lung_left" class.err) == 1 ]] || { cat class.err; fail "class error"; }
+expect_exit 2 channel.err "$mpirun" -np 2 "$vit" --config train.yaml --set 'data.channels=[t2]' train --run-dir other
+[[ $(grep -c "has no series 't2' (it has: ct, cta)" channel.err) == 1 ]] || { cat channel.err; fail "missing channel"; }
 expect_exit 2 key.err "$vit" --config train.yaml --set train.stepz=3 train --run-dir other
 grep -q "unknown key 'train.stepz' (did you mean 'train.steps'?)" key.err || { cat key.err; fail "unknown key"; }
 
