@@ -57,16 +57,6 @@ RuntimeConfig resolve_config(const GlobalOptions& global, const JobSections& job
   return runtime;
 }
 
-/// Agrees across ranks whether every rank succeeded (a file may exist on one node only); the
-/// lowest failing rank prints its message. Returns true if all ranks are fine.
-bool all_ranks_ok(const MpiEnvironment& env, const std::string& message) {
-  int failing = message.empty() ? env.size() : env.rank();
-  int first = failing;
-  check_mpi(MPI_Allreduce(&failing, &first, 1, MPI_INT, MPI_MIN, env.world().get()), "MPI_Allreduce(status)");
-  if (!message.empty() && first == env.rank()) std::cerr << message << std::flush;
-  return first == env.size();
-}
-
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -252,7 +242,7 @@ int run_cli(int argc, char** argv) {
     parse_code = app.exit(e, out, out);
     parse_error = out.str();
   }
-  if (!all_ranks_ok(*env, parse_error)) return parse_code != 0 ? parse_code : kExitUsage;
+  if (!jobs::all_ranks_ok(*env, parse_error)) return parse_code != 0 ? parse_code : kExitUsage;
 
   // Config problems: agree on them across ranks and exit cleanly with one line.
   JobSections job_sections;
@@ -268,7 +258,7 @@ int run_cli(int argc, char** argv) {
   } catch (const Error& e) {
     error_line = std::string("vitruvian: ") + e.what() + "\n";
   }
-  if (!all_ranks_ok(*env, error_line)) return kExitUsage;
+  if (!jobs::all_ranks_ok(*env, error_line)) return kExitUsage;
 
   try {
     const c10::Device device = apply_runtime(runtime, *env);

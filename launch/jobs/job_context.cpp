@@ -7,12 +7,16 @@
 
 namespace vitruvian::jobs {
 
-bool agree_all(const JobContext& context, bool ok, const std::string& message) {
-  int failing = ok ? context.env.size() : context.env.rank();
+bool all_ranks_ok(const MpiEnvironment& env, const std::string& failure) {
+  int failing = failure.empty() ? env.size() : env.rank();
   int first = failing;
-  check_mpi(MPI_Allreduce(&failing, &first, 1, MPI_INT, MPI_MIN, context.env.world().get()), "MPI_Allreduce(job status)");
-  if (!ok && first == context.env.rank()) std::cerr << "vitruvian: " << message << std::endl;
-  return first == context.env.size();
+  check_mpi(MPI_Allreduce(&failing, &first, 1, MPI_INT, MPI_MIN, env.world().get()), "MPI_Allreduce(status)");
+  if (!failure.empty() && first == env.rank()) std::cerr << failure << std::flush;
+  return first == env.size();
+}
+
+bool agree_all(const JobContext& context, bool ok, const std::string& message) {
+  return all_ranks_ok(context.env, ok ? std::string() : "vitruvian: " + message + "\n");
 }
 
 }  // namespace vitruvian::jobs

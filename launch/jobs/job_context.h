@@ -17,8 +17,12 @@ struct JobContext {
   c10::Device device;
 };
 
-/// Collective: true on every rank when `ok` holds on every rank; otherwise the lowest failing
-/// rank prints "vitruvian: <message>" (one line for the whole job) and every rank gets false.
+/// Collective: true on every rank when every rank passes an empty `failure`; otherwise the
+/// lowest failing rank writes its `failure` text to stderr as it is (one report for the whole
+/// job, whichever ranks found the problem) and every rank gets false.
+bool all_ranks_ok(const MpiEnvironment& env, const std::string& failure);
+
+/// all_ranks_ok for jobs: a failure is reported as the line "vitruvian: <message>".
 bool agree_all(const JobContext& context, bool ok, const std::string& message);
 
 }  // namespace vitruvian::jobs
