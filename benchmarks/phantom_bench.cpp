@@ -58,9 +58,7 @@ void BM_Phantom(benchmark::State& state) {
     if (write) {
       VolumeWriter writer(g_dir / "phantom_bench.h5");
       writer.set_label_table(phantom_label_table(kind));
-      for (const auto& [name, volume] : study.series) writer.add_series(study.id, name, volume, study.id);
-      writer.add_label(study.id, kPhantomLabelMap, study.series.front().first, study.labels, study.id);
-      writer.set_study_metadata(study.id, study.metadata_json);
+      write_phantom_study(writer, study);
       writer.commit();
     }
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -161,9 +161,7 @@ int main(int argc, char** argv) {
       data::VolumeWriter writer(g.dir / "chest.h5");
       writer.set_label_table(data::phantom_label_table(p.kind));
       for (std::int64_t i = 0; i < 6; ++i) {
-        const auto study = data::make_phantom_study(p, i);
-        for (const auto& [name, volume] : study.series) writer.add_series(study.id, name, volume, study.id);
-        writer.add_label(study.id, data::kPhantomLabelMap, study.series.front().first, study.labels, study.id);
+        data::write_phantom_study(writer, data::make_phantom_study(p, i));
       }
       writer.commit();
     }

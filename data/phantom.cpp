@@ -223,6 +223,12 @@ PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t inde
   return study;
 }
 
+void write_phantom_study(VolumeWriter& writer, const PhantomStudy& study) {
+  for (const auto& [name, volume] : study.series) writer.add_series(study.id, name, volume, study.id);
+  writer.add_label(study.id, kPhantomLabelMap, study.series.front().first, study.labels, study.id);
+  writer.set_study_metadata(study.id, study.metadata_json);
+}
+
 LabelTable phantom_label_table(PhantomKind kind) {
   std::vector<std::string> wanted;
   for (const PhantomKind k : phantom_study_kinds()) {

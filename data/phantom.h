@@ -55,6 +55,9 @@ std::string phantom_study_id(const PhantomOptions& options, std::int64_t index);
 /// The grid spacing study `index` gets (options.spacing_xyz, zeros filled from its kind).
 std::array<double, 3> phantom_spacing(const PhantomOptions& options, std::int64_t index);
 PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t index);
+/// Adds `study` to `writer`: its series, the label map (kPhantomLabelMap) bound to the first
+/// series, and its ground truth as the study's metadata.
+void write_phantom_study(VolumeWriter& writer, const PhantomStudy& study);
 
 /// Label ids and names of a kind (all kinds' for kMixed); ids are the same in every kind.
 LabelTable phantom_label_table(PhantomKind kind);

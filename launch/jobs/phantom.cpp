@@ -208,9 +208,7 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
         writer_path = part;
         writer = std::make_unique<VolumeWriter>(writer_path, storage);
       }
-      for (const auto& [name, volume] : study.series) writer->add_series(study.id, name, volume, study.id);
-      writer->add_label(study.id, kPhantomLabelMap, study.series.front().first, study.labels, study.id);
-      writer->set_study_metadata(study.id, study.metadata_json);
+      write_phantom_study(*writer, study);
       if (!options.nifti_dir.empty()) {
         const fs::path dir = fs::path(options.nifti_dir) / study.id;
         fs::create_directories(dir);
