@@ -50,6 +50,40 @@ Normalization normalization_from_name(const std::string& name, const std::string
   throw InputError(source, "normalization '" + name + "' is not known; expected ct, zscore or none");
 }
 
+std::string normalization_name(Normalization normalization) {
+  switch (normalization) {
+    case Normalization::kCt:
+      return "ct";
+    case Normalization::kZscore:
+      return "zscore";
+    case Normalization::kNone:
+      break;
+  }
+  return "none";
+}
+
+IntensityStats volume_stats(const at::Tensor& voxels) {
+  const at::Tensor v = voxels.to(at::kDouble);
+  IntensityStats s;
+  s.mean = v.mean().item<double>();
+  s.std = v.std(/*unbiased=*/false).item<double>();
+  s.count = v.numel();
+  return s;
+}
+
+at::Tensor normalize_channel(const at::Tensor& raw, Normalization normalization, const IntensityStats& ct,
+                             const IntensityStats& volume) {
+  switch (normalization) {
+    case Normalization::kCt:
+      return normalize_ct(raw, ct);
+    case Normalization::kZscore:
+      return raw.sub(volume.mean).div(std::max(volume.std, kMinNormalizationStd)).to(at::kFloat);
+    case Normalization::kNone:
+      break;
+  }
+  return raw.to(at::kFloat);
+}
+
 struct PatchLoader::State {
   std::shared_ptr<const VolumeStore> store;
   TaskSpec task;
@@ -144,25 +178,12 @@ struct PatchLoader::State {
     entry.zscore.resize(task.channels.size());
     for (std::size_t ch = 0; ch < task.channels.size(); ++ch) {
       if (task.normalization[ch] != Normalization::kZscore) continue;
-      const at::Tensor voxels = store->read_series(study, task.channels[ch]).voxels.to(at::kDouble);
-      IntensityStats s;
-      s.mean = voxels.mean().item<double>();
-      s.std = voxels.std(/*unbiased=*/false).item<double>();
-      s.count = voxels.numel();
-      entry.zscore[ch] = s;
+      entry.zscore[ch] = volume_stats(store->read_series(study, task.channels[ch]).voxels);
     }
   }
 
   at::Tensor normalize(const at::Tensor& raw, std::size_t ch, const StudyCache& entry) const {
-    switch (task.normalization[ch]) {
-      case Normalization::kCt: return normalize_ct(raw, task.ct_stats[ch]);
-      case Normalization::kZscore: {
-        const auto& s = entry.zscore[ch];
-        return raw.sub(s.mean).div(std::max(s.std, kMinNormalizationStd)).to(at::kFloat);
-      }
-      case Normalization::kNone: break;
-    }
-    return raw.to(at::kFloat);
+    return normalize_channel(raw, task.normalization[ch], task.ct_stats[ch], entry.zscore[ch]);
   }
 
   Batch build(std::int64_t index) {

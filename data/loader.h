@@ -27,6 +27,16 @@ enum class Normalization {
 
 /// "ct", "zscore", "none"; throws InputError naming `source` for anything else.
 Normalization normalization_from_name(const std::string& name, const std::string& source);
+/// "ct", "zscore", "none".
+std::string normalization_name(Normalization normalization);
+
+/// Mean and population standard deviation of a whole volume: what kZscore channels use.
+IntensityStats volume_stats(const at::Tensor& voxels);
+
+/// Voxels of one channel normalised as the loader normalises them (float32): kCt with the
+/// dataset's `ct` statistics, kZscore with the whole volume's (`volume`, see volume_stats).
+at::Tensor normalize_channel(const at::Tensor& raw, Normalization normalization, const IntensityStats& ct,
+                             const IntensityStats& volume);
 
 /// Which series form the input channels and which label map is the target.
 struct TaskSpec {

@@ -123,25 +123,13 @@ data::TaskSpec task_of(const TrainConfig& c, const Setup& s) {
   return task;
 }
 
-std::string normalization_name(data::Normalization n) {
-  switch (n) {
-    case data::Normalization::kCt:
-      return "ct";
-    case data::Normalization::kZscore:
-      return "zscore";
-    case data::Normalization::kNone:
-      break;
-  }
-  return "none";
-}
-
 models::ModelCard card_of(const TrainConfig& c, const Setup& s, const data::PatchLoader& loader, std::int64_t step) {
   models::ModelCard card;
   card.model = c.model;
   card.in_channels = static_cast<std::int64_t>(c.channels.size());
   card.channels = c.channels;
   for (std::size_t ch = 0; ch < c.channels.size(); ++ch) {
-    card.normalization.push_back(normalization_name(loader.task().normalization[ch]));
+    card.normalization.push_back(data::normalization_name(loader.task().normalization[ch]));
     const auto& stats = loader.ct_stats()[ch];
     card.ct_stats.push_back({stats.lower, stats.upper, stats.mean, stats.std});
   }
@@ -159,20 +147,9 @@ at::Tensor normalized_input(const data::VolumeStore& store, const std::string& s
   std::vector<at::Tensor> channels;
   for (std::size_t ch = 0; ch < task.channels.size(); ++ch) {
     const at::Tensor raw = store.read_series(study, task.channels[ch]).voxels;
-    switch (task.normalization[ch]) {
-      case data::Normalization::kCt:
-        channels.push_back(data::normalize_ct(raw, loader.ct_stats()[ch]));
-        break;
-      case data::Normalization::kZscore: {
-        const at::Tensor v = raw.to(at::kDouble);
-        const double mean = v.mean().item<double>(), std = v.std(/*unbiased=*/false).item<double>();
-        channels.push_back(raw.sub(mean).div(std::max(std, data::kMinNormalizationStd)).to(at::kFloat));
-        break;
-      }
-      case data::Normalization::kNone:
-        channels.push_back(raw.to(at::kFloat));
-        break;
-    }
+    const data::Normalization n = task.normalization[ch];
+    channels.push_back(data::normalize_channel(raw, n, loader.ct_stats()[ch],
+                                               n == data::Normalization::kZscore ? data::volume_stats(raw) : data::IntensityStats{}));
   }
   return at::stack(channels);
 }
