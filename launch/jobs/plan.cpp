@@ -101,51 +101,41 @@ int run_plan(const JobContext& context, const PlanOptions& options) {
     for (int a = 0; a < 3; ++a) v *= shapes[a][i] * spacings[a][i] / target[a];
     dataset_voxels += v;
   }
-  const data::LabelTable& table = store.label_table();
-  std::vector<std::string> classes = options.classes;
-  if (classes.empty()) {
-    for (const auto& [id, name] : table) {
-      if (id != 0) classes.push_back(name);
-    }
-  }
-  // Intensities (foreground of the first 20 studies) and class frequencies.
+  const ClassMap classes = class_map(options.classes, store.label_table(), options.dataset);
+  // Intensities (foreground of the first 20 studies) and class frequencies: each study's label
+  // map read once.
   json intensities = json::object(), frequencies = json::object();
   std::mt19937_64 rng(0);
-  std::vector<std::int64_t> class_voxels(classes.size(), 0);
-  std::int64_t total_voxels = 0;
+  const at::Tensor lookup = classes.lookup();
+  at::Tensor class_voxels = at::zeros({static_cast<std::int64_t>(classes.names.size())}, at::kLong);
+  std::vector<std::vector<double>> values(channels.size());
   const std::size_t sample = std::min<std::size_t>(store.studies().size(), 20);
-  for (const auto& channel : channels) {
-    std::vector<double> values;
-    for (std::size_t i = 0; i < sample; ++i) {
-      const auto& study = store.studies()[i];
-      const at::Tensor image = store.read_series(study.id, channel).voxels;
-      const at::Tensor label = store.read_label(study.id, options.label_map).voxels;
-      const auto part = data::sample_foreground_intensities(image, label, 5000, rng);
-      values.insert(values.end(), part.begin(), part.end());
-    }
-    const auto stats = data::intensity_stats(values);
-    intensities[channel] = {{"modality", first.find_series(channel) ? first.find_series(channel)->modality : ""},
-                            {"mean", stats.mean}, {"std", stats.std}, {"p0_5", stats.lower}, {"p99_5", stats.upper}};
-  }
   for (std::size_t i = 0; i < sample; ++i) {
-    const at::Tensor label = store.read_label(store.studies()[i].id, options.label_map).voxels.to(at::kLong);
-    total_voxels += label.numel();
-    const at::Tensor counts = at::bincount(label.flatten());
-    for (std::size_t k = 0; k < classes.size(); ++k) {
-      for (const auto& [id, name] : table) {
-        if (name == classes[k] && id < counts.numel()) class_voxels[k] += counts[id].item<std::int64_t>();
-      }
+    const auto& study = store.studies()[i];
+    const at::Tensor label = store.read_label(study.id, options.label_map).voxels;
+    class_voxels += at::bincount(lookup.index({label.to(at::kLong).flatten()}), {}, class_voxels.numel());
+    for (std::size_t ch = 0; ch < channels.size(); ++ch) {
+      const auto part =
+          data::sample_foreground_intensities(store.read_series(study.id, channels[ch]).voxels, label, 5000, rng);
+      values[ch].insert(values[ch].end(), part.begin(), part.end());
     }
   }
-  for (std::size_t k = 0; k < classes.size(); ++k) {
-    frequencies[classes[k]] = static_cast<double>(class_voxels[k]) / static_cast<double>(std::max<std::int64_t>(total_voxels, 1));
+  for (std::size_t ch = 0; ch < channels.size(); ++ch) {
+    const auto stats = data::intensity_stats(values[ch]);
+    const data::SeriesInfo* info = first.find_series(channels[ch]);
+    intensities[channels[ch]] = {{"modality", info != nullptr ? info->modality : ""},
+                                 {"mean", stats.mean}, {"std", stats.std}, {"p0_5", stats.lower}, {"p99_5", stats.upper}};
+  }
+  const double total_voxels = std::max(1.0, class_voxels.sum().item<double>());
+  for (std::size_t k = 1; k < classes.names.size(); ++k) {
+    frequencies[classes.names[k]] = class_voxels[static_cast<std::int64_t>(k)].item<double>() / total_voxels;
   }
 
   models::PlanInput input;
   input.spacing_zyx = target;
   input.median_shape_zyx = median_shape;
   input.in_channels = static_cast<std::int64_t>(channels.size());
-  input.classes = static_cast<std::int64_t>(classes.size()) + 1;
+  input.classes = static_cast<std::int64_t>(classes.names.size());
   input.memory_bytes = budget;
   input.dataset_voxels = dataset_voxels;
   const models::Plan plan = models::make_plan(input);
@@ -154,7 +144,8 @@ int run_plan(const JobContext& context, const PlanOptions& options) {
   config.dataset = options.dataset;
   config.channels = channels;
   config.label_map = options.label_map;
-  config.classes = classes;
+  config.classes = options.classes.empty() ? std::vector<std::string>(classes.names.begin() + 1, classes.names.end())
+                                           : options.classes;
   config.validation_studies = options.validation_studies;
   config.patch = {plan.patch_zyx[0], plan.patch_zyx[1], plan.patch_zyx[2]};
   config.batch_size = plan.batch_size;

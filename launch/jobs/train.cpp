@@ -44,10 +44,69 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 struct Setup {
   std::shared_ptr<const data::VolumeStore> store;
   std::vector<std::string> training, validation;  ///< study ids
-  std::vector<std::string> class_names;           ///< [0] background
-  std::vector<std::vector<std::int64_t>> class_ids;  ///< dataset label ids per class ([0] = {0})
+  ClassMap classes;
   at::Tensor lookup;                              ///< dataset label id → class index (int64)
 };
+
+}  // namespace
+
+ClassMap class_map(const std::vector<std::string>& classes, const data::LabelTable& table, const std::string& dataset) {
+  ClassMap map{{"background"}, {{0}}};
+  auto id_of = [&](const std::string& wanted) {
+    auto it = std::find_if(table.begin(), table.end(), [&](const auto& entry) { return entry.second == wanted; });
+    if (it == table.end()) {
+      std::string known;
+      for (const auto& [id, name] : table) known += (known.empty() ? "" : ", ") + name;
+      throw ConfigError("data.classes", fmt::format("'{}' is not a label of {}; its labels are: {}", wanted, dataset, known));
+    }
+    return static_cast<std::int64_t>(it->first);
+  };
+  if (classes.empty()) {
+    for (const auto& [id, name] : table) {
+      if (id == 0) continue;
+      map.names.push_back(name);
+      map.label_ids.push_back({id});
+    }
+  }
+  for (const auto& entry : classes) {
+    const auto eq = entry.find('=');
+    std::vector<std::int64_t> ids;
+    if (eq == std::string::npos) {
+      ids.push_back(id_of(entry));
+    } else {
+      for (std::size_t start = eq + 1; start <= entry.size();) {
+        const auto plus = std::min(entry.find('+', start), entry.size());
+        ids.push_back(id_of(entry.substr(start, plus - start)));
+        start = plus + 1;
+      }
+    }
+    map.names.push_back(entry.substr(0, eq));
+    map.label_ids.push_back(std::move(ids));
+  }
+  if (map.names.size() < 2) throw ConfigError("data.classes", dataset + " has no label table to learn from");
+  std::vector<bool> seen(65536, false);
+  for (const auto& ids : map.label_ids) {
+    for (const auto id : ids) {
+      if (id != 0 && seen[static_cast<std::size_t>(id)]) {
+        throw ConfigError("data.classes", fmt::format("label id {} is named by two classes", id));
+      }
+      seen[static_cast<std::size_t>(id)] = true;
+    }
+  }
+  return map;
+}
+
+at::Tensor ClassMap::lookup() const {
+  // Every id a uint8 or uint16 label map can hold; ids outside the classes are background.
+  at::Tensor table = at::zeros({65536}, at::kLong);
+  auto* t = table.data_ptr<std::int64_t>();
+  for (std::size_t k = 1; k < label_ids.size(); ++k) {
+    for (const auto id : label_ids[k]) t[id] = static_cast<std::int64_t>(k);
+  }
+  return table;
+}
+
+namespace {
 
 Setup prepare(const TrainConfig& c, int world) {
   Setup s;
@@ -62,55 +121,8 @@ Setup prepare(const TrainConfig& c, int world) {
   }
   s.training.assign(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(held_out));
   s.validation.assign(ids.end() - static_cast<std::ptrdiff_t>(held_out), ids.end());
-  const data::LabelTable& table = s.store->label_table();
-  s.class_names = {"background"};
-  s.class_ids = {{0}};
-  std::int64_t largest = 0;
-  for (const auto& [id, name] : table) largest = std::max<std::int64_t>(largest, id);
-  auto id_of = [&](const std::string& wanted) {
-    auto it = std::find_if(table.begin(), table.end(), [&](const auto& entry) { return entry.second == wanted; });
-    if (it == table.end()) {
-      std::string known;
-      for (const auto& [id, name] : table) known += (known.empty() ? "" : ", ") + name;
-      throw ConfigError("data.classes", fmt::format("'{}' is not a label of {}; its labels are: {}", wanted, c.dataset, known));
-    }
-    return static_cast<std::int64_t>(it->first);
-  };
-  if (c.classes.empty()) {
-    for (const auto& [id, name] : table) {
-      if (id == 0) continue;
-      s.class_names.push_back(name);
-      s.class_ids.push_back({id});
-    }
-  } else {
-    // "name" learns that label; "name=a+b+c" learns labels a, b and c as one class.
-    for (const auto& entry : c.classes) {
-      const auto eq = entry.find('=');
-      std::vector<std::int64_t> label_ids;
-      if (eq == std::string::npos) {
-        label_ids.push_back(id_of(entry));
-      } else {
-        std::size_t start = eq + 1;
-        while (start <= entry.size()) {
-          const auto plus = std::min(entry.find('+', start), entry.size());
-          label_ids.push_back(id_of(entry.substr(start, plus - start)));
-          start = plus + 1;
-        }
-      }
-      s.class_names.push_back(entry.substr(0, eq));
-      s.class_ids.push_back(label_ids);
-    }
-  }
-  if (s.class_names.size() < 2) throw ConfigError("data.classes", c.dataset + " has no label table to learn from");
-  s.lookup = at::zeros({std::max<std::int64_t>(largest, 255) + 1}, at::kLong);
-  for (std::size_t k = 1; k < s.class_ids.size(); ++k) {
-    for (const auto id : s.class_ids[k]) {
-      if (s.lookup[id].item<std::int64_t>() != 0) {
-        throw ConfigError("data.classes", fmt::format("label id {} is named by two classes", id));
-      }
-      s.lookup[id] = static_cast<std::int64_t>(k);
-    }
-  }
+  s.classes = class_map(c.classes, s.store->label_table(), c.dataset);
+  s.lookup = s.classes.lookup();
   return s;
 }
 
@@ -133,8 +145,8 @@ models::ModelCard card_of(const TrainConfig& c, const Setup& s, const data::Patc
     const auto& stats = loader.ct_stats()[ch];
     card.ct_stats.push_back({stats.lower, stats.upper, stats.mean, stats.std});
   }
-  card.class_names = s.class_names;
-  card.class_label_ids = s.class_ids;
+  card.class_names = s.classes.names;
+  card.class_label_ids = s.classes.label_ids;
   card.patch = {c.patch[0], c.patch[1], c.patch[2]};
   card.dataset = c.dataset;
   card.step = step;
@@ -158,7 +170,7 @@ at::Tensor normalized_input(const data::VolumeStore& store, const std::string& s
 /// HD95 reduced over ranks.
 json validate(const TrainConfig& c, const Setup& s, const data::PatchLoader& loader, models::UNet& net, Communicator& comm,
               c10::Device device) {
-  const auto classes = static_cast<std::int64_t>(s.class_names.size());
+  const auto classes = static_cast<std::int64_t>(s.classes.names.size());
   at::Tensor counts = at::zeros({classes - 1, 3}, at::kDouble);
   at::Tensor hd = at::zeros({classes - 1, 3}, at::kDouble);  // sum, studies, studies where the class was missed
   net->eval();
@@ -204,12 +216,12 @@ json validate(const TrainConfig& c, const Setup& s, const data::PatchLoader& loa
   int n = 0;
   for (std::int64_t k = 0; k + 1 < classes; ++k) {
     if (!std::isnan(dice[k])) {
-      per_class[s.class_names[k + 1]] = dice[k];
+      per_class[s.classes.names[k + 1]] = dice[k];
       sum += dice[k];
       ++n;
     }
-    if (hd[k][1].item<double>() > 0) hd95[s.class_names[k + 1]] = hd[k][0].item<double>() / hd[k][1].item<double>();
-    if (hd[k][2].item<double>() > 0) missed[s.class_names[k + 1]] = hd[k][2].item<std::int64_t>();
+    if (hd[k][1].item<double>() > 0) hd95[s.classes.names[k + 1]] = hd[k][0].item<double>() / hd[k][1].item<double>();
+    if (hd[k][2].item<double>() > 0) missed[s.classes.names[k + 1]] = hd[k][2].item<std::int64_t>();
   }
   return {{"dice", per_class},
           {"mean_dice", n > 0 ? sum / n : 0.0},
@@ -376,7 +388,7 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
     auto comm = make_communicator(context.env.world(), context.device,
                                   CommunicatorOptions().timeout_s(context.runtime.collective_timeout_s).name("world"));
     torch::manual_seed(static_cast<std::uint64_t>(config.seed));
-    const auto classes = static_cast<std::int64_t>(setup.class_names.size());
+    const auto classes = static_cast<std::int64_t>(setup.classes.names.size());
     models::UNet net = models::make_model(config.model, static_cast<std::int64_t>(config.channels.size()), classes);
     net->to(context.device);
     models::TrainerOptions trainer_options;

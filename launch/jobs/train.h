@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "data/volume_store.h"
 #include "launch/jobs/job_context.h"
 #include "models/registry.h"
 #include "models/trainer.h"
@@ -55,6 +56,18 @@ struct TrainConfig {
   /// ConfigError naming the key of the first bad value.
   void validate() const;
 };
+
+/// The classes a config learns: [0] is background ({0}); then one per `classes` entry, "name"
+/// for that label or "name=a+b+c" for labels a, b and c as one class (every label of `table`
+/// when `classes` is empty). ConfigError naming data.classes for an unknown label (listing the
+/// table) or a label named twice.
+struct ClassMap {
+  std::vector<std::string> names;
+  std::vector<std::vector<std::int64_t>> label_ids;
+  /// Dataset label id (0–65535) → class index, int64.
+  at::Tensor lookup() const;
+};
+ClassMap class_map(const std::vector<std::string>& classes, const data::LabelTable& table, const std::string& dataset);
 
 struct TrainFlags {
   bool resume = false;  ///< continue from the newest complete checkpoint in run_dir

@@ -70,6 +70,14 @@ expect_exit 2 channel.err "$mpirun" -np 2 "$vit" --config train.yaml --set 'data
 expect_exit 2 key.err "$vit" --config train.yaml --set train.stepz=3 train --run-dir other
 grep -q "unknown key 'train.stepz' (did you mean 'train.steps'?)" key.err || { cat key.err; fail "unknown key"; }
 
+# A plan is a config train takes as it is (here shortened to two steps).
+expect_exit 0 plan.err "$vit" plan chest.h5 --channels cta --classes lung_left,heart=heart_left_ventricle+heart_myocardium \
+  --memory 0.5G --task planned -o plan.yaml
+grep -q "^plan: patch .* estimated .* of 0.50 GB" plan.err.out || { cat plan.err.out; fail "no plan summary"; }
+grep -q '"heart": 0.0' plan.fingerprint.json || fail "no class frequency for the grouped class"
+expect_exit 0 planned.err "$vit" --config plan.yaml --set train.steps=2 --set train.validate_every=0 --set data.workers=1 train
+[[ -f runs/planned/model/model.json ]] || fail "the planned run exported no model"
+
 expect_exit 0 report.err "$vit" report run
 grep -q "<svg" run/report.html && grep -q "Last validation" run/report.html || fail "report without charts"
 expect_exit 0 model.err "$vit" info --model resenc_unet --stages 4 --patch 32,32,32 --json
