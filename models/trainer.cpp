@@ -118,8 +118,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches, const std
   result.step = s.step + 1;
   result.lr = learning_rate(s.step);
   s.net->train();
-  double loss_sum = 0;
-  bool finite = true;
+  at::Tensor loss_sum;  // stays on the device: the step synchronises with the host once
   for (std::size_t m = 0; m < micro_batches.size(); ++m) {
     const bool last = m + 1 == micro_batches.size();
     s.reducer->prepare(last);
@@ -134,25 +133,22 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches, const std
     start = std::chrono::steady_clock::now();
     loss.backward();
     result.backward_s += seconds_since(start);
-    const double value = loss.item<double>();
-    finite = finite && std::isfinite(value);
-    loss_sum += value;
+    const at::Tensor value = loss.detach().to(at::kDouble);
+    loss_sum = loss_sum.defined() ? loss_sum + value : value;
   }
   const CommStats comm = s.reducer->finish();
   result.comm = comm;
-  // Averaged gradients should be equal on every rank, but MPI does not promise bitwise equality:
-  // their check travels in the same allreduce as the loss.
-  bool gradients_finite = true;
-  for (const auto& p : s.params) {
-    if (p.grad().defined() && !at::isfinite(p.grad()).all().item<bool>()) {
-      gradients_finite = false;
-      break;
-    }
-  }
   // One collective: [loss sum, ranks with a non-finite loss, ranks with non-finite gradients].
-  at::Tensor agreed =
-      at::tensor({finite ? loss_sum : 0.0, finite ? 0.0 : 1.0, gradients_finite ? 0.0 : 1.0}, at::kDouble);
-  if (s.comm->device_type() != at::kCPU) agreed = agreed.to(s.params.front().device());
+  // Averaged gradients should be equal on every rank, but MPI does not promise bitwise
+  // equality, so their check travels with the loss.
+  std::vector<at::Tensor> grads_finite;
+  for (const auto& p : s.params) {
+    if (p.grad().defined()) grads_finite.push_back(at::isfinite(p.grad()).all());
+  }
+  const at::Tensor loss_bad = at::isfinite(loss_sum).logical_not();
+  const at::Tensor grads_bad = grads_finite.empty() ? at::zeros_like(loss_bad) : at::stack(grads_finite).all().logical_not();
+  at::Tensor agreed = at::stack({at::where(loss_bad, at::zeros_like(loss_sum), loss_sum), loss_bad.to(at::kDouble),
+                                 grads_bad.to(at::kDouble)});
   s.comm->allreduce(agreed, ReduceOp::kSum);
   agreed = agreed.cpu();
   const double bad_ranks = agreed[1].item<double>(), bad_gradients = agreed[2].item<double>();
@@ -161,6 +157,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches, const std
     result.skipped = true;
     result.loss = std::numeric_limits<double>::quiet_NaN();
     s.optimizer->zero_grad();
+    const bool finite = !loss_bad.item<bool>();
     if (on_skip && !finite) on_skip(fmt::format("non-finite loss at step {} on this rank", result.step));
     if (on_skip && bad_ranks == 0 && s.comm->rank() == 0) {
       on_skip(fmt::format("non-finite averaged gradient at step {} (every rank's loss was finite)", result.step));
@@ -199,14 +196,34 @@ void Trainer::save(const std::filesystem::path& dir) const {
                     nlohmann::json{{"step", s.step}, {"bad_streak", s.bad_streak}, {"optimizer", s.options.optimizer.name}}.dump(2));
 }
 
-void Trainer::load(const std::filesystem::path& dir) {
-  State& s = *state_;
-  std::ifstream in(dir / "trainer.json");
-  if (!in) throw InputError((dir / "trainer.json").string(), "cannot be read");
+namespace {
+
+/// trainer.json of a saved trainer, checked for the fields load() needs.
+nlohmann::json read_trainer_json(const std::filesystem::path& dir) {
+  const std::filesystem::path path = dir / "trainer.json";
+  std::ifstream in(path);
+  if (!in) throw InputError(path.string(), "cannot be read");
   std::stringstream text;
   text << in.rdbuf();
   try {
-    const auto j = nlohmann::json::parse(text.str());
+    auto j = nlohmann::json::parse(text.str());
+    j.at("step").get<std::int64_t>();
+    j.at("bad_streak").get<int>();
+    j.at("optimizer").get<std::string>();
+    return j;
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path.string(), std::string("not readable: ") + e.what());
+  }
+}
+
+}  // namespace
+
+std::int64_t Trainer::saved_step(const std::filesystem::path& dir) { return read_trainer_json(dir).at("step"); }
+
+void Trainer::load(const std::filesystem::path& dir) {
+  State& s = *state_;
+  {
+    const auto j = read_trainer_json(dir);
     if (j.at("optimizer") != s.options.optimizer.name) {
       throw InputError((dir / "trainer.json").string(),
                        fmt::format("was written by optimizer {}; this run uses {}", j.at("optimizer").get<std::string>(),
@@ -214,8 +231,6 @@ void Trainer::load(const std::filesystem::path& dir) {
     }
     s.step = j.at("step");
     s.bad_streak = j.at("bad_streak");
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError((dir / "trainer.json").string(), std::string("not readable: ") + e.what());
   }
   try {
     // Onto this rank's device: rank 0 saved from its own (cuda:0 on a GPU node).

@@ -81,6 +81,8 @@ class Trainer {
   void save(const std::filesystem::path& dir) const;
   /// Reads what save() wrote; InputError naming the file on a mismatch.
   void load(const std::filesystem::path& dir);
+  /// The step a trainer saved into `dir` had taken (to place a loader before loading).
+  static std::int64_t saved_step(const std::filesystem::path& dir);
 
  private:
   struct State;

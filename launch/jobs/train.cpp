@@ -244,18 +244,6 @@ void truncate_metrics(const fs::path& path, std::int64_t step) {
   write_file_atomic(path, kept);
 }
 
-/// The step a checkpoint folder was written at (its trainer.json).
-std::int64_t checkpoint_step(const fs::path& dir) {
-  std::ifstream in(dir / "trainer.json");
-  std::stringstream text;
-  text << in.rdbuf();
-  try {
-    return json::parse(text.str()).at("step").get<std::int64_t>();
-  } catch (const std::exception& e) {
-    throw InputError((dir / "trainer.json").string(), std::string("has no readable step: ") + e.what());
-  }
-}
-
 data::LoaderOptions loader_options_of(const TrainConfig& config, int rank, int world, std::int64_t first_batch) {
   data::LoaderOptions o;
   o.patch_size = {config.patch[0], config.patch[1], config.patch[2]};
@@ -366,7 +354,7 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
                        "already holds checkpoints; pass --resume to continue it, --force to start over, or choose another run_dir");
     }
     if (flags.resume && flags.force) throw InputError("train", "--resume and --force contradict each other; give one");
-    if (resume_from) resume_step = checkpoint_step(*resume_from);
+    if (resume_from) resume_step = models::Trainer::saved_step(*resume_from);
     // The loader checks the task against the dataset (channels, label map, grids) here, so a
     // mistake there is one line and exit 2 like any other config error.
     loader_ptr = std::make_unique<data::PatchLoader>(setup.store, task_of(config, setup),
@@ -415,7 +403,7 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
       if (!agree_all(context, load_problem.empty(), load_problem)) return kExitUsage;
       std::int64_t steps[2] = {resume_step, -resume_step};
       check_mpi(MPI_Allreduce(MPI_IN_PLACE, steps, 2, MPI_INT64_T, MPI_MAX, context.env.world().get()), "MPI_Allreduce(resume step)");
-      if (!agree_all(context, steps[0] == -steps[1] || rank != 0,
+      if (!agree_all(context, steps[0] == -steps[1],
                      fmt::format("ranks found different newest checkpoints in {} (steps {} to {}); is the folder shared and "
                                  "up to date on every node?",
                                  checkpoints.string(), -steps[1], steps[0]))) {
