@@ -122,8 +122,7 @@ PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t inde
   auto rng = seeded_rng({options.seed, static_cast<std::uint64_t>(index), kPhantomStream, 2});
   auto draw = [&](double low, double high) { return low + (high - low) * uniform01(rng); };
   phantom::Subject subject;
-  subject.scale = std::clamp(1.0 + 0.03 * std::sqrt(-2.0 * std::log(1.0 - uniform01(rng))) * std::cos(6.283185307179586 * uniform01(rng)),
-                             0.94, 1.06);
+  subject.scale = std::clamp(1.0 + 0.03 * normal01(rng), 0.94, 1.06);
   subject.girth = draw(0.9, 1.1);
   subject.fat_mm = 10 + 60 * (subject.girth - 0.9) + draw(-3, 3);
   subject.offset = Vec3{draw(-8, 8), draw(-8, 8), draw(-6, 6)};

@@ -984,11 +984,6 @@ int Builder::tissue(const std::string& name) const {
 
 double Builder::uniform(double low, double high) { return low + (high - low) * uniform01(rng); }
 
-double Builder::normal(double mean, double sd) {
-  const double u1 = 1.0 - uniform01(rng), u2 = uniform01(rng);
-  return mean + sd * std::sqrt(-2.0 * std::log(u1)) * std::cos(2 * kPi * u2);
-}
-
 std::int64_t Builder::integer(std::int64_t low, std::int64_t high) { return uniform_between(rng, low, high); }
 
 nlohmann::json Builder::patient(const Vec3& t) const {

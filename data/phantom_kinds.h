@@ -82,7 +82,6 @@ class Builder {
 
   int tissue(const std::string& name) const;  ///< material index; InternalError when unknown
   double uniform(double low, double high);
-  double normal(double mean, double sd);
   std::int64_t integer(std::int64_t low, std::int64_t high);
   double tube_radius(double r) const { return std::max(r, min_tube_radius); }
   /// Patient LPS (mm) of a template point, as a JSON array.

@@ -2,6 +2,7 @@
 // standard library (std::uniform_*_distribution are implementation-defined).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
@@ -26,6 +27,12 @@ inline std::int64_t uniform_between(std::mt19937_64& rng, std::int64_t low, std:
 
 /// Uniform in [0, 1) with 53 random bits.
 inline double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+/// Standard normal draw (Box–Muller on two uniform01 draws; portable, unlike std::normal_distribution).
+inline double normal01(std::mt19937_64& rng) {
+  const double u1 = 1.0 - uniform01(rng), u2 = uniform01(rng);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
 
 /// FNV-1a of `text`: a portable string hash for seeding (std::hash differs between libraries).
 inline std::uint64_t portable_hash(const std::string& text) {
