@@ -350,21 +350,23 @@ at::Tensor upsample_by_product(const at::Tensor& x, const at::Tensor& weight) {
 }
 
 double forward_flops_per_voxel(UNet& net, const std::array<std::int64_t, 3>& patch_zyx) {
-  const bool was_training = net->is_training();
-  net->eval();
-  double flops = 0;
-  g_flops = &flops;
-  try {
-    torch::NoGradGuard no_grad;
-    net->forward(at::zeros({1, net->options().in_channels(), patch_zyx[0], patch_zyx[1], patch_zyx[2]}));
-  } catch (...) {
-    g_flops = nullptr;
-    net->train(was_training);
-    throw;
-  }
-  g_flops = nullptr;
-  net->train(was_training);
-  return flops / static_cast<double>(patch_zyx[0] * patch_zyx[1] * patch_zyx[2]);
+  // Counting on for one eval-mode forward pass; training mode and the counter restored however it ends.
+  struct Counting {
+    UNet& net;
+    bool was_training;
+    double flops = 0;
+    explicit Counting(UNet& n) : net(n), was_training(n->is_training()) {
+      net->eval();
+      g_flops = &flops;
+    }
+    ~Counting() {
+      g_flops = nullptr;
+      net->train(was_training);
+    }
+  } counting(net);
+  torch::NoGradGuard no_grad;
+  net->forward(at::zeros({1, net->options().in_channels(), patch_zyx[0], patch_zyx[1], patch_zyx[2]}));
+  return counting.flops / static_cast<double>(patch_zyx[0] * patch_zyx[1] * patch_zyx[2]);
 }
 
 std::int64_t parameter_count(const torch::nn::Module& module) {
