@@ -301,10 +301,20 @@ Rendered render(const Scene& scene, const Placement& placement, const Grid& grid
                                                      : at::empty({static_cast<std::int64_t>(model.frame_times_s.size()), Z, Y, X}, dtype));
   }
   std::vector<std::uint8_t> material_label(scene.materials.size());
-  std::vector<std::uint8_t> material_enhancement(scene.materials.size());
-  for (std::size_t m = 0; m < scene.materials.size(); ++m) {
-    material_label[m] = static_cast<std::uint8_t>(scene.materials[m].label);
-    material_enhancement[m] = static_cast<std::uint8_t>(scene.materials[m].enhancement);
+  for (std::size_t m = 0; m < scene.materials.size(); ++m) material_label[m] = static_cast<std::uint8_t>(scene.materials[m].label);
+  // Each material's noise-free value in every series and frame (its value plus its enhancement
+  // curve), looked up per voxel instead of recomputed.
+  std::vector<std::vector<std::vector<float>>> levels(models.size());
+  for (std::size_t m = 0; m < models.size(); ++m) {
+    const std::size_t frames = models[m].frame_times_s.empty() ? 1 : models[m].frame_times_s.size();
+    levels[m].assign(frames, std::vector<float>(scene.materials.size()));
+    for (std::size_t f = 0; f < frames; ++f) {
+      for (std::size_t mat = 0; mat < scene.materials.size(); ++mat) {
+        const Material& material = scene.materials[mat];
+        const float curve = models[m].frame_times_s.empty() ? 0.f : models[m].curves[static_cast<int>(material.enhancement)][f];
+        levels[m][f][mat] = material.values[m] + curve;
+      }
+    }
   }
   const std::int64_t plane = Y * X;
   std::uint8_t* labels = out.labels.data_ptr<std::uint8_t>();
@@ -393,8 +403,9 @@ Rendered render(const Scene& scene, const Placement& placement, const Grid& grid
           const std::int64_t frame_offset = (f * Z + k) * plane;
           std::int16_t* out16 = model.type == VoxelType::kInt16 ? out.series[m].data_ptr<std::int16_t>() + frame_offset : nullptr;
           std::int32_t* out32 = model.type == VoxelType::kUInt16 ? out.series[m].data_ptr<std::int32_t>() + frame_offset : nullptr;
-          const bool enhanced = !model.frame_times_s.empty();
+          const float* level = levels[m][static_cast<std::size_t>(f)].data();
           for (std::int64_t j = 0; j < Y; ++j) {
+            const float row_bias = has_bias ? (1.f + bias[m].y[j]) * (1.f + bias[m].z[k]) : 1.f;
             float n1 = 0, n2 = 0;
             for (std::int64_t i = 0; i < X; ++i) {
               const std::int64_t v = j * X + i;
@@ -407,11 +418,8 @@ Rendered render(const Scene& scene, const Placement& placement, const Grid& grid
               }
               const std::uint8_t a = first[v], b = second[v];
               const float w = weight[v];
-              float value = w * scene.materials[a].values[m] + (1.f - w) * scene.materials[b].values[m];
-              if (enhanced) {
-                value += w * model.curves[material_enhancement[a]][f] + (1.f - w) * model.curves[material_enhancement[b]][f];
-              }
-              if (has_bias) value *= (1.f + bias[m].x[i]) * (1.f + bias[m].y[j]) * (1.f + bias[m].z[k]);
+              float value = w * level[a] + (1.f - w) * level[b];
+              if (has_bias) value *= (1.f + bias[m].x[i]) * row_bias;
               if (model.rician) {
                 const float re = value + sigma * n1, im = sigma * n2;
                 value = std::sqrt(re * re + im * im);
