@@ -165,7 +165,8 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   // Where this rank's HDF5 goes first: the output itself (one rank), a part file, or shards
   // under temporary names renamed into place once every rank has succeeded.
   auto pending_shard = [&](std::int64_t s) { return fs::path(shard_path(s).string() + ".pending"); };
-  const fs::path part = size == 1 ? output : fs::path(output.string() + fmt::format(".part-{:05d}.tmp", rank));
+  auto part_path = [&](int r) { return fs::path(output.string() + fmt::format(".part-{:05d}.tmp", r)); };
+  const fs::path part = size == 1 ? output : part_path(rank);
 
   // This rank's studies: every size-th study, or every size-th shard.
   std::vector<std::int64_t> mine;
@@ -242,10 +243,7 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   // Shards go into place on their own rank; rank 0 then writes the index, or joins the parts.
   try {
     if (sharded) {
-      for (const auto& pending : temporary) {
-        const std::string name = pending.string();
-        fs::rename(pending, fs::path(name.substr(0, name.size() - std::string(".pending").size())));
-      }
+      for (std::int64_t s = rank; s < shards; s += size) fs::rename(pending_shard(s), shard_path(s));  // shards of this rank
       temporary.clear();
     }
   } catch (const std::exception& e) {
@@ -269,7 +267,7 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
       } else if (size > 1) {
         std::vector<fs::path> parts;
         for (int r = 0; r < std::min<std::int64_t>(size, options.studies); ++r) {
-          parts.push_back(fs::path(output.string() + fmt::format(".part-{:05d}.tmp", r)));
+          parts.push_back(part_path(r));
         }
         merge_volume_files(parts, output, labels);  // studies are listed by id, whatever the parts' order
       }
@@ -285,7 +283,7 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   if (!ok) {
     if (sharded) {
       std::error_code ignored;
-      for (const auto index : mine) fs::remove(shard_path(index / options.shard_studies), ignored);
+      for (std::int64_t s = rank; s < shards; s += size) fs::remove(shard_path(s), ignored);
     }
     discard();
     return kExitFailed;
