@@ -126,7 +126,9 @@ Meaning meaning_of(const fs::path& path) {
     case DT_FLOAT64: dtype = at::kDouble; break;
     default: throw std::runtime_error("unexpected datatype");
   }
-  at::Tensor raw = at::from_blob(image->data, shape, dtype).to(at::kDouble);
+  // A copy: the header and its data are freed on return, and .to(kDouble) of float64 voxels
+  // would still alias them.
+  at::Tensor raw = at::from_blob(image->data, shape, dtype).to(at::kDouble, /*non_blocking=*/false, /*copy=*/true);
   if (image->datatype == DT_UINT16) raw = at::where(raw < 0, raw + 65536.0, raw);
   if (image->scl_slope != 0.0) raw = raw * image->scl_slope + image->scl_inter;
   return {raw, image->sform_code > 0 ? image->sto_xyz : image->qto_xyz};
