@@ -33,8 +33,7 @@ at::Tensor gaussian_importance(const std::array<std::int64_t, 3>& window, double
   return map.clamp_min(1e-3).to(at::kFloat);
 }
 
-at::Tensor sliding_window_logits(const at::Tensor& image, std::int64_t classes, const WindowForward& forward,
-                                 const SlidingWindowOptions& options) {
+void check_window_input(const at::Tensor& image, const SlidingWindowOptions& options) {
   if (image.dim() != 4) {
     throw InputError("sliding window", fmt::format("image of shape {}; expected [C, D, H, W]", fmt::join(image.sizes(), "x")));
   }
@@ -42,53 +41,72 @@ at::Tensor sliding_window_logits(const at::Tensor& image, std::int64_t classes, 
     throw ConfigError("sliding window", fmt::format("overlap {} and batch {}; expected overlap in [0, 1) and batch >= 1",
                                                     options.overlap, options.batch));
   }
-  const auto& w = options.window;
-  // Pad to at least one window (zeros: the normalised mean).
-  const std::array<std::int64_t, 3> size{image.size(1), image.size(2), image.size(3)};
+}
+
+at::Tensor pad_to_window(const at::Tensor& image, const std::array<std::int64_t, 3>& window) {
   std::vector<std::int64_t> pad;
   for (int axis = 2; axis >= 0; --axis) {
     pad.push_back(0);
-    pad.push_back(std::max<std::int64_t>(0, w[axis] - size[axis]));
+    pad.push_back(std::max<std::int64_t>(0, window[axis] - image.size(axis + 1)));
   }
-  const at::Tensor padded = at::constant_pad_nd(image.to(at::kFloat), pad, 0).contiguous();
-  const std::array<std::int64_t, 3> full{padded.size(1), padded.size(2), padded.size(3)};
-  const at::Tensor importance = gaussian_importance(w, options.sigma_scale);
-  at::Tensor logits = at::zeros({classes, full[0], full[1], full[2]}, at::kFloat);
-  at::Tensor weight = at::zeros({full[0], full[1], full[2]}, at::kFloat);
+  return at::constant_pad_nd(image.to(at::kFloat), pad, 0).contiguous();
+}
 
+std::vector<std::array<std::int64_t, 3>> window_origins(const std::array<std::int64_t, 3>& size,
+                                                        const SlidingWindowOptions& options) {
+  const auto& w = options.window;
   std::vector<std::array<std::int64_t, 3>> origins;
-  for (const auto z : window_starts(full[0], w[0], options.overlap))
-    for (const auto y : window_starts(full[1], w[1], options.overlap))
-      for (const auto x : window_starts(full[2], w[2], options.overlap)) origins.push_back({z, y, x});
+  for (const auto z : window_starts(size[0], w[0], options.overlap))
+    for (const auto y : window_starts(size[1], w[1], options.overlap))
+      for (const auto x : window_starts(size[2], w[2], options.overlap)) origins.push_back({z, y, x});
+  return origins;
+}
 
+at::Tensor window_batch_logits(const at::Tensor& padded, const std::vector<std::array<std::int64_t, 3>>& origins,
+                               std::size_t first, std::size_t last, std::int64_t classes, const WindowForward& forward,
+                               const SlidingWindowOptions& options) {
+  const auto& w = options.window;
+  std::vector<at::Tensor> windows;
+  for (std::size_t i = first; i < last; ++i) {
+    const auto& o = origins[i];
+    windows.push_back(padded.slice(1, o[0], o[0] + w[0]).slice(2, o[1], o[1] + w[1]).slice(3, o[2], o[2] + w[2]));
+  }
+  const at::Tensor batch = at::stack(windows);
   // Mirror combinations: every subset of the allowed axes (dims 2, 3, 4 of a window batch).
-  std::vector<std::vector<std::int64_t>> flips;
+  at::Tensor out;
+  int flips = 0;
   for (int combo = 0; combo < 8; ++combo) {
     if ((combo & ~options.mirror_axes) != 0) continue;
     std::vector<std::int64_t> dims;
     for (int axis = 0; axis < 3; ++axis) {
       if (combo & (1 << axis)) dims.push_back(2 + axis);
     }
-    flips.push_back(dims);
+    at::Tensor y = dims.empty() ? forward(batch) : forward(batch.flip(dims)).flip(dims);
+    y = y.to(at::kFloat);
+    out = out.defined() ? out + y : y;
+    ++flips;
   }
+  if (out.dim() != 5 || out.size(1) != classes) {
+    throw InputError("sliding window", fmt::format("the network gave an output of shape {}; expected {} classes",
+                                                   fmt::join(out.sizes(), "x"), classes));
+  }
+  return flips == 1 ? out : out / static_cast<double>(flips);
+}
+
+at::Tensor sliding_window_logits(const at::Tensor& image, std::int64_t classes, const WindowForward& forward,
+                                 const SlidingWindowOptions& options) {
+  check_window_input(image, options);
+  const auto& w = options.window;
+  const std::array<std::int64_t, 3> size{image.size(1), image.size(2), image.size(3)};
+  const at::Tensor padded = pad_to_window(image, w);
+  const std::array<std::int64_t, 3> full{padded.size(1), padded.size(2), padded.size(3)};
+  const at::Tensor importance = gaussian_importance(w, options.sigma_scale);
+  at::Tensor logits = at::zeros({classes, full[0], full[1], full[2]}, at::kFloat);
+  at::Tensor weight = at::zeros({full[0], full[1], full[2]}, at::kFloat);
+  const auto origins = window_origins(full, options);
   for (std::size_t first = 0; first < origins.size(); first += static_cast<std::size_t>(options.batch)) {
     const std::size_t last = std::min(origins.size(), first + static_cast<std::size_t>(options.batch));
-    std::vector<at::Tensor> windows;
-    for (std::size_t i = first; i < last; ++i) {
-      const auto& o = origins[i];
-      windows.push_back(padded.slice(1, o[0], o[0] + w[0]).slice(2, o[1], o[1] + w[1]).slice(3, o[2], o[2] + w[2]));
-    }
-    const at::Tensor batch = at::stack(windows);
-    at::Tensor out;
-    for (const auto& dims : flips) {
-      at::Tensor y = dims.empty() ? forward(batch) : forward(batch.flip(dims)).flip(dims);
-      y = y.to(at::kFloat);
-      out = out.defined() ? out + y : y;
-    }
-    if (out.size(1) != classes) {
-      throw InputError("sliding window", fmt::format("the network gave {} channels; expected {} classes", out.size(1), classes));
-    }
-    out = out / static_cast<double>(flips.size());
+    const at::Tensor out = window_batch_logits(padded, origins, first, last, classes, forward, options);
     for (std::size_t i = first; i < last; ++i) {
       const auto& o = origins[i];
       logits.slice(1, o[0], o[0] + w[0]).slice(2, o[1], o[1] + w[1]).slice(3, o[2], o[2] + w[2]).add_(out[i - first] * importance);

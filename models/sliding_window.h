@@ -34,6 +34,26 @@ at::Tensor gaussian_importance(const std::array<std::int64_t, 3>& window, double
 /// Logits for a batch of windows [B, C, wz, wy, wx] → [B, K, wz, wy, wx].
 using WindowForward = std::function<at::Tensor(const at::Tensor&)>;
 
+/// Throws InputError unless `image` is [C, D, H, W], ConfigError for an overlap outside [0, 1)
+/// or a batch below 1.
+void check_window_input(const at::Tensor& image, const SlidingWindowOptions& options);
+
+/// `image` [C, D, H, W] as float32, padded with zeros (the normalised mean) at the far end of
+/// each axis shorter than the window.
+at::Tensor pad_to_window(const at::Tensor& image, const std::array<std::int64_t, 3>& window);
+
+/// Every window's first voxel [z, y, x] over a volume of `size` (at least a window per axis), in
+/// z-y-x order.
+std::vector<std::array<std::int64_t, 3>> window_origins(const std::array<std::int64_t, 3>& size,
+                                                        const SlidingWindowOptions& options);
+
+/// The windows of `padded` at `origins` [first, last) stacked into a batch, run through
+/// `forward` once per mirror flip of `mirror_axes` and averaged: float32 [B, classes, wz, wy, wx].
+/// InputError when the network gives another number of channels.
+at::Tensor window_batch_logits(const at::Tensor& padded, const std::vector<std::array<std::int64_t, 3>>& origins,
+                               std::size_t first, std::size_t last, std::int64_t classes, const WindowForward& forward,
+                               const SlidingWindowOptions& options);
+
 /// Runs `forward` over `image` [C, D, H, W] and returns the blended logits [K, D, H, W]
 /// (float32). Volumes smaller than the window are padded with zeros and cropped back.
 at::Tensor sliding_window_logits(const at::Tensor& image, std::int64_t classes, const WindowForward& forward,

@@ -1,0 +1,288 @@
+// Report measures. Percentiles by selection on per-class value lists; lesion diameters from
+// projections of the voxel union on 90 directions (the Feret diameter within 0.02 %); Agatston
+// per slice on 2D components, credited to arteries through 3D components.
+#include "models/measures.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "core/errors.h"
+#include "models/metrics.h"
+#include "models/postprocess.h"
+
+namespace vitruvian::models {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+void check_same_shape(const at::Tensor& a, const at::Tensor& b, const char* what) {
+  if (a.dim() != 3 || a.sizes() != b.sizes()) {
+    throw InputError(what, fmt::format("shapes {} and {}; expected the same [z, y, x]", fmt::join(a.sizes(), "x"),
+                                       fmt::join(b.sizes(), "x")));
+  }
+}
+
+template <typename T>
+std::vector<ClassExtent> extents_of(const T* v, std::int64_t nz, std::int64_t ny, std::int64_t nx, std::int64_t classes) {
+  std::vector<ClassExtent> out(static_cast<std::size_t>(classes));
+  std::vector<std::array<double, 3>> sums(static_cast<std::size_t>(classes), {0, 0, 0});
+  for (std::int64_t z = 0; z < nz; ++z) {
+    for (std::int64_t y = 0; y < ny; ++y) {
+      const T* row = v + (z * ny + y) * nx;
+      for (std::int64_t x = 0; x < nx; ++x) {
+        const auto c = static_cast<std::int64_t>(row[x]);
+        if (c < 0 || c >= classes) {
+          throw InputError("class extents", fmt::format("label {} at [{}, {}, {}]; expected 0..{}", c, z, y, x, classes - 1));
+        }
+        ClassExtent& e = out[static_cast<std::size_t>(c)];
+        const std::array<std::int64_t, 3> p{z, y, x};
+        if (e.voxels == 0) {
+          e.box_min = p;
+          e.box_max = p;
+        }
+        for (int a = 0; a < 3; ++a) {
+          e.box_min[a] = std::min(e.box_min[a], p[a]);
+          e.box_max[a] = std::max(e.box_max[a], p[a]);
+          sums[static_cast<std::size_t>(c)][a] += static_cast<double>(p[a]);
+        }
+        ++e.voxels;
+      }
+    }
+  }
+  for (std::size_t c = 0; c < out.size(); ++c) {
+    if (out[c].voxels == 0) continue;
+    for (int a = 0; a < 3; ++a) out[c].centroid[a] = sums[c][a] / static_cast<double>(out[c].voxels);
+  }
+  return out;
+}
+
+double percentile(std::vector<float>& values, double q) {
+  const double rank = q * static_cast<double>(values.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(rank));
+  const std::size_t hi = std::min(lo + 1, values.size() - 1);
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(lo), values.end());
+  const double a = values[lo];
+  double b = a;
+  if (hi != lo) b = *std::min_element(values.begin() + static_cast<std::ptrdiff_t>(hi), values.end());
+  return a + (rank - static_cast<double>(lo)) * (b - a);
+}
+
+/// Feret diameter (mm) of the union of in-plane voxels `points` ([y, x] indices).
+double feret_diameter(const std::vector<std::array<std::int64_t, 2>>& points, double sy, double sx) {
+  double best = 0;
+  constexpr int kDirections = 90;
+  for (int d = 0; d < kDirections; ++d) {
+    const double angle = kPi * d / kDirections;
+    const double cy = std::sin(angle), cx = std::cos(angle);
+    double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+    for (const auto& p : points) {
+      const double proj = static_cast<double>(p[0]) * sy * cy + static_cast<double>(p[1]) * sx * cx;
+      lo = std::min(lo, proj);
+      hi = std::max(hi, proj);
+    }
+    best = std::max(best, hi - lo + std::abs(cy) * sy + std::abs(cx) * sx);
+  }
+  return best;
+}
+
+int agatston_weight(double peak_hu) {
+  if (peak_hu >= 400) return 4;
+  if (peak_hu >= 300) return 3;
+  if (peak_hu >= 200) return 2;
+  return 1;
+}
+
+}  // namespace
+
+std::vector<ClassExtent> class_extents(const at::Tensor& labels, std::int64_t classes) {
+  if (labels.dim() != 3) throw InputError("class extents", "label map is not [z, y, x]");
+  const std::int64_t nz = labels.size(0), ny = labels.size(1), nx = labels.size(2);
+  if (labels.scalar_type() == at::kByte) {
+    const at::Tensor l = labels.contiguous();
+    return extents_of(l.data_ptr<std::uint8_t>(), nz, ny, nx, classes);
+  }
+  const at::Tensor l = labels.to(at::kInt).contiguous();
+  return extents_of(l.data_ptr<std::int32_t>(), nz, ny, nx, classes);
+}
+
+std::vector<IntensitySummary> class_intensities(const at::Tensor& labels, const at::Tensor& image, std::int64_t classes) {
+  check_same_shape(labels, image, "class intensities");
+  const at::Tensor l = labels.to(at::kInt).contiguous();
+  const at::Tensor v = image.to(at::kFloat).contiguous();
+  const std::int32_t* lp = l.data_ptr<std::int32_t>();
+  const float* vp = v.data_ptr<float>();
+  std::vector<std::vector<float>> values(static_cast<std::size_t>(classes));
+  for (std::int64_t i = 0; i < l.numel(); ++i) {
+    const std::int32_t c = lp[i];
+    if (c > 0 && c < classes) values[static_cast<std::size_t>(c)].push_back(vp[i]);
+  }
+  std::vector<IntensitySummary> out(static_cast<std::size_t>(classes));
+  for (std::size_t c = 1; c < values.size(); ++c) {
+    auto& vals = values[c];
+    if (vals.empty()) continue;
+    IntensitySummary& s = out[c];
+    s.count = static_cast<std::int64_t>(vals.size());
+    double sum = 0, sq = 0;
+    s.min = vals[0];
+    s.max = vals[0];
+    for (const float x : vals) {
+      sum += x;
+      s.min = std::min<double>(s.min, x);
+      s.max = std::max<double>(s.max, x);
+    }
+    s.mean = sum / static_cast<double>(s.count);
+    for (const float x : vals) sq += (x - s.mean) * (x - s.mean);
+    s.std = std::sqrt(sq / static_cast<double>(s.count));
+    s.p05 = percentile(vals, 0.05);
+    s.p50 = percentile(vals, 0.50);
+    s.p95 = percentile(vals, 0.95);
+  }
+  return out;
+}
+
+std::vector<Lesion> lesions(const at::Tensor& mask, const std::array<double, 3>& spacing_zyx, std::int64_t min_voxels) {
+  const Components c = connected_components(mask, 26);
+  const std::int64_t nz = mask.size(0), ny = mask.size(1), nx = mask.size(2);
+  const auto* lab = c.labels.data_ptr<std::int32_t>();
+  const std::size_t n = static_cast<std::size_t>(c.count());
+  std::vector<std::array<double, 3>> sums(n, {0, 0, 0});
+  std::vector<std::map<std::int64_t, std::int64_t>> per_slice(n);
+  for (std::int64_t z = 0; z < nz; ++z) {
+    for (std::int64_t y = 0; y < ny; ++y) {
+      for (std::int64_t x = 0; x < nx; ++x) {
+        const std::int32_t id = lab[(z * ny + y) * nx + x];
+        if (id == 0) continue;
+        auto& s = sums[static_cast<std::size_t>(id - 1)];
+        s[0] += static_cast<double>(z);
+        s[1] += static_cast<double>(y);
+        s[2] += static_cast<double>(x);
+        ++per_slice[static_cast<std::size_t>(id - 1)][z];
+      }
+    }
+  }
+  const double voxel_ml = spacing_zyx[0] * spacing_zyx[1] * spacing_zyx[2] / 1000.0;
+  std::vector<Lesion> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (c.sizes[i] < min_voxels) continue;
+    Lesion l;
+    l.voxels = c.sizes[i];
+    l.volume_ml = static_cast<double>(l.voxels) * voxel_ml;
+    l.equivalent_diameter_mm = std::cbrt(6.0 * l.volume_ml * 1000.0 / kPi);
+    for (int a = 0; a < 3; ++a) l.centroid[a] = sums[i][a] / static_cast<double>(l.voxels);
+    // The largest axial slice (first of equals) and the Feret diameter there.
+    std::int64_t slice = 0, most = -1;
+    for (const auto& [z, count] : per_slice[i]) {
+      if (count > most) most = count, slice = z;
+    }
+    std::vector<std::array<std::int64_t, 2>> points;
+    const std::int32_t* plane = lab + slice * ny * nx;
+    for (std::int64_t y = 0; y < ny; ++y) {
+      for (std::int64_t x = 0; x < nx; ++x) {
+        if (plane[y * nx + x] == static_cast<std::int32_t>(i + 1)) points.push_back({y, x});
+      }
+    }
+    l.axial_diameter_mm = feret_diameter(points, spacing_zyx[1], spacing_zyx[2]);
+    out.push_back(l);
+  }
+  std::stable_sort(out.begin(), out.end(), [](const Lesion& a, const Lesion& b) { return a.voxels > b.voxels; });
+  return out;
+}
+
+at::Tensor dilate(const at::Tensor& mask, double radius_mm, const std::array<double, 3>& spacing_zyx) {
+  std::vector<std::int64_t> kernel, pad;
+  for (int a = 0; a < 3; ++a) {
+    const auto r = static_cast<std::int64_t>(std::ceil(radius_mm / spacing_zyx[a] - 1e-9));
+    kernel.push_back(2 * std::max<std::int64_t>(r, 0) + 1);
+    pad.push_back(std::max<std::int64_t>(r, 0));
+  }
+  const at::Tensor m = (mask != 0).to(at::kFloat).unsqueeze(0).unsqueeze(0);
+  return at::max_pool3d(m, kernel, {1, 1, 1}, pad).squeeze(0).squeeze(0) > 0.5;
+}
+
+CalciumReport agatston(const at::Tensor& hu, const at::Tensor& region, const std::vector<std::pair<std::string, at::Tensor>>& arteries,
+                       const std::array<double, 3>& spacing_zyx, const CalciumOptions& options) {
+  check_same_shape(hu, region, "calcium score");
+  for (const auto& [name, mask] : arteries) check_same_shape(hu, mask, "calcium score");
+  CalciumReport report;
+  for (const auto& a : arteries) report.arteries[a.first] = {};
+  const at::Tensor candidates = (hu >= options.threshold_hu) & (region != 0);
+  const at::Tensor where = candidates.nonzero();
+  if (where.size(0) == 0) return report;
+  // Work inside the candidates' box, grown so that artery distances up to assign_mm are exact.
+  std::array<std::int64_t, 3> lo{}, hi{};
+  for (int a = 0; a < 3; ++a) {
+    const auto margin = static_cast<std::int64_t>(std::ceil(options.assign_mm / spacing_zyx[a])) + 1;
+    lo[a] = std::max<std::int64_t>(0, where.select(1, a).min().item<std::int64_t>() - margin);
+    hi[a] = std::min<std::int64_t>(hu.size(a), where.select(1, a).max().item<std::int64_t>() + margin + 1);
+  }
+  const auto box = [&](const at::Tensor& t) {
+    return t.slice(0, lo[0], hi[0]).slice(1, lo[1], hi[1]).slice(2, lo[2], hi[2]).contiguous();
+  };
+  const at::Tensor cand = box(candidates);
+  const at::Tensor values = box(hu).to(at::kFloat);
+  const Components lesions3d = connected_components(cand, 26);
+  const auto n = static_cast<std::size_t>(lesions3d.count());
+  // Each 3D lesion's artery: the nearest within assign_mm (first listed on a tie); -1 none.
+  std::vector<int> artery_of(n, -1);
+  std::vector<double> nearest(n, std::numeric_limits<double>::infinity());
+  const at::Tensor ids = lesions3d.labels.flatten().to(at::kLong);
+  const at::Tensor in_lesion = ids > 0;
+  for (std::size_t a = 0; a < arteries.size(); ++a) {
+    const at::Tensor distance = distance_transform(box(arteries[a].second) != 0, spacing_zyx).flatten();
+    at::Tensor per_lesion = at::full({static_cast<std::int64_t>(n) + 1}, std::numeric_limits<double>::infinity(), at::kDouble);
+    per_lesion = per_lesion.scatter_reduce(0, ids.masked_select(in_lesion), distance.masked_select(in_lesion).to(at::kDouble), "amin");
+    for (std::size_t i = 0; i < n; ++i) {
+      const double d = per_lesion[static_cast<std::int64_t>(i) + 1].item<double>();
+      if (d <= options.assign_mm && d < nearest[i]) {
+        nearest[i] = d;
+        artery_of[i] = static_cast<int>(a);
+      }
+    }
+  }
+  std::vector<CalciumScore> per_lesion(n);
+  const double pixel_mm2 = spacing_zyx[1] * spacing_zyx[2];
+  const double slice_factor = spacing_zyx[0] / options.reference_slice_mm;
+  const double voxel_mm3 = pixel_mm2 * spacing_zyx[0];
+  for (std::int64_t z = 0; z < cand.size(0); ++z) {
+    const at::Tensor plane = cand[z];
+    if (!plane.any().item<bool>()) continue;
+    const Components spots = connected_components(plane.unsqueeze(0), 26);  // one slice: 8-connected
+    const auto* spot = spots.labels.data_ptr<std::int32_t>();
+    const auto* lesion = lesions3d.labels[z].contiguous().data_ptr<std::int32_t>();
+    const at::Tensor plane_values = values[z].contiguous();
+    const float* v = plane_values.data_ptr<float>();
+    std::vector<double> peak(static_cast<std::size_t>(spots.count()), -std::numeric_limits<double>::infinity());
+    std::vector<std::int32_t> owner(static_cast<std::size_t>(spots.count()), 0);
+    for (std::int64_t i = 0; i < plane.numel(); ++i) {
+      if (spot[i] == 0) continue;
+      const auto s = static_cast<std::size_t>(spot[i] - 1);
+      peak[s] = std::max<double>(peak[s], v[i]);
+      owner[s] = lesion[i];
+    }
+    for (std::size_t s = 0; s < peak.size(); ++s) {
+      const double area = static_cast<double>(spots.sizes[s]) * pixel_mm2;
+      if (area < options.min_area_mm2) continue;
+      CalciumScore& score = per_lesion[static_cast<std::size_t>(owner[s] - 1)];
+      score.agatston += area * agatston_weight(peak[s]) * slice_factor;
+      score.volume_mm3 += static_cast<double>(spots.sizes[s]) * voxel_mm3;
+      score.lesions = 1;
+    }
+  }
+  const auto add = [](CalciumScore& to, const CalciumScore& from) {
+    to.agatston += from.agatston;
+    to.volume_mm3 += from.volume_mm3;
+    to.lesions += from.lesions;
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    add(report.total, per_lesion[i]);
+    add(artery_of[i] < 0 ? report.unassigned : report.arteries[arteries[static_cast<std::size_t>(artery_of[i])].first], per_lesion[i]);
+  }
+  return report;
+}
+
+}  // namespace vitruvian::models
