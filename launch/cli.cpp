@@ -13,6 +13,7 @@
 #include "core/mpi_env.h"
 #include "core/runtime.h"
 #include "launch/jobs/datasets.h"
+#include "launch/jobs/infer.h"
 #include "launch/jobs/info.h"
 #include "launch/jobs/phantom.h"
 #include "launch/jobs/plan.h"
@@ -223,6 +224,28 @@ int run_cli(int argc, char** argv) {
   plan->add_flag("--force", plan_options.force, "Replace an existing output");
   plan->footer(global_footer);
 
+  jobs::InferOptions infer_options;
+  CLI::App* infer = app.add_subcommand(
+      "infer", "Run exported models over many studies as one campaign across the ranks: label maps, a report per study "
+               "(volumes, intensities, lesions, calcium score, Dice where truth exists) and an HTML summary; reruns skip "
+               "studies already done");
+  infer->add_option("--campaign", infer_options.campaign, "Campaign YAML: inputs, output, routes (launch/configs/campaign_example.yaml)")
+      ->check(CLI::ExistingFile);
+  infer->add_option("-i,--input", infer_options.inputs, "HDF5 dataset or index, NIfTI file or folder, DICOM folder (repeatable)");
+  infer->add_option("-o,--out", infer_options.output, "Output folder");
+  infer->add_option("-m,--model", infer_options.models, "Exported model folder, or NAME=DIR (repeatable; each is a route)");
+  infer->add_option("--studies", infer_options.studies, "Only these study ids")->delimiter(',');
+  infer->add_option("--series-name", infer_options.series_name, "Series name of plain NIfTI inputs (default image)");
+  infer->add_option("--modality", infer_options.modality, "Modality of plain NIfTI inputs: CT or MR");
+  infer->add_option("--overlap", infer_options.overlap, "Window overlap, 0 to <1 (default 0.5)");
+  infer->add_option("--batch", infer_options.batch, "Windows per forward call (default 2)");
+  infer->add_option("--mirror", infer_options.mirror_axes, "Test-time mirroring along any of zyx (up to 8 flips), or none");
+  infer->add_option("--accumulation", infer_options.accumulation, "fp32 or fp16 stitching accumulator");
+  infer->add_option("--memory-limit", infer_options.memory_limit, "Per-rank memory budget for a study, e.g. 3G (default 3G)");
+  infer->add_flag("--nifti", infer_options.nifti, "Also write each label map as NIfTI");
+  infer->add_flag("--force", infer_options.force, "Redo every study: the outputs of earlier runs are removed");
+  infer->footer(std::string(global_footer) + "\nThreads per rank: --threads (runtime.intra_op_threads).");
+
   jobs::ReportOptions report_options;
   CLI::App* report = app.add_subcommand("report", "Draw a training run's loss, throughput and validation curves into an HTML page");
   report->add_option("run_dir", report_options.run_dir, "Run folder (train.run_dir)")->required()->check(CLI::ExistingDirectory);
@@ -282,6 +305,7 @@ int run_cli(int argc, char** argv) {
     if (phantom->parsed()) return jobs::run_phantom(context, phantom_options);
     if (train->parsed()) return jobs::run_train(context, train_config, train_flags, resolved.str());
     if (report->parsed()) return jobs::run_report(context, report_options);
+    if (infer->parsed()) return jobs::run_infer(context, infer_options);
     if (plan->parsed()) return jobs::run_plan(context, plan_options);
     if (inspect->parsed()) {
       inspect_options.volumes = !no_volumes;

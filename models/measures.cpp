@@ -230,16 +230,17 @@ CalciumReport agatston(const at::Tensor& hu, const at::Tensor& region, const std
   // Each 3D lesion's artery: the nearest within assign_mm (first listed on a tie); -1 none.
   std::vector<int> artery_of(n, -1);
   std::vector<double> nearest(n, std::numeric_limits<double>::infinity());
-  const at::Tensor ids = lesions3d.labels.flatten().to(at::kLong);
-  const at::Tensor in_lesion = ids > 0;
+  const std::int32_t* ids = lesions3d.labels.data_ptr<std::int32_t>();
   for (std::size_t a = 0; a < arteries.size(); ++a) {
-    const at::Tensor distance = distance_transform(box(arteries[a].second) != 0, spacing_zyx).flatten();
-    at::Tensor per_lesion = at::full({static_cast<std::int64_t>(n) + 1}, std::numeric_limits<double>::infinity(), at::kDouble);
-    per_lesion = per_lesion.scatter_reduce(0, ids.masked_select(in_lesion), distance.masked_select(in_lesion).to(at::kDouble), "amin");
+    const at::Tensor distance = distance_transform(box(arteries[a].second) != 0, spacing_zyx).to(at::kDouble).contiguous();
+    const double* d = distance.data_ptr<double>();
+    std::vector<double> closest(n, std::numeric_limits<double>::infinity());
+    for (std::int64_t i = 0; i < distance.numel(); ++i) {
+      if (ids[i] > 0) closest[static_cast<std::size_t>(ids[i] - 1)] = std::min(closest[static_cast<std::size_t>(ids[i] - 1)], d[i]);
+    }
     for (std::size_t i = 0; i < n; ++i) {
-      const double d = per_lesion[static_cast<std::int64_t>(i) + 1].item<double>();
-      if (d <= options.assign_mm && d < nearest[i]) {
-        nearest[i] = d;
+      if (closest[i] <= options.assign_mm && closest[i] < nearest[i]) {
+        nearest[i] = closest[i];
         artery_of[i] = static_cast<int>(a);
       }
     }

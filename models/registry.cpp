@@ -94,6 +94,8 @@ std::string card_to_json(const ModelCard& c) {
             {"class_label_ids", c.class_label_ids},
             {"patch", c.patch},
             {"dataset", c.dataset},
+            {"label_map", c.label_map},
+            {"spacing", c.spacing},
             {"step", c.step}};
   return j.dump(2);
 }
@@ -122,6 +124,11 @@ ModelCard card_from_json(const std::string& text, const std::string& source) {
     c.patch = j.at("patch").get<std::array<std::int64_t, 3>>();
     c.dataset = j.at("dataset");
     c.step = j.at("step");
+    c.label_map = j.value("label_map", std::string());
+    c.spacing = j.value("spacing", std::array<double, 3>{0, 0, 0});
+    for (const double s : c.spacing) {
+      if (!(s >= 0 && s < 1e3)) throw InputError(source, "spacing must be three numbers of mm (0: unknown)");
+    }
     if (c.channels.size() != static_cast<std::size_t>(c.in_channels) || c.normalization.size() != c.channels.size() ||
         c.class_names.size() < 2 || c.class_label_ids.size() != c.class_names.size()) {
       throw InputError(source, "inconsistent card: channels, normalization and class lists disagree");

@@ -51,6 +51,10 @@ struct ModelCard {
   std::vector<std::vector<std::int64_t>> class_label_ids;
   std::array<std::int64_t, 3> patch{64, 64, 64};  ///< training patch [z, y, x]: the inference window
   std::string dataset;                           ///< what it was trained on
+  std::string label_map;                         ///< the dataset's label map it learned ("" unknown)
+  /// Spacing [x, y, z] mm of the grids it was trained on (the median over training studies);
+  /// inference resamples other grids to it. {0, 0, 0}: unknown, images are taken as they come.
+  std::array<double, 3> spacing{0, 0, 0};
   std::int64_t step = 0;                         ///< training steps done
 };
 

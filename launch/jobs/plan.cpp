@@ -27,22 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-double parse_memory(const std::string& text) {
-  std::size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  const std::string unit = text.substr(used);
-  double scale = 1;
-  if (unit == "G" || unit == "GB" || unit == "g") scale = 1e9;
-  else if (unit == "M" || unit == "MB" || unit == "m") scale = 1e6;
-  else if (!unit.empty() || used == 0) scale = -1;
-  if (scale < 0 || !(value > 0)) throw InputError("--memory " + text, "expected a size such as 8G, 512M or a number of bytes");
-  return value * scale;
-}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -61,7 +45,7 @@ int run_plan(const JobContext& context, const PlanOptions& options) {
   if (context.env.rank() != 0) return 0;
   if (options.output.empty()) throw InputError("plan", "no output; give -o PLAN.yaml");
   refuse_existing(options.output, options.force);
-  const double budget = parse_memory(options.memory);
+  const double budget = parse_size(options.memory, "--memory");
   const data::VolumeStore store(options.dataset);
   if (store.studies().empty()) throw InputError(options.dataset, "has no studies to plan from");
   std::vector<std::string> channels = options.channels;

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -135,6 +136,24 @@ data::TaskSpec task_of(const TrainConfig& c, const Setup& s) {
   return task;
 }
 
+/// The median spacing [x, y, z] of `series` over `studies` (the grid inference should resample to).
+std::array<double, 3> training_spacing(const data::VolumeStore& store, const std::vector<std::string>& studies,
+                                       const std::string& series) {
+  std::array<std::vector<double>, 3> values;
+  for (const auto& id : studies) {
+    const data::SeriesInfo* info = store.study(id).find_series(series);
+    if (info == nullptr) continue;
+    for (int a = 0; a < 3; ++a) values[a].push_back(info->geometry.spacing[a]);
+  }
+  std::array<double, 3> median{0, 0, 0};
+  for (int a = 0; a < 3; ++a) {
+    if (values[a].empty()) continue;
+    std::sort(values[a].begin(), values[a].end());
+    median[a] = values[a][values[a].size() / 2];
+  }
+  return median;
+}
+
 models::ModelCard card_of(const TrainConfig& c, const Setup& s, const data::PatchLoader& loader, std::int64_t step) {
   models::ModelCard card;
   card.model = c.model;
@@ -149,6 +168,8 @@ models::ModelCard card_of(const TrainConfig& c, const Setup& s, const data::Patc
   card.class_label_ids = s.classes.label_ids;
   card.patch = {c.patch[0], c.patch[1], c.patch[2]};
   card.dataset = c.dataset;
+  card.label_map = c.label_map;
+  card.spacing = training_spacing(*s.store, s.training, c.channels.front());
   card.step = step;
   return card;
 }
