@@ -194,14 +194,27 @@ std::vector<Lesion> lesions(const at::Tensor& mask, const std::array<double, 3>&
 }
 
 at::Tensor dilate(const at::Tensor& mask, double radius_mm, const std::array<double, 3>& spacing_zyx) {
-  std::vector<std::int64_t> kernel, pad;
+  at::Tensor out = at::zeros(mask.sizes(), at::kBool);
+  const at::Tensor where = mask.nonzero();
+  if (where.size(0) == 0) return out;
+  // Only the mask's box grown by the radius can change; a box kernel is separable: one max
+  // filter per axis, O(voxels × (kz + ky + kx)) instead of × kz·ky·kx.
+  std::array<std::int64_t, 3> radius{}, lo{}, hi{};
   for (int a = 0; a < 3; ++a) {
-    const auto r = static_cast<std::int64_t>(std::ceil(radius_mm / spacing_zyx[a] - 1e-9));
-    kernel.push_back(2 * std::max<std::int64_t>(r, 0) + 1);
-    pad.push_back(std::max<std::int64_t>(r, 0));
+    radius[a] = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::ceil(radius_mm / spacing_zyx[a] - 1e-9)));
+    lo[a] = std::max<std::int64_t>(0, where.select(1, a).min().item<std::int64_t>() - radius[a]);
+    hi[a] = std::min<std::int64_t>(mask.size(a), where.select(1, a).max().item<std::int64_t>() + radius[a] + 1);
   }
-  const at::Tensor m = (mask != 0).to(at::kFloat).unsqueeze(0).unsqueeze(0);
-  return at::max_pool3d(m, kernel, {1, 1, 1}, pad).squeeze(0).squeeze(0) > 0.5;
+  at::Tensor m = (mask.slice(0, lo[0], hi[0]).slice(1, lo[1], hi[1]).slice(2, lo[2], hi[2]) != 0).to(at::kFloat).unsqueeze(0).unsqueeze(0);
+  for (int a = 0; a < 3; ++a) {
+    if (radius[a] == 0) continue;
+    std::vector<std::int64_t> kernel{1, 1, 1}, pad{0, 0, 0};
+    kernel[static_cast<std::size_t>(a)] = 2 * radius[a] + 1;
+    pad[static_cast<std::size_t>(a)] = radius[a];
+    m = at::max_pool3d(m, kernel, {1, 1, 1}, pad);
+  }
+  out.slice(0, lo[0], hi[0]).slice(1, lo[1], hi[1]).slice(2, lo[2], hi[2]).copy_(m.squeeze(0).squeeze(0) > 0.5);
+  return out;
 }
 
 CalciumReport agatston(const at::Tensor& hu, const at::Tensor& region, const std::vector<std::pair<std::string, at::Tensor>>& arteries,

@@ -228,14 +228,18 @@ class Campaign {
     }
     json routes = json::object();
     json timing = {{"read_s", 0.0}, {"routes", json::object()}};
+    const auto measure_start = Clock::now();
     for (auto& [route, r] : results) {
       r.report["structures"] = structures(*route, r, info, get);
       routes[route->name] = r.report;
       timing["routes"][route->name] = r.timing;
     }
     report["routes"] = routes;
+    timing["measure_s"] = seconds_since(measure_start);
     if (!config_.calcium.series.empty() && info.find_series(config_.calcium.series) != nullptr) {
+      const auto calcium_start = Clock::now();
       report["calcium"] = calcium(results, get(config_.calcium.series), notes);
+      timing["calcium_s"] = seconds_since(calcium_start);
     }
     if (results.empty()) notes.push_back("no route applies to this study (its series or task match none)");
     report["notes"] = notes;
@@ -245,7 +249,7 @@ class Campaign {
     write_checkpoint(config_.output / "studies", ref.id, [&](const fs::path& dir) {
       if (!results.empty()) {
         data::StorageOptions storage;
-        storage.deflate_level = 1;
+        storage.lz4 = true;  // several times faster to write than deflate; setup.sh installs the plugin
         data::VolumeWriter writer(dir / "labels.h5", storage);
         writer.set_label_table(store.label_table());
         std::set<std::string> added;
@@ -624,12 +628,13 @@ std::vector<fs::path> prepare_outputs(const CampaignConfig& config, bool force) 
 }
 
 /// Rank 0, at the end: campaign.json and index.html from the study folders and failure records.
-int write_summary(const CampaignConfig& config, const std::vector<StudyRef>& all, std::int64_t skipped, double wall_s, int ranks) {
+int write_summary(const CampaignConfig& config, const std::vector<StudyRef>& all, const std::set<std::string>& this_run, double wall_s,
+                  int ranks) {
   const fs::path& out = config.output;
   json done = json::array(), failed = json::array();
   std::map<std::string, double> model_s;
   double voxels = 0, study_s = 0;
-  std::int64_t processed = 0;
+  std::int64_t processed = 0;  // done by this run (throughput counts these alone)
   std::set<std::string> listed;
   std::vector<json> reports;
   for (const auto& ref : all) listed.insert(ref.id);
@@ -642,13 +647,15 @@ int write_summary(const CampaignConfig& config, const std::vector<StudyRef>& all
     const fs::path dir = out / "studies" / id;
     if (verify_checkpoint(dir).empty()) {
       json report = json::parse(read_text(dir / "report.json"));
-      const json& timing = report["timing"];
-      for (const auto& [route, t] : timing["routes"].items()) {
-        if (t.contains("model")) model_s[t["model"]] += t["seconds"].get<double>();
-        voxels += t.value("voxels", 0.0);
+      if (this_run.count(id) != 0) {
+        const json& timing = report["timing"];
+        for (const auto& [route, t] : timing["routes"].items()) {
+          if (t.contains("model")) model_s[t["model"]] += t["seconds"].get<double>();
+          voxels += t.value("voxels", 0.0);
+        }
+        study_s += timing.value("total_s", 0.0);
+        ++processed;
       }
-      study_s += timing.value("total_s", 0.0);
-      ++processed;
       done.push_back(id);
       reports.push_back(std::move(report));
       continue;
@@ -659,13 +666,15 @@ int write_summary(const CampaignConfig& config, const std::vector<StudyRef>& all
     }
     failed.push_back({{"study", id}, {"error", reason}});
   }
+  const auto skipped = static_cast<std::int64_t>(all.size() - this_run.size());
   json summary = {{"studies", listed.size()},
                   {"done", done.size()},
                   {"failed", failed},
+                  {"done_by_this_run", processed},
                   {"skipped_as_already_done", skipped},
                   {"ranks", ranks},
                   {"wall_s", wall_s},
-                  {"studies_per_hour", wall_s > 0 ? static_cast<double>(done.size() - static_cast<std::size_t>(skipped)) * 3600 / wall_s : 0.0},
+                  {"studies_per_hour", wall_s > 0 ? static_cast<double>(processed) * 3600 / wall_s : 0.0},
                   {"voxels_per_s", wall_s > 0 ? voxels / wall_s : 0.0},
                   {"study_seconds_total", study_s},
                   {"model_seconds", model_s},
@@ -843,7 +852,11 @@ int run_infer(const JobContext& context, const InferOptions& options) {
   }
   check_mpi(MPI_Barrier(context.env.world().get()), "MPI_Barrier");
   int code = 0;
-  if (rank == 0) code = write_summary(config, all, skipped, seconds_since(start), context.env.size());
+  if (rank == 0) {
+    std::set<std::string> this_run;
+    for (const auto& s : pending) this_run.insert(s.id);
+    code = write_summary(config, all, this_run, seconds_since(start), context.env.size());
+  }
   check_mpi(MPI_Bcast(&code, 1, MPI_INT, 0, context.env.world().get()), "MPI_Bcast");
   return code;
 }

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# `vitruvian infer` as a user runs it, on phantoms and a small trained model: 1, 2 and 3 ranks
+# give identical label maps and reports; report figures match the phantom truth and an
+# independent computation (volumes, nodules, Agatston per artery, Dice); a killed campaign
+# resumes, redoing only what is missing or spoilt; a corrupt study (a truncated NIfTI file, a
+# damaged HDF5 chunk) is recorded as failed while the others finish; bad options get one line.
+# Usage: infer_cli.sh VITRUVIAN MPIRUN WORKDIR
+set -euo pipefail
+vit=$1
+mpirun=$2
+work=$3
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/cli_helpers.sh"
+prepare_workdir "$work"
+
+# Data and a small model (lungs, heart, nodules) trained for a few steps.
+expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 6 --shape 40,48,48 --out chest.h5 --threads 2
+expect_exit 0 fine.err "$vit" phantom --kind chest-cardiac --studies 2 --shape 160,256,256 --seed 3 --out fine.h5 --threads 2
+cat > train.yaml <<'YAML'
+data:
+  dataset: chest.h5
+  channels: [cta]
+  classes: [lung_left, lung_right, "heart=heart_left_ventricle+heart_right_ventricle+heart_left_atrium+heart_right_atrium+heart_myocardium", lung_nodule]
+  validation_studies: 1
+  patch: [24, 32, 32]
+  batch_size: 2
+  workers: 1
+model:
+  stages: 3
+  base_features: 4
+optimizer:
+  name: adamw
+  lr: 0.01
+train:
+  steps: 6
+  validate_every: 0
+  checkpoint_every: 6
+  run_dir: run
+YAML
+expect_exit 0 train.err "$vit" --config train.yaml --threads 2 train
+
+cat > campaign.yaml <<'YAML'
+input: chest.h5
+output: out1
+routes:
+  - name: organs
+    model: run/model
+    largest_component: [lung_left, lung_right, heart]
+    fill_holes: [heart]
+    lesions: [lung_nodule]
+  - name: reference
+    labels: anatomy
+    lesions: [lung_nodule]
+calcium:
+  series: ct
+  arteries: [coronary_lad, coronary_lcx, coronary_rca]
+YAML
+
+# 1, 2 and 3 ranks: the same outputs.
+expect_exit 0 np1.err "$vit" --threads 1 infer --campaign campaign.yaml
+grep -q "campaign: 6 studies done, 0 failed" np1.err || { cat np1.err; fail "1 rank did not finish 6 studies"; }
+expect_exit 0 np2.err "$mpirun" -np 2 "$vit" infer --campaign campaign.yaml --out out2
+expect_exit 0 np3.err "$mpirun" -np 3 "$vit" infer --campaign campaign.yaml --out out3
+[[ -f out1/index.html && -f out1/campaign.json && -f out1/campaign.yaml ]] || fail "campaign summary missing: $(ls out1)"
+$py - <<'PY'
+import json, os
+import h5py, numpy as np
+
+def outputs(out):
+    studies = {}
+    for sid in sorted(os.listdir(f"{out}/studies")):
+        report = json.load(open(f"{out}/studies/{sid}/report.json"))
+        ranks = report.pop("timing")["rank"]
+        with h5py.File(f"{out}/studies/{sid}/labels.h5", "r") as f:
+            maps = {n: f[f"studies/{sid}/labels/{n}"][()] for n in f[f"studies/{sid}/labels"]}
+        studies[sid] = (report, maps, ranks)
+    return studies
+
+one = outputs("out1")
+assert len(one) == 6, sorted(one)
+for out in ("out2", "out3"):
+    other = outputs(out)
+    assert sorted(other) == sorted(one), (out, sorted(other))
+    for sid, (report, maps, _) in one.items():
+        assert other[sid][0] == report, f"{out}/{sid}: report differs from the 1-rank run"
+        assert sorted(other[sid][1]) == sorted(maps) == ["organs", "reference"], sorted(maps)
+        for name in maps:
+            assert np.array_equal(other[sid][1][name], maps[name]), f"{out}/{sid}: label map {name} differs"
+    ranks = {r for _, _, r in other.values()}
+    assert len(ranks) >= 2, f"{out}: every study ran on rank {ranks}"
+summary = json.load(open("out3/campaign.json"))
+assert summary["done"] == 6 and summary["failed"] == [] and summary["ranks"] == 3, summary
+html = open("out1/index.html").read()
+for sid in one:
+    assert f"studies/{sid}/thumbnail.png" in html and os.path.getsize(f"out1/studies/{sid}/thumbnail.png") > 1000
+print("1, 2 and 3 ranks: identical label maps and reports")
+PY
+
+# Report figures against the phantom truth and independent computation, at 1.6 mm (the model's
+# route resamples to its training spacing and back).
+sed -e 's/^input: chest.h5/input: fine.h5/' -e 's/^output: out1/output: truth/' campaign.yaml > truth.yaml
+expect_exit 0 truth.err "$mpirun" -np 2 "$vit" infer --campaign truth.yaml
+$py "$here/check_campaign_truth.py" fine.h5 truth reference organs
+grep -q '"resampled_to_mm"' truth/studies/chest_cardiac_00000/report.json || fail "no resampling recorded"
+
+# Spoilt and partial outputs are redone, verified ones skipped.
+echo "junk" >> out1/studies/chest_cardiac_00002/report.json
+mkdir -p out1/studies/.chest_cardiac_00003.tmp.999 && touch out1/studies/.chest_cardiac_00003.tmp.999/labels.h5
+cp out2/studies/chest_cardiac_00002/report.json expected_00002.json
+expect_exit 0 redo.err "$vit" --threads 1 infer --campaign campaign.yaml
+grep -q "6 studies, 5 already done, 1 to run" redo.err || { cat redo.err; fail "the spoilt study was not the only one redone"; }
+[[ ! -e out1/studies/.chest_cardiac_00003.tmp.999 ]] || fail "a killed run's temporary folder was left"
+
+# Kill and resume: a campaign killed after its first study loses only the study in flight.
+expect_exit 0 slow_ref.err "$mpirun" -np 2 "$vit" infer --campaign campaign.yaml --out slow_ref --mirror zyx
+"$vit" --threads 1 infer --campaign campaign.yaml --out slow --mirror zyx > killed.log 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  [[ -n "$(ls slow/studies/*/manifest.json 2>/dev/null)" ]] && break
+  sleep 0.05
+done
+kill -9 $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+done_before=$(ls slow/studies/*/manifest.json 2>/dev/null | wc -l)
+((done_before >= 1 && done_before < 6)) || { cat killed.log; fail "the kill came at the wrong time: $done_before studies done"; }
+expect_exit 0 resume.err "$mpirun" -np 2 "$vit" infer --campaign campaign.yaml --out slow --mirror zyx
+grep -q "6 studies, $done_before already done, $((6 - done_before)) to run" resume.err || { cat resume.err; fail "resume did not skip the finished studies"; }
+$py - <<'PY'
+import json, os
+import h5py, numpy as np
+for sid in sorted(os.listdir("slow_ref/studies")):
+    a, b = (json.load(open(f"{o}/studies/{sid}/report.json")) for o in ("slow", "slow_ref"))
+    a.pop("timing"), b.pop("timing")
+    assert a == b, f"{sid}: the resumed campaign's report differs"
+    with h5py.File(f"slow/studies/{sid}/labels.h5") as f, h5py.File(f"slow_ref/studies/{sid}/labels.h5") as g:
+        assert np.array_equal(f[f"studies/{sid}/labels/organs"][()], g[f"studies/{sid}/labels/organs"][()])
+print("killed and resumed: the same outputs as an uninterrupted run")
+PY
+
+# A corrupt study is isolated: a truncated NIfTI file among good ones, then a damaged HDF5 chunk.
+expect_exit 0 export.err "$vit" export chest.h5 --out-dir nifti_src
+mkdir -p nifti_in
+cp nifti_src/chest_cardiac_00000/cta.nii.gz nifti_in/case_a.nii.gz
+cp nifti_src/chest_cardiac_00001/cta.nii.gz nifti_in/case_b.nii.gz
+head -c 3000 nifti_src/chest_cardiac_00002/cta.nii.gz > nifti_in/case_bad.nii.gz
+expect_exit 1 nifti.err "$mpirun" -np 2 "$vit" infer --input nifti_in --series-name cta --modality CT --model organs=run/model --out nifti_out
+$py - <<'PY'
+import json
+s = json.load(open("nifti_out/campaign.json"))
+assert s["done"] == 2 and [f["study"] for f in s["failed"]] == ["case_bad"], s
+assert "case_bad.nii.gz" in s["failed"][0]["error"], s["failed"][0]
+r = json.load(open("nifti_out/studies/case_a/report.json"))
+assert set(r["routes"]["organs"]["structures"]) == {"lung_left", "lung_right", "heart", "lung_nodule"}, r["routes"]
+print("a truncated NIfTI study failed alone:", s["failed"][0]["error"][:100])
+PY
+expect_exit 0 deflate.err "$vit" phantom --kind chest-cardiac --studies 3 --shape 40,48,48 --deflate 1 --out damaged.h5 --threads 2
+$py - <<'PY'
+import h5py
+with h5py.File("damaged.h5", "r") as f:
+    d = f["studies/chest_cardiac_00001/series/cta/image"]
+    offset, size = d.id.get_chunk_info(0).byte_offset, d.id.get_chunk_info(0).size
+with open("damaged.h5", "r+b") as raw:
+    raw.seek(offset + size // 3)
+    raw.write(b"\xff" * 64)
+PY
+expect_exit 1 damaged.err "$vit" --threads 1 infer --input damaged.h5 --model run/model --out damaged_out
+grep -q "study chest_cardiac_00001 failed" damaged.err || { cat damaged.err; fail "the damaged study was not reported"; }
+grep -q "campaign: 2 studies done, 1 failed" damaged.err || { cat damaged.err; fail "the other studies did not finish"; }
+grep -q "chest_cardiac_00001" damaged_out/index.html || fail "the failure is not on the page"
+
+# Bad options: one line each, exit 2.
+expect_exit 2 nomodel.err "$mpirun" -np 2 "$vit" infer --input chest.h5 --model missing_model --out x
+grep -q "missing_model/model.json" nomodel.err || { cat nomodel.err; fail "missing model not named"; }
+[[ $(grep -c "vitruvian:" nomodel.err) == 1 ]] || { cat nomodel.err; fail "expected one error line"; }
+printf 'input: chest.h5\noutput: y\nroutes:\n  - name: a\n    model: run/model\n    overlapp: 0.5\n' > typo.yaml
+expect_exit 2 typo.err "$vit" infer --campaign typo.yaml
+grep -q "typo.yaml:6: unknown key 'overlapp' in a route" typo.err || { cat typo.err; fail "unknown key not named with its line"; }
+expect_exit 2 noroute.err "$vit" infer --input chest.h5 --out z
+grep -q "no routes" noroute.err || { cat noroute.err; fail "no routes not reported"; }
+expect_exit 2 badclass.err "$vit" infer --input chest.h5 --out z --campaign <(printf 'routes:\n  - name: a\n    model: %s/run/model\n    fill_holes: [liver]\n' "$PWD")
+grep -q "fill_holes names 'liver'" badclass.err || { cat badclass.err; fail "unknown class not named"; }
+echo "infer CLI: all checks passed"
