@@ -144,11 +144,20 @@ RgbImage tile(const std::vector<std::vector<RgbImage>>& rows, int gap) {
 std::array<std::int64_t, 3> label_centre(const at::Tensor& labels, const std::vector<int>& ids) {
   at::Tensor mask = ids.empty() ? labels != 0 : labels == ids.front();
   for (std::size_t n = 1; n < ids.size(); ++n) mask = mask | (labels == ids[n]);
-  const at::Tensor where = mask.nonzero();
-  if (where.size(0) == 0) return {labels.size(0) / 2, labels.size(1) / 2, labels.size(2) / 2};
-  const at::Tensor mean = where.to(at::kDouble).mean(0);
-  return {static_cast<std::int64_t>(mean[0].item<double>()), static_cast<std::int64_t>(mean[1].item<double>()),
-          static_cast<std::int64_t>(mean[2].item<double>())};
+  // Per-axis profiles of the mask (no list of voxel indices: that is 24 bytes per voxel).
+  const double count = mask.sum(at::kDouble).item<double>();
+  if (count == 0) return {labels.size(0) / 2, labels.size(1) / 2, labels.size(2) / 2};
+  std::array<std::int64_t, 3> centre{};
+  for (int axis = 0; axis < 3; ++axis) {
+    std::vector<std::int64_t> others;
+    for (int a = 0; a < 3; ++a) {
+      if (a != axis) others.push_back(a);
+    }
+    const at::Tensor profile = mask.sum(others, false, at::kDouble);
+    const double mean = (profile * at::arange(mask.size(axis), at::kDouble)).sum().item<double>() / count;
+    centre[axis] = static_cast<std::int64_t>(mean);
+  }
+  return centre;
 }
 
 RgbImage study_picture(const std::vector<std::pair<std::string, Volume>>& series, const at::Tensor& labels,

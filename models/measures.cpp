@@ -112,14 +112,26 @@ std::vector<ClassExtent> class_extents(const at::Tensor& labels, std::int64_t cl
 
 std::vector<IntensitySummary> class_intensities(const at::Tensor& labels, const at::Tensor& image, std::int64_t classes) {
   check_same_shape(labels, image, "class intensities");
-  const at::Tensor l = labels.to(at::kInt).contiguous();
-  const at::Tensor v = image.to(at::kFloat).contiguous();
-  const std::int32_t* lp = l.data_ptr<std::int32_t>();
-  const float* vp = v.data_ptr<float>();
+  // Values gathered per class in the image's own type's float form, each list sized exactly
+  // from the class counts (no copy of the volumes, no growth of the lists).
+  const at::Tensor l = labels.scalar_type() == at::kByte ? labels.contiguous() : labels.to(at::kInt).contiguous();
+  const at::Tensor v = image.contiguous();
+  const auto extents = class_extents(l, classes);
   std::vector<std::vector<float>> values(static_cast<std::size_t>(classes));
-  for (std::int64_t i = 0; i < l.numel(); ++i) {
-    const std::int32_t c = lp[i];
-    if (c > 0 && c < classes) values[static_cast<std::size_t>(c)].push_back(vp[i]);
+  for (std::size_t c = 1; c < values.size(); ++c) values[c].reserve(static_cast<std::size_t>(extents[c].voxels));
+  const auto gather = [&](const auto* lp) {
+    AT_DISPATCH_ALL_TYPES(v.scalar_type(), "class_intensities", [&] {
+      const scalar_t* vp = v.data_ptr<scalar_t>();
+      for (std::int64_t i = 0; i < l.numel(); ++i) {
+        const auto c = static_cast<std::int64_t>(lp[i]);
+        if (c > 0) values[static_cast<std::size_t>(c)].push_back(static_cast<float>(vp[i]));
+      }
+    });
+  };
+  if (l.scalar_type() == at::kByte) {
+    gather(l.data_ptr<std::uint8_t>());
+  } else {
+    gather(l.data_ptr<std::int32_t>());
   }
   std::vector<IntensitySummary> out(static_cast<std::size_t>(classes));
   for (std::size_t c = 1; c < values.size(); ++c) {
@@ -141,6 +153,7 @@ std::vector<IntensitySummary> class_intensities(const at::Tensor& labels, const 
     s.p05 = percentile(vals, 0.05);
     s.p50 = percentile(vals, 0.50);
     s.p95 = percentile(vals, 0.95);
+    std::vector<float>().swap(vals);  // freed as soon as summarised
   }
   return out;
 }
@@ -237,7 +250,7 @@ CalciumReport agatston(const at::Tensor& hu, const at::Tensor& region, const std
     return t.slice(0, lo[0], hi[0]).slice(1, lo[1], hi[1]).slice(2, lo[2], hi[2]).contiguous();
   };
   const at::Tensor cand = box(candidates);
-  const at::Tensor values = box(hu).to(at::kFloat);
+  const at::Tensor values = box(hu).to(at::kFloat);  // only the candidates' box as float
   const Components lesions3d = connected_components(cand, 26);
   const auto n = static_cast<std::size_t>(lesions3d.count());
   // Each 3D lesion's artery: the nearest within assign_mm (first listed on a tie); -1 none.

@@ -45,10 +45,13 @@ void check_window_input(const at::Tensor& image, const SlidingWindowOptions& opt
 
 at::Tensor pad_to_window(const at::Tensor& image, const std::array<std::int64_t, 3>& window) {
   std::vector<std::int64_t> pad;
+  bool none = true;
   for (int axis = 2; axis >= 0; --axis) {
     pad.push_back(0);
     pad.push_back(std::max<std::int64_t>(0, window[axis] - image.size(axis + 1)));
+    none = none && pad.back() == 0;
   }
+  if (none) return image.to(at::kFloat).contiguous();  // no copy of a float volume that fits
   return at::constant_pad_nd(image.to(at::kFloat), pad, 0).contiguous();
 }
 

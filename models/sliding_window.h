@@ -39,7 +39,8 @@ using WindowForward = std::function<at::Tensor(const at::Tensor&)>;
 void check_window_input(const at::Tensor& image, const SlidingWindowOptions& options);
 
 /// `image` [C, D, H, W] as float32, padded with zeros (the normalised mean) at the far end of
-/// each axis shorter than the window.
+/// each axis shorter than the window (the image itself, not a copy, when it is float32, contiguous
+/// and at least a window on every axis).
 at::Tensor pad_to_window(const at::Tensor& image, const std::array<std::int64_t, 3>& window);
 
 /// Every window's first voxel [z, y, x] over a volume of `size` (at least a window per axis), in

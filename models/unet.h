@@ -8,6 +8,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <array>
+#include <optional>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -99,6 +100,12 @@ double forward_flops_per_voxel(UNet& net, const std::array<std::int64_t, 3>& pat
 /// [Cin, Cout, kz, ky, kx] →
 /// [N, Cout, D·kz, H·ky, W·kx], equal to conv_transpose3d(x, weight, stride = kernel).
 at::Tensor upsample_by_product(const at::Tensor& x, const at::Tensor& weight);
+
+/// Instance normalisation with affine `weight`/`bias` [C] and, when `slope` is given, LeakyReLU,
+/// in place on a contiguous float32 CPU tensor [N, C, ...], in two passes over each channel
+/// (sums in double, then normalise-scale-activate): what InstanceNorm3d + leaky_relu_ compute
+/// in four, for inference (no autograd). Equal to them within float rounding.
+void instance_norm_act_(at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, std::optional<double> slope);
 
 /// Trainable parameters.
 std::int64_t parameter_count(const torch::nn::Module& module);

@@ -109,6 +109,35 @@ int mirror_mask(const std::string& axes) {
   return mask;
 }
 
+/// dice_counts of `prediction` (class indices) against `truth` (dataset label ids mapped to
+/// classes by `lookup`), in one pass over the voxels without widening either map.
+at::Tensor grouped_dice_counts(const at::Tensor& prediction, const at::Tensor& truth, const std::vector<std::int64_t>& lookup,
+                               std::int64_t classes) {
+  // Label maps are uint8 or int32 (uint16 in memory); the other types are widened first.
+  const auto narrow = [](const at::Tensor& x) { return x.scalar_type() == at::kByte ? x.contiguous() : x.to(at::kInt).contiguous(); };
+  const at::Tensor p = narrow(prediction), t = narrow(truth);
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(classes) * 3, 0);
+  const auto count = [&](const auto* pp, const auto* tp) {
+    for (std::int64_t i = 0; i < p.numel(); ++i) {
+      const auto a = static_cast<std::int64_t>(pp[i]);
+      const std::int64_t b = lookup[static_cast<std::size_t>(tp[i])];
+      if (a > 0 && a < classes) ++counts[static_cast<std::size_t>(a) * 3 + 1];
+      if (b > 0) ++counts[static_cast<std::size_t>(b) * 3 + 2];
+      if (a == b && a > 0) ++counts[static_cast<std::size_t>(a) * 3];
+    }
+  };
+  const bool p8 = p.scalar_type() == at::kByte, t8 = t.scalar_type() == at::kByte;
+  if (p8 && t8) count(p.data_ptr<std::uint8_t>(), t.data_ptr<std::uint8_t>());
+  if (p8 && !t8) count(p.data_ptr<std::uint8_t>(), t.data_ptr<std::int32_t>());
+  if (!p8 && t8) count(p.data_ptr<std::int32_t>(), t.data_ptr<std::uint8_t>());
+  if (!p8 && !t8) count(p.data_ptr<std::int32_t>(), t.data_ptr<std::int32_t>());
+  at::Tensor out = at::zeros({classes - 1, 3}, at::kDouble);
+  for (std::int64_t c = 1; c < classes; ++c) {
+    for (int k = 0; k < 3; ++k) out[c - 1][k] = static_cast<double>(counts[static_cast<std::size_t>(c) * 3 + static_cast<std::size_t>(k)]);
+  }
+  return out;
+}
+
 /// Classes of `names` selected by a route's list ("all" for every class but background).
 std::set<std::int64_t> selected(const std::vector<std::string>& list, const std::vector<std::string>& names, const std::string& what,
                                 const Route& route) {
@@ -338,7 +367,8 @@ class Campaign {
     }
     // To the model's spacing when the study's differs by more than 2 % on an axis.
     data::Volume image;
-    image.voxels = at::stack(inputs);
+    image.voxels = inputs.size() == 1 ? inputs[0].unsqueeze(0) : at::stack(inputs);  // one channel: no copy
+    inputs.clear();
     image.type = data::VoxelType::kFloat32;
     image.geometry = reference.geometry;
     image.frame_times_s.assign(inputs.size(), 0.0);
@@ -399,14 +429,13 @@ class Campaign {
       if (!same_grid(truth, reference)) {
         truth = data::resample_onto(truth, reference.geometry, reference.shape_zyx(), data::Interpolation::kNearest);
       }
-      at::Tensor lookup = at::zeros({65536}, at::kLong);
+      std::vector<std::int64_t> lookup(65536, 0);
       for (std::size_t c = 0; c < card.class_label_ids.size(); ++c) {
         for (const auto id : card.class_label_ids[c]) {
-          if (id > 0 && id < 65536) lookup[id] = static_cast<std::int64_t>(c);
+          if (id > 0 && id < 65536) lookup[static_cast<std::size_t>(id)] = static_cast<std::int64_t>(c);
         }
       }
-      const at::Tensor truth_classes = lookup.index({truth.voxels.to(at::kLong)});
-      const auto dice = models::dice_from_counts(models::dice_counts(r.labels.voxels.to(at::kLong), truth_classes, classes));
+      const auto dice = models::dice_from_counts(grouped_dice_counts(r.labels.voxels, truth.voxels, lookup, classes));
       json d = json::object();
       for (std::int64_t c = 1; c < classes; ++c) {
         const double v = dice[static_cast<std::size_t>(c - 1)];
@@ -548,7 +577,7 @@ class Campaign {
     }
     models::CalciumOptions options;
     options.assign_mm = cc.artery_margin_mm;
-    const auto result = models::agatston(ct.voxels.to(at::kFloat), region, arteries, sp, options);
+    const auto result = models::agatston(ct.voxels, region, arteries, sp, options);
     const auto score = [](const models::CalciumScore& s) {
       return json{{"agatston", rounded(s.agatston, 4)}, {"volume_mm3", rounded(s.volume_mm3, 4)}, {"lesions", s.lesions}};
     };

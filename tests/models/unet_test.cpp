@@ -59,6 +59,34 @@ TEST(UNet, UpsamplingByProductEqualsTransposedConvolution) {
   }
 }
 
+TEST(UNet, FusedInferenceNormEqualsInstanceNormAndLeakyRelu) {
+  torch::manual_seed(5);
+  torch::nn::InstanceNorm3d norm(torch::nn::InstanceNorm3dOptions(6).affine(true));
+  torch::NoGradGuard no_grad;
+  norm->weight.uniform_(0.5, 1.5);
+  norm->bias.uniform_(-0.5, 0.5);
+  for (const double offset : {0.0, 300.0}) {  // a large mean must not cancel the variance
+    const at::Tensor x = torch::randn({2, 6, 7, 9, 5}) * 3 + offset;
+    at::Tensor fused = x.clone();
+    instance_norm_act_(fused, norm->weight, norm->bias, 1e-5, 0.01);
+    EXPECT_TRUE(torch::allclose(fused, torch::leaky_relu(norm->forward(x), 0.01), 1e-4, 1e-4)) << offset;
+    at::Tensor plain = x.clone();
+    instance_norm_act_(plain, norm->weight, norm->bias, 1e-5, std::nullopt);
+    EXPECT_TRUE(torch::allclose(plain, norm->forward(x), 1e-4, 1e-4)) << offset;
+  }
+  // The network in eval mode without autograd (fused path) equals the training-mode path's math.
+  UNet net(small(BlockType::kPlain));
+  const at::Tensor input = torch::randn({1, 2, 9, 12, 10});
+  net->eval();
+  const at::Tensor fast = net->forward(input)[0];
+  at::Tensor slow;
+  {
+    torch::AutoGradMode grad(true);
+    slow = net->forward(input)[0].detach();
+  }
+  EXPECT_TRUE(torch::allclose(fast, slow, 1e-4, 1e-4));
+}
+
 TEST(UNet, StandardOptionsFollowNnUnetFeatures) {
   const auto o = UNetOptions::standard(1, 4, 6);
   EXPECT_EQ(o.features(), (std::vector<std::int64_t>{32, 64, 128, 256, 320, 320}));
