@@ -144,20 +144,20 @@ RgbImage tile(const std::vector<std::vector<RgbImage>>& rows, int gap) {
 std::array<std::int64_t, 3> label_centre(const at::Tensor& labels, const std::vector<int>& ids) {
   at::Tensor mask = ids.empty() ? labels != 0 : labels == ids.front();
   for (std::size_t n = 1; n < ids.size(); ++n) mask = mask | (labels == ids[n]);
-  // Per-axis profiles of the mask (no list of voxel indices: that is 24 bytes per voxel).
-  const double count = mask.sum(at::kDouble).item<double>();
-  if (count == 0) return {labels.size(0) / 2, labels.size(1) / 2, labels.size(2) / 2};
-  std::array<std::int64_t, 3> centre{};
-  for (int axis = 0; axis < 3; ++axis) {
-    std::vector<std::int64_t> others;
-    for (int a = 0; a < 3; ++a) {
-      if (a != axis) others.push_back(a);
-    }
-    const at::Tensor profile = mask.sum(others, false, at::kDouble);
-    const double mean = (profile * at::arange(mask.size(axis), at::kDouble)).sum().item<double>() / count;
-    centre[axis] = static_cast<std::int64_t>(mean);
+  // One pass over the mask's bytes (no list of voxel indices, no widened copy).
+  const at::Tensor m = mask.contiguous();
+  const bool* v = m.data_ptr<bool>();
+  const std::int64_t ny = m.size(1), nx = m.size(2);
+  double count = 0, sz = 0, sy = 0, sx = 0;
+  for (std::int64_t i = 0; i < m.numel(); ++i) {
+    if (!v[i]) continue;
+    count += 1;
+    sz += static_cast<double>(i / (ny * nx));
+    sy += static_cast<double>((i / nx) % ny);
+    sx += static_cast<double>(i % nx);
   }
-  return centre;
+  if (count == 0) return {labels.size(0) / 2, labels.size(1) / 2, labels.size(2) / 2};
+  return {static_cast<std::int64_t>(sz / count), static_cast<std::int64_t>(sy / count), static_cast<std::int64_t>(sx / count)};
 }
 
 RgbImage study_picture(const std::vector<std::pair<std::string, Volume>>& series, const at::Tensor& labels,

@@ -160,46 +160,60 @@ std::vector<IntensitySummary> class_intensities(const at::Tensor& labels, const 
 
 std::vector<Lesion> lesions(const at::Tensor& mask, const std::array<double, 3>& spacing_zyx, std::int64_t min_voxels) {
   const Components c = connected_components(mask, 26);
-  const std::int64_t nz = mask.size(0), ny = mask.size(1), nx = mask.size(2);
+  const std::int64_t nz = mask.size(0), ny = mask.size(1), nx = mask.size(2), plane = ny * nx;
   const auto* lab = c.labels.data_ptr<std::int32_t>();
   const std::size_t n = static_cast<std::size_t>(c.count());
+  // Pass 1: sums of indices and each component's first and last slice.
   std::vector<std::array<double, 3>> sums(n, {0, 0, 0});
-  std::vector<std::map<std::int64_t, std::int64_t>> per_slice(n);
-  for (std::int64_t z = 0; z < nz; ++z) {
-    for (std::int64_t y = 0; y < ny; ++y) {
-      for (std::int64_t x = 0; x < nx; ++x) {
-        const std::int32_t id = lab[(z * ny + y) * nx + x];
-        if (id == 0) continue;
-        auto& s = sums[static_cast<std::size_t>(id - 1)];
-        s[0] += static_cast<double>(z);
-        s[1] += static_cast<double>(y);
-        s[2] += static_cast<double>(x);
-        ++per_slice[static_cast<std::size_t>(id - 1)][z];
-      }
+  std::vector<std::int64_t> z_first(n, -1), z_last(n, -1);
+  for (std::int64_t i = 0; i < c.labels.numel(); ++i) {
+    if (lab[i] == 0) continue;
+    const auto k = static_cast<std::size_t>(lab[i] - 1);
+    const std::int64_t z = i / plane, y = (i / nx) % ny, x = i % nx;
+    sums[k][0] += static_cast<double>(z);
+    sums[k][1] += static_cast<double>(y);
+    sums[k][2] += static_cast<double>(x);
+    if (z_first[k] < 0) z_first[k] = z;
+    z_last[k] = z;
+  }
+  // Pass 2: voxels per slice of each kept component (offsets into one array), its largest slice.
+  std::vector<std::int64_t> offset(n + 1, 0);
+  for (std::size_t k = 0; k < n; ++k) {
+    offset[k + 1] = offset[k] + (c.sizes[k] >= min_voxels ? z_last[k] - z_first[k] + 1 : 0);
+  }
+  std::vector<std::int64_t> per_slice(static_cast<std::size_t>(offset[n]), 0);
+  for (std::int64_t i = 0; i < c.labels.numel(); ++i) {
+    if (lab[i] == 0) continue;
+    const auto k = static_cast<std::size_t>(lab[i] - 1);
+    if (c.sizes[k] < min_voxels) continue;
+    ++per_slice[static_cast<std::size_t>(offset[k] + i / plane - z_first[k])];
+  }
+  std::vector<std::int64_t> best(n, -1);
+  for (std::size_t k = 0; k < n; ++k) {
+    std::int64_t most = -1;
+    for (std::int64_t z = z_first[k]; c.sizes[k] >= min_voxels && z <= z_last[k]; ++z) {
+      const std::int64_t count = per_slice[static_cast<std::size_t>(offset[k] + z - z_first[k])];
+      if (count > most) most = count, best[k] = z;  // first of equals
     }
   }
+  // Pass 3: the points of each component's largest slice.
+  std::vector<std::vector<std::array<std::int64_t, 2>>> points(n);
+  for (std::int64_t i = 0; i < c.labels.numel(); ++i) {
+    if (lab[i] == 0) continue;
+    const auto k = static_cast<std::size_t>(lab[i] - 1);
+    if (i / plane == best[k]) points[k].push_back({(i / nx) % ny, i % nx});
+  }
+  (void)nz;
   const double voxel_ml = spacing_zyx[0] * spacing_zyx[1] * spacing_zyx[2] / 1000.0;
   std::vector<Lesion> out;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (c.sizes[i] < min_voxels) continue;
+  for (std::size_t k = 0; k < n; ++k) {
+    if (c.sizes[k] < min_voxels) continue;
     Lesion l;
-    l.voxels = c.sizes[i];
+    l.voxels = c.sizes[k];
     l.volume_ml = static_cast<double>(l.voxels) * voxel_ml;
     l.equivalent_diameter_mm = std::cbrt(6.0 * l.volume_ml * 1000.0 / kPi);
-    for (int a = 0; a < 3; ++a) l.centroid[a] = sums[i][a] / static_cast<double>(l.voxels);
-    // The largest axial slice (first of equals) and the Feret diameter there.
-    std::int64_t slice = 0, most = -1;
-    for (const auto& [z, count] : per_slice[i]) {
-      if (count > most) most = count, slice = z;
-    }
-    std::vector<std::array<std::int64_t, 2>> points;
-    const std::int32_t* plane = lab + slice * ny * nx;
-    for (std::int64_t y = 0; y < ny; ++y) {
-      for (std::int64_t x = 0; x < nx; ++x) {
-        if (plane[y * nx + x] == static_cast<std::int32_t>(i + 1)) points.push_back({y, x});
-      }
-    }
-    l.axial_diameter_mm = feret_diameter(points, spacing_zyx[1], spacing_zyx[2]);
+    for (int a = 0; a < 3; ++a) l.centroid[a] = sums[k][a] / static_cast<double>(l.voxels);
+    l.axial_diameter_mm = feret_diameter(points[k], spacing_zyx[1], spacing_zyx[2]);
     out.push_back(l);
   }
   std::stable_sort(out.begin(), out.end(), [](const Lesion& a, const Lesion& b) { return a.voxels > b.voxels; });
@@ -207,26 +221,31 @@ std::vector<Lesion> lesions(const at::Tensor& mask, const std::array<double, 3>&
 }
 
 at::Tensor dilate(const at::Tensor& mask, double radius_mm, const std::array<double, 3>& spacing_zyx) {
-  at::Tensor out = at::zeros(mask.sizes(), at::kBool);
-  const at::Tensor where = mask.nonzero();
-  if (where.size(0) == 0) return out;
-  // Only the mask's box grown by the radius can change; a box kernel is separable: one max
-  // filter per axis, O(voxels × (kz + ky + kx)) instead of × kz·ky·kx.
-  std::array<std::int64_t, 3> radius{}, lo{}, hi{};
+  const at::Tensor m = mask != 0;
+  at::Tensor out = at::zeros(m.sizes(), at::kBool);
+  // Only the mask's box grown by the radius can change: the exact distance transform there.
+  std::array<std::int64_t, 3> lo{}, hi{};
   for (int a = 0; a < 3; ++a) {
-    radius[a] = std::max<std::int64_t>(0, static_cast<std::int64_t>(std::ceil(radius_mm / spacing_zyx[a] - 1e-9)));
-    lo[a] = std::max<std::int64_t>(0, where.select(1, a).min().item<std::int64_t>() - radius[a]);
-    hi[a] = std::min<std::int64_t>(mask.size(a), where.select(1, a).max().item<std::int64_t>() + radius[a] + 1);
+    std::vector<std::int64_t> others;
+    for (int b = 0; b < 3; ++b) {
+      if (b != a) others.push_back(b);
+    }
+    const at::Tensor along = m.amax(others).contiguous();  // does any voxel of this plane hold the mask?
+    const bool* any = along.data_ptr<bool>();
+    std::int64_t first = -1, last = -1;
+    for (std::int64_t i = 0; i < along.numel(); ++i) {
+      if (any[i]) {
+        if (first < 0) first = i;
+        last = i;
+      }
+    }
+    if (first < 0) return out;
+    const auto r = static_cast<std::int64_t>(std::ceil(radius_mm / spacing_zyx[a])) + 1;
+    lo[a] = std::max<std::int64_t>(0, first - r);
+    hi[a] = std::min<std::int64_t>(m.size(a), last + r + 1);
   }
-  at::Tensor m = (mask.slice(0, lo[0], hi[0]).slice(1, lo[1], hi[1]).slice(2, lo[2], hi[2]) != 0).to(at::kFloat).unsqueeze(0).unsqueeze(0);
-  for (int a = 0; a < 3; ++a) {
-    if (radius[a] == 0) continue;
-    std::vector<std::int64_t> kernel{1, 1, 1}, pad{0, 0, 0};
-    kernel[static_cast<std::size_t>(a)] = 2 * radius[a] + 1;
-    pad[static_cast<std::size_t>(a)] = radius[a];
-    m = at::max_pool3d(m, kernel, {1, 1, 1}, pad);
-  }
-  out.slice(0, lo[0], hi[0]).slice(1, lo[1], hi[1]).slice(2, lo[2], hi[2]).copy_(m.squeeze(0).squeeze(0) > 0.5);
+  const auto box = [&](const at::Tensor& t) { return t.slice(0, lo[0], hi[0]).slice(1, lo[1], hi[1]).slice(2, lo[2], hi[2]); };
+  box(out).copy_(distance_transform(box(m).contiguous(), spacing_zyx) <= radius_mm);
   return out;
 }
 

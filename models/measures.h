@@ -82,8 +82,8 @@ struct CalciumReport {
 CalciumReport agatston(const at::Tensor& hu, const at::Tensor& region, const std::vector<std::pair<std::string, at::Tensor>>& arteries,
                        const std::array<double, 3>& spacing_zyx, const CalciumOptions& options = {});
 
-/// `mask` grown by `radius_mm` (a box of ±ceil(radius / spacing) voxels per axis, the same
-/// shape as max pooling); bool [z, y, x].
+/// `mask` grown by `radius_mm`: every voxel whose centre lies within radius_mm (Euclidean, exact
+/// distance transform) of a mask voxel's centre; bool [z, y, x].
 at::Tensor dilate(const at::Tensor& mask, double radius_mm, const std::array<double, 3>& spacing_zyx);
 
 }  // namespace vitruvian::models

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <numeric>
+#include <type_traits>
 
 #include "core/errors.h"
 
@@ -108,14 +109,37 @@ Components connected_components(const at::Tensor& mask, int connectivity) {
   return result;
 }
 
+namespace {
+
+/// Calls body(voxel, value) for every voxel of a uint8 or int32 label map, through a pointer
+/// (no widened copy of the volume).
+template <typename Body>
+void for_labels(at::Tensor& labels, Body body) {
+  TORCH_CHECK(labels.is_contiguous() && (labels.scalar_type() == at::kByte || labels.scalar_type() == at::kInt),
+              "postprocessing expects a contiguous uint8 or int32 label map");
+  if (labels.scalar_type() == at::kByte) {
+    std::uint8_t* v = labels.data_ptr<std::uint8_t>();
+    for (std::int64_t i = 0; i < labels.numel(); ++i) body(i, v[i]);
+  } else {
+    std::int32_t* v = labels.data_ptr<std::int32_t>();
+    for (std::int64_t i = 0; i < labels.numel(); ++i) body(i, v[i]);
+  }
+}
+
+}  // namespace
+
 std::int64_t keep_largest_component(at::Tensor& labels, std::int64_t cls) {
-  const at::Tensor mask = labels == cls;
-  const Components c = connected_components(mask, 26);
+  const Components c = connected_components(labels == cls, 26);
   if (c.count() <= 1) return 0;
-  const auto largest = std::max_element(c.sizes.begin(), c.sizes.end()) - c.sizes.begin() + 1;
-  const at::Tensor drop = mask & (c.labels != largest);
-  const std::int64_t removed = drop.sum().item<std::int64_t>();
-  labels.masked_fill_(drop, 0);
+  const auto largest = static_cast<std::int32_t>(std::max_element(c.sizes.begin(), c.sizes.end()) - c.sizes.begin() + 1);
+  const std::int32_t* component = c.labels.data_ptr<std::int32_t>();
+  std::int64_t removed = 0;
+  for_labels(labels, [&](std::int64_t i, auto& value) {
+    if (component[i] != 0 && component[i] != largest) {
+      value = 0;
+      ++removed;
+    }
+  });
   return removed;
 }
 
@@ -131,18 +155,15 @@ std::int64_t fill_holes(at::Tensor& labels, std::int64_t cls) {
       for (std::int64_t i = 0; i < face.numel(); ++i) outside[static_cast<std::size_t>(ids[i])] = true;
     }
   }
-  at::Tensor inside_lookup = at::zeros({c.count() + 1}, at::kBool);
-  bool any = false;
-  for (std::int64_t id = 1; id <= c.count(); ++id) {
-    if (!outside[static_cast<std::size_t>(id)]) {
-      inside_lookup[id] = true;
-      any = true;
+  if (std::all_of(outside.begin() + 1, outside.end(), [](bool o) { return o; })) return 0;
+  const std::int32_t* component = c.labels.data_ptr<std::int32_t>();
+  std::int64_t filled = 0;
+  for_labels(labels, [&](std::int64_t i, auto& value) {
+    if (value == 0 && component[i] != 0 && !outside[static_cast<std::size_t>(component[i])]) {
+      value = static_cast<std::remove_reference_t<decltype(value)>>(cls);
+      ++filled;
     }
-  }
-  if (!any) return 0;
-  const at::Tensor fill = inside_lookup.index({c.labels.to(at::kLong)}) & (labels == 0);
-  const std::int64_t filled = fill.sum().item<std::int64_t>();
-  labels.masked_fill_(fill, cls);
+  });
   return filled;
 }
 

@@ -20,7 +20,7 @@ struct Components {
 /// corners). InputError for another value or a mask that is not 3D.
 Components connected_components(const at::Tensor& mask, int connectivity = 26);
 
-/// In `labels` ([z, y, x] uint8 or int32, modified in place): voxels of class `cls` outside its
+/// In `labels` ([z, y, x] contiguous uint8 or int32, modified in place): voxels of class `cls` outside its
 /// largest 26-connected component become background (0). Returns the voxels removed.
 std::int64_t keep_largest_component(at::Tensor& labels, std::int64_t cls);
 

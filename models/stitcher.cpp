@@ -40,19 +40,23 @@ at::Tensor sliding_window_labels(const at::Tensor& image, std::int64_t classes, 
   at::Tensor labels = at::empty({size[0], size[1], size[2]}, classes <= 256 ? at::kByte : at::kInt);
   std::int64_t band_z = 0;
 
-  // Rows [band_z, until) are final: to labels; the band moves down to start at `until`.
+  // Rows [band_z, until) are final: to labels; the band moves down to start at `until`. Both in
+  // steps of a few rows, so no temporary is as large as the band.
+  constexpr std::int64_t kRowsPerStep = 4;
   const auto emit = [&](std::int64_t until) {
     const std::int64_t rows = until - band_z;
     if (rows <= 0) return;
     const std::int64_t kept = std::min(rows, std::max<std::int64_t>(0, size[0] - band_z));
-    if (kept > 0) {
-      const at::Tensor blended = band.slice(1, 0, kept).to(at::kFloat) / band_weight.slice(0, 0, kept);
-      labels.slice(0, band_z, band_z + kept)
+    for (std::int64_t r = 0; r < kept; r += kRowsPerStep) {
+      const std::int64_t n = std::min(kRowsPerStep, kept - r);
+      const at::Tensor blended = band.slice(1, r, r + n).to(at::kFloat) / band_weight.slice(0, r, r + n);
+      labels.slice(0, band_z + r, band_z + r + n)
           .copy_(blended.slice(2, 0, size[1]).slice(3, 0, size[2]).argmax(0).to(labels.scalar_type()));
     }
-    if (rows < w[0]) {
-      band.slice(1, 0, w[0] - rows).copy_(band.slice(1, rows, w[0]).clone());
-      band_weight.slice(0, 0, w[0] - rows).copy_(band_weight.slice(0, rows, w[0]).clone());
+    // Row by row towards the front: a row never overlaps the one it is copied from.
+    for (std::int64_t r = 0; r + rows < w[0]; ++r) {
+      band.select(1, r).copy_(band.select(1, r + rows));
+      band_weight.select(0, r).copy_(band_weight.select(0, r + rows));
     }
     band.slice(1, std::max<std::int64_t>(0, w[0] - rows), w[0]).zero_();
     band_weight.slice(0, std::max<std::int64_t>(0, w[0] - rows), w[0]).zero_();

@@ -45,6 +45,39 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+/// Lesions listed per structure in a report (largest first); `count` gives them all.
+constexpr std::size_t kLesionsListed = 100;
+
+/// Studies with at least this many windows show a progress bar of their own on rank 0.
+constexpr std::int64_t kWindowBarFrom = 500;
+
+std::uint64_t fnv1a(const std::string& text) {
+  std::uint64_t h = 1469598103934665603ULL;
+  for (const unsigned char c : text) h = (h ^ c) * 1099511628211ULL;
+  return h;
+}
+
+/// Escapes text for HTML.
+std::string html_escape(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+/// A record under OUT/failed: "<id>.json", not a temporary of a killed write.
+bool is_failure_record(const fs::path& path) {
+  const std::string name = path.filename().string();
+  return path.extension() == ".json" && name.find(".tmp.") == std::string::npos && name.front() != '.';
+}
+
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 bool is_hdf5_file(const fs::path& path) {
@@ -138,6 +171,25 @@ at::Tensor grouped_dice_counts(const at::Tensor& prediction, const at::Tensor& t
   return out;
 }
 
+/// `labels` (class indices) with class c written as ids[c]: uint8 when every id fits, else uint16.
+data::Volume relabel(const data::Volume& labels, const std::vector<int>& ids) {
+  const bool narrow = *std::max_element(ids.begin(), ids.end()) <= 255;
+  data::Volume out;
+  out.geometry = labels.geometry;
+  out.type = narrow ? data::VoxelType::kUInt8 : data::VoxelType::kUInt16;
+  out.voxels = at::empty(labels.voxels.sizes(), narrow ? at::kByte : at::kInt);
+  const at::Tensor in = labels.voxels.scalar_type() == at::kByte ? labels.voxels.contiguous() : labels.voxels.to(at::kInt).contiguous();
+  const auto map = [&](const auto* from, auto* to) {
+    for (std::int64_t i = 0; i < in.numel(); ++i) to[i] = static_cast<std::remove_pointer_t<decltype(to)>>(ids[static_cast<std::size_t>(from[i])]);
+  };
+  if (in.scalar_type() == at::kByte) {
+    narrow ? map(in.data_ptr<std::uint8_t>(), out.voxels.data_ptr<std::uint8_t>()) : map(in.data_ptr<std::uint8_t>(), out.voxels.data_ptr<std::int32_t>());
+  } else {
+    narrow ? map(in.data_ptr<std::int32_t>(), out.voxels.data_ptr<std::uint8_t>()) : map(in.data_ptr<std::int32_t>(), out.voxels.data_ptr<std::int32_t>());
+  }
+  return out;
+}
+
 /// Classes of `names` selected by a route's list ("all" for every class but background).
 std::set<std::int64_t> selected(const std::vector<std::string>& list, const std::vector<std::string>& names, const std::string& what,
                                 const Route& route) {
@@ -175,6 +227,11 @@ class Campaign {
     for (const auto& path : stores) stores_.push_back(std::make_unique<data::VolumeStore>(path, read));
   }
 
+  /// What a finished study's outputs depend on besides its input: the routes, the window and
+  /// calcium settings, each model's weights (checksum). A verified study with another
+  /// fingerprint is redone.
+  const std::string& fingerprint() const { return fingerprint_; }
+
   void load_models() {
     for (const auto& route : config_.routes) {
       if (route.model.empty()) continue;
@@ -184,7 +241,15 @@ class Campaign {
       net->to(context_.device);
       net->eval();
       models_[key] = LoadedModel{net, card};
+      model_sums_[key] = file_checksum(route.model / "model.pt") + file_checksum(route.model / "model.json");
     }
+    CampaignConfig settings = config_;
+    settings.inputs.clear();
+    settings.output.clear();
+    settings.studies.clear();
+    std::string text = campaign_yaml(settings);
+    for (const auto& [model, sum] : model_sums_) text += model + " " + sum + "\n";
+    fingerprint_ = fmt::format("{:016x}", fnv1a(text));
     // Route options that name classes must name the model's.
     for (const auto& route : config_.routes) {
       if (route.model.empty()) continue;
@@ -197,7 +262,7 @@ class Campaign {
 
   /// Studies of all inputs (filtered by config.studies), in input order. InputError for a
   /// repeated id or a listed study no input has.
-  std::vector<StudyRef> studies() const {
+  std::vector<StudyRef> studies(const std::set<std::string>& failed_import) const {
     std::vector<StudyRef> out;
     std::set<std::string> seen;
     for (std::size_t s = 0; s < stores_.size(); ++s) {
@@ -210,7 +275,9 @@ class Campaign {
     }
     if (!config_.studies.empty()) {
       std::vector<StudyRef> kept;
+      std::set<std::string> listed;
       for (const auto& id : config_.studies) {
+        if (!listed.insert(id).second || failed_import.count(id) != 0) continue;  // repeated, or recorded as failed
         const auto it = std::find_if(out.begin(), out.end(), [&](const StudyRef& r) { return r.id == id; });
         if (it == out.end()) throw InputError("studies", "study '" + id + "' is in none of the inputs");
         kept.push_back(*it);
@@ -238,7 +305,7 @@ class Campaign {
       return it->second;
     };
     const std::string task = study_task(info);
-    json report = {{"study", ref.id}, {"input", store.path().string()}, {"task", task}};
+    json report = {{"study", ref.id}, {"input", store.path().string()}, {"task", task}, {"campaign_fingerprint", fingerprint_}};
     json series_json = json::object();
     for (const auto& s : info.series) {
       series_json[s.name] = {{"modality", s.modality},
@@ -280,12 +347,30 @@ class Campaign {
         data::StorageOptions storage;
         storage.lz4 = true;  // several times faster to write than deflate; setup.sh installs the plugin
         data::VolumeWriter writer(dir / "labels.h5", storage);
-        writer.set_label_table(store.label_table());
+        // One label table for the file: the dataset's, plus an id for every model class name it
+        // lacks; model routes' class indices are written as those ids.
+        data::LabelTable table = store.label_table();
+        std::map<std::string, int> id_of;
+        for (const auto& [id, name] : table) id_of.emplace(name, id);
+        int next = table.empty() ? 1 : table.rbegin()->first + 1;
+        for (const auto& [route, r] : results) {
+          if (route->model.empty()) continue;
+          for (std::size_t c = 1; c < r.class_names.size(); ++c) {
+            if (id_of.emplace(r.class_names[c], next).second) table[next++] = r.class_names[c];
+          }
+        }
+        writer.set_label_table(table);
         std::set<std::string> added;
         for (const auto& [route, r] : results) {
           if (added.insert(r.reference).second) writer.add_series(ref.id, r.reference, get(r.reference), store.path().string());
-          writer.add_label(ref.id, route->name, r.reference, r.labels, route->name);
-          if (config_.write_nifti) data::write_nifti(dir / (route->name + ".nii.gz"), r.labels);
+          data::Volume written = r.labels;
+          if (!route->model.empty()) {
+            std::vector<int> ids{0};
+            for (std::size_t c = 1; c < r.class_names.size(); ++c) ids.push_back(id_of.at(r.class_names[c]));
+            written = relabel(r.labels, ids);
+          }
+          writer.add_label(ref.id, route->name, r.reference, written, route->name);
+          if (config_.write_nifti) data::write_nifti(dir / (route->name + ".nii.gz"), written);
         }
         writer.commit();
         if (config_.thumbnails) {
@@ -314,7 +399,8 @@ class Campaign {
     try {
       const json m = json::parse(info.metadata_json);
       if (m.contains("task") && m["task"].is_string()) return m["task"];
-      if (m.contains("generator") && m["generator"].contains("kind")) return m["generator"]["kind"];
+      const json& phantom = m.contains("phantom") ? m["phantom"] : m;  // phantoms: {"phantom": {"generator": {"kind"}}}
+      if (phantom.contains("generator") && phantom["generator"].contains("kind")) return phantom["generator"]["kind"];
     } catch (const json::exception&) {
     }
     return "";
@@ -381,8 +467,14 @@ class Campaign {
     models::SlidingWindowOptions window = window_;
     window.window = card.patch;
     const auto shape = image.shape_zyx();
+    // The estimate: the band, the normalised input (and one padded copy), the labels, and the
+    // network's activations for a batch of windows (about eight full-resolution feature maps
+    // alive at once: an approximation, not a bound).
+    const double window_voxels = static_cast<double>(window.window[0] * window.window[1] * window.window[2]);
+    const double activations = static_cast<double>(window.batch) * window_voxels * static_cast<double>(card.model.base_features) * 4 * 8;
     const double needed = static_cast<double>(models::band_bytes(shape, classes, window.window, accumulation_)) +
-                          2.0 * static_cast<double>(image.voxels.numel()) * 4 + static_cast<double>(reference.voxels.numel()) * 2;
+                          2.0 * static_cast<double>(image.voxels.numel()) * 4 + static_cast<double>(reference.voxels.numel()) * 2 +
+                          activations;
     if (needed > memory_limit_) {
       throw InputError(route.name, fmt::format("out of memory budget: {:.2f} GB needed for {}x{}x{} voxels and {} classes, "
                                                "memory_limit {:.2f} GB",
@@ -391,12 +483,20 @@ class Campaign {
     const auto prepared = Clock::now();
     at::Tensor labels;
     std::int64_t windows = 0;
+    std::unique_ptr<Progress> bar;
     {
       torch::NoGradGuard no_grad;
       const c10::Device device = context_.device;
       labels = models::sliding_window_labels(
           image.voxels, classes, [&](const at::Tensor& x) { return model.net->forward(x.to(device))[0].to(at::kCPU); }, window,
-          accumulation_, [&](std::int64_t, std::int64_t total) { windows = total; });
+          accumulation_, [&](std::int64_t done, std::int64_t total) {
+            windows = total;
+            // A long study gets its own bar on rank 0 (the campaign's counts studies).
+            if (total >= kWindowBarFrom && context_.env.rank() == 0) {
+              if (!bar) bar = std::make_unique<Progress>("windows of " + info.id, total, true);
+              bar->advance(done - bar->done());
+            }
+          });
     }
     const double predict_s = seconds_since(prepared);
     json post = json::object();
@@ -489,10 +589,9 @@ class Campaign {
     const double voxel_ml = g.spacing[0] * g.spacing[1] * g.spacing[2] / 1000.0;
     std::map<std::string, std::vector<models::IntensitySummary>> intensities;
     for (const auto& s : info.series) {
-      if (s.shape.size() != 3) continue;
-      const data::Volume& v = get(s.name);
-      if (!same_grid(v, r.labels)) continue;
-      intensities[s.name] = models::class_intensities(labels, v.voxels, classes);
+      const auto shape = r.labels.shape_zyx();
+      if (s.shape != std::vector<std::int64_t>(shape.begin(), shape.end()) || !s.geometry.matches(r.labels.geometry)) continue;
+      intensities[s.name] = models::class_intensities(labels, get(s.name).voxels, classes);
     }
     const auto lesion_classes = selected(route.lesions, r.class_names, "lesions", route);
     json out = json::object();
@@ -502,11 +601,16 @@ class Campaign {
       if (e.voxels == 0 && !route.labels.empty()) continue;  // label ids of the table the study does not use
       json s = {{"voxels", e.voxels}, {"volume_ml", rounded(static_cast<double>(e.voxels) * voxel_ml, 6)}};
       if (e.voxels > 0) {
-        const auto lo = lps_of(g, {static_cast<double>(e.box_min[0]), static_cast<double>(e.box_min[1]), static_cast<double>(e.box_min[2])});
-        const auto hi = lps_of(g, {static_cast<double>(e.box_max[0]), static_cast<double>(e.box_max[1]), static_cast<double>(e.box_max[2])});
+        // The LPS box holds all eight corners of the voxel box (any direction cosines).
+        std::array<double, 3> lo{1e300, 1e300, 1e300}, hi{-1e300, -1e300, -1e300};
+        for (int corner = 0; corner < 8; ++corner) {
+          std::array<double, 3> zyx{};
+          for (int a = 0; a < 3; ++a) zyx[a] = static_cast<double>((corner >> a) & 1 ? e.box_max[a] : e.box_min[a]);
+          const auto p = lps_of(g, zyx);
+          for (int a = 0; a < 3; ++a) lo[a] = std::min(lo[a], rounded(p[a], 4)), hi[a] = std::max(hi[a], rounded(p[a], 4));
+        }
         s["box_voxels_zyx"] = {{"min", e.box_min}, {"max", e.box_max}};
-        s["box_lps_mm"] = {{"min", {std::min(lo[0], hi[0]), std::min(lo[1], hi[1]), std::min(lo[2], hi[2])}},
-                           {"max", {std::max(lo[0], hi[0]), std::max(lo[1], hi[1]), std::max(lo[2], hi[2])}}};
+        s["box_lps_mm"] = {{"min", lo}, {"max", hi}};
         const auto centre = lps_of(g, e.centroid);
         s["centroid_lps_mm"] = {rounded(centre[0], 4), rounded(centre[1], 4), rounded(centre[2], 4)};
         json in = json::object();
@@ -519,7 +623,9 @@ class Campaign {
       }
       if (lesion_classes.count(c) != 0) {
         json items = json::array();
-        for (const auto& l : models::lesions(labels == c, spacing_zyx(g))) {
+        const auto found = models::lesions(labels == c, spacing_zyx(g));
+        for (const auto& l : found) {
+          if (items.size() >= kLesionsListed) break;  // the largest; the count covers them all
           const auto centre = lps_of(g, l.centroid);
           items.push_back({{"voxels", l.voxels},
                            {"volume_ml", rounded(l.volume_ml, 6)},
@@ -527,7 +633,7 @@ class Campaign {
                            {"axial_diameter_mm", rounded(l.axial_diameter_mm, 4)},
                            {"centroid_lps_mm", {rounded(centre[0], 4), rounded(centre[1], 4), rounded(centre[2], 4)}}});
         }
-        s["lesions"] = {{"count", items.size()}, {"items", items}};
+        s["lesions"] = {{"count", found.size()}, {"items", items}};
       }
       out[name] = s;
     }
@@ -598,27 +704,42 @@ class Campaign {
   double memory_limit_ = 3e9;
   std::vector<std::unique_ptr<data::VolumeStore>> stores_;
   std::map<std::string, LoadedModel> models_;
+  std::map<std::string, std::string> model_sums_;
+  std::string fingerprint_;
 };
 
 /// Rank 0, before the others open the inputs: the output folders, leftovers of killed runs, and
 /// NIfTI/DICOM inputs imported into OUT/inputs.h5 (rejected studies recorded as failed).
 std::vector<fs::path> prepare_outputs(const CampaignConfig& config, bool force) {
+  // Everything the campaign needs must exist before anything is created.
+  for (const auto& input : config.inputs) {
+    if (!fs::exists(input)) throw InputError(input.string(), "no such file or folder");
+  }
+  for (const auto& route : config.routes) {
+    if (!route.model.empty() && !fs::is_regular_file(route.model / "model.json")) {
+      throw InputError((route.model / "model.json").string(), "no exported model here (expected model.json and model.pt)");
+    }
+  }
   const fs::path& out = config.output;
   fs::create_directories(out / "studies");
   fs::create_directories(out / "failed");
   std::error_code ignored;
+  // --force removes the selected studies' outputs (all studies' when none are selected).
+  const std::set<std::string> selected_ids(config.studies.begin(), config.studies.end());
+  const auto chosen = [&](const std::string& id) { return selected_ids.empty() || selected_ids.count(id) != 0; };
   for (const auto& entry : fs::directory_iterator(out / "studies")) {
     const std::string name = entry.path().filename().string();
-    if (force || (name.front() == '.' && name.find(".tmp.") != std::string::npos)) fs::remove_all(entry.path(), ignored);
+    if ((force && chosen(name)) || (name.front() == '.' && name.find(".tmp.") != std::string::npos)) fs::remove_all(entry.path(), ignored);
+  }
+  for (const auto& entry : fs::directory_iterator(out / "failed")) {
+    if (!is_failure_record(entry.path()) || (force && chosen(entry.path().stem().string()))) fs::remove_all(entry.path(), ignored);
   }
   if (force) {
-    for (const auto& entry : fs::directory_iterator(out / "failed")) fs::remove_all(entry.path(), ignored);
-    for (const char* f : {"campaign.json", "index.html", "inputs.h5"}) fs::remove(out / f, ignored);
+    for (const char* f : {"campaign.json", "index.html"}) fs::remove(out / f, ignored);
   }
   write_file_atomic(out / "campaign.yaml", campaign_yaml(config));
   std::vector<fs::path> stores, others;
   for (const auto& input : config.inputs) {
-    if (!fs::exists(input)) throw InputError(input.string(), "no such file or folder");
     if (fs::is_regular_file(input) && is_hdf5_file(input)) {
       stores.push_back(input);
     } else if (fs::is_directory(input)) {
@@ -668,6 +789,7 @@ int write_summary(const CampaignConfig& config, const std::vector<StudyRef>& all
   std::vector<json> reports;
   for (const auto& ref : all) listed.insert(ref.id);
   for (const auto& entry : fs::directory_iterator(out / "failed")) {
+    if (!is_failure_record(entry.path())) continue;
     const std::string id = entry.path().stem().string();
     if (!config.studies.empty() && std::find(config.studies.begin(), config.studies.end(), id) == config.studies.end()) continue;
     if (listed.count(id) == 0) listed.insert(id);
@@ -675,7 +797,7 @@ int write_summary(const CampaignConfig& config, const std::vector<StudyRef>& all
   for (const auto& id : listed) {
     const fs::path dir = out / "studies" / id;
     if (verify_checkpoint(dir).empty()) {
-      json report = json::parse(read_text(dir / "report.json"));
+      json report = json::parse(read_text(dir / "report.json"));  // verified against its checksum
       if (this_run.count(id) != 0) {
         const json& timing = report["timing"];
         for (const auto& [route, t] : timing["routes"].items()) {
@@ -690,8 +812,13 @@ int write_summary(const CampaignConfig& config, const std::vector<StudyRef>& all
       continue;
     }
     std::string reason = "not processed";
-    if (fs::exists(out / "failed" / (id + ".json"))) {
-      reason = json::parse(read_text(out / "failed" / (id + ".json"))).value("error", reason);
+    const fs::path record = out / "failed" / (id + ".json");
+    if (fs::exists(record)) {
+      try {
+        reason = json::parse(read_text(record)).value("error", reason);
+      } catch (const json::exception&) {
+        reason = "failed (its record " + record.string() + " is unreadable)";
+      }
     }
     failed.push_back({{"study", id}, {"error", reason}});
   }
@@ -741,12 +868,12 @@ int write_summary(const CampaignConfig& config, const std::vector<StudyRef>& all
     }
     const bool picture = fs::exists(out / "studies" / id / "thumbnail.png");
     html << fmt::format("<tr><td><a href=\"studies/{0}/report.json\">{0}</a></td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4:.1f}</td><td>{5}</td></tr>\n",
-                        id, volumes, dice, calcium, report["timing"].value("total_s", 0.0),
+                        html_escape(id), volumes, dice, calcium, report["timing"].value("total_s", 0.0),
                         picture ? fmt::format("<img src=\"studies/{}/thumbnail.png\" alt=\"{}\">", id, id) : "");
   }
   for (const auto& f : failed) {
-    html << fmt::format("<tr class=\"failed\"><td>{}</td><td colspan=\"5\">failed: {}</td></tr>\n", f["study"].get<std::string>(),
-                        f["error"].get<std::string>());
+    html << fmt::format("<tr class=\"failed\"><td>{}</td><td colspan=\"5\">failed: {}</td></tr>\n",
+                        html_escape(f["study"].get<std::string>()), html_escape(f["error"].get<std::string>()));
   }
   html << "</table></body></html>\n";
   write_file_atomic(out / "index.html", html.str());
@@ -795,46 +922,74 @@ int run_infer(const JobContext& context, const InferOptions& options) {
   std::string problem;
   try {
     config = campaign_from_options(options);
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     problem = e.what();
   }
   if (!agree_all(context, problem.empty(), problem)) return 2;
 
-  // Rank 0 prepares the outputs and imports non-HDF5 inputs; then everyone opens the same stores.
+  // Every rank loads the models first (a bad model or class name stops the job before anything
+  // is written); then rank 0 prepares the outputs and imports non-HDF5 inputs, and everyone
+  // opens the same stores.
+  Campaign campaign(context, config);
+  try {
+    campaign.load_models();
+  } catch (const std::exception& e) {
+    problem = e.what();
+  }
+  if (!agree_all(context, problem.empty(), problem)) return 2;
   std::vector<std::string> store_paths;
   if (rank == 0) {
     try {
       for (const auto& p : prepare_outputs(config, options.force)) store_paths.push_back(p.string());
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {
       problem = e.what();
     }
   }
   if (!agree_all(context, problem.empty(), problem)) return 2;
-  {
-    // The store list, from rank 0 (it may include the imported file).
-    std::string joined = fmt::format("{}", fmt::join(store_paths, "\n"));
+  const auto broadcast_lines = [&](std::vector<std::string>& lines) {  // rank 0's list to every rank
+    std::string joined = fmt::format("{}", fmt::join(lines, "\n"));
     auto length = static_cast<long long>(joined.size());
     check_mpi(MPI_Bcast(&length, 1, MPI_LONG_LONG, 0, context.env.world().get()), "MPI_Bcast");
     joined.resize(static_cast<std::size_t>(length));
     check_mpi(MPI_Bcast(joined.data(), static_cast<int>(length), MPI_CHAR, 0, context.env.world().get()), "MPI_Bcast");
-    store_paths.clear();
-    std::stringstream lines(joined);
-    for (std::string line; std::getline(lines, line);) store_paths.push_back(line);
+    lines.clear();
+    std::stringstream text(joined);
+    for (std::string line; std::getline(text, line);) lines.push_back(line);
+  };
+  broadcast_lines(store_paths);
+  std::vector<std::string> failed_import;
+  if (rank == 0) {
+    for (const auto& entry : fs::directory_iterator(config.output / "failed")) {
+      if (is_failure_record(entry.path())) failed_import.push_back(entry.path().stem().string());
+    }
   }
-  Campaign campaign(context, config);
+  broadcast_lines(failed_import);
   std::vector<StudyRef> all, pending;
   try {
     campaign.open_inputs(std::vector<fs::path>(store_paths.begin(), store_paths.end()));
-    campaign.load_models();
-    all = campaign.studies();
-  } catch (const Error& e) {
+    all = campaign.studies(std::set<std::string>(failed_import.begin(), failed_import.end()));
+  } catch (const std::exception& e) {
     problem = e.what();
   }
   if (!agree_all(context, problem.empty(), problem)) return 2;
-  for (const auto& s : all) {
-    const fs::path dir = config.output / "studies" / s.id;
-    if (fs::exists(dir) && verify_checkpoint(dir).empty()) continue;
-    pending.push_back(s);
+  // Which studies are done: each rank verifies a share of the folders (checksums of every file,
+  // and the campaign's fingerprint), and one allreduce gives every rank the same answer.
+  std::vector<std::uint8_t> done(all.size(), 0);
+  for (std::size_t i = static_cast<std::size_t>(rank); i < all.size(); i += static_cast<std::size_t>(context.env.size())) {
+    const fs::path dir = config.output / "studies" / all[i].id;
+    if (!fs::exists(dir) || !verify_checkpoint(dir).empty()) continue;
+    try {
+      done[i] = json::parse(read_text(dir / "report.json")).value("campaign_fingerprint", "") == campaign.fingerprint() ? 1 : 0;
+    } catch (const std::exception&) {
+      done[i] = 0;
+    }
+  }
+  if (!done.empty()) {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, done.data(), static_cast<int>(done.size()), MPI_UINT8_T, MPI_MAX, context.env.world().get()),
+              "MPI_Allreduce");
+  }
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (done[i] == 0) pending.push_back(all[i]);
   }
   const auto skipped = static_cast<std::int64_t>(all.size() - pending.size());
   // Largest first (then by id), so the long studies do not end the campaign on one rank.

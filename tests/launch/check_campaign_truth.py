@@ -52,9 +52,9 @@ def agatston(ct, region, arteries, spacing_zyx):
     return scores
 
 
-def dilate_box(mask, radius_mm, spacing_zyx):
-    r = [int(np.ceil(radius_mm / s - 1e-9)) for s in spacing_zyx]
-    return ndimage.maximum_filter(mask.astype(np.uint8), size=[2 * x + 1 for x in r], mode="constant") > 0
+def grown(mask, radius_mm, spacing_zyx):
+    """Voxels within radius_mm (Euclidean) of the mask."""
+    return ndimage.distance_transform_edt(~mask, sampling=spacing_zyx) <= radius_mm
 
 
 with h5py.File(dataset, "r") as f:
@@ -77,7 +77,7 @@ with h5py.File(dataset, "r") as f:
         # Calcium from scratch.
         ct = study["series/ct/image"][()].astype(np.float32)
         arteries = {a: anatomy == ids[a] for a in ("coronary_lad", "coronary_lcx", "coronary_rca")}
-        region = dilate_box(np.any(list(arteries.values()), axis=0), 3.0, spacing_zyx)
+        region = grown(np.any(list(arteries.values()), axis=0), 3.0, spacing_zyx)
         box = ndimage.find_objects(region.astype(np.uint8))[0]  # every artery lies inside the region
         expected = agatston(ct[box], region[box], {a: m[box] for a, m in arteries.items()}, spacing_zyx)
         calcium = report["calcium"]
@@ -92,6 +92,8 @@ with h5py.File(dataset, "r") as f:
             r = report["routes"][model_route]
             with h5py.File(f"{out}/studies/{sid}/labels.h5", "r") as lf:
                 pred = lf[f"studies/{sid}/labels/{model_route}"][()]
+                names = [n.decode() if isinstance(n, bytes) else n for n in lf.attrs["label_names"]]
+                file_ids = dict(zip(names, lf.attrs["label_ids"]))
             voxel_ml = float(np.prod(spacing_xyz)) / 1000
             card = json.load(open(r["model"] + "/model.json"))
             lookup = np.zeros(65536, dtype=np.int64)
@@ -101,10 +103,11 @@ with h5py.File(dataset, "r") as f:
                         lookup[i] = c
             grouped = lookup[anatomy]
             for c, name in enumerate(card["class_names"][1:], start=1):
+                mine = pred == file_ids[name]  # labels.h5 writes each class as its name's id in the file's table
                 got = r["structures"][name]["volume_ml"]
-                assert abs(got - (pred == c).sum() * voxel_ml) < 1e-5, f"{sid} {name}: volume {got} vs labels.h5"
-                inter = ((pred == c) & (grouped == c)).sum()
-                total = (pred == c).sum() + (grouped == c).sum()
+                assert abs(got - mine.sum() * voxel_ml) < 1e-5, f"{sid} {name}: volume {got} vs labels.h5"
+                inter = (mine & (grouped == c)).sum()
+                total = mine.sum() + (grouped == c).sum()
                 dice = r["dice"][name]
                 if total == 0:
                     assert dice is None

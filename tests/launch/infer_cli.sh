@@ -88,6 +88,13 @@ for out in ("out2", "out3"):
             assert np.array_equal(other[sid][1][name], maps[name]), f"{out}/{sid}: label map {name} differs"
     ranks = {r for _, _, r in other.values()}
     assert len(ranks) >= 2, f"{out}: every study ran on rank {ranks}"
+# Model routes' maps are written in the ids of the file's own label table, which names the model's classes.
+with h5py.File("out1/studies/chest_cardiac_00000/labels.h5", "r") as f:
+    table = dict(zip([n.decode() if isinstance(n, bytes) else n for n in f.attrs["label_names"]], f.attrs["label_ids"]))
+    organs = f["studies/chest_cardiac_00000/labels/organs"][()]
+allowed = {0} | {int(table[n]) for n in ("lung_left", "lung_right", "heart", "lung_nodule")}
+assert set(np.unique(organs).tolist()) <= allowed, (np.unique(organs), table)
+assert "heart" in table and table["lung_left"] == 2, table  # the dataset's own ids are kept
 summary = json.load(open("out3/campaign.json"))
 assert summary["done"] == 6 and summary["failed"] == [] and summary["ranks"] == 3, summary
 html = open("out1/index.html").read()
@@ -110,6 +117,13 @@ cp out2/studies/chest_cardiac_00002/report.json expected_00002.json
 expect_exit 0 redo.err "$vit" --threads 1 infer --campaign campaign.yaml
 grep -q "6 studies, 5 already done, 1 to run" redo.err || { cat redo.err; fail "the spoilt study was not the only one redone"; }
 [[ ! -e out1/studies/.chest_cardiac_00003.tmp.999 ]] || fail "a killed run's temporary folder was left"
+
+# --force with --studies redoes only those; the other studies' results stay.
+before=$(stat -c %Y out1/studies/chest_cardiac_00004/manifest.json)
+expect_exit 0 force1.err "$vit" --threads 1 infer --campaign campaign.yaml --studies chest_cardiac_00001 --force
+grep -q "1 studies, 0 already done, 1 to run" force1.err || { cat force1.err; fail "--force --studies did not redo just one study"; }
+[[ $(ls out1/studies | wc -l) == 6 && $(stat -c %Y out1/studies/chest_cardiac_00004/manifest.json) == "$before" ]] ||
+  fail "--force --studies touched other studies"
 
 # Kill and resume: a campaign killed after its first study loses only the study in flight.
 expect_exit 0 slow_ref.err "$mpirun" -np 2 "$vit" infer --campaign campaign.yaml --out slow_ref --mirror zyx
@@ -143,7 +157,7 @@ mkdir -p nifti_in
 cp nifti_src/chest_cardiac_00000/cta.nii.gz nifti_in/case_a.nii.gz
 cp nifti_src/chest_cardiac_00001/cta.nii.gz nifti_in/case_b.nii.gz
 head -c 3000 nifti_src/chest_cardiac_00002/cta.nii.gz > nifti_in/case_bad.nii.gz
-expect_exit 1 nifti.err "$mpirun" -np 2 "$vit" infer --input nifti_in --series-name cta --modality CT --model organs=run/model --out nifti_out
+expect_exit 1 nifti.err "$mpirun" -np 2 "$vit" infer --input nifti_in --series-name cta --modality CT --model organs=run/model --out nifti_out --nifti
 $py - <<'PY'
 import json
 s = json.load(open("nifti_out/campaign.json"))
@@ -151,7 +165,27 @@ assert s["done"] == 2 and [f["study"] for f in s["failed"]] == ["case_bad"], s
 assert "case_bad.nii.gz" in s["failed"][0]["error"], s["failed"][0]
 r = json.load(open("nifti_out/studies/case_a/report.json"))
 assert set(r["routes"]["organs"]["structures"]) == {"lung_left", "lung_right", "heart", "lung_nodule"}, r["routes"]
+import nibabel
+img = nibabel.load("nifti_out/studies/case_a/organs.nii.gz")
+assert img.shape == nibabel.load("nifti_in/case_a.nii.gz").shape, img.shape
 print("a truncated NIfTI study failed alone:", s["failed"][0]["error"][:100])
+PY
+# A changed setting changes the campaign's fingerprint: every study is redone.
+expect_exit 1 refit.err "$vit" --threads 1 infer --input nifti_in --series-name cta --modality CT --model organs=run/model --out nifti_out --overlap 0.25
+grep -q "2 studies, 0 already done, 2 to run" refit.err || { cat refit.err; fail "a changed overlap did not redo the studies"; }
+
+# Over the memory limit: each study fails with the figures, the campaign ends with exit 1.
+expect_exit 1 tight.err "$vit" --threads 1 infer --input chest.h5 --model run/model --out tight --memory-limit 1M --studies chest_cardiac_00000,chest_cardiac_00001
+grep -q "out of memory budget: .* GB needed for 40x48x48 voxels and 5 classes, memory_limit 0.00 GB" tight.err ||
+  { cat tight.err; fail "no memory-limit failure"; }
+# Routing by modality and task: a head-neck route does not run on chest studies.
+printf 'input: chest.h5\noutput: routed\nstudies: [chest_cardiac_00000]\nroutes:\n  - {name: brain, model: run/model, task: head-neck}\n  - {name: chest, model: run/model, modality: CT, task: chest-cardiac}\n' > routed.yaml
+expect_exit 0 routed.err "$vit" --threads 1 infer --campaign routed.yaml
+$py - <<'PY'
+import json
+r = json.load(open("routed/studies/chest_cardiac_00000/report.json"))
+assert list(r["routes"]) == ["chest"] and r["routes"]["chest"]["series"] == ["ct"], r["routes"].keys()
+print("routing by task and modality: chest ran on", r["routes"]["chest"]["series"])
 PY
 expect_exit 0 deflate.err "$vit" phantom --kind chest-cardiac --studies 3 --shape 40,48,48 --deflate 1 --out damaged.h5 --threads 2
 $py - <<'PY'
@@ -179,4 +213,8 @@ expect_exit 2 noroute.err "$vit" infer --input chest.h5 --out z
 grep -q "no routes" noroute.err || { cat noroute.err; fail "no routes not reported"; }
 expect_exit 2 badclass.err "$vit" infer --input chest.h5 --out z --campaign <(printf 'routes:\n  - name: a\n    model: %s/run/model\n    fill_holes: [liver]\n' "$PWD")
 grep -q "fill_holes names 'liver'" badclass.err || { cat badclass.err; fail "unknown class not named"; }
+# The documented example parses (every key known) and stops at its first missing model, creating nothing.
+expect_exit 2 example.err "$vit" infer --campaign "$here/../../launch/configs/campaign_example.yaml"
+grep -q "/models/heart_coronaries/model.json: cannot be read" example.err || { cat example.err; fail "the example campaign did not parse"; }
+[[ ! -e /results/campaign_2026_12 ]] || fail "a failed start created the output folder"
 echo "infer CLI: all checks passed"

@@ -81,7 +81,7 @@ TEST(WorkQueue, RoundRobinWithoutThreadsAndEmptyQueues) {
   }
   for (std::size_t i = 0; i < mine.size(); ++i) EXPECT_EQ(mine[i], world.rank() + static_cast<std::int64_t>(i) * world.size());
   expect_each_once(gather(mine), 7);
-  WorkQueue empty(world, 0, true);
+  WorkQueue empty(world, 0, testing::mpi().thread_multiple());
   EXPECT_FALSE(empty.next().has_value());
 }
 
