@@ -20,7 +20,8 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 "$vit" phantom --kind chest-cardiac --studies "$studies" --shape "$shape" --out bench.h5 --threads 2 >/dev/null 2>&1
 if [[ -z "$model" ]]; then
-  "$vit" phantom --kind chest-cardiac --studies 3 --shape 64 --out train.h5 --threads 2 >/dev/null 2>&1
+  # Trained on the benchmark studies' grid, so the campaign predicts at their spacing as the peer does.
+  "$vit" phantom --kind chest-cardiac --studies 3 --shape "$shape" --seed 99 --out train.h5 --threads 2 >/dev/null 2>&1
   cat > train.yaml <<'YAML'
 data:
   dataset: train.h5
@@ -70,8 +71,18 @@ peer = np.load("peer.npz")
 agree = []
 for sid in peer.files:
     with h5py.File(f"v0/studies/{sid}/labels.h5", "r") as f:
-        agree.append((f[f"studies/{sid}/labels/organs"][()] == peer[sid]).mean())
+        # labels.h5 holds ids of its own label table; the peer gives class indices.
+        names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs["label_names"]]
+        ids = dict(zip(names, f.attrs["label_ids"]))
+        classes = json.load(open(f"v0/studies/{sid}/report.json"))["routes"]["organs"]["classes"]
+        lut = np.zeros(65536, dtype=np.uint8)
+        for c, name in enumerate(classes[1:], start=1):
+            lut[ids[name]] = c
+        agree.append((lut[f[f"studies/{sid}/labels/organs"][()]] == peer[sid]).mean())
 print(f"labels equal to the peer's on {100 * min(agree):.4f} % of voxels (worst study)")
+for sid in peer.files:
+    r = json.load(open(f"v0/studies/{sid}/report.json"))["routes"]["organs"]
+    assert r["resampled_to_mm"] is None, "the campaign resampled: the comparison would not be like for like"
 for np_ in (1, 2):
     s = json.load(open(f"np{np_}/campaign.json"))
     print(f"campaign, {np_} rank(s), 1 thread each: {s['voxels_per_s']:.0f} voxels/s, {s['studies_per_hour'] / 3600:.3f} studies/s, "
