@@ -255,10 +255,11 @@ CalciumReport agatston(const at::Tensor& hu, const at::Tensor& region, const std
   for (const auto& [name, mask] : arteries) check_same_shape(hu, mask, "calcium score");
   CalciumReport report;
   for (const auto& a : arteries) report.arteries[a.first] = {};
-  const at::Tensor candidates = (hu >= options.threshold_hu) & (region != 0);
-  const at::Tensor where = candidates.nonzero();
+  const at::Tensor calcium = hu >= options.threshold_hu;
+  const at::Tensor inside = region != 0;
+  const at::Tensor where = (calcium & inside).nonzero();
   if (where.size(0) == 0) return report;
-  // Work inside the candidates' box, grown so that artery distances up to assign_mm are exact.
+  // Work inside the seeds' box, grown so that artery distances up to assign_mm are exact.
   std::array<std::int64_t, 3> lo{}, hi{};
   for (int a = 0; a < 3; ++a) {
     const auto margin = static_cast<std::int64_t>(std::ceil(options.assign_mm / spacing_zyx[a])) + 1;
@@ -268,8 +269,27 @@ CalciumReport agatston(const at::Tensor& hu, const at::Tensor& region, const std
   const auto box = [&](const at::Tensor& t) {
     return t.slice(0, lo[0], hi[0]).slice(1, lo[1], hi[1]).slice(2, lo[2], hi[2]).contiguous();
   };
-  const at::Tensor cand = box(candidates);
-  const at::Tensor values = box(hu).to(at::kFloat);  // only the candidates' box as float
+  // Calcium whose 26-connected piece lies mostly (over half its voxels) outside the region is
+  // bone reaching in — a rib, the spine, the sternum touching the margin — not a coronary
+  // lesion, and is left out; the rest counts where it is inside the region. The pieces are
+  // found over the whole volume, so a bone's voxels far from the region count too.
+  const Components all = connected_components(calcium, 26);
+  std::vector<std::int64_t> voxels_in(static_cast<std::size_t>(all.count()) + 1, 0), voxels_out(voxels_in.size(), 0);
+  {
+    const at::Tensor in_all = inside.contiguous();
+    const std::int32_t* id = all.labels.data_ptr<std::int32_t>();
+    const bool* in = in_all.data_ptr<bool>();
+    for (std::int64_t i = 0; i < all.labels.numel(); ++i) {
+      if (id[i] != 0) ++(in[i] ? voxels_in : voxels_out)[static_cast<std::size_t>(id[i])];
+    }
+  }
+  at::Tensor kept_lookup = at::zeros({all.count() + 1}, at::kBool);
+  for (std::int64_t k = 1; k <= all.count(); ++k) {
+    if (voxels_in[static_cast<std::size_t>(k)] > voxels_out[static_cast<std::size_t>(k)]) kept_lookup[k] = true;
+  }
+  const at::Tensor piece = box(all.labels);
+  const at::Tensor cand = kept_lookup.index({piece.to(at::kLong)}) & box(inside);
+  const at::Tensor values = box(hu).to(at::kFloat);  // only the box as float
   const Components lesions3d = connected_components(cand, 26);
   const auto n = static_cast<std::size_t>(lesions3d.count());
   // Each 3D lesion's artery: the nearest within assign_mm (first listed on a tie); -1 none.

@@ -75,7 +75,9 @@ struct CalciumReport {
 
 /// The Agatston score of `hu` (non-contrast CT, [z, y, x]) inside `region` (non-zero voxels:
 /// where coronary calcium can be; e.g. the arteries grown by a margin, or the heart's
-/// surroundings): per axial slice, each 8-connected lesion of voxels ≥ threshold with area ≥
+/// surroundings). Calcium (26-connected voxels ≥ threshold) whose piece lies mostly outside
+/// the region is bone reaching in and is left out; the rest counts inside the region. Per axial
+/// slice, each 8-connected lesion of voxels ≥ threshold with area ≥
 /// min_area scores area (mm²) × the weight of its peak (1: 130–199 HU, 2: 200–299, 3: 300–399,
 /// 4: ≥ 400). A lesion (26-connected in 3D) is credited to the artery of `arteries` (name, mask)
 /// nearest to it, if within assign_mm. `spacing_zyx` in mm.

@@ -51,7 +51,7 @@ void read_list(const fs::path& file, const YAML::Node& map, const char* key, std
 
 fs::path resolve(const fs::path& file, const std::string& path) {
   const fs::path p(path);
-  return p.is_absolute() || path.empty() ? p : file.parent_path() / p;
+  return p.is_absolute() || path.empty() ? p : (file.parent_path() / p).lexically_normal();
 }
 
 }  // namespace

@@ -24,7 +24,17 @@ WEIGHTS = [(400, 4), (300, 3), (200, 2), (130, 1)]
 def agatston(ct, region, arteries, spacing_zyx):
     """Per artery and unassigned: the score, computed from scratch."""
     sz, sy, sx = spacing_zyx
-    cand = (ct >= 130) & region
+    # Calcium lying mostly outside the region (over the whole volume) is bone reaching in; the
+    # rest counts inside the region.
+    calcium, m = ndimage.label(ct >= 130, structure=np.ones((3, 3, 3)))
+    inside = np.bincount(calcium[region], minlength=m + 1)
+    outside = np.bincount(calcium[~region], minlength=m + 1)
+    kept = inside > outside
+    kept[0] = False
+    cand_full = kept[calcium] & region
+    box = ndimage.find_objects(region.astype(np.uint8))[0]  # every artery lies inside the region
+    ct, cand = ct[box], cand_full[box]
+    arteries = {a: mask[box] for a, mask in arteries.items()}
     lesions3d, n = ndimage.label(cand, structure=np.ones((3, 3, 3)))
     nearest = np.full(n + 1, np.inf)
     owner = np.full(n + 1, None, dtype=object)
@@ -78,8 +88,7 @@ with h5py.File(dataset, "r") as f:
         ct = study["series/ct/image"][()].astype(np.float32)
         arteries = {a: anatomy == ids[a] for a in ("coronary_lad", "coronary_lcx", "coronary_rca")}
         region = grown(np.any(list(arteries.values()), axis=0), 3.0, spacing_zyx)
-        box = ndimage.find_objects(region.astype(np.uint8))[0]  # every artery lies inside the region
-        expected = agatston(ct[box], region[box], {a: m[box] for a, m in arteries.items()}, spacing_zyx)
+        expected = agatston(ct, region, arteries, spacing_zyx)
         calcium = report["calcium"]
         for a in arteries:
             got = calcium["arteries"][a]["agatston"]

@@ -185,9 +185,11 @@ TEST(Measures, AgatstonScoresDrawnCalcificationsPerArtery) {
   hu[3][8][11] = 320;  // the peak on one slice raises that slice's weight to 3
   hu.slice(0, 7, 8).slice(1, 27, 29).slice(2, 10, 16).fill_(450);
   hu.slice(0, 7, 8).slice(1, 27, 28).slice(2, 22, 25).fill_(900);
-  hu.slice(0, 0, 10).slice(1, 0, 2).fill_(700);  // bone along an edge
+  hu.slice(0, 0, 10).slice(1, 0, 2).fill_(700);  // bone along an edge, outside the region
+  hu.slice(0, 2, 8).slice(1, 36, 40).slice(2, 36, 40).fill_(800);  // bone reaching into the region from outside
   at::Tensor region = torch::ones({10, 40, 40}, torch::kBool);
   region.slice(1, 0, 3).fill_(false);
+  region.slice(1, 38, 40).fill_(false);
   const CalciumReport r = agatston(hu, region, {{"lad", lad}, {"rca", rca}}, spacing);
   EXPECT_NEAR(r.arteries.at("lad").agatston, 4 * 3 + 4 * 2, 1e-9);  // slice factor 3 / 3
   EXPECT_NEAR(r.arteries.at("rca").agatston, 3 * 4, 1e-9);
