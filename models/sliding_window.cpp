@@ -96,17 +96,28 @@ at::Tensor window_batch_logits(const at::Tensor& padded, const std::vector<std::
   return flips == 1 ? out : out / static_cast<double>(flips);
 }
 
+WindowPlan plan_windows(const at::Tensor& image, const SlidingWindowOptions& options) {
+  check_window_input(image, options);
+  WindowPlan plan;
+  plan.size = {image.size(1), image.size(2), image.size(3)};
+  plan.padded = pad_to_window(image, options.window);
+  plan.full = {plan.padded.size(1), plan.padded.size(2), plan.padded.size(3)};
+  plan.importance = gaussian_importance(options.window, options.sigma_scale);
+  plan.origins = window_origins(plan.full, options);
+  return plan;
+}
+
 at::Tensor sliding_window_logits(const at::Tensor& image, std::int64_t classes, const WindowForward& forward,
                                  const SlidingWindowOptions& options) {
-  check_window_input(image, options);
   const auto& w = options.window;
-  const std::array<std::int64_t, 3> size{image.size(1), image.size(2), image.size(3)};
-  const at::Tensor padded = pad_to_window(image, w);
-  const std::array<std::int64_t, 3> full{padded.size(1), padded.size(2), padded.size(3)};
-  const at::Tensor importance = gaussian_importance(w, options.sigma_scale);
+  const WindowPlan plan = plan_windows(image, options);
+  const auto& size = plan.size;
+  const auto& padded = plan.padded;
+  const auto& full = plan.full;
+  const auto& importance = plan.importance;
+  const auto& origins = plan.origins;
   at::Tensor logits = at::zeros({classes, full[0], full[1], full[2]}, at::kFloat);
   at::Tensor weight = at::zeros({full[0], full[1], full[2]}, at::kFloat);
-  const auto origins = window_origins(full, options);
   for (std::size_t first = 0; first < origins.size(); first += static_cast<std::size_t>(options.batch)) {
     const std::size_t last = std::min(origins.size(), first + static_cast<std::size_t>(options.batch));
     const at::Tensor out = window_batch_logits(padded, origins, first, last, classes, forward, options);

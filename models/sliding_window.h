@@ -38,6 +38,16 @@ using WindowForward = std::function<at::Tensor(const at::Tensor&)>;
 /// or a batch below 1.
 void check_window_input(const at::Tensor& image, const SlidingWindowOptions& options);
 
+/// What every sliding-window pass over an image starts from (after check_window_input).
+struct WindowPlan {
+  std::array<std::int64_t, 3> size{};  ///< the image's [D, H, W]
+  at::Tensor padded;                   ///< pad_to_window(image), float32
+  std::array<std::int64_t, 3> full{};  ///< the padded [D, H, W]
+  at::Tensor importance;               ///< gaussian_importance(window, sigma_scale)
+  std::vector<std::array<std::int64_t, 3>> origins;  ///< window_origins(full, options)
+};
+WindowPlan plan_windows(const at::Tensor& image, const SlidingWindowOptions& options);
+
 /// `image` [C, D, H, W] as float32, padded with zeros (the normalised mean) at the far end of
 /// each axis shorter than the window (the image itself, not a copy, when it is float32, contiguous
 /// and at least a window on every axis).

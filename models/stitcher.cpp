@@ -28,12 +28,13 @@ std::int64_t band_bytes(const std::array<std::int64_t, 3>& shape_zyx, std::int64
 at::Tensor sliding_window_labels(const at::Tensor& image, std::int64_t classes, const WindowForward& forward,
                                  const SlidingWindowOptions& options, Accumulation accumulation,
                                  const WindowProgress& progress) {
-  check_window_input(image, options);
   const auto& w = options.window;
-  const std::array<std::int64_t, 3> size{image.size(1), image.size(2), image.size(3)};
-  const at::Tensor padded = pad_to_window(image, w);
-  const std::array<std::int64_t, 3> full{padded.size(1), padded.size(2), padded.size(3)};
-  const at::Tensor importance = gaussian_importance(w, options.sigma_scale);
+  const WindowPlan plan = plan_windows(image, options);
+  const auto& size = plan.size;
+  const auto& padded = plan.padded;
+  const auto& full = plan.full;
+  const auto& importance = plan.importance;
+  const auto& origins = plan.origins;
   const at::ScalarType acc_type = accumulation == Accumulation::kFloat16 ? at::kHalf : at::kFloat;
   at::Tensor band = at::zeros({classes, w[0], full[1], full[2]}, acc_type);
   at::Tensor band_weight = at::zeros({w[0], full[1], full[2]}, at::kFloat);
@@ -63,7 +64,6 @@ at::Tensor sliding_window_labels(const at::Tensor& image, std::int64_t classes, 
     band_z = until;
   };
 
-  const auto origins = window_origins(full, options);
   const auto total = static_cast<std::int64_t>(origins.size());
   for (std::size_t first = 0; first < origins.size(); first += static_cast<std::size_t>(options.batch)) {
     const std::size_t last = std::min(origins.size(), first + static_cast<std::size_t>(options.batch));
