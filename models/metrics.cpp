@@ -84,13 +84,35 @@ double percentile95(at::Tensor values) {
 
 }  // namespace
 
-at::Tensor dice_counts(const at::Tensor& prediction, const at::Tensor& truth, std::int64_t classes) {
+at::Tensor dice_counts(const at::Tensor& prediction, const at::Tensor& truth, std::int64_t classes,
+                       const std::vector<std::int64_t>* truth_classes) {
   check_pair(prediction, truth);
-  const at::Tensor p = prediction.flatten().to(at::kLong), t = truth.flatten().to(at::kLong);
-  const at::Tensor pred_counts = at::bincount(p, {}, classes).slice(0, 0, classes);
-  const at::Tensor truth_counts = at::bincount(t, {}, classes).slice(0, 0, classes);
-  const at::Tensor both = at::bincount(p.index({p == t}), {}, classes).slice(0, 0, classes);
-  return at::stack({both, pred_counts, truth_counts}, 1).slice(0, 1, classes).to(at::kDouble);
+  // One pass over the maps as stored (uint8, or int32 for anything wider): no int64 copies.
+  const auto narrow = [](const at::Tensor& x) { return x.scalar_type() == at::kByte ? x.contiguous() : x.to(at::kInt).contiguous(); };
+  const at::Tensor p = narrow(prediction), t = narrow(truth);
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(classes) * 3, 0);
+  const auto count = [&](const auto* pp, const auto* tp) {
+    for (std::int64_t i = 0; i < p.numel(); ++i) {
+      const auto a = static_cast<std::int64_t>(pp[i]);
+      auto b = static_cast<std::int64_t>(tp[i]);
+      if (truth_classes != nullptr) b = b >= 0 && b < static_cast<std::int64_t>(truth_classes->size()) ? (*truth_classes)[static_cast<std::size_t>(b)] : -1;
+      const bool a_in = a > 0 && a < classes, b_in = b > 0 && b < classes;
+      if (a_in) ++counts[static_cast<std::size_t>(a) * 3 + 1];
+      if (b_in) ++counts[static_cast<std::size_t>(b) * 3 + 2];
+      if (a_in && a == b) ++counts[static_cast<std::size_t>(a) * 3];
+    }
+  };
+  const bool p8 = p.scalar_type() == at::kByte, t8 = t.scalar_type() == at::kByte;
+  if (p8 && t8) count(p.data_ptr<std::uint8_t>(), t.data_ptr<std::uint8_t>());
+  if (p8 && !t8) count(p.data_ptr<std::uint8_t>(), t.data_ptr<std::int32_t>());
+  if (!p8 && t8) count(p.data_ptr<std::int32_t>(), t.data_ptr<std::uint8_t>());
+  if (!p8 && !t8) count(p.data_ptr<std::int32_t>(), t.data_ptr<std::int32_t>());
+  at::Tensor out = at::zeros({std::max<std::int64_t>(classes - 1, 0), 3}, at::kDouble);
+  auto o = out.accessor<double, 2>();
+  for (std::int64_t c = 1; c < classes; ++c) {
+    for (int k = 0; k < 3; ++k) o[c - 1][k] = static_cast<double>(counts[static_cast<std::size_t>(c) * 3 + static_cast<std::size_t>(k)]);
+  }
+  return out;
 }
 
 std::vector<double> dice_from_counts(const at::Tensor& counts) {

@@ -10,8 +10,12 @@
 namespace vitruvian::models {
 
 /// Per class c = 1..classes−1 of integer label maps of one shape: [intersection, |pred|, |truth|]
-/// as float64 [classes − 1, 3]. Sum these over studies or ranks before dice_from_counts.
-at::Tensor dice_counts(const at::Tensor& prediction, const at::Tensor& truth, std::int64_t classes);
+/// as float64 [classes − 1, 3]. Sum these over studies or ranks before dice_from_counts. With
+/// `truth_classes`, truth values are dataset label ids, truth_classes[id] their class (ids
+/// beyond it count nowhere). One pass over the maps as stored, without widened copies; values
+/// outside 1..classes−1 count nowhere.
+at::Tensor dice_counts(const at::Tensor& prediction, const at::Tensor& truth, std::int64_t classes,
+                       const std::vector<std::int64_t>* truth_classes = nullptr);
 /// 2·I / (|P| + |T|) per row of `counts`; NaN where both are empty.
 std::vector<double> dice_from_counts(const at::Tensor& counts);
 

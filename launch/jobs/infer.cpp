@@ -142,35 +142,6 @@ int mirror_mask(const std::string& axes) {
   return mask;
 }
 
-/// dice_counts of `prediction` (class indices) against `truth` (dataset label ids mapped to
-/// classes by `lookup`), in one pass over the voxels without widening either map.
-at::Tensor grouped_dice_counts(const at::Tensor& prediction, const at::Tensor& truth, const std::vector<std::int64_t>& lookup,
-                               std::int64_t classes) {
-  // Label maps are uint8 or int32 (uint16 in memory); the other types are widened first.
-  const auto narrow = [](const at::Tensor& x) { return x.scalar_type() == at::kByte ? x.contiguous() : x.to(at::kInt).contiguous(); };
-  const at::Tensor p = narrow(prediction), t = narrow(truth);
-  std::vector<std::int64_t> counts(static_cast<std::size_t>(classes) * 3, 0);
-  const auto count = [&](const auto* pp, const auto* tp) {
-    for (std::int64_t i = 0; i < p.numel(); ++i) {
-      const auto a = static_cast<std::int64_t>(pp[i]);
-      const std::int64_t b = lookup[static_cast<std::size_t>(tp[i])];
-      if (a > 0 && a < classes) ++counts[static_cast<std::size_t>(a) * 3 + 1];
-      if (b > 0) ++counts[static_cast<std::size_t>(b) * 3 + 2];
-      if (a == b && a > 0) ++counts[static_cast<std::size_t>(a) * 3];
-    }
-  };
-  const bool p8 = p.scalar_type() == at::kByte, t8 = t.scalar_type() == at::kByte;
-  if (p8 && t8) count(p.data_ptr<std::uint8_t>(), t.data_ptr<std::uint8_t>());
-  if (p8 && !t8) count(p.data_ptr<std::uint8_t>(), t.data_ptr<std::int32_t>());
-  if (!p8 && t8) count(p.data_ptr<std::int32_t>(), t.data_ptr<std::uint8_t>());
-  if (!p8 && !t8) count(p.data_ptr<std::int32_t>(), t.data_ptr<std::int32_t>());
-  at::Tensor out = at::zeros({classes - 1, 3}, at::kDouble);
-  for (std::int64_t c = 1; c < classes; ++c) {
-    for (int k = 0; k < 3; ++k) out[c - 1][k] = static_cast<double>(counts[static_cast<std::size_t>(c) * 3 + static_cast<std::size_t>(k)]);
-  }
-  return out;
-}
-
 /// `labels` (class indices) with class c written as ids[c]: uint8 when every id fits, else uint16.
 data::Volume relabel(const data::Volume& labels, const std::vector<int>& ids) {
   const bool narrow = *std::max_element(ids.begin(), ids.end()) <= 255;
@@ -535,7 +506,7 @@ class Campaign {
           if (id > 0 && id < 65536) lookup[static_cast<std::size_t>(id)] = static_cast<std::int64_t>(c);
         }
       }
-      const auto dice = models::dice_from_counts(grouped_dice_counts(r.labels.voxels, truth.voxels, lookup, classes));
+      const auto dice = models::dice_from_counts(models::dice_counts(r.labels.voxels, truth.voxels, classes, &lookup));
       json d = json::object();
       for (std::int64_t c = 1; c < classes; ++c) {
         const double v = dice[static_cast<std::size_t>(c - 1)];
