@@ -39,17 +39,29 @@ std::vector<fs::path> folders(const fs::path& root, const std::string& prefix) {
 
 }  // namespace
 
+namespace {
+constexpr std::uint64_t kFnvOffset = 0xcbf29ce484222325ull;
+
+std::uint64_t fnv1a_update(std::uint64_t h, const char* data, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(data[i])) * 0x100000001b3ull;
+  return h;
+}
+}  // namespace
+
 std::string file_checksum(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path.string(), "cannot be read");
-  std::uint64_t h = 0xcbf29ce484222325ull;
+  std::uint64_t h = kFnvOffset;
   std::vector<char> buffer(1 << 16);
   while (in) {
     in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    const auto n = in.gcount();
-    for (std::streamsize i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(buffer[i])) * 0x100000001b3ull;
+    h = fnv1a_update(h, buffer.data(), static_cast<std::size_t>(in.gcount()));
   }
   return fmt::format("{:016x}", h);
+}
+
+std::string text_checksum(std::string_view text) {
+  return fmt::format("{:016x}", fnv1a_update(kFnvOffset, text.data(), text.size()));
 }
 
 void write_checkpoint(const fs::path& root, const std::string& name, const std::function<void(const fs::path&)>& fill,

@@ -8,12 +8,15 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace vitruvian {
 
 /// FNV-1a 64 of a file's bytes, as 16 hex digits. InputError naming the file if unreadable.
 std::string file_checksum(const std::filesystem::path& path);
+/// The same checksum of `text`.
+std::string text_checksum(std::string_view text);
 
 /// Writes ROOT/<name>: `fill` writes the files into the temporary folder it is given; then
 /// manifest.json (every file's size and checksum, complete: true) is added, and the folder is

@@ -51,12 +51,6 @@ constexpr std::size_t kLesionsListed = 100;
 /// Studies with at least this many windows show a progress bar of their own on rank 0.
 constexpr std::int64_t kWindowBarFrom = 500;
 
-std::uint64_t fnv1a(const std::string& text) {
-  std::uint64_t h = 1469598103934665603ULL;
-  for (const unsigned char c : text) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
-
 /// Escapes text for HTML.
 std::string html_escape(const std::string& text) {
   std::string out;
@@ -220,7 +214,7 @@ class Campaign {
     settings.studies.clear();
     std::string text = campaign_yaml(settings);
     for (const auto& [model, sum] : model_sums_) text += model + " " + sum + "\n";
-    fingerprint_ = fmt::format("{:016x}", fnv1a(text));
+    fingerprint_ = text_checksum(text);
     // Route options that name classes must name the model's.
     for (const auto& route : config_.routes) {
       if (route.model.empty()) continue;
