@@ -13,6 +13,7 @@
 #include <set>
 
 #include "core/errors.h"
+#include "core/yaml_keys.h"
 
 namespace vitruvian::data {
 namespace {
@@ -21,23 +22,9 @@ namespace fs = std::filesystem;
 
 // ---- manifest ----
 
-std::string where(const fs::path& file, const YAML::Node& node) {
-  return fmt::format("{}:{}", file.string(), node.Mark().line + 1);
-}
-
-void only_keys(const fs::path& file, const YAML::Node& map, const std::set<std::string>& known, const char* what) {
-  for (const auto& entry : map) {
-    const auto key = entry.first.as<std::string>();
-    if (known.count(key) == 0) {
-      throw ConfigError(where(file, entry.first),
-                        fmt::format("unknown key '{}' in {}; expected one of: {}", key, what, fmt::join(known, ", ")));
-    }
-  }
-}
-
 std::string scalar(const fs::path& file, const YAML::Node& node, const std::string& what) {
   if (!node || !node.IsScalar() || node.as<std::string>().empty()) {
-    throw ConfigError(where(file, node), what + " must be a non-empty text");
+    throw ConfigError(yaml_where(file, node), what + " must be a non-empty text");
   }
   return node.as<std::string>();
 }
@@ -89,7 +76,7 @@ std::vector<FileEntry> file_entries(const fs::path& file, const YAML::Node& sect
                                     const std::string& what, const char* extra_key) {
   std::vector<FileEntry> entries;
   if (!section) return entries;
-  if (!section.IsMap()) throw ConfigError(where(file, section), fmt::format("'{}' must map names to files", section_name));
+  if (!section.IsMap()) throw ConfigError(yaml_where(file, section), fmt::format("'{}' must map names to files", section_name));
   for (const auto& entry : section) {
     FileEntry e;
     e.name = entry.first.as<std::string>();
@@ -97,11 +84,11 @@ std::vector<FileEntry> file_entries(const fs::path& file, const YAML::Node& sect
     if (entry.second.IsScalar()) {
       e.file = resolve(file, scalar(file, entry.second, subject));
     } else if (entry.second.IsMap()) {
-      only_keys(file, entry.second, {"file", extra_key}, ("a " + what).c_str());
+      check_yaml_keys(file, entry.second, {"file", extra_key}, ("a " + what).c_str());
       e.file = resolve(file, scalar(file, entry.second["file"], subject + " file"));
       if (entry.second[extra_key]) e.extra = scalar(file, entry.second[extra_key], extra_key);
     } else {
-      throw ConfigError(where(file, entry.second), fmt::format("{} must be a file or {{file, {}}}", subject, extra_key));
+      throw ConfigError(yaml_where(file, entry.second), fmt::format("{} must be a file or {{file, {}}}", subject, extra_key));
     }
     entries.push_back(std::move(e));
   }
@@ -109,10 +96,10 @@ std::vector<FileEntry> file_entries(const fs::path& file, const YAML::Node& sect
 }
 
 StudySource read_study(const fs::path& file, const YAML::Node& node) {
-  if (!node.IsMap()) throw ConfigError(where(file, node), "each study must be a mapping with at least 'id'");
-  only_keys(file, node, {"id", "series", "labels", "dicom", "metadata"}, "a study");
+  if (!node.IsMap()) throw ConfigError(yaml_where(file, node), "each study must be a mapping with at least 'id'");
+  check_yaml_keys(file, node, {"id", "series", "labels", "dicom", "metadata"}, "a study");
   StudySource study;
-  study.origin = where(file, node);
+  study.origin = yaml_where(file, node);
   study.id = scalar(file, node["id"], "'id'");
   for (auto& e : file_entries(file, node["series"], "series", "series", "modality")) {
     study.series.push_back({std::move(e.name), std::move(e.file), std::move(e.extra)});
@@ -126,7 +113,7 @@ StudySource read_study(const fs::path& file, const YAML::Node& node) {
     } else if (dicom.IsSequence()) {
       for (const auto& folder : dicom) study.dicom.push_back(resolve(file, scalar(file, folder, "a DICOM folder")));
     } else {
-      throw ConfigError(where(file, dicom), "'dicom' must be a folder or a list of folders");
+      throw ConfigError(yaml_where(file, dicom), "'dicom' must be a folder or a list of folders");
     }
   }
   if (const auto metadata = node["metadata"]) study.metadata_json = to_json(metadata).dump();
@@ -219,17 +206,17 @@ ImportManifest read_import_manifest(const fs::path& path) {
     throw ConfigError(fmt::format("{}:{}", path.string(), e.mark.line + 1), "not valid YAML: " + e.msg);
   }
   if (!root.IsMap()) throw ConfigError(path.string(), "expected a mapping with 'studies' (and optionally 'labels')");
-  only_keys(path, root, {"studies", "labels"}, "the manifest");
+  check_yaml_keys(path, root, {"studies", "labels"}, "the manifest");
   ImportManifest manifest;
   if (const auto labels = root["labels"]) {
-    if (!labels.IsMap()) throw ConfigError(where(path, labels), "'labels' must map ids to names: {1: liver}");
+    if (!labels.IsMap()) throw ConfigError(yaml_where(path, labels), "'labels' must map ids to names: {1: liver}");
     for (const auto& entry : labels) {
       int id = -1;
       try {
         id = entry.first.as<int>();
       } catch (const YAML::Exception&) {
       }
-      if (id < 0 || id > 65535) throw ConfigError(where(path, entry.first), "label ids are integers in 0..65535");
+      if (id < 0 || id > 65535) throw ConfigError(yaml_where(path, entry.first), "label ids are integers in 0..65535");
       manifest.labels[id] = scalar(path, entry.second, "a label name");
     }
   }

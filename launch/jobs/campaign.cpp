@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/errors.h"
+#include "core/yaml_keys.h"
 #include "launch/jobs/arguments.h"
 #include "models/stitcher.h"
 
@@ -15,18 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string where(const fs::path& file, const YAML::Node& node) { return fmt::format("{}:{}", file.string(), node.Mark().line + 1); }
-
-void only_keys(const fs::path& file, const YAML::Node& map, const std::set<std::string>& known, const char* what) {
-  if (!map.IsMap()) throw ConfigError(where(file, map), fmt::format("{} must be a mapping", what));
-  for (const auto& entry : map) {
-    const auto key = entry.first.as<std::string>();
-    if (known.count(key) == 0) {
-      throw ConfigError(where(file, entry.first), fmt::format("unknown key '{}' in {}; expected one of: {}", key, what, fmt::join(known, ", ")));
-    }
-  }
-}
-
 template <typename T>
 void read(const fs::path& file, const YAML::Node& map, const char* key, T& value) {
   const YAML::Node node = map[key];
@@ -34,7 +23,7 @@ void read(const fs::path& file, const YAML::Node& map, const char* key, T& value
   try {
     value = node.as<T>();
   } catch (const YAML::Exception&) {
-    throw ConfigError(where(file, node), fmt::format("'{}' has a value of the wrong type", key));
+    throw ConfigError(yaml_where(file, node), fmt::format("'{}' has a value of the wrong type", key));
   }
 }
 
@@ -66,7 +55,7 @@ CampaignConfig read_campaign(const fs::path& path) {
     throw ConfigError(path.string(), std::string("not valid YAML: ") + e.what());
   }
   CampaignConfig c;
-  only_keys(path, root,
+  check_yaml_keys(path, root,
             {"input", "output", "studies", "series_name", "modality", "overlap", "batch", "mirror_axes", "accumulation",
              "memory_limit", "write_nifti", "thumbnails", "routes", "calcium"},
             "the campaign");
@@ -87,13 +76,13 @@ CampaignConfig read_campaign(const fs::path& path) {
   read(path, root, "write_nifti", c.write_nifti);
   read(path, root, "thumbnails", c.thumbnails);
   if (const YAML::Node routes = root["routes"]) {
-    if (!routes.IsSequence()) throw ConfigError(where(path, routes), "routes must be a list");
+    if (!routes.IsSequence()) throw ConfigError(yaml_where(path, routes), "routes must be a list");
     for (const auto& node : routes) {
-      only_keys(path, node,
+      check_yaml_keys(path, node,
                 {"name", "model", "labels", "series", "modality", "task", "largest_component", "fill_holes", "lesions", "truth"},
                 "a route");
       Route r;
-      r.origin = where(path, node);
+      r.origin = yaml_where(path, node);
       read(path, node, "name", r.name);
       std::string model;
       read(path, node, "model", model);
@@ -110,7 +99,7 @@ CampaignConfig read_campaign(const fs::path& path) {
     }
   }
   if (const YAML::Node calcium = root["calcium"]) {
-    only_keys(path, calcium, {"series", "arteries", "region", "artery_margin_mm", "region_margin_mm"}, "calcium");
+    check_yaml_keys(path, calcium, {"series", "arteries", "region", "artery_margin_mm", "region_margin_mm"}, "calcium");
     read(path, calcium, "series", c.calcium.series);
     read_list(path, calcium, "arteries", c.calcium.arteries);
     read(path, calcium, "region", c.calcium.region);
