@@ -33,6 +33,8 @@ at::Tensor gaussian_importance(const std::array<std::int64_t, 3>& window, double
   return map.clamp_min(1e-3).to(at::kFloat);
 }
 
+namespace {
+
 void check_window_input(const at::Tensor& image, const SlidingWindowOptions& options) {
   if (image.dim() != 4) {
     throw InputError("sliding window", fmt::format("image of shape {}; expected [C, D, H, W]", fmt::join(image.sizes(), "x")));
@@ -65,6 +67,7 @@ std::vector<std::array<std::int64_t, 3>> window_origins(const std::array<std::in
   return origins;
 }
 
+/// The windows at origins [first, last) stacked, run once per mirror flip, averaged.
 at::Tensor window_batch_logits(const at::Tensor& padded, const std::vector<std::array<std::int64_t, 3>>& origins,
                                std::size_t first, std::size_t last, std::int64_t classes, const WindowForward& forward,
                                const SlidingWindowOptions& options) {
@@ -96,6 +99,8 @@ at::Tensor window_batch_logits(const at::Tensor& padded, const std::vector<std::
   return flips == 1 ? out : out / static_cast<double>(flips);
 }
 
+}  // namespace
+
 WindowPlan plan_windows(const at::Tensor& image, const SlidingWindowOptions& options) {
   check_window_input(image, options);
   WindowPlan plan;
@@ -107,28 +112,30 @@ WindowPlan plan_windows(const at::Tensor& image, const SlidingWindowOptions& opt
   return plan;
 }
 
+void blend_windows(const WindowPlan& plan, std::int64_t classes, const WindowForward& forward,
+                   const SlidingWindowOptions& options, const WindowAdd& add, const std::function<void(std::size_t)>& batch_done) {
+  const auto& origins = plan.origins;
+  for (std::size_t first = 0; first < origins.size(); first += static_cast<std::size_t>(options.batch)) {
+    const std::size_t last = std::min(origins.size(), first + static_cast<std::size_t>(options.batch));
+    const at::Tensor out = window_batch_logits(plan.padded, origins, first, last, classes, forward, options);
+    for (std::size_t i = first; i < last; ++i) add(origins[i], out[static_cast<std::int64_t>(i - first)] * plan.importance);
+    if (batch_done) batch_done(last);
+  }
+}
+
 at::Tensor sliding_window_logits(const at::Tensor& image, std::int64_t classes, const WindowForward& forward,
                                  const SlidingWindowOptions& options) {
   const auto& w = options.window;
   const WindowPlan plan = plan_windows(image, options);
-  const auto& size = plan.size;
-  const auto& padded = plan.padded;
   const auto& full = plan.full;
-  const auto& importance = plan.importance;
-  const auto& origins = plan.origins;
   at::Tensor logits = at::zeros({classes, full[0], full[1], full[2]}, at::kFloat);
   at::Tensor weight = at::zeros({full[0], full[1], full[2]}, at::kFloat);
-  for (std::size_t first = 0; first < origins.size(); first += static_cast<std::size_t>(options.batch)) {
-    const std::size_t last = std::min(origins.size(), first + static_cast<std::size_t>(options.batch));
-    const at::Tensor out = window_batch_logits(padded, origins, first, last, classes, forward, options);
-    for (std::size_t i = first; i < last; ++i) {
-      const auto& o = origins[i];
-      logits.slice(1, o[0], o[0] + w[0]).slice(2, o[1], o[1] + w[1]).slice(3, o[2], o[2] + w[2]).add_(out[i - first] * importance);
-      weight.slice(0, o[0], o[0] + w[0]).slice(1, o[1], o[1] + w[1]).slice(2, o[2], o[2] + w[2]).add_(importance);
-    }
-  }
+  blend_windows(plan, classes, forward, options, [&](const std::array<std::int64_t, 3>& o, const at::Tensor& weighted) {
+    logits.slice(1, o[0], o[0] + w[0]).slice(2, o[1], o[1] + w[1]).slice(3, o[2], o[2] + w[2]).add_(weighted);
+    weight.slice(0, o[0], o[0] + w[0]).slice(1, o[1], o[1] + w[1]).slice(2, o[2], o[2] + w[2]).add_(plan.importance);
+  });
   logits.div_(weight);
-  return logits.slice(1, 0, size[0]).slice(2, 0, size[1]).slice(3, 0, size[2]).contiguous();
+  return logits.slice(1, 0, plan.size[0]).slice(2, 0, plan.size[1]).slice(3, 0, plan.size[2]).contiguous();
 }
 
 }  // namespace vitruvian::models

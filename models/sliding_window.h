@@ -34,36 +34,30 @@ at::Tensor gaussian_importance(const std::array<std::int64_t, 3>& window, double
 /// Logits for a batch of windows [B, C, wz, wy, wx] → [B, K, wz, wy, wx].
 using WindowForward = std::function<at::Tensor(const at::Tensor&)>;
 
-/// Throws InputError unless `image` is [C, D, H, W], ConfigError for an overlap outside [0, 1)
-/// or a batch below 1.
-void check_window_input(const at::Tensor& image, const SlidingWindowOptions& options);
-
-/// What every sliding-window pass over an image starts from (after check_window_input).
+/// What every sliding-window pass over an image starts from.
 struct WindowPlan {
   std::array<std::int64_t, 3> size{};  ///< the image's [D, H, W]
-  at::Tensor padded;                   ///< pad_to_window(image), float32
+  at::Tensor padded;                   ///< float32, zero-padded (the normalised mean) up to a window per axis
   std::array<std::int64_t, 3> full{};  ///< the padded [D, H, W]
   at::Tensor importance;               ///< gaussian_importance(window, sigma_scale)
-  std::vector<std::array<std::int64_t, 3>> origins;  ///< window_origins(full, options)
+  std::vector<std::array<std::int64_t, 3>> origins;  ///< every window's first voxel, in z-y-x order
 };
+/// Throws InputError unless `image` is [C, D, H, W], ConfigError for an overlap outside [0, 1)
+/// or a batch below 1. The padded image is `image` itself, not a copy, when it is float32,
+/// contiguous and at least a window on every axis.
 WindowPlan plan_windows(const at::Tensor& image, const SlidingWindowOptions& options);
 
-/// `image` [C, D, H, W] as float32, padded with zeros (the normalised mean) at the far end of
-/// each axis shorter than the window (the image itself, not a copy, when it is float32, contiguous
-/// and at least a window on every axis).
-at::Tensor pad_to_window(const at::Tensor& image, const std::array<std::int64_t, 3>& window);
+/// A window's first voxel [z, y, x] in the padded image and its logits times the importance
+/// map, float32 [classes, wz, wy, wx].
+using WindowAdd = std::function<void(const std::array<std::int64_t, 3>&, const at::Tensor&)>;
 
-/// Every window's first voxel [z, y, x] over a volume of `size` (at least a window per axis), in
-/// z-y-x order.
-std::vector<std::array<std::int64_t, 3>> window_origins(const std::array<std::int64_t, 3>& size,
-                                                        const SlidingWindowOptions& options);
-
-/// The windows of `padded` at `origins` [first, last) stacked into a batch, run through
-/// `forward` once per mirror flip of `mirror_axes` and averaged: float32 [B, classes, wz, wy, wx].
-/// InputError when the network gives another number of channels.
-at::Tensor window_batch_logits(const at::Tensor& padded, const std::vector<std::array<std::int64_t, 3>>& origins,
-                               std::size_t first, std::size_t last, std::int64_t classes, const WindowForward& forward,
-                               const SlidingWindowOptions& options);
+/// Runs `forward` over the windows of `plan` in batches of options.batch, each batch once per
+/// mirror flip of options.mirror_axes (averaged), and hands every window to `add` in z-y-x
+/// order; `batch_done` (if set) gets the number of windows done after each batch. InputError
+/// when the network gives another number of channels than `classes`.
+void blend_windows(const WindowPlan& plan, std::int64_t classes, const WindowForward& forward,
+                   const SlidingWindowOptions& options, const WindowAdd& add,
+                   const std::function<void(std::size_t)>& batch_done = {});
 
 /// Runs `forward` over `image` [C, D, H, W] and returns the blended logits [K, D, H, W]
 /// (float32). Volumes smaller than the window are padded with zeros and cropped back.

@@ -31,10 +31,7 @@ at::Tensor sliding_window_labels(const at::Tensor& image, std::int64_t classes, 
   const auto& w = options.window;
   const WindowPlan plan = plan_windows(image, options);
   const auto& size = plan.size;
-  const auto& padded = plan.padded;
   const auto& full = plan.full;
-  const auto& importance = plan.importance;
-  const auto& origins = plan.origins;
   const at::ScalarType acc_type = accumulation == Accumulation::kFloat16 ? at::kHalf : at::kFloat;
   at::Tensor band = at::zeros({classes, w[0], full[1], full[2]}, acc_type);
   at::Tensor band_weight = at::zeros({w[0], full[1], full[2]}, at::kFloat);
@@ -64,20 +61,18 @@ at::Tensor sliding_window_labels(const at::Tensor& image, std::int64_t classes, 
     band_z = until;
   };
 
-  const auto total = static_cast<std::int64_t>(origins.size());
-  for (std::size_t first = 0; first < origins.size(); first += static_cast<std::size_t>(options.batch)) {
-    const std::size_t last = std::min(origins.size(), first + static_cast<std::size_t>(options.batch));
-    const at::Tensor out = window_batch_logits(padded, origins, first, last, classes, forward, options);
-    for (std::size_t i = first; i < last; ++i) {
-      const auto& o = origins[i];
-      emit(o[0]);  // windows come in z order: rows above this start are done
-      const std::int64_t z = o[0] - band_z;
-      at::Tensor weighted = out[static_cast<std::int64_t>(i - first)] * importance;
-      band.slice(1, z, z + w[0]).slice(2, o[1], o[1] + w[1]).slice(3, o[2], o[2] + w[2]).add_(weighted.to(acc_type));
-      band_weight.slice(0, z, z + w[0]).slice(1, o[1], o[1] + w[1]).slice(2, o[2], o[2] + w[2]).add_(importance);
-    }
-    if (progress) progress(static_cast<std::int64_t>(last), total);
-  }
+  const auto total = static_cast<std::int64_t>(plan.origins.size());
+  blend_windows(
+      plan, classes, forward, options,
+      [&](const std::array<std::int64_t, 3>& o, const at::Tensor& weighted) {
+        emit(o[0]);  // windows come in z order: rows above this start are done
+        const std::int64_t z = o[0] - band_z;
+        band.slice(1, z, z + w[0]).slice(2, o[1], o[1] + w[1]).slice(3, o[2], o[2] + w[2]).add_(weighted.to(acc_type));
+        band_weight.slice(0, z, z + w[0]).slice(1, o[1], o[1] + w[1]).slice(2, o[2], o[2] + w[2]).add_(plan.importance);
+      },
+      [&](std::size_t done) {
+        if (progress) progress(static_cast<std::int64_t>(done), total);
+      });
   emit(band_z + w[0]);
   return labels;
 }
