@@ -160,7 +160,7 @@ std::vector<IntensitySummary> class_intensities(const at::Tensor& labels, const 
 
 std::vector<Lesion> lesions(const at::Tensor& mask, const std::array<double, 3>& spacing_zyx, std::int64_t min_voxels) {
   const Components c = connected_components(mask, 26);
-  const std::int64_t nz = mask.size(0), ny = mask.size(1), nx = mask.size(2), plane = ny * nx;
+  const std::int64_t ny = mask.size(1), nx = mask.size(2), plane = ny * nx;
   const auto* lab = c.labels.data_ptr<std::int32_t>();
   const std::size_t n = static_cast<std::size_t>(c.count());
   // Pass 1: sums of indices and each component's first and last slice.
@@ -203,7 +203,6 @@ std::vector<Lesion> lesions(const at::Tensor& mask, const std::array<double, 3>&
     const auto k = static_cast<std::size_t>(lab[i] - 1);
     if (i / plane == best[k]) points[k].push_back({(i / nx) % ny, i % nx});
   }
-  (void)nz;
   const double voxel_ml = spacing_zyx[0] * spacing_zyx[1] * spacing_zyx[2] / 1000.0;
   std::vector<Lesion> out;
   for (std::size_t k = 0; k < n; ++k) {

@@ -6,7 +6,6 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <thread>
 
 #include "core/errors.h"
 
@@ -16,16 +15,11 @@ constexpr int kRequestTag = 1;
 constexpr int kReplyTag = 2;
 }  // namespace
 
-struct WorkQueue::Server {
-  std::thread thread;
-};
-
 WorkQueue::WorkQueue(const MpiComm& comm, std::int64_t total, bool threads_ok)
     : comm_(comm.dup()), total_(total), dynamic_(threads_ok && comm.size() > 1) {
   round_robin_ = comm_.rank();
   if (dynamic_ && comm_.rank() == 0) {
-    server_ = std::make_unique<Server>();
-    server_->thread = std::thread([this] {
+    server_ = std::thread([this] {
       try {
         serve();
       } catch (const std::exception& e) {
@@ -94,7 +88,7 @@ std::optional<std::int64_t> WorkQueue::next() {
 }
 
 void WorkQueue::finish() {
-  if (server_ && server_->thread.joinable()) server_->thread.join();
+  if (server_.joinable()) server_.join();
 }
 
 }  // namespace vitruvian

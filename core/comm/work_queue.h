@@ -6,8 +6,8 @@
 
 #include <atomic>
 #include <cstdint>
-#include <memory>
 #include <optional>
+#include <thread>
 
 #include "core/mpi.h"
 
@@ -41,8 +41,7 @@ class WorkQueue {
   std::atomic<std::int64_t> handed_{0};
   std::int64_t round_robin_ = 0;
   bool drained_ = false;
-  struct Server;
-  std::unique_ptr<Server> server_;
+  std::thread server_;  ///< rank 0 with several ranks only
 };
 
 }  // namespace vitruvian

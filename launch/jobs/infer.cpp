@@ -229,27 +229,25 @@ class Campaign {
   /// repeated id or a listed study no input has.
   std::vector<StudyRef> studies(const std::set<std::string>& failed_import) const {
     std::vector<StudyRef> out;
-    std::set<std::string> seen;
+    std::map<std::string, std::size_t> position;  // id -> index in out
     for (std::size_t s = 0; s < stores_.size(); ++s) {
       for (const auto& info : stores_[s]->studies()) {
-        if (!seen.insert(info.id).second) {
+        if (!position.emplace(info.id, out.size()).second) {
           throw InputError(stores_[s]->path().string(), "study '" + info.id + "' is also in an earlier input; study ids must be unique");
         }
         out.push_back({s, info.id, info.voxels});
       }
     }
-    if (!config_.studies.empty()) {
-      std::vector<StudyRef> kept;
-      std::set<std::string> listed;
-      for (const auto& id : config_.studies) {
-        if (!listed.insert(id).second || failed_import.count(id) != 0) continue;  // repeated, or recorded as failed
-        const auto it = std::find_if(out.begin(), out.end(), [&](const StudyRef& r) { return r.id == id; });
-        if (it == out.end()) throw InputError("studies", "study '" + id + "' is in none of the inputs");
-        kept.push_back(*it);
-      }
-      out = kept;
+    if (config_.studies.empty()) return out;
+    std::vector<StudyRef> kept;
+    std::set<std::string> listed;
+    for (const auto& id : config_.studies) {
+      if (!listed.insert(id).second || failed_import.count(id) != 0) continue;  // repeated, or recorded as failed
+      const auto it = position.find(id);
+      if (it == position.end()) throw InputError("studies", "study '" + id + "' is in none of the inputs");
+      kept.push_back(out[it->second]);
     }
-    return out;
+    return kept;
   }
 
   /// Runs every route on the study and writes its folder (labels.h5, report.json, thumbnail.png,
@@ -283,7 +281,7 @@ class Campaign {
     std::vector<std::pair<const Route*, RouteResult>> results;
     for (const auto& route : config_.routes) {
       if (!route.task.empty() && route.task != task) continue;
-      std::optional<RouteResult> r = route.model.empty() ? measure_existing(route, store, info, get, notes)
+      std::optional<RouteResult> r = route.model.empty() ? measure_existing(route, store, info, notes)
                                                          : run_model(route, store, info, get, notes);
       if (r) results.emplace_back(&route, std::move(*r));
     }
@@ -354,8 +352,6 @@ class Campaign {
     });
     return report;
   }
-
-  const CampaignConfig& config() const { return config_; }
 
  private:
   /// The study's task: its metadata's "task", else the phantom kind ("" when neither).
@@ -518,9 +514,8 @@ class Campaign {
     return r;
   }
 
-  template <typename Get>
   std::optional<RouteResult> measure_existing(const Route& route, const data::VolumeStore& store, const data::StudyInfo& info,
-                                              Get& /*get*/, json& notes) {
+                                              json& notes) {
     const data::LabelInfo* label = info.find_label(route.labels);
     if (label == nullptr) {
       notes.push_back(fmt::format("route {}: the study has no label map '{}'", route.name, route.labels));
