@@ -96,6 +96,7 @@ struct LoadedModel {
 
 /// One study of the campaign: which input holds it and how big it is.
 struct StudyRef {
+  std::size_t index = 0;  ///< position in the campaign's list of studies
   std::size_t store = 0;
   std::string id;
   std::int64_t voxels = 0;
@@ -238,7 +239,7 @@ class Campaign {
         out.push_back({s, info.id, info.voxels});
       }
     }
-    if (config_.studies.empty()) return out;
+    if (config_.studies.empty()) return numbered(out);
     std::vector<StudyRef> kept;
     std::set<std::string> listed;
     for (const auto& id : config_.studies) {
@@ -247,7 +248,12 @@ class Campaign {
       if (it == position.end()) throw InputError("studies", "study '" + id + "' is in none of the inputs");
       kept.push_back(out[it->second]);
     }
-    return kept;
+    return numbered(kept);
+  }
+
+  static std::vector<StudyRef> numbered(std::vector<StudyRef> refs) {
+    for (std::size_t i = 0; i < refs.size(); ++i) refs[i].index = i;
+    return refs;
   }
 
   /// Runs every route on the study and writes its folder (labels.h5, report.json, thumbnail.png,
@@ -738,16 +744,20 @@ std::vector<fs::path> prepare_outputs(const CampaignConfig& config, bool force) 
 }
 
 /// Rank 0, at the end: campaign.json and index.html from the study folders and failure records.
-int write_summary(const CampaignConfig& config, const std::vector<StudyRef>& all, const std::set<std::string>& this_run, double wall_s,
-                  int ranks) {
+/// `done[i]`: study all[i] has a complete folder (verified at the start, or written by this run).
+int write_summary(const CampaignConfig& config, const std::vector<StudyRef>& all, const std::vector<std::uint8_t>& done_flags,
+                  const std::set<std::string>& this_run, double wall_s, int ranks) {
   const fs::path& out = config.output;
   json done = json::array(), failed = json::array();
   std::map<std::string, double> model_s;
   double voxels = 0, study_s = 0;
   std::int64_t processed = 0;  // done by this run (throughput counts these alone)
-  std::set<std::string> listed;
+  std::set<std::string> listed, complete;
   std::vector<json> reports;
-  for (const auto& ref : all) listed.insert(ref.id);
+  for (const auto& ref : all) {
+    listed.insert(ref.id);
+    if (done_flags[ref.index] != 0) complete.insert(ref.id);
+  }
   for (const auto& entry : fs::directory_iterator(out / "failed")) {
     if (!is_failure_record(entry.path())) continue;
     const std::string id = entry.path().stem().string();
@@ -756,8 +766,8 @@ int write_summary(const CampaignConfig& config, const std::vector<StudyRef>& all
   }
   for (const auto& id : listed) {
     const fs::path dir = out / "studies" / id;
-    if (verify_checkpoint(dir).empty()) {
-      json report = json::parse(read_text(dir / "report.json"));  // verified against its checksum
+    if (complete.count(id) != 0) {
+      json report = json::parse(read_text(dir / "report.json"));  // verified or just written: no second checksum pass
       if (this_run.count(id) != 0) {
         const json& timing = report["timing"];
         for (const auto& [route, t] : timing["routes"].items()) {
@@ -973,6 +983,7 @@ int run_infer(const JobContext& context, const InferOptions& options) {
       const fs::path failed = config.output / "failed" / (ref.id + ".json");
       try {
         campaign.process(ref);
+        done[ref.index] = 1;
         std::error_code ignored;
         fs::remove(failed, ignored);
       } catch (const std::exception& e) {
@@ -994,12 +1005,18 @@ int run_infer(const JobContext& context, const InferOptions& options) {
     queue.finish();
     if (rank == 0) progress.advance(queue.handed_out() - shown);
   }
-  check_mpi(MPI_Barrier(context.env.world().get()), "MPI_Barrier");
+  // Every rank's successes, for rank 0's summary (this also waits for the last study).
+  if (!done.empty()) {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, done.data(), static_cast<int>(done.size()), MPI_UINT8_T, MPI_MAX, context.env.world().get()),
+              "MPI_Allreduce");
+  } else {
+    check_mpi(MPI_Barrier(context.env.world().get()), "MPI_Barrier");
+  }
   int code = 0;
   if (rank == 0) {
     std::set<std::string> this_run;
     for (const auto& s : pending) this_run.insert(s.id);
-    code = write_summary(config, all, this_run, seconds_since(start), context.env.size());
+    code = write_summary(config, all, done, this_run, seconds_since(start), context.env.size());
   }
   check_mpi(MPI_Bcast(&code, 1, MPI_INT, 0, context.env.world().get()), "MPI_Bcast");
   return code;
