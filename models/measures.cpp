@@ -116,15 +116,19 @@ std::vector<IntensitySummary> class_intensities(const at::Tensor& labels, const 
   // from the class counts (no copy of the volumes, no growth of the lists).
   const at::Tensor l = labels.scalar_type() == at::kByte ? labels.contiguous() : labels.to(at::kInt).contiguous();
   const at::Tensor v = image.contiguous();
-  const auto extents = class_extents(l, classes);
   std::vector<std::vector<float>> values(static_cast<std::size_t>(classes));
-  for (std::size_t c = 1; c < values.size(); ++c) values[c].reserve(static_cast<std::size_t>(extents[c].voxels));
   const auto gather = [&](const auto* lp) {
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(classes), 0);  // exact sizes: no growth
+    for (std::int64_t i = 0; i < l.numel(); ++i) {
+      const auto c = static_cast<std::int64_t>(lp[i]);
+      if (c > 0 && c < classes) ++counts[static_cast<std::size_t>(c)];
+    }
+    for (std::size_t c = 1; c < values.size(); ++c) values[c].reserve(static_cast<std::size_t>(counts[c]));
     AT_DISPATCH_ALL_TYPES(v.scalar_type(), "class_intensities", [&] {
       const scalar_t* vp = v.data_ptr<scalar_t>();
       for (std::int64_t i = 0; i < l.numel(); ++i) {
         const auto c = static_cast<std::int64_t>(lp[i]);
-        if (c > 0) values[static_cast<std::size_t>(c)].push_back(static_cast<float>(vp[i]));
+        if (c > 0 && c < classes) values[static_cast<std::size_t>(c)].push_back(static_cast<float>(vp[i]));
       }
     });
   };
