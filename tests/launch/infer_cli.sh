@@ -4,11 +4,12 @@
 # independent computation (volumes, nodules, Agatston per artery, Dice); a killed campaign
 # resumes, redoing only what is missing or spoilt; a corrupt study (a truncated NIfTI file, a
 # damaged HDF5 chunk) is recorded as failed while the others finish; bad options get one line.
-# Usage: infer_cli.sh VITRUVIAN MPIRUN WORKDIR
+# Usage: infer_cli.sh VITRUVIAN MPIRUN WORKDIR WRITE_TEST_DICOM
 set -euo pipefail
 vit=$1
 mpirun=$2
 work=$3
+dicom_writer=$4
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/cli_helpers.sh"
 prepare_workdir "$work"
@@ -201,6 +202,20 @@ expect_exit 1 damaged.err "$vit" --threads 1 infer --input damaged.h5 --model ru
 grep -q "study chest_cardiac_00001 failed" damaged.err || { cat damaged.err; fail "the damaged study was not reported"; }
 grep -q "campaign: 2 studies done, 1 failed" damaged.err || { cat damaged.err; fail "the other studies did not finish"; }
 grep -q "chest_cardiac_00001" damaged_out/index.html || fail "the failure is not on the page"
+
+# DICOM study folders as input: imported by rank 0 (a localizer series is left out with its
+# reason), one study per StudyInstanceUID, routed by modality.
+expect_exit 0 dicom_write.err "$dicom_writer" patient7 expected
+printf 'input: patient7\noutput: dicom_out\nroutes:\n  - {name: organs, model: run/model, modality: CT}\n' > dicom.yaml
+expect_exit 0 dicom.err "$mpirun" -np 2 "$vit" infer --campaign dicom.yaml
+$py - <<'PY'
+import json
+s = json.load(open("dicom_out/campaign.json"))
+assert s["done"] == 2 and s["failed"] == [], s
+r = json.load(open("dicom_out/studies/patient7/report.json"))
+assert r["routes"]["organs"]["series"] == ["ct_abdomen_1_0mm"], r["routes"]["organs"]["series"]
+print("DICOM studies:", s["done_studies"])
+PY
 
 # Bad options: one line each, exit 2.
 expect_exit 2 nomodel.err "$mpirun" -np 2 "$vit" infer --input chest.h5 --model missing_model --out x
