@@ -236,7 +236,7 @@ class Campaign {
         if (!position.emplace(info.id, out.size()).second) {
           throw InputError(stores_[s]->path().string(), "study '" + info.id + "' is also in an earlier input; study ids must be unique");
         }
-        out.push_back({s, info.id, info.voxels});
+        out.push_back({0, s, info.id, info.voxels});
       }
     }
     if (config_.studies.empty()) return numbered(out);
