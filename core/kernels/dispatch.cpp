@@ -1,0 +1,216 @@
+// Tensor checks and the choice of implementation by device. The only place that needs a CUDA
+// LibTorch (for the current stream); with a CPU LibTorch no tensor can be on CUDA.
+#include "core/kernels/dispatch.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#ifdef VITRUVIAN_TORCH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+#include "core/errors.h"
+#include "core/kernels/kernels_cuda.h"
+
+namespace vitruvian::kernels {
+namespace {
+
+std::string shape_text(const at::Tensor& t) { return fmt::format("[{}]", fmt::join(t.sizes(), ", ")); }
+
+/// cpu() for a CPU tensor, cuda(stream) on the tensor's device for a CUDA one.
+template <typename Cpu, typename Cuda>
+auto on_device(const at::Tensor& t, const char* what, Cpu cpu, Cuda cuda) {
+  if (t.device().is_cpu()) return cpu();
+#ifdef VITRUVIAN_TORCH_CUDA
+  if (t.is_cuda()) {
+    const c10::cuda::CUDAGuard guard(t.device());
+    return cuda(static_cast<void*>(c10::cuda::getCurrentCUDAStream(t.device().index()).stream()));
+  }
+#else
+  (void)cuda;
+#endif
+  throw InputError(what, fmt::format("a tensor on {}; kernels run on CPU and CUDA tensors", t.device().str()));
+}
+
+void check_same_device(const at::Tensor& a, const at::Tensor& b, const char* what) {
+  if (a.device() != b.device()) {
+    throw InputError(what, fmt::format("tensors on {} and {}; expected one device", a.device().str(), b.device().str()));
+  }
+}
+
+void check_type(const at::Tensor& t, at::ScalarType type, const char* what, const char* name) {
+  if (t.scalar_type() != type) {
+    throw InputError(what, fmt::format("{} of type {}; expected {}", name, c10::toString(t.scalar_type()), c10::toString(type)));
+  }
+}
+
+Grid grid_of(const at::Tensor& t, int first_spatial) {
+  const int d = first_spatial;
+  return {t.size(d), t.size(d + 1), t.size(d + 2), t.stride(d), t.stride(d + 1)};
+}
+
+Accumulator accumulator_of(const at::Tensor& values, const at::Tensor& weight, const char* what) {
+  if (values.dim() != 4 || weight.dim() != 3 || values.sizes().slice(1) != weight.sizes()) {
+    throw InputError(what, fmt::format("accumulator {} and weights {}; expected [K, D, H, W] and [D, H, W]",
+                                       shape_text(values), shape_text(weight)));
+  }
+  if (values.scalar_type() != at::kFloat && values.scalar_type() != at::kHalf) {
+    throw InputError(what, fmt::format("accumulator of type {}; expected float32 or float16", c10::toString(values.scalar_type())));
+  }
+  check_type(weight, at::kFloat, what, "the weight map");
+  check_same_device(values, weight, what);
+  const bool strides_match = values.stride(1) == weight.stride(0) && values.stride(2) == weight.stride(1);
+  if (values.stride(3) != 1 || weight.stride(2) != 1 || !strides_match) {
+    throw InputError(what, "accumulator and weight map need a contiguous x axis and the same spatial strides");
+  }
+  Accumulator acc;
+  acc.values = values.data_ptr();
+  acc.half = values.scalar_type() == at::kHalf;
+  acc.classes = values.size(0);
+  acc.class_stride = values.stride(0);
+  acc.grid = grid_of(values, 1);
+  acc.weight = weight.data_ptr<float>();
+  return acc;
+}
+
+}  // namespace
+
+Scalar scalar_of(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kByte: return Scalar::kUInt8;
+    case at::kShort: return Scalar::kInt16;
+    case at::kInt: return Scalar::kInt32;
+    case at::kFloat: return Scalar::kFloat32;
+    case at::kDouble: return Scalar::kFloat64;
+    case at::kHalf: return Scalar::kFloat16;
+    default: break;
+  }
+  // LibTorch 1.13 has no uint16 tensors: uint16 label maps are carried as int32.
+  throw InputError("kernels", fmt::format("tensor of type {}; expected uint8, int16, int32, float16, float32 or float64",
+                                          c10::toString(t.scalar_type())));
+}
+
+void accumulate_windows(const at::Tensor& logits, const at::Tensor& importance, const std::int64_t* origins,
+                        const at::Tensor& values, const at::Tensor& weight) {
+  constexpr const char* kWhat = "accumulate_windows";
+  const Accumulator acc = accumulator_of(values, weight, kWhat);
+  if (logits.dim() != 5 || logits.size(1) != acc.classes || importance.dim() != 3 ||
+      logits.sizes().slice(2) != importance.sizes()) {
+    throw InputError(kWhat, fmt::format("logits {}, importance {} for {} classes; expected [B, K, wz, wy, wx] and [wz, wy, wx]",
+                                        shape_text(logits), shape_text(importance), acc.classes));
+  }
+  check_type(logits, at::kFloat, kWhat, "the logits");
+  check_type(importance, at::kFloat, kWhat, "the importance map");
+  check_same_device(logits, values, kWhat);
+  check_same_device(importance, values, kWhat);
+  const at::Tensor l = logits.contiguous(), imp = importance.contiguous();
+  WindowBatch batch;
+  batch.logits = l.data_ptr<float>();
+  batch.windows = l.size(0);
+  batch.classes = l.size(1);
+  batch.wz = l.size(2), batch.wy = l.size(3), batch.wx = l.size(4);
+  batch.origins = origins;
+  for (std::int64_t b = 0; b < batch.windows; ++b) {
+    const std::int64_t* o = origins + 3 * b;
+    if (o[0] < 0 || o[1] < 0 || o[2] < 0 || o[0] + batch.wz > acc.grid.nz || o[1] + batch.wy > acc.grid.ny ||
+        o[2] + batch.wx > acc.grid.nx) {
+      throw InputError(kWhat, fmt::format("window at [{}, {}, {}] leaves the accumulator [{}, {}, {}]", o[0], o[1], o[2],
+                                          acc.grid.nz, acc.grid.ny, acc.grid.nx));
+    }
+  }
+  on_device(
+      values, kWhat, [&] { kernels::accumulate_windows(batch, imp.data_ptr<float>(), acc); },
+      [&](void* stream) { cuda::accumulate_windows(batch, imp.data_ptr<float>(), acc, stream); });
+}
+
+at::Tensor softmax_argmax(const at::Tensor& values, const at::Tensor& weight, at::ScalarType label_type,
+                          at::Tensor* max_prob) {
+  constexpr const char* kWhat = "softmax_argmax";
+  const Accumulator acc = accumulator_of(values, weight, kWhat);
+  if (label_type != at::kByte && label_type != at::kInt) {
+    throw InputError(kWhat, fmt::format("labels of type {}; expected uint8 or int32", c10::toString(label_type)));
+  }
+  const auto& g = acc.grid;
+  at::Tensor labels = at::empty({g.nz, g.ny, g.nx}, values.options().dtype(label_type));
+  float* prob = nullptr;
+  if (max_prob != nullptr) {
+    *max_prob = at::empty({g.nz, g.ny, g.nx}, values.options().dtype(at::kFloat));
+    prob = max_prob->data_ptr<float>();
+  }
+  const Scalar type = scalar_of(labels);
+  on_device(
+      values, kWhat, [&] { kernels::softmax_argmax(acc, labels.data_ptr(), type, prob); },
+      [&](void* stream) { cuda::softmax_argmax(acc, labels.data_ptr(), type, prob, stream); });
+  return labels;
+}
+
+at::Tensor normalize(const at::Tensor& image, const Normalization& norm) {
+  constexpr const char* kWhat = "normalize";
+  const at::Tensor in = image.contiguous();
+  const Scalar type = scalar_of(in);
+  at::Tensor out = at::empty(in.sizes(), in.options().dtype(at::kFloat));
+  on_device(
+      in, kWhat, [&] { kernels::normalize(in.data_ptr(), type, in.numel(), norm, out.data_ptr<float>()); },
+      [&](void* stream) { cuda::normalize(in.data_ptr(), type, in.numel(), norm, out.data_ptr<float>(), stream); });
+  return out;
+}
+
+void resample(const at::Tensor& src, const at::Tensor& dst, const IndexMap& map, const Resampling& how) {
+  constexpr const char* kWhat = "resample";
+  if (src.dim() != 3 || dst.dim() != 3 || !dst.is_contiguous()) {
+    throw InputError(kWhat, fmt::format("source {} and destination {}; expected 3D volumes, the destination contiguous",
+                                        shape_text(src), shape_text(dst)));
+  }
+  check_same_device(src, dst, kWhat);
+  check_type(dst, how.linear ? at::kFloat : src.scalar_type(), kWhat, "the destination");
+  const at::Tensor in = src.contiguous();
+  const Scalar type = scalar_of(in);
+  const std::int64_t n[3] = {in.size(0), in.size(1), in.size(2)}, m[3] = {dst.size(0), dst.size(1), dst.size(2)};
+  on_device(
+      in, kWhat, [&] { kernels::resample(in.data_ptr(), type, n, dst.data_ptr(), m, map, how); },
+      [&](void* stream) { cuda::resample(in.data_ptr(), type, n, dst.data_ptr(), m, map, how, stream); });
+}
+
+std::vector<LabelStats> label_stats(const at::Tensor& labels, const at::Tensor* image, std::int64_t n_labels,
+                                    std::int64_t* outside) {
+  constexpr const char* kWhat = "label_stats";
+  if (labels.dim() != 3 || n_labels < 1) {
+    throw InputError(kWhat, fmt::format("labels {} and {} labels; expected [z, y, x] and at least 1", shape_text(labels), n_labels));
+  }
+  const at::Tensor l = labels.contiguous();
+  at::Tensor img;
+  if (image != nullptr) {
+    if (image->sizes() != labels.sizes()) {
+      throw InputError(kWhat, fmt::format("labels {} and image {}; expected the same shape", shape_text(labels), shape_text(*image)));
+    }
+    check_same_device(labels, *image, kWhat);
+    img = image->contiguous();
+  }
+  const Scalar ltype = scalar_of(l);
+  const Scalar itype = img.defined() ? scalar_of(img) : Scalar::kFloat32;
+  const void* ip = img.defined() ? img.data_ptr() : nullptr;
+  const Grid grid = Grid::dense(l.size(0), l.size(1), l.size(2));
+  std::vector<LabelStats> out(static_cast<std::size_t>(n_labels));
+  const std::int64_t off = on_device(
+      l, kWhat, [&] { return kernels::label_stats(l.data_ptr(), ltype, grid, ip, itype, n_labels, out.data()); },
+      [&](void* stream) { return cuda::label_stats(l.data_ptr(), ltype, grid, ip, itype, n_labels, out.data(), stream); });
+  if (outside != nullptr) *outside = off;
+  return out;
+}
+
+at::Tensor connected_roots(const at::Tensor& mask, int connectivity) {
+  constexpr const char* kWhat = "connected components";
+  if (mask.dim() != 3) throw InputError(kWhat, fmt::format("mask of shape {}; expected [z, y, x]", shape_text(mask)));
+  const at::Tensor m = mask.scalar_type() == at::kByte ? mask.contiguous() : mask.ne(0).to(at::kByte).contiguous();
+  at::Tensor roots = at::empty(m.sizes(), m.options().dtype(at::kInt));
+  const Grid grid = Grid::dense(m.size(0), m.size(1), m.size(2));
+  on_device(
+      m, kWhat, [&] { kernels::connected_roots(m.data_ptr<std::uint8_t>(), grid, connectivity, roots.data_ptr<std::int32_t>()); },
+      [&](void* stream) {
+        cuda::connected_roots(m.data_ptr<std::uint8_t>(), grid, connectivity, roots.data_ptr<std::int32_t>(), stream);
+      });
+  return roots;
+}
+
+}  // namespace vitruvian::kernels

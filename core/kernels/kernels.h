@@ -1,0 +1,115 @@
+// The pipeline's hot loops on raw memory, with no LibTorch in sight so that nvcc compiles the
+// same declarations: window accumulation, fused normalisation, resampling, softmax-argmax,
+// per-label statistics and connected components. Each has a plain CPU implementation here
+// (the reference) and a CUDA one in core/kernels/kernels_cuda.h; core/kernels/dispatch.h picks
+// one for a tensor's device.
+#pragma once
+
+#include <cstdint>
+
+namespace vitruvian::kernels {
+
+/// Voxel types a kernel reads or writes.
+enum class Scalar { kUInt8, kInt16, kUInt16, kInt32, kFloat32, kFloat64, kFloat16 };
+
+/// Bytes per element.
+int scalar_bytes(Scalar s);
+const char* scalar_name(Scalar s);
+
+/// A [z, y, x] block of a volume whose x axis is contiguous; element (z, y, x) at
+/// z · stride_z + y · stride_y + x.
+struct Grid {
+  std::int64_t nz = 0, ny = 0, nx = 0;
+  std::int64_t stride_z = 0, stride_y = 0;
+  /// A contiguous [nz, ny, nx] volume.
+  static Grid dense(std::int64_t nz, std::int64_t ny, std::int64_t nx) { return {nz, ny, nx, ny * nx, nx}; }
+  std::int64_t voxels() const { return nz * ny * nx; }
+  std::int64_t offset(std::int64_t z, std::int64_t y, std::int64_t x) const { return z * stride_z + y * stride_y + x; }
+};
+
+/// A class accumulator and its weight map: class k of voxel (z, y, x) at
+/// values + k · class_stride + grid.offset(z, y, x) (float32, or IEEE binary16 stored as
+/// uint16 when `half`), its weight at weight + grid.offset(z, y, x) (float32).
+struct Accumulator {
+  void* values = nullptr;
+  bool half = false;
+  std::int64_t classes = 0;
+  std::int64_t class_stride = 0;
+  Grid grid;
+  float* weight = nullptr;
+};
+
+/// A batch of windows' logits: float32 [windows, classes, wz, wy, wx], contiguous; origins
+/// (host memory, windows × 3 values [z, y, x]) place each window's first voxel in the
+/// accumulator's grid; every window lies inside it.
+struct WindowBatch {
+  const float* logits = nullptr;
+  std::int64_t windows = 0, classes = 0;
+  std::int64_t wz = 0, wy = 0, wx = 0;
+  const std::int64_t* origins = nullptr;
+};
+
+/// 1. acc[k, o + v] += logits[b, k, v] · importance[v] and weight[o + v] += importance[v] for
+/// every window b of the batch in order, in one pass over each window (importance: float32
+/// [wz, wy, wx]). With fp32 accumulation the sums equal adding the windows one by one.
+void accumulate_windows(const WindowBatch& batch, const float* importance, const Accumulator& acc);
+
+/// How normalise() maps a voxel: (clamp(x, lower, upper) − mean) / std, in float32
+/// (lower = −inf, upper = +inf: no clipping; std > 0).
+struct Normalization {
+  double lower = 0, upper = 0, mean = 0, std = 1;
+};
+
+/// 2. out[i] = the normalised in[i] for i < n; `in` of any type but kFloat16, `out` float32.
+void normalize(const void* in, Scalar type, std::int64_t n, const Normalization& norm, float* out);
+
+/// Output voxel (i, j, k) (x, y, z) reads the source at continuous index a · (i, j, k) + t,
+/// computed in double; a row-major 3 × 3.
+struct IndexMap {
+  double a[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+  double t[3] = {0, 0, 0};
+};
+
+/// How resample() treats points: trilinear or nearest, and what lies outside the source box.
+struct Resampling {
+  bool linear = true;         ///< trilinear into float32; else the nearest voxel, same type
+  bool fill_outside = false;  ///< points beyond half a voxel outside the source get `fill`; else clamped
+  double fill = 0;
+};
+
+/// Points this close (in voxels) outside the source's box still count as inside.
+inline constexpr double kBoxTolerance = 1e-6;
+
+/// 3. One frame: source [src_zyx] of `type` (not kFloat16) → dst [dst_zyx] (float32 when
+/// linear, else `type`), both contiguous. Points between the outermost source centres and the
+/// box faces take the edge value.
+void resample(const void* src, Scalar type, const std::int64_t src_zyx[3], void* dst, const std::int64_t dst_zyx[3],
+              const IndexMap& map, const Resampling& how);
+
+/// 4. Per voxel of acc.grid: the class of the largest acc[k] / weight (the first of equals, NaN
+/// above all) into labels (kUInt8, kUInt16 or kInt32, dense [nz, ny, nx]), and when `max_prob`
+/// is not null the softmax probability of that class (dense float32), without writing any
+/// other probability.
+void softmax_argmax(const Accumulator& acc, void* labels, Scalar label_type, float* max_prob);
+
+/// What label_stats() gathers for one label.
+struct LabelStats {
+  std::int64_t count = 0;
+  double index_sum[3] = {0, 0, 0};  ///< of z, y, x: the centroid is index_sum / count
+  std::int64_t box_min[3] = {0, 0, 0}, box_max[3] = {0, 0, 0};  ///< inclusive [z, y, x]; count 0: unset
+  double sum = 0, sum_sq = 0;       ///< of the image's values (0 without an image)
+  double min = 0, max = 0;          ///< of the image's values (count 0 or no image: 0)
+};
+
+/// 5. One pass over `labels` (kUInt8, kUInt16 or kInt32, dense `grid`) and, when not null,
+/// `image` (same shape, any type but kFloat16): the statistics of labels 0 … n_labels − 1 into
+/// out[0 … n_labels − 1]. Returns the number of voxels whose label is outside that range.
+std::int64_t label_stats(const void* labels, Scalar label_type, const Grid& grid, const void* image, Scalar image_type,
+                         std::int64_t n_labels, LabelStats* out);
+
+/// 6. Connected components of `mask` (uint8, non-zero is foreground, dense `grid`) with
+/// `connectivity` 6, 18 or 26: roots[i] = 1 + the smallest linear index of voxel i's component
+/// (its first voxel in z-y-x order), 0 for background. The grid holds fewer than 2^31 voxels.
+void connected_roots(const std::uint8_t* mask, const Grid& grid, int connectivity, std::int32_t* roots);
+
+}  // namespace vitruvian::kernels

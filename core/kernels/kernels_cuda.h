@@ -1,0 +1,27 @@
+// The CUDA implementations of core/kernels/kernels.h (built with the CUDA side only). Same
+// arguments, with device pointers (a batch's window origins and label_stats()'s results stay on
+// the host) and the stream to run on; each call is asynchronous except label_stats(), which
+// waits for its own small result. Numerics: window accumulation, normalisation, resampling and
+// labels are bit for bit those of the CPU implementations (no fused multiply-adds where the CPU
+// rounds twice); probabilities differ in the last bits (expf); statistics' sums by summation order.
+#pragma once
+
+#include <cstdint>
+
+#include "core/kernels/kernels.h"
+
+namespace vitruvian::kernels::cuda {
+
+/// CUDA devices the runtime sees; 0 without a driver or a device (never throws).
+int device_count();
+
+void accumulate_windows(const WindowBatch& batch, const float* importance, const Accumulator& acc, void* stream);
+void normalize(const void* in, Scalar type, std::int64_t n, const Normalization& norm, float* out, void* stream);
+void resample(const void* src, Scalar type, const std::int64_t src_zyx[3], void* dst, const std::int64_t dst_zyx[3],
+              const IndexMap& map, const Resampling& how, void* stream);
+void softmax_argmax(const Accumulator& acc, void* labels, Scalar label_type, float* max_prob, void* stream);
+std::int64_t label_stats(const void* labels, Scalar label_type, const Grid& grid, const void* image, Scalar image_type,
+                         std::int64_t n_labels, LabelStats* out, void* stream);
+void connected_roots(const std::uint8_t* mask, const Grid& grid, int connectivity, std::int32_t* roots, void* stream);
+
+}  // namespace vitruvian::kernels::cuda

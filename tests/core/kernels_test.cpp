@@ -1,0 +1,228 @@
+// The CPU kernels (the references of the CUDA ones) against plain LibTorch op sequences and a
+// flood fill, on random inputs.
+#include "core/kernels/dispatch.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <array>
+#include <cmath>
+#include <deque>
+#include <vector>
+
+#include "core/errors.h"
+#include "core/kernels/kernels.h"
+
+namespace vitruvian::kernels {
+namespace {
+
+using torch::indexing::Slice;
+
+TEST(Kernels, AccumulateWindowsEqualsSlicedAdds) {
+  torch::manual_seed(1);
+  const std::int64_t classes = 3;
+  const at::Tensor logits = torch::randn({4, classes, 5, 6, 7});
+  const at::Tensor importance = torch::rand({5, 6, 7}) + 0.01;
+  // A strided accumulator: a view into a larger buffer, like the stitcher's band rows.
+  const at::Tensor buffer = torch::randn({classes, 11, 13, 17});
+  const at::Tensor weight_buffer = torch::rand({11, 13, 17});
+  const at::Tensor before = buffer.clone();
+  at::Tensor values = buffer.slice(1, 1, 10).slice(3, 0, 15);
+  at::Tensor weight = weight_buffer.slice(0, 1, 10).slice(2, 0, 15);
+  at::Tensor expected = values.clone(), expected_weight = weight.clone();
+  const std::vector<std::int64_t> origins{0, 0, 0, 2, 3, 4, 4, 7, 8, 2, 3, 5};  // overlapping windows
+  for (int b = 0; b < 4; ++b) {
+    const auto* o = &origins[static_cast<std::size_t>(3 * b)];
+    expected.slice(1, o[0], o[0] + 5).slice(2, o[1], o[1] + 6).slice(3, o[2], o[2] + 7).add_(logits[b] * importance);
+    expected_weight.slice(0, o[0], o[0] + 5).slice(1, o[1], o[1] + 6).slice(2, o[2], o[2] + 7).add_(importance);
+  }
+  accumulate_windows(logits, importance, origins.data(), values, weight);
+  EXPECT_TRUE(torch::equal(values, expected));  // fp32: the same sums in the same order
+  EXPECT_TRUE(torch::equal(weight, expected_weight));
+  EXPECT_TRUE(torch::equal(buffer.slice(3, 15), before.slice(3, 15)));  // outside the view: untouched
+  EXPECT_TRUE(torch::equal(buffer.slice(1, 0, 1), before.slice(1, 0, 1)));
+
+  // fp16: within half precision of the float result.
+  at::Tensor half = buffer.slice(1, 1, 10).slice(3, 0, 15).to(torch::kHalf).contiguous();
+  const at::Tensor start = half.to(torch::kFloat);
+  at::Tensor w2 = torch::zeros({9, 13, 15});
+  accumulate_windows(logits, importance, origins.data(), half, w2);
+  at::Tensor reference = start.clone();
+  for (int b = 0; b < 4; ++b) {
+    const auto* o = &origins[static_cast<std::size_t>(3 * b)];
+    reference.slice(1, o[0], o[0] + 5).slice(2, o[1], o[1] + 6).slice(3, o[2], o[2] + 7).add_(logits[b] * importance);
+  }
+  EXPECT_TRUE(torch::allclose(half.to(torch::kFloat), reference, 4e-3, 4e-3));
+
+  const std::vector<std::int64_t> outside{5, 0, 0};
+  EXPECT_THROW(accumulate_windows(logits.slice(0, 0, 1), importance, outside.data(), values, weight), InputError);
+}
+
+TEST(Kernels, NormalizeEqualsClampSubDiv) {
+  torch::manual_seed(2);
+  const at::Tensor hu = torch::randint(-1024, 3000, {7, 9, 11}, torch::kShort);
+  const Normalization norm{-200.5, 1500.25, 40.5, 123.75};
+  const at::Tensor expected = hu.to(torch::kFloat).clamp(norm.lower, norm.upper).sub(norm.mean).div(norm.std);
+  EXPECT_TRUE(torch::allclose(normalize(hu, norm), expected, 0, 1e-6));
+  const at::Tensor mr = torch::rand({5, 6, 7}, torch::kDouble) * 900;
+  const double inf = std::numeric_limits<double>::infinity();
+  const at::Tensor z = normalize(mr, {-inf, inf, 300.0, 50.0});
+  EXPECT_TRUE(torch::allclose(z, ((mr - 300.0) / 50.0).to(torch::kFloat), 0, 1e-6));
+  EXPECT_THROW(normalize(torch::zeros({2}, torch::kBool), norm), InputError);
+}
+
+/// Output (i, j, k) → source index a · (i, j, k) + t, as grid_sample coordinates with
+/// align_corners (−1 … 1 over the outermost centres).
+at::Tensor sample_grid(const IndexMap& map, const std::array<std::int64_t, 3>& src_zyx, const std::array<std::int64_t, 3>& dst_zyx) {
+  const at::Tensor k = torch::arange(dst_zyx[0], torch::kDouble).view({-1, 1, 1}).expand({dst_zyx[0], dst_zyx[1], dst_zyx[2]});
+  const at::Tensor j = torch::arange(dst_zyx[1], torch::kDouble).view({1, -1, 1}).expand_as(k);
+  const at::Tensor i = torch::arange(dst_zyx[2], torch::kDouble).view({1, 1, -1}).expand_as(k);
+  std::vector<at::Tensor> coords;
+  for (int c = 0; c < 3; ++c) {  // x, y, z
+    const at::Tensor p = map.a[c * 3] * i + map.a[c * 3 + 1] * j + map.a[c * 3 + 2] * k + map.t[c];
+    const double size = static_cast<double>(src_zyx[2 - c]);
+    coords.push_back(p.clamp(0, size - 1) / (size - 1) * 2 - 1);
+  }
+  return torch::stack(coords, -1).unsqueeze(0);  // [1, D, H, W, 3] as (x, y, z)
+}
+
+TEST(Kernels, ResampleEqualsGridSample) {
+  torch::manual_seed(3);
+  const std::array<std::int64_t, 3> src_zyx{9, 10, 12}, dst_zyx{7, 13, 11};
+  const at::Tensor src = torch::randn({9, 10, 12}, torch::kDouble).mul(100).to(torch::kShort);
+  IndexMap map;  // scaled, slightly rotated about z, shifted
+  const double c = std::cos(0.1), s = std::sin(0.1);
+  const double a[9] = {0.9 * c, -0.8 * s, 0, 0.9 * s, 0.8 * c, 0, 0, 0, 1.3};
+  std::copy(a, a + 9, map.a);
+  map.t[0] = 0.7, map.t[1] = -0.3, map.t[2] = 0.2;
+  const at::Tensor grid = sample_grid(map, src_zyx, dst_zyx);
+  const at::Tensor source = src.to(torch::kDouble).view({1, 1, 9, 10, 12});
+
+  at::Tensor linear = torch::empty({7, 13, 11}, torch::kFloat);
+  resample(src, linear, map, {true, false, 0});
+  const at::Tensor expected = torch::grid_sampler(source, grid, 0, 0, true).view({7, 13, 11});
+  EXPECT_TRUE(torch::allclose(linear.to(torch::kDouble), expected, 0, 1e-3));
+
+  at::Tensor nearest = torch::empty({7, 13, 11}, torch::kShort);
+  resample(src, nearest, map, {false, false, 0});
+  const at::Tensor expected_nearest = torch::grid_sampler(source, grid, 1, 0, true).view({7, 13, 11});
+  EXPECT_TRUE(torch::equal(nearest.to(torch::kDouble), expected_nearest));
+
+  // Points beyond the box get the fill value; inside ones are unchanged.
+  map.t[0] = 3.0;
+  at::Tensor filled = torch::empty({7, 13, 11}, torch::kShort);
+  resample(src, filled, map, {false, true, -7});
+  at::Tensor clamped = torch::empty({7, 13, 11}, torch::kShort);
+  resample(src, clamped, map, {false, false, 0});
+  const at::Tensor x = map.a[0] * torch::arange(11, torch::kDouble).view({1, 1, -1}) +
+                       map.a[1] * torch::arange(13, torch::kDouble).view({1, -1, 1}) + map.t[0];
+  const at::Tensor y = map.a[3] * torch::arange(11, torch::kDouble).view({1, 1, -1}) +
+                       map.a[4] * torch::arange(13, torch::kDouble).view({1, -1, 1}) + map.t[1];
+  const at::Tensor zc = map.a[8] * torch::arange(7, torch::kDouble).view({-1, 1, 1}) + map.t[2];
+  const at::Tensor out = (x > 11.5) | (x < -0.5) | (y > 9.5) | (y < -0.5) | (zc > 8.5) | (zc < -0.5);
+  ASSERT_GT(out.sum().item<std::int64_t>(), 0);
+  ASSERT_LT(out.sum().item<std::int64_t>(), out.numel());
+  EXPECT_TRUE(torch::equal(filled, torch::where(out, torch::full_like(clamped, -7), clamped)));
+}
+
+TEST(Kernels, SoftmaxArgmaxEqualsTorch) {
+  torch::manual_seed(4);
+  for (const auto type : {torch::kFloat, torch::kHalf}) {
+    const at::Tensor band = (torch::randn({5, 6, 9, 10}) * 4).to(type);
+    const at::Tensor weight = torch::rand({6, 9, 10}) + 0.1;
+    const at::Tensor values = band.slice(1, 1, 5).slice(3, 0, 8);  // rows of a band, cropped
+    const at::Tensor w = weight.slice(0, 1, 5).slice(2, 0, 8);
+    at::Tensor prob;
+    const at::Tensor labels = softmax_argmax(values, w, torch::kByte, &prob);
+    const at::Tensor logits = values.to(torch::kFloat) / w;
+    EXPECT_TRUE(torch::equal(labels.to(torch::kLong), logits.argmax(0)));
+    EXPECT_TRUE(torch::allclose(prob, std::get<0>(logits.softmax(0).max(0)), 1e-5, 1e-6));
+    EXPECT_TRUE(torch::equal(softmax_argmax(values, w, torch::kInt).to(torch::kLong), logits.argmax(0)));
+  }
+  // The first of equal maxima, as torch.argmax.
+  const at::Tensor tie = torch::ones({3, 1, 1, 2});
+  EXPECT_EQ(softmax_argmax(tie, torch::ones({1, 1, 2}), torch::kByte).sum().item<int>(), 0);
+}
+
+TEST(Kernels, LabelStatsEqualTorchReductions) {
+  torch::manual_seed(5);
+  const std::int64_t n = 6;
+  // Blocky labels (regions, not noise) and one label above the range.
+  at::Tensor labels = torch::randint(0, n, {3, 4, 5}, torch::kByte);
+  labels = torch::nn::functional::interpolate(labels.to(torch::kFloat).view({1, 1, 3, 4, 5}),
+                                              torch::nn::functional::InterpolateFuncOptions().size(std::vector<std::int64_t>{12, 15, 17}).mode(torch::kNearest))
+               .view({12, 15, 17})
+               .to(torch::kByte);
+  labels.index_put_({3, 4, 5}, 9);
+  const at::Tensor image = torch::randint(-1000, 2000, {12, 15, 17}, torch::kShort);
+  std::int64_t outside = 0;
+  const auto stats = label_stats(labels, &image, n, &outside);
+  EXPECT_EQ(outside, 1);
+  for (std::int64_t l = 0; l < n; ++l) {
+    const at::Tensor mask = labels == l;
+    const std::int64_t count = mask.sum().item<std::int64_t>();
+    ASSERT_EQ(stats[static_cast<std::size_t>(l)].count, count) << "label " << l;
+    if (count == 0) continue;
+    const auto& s = stats[static_cast<std::size_t>(l)];
+    const at::Tensor where = mask.nonzero().to(torch::kDouble);  // [count, 3] z, y, x
+    const at::Tensor values = image.masked_select(mask).to(torch::kDouble);
+    for (int a = 0; a < 3; ++a) {
+      EXPECT_EQ(s.box_min[a], where.select(1, a).min().item<double>());
+      EXPECT_EQ(s.box_max[a], where.select(1, a).max().item<double>());
+      EXPECT_DOUBLE_EQ(s.index_sum[a], where.select(1, a).sum().item<double>());
+    }
+    EXPECT_DOUBLE_EQ(s.sum, values.sum().item<double>());
+    EXPECT_DOUBLE_EQ(s.sum_sq, (values * values).sum().item<double>());
+    EXPECT_EQ(s.min, values.min().item<double>());
+    EXPECT_EQ(s.max, values.max().item<double>());
+  }
+  const auto no_image = label_stats(labels.to(torch::kInt), nullptr, n);
+  for (std::int64_t l = 0; l < n; ++l) EXPECT_EQ(no_image[static_cast<std::size_t>(l)].count, stats[static_cast<std::size_t>(l)].count);
+}
+
+/// Component roots by breadth-first flood fill from each unvisited voxel in scan order.
+std::vector<std::int32_t> flood_fill_roots(const at::Tensor& mask, int connectivity) {
+  const std::int64_t nz = mask.size(0), ny = mask.size(1), nx = mask.size(2);
+  const auto* m = mask.data_ptr<std::uint8_t>();
+  std::vector<std::int32_t> roots(static_cast<std::size_t>(mask.numel()), 0);
+  for (std::int64_t start = 0; start < mask.numel(); ++start) {
+    if (m[start] == 0 || roots[static_cast<std::size_t>(start)] != 0) continue;
+    std::deque<std::int64_t> queue{start};
+    roots[static_cast<std::size_t>(start)] = static_cast<std::int32_t>(start + 1);
+    while (!queue.empty()) {
+      const std::int64_t v = queue.front();
+      queue.pop_front();
+      const std::int64_t z = v / (ny * nx), y = (v / nx) % ny, x = v % nx;
+      for (int dz = -1; dz <= 1; ++dz)
+        for (int dy = -1; dy <= 1; ++dy)
+          for (int dx = -1; dx <= 1; ++dx) {
+            const int order = std::abs(dz) + std::abs(dy) + std::abs(dx);
+            if (order == 0 || (connectivity == 6 && order > 1) || (connectivity == 18 && order > 2)) continue;
+            const std::int64_t zz = z + dz, yy = y + dy, xx = x + dx;
+            if (zz < 0 || zz >= nz || yy < 0 || yy >= ny || xx < 0 || xx >= nx) continue;
+            const std::int64_t u = (zz * ny + yy) * nx + xx;
+            if (m[u] == 0 || roots[static_cast<std::size_t>(u)] != 0) continue;
+            roots[static_cast<std::size_t>(u)] = static_cast<std::int32_t>(start + 1);
+            queue.push_back(u);
+          }
+    }
+  }
+  return roots;
+}
+
+TEST(Kernels, ConnectedRootsEqualFloodFill) {
+  torch::manual_seed(6);
+  for (const double density : {0.3, 0.5, 0.7}) {
+    const at::Tensor mask = (torch::rand({9, 11, 13}) < density).to(torch::kByte);
+    for (const int connectivity : {6, 18, 26}) {
+      const at::Tensor roots = connected_roots(mask, connectivity);
+      const auto expected = flood_fill_roots(mask, connectivity);
+      const auto* r = roots.data_ptr<std::int32_t>();
+      EXPECT_TRUE(std::equal(expected.begin(), expected.end(), r)) << "density " << density << ", connectivity " << connectivity;
+    }
+  }
+  EXPECT_THROW(connected_roots(torch::ones({2, 2, 2}), 8), InputError);
+}
+
+}  // namespace
+}  // namespace vitruvian::kernels
