@@ -1,9 +1,8 @@
-// Preprocessing: resampling through a composed index affine (a plain parallel loop, exact in
+// Preprocessing: resampling through a composed index affine (the resampling kernel, exact in
 // double for any direction), intensity statistics and normalisation, crop to the body.
 #include "data/preprocess.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include <numeric>
 
 #include "core/errors.h"
+#include "core/kernels/dispatch.h"
 
 namespace vitruvian::data {
 namespace {
@@ -19,10 +19,7 @@ namespace {
 using Mat3 = std::array<double, 9>;  // row-major
 
 /// Source continuous index (x, y, z) = a * (i, j, k) + t for output voxel (i, j, k).
-struct IndexMap {
-  Mat3 a{};
-  std::array<double, 3> t{};
-};
+using kernels::IndexMap;
 
 /// direction * diag(spacing): index offsets → LPS mm.
 Mat3 grid_matrix(const Geometry& g) {
@@ -64,69 +61,12 @@ Mat3 inverse(const Mat3& m) {
 IndexMap compose(const Geometry& source, const Geometry& reference) {
   const Mat3 to_source = inverse(grid_matrix(source));
   IndexMap map;
-  map.a = multiply(to_source, grid_matrix(reference));
-  map.t = mat_vec(to_source, {reference.origin[0] - source.origin[0], reference.origin[1] - source.origin[1],
-                            reference.origin[2] - source.origin[2]});
+  const Mat3 a = multiply(to_source, grid_matrix(reference));
+  const std::array<double, 3> t = mat_vec(
+      to_source, {reference.origin[0] - source.origin[0], reference.origin[1] - source.origin[1], reference.origin[2] - source.origin[2]});
+  std::copy(a.begin(), a.end(), map.a);
+  std::copy(t.begin(), t.end(), map.t);
   return map;
-}
-
-/// Points this close (in voxels) outside the source's box still count as inside, so that grids
-/// whose boxes coincide are not filled at their faces because of rounding.
-constexpr double kBoxTolerance = 1e-6;
-
-/// One 3D frame. n and m are the source and output sizes along (x, y, z). With `fill_outside`
-/// false every point is clamped to the source (used where all points are inside by construction).
-template <typename In, typename Out>
-void resample_frame(const In* src, const std::array<std::int64_t, 3>& n, Out* dst, const std::array<std::int64_t, 3>& m,
-                    const IndexMap& map, bool linear, bool fill_outside, Out fill) {
-  const std::int64_t stride_y = n[0], stride_z = n[0] * n[1];
-  at::parallel_for(0, m[2], 1, [&](std::int64_t k_begin, std::int64_t k_end) {
-    for (std::int64_t k = k_begin; k < k_end; ++k) {
-      for (std::int64_t j = 0; j < m[1]; ++j) {
-        Out* row = dst + (k * m[1] + j) * m[0];
-        for (std::int64_t i = 0; i < m[0]; ++i) {
-          std::array<double, 3> p{};
-          bool inside = true;
-          for (int c = 0; c < 3; ++c) {
-            p[c] = map.a[c * 3] * static_cast<double>(i) + map.a[c * 3 + 1] * static_cast<double>(j) +
-                   map.a[c * 3 + 2] * static_cast<double>(k) + map.t[c];
-            const double half = 0.5 + kBoxTolerance;
-            inside = inside && p[c] >= -half && p[c] <= static_cast<double>(n[c]) - 1.0 + half;
-          }
-          if (fill_outside && !inside) {
-            row[i] = fill;
-            continue;
-          }
-          if (!linear) {
-            std::int64_t idx[3];
-            for (int c = 0; c < 3; ++c) {
-              idx[c] = std::clamp(static_cast<std::int64_t>(std::floor(p[c] + 0.5)), std::int64_t{0}, n[c] - 1);
-            }
-            row[i] = static_cast<Out>(src[idx[2] * stride_z + idx[1] * stride_y + idx[0]]);
-            continue;
-          }
-          std::int64_t lo[3], hi[3];
-          double f[3];
-          for (int c = 0; c < 3; ++c) {
-            const double q = std::clamp(p[c], 0.0, static_cast<double>(n[c] - 1));
-            lo[c] = std::min(static_cast<std::int64_t>(std::floor(q)), n[c] - 1);
-            hi[c] = std::min(lo[c] + 1, n[c] - 1);
-            f[c] = q - static_cast<double>(lo[c]);
-          }
-          auto value_at = [&](std::int64_t x, std::int64_t y, std::int64_t z) {
-            return static_cast<double>(src[z * stride_z + y * stride_y + x]);
-          };
-          const double c00 = value_at(lo[0], lo[1], lo[2]) * (1.0 - f[0]) + value_at(hi[0], lo[1], lo[2]) * f[0];
-          const double c10 = value_at(lo[0], hi[1], lo[2]) * (1.0 - f[0]) + value_at(hi[0], hi[1], lo[2]) * f[0];
-          const double c01 = value_at(lo[0], lo[1], hi[2]) * (1.0 - f[0]) + value_at(hi[0], lo[1], hi[2]) * f[0];
-          const double c11 = value_at(lo[0], hi[1], hi[2]) * (1.0 - f[0]) + value_at(hi[0], hi[1], hi[2]) * f[0];
-          const double c0 = c00 * (1.0 - f[1]) + c10 * f[1];
-          const double c1 = c01 * (1.0 - f[1]) + c11 * f[1];
-          row[i] = static_cast<Out>(c0 * (1.0 - f[2]) + c1 * f[2]);
-        }
-      }
-    }
-  });
 }
 
 /// Throws unless `fill` is a whole number the integer voxel type holds.
@@ -159,9 +99,6 @@ void check_fill(double fill, VoxelType type, const char* where) {
 Volume resample_with(const Volume& source, const Geometry& geometry, std::array<std::int64_t, 3> shape_zyx,
                      const IndexMap& map, Interpolation interpolation, bool fill_outside, double fill) {
   const bool linear = interpolation == Interpolation::kLinear;
-  const auto in_zyx = source.shape_zyx();
-  const std::array<std::int64_t, 3> n{in_zyx[2], in_zyx[1], in_zyx[0]};
-  const std::array<std::int64_t, 3> m{shape_zyx[2], shape_zyx[1], shape_zyx[0]};
   std::vector<std::int64_t> out_shape{shape_zyx[0], shape_zyx[1], shape_zyx[2]};
   if (source.voxels.dim() == 4) out_shape.insert(out_shape.begin(), source.voxels.size(0));
 
@@ -172,19 +109,12 @@ Volume resample_with(const Volume& source, const Geometry& geometry, std::array<
   out.frame_times_s = source.frame_times_s;
   out.modality = source.modality;
 
-  const std::int64_t in_frame = n[0] * n[1] * n[2], out_frame = m[0] * m[1] * m[2];
-  AT_DISPATCH_ALL_TYPES(source.voxels.scalar_type(), "resample", [&] {
-    const scalar_t* in = source.voxels.data_ptr<scalar_t>();
-    for (std::int64_t t = 0; t < source.frames(); ++t) {
-      if (linear) {
-        resample_frame<scalar_t, float>(in + t * in_frame, n, out.voxels.data_ptr<float>() + t * out_frame, m, map,
-                                        true, fill_outside, static_cast<float>(fill));
-      } else {
-        resample_frame<scalar_t, scalar_t>(in + t * in_frame, n, out.voxels.data_ptr<scalar_t>() + t * out_frame, m,
-                                           map, false, fill_outside, static_cast<scalar_t>(fill));
-      }
-    }
-  });
+  const kernels::Resampling how{linear, fill_outside, fill};
+  if (source.voxels.dim() == 3) {
+    kernels::resample(source.voxels, out.voxels, map, how);
+  } else {
+    for (std::int64_t t = 0; t < source.frames(); ++t) kernels::resample(source.voxels[t], out.voxels[t], map, how);
+  }
   return out;
 }
 
@@ -349,10 +279,7 @@ at::Tensor normalize_ct(const at::Tensor& image, const IntensityStats& stats) {
                                          "values, std >= 0 and lower <= upper",
                                          stats.mean, stats.std, stats.lower, stats.upper));
   }
-  return image.to(at::kFloat)
-      .clamp(stats.lower, stats.upper)
-      .sub_(stats.mean)
-      .div_(std::max(stats.std, kMinNormalizationStd));
+  return kernels::normalize(image, {stats.lower, stats.upper, stats.mean, std::max(stats.std, kMinNormalizationStd)});
 }
 
 at::Tensor normalize_zscore(const at::Tensor& image, const at::Tensor* mask) {
@@ -370,7 +297,8 @@ at::Tensor normalize_zscore(const at::Tensor& image, const at::Tensor* mask) {
   if (values.numel() == 0) throw InputError(kWhere, "no voxel to compute the mean and std from (empty mask or image)");
   const auto [std_dev, mean] = at::std_mean(values, /*unbiased=*/false);
   const double s = std::max(std_dev.item<double>(), kMinNormalizationStd);
-  return image.to(at::kFloat).sub_(mean.item<double>()).div_(s);
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  return kernels::normalize(image, {-kInf, kInf, mean.item<double>(), s});
 }
 
 Box body_box(const at::Tensor& image, double threshold, std::int64_t margin) {

@@ -12,6 +12,7 @@
 #include <map>
 
 #include "core/errors.h"
+#include "core/kernels/dispatch.h"
 #include "models/metrics.h"
 #include "models/postprocess.h"
 
@@ -25,40 +26,6 @@ void check_same_shape(const at::Tensor& a, const at::Tensor& b, const char* what
     throw InputError(what, fmt::format("shapes {} and {}; expected the same [z, y, x]", fmt::join(a.sizes(), "x"),
                                        fmt::join(b.sizes(), "x")));
   }
-}
-
-template <typename T>
-std::vector<ClassExtent> extents_of(const T* v, std::int64_t nz, std::int64_t ny, std::int64_t nx, std::int64_t classes) {
-  std::vector<ClassExtent> out(static_cast<std::size_t>(classes));
-  std::vector<std::array<double, 3>> sums(static_cast<std::size_t>(classes), {0, 0, 0});
-  for (std::int64_t z = 0; z < nz; ++z) {
-    for (std::int64_t y = 0; y < ny; ++y) {
-      const T* row = v + (z * ny + y) * nx;
-      for (std::int64_t x = 0; x < nx; ++x) {
-        const auto c = static_cast<std::int64_t>(row[x]);
-        if (c < 0 || c >= classes) {
-          throw InputError("class extents", fmt::format("label {} at [{}, {}, {}]; expected 0..{}", c, z, y, x, classes - 1));
-        }
-        ClassExtent& e = out[static_cast<std::size_t>(c)];
-        const std::array<std::int64_t, 3> p{z, y, x};
-        if (e.voxels == 0) {
-          e.box_min = p;
-          e.box_max = p;
-        }
-        for (int a = 0; a < 3; ++a) {
-          e.box_min[a] = std::min(e.box_min[a], p[a]);
-          e.box_max[a] = std::max(e.box_max[a], p[a]);
-          sums[static_cast<std::size_t>(c)][a] += static_cast<double>(p[a]);
-        }
-        ++e.voxels;
-      }
-    }
-  }
-  for (std::size_t c = 0; c < out.size(); ++c) {
-    if (out[c].voxels == 0) continue;
-    for (int a = 0; a < 3; ++a) out[c].centroid[a] = sums[c][a] / static_cast<double>(out[c].voxels);
-  }
-  return out;
 }
 
 double percentile(std::vector<float>& values, double q) {
@@ -101,29 +68,44 @@ int agatston_weight(double peak_hu) {
 
 std::vector<ClassExtent> class_extents(const at::Tensor& labels, std::int64_t classes) {
   if (labels.dim() != 3) throw InputError("class extents", "label map is not [z, y, x]");
-  const std::int64_t nz = labels.size(0), ny = labels.size(1), nx = labels.size(2);
-  if (labels.scalar_type() == at::kByte) {
-    const at::Tensor l = labels.contiguous();
-    return extents_of(l.data_ptr<std::uint8_t>(), nz, ny, nx, classes);
+  const bool direct = labels.scalar_type() == at::kByte || labels.scalar_type() == at::kInt;
+  const at::Tensor l = direct ? labels : labels.to(at::kInt);
+  std::int64_t outside = 0;
+  const auto stats = kernels::label_stats(l, nullptr, classes, &outside);  // one pass, on the labels' device
+  if (outside > 0) {
+    const at::Tensor first = ((l < 0) | (l >= classes)).nonzero()[0].cpu();
+    const std::int64_t z = first[0].item<std::int64_t>(), y = first[1].item<std::int64_t>(), x = first[2].item<std::int64_t>();
+    throw InputError("class extents", fmt::format("{} voxels with labels outside 0..{}, the first {} at [{}, {}, {}]", outside,
+                                                  classes - 1, l[z][y][x].item<std::int64_t>(), z, y, x));
   }
-  const at::Tensor l = labels.to(at::kInt).contiguous();
-  return extents_of(l.data_ptr<std::int32_t>(), nz, ny, nx, classes);
+  std::vector<ClassExtent> out(static_cast<std::size_t>(classes));
+  for (std::size_t c = 0; c < out.size(); ++c) {
+    const kernels::LabelStats& s = stats[c];
+    ClassExtent& e = out[c];
+    e.voxels = s.count;
+    if (s.count == 0) continue;
+    for (int a = 0; a < 3; ++a) {
+      e.box_min[a] = s.box_min[a];
+      e.box_max[a] = s.box_max[a];
+      e.centroid[a] = s.index_sum[a] / static_cast<double>(s.count);
+    }
+  }
+  return out;
 }
 
 std::vector<IntensitySummary> class_intensities(const at::Tensor& labels, const at::Tensor& image, std::int64_t classes) {
   check_same_shape(labels, image, "class intensities");
-  // Values gathered per class in the image's own type's float form, each list sized exactly
-  // from the class counts (no copy of the volumes, no growth of the lists).
   const at::Tensor l = labels.scalar_type() == at::kByte ? labels.contiguous() : labels.to(at::kInt).contiguous();
-  const at::Tensor v = image.contiguous();
+  const auto t = image.scalar_type();
+  const bool direct = t == at::kByte || t == at::kShort || t == at::kInt || t == at::kFloat || t == at::kDouble;
+  const at::Tensor v = direct ? image.contiguous() : image.to(at::kFloat).contiguous();
+  // Count, mean, std, min and max from the label-statistics kernel; the percentiles need each
+  // class's values, gathered into lists sized exactly from those counts (no growth, no copy of
+  // the volumes).
+  const auto stats = kernels::label_stats(l, &v, classes);
   std::vector<std::vector<float>> values(static_cast<std::size_t>(classes));
+  for (std::size_t c = 1; c < values.size(); ++c) values[c].reserve(static_cast<std::size_t>(stats[c].count));
   const auto gather = [&](const auto* lp) {
-    std::vector<std::int64_t> counts(static_cast<std::size_t>(classes), 0);  // exact sizes: no growth
-    for (std::int64_t i = 0; i < l.numel(); ++i) {
-      const auto c = static_cast<std::int64_t>(lp[i]);
-      if (c > 0 && c < classes) ++counts[static_cast<std::size_t>(c)];
-    }
-    for (std::size_t c = 1; c < values.size(); ++c) values[c].reserve(static_cast<std::size_t>(counts[c]));
     AT_DISPATCH_ALL_TYPES(v.scalar_type(), "class_intensities", [&] {
       const scalar_t* vp = v.data_ptr<scalar_t>();
       for (std::int64_t i = 0; i < l.numel(); ++i) {
@@ -140,20 +122,15 @@ std::vector<IntensitySummary> class_intensities(const at::Tensor& labels, const 
   std::vector<IntensitySummary> out(static_cast<std::size_t>(classes));
   for (std::size_t c = 1; c < values.size(); ++c) {
     auto& vals = values[c];
-    if (vals.empty()) continue;
+    const kernels::LabelStats& k = stats[c];
+    if (k.count == 0) continue;
     IntensitySummary& s = out[c];
-    s.count = static_cast<std::int64_t>(vals.size());
-    double sum = 0, sq = 0;
-    s.min = vals[0];
-    s.max = vals[0];
-    for (const float x : vals) {
-      sum += x;
-      s.min = std::min<double>(s.min, x);
-      s.max = std::max<double>(s.max, x);
-    }
-    s.mean = sum / static_cast<double>(s.count);
-    for (const float x : vals) sq += (x - s.mean) * (x - s.mean);
-    s.std = std::sqrt(sq / static_cast<double>(s.count));
+    const auto n = static_cast<double>(k.count);
+    s.count = k.count;
+    s.mean = k.sum / n;
+    s.std = std::sqrt(std::max(0.0, k.sum_sq / n - s.mean * s.mean));
+    s.min = k.min;
+    s.max = k.max;
     s.p05 = percentile(vals, 0.05);
     s.p50 = percentile(vals, 0.50);
     s.p95 = percentile(vals, 0.95);

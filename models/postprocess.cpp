@@ -1,5 +1,6 @@
-// Connected components by union-find over provisional labels (one scan, then a relabelling scan
-// that numbers components in order of their first voxel, so results do not depend on threads).
+// Connected components through the connected-components kernel, numbered in order of each
+// component's first voxel (so results do not depend on threads or devices); largest component
+// and hole filling on top.
 #include "models/postprocess.h"
 
 #include <ATen/ATen.h>
@@ -10,100 +11,31 @@
 #include <type_traits>
 
 #include "core/errors.h"
+#include "core/kernels/dispatch.h"
 
 namespace vitruvian::models {
-namespace {
-
-std::int32_t find(std::vector<std::int32_t>& parent, std::int32_t x) {
-  while (parent[static_cast<std::size_t>(x)] != x) {
-    parent[static_cast<std::size_t>(x)] = parent[static_cast<std::size_t>(parent[static_cast<std::size_t>(x)])];
-    x = parent[static_cast<std::size_t>(x)];
-  }
-  return x;
-}
-
-void unite(std::vector<std::int32_t>& parent, std::int32_t a, std::int32_t b) {
-  a = find(parent, a);
-  b = find(parent, b);
-  if (a == b) return;
-  if (a < b) {
-    parent[static_cast<std::size_t>(b)] = a;
-  } else {
-    parent[static_cast<std::size_t>(a)] = b;
-  }
-}
-
-/// The neighbours scanned before a voxel (negative offsets in z-y-x order) for a connectivity.
-std::vector<std::array<int, 3>> backward_neighbours(int connectivity) {
-  std::vector<std::array<int, 3>> out;
-  for (int dz = -1; dz <= 0; ++dz) {
-    for (int dy = -1; dy <= 1; ++dy) {
-      for (int dx = -1; dx <= 1; ++dx) {
-        if (dz == 0 && (dy > 0 || (dy == 0 && dx >= 0))) continue;  // not yet scanned, or the voxel itself
-        const int order = std::abs(dz) + std::abs(dy) + std::abs(dx);
-        if ((connectivity == 6 && order > 1) || (connectivity == 18 && order > 2)) continue;
-        out.push_back({dz, dy, dx});
-      }
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 Components connected_components(const at::Tensor& mask, int connectivity) {
   if (mask.dim() != 3) {
     throw InputError("connected components", fmt::format("mask of shape {}; expected [z, y, x]", fmt::join(mask.sizes(), "x")));
   }
-  if (connectivity != 6 && connectivity != 18 && connectivity != 26) {
-    throw InputError("connected components", fmt::format("connectivity {}; expected 6, 18 or 26", connectivity));
-  }
-  const at::Tensor fg = (mask != 0).to(at::kByte).contiguous();
-  const std::int64_t nz = fg.size(0), ny = fg.size(1), nx = fg.size(2);
-  const std::uint8_t* in = fg.data_ptr<std::uint8_t>();
-  at::Tensor labels = at::zeros({nz, ny, nx}, at::kInt);
+  // Each voxel names its component's first voxel (the connected-components kernel, on the
+  // mask's device); numbering in scan order then needs one pass: a component's first voxel is
+  // met before all its others, and its number overwrites its root entry.
+  at::Tensor labels = kernels::connected_roots(mask, connectivity).cpu().contiguous();
   std::int32_t* out = labels.data_ptr<std::int32_t>();
-  const auto neighbours = backward_neighbours(connectivity);
-  std::vector<std::int32_t> parent{0};
-  for (std::int64_t z = 0; z < nz; ++z) {
-    for (std::int64_t y = 0; y < ny; ++y) {
-      const std::int64_t row = (z * ny + y) * nx;
-      for (std::int64_t x = 0; x < nx; ++x) {
-        if (in[row + x] == 0) continue;
-        std::int32_t label = 0;
-        for (const auto& d : neighbours) {
-          const std::int64_t zz = z + d[0], yy = y + d[1], xx = x + d[2];
-          if (zz < 0 || yy < 0 || yy >= ny || xx < 0 || xx >= nx) continue;
-          const std::int32_t other = out[(zz * ny + yy) * nx + xx];
-          if (other == 0) continue;
-          if (label == 0) {
-            label = other;
-          } else if (other != label) {
-            unite(parent, label, other);
-          }
-        }
-        if (label == 0) {
-          label = static_cast<std::int32_t>(parent.size());
-          parent.push_back(label);
-        }
-        out[row + x] = label;
-      }
-    }
-  }
-  // Final numbers in order of each component's first voxel.
-  std::vector<std::int32_t> final_of(parent.size(), 0);
   Components result;
-  const std::int64_t n = fg.numel();
+  const std::int64_t n = labels.numel();
   for (std::int64_t i = 0; i < n; ++i) {
     if (out[i] == 0) continue;
-    const std::int32_t root = find(parent, out[i]);
-    std::int32_t& f = final_of[static_cast<std::size_t>(root)];
-    if (f == 0) {
+    const std::int64_t root = out[i] - 1;
+    if (root == i) {
       result.sizes.push_back(0);
-      f = static_cast<std::int32_t>(result.sizes.size());
+      out[i] = static_cast<std::int32_t>(result.sizes.size());
+    } else {
+      out[i] = out[root];
     }
-    out[i] = f;
-    ++result.sizes[static_cast<std::size_t>(f - 1)];
+    ++result.sizes[static_cast<std::size_t>(out[i] - 1)];
   }
   result.labels = labels;
   return result;

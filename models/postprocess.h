@@ -1,5 +1,5 @@
-// Label-map postprocessing on CPU tensors: connected components (6- or 26-connectivity), the
-// largest component of a class, and hole filling. Reference implementations for the CUDA ones.
+// Label-map postprocessing: connected components (6-, 18- or 26-connectivity; on the mask's
+// device, numbered on the CPU), the largest component of a class, and hole filling (CPU).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -16,8 +16,8 @@ struct Components {
   std::int64_t count() const { return static_cast<std::int64_t>(sizes.size()); }
 };
 
-/// Two-pass union-find labelling; `connectivity` 6 (faces), 18 (faces and edges) or 26 (and
-/// corners). InputError for another value or a mask that is not 3D.
+/// Labels (on the CPU) of the components of `mask` (CPU or CUDA); `connectivity` 6 (faces), 18
+/// (faces and edges) or 26 (and corners). InputError for another value or a mask that is not 3D.
 Components connected_components(const at::Tensor& mask, int connectivity = 26);
 
 /// In `labels` ([z, y, x] contiguous uint8 or int32, modified in place): voxels of class `cls` outside its

@@ -1,5 +1,6 @@
-// Windows in z-y-x order, batched; each window's logits times the importance map are added to
-// the accumulator and the map to the weight volume; the result is their ratio.
+// Windows in z-y-x order, batched; each batch's logits times the importance map are added to
+// the accumulator and the map to the weight volume by the window-accumulation kernel; the
+// result is their ratio.
 #include "models/sliding_window.h"
 
 #include <ATen/ATen.h>
@@ -8,6 +9,7 @@
 #include <cmath>
 
 #include "core/errors.h"
+#include "core/kernels/dispatch.h"
 
 namespace vitruvian::models {
 
@@ -113,27 +115,38 @@ WindowPlan plan_windows(const at::Tensor& image, const SlidingWindowOptions& opt
 }
 
 void blend_windows(const WindowPlan& plan, std::int64_t classes, const WindowForward& forward,
-                   const SlidingWindowOptions& options, const WindowAdd& add, const std::function<void(std::size_t)>& batch_done) {
+                   const SlidingWindowOptions& options, const WindowBatchAdd& add, const std::function<void(std::size_t)>& batch_done) {
   const auto& origins = plan.origins;
   for (std::size_t first = 0; first < origins.size(); first += static_cast<std::size_t>(options.batch)) {
     const std::size_t last = std::min(origins.size(), first + static_cast<std::size_t>(options.batch));
     const at::Tensor out = window_batch_logits(plan.padded, origins, first, last, classes, forward, options);
-    for (std::size_t i = first; i < last; ++i) add(origins[i], out[static_cast<std::int64_t>(i - first)] * plan.importance);
+    add(origins.data() + first, last - first, out);
     if (batch_done) batch_done(last);
   }
 }
 
+void add_windows(const WindowPlan& plan, const std::array<std::int64_t, 3>* origins, std::size_t count,
+                 const at::Tensor& logits, const at::Tensor& values, const at::Tensor& weight,
+                 const std::array<std::int64_t, 3>& shift) {
+  std::vector<std::int64_t> flat;
+  flat.reserve(3 * count);
+  for (std::size_t i = 0; i < count; ++i) {
+    for (int a = 0; a < 3; ++a) flat.push_back(origins[i][a] - shift[a]);
+  }
+  const at::Tensor importance = plan.importance.device() == values.device() ? plan.importance : plan.importance.to(values.device());
+  kernels::accumulate_windows(logits.to(values.device()).contiguous(), importance, flat.data(), values, weight);
+}
+
 at::Tensor sliding_window_logits(const at::Tensor& image, std::int64_t classes, const WindowForward& forward,
                                  const SlidingWindowOptions& options) {
-  const auto& w = options.window;
   const WindowPlan plan = plan_windows(image, options);
   const auto& full = plan.full;
   at::Tensor logits = at::zeros({classes, full[0], full[1], full[2]}, at::kFloat);
   at::Tensor weight = at::zeros({full[0], full[1], full[2]}, at::kFloat);
-  blend_windows(plan, classes, forward, options, [&](const std::array<std::int64_t, 3>& o, const at::Tensor& weighted) {
-    logits.slice(1, o[0], o[0] + w[0]).slice(2, o[1], o[1] + w[1]).slice(3, o[2], o[2] + w[2]).add_(weighted);
-    weight.slice(0, o[0], o[0] + w[0]).slice(1, o[1], o[1] + w[1]).slice(2, o[2], o[2] + w[2]).add_(plan.importance);
-  });
+  blend_windows(plan, classes, forward, options,
+                [&](const std::array<std::int64_t, 3>* origins, std::size_t count, const at::Tensor& batch) {
+                  add_windows(plan, origins, count, batch, logits, weight);
+                });
   logits.div_(weight);
   return logits.slice(1, 0, plan.size[0]).slice(2, 0, plan.size[1]).slice(3, 0, plan.size[2]).contiguous();
 }

@@ -47,17 +47,25 @@ struct WindowPlan {
 /// contiguous and at least a window on every axis.
 WindowPlan plan_windows(const at::Tensor& image, const SlidingWindowOptions& options);
 
-/// A window's first voxel [z, y, x] in the padded image and its logits times the importance
-/// map, float32 [classes, wz, wy, wx].
-using WindowAdd = std::function<void(const std::array<std::int64_t, 3>&, const at::Tensor&)>;
+/// A batch of windows: `count` first voxels [z, y, x] in the padded image (z-y-x order) and
+/// their logits, float32 [count, classes, wz, wy, wx] on the network's device, averaged over
+/// mirror flips and not yet weighted (kernels::accumulate_windows weights them as it adds).
+using WindowBatchAdd = std::function<void(const std::array<std::int64_t, 3>* origins, std::size_t count, const at::Tensor& logits)>;
 
 /// Runs `forward` over the windows of `plan` in batches of options.batch, each batch once per
-/// mirror flip of options.mirror_axes (averaged), and hands every window to `add` in z-y-x
+/// mirror flip of options.mirror_axes (averaged), and hands every batch to `add` in z-y-x
 /// order; `batch_done` (if set) gets the number of windows done after each batch. InputError
 /// when the network gives another number of channels than `classes`.
 void blend_windows(const WindowPlan& plan, std::int64_t classes, const WindowForward& forward,
-                   const SlidingWindowOptions& options, const WindowAdd& add,
+                   const SlidingWindowOptions& options, const WindowBatchAdd& add,
                    const std::function<void(std::size_t)>& batch_done = {});
+
+/// Adds `count` windows' logits (as handed to a WindowBatchAdd, on any device) into `values`
+/// [K, D, H, W] and `weight` [D, H, W] (views, x contiguous), with the plan's importance map;
+/// origins are shifted by `shift` ([z, y, x], subtracted) into the accumulator's grid.
+void add_windows(const WindowPlan& plan, const std::array<std::int64_t, 3>* origins, std::size_t count,
+                 const at::Tensor& logits, const at::Tensor& values, const at::Tensor& weight,
+                 const std::array<std::int64_t, 3>& shift = {0, 0, 0});
 
 /// Runs `forward` over `image` [C, D, H, W] and returns the blended logits [K, D, H, W]
 /// (float32). Volumes smaller than the window are padded with zeros and cropped back.

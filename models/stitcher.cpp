@@ -1,11 +1,13 @@
-// The band: [K, wz, H, W] accumulator and [wz, H, W] weights covering rows [band_z, band_z + wz).
-// When the windows move on to a start row s, rows below s are final: emitted, then the band's
-// remaining rows move to its front.
+// The band: [K, wz, H, W] accumulator and [wz, H, W] weights covering rows [band_z, band_z + wz),
+// on the CPU or the GPU. Windows go in through the window-accumulation kernel; when they move on
+// to a start row s, rows below s are final: turned into labels by the softmax-argmax kernel,
+// then the band's remaining rows move to its front.
 #include "models/stitcher.h"
 
 #include <ATen/ATen.h>
 
 #include "core/errors.h"
+#include "core/kernels/dispatch.h"
 
 namespace vitruvian::models {
 
@@ -27,29 +29,33 @@ std::int64_t band_bytes(const std::array<std::int64_t, 3>& shape_zyx, std::int64
 
 at::Tensor sliding_window_labels(const at::Tensor& image, std::int64_t classes, const WindowForward& forward,
                                  const SlidingWindowOptions& options, Accumulation accumulation,
-                                 const WindowProgress& progress) {
+                                 const WindowProgress& progress, const c10::Device& device) {
   const auto& w = options.window;
-  const WindowPlan plan = plan_windows(image, options);
+  WindowPlan plan = plan_windows(image, options);
+  if (!device.is_cpu()) {  // windows cut and weighted where the band is
+    plan.padded = plan.padded.to(device);
+    plan.importance = plan.importance.to(device);
+  }
   const auto& size = plan.size;
   const auto& full = plan.full;
+  const at::TensorOptions on = at::TensorOptions().device(device);
   const at::ScalarType acc_type = accumulation == Accumulation::kFloat16 ? at::kHalf : at::kFloat;
-  at::Tensor band = at::zeros({classes, w[0], full[1], full[2]}, acc_type);
-  at::Tensor band_weight = at::zeros({w[0], full[1], full[2]}, at::kFloat);
-  at::Tensor labels = at::empty({size[0], size[1], size[2]}, classes <= 256 ? at::kByte : at::kInt);
+  at::Tensor band = at::zeros({classes, w[0], full[1], full[2]}, on.dtype(acc_type));
+  at::Tensor band_weight = at::zeros({w[0], full[1], full[2]}, on.dtype(at::kFloat));
+  const at::ScalarType label_type = classes <= 256 ? at::kByte : at::kInt;
+  at::Tensor labels = at::empty({size[0], size[1], size[2]}, on.dtype(label_type));
   std::int64_t band_z = 0;
 
-  // Rows [band_z, until) are final: to labels; the band moves down to start at `until`. Both in
-  // steps of a few rows, so no temporary is as large as the band.
-  constexpr std::int64_t kRowsPerStep = 4;
+  // Rows [band_z, until) are final: to labels (the softmax-argmax kernel, cropped to the
+  // image); the band moves down to start at `until`.
   const auto emit = [&](std::int64_t until) {
     const std::int64_t rows = until - band_z;
     if (rows <= 0) return;
     const std::int64_t kept = std::min(rows, std::max<std::int64_t>(0, size[0] - band_z));
-    for (std::int64_t r = 0; r < kept; r += kRowsPerStep) {
-      const std::int64_t n = std::min(kRowsPerStep, kept - r);
-      const at::Tensor blended = band.slice(1, r, r + n).to(at::kFloat) / band_weight.slice(0, r, r + n);
-      labels.slice(0, band_z + r, band_z + r + n)
-          .copy_(blended.slice(2, 0, size[1]).slice(3, 0, size[2]).argmax(0).to(labels.scalar_type()));
+    if (kept > 0) {
+      const at::Tensor values = band.slice(1, 0, kept).slice(2, 0, size[1]).slice(3, 0, size[2]);
+      const at::Tensor weight = band_weight.slice(0, 0, kept).slice(1, 0, size[1]).slice(2, 0, size[2]);
+      labels.slice(0, band_z, band_z + kept).copy_(kernels::softmax_argmax(values, weight, label_type));
     }
     // Row by row towards the front: a row never overlaps the one it is copied from.
     for (std::int64_t r = 0; r + rows < w[0]; ++r) {
@@ -64,17 +70,23 @@ at::Tensor sliding_window_labels(const at::Tensor& image, std::int64_t classes, 
   const auto total = static_cast<std::int64_t>(plan.origins.size());
   blend_windows(
       plan, classes, forward, options,
-      [&](const std::array<std::int64_t, 3>& o, const at::Tensor& weighted) {
-        emit(o[0]);  // windows come in z order: rows above this start are done
-        const std::int64_t z = o[0] - band_z;
-        band.slice(1, z, z + w[0]).slice(2, o[1], o[1] + w[1]).slice(3, o[2], o[2] + w[2]).add_(weighted.to(acc_type));
-        band_weight.slice(0, z, z + w[0]).slice(1, o[1], o[1] + w[1]).slice(2, o[2], o[2] + w[2]).add_(plan.importance);
+      [&](const std::array<std::int64_t, 3>* origins, std::size_t count, const at::Tensor& logits) {
+        // Windows come in z order; each run of one start row goes in with the band starting there.
+        for (std::size_t first = 0; first < count;) {
+          std::size_t last = first + 1;
+          while (last < count && origins[last][0] == origins[first][0]) ++last;
+          emit(origins[first][0]);  // rows above this start are done
+          add_windows(plan, origins + first, last - first,
+                      logits.slice(0, static_cast<std::int64_t>(first), static_cast<std::int64_t>(last)), band, band_weight,
+                      {band_z, 0, 0});
+          first = last;
+        }
       },
       [&](std::size_t done) {
         if (progress) progress(static_cast<std::int64_t>(done), total);
       });
   emit(band_z + w[0]);
-  return labels;
+  return labels.cpu();
 }
 
 }  // namespace vitruvian::models

@@ -147,7 +147,10 @@ at::Tensor softmax_argmax(const at::Tensor& values, const at::Tensor& weight, at
 
 at::Tensor normalize(const at::Tensor& image, const Normalization& norm) {
   constexpr const char* kWhat = "normalize";
-  const at::Tensor in = image.contiguous();
+  // Types the kernel does not read (bool, int8, int64, float16) go through float32 first.
+  const auto t = image.scalar_type();
+  const bool direct = t == at::kByte || t == at::kShort || t == at::kInt || t == at::kFloat || t == at::kDouble;
+  const at::Tensor in = direct ? image.contiguous() : image.to(at::kFloat).contiguous();
   const Scalar type = scalar_of(in);
   at::Tensor out = at::empty(in.sizes(), in.options().dtype(at::kFloat));
   on_device(

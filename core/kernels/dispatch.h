@@ -28,7 +28,8 @@ void accumulate_windows(const at::Tensor& logits, const at::Tensor& importance, 
 at::Tensor softmax_argmax(const at::Tensor& values, const at::Tensor& weight, at::ScalarType label_type,
                           at::Tensor* max_prob = nullptr);
 
-/// (clamp(image, lower, upper) − mean) / std as float32, same shape and device (kernel 2).
+/// (clamp(image, lower, upper) − mean) / std as float32, same shape and device (kernel 2);
+/// `image` of any real type (uint8, int16, int32, float32 and float64 read directly).
 at::Tensor normalize(const at::Tensor& image, const Normalization& norm);
 
 /// Resamples the 3D `src` into `dst` (contiguous, its shape and type chosen by the caller:

@@ -454,16 +454,35 @@ class Campaign {
     {
       torch::NoGradGuard no_grad;
       const c10::Device device = context_.device;
-      labels = models::sliding_window_labels(
-          image.voxels, classes, [&](const at::Tensor& x) { return model.net->forward(x.to(device))[0].to(at::kCPU); }, window,
-          accumulation_, [&](std::int64_t done, std::int64_t total) {
-            windows = total;
-            // A long study gets its own bar on rank 0 (the campaign's counts studies).
-            if (total >= kWindowBarFrom && context_.env.rank() == 0) {
-              if (!bar) bar = std::make_unique<Progress>("windows of " + info.id, total, true);
-              bar->advance(done - bar->done());
-            }
-          });
+      const auto stitch = [&](const c10::Device& band_device) {
+        return models::sliding_window_labels(
+            image.voxels, classes, [&](const at::Tensor& x) { return model.net->forward(x.to(device))[0]; }, window,
+            accumulation_,
+            [&](std::int64_t done, std::int64_t total) {
+              windows = total;
+              // A long study gets its own bar on rank 0 (the campaign's counts studies).
+              if (total >= kWindowBarFrom && context_.env.rank() == 0) {
+                if (!bar) bar = std::make_unique<Progress>("windows of " + info.id, total, true);
+                bar->advance(done - bar->done());
+              }
+            },
+            band_device);
+      };
+      const std::int64_t voxels = image.voxels.numel();
+      const c10::Device band_device = band_placement_.choose(voxels);
+      try {
+        labels = stitch(band_device);
+      } catch (const c10::OutOfMemoryError&) {
+        if (band_device.is_cpu()) throw;
+        // The GPU is short of memory for this band: this study and every one as large keep it
+        // in host memory (the windows still run on the GPU).
+        band_placement_.record_out_of_memory(voxels);
+        spdlog::warn("study {}: the band of {} voxels did not fit on {}; stitching in host memory from now on for "
+                     "studies this large",
+                     info.id, voxels, band_device.str());
+        bar.reset();
+        labels = stitch(c10::Device(c10::kCPU));
+      }
     }
     const double predict_s = seconds_since(prepared);
     json post = json::object();
@@ -667,6 +686,7 @@ class Campaign {
   CampaignConfig config_;
   models::SlidingWindowOptions window_;
   models::Accumulation accumulation_ = models::Accumulation::kFloat32;
+  models::BandPlacement band_placement_{context_.device};
   double memory_limit_ = 3e9;
   std::vector<std::unique_ptr<data::VolumeStore>> stores_;
   std::map<std::string, LoadedModel> models_;
