@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 #include <limits>
 #include <vector>
 
@@ -60,12 +62,6 @@ namespace {
 
 float half_to_float(std::uint16_t h) { return c10::detail::fp16_ieee_to_fp32_value(h); }
 std::uint16_t float_to_half(float f) { return c10::detail::fp16_ieee_from_fp32_value(f); }
-
-/// The accumulator's value of class k at an offset, as float.
-float acc_value(const Accumulator& acc, std::int64_t k, std::int64_t offset) {
-  const std::int64_t i = k * acc.class_stride + offset;
-  return acc.half ? half_to_float(static_cast<const std::uint16_t*>(acc.values)[i]) : static_cast<const float*>(acc.values)[i];
-}
 
 }  // namespace
 
@@ -187,44 +183,89 @@ void resample(const void* src, Scalar type, const std::int64_t src_zyx[3], void*
   });
 }
 
+namespace {
+
+/// exp(x) for x <= 0 within 2 ulp, branch-free so that loops over it vectorise (std::exp does
+/// not without -ffast-math): x = n ln 2 + r with |r| <= ln 2 / 2, e^r by its Taylor polynomial
+/// to degree 7, 2^n through the exponent bits; below −87 (e^x under float's normal range) 0.
+inline float exp_nonpositive(float x) {
+  const float clamped = x < -87.0f ? -87.0f : x;
+  constexpr float kRound = 12582912.0f;  // 1.5 · 2^23: adding and subtracting it rounds to a whole number
+  const float n = (clamped * 1.44269504f + kRound) - kRound;
+  const float r = (clamped - n * 0.693359375f) - n * -2.12194440e-4f;  // ln 2 in two parts (Cody-Waite)
+  float p = 1.0f / 5040;
+  p = p * r + 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  std::int32_t bits = (static_cast<std::int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return x < -87.0f ? 0.0f : p * scale;
+}
+
+/// One row of voxels: the logits of every class (classes × nx, filled here), the best class and
+/// its logit; with `prob`, the softmax probability of the best class.
+template <typename A>
+void argmax_row(const A* __restrict__ values, std::int64_t class_stride, const float* __restrict__ w, std::int64_t classes,
+                std::int64_t nx, float* __restrict__ logits, float* __restrict__ best, std::int32_t* __restrict__ arg,
+                float* __restrict__ prob) {
+  for (std::int64_t k = 0; k < classes; ++k) {
+    const A* a = values + k * class_stride;
+    float* l = logits + k * nx;
+    for (std::int64_t x = 0; x < nx; ++x) {
+      if constexpr (std::is_same_v<A, std::uint16_t>) {
+        l[x] = half_to_float(a[x]) / w[x];
+      } else {
+        l[x] = a[x] / w[x];
+      }
+    }
+    if (k == 0) {
+      std::copy(l, l + nx, best);
+      std::fill(arg, arg + nx, 0);
+      continue;
+    }
+    for (std::int64_t x = 0; x < nx; ++x) {
+      // The first of equal maxima; NaN above all (as torch.argmax). Branch-free, to vectorise.
+      const float v = l[x], b = best[x];
+      const bool take = (v > b) | ((v != v) & (b == b));
+      best[x] = take ? v : b;
+      arg[x] = take ? static_cast<std::int32_t>(k) : arg[x];
+    }
+  }
+  if (prob == nullptr) return;
+  std::fill(prob, prob + nx, 0.0f);
+  for (std::int64_t k = 0; k < classes; ++k) {
+    const float* l = logits + k * nx;
+    for (std::int64_t x = 0; x < nx; ++x) prob[x] += exp_nonpositive(l[x] - best[x]);
+  }
+  for (std::int64_t x = 0; x < nx; ++x) prob[x] = 1.0f / prob[x];
+}
+
+}  // namespace
+
 void softmax_argmax(const Accumulator& acc, void* labels, Scalar label_type, float* max_prob) {
   const Grid& g = acc.grid;
-  std::vector<float> best(static_cast<std::size_t>(g.nx)), top(static_cast<std::size_t>(g.nx)),
-      sum(static_cast<std::size_t>(g.nx));
+  std::vector<float> logits(static_cast<std::size_t>(acc.classes * g.nx)), best(static_cast<std::size_t>(g.nx));
   std::vector<std::int32_t> arg(static_cast<std::size_t>(g.nx));
   detail::with_label(label_type, [&](auto tag) {
     using L = decltype(tag);
     L* out = static_cast<L*>(labels);
     for (std::int64_t z = 0; z < g.nz; ++z) {
       for (std::int64_t y = 0; y < g.ny; ++y) {
-        const std::int64_t row = g.offset(z, y, 0);
-        const float* w = acc.weight + row;
-        for (std::int64_t k = 0; k < acc.classes; ++k) {
-          for (std::int64_t x = 0; x < g.nx; ++x) {
-            const float l = acc_value(acc, k, row + x) / w[x];
-            const auto xi = static_cast<std::size_t>(x);
-            if (k == 0) {
-              best[xi] = l, arg[xi] = 0, top[xi] = l, sum[xi] = 1;
-              continue;
-            }
-            if (l > best[xi] || (std::isnan(l) && !std::isnan(best[xi]))) best[xi] = l, arg[xi] = static_cast<std::int32_t>(k);
-            // Online softmax: the running maximum and the sum of exp(l − maximum).
-            if (l > top[xi]) {
-              sum[xi] = sum[xi] * std::exp(top[xi] - l) + 1;
-              top[xi] = l;
-            } else {
-              sum[xi] += std::exp(l - top[xi]);
-            }
-          }
+        const std::int64_t row = g.offset(z, y, 0), dense = (z * g.ny + y) * g.nx;
+        float* prob = max_prob == nullptr ? nullptr : max_prob + dense;
+        if (acc.half) {
+          argmax_row(static_cast<const std::uint16_t*>(acc.values) + row, acc.class_stride, acc.weight + row, acc.classes,
+                     g.nx, logits.data(), best.data(), arg.data(), prob);
+        } else {
+          argmax_row(static_cast<const float*>(acc.values) + row, acc.class_stride, acc.weight + row, acc.classes, g.nx,
+                     logits.data(), best.data(), arg.data(), prob);
         }
-        const std::int64_t dense = (z * g.ny + y) * g.nx;
         for (std::int64_t x = 0; x < g.nx; ++x) out[dense + x] = static_cast<L>(arg[static_cast<std::size_t>(x)]);
-        if (max_prob != nullptr) {
-          for (std::int64_t x = 0; x < g.nx; ++x) {
-            const auto xi = static_cast<std::size_t>(x);
-            max_prob[dense + x] = std::exp(best[xi] - top[xi]) / sum[xi];
-          }
-        }
       }
     }
   });

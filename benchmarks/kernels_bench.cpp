@@ -1,0 +1,553 @@
+// The pipeline's kernels against the equivalent sequence of LibTorch ops, in one run:
+//   kernels_bench [--size N] [--classes K] [--window W] [--benchmark_filter=...]
+// Benchmarks are named <kernel>/<implementation>: `cpu` (our kernel, one thread), `torch_cpu`
+// (LibTorch ops, one thread), and on a GPU `cuda` (our kernel) and `torch_cuda` (LibTorch ops;
+// a CUDA LibTorch only), timed with CUDA events (manual time). Counters: bytes_per_second (the
+// kernel's least traffic: every input read once, every output written once), voxels_per_s, and
+// on CUDA copy_fraction: bytes_per_second over the device-to-device copy bandwidth measured in
+// the same run (copy/cuda). benchmarks/kernels_report.py turns the JSON into the table of
+// docs/PERFORMANCE.md. Every implementation's result is checked against the CPU kernel once.
+// Volumes: N³ (default 128, CPU; use 256 on a GPU), K classes (4), windows W³ (64; 128 on a GPU).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/kernels/dispatch.h"
+#include "core/kernels/kernels.h"
+#include "core/kernels/kernels_cuda.h"
+
+#ifdef VITRUVIAN_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace vitruvian::bench {
+namespace {
+
+using kernels::Scalar;
+
+struct Settings {
+  std::int64_t size = 128, classes = 4, window = 64;
+} g;
+
+/// Inputs shared by every implementation of a kernel (CPU tensors; copied to a device as needed).
+struct Inputs {
+  at::Tensor hu;          // int16 [N, N, N], CT-like
+  at::Tensor labels;      // uint8 [N, N, N], organ-like regions in `classes` labels
+  at::Tensor mask;        // uint8 [N, N, N], blobs
+  at::Tensor band;        // float32 [K, W, N, N]: an accumulator band one window deep
+  at::Tensor weight;      // float32 [W, N, N]
+  at::Tensor logits;      // float32 [2, K, W, W, W]: a batch of windows
+  at::Tensor importance;  // float32 [W, W, W]
+  std::vector<std::int64_t> origins;  // the batch's first voxels in the band
+};
+
+const Inputs& inputs() {
+  static const Inputs in = [] {
+    torch::manual_seed(0);
+    const std::int64_t n = g.size, k = g.classes, w = std::min(g.window, g.size);
+    Inputs i;
+    // Smooth random fields (noise upsampled): regions and blobs rather than salt and pepper.
+    const auto smooth = [n](std::int64_t coarse) {
+      return at::upsample_trilinear3d(torch::randn({1, 1, coarse, coarse, coarse}), {n, n, n}, false).view({n, n, n});
+    };
+    i.hu = (smooth(8) * 400 + 40).clamp(-1024, 3071).to(at::kShort);
+    i.labels = ((smooth(6) + 1.5) * static_cast<double>(k) / 3).clamp(0, static_cast<double>(k - 1)).to(at::kByte);
+    i.mask = (smooth(12) > 0.8).to(at::kByte);
+    i.band = torch::randn({k, w, n, n});
+    i.weight = torch::rand({w, n, n}) + 0.1;
+    i.logits = torch::randn({2, k, w, w, w});
+    i.importance = torch::rand({w, w, w}) + 1e-3;
+    i.origins = {0, 0, 0, 0, 0, n - w};
+    return i;
+  }();
+  return in;
+}
+
+std::int64_t voxels() { return g.size * g.size * g.size; }
+std::int64_t window_voxels() { return 2 * std::min(g.window, g.size) * std::min(g.window, g.size) * std::min(g.window, g.size); }
+
+/// The LibTorch op sequence equivalent to each kernel, on the inputs' device.
+namespace torch_ops {
+
+void accumulate(const at::Tensor& logits, const at::Tensor& importance, const std::vector<std::int64_t>& origins,
+                at::Tensor& band, at::Tensor& weight) {
+  const std::int64_t w = importance.size(0);
+  for (std::int64_t b = 0; b < logits.size(0); ++b) {
+    const std::int64_t* o = &origins[static_cast<std::size_t>(3 * b)];
+    band.slice(1, o[0], o[0] + w).slice(2, o[1], o[1] + w).slice(3, o[2], o[2] + w).add_(logits[b] * importance);
+    weight.slice(0, o[0], o[0] + w).slice(1, o[1], o[1] + w).slice(2, o[2], o[2] + w).add_(importance);
+  }
+}
+
+at::Tensor normalize(const at::Tensor& hu) { return hu.to(at::kFloat).clamp(-200, 1500).sub_(40).div_(350); }
+
+/// Trilinear resampling by 0.8 per axis through affine_grid + grid_sample (align_corners).
+at::Tensor resample(const at::Tensor& image, std::int64_t out) {
+  const at::Tensor theta = at::eye(3, 4, image.options().dtype(at::kFloat)).unsqueeze(0);
+  const at::Tensor grid = at::affine_grid_generator(theta, {1, 1, out, out, out}, true);
+  return at::grid_sampler(image.to(at::kFloat).view({1, 1, image.size(0), image.size(1), image.size(2)}), grid, 0, 1, true)
+      .view({out, out, out});
+}
+
+std::pair<at::Tensor, at::Tensor> softmax_argmax(const at::Tensor& band, const at::Tensor& weight) {
+  const auto [prob, label] = (band / weight).softmax(0).max(0);
+  return {label.to(at::kByte), prob};
+}
+
+/// Count, sums, box per label: bincounts and scatter_reduce over coordinates.
+at::Tensor label_stats(const at::Tensor& labels, const at::Tensor& image, std::int64_t k) {
+  const at::Tensor l = labels.flatten().to(at::kLong);
+  const at::Tensor v = image.flatten().to(at::kDouble);
+  std::vector<at::Tensor> parts{at::bincount(l, {}, k).to(at::kDouble), at::bincount(l, v, k), at::bincount(l, v * v, k)};
+  for (int a = 0; a < 3; ++a) {
+    std::vector<std::int64_t> shape{1, 1, 1};
+    shape[static_cast<std::size_t>(a)] = labels.size(a);
+    const at::Tensor coord = at::arange(labels.size(a), l.options()).view(shape).expand(labels.sizes()).flatten();
+    parts.push_back(at::full({k}, labels.numel(), l.options()).scatter_reduce(0, l, coord, "amin").to(at::kDouble));
+    parts.push_back(at::full({k}, -1, l.options()).scatter_reduce(0, l, coord, "amax").to(at::kDouble));
+  }
+  return at::stack(parts);
+}
+
+/// Connected components (26) as in PyTorch-only code: every voxel takes the largest index around
+/// it (3³ max pooling) until nothing changes; roots then are the largest index, not the first.
+at::Tensor components(const at::Tensor& mask) {
+  const at::Tensor m = mask.to(at::kFloat).unsqueeze(0).unsqueeze(0);
+  at::Tensor label = (at::arange(1, mask.numel() + 1, m.options()).view(m.sizes())) * m;
+  while (true) {
+    const at::Tensor next = at::max_pool3d(label, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}) * m;
+    if (at::equal(next, label)) break;
+    label = next;
+  }
+  return label.view(mask.sizes());
+}
+
+}  // namespace torch_ops
+
+/// Wall-clock timing of one CPU call per iteration.
+template <typename F>
+void time_cpu(benchmark::State& state, F run) {
+  run();  // warm-up
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+}
+
+/// bytes_per_second and voxels_per_s (per iteration: `bytes` moved, `vox` voxels), and on a GPU
+/// (`gpu`) copy_fraction, the share of the measured copy bandwidth.
+void set_counters(benchmark::State& state, double bytes, std::int64_t vox, bool gpu = false);
+
+#ifdef VITRUVIAN_WITH_CUDA
+
+void check_cuda(cudaError_t status, const char* call) {
+  if (status != cudaSuccess) throw std::runtime_error(fmt::format("{}: {}", call, cudaGetErrorString(status)));
+}
+
+/// A device copy of a CPU tensor's bytes (or `bytes` of uninitialised memory).
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(std::size_t bytes) : bytes_(bytes) { check_cuda(cudaMalloc(&data_, bytes), "cudaMalloc"); }
+  explicit DeviceBuffer(const at::Tensor& t) : DeviceBuffer(static_cast<std::size_t>(t.nbytes())) {
+    const at::Tensor c = t.contiguous();
+    check_cuda(cudaMemcpy(data_, c.data_ptr(), bytes_, cudaMemcpyHostToDevice), "cudaMemcpy");
+  }
+  ~DeviceBuffer() { cudaFree(data_); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  template <typename T = void>
+  T* get() const { return static_cast<T*>(data_); }
+  /// The bytes back, as a CPU tensor shaped like `like`.
+  at::Tensor to_host(const at::Tensor& like) const {
+    at::Tensor out = at::empty_like(like).contiguous();
+    check_cuda(cudaMemcpy(out.data_ptr(), data_, static_cast<std::size_t>(out.nbytes()), cudaMemcpyDeviceToHost), "cudaMemcpy");
+    return out;
+  }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_;
+};
+
+/// CUDA-event timing of one call per iteration on the default stream.
+template <typename F>
+void time_cuda(benchmark::State& state, F run) {
+  cudaEvent_t start, stop;
+  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
+  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
+  run();  // warm-up
+  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  for (auto _ : state) {
+    check_cuda(cudaEventRecord(start, nullptr), "cudaEventRecord");
+    run();
+    check_cuda(cudaEventRecord(stop, nullptr), "cudaEventRecord");
+    check_cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0;
+    check_cuda(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    state.SetIterationTime(ms / 1e3);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+}
+
+/// Device-to-device copy bandwidth (bytes read + written per second) of 1 GiB, best of 20.
+double copy_bandwidth() {
+  static const double bandwidth = [] {
+    const std::size_t bytes = std::size_t{1} << 30;
+    DeviceBuffer a(bytes), b(bytes);
+    cudaEvent_t start, stop;
+    check_cuda(cudaEventCreate(&start), "cudaEventCreate");
+    check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
+    float best = 1e30f;
+    for (int i = 0; i < 20; ++i) {
+      check_cuda(cudaEventRecord(start, nullptr), "cudaEventRecord");
+      check_cuda(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, nullptr), "cudaMemcpyAsync");
+      check_cuda(cudaEventRecord(stop, nullptr), "cudaEventRecord");
+      check_cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
+      float ms = 0;
+      check_cuda(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+      best = std::min(best, ms);
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    return 2.0 * static_cast<double>(bytes) / (best / 1e3);
+  }();
+  return bandwidth;
+}
+
+bool skip_without_gpu(benchmark::State& state) {
+  if (kernels::cuda::device_count() > 0) return false;
+  state.SkipWithError("no CUDA device");
+  return true;
+}
+
+void BM_Copy_Cuda(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const std::size_t bytes = std::size_t{1} << 30;
+  DeviceBuffer a(bytes), b(bytes);
+  time_cuda(state, [&] { check_cuda(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, nullptr), "copy"); });
+  set_counters(state, 2.0 * static_cast<double>(bytes), 0, true);
+  state.counters["copy_bandwidth"] = copy_bandwidth();
+}
+BENCHMARK(BM_Copy_Cuda)->Name("copy/cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+
+#endif  // VITRUVIAN_WITH_CUDA
+
+void set_counters(benchmark::State& state, double bytes, std::int64_t vox, bool gpu) {
+  const double it = static_cast<double>(state.iterations());
+  state.counters["bytes_per_second"] = benchmark::Counter(bytes * it, benchmark::Counter::kIsRate);
+  if (vox > 0) state.counters["voxels_per_s"] = benchmark::Counter(static_cast<double>(vox) * it, benchmark::Counter::kIsRate);
+#ifdef VITRUVIAN_WITH_CUDA
+  if (gpu) state.counters["copy_fraction"] = benchmark::Counter(bytes * it / copy_bandwidth(), benchmark::Counter::kIsRate);
+#else
+  (void)gpu;
+#endif
+}
+
+void fail_unless(benchmark::State& state, bool ok, const char* what) {
+  if (!ok) state.SkipWithError(what);
+}
+
+// ---- 1. window accumulation -------------------------------------------------------------
+
+double accumulate_bytes() {
+  const double v = static_cast<double>(window_voxels()), k = static_cast<double>(g.classes);
+  return v * (k * 4 + 4 + 2 * k * 4 + 2 * 4);  // logits, importance, band read + write, weight read + write
+}
+
+void BM_Accumulate(benchmark::State& state, bool use_torch) {
+  const Inputs& in = inputs();
+  at::Tensor band = in.band.clone(), weight = in.weight.clone();
+  const auto ours = [&] { kernels::accumulate_windows(in.logits, in.importance, in.origins.data(), band, weight); };
+  const auto theirs = [&] { torch_ops::accumulate(in.logits, in.importance, in.origins, band, weight); };
+  time_cpu(state, [&] { use_torch ? theirs() : ours(); });
+  set_counters(state, accumulate_bytes(), window_voxels());
+}
+
+// ---- 2. normalisation --------------------------------------------------------------------
+
+void BM_Normalize(benchmark::State& state, bool use_torch) {
+  const Inputs& in = inputs();
+  const kernels::Normalization norm{-200, 1500, 40, 350};
+  at::Tensor out;
+  time_cpu(state, [&] { out = use_torch ? torch_ops::normalize(in.hu) : kernels::normalize(in.hu, norm); });
+  fail_unless(state, at::allclose(out, torch_ops::normalize(in.hu)), "results differ");
+  set_counters(state, static_cast<double>(voxels()) * (2 + 4), voxels());
+}
+
+// ---- 3. resampling -----------------------------------------------------------------------
+
+std::int64_t resampled_size() { return g.size * 4 / 5; }
+
+kernels::IndexMap resample_map() {
+  // Output index → source index: the align-corners map of the LibTorch sequence.
+  kernels::IndexMap map;
+  const double scale = static_cast<double>(g.size - 1) / static_cast<double>(resampled_size() - 1);
+  map.a[0] = map.a[4] = map.a[8] = scale;
+  return map;
+}
+
+void BM_Resample(benchmark::State& state, bool use_torch) {
+  const Inputs& in = inputs();
+  const std::int64_t m = resampled_size();
+  at::Tensor out = at::empty({m, m, m}, at::kFloat);
+  time_cpu(state, [&] {
+    if (use_torch) {
+      out = torch_ops::resample(in.hu, m);
+    } else {
+      kernels::resample(in.hu, out, resample_map(), {true, false, 0});
+    }
+  });
+  fail_unless(state, at::allclose(out, torch_ops::resample(in.hu, m), 1e-3, 1e-2), "results differ");
+  set_counters(state, static_cast<double>(voxels()) * 2 + static_cast<double>(m * m * m) * 4, m * m * m);
+}
+
+// ---- 4. softmax-argmax -------------------------------------------------------------------
+
+double argmax_bytes() {
+  const double v = static_cast<double>(inputs().weight.numel()), k = static_cast<double>(g.classes);
+  return v * (k * 4 + 4 + 1 + 4);  // classes, weight; labels and probability written
+}
+
+void BM_SoftmaxArgmax(benchmark::State& state, bool use_torch) {
+  const Inputs& in = inputs();
+  at::Tensor labels, prob;
+  time_cpu(state, [&] {
+    if (use_torch) {
+      std::tie(labels, prob) = torch_ops::softmax_argmax(in.band, in.weight);
+    } else {
+      labels = kernels::softmax_argmax(in.band, in.weight, at::kByte, &prob);
+    }
+  });
+  fail_unless(state, at::equal(labels, torch_ops::softmax_argmax(in.band, in.weight).first), "labels differ");
+  set_counters(state, argmax_bytes(), in.weight.numel());
+}
+
+// ---- 5. per-label statistics -------------------------------------------------------------
+
+void BM_LabelStats(benchmark::State& state, bool use_torch) {
+  const Inputs& in = inputs();
+  std::vector<kernels::LabelStats> stats;
+  at::Tensor reference;
+  time_cpu(state, [&] {
+    if (use_torch) {
+      reference = torch_ops::label_stats(in.labels, in.hu, g.classes);
+    } else {
+      stats = kernels::label_stats(in.labels, &in.hu, g.classes);
+    }
+  });
+  if (!use_torch) {
+    const at::Tensor expected = torch_ops::label_stats(in.labels, in.hu, g.classes);
+    bool ok = true;
+    for (std::int64_t l = 0; l < g.classes; ++l) ok = ok && expected[0][l].item<double>() == static_cast<double>(stats[static_cast<std::size_t>(l)].count);
+    fail_unless(state, ok, "counts differ");
+  }
+  set_counters(state, static_cast<double>(voxels()) * (1 + 2), voxels());
+}
+
+// ---- 6. connected components -------------------------------------------------------------
+
+void BM_Components(benchmark::State& state, bool use_torch) {
+  const Inputs& in = inputs();
+  at::Tensor roots;
+  time_cpu(state, [&] { roots = use_torch ? torch_ops::components(in.mask) : kernels::connected_roots(in.mask, 26); });
+  // Same partition: the component of every voxel's root is the same under both numberings.
+  if (!use_torch) {
+    const at::Tensor other = torch_ops::components(in.mask);
+    const at::Tensor fg = in.mask.to(at::kBool);
+    const at::Tensor mine = roots.masked_select(fg).to(at::kLong), theirs = other.masked_select(fg).to(at::kLong);
+    const auto distinct = [](const at::Tensor& t) { return std::get<0>(at::_unique(t)).numel(); };
+    const std::int64_t pairs = distinct(mine * (voxels() + 1) + theirs);
+    fail_unless(state, pairs == distinct(mine) && pairs == distinct(theirs), "partitions differ");
+  }
+  set_counters(state, static_cast<double>(voxels()) * (1 + 4), voxels());
+}
+
+#ifdef VITRUVIAN_WITH_CUDA
+// ---- the same kernels on the GPU ---------------------------------------------------------
+
+void BM_Accumulate_Cuda(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const Inputs& in = inputs();
+  DeviceBuffer logits(in.logits), importance(in.importance), band(in.band), weight(in.weight);
+  kernels::WindowBatch batch{logits.get<float>(), 2, g.classes, in.logits.size(2), in.logits.size(3), in.logits.size(4),
+                             in.origins.data()};
+  const kernels::Accumulator acc{band.get(), false, g.classes, in.band.stride(0),
+                                 kernels::Grid::dense(in.band.size(1), g.size, g.size), weight.get<float>()};
+  time_cuda(state, [&] { kernels::cuda::accumulate_windows(batch, importance.get<float>(), acc, nullptr); });
+  set_counters(state, accumulate_bytes(), window_voxels(), true);
+}
+BENCHMARK(BM_Accumulate_Cuda)->Name("accumulate/cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+
+void BM_Normalize_Cuda(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const Inputs& in = inputs();
+  DeviceBuffer hu(in.hu), out(static_cast<std::size_t>(voxels()) * 4);
+  const kernels::Normalization norm{-200, 1500, 40, 350};
+  time_cuda(state, [&] { kernels::cuda::normalize(hu.get(), Scalar::kInt16, voxels(), norm, out.get<float>(), nullptr); });
+  fail_unless(state, at::equal(out.to_host(at::empty({voxels()})), kernels::normalize(in.hu, norm).flatten()), "results differ");
+  set_counters(state, static_cast<double>(voxels()) * (2 + 4), voxels(), true);
+}
+BENCHMARK(BM_Normalize_Cuda)->Name("normalize/cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+
+void BM_Resample_Cuda(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const Inputs& in = inputs();
+  const std::int64_t m = resampled_size();
+  DeviceBuffer hu(in.hu), out(static_cast<std::size_t>(m * m * m) * 4);
+  const std::int64_t src[3] = {g.size, g.size, g.size}, dst[3] = {m, m, m};
+  time_cuda(state, [&] {
+    kernels::cuda::resample(hu.get(), Scalar::kInt16, src, out.get(), dst, resample_map(), {true, false, 0}, nullptr);
+  });
+  at::Tensor expected = at::empty({m, m, m}, at::kFloat);
+  kernels::resample(in.hu, expected, resample_map(), {true, false, 0});
+  fail_unless(state, at::equal(out.to_host(expected), expected), "results differ");
+  set_counters(state, static_cast<double>(voxels()) * 2 + static_cast<double>(m * m * m) * 4, m * m * m, true);
+}
+BENCHMARK(BM_Resample_Cuda)->Name("resample/cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+
+void BM_SoftmaxArgmax_Cuda(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const Inputs& in = inputs();
+  DeviceBuffer band(in.band), weight(in.weight), labels(static_cast<std::size_t>(in.weight.numel())),
+      prob(static_cast<std::size_t>(in.weight.numel()) * 4);
+  const kernels::Accumulator acc{band.get(), false, g.classes, in.band.stride(0),
+                                 kernels::Grid::dense(in.band.size(1), g.size, g.size), weight.get<float>()};
+  time_cuda(state, [&] { kernels::cuda::softmax_argmax(acc, labels.get(), Scalar::kUInt8, prob.get<float>(), nullptr); });
+  const at::Tensor expected = kernels::softmax_argmax(in.band, in.weight, at::kByte);
+  fail_unless(state, at::equal(labels.to_host(expected), expected), "labels differ");
+  set_counters(state, argmax_bytes(), in.weight.numel(), true);
+}
+BENCHMARK(BM_SoftmaxArgmax_Cuda)->Name("softmax_argmax/cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+
+void BM_LabelStats_Cuda(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const Inputs& in = inputs();
+  DeviceBuffer labels(in.labels), hu(in.hu);
+  const auto grid = kernels::Grid::dense(g.size, g.size, g.size);
+  std::vector<kernels::LabelStats> stats(static_cast<std::size_t>(g.classes));
+  time_cuda(state, [&] {
+    kernels::cuda::label_stats(labels.get(), Scalar::kUInt8, grid, hu.get(), Scalar::kInt16, g.classes, stats.data(), nullptr);
+  });
+  const auto expected = kernels::label_stats(in.labels, &in.hu, g.classes);
+  bool ok = true;
+  for (std::size_t l = 0; l < stats.size(); ++l) ok = ok && stats[l].count == expected[l].count && stats[l].sum == expected[l].sum;
+  fail_unless(state, ok, "statistics differ");
+  set_counters(state, static_cast<double>(voxels()) * (1 + 2), voxels(), true);
+}
+BENCHMARK(BM_LabelStats_Cuda)->Name("label_stats/cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+
+void BM_Components_Cuda(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const Inputs& in = inputs();
+  DeviceBuffer mask(in.mask), roots(static_cast<std::size_t>(voxels()) * 4);
+  const auto grid = kernels::Grid::dense(g.size, g.size, g.size);
+  time_cuda(state, [&] { kernels::cuda::connected_roots(mask.get<std::uint8_t>(), grid, 26, roots.get<std::int32_t>(), nullptr); });
+  const at::Tensor expected = kernels::connected_roots(in.mask, 26);
+  fail_unless(state, at::equal(roots.to_host(expected), expected), "roots differ");
+  set_counters(state, static_cast<double>(voxels()) * (1 + 4), voxels(), true);
+}
+BENCHMARK(BM_Components_Cuda)->Name("components/cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+
+#endif  // VITRUVIAN_WITH_CUDA
+
+#ifdef VITRUVIAN_TORCH_CUDA
+// ---- the LibTorch op sequences on the GPU (a CUDA LibTorch only) -------------------------
+
+void BM_Torch_Cuda(benchmark::State& state, int which) {
+  if (skip_without_gpu(state)) return;
+  const Inputs& in = inputs();
+  const at::Device cuda(at::kCUDA, 0);
+  const at::Tensor hu = in.hu.to(cuda), labels = in.labels.to(cuda), mask = in.mask.to(cuda);
+  at::Tensor band = in.band.to(cuda), weight = in.weight.to(cuda);
+  const at::Tensor logits = in.logits.to(cuda), importance = in.importance.to(cuda);
+  const std::int64_t m = resampled_size();
+  switch (which) {
+    case 1:
+      time_cuda(state, [&] { torch_ops::accumulate(logits, importance, in.origins, band, weight); });
+      return set_counters(state, accumulate_bytes(), window_voxels(), true);
+    case 2:
+      time_cuda(state, [&] { torch_ops::normalize(hu); });
+      return set_counters(state, static_cast<double>(voxels()) * 6, voxels(), true);
+    case 3:
+      time_cuda(state, [&] { torch_ops::resample(hu, m); });
+      return set_counters(state, static_cast<double>(voxels()) * 2 + static_cast<double>(m * m * m) * 4, m * m * m, true);
+    case 4:
+      time_cuda(state, [&] { torch_ops::softmax_argmax(band, weight); });
+      return set_counters(state, argmax_bytes(), in.weight.numel(), true);
+    case 5:
+      time_cuda(state, [&] { torch_ops::label_stats(labels, hu, g.classes); });
+      return set_counters(state, static_cast<double>(voxels()) * 3, voxels(), true);
+    default:
+      time_cuda(state, [&] { torch_ops::components(mask); });
+      return set_counters(state, static_cast<double>(voxels()) * 5, voxels(), true);
+  }
+}
+BENCHMARK_CAPTURE(BM_Torch_Cuda, accumulate, 1)->Name("accumulate/torch_cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Torch_Cuda, normalize, 2)->Name("normalize/torch_cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Torch_Cuda, resample, 3)->Name("resample/torch_cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Torch_Cuda, softmax_argmax, 4)->Name("softmax_argmax/torch_cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Torch_Cuda, label_stats, 5)->Name("label_stats/torch_cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Torch_Cuda, components, 6)->Name("components/torch_cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
+#endif  // VITRUVIAN_TORCH_CUDA
+
+#define CPU_PAIR(fn, name)                                                                                        \
+  BENCHMARK_CAPTURE(fn, cpu, false)->Name(name "/cpu")->UseManualTime()->Unit(benchmark::kMillisecond);          \
+  BENCHMARK_CAPTURE(fn, torch_cpu, true)->Name(name "/torch_cpu")->UseManualTime()->Unit(benchmark::kMillisecond)
+CPU_PAIR(BM_Accumulate, "accumulate");
+CPU_PAIR(BM_Normalize, "normalize");
+CPU_PAIR(BM_Resample, "resample");
+CPU_PAIR(BM_SoftmaxArgmax, "softmax_argmax");
+CPU_PAIR(BM_LabelStats, "label_stats");
+CPU_PAIR(BM_Components, "components");
+
+}  // namespace
+}  // namespace vitruvian::bench
+
+int main(int argc, char** argv) {
+  using vitruvian::bench::g;
+  std::vector<char*> rest{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const auto value = [&](std::int64_t& out) {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "kernels_bench: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      out = std::atoll(argv[++i]);
+      if (out < 1) {
+        std::fprintf(stderr, "kernels_bench: %s %s; expected a positive whole number\n", a.c_str(), argv[i]);
+        std::exit(2);
+      }
+    };
+    if (a == "--size") {
+      value(g.size);
+    } else if (a == "--classes") {
+      value(g.classes);
+    } else if (a == "--window") {
+      value(g.window);
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  if (g.size < 8 || g.classes < 2 || g.classes > 256) {
+    std::fprintf(stderr, "kernels_bench: --size at least 8 and --classes 2..256 expected\n");
+    return 2;
+  }
+  at::set_num_threads(1);  // CPU implementations on one thread each, as a rank runs them
+  int n = static_cast<int>(rest.size());
+  benchmark::Initialize(&n, rest.data());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
