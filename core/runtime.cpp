@@ -1,6 +1,7 @@
 // RuntimeConfig fields, checks and application.
 #include "core/runtime.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 
 #include "core/device.h"
@@ -16,6 +17,8 @@ void RuntimeConfig::visit(ConfigVisitor& v) {
   v.field("collective_timeout_s", collective_timeout_s, "seconds before a stuck collective ends the job (<= 0: never)");
   v.field("intra_op_threads", intra_op_threads, "LibTorch intra-op threads per rank");
   v.field("inter_op_threads", inter_op_threads, "LibTorch inter-op threads per rank");
+  v.field("cudnn_benchmark", cudnn_benchmark,
+          "on CUDA: cuDNN autotuning (times the algorithms for each new shape, keeps the fastest)");
 }
 
 void RuntimeConfig::validate() const {
@@ -45,7 +48,9 @@ c10::Device apply_runtime(const RuntimeConfig& config, const MpiEnvironment& env
     at::set_num_interop_threads(config.inter_op_threads);
     interop_set = true;
   }
-  return select_device(parse_device_choice(config.device), env.local_rank());
+  const c10::Device device = select_device(parse_device_choice(config.device), env.local_rank());
+  if (device.is_cuda()) at::globalContext().setBenchmarkCuDNN(config.cudnn_benchmark);
+  return device;
 }
 
 }  // namespace vitruvian

@@ -3,7 +3,6 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <ATen/autocast_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
@@ -16,6 +15,7 @@
 #include "core/atomic_file.h"
 #include "core/errors.h"
 #include "models/losses.h"
+#include "models/precision.h"
 
 namespace vitruvian::models {
 namespace {
@@ -25,27 +25,6 @@ constexpr double kPi = 3.14159265358979323846;
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
-
-/// bfloat16 autocast for the forward pass on CUDA; nothing elsewhere.
-class Autocast {
- public:
-  explicit Autocast(bool on) : on_(on) {
-    if (!on_) return;
-    previous_ = at::autocast::is_enabled();
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-    at::autocast::set_enabled(true);
-  }
-  ~Autocast() {
-    if (!on_) return;
-    at::autocast::set_enabled(previous_);
-    at::autocast::clear_cache();
-  }
-  Autocast(const Autocast&) = delete;
-  Autocast& operator=(const Autocast&) = delete;
-
- private:
-  bool on_ = false, previous_ = false;
-};
 
 }  // namespace
 
@@ -125,7 +104,7 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches, const std
     auto start = std::chrono::steady_clock::now();
     at::Tensor loss;
     {
-      Autocast autocast(s.options.bf16 && micro_batches[m].first.is_cuda());
+      const Autocast autocast(s.options.bf16 ? Precision::kBFloat16 : Precision::kFloat32, micro_batches[m].first.device());
       const auto outputs = s.net->forward(micro_batches[m].first);
       loss = deep_supervision_loss(outputs, micro_batches[m].second) / static_cast<double>(micro_batches.size());
     }

@@ -9,6 +9,7 @@
 #include "core/errors.h"
 #include "core/yaml_keys.h"
 #include "launch/jobs/arguments.h"
+#include "models/precision.h"
 #include "models/stitcher.h"
 
 namespace vitruvian::jobs {
@@ -57,7 +58,7 @@ CampaignConfig read_campaign(const fs::path& path) {
   CampaignConfig c;
   check_yaml_keys(path, root,
             {"input", "output", "studies", "series_name", "modality", "overlap", "batch", "mirror_axes", "accumulation",
-             "memory_limit", "write_nifti", "thumbnails", "routes", "calcium"},
+             "precision", "channels_last", "memory_limit", "write_nifti", "thumbnails", "routes", "calcium"},
             "the campaign");
   std::vector<std::string> inputs;
   read_list(path, root, "input", inputs);
@@ -72,6 +73,8 @@ CampaignConfig read_campaign(const fs::path& path) {
   read(path, root, "batch", c.batch);
   read(path, root, "mirror_axes", c.mirror_axes);
   read(path, root, "accumulation", c.accumulation);
+  read(path, root, "precision", c.precision);
+  read(path, root, "channels_last", c.channels_last);
   read(path, root, "memory_limit", c.memory_limit);
   read(path, root, "write_nifti", c.write_nifti);
   read(path, root, "thumbnails", c.thumbnails);
@@ -117,6 +120,7 @@ void validate_campaign(const CampaignConfig& c, const std::string& source) {
     throw ConfigError(source, "mirror_axes '" + c.mirror_axes + "'; expected any of z, y, x");
   }
   models::accumulation_from_name(c.accumulation, source + ": accumulation");
+  models::precision_from_name(c.precision, source + ": precision");
   parse_size(c.memory_limit, source + ": memory_limit");
   if (c.routes.empty()) throw ConfigError(source, "no routes: give a model (--model) or a list of routes");
   std::set<std::string> names;
@@ -147,6 +151,8 @@ std::string campaign_yaml(const CampaignConfig& c) {
   out << YAML::Key << "batch" << YAML::Value << c.batch;
   out << YAML::Key << "mirror_axes" << YAML::Value << c.mirror_axes;
   out << YAML::Key << "accumulation" << YAML::Value << c.accumulation;
+  out << YAML::Key << "precision" << YAML::Value << c.precision;
+  out << YAML::Key << "channels_last" << YAML::Value << c.channels_last;
   out << YAML::Key << "memory_limit" << YAML::Value << c.memory_limit;
   out << YAML::Key << "write_nifti" << YAML::Value << c.write_nifti;
   out << YAML::Key << "thumbnails" << YAML::Value << c.thumbnails;

@@ -50,6 +50,8 @@ struct CampaignConfig {
   std::int64_t batch = 2;               ///< windows per forward call
   std::string mirror_axes;              ///< test-time mirroring: any of "zyx" (up to 8 flips)
   std::string accumulation = "fp32";    ///< fp32 | fp16
+  std::string precision = "fp32";       ///< forward passes on CUDA: fp32 | bf16 | fp16 (autocast); CPU: always fp32
+  bool channels_last = false;           ///< channels-last 3D weights and windows
   std::string memory_limit = "3G";      ///< per rank: a study whose estimate exceeds it fails with the figures
   bool write_nifti = false;             ///< also <study>/<route>.nii.gz
   bool thumbnails = true;

@@ -35,6 +35,7 @@
 #include "models/measures.h"
 #include "models/metrics.h"
 #include "models/postprocess.h"
+#include "models/precision.h"
 #include "models/registry.h"
 #include "models/stitcher.h"
 
@@ -184,6 +185,7 @@ class Campaign {
     window_.batch = config_.batch;
     window_.mirror_axes = mirror_mask(config_.mirror_axes);
     accumulation_ = models::accumulation_from_name(config_.accumulation, "accumulation");
+    precision_ = models::precision_from_name(config_.precision, "precision");
     memory_limit_ = parse_size(config_.memory_limit, "memory_limit");
   }
 
@@ -205,6 +207,7 @@ class Campaign {
       if (models_.count(key) != 0) continue;
       auto [net, card] = models::load_model(route.model);
       net->to(context_.device);
+      if (config_.channels_last) models::to_channels_last_3d(*net);
       net->eval();
       models_[key] = LoadedModel{net, card};
       model_sums_[key] = file_checksum(route.model / "model.pt") + file_checksum(route.model / "model.json");
@@ -456,7 +459,13 @@ class Campaign {
       const c10::Device device = context_.device;
       const auto stitch = [&](const c10::Device& band_device) {
         return models::sliding_window_labels(
-            image.voxels, classes, [&](const at::Tensor& x) { return model.net->forward(x.to(device))[0]; }, window,
+            image.voxels, classes,
+            [&](const at::Tensor& x) {
+              const models::Autocast autocast(precision_, device);
+              const at::Tensor in = x.to(device);
+              return model.net->forward(config_.channels_last ? models::channels_last_3d(in) : in)[0];
+            },
+            window,
             accumulation_,
             [&](std::int64_t done, std::int64_t total) {
               windows = total;
@@ -686,6 +695,7 @@ class Campaign {
   CampaignConfig config_;
   models::SlidingWindowOptions window_;
   models::Accumulation accumulation_ = models::Accumulation::kFloat32;
+  models::Precision precision_ = models::Precision::kFloat32;
   models::BandPlacement band_placement_{context_.device};
   double memory_limit_ = 3e9;
   std::vector<std::unique_ptr<data::VolumeStore>> stores_;
@@ -887,6 +897,8 @@ CampaignConfig campaign_from_options(const InferOptions& o) {
   if (!o.modality.empty()) c.modality = o.modality;
   if (!o.mirror_axes.empty()) c.mirror_axes = o.mirror_axes == "none" ? "" : o.mirror_axes;
   if (!o.accumulation.empty()) c.accumulation = o.accumulation;
+  if (!o.precision.empty()) c.precision = o.precision;
+  if (o.channels_last) c.channels_last = true;
   if (!o.memory_limit.empty()) c.memory_limit = o.memory_limit;
   if (o.overlap >= 0) c.overlap = o.overlap;
   if (o.batch > 0) c.batch = o.batch;

@@ -228,6 +228,8 @@ expect_exit 2 noroute.err "$vit" infer --input chest.h5 --out z
 grep -q "no routes" noroute.err || { cat noroute.err; fail "no routes not reported"; }
 expect_exit 2 badclass.err "$vit" infer --input chest.h5 --out z --campaign <(printf 'routes:\n  - name: a\n    model: %s/run/model\n    fill_holes: [liver]\n' "$PWD")
 grep -q "fill_holes names 'liver'" badclass.err || { cat badclass.err; fail "unknown class not named"; }
+expect_exit 2 precision.err "$vit" infer --input chest.h5 --model run/model --out z --precision int8
+grep -q "precision: 'int8'; expected fp32, bf16 or fp16" precision.err || { cat precision.err; fail "bad precision not named"; }
 # The documented example parses (every key known) and stops at its first missing model, creating nothing.
 expect_exit 2 example.err "$vit" infer --campaign "$here/../../launch/configs/campaign_example.yaml"
 grep -q "/models/heart_coronaries/model.json: cannot be read" example.err || { cat example.err; fail "the example campaign did not parse"; }

@@ -82,6 +82,18 @@ at::Tensor flood_fill(const at::Tensor& mask, int connectivity) {
   return out;
 }
 
+TEST(Stitcher, BandPlacementFallsBackToTheHostFromTheSizeThatRanOutOfMemory) {
+  BandPlacement gpu(c10::Device(c10::kCUDA, 1));
+  EXPECT_EQ(gpu.choose(1000), c10::Device(c10::kCUDA, 1));
+  gpu.record_out_of_memory(5000);
+  EXPECT_EQ(gpu.choose(4999), c10::Device(c10::kCUDA, 1));
+  EXPECT_EQ(gpu.choose(5000), c10::Device(c10::kCPU));
+  gpu.record_out_of_memory(7000);  // a larger failure does not raise the threshold
+  EXPECT_EQ(gpu.choose(6000), c10::Device(c10::kCPU));
+  EXPECT_EQ(gpu.smallest_failed(), 5000);
+  EXPECT_EQ(BandPlacement(c10::kCPU).choose(1), c10::Device(c10::kCPU));
+}
+
 TEST(ConnectedComponents, EqualFloodFillOnRandomMasks) {
   torch::manual_seed(11);
   for (const int connectivity : {6, 18, 26}) {

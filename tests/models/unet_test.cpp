@@ -4,6 +4,7 @@
 #include "models/unet.h"
 
 #include <gtest/gtest.h>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -11,6 +12,7 @@
 #include "core/errors.h"
 #include "models/losses.h"
 #include "models/metrics.h"
+#include "models/precision.h"
 
 namespace vitruvian::models {
 namespace {
@@ -85,6 +87,31 @@ TEST(UNet, FusedInferenceNormEqualsInstanceNormAndLeakyRelu) {
     slow = net->forward(input)[0].detach();
   }
   EXPECT_TRUE(torch::allclose(fast, slow, 1e-4, 1e-4));
+}
+
+TEST(UNet, ChannelsLastGivesTheSameOutputAndAutocastIsOffOnTheCpu) {
+  torch::manual_seed(3);
+  UNet net(small(BlockType::kPlain));
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor x = torch::randn({2, 2, 8, 12, 12});
+  const at::Tensor plain = net->forward(x)[0];
+  to_channels_last_3d(*net);
+  for (const auto& p : net->parameters()) {
+    if (p.dim() == 5) {
+      EXPECT_TRUE(p.is_contiguous(at::MemoryFormat::ChannelsLast3d));
+    }
+  }
+  {
+    const Autocast autocast(Precision::kFloat16, torch::kCPU);  // CPU: nothing changes
+    EXPECT_FALSE(at::autocast::is_enabled());
+    const at::Tensor last = net->forward(channels_last_3d(x))[0];
+    EXPECT_EQ(last.scalar_type(), torch::kFloat);
+    EXPECT_TRUE(torch::allclose(last, plain, 1e-4, 1e-5));
+  }
+  EXPECT_EQ(precision_from_name("bf16", "precision"), Precision::kBFloat16);
+  EXPECT_STREQ(precision_name(Precision::kFloat16), "fp16");
+  EXPECT_THROW(precision_from_name("int8", "precision"), ConfigError);
 }
 
 TEST(UNet, StandardOptionsFollowNnUnetFeatures) {

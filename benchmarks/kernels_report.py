@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""The table of docs/PERFORMANCE.md from a kernels_bench JSON file (--benchmark_out):
+
+    benchmarks/kernels_report.py kernels.json
+
+Per kernel: GB/s of our CPU kernel and of the LibTorch op sequence on the CPU, their ratio; on a
+GPU, the same for CUDA plus each kernel's share of the device-to-device copy bandwidth measured
+in the same run, against the targets (>= 70 % of the copy bandwidth for the memory-bound
+kernels, >= 2x the LibTorch ops)."""
+import json
+import sys
+
+KERNELS = ["accumulate", "normalize", "resample", "softmax_argmax", "label_stats", "components"]
+# Connected components make several passes with scattered reads: not held to the bandwidth target.
+MEMORY_BOUND = {"accumulate", "normalize", "resample", "softmax_argmax", "label_stats"}
+
+
+def main(path):
+    runs = {}
+    with open(path) as f:
+        data = json.load(f)
+    for b in data["benchmarks"]:
+        if b.get("error_occurred"):
+            continue
+        name = b["name"].replace("/manual_time", "")
+        runs[name] = b
+    copy = runs.get("copy/cuda", {}).get("bytes_per_second")
+    print(f"# {data['context'].get('host_name', '?')}, {data['context'].get('num_cpus', '?')} CPUs, {data['context'].get('date', '')}")
+    if copy:
+        print(f"# device-to-device copy: {copy / 1e9:.1f} GB/s (read + write)")
+    print("| kernel | CPU GB/s | LibTorch CPU GB/s | CPU ratio | CUDA GB/s | of copy bandwidth | LibTorch CUDA GB/s | CUDA ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    failed = []
+    for k in KERNELS:
+        def rate(impl):
+            r = runs.get(f"{k}/{impl}")
+            return r["bytes_per_second"] if r else None
+
+        cpu, tcpu, cuda, tcuda = rate("cpu"), rate("torch_cpu"), rate("cuda"), rate("torch_cuda")
+        cells = [k]
+        cells.append(f"{cpu / 1e9:.2f}" if cpu else "-")
+        cells.append(f"{tcpu / 1e9:.2f}" if tcpu else "-")
+        cells.append(f"{cpu / tcpu:.2f}x" if cpu and tcpu else "-")
+        cells.append(f"{cuda / 1e9:.1f}" if cuda else "not measured")
+        if cuda and copy:
+            share = cuda / copy
+            cells.append(f"{100 * share:.0f} %")
+            if k in MEMORY_BOUND and share < 0.7:
+                failed.append(f"{k}: {100 * share:.0f} % of the copy bandwidth (target 70 %)")
+        else:
+            cells.append("-")
+        cells.append(f"{tcuda / 1e9:.1f}" if tcuda else "-")
+        if cuda and tcuda:
+            cells.append(f"{cuda / tcuda:.2f}x")
+            if cuda / tcuda < 2:
+                failed.append(f"{k}: {cuda / tcuda:.2f}x the LibTorch ops on CUDA (target 2x)")
+        else:
+            cells.append("-")
+        print("| " + " | ".join(cells) + " |")
+    if not any(runs.get(f"{k}/cuda") for k in KERNELS):
+        print("\nCUDA: not measured in this run (no device).")
+    for f in failed:
+        print(f"target not met: {f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: kernels_report.py KERNELS_JSON")
+    main(sys.argv[1])
