@@ -3,7 +3,10 @@
 // the patch loader's batches/s on phantoms against what the step consumes. Run on 1 and 2 ranks:
 //
 //   launch/mpirun.sh -np 2 build/bin/train_step_bench [--patch 48] [--batch 2] [--stages 4]
-//       [--base 16] [--steps 10] [--dir /tmp/vitruvian_train_bench]
+//       [--base 16] [--steps 10] [--dir /tmp/vitruvian_train_bench] [--device cpu|cuda] [--no-bf16]
+//
+// On CUDA each rank trains on GPU local_rank, gradients go through NCCL, forward passes run
+// under bf16 autocast (unless --no-bf16) and cuDNN autotuning is on.
 //
 // Counters (rank 0; times are per step, the slowest rank's): voxels_per_s (all ranks' voxels),
 // forward_s, backward_s, optimizer_s, comm_total_s, comm_exposed_s, exposed_of_comm; loader:
@@ -20,6 +23,8 @@
 
 #include "benchmarks/mpi_reporting.h"
 #include "core/comm/communicator.h"
+#include "core/device.h"
+#include "core/errors.h"
 #include "core/logging.h"
 #include "core/mpi_env.h"
 #include "data/loader.h"
@@ -36,9 +41,12 @@ namespace fs = std::filesystem;
 struct Settings {
   std::int64_t patch = 48, batch = 2, steps = 10, base = 16;
   int stages = 4;
+  std::string device = "cpu";
+  bool bf16 = true;
   fs::path dir = fs::temp_directory_path() / "vitruvian_train_bench";
 } g;
 const MpiEnvironment* g_env = nullptr;
+c10::Device g_device(c10::kCPU);
 Communicator* g_comm = nullptr;
 double g_step_s = 0;  // the last measured step time (for the loader comparison)
 
@@ -61,10 +69,13 @@ void BM_TrainStep(benchmark::State& state) {
   const std::int64_t classes = 4;
   models::TrainerOptions options;
   options.steps = 1000000;
-  models::Trainer trainer(make_net(classes), *g_comm, options);
+  options.bf16 = g.bf16;
+  models::UNet net = make_net(classes);
+  net->to(g_device);
+  models::Trainer trainer(net, *g_comm, options);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(1 + g_env->rank());
-  const at::Tensor image = at::randn({g.batch, 1, g.patch, g.patch, g.patch}, gen);
-  const at::Tensor target = at::randint(0, classes, {g.batch, g.patch, g.patch, g.patch}, gen, at::kLong);
+  const at::Tensor image = at::randn({g.batch, 1, g.patch, g.patch, g.patch}, gen).to(g_device);
+  const at::Tensor target = at::randint(0, classes, {g.batch, g.patch, g.patch, g.patch}, gen, at::kLong).to(g_device);
   for (int warm = 0; warm < 2; ++warm) trainer.step({{image, target}});
   double forward = 0, backward = 0, optimizer = 0, comm_total = 0, exposed = 0, steps_s = 0;
   for (auto _ : state) {
@@ -90,8 +101,9 @@ void BM_TrainStep(benchmark::State& state) {
   state.counters["comm_total_s"] = comm_total / n;
   state.counters["comm_exposed_s"] = exposed / n;
   state.counters["exposed_of_comm"] = comm_total > 0 ? exposed / comm_total : 0.0;
-  state.SetLabel(fmt::format("{} rank(s), batch {} of {}^3 per rank, unet {} stages base {}", g_comm->size(), g.batch, g.patch,
-                             g.stages, g.base));
+  state.SetLabel(fmt::format("{} rank(s) on {}, batch {} of {}^3 per rank, unet {} stages base {}{}", g_comm->size(),
+                             g_device.str(), g.batch, g.patch, g.stages, g.base,
+                             g_device.is_cuda() && g.bf16 ? ", bf16 autocast" : ""));
 }
 
 /// The loader alone (rank 0's share, one worker, nnU-Net augmentation without mirroring) on
@@ -146,10 +158,19 @@ int main(int argc, char** argv) {
     else if (arg == "--stages" && i + 1 < argc) g.stages = std::stoi(next());
     else if (arg == "--base" && i + 1 < argc) g.base = std::stoll(next());
     else if (arg == "--dir" && i + 1 < argc) g.dir = next();
+    else if (arg == "--device" && i + 1 < argc) g.device = next();
+    else if (arg == "--no-bf16") g.bf16 = false;
     else if (env.rank() != 0 && arg.rfind("--benchmark_out", 0) == 0) continue;
     else rest.push_back(argv[i]);
   }
-  auto comm = make_communicator(env.world(), c10::Device(c10::kCPU), CommunicatorOptions().timeout_s(600));
+  try {
+    g_device = select_device(parse_device_choice(g.device), env.local_rank());
+  } catch (const vitruvian::Error& e) {
+    std::fprintf(stderr, "train_step_bench: %s\n", e.what());
+    return 2;
+  }
+  if (g_device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
+  auto comm = make_communicator(env.world(), g_device, CommunicatorOptions().timeout_s(600));
   g_comm = comm.get();
   // Chest phantoms for the loader, written by rank 0.
   if (env.rank() == 0) {

@@ -6,6 +6,7 @@ momentum and gradient clipping, trained by a plain PyTorch Python loop (Debian's
 the same LibTorch version) on the same synthetic batch, with the same thread count.
 
     train_step_torch.py --patch 48 48 48 --batch 2 --stages 4 --base 16 --classes 4 --steps 10
+        [--device cuda --bf16]   (on a GPU: cuDNN autotuning on, forward passes under bf16 autocast)
 Prints one JSON line: voxels_per_s, s_per_step, forward_s, backward_s, optimizer_s.
 """
 import argparse
@@ -88,20 +89,34 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast for forward passes (CUDA only)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    net = UNet(1, args.classes, args.stages, args.base)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    torch.backends.cudnn.benchmark = cuda
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    net = UNet(1, args.classes, args.stages, args.base).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.99, nesterov=True, weight_decay=3e-5)
     g = torch.Generator().manual_seed(1)
-    image = torch.randn(args.batch, 1, *args.patch, generator=g)
-    target = torch.randint(0, args.classes, (args.batch, *args.patch), generator=g)
+    image = torch.randn(args.batch, 1, *args.patch, generator=g).to(device)
+    target = torch.randint(0, args.classes, (args.batch, *args.patch), generator=g).to(device)
     times = {"forward_s": 0.0, "backward_s": 0.0, "optimizer_s": 0.0, "step_s": 0.0}
     for step in range(args.warmup + args.steps):
+        sync()
         t0 = time.perf_counter()
-        loss = deep_supervision(net(image), target)
+        if cuda and args.bf16:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                outputs = net(image)
+        else:
+            outputs = net(image)
+        loss = deep_supervision(outputs, target)
+        sync()
         t1 = time.perf_counter()
         loss.backward()
+        sync()
         t2 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 12.0)
         opt.step()
