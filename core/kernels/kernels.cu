@@ -212,7 +212,7 @@ __device__ void atomic_max_double(double* address, double value) {
   }
 }
 
-__device__ void flush(const Run& r, const StatsArrays& s, std::int64_t n, bool image) {
+__device__ __forceinline__ void flush(const Run& r, const StatsArrays& s, std::int64_t n, bool image) {
   if (r.count == 0) return;
   const auto l = static_cast<std::int64_t>(r.label);
   atomicAdd(&s.count[l], r.count);
@@ -228,7 +228,7 @@ __device__ void flush(const Run& r, const StatsArrays& s, std::int64_t n, bool i
   atomic_max_double(&s.max[l], r.max);
 }
 
-__device__ void warp_sum(Run& r) {
+__device__ __forceinline__ void warp_sum(Run& r) {
   for (int offset = 16; offset > 0; offset /= 2) {
     r.count += __shfl_xor_sync(0xffffffffu, r.count, offset);
     for (int a = 0; a < 3; ++a) {
@@ -269,7 +269,7 @@ __global__ void label_stats_kernel(const L* __restrict__ labels, const I* __rest
   __shared__ double s_sum[kSharedLabels], s_sum_sq[kSharedLabels], s_min[kSharedLabels], s_max[kSharedLabels];
   const bool shared = n <= kSharedLabels;
   const StatsArrays local{s_count, s_index_sum, s_box_min, s_box_max, s_sum, s_sum_sq, s_min, s_max};
-  const StatsArrays& target = shared ? local : global;
+  const StatsArrays target = shared ? local : global;  // by value: no stack frame
   if (shared) init_arrays(local, n, threadIdx.x, blockDim.x);
   __syncthreads();
 
