@@ -22,8 +22,12 @@ def main(path):
     for b in data["benchmarks"]:
         if b.get("error_occurred"):
             continue
-        name = b["name"].replace("/manual_time", "")
-        runs[name] = b
+        # With --benchmark_repetitions: the median aggregate (it replaces single runs).
+        if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
+            continue
+        name = b.get("run_name", b["name"]).replace("/manual_time", "")
+        if b.get("run_type") == "aggregate" or name not in runs:
+            runs[name] = b
     copy = runs.get("copy/cuda", {}).get("bytes_per_second")
     print(f"# {data['context'].get('host_name', '?')}, {data['context'].get('num_cpus', '?')} CPUs, {data['context'].get('date', '')}")
     if copy:
