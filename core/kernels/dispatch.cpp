@@ -12,6 +12,7 @@
 
 #include "core/errors.h"
 #include "core/kernels/kernels_cuda.h"
+#include "core/kernels/scalar_dispatch.h"
 
 namespace vitruvian::kernels {
 namespace {
@@ -111,14 +112,7 @@ void accumulate_windows(const at::Tensor& logits, const at::Tensor& importance, 
   batch.classes = l.size(1);
   batch.wz = l.size(2), batch.wy = l.size(3), batch.wx = l.size(4);
   batch.origins = origins;
-  for (std::int64_t b = 0; b < batch.windows; ++b) {
-    const std::int64_t* o = origins + 3 * b;
-    if (o[0] < 0 || o[1] < 0 || o[2] < 0 || o[0] + batch.wz > acc.grid.nz || o[1] + batch.wy > acc.grid.ny ||
-        o[2] + batch.wx > acc.grid.nx) {
-      throw InputError(kWhat, fmt::format("window at [{}, {}, {}] leaves the accumulator [{}, {}, {}]", o[0], o[1], o[2],
-                                          acc.grid.nz, acc.grid.ny, acc.grid.nx));
-    }
-  }
+  detail::check_windows(batch, acc);  // before any device work
   on_device(
       values, kWhat, [&] { kernels::accumulate_windows(batch, imp.data_ptr<float>(), acc); },
       [&](void* stream) { cuda::accumulate_windows(batch, imp.data_ptr<float>(), acc, stream); });

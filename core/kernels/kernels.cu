@@ -422,13 +422,10 @@ int device_count() {
 }
 
 void accumulate_windows(const WindowBatch& batch, const float* importance, const Accumulator& acc, void* stream) {
-  VITRUVIAN_INTERNAL_ASSERT(batch.classes == acc.classes, "window and accumulator classes differ");
+  detail::check_windows(batch, acc);
   const std::int64_t window_voxels = batch.wz * batch.wy * batch.wx;
   for (std::int64_t b = 0; b < batch.windows; ++b) {
     const std::int64_t* o = batch.origins + 3 * b;
-    VITRUVIAN_INTERNAL_ASSERT(o[0] >= 0 && o[1] >= 0 && o[2] >= 0 && o[0] + batch.wz <= acc.grid.nz &&
-                                  o[1] + batch.wy <= acc.grid.ny && o[2] + batch.wx <= acc.grid.nx,
-                              "window outside the accumulator");
     const float* logits = batch.logits + b * batch.classes * window_voxels;
     const std::int64_t base = acc.grid.offset(o[0], o[1], o[2]);
     if (acc.half) {

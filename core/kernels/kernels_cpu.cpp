@@ -46,6 +46,21 @@ const char* scalar_name(Scalar s) {
 
 namespace detail {
 
+void check_windows(const WindowBatch& batch, const Accumulator& acc) {
+  if (batch.classes != acc.classes) {
+    throw InputError("accumulate_windows", fmt::format("{} classes of logits for an accumulator of {}", batch.classes, acc.classes));
+  }
+  for (std::int64_t b = 0; b < batch.windows; ++b) {
+    const std::int64_t* o = batch.origins + 3 * b;
+    if (o[0] < 0 || o[1] < 0 || o[2] < 0 || o[0] + batch.wz > acc.grid.nz || o[1] + batch.wy > acc.grid.ny ||
+        o[2] + batch.wx > acc.grid.nx) {
+      throw InputError("accumulate_windows",
+                       fmt::format("window of [{}, {}, {}] at [{}, {}, {}] leaves the accumulator [{}, {}, {}]", batch.wz,
+                                   batch.wy, batch.wx, o[0], o[1], o[2], acc.grid.nz, acc.grid.ny, acc.grid.nx));
+    }
+  }
+}
+
 void check_components_input(const Grid& grid, int connectivity) {
   if (connectivity != 6 && connectivity != 18 && connectivity != 26) {
     throw InputError("connected components", fmt::format("connectivity {}; expected 6, 18 or 26", connectivity));
@@ -66,13 +81,10 @@ std::uint16_t float_to_half(float f) { return c10::detail::fp16_ieee_from_fp32_v
 }  // namespace
 
 void accumulate_windows(const WindowBatch& batch, const float* importance, const Accumulator& acc) {
-  VITRUVIAN_INTERNAL_ASSERT(batch.classes == acc.classes, "window and accumulator classes differ");
+  detail::check_windows(batch, acc);
   const std::int64_t window_voxels = batch.wz * batch.wy * batch.wx;
   for (std::int64_t b = 0; b < batch.windows; ++b) {
     const std::int64_t* o = batch.origins + 3 * b;
-    VITRUVIAN_INTERNAL_ASSERT(o[0] >= 0 && o[1] >= 0 && o[2] >= 0 && o[0] + batch.wz <= acc.grid.nz &&
-                                  o[1] + batch.wy <= acc.grid.ny && o[2] + batch.wx <= acc.grid.nx,
-                              "window outside the accumulator");
     const float* logits = batch.logits + b * batch.classes * window_voxels;
     for (std::int64_t z = 0; z < batch.wz; ++z) {
       for (std::int64_t y = 0; y < batch.wy; ++y) {

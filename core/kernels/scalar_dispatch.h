@@ -55,6 +55,10 @@ inline int backward_neighbours(int connectivity, int out[13][3]) {
   return n;
 }
 
+/// Throws InputError unless the batch has the accumulator's classes and every window lies inside
+/// the accumulator's grid.
+void check_windows(const WindowBatch& batch, const Accumulator& acc);
+
 /// Throws InputError unless connectivity is 6, 18 or 26 and the grid indexes in int32.
 void check_components_input(const Grid& grid, int connectivity);
 
