@@ -96,9 +96,7 @@ std::vector<ClassExtent> class_extents(const at::Tensor& labels, std::int64_t cl
 std::vector<IntensitySummary> class_intensities(const at::Tensor& labels, const at::Tensor& image, std::int64_t classes) {
   check_same_shape(labels, image, "class intensities");
   const at::Tensor l = labels.scalar_type() == at::kByte ? labels.contiguous() : labels.to(at::kInt).contiguous();
-  const auto t = image.scalar_type();
-  const bool direct = t == at::kByte || t == at::kShort || t == at::kInt || t == at::kFloat || t == at::kDouble;
-  const at::Tensor v = direct ? image.contiguous() : image.to(at::kFloat).contiguous();
+  const at::Tensor v = image.contiguous();
   // Count, mean, std, min and max from the label-statistics kernel; the percentiles need each
   // class's values, gathered into lists sized exactly from those counts (no growth, no copy of
   // the volumes).

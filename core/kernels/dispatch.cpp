@@ -46,6 +46,14 @@ void check_type(const at::Tensor& t, at::ScalarType type, const char* what, cons
   }
 }
 
+/// `t` contiguous in a type the kernels read directly (uint8, int16, int32, float32, float64),
+/// other types (bool, int8, int64, float16) through float32.
+at::Tensor readable(const at::Tensor& t) {
+  const auto s = t.scalar_type();
+  const bool direct = s == at::kByte || s == at::kShort || s == at::kInt || s == at::kFloat || s == at::kDouble;
+  return direct ? t.contiguous() : t.to(at::kFloat).contiguous();
+}
+
 Grid grid_of(const at::Tensor& t, int first_spatial) {
   const int d = first_spatial;
   return {t.size(d), t.size(d + 1), t.size(d + 2), t.stride(d), t.stride(d + 1)};
@@ -141,10 +149,7 @@ at::Tensor softmax_argmax(const at::Tensor& values, const at::Tensor& weight, at
 
 at::Tensor normalize(const at::Tensor& image, const Normalization& norm) {
   constexpr const char* kWhat = "normalize";
-  // Types the kernel does not read (bool, int8, int64, float16) go through float32 first.
-  const auto t = image.scalar_type();
-  const bool direct = t == at::kByte || t == at::kShort || t == at::kInt || t == at::kFloat || t == at::kDouble;
-  const at::Tensor in = direct ? image.contiguous() : image.to(at::kFloat).contiguous();
+  const at::Tensor in = readable(image);
   const Scalar type = scalar_of(in);
   at::Tensor out = at::empty(in.sizes(), in.options().dtype(at::kFloat));
   on_device(
@@ -161,6 +166,9 @@ void resample(const at::Tensor& src, const at::Tensor& dst, const IndexMap& map,
   }
   check_same_device(src, dst, kWhat);
   check_type(dst, how.linear ? at::kFloat : src.scalar_type(), kWhat, "the destination");
+  if (src.numel() == 0 || dst.numel() == 0) {
+    throw InputError(kWhat, fmt::format("source {} or destination {} is empty", shape_text(src), shape_text(dst)));
+  }
   const at::Tensor in = src.contiguous();
   const Scalar type = scalar_of(in);
   const std::int64_t n[3] = {in.size(0), in.size(1), in.size(2)}, m[3] = {dst.size(0), dst.size(1), dst.size(2)};
@@ -175,14 +183,15 @@ std::vector<LabelStats> label_stats(const at::Tensor& labels, const at::Tensor* 
   if (labels.dim() != 3 || n_labels < 1) {
     throw InputError(kWhat, fmt::format("labels {} and {} labels; expected [z, y, x] and at least 1", shape_text(labels), n_labels));
   }
-  const at::Tensor l = labels.contiguous();
+  const bool label_type_ok = labels.scalar_type() == at::kByte || labels.scalar_type() == at::kInt;
+  const at::Tensor l = label_type_ok ? labels.contiguous() : labels.to(at::kInt).contiguous();
   at::Tensor img;
   if (image != nullptr) {
     if (image->sizes() != labels.sizes()) {
       throw InputError(kWhat, fmt::format("labels {} and image {}; expected the same shape", shape_text(labels), shape_text(*image)));
     }
     check_same_device(labels, *image, kWhat);
-    img = image->contiguous();
+    img = readable(*image);
   }
   const Scalar ltype = scalar_of(l);
   const Scalar itype = img.defined() ? scalar_of(img) : Scalar::kFloat32;

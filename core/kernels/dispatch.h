@@ -36,8 +36,9 @@ at::Tensor normalize(const at::Tensor& image, const Normalization& norm);
 /// float32 when linear, src's type otherwise), same device (kernel 3).
 void resample(const at::Tensor& src, const at::Tensor& dst, const IndexMap& map, const Resampling& how);
 
-/// Statistics of labels 0 … n_labels − 1 of `labels` (uint8, uint16 or int32 [z, y, x]), with
-/// the values of `image` (same shape and device, or null) (kernel 5). `outside` (if set) gets
+/// Statistics of labels 0 … n_labels − 1 of `labels` ([z, y, x]; uint8 and int32 read
+/// directly, other integer types through int32), with the values of `image` (same shape and
+/// device, or null; any real type) (kernel 5). `outside` (if set) gets
 /// the number of voxels whose label is outside that range.
 std::vector<LabelStats> label_stats(const at::Tensor& labels, const at::Tensor* image, std::int64_t n_labels,
                                     std::int64_t* outside = nullptr);

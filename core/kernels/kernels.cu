@@ -395,7 +395,7 @@ __global__ void ccl_merge(const std::uint8_t* __restrict__ mask, Grid g, Neighbo
 // parent or the root, both on the way to the same root.
 __global__ void ccl_compress(std::int64_t n, int* parent) {
   for (std::int64_t i = first_item(); i < n; i += item_stride()) {
-    if (parent[i] >= 0) parent[i] = find_root(parent, static_cast<int>(i));
+    if (parent[i] >= 0) static_cast<volatile int*>(parent)[i] = find_root(parent, static_cast<int>(i));
   }
 }
 
@@ -403,12 +403,21 @@ __global__ void ccl_output(std::int64_t n, int* parent) {
   for (std::int64_t i = first_item(); i < n; i += item_stride()) parent[i] = parent[i] >= 0 ? parent[i] + 1 : 0;
 }
 
-template <typename T>
-void* device_alloc(std::int64_t n, cudaStream_t stream, const char* what) {
-  void* p = nullptr;
-  check(cudaMallocAsync(&p, static_cast<std::size_t>(std::max<std::int64_t>(n, 1)) * sizeof(T), stream), what);
-  return p;
-}
+/// Stream-ordered scratch memory, freed on the same stream however the scope is left.
+class Scratch {
+ public:
+  Scratch(std::size_t bytes, cudaStream_t stream) : stream_(stream) {
+    check(cudaMallocAsync(&data_, std::max<std::size_t>(bytes, 1), stream), "cudaMallocAsync");
+  }
+  ~Scratch() { (void)cudaFreeAsync(data_, stream_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  unsigned char* get() const { return static_cast<unsigned char*>(data_); }
+
+ private:
+  void* data_ = nullptr;
+  cudaStream_t stream_;
+};
 
 }  // namespace
 
@@ -491,9 +500,12 @@ std::int64_t label_stats(const void* labels, Scalar label_type, const Grid& grid
                             "label_stats on CUDA takes dense volumes");
   VITRUVIAN_INTERNAL_ASSERT(grid.nz < INT_MAX && grid.ny < INT_MAX && grid.nx < INT_MAX, "grid too large");
   const cudaStream_t s = as_stream(stream);
+  detail::with_label(label_type, [](auto) {});  // types checked before anything is allocated
+  if (image != nullptr) detail::with_real(image_type, [](auto) {});
   const std::int64_t n = std::max<std::int64_t>(n_labels, 1);
-  // One allocation: 8 arrays of n 8-byte values (the int boxes use half of theirs), then the counter.
-  auto* block = static_cast<unsigned char*>(device_alloc<double>(12 * n + 1, s, "label_stats: cudaMallocAsync"));
+  // One allocation: 12 slots of n 8-byte values (the int boxes use half of their 3 + 3), then the counter.
+  const Scratch scratch(static_cast<std::size_t>(8 * (12 * n + 1)), s);
+  unsigned char* block = scratch.get();
   StatsArrays arrays{};
   arrays.count = reinterpret_cast<unsigned long long*>(block);
   arrays.index_sum = reinterpret_cast<double*>(block + 8 * n);
@@ -522,7 +534,6 @@ std::int64_t label_stats(const void* labels, Scalar label_type, const Grid& grid
   check(cudaGetLastError(), "label_stats");
   std::vector<unsigned char> host(static_cast<std::size_t>(8 * 12 * n + 8));
   check(cudaMemcpyAsync(host.data(), block, host.size(), cudaMemcpyDeviceToHost, s), "label_stats: cudaMemcpyAsync");
-  check(cudaFreeAsync(block, s), "label_stats: cudaFreeAsync");
   check(cudaStreamSynchronize(s), "label_stats: cudaStreamSynchronize");
   const auto* count = reinterpret_cast<const unsigned long long*>(host.data());
   const auto* index_sum = reinterpret_cast<const double*>(host.data() + 8 * n);
