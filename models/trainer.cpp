@@ -62,6 +62,7 @@ Trainer::Trainer(UNet net, Communicator& comm, TrainerOptions options) : state_(
   options.optimizer.validate();
   if (options.steps < 1) throw ConfigError("train.steps", fmt::format("{}; expected at least 1", options.steps));
   s.net = std::move(net);
+  if (options.channels_last) to_channels_last_3d(*s.net);  // before the optimiser holds the parameters
   s.comm = &comm;
   s.options = options;
   s.params = s.net->parameters();
@@ -105,7 +106,8 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches, const std
     at::Tensor loss;
     {
       const Autocast autocast(s.options.bf16 ? Precision::kBFloat16 : Precision::kFloat32, micro_batches[m].first.device());
-      const auto outputs = s.net->forward(micro_batches[m].first);
+      const at::Tensor& image = micro_batches[m].first;
+      const auto outputs = s.net->forward(s.options.channels_last ? channels_last_3d(image) : image);
       loss = deep_supervision_loss(outputs, micro_batches[m].second) / static_cast<double>(micro_batches.size());
     }
     result.forward_s += seconds_since(start);

@@ -38,6 +38,9 @@ struct TrainerOptions {
   /// On CUDA: forward passes under bfloat16 autocast (weights, gradients and the optimiser stay
   /// float32). Ignored on CPU.
   bool bf16 = true;
+  /// Channels-last 3D weights and inputs (cuDNN's faster layout for some 3D convolutions on
+  /// tensor cores; measure before turning on).
+  bool channels_last = false;
   std::int64_t steps = 1000;     ///< the schedule's length
   int max_bad_steps = 5;         ///< consecutive skipped steps that end the run
   GradientReducerOptions buckets;

@@ -315,6 +315,7 @@ void TrainConfig::visit(ConfigVisitor& v) {
     t.field("max_bad_steps", max_bad_steps, "consecutive non-finite steps that stop the run");
     t.field("validation_overlap", validation_overlap, "sliding-window overlap for validation");
     t.field("bf16", bf16, "bfloat16 autocast for forward passes on CUDA (ignored on CPU)");
+    t.field("channels_last", channels_last, "channels-last 3D weights and inputs (measure before turning on)");
     t.field("first_bucket_mb", first_bucket_mb, "first gradient bucket (MB)");
     t.field("bucket_mb", bucket_mb, "gradient buckets after the first (MB)");
     t.field("run_dir", run_dir, "folder for checkpoints, metrics and the model");
@@ -405,6 +406,7 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
     trainer_options.steps = config.steps;
     trainer_options.max_bad_steps = config.max_bad_steps;
     trainer_options.bf16 = config.bf16;
+    trainer_options.channels_last = config.channels_last;
     trainer_options.buckets = GradientReducerOptions{static_cast<std::int64_t>(config.first_bucket_mb * (1 << 20)),
                                                      static_cast<std::int64_t>(config.bucket_mb * (1 << 20))};
     models::Trainer trainer(net, *comm, trainer_options);

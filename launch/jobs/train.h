@@ -48,6 +48,7 @@ struct TrainConfig {
   int max_bad_steps = 5;
   double validation_overlap = 0.5;
   bool bf16 = true;  ///< bfloat16 autocast for forward passes on CUDA (ignored on CPU)
+  bool channels_last = false;  ///< channels-last 3D weights and inputs
   double first_bucket_mb = 1;
   double bucket_mb = 25;
   std::string run_dir = "runs/train";

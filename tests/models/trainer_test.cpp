@@ -1,6 +1,7 @@
 // Data-parallel training: W ranks with B/W samples each equal one rank with all B after 10 steps;
 // a resumed trainer continues with the very losses of an uninterrupted one; a non-finite loss on
-// one rank makes every rank skip the step, and too many in a row stop the run everywhere.
+// one rank makes every rank skip the step, and too many in a row stop the run everywhere;
+// channels-last training follows the default layout's losses.
 #include "models/trainer.h"
 
 #include <gtest/gtest.h>
@@ -91,6 +92,20 @@ TEST(Trainer, RanksSplittingTheBatchEqualOneRankWithTheWholeBatch) {
   // In float32 the kernels LibTorch picks for batch B/W and B round differently, and momentum
   // amplifies that over 10 steps (measured up to 5e-5): equal within float32's reach.
   EXPECT_LT(split_against_whole(*comm, at::kFloat), 5e-4);
+}
+
+TEST(Trainer, ChannelsLastTrainsLikeTheDefaultLayout) {
+  auto comm = world();
+  std::vector<double> losses[2];
+  for (const bool last : {false, true}) {
+    TrainerOptions o = options(3);
+    o.channels_last = last;
+    Trainer trainer(small_net(), *comm, o);
+    for (std::int64_t step = 0; step < 3; ++step) {
+      losses[last].push_back(trainer.step({share(global_batch(step), comm->rank(), comm->size())}).loss);
+    }
+  }
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_NEAR(losses[1][i], losses[0][i], 1e-4 * std::abs(losses[0][i])) << "step " << i;
 }
 
 TEST(Trainer, ResumingFromSavedStateGivesTheSameLosses) {
