@@ -200,7 +200,12 @@ std::vector<LabelStats> label_stats(const at::Tensor& labels, const at::Tensor* 
   std::vector<LabelStats> out(static_cast<std::size_t>(n_labels));
   const std::int64_t off = on_device(
       l, kWhat, [&] { return kernels::label_stats(l.data_ptr(), ltype, grid, ip, itype, n_labels, out.data()); },
-      [&](void* stream) { return cuda::label_stats(l.data_ptr(), ltype, grid, ip, itype, n_labels, out.data(), stream); });
+      [&](void* stream) {
+        // Scratch from LibTorch's caching allocator, which may hold most of the device.
+        const at::Tensor workspace = at::empty({static_cast<std::int64_t>(cuda::label_stats_workspace_bytes(n_labels))},
+                                               l.options().dtype(at::kByte));
+        return cuda::label_stats(l.data_ptr(), ltype, grid, ip, itype, n_labels, out.data(), stream, workspace.data_ptr());
+      });
   if (outside != nullptr) *outside = off;
   return out;
 }

@@ -403,13 +403,18 @@ __global__ void ccl_output(std::int64_t n, int* parent) {
   for (std::int64_t i = first_item(); i < n; i += item_stride()) parent[i] = parent[i] >= 0 ? parent[i] + 1 : 0;
 }
 
-/// Stream-ordered scratch memory, freed on the same stream however the scope is left.
+/// Scratch memory: the caller's, or allocated stream-ordered and freed on the same stream
+/// however the scope is left.
 class Scratch {
  public:
-  Scratch(std::size_t bytes, cudaStream_t stream) : stream_(stream) {
+  Scratch(void* given, std::size_t bytes, cudaStream_t stream) : data_(given), stream_(stream) {
+    if (data_ != nullptr) return;
     check(cudaMallocAsync(&data_, std::max<std::size_t>(bytes, 1), stream), "cudaMallocAsync");
+    owned_ = true;
   }
-  ~Scratch() { (void)cudaFreeAsync(data_, stream_); }
+  ~Scratch() {
+    if (owned_) (void)cudaFreeAsync(data_, stream_);
+  }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   unsigned char* get() const { return static_cast<unsigned char*>(data_); }
@@ -417,6 +422,7 @@ class Scratch {
  private:
   void* data_ = nullptr;
   cudaStream_t stream_;
+  bool owned_ = false;
 };
 
 }  // namespace
@@ -494,8 +500,13 @@ void softmax_argmax(const Accumulator& acc, void* labels, Scalar label_type, flo
   check(cudaGetLastError(), "softmax_argmax");
 }
 
+std::size_t label_stats_workspace_bytes(std::int64_t n_labels) {
+  // 12 slots of n 8-byte values (the int boxes use half of their 3 + 3), then the counter.
+  return static_cast<std::size_t>(8 * (12 * std::max<std::int64_t>(n_labels, 1) + 1));
+}
+
 std::int64_t label_stats(const void* labels, Scalar label_type, const Grid& grid, const void* image, Scalar image_type,
-                         std::int64_t n_labels, LabelStats* out, void* stream) {
+                         std::int64_t n_labels, LabelStats* out, void* stream, void* workspace) {
   VITRUVIAN_INTERNAL_ASSERT(grid.stride_y == grid.nx && grid.stride_z == grid.nx * grid.ny,
                             "label_stats on CUDA takes dense volumes");
   VITRUVIAN_INTERNAL_ASSERT(grid.nz < INT_MAX && grid.ny < INT_MAX && grid.nx < INT_MAX, "grid too large");
@@ -503,8 +514,7 @@ std::int64_t label_stats(const void* labels, Scalar label_type, const Grid& grid
   detail::with_label(label_type, [](auto) {});  // types checked before anything is allocated
   if (image != nullptr) detail::with_real(image_type, [](auto) {});
   const std::int64_t n = std::max<std::int64_t>(n_labels, 1);
-  // One allocation: 12 slots of n 8-byte values (the int boxes use half of their 3 + 3), then the counter.
-  const Scratch scratch(static_cast<std::size_t>(8 * (12 * n + 1)), s);
+  const Scratch scratch(workspace, label_stats_workspace_bytes(n_labels), s);
   unsigned char* block = scratch.get();
   StatsArrays arrays{};
   arrays.count = reinterpret_cast<unsigned long long*>(block);

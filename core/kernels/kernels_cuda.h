@@ -6,6 +6,7 @@
 // rounds twice); probabilities differ in the last bits (expf); statistics' sums by summation order.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "core/kernels/kernels.h"
@@ -20,8 +21,12 @@ void normalize(const void* in, Scalar type, std::int64_t n, const Normalization&
 void resample(const void* src, Scalar type, const std::int64_t src_zyx[3], void* dst, const std::int64_t dst_zyx[3],
               const IndexMap& map, const Resampling& how, void* stream);
 void softmax_argmax(const Accumulator& acc, void* labels, Scalar label_type, float* max_prob, void* stream);
+/// Device scratch memory label_stats() needs for `n_labels` labels.
+std::size_t label_stats_workspace_bytes(std::int64_t n_labels);
+/// `workspace`: device memory of label_stats_workspace_bytes(n_labels) (e.g. from LibTorch's
+/// caching allocator, which may hold most of the device), or null to allocate it stream-ordered.
 std::int64_t label_stats(const void* labels, Scalar label_type, const Grid& grid, const void* image, Scalar image_type,
-                         std::int64_t n_labels, LabelStats* out, void* stream);
+                         std::int64_t n_labels, LabelStats* out, void* stream, void* workspace = nullptr);
 void connected_roots(const std::uint8_t* mask, const Grid& grid, int connectivity, std::int32_t* roots, void* stream);
 
 }  // namespace vitruvian::kernels::cuda

@@ -21,7 +21,8 @@ void resample(const void*, Scalar, const std::int64_t[3], void*, const std::int6
   no_cuda("resample");
 }
 void softmax_argmax(const Accumulator&, void*, Scalar, float*, void*) { no_cuda("softmax_argmax"); }
-std::int64_t label_stats(const void*, Scalar, const Grid&, const void*, Scalar, std::int64_t, LabelStats*, void*) {
+std::size_t label_stats_workspace_bytes(std::int64_t) { return 0; }
+std::int64_t label_stats(const void*, Scalar, const Grid&, const void*, Scalar, std::int64_t, LabelStats*, void*, void*) {
   no_cuda("label_stats");
 }
 void connected_roots(const std::uint8_t*, const Grid&, int, std::int32_t*, void*) { no_cuda("connected_roots"); }
