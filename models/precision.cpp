@@ -3,6 +3,7 @@
 
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include "core/errors.h"
 
@@ -24,19 +25,37 @@ Precision precision_from_name(const std::string& name, const std::string& key) {
   throw ConfigError(key, "'" + name + "'; expected fp32, bf16 or fp16");
 }
 
+namespace {
+
+// LibTorch 2.4 replaced the CUDA-only autocast calls by per-device ones (the old names remain,
+// deprecated).
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+bool cuda_autocast_enabled() { return at::autocast::is_autocast_enabled(at::kCUDA); }
+void set_cuda_autocast_enabled(bool on) { at::autocast::set_autocast_enabled(at::kCUDA, on); }
+at::ScalarType cuda_autocast_dtype() { return at::autocast::get_autocast_dtype(at::kCUDA); }
+void set_cuda_autocast_dtype(at::ScalarType t) { at::autocast::set_autocast_dtype(at::kCUDA, t); }
+#else
+bool cuda_autocast_enabled() { return at::autocast::is_enabled(); }
+void set_cuda_autocast_enabled(bool on) { at::autocast::set_enabled(on); }
+at::ScalarType cuda_autocast_dtype() { return at::autocast::get_autocast_gpu_dtype(); }
+void set_cuda_autocast_dtype(at::ScalarType t) { at::autocast::set_autocast_gpu_dtype(t); }
+#endif
+
+}  // namespace
+
 Autocast::Autocast(Precision precision, const c10::Device& device)
     : on_(precision != Precision::kFloat32 && device.is_cuda()) {
   if (!on_) return;
-  previous_ = at::autocast::is_enabled();
-  previous_type_ = at::autocast::get_autocast_gpu_dtype();
-  at::autocast::set_autocast_gpu_dtype(precision == Precision::kBFloat16 ? at::kBFloat16 : at::kHalf);
-  at::autocast::set_enabled(true);
+  previous_ = cuda_autocast_enabled();
+  previous_type_ = cuda_autocast_dtype();
+  set_cuda_autocast_dtype(precision == Precision::kBFloat16 ? at::kBFloat16 : at::kHalf);
+  set_cuda_autocast_enabled(true);
 }
 
 Autocast::~Autocast() {
   if (!on_) return;
-  at::autocast::set_enabled(previous_);
-  at::autocast::set_autocast_gpu_dtype(previous_type_);
+  set_cuda_autocast_enabled(previous_);
+  set_cuda_autocast_dtype(previous_type_);
   at::autocast::clear_cache();
 }
 
