@@ -1,6 +1,7 @@
-// CUDA kernels for the pipeline's hot loops. Grid-stride loops over voxels; products and sums
-// that the CPU rounds separately use __fmul_rn / __fadd_rn (and the double forms) so that nvcc
-// cannot fuse them, which keeps results identical to the CPU references.
+// CUDA kernels for the pipeline's hot loops. Volumes go row by row (a block row per (z, y), no
+// per-voxel division), flat arrays by grid-stride loops; products and sums that the CPU rounds
+// separately use __fmul_rn / __fadd_rn (and the double forms) so that nvcc cannot fuse them,
+// which keeps results identical to the CPU references.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -36,6 +37,29 @@ __device__ __forceinline__ std::int64_t first_item() {
 }
 __device__ __forceinline__ std::int64_t item_stride() { return static_cast<std::int64_t>(gridDim.x) * blockDim.x; }
 
+/// A launch over the rows of a [nz, ny, nx] box: blockIdx.z and blockIdx.y pick the row, threads
+/// and blockIdx.x stride along x, so no thread divides to find its voxel (64-bit division costs
+/// tens of instructions, as much as a voxel's memory traffic is worth).
+struct RowLaunch {
+  dim3 grid, block;
+  bool empty = false;
+};
+
+RowLaunch rows_of(std::int64_t nz, std::int64_t ny, std::int64_t nx) {
+  if (nz > 65535 || ny > 65535) {
+    throw InputError("kernels", "a box of " + std::to_string(nz) + " x " + std::to_string(ny) +
+                                    " rows; CUDA kernels take at most 65535 along z and y");
+  }
+  RowLaunch l;
+  l.empty = nz <= 0 || ny <= 0 || nx <= 0;
+  if (l.empty) return l;
+  const std::int64_t threads = std::min<std::int64_t>(kThreads, (nx + 31) / 32 * 32);
+  l.block = dim3(static_cast<unsigned>(threads));
+  l.grid = dim3(static_cast<unsigned>(std::min<std::int64_t>((nx + threads - 1) / threads, 65535)), static_cast<unsigned>(ny),
+                static_cast<unsigned>(nz));
+  return l;
+}
+
 // 1. Window accumulation: one launch per window (windows of a batch overlap; launches on one
 // stream run in order, so no atomics and the same summation order as the CPU).
 template <bool Half>
@@ -43,9 +67,10 @@ __global__ void accumulate_window(const float* __restrict__ logits, const float*
                                   std::int64_t classes, std::int64_t wy, std::int64_t wx, std::int64_t window_voxels,
                                   void* values, std::int64_t class_stride, std::int64_t stride_z, std::int64_t stride_y,
                                   std::int64_t base, float* __restrict__ weight) {
-  for (std::int64_t v = first_item(); v < window_voxels; v += item_stride()) {
-    const std::int64_t x = v % wx, row = v / wx;
-    const std::int64_t off = base + (row / wy) * stride_z + (row % wy) * stride_y + x;
+  const std::int64_t y = blockIdx.y, z = blockIdx.z;
+  const std::int64_t row_in = (z * wy + y) * wx, row_out = base + z * stride_z + y * stride_y;
+  for (std::int64_t x = first_item(); x < wx; x += item_stride()) {
+    const std::int64_t v = row_in + x, off = row_out + x;
     const float w = importance[v];
     for (std::int64_t k = 0; k < classes; ++k) {
       const float add = __fmul_rn(logits[k * window_voxels + v], w);
@@ -80,10 +105,10 @@ struct Sizes {
 template <typename In, typename Out>
 __global__ void resample_kernel(const In* __restrict__ src, Sizes s, IndexMap map, bool linear, bool fill_outside,
                                 Out fill, Out* __restrict__ dst) {
-  const std::int64_t total = s.m[0] * s.m[1] * s.m[2];
   const std::int64_t stride_y = s.n[0], stride_z = s.n[0] * s.n[1];
-  for (std::int64_t v = first_item(); v < total; v += item_stride()) {
-    const std::int64_t i = v % s.m[0], j = (v / s.m[0]) % s.m[1], k = v / (s.m[0] * s.m[1]);
+  const std::int64_t j = blockIdx.y, k = blockIdx.z;
+  for (std::int64_t i = first_item(); i < s.m[0]; i += item_stride()) {
+    const std::int64_t v = (k * s.m[1] + j) * s.m[0] + i;
     double p[3];
     bool inside = true;
     for (int c = 0; c < 3; ++c) {
@@ -133,9 +158,9 @@ template <bool Half, typename L>
 __global__ void softmax_argmax_kernel(const void* values, std::int64_t classes, std::int64_t class_stride, Grid g,
                                       const float* __restrict__ weight, L* __restrict__ labels,
                                       float* __restrict__ max_prob) {
-  const std::int64_t total = g.nz * g.ny * g.nx;
-  for (std::int64_t v = first_item(); v < total; v += item_stride()) {
-    const std::int64_t x = v % g.nx, y = (v / g.nx) % g.ny, z = v / (g.nx * g.ny);
+  const std::int64_t y = blockIdx.y, z = blockIdx.z;
+  for (std::int64_t x = first_item(); x < g.nx; x += item_stride()) {
+    const std::int64_t v = (z * g.ny + y) * g.nx + x;
     const std::int64_t off = z * g.stride_z + y * g.stride_y + x;
     const float w = weight[off];
     float best = 0, top = 0, sum = 1;
@@ -378,10 +403,10 @@ struct Neighbours {
 };
 
 __global__ void ccl_merge(const std::uint8_t* __restrict__ mask, Grid g, Neighbours nb, int* parent) {
-  const std::int64_t n = g.nz * g.ny * g.nx;
-  for (std::int64_t i = first_item(); i < n; i += item_stride()) {
+  const std::int64_t y = blockIdx.y, z = blockIdx.z;
+  for (std::int64_t x = first_item(); x < g.nx; x += item_stride()) {
+    const std::int64_t i = (z * g.ny + y) * g.nx + x;
     if (mask[i] == 0) continue;
-    const std::int64_t x = i % g.nx, y = (i / g.nx) % g.ny, z = i / (g.nx * g.ny);
     for (int d = 0; d < nb.count; ++d) {
       const std::int64_t zz = z + nb.d[d][0], yy = y + nb.d[d][1], xx = x + nb.d[d][2];
       if (zz < 0 || yy < 0 || yy >= g.ny || xx < 0 || xx >= g.nx) continue;
@@ -443,12 +468,14 @@ void accumulate_windows(const WindowBatch& batch, const float* importance, const
     const std::int64_t* o = batch.origins + 3 * b;
     const float* logits = batch.logits + b * batch.classes * window_voxels;
     const std::int64_t base = acc.grid.offset(o[0], o[1], o[2]);
+    const RowLaunch l = rows_of(batch.wz, batch.wy, batch.wx);
+    if (l.empty) return;
     if (acc.half) {
-      accumulate_window<true><<<blocks_for(window_voxels), kThreads, 0, as_stream(stream)>>>(
+      accumulate_window<true><<<l.grid, l.block, 0, as_stream(stream)>>>(
           logits, importance, acc.classes, batch.wy, batch.wx, window_voxels, acc.values, acc.class_stride,
           acc.grid.stride_z, acc.grid.stride_y, base, acc.weight);
     } else {
-      accumulate_window<false><<<blocks_for(window_voxels), kThreads, 0, as_stream(stream)>>>(
+      accumulate_window<false><<<l.grid, l.block, 0, as_stream(stream)>>>(
           logits, importance, acc.classes, batch.wy, batch.wx, window_voxels, acc.values, acc.class_stride,
           acc.grid.stride_z, acc.grid.stride_y, base, acc.weight);
     }
@@ -469,15 +496,16 @@ void normalize(const void* in, Scalar type, std::int64_t n, const Normalization&
 void resample(const void* src, Scalar type, const std::int64_t src_zyx[3], void* dst, const std::int64_t dst_zyx[3],
               const IndexMap& map, const Resampling& how, void* stream) {
   const Sizes sizes{{src_zyx[2], src_zyx[1], src_zyx[0]}, {dst_zyx[2], dst_zyx[1], dst_zyx[0]}};
-  const std::int64_t total = dst_zyx[0] * dst_zyx[1] * dst_zyx[2];
+  const RowLaunch l = rows_of(dst_zyx[0], dst_zyx[1], dst_zyx[2]);
+  if (l.empty) return;
   detail::with_real(type, [&](auto tag) {
     using T = decltype(tag);
     if (how.linear) {
-      resample_kernel<T, float><<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
+      resample_kernel<T, float><<<l.grid, l.block, 0, as_stream(stream)>>>(
           static_cast<const T*>(src), sizes, map, true, how.fill_outside, static_cast<float>(how.fill),
           static_cast<float*>(dst));
     } else {
-      resample_kernel<T, T><<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
+      resample_kernel<T, T><<<l.grid, l.block, 0, as_stream(stream)>>>(
           static_cast<const T*>(src), sizes, map, false, how.fill_outside, static_cast<T>(how.fill),
           static_cast<T*>(dst));
     }
@@ -486,14 +514,15 @@ void resample(const void* src, Scalar type, const std::int64_t src_zyx[3], void*
 }
 
 void softmax_argmax(const Accumulator& acc, void* labels, Scalar label_type, float* max_prob, void* stream) {
-  const std::int64_t total = acc.grid.voxels();
+  const RowLaunch l = rows_of(acc.grid.nz, acc.grid.ny, acc.grid.nx);
+  if (l.empty) return;
   detail::with_label(label_type, [&](auto tag) {
     using L = decltype(tag);
     if (acc.half) {
-      softmax_argmax_kernel<true, L><<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
+      softmax_argmax_kernel<true, L><<<l.grid, l.block, 0, as_stream(stream)>>>(
           acc.values, acc.classes, acc.class_stride, acc.grid, acc.weight, static_cast<L*>(labels), max_prob);
     } else {
-      softmax_argmax_kernel<false, L><<<blocks_for(total), kThreads, 0, as_stream(stream)>>>(
+      softmax_argmax_kernel<false, L><<<l.grid, l.block, 0, as_stream(stream)>>>(
           acc.values, acc.classes, acc.class_stride, acc.grid, acc.weight, static_cast<L*>(labels), max_prob);
     }
   });
@@ -574,8 +603,10 @@ void connected_roots(const std::uint8_t* mask, const Grid& grid, int connectivit
   nb.count = detail::backward_neighbours(connectivity, nb.d);
   const cudaStream_t s = as_stream(stream);
   const std::int64_t n = grid.voxels();
+  const RowLaunch rows = rows_of(grid.nz, grid.ny, grid.nx);
+  if (rows.empty) return;
   ccl_init<<<blocks_for(n), kThreads, 0, s>>>(mask, n, roots);
-  ccl_merge<<<blocks_for(n), kThreads, 0, s>>>(mask, grid, nb, roots);
+  ccl_merge<<<rows.grid, rows.block, 0, s>>>(mask, grid, nb, roots);
   ccl_compress<<<blocks_for(n), kThreads, 0, s>>>(n, roots);
   ccl_output<<<blocks_for(n), kThreads, 0, s>>>(n, roots);
   check(cudaGetLastError(), "connected_roots");
