@@ -46,13 +46,13 @@ struct RowLaunch {
 };
 
 RowLaunch rows_of(std::int64_t nz, std::int64_t ny, std::int64_t nx) {
+  RowLaunch l;
+  l.empty = nz <= 0 || ny <= 0 || nx <= 0;
+  if (l.empty) return l;
   if (nz > 65535 || ny > 65535) {
     throw InputError("kernels", "a box of " + std::to_string(nz) + " x " + std::to_string(ny) +
                                     " rows; CUDA kernels take at most 65535 along z and y");
   }
-  RowLaunch l;
-  l.empty = nz <= 0 || ny <= 0 || nx <= 0;
-  if (l.empty) return l;
   const std::int64_t threads = std::min<std::int64_t>(kThreads, (nx + 31) / 32 * 32);
   l.block = dim3(static_cast<unsigned>(threads));
   l.grid = dim3(static_cast<unsigned>(std::min<std::int64_t>((nx + threads - 1) / threads, 65535)), static_cast<unsigned>(ny),

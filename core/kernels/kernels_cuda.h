@@ -4,6 +4,7 @@
 // waits for its own small result. Numerics: window accumulation, normalisation, resampling and
 // labels are bit for bit those of the CPU implementations (no fused multiply-adds where the CPU
 // rounds twice); probabilities differ in the last bits (expf); statistics' sums by summation order.
+// Volumes (and windows) may have at most 65535 slices along z and rows along y (InputError).
 #pragma once
 
 #include <cstddef>
