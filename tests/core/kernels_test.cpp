@@ -8,6 +8,7 @@
 #include <array>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <vector>
 
 #include "core/errors.h"
@@ -140,6 +141,14 @@ TEST(Kernels, SoftmaxArgmaxEqualsTorch) {
     EXPECT_TRUE(torch::allclose(prob, std::get<0>(logits.softmax(0).max(0)), 1e-5, 1e-6));
     EXPECT_TRUE(torch::equal(softmax_argmax(values, w, torch::kInt).to(torch::kLong), logits.argmax(0)));
   }
+  // NaN wins, as in torch.argmax, and its probability is NaN.
+  at::Tensor with_nan = torch::randn({3, 1, 1, 4});
+  with_nan.index_put_({2, 0, 0, 1}, std::numeric_limits<float>::quiet_NaN());
+  at::Tensor nan_prob;
+  const at::Tensor nan_labels = softmax_argmax(with_nan, torch::ones({1, 1, 4}), torch::kByte, &nan_prob);
+  EXPECT_EQ(nan_labels[0][0][1].item<int>(), 2);
+  EXPECT_TRUE(std::isnan(nan_prob[0][0][1].item<float>()));
+  EXPECT_TRUE(torch::equal(nan_labels.to(torch::kLong), with_nan.argmax(0)));
   // The first of equal maxima, as torch.argmax.
   const at::Tensor tie = torch::ones({3, 1, 1, 2});
   EXPECT_EQ(softmax_argmax(tie, torch::ones({1, 1, 2}), torch::kByte).sum().item<int>(), 0);
