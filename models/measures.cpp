@@ -68,11 +68,10 @@ int agatston_weight(double peak_hu) {
 
 std::vector<ClassExtent> class_extents(const at::Tensor& labels, std::int64_t classes) {
   if (labels.dim() != 3) throw InputError("class extents", "label map is not [z, y, x]");
-  const bool direct = labels.scalar_type() == at::kByte || labels.scalar_type() == at::kInt;
-  const at::Tensor l = direct ? labels : labels.to(at::kInt);
   std::int64_t outside = 0;
-  const auto stats = kernels::label_stats(l, nullptr, classes, &outside);  // one pass, on the labels' device
+  const auto stats = kernels::label_stats(labels, nullptr, classes, &outside);  // one pass, on the labels' device
   if (outside > 0) {
+    const at::Tensor& l = labels;
     const at::Tensor first = ((l < 0) | (l >= classes)).nonzero()[0].cpu();
     const std::int64_t z = first[0].item<std::int64_t>(), y = first[1].item<std::int64_t>(), x = first[2].item<std::int64_t>();
     throw InputError("class extents", fmt::format("{} voxels with labels outside 0..{}, the first {} at [{}, {}, {}]", outside,

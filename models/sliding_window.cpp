@@ -133,8 +133,8 @@ void add_windows(const WindowPlan& plan, const std::array<std::int64_t, 3>* orig
   for (std::size_t i = 0; i < count; ++i) {
     for (int a = 0; a < 3; ++a) flat.push_back(origins[i][a] - shift[a]);
   }
-  const at::Tensor importance = plan.importance.device() == values.device() ? plan.importance : plan.importance.to(values.device());
-  kernels::accumulate_windows(logits.to(values.device()).contiguous(), importance, flat.data(), values, weight);
+  // Both already on the accumulator's device in the stitcher (.to() then returns them as they are).
+  kernels::accumulate_windows(logits.to(values.device()), plan.importance.to(values.device()), flat.data(), values, weight);
 }
 
 at::Tensor sliding_window_logits(const at::Tensor& image, std::int64_t classes, const WindowForward& forward,

@@ -12,7 +12,6 @@
 
 #include "core/errors.h"
 #include "core/kernels/kernels_cuda.h"
-#include "core/kernels/scalar_dispatch.h"
 
 namespace vitruvian::kernels {
 namespace {
@@ -119,8 +118,7 @@ void accumulate_windows(const at::Tensor& logits, const at::Tensor& importance, 
   batch.windows = l.size(0);
   batch.classes = l.size(1);
   batch.wz = l.size(2), batch.wy = l.size(3), batch.wx = l.size(4);
-  batch.origins = origins;
-  detail::check_windows(batch, acc);  // before any device work
+  batch.origins = origins;  // checked against the accumulator by either implementation before any work
   on_device(
       values, kWhat, [&] { kernels::accumulate_windows(batch, imp.data_ptr<float>(), acc); },
       [&](void* stream) { cuda::accumulate_windows(batch, imp.data_ptr<float>(), acc, stream); });

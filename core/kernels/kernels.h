@@ -12,8 +12,7 @@ namespace vitruvian::kernels {
 /// Voxel types a kernel reads or writes.
 enum class Scalar { kUInt8, kInt16, kUInt16, kInt32, kFloat32, kFloat64, kFloat16 };
 
-/// Bytes per element.
-int scalar_bytes(Scalar s);
+/// "uint8", "float32", ...
 const char* scalar_name(Scalar s);
 
 /// A [z, y, x] block of a volume whose x axis is contiguous; element (z, y, x) at

@@ -18,19 +18,6 @@
 
 namespace vitruvian::kernels {
 
-int scalar_bytes(Scalar s) {
-  switch (s) {
-    case Scalar::kUInt8: return 1;
-    case Scalar::kInt16:
-    case Scalar::kUInt16:
-    case Scalar::kFloat16: return 2;
-    case Scalar::kInt32:
-    case Scalar::kFloat32: return 4;
-    case Scalar::kFloat64: return 8;
-  }
-  return 0;
-}
-
 const char* scalar_name(Scalar s) {
   switch (s) {
     case Scalar::kUInt8: return "uint8";
