@@ -7,12 +7,15 @@
 # Without MODEL_DIR a quickstart-sized network (4 stages, 16 features, 48^3 windows, 4 classes)
 # is trained for 2 steps: speed does not depend on the weights. Prints voxels/s of the
 # prediction stage (normalised image in memory -> labels), the ratio, and label agreement.
+# PRECISION=bf16 runs both sides in bfloat16 (Vitruvian: a whole-bf16 network; the peer:
+# torch.autocast on the CPU); the default is fp32 on both.
 set -euo pipefail
 build=${1:-build}
 rounds=${2:-3}
 shape=${3:-128}
 studies=${4:-3}
 model=${5:-}
+precision=${PRECISION:-fp32}
 root=$(cd "$(dirname "$0")/.." && pwd)
 vit=$(cd "$build" && pwd)/bin/vitruvian
 work=$(mktemp -d /tmp/vitruvian_infer_bench.XXXXXX)
@@ -49,20 +52,20 @@ PY
 }
 vits=() pys=()
 for ((r = 0; r < rounds; ++r)); do
-  OMP_NUM_THREADS=1 "$vit" --threads 1 infer --input bench.h5 --model "organs=$model" --out "v$r" --force >/dev/null 2>&1
+  OMP_NUM_THREADS=1 "$vit" --threads 1 infer --input bench.h5 --model "organs=$model" --precision "$precision" --out "v$r" --force >/dev/null 2>&1
   vits+=("$(predict_rate "v$r")")
   pys+=("$(OMP_NUM_THREADS=1 /usr/bin/python3 "$root/benchmarks/peers/infer_sliding_window_torch.py" --model "$model" \
-    --dataset bench.h5 --threads 1 --labels-out peer.npz | /usr/bin/python3 -c "import json,sys; print(json.loads(sys.stdin.read())['voxels_per_s'])")")
+    --dataset bench.h5 --threads 1 --precision "$precision" --labels-out peer.npz | /usr/bin/python3 -c "import json,sys; print(json.loads(sys.stdin.read())['voxels_per_s'])")")
 done
 for np in 1 2; do
-  "$root/launch/mpirun.sh" -np "$np" "$vit" infer --input bench.h5 --model "organs=$model" --out "np$np" --force >/dev/null 2>&1
+  "$root/launch/mpirun.sh" -np "$np" "$vit" infer --input bench.h5 --model "organs=$model" --precision "$precision" --out "np$np" --force >/dev/null 2>&1
 done
-/usr/bin/python3 - "${vits[*]}" "${pys[*]}" "$shape" "$studies" <<'PY'
+/usr/bin/python3 - "${vits[*]}" "${pys[*]}" "$shape" "$studies" "$precision" <<'PY'
 import json, statistics, sys
 import h5py, numpy as np
 vit = [float(x) for x in sys.argv[1].split()]
 py = [float(x) for x in sys.argv[2].split()]
-print(f"# prediction, {sys.argv[4]} chest phantoms of {sys.argv[3]}^3, overlap 0.5, batch 2, 1 rank, 1 thread; voxels/s per round")
+print(f"# prediction, {sys.argv[4]} chest phantoms of {sys.argv[3]}^3, overlap 0.5, batch 2, 1 rank, 1 thread, {sys.argv[5]}; voxels/s per round")
 print("vitruvian  " + " ".join(f"{v:10.0f}" for v in vit) + f"   median {statistics.median(vit):10.0f}")
 print("pytorch    " + " ".join(f"{v:10.0f}" for v in py) + f"   median {statistics.median(py):10.0f}")
 ratio = statistics.median(vit) / statistics.median(py)

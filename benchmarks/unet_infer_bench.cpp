@@ -49,6 +49,8 @@ void BM_UNetInfer(benchmark::State& state) {
   config.deep_supervision = false;
   models::UNet net = models::make_model(config, 1, g.classes);
   net->to(device);
+  const bool whole_bf16 = models::whole_bfloat16(precision, device);
+  if (whole_bf16) net->to(at::kBFloat16);
   if (g.channels_last) models::to_channels_last_3d(*net);
   net->eval();
   torch::NoGradGuard no_grad;
@@ -63,7 +65,8 @@ void BM_UNetInfer(benchmark::State& state) {
         volume, g.classes,
         [&](const at::Tensor& x) {
           const models::Autocast autocast(precision, device);
-          return net->forward(g.channels_last ? models::channels_last_3d(x.to(device)) : x.to(device))[0];
+          const at::Tensor in = x.to(device, whole_bf16 ? at::kBFloat16 : x.scalar_type());
+          return net->forward(g.channels_last ? models::channels_last_3d(in) : in)[0].to(at::kFloat);
         },
         window, accumulation, [&](std::int64_t, std::int64_t total) { windows = total; }, device);
   };
@@ -81,9 +84,9 @@ void BM_UNetInfer(benchmark::State& state) {
   state.counters["volumes_per_s"] = benchmark::Counter(n, benchmark::Counter::kIsRate);
   state.counters["voxels_per_s"] = benchmark::Counter(n * static_cast<double>(volume.numel()), benchmark::Counter::kIsRate);
   state.counters["windows_per_s"] = benchmark::Counter(n * static_cast<double>(windows), benchmark::Counter::kIsRate);
-  state.SetLabel(fmt::format("{}, {}^3 volume, {}^3 windows x{}, unet {} levels {}->{}, {} classes, {} autocast, {} band{}",
+  state.SetLabel(fmt::format("{}, {}^3 volume, {}^3 windows x{}, unet {} levels {}->{}, {} classes, {}, {} band{}",
                              device.str(), g.size, g.window, windows, g.stages, g.base, g.max, g.classes,
-                             device.is_cuda() ? g.precision : "no", g.accumulation, g.channels_last ? ", channels-last" : ""));
+                             device.is_cuda() ? g.precision + " autocast" : (whole_bf16 ? "whole-bf16 network" : "fp32"), g.accumulation, g.channels_last ? ", channels-last" : ""));
 }
 
 }  // namespace

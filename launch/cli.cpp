@@ -241,7 +241,7 @@ int run_cli(int argc, char** argv) {
   infer->add_option("--batch", infer_options.batch, "Windows per forward call (default 2)");
   infer->add_option("--mirror", infer_options.mirror_axes, "Test-time mirroring along any of zyx (up to 8 flips), or none");
   infer->add_option("--accumulation", infer_options.accumulation, "fp32 or fp16 stitching accumulator");
-  infer->add_option("--precision", infer_options.precision, "Forward passes on CUDA: fp32, bf16 or fp16 (autocast; CPU: fp32)");
+  infer->add_option("--precision", infer_options.precision, "Forward passes: fp32, bf16 or fp16 (CUDA: autocast; CPU: bf16 runs a whole-bf16 network, fp16 stays fp32)");
   infer->add_flag("--channels-last", infer_options.channels_last, "Channels-last 3D weights and windows");
   infer->add_option("--memory-limit", infer_options.memory_limit, "Per-rank memory budget for a study, e.g. 3G (default 3G)");
   infer->add_flag("--nifti", infer_options.nifti, "Also write each label map as NIfTI");

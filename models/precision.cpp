@@ -59,6 +59,10 @@ Autocast::~Autocast() {
   at::autocast::clear_cache();
 }
 
+bool whole_bfloat16(Precision precision, const c10::Device& device) {
+  return precision == Precision::kBFloat16 && device.is_cpu();
+}
+
 void to_channels_last_3d(torch::nn::Module& module) {
   torch::NoGradGuard no_grad;
   for (auto& p : module.parameters()) {

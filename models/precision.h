@@ -1,6 +1,7 @@
-// How a network runs on a GPU: reduced-precision autocast for forward passes (bfloat16 or
-// float16, CUDA only: on the CPU everything stays float32) and channels-last 3D weights and
-// inputs. Shared by training, inference campaigns and the benchmarks.
+// How a network runs in reduced precision: autocast for forward passes on CUDA (bfloat16 or
+// float16), a whole-bfloat16 network for inference on the CPU (oneDNN's AMX / AVX512-BF16
+// convolutions), and channels-last 3D weights and inputs. Shared by training, inference
+// campaigns and the benchmarks.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -33,6 +34,11 @@ class Autocast {
   bool on_ = false, previous_ = false;
   at::ScalarType previous_type_ = at::kHalf;
 };
+
+/// Whether inference in `precision` on `device` runs the whole network in bfloat16: bf16 on the
+/// CPU, where LibTorch has no fast autocast path but oneDNN runs bf16 convolutions natively on
+/// CPUs with AMX or AVX512-BF16 (slowly, emulated, on others). fp16 on the CPU stays fp32.
+bool whole_bfloat16(Precision precision, const c10::Device& device);
 
 /// Puts every 5-D parameter of `module` (the 3D convolutions' weights) in channels-last 3D
 /// memory format; values are unchanged.

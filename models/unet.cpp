@@ -43,9 +43,15 @@ class ConvNormActImpl : public nn::Module {
     at::Tensor y = conv_->forward(x);
     if (g_flops != nullptr) *g_flops += 2.0 * static_cast<double>(y.numel()) * static_cast<double>(macs_per_output_);
     // Inference: the fused two-pass kernel (no autograd graph to keep).
-    if (!is_training() && !at::GradMode::is_enabled() && y.device().is_cpu() && y.scalar_type() == at::kFloat && y.is_contiguous()) {
+    if (!is_training() && !at::GradMode::is_enabled() && y.device().is_cpu() &&
+        (y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16) && y.is_contiguous()) {
       instance_norm_act_(y, norm_->weight, norm_->bias, norm_->options.eps(), activate_ ? std::optional<double>(slope_) : std::nullopt);
       return y;
+    }
+    // Training on the CPU: the fused autograd function (one saved map instead of two, four
+    // vectorised passes instead of about nine).
+    if (y.device().is_cpu() && y.scalar_type() == at::kFloat && y.is_contiguous() && y.numel() > 0) {
+      return instance_norm_act(y, norm_->weight, norm_->bias, norm_->options.eps(), activate_ ? std::optional<double>(slope_) : std::nullopt);
     }
     y = norm_->forward(y);
     if (activate_) at::leaky_relu_(y, slope_);
@@ -207,6 +213,9 @@ class TransposedImpl : public nn::Module {
   at::Tensor forward(const at::Tensor& x) {
     if (g_flops != nullptr) *g_flops += 2.0 * static_cast<double>(x.numel()) * static_cast<double>(macs_per_input_);
     if (x.is_cuda()) return conv_->forward(x);  // cuDNN's transposed convolution is fast
+    // In bf16 oneDNN's pointwise convolution is slow to hand its many output channels back in
+    // LibTorch's layout (12 ms against 3 ms in fp32 for 32 -> 16 channels at 24^3): fp32 inside.
+    if (x.scalar_type() == at::kBFloat16) return upsample_by_product(x.to(at::kFloat), conv_->weight.to(at::kFloat)).to(at::kBFloat16);
     return upsample_by_product(x, conv_->weight);
   }
 
@@ -345,53 +354,6 @@ std::vector<at::Tensor> UNetImpl::forward(const at::Tensor& x) {
   }
   std::reverse(outputs.begin(), outputs.end());
   return outputs;
-}
-
-void instance_norm_act_(at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, std::optional<double> slope) {
-  TORCH_CHECK(x.dim() >= 3 && x.is_contiguous() && x.scalar_type() == at::kFloat && x.device().is_cpu(),
-              "instance_norm_act_: expected a contiguous float32 CPU tensor [N, C, ...]");
-  const std::int64_t channels = x.size(1), planes = x.size(0) * channels, plane = x.numel() / std::max<std::int64_t>(planes, 1);
-  const at::Tensor w = weight.to(at::kFloat).contiguous(), b = bias.to(at::kFloat).contiguous();
-  const float* gamma = w.data_ptr<float>();
-  const float* beta = b.data_ptr<float>();
-  float* data = x.data_ptr<float>();
-  const float negative = slope ? static_cast<float>(*slope) : 1.0f;
-  const bool activate = slope.has_value();
-  at::parallel_for(0, planes, 1, [&](std::int64_t first, std::int64_t last) {
-    for (std::int64_t p = first; p < last; ++p) {
-      float* v = data + p * plane;
-      // Sums of (x − k), k the first value (so a large mean does not cancel the variance), in
-      // blocks of float (vectorised) carried in double.
-      const float k = v[0];
-      double sum = 0, squares = 0;
-      constexpr std::int64_t kBlock = 1024;
-      for (std::int64_t start = 0; start < plane; start += kBlock) {
-        const std::int64_t end = std::min(plane, start + kBlock);
-        float s = 0, q = 0;
-        for (std::int64_t i = start; i < end; ++i) {
-          const float d = v[i] - k;
-          s += d;
-          q += d * d;
-        }
-        sum += s;
-        squares += q;
-      }
-      const double shifted_mean = sum / static_cast<double>(plane);
-      const double mean = k + shifted_mean;
-      const double variance = std::max(0.0, squares / static_cast<double>(plane) - shifted_mean * shifted_mean);
-      const std::int64_t c = p % channels;
-      const auto scale = static_cast<float>(gamma[c] / std::sqrt(variance + eps));
-      const auto shift = static_cast<float>(beta[c] - mean * gamma[c] / std::sqrt(variance + eps));
-      if (activate) {
-        for (std::int64_t i = 0; i < plane; ++i) {
-          const float y = v[i] * scale + shift;
-          v[i] = y < 0 ? y * negative : y;
-        }
-      } else {
-        for (std::int64_t i = 0; i < plane; ++i) v[i] = v[i] * scale + shift;
-      }
-    }
-  });
 }
 
 at::Tensor upsample_by_product(const at::Tensor& x, const at::Tensor& weight) {

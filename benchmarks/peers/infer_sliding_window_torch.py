@@ -6,7 +6,9 @@ weights (sigma = 1/8 of the window, scaled to a maximum of 1, floored at 1e-3), 
 weights accumulated over the whole volume in fp32, then argmax.
 
     infer_sliding_window_torch.py --model runs/quickstart/model --dataset phantoms.h5 \
-        [--studies a,b] [--overlap 0.5] [--batch 2] [--threads 1] [--labels-out labels.npz]
+        [--studies a,b] [--overlap 0.5] [--batch 2] [--threads 1] [--precision fp32|bf16] [--labels-out labels.npz]
+--precision bf16 runs the forward passes under torch.autocast("cpu", dtype=torch.bfloat16), the
+way a PyTorch user asks for bf16 on the CPU (accumulation stays fp32).
 Prints one JSON line: voxels, predict_s (image loaded and normalised -> labels), voxels_per_s.
 """
 import argparse
@@ -68,7 +70,7 @@ def gaussian(window, sigma_scale=1 / 8):
     return (g / g.max()).clamp_min(1e-3).float()
 
 
-def predict(net, image, classes, window, overlap, batch):
+def predict(net, image, classes, window, overlap, batch, bf16=False):
     """image [C, D, H, W] float32 -> labels [D, H, W] uint8."""
     size = image.shape[1:]
     pad = []
@@ -85,7 +87,8 @@ def predict(net, image, classes, window, overlap, batch):
         for first in range(0, len(origins), batch):
             chunk = origins[first:first + batch]
             windows = torch.stack([padded[:, z:z + window[0], y:y + window[1], x:x + window[2]] for z, y, x in chunk])
-            out = net(windows)[0].float()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = net(windows)[0].float()
             for i, (z, y, x) in enumerate(chunk):
                 logits[:, z:z + window[0], y:y + window[1], x:x + window[2]] += out[i] * importance
                 weight[z:z + window[0], y:y + window[1], x:x + window[2]] += importance
@@ -111,6 +114,7 @@ def main():
     ap.add_argument("--overlap", type=float, default=0.5)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--labels-out", default="")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -124,7 +128,7 @@ def main():
                         for c, n, s in zip(card["channels"], card["normalization"], card["ct_stats"])]
             image = torch.stack(channels)
             t = time.perf_counter()
-            labels = predict(net, image, classes, card["patch"], args.overlap, args.batch)
+            labels = predict(net, image, classes, card["patch"], args.overlap, args.batch, args.precision == "bf16")
             total_s += time.perf_counter() - t
             total_voxels += labels.numel()
             if args.labels_out:
@@ -132,7 +136,7 @@ def main():
     if args.labels_out:
         np.savez_compressed(args.labels_out, **saved)
     print(json.dumps({"voxels": total_voxels, "predict_s": total_s, "voxels_per_s": total_voxels / total_s,
-                      "studies": len(ids), "torch": torch.__version__}))
+                      "studies": len(ids), "precision": args.precision, "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

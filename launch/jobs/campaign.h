@@ -50,7 +50,7 @@ struct CampaignConfig {
   std::int64_t batch = 2;               ///< windows per forward call
   std::string mirror_axes;              ///< test-time mirroring: any of "zyx" (up to 8 flips)
   std::string accumulation = "fp32";    ///< fp32 | fp16
-  std::string precision = "fp32";       ///< forward passes on CUDA: fp32 | bf16 | fp16 (autocast); CPU: always fp32
+  std::string precision = "fp32";       ///< forward passes: fp32 | bf16 | fp16 (CUDA: autocast; CPU: bf16 = whole-bf16 network, fp16 = fp32)
   bool channels_last = false;           ///< channels-last 3D weights and windows
   std::string memory_limit = "3G";      ///< per rank: a study whose estimate exceeds it fails with the figures
   bool write_nifti = false;             ///< also <study>/<route>.nii.gz

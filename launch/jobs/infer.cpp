@@ -207,6 +207,7 @@ class Campaign {
       if (models_.count(key) != 0) continue;
       auto [net, card] = models::load_model(route.model);
       net->to(context_.device);
+      if (models::whole_bfloat16(precision_, context_.device)) net->to(at::kBFloat16);
       if (config_.channels_last) models::to_channels_last_3d(*net);
       net->eval();
       models_[key] = LoadedModel{net, card};
@@ -462,8 +463,8 @@ class Campaign {
             image.voxels, classes,
             [&](const at::Tensor& x) {
               const models::Autocast autocast(precision_, device);
-              const at::Tensor in = x.to(device);
-              return model.net->forward(config_.channels_last ? models::channels_last_3d(in) : in)[0];
+              const at::Tensor in = x.to(device, models::whole_bfloat16(precision_, device) ? at::kBFloat16 : x.scalar_type());
+              return model.net->forward(config_.channels_last ? models::channels_last_3d(in) : in)[0].to(at::kFloat);
             },
             window,
             accumulation_,

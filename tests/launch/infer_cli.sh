@@ -217,6 +217,22 @@ assert r["routes"]["organs"]["series"] == ["ct_abdomen_1_0mm"], r["routes"]["org
 print("DICOM studies:", s["done_studies"])
 PY
 
+# bf16 on the CPU (a whole-bf16 network): labels close to fp32's, and the settings are part of
+# the fingerprint, so switching precision redoes the studies.
+expect_exit 0 fp32.err "$vit" --threads 1 infer --input chest.h5 --model run/model --out precision_out --studies chest_cardiac_00000,chest_cardiac_00001
+expect_exit 0 bf16.err "$vit" --threads 1 infer --input chest.h5 --model run/model --out precision_out --studies chest_cardiac_00000,chest_cardiac_00001 --precision bf16
+grep -q "campaign: 2 studies done, 0 failed" bf16.err || { cat bf16.err; fail "bf16 did not redo the studies"; }
+expect_exit 0 fp32_again.err "$vit" --threads 1 infer --input chest.h5 --model run/model --out fp32_out --studies chest_cardiac_00000,chest_cardiac_00001
+$py - <<'PY'
+import h5py
+for sid in ("chest_cardiac_00000", "chest_cardiac_00001"):
+    with h5py.File(f"fp32_out/studies/{sid}/labels.h5", "r") as a, h5py.File(f"precision_out/studies/{sid}/labels.h5", "r") as b:
+        x, y = a[f"studies/{sid}/labels/organs"][()], b[f"studies/{sid}/labels/organs"][()]
+        agree = (x == y).mean()
+        assert agree > 0.98, (sid, agree)
+        print(f"bf16 labels equal to fp32's on {100 * agree:.3f} % of voxels ({sid})")
+PY
+
 # Bad options: one line each, exit 2.
 expect_exit 2 nomodel.err "$mpirun" -np 2 "$vit" infer --input chest.h5 --model missing_model --out x
 grep -q "missing_model/model.json" nomodel.err || { cat nomodel.err; fail "missing model not named"; }

@@ -89,6 +89,74 @@ TEST(UNet, FusedInferenceNormEqualsInstanceNormAndLeakyRelu) {
   EXPECT_TRUE(torch::allclose(fast, slow, 1e-4, 1e-4));
 }
 
+TEST(UNet, FusedTrainingNormHasInstanceNormAndLeakyReluGradients) {
+  torch::manual_seed(8);
+  for (const bool activate : {true, false}) {
+    for (const double offset : {0.0, 200.0}) {
+      torch::nn::InstanceNorm3d norm(torch::nn::InstanceNorm3dOptions(3).affine(true));
+      {
+        torch::NoGradGuard no_grad;
+        norm->weight.uniform_(0.5, 1.5);
+        norm->bias.uniform_(-0.5, 0.5);
+      }
+      // 2·3 planes of 1,155 values: whole lane groups, whole blocks and a tail.
+      const at::Tensor x0 = torch::randn({2, 3, 5, 11, 21}) * 2 + offset;
+      const at::Tensor upstream = torch::randn({2, 3, 5, 11, 21});
+      const auto gradients = [&](bool fused) {
+        at::Tensor x = x0.clone().requires_grad_(true);
+        for (auto& p : norm->parameters()) p.mutable_grad() = at::Tensor();
+        at::Tensor y;
+        if (fused) {
+          y = instance_norm_act(x, norm->weight, norm->bias, 1e-5, activate ? std::optional<double>(0.01) : std::nullopt);
+        } else {
+          y = norm->forward(x);
+          if (activate) y = torch::leaky_relu(y, 0.01);
+        }
+        (y * upstream).sum().backward();
+        return std::vector<at::Tensor>{y.detach(), x.grad(), norm->weight.grad().clone(), norm->bias.grad().clone()};
+      };
+      const auto want = gradients(false);
+      const auto got = gradients(true);
+      const char* names[] = {"output", "input gradient", "weight gradient", "bias gradient"};
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        const double scale = std::max(1.0, want[i].abs().max().item<double>());
+        EXPECT_LT((got[i] - want[i]).abs().max().item<double>(), 2e-4 * scale)
+            << names[i] << ", activate " << activate << ", offset " << offset;
+      }
+    }
+  }
+  EXPECT_THROW(instance_norm_act(torch::randn({2, 3, 4}).to(at::kDouble), torch::ones({3}), torch::zeros({3}), 1e-5, 0.01),
+               c10::Error);
+}
+
+TEST(UNet, FusedNormInBFloat16AndAWholeBFloat16NetworkFollowFloat32) {
+  torch::manual_seed(6);
+  torch::nn::InstanceNorm3d norm(torch::nn::InstanceNorm3dOptions(5).affine(true));
+  torch::NoGradGuard no_grad;
+  norm->weight.uniform_(0.5, 1.5);
+  norm->bias.uniform_(-0.5, 0.5);
+  // bf16 storage, float arithmetic: the result is the float result of the bf16 values, rounded
+  // once to bf16 (relative error <= 2^-8).
+  const at::Tensor x = (torch::randn({2, 5, 6, 7, 8}) * 2 + 40).to(at::kBFloat16);
+  at::Tensor fused = x.clone();
+  instance_norm_act_(fused, norm->weight, norm->bias, 1e-5, 0.01);
+  ASSERT_EQ(fused.scalar_type(), at::kBFloat16);
+  const at::Tensor want = torch::leaky_relu(norm->forward(x.to(at::kFloat)), 0.01);
+  EXPECT_TRUE(torch::allclose(fused.to(at::kFloat), want, 1.0 / 256, 1e-3));
+  EXPECT_FALSE(torch::equal(fused.to(at::kFloat), want));  // rounded to bf16 indeed
+  // A whole-bf16 network (what campaigns with precision bf16 run on the CPU) follows the fp32
+  // one within bf16 rounding of every layer.
+  UNet net(small(BlockType::kPlain));
+  net->eval();
+  const at::Tensor input = torch::randn({1, 2, 9, 12, 10});
+  const at::Tensor reference = net->forward(input)[0];
+  net->to(at::kBFloat16);
+  const at::Tensor low = net->forward(input.to(at::kBFloat16))[0];
+  ASSERT_EQ(low.scalar_type(), at::kBFloat16);
+  EXPECT_LT((low.to(at::kFloat) - reference).abs().max().item<double>(), 0.1 * reference.abs().max().item<double>());
+  EXPECT_GT((low.to(at::kFloat).argmax(1) == reference.argmax(1)).to(at::kFloat).mean().item<double>(), 0.9);
+}
+
 TEST(UNet, ChannelsLastGivesTheSameOutputAndAutocastIsOffOnTheCpu) {
   torch::manual_seed(3);
   UNet net(small(BlockType::kPlain));
