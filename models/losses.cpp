@@ -15,6 +15,15 @@ at::Tensor dice_ce_loss(const at::Tensor& logits, const at::Tensor& target, doub
                                          fmt::join(logits.sizes(), "x"), fmt::join(target.sizes(), "x")));
   }
   const std::int64_t classes = logits.size(1);
+  if (logits.device().is_cpu() && logits.scalar_type() == at::kFloat && classes >= 2 && target.scalar_type() == at::kLong &&
+      target.numel() > 0) {
+    const auto [low, high] = at::aminmax(target);
+    if (low.item<std::int64_t>() < 0 || high.item<std::int64_t>() >= classes) {
+      throw InputError("loss", fmt::format("target classes {}..{}; expected 0..{}", low.item<std::int64_t>(),
+                                           high.item<std::int64_t>(), classes - 1));
+    }
+    return dice_ce_loss_fused(logits.contiguous(), target.contiguous(), smooth);
+  }
   // At least float32 (half or bfloat16 logits from autocast are widened; float64 stays).
   const at::Tensor log_p = at::log_softmax(logits.scalar_type() == at::kDouble ? logits : logits.to(at::kFloat), 1);
   const at::Tensor ce = at::nll_loss_nd(log_p, target);

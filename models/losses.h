@@ -14,6 +14,11 @@ namespace vitruvian::models {
 /// over a batch split across ranks.
 at::Tensor dice_ce_loss(const at::Tensor& logits, const at::Tensor& target, double smooth = 1e-5);
 
+/// What dice_ce_loss runs for CPU float32 logits with at least two classes (targets checked
+/// there): one autograd function, two passes over the logits forward and backward, no
+/// probability maps kept (models/dice_ce_cpu.cpp).
+at::Tensor dice_ce_loss_fused(const at::Tensor& logits, const at::Tensor& target, double smooth);
+
 /// Deep supervision: outputs[0] at full resolution, then coarser; the target is reduced to
 /// each output's size (nearest); weights 1, 1/2, 1/4, … normalised to sum to 1.
 at::Tensor deep_supervision_loss(const std::vector<at::Tensor>& outputs, const at::Tensor& target);

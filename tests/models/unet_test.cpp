@@ -228,6 +228,51 @@ TEST(Loss, PerfectLogitsGiveNearZeroAndSplitBatchesAverage) {
   EXPECT_THROW(dice_ce_loss(logits, target.slice(1, 0, 3)), InputError);
 }
 
+TEST(Loss, FusedCpuLossHasTheValueAndGradientOfTheOpSequence) {
+  torch::manual_seed(4);
+  // The definition written out with LibTorch ops, in double.
+  const auto reference = [](const at::Tensor& logits, const at::Tensor& target) {
+    const std::int64_t classes = logits.size(1);
+    const at::Tensor log_p = torch::log_softmax(logits, 1);
+    const at::Tensor ce = -log_p.gather(1, target.unsqueeze(1)).mean();
+    const at::Tensor p = log_p.exp();
+    const at::Tensor onehot = torch::one_hot(target, classes).permute({0, 4, 1, 2, 3}).to(p.scalar_type());
+    const at::Tensor tp = (p * onehot).sum({2, 3, 4});
+    const at::Tensor dice = (2 * tp + 1e-5) / (p.sum({2, 3, 4}) + onehot.sum({2, 3, 4}) + 1e-5);
+    return ce + 1 - dice.slice(1, 1, classes).mean();
+  };
+  // Voxel counts with and without a partial chunk of 16; a class absent from one sample; logits
+  // large enough that exp underflows for the losing classes.
+  for (const auto& [classes, shape] : std::vector<std::pair<std::int64_t, std::vector<std::int64_t>>>{
+           {2, {2, 4, 4, 4}}, {4, {2, 5, 7, 9}}, {7, {3, 3, 5, 11}}, {3, {1, 1, 1, 5}}}) {
+    at::Tensor target = torch::randint(0, classes, shape, torch::kLong);
+    target[0].masked_fill_(target[0] == classes - 1, 0);
+    for (const double spread : {1.0, 30.0}) {
+      std::vector<std::int64_t> logit_shape = {shape[0], classes, shape[1], shape[2], shape[3]};
+      const at::Tensor base = torch::randn(logit_shape) * spread;
+      at::Tensor fused_in = base.clone().requires_grad_(true), ref_in = base.to(at::kDouble).requires_grad_(true);
+      const at::Tensor fused = dice_ce_loss(fused_in, target);
+      const at::Tensor want = reference(ref_in, target);
+      EXPECT_NEAR(fused.item<double>(), want.item<double>(), 1e-5 * std::max(1.0, want.item<double>())) << classes << " " << spread;
+      (fused * 3).backward();
+      (want * 3).backward();
+      const double largest = ref_in.grad().abs().max().item<double>();
+      EXPECT_LT((fused_in.grad().to(at::kDouble) - ref_in.grad()).abs().max().item<double>(), 1e-5 * largest + 1e-9)
+          << classes << " " << spread;
+    }
+  }
+  // Targets outside the classes: one clear error, not a read out of bounds.
+  const at::Tensor logits = torch::randn({1, 3, 2, 2, 2});
+  at::Tensor bad = torch::zeros({1, 2, 2, 2}, torch::kLong);
+  bad[0][1][1][1] = 3;
+  try {
+    dice_ce_loss(logits, bad);
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("target classes 0..3; expected 0..2"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Loss, GoesDownWhenTrainingOnABlob) {
   torch::manual_seed(2);
   UNet net(small(BlockType::kPlain, 1, 2));
