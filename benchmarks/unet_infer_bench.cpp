@@ -66,7 +66,7 @@ void BM_UNetInfer(benchmark::State& state) {
         [&](const at::Tensor& x) {
           const models::Autocast autocast(precision, device);
           const at::Tensor in = x.to(device, whole_bf16 ? at::kBFloat16 : x.scalar_type());
-          return net->forward(g.channels_last ? models::channels_last_3d(in) : in)[0].to(at::kFloat);
+          return net->forward(g.channels_last ? models::channels_last_3d(in) : in)[0];
         },
         window, accumulation, [&](std::int64_t, std::int64_t total) { windows = total; }, device);
   };

@@ -17,26 +17,20 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/kernels/cpu_clones.h"
 #include "core/kernels/exp_nonpositive.h"
 #include "models/losses.h"
 
 namespace vitruvian::models {
 namespace {
 
-constexpr int kLanes = 16;
-constexpr int kChunksPerBlock = 64;  // 1024 voxels between carries into double
+using kernels::kLanes;
+constexpr int kChunksPerBlock = static_cast<int>(kernels::kLaneBlock / kLanes);  // chunks between carries into double
 
 using kernels::exp_nonpositive;
 
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#define VITRUVIAN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VITRUVIAN_CLONES
-#endif
-#define VITRUVIAN_INLINE __attribute__((always_inline)) inline
-
 /// One chunk of kLanes voxels of a sample's logits [C, V] and targets [V], from voxel `first`:
-/// z[c·stride + j] the logits; class[j] the target as a float (−1 past the end), weight[j] 1 or
+/// z[c·stride + j] the logits; target[j] the target class as a float (−1 past the end), weight[j] 1 or
 /// (past the end) 0. A partial last chunk is copied into padded buffers.
 struct Chunk {
   const float* z;

@@ -2,12 +2,11 @@
 // (instance_norm_act_, float32 or bfloat16), and as one autograd function for training
 // (instance_norm_act, float32). Two passes over each [N, C] plane forward, two backward.
 //
-// Built for speed without giving up reproducibility: the sums run in 16 independent float lanes
-// (so the compiler vectorises them without reassociating anything), carried in double per block
-// of 1024 values; each plane function is cloned for AVX-512 and AVX2 and chosen at load time
-// (x86-64 with GCC or Clang), and every clone computes the same values: no fused multiply-adds
-// (-ffp-contract=off), the same lane order. Comparisons may not trap (-fno-trapping-math), so
-// the LeakyReLU select vectorises.
+// Built for speed without giving up reproducibility (core/kernels/cpu_clones.h): the sums run in
+// 16 independent float lanes carried in double every 1024 values; each plane function is cloned
+// for AVX-512, AVX2 and the baseline and chosen at load time, and every clone computes the same
+// values (-ffp-contract=off, the same lane order). Comparisons may not trap
+// (-fno-trapping-math), so the LeakyReLU select vectorises.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -21,20 +20,12 @@
 #include <optional>
 #include <vector>
 
+#include "core/kernels/cpu_clones.h"
 #include "models/unet.h"
-
-#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
-#define VITRUVIAN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VITRUVIAN_CLONES
-#endif
-#define VITRUVIAN_INLINE __attribute__((always_inline)) inline
 
 namespace vitruvian::models {
 namespace {
 
-constexpr int kLanes = 16;
-constexpr std::int64_t kBlock = 1024;
 
 VITRUVIAN_INLINE float load(const float* p, std::int64_t i) { return p[i]; }
 VITRUVIAN_INLINE float load(const std::uint16_t* p, std::int64_t i) {
@@ -55,32 +46,13 @@ VITRUVIAN_INLINE void store(std::uint16_t* p, std::int64_t i, float f) {
 /// Sum and sum of squares of (v − k) over n values.
 template <typename T>
 VITRUVIAN_INLINE void shifted_sums(const T* v, std::int64_t n, float k, double& sum, double& squares) {
-  sum = 0;
-  squares = 0;
-  for (std::int64_t start = 0; start < n; start += kBlock) {
-    const std::int64_t end = std::min(n, start + kBlock);
-    float s[kLanes] = {}, q[kLanes] = {};
-    std::int64_t i = start;
-    for (; i + kLanes <= end; i += kLanes) {
-      for (int j = 0; j < kLanes; ++j) {
-        const float d = load(v, i + j) - k;
-        s[j] += d;
-        q[j] += d * d;
-      }
-    }
-    float block_sum = 0, block_squares = 0;
-    for (int j = 0; j < kLanes; ++j) {
-      block_sum += s[j];
-      block_squares += q[j];
-    }
-    for (; i < end; ++i) {
-      const float d = load(v, i) - k;
-      block_sum += d;
-      block_squares += d * d;
-    }
-    sum += block_sum;
-    squares += block_squares;
-  }
+  kernels::lane_sums(
+      n,
+      [&](std::int64_t i, float& a, float& b) {
+        a = load(v, i) - k;
+        b = a * a;
+      },
+      sum, squares);
 }
 
 /// One plane's statistics: mean and 1/std, and the affine map that normalises: scale =
@@ -162,48 +134,28 @@ VITRUVIAN_CLONES void norm_act_plane_float(const float* __restrict in, float* __
 VITRUVIAN_CLONES void norm_act_backward_plane(const float* __restrict x, const float* __restrict grad, float* __restrict dx,
                                               std::int64_t n, float mean,
                                               float inverse_std, float scale, float shift, bool activate, float negative,
-                                              double& sum_d, double& sum_dx) {
-  sum_d = 0;
-  sum_dx = 0;
-  for (std::int64_t start = 0; start < n; start += kBlock) {
-    const std::int64_t end = std::min(n, start + kBlock);
-    float s[kLanes] = {}, q[kLanes] = {};
-    std::int64_t i = start;
-    for (; i + kLanes <= end; i += kLanes) {
-      for (int j = 0; j < kLanes; ++j) {
-        const float xv = x[i + j];
-        const float z = xv * scale + shift;
-        const float d = activate && !(z > 0) ? grad[i + j] * negative : grad[i + j];
-        s[j] += d;
-        q[j] += d * ((xv - mean) * inverse_std);
-      }
-    }
-    float block_d = 0, block_dx = 0;
-    for (int j = 0; j < kLanes; ++j) {
-      block_d += s[j];
-      block_dx += q[j];
-    }
-    for (; i < end; ++i) {
-      const float z = x[i] * scale + shift;
-      const float d = activate && !(z > 0) ? grad[i] * negative : grad[i];
-      block_d += d;
-      block_dx += d * ((x[i] - mean) * inverse_std);
-    }
-    sum_d += block_d;
-    sum_dx += block_dx;
-  }
+                                              double& sum_d, double& sum_d_xhat) {
+  kernels::lane_sums(
+      n,
+      [&](std::int64_t i, float& d, float& dx_hat) {
+        const float z = x[i] * scale + shift;
+        d = activate && !(z > 0) ? grad[i] * negative : grad[i];
+        dx_hat = d * ((x[i] - mean) * inverse_std);
+      },
+      sum_d, sum_d_xhat);
   const auto mean_d = static_cast<float>(sum_d / static_cast<double>(n));
-  const auto mean_dx = static_cast<float>(sum_dx / static_cast<double>(n));
+  const auto mean_d_xhat = static_cast<float>(sum_d_xhat / static_cast<double>(n));
   for (std::int64_t i = 0; i < n; ++i) {
     const float xv = x[i];
     const float z = xv * scale + shift;
     const float d = activate && !(z > 0) ? grad[i] * negative : grad[i];
-    dx[i] = scale * (d - mean_d - ((xv - mean) * inverse_std) * mean_dx);
+    dx[i] = scale * (d - mean_d - ((xv - mean) * inverse_std) * mean_d_xhat);
   }
 }
 
-/// Training's instance norm + LeakyReLU: saves the input and each plane's mean and 1/std (one
-/// map, where InstanceNorm3d + leaky_relu keep two), and computes the backward in two passes.
+/// Training's instance norm + LeakyReLU: saves the input and four floats per plane (mean, 1/std,
+/// scale, shift; the output is saved by the next convolution, as with LibTorch's ops), and
+/// computes the backward in two passes.
 class NormAct : public torch::autograd::Function<NormAct> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
@@ -239,7 +191,7 @@ class NormAct : public torch::autograd::Function<NormAct> {
     const at::Tensor grad = grads[0].contiguous();
     const std::int64_t channels = x.size(1), planes = x.size(0) * channels, plane = x.numel() / planes;
     at::Tensor dx = at::empty_like(x);
-    std::vector<double> sum_d(static_cast<std::size_t>(planes)), sum_dx(static_cast<std::size_t>(planes));
+    std::vector<double> sum_d(static_cast<std::size_t>(planes)), sum_d_xhat(static_cast<std::size_t>(planes));
     const float* xs = x.data_ptr<float>();
     const float* gs = grad.data_ptr<float>();
     float* dxs = dx.data_ptr<float>();
@@ -248,13 +200,13 @@ class NormAct : public torch::autograd::Function<NormAct> {
       for (std::int64_t p = first; p < last; ++p) {
         const float* s = st + 4 * p;
         norm_act_backward_plane(xs + p * plane, gs + p * plane, dxs + p * plane, plane, s[0], s[1], s[2], s[3], activate, slope,
-                                sum_d[static_cast<std::size_t>(p)], sum_dx[static_cast<std::size_t>(p)]);
+                                sum_d[static_cast<std::size_t>(p)], sum_d_xhat[static_cast<std::size_t>(p)]);
       }
     });
     // Per channel, summed over the batch in a fixed order.
     std::vector<double> dgamma(static_cast<std::size_t>(channels)), dbeta(static_cast<std::size_t>(channels));
     for (std::int64_t p = 0; p < planes; ++p) {
-      dgamma[static_cast<std::size_t>(p % channels)] += sum_dx[static_cast<std::size_t>(p)];
+      dgamma[static_cast<std::size_t>(p % channels)] += sum_d_xhat[static_cast<std::size_t>(p)];
       dbeta[static_cast<std::size_t>(p % channels)] += sum_d[static_cast<std::size_t>(p)];
     }
     const auto to_tensor = [&](const std::vector<double>& v) {
@@ -293,10 +245,6 @@ void instance_norm_act_(at::Tensor& x, const at::Tensor& weight, const at::Tenso
     }
   });
 }
-
-}  // namespace vitruvian::models
-
-namespace vitruvian::models {
 
 at::Tensor instance_norm_act(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps,
                              std::optional<double> slope) {

@@ -66,7 +66,8 @@ double training_memory_bytes(const std::vector<std::int64_t>& features, const St
     parameters += 27 * (in * f + f * f) + (s > 0 ? 27 * 2 * in * in + 8 * f * in : 0);
   }
   const double voxels0 = static_cast<double>(patch_zyx[0] * patch_zyx[1] * patch_zyx[2]);
-  maps += 3.0 * static_cast<double>(classes) * voxels0;  // logits, softmax, one-hot for the loss
+  // Logits, softmax and one-hot for LibTorch's loss (CUDA); the fused CPU loss keeps only the logits.
+  maps += 3.0 * static_cast<double>(classes) * voxels0;
   return 4.0 * (kBackwardHeadroom * maps * static_cast<double>(batch) + 4.0 * parameters);
 }
 

@@ -48,8 +48,8 @@ class ConvNormActImpl : public nn::Module {
       instance_norm_act_(y, norm_->weight, norm_->bias, norm_->options.eps(), activate_ ? std::optional<double>(slope_) : std::nullopt);
       return y;
     }
-    // Training on the CPU: the fused autograd function (one saved map instead of two, four
-    // vectorised passes instead of about nine).
+    // Training on the CPU: the fused autograd function (four vectorised passes instead of
+    // about nine).
     if (y.device().is_cpu() && y.scalar_type() == at::kFloat && y.is_contiguous() && y.numel() > 0) {
       return instance_norm_act(y, norm_->weight, norm_->bias, norm_->options.eps(), activate_ ? std::optional<double>(slope_) : std::nullopt);
     }

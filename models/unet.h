@@ -103,14 +103,15 @@ at::Tensor upsample_by_product(const at::Tensor& x, const at::Tensor& weight);
 
 /// Instance normalisation with affine `weight`/`bias` [C] and, when `slope` is given, LeakyReLU,
 /// in place on a contiguous float32 or bfloat16 CPU tensor [N, C, ...], in two passes over each
-/// channel (float arithmetic, sums in double, then normalise-scale-activate): what InstanceNorm3d + leaky_relu_ compute
+/// channel (float arithmetic, sums in double, then normalise-scale-activate; a bfloat16 result
+/// rounded once): what InstanceNorm3d + leaky_relu_ compute
 /// in four, for inference (no autograd). Equal to them within float rounding.
 void instance_norm_act_(at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, std::optional<double> slope);
 
 /// Instance normalisation + LeakyReLU (none without `slope`) as one autograd function, for
 /// training on the CPU: x a contiguous float32 CPU tensor [N, C, ...], gradients for x, weight and
-/// bias. Keeps x and four floats per plane for the backward (InstanceNorm3d + leaky_relu keep two
-/// maps), and runs two vectorised passes each way. Equal to them within float rounding.
+/// bias. Keeps x and four floats per plane for the backward, and runs two vectorised passes each
+/// way. Equal to InstanceNorm3d + leaky_relu within float rounding.
 at::Tensor instance_norm_act(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps,
                              std::optional<double> slope);
 

@@ -464,7 +464,7 @@ class Campaign {
             [&](const at::Tensor& x) {
               const models::Autocast autocast(precision_, device);
               const at::Tensor in = x.to(device, models::whole_bfloat16(precision_, device) ? at::kBFloat16 : x.scalar_type());
-              return model.net->forward(config_.channels_last ? models::channels_last_3d(in) : in)[0].to(at::kFloat);
+              return model.net->forward(config_.channels_last ? models::channels_last_3d(in) : in)[0];
             },
             window,
             accumulation_,

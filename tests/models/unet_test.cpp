@@ -76,7 +76,8 @@ TEST(UNet, FusedInferenceNormEqualsInstanceNormAndLeakyRelu) {
     instance_norm_act_(plain, norm->weight, norm->bias, 1e-5, std::nullopt);
     EXPECT_TRUE(torch::allclose(plain, norm->forward(x), 1e-4, 1e-4)) << offset;
   }
-  // The network in eval mode without autograd (fused path) equals the training-mode path's math.
+  // The network in eval mode without autograd (the in-place kernel) equals its autograd path
+  // (the training function, checked against LibTorch's ops in the next test).
   UNet net(small(BlockType::kPlain));
   const at::Tensor input = torch::randn({1, 2, 9, 12, 10});
   net->eval();
@@ -137,7 +138,8 @@ TEST(UNet, FusedNormInBFloat16AndAWholeBFloat16NetworkFollowFloat32) {
   norm->bias.uniform_(-0.5, 0.5);
   // bf16 storage, float arithmetic: the result is the float result of the bf16 values, rounded
   // once to bf16 (relative error <= 2^-8).
-  const at::Tensor x = (torch::randn({2, 5, 6, 7, 8}) * 2 + 40).to(at::kBFloat16);
+  // Planes of 1,287 values: a partial lane group and a second block of 1,024.
+  const at::Tensor x = (torch::randn({2, 5, 9, 13, 11}) * 2 + 40).to(at::kBFloat16);
   at::Tensor fused = x.clone();
   instance_norm_act_(fused, norm->weight, norm->bias, 1e-5, 0.01);
   ASSERT_EQ(fused.scalar_type(), at::kBFloat16);
@@ -241,10 +243,12 @@ TEST(Loss, FusedCpuLossHasTheValueAndGradientOfTheOpSequence) {
     const at::Tensor dice = (2 * tp + 1e-5) / (p.sum({2, 3, 4}) + onehot.sum({2, 3, 4}) + 1e-5);
     return ce + 1 - dice.slice(1, 1, classes).mean();
   };
-  // Voxel counts with and without a partial chunk of 16; a class absent from one sample; logits
-  // large enough that exp underflows for the losing classes.
+  // Voxel counts with and without a partial chunk of 16, and past the 1,024-voxel carry; 300
+  // classes (the log-of-products flushed every 14 chunks); a class absent from one sample;
+  // logits large enough that exp underflows for the losing classes.
   for (const auto& [classes, shape] : std::vector<std::pair<std::int64_t, std::vector<std::int64_t>>>{
-           {2, {2, 4, 4, 4}}, {4, {2, 5, 7, 9}}, {7, {3, 3, 5, 11}}, {3, {1, 1, 1, 5}}}) {
+           {2, {2, 4, 4, 4}}, {4, {2, 5, 7, 9}}, {7, {3, 3, 5, 11}}, {3, {1, 1, 1, 5}}, {4, {2, 10, 16, 17}},
+           {300, {1, 4, 8, 9}}}) {
     at::Tensor target = torch::randint(0, classes, shape, torch::kLong);
     target[0].masked_fill_(target[0] == classes - 1, 0);
     for (const double spread : {1.0, 30.0}) {
@@ -254,6 +258,8 @@ TEST(Loss, FusedCpuLossHasTheValueAndGradientOfTheOpSequence) {
       const at::Tensor fused = dice_ce_loss(fused_in, target);
       const at::Tensor want = reference(ref_in, target);
       EXPECT_NEAR(fused.item<double>(), want.item<double>(), 1e-5 * std::max(1.0, want.item<double>())) << classes << " " << spread;
+      // float64 logits take LibTorch's op sequence (as CUDA does): the same definition.
+      EXPECT_NEAR(dice_ce_loss(base.to(at::kDouble), target).item<double>(), want.item<double>(), 1e-9) << classes;
       (fused * 3).backward();
       (want * 3).backward();
       const double largest = ref_in.grad().abs().max().item<double>();
