@@ -18,6 +18,7 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev # command line and logging
   libpng-dev                            # previews and plots
   libgtest-dev libbenchmark-dev         # tests and benchmarks
+  libdnnl-dev                           # oneDNN (LibTorch's own CPU convolutions), called directly by a benchmark
 )
 
 missing=()
