@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -28,20 +27,10 @@ namespace {
 
 
 VITRUVIAN_INLINE float load(const float* p, std::int64_t i) { return p[i]; }
-VITRUVIAN_INLINE float load(const std::uint16_t* p, std::int64_t i) {
-  const std::uint32_t bits = static_cast<std::uint32_t>(p[i]) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
+VITRUVIAN_INLINE float load(const std::uint16_t* p, std::int64_t i) { return c10::detail::f32_from_bits(p[i]); }
 VITRUVIAN_INLINE void store(float* p, std::int64_t i, float f) { p[i] = f; }
-/// Rounded to nearest, ties to even; NaN stays a quiet NaN (c10::BFloat16's conversion).
-VITRUVIAN_INLINE void store(std::uint16_t* p, std::int64_t i, float f) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &f, sizeof bits);
-  const std::uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-  p[i] = static_cast<std::uint16_t>((bits & 0x7FFFFFFFu) > 0x7F800000u ? 0x7FC0u : rounded);
-}
+/// c10::BFloat16's conversion: rounded to nearest, ties to even; NaN a quiet NaN.
+VITRUVIAN_INLINE void store(std::uint16_t* p, std::int64_t i, float f) { p[i] = c10::detail::round_to_nearest_even(f); }
 
 /// Sum and sum of squares of (v − k) over n values.
 template <typename T>
