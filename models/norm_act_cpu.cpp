@@ -61,55 +61,44 @@ VITRUVIAN_INLINE void plane_statistics(const T* in, std::int64_t n, float gamma,
   shift = static_cast<float>(beta - mean * gamma * inverse_std);
 }
 
-/// out = act(in·scale + shift). In place when in == out (a separate loop, so that the
+/// LeakyReLU with slope `negative` below zero; negative = 1 is no activation (the same value).
+VITRUVIAN_INLINE float leaky(float y, float negative) { return y < 0 ? y * negative : y; }
+
+/// out = leaky(in·scale + shift). In place when in == out (a separate loop, so that the
 /// out-of-place one may promise the compiler no overlap and both vectorise).
 template <typename T>
-VITRUVIAN_INLINE void affine_act(T* v, std::int64_t n, float scale, float shift, bool activate, float negative) {
-  if (activate) {
-    for (std::int64_t i = 0; i < n; ++i) {
-      const float y = load(v, i) * scale + shift;
-      store(v, i, y < 0 ? y * negative : y);
-    }
-  } else {
-    for (std::int64_t i = 0; i < n; ++i) store(v, i, load(v, i) * scale + shift);
-  }
+VITRUVIAN_INLINE void affine_act(T* v, std::int64_t n, float scale, float shift, float negative) {
+  for (std::int64_t i = 0; i < n; ++i) store(v, i, leaky(load(v, i) * scale + shift, negative));
 }
 template <typename T>
 VITRUVIAN_INLINE void affine_act(const T* __restrict in, T* __restrict out, std::int64_t n, float scale, float shift,
-                                 bool activate, float negative) {
-  if (activate) {
-    for (std::int64_t i = 0; i < n; ++i) {
-      const float y = load(in, i) * scale + shift;
-      store(out, i, y < 0 ? y * negative : y);
-    }
-  } else {
-    for (std::int64_t i = 0; i < n; ++i) store(out, i, load(in, i) * scale + shift);
-  }
+                                 float negative) {
+  for (std::int64_t i = 0; i < n; ++i) store(out, i, leaky(load(in, i) * scale + shift, negative));
 }
 
-VITRUVIAN_CLONES void norm_act_plane_in_place_float(float* v, std::int64_t n, float gamma, float beta, double eps, bool activate,
+VITRUVIAN_CLONES void norm_act_plane_in_place_float(float* v, std::int64_t n, float gamma, float beta, double eps,
                                                     float negative) {
   double mean = 0, inverse_std = 0;
   float scale = 0, shift = 0;
   plane_statistics(v, n, gamma, beta, eps, mean, inverse_std, scale, shift);
-  affine_act(v, n, scale, shift, activate, negative);
+  affine_act(v, n, scale, shift, negative);
 }
 
 VITRUVIAN_CLONES void norm_act_plane_in_place_bfloat16(std::uint16_t* v, std::int64_t n, float gamma, float beta, double eps,
-                                                       bool activate, float negative) {
+                                                       float negative) {
   double mean = 0, inverse_std = 0;
   float scale = 0, shift = 0;
   plane_statistics(v, n, gamma, beta, eps, mean, inverse_std, scale, shift);
-  affine_act(v, n, scale, shift, activate, negative);
+  affine_act(v, n, scale, shift, negative);
 }
 
 /// Out of place; stats = mean, 1/std, scale, shift (what the backward needs).
 VITRUVIAN_CLONES void norm_act_plane_float(const float* __restrict in, float* __restrict out, std::int64_t n, float gamma,
-                                           float beta, double eps, bool activate, float negative, float* stats) {
+                                           float beta, double eps, float negative, float* stats) {
   double mean = 0, inverse_std = 0;
   float scale = 0, shift = 0;
   plane_statistics(in, n, gamma, beta, eps, mean, inverse_std, scale, shift);
-  affine_act(in, out, n, scale, shift, activate, negative);
+  affine_act(in, out, n, scale, shift, negative);
   stats[0] = static_cast<float>(mean);
   stats[1] = static_cast<float>(inverse_std);
   stats[2] = scale;
@@ -122,13 +111,13 @@ VITRUVIAN_CLONES void norm_act_plane_float(const float* __restrict in, float* __
 /// dx = scale · (d − Σd/n − x̂·Σd·x̂/n), scale = gamma/std.
 VITRUVIAN_CLONES void norm_act_backward_plane(const float* __restrict x, const float* __restrict grad, float* __restrict dx,
                                               std::int64_t n, float mean,
-                                              float inverse_std, float scale, float shift, bool activate, float negative,
+                                              float inverse_std, float scale, float shift, float negative,
                                               double& sum_d, double& sum_d_xhat) {
   kernels::lane_sums(
       n,
       [&](std::int64_t i, float& d, float& dx_hat) {
         const float z = x[i] * scale + shift;
-        d = activate && !(z > 0) ? grad[i] * negative : grad[i];
+        d = z > 0 ? grad[i] : grad[i] * negative;
         dx_hat = d * ((x[i] - mean) * inverse_std);
       },
       sum_d, sum_d_xhat);
@@ -137,7 +126,7 @@ VITRUVIAN_CLONES void norm_act_backward_plane(const float* __restrict x, const f
   for (std::int64_t i = 0; i < n; ++i) {
     const float xv = x[i];
     const float z = xv * scale + shift;
-    const float d = activate && !(z > 0) ? grad[i] * negative : grad[i];
+    const float d = z > 0 ? grad[i] : grad[i] * negative;
     dx[i] = scale * (d - mean_d - ((xv - mean) * inverse_std) * mean_d_xhat);
   }
 }
@@ -148,7 +137,7 @@ VITRUVIAN_CLONES void norm_act_backward_plane(const float* __restrict x, const f
 class NormAct : public torch::autograd::Function<NormAct> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                            const at::Tensor& bias, double eps, double slope, bool activate) {
+                            const at::Tensor& bias, double eps, double slope) {
     const std::int64_t channels = x.size(1), planes = x.size(0) * channels, plane = x.numel() / planes;
     const at::Tensor gamma = weight.to(at::kFloat).contiguous(), beta = bias.to(at::kFloat).contiguous();
     at::Tensor out = at::empty_like(x);
@@ -161,13 +150,12 @@ class NormAct : public torch::autograd::Function<NormAct> {
     at::parallel_for(0, planes, 1, [&](std::int64_t first, std::int64_t last) {
       for (std::int64_t p = first; p < last; ++p) {
         const std::int64_t c = p % channels;
-        norm_act_plane_float(in + p * plane, o + p * plane, plane, g[c], b[c], eps, activate, static_cast<float>(slope),
+        norm_act_plane_float(in + p * plane, o + p * plane, plane, g[c], b[c], eps, static_cast<float>(slope),
                              st + 4 * p);
       }
     });
     ctx->save_for_backward({x, stats});
     ctx->saved_data["slope"] = slope;
-    ctx->saved_data["activate"] = activate;
     return out;
   }
 
@@ -176,7 +164,6 @@ class NormAct : public torch::autograd::Function<NormAct> {
     const at::Tensor& x = saved[0];
     const at::Tensor& stats = saved[1];
     const auto slope = static_cast<float>(ctx->saved_data["slope"].toDouble());
-    const bool activate = ctx->saved_data["activate"].toBool();
     const at::Tensor grad = grads[0].contiguous();
     const std::int64_t channels = x.size(1), planes = x.size(0) * channels, plane = x.numel() / planes;
     at::Tensor dx = at::empty_like(x);
@@ -188,7 +175,7 @@ class NormAct : public torch::autograd::Function<NormAct> {
     at::parallel_for(0, planes, 1, [&](std::int64_t first, std::int64_t last) {
       for (std::int64_t p = first; p < last; ++p) {
         const float* s = st + 4 * p;
-        norm_act_backward_plane(xs + p * plane, gs + p * plane, dxs + p * plane, plane, s[0], s[1], s[2], s[3], activate, slope,
+        norm_act_backward_plane(xs + p * plane, gs + p * plane, dxs + p * plane, plane, s[0], s[1], s[2], s[3], slope,
                                 sum_d[static_cast<std::size_t>(p)], sum_d_xhat[static_cast<std::size_t>(p)]);
       }
     });
@@ -218,18 +205,17 @@ void instance_norm_act_(at::Tensor& x, const at::Tensor& weight, const at::Tenso
   const at::Tensor w = weight.to(at::kFloat).contiguous(), b = bias.to(at::kFloat).contiguous();
   const float* gamma = w.data_ptr<float>();
   const float* beta = b.data_ptr<float>();
-  const float negative = slope ? static_cast<float>(*slope) : 1.0f;
-  const bool activate = slope.has_value();
+  const auto negative = static_cast<float>(slope.value_or(1.0));  // 1: no activation
   static_assert(sizeof(c10::BFloat16) == sizeof(std::uint16_t));
   void* data = x.data_ptr();
   at::parallel_for(0, planes, 1, [&](std::int64_t first, std::int64_t last) {
     for (std::int64_t p = first; p < last; ++p) {
       const std::int64_t c = p % channels;
       if (bf16) {
-        norm_act_plane_in_place_bfloat16(static_cast<std::uint16_t*>(data) + p * plane, plane, gamma[c], beta[c], eps, activate,
+        norm_act_plane_in_place_bfloat16(static_cast<std::uint16_t*>(data) + p * plane, plane, gamma[c], beta[c], eps,
                                          negative);
       } else {
-        norm_act_plane_in_place_float(static_cast<float*>(data) + p * plane, plane, gamma[c], beta[c], eps, activate, negative);
+        norm_act_plane_in_place_float(static_cast<float*>(data) + p * plane, plane, gamma[c], beta[c], eps, negative);
       }
     }
   });
@@ -241,7 +227,7 @@ at::Tensor instance_norm_act(const at::Tensor& x, const at::Tensor& weight, cons
               "instance_norm_act: expected a non-empty contiguous float32 CPU tensor [N, C, ...]");
   TORCH_CHECK(weight.numel() == x.size(1) && bias.numel() == x.size(1), "instance_norm_act: expected ", x.size(1),
               " weights and biases");
-  return NormAct::apply(x, weight, bias, eps, slope.value_or(1.0), slope.has_value());
+  return NormAct::apply(x, weight, bias, eps, slope.value_or(1.0));  // slope 1: no activation
 }
 
 }  // namespace vitruvian::models
