@@ -89,16 +89,18 @@ struct SampleSums {
   double cross_entropy = 0;
 };
 
-/// sample_sums' loops (`scratch`: 4·C·kLanes floats).
-VITRUVIAN_CLONES void sample_sums_into(const float* z, const std::int64_t* t, std::int64_t voxels, int classes, float* scratch,
-                                       double* probability, double* overlap, double* count, double* cross_entropy) {
+/// One sample's sums, into `out`.
+VITRUVIAN_CLONES void sample_sums(const float* z, const std::int64_t* t, std::int64_t voxels, int classes, SampleSums& out) {
   const std::int64_t lanes = static_cast<std::int64_t>(classes) * kLanes;
-  float* e = scratch;
-  float* lane_p = scratch + lanes;
-  float* lane_o = scratch + 2 * lanes;
-  float* lane_c = scratch + 3 * lanes;
-  std::vector<float> padded(static_cast<std::size_t>(lanes));
-  for (std::int64_t k = lanes; k < 4 * lanes; ++k) scratch[k] = 0.0f;
+  out.probability.assign(static_cast<std::size_t>(classes), 0.0);
+  out.overlap.assign(static_cast<std::size_t>(classes), 0.0);
+  out.count.assign(static_cast<std::size_t>(classes), 0.0);
+  double* probability = out.probability.data();
+  double* overlap = out.overlap.data();
+  double* count = out.count.data();
+  // Per class and lane: exp, and the running sums of p, of p at the target, of target hits.
+  std::vector<float> e(static_cast<std::size_t>(lanes)), lane_p(e.size(), 0.0f), lane_o(e.size(), 0.0f),
+      lane_c(e.size(), 0.0f), padded(e.size());
   float top[kLanes], sum[kLanes], inverse[kLanes], lane_linear[kLanes] = {}, product[kLanes];
   double log_sum = 0, linear = 0;
   // Σ log(Σ e) as the log of products over several chunks: each Σ e lies in [1, C], so a
@@ -109,12 +111,12 @@ VITRUVIAN_CLONES void sample_sums_into(const float* z, const std::int64_t* t, st
   Chunk chunk{};
   for (std::int64_t first = 0; first < voxels; first += kLanes) {
     load_chunk(z, t, voxels, classes, first, padded.data(), chunk);
-    chunk_softmax(chunk, classes, top, e, sum, inverse);
+    chunk_softmax(chunk, classes, top, e.data(), sum, inverse);
     for (int c = 0; c < classes; ++c) {
-      float* lp = lane_p + c * kLanes;
-      float* lo = lane_o + c * kLanes;
-      float* lc = lane_c + c * kLanes;
-      const float* ec = e + c * kLanes;
+      float* lp = lane_p.data() + c * kLanes;
+      float* lo = lane_o.data() + c * kLanes;
+      float* lc = lane_c.data() + c * kLanes;
+      const float* ec = e.data() + c * kLanes;
       const auto cf = static_cast<float>(c);
       for (int j = 0; j < kLanes; ++j) {
         const float p = ec[j] * inverse[j] * chunk.weight[j];
@@ -136,7 +138,7 @@ VITRUVIAN_CLONES void sample_sums_into(const float* z, const std::int64_t* t, st
       in_product = 0;
     }
     if (++chunks == kChunksPerBlock || first + kLanes >= voxels) {
-      for (std::int64_t k = 0; k < lanes; ++k) {
+      for (std::size_t k = 0; k < e.size(); ++k) {
         probability[k / kLanes] += lane_p[k];
         overlap[k / kLanes] += lane_o[k];
         count[k / kLanes] += lane_c[k];
@@ -150,39 +152,26 @@ VITRUVIAN_CLONES void sample_sums_into(const float* z, const std::int64_t* t, st
     }
   }
   for (const float p : product) log_sum += std::log(static_cast<double>(p));
-  *cross_entropy = log_sum - linear;
-}
-
-SampleSums sample_sums(const float* z, const std::int64_t* t, std::int64_t voxels, int classes) {
-  SampleSums out;
-  const auto n = static_cast<std::size_t>(classes);
-  out.probability.assign(n, 0.0);
-  out.overlap.assign(n, 0.0);
-  out.count.assign(n, 0.0);
-  std::vector<float> scratch(4 * n * kLanes);
-  sample_sums_into(z, t, voxels, classes, scratch.data(), out.probability.data(), out.overlap.data(), out.count.data(),
-                   &out.cross_entropy);
-  return out;
+  out.cross_entropy = log_sum - linear;
 }
 
 /// The gradient of one sample's logits: dL/dz_k = g_ce (p_k − [t = k]) + p_k (q_k − Σc p_c q_c),
-/// q_c = coef_c (2[t = c] − dice_c) (`scratch`: C·kLanes floats).
+/// q_c = coef_c (2[t = c] − dice_c).
 VITRUVIAN_CLONES void sample_gradient(const float* z, const std::int64_t* t, std::int64_t voxels, int classes, const float* coef,
-                                      const float* dice, float g_ce, float* scratch, float* out) {
-  float* e = scratch;
-  std::vector<float> padded(static_cast<std::size_t>(classes) * kLanes);
+                                      const float* dice, float g_ce, float* out) {
+  std::vector<float> e(static_cast<std::size_t>(classes) * kLanes), padded(e.size());
   float top[kLanes], sum[kLanes], inverse[kLanes], s_all[kLanes];
   Chunk chunk{};
   for (std::int64_t first = 0; first < voxels; first += kLanes) {
     load_chunk(z, t, voxels, classes, first, padded.data(), chunk);
-    chunk_softmax(chunk, classes, top, e, sum, inverse);
+    chunk_softmax(chunk, classes, top, e.data(), sum, inverse);
     // Σc p_c q_c = Σc p_c coef_c (2[t = c] − dice_c).
     for (int j = 0; j < kLanes; ++j) s_all[j] = 0.0f;
     for (int c = 0; c < classes; ++c) {
       const float cc = coef[c], dc = dice[c];
       const auto cf = static_cast<float>(c);
       for (int j = 0; j < kLanes; ++j) {
-        const float p = e[c * kLanes + j] * inverse[j];
+        const float p = e[static_cast<std::size_t>(c * kLanes + j)] * inverse[j];
         const float hit = chunk.target[j] == cf ? 1.0f : 0.0f;
         s_all[j] += p * (cc * (2 * hit - dc));
       }
@@ -193,7 +182,7 @@ VITRUVIAN_CLONES void sample_gradient(const float* z, const std::int64_t* t, std
       float* oc = out + c * voxels + first;
       float g[kLanes];
       for (int j = 0; j < kLanes; ++j) {
-        const float p = e[c * kLanes + j] * inverse[j];
+        const float p = e[static_cast<std::size_t>(c * kLanes + j)] * inverse[j];
         const float hit = chunk.target[j] == cf ? 1.0f : 0.0f;
         g[j] = g_ce * (p - hit) + p * (cc * (2 * hit - dc) - s_all[j]);
       }
@@ -217,7 +206,7 @@ class DiceCE : public torch::autograd::Function<DiceCE> {
     const std::int64_t* t = target.data_ptr<std::int64_t>();
     at::parallel_for(0, samples, 1, [&](std::int64_t first, std::int64_t last) {
       for (std::int64_t s = first; s < last; ++s) {
-        sums[static_cast<std::size_t>(s)] = sample_sums(z + s * classes * voxels, t + s * voxels, voxels, classes);
+        sample_sums(z + s * classes * voxels, t + s * voxels, voxels, classes, sums[static_cast<std::size_t>(s)]);
       }
     });
     // Dice per sample and foreground class, and its denominator (what the backward needs).
@@ -258,7 +247,7 @@ class DiceCE : public torch::autograd::Function<DiceCE> {
     const auto g_ce = static_cast<float>(g / static_cast<double>(samples * voxels));
     at::parallel_for(0, samples, 1, [&](std::int64_t first, std::int64_t last) {
       const auto n = static_cast<std::size_t>(classes);
-      std::vector<float> coef(n), dice(n), scratch(n * kLanes);
+      std::vector<float> coef(n), dice(n);
       for (std::int64_t s = first; s < last; ++s) {
         for (int c = 0; c < classes; ++c) {
           dice[static_cast<std::size_t>(c)] = static_cast<float>(d[(s * classes + c) * 2]);
@@ -266,7 +255,7 @@ class DiceCE : public torch::autograd::Function<DiceCE> {
               c == 0 ? 0.0f
                      : static_cast<float>(-g / (static_cast<double>(samples * (classes - 1)) * d[(s * classes + c) * 2 + 1]));
         }
-        sample_gradient(z + s * classes * voxels, t + s * voxels, voxels, classes, coef.data(), dice.data(), g_ce, scratch.data(),
+        sample_gradient(z + s * classes * voxels, t + s * voxels, voxels, classes, coef.data(), dice.data(), g_ce,
                         o + s * classes * voxels);
       }
     });
