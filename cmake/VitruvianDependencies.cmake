@@ -14,6 +14,23 @@ find_package(DCMTK REQUIRED CONFIG)   # libdcmtk-dev: DICOM series import (and t
 set(VITRUVIAN_DCMTK_LIBS DCMTK::ofstd DCMTK::oflog DCMTK::dcmdata DCMTK::dcmimgle DCMTK::dcmimage DCMTK::dcmjpeg
     DCMTK::dcmjpls)
 
+# oneDNN (libdnnl-dev), the library LibTorch's CPU convolutions run on (Debian's LibTorch links
+# the same libdnnl.so.2): the plain U-Net's CPU inference engine (models/onednn_unet.cpp) and
+# conv_layout_bench call it directly. Optional: without it inference runs on LibTorch's ops.
+find_path(VITRUVIAN_DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.hpp)
+find_library(VITRUVIAN_DNNL_LIBRARY dnnl)
+set(VITRUVIAN_WITH_ONEDNN OFF)
+if(VITRUVIAN_DNNL_INCLUDE_DIR AND VITRUVIAN_DNNL_LIBRARY)
+  set(VITRUVIAN_WITH_ONEDNN ON)
+  add_library(vitruvian_onednn INTERFACE)
+  add_library(vitruvian::onednn ALIAS vitruvian_onednn)
+  target_include_directories(vitruvian_onednn SYSTEM INTERFACE ${VITRUVIAN_DNNL_INCLUDE_DIR})
+  target_link_libraries(vitruvian_onednn INTERFACE ${VITRUVIAN_DNNL_LIBRARY})
+  target_compile_definitions(vitruvian_onednn INTERFACE VITRUVIAN_HAVE_ONEDNN)
+else()
+  message(STATUS "oneDNN headers (libdnnl-dev) not found: the CPU inference engine and conv_layout_bench are not built")
+endif()
+
 # LibTorch as one INTERFACE target carrying its required flags (ABI macro, include dirs).
 add_library(vitruvian_torch INTERFACE)
 add_library(vitruvian::torch ALIAS vitruvian_torch)

@@ -243,6 +243,9 @@ int run_cli(int argc, char** argv) {
   infer->add_option("--accumulation", infer_options.accumulation, "fp32 or fp16 stitching accumulator");
   infer->add_option("--precision", infer_options.precision, "Forward passes: fp32, bf16 or fp16 (CUDA: autocast; CPU: bf16 runs a whole-bf16 network, fp16 stays fp32)");
   infer->add_flag("--channels-last", infer_options.channels_last, "Channels-last 3D weights and windows");
+  infer->add_option("--engine", infer_options.engine,
+                    "CPU forward passes: auto (plain U-Nets in fp32 on oneDNN's primitives directly, the rest on LibTorch's "
+                    "ops) or libtorch (always LibTorch's ops); default auto");
   infer->add_option("--memory-limit", infer_options.memory_limit, "Per-rank memory budget for a study, e.g. 3G (default 3G)");
   infer->add_flag("--nifti", infer_options.nifti, "Also write each label map as NIfTI");
   infer->add_flag("--force", infer_options.force, "Redo every study: the outputs of earlier runs are removed");

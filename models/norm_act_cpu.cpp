@@ -44,8 +44,19 @@ VITRUVIAN_INLINE void shifted_sums(const T* v, std::int64_t n, float k, double& 
       sum, squares);
 }
 
-/// One plane's statistics: mean and 1/std, and the affine map that normalises: scale =
-/// gamma/std, shift = beta − mean·gamma/std.
+/// From the sums of (v − k) and (v − k)² over n values: mean and 1/std, and the affine map that
+/// normalises: scale = gamma/std, shift = beta − mean·gamma/std.
+VITRUVIAN_INLINE void affine_from_sums(float k, double sum, double squares, std::int64_t n, float gamma, float beta,
+                                       double eps, double& mean, double& inverse_std, float& scale, float& shift) {
+  const double shifted_mean = sum / static_cast<double>(n);
+  mean = k + shifted_mean;
+  const double variance = std::max(0.0, squares / static_cast<double>(n) - shifted_mean * shifted_mean);
+  inverse_std = 1.0 / std::sqrt(variance + eps);
+  scale = static_cast<float>(gamma * inverse_std);
+  shift = static_cast<float>(beta - mean * gamma * inverse_std);
+}
+
+/// One plane's statistics and affine map (affine_from_sums).
 template <typename T>
 VITRUVIAN_INLINE void plane_statistics(const T* in, std::int64_t n, float gamma, float beta, double eps, double& mean,
                                        double& inverse_std, float& scale, float& shift) {
@@ -53,12 +64,7 @@ VITRUVIAN_INLINE void plane_statistics(const T* in, std::int64_t n, float gamma,
   const float k = load(in, 0);
   double sum = 0, squares = 0;
   shifted_sums(in, n, k, sum, squares);
-  const double shifted_mean = sum / static_cast<double>(n);
-  mean = k + shifted_mean;
-  const double variance = std::max(0.0, squares / static_cast<double>(n) - shifted_mean * shifted_mean);
-  inverse_std = 1.0 / std::sqrt(variance + eps);
-  scale = static_cast<float>(gamma * inverse_std);
-  shift = static_cast<float>(beta - mean * gamma * inverse_std);
+  affine_from_sums(k, sum, squares, n, gamma, beta, eps, mean, inverse_std, scale, shift);
 }
 
 /// LeakyReLU with slope `negative` below zero; negative = 1 is no activation (the same value).
@@ -90,6 +96,49 @@ VITRUVIAN_CLONES void norm_act_plane_in_place_bfloat16(std::uint16_t* v, std::in
   float scale = 0, shift = 0;
   plane_statistics(v, n, gamma, beta, eps, mean, inverse_std, scale, shift);
   affine_act(v, n, scale, shift, negative);
+}
+
+/// Interleaved layouts (oneDNN's ndhwc and nCdhw{8,16}c): `lanes` channels per voxel, each
+/// lane one channel's plane. Sums of (v − k) and (v − k)² per lane over voxels [first, last)
+/// (at most kLaneBlock), in float, 16 lanes at a time (one AVX-512 register each).
+VITRUVIAN_CLONES void interleaved_sums(const float* v, std::int64_t first, std::int64_t last, std::int64_t lanes,
+                                       const float* k, double* sum, double* squares) {
+  for (std::int64_t j0 = 0; j0 < lanes; j0 += kernels::kLanes) {
+    float s[kernels::kLanes] = {}, q[kernels::kLanes] = {};
+    if (j0 + kernels::kLanes <= lanes) {
+      for (std::int64_t i = first; i < last; ++i) {
+        const float* row = v + i * lanes + j0;
+        for (int j = 0; j < kernels::kLanes; ++j) {
+          const float a = row[j] - k[j0 + j];
+          s[j] += a;
+          q[j] += a * a;
+        }
+      }
+    } else {
+      const auto m = static_cast<int>(lanes - j0);
+      for (std::int64_t i = first; i < last; ++i) {
+        const float* row = v + i * lanes + j0;
+        for (int j = 0; j < m; ++j) {
+          const float a = row[j] - k[j0 + j];
+          s[j] += a;
+          q[j] += a * a;
+        }
+      }
+    }
+    for (int j = 0; j < kernels::kLanes && j0 + j < lanes; ++j) {
+      sum[j0 + j] = s[j];
+      squares[j0 + j] = q[j];
+    }
+  }
+}
+
+/// v = leaky(v·scale + shift) per lane over voxels [first, last).
+VITRUVIAN_CLONES void interleaved_affine_act(float* v, std::int64_t first, std::int64_t last, std::int64_t lanes,
+                                             const float* __restrict scale, const float* __restrict shift, float negative) {
+  for (std::int64_t i = first; i < last; ++i) {
+    float* row = v + i * lanes;
+    for (std::int64_t j = 0; j < lanes; ++j) row[j] = leaky(row[j] * scale[j] + shift[j], negative);
+  }
 }
 
 /// Out of place; stats = mean, 1/std, scale, shift (what the backward needs).
@@ -228,6 +277,67 @@ at::Tensor instance_norm_act(const at::Tensor& x, const at::Tensor& weight, cons
   TORCH_CHECK(weight.numel() == x.size(1) && bias.numel() == x.size(1), "instance_norm_act: expected ", x.size(1),
               " weights and biases");
   return NormAct::apply(x, weight, bias, eps, slope.value_or(1.0));  // slope 1: no activation
+}
+
+void instance_norm_act_blocked_(float* data, std::int64_t batch, std::int64_t channels, std::int64_t block,
+                                std::int64_t voxels, const float* weight, const float* bias, double eps, float slope) {
+  TORCH_CHECK(block >= 1 && block <= 4096, "instance_norm_act_blocked_: block ", block, "; expected 1 to 4096");
+  if (voxels == 0 || batch == 0 || channels == 0) return;
+  const std::int64_t groups = (channels + block - 1) / block, planes = batch * groups, plane = voxels * block;
+  if (block == 1) {
+    at::parallel_for(0, planes, 1, [&](std::int64_t first, std::int64_t last) {
+      for (std::int64_t p = first; p < last; ++p) {
+        const std::int64_t c = p % channels;
+        norm_act_plane_in_place_float(data + p * plane, voxels, weight[c], bias[c], eps, slope);
+      }
+    });
+    return;
+  }
+  // Padded lanes get gamma = beta = 0: they stay zero, as oneDNN expects of its padding.
+  const auto lanes = static_cast<std::size_t>(block);
+  std::vector<float> gamma(static_cast<std::size_t>(groups) * lanes, 0.F), beta(gamma.size(), 0.F);
+  std::copy(weight, weight + channels, gamma.begin());
+  std::copy(bias, bias + channels, beta.begin());
+  // Chunks of kLaneBlock voxels, each summed on its own and added in order: the same values
+  // however many threads share the chunks.
+  const std::int64_t chunks = (voxels + kernels::kLaneBlock - 1) / kernels::kLaneBlock, tasks = planes * chunks;
+  std::vector<float> k(static_cast<std::size_t>(planes) * lanes);  // each lane shifted by its first value
+  for (std::int64_t p = 0; p < planes; ++p) std::copy(data + p * plane, data + p * plane + block, k.begin() + p * block);
+  std::vector<double> sums(static_cast<std::size_t>(tasks) * lanes), squares(sums.size());
+  const auto chunk_range = [&](std::int64_t t, std::int64_t& first, std::int64_t& last) {
+    first = (t % chunks) * kernels::kLaneBlock;
+    last = std::min(voxels, first + kernels::kLaneBlock);
+  };
+  at::parallel_for(0, tasks, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t t = begin; t < end; ++t) {
+      std::int64_t first = 0, last = 0;
+      chunk_range(t, first, last);
+      const std::int64_t p = t / chunks;
+      interleaved_sums(data + p * plane, first, last, block, k.data() + p * block, sums.data() + t * block,
+                       squares.data() + t * block);
+    }
+  });
+  std::vector<float> scale(k.size()), shift(k.size());
+  for (std::int64_t p = 0; p < planes; ++p) {
+    for (std::int64_t j = 0; j < block; ++j) {
+      double sum = 0, square = 0;
+      for (std::int64_t c = 0; c < chunks; ++c) {
+        sum += sums[static_cast<std::size_t>((p * chunks + c) * block + j)];
+        square += squares[static_cast<std::size_t>((p * chunks + c) * block + j)];
+      }
+      const auto at = static_cast<std::size_t>(p * block + j), lane = static_cast<std::size_t>((p % groups) * block + j);
+      double mean = 0, inverse_std = 0;
+      affine_from_sums(k[at], sum, square, voxels, gamma[lane], beta[lane], eps, mean, inverse_std, scale[at], shift[at]);
+    }
+  }
+  at::parallel_for(0, tasks, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t t = begin; t < end; ++t) {
+      std::int64_t first = 0, last = 0;
+      chunk_range(t, first, last);
+      const std::int64_t p = t / chunks;
+      interleaved_affine_act(data + p * plane, first, last, block, scale.data() + p * block, shift.data() + p * block, slope);
+    }
+  });
 }
 
 }  // namespace vitruvian::models

@@ -115,6 +115,14 @@ void instance_norm_act_(at::Tensor& x, const at::Tensor& weight, const at::Tenso
 at::Tensor instance_norm_act(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps,
                              std::optional<double> slope);
 
+/// instance_norm_act_ (LeakyReLU slope `slope`, 1: none) on float32 activations laid out as
+/// [batch][ceil(channels/block)][voxels][block], channels padded with zeros to a multiple of
+/// block: oneDNN's layouts, nCdhw16c (block 16), nCdhw8c (8), ndhwc (block = channels) and
+/// ncdhw (1). Padding lanes stay zero. weight and bias hold `channels` values. The same values
+/// for any thread count.
+void instance_norm_act_blocked_(float* data, std::int64_t batch, std::int64_t channels, std::int64_t block,
+                                std::int64_t voxels, const float* weight, const float* bias, double eps, float slope);
+
 /// Trainable parameters.
 std::int64_t parameter_count(const torch::nn::Module& module);
 

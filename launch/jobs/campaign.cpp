@@ -58,7 +58,7 @@ CampaignConfig read_campaign(const fs::path& path) {
   CampaignConfig c;
   check_yaml_keys(path, root,
             {"input", "output", "studies", "series_name", "modality", "overlap", "batch", "mirror_axes", "accumulation",
-             "precision", "channels_last", "memory_limit", "write_nifti", "thumbnails", "routes", "calcium"},
+             "precision", "channels_last", "engine", "memory_limit", "write_nifti", "thumbnails", "routes", "calcium"},
             "the campaign");
   std::vector<std::string> inputs;
   read_list(path, root, "input", inputs);
@@ -75,6 +75,7 @@ CampaignConfig read_campaign(const fs::path& path) {
   read(path, root, "accumulation", c.accumulation);
   read(path, root, "precision", c.precision);
   read(path, root, "channels_last", c.channels_last);
+  read(path, root, "engine", c.engine);
   read(path, root, "memory_limit", c.memory_limit);
   read(path, root, "write_nifti", c.write_nifti);
   read(path, root, "thumbnails", c.thumbnails);
@@ -121,6 +122,7 @@ void validate_campaign(const CampaignConfig& c, const std::string& source) {
   }
   models::accumulation_from_name(c.accumulation, source + ": accumulation");
   models::precision_from_name(c.precision, source + ": precision");
+  if (c.engine != "auto" && c.engine != "libtorch") throw ConfigError(source, "engine '" + c.engine + "'; expected auto or libtorch");
   parse_size(c.memory_limit, source + ": memory_limit");
   if (c.routes.empty()) throw ConfigError(source, "no routes: give a model (--model) or a list of routes");
   std::set<std::string> names;
@@ -153,6 +155,7 @@ std::string campaign_yaml(const CampaignConfig& c) {
   out << YAML::Key << "accumulation" << YAML::Value << c.accumulation;
   out << YAML::Key << "precision" << YAML::Value << c.precision;
   out << YAML::Key << "channels_last" << YAML::Value << c.channels_last;
+  out << YAML::Key << "engine" << YAML::Value << c.engine;
   out << YAML::Key << "memory_limit" << YAML::Value << c.memory_limit;
   out << YAML::Key << "write_nifti" << YAML::Value << c.write_nifti;
   out << YAML::Key << "thumbnails" << YAML::Value << c.thumbnails;

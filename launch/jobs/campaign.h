@@ -52,6 +52,9 @@ struct CampaignConfig {
   std::string accumulation = "fp32";    ///< fp32 | fp16
   std::string precision = "fp32";       ///< forward passes: fp32 | bf16 | fp16 (CUDA: autocast; CPU: bf16 = whole-bf16 network, fp16 = fp32)
   bool channels_last = false;           ///< channels-last 3D weights and windows
+  /// CPU forward passes: "auto" runs plain U-Nets in fp32 on oneDNN's primitives directly
+  /// (models/onednn_unet.h) and everything else on LibTorch's ops; "libtorch" always LibTorch's.
+  std::string engine = "auto";
   std::string memory_limit = "3G";      ///< per rank: a study whose estimate exceeds it fails with the figures
   bool write_nifti = false;             ///< also <study>/<route>.nii.gz
   bool thumbnails = true;

@@ -34,6 +34,7 @@
 #include "launch/jobs/arguments.h"
 #include "models/measures.h"
 #include "models/metrics.h"
+#include "models/onednn_unet.h"
 #include "models/postprocess.h"
 #include "models/precision.h"
 #include "models/registry.h"
@@ -93,6 +94,7 @@ std::string read_text(const fs::path& path) {
 struct LoadedModel {
   models::UNet net{nullptr};
   models::ModelCard card;
+  std::shared_ptr<models::OneDnnUNet> onednn;  ///< the CPU engine, where it applies
 };
 
 /// One study of the campaign: which input holds it and how big it is.
@@ -210,7 +212,19 @@ class Campaign {
       if (models::whole_bfloat16(precision_, context_.device)) net->to(at::kBFloat16);
       if (config_.channels_last) models::to_channels_last_3d(*net);
       net->eval();
-      models_[key] = LoadedModel{net, card};
+      std::shared_ptr<models::OneDnnUNet> onednn;
+      if (context_.device.is_cpu() && config_.engine == "auto" && !config_.channels_last) {
+        std::string why;
+        onednn = models::OneDnnUNet::create(*net, &why);
+        if (context_.env.rank() == 0) {
+          if (onednn) {
+            spdlog::info("model {}: CPU forward on oneDNN's primitives directly", key);
+          } else {
+            spdlog::info("model {}: CPU forward on LibTorch's ops ({})", key, why);
+          }
+        }
+      }
+      models_[key] = LoadedModel{net, card, onednn};
       model_sums_[key] = file_checksum(route.model / "model.pt") + file_checksum(route.model / "model.json");
     }
     CampaignConfig settings = config_;
@@ -455,6 +469,7 @@ class Campaign {
     at::Tensor labels;
     std::int64_t windows = 0;
     std::unique_ptr<Progress> bar;
+    const char* engine = "libtorch";  // what ran the forward passes
     {
       torch::NoGradGuard no_grad;
       const c10::Device device = context_.device;
@@ -464,6 +479,10 @@ class Campaign {
             [&](const at::Tensor& x) {
               const models::Autocast autocast(precision_, device);
               const at::Tensor in = x.to(device, models::whole_bfloat16(precision_, device) ? at::kBFloat16 : x.scalar_type());
+              if (model.onednn && model.onednn->accepts(in)) {
+                engine = "onednn";
+                return model.onednn->forward(in);
+              }
               return model.net->forward(config_.channels_last ? models::channels_last_3d(in) : in)[0];
             },
             window,
@@ -543,6 +562,7 @@ class Campaign {
     r.timing = {{"model", route.model.string()},
                 {"prepare_s", std::chrono::duration<double>(prepared - start).count()},
                 {"predict_s", predict_s},
+                {"engine", engine},
                 {"seconds", seconds_since(start)},
                 {"windows", windows},
                 {"voxels", reference.voxels.numel()}};
@@ -900,6 +920,7 @@ CampaignConfig campaign_from_options(const InferOptions& o) {
   if (!o.accumulation.empty()) c.accumulation = o.accumulation;
   if (!o.precision.empty()) c.precision = o.precision;
   if (o.channels_last) c.channels_last = true;
+  if (!o.engine.empty()) c.engine = o.engine;
   if (!o.memory_limit.empty()) c.memory_limit = o.memory_limit;
   if (o.overlap >= 0) c.overlap = o.overlap;
   if (o.batch > 0) c.batch = o.batch;

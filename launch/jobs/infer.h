@@ -21,7 +21,7 @@ struct InferOptions {
   std::vector<std::string> models;  ///< NAME=DIR or DIR (name "organs"): routes by the model cards' series
   std::vector<std::string> studies;
   std::string series_name, modality;  ///< for plain NIfTI inputs
-  std::string mirror_axes, accumulation, precision, memory_limit;
+  std::string mirror_axes, accumulation, precision, memory_limit, engine;
   bool channels_last = false;
   double overlap = -1;  ///< < 0: the campaign's
   std::int64_t batch = 0;  ///< 0: the campaign's

@@ -233,6 +233,27 @@ for sid in ("chest_cardiac_00000", "chest_cardiac_00001"):
         print(f"bf16 labels equal to fp32's on {100 * agree:.3f} % of voxels ({sid})")
 PY
 
+# The CPU engine: the plain U-Net in fp32 runs on oneDNN's primitives directly (where oneDNN has
+# vector kernels on this CPU), or on LibTorch's ops with --engine libtorch: the same labels but
+# for a few voxels where two classes' logits tie within float rounding.
+expect_exit 0 libtorch.err "$vit" --threads 1 infer --input chest.h5 --model run/model --out libtorch_out --studies chest_cardiac_00000,chest_cardiac_00001 --engine libtorch
+grep -q "oneDNN's primitives directly" fp32_again.err && onednn=onednn || onednn=libtorch
+grep -q "model .*: CPU forward on" fp32_again.err || { cat fp32_again.err; fail "the campaign did not say which engine runs the model"; }
+$py - "$onednn" <<'PY'
+import json, sys
+import h5py
+for sid in ("chest_cardiac_00000", "chest_cardiac_00001"):
+    timing = lambda out: json.load(open(f"{out}/studies/{sid}/report.json"))["timing"]["routes"]["organs"]["engine"]
+    assert timing("fp32_out") == sys.argv[1] and timing("libtorch_out") == "libtorch", (timing("fp32_out"), timing("libtorch_out"))
+    with h5py.File(f"fp32_out/studies/{sid}/labels.h5", "r") as a, h5py.File(f"libtorch_out/studies/{sid}/labels.h5", "r") as b:
+        x, y = a[f"studies/{sid}/labels/organs"][()], b[f"studies/{sid}/labels/organs"][()]
+        agree = (x == y).mean()
+        assert agree > 0.9999, (sid, agree)
+        print(f"{sys.argv[1]} labels equal to LibTorch's ops' on {100 * agree:.4f} % of voxels ({sid})")
+PY
+expect_exit 2 engine.err "$vit" infer --input chest.h5 --model run/model --out z --engine tensorrt
+grep -q "engine 'tensorrt'; expected auto or libtorch" engine.err || { cat engine.err; fail "bad engine not named"; }
+
 # Bad options: one line each, exit 2.
 expect_exit 2 nomodel.err "$mpirun" -np 2 "$vit" infer --input chest.h5 --model missing_model --out x
 grep -q "missing_model/model.json" nomodel.err || { cat nomodel.err; fail "missing model not named"; }
