@@ -98,47 +98,164 @@ VITRUVIAN_CLONES void norm_act_plane_in_place_bfloat16(std::uint16_t* v, std::in
   affine_act(v, n, scale, shift, negative);
 }
 
-/// Interleaved layouts (oneDNN's ndhwc and nCdhw{8,16}c): `lanes` channels per voxel, each
-/// lane one channel's plane. Sums of (v − k) and (v − k)² per lane over voxels [first, last)
-/// (at most kLaneBlock), in float, 16 lanes at a time (one AVX-512 register each).
-VITRUVIAN_CLONES void interleaved_sums(const float* v, std::int64_t first, std::int64_t last, std::int64_t lanes,
-                                       const float* k, double* sum, double* squares) {
+/// Interleaved layouts (oneDNN's ndhwc and nCdhw{8,16}c; LibTorch's channels-last): `lanes`
+/// channels per voxel, each lane one channel's plane. Two sums per lane over voxels [first, last)
+/// (at most kLaneBlock), in float, 16 lanes at a time (one AVX-512 register each): terms(i, j, a,
+/// b) gives voxel i's terms for lane j.
+template <typename Terms>
+VITRUVIAN_INLINE void interleaved_lane_sums(std::int64_t first, std::int64_t last, std::int64_t lanes, Terms&& terms,
+                                            double* sum_a, double* sum_b) {
   for (std::int64_t j0 = 0; j0 < lanes; j0 += kernels::kLanes) {
     float s[kernels::kLanes] = {}, q[kernels::kLanes] = {};
     if (j0 + kernels::kLanes <= lanes) {
       for (std::int64_t i = first; i < last; ++i) {
-        const float* row = v + i * lanes + j0;
         for (int j = 0; j < kernels::kLanes; ++j) {
-          const float a = row[j] - k[j0 + j];
+          float a, b;
+          terms(i, j0 + j, a, b);
           s[j] += a;
-          q[j] += a * a;
+          q[j] += b;
         }
       }
     } else {
       const auto m = static_cast<int>(lanes - j0);
       for (std::int64_t i = first; i < last; ++i) {
-        const float* row = v + i * lanes + j0;
         for (int j = 0; j < m; ++j) {
-          const float a = row[j] - k[j0 + j];
+          float a, b;
+          terms(i, j0 + j, a, b);
           s[j] += a;
-          q[j] += a * a;
+          q[j] += b;
         }
       }
     }
     for (int j = 0; j < kernels::kLanes && j0 + j < lanes; ++j) {
-      sum[j0 + j] = s[j];
-      squares[j0 + j] = q[j];
+      sum_a[j0 + j] = s[j];
+      sum_b[j0 + j] = q[j];
     }
   }
 }
 
-/// v = leaky(v·scale + shift) per lane over voxels [first, last).
+/// Σ(v − k) and Σ(v − k)² per lane.
+VITRUVIAN_CLONES void interleaved_sums(const float* v, std::int64_t first, std::int64_t last, std::int64_t lanes,
+                                       const float* k, double* sum, double* squares) {
+  interleaved_lane_sums(
+      first, last, lanes,
+      [&](std::int64_t i, std::int64_t j, float& a, float& b) {
+        a = v[i * lanes + j] - k[j];
+        b = a * a;
+      },
+      sum, squares);
+}
+
+/// out = leaky(in·scale + shift) per lane over voxels [first, last); in place when in == out (a
+/// separate loop, as for the planes).
 VITRUVIAN_CLONES void interleaved_affine_act(float* v, std::int64_t first, std::int64_t last, std::int64_t lanes,
                                              const float* __restrict scale, const float* __restrict shift, float negative) {
   for (std::int64_t i = first; i < last; ++i) {
     float* row = v + i * lanes;
     for (std::int64_t j = 0; j < lanes; ++j) row[j] = leaky(row[j] * scale[j] + shift[j], negative);
   }
+}
+VITRUVIAN_CLONES void interleaved_affine_act(const float* __restrict in, float* __restrict out, std::int64_t first, std::int64_t last,
+                                             std::int64_t lanes, const float* __restrict scale, const float* __restrict shift,
+                                             float negative) {
+  for (std::int64_t i = first; i < last; ++i) {
+    for (std::int64_t j = 0; j < lanes; ++j) out[i * lanes + j] = leaky(in[i * lanes + j] * scale[j] + shift[j], negative);
+  }
+}
+
+/// Per-lane statistics of the backward (as norm_act_backward_plane): Σd and Σd·x̂.
+VITRUVIAN_CLONES void interleaved_backward_sums(const float* x, const float* grad, std::int64_t first, std::int64_t last,
+                                                std::int64_t lanes, const float* mean, const float* inverse_std,
+                                                const float* scale, const float* shift, float negative, double* sum_d,
+                                                double* sum_d_xhat) {
+  interleaved_lane_sums(
+      first, last, lanes,
+      [&](std::int64_t i, std::int64_t j, float& d, float& d_xhat) {
+        const float xv = x[i * lanes + j];
+        const float z = xv * scale[j] + shift[j];
+        d = z > 0 ? grad[i * lanes + j] : grad[i * lanes + j] * negative;
+        d_xhat = d * ((xv - mean[j]) * inverse_std[j]);
+      },
+      sum_d, sum_d_xhat);
+}
+
+/// dx = scale · (d − mean(d) − x̂·mean(d·x̂)) per lane.
+VITRUVIAN_CLONES void interleaved_backward_apply(const float* __restrict x, const float* __restrict grad, float* __restrict dx,
+                                                 std::int64_t first, std::int64_t last, std::int64_t lanes, const float* mean,
+                                                 const float* inverse_std, const float* scale, const float* shift, float negative,
+                                                 const float* mean_d, const float* mean_d_xhat) {
+  for (std::int64_t i = first; i < last; ++i) {
+    for (std::int64_t j = 0; j < lanes; ++j) {
+      const float xv = x[i * lanes + j];
+      const float z = xv * scale[j] + shift[j];
+      const float d = z > 0 ? grad[i * lanes + j] : grad[i * lanes + j] * negative;
+      dx[i * lanes + j] = scale[j] * (d - mean_d[j] - ((xv - mean[j]) * inverse_std[j]) * mean_d_xhat[j]);
+    }
+  }
+}
+
+/// Runs body(p, first, last) over every plane's chunks of kLaneBlock voxels, in parallel.
+template <typename Body>
+void for_each_chunk(std::int64_t planes, std::int64_t voxels, Body&& body) {
+  const std::int64_t chunks = (voxels + kernels::kLaneBlock - 1) / kernels::kLaneBlock;
+  at::parallel_for(0, planes * chunks, 1, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t t = begin; t < end; ++t) {
+      const std::int64_t first = (t % chunks) * kernels::kLaneBlock;
+      body(t / chunks, t % chunks, first, std::min(voxels, first + kernels::kLaneBlock));
+    }
+  });
+}
+
+/// Two per-lane sums over each plane ([planes][lanes] each): chunk_sums(p, first, last, a, b)
+/// sums one chunk into a[lanes] and b[lanes]; chunks are added in order, so the result does not
+/// depend on the thread count.
+template <typename ChunkSums>
+void plane_lane_sums(std::int64_t planes, std::int64_t voxels, std::int64_t lanes, ChunkSums&& chunk_sums, std::vector<double>& a,
+                     std::vector<double>& b) {
+  const std::int64_t chunks = (voxels + kernels::kLaneBlock - 1) / kernels::kLaneBlock;
+  std::vector<double> pa(static_cast<std::size_t>(planes * chunks * lanes)), pb(pa.size());
+  for_each_chunk(planes, voxels, [&](std::int64_t p, std::int64_t c, std::int64_t first, std::int64_t last) {
+    const auto at = static_cast<std::size_t>((p * chunks + c) * lanes);
+    chunk_sums(p, first, last, pa.data() + at, pb.data() + at);
+  });
+  a.assign(static_cast<std::size_t>(planes * lanes), 0.0);
+  b.assign(a.size(), 0.0);
+  for (std::int64_t p = 0; p < planes; ++p) {
+    for (std::int64_t c = 0; c < chunks; ++c) {
+      for (std::int64_t j = 0; j < lanes; ++j) {
+        a[static_cast<std::size_t>(p * lanes + j)] += pa[static_cast<std::size_t>((p * chunks + c) * lanes + j)];
+        b[static_cast<std::size_t>(p * lanes + j)] += pb[static_cast<std::size_t>((p * chunks + c) * lanes + j)];
+      }
+    }
+  }
+}
+
+/// Per lane of each interleaved plane ([planes][voxels][lanes]): mean, 1/std, scale and shift
+/// ([planes][lanes] each), with gamma and beta of lane j of plane p at (p % groups)·lanes + j.
+struct LaneStatistics {
+  std::vector<float> mean, inverse_std, scale, shift;
+};
+LaneStatistics interleaved_statistics(const float* data, std::int64_t planes, std::int64_t groups, std::int64_t voxels,
+                                      std::int64_t lanes, const float* gamma, const float* beta, double eps) {
+  const auto n = static_cast<std::size_t>(planes * lanes);
+  std::vector<float> k(n);  // each lane shifted by its first value
+  for (std::int64_t p = 0; p < planes; ++p) std::copy(data + p * voxels * lanes, data + p * voxels * lanes + lanes, k.begin() + p * lanes);
+  std::vector<double> sums, squares;
+  plane_lane_sums(
+      planes, voxels, lanes,
+      [&](std::int64_t p, std::int64_t first, std::int64_t last, double* a, double* b) {
+        interleaved_sums(data + p * voxels * lanes, first, last, lanes, k.data() + p * lanes, a, b);
+      },
+      sums, squares);
+  LaneStatistics st{std::vector<float>(n), std::vector<float>(n), std::vector<float>(n), std::vector<float>(n)};
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto lane = static_cast<std::size_t>((static_cast<std::int64_t>(i) / lanes % groups) * lanes + static_cast<std::int64_t>(i) % lanes);
+    double mean = 0, inverse_std = 0;
+    affine_from_sums(k[i], sums[i], squares[i], voxels, gamma[lane], beta[lane], eps, mean, inverse_std, st.scale[i], st.shift[i]);
+    st.mean[i] = static_cast<float>(mean);
+    st.inverse_std[i] = static_cast<float>(inverse_std);
+  }
+  return st;
 }
 
 /// Out of place; stats = mean, 1/std, scale, shift (what the backward needs).
@@ -180,6 +297,11 @@ VITRUVIAN_CLONES void norm_act_backward_plane(const float* __restrict x, const f
   }
 }
 
+/// A 5-D tensor laid out channels-last (and not also plain, as a single channel is).
+bool is_channels_last(const at::Tensor& x) {
+  return x.dim() == 5 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast3d);
+}
+
 /// Training's instance norm + LeakyReLU: saves the input and four floats per plane (mean, 1/std,
 /// scale, shift; the output is saved by the next convolution, as with LibTorch's ops), and
 /// computes the backward in two passes.
@@ -189,20 +311,35 @@ class NormAct : public torch::autograd::Function<NormAct> {
                             const at::Tensor& bias, double eps, double slope) {
     const std::int64_t channels = x.size(1), planes = x.size(0) * channels, plane = x.numel() / planes;
     const at::Tensor gamma = weight.to(at::kFloat).contiguous(), beta = bias.to(at::kFloat).contiguous();
-    at::Tensor out = at::empty_like(x);
+    at::Tensor out = at::empty_like(x);  // the same memory format
     at::Tensor stats = at::empty({planes, 4}, x.options().dtype(at::kFloat));  // mean, 1/std, scale, shift
     const float* in = x.data_ptr<float>();
     float* o = out.data_ptr<float>();
     float* st = stats.data_ptr<float>();
     const float* g = gamma.data_ptr<float>();
     const float* b = beta.data_ptr<float>();
-    at::parallel_for(0, planes, 1, [&](std::int64_t first, std::int64_t last) {
-      for (std::int64_t p = first; p < last; ++p) {
-        const std::int64_t c = p % channels;
-        norm_act_plane_float(in + p * plane, o + p * plane, plane, g[c], b[c], eps, static_cast<float>(slope),
-                             st + 4 * p);
+    if (is_channels_last(x)) {
+      const LaneStatistics s = interleaved_statistics(in, x.size(0), 1, plane, channels, g, b, eps);
+      for_each_chunk(x.size(0), plane, [&](std::int64_t n, std::int64_t, std::int64_t first, std::int64_t last) {
+        const std::int64_t at = n * channels;
+        interleaved_affine_act(in + n * plane * channels, o + n * plane * channels, first, last, channels, s.scale.data() + at,
+                               s.shift.data() + at, static_cast<float>(slope));
+      });
+      for (std::int64_t p = 0; p < planes; ++p) {
+        const auto i = static_cast<std::size_t>(p);
+        st[4 * p] = s.mean[i];
+        st[4 * p + 1] = s.inverse_std[i];
+        st[4 * p + 2] = s.scale[i];
+        st[4 * p + 3] = s.shift[i];
       }
-    });
+    } else {
+      at::parallel_for(0, planes, 1, [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t p = first; p < last; ++p) {
+          const std::int64_t c = p % channels;
+          norm_act_plane_float(in + p * plane, o + p * plane, plane, g[c], b[c], eps, static_cast<float>(slope), st + 4 * p);
+        }
+      });
+    }
     ctx->save_for_backward({x, stats});
     ctx->saved_data["slope"] = slope;
     return out;
@@ -213,7 +350,8 @@ class NormAct : public torch::autograd::Function<NormAct> {
     const at::Tensor& x = saved[0];
     const at::Tensor& stats = saved[1];
     const auto slope = static_cast<float>(ctx->saved_data["slope"].toDouble());
-    const at::Tensor grad = grads[0].contiguous();
+    const bool interleaved = is_channels_last(x);
+    const at::Tensor grad = interleaved ? grads[0].contiguous(at::MemoryFormat::ChannelsLast3d) : grads[0].contiguous();
     const std::int64_t channels = x.size(1), planes = x.size(0) * channels, plane = x.numel() / planes;
     at::Tensor dx = at::empty_like(x);
     std::vector<double> sum_d(static_cast<std::size_t>(planes)), sum_d_xhat(static_cast<std::size_t>(planes));
@@ -221,13 +359,41 @@ class NormAct : public torch::autograd::Function<NormAct> {
     const float* gs = grad.data_ptr<float>();
     float* dxs = dx.data_ptr<float>();
     const float* st = stats.data_ptr<float>();
-    at::parallel_for(0, planes, 1, [&](std::int64_t first, std::int64_t last) {
-      for (std::int64_t p = first; p < last; ++p) {
-        const float* s = st + 4 * p;
-        norm_act_backward_plane(xs + p * plane, gs + p * plane, dxs + p * plane, plane, s[0], s[1], s[2], s[3], slope,
-                                sum_d[static_cast<std::size_t>(p)], sum_d_xhat[static_cast<std::size_t>(p)]);
+    if (interleaved) {
+      // The four statistics per plane, as lanes of each sample.
+      const at::Tensor lanes = stats.t().contiguous();  // [4, N·C]
+      const float* mean = lanes[0].data_ptr<float>();
+      const float* inverse_std = lanes[1].data_ptr<float>();
+      const float* scale = lanes[2].data_ptr<float>();
+      const float* shift = lanes[3].data_ptr<float>();
+      const std::int64_t batch = x.size(0), stride = plane * channels;
+      plane_lane_sums(
+          batch, plane, channels,
+          [&](std::int64_t n, std::int64_t first, std::int64_t last, double* a, double* b) {
+            const std::int64_t at = n * channels;
+            interleaved_backward_sums(xs + n * stride, gs + n * stride, first, last, channels, mean + at, inverse_std + at,
+                                      scale + at, shift + at, slope, a, b);
+          },
+          sum_d, sum_d_xhat);
+      std::vector<float> mean_d(sum_d.size()), mean_d_xhat(sum_d.size());
+      for (std::size_t i = 0; i < sum_d.size(); ++i) {
+        mean_d[i] = static_cast<float>(sum_d[i] / static_cast<double>(plane));
+        mean_d_xhat[i] = static_cast<float>(sum_d_xhat[i] / static_cast<double>(plane));
       }
-    });
+      for_each_chunk(batch, plane, [&](std::int64_t n, std::int64_t, std::int64_t first, std::int64_t last) {
+        const std::int64_t at = n * channels;
+        interleaved_backward_apply(xs + n * stride, gs + n * stride, dxs + n * stride, first, last, channels, mean + at,
+                                   inverse_std + at, scale + at, shift + at, slope, mean_d.data() + at, mean_d_xhat.data() + at);
+      });
+    } else {
+      at::parallel_for(0, planes, 1, [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t p = first; p < last; ++p) {
+          const float* s = st + 4 * p;
+          norm_act_backward_plane(xs + p * plane, gs + p * plane, dxs + p * plane, plane, s[0], s[1], s[2], s[3], slope,
+                                  sum_d[static_cast<std::size_t>(p)], sum_d_xhat[static_cast<std::size_t>(p)]);
+        }
+      });
+    }
     // Per channel, summed over the batch in a fixed order.
     std::vector<double> dgamma(static_cast<std::size_t>(channels)), dbeta(static_cast<std::size_t>(channels));
     for (std::int64_t p = 0; p < planes; ++p) {
@@ -272,8 +438,9 @@ void instance_norm_act_(at::Tensor& x, const at::Tensor& weight, const at::Tenso
 
 at::Tensor instance_norm_act(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps,
                              std::optional<double> slope) {
-  TORCH_CHECK(x.dim() >= 3 && x.numel() > 0 && x.is_contiguous() && x.scalar_type() == at::kFloat && x.device().is_cpu(),
-              "instance_norm_act: expected a non-empty contiguous float32 CPU tensor [N, C, ...]");
+  TORCH_CHECK(x.dim() >= 3 && x.numel() > 0 && (x.is_contiguous() || is_channels_last(x)) && x.scalar_type() == at::kFloat &&
+                  x.device().is_cpu(),
+              "instance_norm_act: expected a non-empty float32 CPU tensor [N, C, ...], contiguous or channels-last");
   TORCH_CHECK(weight.numel() == x.size(1) && bias.numel() == x.size(1), "instance_norm_act: expected ", x.size(1),
               " weights and biases");
   return NormAct::apply(x, weight, bias, eps, slope.value_or(1.0));  // slope 1: no activation
@@ -298,45 +465,9 @@ void instance_norm_act_blocked_(float* data, std::int64_t batch, std::int64_t ch
   std::vector<float> gamma(static_cast<std::size_t>(groups) * lanes, 0.F), beta(gamma.size(), 0.F);
   std::copy(weight, weight + channels, gamma.begin());
   std::copy(bias, bias + channels, beta.begin());
-  // Chunks of kLaneBlock voxels, each summed on its own and added in order: the same values
-  // however many threads share the chunks.
-  const std::int64_t chunks = (voxels + kernels::kLaneBlock - 1) / kernels::kLaneBlock, tasks = planes * chunks;
-  std::vector<float> k(static_cast<std::size_t>(planes) * lanes);  // each lane shifted by its first value
-  for (std::int64_t p = 0; p < planes; ++p) std::copy(data + p * plane, data + p * plane + block, k.begin() + p * block);
-  std::vector<double> sums(static_cast<std::size_t>(tasks) * lanes), squares(sums.size());
-  const auto chunk_range = [&](std::int64_t t, std::int64_t& first, std::int64_t& last) {
-    first = (t % chunks) * kernels::kLaneBlock;
-    last = std::min(voxels, first + kernels::kLaneBlock);
-  };
-  at::parallel_for(0, tasks, 1, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t t = begin; t < end; ++t) {
-      std::int64_t first = 0, last = 0;
-      chunk_range(t, first, last);
-      const std::int64_t p = t / chunks;
-      interleaved_sums(data + p * plane, first, last, block, k.data() + p * block, sums.data() + t * block,
-                       squares.data() + t * block);
-    }
-  });
-  std::vector<float> scale(k.size()), shift(k.size());
-  for (std::int64_t p = 0; p < planes; ++p) {
-    for (std::int64_t j = 0; j < block; ++j) {
-      double sum = 0, square = 0;
-      for (std::int64_t c = 0; c < chunks; ++c) {
-        sum += sums[static_cast<std::size_t>((p * chunks + c) * block + j)];
-        square += squares[static_cast<std::size_t>((p * chunks + c) * block + j)];
-      }
-      const auto at = static_cast<std::size_t>(p * block + j), lane = static_cast<std::size_t>((p % groups) * block + j);
-      double mean = 0, inverse_std = 0;
-      affine_from_sums(k[at], sum, square, voxels, gamma[lane], beta[lane], eps, mean, inverse_std, scale[at], shift[at]);
-    }
-  }
-  at::parallel_for(0, tasks, 1, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t t = begin; t < end; ++t) {
-      std::int64_t first = 0, last = 0;
-      chunk_range(t, first, last);
-      const std::int64_t p = t / chunks;
-      interleaved_affine_act(data + p * plane, first, last, block, scale.data() + p * block, shift.data() + p * block, slope);
-    }
+  const LaneStatistics s = interleaved_statistics(data, planes, groups, voxels, block, gamma.data(), beta.data(), eps);
+  for_each_chunk(planes, voxels, [&](std::int64_t p, std::int64_t, std::int64_t first, std::int64_t last) {
+    interleaved_affine_act(data + p * plane, first, last, block, s.scale.data() + p * block, s.shift.data() + p * block, slope);
   });
 }
 

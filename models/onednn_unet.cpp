@@ -20,7 +20,7 @@
 #include "models/unet.h"
 
 #ifdef VITRUVIAN_HAVE_ONEDNN  // set by models/CMakeLists.txt when libdnnl-dev is installed
-#include <oneapi/dnnl/dnnl.hpp>
+#include "models/onednn_common.h"
 #endif
 
 namespace vitruvian::models {
@@ -208,7 +208,7 @@ class Plan {
                                         memory::desc(in, dt::f32, tag::any), memory::desc(wdims, dt::f32, tag::any), bias,
                                         dst_desc, dims_of(layer.stride), pad_l, pad_r),
         engine_);
-    not_reference(pd, "convolution");
+    onednn::not_reference(pd.impl_info_str(), "convolution");
     const int source = as_layout(src, pd.src_desc());
     std::unordered_map<int, memory> fixed{
         {DNNL_ARG_WEIGHTS, weights_in(layer.weight, wdims, tag::oidhw, pd.weights_desc())},
@@ -252,7 +252,7 @@ class Plan {
                                           memory::desc(in, dt::f32, layout_), memory::desc(wdims, dt::f32, tag::any),
                                           memory::desc(out, dt::f32, layout_), dims_of(stride), {0, 0, 0}, {0, 0, 0}),
         engine_);
-    not_reference(pd, "transposed convolution");
+    onednn::not_reference(pd.impl_info_str(), "transposed convolution");
     const int source = as_layout(src, pd.src_desc());
     // LibTorch's [Cin, Cout, ...] is oneDNN's {Cout, Cin, ...} with the input channel outermost.
     std::unordered_map<int, memory> fixed{{DNNL_ARG_WEIGHTS, weights_in(weight, wdims, tag::iodhw, pd.weights_desc())}};
@@ -278,15 +278,6 @@ class Plan {
     }
     const dnnl::concat::primitive_desc pd(dst, 1, {values_[a].desc, values_[b].desc}, engine_);
     return add_step(dnnl::concat(pd), {{DNNL_ARG_MULTIPLE_SRC, a}, {DNNL_ARG_MULTIPLE_SRC + 1, b}}, pd.dst_desc());
-  }
-
-  /// oneDNN's reference kernels are hundreds of times slower than LibTorch's path: refuse the plan.
-  template <typename PrimitiveDesc>
-  static void not_reference(const PrimitiveDesc& pd, const char* what) {
-    const std::string impl = pd.impl_info_str();
-    if (impl.rfind("ref", 0) == 0) {
-      throw InternalError("oneDNN U-Net", fmt::format("oneDNN has only its reference kernel ({}) for a {} here", impl, what));
-    }
   }
 
   /// Every value written by a step gets a pool slot for its lifetime (from its step to its last
@@ -393,8 +384,8 @@ std::string snapshot(const UNetImpl& net, Weights& w) {
 struct OneDnnUNet::Impl {
   Weights weights;
   tag layout = tag::ndhwc;  ///< the activations'
-  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  dnnl::stream stream{engine};
+  const dnnl::engine& engine = onednn::cpu_engine();
+  dnnl::stream& stream = onednn::cpu_stream();
   std::map<std::array<std::int64_t, 4>, std::unique_ptr<Plan>> plans;  ///< by [N, D, H, W]
   std::map<std::array<std::int64_t, 4>, std::string> refused;
   std::vector<at::Tensor> pool;  ///< activation buffers, shared by every plan (one runs at a time)
@@ -417,21 +408,11 @@ std::unique_ptr<OneDnnUNet> OneDnnUNet::create(const UNetImpl& net, std::string*
   auto impl = std::make_unique<Impl>();
   std::string problem = snapshot(net, impl->weights);
   if (problem.empty()) {
-    // oneDNN's choice of layout for a 32-channel 3×3×3 layer is the activations' layout; a plain
-    // one means no vector kernels on this CPU, and LibTorch's own path is as good.
-    const std::int64_t f = 32;
-    const memory::dims d{1, f, 8, 8, 8};
-    const dnnl::convolution_forward::primitive_desc pd(
-        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                        memory::desc(d, dt::f32, tag::any), memory::desc({f, f, 3, 3, 3}, dt::f32, tag::any),
-                                        memory::desc(d, dt::f32, tag::any), {1, 1, 1}, {1, 1, 1}, {1, 1, 1}),
-        impl->engine);
-    problem = fmt::format("oneDNN keeps a plain layout on this CPU ({})", pd.impl_info_str());
-    for (const tag layout : {tag::ndhwc, tag::nCdhw16c, tag::nCdhw8c}) {
-      if (pd.dst_desc() == memory::desc(d, dt::f32, layout)) {
-        impl->layout = layout;
-        problem.clear();
-      }
+    std::string kernel;
+    if (const auto layout = onednn::activation_layout(&kernel)) {
+      impl->layout = *layout;
+    } else {
+      problem = fmt::format("oneDNN keeps a plain layout on this CPU ({})", kernel);
     }
   }
   if (!problem.empty()) {

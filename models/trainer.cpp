@@ -63,6 +63,8 @@ Trainer::Trainer(UNet net, Communicator& comm, TrainerOptions options) : state_(
   if (options.steps < 1) throw ConfigError("train.steps", fmt::format("{}; expected at least 1", options.steps));
   s.net = std::move(net);
   if (options.channels_last) to_channels_last_3d(*s.net);  // before the optimiser holds the parameters
+  const auto first = s.net->parameters();
+  s.net->use_onednn(options.onednn && !first.empty() && first.front().device().is_cpu());
   s.comm = &comm;
   s.options = options;
   s.params = s.net->parameters();

@@ -41,6 +41,9 @@ struct TrainerOptions {
   /// Channels-last 3D weights and inputs (cuDNN's faster layout for some 3D convolutions on
   /// tensor cores; measure before turning on).
   bool channels_last = false;
+  /// On the CPU: convolutions on oneDNN directly, activations channels-last (UNetImpl::use_onednn),
+  /// where this CPU allows it; LibTorch's ops otherwise or when false.
+  bool onednn = true;
   std::int64_t steps = 1000;     ///< the schedule's length
   int max_bad_steps = 5;         ///< consecutive skipped steps that end the run
   GradientReducerOptions buckets;

@@ -85,8 +85,15 @@ class UNetImpl : public torch::nn::Module {
 
   const UNetOptions& options() const noexcept { return options_; }
 
+  /// Whether float32 forward passes on the CPU (training and evaluation) run their convolutions
+  /// on oneDNN directly, activations channels-last between layers (models/onednn_ops.h). On
+  /// only where onednn_channels_last() holds; returns what was set. Off by default.
+  bool use_onednn(bool on);
+  bool uses_onednn() const noexcept { return onednn_; }
+
  private:
   UNetOptions options_;
+  bool onednn_ = false;
   torch::nn::ModuleList encoder_, upsample_, decoder_, heads_;
 };
 TORCH_MODULE(UNet);

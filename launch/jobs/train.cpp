@@ -316,6 +316,7 @@ void TrainConfig::visit(ConfigVisitor& v) {
     t.field("validation_overlap", validation_overlap, "sliding-window overlap for validation");
     t.field("bf16", bf16, "bfloat16 autocast for forward passes on CUDA (ignored on CPU)");
     t.field("channels_last", channels_last, "channels-last 3D weights and inputs (measure before turning on)");
+    t.field("engine", engine, "CPU convolutions: auto (oneDNN called directly where it keeps activations channels-last) or libtorch");
     t.field("first_bucket_mb", first_bucket_mb, "first gradient bucket (MB)");
     t.field("bucket_mb", bucket_mb, "gradient buckets after the first (MB)");
     t.field("run_dir", run_dir, "folder for checkpoints, metrics and the model");
@@ -348,6 +349,7 @@ void TrainConfig::validate() const {
   if (checkpoint_every < 1) throw ConfigError("train.checkpoint_every", "expected at least 1");
   if (validate_every < 0) throw ConfigError("train.validate_every", "expected 0 or more");
   if (keep_checkpoints < 1) throw ConfigError("train.keep_checkpoints", "expected at least 1");
+  if (engine != "auto" && engine != "libtorch") throw ConfigError("train.engine", "'" + engine + "'; expected auto or libtorch");
   if (!(validation_overlap >= 0 && validation_overlap < 1)) throw ConfigError("train.validation_overlap", "expected [0, 1)");
   if (!(first_bucket_mb > 0 && bucket_mb > 0)) throw ConfigError("train.bucket_mb", "bucket sizes must be positive");
   optimizer.validate();
@@ -407,6 +409,7 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
     trainer_options.max_bad_steps = config.max_bad_steps;
     trainer_options.bf16 = config.bf16;
     trainer_options.channels_last = config.channels_last;
+    trainer_options.onednn = config.engine == "auto";
     trainer_options.buckets = GradientReducerOptions{static_cast<std::int64_t>(config.first_bucket_mb * (1 << 20)),
                                                      static_cast<std::int64_t>(config.bucket_mb * (1 << 20))};
     models::Trainer trainer(net, *comm, trainer_options);
@@ -448,6 +451,10 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
                    "{} parameters",
                    config.model.name, config.dataset, setup.training.size(), setup.validation.size(), classes - 1, world,
                    config.batch_size, config.patch[0], config.patch[1], config.patch[2], models::parameter_count(*net));
+      if (context.device.is_cpu()) {
+        spdlog::info("train: CPU convolutions on {}", net->uses_onednn() ? "oneDNN directly, activations channels-last"
+                                                                         : "LibTorch's ops");
+      }
     }
     auto log = [&](const json& line) {
       if (rank != 0) return;

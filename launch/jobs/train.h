@@ -49,6 +49,7 @@ struct TrainConfig {
   double validation_overlap = 0.5;
   bool bf16 = true;  ///< bfloat16 autocast for forward passes on CUDA (ignored on CPU)
   bool channels_last = false;  ///< channels-last 3D weights and inputs
+  std::string engine = "auto";  ///< CPU convolutions: auto (oneDNN directly where it keeps channels-last) | libtorch
   double first_bucket_mb = 1;
   double bucket_mb = 25;
   std::string run_dir = "runs/train";

@@ -8,6 +8,8 @@
 #include <torch/torch.h>
 
 #include "core/errors.h"
+#include "models/losses.h"
+#include "models/onednn_ops.h"
 #include "models/unet.h"
 
 namespace vitruvian::models {
@@ -138,6 +140,104 @@ TEST(OneDnnUNet, BlockedNormEqualsThePlainKernelAndKeepsPaddingZero) {
     if (groups * block > c) {
       EXPECT_TRUE(back.narrow(1, c, groups * block - c).eq(0).all().item<bool>());
     }
+  }
+}
+
+at::Tensor channels_last(const at::Tensor& x) { return x.contiguous(at::MemoryFormat::ChannelsLast3d); }
+
+/// Gradients of sum(y · r) for a fixed random r, with respect to `inputs`.
+std::vector<at::Tensor> gradients(const at::Tensor& y, const at::Tensor& r, const std::vector<at::Tensor>& inputs) {
+  return torch::autograd::grad({(y * r).sum()}, inputs);
+}
+
+TEST(OneDnnOps, ConvolutionsAndTheirGradientsEqualLibTorchs) {
+  if (!onednn_channels_last()) GTEST_SKIP() << "oneDNN keeps no channels-last layout on this CPU";
+  torch::manual_seed(5);
+  struct Case {
+    std::int64_t in, out;
+    std::array<std::int64_t, 3> kernel, stride;
+    std::int64_t dilation;
+    bool bias;
+  };
+  // 3³ and 1×3×3 kernels, strided per axis, dilated (the selective-kernel branch), a 1×1 head.
+  for (const Case& c : {Case{3, 8, {3, 3, 3}, {1, 1, 1}, 1, true}, Case{8, 16, {1, 3, 3}, {1, 2, 2}, 1, true},
+                        Case{16, 16, {3, 3, 3}, {2, 2, 2}, 1, true}, Case{8, 8, {3, 3, 3}, {1, 1, 1}, 2, true},
+                        Case{16, 4, {1, 1, 1}, {1, 1, 1}, 1, false}}) {
+    SCOPED_TRACE(testing::Message() << c.in << "->" << c.out << " stride " << c.stride[1] << " dilation " << c.dilation);
+    const at::Tensor x = torch::randn({2, c.in, 7, 12, 9}).requires_grad_();
+    const at::Tensor w = (torch::randn({c.out, c.in, c.kernel[0], c.kernel[1], c.kernel[2]}) * 0.2).requires_grad_();
+    const at::Tensor b = c.bias ? torch::randn({c.out}).requires_grad_() : at::Tensor();
+    std::array<std::int64_t, 3> padding{};
+    for (int a = 0; a < 3; ++a) padding[a] = c.dilation * (c.kernel[a] / 2);
+    const at::Tensor want = at::conv3d(x, w, b, c.stride, padding, c.dilation);
+    const at::Tensor got = onednn_conv3d(channels_last(x), w, b, c.stride, padding, c.dilation);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_TRUE(got.is_contiguous(at::MemoryFormat::ChannelsLast3d));
+    EXPECT_LT(relative_difference(got, want), 1e-5);
+    const at::Tensor r = torch::randn_like(want);
+    std::vector<at::Tensor> inputs{x, w};
+    if (c.bias) inputs.push_back(b);
+    const auto g_want = gradients(want, r, inputs), g_got = gradients(got, r, inputs);
+    for (std::size_t i = 0; i < inputs.size(); ++i) EXPECT_LT(relative_difference(g_got[i], g_want[i]), 1e-5) << "gradient " << i;
+  }
+  // The decoder's upsampling: transposed, kernel = stride, anisotropic.
+  const at::Tensor x = torch::randn({2, 16, 3, 5, 4}).requires_grad_();
+  const at::Tensor w = (torch::randn({16, 8, 1, 2, 2}) * 0.2).requires_grad_();
+  const at::Tensor want = at::conv_transpose3d(x, w, {}, {1, 2, 2});
+  const at::Tensor got = onednn_conv_transpose3d(channels_last(x), w);
+  ASSERT_EQ(got.sizes(), want.sizes());
+  EXPECT_LT(relative_difference(got, want), 1e-5);
+  const at::Tensor r = torch::randn_like(want);
+  const auto g_want = gradients(want, r, {x, w}), g_got = gradients(got, r, {x, w});
+  for (std::size_t i = 0; i < 2; ++i) EXPECT_LT(relative_difference(g_got[i], g_want[i]), 1e-5) << "gradient " << i;
+}
+
+TEST(OneDnnOps, ChannelsLastNormGradientsEqualThePlainOnes) {
+  torch::manual_seed(6);
+  const at::Tensor x = (torch::randn({2, 20, 9, 11, 13}) * 2 + 1).requires_grad_();  // more than one 1024-voxel chunk
+  const at::Tensor gamma = (torch::rand({20}) + 0.5).requires_grad_(), beta = torch::randn({20}).requires_grad_();
+  const at::Tensor want = instance_norm_act(x.contiguous(), gamma, beta, 1e-5, 0.01);
+  const at::Tensor got = instance_norm_act(channels_last(x), gamma, beta, 1e-5, 0.01);
+  EXPECT_TRUE(got.is_contiguous(at::MemoryFormat::ChannelsLast3d));
+  EXPECT_LT(relative_difference(got, want), 1e-5);
+  const at::Tensor r = torch::randn_like(want);
+  const auto g_want = gradients(want, r, {x, gamma, beta}), g_got = gradients(got, r, {x, gamma, beta});
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_LT(relative_difference(g_got[i], g_want[i]), 1e-4) << "gradient " << i;
+}
+
+TEST(OneDnnOps, EveryNetworkTrainsAndEvaluatesAsOnLibTorchsOps) {
+  if (!onednn_channels_last()) GTEST_SKIP() << "oneDNN keeps no channels-last layout on this CPU";
+  for (const BlockType block : {BlockType::kPlain, BlockType::kResidual, BlockType::kSelectiveKernel}) {
+    SCOPED_TRACE(block_type_name(block));
+    torch::manual_seed(7);
+    UNetOptions o(2, 3);
+    o.features({8, 16, 24}).strides({{1, 1, 1}, {1, 2, 2}, {2, 2, 2}}).kernels({{1, 3, 3}, {3, 3, 3}, {3, 3, 3}}).block(block);
+    UNet reference(o), net(o);
+    randomise_norms(reference);
+    {
+      torch::NoGradGuard no_grad;
+      const auto from = reference->named_parameters();
+      for (auto& item : net->named_parameters()) item.value().copy_(from[item.key()]);
+    }
+    ASSERT_TRUE(net->use_onednn(true));
+    const at::Tensor x = torch::randn({2, 2, 7, 13, 10});  // odd sizes: cropped upsampling
+    const at::Tensor target = torch::randint(0, 3, {2, 7, 13, 10});
+    reference->train();
+    net->train();
+    const auto want = reference->forward(x), got = net->forward(x);
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < got.size(); ++i) EXPECT_LT(relative_difference(got[i], want[i]), 1e-4) << "output " << i;
+    const auto loss = [&](const std::vector<at::Tensor>& outputs) { return (outputs[0] * outputs[0]).mean() + outputs[1].mean(); };
+    loss(want).backward();
+    loss(got).backward();
+    const auto from = reference->named_parameters();
+    for (const auto& item : net->named_parameters()) {
+      EXPECT_LT(relative_difference(item.value().grad(), from[item.key()].grad()), 1e-4) << item.key();
+    }
+    reference->eval();
+    net->eval();
+    torch::NoGradGuard no_grad;
+    EXPECT_LT(relative_difference(net->forward(x)[0], reference->forward(x)[0]), 1e-4);
   }
 }
 

@@ -1,0 +1,27 @@
+// What the oneDNN engine (onednn_unet.cpp) and the oneDNN training ops (onednn_ops.cpp) share:
+// the CPU engine and stream, the activations' layout oneDNN picks on this CPU, and the refusal
+// of oneDNN's reference kernels. Included only by those two files (it pulls in dnnl.hpp).
+#pragma once
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <optional>
+#include <string>
+
+namespace vitruvian::models::onednn {
+
+/// The CPU engine (one per process).
+const dnnl::engine& cpu_engine();
+/// The calling thread's stream on it.
+dnnl::stream& cpu_stream();
+
+/// The layout oneDNN picks for the activations of a 32-channel 3×3×3 float32 convolution on
+/// this CPU: ndhwc (brgconv, AVX-512), nCdhw16c or nCdhw8c; nullopt when it keeps a plain layout
+/// (no vector kernels: nothing to gain). `impl` gets the kernel's name. Probed once.
+std::optional<dnnl::memory::format_tag> activation_layout(std::string* impl = nullptr);
+
+/// oneDNN's reference kernels are hundreds of times slower than LibTorch's path: throws
+/// InternalError naming `what` when `impl` (a primitive's impl_info_str) is one.
+void not_reference(const std::string& impl, const char* what);
+
+}  // namespace vitruvian::models::onednn

@@ -1,0 +1,331 @@
+// oneDNN convolutions and transposed convolutions on channels-last tensors, as autograd
+// functions (models/onednn_ops.h), and what they share with the inference engine
+// (models/onednn_common.h). Each shape's primitives are built once per thread and kept.
+#include "models/onednn_ops.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include "core/errors.h"
+
+#ifdef VITRUVIAN_HAVE_ONEDNN  // set by models/CMakeLists.txt when libdnnl-dev is installed
+#include "models/onednn_common.h"
+#endif
+
+namespace vitruvian::models {
+
+#ifdef VITRUVIAN_HAVE_ONEDNN
+
+namespace onednn {
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::stream& cpu_stream() {
+  thread_local dnnl::stream stream(cpu_engine());
+  return stream;
+}
+
+std::optional<dnnl::memory::format_tag> activation_layout(std::string* impl) {
+  using tag = dnnl::memory::format_tag;
+  using dt = dnnl::memory::data_type;
+  static const auto probed = [] {
+    const dnnl::memory::dims d{1, 32, 8, 8, 8};
+    const dnnl::convolution_forward::primitive_desc pd(
+        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                        dnnl::memory::desc(d, dt::f32, tag::any), dnnl::memory::desc({32, 32, 3, 3, 3}, dt::f32, tag::any),
+                                        dnnl::memory::desc(d, dt::f32, tag::any), {1, 1, 1}, {1, 1, 1}, {1, 1, 1}),
+        cpu_engine());
+    std::optional<tag> layout;
+    for (const tag t : {tag::ndhwc, tag::nCdhw16c, tag::nCdhw8c}) {
+      if (pd.dst_desc() == dnnl::memory::desc(d, dt::f32, t)) layout = t;
+    }
+    return std::pair{layout, std::string(pd.impl_info_str())};
+  }();
+  if (impl != nullptr) *impl = probed.second;
+  return probed.first;
+}
+
+void not_reference(const std::string& impl, const char* what) {
+  if (impl.rfind("ref", 0) == 0) {
+    throw InternalError("oneDNN", fmt::format("oneDNN has only its reference kernel ({}) for a {} here", impl, what));
+  }
+}
+
+}  // namespace onednn
+
+namespace {
+
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+using dnnl::memory;
+using Axes = std::array<std::int64_t, 3>;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+memory::dims dims_of(at::IntArrayRef sizes) { return memory::dims(sizes.begin(), sizes.end()); }
+
+/// One convolution's (or transposed convolution's) geometry: what its primitives depend on.
+struct Geometry {
+  bool transposed = false, training = false, bias = false;
+  memory::dims src, weights, dst;  ///< oneDNN's dims; weights {Cout, Cin, k...}
+  memory::dims strides, dilates, padding_l, padding_r;
+  auto key() const { return std::tie(transposed, training, bias, src, weights, dst, strides, dilates, padding_l, padding_r); }
+  bool operator<(const Geometry& o) const { return key() < o.key(); }
+};
+
+/// A geometry's primitives and the weight layouts each wants.
+struct Primitives {
+  dnnl::primitive forward, backward_data, backward_weights;
+  memory::desc forward_weights, backward_data_weights, diff_weights;
+};
+
+/// The primitives of the descriptors given (backward ones only for training), refusing
+/// reference kernels.
+void keep(Primitives& p, const dnnl::primitive_desc& forward, const dnnl::primitive_desc* data,
+          const dnnl::primitive_desc* weights, const char* what) {
+  onednn::not_reference(forward.impl_info_str(), what);
+  p.forward = dnnl::primitive(forward);
+  p.forward_weights = forward.weights_desc();
+  if (data != nullptr) {
+    onednn::not_reference(data->impl_info_str(), what);
+    p.backward_data = dnnl::primitive(*data);
+    p.backward_data_weights = data->weights_desc();
+  }
+  if (weights != nullptr) {
+    onednn::not_reference(weights->impl_info_str(), what);
+    p.backward_weights = dnnl::primitive(*weights);
+    p.diff_weights = weights->diff_weights_desc();
+  }
+}
+
+/// The primitives of `g`, built the first time on this thread.
+const Primitives& primitives(const Geometry& g) {
+  thread_local std::map<Geometry, Primitives> cache;
+  if (const auto it = cache.find(g); it != cache.end()) return it->second;
+  const auto& engine = onednn::cpu_engine();
+  const memory::desc src(g.src, dt::f32, tag::ndhwc), dst(g.dst, dt::f32, tag::ndhwc), weights(g.weights, dt::f32, tag::any);
+  const memory::desc bias = g.bias ? memory::desc({g.weights[0]}, dt::f32, tag::a) : memory::desc();
+  const auto prop = g.training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+  Primitives p;
+  if (!g.transposed) {
+    const auto alg = dnnl::algorithm::convolution_direct;
+    const dnnl::convolution_forward::primitive_desc forward(
+        dnnl::convolution_forward::desc(prop, alg, src, weights, bias, dst, g.strides, g.dilates, g.padding_l, g.padding_r), engine);
+    if (g.training) {
+      const dnnl::convolution_backward_data::primitive_desc data(
+          dnnl::convolution_backward_data::desc(alg, src, weights, dst, g.strides, g.dilates, g.padding_l, g.padding_r), engine,
+          forward);
+      const dnnl::convolution_backward_weights::primitive_desc grads(
+          dnnl::convolution_backward_weights::desc(alg, src, weights, bias, dst, g.strides, g.dilates, g.padding_l, g.padding_r),
+          engine, forward);
+      keep(p, forward, &data, &grads, "convolution");
+    } else {
+      keep(p, forward, nullptr, nullptr, "convolution");
+    }
+  } else {
+    const auto alg = dnnl::algorithm::deconvolution_direct;
+    const dnnl::deconvolution_forward::primitive_desc forward(
+        dnnl::deconvolution_forward::desc(prop, alg, src, weights, bias, dst, g.strides, g.dilates, g.padding_l, g.padding_r),
+        engine);
+    if (g.training) {
+      const dnnl::deconvolution_backward_data::primitive_desc data(
+          dnnl::deconvolution_backward_data::desc(alg, src, weights, dst, g.strides, g.dilates, g.padding_l, g.padding_r), engine,
+          forward);
+      const dnnl::deconvolution_backward_weights::primitive_desc grads(
+          dnnl::deconvolution_backward_weights::desc(alg, src, weights, bias, dst, g.strides, g.dilates, g.padding_l, g.padding_r),
+          engine, forward);
+      keep(p, forward, &data, &grads, "transposed convolution");
+    } else {
+      keep(p, forward, nullptr, nullptr, "transposed convolution");
+    }
+  }
+  return cache.emplace(g, std::move(p)).first->second;
+}
+
+void* data(const at::Tensor& t) { return const_cast<void*>(t.data_ptr()); }
+
+/// LibTorch's weight tensor (contiguous, `user` layout) as oneDNN wants it: itself when the
+/// layouts agree, a reordered copy otherwise.
+memory weights_as(const at::Tensor& weight, const memory::dims& dims, tag user, const memory::desc& want) {
+  memory plain({dims, dt::f32, user}, onednn::cpu_engine(), data(weight));
+  if (plain.get_desc() == want) return plain;
+  memory mine(want, onednn::cpu_engine());
+  dnnl::reorder(plain, mine).execute(onednn::cpu_stream(), plain, mine);
+  return mine;
+}
+
+/// The layout LibTorch's weights have for oneDNN's dims {Cout, Cin, k...}: a convolution's
+/// [Cout, Cin, k...] is oidhw; a transposed convolution's [Cin, Cout, k...] is iodhw.
+tag user_layout(const Geometry& g) { return g.transposed ? tag::iodhw : tag::oidhw; }
+
+at::Tensor channels_last(const at::Tensor& x) { return x.contiguous(at::MemoryFormat::ChannelsLast3d); }
+
+at::Tensor run_forward(const Geometry& g, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  const Primitives& p = primitives(g);
+  const auto& engine = onednn::cpu_engine();
+  at::Tensor y = at::empty(at::IntArrayRef(g.dst), x.options().memory_format(at::MemoryFormat::ChannelsLast3d));
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory({g.src, dt::f32, tag::ndhwc}, engine, data(x))},
+                                       {DNNL_ARG_WEIGHTS, weights_as(weight, g.weights, user_layout(g), p.forward_weights)},
+                                       {DNNL_ARG_DST, memory({g.dst, dt::f32, tag::ndhwc}, engine, data(y))}};
+  if (g.bias) args.emplace(DNNL_ARG_BIAS, memory({{g.weights[0]}, dt::f32, tag::a}, engine, data(bias)));
+  p.forward.execute(onednn::cpu_stream(), args);
+  onednn::cpu_stream().wait();
+  return y;
+}
+
+/// dL/dx (when wanted), dL/dweight and dL/dbias (when wanted) from dL/dy.
+variable_list run_backward(const Geometry& g, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& grad,
+                           bool want_x, bool want_params) {
+  const Primitives& p = primitives(g);
+  const auto& engine = onednn::cpu_engine();
+  auto& stream = onednn::cpu_stream();
+  const memory diff_dst({g.dst, dt::f32, tag::ndhwc}, engine, data(grad));
+  at::Tensor dx, dw, db;
+  if (want_x) {
+    dx = at::empty(at::IntArrayRef(g.src), x.options().memory_format(at::MemoryFormat::ChannelsLast3d));
+    p.backward_data.execute(stream, {{DNNL_ARG_DIFF_DST, diff_dst},
+                                     {DNNL_ARG_WEIGHTS, weights_as(weight, g.weights, user_layout(g), p.backward_data_weights)},
+                                     {DNNL_ARG_DIFF_SRC, memory({g.src, dt::f32, tag::ndhwc}, engine, data(dx))}});
+  }
+  if (want_params) {
+    dw = at::empty_like(weight, at::MemoryFormat::Contiguous);
+    const memory user({g.weights, dt::f32, user_layout(g)}, engine, data(dw));
+    memory user_weights = user;
+    memory diff_weights = user.get_desc() == p.diff_weights ? user : memory(p.diff_weights, engine);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory({g.src, dt::f32, tag::ndhwc}, engine, data(x))},
+                                         {DNNL_ARG_DIFF_DST, diff_dst},
+                                         {DNNL_ARG_DIFF_WEIGHTS, diff_weights}};
+    if (g.bias) {
+      db = at::empty({g.weights[0]}, weight.options());
+      args.emplace(DNNL_ARG_DIFF_BIAS, memory({{g.weights[0]}, dt::f32, tag::a}, engine, data(db)));
+    }
+    p.backward_weights.execute(stream, args);
+    if (diff_weights != user) dnnl::reorder(diff_weights, user_weights).execute(stream, diff_weights, user_weights);
+  }
+  stream.wait();
+  return {dx, dw, db};
+}
+
+void check_input(const at::Tensor& x, const at::Tensor& weight, const char* what) {
+  if (!onednn_channels_last()) {
+    throw InternalError(what, "oneDNN keeps no channels-last layout on this CPU (see onednn_channels_last())");
+  }
+  if (x.dim() != 5 || !x.device().is_cpu() || x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat) {
+    throw InputError(what, fmt::format("input of shape [{}] ({}); expected float32 [N, C, D, H, W] on the CPU", fmt::join(x.sizes(), ", "),
+                                       c10::toString(x.scalar_type())));
+  }
+}
+
+/// A geometry as one list of integers, for an autograd context (which keeps IValues).
+std::vector<std::int64_t> encode(const Geometry& g) {
+  std::vector<std::int64_t> v{g.transposed, g.bias};
+  for (const auto* d : {&g.src, &g.weights, &g.dst, &g.strides, &g.dilates, &g.padding_l, &g.padding_r}) {
+    v.push_back(static_cast<std::int64_t>(d->size()));
+    v.insert(v.end(), d->begin(), d->end());
+  }
+  return v;
+}
+
+Geometry decode(const std::vector<std::int64_t>& v) {
+  Geometry g;
+  g.transposed = v[0] != 0;
+  g.bias = v[1] != 0;
+  std::size_t at = 2;
+  for (auto* d : {&g.src, &g.weights, &g.dst, &g.strides, &g.dilates, &g.padding_l, &g.padding_r}) {
+    const auto n = static_cast<std::size_t>(v[at++]);
+    d->assign(v.begin() + static_cast<std::ptrdiff_t>(at), v.begin() + static_cast<std::ptrdiff_t>(at + n));
+    at += n;
+  }
+  return g;
+}
+
+/// Convolution or transposed convolution, on LibTorch's weight layouts.
+class ConvFunction : public torch::autograd::Function<ConvFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                            Geometry g) {
+    g.training = at::GradMode::is_enabled();
+    const at::Tensor xc = channels_last(x), wc = weight.contiguous();
+    const at::Tensor bc = g.bias ? bias.contiguous() : at::Tensor();
+    at::Tensor y = run_forward(g, xc, wc, bc);
+    ctx->save_for_backward({xc, wc});
+    ctx->saved_data["geometry"] = encode(g);
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    Geometry g = decode(ctx->saved_data["geometry"].toIntVector());
+    g.training = true;
+    const bool want_params = ctx->needs_input_grad(1) || (g.bias && ctx->needs_input_grad(2));
+    auto out = run_backward(g, saved[0], saved[1], channels_last(grads[0]), ctx->needs_input_grad(0), want_params);
+    out.emplace_back();  // the geometry
+    return out;
+  }
+};
+
+}  // namespace
+
+bool onednn_channels_last() { return onednn::activation_layout() == dnnl::memory::format_tag::ndhwc; }
+
+at::Tensor onednn_conv3d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const Axes& stride,
+                         const Axes& padding, std::int64_t dilation) {
+  check_input(x, weight, "onednn_conv3d");
+  Geometry g;
+  g.bias = bias.defined();
+  g.src = dims_of(x.sizes());
+  g.weights = dims_of(weight.sizes());
+  g.dst = {x.size(0), weight.size(0)};
+  for (int a = 0; a < 3; ++a) {
+    const std::int64_t k = weight.size(2 + a), n = x.size(2 + a), reach = dilation * (k - 1) + 1;
+    const std::int64_t o = (n + 2 * padding[a] - reach) / stride[a] + 1;
+    g.dst.push_back(o);
+    g.strides.push_back(stride[a]);
+    g.dilates.push_back(dilation - 1);
+    g.padding_l.push_back(padding[a]);
+    g.padding_r.push_back((o - 1) * stride[a] + reach - n - padding[a]);
+  }
+  // An undefined tensor cannot be an autograd input: no bias travels as an empty one.
+  return ConvFunction::apply(x, weight, g.bias ? bias : at::empty({0}, weight.options()), g);
+}
+
+at::Tensor onednn_conv_transpose3d(const at::Tensor& x, const at::Tensor& weight) {
+  check_input(x, weight, "onednn_conv_transpose3d");
+  Geometry g;
+  g.transposed = true;
+  g.src = dims_of(x.sizes());
+  g.weights = {weight.size(1), weight.size(0), weight.size(2), weight.size(3), weight.size(4)};
+  g.dst = {x.size(0), weight.size(1)};
+  for (int a = 0; a < 3; ++a) {
+    g.dst.push_back(x.size(2 + a) * weight.size(2 + a));
+    g.strides.push_back(weight.size(2 + a));
+    g.dilates.push_back(0);
+    g.padding_l.push_back(0);
+    g.padding_r.push_back(0);
+  }
+  return ConvFunction::apply(x, weight, at::empty({0}, weight.options()), g);
+}
+
+#else  // no oneDNN headers in this build
+
+bool onednn_channels_last() { return false; }
+
+at::Tensor onednn_conv3d(const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::array<std::int64_t, 3>&,
+                         const std::array<std::int64_t, 3>&, std::int64_t) {
+  throw InternalError("onednn_conv3d", "this build has no oneDNN headers (libdnnl-dev)");
+}
+
+at::Tensor onednn_conv_transpose3d(const at::Tensor&, const at::Tensor&) {
+  throw InternalError("onednn_conv_transpose3d", "this build has no oneDNN headers (libdnnl-dev)");
+}
+
+#endif
+
+}  // namespace vitruvian::models
