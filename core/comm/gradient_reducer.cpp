@@ -61,19 +61,26 @@ GradientReducer::GradientReducer(std::vector<at::Tensor> parameters, Communicato
   for (auto& p : parameters) {
     if (p.requires_grad()) s.params.push_back(p);
   }
-  if (options.first_bucket_bytes < 1 || options.bucket_bytes < 1) {
-    throw ConfigError("gradient buckets", fmt::format("bucket sizes {} and {} bytes; expected positive sizes",
-                                                      options.first_bucket_bytes, options.bucket_bytes));
+  if (options.first_bucket_bytes < 1 || options.bucket_bytes < 1 || options.last_bucket_bytes < 0) {
+    throw ConfigError("gradient buckets", fmt::format("bucket sizes {}, {} and {} (last) bytes; expected positive sizes (the last may be 0)",
+                                                      options.first_bucket_bytes, options.bucket_bytes, options.last_bucket_bytes));
   }
   s.bucket_of.resize(s.params.size());
   s.slot_of.resize(s.params.size());
   s.received.assign(s.params.size(), false);
+  // The tail: parameters 0 .. tail − 1 (of one type) in at most last_bucket_bytes.
+  std::size_t tail = 0;
+  for (std::int64_t bytes = 0; tail < s.params.size(); ++tail) {
+    bytes += static_cast<std::int64_t>(s.params[tail].nbytes());
+    if (bytes > options.last_bucket_bytes || s.params[tail].scalar_type() != s.params[0].scalar_type()) break;
+  }
+  if (tail == s.params.size()) tail = 0;
   // Reverse order: the last layers' gradients are computed first.
   std::vector<State::Bucket> buckets;
   std::int64_t bytes = 0;
   for (std::size_t n = s.params.size(); n-- > 0;) {
     const at::Tensor& p = s.params[n];
-    bool start_bucket = buckets.empty();
+    bool start_bucket = buckets.empty() || n + 1 == tail;
     if (!start_bucket) {
       const std::int64_t limit = buckets.size() == 1 ? options.first_bucket_bytes : options.bucket_bytes;
       const bool full = bytes > 0 && bytes + static_cast<std::int64_t>(p.nbytes()) > limit;

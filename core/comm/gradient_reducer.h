@@ -1,6 +1,8 @@
 // Data-parallel gradient averaging in buckets launched from autograd hooks while backward is
 // still running (PyTorch DDP's scheme): a small first bucket, then larger ones, in reverse
 // parameter order, launched strictly in bucket order so every rank issues the same collectives.
+// The first layers' gradients, computed last, get a small bucket of their own: what is left to
+// send when backward ends is that bucket, not a large one that had to wait for its last member.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -16,6 +18,9 @@ namespace vitruvian {
 struct GradientReducerOptions {
   std::int64_t first_bucket_bytes = 1 << 20;  ///< the first bucket fills fast and starts early
   std::int64_t bucket_bytes = 25 << 20;
+  /// The parameters registered first, up to this size, form the last bucket (0: no such bucket;
+  /// nor when they would be every parameter).
+  std::int64_t last_bucket_bytes = 1 << 20;
 };
 
 /// Communication of one step: `total_s` is the collectives' own running time (summed),

@@ -319,6 +319,7 @@ void TrainConfig::visit(ConfigVisitor& v) {
     t.field("engine", engine, "CPU convolutions: auto (oneDNN called directly where it keeps activations channels-last) or libtorch");
     t.field("first_bucket_mb", first_bucket_mb, "first gradient bucket (MB)");
     t.field("bucket_mb", bucket_mb, "gradient buckets after the first (MB)");
+    t.field("last_bucket_mb", last_bucket_mb, "the first layers' gradients, sent last, in a bucket of their own (MB; 0: none)");
     t.field("run_dir", run_dir, "folder for checkpoints, metrics and the model");
   });
 }
@@ -352,6 +353,7 @@ void TrainConfig::validate() const {
   if (engine != "auto" && engine != "libtorch") throw ConfigError("train.engine", "'" + engine + "'; expected auto or libtorch");
   if (!(validation_overlap >= 0 && validation_overlap < 1)) throw ConfigError("train.validation_overlap", "expected [0, 1)");
   if (!(first_bucket_mb > 0 && bucket_mb > 0)) throw ConfigError("train.bucket_mb", "bucket sizes must be positive");
+  if (!(last_bucket_mb >= 0)) throw ConfigError("train.last_bucket_mb", "expected 0 or a positive size");
   optimizer.validate();
 }
 
@@ -411,7 +413,8 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
     trainer_options.channels_last = config.channels_last;
     trainer_options.onednn = config.engine == "auto";
     trainer_options.buckets = GradientReducerOptions{static_cast<std::int64_t>(config.first_bucket_mb * (1 << 20)),
-                                                     static_cast<std::int64_t>(config.bucket_mb * (1 << 20))};
+                                                     static_cast<std::int64_t>(config.bucket_mb * (1 << 20)),
+                                                     static_cast<std::int64_t>(config.last_bucket_mb * (1 << 20))};
     models::Trainer trainer(net, *comm, trainer_options);
     if (resume_from) {
       // A checkpoint of another network or optimiser is a usage error; and every rank must

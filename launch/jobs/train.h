@@ -52,6 +52,7 @@ struct TrainConfig {
   std::string engine = "auto";  ///< CPU convolutions: auto (oneDNN directly where it keeps channels-last) | libtorch
   double first_bucket_mb = 1;
   double bucket_mb = 25;
+  double last_bucket_mb = 1;
   std::string run_dir = "runs/train";
 
   void visit(ConfigVisitor& v);

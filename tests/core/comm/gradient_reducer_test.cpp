@@ -32,6 +32,11 @@ TEST(GradientReducer, BucketsRunInReverseParameterOrderWithASmallFirstBucket) {
   EXPECT_EQ(buckets[0], (std::vector<std::size_t>{7, 6}));        // 800 B ≤ 1000
   EXPECT_EQ(buckets[1], (std::vector<std::size_t>{5, 4, 3, 2, 1}));  // 2000 B
   EXPECT_EQ(buckets[2], (std::vector<std::size_t>{0}));
+  // The first parameters, up to last_bucket_bytes, are a bucket of their own, launched last.
+  GradientReducer tailed(params, *comm, GradientReducerOptions{1000, 2000, 800});
+  ASSERT_EQ(tailed.buckets().size(), 3u);
+  EXPECT_EQ(tailed.buckets()[1], (std::vector<std::size_t>{5, 4, 3, 2}));
+  EXPECT_EQ(tailed.buckets()[2], (std::vector<std::size_t>{1, 0}));
   // A parameter larger than a bucket gets one of its own.
   auto big = parameters({10, 1000, 10});
   GradientReducer single(big, *comm, GradientReducerOptions{100, 100});
