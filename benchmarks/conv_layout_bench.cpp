@@ -1,11 +1,13 @@
-// What keeping oneDNN's blocked layout from layer to layer would buy on the CPU: the U-Net's 3³
+// What keeping oneDNN's own layout from layer to layer buys on the CPU: the U-Net's 3³
 // convolutions (batch 2, fp32, one thread) three ways, in one run:
-//   conv/libtorch      at::conv3d on LibTorch's plain NCDHW tensors, as the networks run today
+//   conv/libtorch      at::conv3d on LibTorch's plain NCDHW tensors, as LibTorch's ops run them
 //                      (LibTorch reorders input and output to and from oneDNN's layout per call);
 //   conv/onednn_plain  oneDNN called directly, plain input and output reordered around the
 //                      convolution (the same work, oneDNN's own choice of kernel);
-//   conv/onednn_blocked the convolution alone on oneDNN's preferred (blocked) layouts: what a
-//                      network pays when activations stay blocked between layers.
+//   conv/onednn_blocked the convolution alone on oneDNN's preferred layouts (format `any`:
+//                      channels-last ndhwc for brgconv on AVX-512, nCdhw16c/8c for the older
+//                      kernels): what a network pays when activations stay in that layout, as
+//                      the oneDNN engine and training ops keep them (models/onednn_unet.h).
 //   conv_layout_bench [--benchmark_filter=...]
 // Case arguments: input channels, output channels, edge (voxels). Counters: gflops (2·MACs per
 // second). Each oneDNN result is checked once against at::conv3d (relative 1e-4 of the largest

@@ -3,6 +3,7 @@
 // of oneDNN's reference kernels. Included only by those two files (it pulls in dnnl.hpp).
 #pragma once
 
+#include <ATen/core/Tensor.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <optional>
@@ -19,6 +20,12 @@ dnnl::stream& cpu_stream();
 /// this CPU: ndhwc (brgconv, AVX-512), nCdhw16c or nCdhw8c; nullopt when it keeps a plain layout
 /// (no vector kernels: nothing to gain). `impl` gets the kernel's name. Probed once.
 std::optional<dnnl::memory::format_tag> activation_layout(std::string* impl = nullptr);
+
+/// A float32 weight tensor (contiguous, LibTorch's layout `user` for oneDNN's `dims`) as a
+/// primitive wants it: the tensor's own memory when the layouts agree, else a copy reordered on
+/// the calling thread's stream (in order before the primitives queued after it).
+dnnl::memory weights_as(const at::Tensor& weight, const dnnl::memory::dims& dims, dnnl::memory::format_tag user,
+                        const dnnl::memory::desc& want);
 
 /// oneDNN's reference kernels are hundreds of times slower than LibTorch's path: throws
 /// InternalError naming `what` when `impl` (a primitive's impl_info_str) is one.

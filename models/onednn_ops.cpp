@@ -53,6 +53,15 @@ std::optional<dnnl::memory::format_tag> activation_layout(std::string* impl) {
   return probed.first;
 }
 
+dnnl::memory weights_as(const at::Tensor& weight, const dnnl::memory::dims& dims, dnnl::memory::format_tag user,
+                        const dnnl::memory::desc& want) {
+  dnnl::memory plain({dims, dnnl::memory::data_type::f32, user}, cpu_engine(), const_cast<void*>(weight.data_ptr()));
+  if (plain.get_desc() == want) return plain;
+  dnnl::memory mine(want, cpu_engine());
+  dnnl::reorder(plain, mine).execute(cpu_stream(), plain, mine);
+  return mine;
+}
+
 void not_reference(const std::string& impl, const char* what) {
   if (impl.rfind("ref", 0) == 0) {
     throw InternalError("oneDNN", fmt::format("oneDNN has only its reference kernel ({}) for a {} here", impl, what));
@@ -152,16 +161,6 @@ const Primitives& primitives(const Geometry& g) {
 
 void* data(const at::Tensor& t) { return const_cast<void*>(t.data_ptr()); }
 
-/// LibTorch's weight tensor (contiguous, `user` layout) as oneDNN wants it: itself when the
-/// layouts agree, a reordered copy otherwise.
-memory weights_as(const at::Tensor& weight, const memory::dims& dims, tag user, const memory::desc& want) {
-  memory plain({dims, dt::f32, user}, onednn::cpu_engine(), data(weight));
-  if (plain.get_desc() == want) return plain;
-  memory mine(want, onednn::cpu_engine());
-  dnnl::reorder(plain, mine).execute(onednn::cpu_stream(), plain, mine);
-  return mine;
-}
-
 /// The layout LibTorch's weights have for oneDNN's dims {Cout, Cin, k...}: a convolution's
 /// [Cout, Cin, k...] is oidhw; a transposed convolution's [Cin, Cout, k...] is iodhw.
 tag user_layout(const Geometry& g) { return g.transposed ? tag::iodhw : tag::oidhw; }
@@ -173,7 +172,7 @@ at::Tensor run_forward(const Geometry& g, const at::Tensor& x, const at::Tensor&
   const auto& engine = onednn::cpu_engine();
   at::Tensor y = at::empty(at::IntArrayRef(g.dst), x.options().memory_format(at::MemoryFormat::ChannelsLast3d));
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory({g.src, dt::f32, tag::ndhwc}, engine, data(x))},
-                                       {DNNL_ARG_WEIGHTS, weights_as(weight, g.weights, user_layout(g), p.forward_weights)},
+                                       {DNNL_ARG_WEIGHTS, onednn::weights_as(weight, g.weights, user_layout(g), p.forward_weights)},
                                        {DNNL_ARG_DST, memory({g.dst, dt::f32, tag::ndhwc}, engine, data(y))}};
   if (g.bias) args.emplace(DNNL_ARG_BIAS, memory({{g.weights[0]}, dt::f32, tag::a}, engine, data(bias)));
   p.forward.execute(onednn::cpu_stream(), args);
@@ -192,7 +191,7 @@ variable_list run_backward(const Geometry& g, const at::Tensor& x, const at::Ten
   if (want_x) {
     dx = at::empty(at::IntArrayRef(g.src), x.options().memory_format(at::MemoryFormat::ChannelsLast3d));
     p.backward_data.execute(stream, {{DNNL_ARG_DIFF_DST, diff_dst},
-                                     {DNNL_ARG_WEIGHTS, weights_as(weight, g.weights, user_layout(g), p.backward_data_weights)},
+                                     {DNNL_ARG_WEIGHTS, onednn::weights_as(weight, g.weights, user_layout(g), p.backward_data_weights)},
                                      {DNNL_ARG_DIFF_SRC, memory({g.src, dt::f32, tag::ndhwc}, engine, data(dx))}});
   }
   if (want_params) {

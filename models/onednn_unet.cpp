@@ -82,15 +82,8 @@ class Plan {
  public:
   /// `layout`: the activations' layout, oneDNN's choice for the network's convolutions (ndhwc,
   /// nCdhw16c or nCdhw8c), which the transposed convolutions and concatenations keep.
-  Plan(const Weights& w, std::int64_t batch, const Axes& size, tag layout, const dnnl::engine& engine, dnnl::stream& stream)
-      : layout_(layout), engine_(engine), stream_(stream) {
+  Plan(const Weights& w, std::int64_t batch, const Axes& size, tag layout) : layout_(layout), engine_(onednn::cpu_engine()) {
     const int stages = static_cast<int>(w.encoder.size());
-    std::vector<Axes> sizes{size};
-    for (int s = 1; s < stages; ++s) {
-      Axes next{};
-      for (int a = 0; a < 3; ++a) next[a] = sizes.back()[a] / w.strides[s][a];
-      sizes.push_back(next);
-    }
     input_ = add_value(memory::desc(dims_of(batch, w.in_channels, size), dt::f32, tag::ncdhw));
     std::vector<int> skips;
     int h = input_;
@@ -106,6 +99,7 @@ class Plan {
     }
     output_ = as_layout(conv(h, w.head), memory::desc(dims_of(batch, w.classes, size), dt::f32, tag::ncdhw));
     assign_slots();
+    onednn::cpu_stream().wait();  // the weights' reorders
   }
 
   /// Bytes each pool slot needs.
@@ -122,7 +116,7 @@ class Plan {
     for (auto& step : steps_) {
       switch (step.kind) {
         case Step::Kind::kPrimitive:
-          step.primitive.execute(stream_, step.args);
+          step.primitive.execute(onednn::cpu_stream(), step.args);
           break;
         case Step::Kind::kNorm:
           instance_norm_act_blocked_(data(step.writes), step.batch, step.channels, step.block, step.voxels,
@@ -134,7 +128,7 @@ class Plan {
           break;
       }
     }
-    stream_.wait();
+    onednn::cpu_stream().wait();
   }
 
  private:
@@ -179,18 +173,9 @@ class Plan {
     return add_step(dnnl::reorder(pd), {{DNNL_ARG_FROM, v}}, want);
   }
 
-  /// A weight tensor (plain, `user` layout) reordered once into the primitive's `want`.
-  memory weights_in(const at::Tensor& weight, const memory::dims& dims, tag user, const memory::desc& want) {
-    memory plain({dims, dt::f32, user}, engine_, const_cast<void*>(weight.data_ptr()));
-    memory mine(want, engine_);
-    dnnl::reorder(plain, mine).execute(stream_, plain, mine);
-    stream_.wait();
-    return mine;
-  }
-
-  /// The convolution of `layer` (padding kernel/2, the layer's stride) into `dst`'s layout, or
-  /// oneDNN's choice without one.
-  int conv(int src, const ConvLayer& layer, const memory::desc* dst = nullptr) {
+  /// The convolution of `layer` (padding kernel/2, the layer's stride), its output in oneDNN's
+  /// choice of layout.
+  int conv(int src, const ConvLayer& layer) {
     const auto& in = values_[src].desc.dims();
     const std::int64_t out_channels = layer.weight.size(0), in_channels = layer.weight.size(1);
     memory::dims pad_l, pad_r, out{in[0], out_channels};
@@ -202,7 +187,7 @@ class Plan {
     }
     const memory::dims wdims{out_channels, in_channels, layer.kernel[0], layer.kernel[1], layer.kernel[2]};
     const memory::desc bias({out_channels}, dt::f32, tag::a);
-    const memory::desc dst_desc = dst != nullptr ? *dst : memory::desc(out, dt::f32, tag::any);
+    const memory::desc dst_desc(out, dt::f32, tag::any);
     const dnnl::convolution_forward::primitive_desc pd(
         dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                         memory::desc(in, dt::f32, tag::any), memory::desc(wdims, dt::f32, tag::any), bias,
@@ -211,7 +196,7 @@ class Plan {
     onednn::not_reference(pd.impl_info_str(), "convolution");
     const int source = as_layout(src, pd.src_desc());
     std::unordered_map<int, memory> fixed{
-        {DNNL_ARG_WEIGHTS, weights_in(layer.weight, wdims, tag::oidhw, pd.weights_desc())},
+        {DNNL_ARG_WEIGHTS, onednn::weights_as(layer.weight, wdims, tag::oidhw, pd.weights_desc())},
         {DNNL_ARG_BIAS, memory(bias, engine_, const_cast<void*>(layer.bias.data_ptr()))}};
     return add_step(dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, source}}, pd.dst_desc(), std::move(fixed));
   }
@@ -240,44 +225,51 @@ class Plan {
     return v;
   }
 
-  /// The transposed convolution kernel = stride (no bias), weight [Cin, Cout, kz, ky, kx], from
-  /// and to the activations' layout (oneDNN's own choice there can be another blocking).
+  /// The transposed convolution kernel = stride (no bias), weight [Cin, Cout, kz, ky, kx]: from
+  /// and to the activations' layout where oneDNN has a fast kernel for that (channels-last on
+  /// AVX-512; with `any` it would return nCdhw16c there), else in the layouts it picks.
   int upsample(int src, const at::Tensor& weight, const Axes& stride) {
     const auto& in = values_[src].desc.dims();
     const std::int64_t in_channels = weight.size(0), out_channels = weight.size(1);
     const memory::dims out{in[0], out_channels, in[2] * stride[0], in[3] * stride[1], in[4] * stride[2]};
     const memory::dims wdims{out_channels, in_channels, stride[0], stride[1], stride[2]};
-    const dnnl::deconvolution_forward::primitive_desc pd(
-        dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
-                                          memory::desc(in, dt::f32, layout_), memory::desc(wdims, dt::f32, tag::any),
-                                          memory::desc(out, dt::f32, layout_), dims_of(stride), {0, 0, 0}, {0, 0, 0}),
-        engine_);
+    const auto make = [&](tag layout) {
+      return dnnl::deconvolution_forward::primitive_desc(
+          dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                                            memory::desc(in, dt::f32, layout), memory::desc(wdims, dt::f32, tag::any),
+                                            memory::desc(out, dt::f32, layout), dims_of(stride), {0, 0, 0}, {0, 0, 0}),
+          engine_);
+    };
+    auto pd = make(layout_);
+    if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) pd = make(tag::any);  // nCdhw8c on AVX2: its own choice
     onednn::not_reference(pd.impl_info_str(), "transposed convolution");
     const int source = as_layout(src, pd.src_desc());
     // LibTorch's [Cin, Cout, ...] is oneDNN's {Cout, Cin, ...} with the input channel outermost.
-    std::unordered_map<int, memory> fixed{{DNNL_ARG_WEIGHTS, weights_in(weight, wdims, tag::iodhw, pd.weights_desc())}};
+    std::unordered_map<int, memory> fixed{{DNNL_ARG_WEIGHTS, onednn::weights_as(weight, wdims, tag::iodhw, pd.weights_desc())}};
     return add_step(dnnl::deconvolution_forward(pd), {{DNNL_ARG_SRC, source}}, pd.dst_desc(), std::move(fixed));
   }
 
-  /// [a, b] along channels, in the activations' layout. Channels-last: one pass of row copies
-  /// (oneDNN's concatenation takes its slow reference path there, and a reorder after it).
+  /// [a, b] along channels, both halves first in the activations' layout. Channels-last: one
+  /// pass of row copies (oneDNN's concatenation takes its slow reference path there); blocked:
+  /// oneDNN's, which then copies whole blocks.
   int concat(int a, int b) {
-    auto dims = values_[a].desc.dims();
-    dims[1] += values_[b].desc.dims()[1];
+    const int first = as_layout(a, memory::desc(values_[a].desc.dims(), dt::f32, layout_));
+    const int second = as_layout(b, memory::desc(values_[b].desc.dims(), dt::f32, layout_));
+    auto dims = values_[first].desc.dims();
+    dims[1] += values_[second].desc.dims()[1];
     const memory::desc dst(dims, dt::f32, layout_);
-    if (layout_ == tag::ndhwc) {
-      const int first = as_layout(a, memory::desc(values_[a].desc.dims(), dt::f32, tag::ndhwc));
-      const int second = as_layout(b, memory::desc(values_[b].desc.dims(), dt::f32, tag::ndhwc));
-      Step step;
-      step.kind = Step::Kind::kConcat;
-      step.reads = {{DNNL_ARG_MULTIPLE_SRC, first}, {DNNL_ARG_MULTIPLE_SRC + 1, second}};
-      step.voxels = dims[0] * dims[2] * dims[3] * dims[4];
-      step.writes = add_value(dst);
-      steps_.push_back(std::move(step));
-      return steps_.back().writes;
+    const std::vector<std::pair<int, int>> reads{{DNNL_ARG_MULTIPLE_SRC, first}, {DNNL_ARG_MULTIPLE_SRC + 1, second}};
+    if (layout_ != tag::ndhwc) {
+      const dnnl::concat::primitive_desc pd(dst, 1, {values_[first].desc, values_[second].desc}, engine_);
+      return add_step(dnnl::concat(pd), reads, pd.dst_desc());
     }
-    const dnnl::concat::primitive_desc pd(dst, 1, {values_[a].desc, values_[b].desc}, engine_);
-    return add_step(dnnl::concat(pd), {{DNNL_ARG_MULTIPLE_SRC, a}, {DNNL_ARG_MULTIPLE_SRC + 1, b}}, pd.dst_desc());
+    Step step;
+    step.kind = Step::Kind::kConcat;
+    step.reads = reads;
+    step.voxels = dims[0] * dims[2] * dims[3] * dims[4];
+    step.writes = add_value(dst);
+    steps_.push_back(std::move(step));
+    return steps_.back().writes;
   }
 
   /// Every value written by a step gets a pool slot for its lifetime (from its step to its last
@@ -318,7 +310,6 @@ class Plan {
 
   tag layout_;
   const dnnl::engine& engine_;
-  dnnl::stream& stream_;
   std::vector<Value> values_;
   std::vector<Step> steps_;
   std::vector<std::size_t> slot_bytes_;
@@ -384,8 +375,6 @@ std::string snapshot(const UNetImpl& net, Weights& w) {
 struct OneDnnUNet::Impl {
   Weights weights;
   tag layout = tag::ndhwc;  ///< the activations'
-  const dnnl::engine& engine = onednn::cpu_engine();
-  dnnl::stream& stream = onednn::cpu_stream();
   std::map<std::array<std::int64_t, 4>, std::unique_ptr<Plan>> plans;  ///< by [N, D, H, W]
   std::map<std::array<std::int64_t, 4>, std::string> refused;
   std::vector<at::Tensor> pool;  ///< activation buffers, shared by every plan (one runs at a time)
@@ -445,8 +434,7 @@ bool OneDnnUNet::accepts(const at::Tensor& x, std::string* why) {
       problem = r->second;
     } else if (impl_->plans.count(key) == 0) {
       try {
-        auto plan = std::make_unique<Plan>(w, key[0], Axes{key[1], key[2], key[3]}, impl_->layout, impl_->engine,
-                                           impl_->stream);
+        auto plan = std::make_unique<Plan>(w, key[0], Axes{key[1], key[2], key[3]}, impl_->layout);
         impl_->fit(*plan);
         impl_->plans.emplace(key, std::move(plan));
       } catch (const dnnl::error& e) {

@@ -59,8 +59,21 @@ Autocast::~Autocast() {
   at::autocast::clear_cache();
 }
 
+bool cpu_bfloat16_convolutions() {
+  static const bool available = [] {
+    try {
+      torch::NoGradGuard no_grad;
+      at::conv3d(at::zeros({1, 16, 4, 4, 4}, at::kBFloat16), at::zeros({16, 16, 3, 3, 3}, at::kBFloat16), {}, 1, 1);
+      return true;
+    } catch (const std::exception&) {  // oneDNN has no bf16 convolution below AVX-512
+      return false;
+    }
+  }();
+  return available;
+}
+
 bool whole_bfloat16(Precision precision, const c10::Device& device) {
-  return precision == Precision::kBFloat16 && device.is_cpu();
+  return precision == Precision::kBFloat16 && device.is_cpu() && cpu_bfloat16_convolutions();
 }
 
 void to_channels_last_3d(torch::nn::Module& module) {

@@ -35,9 +35,13 @@ class Autocast {
   at::ScalarType previous_type_ = at::kHalf;
 };
 
+/// Whether LibTorch's CPU convolutions take bfloat16 here (oneDNN: natively with AMX or
+/// AVX512-BF16, emulated on other AVX-512 CPUs, not at all below AVX-512). Probed once.
+bool cpu_bfloat16_convolutions();
+
 /// Whether inference in `precision` on `device` runs the whole network in bfloat16: bf16 on the
-/// CPU, where LibTorch has no fast autocast path but oneDNN runs bf16 convolutions natively on
-/// CPUs with AMX or AVX512-BF16 (slowly, emulated, on others). fp16 on the CPU stays fp32.
+/// CPU where cpu_bfloat16_convolutions() holds (LibTorch has no fast CPU autocast path). fp16 on
+/// the CPU, and bf16 on a CPU without bf16 convolutions, stay fp32.
 bool whole_bfloat16(Precision precision, const c10::Device& device);
 
 /// Puts every 5-D parameter of `module` (the 3D convolutions' weights) in channels-last 3D

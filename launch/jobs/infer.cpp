@@ -210,6 +210,10 @@ class Campaign {
       auto [net, card] = models::load_model(route.model);
       net->to(context_.device);
       if (models::whole_bfloat16(precision_, context_.device)) net->to(at::kBFloat16);
+      if (precision_ == models::Precision::kBFloat16 && context_.device.is_cpu() && !models::cpu_bfloat16_convolutions() &&
+          context_.env.rank() == 0) {
+        spdlog::warn("model {}: this CPU has no bfloat16 convolutions (oneDNN needs AVX-512); running it in fp32", key);
+      }
       if (config_.channels_last) models::to_channels_last_3d(*net);
       net->eval();
       std::shared_ptr<models::OneDnnUNet> onednn;

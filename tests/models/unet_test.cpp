@@ -148,6 +148,7 @@ TEST(UNet, FusedNormInBFloat16AndAWholeBFloat16NetworkFollowFloat32) {
   EXPECT_FALSE(torch::equal(fused.to(at::kFloat), want));  // rounded to bf16 indeed
   // A whole-bf16 network (what campaigns with precision bf16 run on the CPU) follows the fp32
   // one within bf16 rounding of every layer.
+  if (!cpu_bfloat16_convolutions()) GTEST_SKIP() << "no bfloat16 convolutions on this CPU (oneDNN needs AVX-512)";
   UNet net(small(BlockType::kPlain));
   net->eval();
   const at::Tensor input = torch::randn({1, 2, 9, 12, 10});
