@@ -5,8 +5,10 @@
 //
 //   unet_infer_bench [--device auto|cpu|cuda] [--size 256] [--window 128] [--stages 5]
 //       [--base 32] [--max 320] [--classes 3] [--batch 2] [--precision fp16|bf16|fp32]
-//       [--accumulation fp32|fp16] [--channels-last] [--iterations 5]
+//       [--accumulation fp32|fp16] [--channels-last] [--engine auto|libtorch] [--iterations 5]
 //
+// --engine auto (the default, as campaigns) runs a CPU fp32 network on the oneDNN engine
+// (models/onednn_unet.h) where it applies; libtorch always on LibTorch's ops.
 // Counters: volumes_per_s, voxels_per_s, windows_per_s. The first volume (cuDNN autotuning,
 // allocator warm-up) is not timed. On a CPU use small settings (the smoke test runs 40³).
 #include <ATen/ATen.h>
@@ -22,6 +24,7 @@
 
 #include "core/device.h"
 #include "core/errors.h"
+#include "models/onednn_unet.h"
 #include "models/precision.h"
 #include "models/registry.h"
 #include "models/stitcher.h"
@@ -30,7 +33,7 @@ namespace vitruvian::bench {
 namespace {
 
 struct Settings {
-  std::string device = "auto", precision = "fp16", accumulation = "fp32";
+  std::string device = "auto", precision = "fp16", accumulation = "fp32", engine = "auto";
   std::int64_t size = 256, window = 128, base = 32, max = 320, classes = 3, batch = 2, iterations = 5;
   int stages = 5;
   bool channels_last = false;
@@ -53,6 +56,9 @@ void BM_UNetInfer(benchmark::State& state) {
   if (whole_bf16) net->to(at::kBFloat16);
   if (g.channels_last) models::to_channels_last_3d(*net);
   net->eval();
+  std::unique_ptr<models::OneDnnUNet> onednn;
+  std::string why = "--engine libtorch";
+  if (g.engine == "auto" && device.is_cpu() && !whole_bf16 && !g.channels_last) onednn = models::OneDnnUNet::create(*net, &why);
   torch::NoGradGuard no_grad;
   const at::Tensor volume = torch::randn({1, g.size, g.size, g.size});
   models::SlidingWindowOptions window;
@@ -66,6 +72,7 @@ void BM_UNetInfer(benchmark::State& state) {
         [&](const at::Tensor& x) {
           const models::Autocast autocast(precision, device);
           const at::Tensor in = x.to(device, whole_bf16 ? at::kBFloat16 : x.scalar_type());
+          if (onednn && onednn->accepts(in)) return onednn->forward(in);
           return net->forward(g.channels_last ? models::channels_last_3d(in) : in)[0];
         },
         window, accumulation, [&](std::int64_t, std::int64_t total) { windows = total; }, device);
@@ -84,9 +91,11 @@ void BM_UNetInfer(benchmark::State& state) {
   state.counters["volumes_per_s"] = benchmark::Counter(n, benchmark::Counter::kIsRate);
   state.counters["voxels_per_s"] = benchmark::Counter(n * static_cast<double>(volume.numel()), benchmark::Counter::kIsRate);
   state.counters["windows_per_s"] = benchmark::Counter(n * static_cast<double>(windows), benchmark::Counter::kIsRate);
-  state.SetLabel(fmt::format("{}, {}^3 volume, {}^3 windows x{}, unet {} levels {}->{}, {} classes, {}, {} band{}",
+  state.SetLabel(fmt::format("{}, {}^3 volume, {}^3 windows x{}, unet {} levels {}->{}, {} classes, {}, {} band{}, {}",
                              device.str(), g.size, g.window, windows, g.stages, g.base, g.max, g.classes,
-                             device.is_cuda() ? g.precision + " autocast" : (whole_bf16 ? "whole-bf16 network" : "fp32"), g.accumulation, g.channels_last ? ", channels-last" : ""));
+                             device.is_cuda() ? g.precision + " autocast" : (whole_bf16 ? "whole-bf16 network" : "fp32"), g.accumulation,
+                             g.channels_last ? ", channels-last" : "",
+                             onednn ? "oneDNN engine" : (device.is_cpu() ? "LibTorch's ops (" + why + ")" : "LibTorch's ops")));
 }
 
 }  // namespace
@@ -112,6 +121,7 @@ int main(int argc, char** argv) {
       else if (a == "--precision") g.precision = next();
       else if (a == "--accumulation") g.accumulation = next();
       else if (a == "--channels-last") g.channels_last = true;
+      else if (a == "--engine") g.engine = next();
       else if (a == "--size") g.size = number();
       else if (a == "--window") g.window = number();
       else if (a == "--stages") g.stages = static_cast<int>(number());
@@ -125,6 +135,9 @@ int main(int argc, char** argv) {
     vitruvian::parse_device_choice(g.device);
     vitruvian::models::precision_from_name(g.precision, "--precision");
     vitruvian::models::accumulation_from_name(g.accumulation, "--accumulation");
+    if (g.engine != "auto" && g.engine != "libtorch") {
+      throw vitruvian::InputError("unet_infer_bench", "--engine " + g.engine + "; expected auto or libtorch");
+    }
   } catch (const vitruvian::Error& e) {
     std::fprintf(stderr, "unet_infer_bench: %s\n", e.what());
     return 2;

@@ -36,8 +36,9 @@ dnnl::stream& cpu_stream() {
 std::optional<dnnl::memory::format_tag> activation_layout(std::string* impl) {
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
-  static const auto probed = [] {
+  static const auto probed = []() -> std::pair<std::optional<tag>, std::string> {
     const dnnl::memory::dims d{1, 32, 8, 8, 8};
+    try {
     const dnnl::convolution_forward::primitive_desc pd(
         dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                         dnnl::memory::desc(d, dt::f32, tag::any), dnnl::memory::desc({32, 32, 3, 3, 3}, dt::f32, tag::any),
@@ -47,7 +48,10 @@ std::optional<dnnl::memory::format_tag> activation_layout(std::string* impl) {
     for (const tag t : {tag::ndhwc, tag::nCdhw16c, tag::nCdhw8c}) {
       if (pd.dst_desc() == dnnl::memory::desc(d, dt::f32, t)) layout = t;
     }
-    return std::pair{layout, std::string(pd.impl_info_str())};
+    return {layout, std::string(pd.impl_info_str())};
+    } catch (const dnnl::error& e) {
+      return {std::nullopt, std::string("no convolution: ") + e.what()};
+    }
   }();
   if (impl != nullptr) *impl = probed.second;
   return probed.first;
@@ -115,46 +119,49 @@ void keep(Primitives& p, const dnnl::primitive_desc& forward, const dnnl::primit
   }
 }
 
-/// The primitives of `g`, built the first time on this thread.
-const Primitives& primitives(const Geometry& g) {
-  thread_local std::map<Geometry, Primitives> cache;
-  if (const auto it = cache.find(g); it != cache.end()) return it->second;
+/// The primitives of `g` for one kind of convolution (oneDNN's convolution and deconvolution
+/// primitives take the same descriptors).
+template <typename Forward, typename BackwardData, typename BackwardWeights>
+Primitives build(const Geometry& g, dnnl::algorithm alg, const char* what) {
   const auto& engine = onednn::cpu_engine();
   const memory::desc src(g.src, dt::f32, tag::ndhwc), dst(g.dst, dt::f32, tag::ndhwc), weights(g.weights, dt::f32, tag::any);
   const memory::desc bias = g.bias ? memory::desc({g.weights[0]}, dt::f32, tag::a) : memory::desc();
   const auto prop = g.training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+  const typename Forward::primitive_desc forward(
+      typename Forward::desc(prop, alg, src, weights, bias, dst, g.strides, g.dilates, g.padding_l, g.padding_r), engine);
   Primitives p;
-  if (!g.transposed) {
-    const auto alg = dnnl::algorithm::convolution_direct;
-    const dnnl::convolution_forward::primitive_desc forward(
-        dnnl::convolution_forward::desc(prop, alg, src, weights, bias, dst, g.strides, g.dilates, g.padding_l, g.padding_r), engine);
-    if (g.training) {
-      const dnnl::convolution_backward_data::primitive_desc data(
-          dnnl::convolution_backward_data::desc(alg, src, weights, dst, g.strides, g.dilates, g.padding_l, g.padding_r), engine,
-          forward);
-      const dnnl::convolution_backward_weights::primitive_desc grads(
-          dnnl::convolution_backward_weights::desc(alg, src, weights, bias, dst, g.strides, g.dilates, g.padding_l, g.padding_r),
-          engine, forward);
-      keep(p, forward, &data, &grads, "convolution");
-    } else {
-      keep(p, forward, nullptr, nullptr, "convolution");
-    }
-  } else {
-    const auto alg = dnnl::algorithm::deconvolution_direct;
-    const dnnl::deconvolution_forward::primitive_desc forward(
-        dnnl::deconvolution_forward::desc(prop, alg, src, weights, bias, dst, g.strides, g.dilates, g.padding_l, g.padding_r),
-        engine);
-    if (g.training) {
-      const dnnl::deconvolution_backward_data::primitive_desc data(
-          dnnl::deconvolution_backward_data::desc(alg, src, weights, dst, g.strides, g.dilates, g.padding_l, g.padding_r), engine,
-          forward);
-      const dnnl::deconvolution_backward_weights::primitive_desc grads(
-          dnnl::deconvolution_backward_weights::desc(alg, src, weights, bias, dst, g.strides, g.dilates, g.padding_l, g.padding_r),
-          engine, forward);
-      keep(p, forward, &data, &grads, "transposed convolution");
-    } else {
-      keep(p, forward, nullptr, nullptr, "transposed convolution");
-    }
+  if (!g.training) {
+    keep(p, forward, nullptr, nullptr, what);
+    return p;
+  }
+  const typename BackwardData::primitive_desc data(
+      typename BackwardData::desc(alg, src, weights, dst, g.strides, g.dilates, g.padding_l, g.padding_r), engine, forward);
+  const typename BackwardWeights::primitive_desc grads(
+      typename BackwardWeights::desc(alg, src, weights, bias, dst, g.strides, g.dilates, g.padding_l, g.padding_r), engine, forward);
+  keep(p, forward, &data, &grads, what);
+  return p;
+}
+
+/// The primitives of `g`, built the first time on this thread; InternalError (at once, the
+/// next times) when oneDNN has none or only its reference kernel.
+const Primitives& primitives(const Geometry& g) {
+  thread_local std::map<Geometry, Primitives> cache;
+  thread_local std::map<Geometry, std::string> refused;
+  if (const auto it = cache.find(g); it != cache.end()) return it->second;
+  if (const auto it = refused.find(g); it != refused.end()) throw InternalError("oneDNN", it->second);
+  Primitives p;
+  try {
+    p = g.transposed
+                     ? build<dnnl::deconvolution_forward, dnnl::deconvolution_backward_data, dnnl::deconvolution_backward_weights>(
+                           g, dnnl::algorithm::deconvolution_direct, "transposed convolution")
+                     : build<dnnl::convolution_forward, dnnl::convolution_backward_data, dnnl::convolution_backward_weights>(
+                           g, dnnl::algorithm::convolution_direct, "convolution");
+  } catch (const dnnl::error& e) {
+    refused[g] = std::string("no primitive for this geometry: ") + e.what();
+    throw InternalError("oneDNN", refused[g]);
+  } catch (const InternalError& e) {
+    refused[g] = e.detail();
+    throw;
   }
   return cache.emplace(g, std::move(p)).first->second;
 }
@@ -213,14 +220,26 @@ variable_list run_backward(const Geometry& g, const at::Tensor& x, const at::Ten
   return {dx, dw, db};
 }
 
-void check_input(const at::Tensor& x, const at::Tensor& weight, const char* what) {
+/// x [N, C, D, H, W] and weight [out, C, k...] (transposed: [C, out, k...]) float32 on the CPU;
+/// bias (when defined) one value per output channel.
+void check_input(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, bool transposed, const char* what) {
   if (!onednn_channels_last()) {
     throw InternalError(what, "oneDNN keeps no channels-last layout on this CPU (see onednn_channels_last())");
   }
-  if (x.dim() != 5 || !x.device().is_cpu() || x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat) {
-    throw InputError(what, fmt::format("input of shape [{}] ({}); expected float32 [N, C, D, H, W] on the CPU", fmt::join(x.sizes(), ", "),
-                                       c10::toString(x.scalar_type())));
+  const std::int64_t in = weight.dim() == 5 ? weight.size(transposed ? 0 : 1) : -1, out = weight.dim() == 5 ? weight.size(transposed ? 1 : 0) : -1;
+  if (x.dim() != 5 || !x.device().is_cpu() || x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat ||
+      !weight.device().is_cpu() || in != x.size(1) || (bias.defined() && bias.numel() != out)) {
+    throw InputError(what, fmt::format("input [{}] ({}), weight [{}], bias [{}]; expected float32 CPU tensors [N, C, D, H, W], "
+                                       "weight [{}] and one bias per output channel",
+                                       fmt::join(x.sizes(), ", "), c10::toString(x.scalar_type()), fmt::join(weight.sizes(), ", "),
+                                       bias.defined() ? fmt::format("{}", bias.numel()) : "none",
+                                       transposed ? "C, out, kz, ky, kx" : "out, C, kz, ky, kx"));
   }
+}
+
+/// Whether the call builds a graph: training primitives (forward_training and the backward).
+bool training(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  return at::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()));
 }
 
 /// A geometry as one list of integers, for an autograd context (which keeps IValues).
@@ -251,7 +270,6 @@ class ConvFunction : public torch::autograd::Function<ConvFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                             Geometry g) {
-    g.training = at::GradMode::is_enabled();
     const at::Tensor xc = channels_last(x), wc = weight.contiguous();
     const at::Tensor bc = g.bias ? bias.contiguous() : at::Tensor();
     at::Tensor y = run_forward(g, xc, wc, bc);
@@ -274,10 +292,20 @@ class ConvFunction : public torch::autograd::Function<ConvFunction> {
 
 bool onednn_channels_last() { return onednn::activation_layout() == dnnl::memory::format_tag::ndhwc; }
 
+std::string cpu_convolutions() {
+  std::string kernel;
+  const auto layout = onednn::activation_layout(&kernel);
+  if (!layout) return "LibTorch's ops (oneDNN keeps a plain layout: " + kernel + ")";
+  if (*layout == tag::ndhwc) return "oneDNN directly, activations channels-last (" + kernel + "): training and inference";
+  return fmt::format("oneDNN directly for inference, activations {} ({}); training on LibTorch's ops",
+                     *layout == tag::nCdhw16c ? "nCdhw16c" : "nCdhw8c", kernel);
+}
+
 at::Tensor onednn_conv3d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const Axes& stride,
                          const Axes& padding, std::int64_t dilation) {
-  check_input(x, weight, "onednn_conv3d");
+  check_input(x, weight, bias, false, "onednn_conv3d");
   Geometry g;
+  g.training = training(x, weight, bias);
   g.bias = bias.defined();
   g.src = dims_of(x.sizes());
   g.weights = dims_of(weight.sizes());
@@ -296,8 +324,9 @@ at::Tensor onednn_conv3d(const at::Tensor& x, const at::Tensor& weight, const at
 }
 
 at::Tensor onednn_conv_transpose3d(const at::Tensor& x, const at::Tensor& weight) {
-  check_input(x, weight, "onednn_conv_transpose3d");
+  check_input(x, weight, at::Tensor(), true, "onednn_conv_transpose3d");
   Geometry g;
+  g.training = training(x, weight, at::Tensor());
   g.transposed = true;
   g.src = dims_of(x.sizes());
   g.weights = {weight.size(1), weight.size(0), weight.size(2), weight.size(3), weight.size(4)};
@@ -315,6 +344,8 @@ at::Tensor onednn_conv_transpose3d(const at::Tensor& x, const at::Tensor& weight
 #else  // no oneDNN headers in this build
 
 bool onednn_channels_last() { return false; }
+
+std::string cpu_convolutions() { return "LibTorch's ops (this build has no oneDNN headers, libdnnl-dev)"; }
 
 at::Tensor onednn_conv3d(const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::array<std::int64_t, 3>&,
                          const std::array<std::int64_t, 3>&, std::int64_t) {

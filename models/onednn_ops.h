@@ -3,13 +3,16 @@
 // AVX-512), a LibTorch tensor in ChannelsLast3d memory format is already in oneDNN's layout, so
 // forward, backward-data and backward-weights run without the reorders LibTorch's own
 // convolution does around each of them (docs/PERFORMANCE.md). Autograd functions: gradients
-// flow, and per-parameter hooks (the bucketed allreduce) fire, as with LibTorch's ops.
+// flow, and per-parameter hooks (the bucketed allreduce) fire, as with LibTorch's ops. Each
+// thread keeps the primitives of every geometry it has run (a U-Net has a few dozen per input
+// shape; training, validation and inference shapes each add theirs).
 #pragma once
 
 #include <ATen/core/Tensor.h>
 
 #include <array>
 #include <cstdint>
+#include <string>
 
 namespace vitruvian::models {
 
@@ -17,10 +20,15 @@ namespace vitruvian::models {
 /// channels-last on this CPU. Otherwise the networks stay on LibTorch's convolutions.
 bool onednn_channels_last();
 
+/// What runs float32 CPU convolutions here, for `vitruvian info`: "oneDNN directly ..." with the
+/// activations' layout and kernel, or "LibTorch's ops (<why>)".
+std::string cpu_convolutions();
+
 /// at::conv3d(x, weight, bias, stride, padding, dilation) with gradients for x, weight and bias
 /// (bias may be undefined): x a float32 CPU tensor [N, Cin, D, H, W], taken in (or copied to)
-/// channels-last 3D memory format; the result is channels-last. InternalError if
-/// onednn_channels_last() is false.
+/// channels-last 3D memory format; the result is channels-last. InputError for mismatched
+/// shapes; InternalError when onednn_channels_last() is false or oneDNN has only its reference
+/// kernel (or none) for this geometry, at once on later calls: callers fall back to LibTorch's op.
 at::Tensor onednn_conv3d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                          const std::array<std::int64_t, 3>& stride, const std::array<std::int64_t, 3>& padding,
                          std::int64_t dilation);

@@ -1,13 +1,16 @@
 // The plain U-Net's inference forward on the CPU as a chain of oneDNN primitives called
-// directly, its activations kept in oneDNN's channel-blocked layout (nCdhw16c on AVX-512, nCdhw8c
-// on AVX2) from the first convolution to the last head. LibTorch's convolutions reorder every
-// input and output between its plain NCDHW tensors and that layout, per call; here only the
-// network's input and its logits are plain (docs/PERFORMANCE.md, "the oneDNN engine").
+// directly, its activations kept in the layout oneDNN picks for them (channels-last ndhwc for
+// its brgconv kernels on AVX-512, nCdhw8c on AVX2) from the first convolution to the last head.
+// LibTorch's convolutions reorder every input and output between its plain NCDHW tensors and
+// that layout, per call; here only the network's input and its logits are plain
+// (docs/PERFORMANCE.md, Inference).
 //
-// Convolutions, the transposed convolutions of the decoder and the skip concatenations are
-// oneDNN primitives; instance norm + LeakyReLU runs in place on the blocked activations
-// (instance_norm_act_blocked_). Activation buffers are planned once per input shape from the
-// chain's liveness and reused, so a forward allocates only its output.
+// Convolutions and the decoder's transposed convolutions are oneDNN primitives; the skip
+// concatenations are row copies on channels-last (oneDNN's primitive on blocked layouts);
+// instance norm + LeakyReLU runs in place on the activations (instance_norm_act_blocked_).
+// Activation buffers are planned once per input shape from the chain's liveness and reused, so
+// a forward allocates only its output. Each shape's plan keeps its own copy of the weights in
+// the primitives' layouts (a few MB).
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -3,11 +3,14 @@
 #include "models/unet.h"
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
+#include <optional>
 
 #include "core/errors.h"
 #include "models/onednn_ops.h"
@@ -26,6 +29,19 @@ thread_local bool g_onednn = false;
 bool onednn_input(const at::Tensor& x) {
   return g_onednn && x.dim() == 5 && x.device().is_cpu() && x.scalar_type() == at::kFloat &&
          x.is_contiguous(at::MemoryFormat::ChannelsLast3d);
+}
+
+/// op() on oneDNN, or nothing when oneDNN refuses the geometry (no fast kernel): the caller runs
+/// LibTorch's op instead. Said once per process.
+template <typename Op>
+std::optional<at::Tensor> on_onednn(Op&& op) {
+  try {
+    return op();
+  } catch (const InternalError& e) {
+    static std::once_flag said;
+    std::call_once(said, [&] { spdlog::warn("{}; such layers run on LibTorch's ops", e.detail()); });
+    return std::nullopt;
+  }
 }
 
 using Axes = std::array<std::int64_t, 3>;
@@ -50,8 +66,10 @@ class ConvNormActImpl : public nn::Module {
     macs_per_output_ = in * kernel[0] * kernel[1] * kernel[2];
   }
   at::Tensor forward(const at::Tensor& x) {
-    const bool onednn = onednn_input(x);
-    at::Tensor y = onednn ? onednn_conv3d(x, conv_->weight, conv_->bias, stride_, padding_, dilation_) : conv_->forward(x);
+    std::optional<at::Tensor> fast;
+    if (onednn_input(x)) fast = on_onednn([&] { return onednn_conv3d(x, conv_->weight, conv_->bias, stride_, padding_, dilation_); });
+    const bool onednn = fast.has_value();
+    at::Tensor y = onednn ? *fast : conv_->forward(x);
     if (g_flops != nullptr) *g_flops += 2.0 * static_cast<double>(y.numel()) * static_cast<double>(macs_per_output_);
     const std::optional<double> slope = activate_ ? std::optional<double>(slope_) : std::nullopt;
     if (onednn && !at::GradMode::is_enabled()) {  // inference, channels-last: in place, one lane per channel
@@ -234,7 +252,9 @@ class TransposedImpl : public nn::Module {
   at::Tensor forward(const at::Tensor& x) {
     if (g_flops != nullptr) *g_flops += 2.0 * static_cast<double>(x.numel()) * static_cast<double>(macs_per_input_);
     if (x.is_cuda()) return conv_->forward(x);  // cuDNN's transposed convolution is fast
-    if (onednn_input(x)) return onednn_conv_transpose3d(x, conv_->weight);
+    if (onednn_input(x)) {
+      if (auto y = on_onednn([&] { return onednn_conv_transpose3d(x, conv_->weight); })) return *y;
+    }
     // In bf16 oneDNN's pointwise convolution is slow to hand its many output channels back in
     // LibTorch's layout (12 ms against 3 ms in fp32 for 32 -> 16 channels at 24^3): fp32 inside.
     if (x.scalar_type() == at::kBFloat16) return upsample_by_product(x.to(at::kFloat), conv_->weight.to(at::kFloat)).to(at::kBFloat16);
@@ -253,7 +273,9 @@ class HeadImpl : public nn::Module {
     conv_ = register_module("conv", nn::Conv3d(nn::Conv3dOptions(in, classes, 1)));
   }
   at::Tensor forward(const at::Tensor& x) {
-    at::Tensor y = onednn_input(x) ? onednn_conv3d(x, conv_->weight, conv_->bias, kOnes, {0, 0, 0}, 1) : conv_->forward(x);
+    std::optional<at::Tensor> fast;
+    if (onednn_input(x)) fast = on_onednn([&] { return onednn_conv3d(x, conv_->weight, conv_->bias, kOnes, {0, 0, 0}, 1); });
+    at::Tensor y = fast ? *fast : conv_->forward(x);
     if (g_flops != nullptr) *g_flops += 2.0 * static_cast<double>(y.numel()) * static_cast<double>(in_);
     return y;
   }

@@ -81,7 +81,7 @@ GradientReducer::GradientReducer(std::vector<at::Tensor> parameters, Communicato
   for (std::size_t n = s.params.size(); n-- > 0;) {
     const at::Tensor& p = s.params[n];
     bool start_bucket = buckets.empty() || n + 1 == tail;
-    if (!start_bucket) {
+    if (!start_bucket && n >= tail) {  // the tail stays whole
       const std::int64_t limit = buckets.size() == 1 ? options.first_bucket_bytes : options.bucket_bytes;
       const bool full = bytes > 0 && bytes + static_cast<std::int64_t>(p.nbytes()) > limit;
       const bool other_type = p.scalar_type() != s.params[buckets.back().params.front()].scalar_type();

@@ -473,7 +473,7 @@ class Campaign {
     at::Tensor labels;
     std::int64_t windows = 0;
     std::unique_ptr<Progress> bar;
-    const char* engine = "libtorch";  // what ran the forward passes
+    bool on_onednn = false, on_libtorch = false;  // what ran the forward passes
     {
       torch::NoGradGuard no_grad;
       const c10::Device device = context_.device;
@@ -484,9 +484,10 @@ class Campaign {
               const models::Autocast autocast(precision_, device);
               const at::Tensor in = x.to(device, models::whole_bfloat16(precision_, device) ? at::kBFloat16 : x.scalar_type());
               if (model.onednn && model.onednn->accepts(in)) {
-                engine = "onednn";
+                on_onednn = true;
                 return model.onednn->forward(in);
               }
+              on_libtorch = true;
               return model.net->forward(config_.channels_last ? models::channels_last_3d(in) : in)[0];
             },
             window,
@@ -566,7 +567,7 @@ class Campaign {
     r.timing = {{"model", route.model.string()},
                 {"prepare_s", std::chrono::duration<double>(prepared - start).count()},
                 {"predict_s", predict_s},
-                {"engine", engine},
+                {"engine", on_onednn && on_libtorch ? "onednn+libtorch" : (on_onednn ? "onednn" : "libtorch")},
                 {"seconds", seconds_since(start)},
                 {"windows", windows},
                 {"voxels", reference.voxels.numel()}};

@@ -18,6 +18,7 @@
 #include "core/errors.h"
 #include "core/version.h"
 #include "data/hdf5.h"
+#include "models/onednn_ops.h"
 #include "models/registry.h"
 
 namespace vitruvian::jobs {
@@ -81,6 +82,7 @@ void print_table(const json& report) {
   std::printf("\nMPI threads: %s (asked for %s)\n", report["mpi_thread_level"].get<std::string>().c_str(),
               report["mpi_thread_level_requested"].get<std::string>().c_str());
   std::printf("malloc: %s\n", report["malloc"].get<std::string>().c_str());
+  std::printf("CPU convolutions: %s\n", report["cpu_convolutions"].get<std::string>().c_str());
   for (const auto& check : report["checks"]) {
     std::printf("check: allreduce over %zu ranks on %s (%s): %s, sum %.0f (expected %.0f), %.2f ms\n", ranks.size(),
                 check["device"].get<std::string>().c_str(), check["backend"].get<std::string>().c_str(),
@@ -139,6 +141,7 @@ int run_info(const JobContext& context, const InfoOptions& options) {
       {"malloc", env.malloc_pinned() ? "mmap threshold pinned at 32 MiB, trim at 1 GiB"
                                      : "glibc defaults (or the MALLOC_*_ environment)"},
       {"mpi_thread_level_requested", thread_level_name(env.thread_level_requested())},
+      {"cpu_convolutions", models::cpu_convolutions()},
       {"backends",
        json::array({json{{"name", "mpi"}, {"tensors", "CPU tensors"}, {"status", "built"}},
                     json{{"name", "nccl"}, {"tensors", "CUDA tensors"}, {"status", nccl_status}}})},

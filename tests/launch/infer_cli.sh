@@ -237,7 +237,9 @@ PY
 # vector kernels on this CPU), or on LibTorch's ops with --engine libtorch: the same labels but
 # for a few voxels where two classes' logits tie within float rounding.
 expect_exit 0 libtorch.err "$vit" --threads 1 infer --input chest.h5 --model run/model --out libtorch_out --studies chest_cardiac_00000,chest_cardiac_00001 --engine libtorch
-grep -q "oneDNN's primitives directly" fp32_again.err && onednn=onednn || onednn=libtorch
+# What should run comes from the CPU (`vitruvian info`), not from the campaign's own log.
+"$vit" info > info.txt 2>&1 || { cat info.txt; fail "vitruvian info failed"; }
+grep -q "CPU convolutions: oneDNN directly" info.txt && onednn=onednn || onednn=libtorch
 grep -q "model .*: CPU forward on" fp32_again.err || { cat fp32_again.err; fail "the campaign did not say which engine runs the model"; }
 $py - "$onednn" <<'PY'
 import json, sys

@@ -68,8 +68,9 @@ TEST(OneDnnUNet, EqualsTheNetworkForTheQuickstartShape) {
 
 TEST(OneDnnUNet, EqualsTheNetworkForAnisotropicStagesAndUnblockedChannelCounts) {
   torch::manual_seed(2);
-  // 4, 8 and 12 channels: every activation padded inside oneDNN's 16- or 8-channel blocks;
-  // 1×3×3 kernels and in-plane pooling first; two input sequences.
+  // 4, 8 and 12 channels: on CPUs where oneDNN blocks channels by 16 or 8 (AVX2), every
+  // activation is padded inside its blocks; 1×3×3 kernels and in-plane pooling first; two input
+  // sequences.
   for (const bool deep : {true, false}) {
     for (const int convs : {1, 2}) {
       SCOPED_TRACE(testing::Message() << "deep supervision " << deep << ", convolutions per stage " << convs);
@@ -127,9 +128,10 @@ TEST(OneDnnUNet, BlockedNormEqualsThePlainKernelAndKeepsPaddingZero) {
                              .permute({0, 1, 3, 2})
                              .contiguous();
     at::Tensor two_threads = blocked.clone();
+    const int threads = at::get_num_threads();
+    at::set_num_threads(1);
     instance_norm_act_blocked_(blocked.data_ptr<float>(), n, c, block, voxels, gamma.data_ptr<float>(), beta.data_ptr<float>(),
                                1e-5, 0.01F);
-    const int threads = at::get_num_threads();
     at::set_num_threads(2);
     instance_norm_act_blocked_(two_threads.data_ptr<float>(), n, c, block, voxels, gamma.data_ptr<float>(),
                                beta.data_ptr<float>(), 1e-5, 0.01F);
@@ -180,6 +182,13 @@ TEST(OneDnnOps, ConvolutionsAndTheirGradientsEqualLibTorchs) {
     const auto g_want = gradients(want, r, inputs), g_got = gradients(got, r, inputs);
     for (std::size_t i = 0; i < inputs.size(); ++i) EXPECT_LT(relative_difference(g_got[i], g_want[i]), 1e-5) << "gradient " << i;
   }
+  // Mismatched shapes are the caller's error, said as such.
+  EXPECT_THROW(onednn_conv3d(channels_last(torch::randn({1, 3, 4, 4, 4})), torch::randn({8, 4, 3, 3, 3}), torch::randn({8}),
+                             {1, 1, 1}, {1, 1, 1}, 1),
+               InputError);
+  EXPECT_THROW(onednn_conv3d(channels_last(torch::randn({1, 4, 4, 4, 4})), torch::randn({8, 4, 3, 3, 3}), torch::randn({7}),
+                             {1, 1, 1}, {1, 1, 1}, 1),
+               InputError);
   // The decoder's upsampling: transposed, kernel = stride, anisotropic.
   const at::Tensor x = torch::randn({2, 16, 3, 5, 4}).requires_grad_();
   const at::Tensor w = (torch::randn({16, 8, 1, 2, 2}) * 0.2).requires_grad_();

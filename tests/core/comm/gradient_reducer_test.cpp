@@ -35,8 +35,19 @@ TEST(GradientReducer, BucketsRunInReverseParameterOrderWithASmallFirstBucket) {
   // The first parameters, up to last_bucket_bytes, are a bucket of their own, launched last.
   GradientReducer tailed(params, *comm, GradientReducerOptions{1000, 2000, 800});
   ASSERT_EQ(tailed.buckets().size(), 3u);
+  EXPECT_EQ(tailed.buckets()[0], (std::vector<std::size_t>{7, 6}));
   EXPECT_EQ(tailed.buckets()[1], (std::vector<std::size_t>{5, 4, 3, 2}));
   EXPECT_EQ(tailed.buckets()[2], (std::vector<std::size_t>{1, 0}));
+  // Larger than the buckets before it, the tail is still one bucket.
+  GradientReducer wide(params, *comm, GradientReducerOptions{400, 800, 1600});
+  ASSERT_EQ(wide.buckets().size(), 4u);
+  EXPECT_EQ(wide.buckets()[1], (std::vector<std::size_t>{6, 5}));
+  EXPECT_EQ(wide.buckets()[3], (std::vector<std::size_t>{3, 2, 1, 0}));
+  // No tail bucket when it would hold every parameter, or with last_bucket_bytes 0.
+  for (const std::int64_t last : {std::int64_t{4000}, std::int64_t{0}}) {
+    GradientReducer untailed(params, *comm, GradientReducerOptions{1000, 2000, last});
+    EXPECT_EQ(untailed.buckets(), reducer.buckets()) << last;
+  }
   // A parameter larger than a bucket gets one of its own.
   auto big = parameters({10, 1000, 10});
   GradientReducer single(big, *comm, GradientReducerOptions{100, 100});
@@ -48,8 +59,10 @@ TEST(GradientReducer, GradientsAreAveragedAcrossRanksAfterBackward) {
   const int rank = comm->rank(), size = comm->size();
   torch::manual_seed(0);
   torch::nn::Sequential net(torch::nn::Linear(6, 40), torch::nn::ReLU(), torch::nn::Linear(40, 3));
-  GradientReducer reducer(net->parameters(), *comm, GradientReducerOptions{256, 1024});
-  ASSERT_GT(reducer.buckets().size(), 1u);
+  // Buckets [last bias], [last weight], and the tail [first bias, first weight].
+  GradientReducer reducer(net->parameters(), *comm, GradientReducerOptions{256, 1024, 1200});
+  ASSERT_EQ(reducer.buckets().size(), 3u);
+  EXPECT_EQ(reducer.buckets()[2], (std::vector<std::size_t>{1, 0}));
   // Every rank's input differs; the expected result is the mean of all ranks' gradients.
   auto input_of = [](int r) { return torch::full({4, 6}, 0.1 * (r + 1)) + torch::arange(24).view({4, 6}) * 0.01; };
   std::vector<at::Tensor> expected;
