@@ -411,8 +411,9 @@ class NormAct : public torch::autograd::Function<NormAct> {
 
 void instance_norm_act_(at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps, std::optional<double> slope) {
   const bool bf16 = x.scalar_type() == at::kBFloat16;
-  TORCH_CHECK(x.dim() >= 3 && x.is_contiguous() && (x.scalar_type() == at::kFloat || bf16) && x.device().is_cpu(),
-              "instance_norm_act_: expected a contiguous float32 or bfloat16 CPU tensor [N, C, ...]");
+  const bool interleaved = !bf16 && is_channels_last(x);
+  TORCH_CHECK(x.dim() >= 3 && (x.is_contiguous() || interleaved) && (x.scalar_type() == at::kFloat || bf16) && x.device().is_cpu(),
+              "instance_norm_act_: expected a float32 or bfloat16 CPU tensor [N, C, ...], contiguous (or channels-last float32)");
   const std::int64_t channels = x.size(1), planes = x.size(0) * channels, plane = x.numel() / std::max<std::int64_t>(planes, 1);
   TORCH_CHECK(weight.numel() == channels && bias.numel() == channels, "instance_norm_act_: expected ", channels,
               " weights and biases");
@@ -421,6 +422,10 @@ void instance_norm_act_(at::Tensor& x, const at::Tensor& weight, const at::Tenso
   const float* gamma = w.data_ptr<float>();
   const float* beta = b.data_ptr<float>();
   const auto negative = static_cast<float>(slope.value_or(1.0));  // 1: no activation
+  if (interleaved) {  // one lane per channel
+    instance_norm_act_blocked_(x.data_ptr<float>(), x.size(0), channels, channels, plane, gamma, beta, eps, negative);
+    return;
+  }
   static_assert(sizeof(c10::BFloat16) == sizeof(std::uint16_t));
   void* data = x.data_ptr();
   at::parallel_for(0, planes, 1, [&](std::int64_t first, std::int64_t last) {

@@ -27,6 +27,12 @@ std::optional<dnnl::memory::format_tag> activation_layout(std::string* impl = nu
 dnnl::memory weights_as(const at::Tensor& weight, const dnnl::memory::dims& dims, dnnl::memory::format_tag user,
                         const dnnl::memory::desc& want);
 
+/// A convolution's output size along one axis of `in` voxels, LibTorch's way (`padding` before
+/// and after, a partial last window dropped), and the padding after that oneDNN must be given
+/// for it (`padding_after`, less than `padding` when the last window is dropped).
+std::int64_t conv_output_size(std::int64_t in, std::int64_t kernel, std::int64_t stride, std::int64_t padding,
+                              std::int64_t dilation, std::int64_t& padding_after);
+
 /// oneDNN's reference kernels are hundreds of times slower than LibTorch's path: throws
 /// InternalError naming `what` when `impl` (a primitive's impl_info_str) is one.
 void not_reference(const std::string& impl, const char* what);

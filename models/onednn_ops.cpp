@@ -66,6 +66,13 @@ dnnl::memory weights_as(const at::Tensor& weight, const dnnl::memory::dims& dims
   return mine;
 }
 
+std::int64_t conv_output_size(std::int64_t in, std::int64_t kernel, std::int64_t stride, std::int64_t padding,
+                              std::int64_t dilation, std::int64_t& padding_after) {
+  const std::int64_t reach = dilation * (kernel - 1) + 1, out = (in + 2 * padding - reach) / stride + 1;
+  padding_after = (out - 1) * stride + reach - in - padding;
+  return out;
+}
+
 void not_reference(const std::string& impl, const char* what) {
   if (impl.rfind("ref", 0) == 0) {
     throw InternalError("oneDNN", fmt::format("oneDNN has only its reference kernel ({}) for a {} here", impl, what));
@@ -311,13 +318,12 @@ at::Tensor onednn_conv3d(const at::Tensor& x, const at::Tensor& weight, const at
   g.weights = dims_of(weight.sizes());
   g.dst = {x.size(0), weight.size(0)};
   for (int a = 0; a < 3; ++a) {
-    const std::int64_t k = weight.size(2 + a), n = x.size(2 + a), reach = dilation * (k - 1) + 1;
-    const std::int64_t o = (n + 2 * padding[a] - reach) / stride[a] + 1;
-    g.dst.push_back(o);
+    std::int64_t after = 0;
+    g.dst.push_back(onednn::conv_output_size(x.size(2 + a), weight.size(2 + a), stride[a], padding[a], dilation, after));
     g.strides.push_back(stride[a]);
     g.dilates.push_back(dilation - 1);
     g.padding_l.push_back(padding[a]);
-    g.padding_r.push_back((o - 1) * stride[a] + reach - n - padding[a]);
+    g.padding_r.push_back(after);
   }
   // An undefined tensor cannot be an autograd input: no bias travels as an empty one.
   return ConvFunction::apply(x, weight, g.bias ? bias : at::empty({0}, weight.options()), g);

@@ -7,6 +7,8 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <torch/nn/module.h>
+#include <torch/nn/functional/instancenorm.h>
+#include <torch/nn/modules/instancenorm.h>
 
 #include <algorithm>
 #include <array>
@@ -33,14 +35,11 @@ using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 using dnnl::memory;
 
-/// InstanceNorm3dOptions' default, as UNet builds its norms (the engine's test compares it with
-/// the network's own forward).
-constexpr double kNormEps = 1e-5;
-
 /// A convolution, followed by instance norm + LeakyReLU unless gamma is undefined (the head).
 struct ConvLayer {
   at::Tensor weight, bias;  ///< [out, in, kz, ky, kx], [out]
   at::Tensor gamma, beta;   ///< [out]
+  double eps = 0;           ///< the norm's
   Axes kernel{}, stride{};
 };
 
@@ -120,7 +119,7 @@ class Plan {
           break;
         case Step::Kind::kNorm:
           instance_norm_act_blocked_(data(step.writes), step.batch, step.channels, step.block, step.voxels,
-                                     step.norm->gamma.data_ptr<float>(), step.norm->beta.data_ptr<float>(), kNormEps, step.slope);
+                                     step.norm->gamma.data_ptr<float>(), step.norm->beta.data_ptr<float>(), step.norm->eps, step.slope);
           break;
         case Step::Kind::kConcat:
           concat_rows(data(step.reads[0].second), values_[step.reads[0].second].desc.dims()[1], data(step.reads[1].second),
@@ -180,10 +179,10 @@ class Plan {
     const std::int64_t out_channels = layer.weight.size(0), in_channels = layer.weight.size(1);
     memory::dims pad_l, pad_r, out{in[0], out_channels};
     for (int a = 0; a < 3; ++a) {
-      const std::int64_t k = layer.kernel[a], s = layer.stride[a], n = in[2 + a], o = (n + 2 * (k / 2) - k) / s + 1;
-      out.push_back(o);
-      pad_l.push_back(k / 2);
-      pad_r.push_back((o - 1) * s + k - n - k / 2);
+      std::int64_t after = 0;
+      out.push_back(onednn::conv_output_size(in[2 + a], layer.kernel[a], layer.stride[a], layer.kernel[a] / 2, 1, after));
+      pad_l.push_back(layer.kernel[a] / 2);
+      pad_r.push_back(after);
     }
     const memory::dims wdims{out_channels, in_channels, layer.kernel[0], layer.kernel[1], layer.kernel[2]};
     const memory::desc bias({out_channels}, dt::f32, tag::a);
@@ -321,6 +320,7 @@ std::string snapshot(const UNetImpl& net, Weights& w) {
   const UNetOptions& o = net.options();
   if (o.block() != BlockType::kPlain) return fmt::format("{} encoder blocks (the engine runs the plain U-Net)", block_type_name(o.block()));
   const auto params = net.named_parameters();
+  const auto modules = net.named_modules();
   std::string problem;
   const auto get = [&](const std::string& name) -> at::Tensor {
     const at::Tensor* p = params.find(name);
@@ -341,6 +341,10 @@ std::string snapshot(const UNetImpl& net, Weights& w) {
     if (norm) {
       l.gamma = get(prefix + ".norm.weight");
       l.beta = get(prefix + ".norm.bias");
+      const auto* module = modules.find(prefix + ".norm");
+      const auto* instance_norm = module != nullptr ? (*module)->as<torch::nn::InstanceNorm3dImpl>() : nullptr;
+      if (instance_norm == nullptr && problem.empty()) problem = "no instance norm " + prefix + ".norm";
+      if (instance_norm != nullptr) l.eps = instance_norm->options.eps();
     }
     l.kernel = kernel;
     l.stride = stride;

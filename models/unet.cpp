@@ -72,23 +72,18 @@ class ConvNormActImpl : public nn::Module {
     at::Tensor y = onednn ? *fast : conv_->forward(x);
     if (g_flops != nullptr) *g_flops += 2.0 * static_cast<double>(y.numel()) * static_cast<double>(macs_per_output_);
     const std::optional<double> slope = activate_ ? std::optional<double>(slope_) : std::nullopt;
-    if (onednn && !at::GradMode::is_enabled()) {  // inference, channels-last: in place, one lane per channel
-      instance_norm_act_blocked_(y.data_ptr<float>(), y.size(0), y.size(1), y.size(1), y.numel() / (y.size(0) * y.size(1)),
-                                 norm_->weight.data_ptr<float>(), norm_->bias.data_ptr<float>(), norm_->options.eps(),
-                                 static_cast<float>(slope.value_or(1.0)));
-      return y;
-    }
-    if (onednn) return instance_norm_act(y, norm_->weight, norm_->bias, norm_->options.eps(), slope);
+    // The fused kernels take plain tensors, and channels-last float32 ones (the oneDNN path's).
+    const bool fused_layout = y.is_contiguous() || (onednn && y.scalar_type() == at::kFloat);
     // Inference: the fused two-pass kernel (no autograd graph to keep).
-    if (!is_training() && !at::GradMode::is_enabled() && y.device().is_cpu() &&
-        (y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16) && y.is_contiguous()) {
-      instance_norm_act_(y, norm_->weight, norm_->bias, norm_->options.eps(), activate_ ? std::optional<double>(slope_) : std::nullopt);
+    if ((onednn || !is_training()) && !at::GradMode::is_enabled() && y.device().is_cpu() &&
+        (y.scalar_type() == at::kFloat || y.scalar_type() == at::kBFloat16) && fused_layout) {
+      instance_norm_act_(y, norm_->weight, norm_->bias, norm_->options.eps(), slope);
       return y;
     }
     // Training on the CPU: the fused autograd function (four vectorised passes instead of
     // about nine).
-    if (y.device().is_cpu() && y.scalar_type() == at::kFloat && y.is_contiguous() && y.numel() > 0) {
-      return instance_norm_act(y, norm_->weight, norm_->bias, norm_->options.eps(), activate_ ? std::optional<double>(slope_) : std::nullopt);
+    if (y.device().is_cpu() && y.scalar_type() == at::kFloat && fused_layout && y.numel() > 0) {
+      return instance_norm_act(y, norm_->weight, norm_->bias, norm_->options.eps(), slope);
     }
     y = norm_->forward(y);
     if (activate_) at::leaky_relu_(y, slope_);

@@ -109,7 +109,8 @@ double forward_flops_per_voxel(UNet& net, const std::array<std::int64_t, 3>& pat
 at::Tensor upsample_by_product(const at::Tensor& x, const at::Tensor& weight);
 
 /// Instance normalisation with affine `weight`/`bias` [C] and, when `slope` is given, LeakyReLU,
-/// in place on a contiguous float32 or bfloat16 CPU tensor [N, C, ...], in two passes over each
+/// in place on a contiguous float32 or bfloat16 CPU tensor [N, C, ...] (or a channels-last
+/// float32 one, through instance_norm_act_blocked_), in two passes over each
 /// channel (float arithmetic, sums in double, then normalise-scale-activate; a bfloat16 result
 /// rounded once): what InstanceNorm3d + leaky_relu_ compute
 /// in four, for inference (no autograd). Equal to them within float rounding.
