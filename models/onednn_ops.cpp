@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "models/precision.h"
 
 #ifdef VITRUVIAN_HAVE_ONEDNN  // set by models/CMakeLists.txt when libdnnl-dev is installed
 #include "models/onednn_common.h"
@@ -179,7 +180,6 @@ void* data(const at::Tensor& t) { return const_cast<void*>(t.data_ptr()); }
 /// [Cout, Cin, k...] is oidhw; a transposed convolution's [Cin, Cout, k...] is iodhw.
 tag user_layout(const Geometry& g) { return g.transposed ? tag::iodhw : tag::oidhw; }
 
-at::Tensor channels_last(const at::Tensor& x) { return x.contiguous(at::MemoryFormat::ChannelsLast3d); }
 
 at::Tensor run_forward(const Geometry& g, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   const Primitives& p = primitives(g);
@@ -277,7 +277,7 @@ class ConvFunction : public torch::autograd::Function<ConvFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                             Geometry g) {
-    const at::Tensor xc = channels_last(x), wc = weight.contiguous();
+    const at::Tensor xc = channels_last_3d(x), wc = weight.contiguous();
     const at::Tensor bc = g.bias ? bias.contiguous() : at::Tensor();
     at::Tensor y = run_forward(g, xc, wc, bc);
     ctx->save_for_backward({xc, wc});
@@ -289,7 +289,7 @@ class ConvFunction : public torch::autograd::Function<ConvFunction> {
     Geometry g = decode(ctx->saved_data["geometry"].toIntVector());
     g.training = true;
     const bool want_params = ctx->needs_input_grad(1) || (g.bias && ctx->needs_input_grad(2));
-    auto out = run_backward(g, saved[0], saved[1], channels_last(grads[0]), ctx->needs_input_grad(0), want_params);
+    auto out = run_backward(g, saved[0], saved[1], channels_last_3d(grads[0]), ctx->needs_input_grad(0), want_params);
     out.emplace_back();  // the geometry
     return out;
   }

@@ -14,6 +14,7 @@
 
 #include "core/errors.h"
 #include "models/onednn_ops.h"
+#include "models/precision.h"
 
 namespace vitruvian::models {
 namespace {
@@ -379,7 +380,7 @@ std::vector<at::Tensor> UNetImpl::forward(const at::Tensor& x) {
     ~Engine() { g_onednn = previous; }
   } engine(onednn_ && x.device().is_cpu() && x.scalar_type() == at::kFloat);
   std::vector<at::Tensor> skips;
-  at::Tensor h = g_onednn ? x.contiguous(at::MemoryFormat::ChannelsLast3d) : x;
+  at::Tensor h = g_onednn ? channels_last_3d(x) : x;
   for (std::size_t s = 0; s < encoder_->size(); ++s) {
     h = encoder_[s]->as<StageImpl>()->forward(h);
     skips.push_back(h);
