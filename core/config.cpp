@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
@@ -39,7 +40,13 @@ namespace {
 struct Entry {
   YAML::Node value;
   std::string origin;  // "file.yaml:12" or "--set key=value"
+  std::string file;    // the YAML file it came from ("" for overrides): relative paths start there
+  int line = 0;        // 1-based line in `file` (0 for overrides)
 };
+
+bool is_index(const std::string& part) {
+  return !part.empty() && part.size() < 10 && part.find_first_not_of("0123456789") == std::string::npos;
+}
 
 std::string type_name(const bool*) { return "true or false"; }
 std::string type_name(const int*) { return "an integer"; }
@@ -88,8 +95,60 @@ class Reader final : public ConfigVisitor {
   void field(const std::string& k, std::vector<std::int64_t>& v, const char*) override { list(k, v); }
   void field(const std::string& k, std::vector<double>& v, const char*) override { list(k, v); }
   void field(const std::string& k, std::vector<std::string>& v, const char*) override { list(k, v); }
+  void field(const std::string& k, std::filesystem::path& v, const char*) override {
+    std::string text;
+    scalar(k, text);
+    if (const Entry* entry = find(k)) v = resolve(*entry, text);
+  }
+  void field(const std::string& k, std::vector<std::filesystem::path>& v, const char*) override {
+    std::vector<std::string> texts;
+    list(k, texts);
+    const Entry* entry = find(k);
+    if (entry == nullptr) return;
+    v.clear();
+    for (const auto& text : texts) v.push_back(resolve(*entry, text));
+  }
+
+ protected:
+  std::size_t item_count(const std::string& key, std::size_t current, const char* help) override {
+    const std::string full = qualified(key);
+    known_.insert(full);
+    if (const Entry* whole = find(key)) {  // "routes: []" (or a value that is not a list of mappings)
+      if (whole->value.IsSequence() && whole->value.size() == 0) return 0;
+      throw ConfigError(whole->origin, "'" + full + "' is " + render(whole->value) + ", expected " + help);
+    }
+    std::set<std::size_t> indices;
+    for (auto it = entries_.lower_bound(full + "."); it != entries_.end() && it->first.rfind(full + ".", 0) == 0; ++it) {
+      const std::string rest = it->first.substr(full.size() + 1);
+      const std::string part = rest.substr(0, rest.find('.'));
+      if (!is_index(part) || part == rest) {
+        throw ConfigError(it->second.origin, "'" + it->first + "' does not fit '" + full + "', expected " + help);
+      }
+      indices.insert(std::stoul(part));
+    }
+    if (indices.empty()) return current;
+    std::size_t next = 0;
+    for (const auto index : indices) {
+      if (index != next) {
+        throw ConfigError(origin_under(full + "." + std::to_string(index) + "."),
+                          "'" + full + "." + std::to_string(index) + "' skips item " + std::to_string(next) + " of '" +
+                              full + "'; items are numbered from 0 without gaps");
+      }
+      ++next;
+    }
+    return next;
+  }
 
  private:
+  std::string origin_under(const std::string& prefix) const {
+    const auto it = entries_.lower_bound(prefix);
+    return it == entries_.end() ? prefix : it->second.origin;
+  }
+  static std::filesystem::path resolve(const Entry& entry, const std::string& text) {
+    const std::filesystem::path path(text);
+    if (text.empty() || path.is_absolute() || entry.file.empty()) return path;
+    return (std::filesystem::path(entry.file).parent_path() / path).lexically_normal();
+  }
   const Entry* find(const std::string& key) {
     const std::string full = qualified(key);
     known_.insert(full);
@@ -114,6 +173,12 @@ class Reader final : public ConfigVisitor {
   void list(const std::string& key, std::vector<T>& value) {
     const Entry* entry = find(key);
     if (entry == nullptr) return;
+    if constexpr (std::is_same_v<T, std::string>) {
+      if (entry->value.IsScalar()) {  // one text for a list of texts
+        value = {entry->value.as<std::string>()};
+        return;
+      }
+    }
     if (!entry->value.IsSequence()) bad(key, *entry, type_name(&value));
     std::vector<T> out;
     try {
@@ -143,6 +208,18 @@ class Emitter final : public ConfigVisitor {
   void field(const std::string& k, std::vector<std::int64_t>& v, const char*) override { put(k, v); }
   void field(const std::string& k, std::vector<double>& v, const char*) override { put(k, v); }
   void field(const std::string& k, std::vector<std::string>& v, const char*) override { put(k, v); }
+  void field(const std::string& k, std::filesystem::path& v, const char*) override { put(k, v.string()); }
+  void field(const std::string& k, std::vector<std::filesystem::path>& v, const char*) override {
+    std::vector<std::string> texts;
+    for (const auto& p : v) texts.push_back(p.string());
+    put(k, texts);
+  }
+
+ protected:
+  std::size_t item_count(const std::string& key, std::size_t current, const char*) override {
+    put(key, YAML::Node(YAML::NodeType::Sequence));
+    return current;
+  }
 
  private:
   template <class T>
@@ -153,8 +230,20 @@ class Emitter final : public ConfigVisitor {
     while (std::getline(parts, part, '.')) path.push_back(part);
     put_path(root_, path, 0, value);
   }
+  /// Numeric parts index the sequence item_count() created (items are visited in order, so an
+  /// index is at most one past the end).
   template <class T>
   static void put_path(YAML::Node node, const std::vector<std::string>& path, size_t i, const T& value) {
+    if (is_index(path[i]) && node.IsSequence()) {
+      const std::size_t index = std::stoul(path[i]);
+      if (index == node.size()) node.push_back(YAML::Node(YAML::NodeType::Map));
+      if (i + 1 == path.size()) {
+        node[index] = value;
+      } else {
+        put_path(node[index], path, i + 1, value);
+      }
+      return;
+    }
     if (i + 1 == path.size()) {
       node[path[i]] = value;
       return;
@@ -174,7 +263,8 @@ struct ConfigSources::Impl {
     for (const auto& item : node) {
       const std::string key = item.first.as<std::string>();
       const std::string full = prefix.empty() ? key : prefix + "." + key;
-      const std::string origin = file + ":" + std::to_string(item.first.Mark().line + 1);
+      const int line = item.first.Mark().line + 1;
+      const std::string origin = file + ":" + std::to_string(line);
       if (key.empty() || key.find('.') != std::string::npos) {
         throw ConfigError(origin, "key '" + key + "' is not a plain name (no dots; nest mappings instead)");
       }
@@ -182,10 +272,32 @@ struct ConfigSources::Impl {
         flatten(item.second, full, file);
       } else if (item.second.IsNull()) {
         throw ConfigError(origin, "'" + full + "' has no value");
+      } else if (is_list_of_sections(item.second, origin, full)) {
+        // A list of mappings (a campaign's routes): item i's keys become "<key>.<i>.<field>".
+        // It replaces the whole list of an earlier source.
+        erase_under(full);
+        for (std::size_t i = 0; i < item.second.size(); ++i) flatten(item.second[i], full + "." + std::to_string(i), file);
       } else {
-        entries[full] = Entry{item.second, origin};
+        erase_under(full);
+        entries[full] = Entry{item.second, origin, file, line};
       }
     }
+  }
+  static bool is_list_of_sections(const YAML::Node& node, const std::string& origin, const std::string& key) {
+    if (!node.IsSequence() || node.size() == 0) return false;
+    std::size_t maps = 0;
+    for (const auto& element : node) maps += element.IsMap() ? 1 : 0;
+    if (maps != 0 && maps != node.size()) {
+      throw ConfigError(origin, "'" + key + "' mixes mappings and plain values; expected a list of one or the other");
+    }
+    return maps != 0;
+  }
+  /// Removes what an earlier source gave for `key` and below (a later source replaces it).
+  void erase_under(const std::string& key) {
+    entries.erase(key);
+    const std::string prefix = key + ".";
+    auto it = entries.lower_bound(prefix);
+    while (it != entries.end() && it->first.rfind(prefix, 0) == 0) it = entries.erase(it);
   }
 };
 
@@ -228,7 +340,41 @@ void ConfigSources::add_override(const std::string& assignment) {
   }
   if (value.IsNull()) throw ConfigError(origin, "'" + key + "' has no value");
   if (value.IsMap()) throw ConfigError(origin, "a mapping cannot be set at once; set each 'key.sub=value'");
-  impl_->entries[key] = Entry{value, origin};
+  impl_->entries[key] = Entry{value, origin, "", 0};
+}
+
+void ConfigSources::set(const std::string& key, const std::string& value, const std::string& origin) {
+  impl_->entries[key] = Entry{YAML::Node(value), origin, "", 0};
+}
+
+void ConfigSources::set(const std::string& key, const std::vector<std::string>& values, const std::string& origin) {
+  YAML::Node list(YAML::NodeType::Sequence);
+  for (const auto& v : values) list.push_back(v);
+  impl_->entries[key] = Entry{list, origin, "", 0};
+}
+
+std::size_t ConfigSources::list_size(const std::string& key) const {
+  std::set<std::size_t> indices;
+  const std::string prefix = key + ".";
+  for (auto it = impl_->entries.lower_bound(prefix); it != impl_->entries.end() && it->first.rfind(prefix, 0) == 0; ++it) {
+    const std::string part = it->first.substr(prefix.size(), it->first.find('.', prefix.size()) - prefix.size());
+    if (is_index(part)) indices.insert(std::stoul(part));
+  }
+  return indices.empty() ? 0 : *indices.rbegin() + 1;
+}
+
+std::string ConfigSources::origin_of(const std::string& prefix) const {
+  const Entry* earliest = nullptr;
+  const std::string under = prefix + ".";
+  for (auto it = impl_->entries.lower_bound(prefix); it != impl_->entries.end() && it->first.rfind(prefix, 0) == 0; ++it) {
+    if (it->first != prefix && it->first.rfind(under, 0) != 0) continue;
+    const Entry& e = it->second;
+    // A file's line says more than an override; within one file the first line wins.
+    const bool better = earliest == nullptr || (earliest->file.empty() && !e.file.empty()) ||
+                        (e.file == earliest->file && e.line < earliest->line);
+    if (better) earliest = &e;
+  }
+  return earliest == nullptr ? std::string() : earliest->origin;
 }
 
 void ConfigSources::read(const std::string& section, const ConfigVisit& visit) {

@@ -140,5 +140,99 @@ TEST(Config, RuntimeValidationAndResolvedRoundTrip) {
   EXPECT_NE(writer.str().find("collective_timeout_s: 42.5"), std::string::npos) << writer.str();
 }
 
+/// A config with a list of sections and paths, as a campaign has.
+struct Step {
+  std::string name;
+  std::filesystem::path model;
+  std::vector<std::string> classes;
+  void visit(ConfigVisitor& v) {
+    v.field("name", name, "step name");
+    v.field("model", model, "a folder");
+    v.field("classes", classes, "class names");
+  }
+};
+struct Plan {
+  std::vector<std::filesystem::path> inputs;
+  std::vector<Step> steps;
+  void visit(ConfigVisitor& v) {
+    v.field("input", inputs, "input files");
+    v.items<Step>("steps", steps, [](ConfigVisitor& item, Step& s) { s.visit(item); }, "a list of steps");
+  }
+};
+
+TEST(Config, ListsOfSectionsPathsFromTheFilesFolderAndOneTextForAList) {
+  const auto dir = std::filesystem::temp_directory_path() / "vitruvian_config_test_plan";
+  std::filesystem::create_directories(dir);
+  const auto path = dir / "plan.yaml";
+  std::ofstream(path) << "input: data/a.h5\nsteps:\n  - name: first\n    model: ../models/m1\n    classes: liver\n"
+                         "  - name: second\n    model: /abs/m2\n";
+  ConfigSources sources;
+  sources.add_file(path);
+  sources.add_override("steps.1.classes=[a, b]");
+  EXPECT_EQ(sources.list_size("steps"), 2u);
+  EXPECT_EQ(sources.origin_of("steps.1"), path.string() + ":6");
+  Plan plan;
+  sources.read("", [&](ConfigVisitor& v) { plan.visit(v); });
+  sources.check_all_used();
+  ASSERT_EQ(plan.inputs.size(), 1u);
+  EXPECT_EQ(plan.inputs[0], dir / "data/a.h5");
+  ASSERT_EQ(plan.steps.size(), 2u);
+  EXPECT_EQ(plan.steps[0].model, (dir / "../models/m1").lexically_normal());
+  EXPECT_EQ(plan.steps[0].classes, std::vector<std::string>{"liver"});
+  EXPECT_EQ(plan.steps[1].model, "/abs/m2");
+  EXPECT_EQ(plan.steps[1].classes, (std::vector<std::string>{"a", "b"}));
+
+  // Written back and read again: the same plan (paths as resolved).
+  ConfigWriter writer;
+  writer.add("", [&](ConfigVisitor& v) { plan.visit(v); });
+  ConfigSources again;
+  again.add_text(writer.str(), "resolved");
+  Plan reread;
+  again.read("", [&](ConfigVisitor& v) { reread.visit(v); });
+  again.check_all_used();
+  ASSERT_EQ(reread.steps.size(), 2u) << writer.str();
+  EXPECT_EQ(reread.steps[1].classes, plan.steps[1].classes);
+  EXPECT_EQ(reread.steps[0].model, plan.steps[0].model);
+
+  // A flag sets a path as given, relative to the working folder.
+  ConfigSources flags;
+  flags.set("steps.0.model", "rel/dir", "--model rel/dir");
+  flags.set("input", std::vector<std::string>{"x y.h5", "z.h5"}, "--input");
+  Plan from_flags;
+  flags.read("", [&](ConfigVisitor& v) { from_flags.visit(v); });
+  EXPECT_EQ(from_flags.steps.at(0).model, "rel/dir");
+  EXPECT_EQ(from_flags.inputs, (std::vector<std::filesystem::path>{"x y.h5", "z.h5"}));
+}
+
+TEST(Config, ListItemsHaveTheirOwnUnknownKeysAndNoGaps) {
+  ConfigSources sources;
+  sources.add_text("steps:\n  - name: a\n    modle: m\n", "plan.yaml");
+  Plan plan;
+  sources.read("", [&](ConfigVisitor& v) { plan.visit(v); });
+  const std::string text = config_error([&] { sources.check_all_used(); });
+  EXPECT_NE(text.find("plan.yaml:3: unknown key 'steps.0.modle' (did you mean 'steps.0.model'?)"), std::string::npos) << text;
+  EXPECT_NE(text.find("known keys under 'steps.0': classes, model, name"), std::string::npos) << text;
+
+  ConfigSources gap;
+  gap.add_text("steps:\n  - name: a\n", "plan.yaml");
+  gap.add_override("steps.2.name=c");
+  EXPECT_NE(config_error([&] { gap.read("", [&](ConfigVisitor& v) { plan.visit(v); }); }).find("skips item 1 of 'steps'"),
+            std::string::npos);
+  ConfigSources scalar;
+  scalar.add_text("steps: 3\n", "plan.yaml");
+  EXPECT_NE(config_error([&] { scalar.read("", [&](ConfigVisitor& v) { plan.visit(v); }); }).find("'steps' is 3, expected a list of steps"),
+            std::string::npos);
+  ConfigSources mixed;
+  EXPECT_NE(config_error([&] { mixed.add_text("steps:\n  - name: a\n  - b\n", "plan.yaml"); }).find("mixes mappings and plain values"),
+            std::string::npos);
+  ConfigSources empty;
+  empty.add_text("steps: []\n", "plan.yaml");
+  Plan none;
+  none.steps.resize(3);
+  empty.read("", [&](ConfigVisitor& v) { none.visit(v); });
+  empty.check_all_used();
+  EXPECT_TRUE(none.steps.empty());
+}
+
 }  // namespace
 }  // namespace vitruvian
