@@ -48,6 +48,19 @@ struct VolumeStore::State {
     if (it == by_id.end()) throw InputError(path.string(), "no study '" + id + "' in this dataset");
     return it->second;
   }
+  /// The study's index and its series or label map; InputError naming the dataset when absent.
+  std::pair<std::size_t, const SeriesInfo&> find_series(const std::string& study, const std::string& series) const {
+    const std::size_t index = find(study);
+    const SeriesInfo* info = studies[index].find_series(series);
+    if (info == nullptr) throw InputError(path.string(), "study '" + study + "' has no series '" + series + "'");
+    return {index, *info};
+  }
+  std::pair<std::size_t, const LabelInfo&> find_label(const std::string& study, const std::string& name) const {
+    const std::size_t index = find(study);
+    const LabelInfo* info = studies[index].find_label(name);
+    if (info == nullptr) throw InputError(path.string(), "study '" + study + "' has no label map '" + name + "'");
+    return {index, *info};
+  }
 
   /// An open dataset, with its chunk layout when its chunks can be read directly.
   struct Open {
@@ -350,45 +363,38 @@ std::array<std::int64_t, 3> whole(const std::vector<std::int64_t>& shape) {
 }  // namespace
 
 Volume VolumeStore::read_series(const std::string& study, const std::string& series) const {
-  const std::size_t index = state_->find(study);
-  const SeriesInfo* info = state_->studies[index].find_series(series);
-  if (info == nullptr) throw InputError(state_->path.string(), "study '" + study + "' has no series '" + series + "'");
+  const auto [index, info] = state_->find_series(study, series);
   Volume volume;
-  volume.type = info->type;
-  volume.geometry = info->geometry;
-  volume.frame_times_s = info->frame_times_s;
-  volume.modality = info->modality;
-  volume.voxels = read_series_region(study, series, {0, 0, 0}, whole(info->shape));
+  volume.type = info.type;
+  volume.geometry = info.geometry;
+  volume.frame_times_s = info.frame_times_s;
+  volume.modality = info.modality;
+  volume.voxels = state_->read_box(state_->study_file[index], series_path(study, series) + "/image", info.type, info.shape,
+                                   {0, 0, 0}, whole(info.shape));
   return volume;
 }
 
 Volume VolumeStore::read_label(const std::string& study, const std::string& name) const {
-  const std::size_t index = state_->find(study);
-  const LabelInfo* info = state_->studies[index].find_label(name);
-  if (info == nullptr) throw InputError(state_->path.string(), "study '" + study + "' has no label map '" + name + "'");
+  const auto [index, info] = state_->find_label(study, name);
   Volume volume;
-  volume.type = info->type;
-  volume.geometry = state_->studies[index].find_series(info->reference_series)->geometry;
-  volume.voxels = read_label_region(study, name, {0, 0, 0}, whole(info->shape));
+  volume.type = info.type;
+  volume.geometry = state_->studies[index].find_series(info.reference_series)->geometry;
+  volume.voxels = state_->read_box(state_->study_file[index], label_path(study, name), info.type, info.shape, {0, 0, 0},
+                                   whole(info.shape));
   return volume;
 }
 
 at::Tensor VolumeStore::read_series_region(const std::string& study, const std::string& series,
                                            std::array<std::int64_t, 3> start_zyx, std::array<std::int64_t, 3> size_zyx) const {
-  const std::size_t index = state_->find(study);
-  const SeriesInfo* info = state_->studies[index].find_series(series);
-  if (info == nullptr) throw InputError(state_->path.string(), "study '" + study + "' has no series '" + series + "'");
-  return state_->read_box(state_->study_file[index], series_path(study, series) + "/image", info->type, info->shape,
+  const auto [index, info] = state_->find_series(study, series);
+  return state_->read_box(state_->study_file[index], series_path(study, series) + "/image", info.type, info.shape,
                           start_zyx, size_zyx);
 }
 
 at::Tensor VolumeStore::read_label_region(const std::string& study, const std::string& name,
                                           std::array<std::int64_t, 3> start_zyx, std::array<std::int64_t, 3> size_zyx) const {
-  const std::size_t index = state_->find(study);
-  const LabelInfo* info = state_->studies[index].find_label(name);
-  if (info == nullptr) throw InputError(state_->path.string(), "study '" + study + "' has no label map '" + name + "'");
-  return state_->read_box(state_->study_file[index], label_path(study, name), info->type, info->shape, start_zyx,
-                          size_zyx);
+  const auto [index, info] = state_->find_label(study, name);
+  return state_->read_box(state_->study_file[index], label_path(study, name), info.type, info.shape, start_zyx, size_zyx);
 }
 
 }  // namespace vitruvian::data

@@ -199,6 +199,17 @@ TEST_F(VolumeStoreTest, ShardsReadLikeOneFile) {
   }
 }
 
+/// The message of the error (of type E) opening `path` throws ("" when it opens).
+template <typename E = Error>
+std::string open_failure(const fs::path& path) {
+  try {
+    VolumeStore store(path);
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "";
+}
+
 /// Writes a small valid dataset, then lets `tamper` change it with the raw HDF5 API.
 template <typename Tamper>
 std::string open_error(const fs::path& path, Tamper tamper) {
@@ -211,12 +222,7 @@ std::string open_error(const fs::path& path, Tamper tamper) {
   EXPECT_GE(file, 0);
   tamper(file);
   H5Fclose(file);
-  try {
-    VolumeStore store(path);
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
+  return open_failure<InputError>(path);
 }
 
 TEST_F(VolumeStoreTest, ExternalLinksAreRefused) {
@@ -441,16 +447,6 @@ Volume write_damage_subject(const fs::path& path) {
   return image;
 }
 
-/// The message of the error opening `path` throws ("" when it opens).
-std::string open_failure(const fs::path& path) {
-  try {
-    VolumeStore store(path);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST_F(VolumeStoreTest, ADamagedSuperblockIsAnErrorNamingTheFile) {
   const auto path = dir_ / "super.h5";
   write_damage_subject(path);
@@ -469,32 +465,28 @@ TEST_F(VolumeStoreTest, ADamagedSuperblockIsAnErrorNamingTheFile) {
   }
 }
 
-TEST_F(VolumeStoreTest, ADamagedGroupBTreeIsAnErrorNamingFileAndGroup) {
+TEST_F(VolumeStoreTest, ADamagedGroupBTreeOrHeapIsAnErrorNamingFileAndGroup) {
   // The study's B-tree indexes its "series" and "labels": read as absent, the study would be
-  // empty. It must be an error instead.
-  const auto path = dir_ / "btree.h5";
-  write_damage_subject(path);
-  const auto [btree, heap] = symbol_table_of(path, "/studies/s");
-  ASSERT_EQ(file_bytes(path).substr(btree, 4), "TREE");
-  overwrite(path, btree, "XXXX");
-  const std::string text = open_failure(path);
-  EXPECT_NE(text.find("Hdf5Error"), std::string::npos) << text;
-  EXPECT_NE(text.find(path.string() + ":/studies/s'"), std::string::npos) << text;
-  EXPECT_NE(text.find("B-tree"), std::string::npos) << text;  // what is wrong, in HDF5's words
-  EXPECT_NE(text.find("#0 H5L"), std::string::npos) << text;
-  EXPECT_EQ(text.find('\n'), std::string::npos) << text;
-}
-
-TEST_F(VolumeStoreTest, ADamagedGroupHeapIsAnErrorNamingFileAndGroup) {
-  const auto path = dir_ / "heap.h5";
-  write_damage_subject(path);
-  const auto [btree, heap] = symbol_table_of(path, "/studies/s/series");
-  ASSERT_EQ(file_bytes(path).substr(heap, 4), "HEAP");
-  overwrite(path, heap, "XXXX");
-  const std::string text = open_failure(path);
-  EXPECT_NE(text.find("Hdf5Error"), std::string::npos) << text;
-  EXPECT_NE(text.find(path.string() + ":/studies/s/series'"), std::string::npos) << text;
-  EXPECT_NE(text.find("heap"), std::string::npos) << text;
+  // empty. It must be an error instead; so must a damaged heap of link names.
+  struct Damage {
+    const char* group;
+    bool heap;            // else the B-tree
+    const char* words;    // what HDF5 says is wrong
+  };
+  for (const Damage& damage : {Damage{"/studies/s", false, "wrong B-tree signature"},
+                               Damage{"/studies/s/series", true, "bad local heap signature"}}) {
+    const auto path = dir_ / (damage.heap ? "heap.h5" : "btree.h5");
+    write_damage_subject(path);
+    const auto [btree, heap] = symbol_table_of(path, damage.group);
+    const std::uint64_t at = damage.heap ? heap : btree;
+    ASSERT_EQ(file_bytes(path).substr(at, 4), damage.heap ? "HEAP" : "TREE");
+    overwrite(path, at, "XXXX");
+    const std::string text = open_failure(path);
+    EXPECT_EQ(text.rfind("Hdf5Error", 0), 0u) << text;
+    EXPECT_NE(text.find(path.string() + ":" + damage.group + "': " + damage.words + " (HDF5 error stack: #0 H5L"),
+              std::string::npos) << text;
+    EXPECT_EQ(text.find('\n'), std::string::npos) << text;
+  }
 }
 
 TEST_F(VolumeStoreTest, ADamagedChunkFailsOnlyTheReadsThatNeedIt) {
