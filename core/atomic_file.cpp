@@ -3,13 +3,13 @@
 #include "core/atomic_file.h"
 
 #include <fcntl.h>
-#include <stdio.h>  // renameat2 (glibc 2.28+)
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>  // renameat2, RENAME_EXCHANGE (glibc 2.28+)
 #include <cstring>
 #include <system_error>
 
