@@ -1,10 +1,8 @@
 // Manifest format: {"complete": true, "files": {"model.pt": {"bytes": N, "fnv1a64": "..."}}}.
 #include "core/checkpoint.h"
 
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
@@ -18,20 +16,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void sync_path(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
 std::vector<fs::path> folders(const fs::path& root, const std::string& prefix) {
   std::vector<fs::path> out;
   std::error_code error;
   if (!fs::is_directory(root, error)) return out;
   for (const auto& entry : fs::directory_iterator(root, error)) {
     const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && name.rfind(prefix, 0) == 0 && name.find(".tmp") == std::string::npos) out.push_back(entry.path());
+    if (entry.is_directory() && name.rfind(prefix, 0) == 0 && !is_temporary_name(name)) out.push_back(entry.path());
   }
   std::sort(out.begin(), out.end(), [](const fs::path& a, const fs::path& b) { return a.filename() > b.filename(); });
   return out;
@@ -70,26 +61,18 @@ void write_checkpoint(const fs::path& root, const std::string& name, const std::
   fs::create_directories(root, error);
   if (error) throw InputError(root.string(), "cannot create the checkpoint folder: " + error.message());
   const fs::path target = root / name;
-  const fs::path temporary = root / fmt::format(".{}.tmp.{}", name, ::getpid());
-  fs::remove_all(temporary, error);
-  try {
-    fs::create_directories(temporary);
+  write_atomically(target, [&](const fs::path& temporary) {
+    if (!fs::create_directory(temporary, error) || error) {
+      throw InputError(target.string(), "cannot create the temporary folder '" + temporary.string() + "': " + error.message());
+    }
     fill(temporary);
     nlohmann::json files = nlohmann::json::object();
     for (const auto& entry : fs::directory_iterator(temporary)) {
       if (!entry.is_regular_file()) continue;
-      sync_path(entry.path());
       files[entry.path().filename().string()] = {{"bytes", entry.file_size()}, {"fnv1a64", file_checksum(entry.path())}};
     }
     write_file_atomic(temporary / "manifest.json", nlohmann::json{{"complete", true}, {"files", files}}.dump(2));
-    sync_path(temporary);
-    fs::remove_all(target, error);
-    fs::rename(temporary, target);
-    sync_path(root);
-  } catch (...) {
-    fs::remove_all(temporary, error);
-    throw;
-  }
+  });
   if (keep > 0) {
     const auto all = folders(root, prefix);
     for (std::size_t i = static_cast<std::size_t>(keep); i < all.size(); ++i) fs::remove_all(all[i], error);

@@ -18,10 +18,11 @@ std::string file_checksum(const std::filesystem::path& path);
 /// The same checksum of `text`.
 std::string text_checksum(std::string_view text);
 
-/// Writes ROOT/<name>: `fill` writes the files into the temporary folder it is given; then
-/// manifest.json (every file's size and checksum, complete: true) is added, and the folder is
-/// synced and renamed into place. Afterwards keeps only the newest `keep` folders whose names
-/// start with `prefix` (0 keeps all). On any error the temporary folder is removed.
+/// Writes ROOT/<name> through write_atomically (core/atomic_file.h): `fill` writes the files into
+/// the temporary folder it is given; then manifest.json (every file's size and checksum,
+/// complete: true) is added, and the folder is synced and put in place (an existing ROOT/<name>
+/// is replaced). Afterwards keeps only the newest `keep` folders whose names start with `prefix`
+/// (0 keeps all). On any error the temporary folder is removed.
 void write_checkpoint(const std::filesystem::path& root, const std::string& name,
                       const std::function<void(const std::filesystem::path&)>& fill, const std::string& prefix = "",
                       int keep = 0);
@@ -31,7 +32,8 @@ void write_checkpoint(const std::filesystem::path& root, const std::string& name
 std::string verify_checkpoint(const std::filesystem::path& dir);
 
 /// The newest (by name, descending) folder under `root` named `prefix`… that verifies;
-/// `skipped` is called with each newer folder passed over and the reason.
+/// `skipped` is called with each newer folder passed over and the reason. Temporaries of the
+/// atomic-write scheme (is_temporary_name) are never considered.
 std::optional<std::filesystem::path> latest_checkpoint(
     const std::filesystem::path& root, const std::string& prefix,
     const std::function<void(const std::filesystem::path&, const std::string&)>& skipped = {});

@@ -16,9 +16,6 @@
 namespace vitruvian::data::h5 {
 namespace {
 
-/// HDF5's registered id of the LZ4 filter (Debian's hdf5-filter-plugin).
-constexpr H5Z_filter_t kLz4Filter = 32004;
-
 std::uint64_t big_endian(const char* p, int bytes) {
   std::uint64_t v = 0;
   for (int i = 0; i < bytes; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
@@ -148,23 +145,24 @@ std::size_t ChunkLayout::chunk_bytes() const {
   return n;
 }
 
-std::optional<ChunkLayout> decodable_layout(hid_t dataset, std::size_t element_bytes) {
-  Handle dcpl(H5Dget_create_plist(dataset), H5Pclose);
-  if (dcpl.get() < 0 || H5Pget_layout(dcpl.get()) != H5D_CHUNKED) return std::nullopt;
+std::optional<ChunkLayout> decodable_layout(hid_t dataset, std::size_t element_bytes, const std::string& subject) {
+  Handle dcpl = checked(H5Dget_create_plist(dataset), H5Pclose, "H5Dget_create_plist", subject);
+  const H5D_layout_t kind = H5Pget_layout(dcpl.get());
+  check_hdf5(kind, "H5Pget_layout", subject);
+  if (kind != H5D_CHUNKED) return std::nullopt;
   ChunkLayout layout;
   layout.element_bytes = element_bytes;
-  Handle space(H5Dget_space(dataset), H5Sclose);
-  const int rank = H5Sget_simple_extent_ndims(space.get());
+  Handle space = checked(H5Dget_space(dataset), H5Sclose, "H5Dget_space", subject);
+  layout.dims = extent(space.get(), subject);
+  const int rank = static_cast<int>(layout.dims.size());
   if (rank < 1) return std::nullopt;
-  layout.dims.resize(static_cast<std::size_t>(rank));
-  layout.chunk.resize(static_cast<std::size_t>(rank));
-  H5Sget_simple_extent_dims(space.get(), layout.dims.data(), nullptr);
-  if (H5Pget_chunk(dcpl.get(), rank, layout.chunk.data()) != rank) return std::nullopt;
-  const int filters = H5Pget_nfilters(dcpl.get());
-  for (int f = 0; f < filters; ++f) {
-    unsigned flags = 0, config = 0;
-    std::size_t n = 0;
-    const H5Z_filter_t id = H5Pget_filter2(dcpl.get(), static_cast<unsigned>(f), &flags, &n, nullptr, 0, nullptr, &config);
+  layout.chunk.resize(layout.dims.size());
+  const int chunk_rank = H5Pget_chunk(dcpl.get(), rank, layout.chunk.data());
+  check_hdf5(chunk_rank, "H5Pget_chunk", subject);
+  if (chunk_rank != rank) return std::nullopt;
+  const auto pipeline = filters(dcpl.get(), subject);
+  for (std::size_t f = 0; f < pipeline.size(); ++f) {
+    const H5Z_filter_t id = pipeline[f].id;
     if (id == H5Z_FILTER_SHUFFLE && f == 0) {
       layout.shuffle = true;
     } else if (id == H5Z_FILTER_DEFLATE && !layout.deflate && !layout.lz4) {

@@ -29,7 +29,8 @@ struct ChunkLayout {
 
 /// The layout of `dataset` when this reader can decode it: chunked, with no filters or only
 /// shuffle and then deflate or LZ4. nullopt otherwise (contiguous, compact, other filters).
-std::optional<ChunkLayout> decodable_layout(hid_t dataset, std::size_t element_bytes);
+/// Hdf5Error naming `subject` when HDF5 cannot tell (a damaged object header).
+std::optional<ChunkLayout> decodable_layout(hid_t dataset, std::size_t element_bytes, const std::string& subject);
 
 /// A chunk: which dataset (a number the store gives each open dataset) and which chunk (its
 /// index in C order over the chunk grid).

@@ -1,17 +1,20 @@
-// Attribute helpers and link listing over the HDF5 C API.
+// Attribute helpers, link and extent queries, filter listing over the HDF5 C API: every call's
+// result checked.
 #include "data/hdf5_handle.h"
 
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "core/errors.h"
 
 namespace vitruvian::data::h5 {
 namespace {
 
-Handle string_type() {
-  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
-  H5Tset_size(type.get(), H5T_VARIABLE);
-  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+Handle string_type(const std::string& subject) {
+  Handle type = checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy", subject);
+  check_hdf5(H5Tset_size(type.get(), H5T_VARIABLE), "H5Tset_size", subject);
+  check_hdf5(H5Tset_cset(type.get(), H5T_CSET_UTF8), "H5Tset_cset", subject);
   return type;
 }
 
@@ -22,7 +25,8 @@ Handle open_attribute(hid_t object, const char* name, const std::string& subject
 hssize_t element_count(hid_t attribute, const char* name, const std::string& subject) {
   Handle space = checked(H5Aget_space(attribute), H5Sclose, std::string("H5Aget_space ") + name, subject);
   const hssize_t count = H5Sget_simple_extent_npoints(space.get());
-  if (count < 0 || count > (1 << 20)) {
+  check_hdf5(count, std::string("H5Sget_simple_extent_npoints ") + name, subject);
+  if (count > (1 << 20)) {
     throw InputError(subject, fmt::format("attribute '{}' has {} elements; expected a small array", name, count));
   }
   return count;
@@ -30,23 +34,31 @@ hssize_t element_count(hid_t attribute, const char* name, const std::string& sub
 
 void create_and_write(hid_t object, const char* name, hid_t file_type, hid_t memory_type, const void* data,
                       const std::vector<hsize_t>& dims, const std::string& subject) {
-  if (has_attribute(object, name)) check_hdf5(H5Adelete(object, name), std::string("H5Adelete ") + name, subject);
-  Handle space = dims.empty() ? Handle(H5Screate(H5S_SCALAR), H5Sclose)
-                              : Handle(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+  if (has_attribute(object, name, subject)) check_hdf5(H5Adelete(object, name), std::string("H5Adelete ") + name, subject);
+  Handle space = checked(dims.empty() ? H5Screate(H5S_SCALAR)
+                                      : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
+                         H5Sclose, "H5Screate", subject);
   Handle attribute = checked(H5Acreate2(object, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
                              std::string("H5Acreate2 ") + name, subject);
   check_hdf5(H5Awrite(attribute.get(), memory_type, data), std::string("H5Awrite ") + name, subject);
 }
 
+/// The attribute's stored type, after checking it is of class `expected`.
+Handle attribute_type(hid_t attribute, const char* name, H5T_class_t expected, const char* expected_text,
+                      const std::string& subject) {
+  Handle type = checked(H5Aget_type(attribute), H5Tclose, std::string("H5Aget_type ") + name, subject);
+  const H5T_class_t type_class = H5Tget_class(type.get());
+  check_hdf5(type_class, std::string("H5Tget_class ") + name, subject);
+  if (type_class != expected) throw InputError(subject, fmt::format("attribute '{}' is not {}", name, expected_text));
+  return type;
+}
+
 template <typename T>
 std::optional<std::vector<T>> read_numbers(hid_t object, const char* name, hid_t memory_type, H5T_class_t expected,
                                            const char* expected_text, const std::string& subject) {
-  if (!has_attribute(object, name)) return std::nullopt;
+  if (!has_attribute(object, name, subject)) return std::nullopt;
   Handle attribute = open_attribute(object, name, subject);
-  Handle type = checked(H5Aget_type(attribute.get()), H5Tclose, "H5Aget_type", subject);
-  if (H5Tget_class(type.get()) != expected) {
-    throw InputError(subject, fmt::format("attribute '{}' is not {}", name, expected_text));
-  }
+  attribute_type(attribute.get(), name, expected, expected_text, subject);
   std::vector<T> values(static_cast<std::size_t>(element_count(attribute.get(), name, subject)));
   if (!values.empty()) check_hdf5(H5Aread(attribute.get(), memory_type, values.data()), std::string("H5Aread ") + name, subject);
   return values;
@@ -54,16 +66,53 @@ std::optional<std::vector<T>> read_numbers(hid_t object, const char* name, hid_t
 
 }  // namespace
 
-bool has_attribute(hid_t object, const char* name) { return H5Aexists(object, name) > 0; }
+bool has_attribute(hid_t object, const char* name, const std::string& subject) {
+  const htri_t exists = H5Aexists(object, name);
+  check_hdf5(exists, std::string("H5Aexists ") + name, subject);
+  return exists > 0;
+}
+
+bool link_exists(hid_t location, const char* name, const std::string& subject) {
+  const htri_t exists = H5Lexists(location, name, H5P_DEFAULT);
+  check_hdf5(exists, std::string("H5Lexists ") + name, subject);
+  return exists > 0;
+}
+
+std::vector<hsize_t> extent(hid_t space, const std::string& subject) {
+  const int rank = H5Sget_simple_extent_ndims(space);
+  check_hdf5(rank, "H5Sget_simple_extent_ndims", subject);
+  std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
+  check_hdf5(H5Sget_simple_extent_dims(space, dims.data(), nullptr), "H5Sget_simple_extent_dims", subject);
+  return dims;
+}
+
+std::vector<Filter> filters(hid_t dcpl, const std::string& subject) {
+  const int count = H5Pget_nfilters(dcpl);
+  check_hdf5(count, "H5Pget_nfilters", subject);
+  std::vector<Filter> out;
+  for (int i = 0; i < count; ++i) {
+    unsigned flags = 0, config = 0;
+    std::size_t values = 8;
+    unsigned data[8] = {};
+    char name[64] = {};
+    Filter filter;
+    filter.id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &values, data, sizeof(name), name, &config);
+    check_hdf5(filter.id, "H5Pget_filter2", subject);
+    filter.name = name;
+    filter.values.assign(data, data + std::min<std::size_t>(values, 8));
+    out.push_back(std::move(filter));
+  }
+  return out;
+}
 
 void write_string(hid_t object, const char* name, const std::string& value, const std::string& subject) {
-  Handle type = string_type();
+  Handle type = string_type(subject);
   const char* data = value.c_str();
   create_and_write(object, name, type.get(), type.get(), &data, {}, subject);
 }
 
 void write_strings(hid_t object, const char* name, const std::vector<std::string>& values, const std::string& subject) {
-  Handle type = string_type();
+  Handle type = string_type(subject);
   std::vector<const char*> data;
   for (const auto& value : values) data.push_back(value.c_str());
   create_and_write(object, name, type.get(), type.get(), data.data(), {values.size()}, subject);
@@ -79,21 +128,23 @@ void write_ints(hid_t object, const char* name, const std::vector<long long>& va
 }
 
 std::optional<std::vector<std::string>> read_strings(hid_t object, const char* name, const std::string& subject) {
-  if (!has_attribute(object, name)) return std::nullopt;
+  if (!has_attribute(object, name, subject)) return std::nullopt;
   Handle attribute = open_attribute(object, name, subject);
-  Handle type = checked(H5Aget_type(attribute.get()), H5Tclose, "H5Aget_type", subject);
-  if (H5Tget_class(type.get()) != H5T_STRING) throw InputError(subject, fmt::format("attribute '{}' is not a string", name));
+  Handle type = attribute_type(attribute.get(), name, H5T_STRING, "a string", subject);
   const auto count = static_cast<std::size_t>(element_count(attribute.get(), name, subject));
+  const htri_t variable = H5Tis_variable_str(type.get());
+  check_hdf5(variable, std::string("H5Tis_variable_str ") + name, subject);
   std::vector<std::string> values;
-  if (H5Tis_variable_str(type.get()) > 0) {
-    Handle memory = string_type();
+  if (variable > 0) {
+    Handle memory = string_type(subject);
     std::vector<char*> data(count, nullptr);
     check_hdf5(H5Aread(attribute.get(), memory.get(), data.data()), std::string("H5Aread ") + name, subject);
     for (char* text : data) values.emplace_back(text != nullptr ? text : "");
-    Handle space(H5Aget_space(attribute.get()), H5Sclose);
-    H5Dvlen_reclaim(memory.get(), space.get(), H5P_DEFAULT, data.data());
+    Handle space = checked(H5Aget_space(attribute.get()), H5Sclose, std::string("H5Aget_space ") + name, subject);
+    check_hdf5(H5Dvlen_reclaim(memory.get(), space.get(), H5P_DEFAULT, data.data()), "H5Dvlen_reclaim", subject);
   } else {  // fixed-length strings, as other writers (h5py's np.bytes_) may leave them
     const std::size_t size = H5Tget_size(type.get());
+    if (size == 0) check_hdf5(-1, std::string("H5Tget_size ") + name, subject);
     std::vector<char> buffer(size * count + 1, '\0');
     check_hdf5(H5Aread(attribute.get(), type.get(), buffer.data()), std::string("H5Aread ") + name, subject);
     for (std::size_t i = 0; i < count; ++i) {

@@ -1,5 +1,5 @@
-// RAII handles and attribute helpers over the HDF5 C API, for data/'s own .cpp files (this
-// header pulls in <hdf5.h>; public headers of data/ do not).
+// RAII handles and checked helpers over the HDF5 C API (attributes, links, extents, filters), for
+// data/'s own .cpp files (this header pulls in <hdf5.h>; public headers of data/ do not).
 #pragma once
 
 #include <hdf5.h>
@@ -39,6 +39,12 @@ class Handle {
     if (id_ >= 0 && close_ != nullptr) close_(id_);
     id_ = H5I_INVALID_HID;
   }
+  /// Closes now and throws Hdf5Error naming `call` and `subject` if that fails (closing a file
+  /// written to is where HDF5 writes its metadata: a failure there is a broken file).
+  void close(const std::string& call, const std::string& subject) {
+    const hid_t id = std::exchange(id_, H5I_INVALID_HID);
+    if (id >= 0 && close_ != nullptr) check_hdf5(close_(id), call, subject);
+  }
 
  private:
   hid_t id_ = H5I_INVALID_HID;
@@ -51,7 +57,26 @@ inline Handle checked(hid_t id, Handle::Closer close, const std::string& call, c
   return Handle(id, close);
 }
 
-bool has_attribute(hid_t object, const char* name);
+/// HDF5's registered id of the LZ4 filter (Debian's hdf5-filter-plugin).
+inline constexpr H5Z_filter_t kLz4Filter = 32004;
+
+/// Whether `object` has the attribute / `location` the link `name`: false only when absent.
+/// Hdf5Error naming `subject` when HDF5 cannot tell (a damaged object header or B-tree).
+bool has_attribute(hid_t object, const char* name, const std::string& subject);
+bool link_exists(hid_t location, const char* name, const std::string& subject);
+
+/// The dimensions of a simple dataspace; Hdf5Error naming `subject` when HDF5 cannot read them.
+std::vector<hsize_t> extent(hid_t space, const std::string& subject);
+
+/// One filter of a dataset's pipeline, in pipeline order.
+struct Filter {
+  H5Z_filter_t id = H5Z_FILTER_NONE;
+  std::string name;             ///< as stored ("" when none)
+  std::vector<unsigned> values; ///< client data (the deflate level for deflate), up to 8
+};
+/// The filters of a dataset creation property list; Hdf5Error naming `subject` on failure.
+std::vector<Filter> filters(hid_t dcpl, const std::string& subject);
+
 /// Variable-length UTF-8 string attribute (what h5py reads back as str).
 void write_string(hid_t object, const char* name, const std::string& value, const std::string& subject);
 void write_strings(hid_t object, const char* name, const std::vector<std::string>& values, const std::string& subject);

@@ -4,15 +4,14 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <nifti2_io.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <memory>
 #include <optional>
 
+#include "core/atomic_file.h"
 #include "core/errors.h"
 
 namespace vitruvian::data {
@@ -80,7 +79,7 @@ bool fits(VoxelType type, double low, double high) {
 
 /// Header, empty extension flag and voxels into one .nii / .nii.gz file, every write checked.
 /// (libnifti's own writer reports no errors, and the Debian 3.0.1 one writes a NIfTI-2
-/// single file without its header.) Removes `file` on failure.
+/// single file without its header.)
 void write_single_file(const std::filesystem::path& file, nifti_image& image, int version, const at::Tensor& data,
                        bool compressed, const std::string& target) {
   nifti_1_header header1{};
@@ -115,11 +114,7 @@ void write_single_file(const std::filesystem::path& file, nifti_image& image, in
     done += piece;
   }
   ok = (znzclose(out) == 0) && ok;
-  if (!ok) {
-    std::error_code ignored;
-    std::filesystem::remove(file, ignored);
-    throw InputError(target, "writing the NIfTI file failed (disk full or not writable?)");
-  }
+  if (!ok) throw InputError(target, "writing the NIfTI file failed (disk full or not writable?)");
 }
 
 }  // namespace
@@ -247,19 +242,12 @@ void write_nifti(const std::filesystem::path& path, const Volume& volume, NiftiV
   at::Tensor data = volume.type == VoxelType::kUInt16 ? volume.voxels.to(at::kShort) : volume.voxels;  // low 16 bits
   data = data.contiguous();
 
-  static std::atomic<unsigned> counter{0};
   const bool compressed = ends_with(target, ".nii.gz");
-  const auto folder = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
-  const auto temporary = folder / fmt::format(".{}.tmp.{}.{}{}", path.filename().string(), ::getpid(), counter++,
-                                              compressed ? ".nii.gz" : ".nii");
   image->nifti_type = nifti_version == 2 ? NIFTI_FTYPE_NIFTI2_1 : NIFTI_FTYPE_NIFTI1_1;
-  write_single_file(temporary, *image, nifti_version, data, compressed, target);
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::filesystem::remove(temporary, error);
-    throw InputError(target, "cannot rename the finished temporary file into place: " + error.message());
-  }
+  // The temporary keeps the .nii / .nii.gz ending (temporary_path_for), as NIfTI tools expect.
+  write_atomically(path, [&](const std::filesystem::path& temporary) {
+    write_single_file(temporary, *image, nifti_version, data, compressed, target);
+  });
 }
 
 }  // namespace vitruvian::data

@@ -1,7 +1,9 @@
 // The HDF5 volume store (docs/FORMAT.md): a dataset of studies, each with several series
 // (sequences) and label maps bound to a reference series, in one file or in shards under an
 // index file. Writers go through a temporary file renamed on commit; readers refuse external
-// links, external and virtual datasets, and check declared sizes before allocating.
+// links, external and virtual datasets, check declared sizes before allocating, and turn a
+// damaged file into an error naming the file and the object, never into missing studies.
+// (Reader: volume_reader.cpp; writers: volume_writer.cpp; shared: volume_format.h.)
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -79,9 +81,9 @@ void check_label_grid(const Volume& label, const std::string& reference_name,
                       const std::array<std::int64_t, 3>& reference_zyx, const Geometry& reference_geometry,
                       const std::string& source);
 
-/// Writes one dataset file. Everything goes to "<path>.tmp.<pid>.<n>"; commit() closes it and
-/// renames it over `path`. Without commit() (an exception, an early return) the temporary is
-/// removed and `path` is untouched.
+/// Writes one dataset file. Everything goes to temporary_path_for(path) (core/atomic_file.h);
+/// commit() closes it and puts it in place with commit_atomically. Without commit() (an
+/// exception, an early return) the temporary is removed and `path` is untouched.
 class VolumeWriter {
  public:
   explicit VolumeWriter(std::filesystem::path path, StorageOptions options = {});
@@ -160,7 +162,8 @@ class VolumeStore {
  public:
   /// Opens and validates the whole structure: format name and version, one group per study,
   /// attributes, no external links / external storage / virtual datasets, declared sizes within
-  /// ReadOptions::max_voxels. Throws InputError naming the file and what is wrong.
+  /// ReadOptions::max_voxels. Throws InputError naming the file and what is wrong; Hdf5Error
+  /// (with HDF5's error stack) naming the file and the object HDF5 cannot read (a damaged file).
   explicit VolumeStore(const std::filesystem::path& path, ReadOptions options = {});
   ~VolumeStore();
   VolumeStore(const VolumeStore&) = delete;
@@ -172,6 +175,8 @@ class VolumeStore {
   const StudyInfo& study(const std::string& id) const;  ///< InputError when absent
   const LabelTable& label_table() const;
 
+  /// Reads fail with InputError or Hdf5Error naming the file, study and series (or label map)
+  /// when a chunk of it cannot be read or decoded; the other chunks and series still read.
   Volume read_series(const std::string& study, const std::string& series) const;
   Volume read_label(const std::string& study, const std::string& name) const;
   /// Reads the box [start, start+size) of a series (all frames for 4D: [t, z, y, x]) or label

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <torch/serialize.h>
-#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -140,21 +139,15 @@ ModelCard card_from_json(const std::string& text, const std::string& source) {
 }
 
 void export_model(const fs::path& dir, UNet& net, const ModelCard& card) {
-  fs::path temporary = dir;
-  temporary += ".tmp." + std::to_string(::getpid());
-  std::error_code ignored;
-  fs::remove_all(temporary, ignored);
   try {
-    fs::create_directories(temporary);
-    torch::save(net, (temporary / "model.pt").string());
-    write_file_atomic(temporary / "model.json", card_to_json(card));
-    fs::remove_all(dir, ignored);
-    fs::rename(temporary, dir);
+    write_atomically(dir, [&](const fs::path& temporary) {
+      fs::create_directory(temporary);
+      torch::save(net, (temporary / "model.pt").string());
+      write_file_atomic(temporary / "model.json", card_to_json(card));
+    });
   } catch (const Error&) {
-    fs::remove_all(temporary, ignored);
     throw;
   } catch (const std::exception& e) {
-    fs::remove_all(temporary, ignored);
     throw InputError(dir.string(), std::string("cannot export the model: ") + e.what());
   }
 }

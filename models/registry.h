@@ -59,7 +59,8 @@ struct ModelCard {
 };
 
 /// Writes DIR/model.pt (the weights, LibTorch's serialisation) and DIR/model.json (the card),
-/// through a temporary folder renamed into place (an existing DIR is replaced).
+/// through write_atomically (core/atomic_file.h): a temporary folder synced and put in place (an
+/// existing DIR is replaced whole).
 void export_model(const std::filesystem::path& dir, UNet& net, const ModelCard& card);
 /// Loads an exported model onto the CPU (in eval mode; move it where it runs); InputError naming
 /// the file when it is missing, unreadable or does not match its card.

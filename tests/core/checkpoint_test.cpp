@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 
 #include "core/atomic_file.h"
@@ -64,6 +65,46 @@ TEST_F(CheckpointTest, NewestCompleteOneWinsAndBrokenOnesAreSkippedWithAReason) 
   for (const auto& entry : fs::directory_iterator(root_)) {
     EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
   }
+}
+
+// A write killed in the middle leaves a temporary folder that is never taken for a checkpoint,
+// even once complete, and that remove_leftover_temporaries removes (and nothing else).
+TEST_F(CheckpointTest, KilledWritesLeaveOnlyRecognisedLeftovers) {
+  GTEST_FLAG_SET(death_test_style, "fast");
+  write("step_000010", "w10");
+  EXPECT_EXIT(write_checkpoint(root_, "step_000020",
+                               [](const fs::path& dir) {
+                                 write_file_atomic(dir / "weights.bin", "half");
+                                 std::_Exit(0);
+                               }),
+              ::testing::ExitedWithCode(0), "");
+  // A complete copy under a temporary name (a kill between the manifest and the rename).
+  const fs::path complete = temporary_path_for(root_ / "step_000030");
+  fs::copy(root_ / "step_000010", complete, fs::copy_options::recursive);
+  EXPECT_EQ(verify_checkpoint(complete), "");
+  std::vector<std::string> skipped;
+  const auto found = latest_checkpoint(root_, "", [&](const fs::path& dir, const std::string&) {
+    skipped.push_back(dir.filename().string());
+  });
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->filename(), "step_000010");
+  EXPECT_TRUE(skipped.empty()) << skipped.front();
+  const auto removed = remove_leftover_temporaries(root_);
+  ASSERT_EQ(removed.size(), 2u);
+  EXPECT_EQ(removed[0].filename().string().rfind(".step_000020.tmp.", 0), 0u) << removed[0];
+  EXPECT_EQ(removed[1], complete);
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(root_)) left.push_back(entry.path().filename().string());
+  EXPECT_EQ(left, std::vector<std::string>{"step_000010"});
+  EXPECT_EQ(verify_checkpoint(root_ / "step_000010"), "");
+}
+
+TEST_F(CheckpointTest, RewritingACheckpointReplacesItWhole) {
+  write("step_000010", "first");
+  write_checkpoint(root_, "step_000010", [](const fs::path& dir) { write_file_atomic(dir / "other.bin", "second"); });
+  EXPECT_EQ(verify_checkpoint(root_ / "step_000010"), "");
+  EXPECT_FALSE(fs::exists(root_ / "step_000010" / "weights.bin"));
+  EXPECT_TRUE(fs::exists(root_ / "step_000010" / "other.bin"));
 }
 
 TEST_F(CheckpointTest, OnlyTheNewestKeepAreKept) {

@@ -35,5 +35,30 @@ TEST(Hdf5, OpeningANonHdf5FileGivesTheStack) {
   EXPECT_NO_THROW(check_hdf5(0, "H5Fclose", "x"));
 }
 
+TEST(Hdf5, TheInnermostErrorComesFirstOnOneLine) {
+  silence_hdf5_errors();
+  const hid_t file = H5Fopen("/nonexistent-folder/x.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+  try {
+    check_hdf5(file, "H5Fopen", "/nonexistent-folder/x.h5");
+    FAIL();
+  } catch (const Hdf5Error& e) {
+    const std::string detail = e.detail();
+    EXPECT_LT(detail.find(" (HDF5 error stack: #0 H5Fopen: "), detail.find("#1 ")) << detail;
+    EXPECT_NE(detail.find(" (HDF5 error stack: "), 0u) << detail;  // what is wrong comes first
+    EXPECT_EQ(detail.find('\n'), std::string::npos) << detail;
+  }
+  EXPECT_EQ(take_hdf5_error_stack(), "");  // taken and cleared
+}
+
+// Calls whose result cannot tell failure from an answer are checked through the error stack.
+TEST(Hdf5, AmbiguousResultsAreCheckedThroughTheStack) {
+  silence_hdf5_errors();
+  EXPECT_EQ(H5Dget_storage_size(H5I_INVALID_HID), 0u);
+  EXPECT_THROW(check_hdf5_stack("H5Dget_storage_size", "x.h5:/d"), Hdf5Error);
+  EXPECT_GE(H5Eget_num(H5E_DEFAULT), 0);
+  EXPECT_EQ(H5Eget_num(H5E_DEFAULT), 0);  // cleared by the throw
+  EXPECT_NO_THROW(check_hdf5_stack("nothing failed", "x.h5"));
+}
+
 }  // namespace
 }  // namespace vitruvian::data

@@ -7,12 +7,16 @@
 #include <nifti2_io.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "core/atomic_file.h"
 #include "core/errors.h"
 #include "tests/data/scratch_test.h"
 #include "data/volume_store.h"
@@ -351,6 +355,35 @@ TEST_F(NiftiTest, FailedExportLeavesNothingBehind) {
   write_nifti(dir_ / "x.nii.gz", v);
   EXPECT_EQ(read_nifti(dir_ / "x.nii.gz").voxels.max().item<std::int16_t>(), 7);
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1);
+}
+
+// An export killed in the middle leaves a temporary that keeps the .nii.gz ending, is recognised
+// as a leftover and removed, while the previous file stays whole.
+TEST_F(NiftiTest, AKilledExportLeavesARecognisedLeftoverWithItsExtension) {
+  GTEST_FLAG_SET(death_test_style, "fast");
+  Volume v;
+  v.type = VoxelType::kInt16;
+  v.voxels = at::zeros({2, 3, 4}, at::kShort);
+  write_nifti(dir_ / "x.nii.gz", v);
+  Volume big = v;
+  big.voxels = at::randint(-1000, 1000, {64, 64, 64}, at::kShort);
+  EXPECT_EXIT(
+      {
+        crash_when_a_file_passes(16 << 10);
+        write_nifti(dir_ / "x.nii.gz", big);
+        std::_Exit(0);
+      },
+      ::testing::KilledBySignal(SIGXFSZ), "");
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir_)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  ASSERT_EQ(names.size(), 2u);
+  const std::string& leftover = names[0];
+  EXPECT_EQ(leftover.rfind(".x.nii.gz.tmp.", 0), 0u) << leftover;
+  EXPECT_EQ(leftover.substr(leftover.size() - 7), ".nii.gz") << leftover;
+  EXPECT_TRUE(is_temporary_name(leftover));
+  EXPECT_EQ(remove_leftover_temporaries(dir_), std::vector<fs::path>{dir_ / leftover});
+  EXPECT_TRUE(at::equal(read_nifti(dir_ / "x.nii.gz").voxels, v.voxels));
 }
 
 // nibabel (python3-nibabel, Debian's python) reads our export with the affine we meant: the

@@ -7,8 +7,14 @@
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <csignal>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
+#include "core/atomic_file.h"
 #include "core/errors.h"
 #include "tests/data/scratch_test.h"
 
@@ -193,6 +199,17 @@ TEST_F(VolumeStoreTest, ShardsReadLikeOneFile) {
   }
 }
 
+/// The message of the error (of type E) opening `path` throws ("" when it opens).
+template <typename E = Error>
+std::string open_failure(const fs::path& path) {
+  try {
+    VolumeStore store(path);
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "";
+}
+
 /// Writes a small valid dataset, then lets `tamper` change it with the raw HDF5 API.
 template <typename Tamper>
 std::string open_error(const fs::path& path, Tamper tamper) {
@@ -205,12 +222,7 @@ std::string open_error(const fs::path& path, Tamper tamper) {
   EXPECT_GE(file, 0);
   tamper(file);
   H5Fclose(file);
-  try {
-    VolumeStore store(path);
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
+  return open_failure<InputError>(path);
 }
 
 TEST_F(VolumeStoreTest, ExternalLinksAreRefused) {
@@ -376,6 +388,188 @@ TEST_F(VolumeStoreTest, OtherFiltersFallBackToHdf5) {
   const VolumeStore store(path);
   EXPECT_TRUE(at::equal(store.read_series_region("s", "ct", {1, 2, 3}, {5, 5, 5}),
                         values.narrow(0, 1, 5).narrow(1, 2, 5).narrow(2, 3, 5)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Damaged files: each is an error naming the file (and the object where HDF5 can tell), never an
+// empty dataset or garbage. The damage is put where the file format says the structure is.
+
+std::string file_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void overwrite(const fs::path& path, std::uint64_t offset, const std::string& bytes) {
+  std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+  file.seekp(static_cast<std::streamoff>(offset));
+  file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(file.good()) << path;
+}
+
+std::uint64_t little_endian(const std::string& bytes, std::uint64_t at, int size) {
+  std::uint64_t value = 0;
+  for (int i = size - 1; i >= 0; --i) value = (value << 8) | static_cast<unsigned char>(bytes.at(at + static_cast<std::uint64_t>(i)));
+  return value;
+}
+
+/// Addresses of the v1 B-tree and the local heap of an old-style group (what HDF5 1.10 writes by
+/// default), from the symbol-table message (type 0x0011) of its version-1 object header, which
+/// H5Oget_info locates (HDF5 file format specification, sections III.A.1, III.D, IV.A.1.a, IV.A.2.r).
+std::pair<std::uint64_t, std::uint64_t> symbol_table_of(const fs::path& path, const char* group) {
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  H5O_info_t info{};
+  EXPECT_GE(H5Oget_info_by_name2(file, group, &info, H5O_INFO_BASIC, H5P_DEFAULT), 0);
+  H5Fclose(file);
+  const std::string bytes = file_bytes(path);
+  EXPECT_EQ(bytes.at(info.addr), 1) << "expected a version-1 object header for " << group;
+  const std::uint64_t messages = little_endian(bytes, info.addr + 2, 2);
+  std::uint64_t at = info.addr + 16;  // 12 bytes of prefix, padded to 8
+  for (std::uint64_t m = 0; m < messages && at + 8 <= bytes.size(); ++m) {
+    const std::uint64_t type = little_endian(bytes, at, 2), size = little_endian(bytes, at + 2, 2);
+    if (type == 0x11) return {little_endian(bytes, at + 8, 8), little_endian(bytes, at + 16, 8)};
+    at += 8 + size;
+  }
+  ADD_FAILURE() << "no symbol-table message in the object header of " << group;
+  return {0, 0};
+}
+
+/// A chunked, deflated dataset with a series "ct" (chunks of 4x8x8), a series "mr" and a label map.
+Volume write_damage_subject(const fs::path& path) {
+  const Volume image = ct(8, 16, 16);
+  Volume mr = image;
+  mr.type = VoxelType::kFloat32;
+  mr.voxels = at::rand({8, 16, 16});
+  VolumeWriter writer(path, StorageOptions{{4, 8, 8}, 4, true});
+  writer.add_series("s", "ct", image, "x");
+  writer.add_series("s", "mr", mr, "x");
+  writer.add_label("s", "organs", "ct", labels_for(image), "x");
+  writer.commit();
+  return image;
+}
+
+TEST_F(VolumeStoreTest, ADamagedSuperblockIsAnErrorNamingTheFile) {
+  const auto path = dir_ / "super.h5";
+  write_damage_subject(path);
+  const std::string bytes = file_bytes(path);
+  ASSERT_EQ(bytes.substr(0, 8), std::string("\x89HDF\r\n\x1a\n", 8));  // the signature, at 0 without a user block
+  overwrite(path, 8, std::string(8, '\x7f'));  // superblock version, sizes of offsets and lengths
+  try {
+    VolumeStore store(path);
+    FAIL() << "a file with a damaged superblock opened";
+  } catch (const InputError& e) {
+    const std::string text = e.what();
+    EXPECT_NE(text.find(path.string() + ": not a readable HDF5 file"), std::string::npos) << text;
+    EXPECT_NE(text.find("superblock"), std::string::npos) << text;  // HDF5's own words
+    EXPECT_NE(text.find("#0 H5Fopen"), std::string::npos) << text;  // and its error stack
+    EXPECT_EQ(text.find('\n'), std::string::npos) << text;
+  }
+}
+
+TEST_F(VolumeStoreTest, ADamagedGroupBTreeOrHeapIsAnErrorNamingFileAndGroup) {
+  // The study's B-tree indexes its "series" and "labels": read as absent, the study would be
+  // empty. It must be an error instead; so must a damaged heap of link names.
+  struct Damage {
+    const char* group;
+    bool heap;            // else the B-tree
+    const char* words;    // what HDF5 says is wrong
+  };
+  for (const Damage& damage : {Damage{"/studies/s", false, "wrong B-tree signature"},
+                               Damage{"/studies/s/series", true, "bad local heap signature"}}) {
+    const auto path = dir_ / (damage.heap ? "heap.h5" : "btree.h5");
+    write_damage_subject(path);
+    const auto [btree, heap] = symbol_table_of(path, damage.group);
+    const std::uint64_t at = damage.heap ? heap : btree;
+    ASSERT_EQ(file_bytes(path).substr(at, 4), damage.heap ? "HEAP" : "TREE");
+    overwrite(path, at, "XXXX");
+    const std::string text = open_failure(path);
+    EXPECT_EQ(text.rfind("Hdf5Error", 0), 0u) << text;
+    EXPECT_NE(text.find(path.string() + ":" + damage.group + "': " + damage.words + " (HDF5 error stack: #0 H5L"),
+              std::string::npos) << text;
+    EXPECT_EQ(text.find('\n'), std::string::npos) << text;
+  }
+}
+
+TEST_F(VolumeStoreTest, ADamagedChunkFailsOnlyTheReadsThatNeedIt) {
+  const auto path = dir_ / "chunk.h5";
+  const Volume image = write_damage_subject(path);
+  {  // flip 16 bytes in the middle of the first chunk of "ct", found through HDF5
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    const hid_t dataset = H5Dopen2(file, "/studies/s/series/ct/image", H5P_DEFAULT);
+    const hid_t space = H5Dget_space(dataset);
+    hsize_t offset[3] = {9, 9, 9}, size = 0;
+    unsigned mask = 0;
+    haddr_t address = HADDR_UNDEF;
+    ASSERT_GE(H5Dget_chunk_info(dataset, space, 0, offset, &mask, &address, &size), 0);
+    H5Sclose(space);
+    H5Dclose(dataset);
+    H5Fclose(file);
+    ASSERT_EQ(offset[0] + offset[1] + offset[2], 0u);
+    ASSERT_GE(size, 32u);
+    std::string bytes = file_bytes(path).substr(address + size / 2, 16);
+    for (char& c : bytes) c = static_cast<char>(~c);
+    overwrite(path, address + size / 2, bytes);
+  }
+  for (const bool direct : {true, false}) {
+    ReadOptions options;
+    options.direct_chunk_reads = direct;
+    const VolumeStore store(path, options);  // the structure is sound
+    try {
+      store.read_series("s", "ct");
+      FAIL() << "a damaged chunk was read (direct chunk reads: " << direct << ")";
+    } catch (const Error& e) {
+      const std::string text = e.what();
+      EXPECT_EQ(e.kind(), direct ? "InputError" : "Hdf5Error") << text;
+      EXPECT_NE(text.find(path.string() + ":/studies/s/series/ct/image"), std::string::npos) << text;
+      EXPECT_EQ(text.find('\n'), std::string::npos) << text;
+    }
+    // Boxes that do not touch the chunk, the other series and the label map still read.
+    EXPECT_TRUE(at::equal(store.read_series_region("s", "ct", {4, 0, 0}, {4, 16, 16}), image.voxels.narrow(0, 4, 4)));
+    EXPECT_TRUE(at::equal(store.read_series_region("s", "ct", {0, 8, 0}, {4, 8, 16}),
+                          image.voxels.narrow(0, 0, 4).narrow(1, 8, 8)));
+    EXPECT_EQ(store.read_series("s", "mr").voxels.size(0), 8);
+    EXPECT_EQ(store.read_label("s", "organs").voxels.size(0), 8);
+  }
+}
+
+// Killed writers leave temporaries that remove_leftover_temporaries recognises and removes; the
+// files already there stay whole.
+TEST_F(VolumeStoreTest, KilledWritersLeaveRecognisedLeftovers) {
+  GTEST_FLAG_SET(death_test_style, "fast");
+  const auto part = dir_ / "part.h5";
+  write_damage_subject(part);
+  EXPECT_EXIT(
+      {
+        VolumeWriter writer(dir_ / "killed.h5");
+        writer.add_series("s", "ct", ct(8, 16, 16), "x");
+        std::_Exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+  EXPECT_EXIT(
+      {
+        crash_when_a_file_passes(4096);
+        merge_volume_files({part}, dir_ / "merged.h5", {});
+        std::_Exit(0);
+      },
+      ::testing::KilledBySignal(SIGXFSZ), "");
+  EXPECT_EXIT(
+      {
+        crash_when_a_file_passes(0);
+        write_shard_index(dir_ / "index.h5", {"part.h5"}, {});
+        std::_Exit(0);
+      },
+      ::testing::KilledBySignal(SIGXFSZ), "");
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir_)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end());
+  ASSERT_EQ(names.size(), 4u) << ::testing::PrintToString(names);
+  EXPECT_EQ(names[0].rfind(".index.h5.tmp.", 0), 0u) << names[0];
+  EXPECT_EQ(names[1].rfind(".killed.h5.tmp.", 0), 0u) << names[1];
+  EXPECT_EQ(names[2].rfind(".merged.h5.tmp.", 0), 0u) << names[2];
+  EXPECT_EQ(names[3], "part.h5");
+  const auto removed = remove_leftover_temporaries(dir_);
+  EXPECT_EQ(removed.size(), 3u);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1);
+  EXPECT_EQ(VolumeStore(part).studies().size(), 1u);
 }
 
 }  // namespace
