@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
 #include <torch/version.h>
 #include <unistd.h>
 
@@ -93,7 +94,7 @@ void print_table(const json& report) {
 
 }  // namespace
 
-int run_info(const JobContext& context, const InfoOptions& options) {
+ExitCode run_info(const JobContext& context, const InfoOptions& options) {
   const MpiEnvironment& env = context.env;
 
   // Gather every rank's facts as JSON text through the communicator's variable-size allgather.
@@ -114,7 +115,7 @@ int run_info(const JobContext& context, const InfoOptions& options) {
   bool all_ok = true;
   for (const auto& c : checks) all_ok = all_ok && c["ok"].get<bool>();
 
-  if (env.rank() != 0) return all_ok ? 0 : 1;
+  if (env.rank() != 0) return all_ok ? ExitCode::kOk : ExitCode::kFailed;
 
   json ranks = json::array();
   std::istringstream lines(std::string(reinterpret_cast<const char*>(gathered.data_ptr<std::uint8_t>()),
@@ -155,11 +156,11 @@ int run_info(const JobContext& context, const InfoOptions& options) {
   }
   std::fflush(stdout);
   if (!options.output.empty()) write_file_atomic(options.output, report.dump(2) + "\n");
-  return all_ok ? 0 : 1;
+  return all_ok ? ExitCode::kOk : ExitCode::kFailed;
 }
 
-int run_model_info(const JobContext& context, const InfoOptions& options) {
-  if (context.env.rank() != 0) return 0;
+ExitCode run_model_info(const JobContext& context, const InfoOptions& options) {
+  if (context.env.rank() != 0) return ExitCode::kOk;
   if (options.patch.size() != 3) throw ConfigError("--patch", "expected three sizes Z,Y,X");
   models::ModelConfig config;
   config.name = options.model;
@@ -197,7 +198,30 @@ int run_model_info(const JobContext& context, const InfoOptions& options) {
     }
   }
   if (!options.output.empty()) write_file_atomic(options.output, report.dump(2) + "\n");
-  return 0;
+  return ExitCode::kOk;
 }
+
+namespace {
+
+CLI::App* add_info_command(CLI::App& app, InfoOptions& o) {
+  CLI::App* info = add_verb_command(
+      app, "info", "Show ranks, hosts, devices, backends and library versions, and check an allreduce across all ranks");
+  info->add_flag("--json", o.json, "Print a JSON report instead of the table");
+  info->add_option("-o,--output", o.output, "Also write the JSON report to this file (atomically)");
+  info->add_option("--model", o.model, "Describe a network instead: unet, resenc_unet or sk_unet");
+  info->add_option("--in-channels", o.in_channels, "With --model: input channels")->capture_default_str();
+  info->add_option("--classes", o.classes, "With --model: classes including background")->capture_default_str();
+  info->add_option("--stages", o.stages, "With --model: resolution stages")->capture_default_str();
+  info->add_option("--patch", o.patch, "With --model: patch Z,Y,X for the FLOP count")->delimiter(',')->capture_default_str();
+  return info;
+}
+
+ExitCode run_info_job(const JobContext& context, const InfoOptions& options) {
+  return options.model.empty() ? run_info(context, options) : run_model_info(context, options);
+}
+
+}  // namespace
+
+std::unique_ptr<Verb> make_info_verb() { return make_options_verb(add_info_command, run_info_job); }
 
 }  // namespace vitruvian::jobs

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "core/exit_code.h"
 #include "launch/jobs/job_context.h"
+#include "launch/jobs/verb.h"
 
 namespace vitruvian::jobs {
 
@@ -23,9 +25,12 @@ struct InfoOptions {
 };
 
 /// Rank 0 prints the network's stages, parameters and forward FLOPs per voxel (or JSON).
-int run_model_info(const JobContext& context, const InfoOptions& options);
+ExitCode run_model_info(const JobContext& context, const InfoOptions& options);
 
 /// Collective over the world. Returns the process exit code (0, or 1 if a check failed).
-int run_info(const JobContext& context, const InfoOptions& options);
+ExitCode run_info(const JobContext& context, const InfoOptions& options);
+
+/// The `info` verb.
+std::unique_ptr<Verb> make_info_verb();
 
 }  // namespace vitruvian::jobs

@@ -1,5 +1,5 @@
-// What every job receives from the CLI: the MPI environment, the resolved runtime config and
-// this rank's device.
+// What every job receives from the CLI: the MPI environment, the resolved runtime config,
+// this rank's device and the whole resolved config as YAML.
 #pragma once
 
 #include <c10/core/Device.h>
@@ -15,6 +15,7 @@ struct JobContext {
   const MpiEnvironment& env;
   RuntimeConfig runtime;
   c10::Device device;
+  std::string resolved_config;  ///< YAML of runtime and the verb's sections, as --save-config writes it
 };
 
 /// Collective: true on every rank when every rank passes an empty `failure`; otherwise the

@@ -2,6 +2,7 @@
 // whole shards), then rank 0 joins the parts in study order (or writes the shard index).
 #include "launch/jobs/phantom.h"
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <mpi.h>
 #include <spdlog/spdlog.h>
@@ -26,9 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace vitruvian::data;
-
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
 
 PhantomOptions phantom_options(const PhantomJobOptions& o, int threads) {
   PhantomOptions p;
@@ -130,7 +128,7 @@ void check_outputs(const PhantomJobOptions& o, const PhantomOptions& phantom, st
 
 }  // namespace
 
-int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
+ExitCode run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   const int rank = context.env.rank(), size = context.env.size();
   PhantomOptions phantom;
   StorageOptions storage;
@@ -147,14 +145,14 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   }
   // Every rank checks; all agree before any of them starts (a rank alone in error would leave
   // the others waiting in the first collective).
-  if (!agree_all(context, usage.empty(), usage)) return kExitUsage;
+  if (!agree_all(context, usage.empty(), usage)) return ExitCode::kUsage;
   if (options.describe) {
     if (rank == 0) {
       for (const PhantomKind kind : phantom_study_kinds()) {
         if (phantom.kind == PhantomKind::kMixed || kind == phantom.kind) std::cout << describe_kind(kind);
       }
     }
-    return 0;
+    return ExitCode::kOk;
   }
 
   const fs::path output(options.output);
@@ -237,7 +235,7 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   };
   if (!agree_all(context, failure.empty(), failure)) {
     discard();
-    return kExitFailed;
+    return ExitCode::kFailed;
   }
 
   // Shards go into place on their own rank; rank 0 then writes the index, or joins the parts.
@@ -251,7 +249,7 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
   }
   if (!agree_all(context, failure.empty(), failure)) {
     discard();
-    return kExitFailed;
+    return ExitCode::kFailed;
   }
   if (rank == 0) {
     try {
@@ -286,14 +284,48 @@ int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
       for (std::int64_t s = rank; s < shards; s += size) fs::remove(shard_path(s), ignored);
     }
     discard();
-    return kExitFailed;
+    return ExitCode::kFailed;
   }
   if (rank == 0) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     spdlog::info("phantom: wrote {} studies to {}{} in {:.1f} s ({:.2f} studies/s)", options.studies, output.string(),
                  sharded ? fmt::format(" (index over {} shards)", shards) : "", seconds, options.studies / seconds);
   }
-  return 0;
+  return ExitCode::kOk;
 }
+
+namespace {
+
+CLI::App* add_phantom_command(CLI::App& app, PhantomJobOptions& o) {
+  CLI::App* phantom = add_verb_command(
+      app, "phantom", "Generate synthetic multi-sequence CT/MR studies with exact labels (docs/PHANTOMS.md) into an HDF5 "
+                      "dataset, in parallel across ranks; the contents do not depend on the number of ranks or threads",
+      "Threads per study: --threads (runtime.intra_op_threads).");
+  phantom->add_option("--kind", o.kind, "chest-cardiac | head-neck | abdomen-mr | msk | mixed")->capture_default_str();
+  phantom->add_option("--studies", o.studies, "Number of studies")->capture_default_str();
+  phantom->add_option("--shape", o.shape, "Voxels Z,Y,X (or one size)")->capture_default_str();
+  phantom->add_option("--spacing", o.spacing, "Voxel spacing in mm: X,Y,Z, one value, or auto (the kind's "
+                                               "field of view / shape)")
+      ->capture_default_str();
+  phantom->add_option("--seed", o.seed, "Random seed; study i is a function of (seed, i) alone")->capture_default_str();
+  phantom->add_option("-o,--out", o.output, "Dataset file (the index file with --shard-studies)");
+  phantom->add_option("--nifti", o.nifti_dir, "Also write DIR/<study>/<series>.nii.gz and anatomy.nii.gz");
+  phantom->add_option("--preview", o.preview_dir, "Write DIR/<study>.png: slices with label overlays");
+  phantom->add_option("--noise", o.noise, "Noise level, a factor on each series' default")->capture_default_str();
+  phantom->add_option("--deformation", o.deformation, "Smooth random deformation, a factor on the default")
+      ->capture_default_str();
+  phantom->add_option("--frames", o.frames, "Time points of 4D perfusion series")->capture_default_str();
+  phantom->add_option("--chunk", o.chunk, "Chunk shape Z,Y,X (or one size, or 'contiguous')")->capture_default_str();
+  phantom->add_option("--deflate", o.deflate, "Deflate level 0 (off) to 9, with byte shuffle")->capture_default_str();
+  phantom->add_flag("--lz4", o.lz4, "LZ4 instead of deflate (with byte shuffle; needs hdf5-filter-plugin)");
+  phantom->add_option("--shard-studies", o.shard_studies, "Write shards of this many studies plus an index file");
+  phantom->add_flag("--force", o.force, "Replace an existing output");
+  phantom->add_flag("--describe", o.describe, "Print the kind's series, tissues, labels and value ranges (Markdown) and stop");
+  return phantom;
+}
+
+}  // namespace
+
+std::unique_ptr<Verb> make_phantom_verb() { return make_options_verb(add_phantom_command, run_phantom); }
 
 }  // namespace vitruvian::jobs

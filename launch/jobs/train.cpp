@@ -4,6 +4,7 @@
 #include "launch/jobs/train.h"
 
 #include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "core/atomic_file.h"
@@ -25,6 +27,7 @@
 #include "data/loader.h"
 #include "data/preprocess.h"
 #include "data/volume_store.h"
+#include "models/class_map.h"
 #include "models/metrics.h"
 #include "models/sliding_window.h"
 
@@ -33,8 +36,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
 constexpr const char* kCheckpointPrefix = "step_";
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -45,69 +46,9 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 struct Setup {
   std::shared_ptr<const data::VolumeStore> store;
   std::vector<std::string> training, validation;  ///< study ids
-  ClassMap classes;
+  models::ClassMap classes;
   at::Tensor lookup;                              ///< dataset label id → class index (int64)
 };
-
-}  // namespace
-
-ClassMap class_map(const std::vector<std::string>& classes, const data::LabelTable& table, const std::string& dataset) {
-  ClassMap map{{"background"}, {{0}}};
-  auto id_of = [&](const std::string& wanted) {
-    auto it = std::find_if(table.begin(), table.end(), [&](const auto& entry) { return entry.second == wanted; });
-    if (it == table.end()) {
-      std::string known;
-      for (const auto& [id, name] : table) known += (known.empty() ? "" : ", ") + name;
-      throw ConfigError("data.classes", fmt::format("'{}' is not a label of {}; its labels are: {}", wanted, dataset, known));
-    }
-    return static_cast<std::int64_t>(it->first);
-  };
-  if (classes.empty()) {
-    for (const auto& [id, name] : table) {
-      if (id == 0) continue;
-      map.names.push_back(name);
-      map.label_ids.push_back({id});
-    }
-  }
-  for (const auto& entry : classes) {
-    const auto eq = entry.find('=');
-    std::vector<std::int64_t> ids;
-    if (eq == std::string::npos) {
-      ids.push_back(id_of(entry));
-    } else {
-      for (std::size_t start = eq + 1; start <= entry.size();) {
-        const auto plus = std::min(entry.find('+', start), entry.size());
-        ids.push_back(id_of(entry.substr(start, plus - start)));
-        start = plus + 1;
-      }
-    }
-    map.names.push_back(entry.substr(0, eq));
-    map.label_ids.push_back(std::move(ids));
-  }
-  if (map.names.size() < 2) throw ConfigError("data.classes", dataset + " has no label table to learn from");
-  std::vector<bool> seen(65536, false);
-  for (const auto& ids : map.label_ids) {
-    for (const auto id : ids) {
-      if (id != 0 && seen[static_cast<std::size_t>(id)]) {
-        throw ConfigError("data.classes", fmt::format("label id {} is named by two classes", id));
-      }
-      seen[static_cast<std::size_t>(id)] = true;
-    }
-  }
-  return map;
-}
-
-at::Tensor ClassMap::lookup() const {
-  // Every id a uint8 or uint16 label map can hold; ids outside the classes are background.
-  at::Tensor table = at::zeros({65536}, at::kLong);
-  auto* t = table.data_ptr<std::int64_t>();
-  for (std::size_t k = 1; k < label_ids.size(); ++k) {
-    for (const auto id : label_ids[k]) t[id] = static_cast<std::int64_t>(k);
-  }
-  return table;
-}
-
-namespace {
 
 Setup prepare(const TrainConfig& c, int world) {
   Setup s;
@@ -122,7 +63,7 @@ Setup prepare(const TrainConfig& c, int world) {
   }
   s.training.assign(ids.begin(), ids.end() - static_cast<std::ptrdiff_t>(held_out));
   s.validation.assign(ids.end() - static_cast<std::ptrdiff_t>(held_out), ids.end());
-  s.classes = class_map(c.classes, s.store->label_table(), c.dataset);
+  s.classes = models::ClassMap::from_labels(c.classes, s.store->label_table(), c.dataset);
   s.lookup = s.classes.lookup();
   return s;
 }
@@ -357,7 +298,7 @@ void TrainConfig::validate() const {
   optimizer.validate();
 }
 
-int run_train(const JobContext& context, const TrainConfig& config, const TrainFlags& flags, const std::string& resolved_yaml) {
+ExitCode run_train(const JobContext& context, const TrainConfig& config, const TrainFlags& flags) {
   const int rank = context.env.rank(), world = context.env.size();
   const fs::path run_dir(config.run_dir);
   const fs::path checkpoints = run_dir / "checkpoints";
@@ -388,7 +329,7 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
   } catch (const Error& e) {
     problem = e.what();
   }
-  if (!agree_all(context, problem.empty(), problem)) return kExitUsage;
+  if (!agree_all(context, problem.empty(), problem)) return ExitCode::kUsage;
   data::PatchLoader& loader = *loader_ptr;
   if (flags.force && rank == 0) {
     std::error_code ignored;  // only what a run writes; anything else in the folder stays
@@ -429,14 +370,14 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
       } catch (const Error& e) {
         load_problem = e.what();
       }
-      if (!agree_all(context, load_problem.empty(), load_problem)) return kExitUsage;
+      if (!agree_all(context, load_problem.empty(), load_problem)) return ExitCode::kUsage;
       std::int64_t steps[2] = {resume_step, -resume_step};
       check_mpi(MPI_Allreduce(MPI_IN_PLACE, steps, 2, MPI_INT64_T, MPI_MAX, context.env.world().get()), "MPI_Allreduce(resume step)");
       if (!agree_all(context, steps[0] == -steps[1],
                      fmt::format("ranks found different newest checkpoints in {} (steps {} to {}); is the folder shared and "
                                  "up to date on every node?",
                                  checkpoints.string(), -steps[1], steps[0]))) {
-        return kExitUsage;
+        return ExitCode::kUsage;
       }
       if (rank == 0) spdlog::info("train: resuming from {} (step {})", resume_from->string(), trainer.steps_done());
     }
@@ -446,7 +387,7 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
     std::ofstream metrics;
     if (rank == 0) {
       fs::create_directories(run_dir);
-      write_file_atomic(run_dir / "config.yaml", resolved_yaml);
+      write_file_atomic(run_dir / "config.yaml", context.resolved_config);
       if (resume_from) truncate_metrics(metrics_path, start_step);
       metrics.open(metrics_path, resume_from ? std::ios::app : std::ios::trunc);
       if (!metrics) throw InputError(metrics_path.string(), "cannot be written");
@@ -538,10 +479,46 @@ int run_train(const JobContext& context, const TrainConfig& config, const TrainF
   // A rank that failed cannot take part in collectives any more: end the job from here.
   if (!failure.empty()) {
     std::cerr << "vitruvian: " << failure << std::endl;
-    if (world > 1) context.env.abort(kExitFailed);
-    return kExitFailed;
+    if (world > 1) context.env.abort(exit_status(ExitCode::kFailed));
+    return ExitCode::kFailed;
   }
-  return 0;
+  return ExitCode::kOk;
 }
+
+namespace {
+
+class TrainVerb final : public Verb {
+ public:
+  CLI::App* add_to(CLI::App& app) override {
+    CLI::App* train = add_verb_command(
+        app, "train", "Train an organ network on an HDF5 dataset, data-parallel over the ranks (config sections data, model, "
+                      "optimizer, train; launch/configs/train_example.yaml)");
+    train->add_flag("--resume", flags_.resume, "Continue from the newest complete checkpoint in train.run_dir");
+    train->add_flag("--force", flags_.force, "Start over: remove an existing run's checkpoints, metrics and model");
+    train->add_option("--run-dir", run_dir_, "Run folder (train.run_dir)");
+    train->add_option("--steps", steps_, "Optimiser steps (train.steps)");
+    return train;
+  }
+  std::vector<ConfigVisit> sections() override {
+    return {[this](ConfigVisitor& v) { config_.visit(v); }};
+  }
+  std::vector<std::string> overrides() const override {
+    std::vector<std::string> keys;
+    if (run_dir_) keys.push_back("train.run_dir=" + *run_dir_);
+    if (steps_) keys.push_back("train.steps=" + std::to_string(*steps_));
+    return keys;
+  }
+  ExitCode run(const JobContext& context) override { return run_train(context, config_, flags_); }
+
+ private:
+  TrainConfig config_;
+  TrainFlags flags_;
+  std::optional<std::string> run_dir_;
+  std::optional<std::int64_t> steps_;
+};
+
+}  // namespace
+
+std::unique_ptr<Verb> make_train_verb() { return std::make_unique<TrainVerb>(); }
 
 }  // namespace vitruvian::jobs
