@@ -16,7 +16,7 @@
 
 namespace vitruvian::jobs {
 
-/// The training config: sections data, model, optimizer, train (launch/configs/train_example.yaml).
+/// The training config: sections data, model, optimizer, train (launch/configs/quickstart.yaml).
 struct TrainConfig {
   // data
   std::string dataset;
