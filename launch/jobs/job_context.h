@@ -25,5 +25,8 @@ bool all_ranks_ok(const MpiEnvironment& env, const std::string& failure);
 
 /// all_ranks_ok for jobs: a failure is reported as the line "vitruvian: <message>".
 bool agree_all(const JobContext& context, bool ok, const std::string& message);
+/// agree_all on a problem found by this rank ("" for none): the jobs' one way of agreeing
+/// whether they may go on.
+bool agree_all(const JobContext& context, const std::string& problem);
 
 }  // namespace vitruvian::jobs
