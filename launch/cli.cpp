@@ -2,9 +2,9 @@
 // flags and jobs live beside each job (launch/jobs/verb.h).
 #include "launch/cli.h"
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -27,18 +27,10 @@ namespace vitruvian {
 namespace {
 
 /// The verbs, in the order `vitruvian --help` lists them.
-constexpr jobs::VerbFactory kVerbs[] = {
-    jobs::make_info_verb,       // info
-    jobs::make_convert_verb,    // convert
-    jobs::make_export_verb,     // export
-    jobs::make_inspect_verb,    // inspect
-    jobs::make_preprocess_verb, // preprocess
-    jobs::make_phantom_verb,    // phantom
-    jobs::make_train_verb,      // train
-    jobs::make_plan_verb,       // plan
-    jobs::make_infer_verb,      // infer
-    jobs::make_report_verb,     // report
-};
+constexpr jobs::VerbFactory kVerbs[] = {jobs::make_info_verb,    jobs::make_convert_verb,    jobs::make_export_verb,
+                                        jobs::make_inspect_verb, jobs::make_preprocess_verb, jobs::make_phantom_verb,
+                                        jobs::make_train_verb,   jobs::make_plan_verb,       jobs::make_infer_verb,
+                                        jobs::make_report_verb};
 
 struct GlobalOptions {
   std::vector<std::string> config_files;
@@ -105,7 +97,8 @@ RuntimeConfig resolve_config(const GlobalOptions& global, jobs::Verb& verb) {
   if (global.device) sources.add_override("runtime.device=" + *global.device);
   if (global.log_level) sources.add_override("runtime.log_level=" + *global.log_level);
   if (global.log_all_ranks) sources.add_override("runtime.log_all_ranks=true");
-  if (global.collective_timeout_s) sources.add_override("runtime.collective_timeout_s=" + std::to_string(*global.collective_timeout_s));
+  if (global.collective_timeout_s)
+    sources.add_override("runtime.collective_timeout_s=" + std::to_string(*global.collective_timeout_s));
   if (global.threads) sources.add_override("runtime.intra_op_threads=" + std::to_string(*global.threads));
   for (const auto& assignment : verb.overrides()) sources.add_override(assignment);
   RuntimeConfig runtime;
@@ -142,7 +135,8 @@ int run_job(const MpiEnvironment& env, const RuntimeConfig& runtime, const Globa
     return exit_status(verb.run(start_job(env, runtime, global, verb)));
   } catch (const Error& e) {
     spdlog::error("{}", e.what());
-    const bool usage = dynamic_cast<const InputError*>(&e) != nullptr || dynamic_cast<const ConfigError*>(&e) != nullptr;
+    const bool usage =
+        dynamic_cast<const InputError*>(&e) != nullptr || dynamic_cast<const ConfigError*>(&e) != nullptr;
     code = usage ? ExitCode::kUsage : ExitCode::kFailed;
   } catch (const std::exception& e) {
     spdlog::error("unexpected error on {}: {}", describe_process(), e.what());
@@ -162,9 +156,10 @@ int run_cli(int argc, char** argv) {
     return exit_status(ExitCode::kFailed);
   }
 
-  CLI::App app{"Vitruvian: distributed 3D organ segmentation (training and inference campaigns on MPI + GPUs).\n"
-               "Run under mpirun/srun for several ranks; a lone process is a 1-rank job.",
-               "vitruvian"};
+  CLI::App app{
+      "Vitruvian: distributed 3D organ segmentation (training and inference campaigns on MPI + GPUs).\n"
+      "Run under mpirun/srun for several ranks; a lone process is a 1-rank job.",
+      "vitruvian"};
   GlobalOptions global;
   add_global_options(app, global);
   std::vector<RegisteredVerb> verbs;

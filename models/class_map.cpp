@@ -13,7 +13,8 @@ namespace vitruvian::models {
 namespace {
 
 /// The id of label `wanted` in `table`; ConfigError naming `key` and listing the labels.
-std::int64_t label_id(const std::string& wanted, const LabelNames& table, const std::string& dataset, const std::string& key) {
+std::int64_t label_id(const std::string& wanted, const LabelNames& table, const std::string& dataset,
+                      const std::string& key) {
   const auto it = std::find_if(table.begin(), table.end(), [&](const auto& entry) { return entry.second == wanted; });
   if (it == table.end()) {
     std::string known;
@@ -37,8 +38,8 @@ std::vector<std::int64_t> label_ids_of(const std::string& list, const LabelNames
 
 }  // namespace
 
-ClassMap ClassMap::from_labels(const std::vector<std::string>& classes, const LabelNames& table, const std::string& dataset,
-                               const std::string& key) {
+ClassMap ClassMap::from_labels(const std::vector<std::string>& classes, const LabelNames& table,
+                               const std::string& dataset, const std::string& key) {
   ClassMap map{{"background"}, {{0}}};
   if (classes.empty()) {
     for (const auto& [id, name] : table) {
@@ -73,7 +74,8 @@ ClassMap ClassMap::from_card(const ModelCard& card, const std::string& source) {
   }
   for (const auto& ids : card.class_label_ids) {
     for (const auto id : ids) {
-      if (id < 0 || id >= kLabelIds) throw InputError(source, fmt::format("label id {} is outside 0..{}", id, kLabelIds - 1));
+      if (id < 0 || id >= kLabelIds)
+        throw InputError(source, fmt::format("label id {} is outside 0..{}", id, kLabelIds - 1));
     }
   }
   return ClassMap{card.class_names, card.class_label_ids};

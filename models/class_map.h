@@ -23,15 +23,15 @@ struct ClassMap {
   /// Label ids a lookup covers: every id a uint8 or uint16 label map can hold.
   static constexpr std::int64_t kLabelIds = 65536;
 
-  std::vector<std::string> names;                   ///< [0] is "background"
+  std::vector<std::string> names;                    ///< [0] is "background"
   std::vector<std::vector<std::int64_t>> label_ids;  ///< per class, ids in 0..kLabelIds-1
 
   /// The classes a config learns: one per `classes` entry, "name" for that label or
   /// "name=a+b+c" for labels a, b and c as one class (every label of `table` when `classes` is
   /// empty). ConfigError naming `key` for an unknown label (listing the labels of `dataset`), a
   /// label named twice, or a table with nothing to learn.
-  static ClassMap from_labels(const std::vector<std::string>& classes, const LabelNames& table, const std::string& dataset,
-                              const std::string& key = "data.classes");
+  static ClassMap from_labels(const std::vector<std::string>& classes, const LabelNames& table,
+                              const std::string& dataset, const std::string& key = "data.classes");
   /// The classes an exported network predicts (its card's class_names and class_label_ids).
   /// InputError naming `source` when the two lists differ in length or an id is out of range.
   static ClassMap from_card(const ModelCard& card, const std::string& source);

@@ -202,15 +202,19 @@ namespace {
 
 CLI::App* add_info_command(CLI::App& app, InfoOptions& o) {
   CLI::App* info = add_verb_command(
-      app, "info", "Show ranks, hosts, devices, backends and library versions, and check an allreduce across all ranks");
+      app, "info",
+      "Show ranks, hosts, devices, backends and library versions, and check an allreduce across all ranks");
   info->add_flag("--json", o.json, "Print a JSON report instead of the table");
   info->add_option("-o,--output", o.output, "Also write the JSON report to this file (atomically)");
-  info->add_option("--model", o.model,
-                   "Describe a network instead: unet, resenc_unet or sk_unet (model.name; the other model.* keys apply)");
+  info->add_option(
+      "--model", o.model,
+      "Describe a network instead: unet, resenc_unet or sk_unet (model.name; the other model.* keys apply)");
   info->add_option("--in-channels", o.in_channels, "With --model: input channels")->capture_default_str();
   info->add_option("--classes", o.classes, "With --model: classes including background")->capture_default_str();
   info->add_option("--stages", o.stages, "With --model: resolution stages (model.stages)")->capture_default_str();
-  info->add_option("--patch", o.patch, "With --model: patch Z,Y,X for the FLOP count")->delimiter(',')->capture_default_str();
+  info->add_option("--patch", o.patch, "With --model: patch Z,Y,X for the FLOP count")
+      ->delimiter(',')
+      ->capture_default_str();
   return info;
 }
 

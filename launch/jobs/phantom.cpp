@@ -134,8 +134,13 @@ void check_outputs(const PhantomJobOptions& o, const PhantomOptions& phantom, st
 class PhantomRun {
  public:
   PhantomRun(const JobContext& context, const PhantomJobOptions& options)
-      : context_(context), o_(options), rank_(context.env.rank()), size_(context.env.size()), output_(options.output),
-        folder_(output_.has_parent_path() ? output_.parent_path() : fs::path(".")), sharded_(options.shard_studies > 0),
+      : context_(context),
+        o_(options),
+        rank_(context.env.rank()),
+        size_(context.env.size()),
+        output_(options.output),
+        folder_(output_.has_parent_path() ? output_.parent_path() : fs::path(".")),
+        sharded_(options.shard_studies > 0),
         shards_(sharded_ ? (options.studies + options.shard_studies - 1) / options.shard_studies : 0),
         part_(size_ == 1 ? output_ : part_path(rank_)) {}
 
@@ -167,9 +172,11 @@ class PhantomRun {
   void announce() const {
     if (rank_ != 0) return;
     const auto spacing = phantom_spacing(phantom_, 0);
-    spdlog::info("phantom: {} {} studies of {}x{}x{} voxels ({} mm), seed {}, on {} rank(s) x {} thread(s)", o_.studies, o_.kind,
-                 phantom_.shape_zyx[0], phantom_.shape_zyx[1], phantom_.shape_zyx[2],
-                 phantom_.kind == PhantomKind::kMixed ? "per kind" : fmt::format("{:.3g}x{:.3g}x{:.3g}", spacing[0], spacing[1], spacing[2]),
+    spdlog::info("phantom: {} {} studies of {}x{}x{} voxels ({} mm), seed {}, on {} rank(s) x {} thread(s)", o_.studies,
+                 o_.kind, phantom_.shape_zyx[0], phantom_.shape_zyx[1], phantom_.shape_zyx[2],
+                 phantom_.kind == PhantomKind::kMixed
+                     ? "per kind"
+                     : fmt::format("{:.3g}x{:.3g}x{:.3g}", spacing[0], spacing[1], spacing[2]),
                  o_.seed, size_, phantom_.threads);
   }
 
@@ -180,7 +187,8 @@ class PhantomRun {
     std::string failure;
     try {
       const std::vector<std::int64_t> mine = my_studies();
-      Progress progress(size_ > 1 ? "studies on rank 0" : "studies", static_cast<std::int64_t>(mine.size()), rank_ == 0);
+      Progress progress(size_ > 1 ? "studies on rank 0" : "studies", static_cast<std::int64_t>(mine.size()),
+                        rank_ == 0);
       for (const std::int64_t index : mine) {
         const PhantomStudy study = make_phantom_study(phantom_, index);
         write_phantom_study(writer_for(index), study);
@@ -249,7 +257,9 @@ class PhantomRun {
   }
 
  private:
-  fs::path shard_path(std::int64_t s) const { return folder_ / fmt::format("{}.shard-{:05d}.h5", output_.stem().string(), s); }
+  fs::path shard_path(std::int64_t s) const {
+    return folder_ / fmt::format("{}.shard-{:05d}.h5", output_.stem().string(), s);
+  }
   fs::path pending_shard(std::int64_t s) const { return fs::path(shard_path(s).string() + ".pending"); }
   fs::path part_path(int r) const { return fs::path(output_.string() + fmt::format(".part-{:05d}.tmp", r)); }
 
@@ -366,14 +376,17 @@ namespace {
 
 CLI::App* add_phantom_command(CLI::App& app, PhantomJobOptions& o) {
   CLI::App* phantom = add_verb_command(
-      app, "phantom", "Generate synthetic multi-sequence CT/MR studies with exact labels (docs/PHANTOMS.md) into an HDF5 "
-                      "dataset, in parallel across ranks; the contents do not depend on the number of ranks or threads",
+      app, "phantom",
+      "Generate synthetic multi-sequence CT/MR studies with exact labels (docs/PHANTOMS.md) into an HDF5 "
+      "dataset, in parallel across ranks; the contents do not depend on the number of ranks or threads",
       "Threads per study: --threads (runtime.intra_op_threads).");
   phantom->add_option("--kind", o.kind, "chest-cardiac | head-neck | abdomen-mr | msk | mixed")->capture_default_str();
   phantom->add_option("--studies", o.studies, "Number of studies")->capture_default_str();
   phantom->add_option("--shape", o.shape, "Voxels Z,Y,X (or one size)")->capture_default_str();
-  phantom->add_option("--spacing", o.spacing, "Voxel spacing in mm: X,Y,Z, one value, or auto (the kind's "
-                                               "field of view / shape)")
+  phantom
+      ->add_option("--spacing", o.spacing,
+                   "Voxel spacing in mm: X,Y,Z, one value, or auto (the kind's "
+                   "field of view / shape)")
       ->capture_default_str();
   phantom->add_option("--seed", o.seed, "Random seed; study i is a function of (seed, i) alone")->capture_default_str();
   phantom->add_option("-o,--out", o.output, "Dataset file (the index file with --shard-studies)");
@@ -388,7 +401,8 @@ CLI::App* add_phantom_command(CLI::App& app, PhantomJobOptions& o) {
   phantom->add_flag("--lz4", o.lz4, "LZ4 instead of deflate (with byte shuffle; needs hdf5-filter-plugin)");
   phantom->add_option("--shard-studies", o.shard_studies, "Write shards of this many studies plus an index file");
   phantom->add_flag("--force", o.force, "Replace an existing output");
-  phantom->add_flag("--describe", o.describe, "Print the kind's series, tissues, labels and value ranges (Markdown) and stop");
+  phantom->add_flag("--describe", o.describe,
+                    "Print the kind's series, tissues, labels and value ranges (Markdown) and stop");
   return phantom;
 }
 

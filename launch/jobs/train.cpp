@@ -89,8 +89,9 @@ class TrainVerb final : public Verb {
  public:
   CLI::App* add_to(CLI::App& app) override {
     CLI::App* train = add_verb_command(
-        app, "train", "Train an organ network on an HDF5 dataset, data-parallel over the ranks (config sections data, model, "
-                      "optimizer, train; launch/configs/quickstart.yaml)");
+        app, "train",
+        "Train an organ network on an HDF5 dataset, data-parallel over the ranks (config sections data, model, "
+        "optimizer, train; launch/configs/quickstart.yaml)");
     train->add_flag("--resume", flags_.resume, "Continue from the newest complete checkpoint in train.run_dir");
     train->add_flag("--force", flags_.force, "Start over: remove an existing run's checkpoints, metrics and model");
     train->add_option("--run-dir", run_dir_, "Run folder (train.run_dir)");

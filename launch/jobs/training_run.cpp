@@ -236,8 +236,13 @@ struct StepTotals {
 class TrainingRun {
  public:
   TrainingRun(const JobContext& context, const TrainConfig& config, const TrainFlags& flags)
-      : context_(context), config_(config), flags_(flags), rank_(context.env.rank()), world_(context.env.size()),
-        run_dir_(config.run_dir), checkpoints_(run_dir_ / "checkpoints") {}
+      : context_(context),
+        config_(config),
+        flags_(flags),
+        rank_(context.env.rank()),
+        world_(context.env.size()),
+        run_dir_(config.run_dir),
+        checkpoints_(run_dir_ / "checkpoints") {}
 
   /// Collective. Checks the config against the dataset, finds the checkpoint to resume from and
   /// starts the loader on this rank's shard (the loader checks the task against the dataset, so
@@ -250,8 +255,9 @@ class TrainingRun {
       config_.model.options(static_cast<std::int64_t>(config_.channels.size()), 2);  // checks the model section
       setup_ = make_setup(config_, world_);
       find_checkpoint();
-      loader_ = std::make_unique<data::PatchLoader>(setup_.store, task_of(config_, setup_),
-                                                    loader_options_of(config_, rank_, world_, resume_step_ * config_.accumulate));
+      loader_ = std::make_unique<data::PatchLoader>(
+          setup_.store, task_of(config_, setup_),
+          loader_options_of(config_, rank_, world_, resume_step_ * config_.accumulate));
     } catch (const Error& e) {
       problem = e.what();
     }
@@ -296,18 +302,19 @@ class TrainingRun {
       try {
         trainer_->load(*resume_from_);
         if (trainer_->steps_done() != resume_step_) {
-          problem = fmt::format("{}: trainer.json changed while loading (step {} then {})", resume_from_->string(), resume_step_,
-                                trainer_->steps_done());
+          problem = fmt::format("{}: trainer.json changed while loading (step {} then {})", resume_from_->string(),
+                                resume_step_, trainer_->steps_done());
         }
       } catch (const Error& e) {
         problem = e.what();
       }
       if (!agree_all(context_, problem)) return false;
       const auto [lowest, highest] = resume_steps(resume_step_);
-      if (!agree_all(context_, lowest == highest,
-                     fmt::format("ranks found different newest checkpoints in {} (steps {} to {}); is the folder shared "
-                                 "and up to date on every node?",
-                                 checkpoints_.string(), lowest, highest))) {
+      if (!agree_all(
+              context_, lowest == highest,
+              fmt::format("ranks found different newest checkpoints in {} (steps {} to {}); is the folder shared "
+                          "and up to date on every node?",
+                          checkpoints_.string(), lowest, highest))) {
         return false;
       }
       if (rank_ == 0) spdlog::info("train: resuming from {} (step {})", resume_from_->string(), trainer_->steps_done());
@@ -326,14 +333,15 @@ class TrainingRun {
       if (resume_from_) truncate_metrics(metrics_path, start_step_);
       metrics_.open(metrics_path, resume_from_ ? std::ios::app : std::ios::trunc);
       if (!metrics_) throw InputError(metrics_path.string(), "cannot be written");
-      spdlog::info("train: {} on {} ({} training, {} validation studies), {} classes, {} ranks x batch {}, patch {}x{}x{}, "
-                   "{} parameters",
-                   config_.model.name, config_.dataset, setup_.training.size(), setup_.validation.size(), classes() - 1, world_,
-                   config_.batch_size, config_.patch[0], config_.patch[1], config_.patch[2],
-                   models::parameter_count(*trainer_->net()));
+      spdlog::info(
+          "train: {} on {} ({} training, {} validation studies), {} classes, {} ranks x batch {}, patch {}x{}x{}, "
+          "{} parameters",
+          config_.model.name, config_.dataset, setup_.training.size(), setup_.validation.size(), classes() - 1, world_,
+          config_.batch_size, config_.patch[0], config_.patch[1], config_.patch[2],
+          models::parameter_count(*trainer_->net()));
       if (context_.device.is_cpu()) {
-        spdlog::info("train: CPU convolutions on {}", trainer_->net()->uses_onednn() ? "oneDNN directly, activations channels-last"
-                                                                                     : "LibTorch's ops");
+        spdlog::info("train: CPU convolutions on {}",
+                     trainer_->net()->uses_onednn() ? "oneDNN directly, activations channels-last" : "LibTorch's ops");
       }
     }
     progress_ = std::make_unique<Progress>("steps", config_.steps - start_step_, rank_ == 0);
@@ -368,8 +376,9 @@ class TrainingRun {
          {"optimizer_s", r.optimizer_s},
          {"comm_total_s", r.comm.total_s},
          {"comm_exposed_s", r.comm.exposed_s}});
-    progress_->advance(1, r.skipped ? "skipped (non-finite)"
-                                    : fmt::format("loss {:.4f}, {:.2f} Mvox/s", r.loss, voxels_per_step() / step_s / 1e6));
+    progress_->advance(1, r.skipped
+                              ? "skipped (non-finite)"
+                              : fmt::format("loss {:.4f}, {:.2f} Mvox/s", r.loss, voxels_per_step() / step_s / 1e6));
     const bool last = r.step == config_.steps;
     if (!setup_.validation.empty() && (last || (config_.validate_every > 0 && r.step % config_.validate_every == 0))) {
       validate_now(r.step);
@@ -381,20 +390,23 @@ class TrainingRun {
   void finish() {
     progress_->finish();
     if (rank_ != 0) return;
-    models::export_model(run_dir_ / "model", trainer_->net(), card_of(config_, setup_, *loader_, trainer_->steps_done()));
+    models::export_model(run_dir_ / "model", trainer_->net(),
+                         card_of(config_, setup_, *loader_, trainer_->steps_done()));
     const std::int64_t done = config_.steps - start_step_;
     const StepTotals& t = totals_;
-    spdlog::info("train: {} steps in {:.1f} s, {:.2f} Mvox/s; data wait {:.1f} %, communication {:.2f} s of which exposed "
-                 "{:.2f} s; model in {}",
-                 done, t.total_s, done > 0 ? voxels_per_step() * done / t.total_s / 1e6 : 0.0,
-                 t.total_s > 0 ? 100 * t.wait_s / t.total_s : 0.0, t.comm_s, t.exposed_s, (run_dir_ / "model").string());
+    spdlog::info(
+        "train: {} steps in {:.1f} s, {:.2f} Mvox/s; data wait {:.1f} %, communication {:.2f} s of which exposed "
+        "{:.2f} s; model in {}",
+        done, t.total_s, done > 0 ? voxels_per_step() * done / t.total_s / 1e6 : 0.0,
+        t.total_s > 0 ? 100 * t.wait_s / t.total_s : 0.0, t.comm_s, t.exposed_s, (run_dir_ / "model").string());
   }
 
  private:
   /// Collective: the lowest and highest of every rank's `step`.
   std::pair<std::int64_t, std::int64_t> resume_steps(std::int64_t step) const {
     std::int64_t steps[2] = {step, -step};
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, steps, 2, MPI_INT64_T, MPI_MAX, context_.env.world().get()), "MPI_Allreduce(resume step)");
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, steps, 2, MPI_INT64_T, MPI_MAX, context_.env.world().get()),
+              "MPI_Allreduce(resume step)");
     return {-steps[1], steps[0]};
   }
 
@@ -402,23 +414,26 @@ class TrainingRun {
   /// --resume or --force.
   void find_checkpoint() {
     if (flags_.resume) {
-      resume_from_ = latest_checkpoint(checkpoints_, kCheckpointPrefix, [&](const fs::path& dir, const std::string& why) {
-        if (rank_ == 0) spdlog::warn("checkpoint {} is skipped: {}; taking an earlier one", dir.string(), why);
-      });
+      resume_from_ =
+          latest_checkpoint(checkpoints_, kCheckpointPrefix, [&](const fs::path& dir, const std::string& why) {
+            if (rank_ == 0) spdlog::warn("checkpoint {} is skipped: {}; taking an earlier one", dir.string(), why);
+          });
       if (!resume_from_) throw InputError(checkpoints_.string(), "has no complete checkpoint to resume from");
     } else if (latest_checkpoint(checkpoints_, kCheckpointPrefix) && !flags_.force) {
-      throw InputError(run_dir_.string(),
-                       "already holds checkpoints; pass --resume to continue it, --force to start over, or choose another run_dir");
+      throw InputError(
+          run_dir_.string(),
+          "already holds checkpoints; pass --resume to continue it, --force to start over, or choose another run_dir");
     }
-    if (flags_.resume && flags_.force) throw InputError("train", "--resume and --force contradict each other; give one");
+    if (flags_.resume && flags_.force)
+      throw InputError("train", "--resume and --force contradict each other; give one");
     if (resume_from_) resume_step_ = models::Trainer::saved_step(*resume_from_);
   }
 
   std::int64_t classes() const { return setup_.classes.size(); }
 
   double voxels_per_step() const {
-    return static_cast<double>(config_.batch_size * config_.patch[0] * config_.patch[1] * config_.patch[2] * config_.accumulate *
-                               world_);
+    return static_cast<double>(config_.batch_size * config_.patch[0] * config_.patch[1] * config_.patch[2] *
+                               config_.accumulate * world_);
   }
 
   /// The step's micro-batches on the device, targets as class indices; `samples` names their patches.
@@ -429,7 +444,8 @@ class TrainingRun {
       const at::Tensor target = setup_.lookup.index({batch.label});
       micro.emplace_back(batch.image.to(context_.device, /*non_blocking=*/true), target.to(context_.device, true));
       for (std::size_t i = 0; i < batch.studies.size(); ++i) {
-        samples.push_back(fmt::format("{}@{},{},{}", batch.studies[i], batch.origins[i][0], batch.origins[i][1], batch.origins[i][2]));
+        samples.push_back(fmt::format("{}@{},{},{}", batch.studies[i], batch.origins[i][0], batch.origins[i][1],
+                                      batch.origins[i][2]));
       }
     }
     return micro;
@@ -445,10 +461,13 @@ class TrainingRun {
   /// Rank 0: the checkpoint of `step` (weights, optimiser, model card), keeping the newest few.
   void checkpoint(std::int64_t step) {
     if (rank_ != 0) return;
-    write_checkpoint(checkpoints_, fmt::format("{}{:08d}", kCheckpointPrefix, step), [&](const fs::path& dir) {
-      trainer_->save(dir);
-      write_file_atomic(dir / "model.json", models::card_to_json(card_of(config_, setup_, *loader_, step)));
-    }, kCheckpointPrefix, config_.keep_checkpoints);
+    write_checkpoint(
+        checkpoints_, fmt::format("{}{:08d}", kCheckpointPrefix, step),
+        [&](const fs::path& dir) {
+          trainer_->save(dir);
+          write_file_atomic(dir / "model.json", models::card_to_json(card_of(config_, setup_, *loader_, step)));
+        },
+        kCheckpointPrefix, config_.keep_checkpoints);
   }
 
   /// Rank 0: one line of metrics.jsonl, flushed.

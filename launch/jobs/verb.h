@@ -1,8 +1,6 @@
 // The seam between the CLI and a job: a Verb adds its subcommand and flags, names the config
-// sections it reads and the config keys its flags stand for, and runs its job. Each job file
-// defines its verbs beside the job and exposes a factory; launch/cli.cpp holds only their list.
-// A new verb: an add_<verb>_command function and make_options_verb (flags only) or a Verb class
-// (config sections), make_<verb>_verb() declared in the job's header, one line in cli.cpp.
+// sections it reads and the keys its flags stand for, and runs its job. Each job file defines
+// its verbs beside the job and exposes a factory; launch/cli.cpp holds only their list.
 #pragma once
 
 #include <memory>
@@ -21,7 +19,9 @@ namespace vitruvian::jobs {
 
 /// One `vitruvian` verb. The CLI calls, in order: add_to() before parsing; sections() and
 /// overrides() once its subcommand was chosen (they may depend on the flags); run() on every
-/// rank with the resolved config.
+/// rank with the resolved config. A new verb is an add_<verb>_command function passed to
+/// make_options_verb (a job that needs only its flags) or a Verb class (one that reads config
+/// sections), make_<verb>_verb() declared in the job's header, and one entry in cli.cpp's list.
 class Verb {
  public:
   virtual ~Verb() = default;

@@ -48,10 +48,12 @@ TEST(ClassMap, GroupedClassesAndUnnamedLabelsAsBackground) {
 TEST(ClassMap, ConfigErrorsNameTheKeyAndTheLabels) {
   const std::string unknown = error_of<ConfigError>([] { ClassMap::from_labels({"heart"}, kTable, "set.h5"); });
   EXPECT_NE(unknown.find("data.classes"), std::string::npos) << unknown;
-  EXPECT_NE(unknown.find("'heart' is not a label of set.h5; its labels are: background, liver, spleen"), std::string::npos)
+  EXPECT_NE(unknown.find("'heart' is not a label of set.h5; its labels are: background, liver, spleen"),
+            std::string::npos)
       << unknown;
-  const std::string twice =
-      error_of<ConfigError>([] { ClassMap::from_labels({"liver", "organs=liver+spleen"}, kTable, "set.h5", "--classes"); });
+  const std::string twice = error_of<ConfigError>([] {
+    ClassMap::from_labels({"liver", "organs=liver+spleen"}, kTable, "set.h5", "--classes");
+  });
   EXPECT_NE(twice.find("--classes"), std::string::npos) << twice;
   EXPECT_NE(twice.find("label id 1 is named by two classes"), std::string::npos) << twice;
   EXPECT_THROW(ClassMap::from_labels({}, LabelNames{{0, "background"}}, "empty.h5"), ConfigError);
@@ -68,8 +70,9 @@ TEST(ClassMap, FromTheModelCardAsTrainingWroteIt) {
   EXPECT_EQ(loaded.lookup_ids(), trained.lookup_ids());
 
   card.class_label_ids.back().push_back(70000);
-  EXPECT_NE(error_of<InputError>([&] { ClassMap::from_card(card, "model.json"); }).find("label id 70000 is outside 0..65535"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of<InputError>([&] { ClassMap::from_card(card, "model.json"); }).find("label id 70000 is outside 0..65535"),
+      std::string::npos);
   card.class_label_ids.pop_back();
   EXPECT_THROW(ClassMap::from_card(card, "model.json"), InputError);
 }
