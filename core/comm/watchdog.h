@@ -12,10 +12,12 @@
 #include <string>
 #include <thread>
 
+#include "core/exit_code.h"
+
 namespace vitruvian {
 
 /// Exit code of a job ended by a collective timeout (as timeout(1)).
-constexpr int kCollectiveTimeoutExitCode = 124;
+constexpr int kCollectiveTimeoutExitCode = exit_status(ExitCode::kCollectiveTimeout);
 
 /// A watched operation as plain values, turned into text only when it times out: building the
 /// text for every collective would put string work on each call's path.

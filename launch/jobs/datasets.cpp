@@ -2,6 +2,7 @@
 #include "launch/jobs/datasets.h"
 
 #include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -25,8 +26,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 using namespace vitruvian::data;
-
-constexpr int kExitRejected = 1;
 
 LabelTable parse_label_names(const std::vector<std::string>& entries) {
   LabelTable table;
@@ -57,8 +56,8 @@ std::string shape_text(const std::vector<std::int64_t>& shape) { return fmt::for
 
 }  // namespace
 
-int run_convert(const JobContext& context, const ConvertOptions& options) {
-  if (context.env.rank() != 0) return 0;  // one writer; the other ranks have nothing to do
+ExitCode run_convert(const JobContext& context, const ConvertOptions& options) {
+  if (context.env.rank() != 0) return ExitCode::kOk;  // one writer; the other ranks have nothing to do
   if (context.env.size() > 1) spdlog::info("convert runs on rank 0; the other {} ranks are idle", context.env.size() - 1);
   if (options.inputs.empty() && options.manifest.empty()) {
     throw InputError("convert", "nothing to import; give NIfTI files or DICOM folders, or --manifest FILE");
@@ -116,17 +115,17 @@ int run_convert(const JobContext& context, const ConvertOptions& options) {
   for (const auto& r : report.rejected) std::cerr << "vitruvian convert: rejected " << r.line() << "\n";
   if (report.imported.empty()) {
     std::cerr << "vitruvian convert: no study could be imported; " << output.string() << " was not written\n";
-    return kExitRejected;
+    return ExitCode::kFailed;
   }
   std::printf("%s: %zu studies, %lld series, %lld label maps, %.2f M voxels%s\n", output.string().c_str(),
               report.imported.size(), static_cast<long long>(report.series), static_cast<long long>(report.labels),
               static_cast<double>(report.voxels) / 1e6,
               report.rejected.empty() ? "" : fmt::format("; {} rejected (listed above)", report.rejected.size()).c_str());
-  return report.rejected.empty() ? 0 : kExitRejected;
+  return report.rejected.empty() ? ExitCode::kOk : ExitCode::kFailed;
 }
 
-int run_export(const JobContext& context, const ExportOptions& options) {
-  if (context.env.rank() != 0) return 0;
+ExitCode run_export(const JobContext& context, const ExportOptions& options) {
+  if (context.env.rank() != 0) return ExitCode::kOk;
   const VolumeStore store(options.dataset);
   const auto version = options.nifti2 ? NiftiVersion::kNifti2 : NiftiVersion::kNifti1;
   if (!options.output.empty()) {
@@ -137,7 +136,7 @@ int run_export(const JobContext& context, const ExportOptions& options) {
                                             : store.read_series(options.study, options.series);
     write_nifti(options.output, v, version);
     std::printf("%s\n", options.output.c_str());
-    return 0;
+    return ExitCode::kOk;
   }
   if (options.out_dir.empty()) throw InputError("export", "expected --output FILE.nii.gz or --out-dir DIR");
   std::vector<const StudyInfo*> studies;
@@ -165,11 +164,11 @@ int run_export(const JobContext& context, const ExportOptions& options) {
   }
   progress.finish();
   std::printf("%d NIfTI files under %s\n", files, options.out_dir.c_str());
-  return 0;
+  return ExitCode::kOk;
 }
 
-int run_inspect(const JobContext& context, const InspectOptions& options) {
-  if (context.env.rank() != 0) return 0;
+ExitCode run_inspect(const JobContext& context, const InspectOptions& options) {
+  if (context.env.rank() != 0) return ExitCode::kOk;
   const VolumeStore store(options.dataset);
   json report{{"path", options.dataset},
               {"format", kFormatName},
@@ -232,7 +231,7 @@ int run_inspect(const JobContext& context, const InspectOptions& options) {
   report["studies"] = studies;
   if (options.json) {
     std::printf("%s\n", report.dump(2).c_str());
-    return 0;
+    return ExitCode::kOk;
   }
 
   std::printf("%s: %s v%d, %zu studies%s\n", options.dataset.c_str(), kFormatName, kFormatVersion, store.studies().size(),
@@ -275,11 +274,11 @@ int run_inspect(const JobContext& context, const InspectOptions& options) {
       }
     }
   }
-  return 0;
+  return ExitCode::kOk;
 }
 
-int run_preprocess(const JobContext& context, const PreprocessOptions& options) {
-  if (context.env.rank() != 0) return 0;
+ExitCode run_preprocess(const JobContext& context, const PreprocessOptions& options) {
+  if (context.env.rank() != 0) return ExitCode::kOk;
   refuse_existing(options.output, options.force);
   DatasetPreprocessOptions p;
   p.channels = options.channels;
@@ -299,7 +298,74 @@ int run_preprocess(const JobContext& context, const PreprocessOptions& options) 
   progress.finish();
   std::printf("%s: %zu studies, channels %s on one grid\n", options.output.c_str(), input.studies().size(),
               fmt::format("{}", fmt::join(options.channels, ", ")).c_str());
-  return 0;
+  return ExitCode::kOk;
 }
+
+namespace {
+
+CLI::App* add_convert_command(CLI::App& app, ConvertOptions& o) {
+  CLI::App* convert = add_verb_command(
+      app, "convert", "Import NIfTI files, DICOM folders or a manifest of studies into an HDF5 volume dataset");
+  convert->add_option("inputs", o.inputs, "NIfTI files (one study each) and DICOM folders (one study per StudyInstanceUID)");
+  convert->add_option("-m,--manifest", o.manifest, "YAML list of studies: series, label maps, DICOM folders (docs/FORMAT.md)")
+      ->check(CLI::ExistingFile);
+  convert->add_option("-o,--output", o.output, "Dataset file (the index file with --shard-studies)")->required();
+  convert->add_option("--series-name", o.series_name, "Series name for plain NIfTI inputs")->capture_default_str();
+  convert->add_option("--modality", o.modality, "CT or MR, for plain NIfTI inputs");
+  convert->add_option("--label", o.labels, "NAME=FILE: a label map on the single NIfTI input");
+  convert->add_option("--label-name", o.label_names, "ID=NAME: an entry of the label table");
+  convert->add_option("--chunk", o.chunk, "Chunk shape Z,Y,X (or one size, or 'contiguous')")->capture_default_str();
+  convert->add_option("--deflate", o.deflate, "Deflate level 0 (off) to 9, with byte shuffle")->capture_default_str();
+  convert->add_flag("--lz4", o.lz4, "LZ4 instead of deflate (with byte shuffle; needs hdf5-filter-plugin)");
+  convert->add_flag("--no-shuffle", o.no_shuffle, "Compress without the byte-shuffle filter");
+  convert->add_option("--shard-studies", o.shard_studies, "Write shards of this many studies plus an index file");
+  convert->add_option("--max-voxels", o.max_voxels, "Refuse larger volumes before reading them")->capture_default_str();
+  convert->add_flag("--force", o.force, "Replace an existing output");
+  return convert;
+}
+
+CLI::App* add_export_command(CLI::App& app, ExportOptions& o) {
+  CLI::App* exporter = add_verb_command(app, "export", "Write series and label maps of a dataset back to NIfTI");
+  exporter->add_option("dataset", o.dataset, "Dataset or index file")->required()->check(CLI::ExistingFile);
+  exporter->add_option("--study", o.study, "Study id");
+  exporter->add_option("--series", o.series, "Series name");
+  exporter->add_option("--label", o.label, "Label map name");
+  exporter->add_option("-o,--output", o.output, "One NIfTI file (.nii or .nii.gz)");
+  exporter->add_option("--out-dir", o.out_dir, "Every series and label map as DIR/<study>/<name>.nii.gz");
+  exporter->add_flag("--nifti2", o.nifti2, "Write NIfTI-2 headers");
+  return exporter;
+}
+
+CLI::App* add_inspect_command(CLI::App& app, InspectOptions& o) {
+  CLI::App* inspect = add_verb_command(
+      app, "inspect", "List a dataset's studies, series, shapes, spacing, types, chunking, compression and label volumes");
+  inspect->add_option("dataset", o.dataset, "Dataset or index file")->required()->check(CLI::ExistingFile);
+  inspect->add_flag("--json", o.json, "Print JSON instead of the table");
+  inspect->add_flag_callback("--no-volumes", [&o] { o.volumes = false; }, "Skip reading label maps for per-structure volumes");
+  return inspect;
+}
+
+CLI::App* add_preprocess_command(CLI::App& app, PreprocessOptions& o) {
+  CLI::App* preprocess = add_verb_command(
+      app, "preprocess", "Resample each study's channel series (and its label map) onto one grid, optionally at a new "
+                         "spacing and cropped to the body, into a new dataset for training");
+  preprocess->add_option("dataset", o.dataset, "Dataset or index file")->required()->check(CLI::ExistingFile);
+  preprocess->add_option("-o,--output", o.output, "New dataset file")->required();
+  preprocess->add_option("--channels", o.channels, "Series names, the first is the reference grid")->required()->delimiter(',');
+  preprocess->add_option("--label", o.label, "Label map to carry over (nearest neighbour)");
+  preprocess->add_option("--spacing", o.spacing, "Target spacing X,Y,Z in mm")->delimiter(',');
+  preprocess->add_flag("--crop-body", o.crop_body, "Crop to the body (CT > -500 HU, else non-background)");
+  preprocess->add_option("--chunk", o.chunk, "Chunk shape Z,Y,X or 'contiguous'")->capture_default_str();
+  preprocess->add_option("--deflate", o.deflate, "Deflate level 0 (off) to 9")->capture_default_str();
+  preprocess->add_flag("--force", o.force, "Replace an existing output");
+  return preprocess;
+}
+
+}  // namespace
+
+std::unique_ptr<Verb> make_convert_verb() { return make_options_verb(add_convert_command, run_convert); }
+std::unique_ptr<Verb> make_export_verb() { return make_options_verb(add_export_command, run_export); }
+std::unique_ptr<Verb> make_inspect_verb() { return make_options_verb(add_inspect_command, run_inspect); }
+std::unique_ptr<Verb> make_preprocess_verb() { return make_options_verb(add_preprocess_command, run_preprocess); }
 
 }  // namespace vitruvian::jobs

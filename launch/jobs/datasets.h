@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "core/exit_code.h"
 #include "launch/jobs/job_context.h"
+#include "launch/jobs/verb.h"
 
 namespace vitruvian::jobs {
 
@@ -30,7 +32,7 @@ struct ConvertOptions {
 
 /// Rank 0 imports; other ranks wait. Exit 0 when every study landed, 1 when any file or study
 /// was rejected (each named on one stderr line; the others still land), 2 for bad arguments.
-int run_convert(const JobContext& context, const ConvertOptions& options);
+ExitCode run_convert(const JobContext& context, const ConvertOptions& options);
 
 struct ExportOptions {
   std::string dataset;
@@ -40,7 +42,7 @@ struct ExportOptions {
   bool nifti2 = false;
 };
 
-int run_export(const JobContext& context, const ExportOptions& options);
+ExitCode run_export(const JobContext& context, const ExportOptions& options);
 
 struct InspectOptions {
   std::string dataset;
@@ -48,7 +50,7 @@ struct InspectOptions {
   bool volumes = true;  ///< read label maps to give each structure's volume (mL)
 };
 
-int run_inspect(const JobContext& context, const InspectOptions& options);
+ExitCode run_inspect(const JobContext& context, const InspectOptions& options);
 
 struct PreprocessOptions {
   std::string dataset, output;
@@ -62,6 +64,12 @@ struct PreprocessOptions {
 };
 
 /// Resamples each study's channels onto one grid (data/dataset_preprocess.h) into a new dataset.
-int run_preprocess(const JobContext& context, const PreprocessOptions& options);
+ExitCode run_preprocess(const JobContext& context, const PreprocessOptions& options);
+
+/// The `convert`, `export`, `inspect` and `preprocess` verbs.
+std::unique_ptr<Verb> make_convert_verb();
+std::unique_ptr<Verb> make_export_verb();
+std::unique_ptr<Verb> make_inspect_verb();
+std::unique_ptr<Verb> make_preprocess_verb();
 
 }  // namespace vitruvian::jobs

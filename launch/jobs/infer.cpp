@@ -5,6 +5,7 @@
 #include "launch/jobs/infer.h"
 
 #include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -1080,5 +1081,45 @@ int run_infer(const JobContext& context, const InferOptions& options) {
   check_mpi(MPI_Bcast(&code, 1, MPI_INT, 0, context.env.world().get()), "MPI_Bcast");
   return code;
 }
+
+namespace {
+
+CLI::App* add_infer_command(CLI::App& app, InferOptions& o) {
+  CLI::App* infer = add_verb_command(
+      app, "infer", "Run exported models over many studies as one campaign across the ranks: label maps, a report per study "
+                    "(volumes, intensities, lesions, calcium score, Dice where truth exists) and an HTML summary; reruns skip "
+                    "studies already done",
+      "Threads per rank: --threads (runtime.intra_op_threads).");
+  infer->add_option("--campaign", o.campaign, "Campaign YAML: inputs, output, routes (launch/configs/campaign_example.yaml)")
+      ->check(CLI::ExistingFile);
+  infer->add_option("-i,--input", o.inputs, "HDF5 dataset or index, NIfTI file or folder, DICOM folder (repeatable)");
+  infer->add_option("-o,--out", o.output, "Output folder");
+  infer->add_option("-m,--model", o.models, "Exported model folder, or NAME=DIR (repeatable; each is a route)");
+  infer->add_option("--studies", o.studies, "Only these study ids")->delimiter(',');
+  infer->add_option("--series-name", o.series_name, "Series name of plain NIfTI inputs (default image)");
+  infer->add_option("--modality", o.modality, "Modality of plain NIfTI inputs: CT or MR");
+  infer->add_option("--overlap", o.overlap, "Window overlap, 0 to <1 (default 0.5)");
+  infer->add_option("--batch", o.batch, "Windows per forward call (default 2)");
+  infer->add_option("--mirror", o.mirror_axes, "Test-time mirroring along any of zyx (up to 8 flips), or none");
+  infer->add_option("--accumulation", o.accumulation, "fp32 or fp16 stitching accumulator");
+  infer->add_option("--precision", o.precision, "Forward passes: fp32, bf16 or fp16 (CUDA: autocast; CPU: bf16 runs a whole-bf16 network, fp16 stays fp32)");
+  infer->add_flag("--channels-last", o.channels_last, "Channels-last 3D weights and windows");
+  infer->add_option("--engine", o.engine,
+                    "CPU forward passes: auto (plain U-Nets in fp32 on oneDNN's primitives directly, the rest on LibTorch's "
+                    "ops) or libtorch (always LibTorch's ops); default auto");
+  infer->add_option("--memory-limit", o.memory_limit, "Per-rank memory budget for a study, e.g. 3G (default 3G)");
+  infer->add_flag("--nifti", o.nifti, "Also write each label map as NIfTI");
+  infer->add_flag("--force", o.force, "Redo every study: the outputs of earlier runs are removed");
+  return infer;
+}
+
+/// run_infer with its exit status as an ExitCode.
+ExitCode run_infer_job(const JobContext& context, const InferOptions& options) {
+  return static_cast<ExitCode>(run_infer(context, options));
+}
+
+}  // namespace
+
+std::unique_ptr<Verb> make_infer_verb() { return make_options_verb(add_infer_command, run_infer_job); }
 
 }  // namespace vitruvian::jobs

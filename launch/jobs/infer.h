@@ -11,6 +11,7 @@
 
 #include "launch/jobs/campaign.h"
 #include "launch/jobs/job_context.h"
+#include "launch/jobs/verb.h"
 
 namespace vitruvian::jobs {
 
@@ -36,5 +37,8 @@ CampaignConfig campaign_from_options(const InferOptions& options);
 /// Collective. Exit 0 when every study is done, 1 when some failed (each recorded with its
 /// reason in campaign.json), 2 for bad options or inputs (one line).
 int run_infer(const JobContext& context, const InferOptions& options);
+
+/// The `infer` verb.
+std::unique_ptr<Verb> make_infer_verb();
 
 }  // namespace vitruvian::jobs

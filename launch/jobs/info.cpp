@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
 #include <torch/version.h>
 #include <unistd.h>
 
@@ -93,7 +94,7 @@ void print_table(const json& report) {
 
 }  // namespace
 
-int run_info(const JobContext& context, const InfoOptions& options) {
+ExitCode run_info(const JobContext& context, const InfoOptions& options) {
   const MpiEnvironment& env = context.env;
 
   // Gather every rank's facts as JSON text through the communicator's variable-size allgather.
@@ -114,7 +115,7 @@ int run_info(const JobContext& context, const InfoOptions& options) {
   bool all_ok = true;
   for (const auto& c : checks) all_ok = all_ok && c["ok"].get<bool>();
 
-  if (env.rank() != 0) return all_ok ? 0 : 1;
+  if (env.rank() != 0) return all_ok ? ExitCode::kOk : ExitCode::kFailed;
 
   json ranks = json::array();
   std::istringstream lines(std::string(reinterpret_cast<const char*>(gathered.data_ptr<std::uint8_t>()),
@@ -155,16 +156,13 @@ int run_info(const JobContext& context, const InfoOptions& options) {
   }
   std::fflush(stdout);
   if (!options.output.empty()) write_file_atomic(options.output, report.dump(2) + "\n");
-  return all_ok ? 0 : 1;
+  return all_ok ? ExitCode::kOk : ExitCode::kFailed;
 }
 
-int run_model_info(const JobContext& context, const InfoOptions& options) {
-  if (context.env.rank() != 0) return 0;
+ExitCode run_model_info(const JobContext& context, const InfoOptions& options, const models::ModelConfig& network) {
+  if (context.env.rank() != 0) return ExitCode::kOk;
   if (options.patch.size() != 3) throw ConfigError("--patch", "expected three sizes Z,Y,X");
-  models::ModelConfig config;
-  config.name = options.model;
-  config.stages = options.stages;
-  models::UNet net = models::make_model(config, options.in_channels, options.classes);
+  models::UNet net = models::make_model(network, options.in_channels, options.classes);
   const std::array<std::int64_t, 3> patch{options.patch[0], options.patch[1], options.patch[2]};
   const double flops = models::forward_flops_per_voxel(net, patch);
   const std::int64_t parameters = models::parameter_count(*net);
@@ -173,7 +171,7 @@ int run_model_info(const JobContext& context, const InfoOptions& options) {
   for (int s = 0; s < o.stages(); ++s) {
     stages.push_back({{"features", o.features()[s]}, {"stride_zyx", o.strides()[s]}, {"kernel_zyx", o.kernels()[s]}});
   }
-  json report = {{"model", options.model},
+  json report = {{"model", network.name},
                  {"block", models::block_type_name(o.block())},
                  {"in_channels", options.in_channels},
                  {"classes", options.classes},
@@ -185,7 +183,7 @@ int run_model_info(const JobContext& context, const InfoOptions& options) {
   if (options.json) {
     std::cout << report.dump(2) << std::endl;
   } else {
-    std::cout << fmt::format("{} ({} blocks): {} input channel(s), {} classes, {} stages\n", options.model,
+    std::cout << fmt::format("{} ({} blocks): {} input channel(s), {} classes, {} stages\n", network.name,
                              models::block_type_name(o.block()), options.in_channels, options.classes, o.stages());
     std::cout << fmt::format("parameters       {:>14L}\n", parameters);
     std::cout << fmt::format("forward FLOPs    {:>14.4g} per voxel ({:.1f} GFLOP per {}x{}x{} patch)\n", flops,
@@ -197,7 +195,60 @@ int run_model_info(const JobContext& context, const InfoOptions& options) {
     }
   }
   if (!options.output.empty()) write_file_atomic(options.output, report.dump(2) + "\n");
-  return 0;
+  return ExitCode::kOk;
 }
+
+namespace {
+
+CLI::App* add_info_command(CLI::App& app, InfoOptions& o) {
+  CLI::App* info = add_verb_command(
+      app, "info",
+      "Show ranks, hosts, devices, backends and library versions, and check an allreduce across all ranks");
+  info->add_flag("--json", o.json, "Print a JSON report instead of the table");
+  info->add_option("-o,--output", o.output, "Also write the JSON report to this file (atomically)");
+  info->add_option(
+      "--model", o.model,
+      "Describe a network instead: unet, resenc_unet or sk_unet (model.name; the other model.* keys apply)");
+  info->add_option("--in-channels", o.in_channels, "With --model: input channels")->capture_default_str();
+  info->add_option("--classes", o.classes, "With --model: classes including background")->capture_default_str();
+  info->add_option("--stages", o.stages, "With --model: resolution stages (model.stages)")->capture_default_str();
+  info->add_option("--patch", o.patch, "With --model: patch Z,Y,X for the FLOP count")
+      ->delimiter(',')
+      ->capture_default_str();
+  return info;
+}
+
+/// `info`, or with --model the network of the `model:` section (--model and --stages stand for
+/// model.name and model.stages).
+class InfoVerb final : public Verb {
+ public:
+  CLI::App* add_to(CLI::App& app) override {
+    CLI::App* info = add_info_command(app, options_);
+    stages_ = info->get_option("--stages");
+    return info;
+  }
+  std::vector<ConfigVisit> sections() override {
+    if (options_.model.empty()) return {};
+    return {[this](ConfigVisitor& v) { v.section("model", [this](ConfigVisitor& m) { network_.visit(m); }); }};
+  }
+  std::vector<std::string> overrides() const override {
+    if (options_.model.empty()) return {};
+    std::vector<std::string> keys{"model.name=" + options_.model};
+    if (stages_->count() > 0) keys.push_back("model.stages=" + std::to_string(options_.stages));
+    return keys;
+  }
+  ExitCode run(const JobContext& context) override {
+    return options_.model.empty() ? run_info(context, options_) : run_model_info(context, options_, network_);
+  }
+
+ private:
+  InfoOptions options_;
+  models::ModelConfig network_;
+  CLI::Option* stages_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Verb> make_info_verb() { return std::make_unique<InfoVerb>(); }
 
 }  // namespace vitruvian::jobs

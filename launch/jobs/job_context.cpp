@@ -19,4 +19,8 @@ bool agree_all(const JobContext& context, bool ok, const std::string& message) {
   return all_ranks_ok(context.env, ok ? std::string() : "vitruvian: " + message + "\n");
 }
 
+bool agree_all(const JobContext& context, const std::string& problem) {
+  return agree_all(context, problem.empty(), problem);
+}
+
 }  // namespace vitruvian::jobs

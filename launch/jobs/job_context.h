@@ -1,5 +1,5 @@
-// What every job receives from the CLI: the MPI environment, the resolved runtime config and
-// this rank's device.
+// What every job receives from the CLI: the MPI environment, the resolved runtime config,
+// this rank's device and the whole resolved config as YAML.
 #pragma once
 
 #include <c10/core/Device.h>
@@ -15,6 +15,7 @@ struct JobContext {
   const MpiEnvironment& env;
   RuntimeConfig runtime;
   c10::Device device;
+  std::string resolved_config;  ///< YAML of runtime and the verb's sections, as --save-config writes it
 };
 
 /// Collective: true on every rank when every rank passes an empty `failure`; otherwise the
@@ -24,5 +25,8 @@ bool all_ranks_ok(const MpiEnvironment& env, const std::string& failure);
 
 /// all_ranks_ok for jobs: a failure is reported as the line "vitruvian: <message>".
 bool agree_all(const JobContext& context, bool ok, const std::string& message);
+/// agree_all on a problem found by this rank ("" for none): the jobs' one way of agreeing
+/// whether they may go on.
+bool agree_all(const JobContext& context, const std::string& problem);
 
 }  // namespace vitruvian::jobs

@@ -1,19 +1,21 @@
 // The phantom job: studies dealt round-robin to ranks; each rank writes its own part file (or
-// whole shards), then rank 0 joins the parts in study order (or writes the shard index).
+// whole shards), then rank 0 joins the parts in study order (or writes the shard index). The
+// `phantom` verb.
 #include "launch/jobs/phantom.h"
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <mpi.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <vector>
 #include <unistd.h>
 
 #include "core/errors.h"
-#include "core/mpi.h"
 #include "core/progress.h"
 #include "data/nifti_io.h"
 #include "data/phantom.h"
@@ -26,9 +28,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace vitruvian::data;
-
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
 
 PhantomOptions phantom_options(const PhantomJobOptions& o, int threads) {
   PhantomOptions p;
@@ -128,172 +127,287 @@ void check_outputs(const PhantomJobOptions& o, const PhantomOptions& phantom, st
   }
 }
 
-}  // namespace
+/// One `vitruvian phantom` run on this rank, as the steps run_phantom takes in order. Studies
+/// are dealt round-robin to ranks (whole shards with --shard-studies). Each rank writes first
+/// where nothing reads yet (the output itself with one rank, else a part file or pending
+/// shards); the files go into place only once every rank has succeeded.
+class PhantomRun {
+ public:
+  PhantomRun(const JobContext& context, const PhantomJobOptions& options)
+      : context_(context),
+        o_(options),
+        rank_(context.env.rank()),
+        size_(context.env.size()),
+        output_(options.output),
+        folder_(output_.has_parent_path() ? output_.parent_path() : fs::path(".")),
+        sharded_(options.shard_studies > 0),
+        shards_(sharded_ ? (options.studies + options.shard_studies - 1) / options.shard_studies : 0),
+        part_(size_ == 1 ? output_ : part_path(rank_)) {}
 
-int run_phantom(const JobContext& context, const PhantomJobOptions& options) {
-  const int rank = context.env.rank(), size = context.env.size();
-  PhantomOptions phantom;
-  StorageOptions storage;
-  const bool sharded = options.shard_studies > 0;
-  std::string usage;
-  try {
-    phantom = phantom_options(options, context.runtime.intra_op_threads);
-    storage = storage_options(options.chunk, options.deflate, true, options.lz4);
-    if (!options.describe) {
-      check_outputs(options, phantom, sharded ? (options.studies + options.shard_studies - 1) / options.shard_studies : 0);
-    }
-  } catch (const Error& e) {
-    usage = e.what();
-  }
-  // Every rank checks; all agree before any of them starts (a rank alone in error would leave
-  // the others waiting in the first collective).
-  if (!agree_all(context, usage.empty(), usage)) return kExitUsage;
-  if (options.describe) {
-    if (rank == 0) {
-      for (const PhantomKind kind : phantom_study_kinds()) {
-        if (phantom.kind == PhantomKind::kMixed || kind == phantom.kind) std::cout << describe_kind(kind);
-      }
-    }
-    return 0;
-  }
-
-  const fs::path output(options.output);
-  const fs::path folder = output.has_parent_path() ? output.parent_path() : fs::path(".");
-  const LabelTable labels = phantom_label_table(phantom.kind);
-  const std::int64_t shards = sharded ? (options.studies + options.shard_studies - 1) / options.shard_studies : 0;
-  auto shard_path = [&](std::int64_t s) { return folder / fmt::format("{}.shard-{:05d}.h5", output.stem().string(), s); };
-  // Where this rank's HDF5 goes first: the output itself (one rank), a part file, or shards
-  // under temporary names renamed into place once every rank has succeeded.
-  auto pending_shard = [&](std::int64_t s) { return fs::path(shard_path(s).string() + ".pending"); };
-  auto part_path = [&](int r) { return fs::path(output.string() + fmt::format(".part-{:05d}.tmp", r)); };
-  const fs::path part = size == 1 ? output : part_path(rank);
-
-  // This rank's studies: every size-th study, or every size-th shard.
-  std::vector<std::int64_t> mine;
-  for (std::int64_t i = 0; i < options.studies; ++i) {
-    const std::int64_t owner = sharded ? (i / options.shard_studies) % size : i % size;
-    if (owner == rank) mine.push_back(i);
-  }
-  if (rank == 0) {
-    const auto spacing = phantom_spacing(phantom, 0);
-    spdlog::info("phantom: {} {} studies of {}x{}x{} voxels ({} mm), seed {}, on {} rank(s) x {} thread(s)", options.studies,
-                 options.kind, phantom.shape_zyx[0], phantom.shape_zyx[1], phantom.shape_zyx[2],
-                 phantom.kind == PhantomKind::kMixed ? "per kind" : fmt::format("{:.3g}x{:.3g}x{:.3g}", spacing[0], spacing[1], spacing[2]),
-                 options.seed, size, phantom.threads);
-  }
-
-  const auto start = std::chrono::steady_clock::now();
-  std::string failure;
-  std::vector<fs::path> temporary;  // this rank's committed part or pending shards
-  std::vector<fs::path> extras;     // NIfTI copies and previews, removed if the job fails
-  try {
-    Progress progress(size > 1 ? "studies on rank 0" : "studies", static_cast<std::int64_t>(mine.size()), rank == 0);
-    std::unique_ptr<VolumeWriter> writer;
-    fs::path writer_path;
-    std::int64_t writer_shard = -1;
-    auto close_writer = [&] {
-      if (!writer) return;
-      writer->set_label_table(labels);
-      writer->commit();
-      writer.reset();
-      if (writer_path != output) temporary.push_back(writer_path);
-    };
-    for (const std::int64_t index : mine) {
-      const PhantomStudy study = make_phantom_study(phantom, index);
-      if (sharded && index / options.shard_studies != writer_shard) {
-        close_writer();
-        writer_shard = index / options.shard_studies;
-        writer_path = pending_shard(writer_shard);
-        writer = std::make_unique<VolumeWriter>(writer_path, storage);
-      } else if (!writer) {
-        writer_path = part;
-        writer = std::make_unique<VolumeWriter>(writer_path, storage);
-      }
-      write_phantom_study(*writer, study);
-      if (!options.nifti_dir.empty()) {
-        const fs::path dir = fs::path(options.nifti_dir) / study.id;
-        fs::create_directories(dir);
-        for (const auto& [name, volume] : study.series) {
-          extras.push_back(dir / (name + ".nii.gz"));
-          write_nifti(extras.back(), volume);
-        }
-        extras.push_back(dir / (std::string(kPhantomLabelMap) + ".nii.gz"));
-        write_nifti(extras.back(), study.labels);
-      }
-      if (!options.preview_dir.empty()) {
-        extras.push_back(fs::path(options.preview_dir) / (study.id + ".png"));
-        write_png(extras.back(), study_picture(study.series, study.labels.voxels, preview_centre(study)));
-      }
-      progress.advance(1, study.id);
-    }
-    close_writer();
-  } catch (const std::exception& e) {
-    failure = fmt::format("phantom generation failed on rank {} ({}): {}", rank, context.env.host(), e.what());
-  }
-  auto discard = [&] {
-    std::error_code ignored;
-    for (const auto& path : temporary) fs::remove(path, ignored);
-    for (const auto& path : extras) fs::remove(path, ignored);
-  };
-  if (!agree_all(context, failure.empty(), failure)) {
-    discard();
-    return kExitFailed;
-  }
-
-  // Shards go into place on their own rank; rank 0 then writes the index, or joins the parts.
-  try {
-    if (sharded) {
-      for (std::int64_t s = rank; s < shards; s += size) fs::rename(pending_shard(s), shard_path(s));  // shards of this rank
-      temporary.clear();
-    }
-  } catch (const std::exception& e) {
-    failure = fmt::format("moving shards into place failed on rank {}: {}", rank, e.what());
-  }
-  if (!agree_all(context, failure.empty(), failure)) {
-    discard();
-    return kExitFailed;
-  }
-  if (rank == 0) {
+  /// Collective: the options and outputs checked by every rank; false on every rank when any
+  /// rank found a problem (a rank alone in error would leave the others waiting in the first
+  /// collective).
+  bool check() {
+    std::string usage;
     try {
-      if (sharded) {
-        std::vector<std::string> names;
-        for (std::int64_t s = 0; s < shards; ++s) names.push_back(shard_path(s).filename().string());
-        write_shard_index(output, names, labels);
-        // A forced rerun with fewer shards: the old run's extra shards go.
-        for (std::int64_t s = shards;; ++s) {
-          std::error_code error;
-          if (!fs::remove(shard_path(s), error)) break;
-        }
-      } else if (size > 1) {
-        std::vector<fs::path> parts;
-        for (int r = 0; r < std::min<std::int64_t>(size, options.studies); ++r) {
-          parts.push_back(part_path(r));
-        }
-        merge_volume_files(parts, output, labels);  // studies are listed by id, whatever the parts' order
+      phantom_ = phantom_options(o_, context_.runtime.intra_op_threads);
+      storage_ = storage_options(o_.chunk, o_.deflate, true, o_.lz4);
+      labels_ = phantom_label_table(phantom_.kind);
+      if (!o_.describe) check_outputs(o_, phantom_, shards_);
+    } catch (const Error& e) {
+      usage = e.what();
+    }
+    return agree_all(context_, usage);
+  }
+
+  /// Rank 0: the series, tissues and labels of the kind (of every kind for mixed).
+  void describe() const {
+    if (rank_ != 0) return;
+    for (const PhantomKind kind : phantom_study_kinds()) {
+      if (phantom_.kind == PhantomKind::kMixed || kind == phantom_.kind) std::cout << describe_kind(kind);
+    }
+  }
+
+  /// Rank 0: what the run makes.
+  void announce() const {
+    if (rank_ != 0) return;
+    const auto spacing = phantom_spacing(phantom_, 0);
+    spdlog::info("phantom: {} {} studies of {}x{}x{} voxels ({} mm), seed {}, on {} rank(s) x {} thread(s)", o_.studies,
+                 o_.kind, phantom_.shape_zyx[0], phantom_.shape_zyx[1], phantom_.shape_zyx[2],
+                 phantom_.kind == PhantomKind::kMixed
+                     ? "per kind"
+                     : fmt::format("{:.3g}x{:.3g}x{:.3g}", spacing[0], spacing[1], spacing[2]),
+                 o_.seed, size_, phantom_.threads);
+  }
+
+  /// Collective: this rank's studies generated and written (with their NIfTI copies and
+  /// previews); false on every rank when any rank failed.
+  bool generate() {
+    start_ = std::chrono::steady_clock::now();
+    std::string failure;
+    try {
+      const std::vector<std::int64_t> mine = my_studies();
+      Progress progress(size_ > 1 ? "studies on rank 0" : "studies", static_cast<std::int64_t>(mine.size()),
+                        rank_ == 0);
+      for (const std::int64_t index : mine) {
+        const PhantomStudy study = make_phantom_study(phantom_, index);
+        write_phantom_study(writer_for(index), study);
+        write_extras(study);
+        progress.advance(1, study.id);
+      }
+      close_writer();
+    } catch (const std::exception& e) {
+      failure = fmt::format("phantom generation failed on rank {} ({}): {}", rank_, context_.env.host(), e.what());
+      writer_.reset();  // uncommitted
+    }
+    return agree_all(context_, failure);
+  }
+
+  /// Collective: this rank's pending shards renamed into place (nothing to do without shards).
+  bool place_shards() {
+    std::string failure;
+    try {
+      if (sharded_) {
+        for (std::int64_t s = rank_; s < shards_; s += size_) fs::rename(pending_shard(s), shard_path(s));
+        temporary_.clear();
       }
     } catch (const std::exception& e) {
-      failure = fmt::format("writing {} failed: {}", output.string(), e.what());
+      failure = fmt::format("moving shards into place failed on rank {}: {}", rank_, e.what());
     }
+    return agree_all(context_, failure);
   }
-  const bool ok = agree_all(context, failure.empty(), failure);
-  if (!sharded && size > 1) {
+
+  /// Collective: rank 0 writes the shard index or joins the part files in study order; the part
+  /// files go either way, and on failure this rank's shards too.
+  bool join() {
+    std::string failure;
+    if (rank_ == 0) {
+      try {
+        if (sharded_) {
+          write_index();
+        } else {
+          join_parts();
+        }
+      } catch (const std::exception& e) {
+        failure = fmt::format("writing {} failed: {}", output_.string(), e.what());
+      }
+    }
+    const bool ok = agree_all(context_, failure);
     std::error_code ignored;
-    fs::remove(part, ignored);
-  }
-  if (!ok) {
-    if (sharded) {
-      std::error_code ignored;
-      for (std::int64_t s = rank; s < shards; s += size) fs::remove(shard_path(s), ignored);
+    if (!sharded_ && size_ > 1) fs::remove(part_, ignored);
+    if (!ok && sharded_) {
+      for (std::int64_t s = rank_; s < shards_; s += size_) fs::remove(shard_path(s), ignored);
     }
-    discard();
-    return kExitFailed;
+    return ok;
   }
-  if (rank == 0) {
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    spdlog::info("phantom: wrote {} studies to {}{} in {:.1f} s ({:.2f} studies/s)", options.studies, output.string(),
-                 sharded ? fmt::format(" (index over {} shards)", shards) : "", seconds, options.studies / seconds);
+
+  /// Removes what this rank wrote and has not put into place, NIfTI copies and previews included.
+  void discard() const {
+    std::error_code ignored;
+    for (const auto& path : temporary_) fs::remove(path, ignored);
+    for (const auto& path : extras_) fs::remove(path, ignored);
   }
-  return 0;
+
+  /// Rank 0: the closing line.
+  void report() const {
+    if (rank_ != 0) return;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    spdlog::info("phantom: wrote {} studies to {}{} in {:.1f} s ({:.2f} studies/s)", o_.studies, output_.string(),
+                 sharded_ ? fmt::format(" (index over {} shards)", shards_) : "", seconds, o_.studies / seconds);
+  }
+
+ private:
+  fs::path shard_path(std::int64_t s) const {
+    return folder_ / fmt::format("{}.shard-{:05d}.h5", output_.stem().string(), s);
+  }
+  fs::path pending_shard(std::int64_t s) const { return fs::path(shard_path(s).string() + ".pending"); }
+  fs::path part_path(int r) const { return fs::path(output_.string() + fmt::format(".part-{:05d}.tmp", r)); }
+
+  /// This rank's studies: every size-th study, or those of every size-th shard.
+  std::vector<std::int64_t> my_studies() const {
+    std::vector<std::int64_t> mine;
+    for (std::int64_t i = 0; i < o_.studies; ++i) {
+      const std::int64_t owner = sharded_ ? (i / o_.shard_studies) % size_ : i % size_;
+      if (owner == rank_) mine.push_back(i);
+    }
+    return mine;
+  }
+
+  /// The writer of study `index`: this rank's part file, or the pending file of its shard.
+  VolumeWriter& writer_for(std::int64_t index) {
+    if (sharded_ && index / o_.shard_studies != writer_shard_) {
+      close_writer();
+      writer_shard_ = index / o_.shard_studies;
+      open_writer(pending_shard(writer_shard_));
+    } else if (!writer_) {
+      open_writer(part_);
+    }
+    return *writer_;
+  }
+
+  void open_writer(const fs::path& path) {
+    writer_path_ = path;
+    writer_ = std::make_unique<VolumeWriter>(path, storage_);
+  }
+
+  void close_writer() {
+    if (!writer_) return;
+    writer_->set_label_table(labels_);
+    writer_->commit();
+    writer_.reset();
+    if (writer_path_ != output_) temporary_.push_back(writer_path_);
+  }
+
+  /// --nifti copies and the --preview picture of `study`.
+  void write_extras(const PhantomStudy& study) {
+    if (!o_.nifti_dir.empty()) {
+      const fs::path dir = fs::path(o_.nifti_dir) / study.id;
+      fs::create_directories(dir);
+      for (const auto& [name, volume] : study.series) {
+        extras_.push_back(dir / (name + ".nii.gz"));
+        write_nifti(extras_.back(), volume);
+      }
+      extras_.push_back(dir / (std::string(kPhantomLabelMap) + ".nii.gz"));
+      write_nifti(extras_.back(), study.labels);
+    }
+    if (!o_.preview_dir.empty()) {
+      extras_.push_back(fs::path(o_.preview_dir) / (study.id + ".png"));
+      write_png(extras_.back(), study_picture(study.series, study.labels.voxels, preview_centre(study)));
+    }
+  }
+
+  /// Rank 0: the index over the shards; the extra shards of an earlier, larger forced run go.
+  void write_index() const {
+    std::vector<std::string> names;
+    for (std::int64_t s = 0; s < shards_; ++s) names.push_back(shard_path(s).filename().string());
+    write_shard_index(output_, names, labels_);
+    for (std::int64_t s = shards_;; ++s) {
+      std::error_code error;
+      if (!fs::remove(shard_path(s), error)) break;
+    }
+  }
+
+  /// Rank 0: the part files of several ranks as one dataset (studies listed by id, whatever the
+  /// parts' order).
+  void join_parts() const {
+    if (size_ == 1) return;
+    std::vector<fs::path> parts;
+    for (int r = 0; r < std::min<std::int64_t>(size_, o_.studies); ++r) parts.push_back(part_path(r));
+    merge_volume_files(parts, output_, labels_);
+  }
+
+  const JobContext& context_;
+  const PhantomJobOptions& o_;
+  const int rank_, size_;
+  const fs::path output_, folder_;
+  const bool sharded_;
+  const std::int64_t shards_;
+  const fs::path part_;  ///< this rank's part file (the output itself with one rank)
+  PhantomOptions phantom_;
+  StorageOptions storage_;
+  LabelTable labels_;
+  std::unique_ptr<VolumeWriter> writer_;
+  fs::path writer_path_;
+  std::int64_t writer_shard_ = -1;
+  std::vector<fs::path> temporary_;  ///< this rank's committed part or pending shards
+  std::vector<fs::path> extras_;     ///< NIfTI copies and previews, removed if the job fails
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
+ExitCode run_phantom(const JobContext& context, const PhantomJobOptions& options) {
+  PhantomRun run(context, options);
+  if (!run.check()) return ExitCode::kUsage;
+  if (options.describe) {
+    run.describe();
+    return ExitCode::kOk;
+  }
+  run.announce();
+  if (!run.generate() || !run.place_shards() || !run.join()) {
+    run.discard();
+    return ExitCode::kFailed;
+  }
+  run.report();
+  return ExitCode::kOk;
 }
+
+namespace {
+
+CLI::App* add_phantom_command(CLI::App& app, PhantomJobOptions& o) {
+  CLI::App* phantom = add_verb_command(
+      app, "phantom",
+      "Generate synthetic multi-sequence CT/MR studies with exact labels (docs/PHANTOMS.md) into an HDF5 "
+      "dataset, in parallel across ranks; the contents do not depend on the number of ranks or threads",
+      "Threads per study: --threads (runtime.intra_op_threads).");
+  phantom->add_option("--kind", o.kind, "chest-cardiac | head-neck | abdomen-mr | msk | mixed")->capture_default_str();
+  phantom->add_option("--studies", o.studies, "Number of studies")->capture_default_str();
+  phantom->add_option("--shape", o.shape, "Voxels Z,Y,X (or one size)")->capture_default_str();
+  phantom
+      ->add_option("--spacing", o.spacing,
+                   "Voxel spacing in mm: X,Y,Z, one value, or auto (the kind's "
+                   "field of view / shape)")
+      ->capture_default_str();
+  phantom->add_option("--seed", o.seed, "Random seed; study i is a function of (seed, i) alone")->capture_default_str();
+  phantom->add_option("-o,--out", o.output, "Dataset file (the index file with --shard-studies)");
+  phantom->add_option("--nifti", o.nifti_dir, "Also write DIR/<study>/<series>.nii.gz and anatomy.nii.gz");
+  phantom->add_option("--preview", o.preview_dir, "Write DIR/<study>.png: slices with label overlays");
+  phantom->add_option("--noise", o.noise, "Noise level, a factor on each series' default")->capture_default_str();
+  phantom->add_option("--deformation", o.deformation, "Smooth random deformation, a factor on the default")
+      ->capture_default_str();
+  phantom->add_option("--frames", o.frames, "Time points of 4D perfusion series")->capture_default_str();
+  phantom->add_option("--chunk", o.chunk, "Chunk shape Z,Y,X (or one size, or 'contiguous')")->capture_default_str();
+  phantom->add_option("--deflate", o.deflate, "Deflate level 0 (off) to 9, with byte shuffle")->capture_default_str();
+  phantom->add_flag("--lz4", o.lz4, "LZ4 instead of deflate (with byte shuffle; needs hdf5-filter-plugin)");
+  phantom->add_option("--shard-studies", o.shard_studies, "Write shards of this many studies plus an index file");
+  phantom->add_flag("--force", o.force, "Replace an existing output");
+  phantom->add_flag("--describe", o.describe,
+                    "Print the kind's series, tissues, labels and value ranges (Markdown) and stop");
+  return phantom;
+}
+
+}  // namespace
+
+std::unique_ptr<Verb> make_phantom_verb() { return make_options_verb(add_phantom_command, run_phantom); }
 
 }  // namespace vitruvian::jobs

@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <string>
 
+#include "core/exit_code.h"
 #include "launch/jobs/job_context.h"
+#include "launch/jobs/verb.h"
 
 namespace vitruvian::jobs {
 
@@ -32,6 +34,9 @@ struct PhantomJobOptions {
 
 /// Exit 0 on success, 2 for bad options (one line from rank 0), 1 when generating or writing
 /// failed (nothing is left at the output path).
-int run_phantom(const JobContext& context, const PhantomJobOptions& options);
+ExitCode run_phantom(const JobContext& context, const PhantomJobOptions& options);
+
+/// The `phantom` verb.
+std::unique_ptr<Verb> make_phantom_verb();
 
 }  // namespace vitruvian::jobs

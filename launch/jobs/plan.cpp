@@ -3,6 +3,7 @@
 #include "launch/jobs/plan.h"
 
 #include <ATen/ATen.h>
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -19,6 +20,7 @@
 #include "data/volume_store.h"
 #include "launch/jobs/arguments.h"
 #include "launch/jobs/train.h"
+#include "models/class_map.h"
 #include "models/plan.h"
 
 namespace vitruvian::jobs {
@@ -41,8 +43,8 @@ double percentile(std::vector<double> v, double q) {
 
 }  // namespace
 
-int run_plan(const JobContext& context, const PlanOptions& options) {
-  if (context.env.rank() != 0) return 0;
+ExitCode run_plan(const JobContext& context, const PlanOptions& options) {
+  if (context.env.rank() != 0) return ExitCode::kOk;
   if (options.output.empty()) throw InputError("plan", "no output; give -o PLAN.yaml");
   refuse_existing(options.output, options.force);
   const double budget = parse_size(options.memory, "--memory");
@@ -85,7 +87,7 @@ int run_plan(const JobContext& context, const PlanOptions& options) {
     for (int a = 0; a < 3; ++a) v *= shapes[a][i] * spacings[a][i] / target[a];
     dataset_voxels += v;
   }
-  const ClassMap classes = class_map(options.classes, store.label_table(), options.dataset);
+  const auto classes = models::ClassMap::from_labels(options.classes, store.label_table(), options.dataset);
   // Intensities (foreground of the first 20 studies) and class frequencies: each study's label
   // map read once.
   json intensities = json::object(), frequencies = json::object();
@@ -169,7 +171,29 @@ int run_plan(const JobContext& context, const PlanOptions& options) {
                            plan.patch_zyx[1], plan.patch_zyx[2], plan.batch_size, plan.strides.size(), plan.estimated_bytes / 1e9,
                            budget / 1e9, options.output);
   for (const auto& d : decisions) std::cout << "  " << d << "\n";
-  return 0;
+  return ExitCode::kOk;
 }
+
+namespace {
+
+CLI::App* add_plan_command(CLI::App& app, PlanOptions& o) {
+  CLI::App* plan = add_verb_command(
+      app, "plan", "Fingerprint a dataset and write a training config (patch, batch, network stages) that fits a memory budget");
+  plan->add_option("dataset", o.dataset, "Dataset or index file")->required()->check(CLI::ExistingFile);
+  plan->add_option("--task", o.task, "Task name (the run folder runs/<task>)")->capture_default_str();
+  plan->add_option("--channels", o.channels, "Input series (default: the first study's first)")->delimiter(',');
+  plan->add_option("--label-map", o.label_map, "Label map to learn")->capture_default_str();
+  plan->add_option("--classes", o.classes, "Label names to learn (default: all)")->delimiter(',');
+  plan->add_option("--memory", o.memory, "Memory budget per rank: 8G, 512M, ...")->capture_default_str();
+  plan->add_option("--model", o.model, "unet, resenc_unet or sk_unet")->capture_default_str();
+  plan->add_option("--validation-studies", o.validation_studies, "Studies held out")->capture_default_str();
+  plan->add_option("-o,--output", o.output, "The config to write (YAML)")->required();
+  plan->add_flag("--force", o.force, "Replace an existing output");
+  return plan;
+}
+
+}  // namespace
+
+std::unique_ptr<Verb> make_plan_verb() { return make_options_verb(add_plan_command, run_plan); }
 
 }  // namespace vitruvian::jobs

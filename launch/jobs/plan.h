@@ -5,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "core/exit_code.h"
 #include "launch/jobs/job_context.h"
+#include "launch/jobs/verb.h"
 
 namespace vitruvian::jobs {
 
@@ -23,6 +25,9 @@ struct PlanOptions {
 };
 
 /// Rank 0 plans and writes; 0 on success, 2 for bad input (one line).
-int run_plan(const JobContext& context, const PlanOptions& options);
+ExitCode run_plan(const JobContext& context, const PlanOptions& options);
+
+/// The `plan` verb.
+std::unique_ptr<Verb> make_plan_verb();
 
 }  // namespace vitruvian::jobs

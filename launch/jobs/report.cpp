@@ -2,6 +2,7 @@
 // and its mean; a table of the last validation and a step-time breakdown.
 #include "launch/jobs/report.h"
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -94,13 +95,13 @@ std::string chart(const std::string& title, const std::string& y_label, const st
 
 }  // namespace
 
-int run_report(const JobContext& context, const ReportOptions& options) {
-  if (context.env.rank() != 0) return 0;
+ExitCode run_report(const JobContext& context, const ReportOptions& options) {
+  if (context.env.rank() != 0) return ExitCode::kOk;
   const fs::path run(options.run_dir);
   std::ifstream in(run / "metrics.jsonl");
   if (!in) {
     std::cerr << "vitruvian: " << (run / "metrics.jsonl").string() << ": cannot be read; expected a training run folder" << std::endl;
-    return 2;
+    return ExitCode::kUsage;
   }
   Series loss{"loss", {}, "#1f77b4"}, smooth{"moving average (20)", {}, "#d62728"}, speed{"voxels/s", {}, "#2ca02c"};
   Series mean_dice{"mean", {}, "#000000"};
@@ -181,7 +182,21 @@ int run_report(const JobContext& context, const ReportOptions& options) {
   const fs::path out = options.output.empty() ? run / "report.html" : fs::path(options.output);
   write_file_atomic(out, html);
   spdlog::info("report: {}", out.string());
-  return 0;
+  return ExitCode::kOk;
 }
+
+namespace {
+
+CLI::App* add_report_command(CLI::App& app, ReportOptions& o) {
+  CLI::App* report =
+      add_verb_command(app, "report", "Draw a training run's loss, throughput and validation curves into an HTML page");
+  report->add_option("run_dir", o.run_dir, "Run folder (train.run_dir)")->required()->check(CLI::ExistingDirectory);
+  report->add_option("-o,--output", o.output, "HTML file (default RUN_DIR/report.html)");
+  return report;
+}
+
+}  // namespace
+
+std::unique_ptr<Verb> make_report_verb() { return make_options_verb(add_report_command, run_report); }
 
 }  // namespace vitruvian::jobs

@@ -4,7 +4,9 @@
 
 #include <string>
 
+#include "core/exit_code.h"
 #include "launch/jobs/job_context.h"
+#include "launch/jobs/verb.h"
 
 namespace vitruvian::jobs {
 
@@ -14,6 +16,9 @@ struct ReportOptions {
 };
 
 /// Rank 0 writes the page (atomically). Exit 0, or 2 when RUN_DIR has no readable metrics.jsonl.
-int run_report(const JobContext& context, const ReportOptions& options);
+ExitCode run_report(const JobContext& context, const ReportOptions& options);
+
+/// The `report` verb.
+std::unique_ptr<Verb> make_report_verb();
 
 }  // namespace vitruvian::jobs

@@ -8,14 +8,15 @@
 #include <vector>
 
 #include "core/config.h"
-#include "data/volume_store.h"
+#include "core/exit_code.h"
 #include "launch/jobs/job_context.h"
+#include "launch/jobs/verb.h"
 #include "models/registry.h"
 #include "models/trainer.h"
 
 namespace vitruvian::jobs {
 
-/// The training config: sections data, model, optimizer, train (launch/configs/train_example.yaml).
+/// The training config: sections data, model, optimizer, train (launch/configs/quickstart.yaml).
 struct TrainConfig {
   // data
   std::string dataset;
@@ -60,25 +61,17 @@ struct TrainConfig {
   void validate() const;
 };
 
-/// The classes a config learns: [0] is background ({0}); then one per `classes` entry, "name"
-/// for that label or "name=a+b+c" for labels a, b and c as one class (every label of `table`
-/// when `classes` is empty). ConfigError naming data.classes for an unknown label (listing the
-/// table) or a label named twice.
-struct ClassMap {
-  std::vector<std::string> names;
-  std::vector<std::vector<std::int64_t>> label_ids;
-  /// Dataset label id (0–65535) → class index, int64.
-  at::Tensor lookup() const;
-};
-ClassMap class_map(const std::vector<std::string>& classes, const data::LabelTable& table, const std::string& dataset);
-
 struct TrainFlags {
   bool resume = false;  ///< continue from the newest complete checkpoint in run_dir
   bool force = false;   ///< start over: an existing run's checkpoints, metrics, model and report go
 };
 
-/// Collective. Exit 0 when training finished, 2 for bad config or input (one line), 1 when a
-/// run failed (non-finite steps beyond the limit, a rank's error).
-int run_train(const JobContext& context, const TrainConfig& config, const TrainFlags& flags, const std::string& resolved_yaml);
+/// Collective. kOk when training finished, kUsage for bad config or input (one line), kFailed
+/// when a run failed (non-finite steps beyond the limit, a rank's error). The context's resolved
+/// config is saved as RUN_DIR/config.yaml.
+ExitCode run_train(const JobContext& context, const TrainConfig& config, const TrainFlags& flags);
+
+/// The `train` verb: its flags --run-dir and --steps stand for train.run_dir and train.steps.
+std::unique_ptr<Verb> make_train_verb();
 
 }  // namespace vitruvian::jobs
