@@ -113,12 +113,12 @@ TEST(WorkQueueLiveness, ItemsMuchLongerThanTheTimeoutPassWhileRanksSendHeartbeat
   Reports reports;
   std::vector<std::int64_t> mine;
   {
-    WorkQueue queue(world, 3 * world.size(), true, WorkQueueOptions().timeout_s(1.0).on_timeout(reports.handler()));
+    WorkQueue queue(world, 3 * world.size(), true, WorkQueueOptions().timeout_s(1.5).on_timeout(reports.handler()));
     while (const auto item = queue.next()) {
       mine.push_back(*item);
       // The last rank's first item takes 3x the timeout; the others then wait in finish().
       const bool long_one = world.rank() == last && mine.size() == 1;
-      std::this_thread::sleep_for(long_one ? std::chrono::milliseconds(3000) : std::chrono::milliseconds(50));
+      std::this_thread::sleep_for(long_one ? std::chrono::milliseconds(4500) : std::chrono::milliseconds(50));
     }
     queue.finish();
   }
