@@ -34,8 +34,8 @@ class ControlPlaneOptions : public TimeoutOptions<ControlPlaneOptions> {};
 /// set-up)") and, on rank 0, the ranks it had no word from; other ranks learn that text from
 /// rank 0, or report that rank 0 itself did not answer. After a timeout the control plane is
 /// spent: later calls throw TimeoutError. Calls that differ between ranks (another operation,
-/// root or count) throw InternalError on every rank. O(ranks) messages at rank 0 per call: meant for the
-/// handful of calls a job makes, not for data.
+/// root or count) throw InternalError on every rank. O(ranks) messages at rank 0 per call:
+/// meant for the handful of calls a job makes, not for data.
 class ControlPlane {
  public:
   /// Collective over `comm`: duplicates it and exchanges the host names (one MPI_Allgather, the
