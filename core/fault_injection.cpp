@@ -37,7 +37,8 @@ FaultSpec::Action parse_action(const std::string& word, const std::string& entry
   if (word == "stop") return FaultSpec::Action::kStop;
   if (word == "kill") return FaultSpec::Action::kKill;
   if (word == "throw") return FaultSpec::Action::kThrow;
-  throw ConfigError("VITRUVIAN_FAULT", "'" + entry + "': unknown action '" + word + "'; expected exit, leave, stop, kill or throw");
+  throw ConfigError("VITRUVIAN_FAULT",
+                    "'" + entry + "': unknown action '" + word + "'; expected exit, leave, stop, kill or throw");
 }
 
 /// A non-negative decimal number, or -1 when `text` is not one.
@@ -76,11 +77,16 @@ FaultSpec parse_entry(const std::string& entry) {
 
 std::string describe_action(FaultSpec::Action action) {
   switch (action) {
-    case FaultSpec::Action::kExit: return "exit without MPI_Finalize (code " + std::to_string(kInjectedExitCode) + ")";
-    case FaultSpec::Action::kLeave: return "MPI_Finalize, then exit 0 (leaving the job)";
-    case FaultSpec::Action::kStop: return "SIGSTOP";
-    case FaultSpec::Action::kKill: return "SIGKILL";
-    case FaultSpec::Action::kThrow: return "throw InternalError";
+    case FaultSpec::Action::kExit:
+      return "exit without MPI_Finalize (code " + std::to_string(kInjectedExitCode) + ")";
+    case FaultSpec::Action::kLeave:
+      return "MPI_Finalize, then exit 0 (leaving the job)";
+    case FaultSpec::Action::kStop:
+      return "SIGSTOP";
+    case FaultSpec::Action::kKill:
+      return "SIGKILL";
+    case FaultSpec::Action::kThrow:
+      return "throw InternalError";
   }
   return "?";
 }
@@ -90,12 +96,17 @@ void inject(const FaultSpec& spec, std::int64_t hit) {
                spec.point.c_str(), static_cast<long long>(hit), describe_action(spec.action).c_str());
   std::fflush(stderr);
   switch (spec.action) {
-    case FaultSpec::Action::kExit: std::_Exit(kInjectedExitCode);
+    case FaultSpec::Action::kExit:
+      std::_Exit(kInjectedExitCode);
     case FaultSpec::Action::kLeave:
       if (mpi_is_active()) MPI_Finalize();
       std::_Exit(0);
-    case FaultSpec::Action::kStop: std::raise(SIGSTOP); return;
-    case FaultSpec::Action::kKill: std::raise(SIGKILL); return;
+    case FaultSpec::Action::kStop:
+      std::raise(SIGSTOP);
+      return;
+    case FaultSpec::Action::kKill:
+      std::raise(SIGKILL);
+      return;
     case FaultSpec::Action::kThrow:
       throw InternalError("fault_point(" + spec.point + ")", "fault injected by VITRUVIAN_FAULT");
   }

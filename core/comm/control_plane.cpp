@@ -42,7 +42,8 @@ std::string pack(const Header& header, const std::string& payload) {
 /// Removes the header from `bytes` (leaving the payload) and returns it.
 Header take_header(std::string& bytes) {
   Header header{};
-  VITRUVIAN_INTERNAL_ASSERT(bytes.size() >= sizeof(Header), "control plane message of " + std::to_string(bytes.size()) + " bytes");
+  VITRUVIAN_INTERNAL_ASSERT(bytes.size() >= sizeof(Header),
+                            "control plane message of " + std::to_string(bytes.size()) + " bytes");
   std::memcpy(&header, bytes.data(), sizeof(Header));
   bytes.erase(0, sizeof(Header));
   return header;
@@ -94,7 +95,8 @@ struct ControlPlane::Call {
 ControlPlane::ControlPlane(const MpiComm& comm, ControlPlaneOptions options)
     : comm_(comm.dup()), options_(std::move(options)), rank_(comm_.rank()), size_(comm_.size()) {
   if (!options_.on_timeout()) {
-    throw InputError("ControlPlaneOptions::on_timeout", "empty handler; keep the default end_job_on_timeout or pass one");
+    throw InputError("ControlPlaneOptions::on_timeout",
+                     "empty handler; keep the default end_job_on_timeout or pass one");
   }
   hosts_ = exchange_host_names(comm_);
 }
@@ -120,11 +122,13 @@ Agreement ControlPlane::agree(const std::string& failure, const char* what) {
 
 std::string ControlPlane::broadcast(std::string bytes, int root, const char* what) {
   if (root < 0 || root >= size_) {
-    throw InputError("ControlPlane::broadcast", "root " + std::to_string(root) + " is not a rank of " + std::to_string(size_));
+    throw InputError("ControlPlane::broadcast",
+                     "root " + std::to_string(root) + " is not a rank of " + std::to_string(size_));
   }
   if (rank_ != root) bytes.clear();
-  return exchange(Op::kBroadcast, root, what, std::move(bytes),
-                  [root](std::vector<std::string>& payloads) { return std::move(payloads[static_cast<std::size_t>(root)]); });
+  return exchange(Op::kBroadcast, root, what, std::move(bytes), [root](std::vector<std::string>& payloads) {
+    return std::move(payloads[static_cast<std::size_t>(root)]);
+  });
 }
 
 std::vector<std::int64_t> ControlPlane::all_max(std::vector<std::int64_t> values, const char* what) {
@@ -154,7 +158,8 @@ std::vector<std::int64_t> ControlPlane::reduce(Op op, std::vector<std::int64_t> 
   return from_bytes(answer);
 }
 
-std::string ControlPlane::exchange(Op op, std::int64_t arg, const char* what, std::string payload, const Combine& combine) {
+std::string ControlPlane::exchange(Op op, std::int64_t arg, const char* what, std::string payload,
+                                   const Combine& combine) {
   fault_point("control_plane");
   const Call call{op, arg, what == nullptr ? "" : what, ++sequence_, SteadyClock::now()};
   if (spent_) {
@@ -233,7 +238,8 @@ std::vector<std::string> ControlPlane::gather(const Call& call, std::string payl
 
 std::string ControlPlane::await_answer(const Call& call, std::string payload) {
   Outbox outbox;
-  outbox.send(comm_.get(), 0, call.up(), std::make_shared<const std::string>(pack(call.header(kContribution), payload)));
+  outbox.send(comm_.get(), 0, call.up(),
+              std::make_shared<const std::string>(pack(call.header(kContribution), payload)));
   payload.clear();
   auto deadline = deadline_after(call.start, options_.timeout_s());
   bool acknowledged = false;
@@ -245,14 +251,17 @@ std::string ControlPlane::await_answer(const Call& call, std::string payload) {
         case kAck:
           // Rank 0 is in the call and reports by its own deadline; wait a little past that.
           acknowledged = true;
-          deadline = deadline_after(SteadyClock::now(), options_.timeout_s() > 0 ? options_.timeout_s() * 1.1 + 1.0 : 0.0);
+          deadline =
+              deadline_after(SteadyClock::now(), options_.timeout_s() > 0 ? options_.timeout_s() * 1.1 + 1.0 : 0.0);
           backoff.reset();
           continue;
         case kAnswer:
           outbox.flush(SteadyClock::time_point::max());  // rank 0 has our payload: already sent
           return std::move(message->bytes);
-        case kTimedOut: time_out(call, rank_on_host(0, hosts_) + " ended the call: " + message->bytes);
-        default: throw InternalError("ControlPlane", "rank 0 refused " + call.str() + ": " + message->bytes);
+        case kTimedOut:
+          time_out(call, rank_on_host(0, hosts_) + " ended the call: " + message->bytes);
+        default:
+          throw InternalError("ControlPlane", "rank 0 refused " + call.str() + ": " + message->bytes);
       }
     }
     if (SteadyClock::now() >= deadline) {
@@ -266,7 +275,8 @@ std::string ControlPlane::await_answer(const Call& call, std::string payload) {
 void ControlPlane::time_out(const Call& call, const std::string& detail) {
   spent_ = true;
   const std::string message = describe_process() + " waited " + format_seconds(seconds_since(call.start)) + " " +
-                              limit_note(options_.timeout_s()) + " in " + call.str() + " on the control plane: " + detail;
+                              limit_note(options_.timeout_s()) + " in " + call.str() +
+                              " on the control plane: " + detail;
   options_.on_timeout()(message);
   throw TimeoutError("ControlPlane", message);
 }

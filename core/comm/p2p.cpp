@@ -25,7 +25,8 @@ std::vector<std::string> exchange_host_names(const MpiComm& comm) {
   check_mpi(MPI_Get_processor_name(name, &length), "MPI_Get_processor_name");
   const int size = comm.size();
   std::vector<int> lengths(static_cast<std::size_t>(size)), offsets(static_cast<std::size_t>(size), 0);
-  check_mpi(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm.get()), "MPI_Allgather(host name lengths)");
+  check_mpi(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm.get()),
+            "MPI_Allgather(host name lengths)");
   std::partial_sum(lengths.begin(), lengths.end() - 1, offsets.begin() + 1);
   std::string all(static_cast<std::size_t>(offsets.back() + lengths.back()), '\0');
   check_mpi(MPI_Allgatherv(name, length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, comm.get()),

@@ -82,7 +82,8 @@ void WorkQueue::run_thread(void (WorkQueue::*body)()) {
 
 void WorkQueue::report(const std::string& detail) {
   if (reported_.exchange(true)) return;
-  const std::string text = describe_process() + ", on the work queue: " + detail + " " + limit_note(options_.timeout_s());
+  const std::string text =
+      describe_process() + ", on the work queue: " + detail + " " + limit_note(options_.timeout_s());
   try {
     options_.on_timeout()(text);
   } catch (const std::exception& e) {
@@ -250,7 +251,7 @@ void WorkQueue::finish() {
   } else {
     tell_root(kDone, 0);
   }
-  if (thread_.joinable()) thread_.join();  // rank 0: every rank is done; others: rank 0 said so
+  if (thread_.joinable()) thread_.join();                       // rank 0: every rank is done; others: rank 0 said so
   if (outbox_) outbox_->flush(SteadyClock::time_point::max());  // rank 0 has had every message
 }
 

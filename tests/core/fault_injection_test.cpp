@@ -12,7 +12,8 @@ namespace vitruvian {
 namespace {
 
 TEST(FaultInjection, ParsesEntries) {
-  const auto specs = parse_fault_specs("campaign.setup@1:exit,work_queue.item@*#3:stop,a_b-c@12#1:leave,x@0:kill,y@2:throw");
+  const auto specs =
+      parse_fault_specs("campaign.setup@1:exit,work_queue.item@*#3:stop,a_b-c@12#1:leave,x@0:kill,y@2:throw");
   ASSERT_EQ(specs.size(), 5u);
   EXPECT_EQ(specs[0].point, "campaign.setup");
   EXPECT_EQ(specs[0].rank, 1);
@@ -30,7 +31,8 @@ TEST(FaultInjection, ParsesEntries) {
 }
 
 TEST(FaultInjection, RejectsMalformedEntriesNamingThem) {
-  for (const char* bad : {"point", "point@1", "@1:exit", "p@x:exit", "p@1#0:exit", "p@1#:exit", "p@1:explode", "p@-1:exit"}) {
+  for (const char* bad :
+       {"point", "point@1", "@1:exit", "p@x:exit", "p@1#0:exit", "p@1#:exit", "p@1:explode", "p@-1:exit"}) {
     try {
       parse_fault_specs(std::string("ok@0:exit,") + bad);
       ADD_FAILURE() << "accepted '" << bad << "'";

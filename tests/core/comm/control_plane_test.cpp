@@ -15,7 +15,9 @@ namespace {
 
 class ControlPlaneTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { plane_ = new ControlPlane(testing::mpi().world(), ControlPlaneOptions().timeout_s(60)); }
+  static void SetUpTestSuite() {
+    plane_ = new ControlPlane(testing::mpi().world(), ControlPlaneOptions().timeout_s(60));
+  }
   static void TearDownTestSuite() {
     delete plane_;
     plane_ = nullptr;
@@ -32,7 +34,8 @@ ControlPlane* ControlPlaneTest::plane_ = nullptr;
 /// `length` bytes that differ with the root and the position (not one repeated character).
 std::string pattern(std::size_t length, int root) {
   std::string text(length, '\0');
-  for (std::size_t i = 0; i < length; ++i) text[i] = static_cast<char>('a' + (i * 7 + static_cast<std::size_t>(root) * 3) % 26);
+  for (std::size_t i = 0; i < length; ++i)
+    text[i] = static_cast<char>('a' + (i * 7 + static_cast<std::size_t>(root) * 3) % 26);
   return text;
 }
 

@@ -18,7 +18,8 @@ int main(int argc, char** argv) {
     vitruvian::ControlPlane plane(env.world(), vitruvian::ControlPlaneOptions().timeout_s(kTimeout));
     for (int i = 0; i < 5; ++i) plane.agree("", "fault check");
   } else {
-    vitruvian::WorkQueue queue(env.world(), 10, env.thread_multiple(), vitruvian::WorkQueueOptions().timeout_s(kTimeout));
+    vitruvian::WorkQueue queue(env.world(), 10, env.thread_multiple(),
+                               vitruvian::WorkQueueOptions().timeout_s(kTimeout));
     while (queue.next()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     queue.finish();
   }
