@@ -92,6 +92,13 @@ class InternalError : public Error {
   InternalError(const std::string& where, const std::string& detail) : Error("InternalError", where, detail) {}
 };
 
+/// A wait on other ranks outlived its limit (runtime.collective_timeout_s) and the timeout
+/// handler returned instead of ending the job (as tests' handlers do).
+class TimeoutError : public Error {
+ public:
+  TimeoutError(const std::string& where, const std::string& detail) : Error("TimeoutError", where, detail) {}
+};
+
 namespace detail {
 [[noreturn]] void throw_internal(const char* file, int line, const char* condition, const std::string& message);
 }  // namespace detail

@@ -22,6 +22,14 @@ std::string OpDescription::str() const {
   return details.empty() ? text : text + " (" + details + ")";
 }
 
+std::string format_seconds(double seconds) {
+  char text[48];
+  std::snprintf(text, sizeof text, "%.1f s", seconds);
+  return text;
+}
+
+std::string limit_note(double limit_s) { return "(limit " + format_seconds(limit_s) + ", runtime.collective_timeout_s)"; }
+
 void end_job_on_timeout(const std::string& message) {
   spdlog::critical("{}", message);
   std::fprintf(stderr, "vitruvian: %s\n", message.c_str());
@@ -86,10 +94,8 @@ void Watchdog::loop() {
       }
       if (now - it->second.start > limit) {
         const double waited = std::chrono::duration<double>(now - it->second.start).count();
-        char seconds[96];
-        std::snprintf(seconds, sizeof seconds, " waited %.1f s (limit %.1f s, runtime.collective_timeout_s) for ", waited,
-                      timeout_s_);
-        const std::string message = describe_process() + seconds + it->second.what.str() + " " + context_ +
+        const std::string message = describe_process() + " waited " + format_seconds(waited) + " " +
+                                    limit_note(timeout_s_) + " for " + it->second.what.str() + " " + context_ +
                                     "; a peer never joined or is stuck. Ending the job";
         fired_ = true;
         lock.unlock();

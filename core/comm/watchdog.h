@@ -37,10 +37,40 @@ struct OpDescription {
 /// code kCollectiveTimeoutExitCode. The default timeout handler.
 [[noreturn]] void end_job_on_timeout(const std::string& message);
 
+/// Receives the full message of a timeout ("rank 1/3 on node-a waited 5.0 s for ...").
+using TimeoutHandler = std::function<void(const std::string& message)>;
+
+/// "20.1 s": seconds as timeout messages write them.
+std::string format_seconds(double seconds);
+/// "(limit 20.0 s, runtime.collective_timeout_s)": the limit a timeout message refers to.
+std::string limit_note(double limit_s);
+
+/// The timeout settings of the control plane and the work queue, shared by their options
+/// classes (fluent setters returning the derived options).
+template <class Derived>
+class TimeoutOptions {
+ public:
+  /// Seconds a wait on other ranks may last (runtime.collective_timeout_s); <= 0: no limit.
+  Derived& timeout_s(double seconds) {
+    timeout_s_ = seconds;
+    return static_cast<Derived&>(*this);
+  }
+  double timeout_s() const noexcept { return timeout_s_; }
+  /// Called with the message when a wait outlives the limit; the default ends the job.
+  Derived& on_timeout(TimeoutHandler handler) {
+    on_timeout_ = std::move(handler);
+    return static_cast<Derived&>(*this);
+  }
+  const TimeoutHandler& on_timeout() const noexcept { return on_timeout_; }
+
+ private:
+  double timeout_s_ = 600.0;
+  TimeoutHandler on_timeout_ = end_job_on_timeout;
+};
+
 class Watchdog {
  public:
-  /// Receives the full message ("rank 1/3 on node-a waited 5.0 s for ...").
-  using TimeoutHandler = std::function<void(const std::string& message)>;
+  using TimeoutHandler = vitruvian::TimeoutHandler;
   /// Polled for device-side work: true once the operation has finished.
   using DoneProbe = std::function<bool()>;
 
