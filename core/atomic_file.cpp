@@ -117,6 +117,13 @@ void replace_folder(const fs::path& temporary, const fs::path& target) {
 
 }  // namespace
 
+fs::path temporary_path_for(const fs::path& target, std::uint64_t owner, std::uint64_t n) {
+  const fs::path path = named(target);
+  const std::string name = path.filename().string();
+  return path.parent_path() / ("." + name + std::string(kMarker) + std::to_string(owner) + "." + std::to_string(n) +
+                               kept_extension(name));
+}
+
 fs::path temporary_path_for(const fs::path& target) {
   static std::atomic<unsigned long> counter{0};
   const fs::path path = named(target);

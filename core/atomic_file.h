@@ -3,6 +3,7 @@
 // complete new one, never a half-written one; leftovers of killed writers are recognisable.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -21,6 +22,11 @@ namespace vitruvian {
 /// process's id and N a per-process counter, advanced past names already in use (a killed
 /// process's leftovers when process ids repeat). A trailing '/' on `target` is ignored.
 std::filesystem::path temporary_path_for(const std::filesystem::path& target);
+/// The same scheme for temporaries that the processes of one job share, named before they are
+/// written: FOLDER/.NAME.tmp.OWNER.N + extension, with OWNER the process id of the job's rank 0
+/// (sent to every rank) and N chosen by the caller (a rank, a shard), so every rank knows every
+/// name. No check that the name is free.
+std::filesystem::path temporary_path_for(const std::filesystem::path& target, std::uint64_t owner, std::uint64_t n);
 
 /// True when `filename` (a name, not a path) is a temporary of that scheme, and only then.
 bool is_temporary_name(const std::string& filename);

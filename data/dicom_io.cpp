@@ -521,6 +521,24 @@ void check_options(const DicomReadOptions& options) {
   }
 }
 
+/// Every regular file under `folder`, recursively.
+std::vector<fs::path> files_under(const fs::path& folder) {
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec)) {
+    throw InputError(folder.string(), "is not a directory; expected a folder holding DICOM files");
+  }
+  std::vector<fs::path> files;
+  try {
+    for (const auto& entry : fs::recursive_directory_iterator(folder, fs::directory_options::skip_permission_denied)) {
+      if (entry.is_regular_file(ec)) files.push_back(entry.path());
+    }
+  } catch (const fs::filesystem_error& e) {
+    throw InputError(folder.string(), fmt::format("cannot be listed ({}); expected a readable folder", e.what()));
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
 }  // namespace
 
 DicomScan read_dicom_files(const std::vector<std::filesystem::path>& files, const DicomReadOptions& options) {
@@ -560,19 +578,30 @@ DicomScan read_dicom_files(const std::vector<std::filesystem::path>& files, cons
 
 DicomScan read_dicom_series(const std::filesystem::path& folder, const DicomReadOptions& options) {
   check_options(options);
-  std::error_code ec;
-  if (!fs::is_directory(folder, ec)) {
-    throw InputError(folder.string(), "is not a directory; expected a folder holding DICOM files");
-  }
-  std::vector<fs::path> files;
-  try {
-    for (const auto& entry : fs::recursive_directory_iterator(folder, fs::directory_options::skip_permission_denied)) {
-      if (entry.is_regular_file(ec)) files.push_back(entry.path());
+  return read_dicom_files(files_under(folder), options);
+}
+
+DicomListing list_dicom_studies(const std::filesystem::path& folder) {
+  DicomListing listing;
+  std::map<std::string, DicomStudyFiles> studies;
+  std::map<std::pair<std::string, std::string>, std::int64_t> series_voxels;  // (study, series) -> voxels
+  for (const fs::path& path : files_under(folder)) {
+    auto header = read_header(path, listing.rejected);
+    if (!header) continue;
+    if (header->study_uid.empty()) {
+      listing.rejected.push_back({path, header->problem.empty() ? "has no StudyInstanceUID; expected every image to name its study"
+                                                                : header->problem});
+      continue;
     }
-  } catch (const fs::filesystem_error& e) {
-    throw InputError(folder.string(), fmt::format("cannot be listed ({}); expected a readable folder", e.what()));
+    DicomStudyFiles& study = studies[header->study_uid];
+    study.study_uid = header->study_uid;
+    study.files.push_back(path);
+    std::int64_t& voxels = series_voxels[{header->study_uid, header->series_uid}];
+    voxels += static_cast<std::int64_t>(header->rows) * header->columns * std::max<Sint32>(header->frames, 1);
+    study.voxels = std::max(study.voxels, voxels);
   }
-  return read_dicom_files(files, options);
+  for (auto& [uid, study] : studies) listing.studies.push_back(std::move(study));
+  return listing;
 }
 
 }  // namespace vitruvian::data

@@ -59,4 +59,22 @@ DicomScan read_dicom_series(const std::filesystem::path& folder, const DicomRead
 /// The same for an explicit list of files (which may hold several series).
 DicomScan read_dicom_files(const std::vector<std::filesystem::path>& files, const DicomReadOptions& options = {});
 
+/// The image files of one study, found from their headers alone (pixel data stays on disk).
+struct DicomStudyFiles {
+  std::string study_uid;
+  std::vector<std::filesystem::path> files;  ///< in name order; read_dicom_files() imports them
+  std::int64_t voxels = 0;                   ///< of its largest series: Rows × Columns × images
+};
+
+struct DicomListing {
+  std::vector<DicomStudyFiles> studies;  ///< ordered by StudyInstanceUID
+  /// DICOM files that are no image, cannot be parsed, or name no StudyInstanceUID.
+  std::vector<DicomRejection> rejected;
+};
+
+/// Every DICOM image file under `folder` (searched recursively) by StudyInstanceUID, for
+/// listing studies before any is loaded. Files without the DICOM preamble are skipped silently.
+/// Throws InputError when `folder` is not a readable directory.
+DicomListing list_dicom_studies(const std::filesystem::path& folder);
+
 }  // namespace vitruvian::data

@@ -12,23 +12,17 @@
 #include <string>
 #include <vector>
 
+#include "core/normalization.h"
 #include "data/augment.h"
 #include "data/preprocess.h"
 #include "data/volume_store.h"
 
 namespace vitruvian::data {
 
-/// How a channel's intensities are normalised.
-enum class Normalization {
-  kCt,      ///< clip to the dataset's foreground 0.5–99.5 percentiles, z-score with its mean/std
-  kZscore,  ///< per-volume z-score (MR)
-  kNone,
-};
-
-/// "ct", "zscore", "none"; throws InputError naming `source` for anything else.
-Normalization normalization_from_name(const std::string& name, const std::string& source);
-/// "ct", "zscore", "none".
-std::string normalization_name(Normalization normalization);
+/// How a channel's intensities are normalised (core/normalization.h).
+using vitruvian::Normalization;
+using vitruvian::normalization_from_name;
+using vitruvian::normalization_name;
 
 /// Mean and population standard deviation of a whole volume: what kZscore channels use.
 IntensityStats volume_stats(const at::Tensor& voxels);

@@ -124,6 +124,13 @@ bool is_nifti_path(const std::filesystem::path& path) {
   return ends_with(name, ".nii") || ends_with(name, ".nii.gz");
 }
 
+std::int64_t nifti_spatial_voxels(const std::filesystem::path& path) {
+  nifti_set_debug_level(0);
+  const NiftiPtr image(nifti_image_read(path.string().c_str(), 0));  // header only
+  if (!image || image->nx < 1 || image->ny < 1) return 0;
+  return static_cast<std::int64_t>(image->nx) * image->ny * std::max<std::int64_t>(image->dim[0] >= 3 ? image->nz : 1, 1);
+}
+
 Volume read_nifti(const std::filesystem::path& path, const NiftiReadOptions& options) {
   const std::string source = path.string();
   nifti_set_debug_level(0);

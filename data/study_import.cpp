@@ -168,13 +168,6 @@ std::string series_name_from(const DicomSeries& s) {
   return name;
 }
 
-std::string unique_name(const std::string& base, const std::set<std::string>& taken) {
-  if (taken.count(base) == 0) return base;
-  for (int n = 2;; ++n) {
-    const auto candidate = fmt::format("{}_{}", base, n);
-    if (taken.count(candidate) == 0) return candidate;
-  }
-}
 
 bool usable_name(const std::string& name) {
   return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos;
@@ -195,6 +188,15 @@ struct LoadedStudy {
 }  // namespace
 
 std::string ImportRejection::line() const { return path + ": " + reason; }
+
+std::string dicom_series_name(const DicomSeries& series, const std::set<std::string>& taken) {
+  const std::string base = series_name_from(series);
+  if (taken.count(base) == 0) return base;
+  for (int n = 2;; ++n) {
+    const auto candidate = fmt::format("{}_{}", base, n);
+    if (taken.count(candidate) == 0) return candidate;
+  }
+}
 
 ImportManifest read_import_manifest(const fs::path& path) {
   YAML::Node root;
@@ -294,7 +296,7 @@ ImportReport import_studies(const std::vector<StudySource>& sources, const Study
           const std::string key = source.split_dicom_studies ? s.study_uid : std::string();
           LoadedStudy& target = key.empty() ? base : by_uid[key];
           std::set<std::string>& taken = key.empty() ? names : names_by_uid[key];
-          const std::string name = unique_name(series_name_from(s), taken);
+          const std::string name = dicom_series_name(s, taken);
           taken.insert(name);
           target.series.emplace_back(name, std::move(s.volume));
         }

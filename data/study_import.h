@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,11 @@ ImportManifest read_import_manifest(const std::filesystem::path& path);
 /// Throws InputError for a path that is neither.
 std::vector<StudySource> studies_from_paths(const std::vector<std::filesystem::path>& inputs,
                                             const std::string& series_name, const std::string& modality);
+
+/// The name a DICOM series gets in a study: its SeriesDescription as a plain lower-case word
+/// ("CT Abdomen 1.0mm" → "ct_abdomen_1_0mm"), else "series_<SeriesNumber>"; a name already in
+/// `taken` gets _2, _3, ...
+std::string dicom_series_name(const DicomSeries& series, const std::set<std::string>& taken);
 
 /// A study, file or series that did not land. line(): "<path>: <reason>" (one line).
 struct ImportRejection {

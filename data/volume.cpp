@@ -56,6 +56,8 @@ VoxelType voxel_type_from_name(const std::string& name, const std::string& sourc
   throw InputError(source, "voxel type '" + name + "' is not one of uint8, int16, uint16, int32, float32, float64");
 }
 
+bool same_grid(const Volume& a, const Volume& b) { return a.shape_zyx() == b.shape_zyx() && a.geometry.matches(b.geometry); }
+
 void Volume::validate(const std::string& source) const {
   if (!voxels.defined() || (voxels.dim() != 3 && voxels.dim() != 4)) {
     throw InputError(source, "expected a 3D [z,y,x] or 4D [t,z,y,x] volume, got " +

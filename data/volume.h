@@ -43,4 +43,8 @@ struct Volume {
   void validate(const std::string& source) const;
 };
 
+/// True when `a` and `b` lie on one grid: the same [z, y, x] shape and matching geometry
+/// (Geometry::matches).
+bool same_grid(const Volume& a, const Volume& b);
+
 }  // namespace vitruvian::data

@@ -66,8 +66,8 @@ struct RegisteredVerb {
 /// Parses the command line. Empty on success (`chosen` is the verb given); otherwise the exit
 /// code, agreed by all ranks: 0 for --help (printed by rank 0), kUsage for a parse error
 /// (CLI11's message from the lowest failing rank; its own codes, e.g. 106, are not used).
-std::optional<int> parse(CLI::App& app, const std::vector<RegisteredVerb>& verbs, const MpiEnvironment& env, int argc,
-                         char** argv, jobs::Verb*& chosen) {
+std::optional<int> parse(CLI::App& app, const std::vector<RegisteredVerb>& verbs, const MpiEnvironment& env,
+                         ControlPlane& control, int argc, char** argv, jobs::Verb*& chosen) {
   std::string parse_error;
   try {
     app.parse(argc, argv);
@@ -80,7 +80,7 @@ std::optional<int> parse(CLI::App& app, const std::vector<RegisteredVerb>& verbs
     app.exit(e, out, out);
     parse_error = out.str();
   }
-  if (!jobs::all_ranks_ok(env, parse_error)) return exit_status(ExitCode::kUsage);
+  if (!jobs::all_ranks_ok(control, parse_error, "command line")) return exit_status(ExitCode::kUsage);
   for (const auto& registered : verbs) {
     if (registered.command->parsed()) chosen = registered.verb.get();
   }
@@ -88,11 +88,12 @@ std::optional<int> parse(CLI::App& app, const std::vector<RegisteredVerb>& verbs
   return std::nullopt;
 }
 
-/// The runtime config and the verb's sections, resolved: defaults < YAML files (in order) <
-/// --set < explicit flags (global ones, then the verb's).
+/// The runtime config and the verb's sections, resolved: defaults < YAML files (the global
+/// ones in order, then the verb's) < --set < explicit flags (global ones, then the verb's).
 RuntimeConfig resolve_config(const GlobalOptions& global, jobs::Verb& verb) {
   ConfigSources sources;
   for (const auto& file : global.config_files) sources.add_file(file);
+  for (const auto& file : verb.config_files()) sources.add_file(file);
   for (const auto& assignment : global.overrides) sources.add_override(assignment);
   if (global.device) sources.add_override("runtime.device=" + *global.device);
   if (global.log_level) sources.add_override("runtime.log_level=" + *global.log_level);
@@ -100,7 +101,7 @@ RuntimeConfig resolve_config(const GlobalOptions& global, jobs::Verb& verb) {
   if (global.collective_timeout_s)
     sources.add_override("runtime.collective_timeout_s=" + std::to_string(*global.collective_timeout_s));
   if (global.threads) sources.add_override("runtime.intra_op_threads=" + std::to_string(*global.threads));
-  for (const auto& assignment : verb.overrides()) sources.add_override(assignment);
+  verb.add_flags(sources);
   RuntimeConfig runtime;
   sources.read("runtime", [&](ConfigVisitor& v) { runtime.visit(v); });
   for (const auto& visit : verb.sections()) sources.read("", visit);
@@ -110,9 +111,9 @@ RuntimeConfig resolve_config(const GlobalOptions& global, jobs::Verb& verb) {
 }
 
 /// Applies the runtime config to this process and writes --save-config (rank 0); returns what
-/// the job receives.
+/// the job receives, its control plane `control`.
 jobs::JobContext start_job(const MpiEnvironment& env, RuntimeConfig runtime, const GlobalOptions& global,
-                           jobs::Verb& verb) {
+                           jobs::Verb& verb, ControlPlane& control) {
   const c10::Device device = apply_runtime(runtime, env);
   if (!env.thread_multiple()) {
     spdlog::warn("MPI granted {} (asked for {}): async collectives run inline, without overlap",
@@ -124,7 +125,7 @@ jobs::JobContext start_job(const MpiEnvironment& env, RuntimeConfig runtime, con
   resolved.add("runtime", [&](ConfigVisitor& v) { runtime.visit(v); });
   for (const auto& visit : verb.sections()) resolved.add("", visit);
   if (!global.save_config.empty() && env.rank() == 0) resolved.write(global.save_config);
-  return jobs::JobContext{env, runtime, device, resolved.str()};
+  return jobs::JobContext{env, runtime, device, resolved.str(), control};
 }
 
 /// Runs the job; an error ends it: InputError and ConfigError with kUsage, others with kFailed.
@@ -132,7 +133,8 @@ jobs::JobContext start_job(const MpiEnvironment& env, RuntimeConfig runtime, con
 int run_job(const MpiEnvironment& env, const RuntimeConfig& runtime, const GlobalOptions& global, jobs::Verb& verb) {
   ExitCode code = ExitCode::kFailed;
   try {
-    return exit_status(verb.run(start_job(env, runtime, global, verb)));
+    ControlPlane control(env.world(), ControlPlaneOptions().timeout_s(runtime.collective_timeout_s));
+    return exit_status(verb.run(start_job(env, runtime, global, verb, control)));
   } catch (const Error& e) {
     spdlog::error("{}", e.what());
     const bool usage =
@@ -168,8 +170,10 @@ int run_cli(int argc, char** argv) {
     registered.command = registered.verb->add_to(app);
     verbs.push_back(std::move(registered));
   }
+  // Agreement on the command line and the config, before the configured timeout is known.
+  ControlPlane startup(env->world());
   jobs::Verb* verb = nullptr;
-  if (const auto done = parse(app, verbs, *env, argc, argv, verb)) return *done;
+  if (const auto done = parse(app, verbs, *env, startup, argc, argv, verb)) return *done;
 
   // Config problems: agree on them across ranks and exit cleanly with one line.
   RuntimeConfig runtime;
@@ -179,7 +183,7 @@ int run_cli(int argc, char** argv) {
   } catch (const Error& e) {
     error_line = std::string("vitruvian: ") + e.what() + "\n";
   }
-  if (!jobs::all_ranks_ok(*env, error_line)) return exit_status(ExitCode::kUsage);
+  if (!jobs::all_ranks_ok(startup, error_line, "config")) return exit_status(ExitCode::kUsage);
   return run_job(*env, runtime, global, *verb);
 }
 

@@ -7,7 +7,6 @@
 #include <algorithm>
 
 #include "core/errors.h"
-#include "models/registry.h"
 
 namespace vitruvian::models {
 namespace {
@@ -67,18 +66,19 @@ ClassMap ClassMap::from_labels(const std::vector<std::string>& classes, const La
   return map;
 }
 
-ClassMap ClassMap::from_card(const ModelCard& card, const std::string& source) {
-  if (card.class_names.size() != card.class_label_ids.size()) {
-    throw InputError(source, fmt::format("{} class names but {} lists of label ids", card.class_names.size(),
-                                         card.class_label_ids.size()));
+ClassMap ClassMap::from_lists(std::vector<std::string> names, std::vector<std::vector<std::int64_t>> label_ids,
+                              const std::string& source) {
+  if (names.size() < 2 || names.size() != label_ids.size()) {
+    throw InputError(source, fmt::format("{} class names but {} lists of label ids; expected at least two of each, as many",
+                                         names.size(), label_ids.size()));
   }
-  for (const auto& ids : card.class_label_ids) {
+  for (const auto& ids : label_ids) {
     for (const auto id : ids) {
       if (id < 0 || id >= kLabelIds)
         throw InputError(source, fmt::format("label id {} is outside 0..{}", id, kLabelIds - 1));
     }
   }
-  return ClassMap{card.class_names, card.class_label_ids};
+  return ClassMap{std::move(names), std::move(label_ids)};
 }
 
 std::vector<std::int64_t> ClassMap::lookup_ids() const {

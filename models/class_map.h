@@ -1,6 +1,6 @@
 // The classes of a network and the dataset label ids each one stands for, with the lookup from
 // label id to class index: one mapping for training (from data.classes and the dataset's label
-// table) and inference (from the model card).
+// table) and inference (the model card holds it).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -11,8 +11,6 @@
 #include <vector>
 
 namespace vitruvian::models {
-
-struct ModelCard;
 
 /// A dataset's label table: label id (0–65535) → name (the same type as data::LabelTable).
 using LabelNames = std::map<int, std::string>;
@@ -32,9 +30,10 @@ struct ClassMap {
   /// label named twice, or a table with nothing to learn.
   static ClassMap from_labels(const std::vector<std::string>& classes, const LabelNames& table,
                               const std::string& dataset, const std::string& key = "data.classes");
-  /// The classes an exported network predicts (its card's class_names and class_label_ids).
-  /// InputError naming `source` when the two lists differ in length or an id is out of range.
-  static ClassMap from_card(const ModelCard& card, const std::string& source);
+  /// Classes as a model card lists them (class_names, class_label_ids). InputError naming
+  /// `source` when there are fewer than two, the lists differ in length or an id is out of range.
+  static ClassMap from_lists(std::vector<std::string> names, std::vector<std::vector<std::int64_t>> label_ids,
+                             const std::string& source);
 
   std::int64_t size() const noexcept { return static_cast<std::int64_t>(names.size()); }
   /// Label id → class index, kLabelIds entries.

@@ -72,7 +72,40 @@ UNet make_model(const ModelConfig& config, std::int64_t in_channels, std::int64_
   return UNet(config.options(in_channels, classes));
 }
 
+namespace {
+
+/// The card's per-channel lists (channels, normalization, ct_stats) as typed inputs.
+std::vector<InputChannel> inputs_from_json(const json& j, const std::string& source) {
+  const auto channels = j.at("channels").get<std::vector<std::string>>();
+  const auto normalization = j.at("normalization").get<std::vector<std::string>>();
+  const auto ct_stats = j.at("ct_stats").get<std::vector<std::array<double, 4>>>();
+  if (channels.empty() || j.at("in_channels").get<std::size_t>() != channels.size() || normalization.size() != channels.size() ||
+      ct_stats.size() != channels.size()) {
+    throw InputError(source, "inconsistent card: in_channels, channels, normalization and ct_stats disagree");
+  }
+  std::vector<InputChannel> inputs;
+  for (std::size_t ch = 0; ch < channels.size(); ++ch) {
+    const auto& s = ct_stats[ch];
+    inputs.push_back({channels[ch], normalization_from_name(normalization[ch], source), s[0], s[1], s[2], s[3]});
+  }
+  return inputs;
+}
+
+}  // namespace
+
+std::vector<std::string> ModelCard::channel_names() const {
+  std::vector<std::string> names;
+  for (const auto& in : inputs) names.push_back(in.series);
+  return names;
+}
+
 std::string card_to_json(const ModelCard& c) {
+  std::vector<std::string> normalization;
+  std::vector<std::array<double, 4>> ct_stats;  // lower, upper, mean, std
+  for (const auto& in : c.inputs) {
+    normalization.push_back(normalization_name(in.normalization));
+    ct_stats.push_back({in.lower, in.upper, in.mean, in.std});
+  }
   const ModelConfig& m = c.model;
   json j = {{"format", "vitruvian-model"},
             {"format_version", 1},
@@ -85,12 +118,12 @@ std::string card_to_json(const ModelCard& c) {
               {"kernels", m.kernels},
               {"convs_per_stage", m.convs_per_stage},
               {"deep_supervision", m.deep_supervision}}},
-            {"in_channels", c.in_channels},
-            {"channels", c.channels},
-            {"normalization", c.normalization},
-            {"ct_stats", c.ct_stats},
-            {"class_names", c.class_names},
-            {"class_label_ids", c.class_label_ids},
+            {"in_channels", c.inputs.size()},
+            {"channels", c.channel_names()},
+            {"normalization", normalization},
+            {"ct_stats", ct_stats},
+            {"class_names", c.classes.names},
+            {"class_label_ids", c.classes.label_ids},
             {"patch", c.patch},
             {"dataset", c.dataset},
             {"label_map", c.label_map},
@@ -114,12 +147,9 @@ ModelCard card_from_json(const std::string& text, const std::string& source) {
     c.model.kernels = m.at("kernels").get<std::vector<std::int64_t>>();
     c.model.convs_per_stage = m.at("convs_per_stage");
     c.model.deep_supervision = m.at("deep_supervision");
-    c.in_channels = j.at("in_channels");
-    c.channels = j.at("channels").get<std::vector<std::string>>();
-    c.normalization = j.at("normalization").get<std::vector<std::string>>();
-    c.ct_stats = j.at("ct_stats").get<std::vector<std::array<double, 4>>>();
-    c.class_names = j.at("class_names").get<std::vector<std::string>>();
-    c.class_label_ids = j.at("class_label_ids").get<std::vector<std::vector<std::int64_t>>>();
+    c.inputs = inputs_from_json(j, source);
+    c.classes = ClassMap::from_lists(j.at("class_names").get<std::vector<std::string>>(),
+                                     j.at("class_label_ids").get<std::vector<std::vector<std::int64_t>>>(), source);
     c.patch = j.at("patch").get<std::array<std::int64_t, 3>>();
     c.dataset = j.at("dataset");
     c.step = j.at("step");
@@ -127,10 +157,6 @@ ModelCard card_from_json(const std::string& text, const std::string& source) {
     c.spacing = j.value("spacing", std::array<double, 3>{0, 0, 0});
     for (const double s : c.spacing) {
       if (!(s >= 0 && s < 1e3)) throw InputError(source, "spacing must be three numbers of mm (0: unknown)");
-    }
-    if (c.channels.size() != static_cast<std::size_t>(c.in_channels) || c.normalization.size() != c.channels.size() ||
-        c.class_names.size() < 2 || c.class_label_ids.size() != c.class_names.size()) {
-      throw InputError(source, "inconsistent card: channels, normalization and class lists disagree");
     }
     return c;
   } catch (const json::exception& e) {
@@ -158,7 +184,7 @@ std::pair<UNet, ModelCard> load_model(const fs::path& dir) {
   std::stringstream text;
   text << in.rdbuf();
   ModelCard card = card_from_json(text.str(), (dir / "model.json").string());
-  UNet net = make_model(card.model, card.in_channels, static_cast<std::int64_t>(card.class_names.size()));
+  UNet net = make_model(card.model, static_cast<std::int64_t>(card.inputs.size()), card.classes.size());
   try {
     torch::load(net, (dir / "model.pt").string(), c10::Device(c10::kCPU));  // saved from any device
   } catch (const std::exception& e) {

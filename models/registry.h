@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/normalization.h"
+#include "models/class_map.h"
 #include "models/unet.h"
 
 namespace vitruvian::models {
@@ -37,18 +39,23 @@ struct ModelConfig {
 const std::vector<std::string>& model_names();
 UNet make_model(const ModelConfig& config, std::int64_t in_channels, std::int64_t classes);
 
+/// One input channel of an exported network: the series it takes and how its intensities are
+/// normalised first (the rule the training loader applied).
+struct InputChannel {
+  std::string series;
+  Normalization normalization = Normalization::kCt;
+  /// kCt: clip to [lower, upper] (the 0.5th and 99.5th percentiles of the training foreground,
+  /// HU), then (x − mean) / std with that foreground's mean and standard deviation.
+  double lower = 0, upper = 0, mean = 0, std = 1;
+};
+
 /// Everything an exported network needs, besides its weights, to run on new studies.
 struct ModelCard {
   ModelConfig model;
-  std::int64_t in_channels = 1;
-  std::vector<std::string> channels;       ///< input series names, in order
-  std::vector<std::string> normalization;  ///< per channel: "ct", "zscore" or "none"
-  /// Per channel (used for "ct"): clip to [lower, upper], then (x − mean) / std.
-  std::vector<std::array<double, 4>> ct_stats;  ///< lower, upper, mean, std
-  std::vector<std::string> class_names;         ///< index 0 is background
-  /// The dataset's label ids each class stands for ({0} for background; several for a class
-  /// that groups labels, e.g. heart = the four chambers and the myocardium).
-  std::vector<std::vector<std::int64_t>> class_label_ids;
+  std::vector<InputChannel> inputs;  ///< in channel order
+  /// The classes it predicts and the dataset label ids each stands for (e.g. heart = the four
+  /// chambers and the myocardium); class 0 is background.
+  ClassMap classes;
   std::array<std::int64_t, 3> patch{64, 64, 64};  ///< training patch [z, y, x]: the inference window
   std::string dataset;                           ///< what it was trained on
   std::string label_map;                         ///< the dataset's label map it learned ("" unknown)
@@ -56,6 +63,9 @@ struct ModelCard {
   /// inference resamples other grids to it. {0, 0, 0}: unknown, images are taken as they come.
   std::array<double, 3> spacing{0, 0, 0};
   std::int64_t step = 0;                         ///< training steps done
+
+  /// The input series names, in channel order.
+  std::vector<std::string> channel_names() const;
 };
 
 /// Writes DIR/model.pt (the weights, LibTorch's serialisation) and DIR/model.json (the card),

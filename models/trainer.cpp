@@ -14,6 +14,7 @@
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
+#include "core/stopwatch.h"
 #include "models/losses.h"
 #include "models/precision.h"
 
@@ -21,10 +22,6 @@ namespace vitruvian::models {
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 }  // namespace
 

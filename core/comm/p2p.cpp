@@ -15,10 +15,6 @@ SteadyClock::time_point deadline_after(SteadyClock::time_point start, double sec
   return start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(seconds));
 }
 
-double seconds_since(SteadyClock::time_point start) {
-  return std::chrono::duration<double>(SteadyClock::now() - start).count();
-}
-
 std::vector<std::string> exchange_host_names(const MpiComm& comm) {
   char name[MPI_MAX_PROCESSOR_NAME];
   int length = 0;

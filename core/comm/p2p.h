@@ -12,15 +12,12 @@
 #include <vector>
 
 #include "core/mpi.h"
+#include "core/stopwatch.h"
 
 namespace vitruvian {
 
-using SteadyClock = std::chrono::steady_clock;
-
 /// The time `seconds` after `start`; never (time_point::max()) when seconds <= 0.
 SteadyClock::time_point deadline_after(SteadyClock::time_point start, double seconds);
-/// Seconds from `start` to now.
-double seconds_since(SteadyClock::time_point start);
 
 /// Collective over `comm`: every rank's host name (MPI_Get_processor_name), in rank order.
 std::vector<std::string> exchange_host_names(const MpiComm& comm);

@@ -16,9 +16,6 @@ std::array<std::int64_t, 3> parse_three_counts(const std::string& text, const st
 /// "A,B,C" or "A" as positive numbers; InputError naming `option` otherwise.
 std::array<double, 3> parse_three_numbers(const std::string& text, const std::string& option);
 
-/// A size in bytes: "8G", "512M" (powers of 1000) or a plain number; InputError naming `option` otherwise.
-double parse_size(const std::string& text, const std::string& option);
-
 /// Chunk shape ("Z,Y,X", one size, or "contiguous"), deflate level 0–9 or LZ4, and shuffle, checked.
 data::StorageOptions storage_options(const std::string& chunk, int deflate, bool shuffle, bool lz4 = false);
 

@@ -1,26 +1,28 @@
 // Agreement across ranks on whether a job may go on.
 #include "launch/jobs/job_context.h"
 
+#include <exception>
 #include <iostream>
-
-#include "core/mpi.h"
 
 namespace vitruvian::jobs {
 
-bool all_ranks_ok(const MpiEnvironment& env, const std::string& failure) {
-  int failing = failure.empty() ? env.size() : env.rank();
-  int first = failing;
-  check_mpi(MPI_Allreduce(&failing, &first, 1, MPI_INT, MPI_MIN, env.world().get()), "MPI_Allreduce(status)");
-  if (!failure.empty() && first == env.rank()) std::cerr << failure << std::flush;
-  return first == env.size();
+bool all_ranks_ok(ControlPlane& control, const std::string& failure, const char* what) {
+  const Agreement agreement = control.agree(failure, what);
+  if (!agreement.ok && agreement.rank == control.rank()) std::cerr << failure << std::flush;
+  return agreement.ok;
 }
 
-bool agree_all(const JobContext& context, bool ok, const std::string& message) {
-  return all_ranks_ok(context.env, ok ? std::string() : "vitruvian: " + message + "\n");
+bool agree_all(const JobContext& context, const std::string& problem, const char* what) {
+  return all_ranks_ok(context.control, problem.empty() ? std::string() : "vitruvian: " + problem + "\n", what);
 }
 
-bool agree_all(const JobContext& context, const std::string& problem) {
-  return agree_all(context, problem.empty(), problem);
+std::string attempt(const std::function<void()>& step) {
+  try {
+    step();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
 }
 
 }  // namespace vitruvian::jobs

@@ -15,6 +15,7 @@
 #include <vector>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "core/errors.h"
 #include "core/progress.h"
 #include "data/nifti_io.h"
@@ -142,6 +143,7 @@ class PhantomRun {
         folder_(output_.has_parent_path() ? output_.parent_path() : fs::path(".")),
         sharded_(options.shard_studies > 0),
         shards_(sharded_ ? (options.studies + options.shard_studies - 1) / options.shard_studies : 0),
+        owner_(std::stoull(context.control.broadcast(std::to_string(::getpid()), 0, "phantom temporaries"))),
         part_(size_ == 1 ? output_ : part_path(rank_)) {}
 
   /// Collective: the options and outputs checked by every rank; false on every rank when any
@@ -157,7 +159,7 @@ class PhantomRun {
     } catch (const Error& e) {
       usage = e.what();
     }
-    return agree_all(context_, usage);
+    return agree_all(context_, usage, "phantom");
   }
 
   /// Rank 0: the series, tissues and labels of the kind (of every kind for mixed).
@@ -200,7 +202,7 @@ class PhantomRun {
       failure = fmt::format("phantom generation failed on rank {} ({}): {}", rank_, context_.env.host(), e.what());
       writer_.reset();  // uncommitted
     }
-    return agree_all(context_, failure);
+    return agree_all(context_, failure, "phantom");
   }
 
   /// Collective: this rank's pending shards renamed into place (nothing to do without shards).
@@ -214,7 +216,7 @@ class PhantomRun {
     } catch (const std::exception& e) {
       failure = fmt::format("moving shards into place failed on rank {}: {}", rank_, e.what());
     }
-    return agree_all(context_, failure);
+    return agree_all(context_, failure, "phantom");
   }
 
   /// Collective: rank 0 writes the shard index or joins the part files in study order; the part
@@ -232,7 +234,7 @@ class PhantomRun {
         failure = fmt::format("writing {} failed: {}", output_.string(), e.what());
       }
     }
-    const bool ok = agree_all(context_, failure);
+    const bool ok = agree_all(context_, failure, "phantom");
     std::error_code ignored;
     if (!sharded_ && size_ > 1) fs::remove(part_, ignored);
     if (!ok && sharded_) {
@@ -260,8 +262,10 @@ class PhantomRun {
   fs::path shard_path(std::int64_t s) const {
     return folder_ / fmt::format("{}.shard-{:05d}.h5", output_.stem().string(), s);
   }
-  fs::path pending_shard(std::int64_t s) const { return fs::path(shard_path(s).string() + ".pending"); }
-  fs::path part_path(int r) const { return fs::path(output_.string() + fmt::format(".part-{:05d}.tmp", r)); }
+  /// Files that go into place once every rank has succeeded: in the one temporary scheme, named
+  /// after rank 0's process (core/atomic_file.h), so every rank knows every name.
+  fs::path pending_shard(std::int64_t s) const { return temporary_path_for(shard_path(s), owner_, static_cast<std::uint64_t>(s)); }
+  fs::path part_path(int r) const { return temporary_path_for(output_, owner_, static_cast<std::uint64_t>(r)); }
 
   /// This rank's studies: every size-th study, or those of every size-th shard.
   std::vector<std::int64_t> my_studies() const {
@@ -342,6 +346,7 @@ class PhantomRun {
   const fs::path output_, folder_;
   const bool sharded_;
   const std::int64_t shards_;
+  const std::uint64_t owner_;  ///< rank 0's process id, in the names of shared temporaries
   const fs::path part_;  ///< this rank's part file (the output itself with one rank)
   PhantomOptions phantom_;
   StorageOptions storage_;

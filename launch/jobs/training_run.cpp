@@ -20,7 +20,7 @@
 #include "core/atomic_file.h"
 #include "core/checkpoint.h"
 #include "core/errors.h"
-#include "core/mpi.h"
+#include "core/stopwatch.h"
 #include "core/progress.h"
 #include "data/loader.h"
 #include "data/preprocess.h"
@@ -36,10 +36,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 constexpr const char* kCheckpointPrefix = "step_";
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 /// What the run works with once the config has been checked against the dataset.
 struct Setup {
@@ -98,15 +94,11 @@ std::array<double, 3> training_spacing(const data::VolumeStore& store, const std
 models::ModelCard card_of(const TrainConfig& c, const Setup& s, const data::PatchLoader& loader, std::int64_t step) {
   models::ModelCard card;
   card.model = c.model;
-  card.in_channels = static_cast<std::int64_t>(c.channels.size());
-  card.channels = c.channels;
   for (std::size_t ch = 0; ch < c.channels.size(); ++ch) {
-    card.normalization.push_back(data::normalization_name(loader.task().normalization[ch]));
     const auto& stats = loader.ct_stats()[ch];
-    card.ct_stats.push_back({stats.lower, stats.upper, stats.mean, stats.std});
+    card.inputs.push_back({c.channels[ch], loader.task().normalization[ch], stats.lower, stats.upper, stats.mean, stats.std});
   }
-  card.class_names = s.classes.names;
-  card.class_label_ids = s.classes.label_ids;
+  card.classes = s.classes;
   card.patch = {c.patch[0], c.patch[1], c.patch[2]};
   card.dataset = c.dataset;
   card.label_map = c.label_map;
@@ -310,11 +302,12 @@ class TrainingRun {
       }
       if (!agree_all(context_, problem)) return false;
       const auto [lowest, highest] = resume_steps(resume_step_);
-      if (!agree_all(
-              context_, lowest == highest,
-              fmt::format("ranks found different newest checkpoints in {} (steps {} to {}); is the folder shared "
-                          "and up to date on every node?",
-                          checkpoints_.string(), lowest, highest))) {
+      if (!agree_all(context_,
+                     lowest == highest ? ""
+                                       : fmt::format("ranks found different newest checkpoints in {} (steps {} to {}); "
+                                                     "is the folder shared and up to date on every node?",
+                                                     checkpoints_.string(), lowest, highest),
+                     "train resume step")) {
         return false;
       }
       if (rank_ == 0) spdlog::info("train: resuming from {} (step {})", resume_from_->string(), trainer_->steps_done());
@@ -404,9 +397,7 @@ class TrainingRun {
  private:
   /// Collective: the lowest and highest of every rank's `step`.
   std::pair<std::int64_t, std::int64_t> resume_steps(std::int64_t step) const {
-    std::int64_t steps[2] = {step, -step};
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, steps, 2, MPI_INT64_T, MPI_MAX, context_.env.world().get()),
-              "MPI_Allreduce(resume step)");
+    const auto steps = context_.control.all_max({step, -step}, "train resume step");
     return {-steps[1], steps[0]};
   }
 

@@ -3,6 +3,7 @@
 // its verbs beside the job and exposes a factory; launch/cli.cpp holds only their list.
 #pragma once
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,9 +18,9 @@ class App;
 
 namespace vitruvian::jobs {
 
-/// One `vitruvian` verb. The CLI calls, in order: add_to() before parsing; sections() and
-/// overrides() once its subcommand was chosen (they may depend on the flags); run() on every
-/// rank with the resolved config. A new verb is an add_<verb>_command function passed to
+/// One `vitruvian` verb. The CLI calls, in order: add_to() before parsing; config_files(),
+/// add_flags() (overrides() by default) and sections() once its subcommand was chosen (they may
+/// depend on the flags); run() on every rank with the resolved config. A new verb is an add_<verb>_command function passed to
 /// make_options_verb (a job that needs only its flags) or a Verb class (one that reads config
 /// sections), make_<verb>_verb() declared in the job's header, and one entry in cli.cpp's list.
 class Verb {
@@ -35,6 +36,14 @@ class Verb {
   /// "dotted.key=value" for the flags that stand for config keys (train --steps N gives
   /// "train.steps=N"); they win over config files and --set. None by default.
   virtual std::vector<std::string> overrides() const { return {}; }
+  /// Config files the verb's flags name (infer --campaign FILE): read after the global
+  /// --config files, before --set. None by default.
+  virtual std::vector<std::filesystem::path> config_files() const { return {}; }
+  /// Adds the verb's flags to `sources` after --set and the global flags (so they win); for
+  /// flags whose values are not YAML (paths) or that extend a list. Adds overrides() by default.
+  virtual void add_flags(ConfigSources& sources) {
+    for (const auto& assignment : overrides()) sources.add_override(assignment);
+  }
   /// Collective: runs the job. Errors may be thrown (the CLI turns InputError and ConfigError
   /// into ExitCode::kUsage, others into kFailed, and ends every rank).
   virtual ExitCode run(const JobContext& context) = 0;

@@ -113,11 +113,11 @@ grep -q '"resampled_to_mm"' truth/studies/chest_cardiac_00000/report.json || fai
 
 # Spoilt and partial outputs are redone, verified ones skipped.
 echo "junk" >> out1/studies/chest_cardiac_00002/report.json
-mkdir -p out1/studies/.chest_cardiac_00003.tmp.999 && touch out1/studies/.chest_cardiac_00003.tmp.999/labels.h5
+mkdir -p out1/studies/.chest_cardiac_00003.tmp.999.0 && touch out1/studies/.chest_cardiac_00003.tmp.999.0/labels.h5
 cp out2/studies/chest_cardiac_00002/report.json expected_00002.json
 expect_exit 0 redo.err "$vit" --threads 1 infer --campaign campaign.yaml
 grep -q "6 studies, 5 already done, 1 to run" redo.err || { cat redo.err; fail "the spoilt study was not the only one redone"; }
-[[ ! -e out1/studies/.chest_cardiac_00003.tmp.999 ]] || fail "a killed run's temporary folder was left"
+[[ ! -e out1/studies/.chest_cardiac_00003.tmp.999.0 ]] || fail "a killed run's temporary folder was left"
 
 # --force with --studies redoes only those; the other studies' results stay.
 before=$(stat -c %Y out1/studies/chest_cardiac_00004/manifest.json)
@@ -171,9 +171,10 @@ img = nibabel.load("nifti_out/studies/case_a/organs.nii.gz")
 assert img.shape == nibabel.load("nifti_in/case_a.nii.gz").shape, img.shape
 print("a truncated NIfTI study failed alone:", s["failed"][0]["error"][:100])
 PY
-# A changed setting changes the campaign's fingerprint: every study is redone.
+# A changed setting changes the campaign's fingerprint: every study is redone (the truncated one
+# is listed again and fails again).
 expect_exit 1 refit.err "$vit" --threads 1 infer --input nifti_in --series-name cta --modality CT --model organs=run/model --out nifti_out --overlap 0.25
-grep -q "2 studies, 0 already done, 2 to run" refit.err || { cat refit.err; fail "a changed overlap did not redo the studies"; }
+grep -q "3 studies, 0 already done, 3 to run" refit.err || { cat refit.err; fail "a changed overlap did not redo the studies"; }
 
 # Over the memory limit: each study fails with the figures, the campaign ends with exit 1.
 expect_exit 1 tight.err "$vit" --threads 1 infer --input chest.h5 --model run/model --out tight --memory-limit 1M --studies chest_cardiac_00000,chest_cardiac_00001
@@ -214,6 +215,7 @@ s = json.load(open("dicom_out/campaign.json"))
 assert s["done"] == 2 and s["failed"] == [], s
 r = json.load(open("dicom_out/studies/patient7/report.json"))
 assert r["routes"]["organs"]["series"] == ["ct_abdomen_1_0mm"], r["routes"]["organs"]["series"]
+assert any(n.startswith("left out ") and "orientation changes within the series" in n for n in r["notes"]), r["notes"]
 print("DICOM studies:", s["done_studies"])
 PY
 
@@ -262,7 +264,7 @@ grep -q "missing_model/model.json" nomodel.err || { cat nomodel.err; fail "missi
 [[ $(grep -c "vitruvian:" nomodel.err) == 1 ]] || { cat nomodel.err; fail "expected one error line"; }
 printf 'input: chest.h5\noutput: y\nroutes:\n  - name: a\n    model: run/model\n    overlapp: 0.5\n' > typo.yaml
 expect_exit 2 typo.err "$vit" infer --campaign typo.yaml
-grep -q "typo.yaml:6: unknown key 'overlapp' in a route" typo.err || { cat typo.err; fail "unknown key not named with its line"; }
+grep -q "typo.yaml:6: unknown key 'routes.0.overlapp'" typo.err || { cat typo.err; fail "unknown key not named with its line"; }
 expect_exit 2 noroute.err "$vit" infer --input chest.h5 --out z
 grep -q "no routes" noroute.err || { cat noroute.err; fail "no routes not reported"; }
 expect_exit 2 badclass.err "$vit" infer --input chest.h5 --out z --campaign <(printf 'routes:\n  - name: a\n    model: %s/run/model\n    fill_holes: [liver]\n' "$PWD")

@@ -17,7 +17,7 @@ expect_exit 0 three.err "$mpirun" -np 3 "$vit" "${common[@]}" --out three.h5
 expect_exit 0 shards.err "$mpirun" -np 2 "$vit" "${common[@]}" --out sharded.h5 --shard-studies 2
 expect_exit 0 lz4.err "$vit" "${common[@]}" --out lz4.h5 --lz4
 grep -q "wrote 5 studies to three.h5" three.err || fail "no summary line from rank 0"
-ls | grep -q "part-" && fail "part files left behind: $(ls)"
+ls -A | grep -q "\.tmp\." && fail "part files left behind: $(ls -A)"
 [[ $(ls sharded.shard-*.h5 | wc -l) == 3 ]] || fail "expected 3 shards, got $(ls)"
 
 $py - <<'PY'
@@ -120,5 +120,5 @@ expect_exit 0 inspect2.err "$vit" inspect sharded.h5 --no-volumes
 # A folder that does not exist: the job fails as a whole, no part file is left anywhere.
 expect_exit 2 folder.err "$mpirun" -np 2 "$vit" phantom --studies 3 --shape 16 --out missing/x.h5
 grep -q "cannot create a file in this folder" folder.err || { cat folder.err; fail "no reason given"; }
-[[ -z $(ls | grep -E "part-|tmp") ]] || fail "temporary files left: $(ls)"
+[[ -z $(ls -A | grep -E "\.tmp\.") ]] || fail "temporary files left: $(ls -A)"
 echo "phantom CLI: all checks passed"

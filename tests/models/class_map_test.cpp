@@ -6,7 +6,6 @@
 #include <torch/torch.h>
 
 #include "core/errors.h"
-#include "models/registry.h"
 
 namespace vitruvian::models {
 namespace {
@@ -59,22 +58,21 @@ TEST(ClassMap, ConfigErrorsNameTheKeyAndTheLabels) {
   EXPECT_THROW(ClassMap::from_labels({}, LabelNames{{0, "background"}}, "empty.h5"), ConfigError);
 }
 
-TEST(ClassMap, FromTheModelCardAsTrainingWroteIt) {
+TEST(ClassMap, FromAModelCardsListsAsTrainingWroteThem) {
   const ClassMap trained = ClassMap::from_labels({"liver", "kidneys=kidney_left+kidney_right"}, kTable, "set.h5");
-  ModelCard card;
-  card.class_names = trained.names;
-  card.class_label_ids = trained.label_ids;
-  const ClassMap loaded = ClassMap::from_card(card, "model.json");
+  const ClassMap loaded = ClassMap::from_lists(trained.names, trained.label_ids, "model.json");
   EXPECT_EQ(loaded.names, trained.names);
   EXPECT_EQ(loaded.label_ids, trained.label_ids);
   EXPECT_EQ(loaded.lookup_ids(), trained.lookup_ids());
 
-  card.class_label_ids.back().push_back(70000);
-  EXPECT_NE(
-      error_of<InputError>([&] { ClassMap::from_card(card, "model.json"); }).find("label id 70000 is outside 0..65535"),
-      std::string::npos);
-  card.class_label_ids.pop_back();
-  EXPECT_THROW(ClassMap::from_card(card, "model.json"), InputError);
+  auto ids = trained.label_ids;
+  ids.back().push_back(70000);
+  EXPECT_NE(error_of<InputError>([&] { ClassMap::from_lists(trained.names, ids, "model.json"); })
+                .find("model.json: label id 70000 is outside 0..65535"),
+            std::string::npos);
+  ids.pop_back();
+  EXPECT_THROW(ClassMap::from_lists(trained.names, ids, "model.json"), InputError);
+  EXPECT_THROW(ClassMap::from_lists({"background"}, {{0}}, "model.json"), InputError);
 }
 
 TEST(ClassMap, LookupTensorMatchesAPlainMappingOfEachVoxel) {

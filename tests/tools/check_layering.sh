@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks that includes follow the layers: core includes none of ours above it; data and models
-# include only core; nothing includes launch/ except launch/, tests/ and benchmarks/.
+# include only core; nothing includes launch/ except launch/, tests/ and benchmarks/; the
+# campaign library (launch/campaign) does not include the jobs above it.
 set -euo pipefail
 root="${1:-$(cd "$(dirname "$0")/../.." && pwd)}"
 status=0
@@ -15,5 +16,6 @@ check() {  # folder, forbidden include prefixes...
 check core data models launch
 check data models launch
 check models data launch
-[[ $status -eq 0 ]] && echo "layering ok: core <- data, models <- launch"
+check launch/campaign launch/jobs
+[[ $status -eq 0 ]] && echo "layering ok: core <- data, models <- launch/campaign <- launch/jobs"
 exit $status

@@ -1,0 +1,96 @@
+// The inference campaign's configuration (`vitruvian infer --campaign campaign.yaml`, every key
+// in launch/configs/campaign_example.yaml): inputs, outputs, sliding-window settings, and routes
+// that say which model runs on which series of a study. Declared once through visit(), like the
+// training and runtime sections: YAML, `--set` overrides, flags and the resolved campaign.yaml
+// all come from the same declaration.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+
+namespace vitruvian::campaign {
+
+/// One model (or an existing label map) applied to the studies it matches.
+struct RouteConfig {
+  std::string name;             ///< the label map written for it ("organs", "heart")
+  std::filesystem::path model;  ///< an exported model folder (model.pt + model.json)
+  std::string labels;           ///< instead of a model: measure this existing label map of the study
+  /// The series fed to the model, in channel order; empty: the model card's channel names.
+  std::vector<std::string> series;
+  /// Instead of names: the study's first 3D series of this modality (single-channel models).
+  std::string modality;
+  /// Only studies whose metadata names this task or phantom kind (empty: all).
+  std::string task;
+  std::vector<std::string> largest_component;  ///< classes kept to their largest component ("all": every class)
+  std::vector<std::string> fill_holes;         ///< classes whose enclosed background is filled ("all")
+  std::vector<std::string> lesions;            ///< classes reported as lesions (components with sizes)
+  /// Label map with the truth, for Dice (empty: the model card's label map when the study has
+  /// it; "none": no Dice).
+  std::string truth;
+  /// Where the route was declared ("campaign.yaml:12", "--model DIR"), for messages; not a key.
+  std::string origin;
+
+  void visit(ConfigVisitor& v);
+  /// `origin` when known, else "route <name>".
+  std::string where() const;
+};
+
+/// Coronary calcium scoring from a non-contrast CT (Agatston, per artery).
+struct CalciumConfig {
+  std::string series;                 ///< the non-contrast CT series; empty turns scoring off
+  std::vector<std::string> arteries;  ///< structures (from any route) that are coronary arteries
+  std::string region = "heart";       ///< without segmented arteries: score around this structure
+  double artery_margin_mm = 3;        ///< calcium counted within this distance of an artery
+  double region_margin_mm = 5;        ///< or of the region structure
+
+  void visit(ConfigVisitor& v);
+};
+
+/// Outputs a campaign can write per study besides report.json (each one Sink, campaign/sink.h).
+const std::vector<std::string>& output_names();
+
+struct CampaignConfig {
+  /// HDF5 datasets or shard indexes, NIfTI files, folders of NIfTI files, DICOM folders.
+  std::vector<std::filesystem::path> inputs;
+  std::filesystem::path output;
+  std::vector<std::string> studies;   ///< only these study ids (empty: all)
+  std::string series_name = "image";  ///< series name of plain NIfTI inputs
+  std::string modality;               ///< modality of plain NIfTI inputs ("CT", "MR")
+  double overlap = 0.5;
+  std::int64_t batch = 2;             ///< windows per forward call
+  std::string mirror_axes;            ///< test-time mirroring: any of "zyx" (up to 8 flips)
+  std::string accumulation = "fp32";  ///< fp32 | fp16
+  /// Forward passes: fp32 | bf16 | fp16 (CUDA: autocast; CPU: bf16 = whole-bf16 network, fp16 = fp32).
+  std::string precision = "fp32";
+  bool channels_last = false;  ///< channels-last 3D weights and windows
+  /// CPU forward passes: "auto" runs plain U-Nets in fp32 on oneDNN's primitives directly
+  /// (models/onednn_unet.h) and everything else on LibTorch's ops; "libtorch" always LibTorch's.
+  std::string engine = "auto";
+  std::string memory_limit = "3G";  ///< per rank: a study whose estimate exceeds it fails with the figures
+  /// Per study besides report.json, from output_names(): "hdf5" (labels.h5), "nifti"
+  /// (<route>.nii.gz), "thumbnail" (thumbnail.png).
+  std::vector<std::string> outputs{"hdf5", "thumbnail"};
+  std::vector<RouteConfig> routes;
+  CalciumConfig calcium;
+
+  void visit(ConfigVisitor& v);
+  /// ConfigError naming the key (and the route's origin) of the first bad value: overlap,
+  /// batch, mirror axes, accumulation, precision, engine, memory limit, outputs, routes without
+  /// a model or label map, repeated or unusable route names, calcium margins, no inputs or output.
+  void validate() const;
+  /// What a study's outputs depend on besides its input and the models' files: every key but
+  /// input, output and studies, as YAML (part of the campaign's fingerprint).
+  std::string settings_yaml() const;
+  /// The whole campaign as YAML (saved as OUT/campaign.yaml).
+  std::string yaml() const;
+};
+
+/// Fills `config` from `sources` (the campaign's keys at the top level) and records each
+/// route's origin. Does not validate.
+void read_campaign(ConfigSources& sources, CampaignConfig& config);
+
+}  // namespace vitruvian::campaign

@@ -1,0 +1,94 @@
+// Study folders, their verification and the failure records.
+#include "launch/campaign/ledger.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "core/atomic_file.h"
+#include "core/checkpoint.h"
+#include "core/errors.h"
+
+namespace vitruvian::campaign {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path.string(), "cannot be read");
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+/// A record under OUT/failed: "<id>.json", not a temporary of a write that was cut short.
+bool is_failure_record(const fs::path& path) {
+  return path.extension() == ".json" && !is_temporary_name(path.filename().string());
+}
+
+}  // namespace
+
+Ledger::Ledger(fs::path output) : output_(std::move(output)) {}
+
+fs::path Ledger::study_dir(const std::string& id) const { return output_ / "studies" / id; }
+
+void Ledger::prepare(bool force, const std::function<bool(const std::string&)>& chosen) const {
+  fs::create_directories(output_ / "studies");
+  fs::create_directories(output_ / "failed");
+  remove_leftover_temporaries(output_ / "studies");
+  remove_leftover_temporaries(output_ / "failed");
+  remove_leftover_temporaries(output_);
+  std::error_code ignored;
+  if (!force) return;
+  for (const auto& entry : fs::directory_iterator(output_ / "studies")) {
+    if (chosen(entry.path().filename().string())) fs::remove_all(entry.path(), ignored);
+  }
+  for (const auto& entry : fs::directory_iterator(output_ / "failed")) {
+    if (is_failure_record(entry.path()) && chosen(entry.path().stem().string())) fs::remove(entry.path(), ignored);
+  }
+  for (const char* f : {"campaign.json", "index.html"}) fs::remove(output_ / f, ignored);
+}
+
+std::string Ledger::check(const std::string& id, const std::string& fingerprint) const {
+  const fs::path dir = study_dir(id);
+  std::error_code error;
+  if (!fs::exists(dir, error)) return "not done";
+  if (std::string why = verify_checkpoint(dir); !why.empty()) return why;
+  try {
+    const std::string made_by = json::parse(read_text(dir / "report.json")).value("campaign_fingerprint", "");
+    return made_by == fingerprint ? "" : "made with other settings or models";
+  } catch (const std::exception& e) {
+    return std::string("report unreadable: ") + e.what();
+  }
+}
+
+void Ledger::commit(const std::string& id, const std::function<void(const fs::path&)>& fill) const {
+  write_checkpoint(output_ / "studies", id, fill);
+  std::error_code ignored;
+  fs::remove(output_ / "failed" / (id + ".json"), ignored);
+}
+
+void Ledger::record_failure(const std::string& id, const std::string& stage, int rank, const std::string& error) const {
+  write_file_atomic(output_ / "failed" / (id + ".json"),
+                    json{{"study", id}, {"stage", stage}, {"rank", rank}, {"error", error}}.dump(2));
+}
+
+std::map<std::string, std::string> Ledger::failures() const {
+  std::map<std::string, std::string> out;
+  for (const auto& entry : fs::directory_iterator(output_ / "failed")) {
+    if (!is_failure_record(entry.path())) continue;
+    std::string reason;
+    try {
+      reason = json::parse(read_text(entry.path())).value("error", "failed");
+    } catch (const std::exception&) {
+      reason = "failed (its record " + entry.path().string() + " is unreadable)";
+    }
+    out.emplace(entry.path().stem().string(), reason);
+  }
+  return out;
+}
+
+json Ledger::report(const std::string& id) const { return json::parse(read_text(study_dir(id) / "report.json")); }
+
+}  // namespace vitruvian::campaign

@@ -1,0 +1,76 @@
+// Where a finished study goes. Each Sink writes its files into the study's temporary folder
+// (the Ledger renames the folder into place once every sink is done): label maps as a Vitruvian
+// HDF5 dataset or as NIfTI, a thumbnail, the report. A new output format (DICOM SEG/SR) or
+// destination is one new class here.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/volume_store.h"
+#include "launch/campaign/route.h"
+#include "launch/campaign/study.h"
+
+namespace vitruvian::campaign {
+
+/// A study with its results and report, ready to be written.
+struct FinishedStudy {
+  FinishedStudy(Study& study, std::vector<RouteResult> results, nlohmann::json report);
+
+  Study& study;
+  std::vector<RouteResult> results;  ///< the routes that ran, in route order
+  nlohmann::json report;             ///< the report sink completes its timing
+  /// One label table for every map written: the study's, plus an id for each model class name
+  /// it lacks; `written[i]` is results[i]'s map in those ids (label routes' maps as they are).
+  data::LabelTable table;
+  std::vector<data::Volume> written;
+  std::chrono::steady_clock::time_point started;  ///< when the study's processing began
+  std::chrono::steady_clock::time_point writing;  ///< when writing began
+};
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  /// Writes this sink's files for `study` into `dir` (the study's temporary folder). Throws on
+  /// failure; the folder is then dropped whole.
+  virtual void write(FinishedStudy& study, const std::filesystem::path& dir) const = 0;
+};
+
+/// labels.h5: the routes' reference series and one label map per route, named after it.
+class Hdf5LabelsSink final : public Sink {
+ public:
+  void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+};
+
+/// <route>.nii.gz per route.
+class NiftiLabelsSink final : public Sink {
+ public:
+  void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+};
+
+/// thumbnail.png: slices through the first route's structures on its reference series.
+class ThumbnailSink final : public Sink {
+ public:
+  void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+};
+
+/// report.json, with the read, write and total times; runs last.
+class ReportSink final : public Sink {
+ public:
+  explicit ReportSink(int rank) : rank_(rank) {}
+  void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+
+ private:
+  int rank_;
+};
+
+/// The sinks `outputs` names (campaign/campaign_config.h: output_names()), in that order, then
+/// the report.
+std::vector<std::unique_ptr<Sink>> make_sinks(const std::vector<std::string>& outputs, int rank);
+
+}  // namespace vitruvian::campaign

@@ -1,0 +1,55 @@
+// One study as a campaign sees it, whatever its source: what it holds (series, label maps,
+// metadata, label table), its series read on first use and kept while the study is processed,
+// and the notes its loading left (series a DICOM folder held but could not use).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "data/volume_store.h"
+
+namespace vitruvian::campaign {
+
+class Study {
+ public:
+  /// Reads one series or label map of this study by name.
+  using Reader = std::function<data::Volume(const std::string& name)>;
+
+  /// `info` lists what the study holds; `input` names where it came from (a file or folder).
+  /// `read_series` / `read_label` fetch what is not in `loaded` (may be empty when everything is).
+  Study(data::StudyInfo info, std::string input, data::LabelTable label_table, Reader read_series, Reader read_label);
+
+  const std::string& id() const { return info_.id; }
+  const data::StudyInfo& info() const { return info_; }
+  const std::string& input() const { return input_; }
+  const data::LabelTable& label_table() const { return label_table_; }
+  /// The study's task: its metadata's "task", else the phantom kind ("" when neither).
+  std::string task() const;
+
+  /// A series, read once; InputError naming the study when it has none of that name.
+  const data::Volume& series(const std::string& name);
+  /// A label map (read each time; label maps are read once per route at most).
+  data::Volume label(const std::string& name) const;
+  /// Puts an already loaded series in place (sources that read a study whole).
+  void add_loaded(const std::string& name, data::Volume volume);
+  /// Seconds spent reading series and label maps so far.
+  double read_seconds() const { return read_s_; }
+
+  /// Remarks from loading, copied into the report's notes.
+  std::vector<std::string> notes;
+
+ private:
+  data::StudyInfo info_;
+  std::string input_;
+  data::LabelTable label_table_;
+  Reader read_series_, read_label_;
+  std::map<std::string, data::Volume> series_;
+  mutable double read_s_ = 0;
+};
+
+/// What a StudyInfo says of a volume (shape, type, geometry, modality, frame times).
+data::SeriesInfo series_info(const std::string& name, const data::Volume& volume);
+
+}  // namespace vitruvian::campaign

@@ -1,0 +1,33 @@
+// Routes → report → sinks → ledger for one study.
+#include "launch/campaign/study_pipeline.h"
+
+#include <chrono>
+
+namespace vitruvian::campaign {
+
+StudyPipeline::StudyPipeline(std::vector<std::unique_ptr<Route>> routes, StudyReport report,
+                             std::vector<std::unique_ptr<Sink>> sinks, const Ledger& ledger, std::string fingerprint)
+    : routes_(std::move(routes)),
+      report_(std::move(report)),
+      sinks_(std::move(sinks)),
+      ledger_(ledger),
+      fingerprint_(std::move(fingerprint)) {}
+
+void StudyPipeline::process(Study& study) const {
+  const auto start = std::chrono::steady_clock::now();
+  nlohmann::json notes = nlohmann::json::array();
+  for (const auto& note : study.notes) notes.push_back(note);
+  std::vector<RouteResult> results;
+  for (const auto& route : routes_) {
+    if (!route->applies(study)) continue;
+    if (auto r = route->run(study, notes)) results.push_back(std::move(*r));
+  }
+  nlohmann::json report = report_.build(study, results, std::move(notes), fingerprint_);
+  FinishedStudy finished(study, std::move(results), std::move(report));
+  finished.started = start;
+  ledger_.commit(study.id(), [&](const std::filesystem::path& dir) {
+    for (const auto& sink : sinks_) sink->write(finished, dir);
+  });
+}
+
+}  // namespace vitruvian::campaign
