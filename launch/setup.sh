@@ -19,6 +19,10 @@ packages=(
   libpng-dev                            # previews and plots
   libgtest-dev libbenchmark-dev         # tests and benchmarks
   libdnnl-dev                           # oneDNN (LibTorch's own CPU convolutions), called directly by a benchmark
+  libcurl4-openssl-dev                  # DICOMweb (QIDO-RS, WADO-RS, STOW-RS)
+  orthanc orthanc-dicomweb              # the PACS the tests store into and query (DIMSE and DICOMweb), on loopback
+  dicom3tools dcmtk                     # independent DICOM validator (dciodvfy) and DCMTK's command-line tools
+  python3-pydicom dcm2niix              # independent decoding of DICOM objects, independent DICOM -> NIfTI
 )
 
 missing=()
