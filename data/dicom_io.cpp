@@ -67,6 +67,8 @@ struct SliceHeader {
   bool encapsulated = false;
   Uint32 pixel_bytes = 0;  ///< length of native PixelData
   double along_normal = 0.0;  ///< position projected on the series' slice normal
+  Sint32 temporal_position = 0;  ///< TemporalPositionIdentifier; 0 when absent
+  std::optional<double> acquisition_s;  ///< AcquisitionTime, seconds after midnight
 };
 
 void register_decoders() {
@@ -118,6 +120,27 @@ std::optional<double> get_double(DcmItem& item, const DcmTagKey& tag) {
   Float64 value = 0.0;
   if (item.findAndGetFloat64(tag, value).good() && std::isfinite(value)) return value;
   return std::nullopt;
+}
+
+/// A TM value ("HHMMSS", "HHMMSS.FFFFFF", or shorter) as seconds after midnight.
+std::optional<double> time_of_day(const std::string& tm) {
+  const std::string digits = tm.substr(0, tm.find('.'));
+  if (digits.size() < 2 || digits.size() > 6 || digits.size() % 2 != 0 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  double seconds = 0;
+  for (std::size_t i = 0; i < 3; ++i) {
+    const double unit = i == 0 ? 3600 : i == 1 ? 60 : 1;
+    if (2 * i < digits.size()) seconds += unit * std::stoi(digits.substr(2 * i, 2));
+  }
+  if (tm.find('.') != std::string::npos && digits.size() == 6) {
+    const std::string fraction = tm.substr(tm.find('.') + 1);
+    if (!fraction.empty() && std::all_of(fraction.begin(), fraction.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      seconds += std::stod("0." + fraction);
+    }
+  }
+  return seconds;
 }
 
 std::string xfer_description(E_TransferSyntax xfer, const std::string& uid) {
@@ -202,6 +225,8 @@ std::optional<SliceHeader> read_header(const fs::path& path, std::vector<DicomRe
        "has no valid PixelSpacing; expected 2 positive numbers (mm)");
   h.slice_thickness = get_double(data, DCM_SliceThickness).value_or(0.0);
   h.spacing_between_slices = get_double(data, DCM_SpacingBetweenSlices).value_or(0.0);
+  if (data.findAndGetSint32(DCM_TemporalPositionIdentifier, h.temporal_position).bad()) h.temporal_position = 0;
+  h.acquisition_s = time_of_day(get_string(data, DCM_AcquisitionTime));
   h.slope = get_double(data, DCM_RescaleSlope).value_or(1.0);
   h.intercept = get_double(data, DCM_RescaleIntercept).value_or(0.0);
   note(h.slope != 0.0, "has RescaleSlope 0; expected a non-zero slope");
@@ -481,11 +506,70 @@ Volume read_voxels(const std::vector<SliceHeader>& slices, Geometry geometry) {
   return volume;
 }
 
+/// The slices by TemporalPositionIdentifier (ascending); one group when fewer than two positions
+/// are named. Every group must hold the same number of slices.
+std::vector<std::vector<SliceHeader>> temporal_groups(std::vector<SliceHeader> slices) {
+  std::map<Sint32, std::vector<SliceHeader>> by_position;
+  for (SliceHeader& s : slices) by_position[s.temporal_position].push_back(std::move(s));
+  std::vector<std::vector<SliceHeader>> groups;
+  for (auto& [position, group] : by_position) groups.push_back(std::move(group));
+  if (groups.size() < 2) return groups;
+  for (const auto& [position, group] : by_position) {
+    (void)group;
+    if (position < 1) {
+      throw Rejected{"some images name a TemporalPositionIdentifier and others none (or one below 1); expected "
+                     "every image of a time series to name its temporal position"};
+    }
+  }
+  for (const auto& group : groups) {
+    if (group.size() != groups.front().size()) {
+      throw Rejected{fmt::format("temporal position {} has {} images but temporal position {} has {} ({}); expected "
+                                 "the same slices at every temporal position",
+                                 group.front().temporal_position, group.size(), groups.front().front().temporal_position,
+                                 groups.front().size(), file_name(group.front().path))};
+    }
+  }
+  return groups;
+}
+
+/// Sorts and checks every temporal group's stack; they must share one geometry.
+Geometry temporal_geometry(std::vector<std::vector<SliceHeader>>& groups, const DicomReadOptions& options) {
+  const Geometry geometry = stack_geometry(groups.front(), options);
+  for (auto& group : groups) {
+    if (!stack_geometry(group, options).matches(geometry, 1e-4)) {
+      throw Rejected{fmt::format("temporal position {} ({}) lies on another grid than temporal position {}; expected "
+                                 "the same slice positions at every temporal position",
+                                 group.front().temporal_position, file_name(group.front().path),
+                                 groups.front().front().temporal_position)};
+    }
+  }
+  return geometry;
+}
+
+/// The frames [t, z, y, x] of a time series, in one voxel type; frame times from AcquisitionTime
+/// relative to the first frame's (none when an image lacks it).
+Volume read_frames(const std::vector<std::vector<SliceHeader>>& groups, const Geometry& geometry) {
+  std::vector<Volume> frames;
+  for (const auto& group : groups) frames.push_back(read_voxels(group, geometry));
+  const bool floats = std::any_of(frames.begin(), frames.end(), [](const Volume& v) { return v.type == VoxelType::kFloat32; });
+  Volume volume = frames.front();
+  if (floats) volume.type = VoxelType::kFloat32;
+  std::vector<at::Tensor> tensors;
+  for (const Volume& v : frames) tensors.push_back(v.voxels.to(tensor_dtype(volume.type)));
+  volume.voxels = at::stack(tensors);
+  const bool timed = std::all_of(groups.begin(), groups.end(), [](const auto& g) { return g.front().acquisition_s.has_value(); });
+  if (timed) {
+    for (const auto& group : groups) volume.frame_times_s.push_back(*group.front().acquisition_s - *groups.front().front().acquisition_s);
+  }
+  return volume;
+}
+
 DicomSeries import_series(std::vector<SliceHeader> slices, const DicomReadOptions& options) {
   check_headers(slices, options);
-  Geometry geometry = stack_geometry(slices, options);
+  std::vector<std::vector<SliceHeader>> groups = temporal_groups(std::move(slices));
+  const Geometry geometry = temporal_geometry(groups, options);
   DicomSeries series;
-  const SliceHeader& first = slices.front();
+  const SliceHeader& first = groups.front().front();
   series.study_uid = first.study_uid;
   series.series_uid = first.series_uid;
   series.modality = first.modality;
@@ -493,13 +577,15 @@ DicomSeries import_series(std::vector<SliceHeader> slices, const DicomReadOption
   series.series_number = first.number;
   series.patient_id = first.patient_id;
   series.study_date = first.study_date;
-  series.volume = read_voxels(slices, geometry);
+  series.volume = groups.size() == 1 ? read_voxels(groups.front(), geometry) : read_frames(groups, geometry);
   try {
     series.volume.validate(file_name(first.path));
   } catch (const InputError& e) {
     throw Rejected{e.detail()};
   }
-  for (const SliceHeader& s : slices) series.files.push_back(s.path);
+  for (const auto& group : groups) {
+    for (const SliceHeader& s : group) series.files.push_back(s.path);
+  }
   return series;
 }
 

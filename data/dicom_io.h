@@ -27,9 +27,12 @@ struct DicomSeries {
   /// column direction, z along their cross product; the origin is the first slice's
   /// ImagePositionPatient. Voxels are RescaleSlope × stored + RescaleIntercept: int16 when all
   /// of them are integers in int16's range, else float32; unsigned data with more than 8 bits
-  /// and no rescale stays kUInt16 (in an int32 tensor).
+  /// and no rescale stays kUInt16 (in an int32 tensor). A series whose images name two or more
+  /// TemporalPositionIdentifier values is a time series: the same slice positions at every
+  /// temporal position, read as [t, z, y, x] with frame_times_s from AcquisitionTime relative to
+  /// the first temporal position's.
   Volume volume;
-  std::vector<std::filesystem::path> files;  ///< one per slice, in slice (z) order
+  std::vector<std::filesystem::path> files;  ///< one per slice, in slice (z) order (per temporal position)
 };
 
 /// A file or series that was not imported. `reason` is one line: what is wrong and what was
