@@ -67,7 +67,7 @@ struct SliceHeader {
   bool encapsulated = false;
   Uint32 pixel_bytes = 0;  ///< length of native PixelData
   double along_normal = 0.0;  ///< position projected on the series' slice normal
-  Sint32 temporal_position = 0;  ///< TemporalPositionIdentifier; 0 when absent
+  Sint32 temporal_position = 0;         ///< TemporalPositionIdentifier; 0 when absent
   std::optional<double> acquisition_s;  ///< AcquisitionTime, seconds after midnight
 };
 
@@ -136,7 +136,8 @@ std::optional<double> time_of_day(const std::string& tm) {
   }
   if (tm.find('.') != std::string::npos && digits.size() == 6) {
     const std::string fraction = tm.substr(tm.find('.') + 1);
-    if (!fraction.empty() && std::all_of(fraction.begin(), fraction.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    if (!fraction.empty() &&
+        std::all_of(fraction.begin(), fraction.end(), [](char c) { return c >= '0' && c <= '9'; })) {
       seconds += std::stod("0." + fraction);
     }
   }
@@ -517,16 +518,18 @@ std::vector<std::vector<SliceHeader>> temporal_groups(std::vector<SliceHeader> s
   for (const auto& [position, group] : by_position) {
     (void)group;
     if (position < 1) {
-      throw Rejected{"some images name a TemporalPositionIdentifier and others none (or one below 1); expected "
-                     "every image of a time series to name its temporal position"};
+      throw Rejected{
+          "some images name a TemporalPositionIdentifier and others none (or one below 1); expected "
+          "every image of a time series to name its temporal position"};
     }
   }
   for (const auto& group : groups) {
     if (group.size() != groups.front().size()) {
-      throw Rejected{fmt::format("temporal position {} has {} images but temporal position {} has {} ({}); expected "
-                                 "the same slices at every temporal position",
-                                 group.front().temporal_position, group.size(), groups.front().front().temporal_position,
-                                 groups.front().size(), file_name(group.front().path))};
+      throw Rejected{
+          fmt::format("temporal position {} has {} images but temporal position {} has {} ({}); expected "
+                      "the same slices at every temporal position",
+                      group.front().temporal_position, group.size(), groups.front().front().temporal_position,
+                      groups.front().size(), file_name(group.front().path))};
     }
   }
   return groups;
@@ -537,10 +540,10 @@ Geometry temporal_geometry(std::vector<std::vector<SliceHeader>>& groups, const 
   const Geometry geometry = stack_geometry(groups.front(), options);
   for (auto& group : groups) {
     if (!stack_geometry(group, options).matches(geometry, 1e-4)) {
-      throw Rejected{fmt::format("temporal position {} ({}) lies on another grid than temporal position {}; expected "
-                                 "the same slice positions at every temporal position",
-                                 group.front().temporal_position, file_name(group.front().path),
-                                 groups.front().front().temporal_position)};
+      throw Rejected{fmt::format(
+          "temporal position {} ({}) lies on another grid than temporal position {}; expected "
+          "the same slice positions at every temporal position",
+          group.front().temporal_position, file_name(group.front().path), groups.front().front().temporal_position)};
     }
   }
   return geometry;
@@ -551,15 +554,18 @@ Geometry temporal_geometry(std::vector<std::vector<SliceHeader>>& groups, const 
 Volume read_frames(const std::vector<std::vector<SliceHeader>>& groups, const Geometry& geometry) {
   std::vector<Volume> frames;
   for (const auto& group : groups) frames.push_back(read_voxels(group, geometry));
-  const bool floats = std::any_of(frames.begin(), frames.end(), [](const Volume& v) { return v.type == VoxelType::kFloat32; });
+  const bool floats =
+      std::any_of(frames.begin(), frames.end(), [](const Volume& v) { return v.type == VoxelType::kFloat32; });
   Volume volume = frames.front();
   if (floats) volume.type = VoxelType::kFloat32;
   std::vector<at::Tensor> tensors;
   for (const Volume& v : frames) tensors.push_back(v.voxels.to(tensor_dtype(volume.type)));
   volume.voxels = at::stack(tensors);
-  const bool timed = std::all_of(groups.begin(), groups.end(), [](const auto& g) { return g.front().acquisition_s.has_value(); });
+  const bool timed =
+      std::all_of(groups.begin(), groups.end(), [](const auto& g) { return g.front().acquisition_s.has_value(); });
   if (timed) {
-    for (const auto& group : groups) volume.frame_times_s.push_back(*group.front().acquisition_s - *groups.front().front().acquisition_s);
+    for (const auto& group : groups)
+      volume.frame_times_s.push_back(*group.front().acquisition_s - *groups.front().front().acquisition_s);
   }
   return volume;
 }
