@@ -180,6 +180,11 @@ void fill_identity(DatasetFiller& d, const SeriesContext& c, const std::string& 
   d.put(DCM_SeriesDate, c.study.study_date);
   d.put(DCM_SeriesTime, c.study.study_time);
   d.put(DCM_PatientPosition, "HFS");
+  if (c.series.body_part.empty()) {
+    d.put(DCM_Laterality, "");  // unknown: whether the part is paired is not known either
+  } else {
+    d.put(DCM_BodyPartExamined, c.series.body_part);
+  }
   d.put(DCM_FrameOfReferenceUID, c.series.frame_of_reference_uid);
   d.put(DCM_PositionReferenceIndicator, "");
   d.put(DCM_Manufacturer, c.series.manufacturer);
@@ -340,7 +345,7 @@ std::vector<fs::path> write_dicom_series(const fs::path& folder, const Volume& v
 DicomStudyAttributes dicom_study_attributes(const DicomStudyIdentity& identity, const std::string& study_id) {
   DicomStudyAttributes a;
   a.study_uid = uid_from(identity.uid_root, {"study", std::to_string(identity.seed), study_id});
-  a.patient_name = study_id;
+  a.patient_name = "Vitruvian^" + study_id;
   a.patient_id = study_id.substr(0, 64);
   a.patient_sex = "O";
   a.study_date = "20240101";
@@ -367,6 +372,7 @@ std::vector<fs::path> write_dicom_study(const fs::path& study_folder, const std:
     attributes.description = name;
     attributes.number = number++;
     attributes.uid_root = identity.uid_root;
+    attributes.body_part = identity.body_part;
     folders.push_back(study_folder / name);
     write_dicom_series(folders.back(), *volume, study, attributes);
   }

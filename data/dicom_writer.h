@@ -38,6 +38,9 @@ struct DicomSeriesAttributes {
   /// SOP Instance UIDs are uid_from(uid_root, {"instance", series_uid, N}) with N the instance number.
   std::string uid_root = kDefaultUidRoot;
   std::string manufacturer = "Vitruvian";
+  /// BodyPartExamined ("CHEST", "HEADNECK", ...). Empty: unknown, and Laterality is written
+  /// empty (unknown) instead.
+  std::string body_part;
   /// Stored values for non-integer voxels. Unset: integer voxels in int16 (or uint16) range are
   /// stored as they are (slope 1, intercept 0); other voxels are mapped linearly onto int16.
   std::optional<DicomRescale> rescale;
@@ -63,10 +66,11 @@ struct DicomStudyIdentity {
   std::string uid_root = kDefaultUidRoot;
   std::uint64_t seed = 0;
   std::string description;  ///< StudyDescription
+  std::string body_part;    ///< BodyPartExamined of every series; empty when unknown
 };
 
 /// The attributes of study `study_id`: StudyInstanceUID uid_from(root, {"study", seed, id}),
-/// PatientID and PatientName the id, StudyID and AccessionNumber digits of the study UID,
+/// PatientID the id, PatientName "Vitruvian^" + id, StudyID and AccessionNumber digits of the study UID,
 /// StudyDate 20240101, StudyTime 090000, PatientSex "O".
 DicomStudyAttributes dicom_study_attributes(const DicomStudyIdentity& identity, const std::string& study_id);
 

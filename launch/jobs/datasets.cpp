@@ -2,10 +2,10 @@
 #include "launch/jobs/datasets.h"
 
 #include <ATen/ATen.h>
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -15,6 +15,7 @@
 #include "core/errors.h"
 #include "core/progress.h"
 #include "data/dataset_preprocess.h"
+#include "data/dicom_writer.h"
 #include "data/nifti_io.h"
 #include "data/study_import.h"
 #include "data/volume_store.h"
@@ -53,6 +54,44 @@ std::string megabytes(std::int64_t bytes) {
 }
 
 std::string shape_text(const std::vector<std::int64_t>& shape) { return fmt::format("{}", fmt::join(shape, "x")); }
+
+/// export --dicom: every chosen series (CT or MR, checked before anything is written) as
+/// DIR/<study>/<series>/NNNN.dcm; label maps are not images and stay out.
+int export_dicom(const VolumeStore& store, const std::vector<const StudyInfo*>& studies, const ExportOptions& options) {
+  DicomStudyIdentity identity;
+  if (!options.uid_root.empty()) identity.uid_root = options.uid_root;
+  check_uid_root(identity.uid_root, "--uid-root " + identity.uid_root);
+  if (options.uid_seed < 0) throw InputError(fmt::format("--uid-seed {}", options.uid_seed), "expected a seed >= 0");
+  identity.seed = static_cast<std::uint64_t>(options.uid_seed);
+  identity.description = "Vitruvian export";
+  for (const StudyInfo* study : studies) {
+    for (const auto& s : study->series) {
+      if ((options.series.empty() || s.name == options.series) && s.modality != "CT" && s.modality != "MR") {
+        throw InputError(
+            fmt::format("{}: study {} series {}", options.dataset, study->id, s.name),
+            fmt::format("has modality '{}'; expected CT or MR to write DICOM (NIfTI takes any series)", s.modality));
+      }
+    }
+  }
+  Progress progress("studies (DICOM)", static_cast<std::int64_t>(studies.size()), true);
+  int series_written = 0;
+  for (const StudyInfo* study : studies) {
+    std::vector<Volume> volumes;
+    std::vector<std::string> names;
+    for (const auto& s : study->series) {
+      if (!options.series.empty() && s.name != options.series) continue;
+      volumes.push_back(store.read_series(study->id, s.name));
+      names.push_back(s.name);
+    }
+    std::vector<std::pair<std::string, const Volume*>> series;
+    for (std::size_t i = 0; i < volumes.size(); ++i) series.emplace_back(names[i], &volumes[i]);
+    write_dicom_study(fs::path(options.dicom_dir) / study->id, study->id, series, identity);
+    series_written += static_cast<int>(series.size());
+    progress.advance(1, study->id);
+  }
+  progress.finish();
+  return series_written;
+}
 
 }  // namespace
 
@@ -138,12 +177,19 @@ ExitCode run_export(const JobContext& context, const ExportOptions& options) {
     std::printf("%s\n", options.output.c_str());
     return ExitCode::kOk;
   }
-  if (options.out_dir.empty()) throw InputError("export", "expected --output FILE.nii.gz or --out-dir DIR");
+  if (options.out_dir.empty() && options.dicom_dir.empty()) {
+    throw InputError("export", "expected --output FILE.nii.gz, --out-dir DIR or --dicom DIR");
+  }
   std::vector<const StudyInfo*> studies;
   if (!options.study.empty()) {
     studies.push_back(&store.study(options.study));
   } else {
     for (const auto& s : store.studies()) studies.push_back(&s);
+  }
+  if (!options.dicom_dir.empty()) {
+    const int series = export_dicom(store, studies, options);
+    std::printf("%d DICOM series under %s\n", series, options.dicom_dir.c_str());
+    if (options.out_dir.empty()) return ExitCode::kOk;
   }
   Progress progress("studies", static_cast<std::int64_t>(studies.size()), true);
   int files = 0;
@@ -325,7 +371,8 @@ CLI::App* add_convert_command(CLI::App& app, ConvertOptions& o) {
 }
 
 CLI::App* add_export_command(CLI::App& app, ExportOptions& o) {
-  CLI::App* exporter = add_verb_command(app, "export", "Write series and label maps of a dataset back to NIfTI");
+  CLI::App* exporter =
+      add_verb_command(app, "export", "Write series and label maps of a dataset back to NIfTI, or its series to DICOM");
   exporter->add_option("dataset", o.dataset, "Dataset or index file")->required()->check(CLI::ExistingFile);
   exporter->add_option("--study", o.study, "Study id");
   exporter->add_option("--series", o.series, "Series name");
@@ -333,6 +380,14 @@ CLI::App* add_export_command(CLI::App& app, ExportOptions& o) {
   exporter->add_option("-o,--output", o.output, "One NIfTI file (.nii or .nii.gz)");
   exporter->add_option("--out-dir", o.out_dir, "Every series and label map as DIR/<study>/<name>.nii.gz");
   exporter->add_flag("--nifti2", o.nifti2, "Write NIfTI-2 headers");
+  exporter->add_option("--dicom", o.dicom_dir,
+                       "Every CT/MR series as DICOM: DIR/<study>/<series>/NNNN.dcm (docs/DATASETS.md); label maps "
+                       "stay out");
+  exporter->add_option("--uid-root", o.uid_root, "Root of the DICOM UIDs (default: the project's, docs/PHANTOMS.md)");
+  exporter
+      ->add_option("--uid-seed", o.uid_seed,
+                   "Seed of the DICOM UIDs (the phantom's --seed gives the UIDs phantom --dicom writes)")
+      ->capture_default_str();
   return exporter;
 }
 

@@ -40,6 +40,9 @@ struct ExportOptions {
   std::string output;                ///< .nii or .nii.gz
   std::string out_dir;               ///< every series and label map (of --study, or all) here
   bool nifti2 = false;
+  std::string dicom_dir;      ///< every series (of --study, or all) as <dir>/<study>/<series>/NNNN.dcm
+  std::string uid_root;       ///< root of the DICOM UIDs; empty: data::kDefaultUidRoot
+  std::int64_t uid_seed = 0;  ///< with the study id and series name, what the UIDs are made from
 };
 
 ExitCode run_export(const JobContext& context, const ExportOptions& options);

@@ -3,21 +3,22 @@
 // `phantom` verb.
 #include "launch/jobs/phantom.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <vector>
-#include <unistd.h>
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
 #include "core/progress.h"
+#include "data/dicom_writer.h"
 #include "data/nifti_io.h"
 #include "data/phantom.h"
 #include "data/preview.h"
@@ -45,7 +46,10 @@ PhantomOptions phantom_options(const PhantomJobOptions& o, int threads) {
     throw InputError(fmt::format("--studies {}", o.studies), "expected 1 to 10 000 000 studies");
   }
   if (o.seed < 0) throw InputError(fmt::format("--seed {}", o.seed), "expected a seed >= 0");
-  if (o.output.empty() && !o.describe) throw InputError("phantom", "no output; give --out DATASET.h5");
+  if (o.output.empty() && o.dicom_dir.empty() && !o.describe) {
+    throw InputError("phantom", "no output; give --out DATASET.h5, --dicom DIR or both");
+  }
+  check_uid_root(o.uid_root, "--uid-root " + o.uid_root);
   if (o.shard_studies < 0) throw InputError("--shard-studies", "expected a positive number of studies per shard");
   return p;
 }
@@ -76,6 +80,22 @@ std::string describe_kind(PhantomKind kind) {
   return out + "\n";
 }
 
+/// BodyPartExamined of a kind's DICOM series (defined terms of DICOM PS3.16 Annex L).
+std::string body_part(PhantomKind kind) {
+  switch (kind) {
+    case PhantomKind::kChestCardiac:
+      return "CHEST";
+    case PhantomKind::kHeadNeck:
+      return "HEADNECK";
+    case PhantomKind::kAbdomenMr:
+      return "ABDOMEN";
+    case PhantomKind::kMsk:
+      return "PELVIS";
+    default:
+      return "";
+  }
+}
+
 /// Where a study's preview cuts: the centre of its kind's focus structure.
 std::array<std::int64_t, 3> preview_centre(const PhantomStudy& study) {
   const std::string focus = describe_phantom_kind(study.kind).focus_label;
@@ -98,17 +118,19 @@ double study_bytes(const PhantomOptions& phantom, std::int64_t index) {
 
 /// The files a run will write, refused when they exist (without --force) or cannot be made.
 void check_outputs(const PhantomJobOptions& o, const PhantomOptions& phantom, std::int64_t shards) {
-  const fs::path output(o.output);
-  refuse_existing(output, o.force);
-  const fs::path folder = output.has_parent_path() ? output.parent_path() : fs::path(".");
   std::error_code error;
-  if (!fs::is_directory(folder, error)) {
-    throw InputError(output.string(), "cannot create a file in this folder (expected an existing, writable folder)");
+  if (!o.output.empty()) {
+    const fs::path output(o.output);
+    refuse_existing(output, o.force);
+    const fs::path folder = output.has_parent_path() ? output.parent_path() : fs::path(".");
+    if (!fs::is_directory(folder, error)) {
+      throw InputError(output.string(), "cannot create a file in this folder (expected an existing, writable folder)");
+    }
+    for (std::int64_t s = 0; s < shards; ++s) {
+      refuse_existing(folder / fmt::format("{}.shard-{:05d}.h5", output.stem().string(), s), o.force);
+    }
   }
-  for (std::int64_t s = 0; s < shards; ++s) {
-    refuse_existing(folder / fmt::format("{}.shard-{:05d}.h5", output.stem().string(), s), o.force);
-  }
-  for (const auto& dir : {o.nifti_dir, o.preview_dir}) {
+  for (const auto& dir : {o.nifti_dir, o.preview_dir, o.dicom_dir}) {
     if (dir.empty()) continue;
     if (fs::exists(dir, error) && !fs::is_directory(dir, error)) throw InputError(dir, "exists and is not a folder");
     if (fs::is_directory(dir, error) && !fs::is_empty(dir, error) && !o.force) {
@@ -144,7 +166,7 @@ class PhantomRun {
         sharded_(options.shard_studies > 0),
         shards_(sharded_ ? (options.studies + options.shard_studies - 1) / options.shard_studies : 0),
         owner_(std::stoull(context.control.broadcast(std::to_string(::getpid()), 0, "phantom temporaries"))),
-        part_(size_ == 1 ? output_ : part_path(rank_)) {}
+        part_(size_ == 1 || output_.empty() ? output_ : part_path(rank_)) {}
 
   /// Collective: the options and outputs checked by every rank; false on every rank when any
   /// rank found a problem (a rank alone in error would leave the others waiting in the first
@@ -193,8 +215,9 @@ class PhantomRun {
                         rank_ == 0);
       for (const std::int64_t index : mine) {
         const PhantomStudy study = make_phantom_study(phantom_, index);
-        write_phantom_study(writer_for(index), study);
+        if (!output_.empty()) write_phantom_study(writer_for(index), study);
         write_extras(study);
+        write_dicom(study);
         progress.advance(1, study.id);
       }
       close_writer();
@@ -209,7 +232,7 @@ class PhantomRun {
   bool place_shards() {
     std::string failure;
     try {
-      if (sharded_) {
+      if (sharded_ && !output_.empty()) {
         for (std::int64_t s = rank_; s < shards_; s += size_) fs::rename(pending_shard(s), shard_path(s));
         temporary_.clear();
       }
@@ -223,7 +246,7 @@ class PhantomRun {
   /// files go either way, and on failure this rank's shards too.
   bool join() {
     std::string failure;
-    if (rank_ == 0) {
+    if (rank_ == 0 && !output_.empty()) {
       try {
         if (sharded_) {
           write_index();
@@ -236,8 +259,8 @@ class PhantomRun {
     }
     const bool ok = agree_all(context_, failure, "phantom");
     std::error_code ignored;
-    if (!sharded_ && size_ > 1) fs::remove(part_, ignored);
-    if (!ok && sharded_) {
+    if (!sharded_ && size_ > 1 && !output_.empty()) fs::remove(part_, ignored);
+    if (!ok && sharded_ && !output_.empty()) {
       for (std::int64_t s = rank_; s < shards_; s += size_) fs::remove(shard_path(s), ignored);
     }
     return ok;
@@ -248,14 +271,18 @@ class PhantomRun {
     std::error_code ignored;
     for (const auto& path : temporary_) fs::remove(path, ignored);
     for (const auto& path : extras_) fs::remove(path, ignored);
+    for (const auto& path : dicom_studies_) fs::remove_all(path, ignored);
   }
 
   /// Rank 0: the closing line.
   void report() const {
     if (rank_ != 0) return;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    spdlog::info("phantom: wrote {} studies to {}{} in {:.1f} s ({:.2f} studies/s)", o_.studies, output_.string(),
-                 sharded_ ? fmt::format(" (index over {} shards)", shards_) : "", seconds, o_.studies / seconds);
+    std::string where = output_.string();
+    if (sharded_ && !output_.empty()) where += fmt::format(" (index over {} shards)", shards_);
+    if (!o_.dicom_dir.empty()) where += fmt::format("{}{} (DICOM)", where.empty() ? "" : " and ", o_.dicom_dir);
+    spdlog::info("phantom: wrote {} studies to {} in {:.1f} s ({:.2f} studies/s)", o_.studies, where, seconds,
+                 o_.studies / seconds);
   }
 
  private:
@@ -320,6 +347,18 @@ class PhantomRun {
     }
   }
 
+  /// --dicom: the study as <dir>/<study>/<series>/NNNN.dcm, on the rank that generated it; UIDs
+  /// from (--uid-root, --seed, study id, series), so they do not depend on the number of ranks.
+  void write_dicom(const PhantomStudy& study) {
+    if (o_.dicom_dir.empty()) return;
+    std::vector<std::pair<std::string, const Volume*>> series;
+    for (const auto& [name, volume] : study.series) series.emplace_back(name, &volume);
+    const DicomStudyIdentity identity{o_.uid_root, static_cast<std::uint64_t>(o_.seed),
+                                      "Vitruvian phantom " + phantom_kind_name(study.kind), body_part(study.kind)};
+    dicom_studies_.push_back(fs::path(o_.dicom_dir) / study.id);
+    write_dicom_study(dicom_studies_.back(), study.id, series, identity);
+  }
+
   /// Rank 0: the index over the shards; the extra shards of an earlier, larger forced run go.
   void write_index() const {
     std::vector<std::string> names;
@@ -356,6 +395,7 @@ class PhantomRun {
   std::int64_t writer_shard_ = -1;
   std::vector<fs::path> temporary_;  ///< this rank's committed part or pending shards
   std::vector<fs::path> extras_;     ///< NIfTI copies and previews, removed if the job fails
+  std::vector<fs::path> dicom_studies_;  ///< --dicom study folders, removed if the job fails
   std::chrono::steady_clock::time_point start_;
 };
 
@@ -394,9 +434,15 @@ CLI::App* add_phantom_command(CLI::App& app, PhantomJobOptions& o) {
                    "field of view / shape)")
       ->capture_default_str();
   phantom->add_option("--seed", o.seed, "Random seed; study i is a function of (seed, i) alone")->capture_default_str();
-  phantom->add_option("-o,--out", o.output, "Dataset file (the index file with --shard-studies)");
+  phantom->add_option("-o,--out", o.output,
+                      "Dataset file (the index file with --shard-studies); --out, --dicom or both");
   phantom->add_option("--nifti", o.nifti_dir, "Also write DIR/<study>/<series>.nii.gz and anatomy.nii.gz");
   phantom->add_option("--preview", o.preview_dir, "Write DIR/<study>.png: slices with label overlays");
+  phantom->add_option("--dicom", o.dicom_dir,
+                      "Also (or, without --out, only) write each series as DICOM: DIR/<study>/<series>/NNNN.dcm "
+                      "(docs/PHANTOMS.md)");
+  phantom->add_option("--uid-root", o.uid_root, "Root of the DICOM UIDs (your organisation's registered root)")
+      ->capture_default_str();
   phantom->add_option("--noise", o.noise, "Noise level, a factor on each series' default")->capture_default_str();
   phantom->add_option("--deformation", o.deformation, "Smooth random deformation, a factor on the default")
       ->capture_default_str();

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/exit_code.h"
+#include "data/dicom_uid.h"
 #include "launch/jobs/job_context.h"
 #include "launch/jobs/verb.h"
 
@@ -21,6 +22,9 @@ struct PhantomJobOptions {
   std::string output;
   std::string nifti_dir;    ///< also write <dir>/<study>/<series>.nii.gz and anatomy.nii.gz
   std::string preview_dir;  ///< PNG slices with label overlays, one per study
+  /// Also (or, without `output`, only) write <dir>/<study>/<series>/NNNN.dcm (docs/PHANTOMS.md)
+  std::string dicom_dir;
+  std::string uid_root = data::kDefaultUidRoot;  ///< root of the DICOM UIDs
   double noise = 1.0;
   double deformation = 1.0;
   int frames = 30;
