@@ -2,6 +2,7 @@
 // rerunning a job writes the same Study, Series, Frame of Reference and SOP Instance UIDs.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -262,7 +262,7 @@ void fill_image(DcmDataset& item, DatasetFiller& d, const SeriesContext& c, std:
   d.put(DCM_WindowCenter, centres);
   d.put(DCM_WindowWidth, widths);
   d.put(DCM_WindowCenterWidthExplanation, names);
-  const at::Tensor slice = (c.frames > 1 ? c.encoding.stored[t][z] : c.encoding.stored[z]).contiguous();
+  const at::Tensor slice = (c.encoding.stored.dim() == 4 ? c.encoding.stored[t][z] : c.encoding.stored[z]).contiguous();
   std::vector<Uint16> words(static_cast<std::size_t>(slice.numel()));
   const std::int32_t* values = slice.data_ptr<std::int32_t>();
   for (std::size_t i = 0; i < words.size(); ++i) words[i] = static_cast<Uint16>(values[i]);  // two's complement

@@ -381,7 +381,7 @@ CLI::App* add_export_command(CLI::App& app, ExportOptions& o) {
   exporter->add_option("--out-dir", o.out_dir, "Every series and label map as DIR/<study>/<name>.nii.gz");
   exporter->add_flag("--nifti2", o.nifti2, "Write NIfTI-2 headers");
   exporter->add_option("--dicom", o.dicom_dir,
-                       "Every CT/MR series as DICOM: DIR/<study>/<series>/NNNN.dcm (docs/DATASETS.md); label maps "
+                       "Every CT/MR series as DICOM: DIR/<study>/<series>/NNNN.dcm (docs/PHANTOMS.md); label maps "
                        "stay out");
   exporter->add_option("--uid-root", o.uid_root, "Root of the DICOM UIDs (default: the project's, docs/PHANTOMS.md)");
   exporter

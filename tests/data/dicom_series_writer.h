@@ -1,5 +1,6 @@
-// DICOM series written with DCMTK for tests: slices with every header field a bad case may spoil,
-// shuffled file names, rescale, compression. Used by dicom_io_test and tests/tools/write_test_dicom.
+// DICOM slices written one by one with DCMTK for tests that need what a production writer never
+// writes: shuffled file names, spoilt header fields, compression, truncated or fake pixel data.
+// Ordinary series are written with data/dicom_writer.h. Used by dicom_io_test and write_test_dicom.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -56,7 +56,7 @@ Volume random_volume(VoxelType type, std::int64_t frames, const std::string& mod
 }
 
 DicomStudyAttributes study_attributes() {
-  DicomStudyAttributes a = dicom_study_attributes({kDefaultUidRoot, 7, "test study"}, "study_00001");
+  DicomStudyAttributes a = dicom_study_attributes({kDefaultUidRoot, 7, "test study", "CHEST"}, "study_00001");
   a.patient_birth_date = "19700101";
   return a;
 }
@@ -182,6 +182,20 @@ TEST_F(DicomWriterTest, FourDSeriesKeepsFramesAndTimes) {
   EXPECT_EQ(s.files, files);
 }
 
+TEST_F(DicomWriterTest, LeftHandedGridComesBackWithZReversed) {
+  Volume v = random_volume(VoxelType::kInt16, 1, "CT");
+  v.geometry.direction = {1, 0, 0, 0, 1, 0, 0, 0, -1};  // slices run toward the feet
+  write_dicom_series(dir_ / "ct", v, study_attributes(), series_attributes("ct"));
+  const DicomScan scan = read_dicom_series(dir_);
+  const DicomSeries& s = only_series(scan);
+  EXPECT_TRUE(at::equal(s.volume.voxels, v.voxels.flip(0)));
+  const auto written = v.geometry.index_to_lps(), read = s.volume.geometry.index_to_lps();
+  for (int r = 0; r < 3; ++r) {  // voxel (i, j, k) read is voxel (i, j, Z - 1 - k) written: the same place
+    EXPECT_NEAR(read[r * 4 + 3], written[r * 4 + 3] + 4 * written[r * 4 + 2], 1e-6);
+    EXPECT_NEAR(read[r * 4 + 2], -written[r * 4 + 2], 1e-9);
+  }
+}
+
 TEST_F(DicomWriterTest, FourDWithAMissingSliceIsRejected) {
   const Volume v = random_volume(VoxelType::kInt16, 3, "CT");
   const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
@@ -238,7 +252,7 @@ TEST_F(DicomWriterTest, BadInputLeavesNothing) {
 TEST_F(DicomWriterTest, StudyHasOneStudyUidAndFrameOfReference) {
   const Volume ct = random_volume(VoxelType::kInt16, 1, "CT");
   const Volume perfusion = random_volume(VoxelType::kInt16, 2, "CT");
-  const DicomStudyIdentity identity{kDefaultUidRoot, 3, "phantom"};
+  const DicomStudyIdentity identity{kDefaultUidRoot, 3, "phantom", ""};
   const auto folders = write_dicom_study(dir_ / "s1", "s1", {{"ct", &ct}, {"perfusion", &perfusion}}, identity);
   ASSERT_EQ(folders.size(), 2u);
   EXPECT_EQ(folders[1], dir_ / "s1" / "perfusion");

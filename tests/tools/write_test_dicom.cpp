@@ -1,4 +1,6 @@
-// Writes DICOM test data for the `vitruvian convert DICOM_DIR` CLI test (tests/launch/dicom_cli.sh).
+// Writes DICOM test data for the `vitruvian convert DICOM_DIR` CLI test (tests/launch/dicom_cli.sh):
+// the good series with the production writer (data/dicom_writer.h), the spoilt one slice by slice
+// (tests/data/dicom_series_writer.h).
 // Usage: write_test_dicom DICOM_DIR [EXPECTED_DIR]
 //   DICOM_DIR/ct/           study 1, series 1 "CT Abdomen 1.0mm": signed, rescale intercept -1024 (int16)
 //   DICOM_DIR/t2/           study 1, series 2 "T2 FSE cor": unsigned, no rescale, coronal (uint16)
@@ -18,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "data/dicom_uid.h"
+#include "data/dicom_writer.h"
 #include "tests/data/dicom_series_writer.h"
 
 namespace {
@@ -46,6 +50,39 @@ void write_npy(const fs::path& path, const at::Tensor& values, const std::string
     out.write(reinterpret_cast<const char*>(&x), sizeof x);
   }
   if (!out.flush()) throw std::runtime_error("cannot write " + path.string());
+}
+
+/// The volume `s` describes: its rescaled values of `type` on its grid.
+vitruvian::data::Volume volume_of(const Series& s, vitruvian::data::VoxelType type) {
+  vitruvian::data::Volume v;
+  v.type = type;
+  v.modality = "CT";
+  v.voxels = rescaled(s, vitruvian::data::tensor_dtype(type));
+  const Vec3 normal = cross(s.row, s.column);
+  v.geometry.spacing = {s.pixel_spacing[1], s.pixel_spacing[0], s.gap};
+  v.geometry.origin = s.origin;
+  for (std::size_t r = 0; r < 3; ++r) {
+    v.geometry.direction[r * 3 + 0] = s.row[r];
+    v.geometry.direction[r * 3 + 1] = s.column[r];
+    v.geometry.direction[r * 3 + 2] = normal[r];
+  }
+  return v;
+}
+
+/// Writes `s` with the production writer (rescale as `s` has it when it is not the identity).
+void write_good_series(const fs::path& folder, const Series& s, vitruvian::data::VoxelType type) {
+  using namespace vitruvian::data;
+  DicomStudyAttributes study;
+  study.study_uid = s.study_uid;
+  study.patient_id = "PAT-0042";
+  study.study_date = "20240131";
+  DicomSeriesAttributes series;
+  series.series_uid = s.series_uid;
+  series.frame_of_reference_uid = uid_from(kDefaultUidRoot, {"frame-of-reference", s.study_uid});
+  series.description = s.description;
+  series.number = std::stoi(s.number);
+  if (s.slope != 1.0 || s.intercept != 0.0) series.rescale = DicomRescale{s.slope, s.intercept};
+  write_dicom_series(folder, volume_of(s, type), study, series);
 }
 
 void write_all(const fs::path& dicom, const fs::path& expected) {
@@ -79,10 +116,12 @@ void write_all(const fs::path& dicom, const fs::path& expected) {
   pv.slices[0].pixels[0] = 7;  // an odd stored value: not every rescaled value is an integer
   pv.stored.data_ptr<std::int32_t>()[0] = 7;
 
-  write_series(dicom / "ct", ct);
-  write_series(dicom / "t2", t2);
+  using vitruvian::data::VoxelType;
+  fs::create_directories(dicom);
+  write_good_series(dicom / "ct", ct, VoxelType::kInt16);
+  write_good_series(dicom / "t2", t2, VoxelType::kUInt16);
   write_series(dicom / "scout_mixed", mixed);
-  write_series(dicom / "followup", pv);
+  write_good_series(dicom / "followup", pv, VoxelType::kFloat32);
   if (expected.empty()) return;
   fs::create_directories(expected);
   write_npy<std::int16_t>(expected / "1.npy", rescaled(ct, at::kDouble), "<i2");
