@@ -136,5 +136,10 @@ expect_exit 2 long_root.err "$vit" export hn.h5 --dicom bad --uid-root 1.2.3.4.5
 grep -q "expected at most 43" long_root.err || { cat long_root.err; fail "long root message"; }
 expect_exit 2 no_out.err "$vit" phantom --studies 1 --shape 24
 grep -q "give --out DATASET.h5, --dicom DIR or both" no_out.err || { cat no_out.err; fail "missing output message"; }
+# A series that is neither CT nor MR (a NIfTI imported without --modality): refused before writing.
+expect_exit 0 nifti.err "$vit" export hn.h5 --study head_neck_00000 --series cta -o cta.nii.gz
+expect_exit 0 nomod.err "$vit" convert cta.nii.gz -o nomod.h5
+expect_exit 2 nomod_export.err "$vit" export nomod.h5 --dicom bad
+grep -q "study cta series image: has modality ''; expected CT or MR" nomod_export.err || { cat nomod_export.err; fail "modality message"; }
 [[ ! -e bad || -z "$(ls -A bad)" ]] || fail "a refused run wrote DICOM files"
 echo "phantom/export DICOM CLI: all checks passed"
