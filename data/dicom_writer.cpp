@@ -26,11 +26,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// How the voxels are stored: 16-bit values, signed or not, and the rescale back to voxel values.
+/// How the voxels are stored: 16-bit values, signed or not, and the rescale back to voxel values
+/// (computed slice by slice when written: no copy of the whole volume).
 struct Encoding {
   bool is_signed = true;
+  bool direct = true;  ///< the voxels are the stored values (slope 1, intercept 0)
   DicomRescale rescale;
-  at::Tensor stored;  ///< int32, the volume's shape
 };
 
 /// A window preset: centre and width in voxel (rescaled) units.
@@ -68,26 +69,22 @@ std::string time_plus(const std::string& base, double seconds) {
   return fmt::format("{:02d}{:02d}{:02d}.{:06d}", t / 3600000000, t / 60000000 % 60, t / 1000000 % 60, t % 1000000);
 }
 
-/// The stored values of `volume` (see DicomSeriesAttributes::rescale).
+/// How `volume` is stored (see DicomSeriesAttributes::rescale).
 Encoding encode(const Volume& volume, const std::optional<DicomRescale>& requested, const std::string& where) {
-  const at::Tensor values = volume.voxels.to(at::kDouble);
-  const double low = values.min().item<double>(), high = values.max().item<double>();
+  const double low = volume.voxels.min().item<double>(), high = volume.voxels.max().item<double>();
   if (!std::isfinite(low) || !std::isfinite(high)) {
     throw InputError(where, "holds NaN or infinite values; expected finite voxels to store in DICOM");
   }
   Encoding e;
-  const bool integers = volume.type != VoxelType::kFloat32 && volume.type != VoxelType::kFloat64;
-  const bool whole = integers || at::equal(values, values.round());
-  if (!requested && whole && low >= -32768 && high <= 32767 &&
-      !(low >= 0 && (volume.type == VoxelType::kUInt8 || volume.type == VoxelType::kUInt16))) {
-    e.stored = values.to(at::kInt);
-    return e;
-  }
+  const bool floats = volume.type == VoxelType::kFloat32 || volume.type == VoxelType::kFloat64;
+  const bool whole = !floats || at::equal(volume.voxels, volume.voxels.round());
+  const bool unsigned_type = volume.type == VoxelType::kUInt8 || volume.type == VoxelType::kUInt16;
+  if (!requested && whole && low >= -32768 && high <= 32767 && !(low >= 0 && unsigned_type)) return e;
   if (!requested && whole && low >= 0 && high <= 65535) {
     e.is_signed = false;
-    e.stored = values.to(at::kInt);
     return e;
   }
+  e.direct = false;
   if (requested) {
     e.rescale = *requested;
     if (!(e.rescale.slope != 0.0) || !std::isfinite(e.rescale.slope) || !std::isfinite(e.rescale.intercept)) {
@@ -98,16 +95,23 @@ Encoding encode(const Volume& volume, const std::optional<DicomRescale>& request
     e.rescale.slope = high > low ? (high - low) / 65535.0 : 1.0;
     e.rescale.intercept = low + 32768.0 * e.rescale.slope;
   }
-  const at::Tensor stored = ((values - e.rescale.intercept) / e.rescale.slope).round();
-  const double stored_low = stored.min().item<double>(), stored_high = stored.max().item<double>();
+  const double a = std::round((low - e.rescale.intercept) / e.rescale.slope);
+  const double b = std::round((high - e.rescale.intercept) / e.rescale.slope);
+  const double stored_low = std::min(a, b), stored_high = std::max(a, b);
   e.is_signed = stored_low < 0;
   if (stored_low < (e.is_signed ? -32768 : 0) || stored_high > (e.is_signed ? 32767 : 65535)) {
     throw InputError(where, fmt::format("values {:g} to {:g} need stored values {:g} to {:g} with slope {:g} and "
                                         "intercept {:g}; expected them within 16 bits",
                                         low, high, stored_low, stored_high, e.rescale.slope, e.rescale.intercept));
   }
-  e.stored = stored.to(at::kInt);
   return e;
+}
+
+/// The stored values of slice z at time t, int32.
+at::Tensor stored_slice(const Volume& volume, const Encoding& e, std::int64_t t, std::int64_t z) {
+  const at::Tensor slice = volume.voxels.dim() == 4 ? volume.voxels[t][z] : volume.voxels[z];
+  if (e.direct) return slice.to(at::kInt).contiguous();
+  return ((slice.to(at::kDouble) - e.rescale.intercept) / e.rescale.slope).round().to(at::kInt).contiguous();
 }
 
 /// Window presets: CT soft tissue, lung and bone; MR the 1st to 99th percentile of the voxels.
@@ -137,8 +141,7 @@ struct SeriesContext {
   std::vector<Window> windows;
   std::array<double, 3> row, column, normal;
   std::int64_t frames, slices, rows, columns;
-  const std::vector<double>& frame_times;
-  const Geometry& geometry;
+  const Volume& volume;
 };
 
 class DatasetFiller {
@@ -212,14 +215,14 @@ void fill_acquisition(DatasetFiller& d, const SeriesContext& c) {
 
 /// Image plane, image pixel, rescale and window attributes, and the pixel data, of slice z at time t.
 void fill_image(DcmDataset& item, DatasetFiller& d, const SeriesContext& c, std::int64_t t, std::int64_t z) {
-  const auto& g = c.geometry;
+  const auto& g = c.volume.geometry;
   std::array<double, 3> position{};
   for (int r = 0; r < 3; ++r)
     position[r] = g.origin[r] + static_cast<double>(z) * g.spacing[2] * g.direction[r * 3 + 2];
   const std::array<double, 6> orientation{c.row[0], c.row[1], c.row[2], c.column[0], c.column[1], c.column[2]};
   const std::array<double, 2> pixel_spacing{g.spacing[1], g.spacing[0]};
   const std::int64_t instance = t * c.slices + z + 1;
-  const double seconds = c.frame_times.empty() ? 0.0 : c.frame_times[static_cast<std::size_t>(t)];
+  const double seconds = c.volume.frame_times_s.empty() ? 0.0 : c.volume.frame_times_s[static_cast<std::size_t>(t)];
   d.put(DCM_InstanceNumber, std::to_string(instance));
   d.put(DCM_AcquisitionNumber, std::to_string(t + 1));
   d.put(DCM_ContentDate, c.study.study_date);
@@ -262,7 +265,7 @@ void fill_image(DcmDataset& item, DatasetFiller& d, const SeriesContext& c, std:
   d.put(DCM_WindowCenter, centres);
   d.put(DCM_WindowWidth, widths);
   d.put(DCM_WindowCenterWidthExplanation, names);
-  const at::Tensor slice = (c.encoding.stored.dim() == 4 ? c.encoding.stored[t][z] : c.encoding.stored[z]).contiguous();
+  const at::Tensor slice = stored_slice(c.volume, c.encoding, t, z);
   std::vector<Uint16> words(static_cast<std::size_t>(slice.numel()));
   const std::int32_t* values = slice.data_ptr<std::int32_t>();
   for (std::size_t i = 0; i < words.size(); ++i) words[i] = static_cast<Uint16>(values[i]);  // two's complement
@@ -304,21 +307,9 @@ std::vector<fs::path> write_dicom_series(const fs::path& folder, const Volume& v
   const std::array<double, 3> row{dir[0], dir[3], dir[6]}, column{dir[1], dir[4], dir[7]};
   const std::array<double, 3> normal{row[1] * column[2] - row[2] * column[1], row[2] * column[0] - row[0] * column[2],
                                      row[0] * column[1] - row[1] * column[0]};
-  const SeriesContext context{study,
-                              series,
-                              modality,
-                              where,
-                              encoding,
-                              window_presets(volume, modality),
-                              row,
-                              column,
-                              normal,
-                              volume.frames(),
-                              shape[0],
-                              shape[1],
-                              shape[2],
-                              volume.frame_times_s,
-                              volume.geometry};
+  const SeriesContext context{study,    series, modality, where,           encoding, window_presets(volume, modality),
+                              row,      column, normal,   volume.frames(), shape[0], shape[1],
+                              shape[2], volume};
   std::vector<fs::path> files;
   const std::int64_t count = context.frames * context.slices;
   const int digits = std::max<int>(4, static_cast<int>(std::to_string(count).size()));
