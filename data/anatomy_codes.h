@@ -3,6 +3,7 @@
 // "SCT"), as DICOM SEG segments and SR measurement groups carry them.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,12 +15,14 @@ struct CodedConcept {
   std::string value, scheme, meaning;
 };
 
-/// What a segment is: its category (anatomical structure, morphologically altered structure,
-/// tissue) and its type. `checked` is false where the code is our best reading but has not been
-/// confirmed against a SNOMED CT browser (docs/INFERENCE.md lists them).
+/// What a segment is: its category (anatomical structure, morphologically altered structure)
+/// and its type, with a laterality modifier (Left, Right) where the type has none. `checked` is
+/// true where the code was confirmed in a DICOM context group (PS3.16) or a published SEG
+/// mapping, false where it is our best reading (docs/INFERENCE.md lists them).
 struct AnatomyCode {
   CodedConcept category, type;
   bool checked = true;
+  std::optional<CodedConcept> modifier;
 };
 
 /// The code of a structure name ("liver", "heart_left_ventricle"); names the table lacks get the

@@ -204,6 +204,8 @@ std::size_t write_dicom_seg(const fs::path& path, const Volume& labels, const st
     check(DcmSegment::create(segment, s.label.substr(0, 64).c_str(), code_of(s.code.category), code_of(s.code.type),
                              DcmSegTypes::SAT_AUTOMATIC, d.algorithm_name.c_str()),
           path, "DcmSegment::create");
+    if (s.code.modifier)
+      segment->getSegmentedPropertyTypeModifierCode().push_back(new CodeSequenceMacro(code_of(*s.code.modifier)));
     Uint16 number = 0;
     const OFCondition added = seg->addSegment(segment, number);
     if (added.bad()) delete segment;

@@ -12,6 +12,9 @@
 #include <dcmtk/dcmsr/dsrdoc.h>
 
 #include <cctype>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <string>
 #include <vector>
@@ -98,7 +101,8 @@ DicomSeriesIdentity identity(std::size_t slices) {
 
 TEST_F(DicomResults, SegHoldsOneFramePerTouchedSliceAndTheSource) {
   const Volume labels = random_labels();
-  const std::vector<SegSegment> segments{{1, "liver", anatomy_code("liver")}, {3, "heart", anatomy_code("heart")}};
+  const std::vector<SegSegment> segments{{1, "liver", anatomy_code("liver")},
+                                         {3, "femur_left", anatomy_code("femur_left")}};
   SegDescription d;
   d.source = identity(5);
   d.sop_instance_uid = "2.25.1234";
@@ -122,6 +126,22 @@ TEST_F(DicomResults, SegHoldsOneFramePerTouchedSliceAndTheSource) {
   EXPECT_EQ(text, "Doe^Jane");
   data.findAndGetOFString(DCM_SegmentLabel, text, 0, OFTrue);
   EXPECT_EQ(text, "liver");
+  // The laterality of a sided structure is a modifier of its type.
+  DcmItem* second = nullptr;
+  ASSERT_TRUE(data.findAndGetSequenceItem(DCM_SegmentSequence, second, 1).good());
+  DcmItem* type = nullptr;
+  ASSERT_TRUE(second->findAndGetSequenceItem(DCM_SegmentedPropertyTypeCodeSequence, type).good());
+  DcmItem* modifier = nullptr;
+  ASSERT_TRUE(type->findAndGetSequenceItem(DCM_SegmentedPropertyTypeModifierCodeSequence, modifier).good());
+  modifier->findAndGetOFString(DCM_CodeValue, text);
+  EXPECT_EQ(text, "7771000");
+  // dicom3tools' validator finds nothing wrong.
+  const auto report = dir_ / "x.vfy";
+  std::system(("/usr/bin/dciodvfy " + path.string() + " > " + report.string() + " 2>&1").c_str());
+  std::ifstream in(report);
+  const std::string found((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(found.find("Segmentation"), std::string::npos) << found;
+  EXPECT_EQ(found.find("Error"), std::string::npos) << found;
 
   // A label map that is not on the source's slices is refused, naming the file.
   d.source = identity(4);
