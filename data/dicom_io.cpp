@@ -175,7 +175,8 @@ std::optional<SliceHeader> read_header(const fs::path& path, std::vector<DicomRe
              get_string(data, DCM_PatientBirthDate), get_string(data, DCM_PatientSex),
              h.study_date,                           get_string(data, DCM_StudyTime),
              get_string(data, DCM_StudyID),          get_string(data, DCM_AccessionNumber),
-             get_string(data, DCM_ReferringPhysicianName), get_string(data, DCM_StudyDescription)};
+             get_string(data, DCM_ReferringPhysicianName), get_string(data, DCM_StudyDescription),
+             get_string(data, DCM_SpecificCharacterSet)};
 
   h.transfer_syntax = data.getOriginalXfer();
   h.transfer_syntax_uid = get_string(*file.getMetaInfo(), DCM_TransferSyntaxUID);

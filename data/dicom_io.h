@@ -25,6 +25,7 @@ struct DicomReadOptions {
 struct DicomStudyAttributes {
   std::string patient_name, patient_id, patient_birth_date, patient_sex;
   std::string study_date, study_time, study_id, accession_number, referring_physician_name, study_description;
+  std::string specific_character_set;  ///< how the text above is encoded ("" : ASCII)
 };
 
 /// What an object derived from a series must reference: its UIDs, frame of reference and the

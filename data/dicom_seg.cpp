@@ -69,6 +69,8 @@ void fill_source_item(DcmItem& item, const DicomSeriesIdentity& s) {
   };
   for (const auto& [tag, value] : values) item.putAndInsertString(tag, value.c_str());
   item.putAndInsertString(DCM_PositionReferenceIndicator, "");
+  if (!a.specific_character_set.empty())
+    item.putAndInsertString(DCM_SpecificCharacterSet, a.specific_character_set.c_str());
   if (!s.frame_of_reference_uid.empty())
     item.putAndInsertString(DCM_FrameOfReferenceUID, s.frame_of_reference_uid.c_str());
 }

@@ -26,7 +26,7 @@ struct SegSegment {
 struct SegDescription {
   DicomSeriesIdentity source;  ///< the series the label map is on: study, frame of reference, slices
   std::string sop_instance_uid, series_uid;
-  std::string series_number = "1000";
+  std::string series_number = "1001";
   std::string series_description;
   std::string content_label = "SEGMENTATION";  ///< ContentLabel (a DICOM CS: upper case, digits, _)
   std::string algorithm_name = "Vitruvian";    ///< SegmentAlgorithmName (AUTOMATIC)
@@ -38,8 +38,8 @@ struct SegDescription {
 /// its voxels: the frames a SEG carries for it. `labels`: [z, y, x] integer label values.
 std::vector<std::vector<std::int64_t>> seg_frames(const Volume& labels, const std::vector<SegSegment>& segments);
 
-/// Writes `labels` as a BINARY DICOM SEG to `path`: `segments` numbered 1, 2, ... in order (a
-/// segment with no voxel is still listed, with no frame), frames per seg_frames(), each with its
+/// Writes `labels` as a BINARY DICOM SEG to `path`: `segments` numbered 1, 2, ... in order (give
+/// only segments with voxels: one with none is listed with no frame), frames per seg_frames(), each with its
 /// plane position and a derivation from the source slice's SOP instance; shared plane
 /// orientation and pixel measures; the source series referenced, with its frame of reference,
 /// patient and study. Returns the number of frames. InputError (naming `path`) when the label

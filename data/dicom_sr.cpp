@@ -80,6 +80,9 @@ void add_individual(TID1500_MeasurementReport& report, const SrGroup& g, const f
 void set_identity(DSRDocument& doc, const SrDescription& d, const fs::path& path) {
   const DicomStudyAttributes& a = d.source.study;
   check(doc.createNewSeriesInStudy(d.source.study_uid.c_str()), path, "StudyInstanceUID " + d.source.study_uid);
+  if (!a.specific_character_set.empty()) {
+    check(doc.setSpecificCharacterSet(a.specific_character_set.c_str(), false), path, "SpecificCharacterSet");
+  }
   check(doc.setPatientName(a.patient_name.c_str(), false), path, "PatientName");
   check(doc.setPatientID(a.patient_id.c_str(), false), path, "PatientID");
   check(doc.setPatientBirthDate(a.patient_birth_date.c_str(), false), path, "PatientBirthDate");

@@ -41,7 +41,7 @@ struct SrGroup {
 struct SrDescription {
   DicomSeriesIdentity source;  ///< patient and study of the report (one series of the study)
   std::string sop_instance_uid, series_uid;
-  std::string series_number = "1001";
+  std::string series_number = "1000";
   std::string series_description = "Vitruvian measurements";
   std::string device_uid;  ///< the device observer (Vitruvian)
   std::string software_version;

@@ -143,6 +143,7 @@ void DicomSrSink::write(FinishedStudy& f, const std::filesystem::path& dir) cons
   const std::string fingerprint = f.report.value("campaign_fingerprint", "");
   d.sop_instance_uid = derived_uid({study.study_uid, "sr instance", fingerprint});
   d.series_uid = derived_uid({study.study_uid, "sr series", fingerprint});
+  d.series_number = "1000";  // the SEGs are 1001, 1002, ... in route order
   d.device_uid = derived_uid({"Vitruvian", software_version()});
   d.software_version = software_version();
   data::write_dicom_sr(dir / "report.sr.dcm", d, groups);

@@ -91,7 +91,7 @@ DicomSeriesIdentity identity(std::size_t slices) {
   id.series_uid = "1.2.826.0.1.3680043.8.498.2";
   id.frame_of_reference_uid = "1.2.826.0.1.3680043.8.498.3";
   id.modality = "CT";
-  id.study = {"Doe^Jane", "P1", "19800101", "F", "20260101", "120000", "7", "A1", "", "chest"};
+  id.study = {"Doe^Jane", "P1", "19800101", "F", "20260101", "120000", "7", "A1", "", "chest", ""};
   for (std::size_t k = 0; k < slices; ++k) {
     id.sop_instance_uids.push_back("1.2.826.0.1.3680043.8.498.4." + std::to_string(k + 1));
     id.sop_class_uids.push_back(UID_CTImageStorage);

@@ -26,7 +26,7 @@ with h5py.File(f"{study_dir}/labels.h5", "r") as f:
 
 
 def same_identity(ds, what):
-    for key in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime",
+    for key in ("SpecificCharacterSet", "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime",
                 "StudyID", "AccessionNumber", "ReferringPhysicianName"):
         assert str(getattr(ds, key)) == str(getattr(first, key)), (what, key, getattr(ds, key), getattr(first, key))
 

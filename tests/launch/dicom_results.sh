@@ -36,7 +36,8 @@ train:
 YAML
 expect_exit 0 train.err "$vit" --config train.yaml --threads 2 train
 
-# The first phantom's CT as a DICOM series, with a patient, a study and a frame of reference.
+# The first phantom's CT as a DICOM series, with a patient (a UTF-8 name), a study and a frame of
+# reference.
 $py - <<'PY'
 import os
 import h5py, numpy as np, pydicom
@@ -58,7 +59,8 @@ for k in range(image.shape[0]):
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(f"dicom/ct/{k:03d}.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Phantom^Chest", "PH-0001", "19700101", "O"
+    ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: the name below is not ASCII
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Müller^Zoë", "PH-0001", "19700101", "O"
     ds.StudyInstanceUID, ds.StudyDate, ds.StudyTime, ds.StudyID = f"{root}.1", "20260101", "101500", "S1"
     ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyDescription = "ACC42", "Ref^Doctor", "Chest phantom"
     ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = f"{root}.2", 1, "CT"
