@@ -118,6 +118,10 @@ done
 $py "$here/check_dicom_results.py" "$study" dicom/ct organs
 cp $study/organs.seg.dcm first.seg.dcm && cp $study/report.sr.dcm first.sr.dcm
 
+# A plain rerun verifies the study (its DICOM files included) and skips it.
+expect_exit 0 skip.err "$vit" --threads 2 infer --campaign campaign.yaml
+grep -q "1 studies, 1 already done, 0 to run" skip.err || { cat skip.err; fail "the finished study was not skipped"; }
+
 # A rerun (forced) writes the same UIDs: a PACS replaces the objects instead of duplicating them.
 expect_exit 0 again.err "$vit" --threads 2 infer --campaign campaign.yaml --force
 $py - <<'PY'
