@@ -26,6 +26,7 @@ struct SegSegment {
 struct SegDescription {
   DicomSeriesIdentity source;  ///< the series the label map is on: study, frame of reference, slices
   std::string sop_instance_uid, series_uid;
+  std::string dimension_organization_uid;  ///< "": a sub-arc of the SOP Instance UID
   std::string series_number = "1001";
   std::string series_description;
   std::string content_label = "SEGMENTATION";  ///< ContentLabel (a DICOM CS: upper case, digits, _)

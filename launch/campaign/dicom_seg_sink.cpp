@@ -20,6 +20,7 @@ void DicomSegSink::write(FinishedStudy& f, const std::filesystem::path& dir) con
     }
     d.sop_instance_uid = plan.sop_instance_uid;
     d.series_uid = plan.series_uid;
+    d.dimension_organization_uid = derived_uid({plan.sop_instance_uid, "dimension organization"});
     d.series_number = std::to_string(1001 + i);
     d.series_description = fmt::format("Vitruvian {}", r.route->name);
     d.algorithm_version = plan.algorithm_version;
