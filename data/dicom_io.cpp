@@ -54,6 +54,8 @@ struct SliceHeader {
   fs::path path;
   std::string problem;  ///< non-empty: this file makes its series unusable, for this reason
   std::string study_uid, series_uid, modality, description, number, patient_id, study_date;
+  std::string sop_instance_uid, sop_class_uid, frame_of_reference_uid;
+  DicomStudyAttributes study;
   std::array<double, 3> position{};
   std::array<double, 6> orientation{};
   std::array<double, 2> pixel_spacing{};  ///< DICOM order: between rows (y), between columns (x)
@@ -190,6 +192,15 @@ std::optional<SliceHeader> read_header(const fs::path& path, std::vector<DicomRe
   h.number = get_string(data, DCM_SeriesNumber);
   h.patient_id = get_string(data, DCM_PatientID);
   h.study_date = get_string(data, DCM_StudyDate);
+  h.sop_instance_uid = get_string(data, DCM_SOPInstanceUID);
+  h.sop_class_uid = get_string(data, DCM_SOPClassUID);
+  h.frame_of_reference_uid = get_string(data, DCM_FrameOfReferenceUID);
+  h.study = {get_string(data, DCM_PatientName),      get_string(data, DCM_PatientID),
+             get_string(data, DCM_PatientBirthDate), get_string(data, DCM_PatientSex),
+             h.study_date,                           get_string(data, DCM_StudyTime),
+             get_string(data, DCM_StudyID),          get_string(data, DCM_AccessionNumber),
+             get_string(data, DCM_ReferringPhysicianName), get_string(data, DCM_StudyDescription),
+             get_string(data, DCM_SpecificCharacterSet)};
 
   h.transfer_syntax = data.getOriginalXfer();
   h.transfer_syntax_uid = get_string(*file.getMetaInfo(), DCM_TransferSyntaxUID);
@@ -589,8 +600,18 @@ DicomSeries import_series(std::vector<SliceHeader> slices, const DicomReadOption
   } catch (const InputError& e) {
     throw Rejected{e.detail()};
   }
+  DicomSeriesIdentity& id = series.identity;
+  id.study_uid = first.study_uid;
+  id.series_uid = first.series_uid;
+  id.modality = first.modality;
+  id.frame_of_reference_uid = first.frame_of_reference_uid;
+  id.study = first.study;
   for (const auto& group : groups) {
-    for (const SliceHeader& s : group) series.files.push_back(s.path);
+    for (const SliceHeader& s : group) {
+      series.files.push_back(s.path);
+      id.sop_instance_uids.push_back(s.sop_instance_uid);
+      id.sop_class_uids.push_back(s.sop_class_uid);
+    }
   }
   return series;
 }

@@ -20,6 +20,23 @@ struct DicomReadOptions {
   std::int64_t max_voxels = std::int64_t{1} << 31;
 };
 
+/// Patient and study attributes of a series (from its first image), copied into objects derived
+/// from it (segmentations, reports) so that they file into the same patient and study.
+struct DicomStudyAttributes {
+  std::string patient_name, patient_id, patient_birth_date, patient_sex;
+  std::string study_date, study_time, study_id, accession_number, referring_physician_name, study_description;
+  std::string specific_character_set;  ///< how the text above is encoded ("" : ASCII)
+};
+
+/// What an object derived from a series must reference: its UIDs, frame of reference and the
+/// SOP instance of each slice.
+struct DicomSeriesIdentity {
+  std::string study_uid, series_uid, modality, frame_of_reference_uid;
+  DicomStudyAttributes study;
+  /// One per slice, in slice (z) order, as DicomSeries::files.
+  std::vector<std::string> sop_instance_uids, sop_class_uids;
+};
+
 /// One imported series.
 struct DicomSeries {
   std::string study_uid, series_uid, modality, series_description, series_number, patient_id, study_date;
@@ -33,6 +50,8 @@ struct DicomSeries {
   /// the first temporal position's.
   Volume volume;
   std::vector<std::filesystem::path> files;  ///< one per slice, in slice (z) order (per temporal position)
+  /// UIDs, patient and study attributes, and each slice's SOP instance (in the order of `files`).
+  DicomSeriesIdentity identity;
 };
 
 /// A file or series that was not imported. `reason` is one line: what is wrong and what was

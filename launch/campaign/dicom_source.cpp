@@ -1,5 +1,6 @@
 // A DICOM folder as studies: one per StudyInstanceUID, listed from the files' headers and read
-// whole (every series) when opened; a series that fails its checks is left out with a note.
+// whole (every series, with its DICOM identity) when opened; a series that fails its checks is
+// left out with a note.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -30,6 +31,7 @@ class DicomSource final : public StudySource {
   explicit DicomSource(fs::path folder) : folder_(std::move(folder)) {}
 
   std::string input() const override { return folder_.string(); }
+  bool dicom() const override { return true; }
 
   /// Locators hold the StudyInstanceUID and the study's files relative to the folder.
   std::vector<StudyEntry> list() const override {
@@ -60,6 +62,7 @@ class DicomSource final : public StudySource {
     info.id = entry.id;
     info.metadata_json = json{{"study_instance_uid", locator["study_uid"]}}.dump();
     std::vector<std::pair<std::string, data::Volume>> loaded;
+    std::vector<data::DicomSeriesIdentity> identities;
     std::set<std::string> names;
     for (auto& s : scan.series) {
       const std::string name = data::dicom_series_name(s, names);
@@ -67,6 +70,7 @@ class DicomSource final : public StudySource {
       info.series.push_back(series_info(name, s.volume));
       info.voxels = std::max(info.voxels, s.volume.voxels.numel() / s.volume.frames());
       loaded.emplace_back(name, std::move(s.volume));
+      identities.push_back(std::move(s.identity));
     }
     std::vector<std::string> notes;
     for (const auto& r : scan.rejected) notes.push_back(fmt::format("left out {}: {}", r.path.filename().string(), r.reason));
@@ -75,7 +79,10 @@ class DicomSource final : public StudySource {
                                             notes.empty() ? "no images" : notes.front()));
     }
     auto study = std::make_unique<Study>(std::move(info), input(), data::LabelTable{}, nullptr, nullptr);
-    for (auto& [name, volume] : loaded) study->add_loaded(name, std::move(volume));
+    for (std::size_t i = 0; i < loaded.size(); ++i) {
+      study->set_dicom_identity(loaded[i].first, std::move(identities[i]));
+      study->add_loaded(loaded[i].first, std::move(loaded[i].second));
+    }
     study->notes = std::move(notes);
     return study;
   }

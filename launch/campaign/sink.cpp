@@ -109,6 +109,11 @@ std::vector<std::unique_ptr<Sink>> make_sinks(const std::vector<std::string>& ou
       sinks.push_back(std::make_unique<NiftiLabelsSink>());
     } else if (name == "thumbnail") {
       sinks.push_back(std::make_unique<ThumbnailSink>());
+    } else if (name == "dicom_seg") {
+      sinks.push_back(std::make_unique<DicomSegSink>());
+    } else if (name == "dicom_sr") {
+      const bool with_seg = std::find(outputs.begin(), outputs.end(), "dicom_seg") != outputs.end();
+      sinks.push_back(std::make_unique<DicomSrSink>(with_seg));
     } else {
       throw ConfigError("outputs", "'" + name + "' is not an output");
     }

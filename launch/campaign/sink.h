@@ -1,6 +1,6 @@
 // Where a finished study goes. Each Sink writes its files into the study's temporary folder
 // (the Ledger renames the folder into place once every sink is done): label maps as a Vitruvian
-// HDF5 dataset or as NIfTI, a thumbnail, the report. A new output format (DICOM SEG/SR) or
+// HDF5 dataset or as NIfTI, a thumbnail, DICOM SEG and SR, the report. A new output format or
 // destination is one new class here.
 #pragma once
 
@@ -57,6 +57,25 @@ class NiftiLabelsSink final : public Sink {
 class ThumbnailSink final : public Sink {
  public:
   void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+};
+
+/// <route>.seg.dcm per route with a segmented structure: a BINARY DICOM SEG on the route's DICOM
+/// reference series (launch/campaign/dicom_seg_sink.cpp). InputError when the study has no DICOM
+/// identity.
+class DicomSegSink final : public Sink {
+ public:
+  void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+};
+
+/// report.sr.dcm: the report's measurements as a DICOM SR TID 1500 Measurement Report; its groups
+/// reference the SEG segments when `with_seg` (the SEGs are written too).
+class DicomSrSink final : public Sink {
+ public:
+  explicit DicomSrSink(bool with_seg) : with_seg_(with_seg) {}
+  void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+
+ private:
+  bool with_seg_;
 };
 
 /// report.json, with the read, write and total times; runs last.

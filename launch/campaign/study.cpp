@@ -52,6 +52,15 @@ data::Volume Study::label(const std::string& name) const {
 
 void Study::add_loaded(const std::string& name, data::Volume volume) { series_[name] = std::move(volume); }
 
+const data::DicomSeriesIdentity* Study::dicom_identity(const std::string& series) const {
+  const auto it = dicom_.find(series);
+  return it == dicom_.end() ? nullptr : &it->second;
+}
+
+void Study::set_dicom_identity(const std::string& series, data::DicomSeriesIdentity identity) {
+  dicom_[series] = std::move(identity);
+}
+
 data::SeriesInfo series_info(const std::string& name, const data::Volume& volume) {
   data::SeriesInfo s;
   s.name = name;

@@ -1,6 +1,7 @@
 // One study as a campaign sees it, whatever its source: what it holds (series, label maps,
 // metadata, label table), its series read on first use and kept while the study is processed,
-// and the notes its loading left (series a DICOM folder held but could not use).
+// the notes its loading left (series a DICOM folder held but could not use), and, for studies
+// read from DICOM, each series' DICOM identity (what DICOM SEG and SR outputs reference).
 #pragma once
 
 #include <functional>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "data/dicom_io.h"
 #include "data/volume_store.h"
 
 namespace vitruvian::campaign {
@@ -34,6 +36,10 @@ class Study {
   data::Volume label(const std::string& name) const;
   /// Puts an already loaded series in place (sources that read a study whole).
   void add_loaded(const std::string& name, data::Volume volume);
+  /// The DICOM identity of a series (UIDs, patient and study, slices' SOP instances); nullptr
+  /// when the series did not come from DICOM.
+  const data::DicomSeriesIdentity* dicom_identity(const std::string& series) const;
+  void set_dicom_identity(const std::string& series, data::DicomSeriesIdentity identity);
   /// Seconds spent reading series and label maps so far.
   double read_seconds() const { return read_s_; }
 
@@ -46,6 +52,7 @@ class Study {
   data::LabelTable label_table_;
   Reader read_series_, read_label_;
   std::map<std::string, data::Volume> series_;
+  std::map<std::string, data::DicomSeriesIdentity> dicom_;
   mutable double read_s_ = 0;
 };
 

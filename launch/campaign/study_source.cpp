@@ -51,6 +51,15 @@ std::vector<std::unique_ptr<StudySource>> make_sources(const CampaignConfig& con
       throw InputError(input.string(), "not an HDF5 dataset, a NIfTI file (.nii, .nii.gz) or a folder of NIfTI or DICOM files");
     }
   }
+  for (const char* output : {"dicom_seg", "dicom_sr"}) {
+    if (std::find(config.outputs.begin(), config.outputs.end(), output) == config.outputs.end()) continue;
+    for (const auto& source : sources) {
+      if (!source->dicom()) {
+        throw ConfigError("outputs", fmt::format("'{}' needs DICOM input (it references the source images' UIDs); {} is not a "
+                                                 "DICOM folder", output, source->input()));
+      }
+    }
+  }
   return sources;
 }
 

@@ -36,6 +36,9 @@ class StudySource {
   /// Opens a listed study on this rank. Throws (InputError, Hdf5Error, ...) when it cannot be
   /// read: the campaign records the study as failed and goes on.
   virtual std::unique_ptr<Study> open(const StudyEntry& entry) const = 0;
+  /// Whether its studies carry their series' DICOM identity (Study::dicom_identity), which the
+  /// dicom_seg and dicom_sr outputs need.
+  virtual bool dicom() const { return false; }
 };
 
 /// The implementations, for make_sources() and tests.
@@ -50,6 +53,8 @@ std::unique_ptr<StudySource> make_dicom_source(const std::filesystem::path& fold
 /// index, a .nii/.nii.gz file is one NIfTI study, a folder holding NIfTI files is one study per
 /// file, any other folder is a DICOM folder (one study per StudyInstanceUID). InputError for an
 /// input that does not exist. HDF5 inputs are opened here (their structure is checked).
+/// ConfigError naming the input when `outputs` asks for dicom_seg or dicom_sr and the input is
+/// not DICOM.
 std::vector<std::unique_ptr<StudySource>> make_sources(const CampaignConfig& config);
 
 /// Every source's studies, numbered by source, as one list; InputError naming both inputs when

@@ -97,6 +97,22 @@ TEST(DicomIo, AxialSeriesInShuffledFileOrder) {
   // Files come back in slice order, whatever their names.
   ASSERT_EQ(got.files.size(), 7u);
   for (std::size_t k = 0; k < 7; ++k) EXPECT_EQ(got.files[k].filename(), s.slices[k].file) << k;
+  // The DICOM identity: UIDs, patient and study, and each slice's SOP instance in slice order.
+  const DicomSeriesIdentity& id = got.identity;
+  EXPECT_EQ(id.study_uid, s.study_uid);
+  EXPECT_EQ(id.series_uid, s.series_uid);
+  EXPECT_EQ(id.study.patient_id, "PAT-0042");
+  EXPECT_EQ(id.study.study_date, "20240131");
+  ASSERT_EQ(id.sop_instance_uids.size(), 7u);
+  ASSERT_EQ(id.sop_class_uids.size(), 7u);
+  for (std::size_t k = 0; k < 7; ++k) {
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile(OFFilename(got.files[k].c_str())).good());
+    OFString uid;
+    file.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, uid);
+    EXPECT_EQ(id.sop_instance_uids[k], uid.c_str()) << k;
+    EXPECT_EQ(id.sop_class_uids[k], UID_CTImageStorage) << k;
+  }
   // PixelSpacing is (row spacing = y, column spacing = x); geometry spacing is (x, y, z).
   const Geometry& g = got.volume.geometry;
   EXPECT_NEAR(g.spacing[0], 0.9, 1e-9);

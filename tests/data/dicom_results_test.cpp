@@ -1,0 +1,196 @@
+// The structure code table, the SEG frame selection against a plain loop on a random label map,
+// and the SEG and SR writers on a small synthetic study (read back with DCMTK).
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+// clang-format off
+#include <dcmtk/config/osconfig.h>
+// clang-format on
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmsr/dsrdoc.h>
+
+#include <cctype>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "data/anatomy_codes.h"
+#include "data/dicom_seg.h"
+#include "data/dicom_sr.h"
+#include "data/phantom_kinds.h"
+#include "tests/data/scratch_test.h"
+
+namespace vitruvian::data {
+namespace {
+
+using DicomResults = ScratchTest<23>;
+
+bool is_sct_code(const std::string& v) {
+  return !v.empty() && v.size() <= 18 && v[0] != '0' &&
+         std::all_of(v.begin(), v.end(), [](char c) { return std::isdigit(c) != 0; });
+}
+
+TEST(AnatomyCodes, EveryPhantomLabelHasASnomedCode) {
+  for (const auto& [id, name] : phantom::all_labels()) {
+    bool known = false;
+    const AnatomyCode code = anatomy_code(name, &known);
+    EXPECT_TRUE(known) << name;
+    EXPECT_EQ(code.type.scheme, "SCT") << name;
+    EXPECT_TRUE(is_sct_code(code.type.value)) << name << " " << code.type.value;
+    EXPECT_TRUE(code.category.value == "91723000" || code.category.value == "49755003") << name;
+  }
+  // Classes the example configurations group.
+  for (const char* name : {"heart", "lung", "kidney"}) EXPECT_EQ(anatomy_code(name).type.scheme, "SCT") << name;
+  EXPECT_EQ(anatomy_code("liver").type.value, "10200004");
+  EXPECT_EQ(anatomy_code("lung_nodule").category.meaning, "Morphologically Altered Structure");
+  bool known = true;
+  const AnatomyCode other = anatomy_code("label_7", &known);
+  EXPECT_FALSE(known);
+  EXPECT_EQ(other.type.value, "91723000");
+}
+
+/// A label map [z, y, x] of values 0..3 on an oblique grid, with slice 2 free of value 3.
+Volume random_labels() {
+  Volume v;
+  v.voxels = at::randint(0, 4, {5, 6, 7}, at::kByte);
+  v.voxels[2].masked_fill_(v.voxels[2] == 3, 1);
+  v.type = VoxelType::kUInt8;
+  v.geometry.spacing = {0.8, 0.9, 2.5};
+  v.geometry.origin = {-10, 20, 30};
+  v.geometry.direction = {0, 0, 1, 1, 0, 0, 0, 1, 0};  // index x along P, y along S, z along L
+  return v;
+}
+
+TEST_F(DicomResults, FramesAreTheSlicesASegmentTouches) {
+  const Volume labels = random_labels();
+  const std::vector<SegSegment> segments{{3, "c", anatomy_code("heart")}, {1, "a", anatomy_code("liver")}};
+  const auto frames = seg_frames(labels, segments);
+  ASSERT_EQ(frames.size(), 2u);
+  const auto* v = labels.voxels.data_ptr<std::uint8_t>();
+  for (std::size_t s = 0; s < segments.size(); ++s) {
+    std::vector<std::int64_t> expected;
+    for (std::int64_t z = 0; z < 5; ++z) {
+      bool touched = false;
+      for (std::int64_t i = 0; i < 6 * 7; ++i) touched = touched || v[z * 42 + i] == segments[s].value;
+      if (touched) expected.push_back(z);
+    }
+    EXPECT_EQ(frames[s], expected) << s;
+  }
+  EXPECT_EQ(std::count(frames[0].begin(), frames[0].end(), 2), 0);
+}
+
+DicomSeriesIdentity identity(std::size_t slices) {
+  DicomSeriesIdentity id;
+  id.study_uid = "1.2.826.0.1.3680043.8.498.1";
+  id.series_uid = "1.2.826.0.1.3680043.8.498.2";
+  id.frame_of_reference_uid = "1.2.826.0.1.3680043.8.498.3";
+  id.modality = "CT";
+  id.study = {"Doe^Jane", "P1", "19800101", "F", "20260101", "120000", "7", "A1", "", "chest", ""};
+  for (std::size_t k = 0; k < slices; ++k) {
+    id.sop_instance_uids.push_back("1.2.826.0.1.3680043.8.498.4." + std::to_string(k + 1));
+    id.sop_class_uids.push_back(UID_CTImageStorage);
+  }
+  return id;
+}
+
+TEST_F(DicomResults, SegHoldsOneFramePerTouchedSliceAndTheSource) {
+  const Volume labels = random_labels();
+  const std::vector<SegSegment> segments{{1, "liver", anatomy_code("liver")},
+                                         {3, "femur_left", anatomy_code("femur_left")}};
+  SegDescription d;
+  d.source = identity(5);
+  d.sop_instance_uid = "2.25.1234";
+  d.series_uid = "2.25.5678";
+  d.algorithm_version = "model step 1";
+  const auto path = dir_ / "x.seg.dcm";
+  const std::size_t frames = write_dicom_seg(path, labels, segments, d);
+  const auto expected = seg_frames(labels, segments);
+  EXPECT_EQ(frames, expected[0].size() + expected[1].size());
+  DcmFileFormat file;
+  ASSERT_TRUE(file.loadFile(OFFilename(path.c_str())).good());
+  DcmDataset& data = *file.getDataset();
+  OFString text;
+  data.findAndGetOFString(DCM_NumberOfFrames, text);
+  EXPECT_EQ(std::stoul(text.c_str()), frames);
+  data.findAndGetOFString(DCM_SOPInstanceUID, text);
+  EXPECT_EQ(text, "2.25.1234");
+  data.findAndGetOFString(DCM_FrameOfReferenceUID, text);
+  EXPECT_EQ(text, d.source.frame_of_reference_uid.c_str());
+  data.findAndGetOFString(DCM_PatientName, text);
+  EXPECT_EQ(text, "Doe^Jane");
+  data.findAndGetOFString(DCM_SegmentLabel, text, 0, OFTrue);
+  EXPECT_EQ(text, "liver");
+  // The laterality of a sided structure is a modifier of its type.
+  DcmItem* second = nullptr;
+  ASSERT_TRUE(data.findAndGetSequenceItem(DCM_SegmentSequence, second, 1).good());
+  DcmItem* type = nullptr;
+  ASSERT_TRUE(second->findAndGetSequenceItem(DCM_SegmentedPropertyTypeCodeSequence, type).good());
+  DcmItem* modifier = nullptr;
+  ASSERT_TRUE(type->findAndGetSequenceItem(DCM_SegmentedPropertyTypeModifierCodeSequence, modifier).good());
+  modifier->findAndGetOFString(DCM_CodeValue, text);
+  EXPECT_EQ(text, "7771000");
+  // dicom3tools' validator finds nothing wrong.
+  const auto report = dir_ / "x.vfy";
+  std::system(("/usr/bin/dciodvfy " + path.string() + " > " + report.string() + " 2>&1").c_str());
+  std::ifstream in(report);
+  const std::string found((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(found.find("Segmentation"), std::string::npos) << found;
+  EXPECT_EQ(found.find("Error"), std::string::npos) << found;
+
+  // A label map that is not on the source's slices is refused, naming the file.
+  d.source = identity(4);
+  EXPECT_THROW(write_dicom_seg(dir_ / "y.seg.dcm", labels, segments, d), InputError);
+}
+
+TEST_F(DicomResults, SrIsAValidMeasurementReport) {
+  SrDescription d;
+  d.source = identity(5);
+  d.sop_instance_uid = "2.25.99";
+  d.series_uid = "2.25.98";
+  d.device_uid = "2.25.97";
+  d.software_version = "0.1.0";
+  d.segmentations = {{"2.25.5678", "2.25.1234"}};
+  SrGroup g;
+  g.tracking_id = "organs liver";
+  g.tracking_uid = "2.25.96";
+  g.finding = anatomy_code("liver").type;
+  g.segmentation_uid = "2.25.1234";
+  g.segment = 1;
+  g.source_series_uid = d.source.series_uid;
+  g.measurements.push_back(
+      {{"118565006", "SCT", "Volume"}, 1.234567, {"ml", "UCUM", "milliliter"}, std::nullopt, std::nullopt});
+  SrGroup total;
+  total.tracking_id = "calcium total";
+  total.tracking_uid = "2.25.95";
+  total.finding = {"112145", "DCM", "Calcium"};
+  total.measurements.push_back({{"112058", "DCM", "Calcium score"},
+                                12.5,
+                                {"1", "UCUM", "no units"},
+                                std::nullopt,
+                                CodedConcept{"112055", "DCM", "Agatston scoring method"}});
+  const auto path = dir_ / "report.sr.dcm";
+  write_dicom_sr(path, d, {g, total});
+  DcmFileFormat file;
+  ASSERT_TRUE(file.loadFile(OFFilename(path.c_str())).good());
+  DSRDocument doc;
+  ASSERT_TRUE(doc.read(*file.getDataset()).good());
+  EXPECT_TRUE(doc.isValid());
+  OFString uid;
+  doc.getSOPInstanceUID(uid);
+  EXPECT_EQ(uid, "2.25.99");
+  doc.getStudyInstanceUID(uid);
+  EXPECT_EQ(uid, d.source.study_uid.c_str());
+  EXPECT_EQ(decimal_string(1.234567), "1.234567");
+  EXPECT_EQ(decimal_string(275.390625), "275.390625");
+  EXPECT_EQ(decimal_string(-468.1135), "-468.1135");
+  EXPECT_LE(decimal_string(-123456.7890123456).size(), 16u);
+}
+
+}  // namespace
+}  // namespace vitruvian::data
