@@ -1,10 +1,10 @@
 // A DICOM folder as studies: one per StudyInstanceUID, listed from the files' headers and read
 // whole (every series) when opened; a series that fails its checks is left out with a note.
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/errors.h"
@@ -35,8 +35,8 @@ class DicomSource final : public StudySource {
   std::vector<StudyEntry> list() const override {
     const data::DicomListing listing = data::list_dicom_studies(folder_);
     if (!listing.rejected.empty()) {
-      spdlog::warn("{}: {} DICOM files belong to no study and are left out, e.g. {}: {}", input(), listing.rejected.size(),
-                   listing.rejected.front().path.string(), listing.rejected.front().reason);
+      spdlog::warn("{}: {} DICOM files belong to no study and are left out, e.g. {}: {}", input(),
+                   listing.rejected.size(), listing.rejected.front().path.string(), listing.rejected.front().reason);
     }
     if (listing.studies.empty()) throw InputError(input(), "holds no DICOM image; expected DICOM files or NIfTI files");
     std::vector<StudyEntry> entries;
@@ -55,29 +55,7 @@ class DicomSource final : public StudySource {
     const json locator = json::parse(entry.locator);
     std::vector<fs::path> files;
     for (const auto& f : locator["files"]) files.push_back(folder_ / f.get<std::string>());
-    data::DicomScan scan = data::read_dicom_files(files);
-    data::StudyInfo info;
-    info.id = entry.id;
-    info.metadata_json = json{{"study_instance_uid", locator["study_uid"]}}.dump();
-    std::vector<std::pair<std::string, data::Volume>> loaded;
-    std::set<std::string> names;
-    for (auto& s : scan.series) {
-      const std::string name = data::dicom_series_name(s, names);
-      names.insert(name);
-      info.series.push_back(series_info(name, s.volume));
-      info.voxels = std::max(info.voxels, s.volume.voxels.numel() / s.volume.frames());
-      loaded.emplace_back(name, std::move(s.volume));
-    }
-    std::vector<std::string> notes;
-    for (const auto& r : scan.rejected) notes.push_back(fmt::format("left out {}: {}", r.path.filename().string(), r.reason));
-    if (loaded.empty()) {
-      throw InputError(input(), fmt::format("study {} has no series that could be read ({})", entry.id,
-                                            notes.empty() ? "no images" : notes.front()));
-    }
-    auto study = std::make_unique<Study>(std::move(info), input(), data::LabelTable{}, nullptr, nullptr);
-    for (auto& [name, volume] : loaded) study->add_loaded(name, std::move(volume));
-    study->notes = std::move(notes);
-    return study;
+    return open_dicom_study(input(), entry.id, locator["study_uid"].get<std::string>(), files);
   }
 
  private:
@@ -85,6 +63,33 @@ class DicomSource final : public StudySource {
 };
 
 }  // namespace
+
+std::unique_ptr<Study> open_dicom_study(const std::string& input, const std::string& id, const std::string& study_uid,
+                                        const std::vector<fs::path>& files, std::vector<std::string> notes) {
+  data::DicomScan scan = data::read_dicom_files(files);
+  data::StudyInfo info;
+  info.id = id;
+  info.metadata_json = json{{"study_instance_uid", study_uid}}.dump();
+  std::vector<std::pair<std::string, data::Volume>> loaded;
+  std::set<std::string> names;
+  for (auto& s : scan.series) {
+    const std::string name = data::dicom_series_name(s, names);
+    names.insert(name);
+    info.series.push_back(series_info(name, s.volume));
+    info.voxels = std::max(info.voxels, s.volume.voxels.numel() / s.volume.frames());
+    loaded.emplace_back(name, std::move(s.volume));
+  }
+  for (const auto& r : scan.rejected)
+    notes.push_back(fmt::format("left out {}: {}", r.path.filename().string(), r.reason));
+  if (loaded.empty()) {
+    throw InputError(input, fmt::format("study {} has no series that could be read ({})", id,
+                                        notes.empty() ? "no images" : notes.front()));
+  }
+  auto study = std::make_unique<Study>(std::move(info), input, data::LabelTable{}, nullptr, nullptr);
+  for (auto& [name, volume] : loaded) study->add_loaded(name, std::move(volume));
+  study->notes = std::move(notes);
+  return study;
+}
 
 std::unique_ptr<StudySource> make_dicom_source(const std::filesystem::path& folder) {
   return std::make_unique<DicomSource>(folder);

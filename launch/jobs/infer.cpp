@@ -5,13 +5,14 @@
 // collective timeout.
 #include "launch/jobs/infer.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <map>
 #include <optional>
 #include <set>
@@ -19,10 +20,11 @@
 #include "core/atomic_file.h"
 #include "core/comm/work_queue.h"
 #include "core/errors.h"
-#include "core/stopwatch.h"
 #include "core/fault_injection.h"
 #include "core/progress.h"
+#include "core/stopwatch.h"
 #include "launch/campaign/campaign_page.h"
+#include "launch/campaign/pacs_store.h"
 #include "launch/campaign/study_pipeline.h"
 #include "launch/campaign/study_source.h"
 
@@ -56,11 +58,14 @@ class CampaignRun {
   bool set_up() {
     std::string problem = attempt([&] {
       config_.validate();
-      auto routes = campaign::make_routes(config_, campaign::PredictorOptions::from(config_, context_.device, rank() == 0), rank() == 0);
+      auto routes = campaign::make_routes(
+          config_, campaign::PredictorOptions::from(config_, context_.device, rank() == 0), rank() == 0);
       sources_ = campaign::make_sources(config_);
+      if (config_.store_to.enabled()) store_ = std::make_unique<campaign::PacsStore>(config_.store_to);
       const std::string fingerprint = campaign::campaign_fingerprint(config_, routes);
       pipeline_ = std::make_unique<campaign::StudyPipeline>(std::move(routes), campaign::StudyReport(config_.calcium),
-                                                            campaign::make_sinks(config_.outputs, rank()), ledger_, fingerprint);
+                                                            campaign::make_sinks(config_.outputs, rank()), ledger_,
+                                                            fingerprint);
     });
     fault_point("campaign.setup");
     if (!agree_all(context_, problem, "campaign set-up")) return false;
@@ -68,6 +73,8 @@ class CampaignRun {
       problem = attempt([&] {
         const std::set<std::string> chosen(config_.studies.begin(), config_.studies.end());
         ledger_.prepare(force_, [&](const std::string& id) { return chosen.empty() || chosen.count(id) != 0; });
+        std::error_code ignored;
+        fs::remove_all(config_.output / ".cache", ignored);  // PACS studies a killed run left
         write_file_atomic(config_.output / "campaign.yaml", config_.yaml());
       });
     }
@@ -109,6 +116,16 @@ class CampaignRun {
       done_[i] = ledger_.check(studies_[i].id, pipeline_->fingerprint()).empty() ? 1 : 0;
     }
     done_ = context_.control.all_max(std::move(done_), "campaign verification");
+    if (store_) {
+      // A committed study with a failure record is one whose results the PACS refused: sent again.
+      const auto failed = ledger_.failures();
+      for (std::size_t i = 0; i < studies_.size(); ++i) {
+        if (done_[i] != 0 && failed.count(studies_[i].id) != 0) {
+          done_[i] = 0;
+          push_only_.insert(i);
+        }
+      }
+    }
     for (std::size_t i = 0; i < studies_.size(); ++i) {
       if (done_[i] == 0) pending_.push_back(i);
     }
@@ -126,40 +143,67 @@ class CampaignRun {
   }
 
   /// Studies handed out one at a time; a failed study is recorded and the rank takes the next.
+  /// With a source that fetches (a PACS), the rank asks for its next study before it processes
+  /// the current one and retrieves it meanwhile (one ahead).
   void work() {
     WorkQueue queue(context_.env.world(), static_cast<std::int64_t>(pending_.size()), context_.env.thread_multiple(),
                     WorkQueueOptions().timeout_s(context_.runtime.collective_timeout_s));
     Progress progress("studies started", static_cast<std::int64_t>(pending_.size()), rank() == 0);
+    const bool ahead = std::any_of(sources_.begin(), sources_.end(), [](const auto& s) { return s->fetches(); });
     std::int64_t shown = 0;
-    while (const auto item = queue.next()) {
+    std::optional<std::int64_t> item = queue.next();
+    std::future<void> fetched = item ? fetch(*item) : std::future<void>{};
+    while (item) {
       const std::size_t index = pending_[static_cast<std::size_t>(*item)];
-      process(index);
+      const std::optional<std::int64_t> upcoming = ahead ? queue.next() : std::nullopt;
+      std::future<void> next_fetched = upcoming ? fetch(*upcoming) : std::future<void>{};
+      process(index, fetched);
       if (rank() == 0) {
         const std::int64_t now = queue.handed_out();
         progress.advance(now - shown, studies_[index].id);
         shown = now;
       }
+      item = ahead ? upcoming : queue.next();
+      fetched = ahead ? std::move(next_fetched) : (item ? fetch(*item) : std::future<void>{});
     }
     queue.finish();
     if (rank() == 0) progress.advance(queue.handed_out() - shown);
   }
 
-  void process(std::size_t index) {
+  /// Starts bringing the study of queue item `item` to this rank (nothing to wait for when its
+  /// source does not fetch, or only its results are sent again).
+  std::future<void> fetch(std::int64_t item) {
+    const std::size_t index = pending_[static_cast<std::size_t>(item)];
+    const campaign::StudySource& source = *sources_[studies_[index].source];
+    if (!source.fetches() || push_only_.count(index) != 0) return {};
+    return std::async(std::launch::async, [&source, entry = studies_[index]] { source.fetch(entry); });
+  }
+
+  void process(std::size_t index, std::future<void>& fetched) {
     fault_point("campaign.study");
     const StudyEntry& entry = studies_[index];
+    const campaign::StudySource& source = *sources_[entry.source];
+    std::string stage = "process";
     try {
-      const auto study = sources_[entry.source]->open(entry);
-      pipeline_->process(*study);
+      if (push_only_.count(index) == 0) {
+        if (fetched.valid()) fetched.get();
+        const auto study = source.open(entry);
+        pipeline_->process(*study);
+      }
+      stage = "store";
+      if (store_) store_->push(ledger_.study_dir(entry.id));
       done_[index] = 1;
     } catch (const std::exception& e) {
-      // Recorded, and the campaign goes on (bad input, unsupported geometry, out of memory).
+      // Recorded, and the campaign goes on (bad input, unsupported geometry, out of memory, a
+      // PACS that fails a retrieval or refuses the results: their local outputs stay).
       spdlog::warn("study {} failed on rank {}: {}", entry.id, rank(), e.what());
       try {
-        ledger_.record_failure(entry.id, "process", rank(), e.what());
+        ledger_.record_failure(entry.id, stage, rank(), e.what());
       } catch (const std::exception& inner) {
         spdlog::error("cannot record the failure of {}: {}", entry.id, inner.what());
       }
     }
+    source.release(entry);
   }
 
   /// Every rank's successes reach rank 0, which writes the summary; all ranks return its code.
@@ -194,6 +238,8 @@ class CampaignRun {
   Clock::time_point start_ = Clock::now();
   std::vector<std::unique_ptr<campaign::StudySource>> sources_;
   std::unique_ptr<campaign::StudyPipeline> pipeline_;
+  std::unique_ptr<campaign::PacsStore> store_;  ///< store_to: where results go (null: nowhere)
+  std::set<std::size_t> push_only_;             ///< studies done but whose results the PACS refused
   std::vector<StudyEntry> studies_;
   std::vector<std::int64_t> done_;
   std::vector<std::size_t> pending_;  ///< indices into studies_, in the order they are handed out
@@ -208,11 +254,15 @@ class InferVerb final : public Verb {
         "Run exported models over many studies as one campaign across the ranks: label maps, a report per study "
         "(volumes, intensities, lesions, calcium score, Dice where truth exists) and an HTML summary; reruns skip "
         "studies already done",
-        "Campaign keys: launch/configs/campaign_example.yaml; any of them also as --set KEY=VALUE (routes.0.lesions=...).\n"
+        "Campaign keys: launch/configs/campaign_example.yaml; any of them also as --set KEY=VALUE "
+        "(routes.0.lesions=...).\n"
         "Threads per rank: --threads (runtime.intra_op_threads).");
-    infer->add_option("--campaign", campaign_, "Campaign YAML: inputs, output, routes (launch/configs/campaign_example.yaml)")
+    infer
+        ->add_option("--campaign", campaign_,
+                     "Campaign YAML: inputs, output, routes (launch/configs/campaign_example.yaml)")
         ->check(CLI::ExistingFile);
-    add_value(infer, "-i,--input", "input", "HDF5 dataset or index, NIfTI file or folder, DICOM folder (repeatable)", true);
+    add_value(infer, "-i,--input", "input", "HDF5 dataset or index, NIfTI file or folder, DICOM folder (repeatable)",
+              true);
     add_value(infer, "-o,--out", "output", "Output folder");
     infer->add_option("-m,--model", models_, "Exported model folder, or NAME=DIR (repeatable; each is a route)");
     infer->add_option("--studies", studies_, "Only these study ids")->delimiter(',');
@@ -222,12 +272,14 @@ class InferVerb final : public Verb {
     add_value(infer, "--batch", "batch", "Windows per forward call (default 2)");
     infer->add_option("--mirror", mirror_, "Test-time mirroring along any of zyx (up to 8 flips), or none");
     add_value(infer, "--accumulation", "accumulation", "fp32 or fp16 stitching accumulator");
-    add_value(infer, "--precision", "precision",
-              "Forward passes: fp32, bf16 or fp16 (CUDA: autocast; CPU: bf16 runs a whole-bf16 network, fp16 stays fp32)");
+    add_value(
+        infer, "--precision", "precision",
+        "Forward passes: fp32, bf16 or fp16 (CUDA: autocast; CPU: bf16 runs a whole-bf16 network, fp16 stays fp32)");
     infer->add_flag("--channels-last", channels_last_, "Channels-last 3D weights and windows");
-    add_value(infer, "--engine", "engine",
-              "CPU forward passes: auto (plain U-Nets in fp32 on oneDNN's primitives directly, the rest on LibTorch's ops) "
-              "or libtorch (always LibTorch's ops); default auto");
+    add_value(
+        infer, "--engine", "engine",
+        "CPU forward passes: auto (plain U-Nets in fp32 on oneDNN's primitives directly, the rest on LibTorch's ops) "
+        "or libtorch (always LibTorch's ops); default auto");
     add_value(infer, "--memory-limit", "memory_limit", "Per-rank memory budget for a study, e.g. 3G (default 3G)");
     infer->add_flag("--nifti", nifti_, "Also write each label map as NIfTI (adds nifti to outputs)");
     infer->add_flag("--force", force_, "Redo every selected study: the outputs of earlier runs are removed");
@@ -240,7 +292,8 @@ class InferVerb final : public Verb {
 
   void add_flags(ConfigSources& sources) override {
     for (const auto& [key, flag] : values_) {
-      if (!flag.values.empty()) flag.list ? sources.set(key, flag.values, flag.name) : sources.set(key, flag.values.back(), flag.name);
+      if (!flag.values.empty())
+        flag.list ? sources.set(key, flag.values, flag.name) : sources.set(key, flag.values.back(), flag.name);
     }
     if (!studies_.empty()) sources.set("studies", studies_, "--studies");
     if (mirror_) sources.set("mirror_axes", *mirror_ == "none" ? "" : *mirror_, "--mirror " + *mirror_);
@@ -253,19 +306,22 @@ class InferVerb final : public Verb {
       sources.set(item + ".model", eq == std::string::npos ? m : m.substr(eq + 1), "--model " + m);
     }
     origins_.clear();
-    for (std::size_t i = 0; i < sources.list_size("routes"); ++i) origins_.push_back(sources.origin_of("routes." + std::to_string(i)));
+    for (std::size_t i = 0; i < sources.list_size("routes"); ++i)
+      origins_.push_back(sources.origin_of("routes." + std::to_string(i)));
   }
 
   std::vector<ConfigVisit> sections() override {
     return {[this](ConfigVisitor& v) {
       config_.visit(v);
       const auto& outputs = config_.outputs;
-      if (nifti_ && std::find(outputs.begin(), outputs.end(), "nifti") == outputs.end()) config_.outputs.push_back("nifti");
+      if (nifti_ && std::find(outputs.begin(), outputs.end(), "nifti") == outputs.end())
+        config_.outputs.push_back("nifti");
     }};
   }
 
   ExitCode run(const JobContext& context) override {
-    for (std::size_t i = 0; i < config_.routes.size() && i < origins_.size(); ++i) config_.routes[i].origin = origins_[i];
+    for (std::size_t i = 0; i < config_.routes.size() && i < origins_.size(); ++i)
+      config_.routes[i].origin = origins_[i];
     return run_infer(context, config_, force_);
   }
 
@@ -276,7 +332,8 @@ class InferVerb final : public Verb {
     bool list = false;
     std::vector<std::string> values;
   };
-  void add_value(CLI::App* app, const std::string& flag, const std::string& key, const std::string& help, bool list = false) {
+  void add_value(CLI::App* app, const std::string& flag, const std::string& key, const std::string& help,
+                 bool list = false) {
     ValueFlag& f = values_[key];
     f.name = flag.substr(flag.find("--"));
     f.list = list;
