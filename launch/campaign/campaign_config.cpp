@@ -61,9 +61,8 @@ void CampaignConfig::visit(ConfigVisitor& v) {
   v.field("engine", engine, "CPU forward passes: auto or libtorch");
   v.field("memory_limit", memory_limit, "per-rank memory budget for a study (e.g. 3G)");
   v.field("outputs", outputs, "per study besides report.json: hdf5, nifti, thumbnail");
-  v.items<RouteConfig>(
-      "routes", routes, [](ConfigVisitor& item, RouteConfig& r) { r.visit(item); },
-      "a list of routes (mappings with name and model or labels)");
+  v.items<RouteConfig>("routes", routes, [](ConfigVisitor& item, RouteConfig& r) { r.visit(item); },
+                       "a list of routes (mappings with name and model or labels)");
   v.section("calcium", [&](ConfigVisitor& c) { calcium.visit(c); });
   v.section("source", [&](ConfigVisitor& c) { source.visit(c); });
   v.section("store_to", [&](ConfigVisitor& c) { store_to.visit(c); });
@@ -105,13 +104,11 @@ void CampaignConfig::validate() const {
   }
   models::accumulation_from_name(accumulation, "accumulation");
   models::precision_from_name(precision, "precision");
-  if (engine != "auto" && engine != "libtorch")
-    throw ConfigError("engine", "engine '" + engine + "'; expected auto or libtorch");
+  if (engine != "auto" && engine != "libtorch") throw ConfigError("engine", "engine '" + engine + "'; expected auto or libtorch");
   parse_byte_size(memory_limit, "memory_limit");
   for (const auto& o : outputs) {
     if (std::find(output_names().begin(), output_names().end(), o) == output_names().end()) {
-      throw ConfigError("outputs",
-                        fmt::format("'{}' is not an output; expected any of {}", o, fmt::join(output_names(), ", ")));
+      throw ConfigError("outputs", fmt::format("'{}' is not an output; expected any of {}", o, fmt::join(output_names(), ", ")));
     }
   }
   validate_routes(routes);

@@ -1,10 +1,10 @@
 // A DICOM folder as studies: one per StudyInstanceUID, listed from the files' headers and read
 // whole (every series) when opened; a series that fails its checks is left out with a note.
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/errors.h"
@@ -35,8 +35,8 @@ class DicomSource final : public StudySource {
   std::vector<StudyEntry> list() const override {
     const data::DicomListing listing = data::list_dicom_studies(folder_);
     if (!listing.rejected.empty()) {
-      spdlog::warn("{}: {} DICOM files belong to no study and are left out, e.g. {}: {}", input(),
-                   listing.rejected.size(), listing.rejected.front().path.string(), listing.rejected.front().reason);
+      spdlog::warn("{}: {} DICOM files belong to no study and are left out, e.g. {}: {}", input(), listing.rejected.size(),
+                   listing.rejected.front().path.string(), listing.rejected.front().reason);
     }
     if (listing.studies.empty()) throw InputError(input(), "holds no DICOM image; expected DICOM files or NIfTI files");
     std::vector<StudyEntry> entries;
@@ -79,8 +79,7 @@ std::unique_ptr<Study> open_dicom_study(const std::string& input, const std::str
     info.voxels = std::max(info.voxels, s.volume.voxels.numel() / s.volume.frames());
     loaded.emplace_back(name, std::move(s.volume));
   }
-  for (const auto& r : scan.rejected)
-    notes.push_back(fmt::format("left out {}: {}", r.path.filename().string(), r.reason));
+  for (const auto& r : scan.rejected) notes.push_back(fmt::format("left out {}: {}", r.path.filename().string(), r.reason));
   if (loaded.empty()) {
     throw InputError(input, fmt::format("study {} has no series that could be read ({})", id,
                                         notes.empty() ? "no images" : notes.front()));

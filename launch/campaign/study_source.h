@@ -17,7 +17,7 @@ namespace vitruvian::campaign {
 
 /// A listed study: enough to order the work and to open it on another rank.
 struct StudyEntry {
-  std::size_t source = 0;  ///< index of its source in the campaign's list
+  std::size_t source = 0;   ///< index of its source in the campaign's list
   std::string id;
   std::int64_t voxels = 0;  ///< spatial voxels of its largest series (for largest-first order)
   /// What the source needs to open it, as text that travels between ranks (the source's own

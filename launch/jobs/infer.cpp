@@ -5,11 +5,11 @@
 // collective timeout.
 #include "launch/jobs/infer.h"
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <future>
@@ -20,9 +20,9 @@
 #include "core/atomic_file.h"
 #include "core/comm/work_queue.h"
 #include "core/errors.h"
+#include "core/stopwatch.h"
 #include "core/fault_injection.h"
 #include "core/progress.h"
-#include "core/stopwatch.h"
 #include "launch/campaign/campaign_page.h"
 #include "launch/campaign/pacs_store.h"
 #include "launch/campaign/study_pipeline.h"
@@ -58,14 +58,12 @@ class CampaignRun {
   bool set_up() {
     std::string problem = attempt([&] {
       config_.validate();
-      auto routes = campaign::make_routes(
-          config_, campaign::PredictorOptions::from(config_, context_.device, rank() == 0), rank() == 0);
+      auto routes = campaign::make_routes(config_, campaign::PredictorOptions::from(config_, context_.device, rank() == 0), rank() == 0);
       sources_ = campaign::make_sources(config_);
       if (config_.store_to.enabled()) store_ = std::make_unique<campaign::PacsStore>(config_.store_to);
       const std::string fingerprint = campaign::campaign_fingerprint(config_, routes);
       pipeline_ = std::make_unique<campaign::StudyPipeline>(std::move(routes), campaign::StudyReport(config_.calcium),
-                                                            campaign::make_sinks(config_.outputs, rank()), ledger_,
-                                                            fingerprint);
+                                                            campaign::make_sinks(config_.outputs, rank()), ledger_, fingerprint);
     });
     fault_point("campaign.setup");
     if (!agree_all(context_, problem, "campaign set-up")) return false;
@@ -254,15 +252,11 @@ class InferVerb final : public Verb {
         "Run exported models over many studies as one campaign across the ranks: label maps, a report per study "
         "(volumes, intensities, lesions, calcium score, Dice where truth exists) and an HTML summary; reruns skip "
         "studies already done",
-        "Campaign keys: launch/configs/campaign_example.yaml; any of them also as --set KEY=VALUE "
-        "(routes.0.lesions=...).\n"
+        "Campaign keys: launch/configs/campaign_example.yaml; any of them also as --set KEY=VALUE (routes.0.lesions=...).\n"
         "Threads per rank: --threads (runtime.intra_op_threads).");
-    infer
-        ->add_option("--campaign", campaign_,
-                     "Campaign YAML: inputs, output, routes (launch/configs/campaign_example.yaml)")
+    infer->add_option("--campaign", campaign_, "Campaign YAML: inputs, output, routes (launch/configs/campaign_example.yaml)")
         ->check(CLI::ExistingFile);
-    add_value(infer, "-i,--input", "input", "HDF5 dataset or index, NIfTI file or folder, DICOM folder (repeatable)",
-              true);
+    add_value(infer, "-i,--input", "input", "HDF5 dataset or index, NIfTI file or folder, DICOM folder (repeatable)", true);
     add_value(infer, "-o,--out", "output", "Output folder");
     infer->add_option("-m,--model", models_, "Exported model folder, or NAME=DIR (repeatable; each is a route)");
     infer->add_option("--studies", studies_, "Only these study ids")->delimiter(',');
@@ -272,14 +266,12 @@ class InferVerb final : public Verb {
     add_value(infer, "--batch", "batch", "Windows per forward call (default 2)");
     infer->add_option("--mirror", mirror_, "Test-time mirroring along any of zyx (up to 8 flips), or none");
     add_value(infer, "--accumulation", "accumulation", "fp32 or fp16 stitching accumulator");
-    add_value(
-        infer, "--precision", "precision",
-        "Forward passes: fp32, bf16 or fp16 (CUDA: autocast; CPU: bf16 runs a whole-bf16 network, fp16 stays fp32)");
+    add_value(infer, "--precision", "precision",
+              "Forward passes: fp32, bf16 or fp16 (CUDA: autocast; CPU: bf16 runs a whole-bf16 network, fp16 stays fp32)");
     infer->add_flag("--channels-last", channels_last_, "Channels-last 3D weights and windows");
-    add_value(
-        infer, "--engine", "engine",
-        "CPU forward passes: auto (plain U-Nets in fp32 on oneDNN's primitives directly, the rest on LibTorch's ops) "
-        "or libtorch (always LibTorch's ops); default auto");
+    add_value(infer, "--engine", "engine",
+              "CPU forward passes: auto (plain U-Nets in fp32 on oneDNN's primitives directly, the rest on LibTorch's ops) "
+              "or libtorch (always LibTorch's ops); default auto");
     add_value(infer, "--memory-limit", "memory_limit", "Per-rank memory budget for a study, e.g. 3G (default 3G)");
     infer->add_flag("--nifti", nifti_, "Also write each label map as NIfTI (adds nifti to outputs)");
     infer->add_flag("--force", force_, "Redo every selected study: the outputs of earlier runs are removed");
@@ -292,8 +284,7 @@ class InferVerb final : public Verb {
 
   void add_flags(ConfigSources& sources) override {
     for (const auto& [key, flag] : values_) {
-      if (!flag.values.empty())
-        flag.list ? sources.set(key, flag.values, flag.name) : sources.set(key, flag.values.back(), flag.name);
+      if (!flag.values.empty()) flag.list ? sources.set(key, flag.values, flag.name) : sources.set(key, flag.values.back(), flag.name);
     }
     if (!studies_.empty()) sources.set("studies", studies_, "--studies");
     if (mirror_) sources.set("mirror_axes", *mirror_ == "none" ? "" : *mirror_, "--mirror " + *mirror_);
@@ -306,22 +297,19 @@ class InferVerb final : public Verb {
       sources.set(item + ".model", eq == std::string::npos ? m : m.substr(eq + 1), "--model " + m);
     }
     origins_.clear();
-    for (std::size_t i = 0; i < sources.list_size("routes"); ++i)
-      origins_.push_back(sources.origin_of("routes." + std::to_string(i)));
+    for (std::size_t i = 0; i < sources.list_size("routes"); ++i) origins_.push_back(sources.origin_of("routes." + std::to_string(i)));
   }
 
   std::vector<ConfigVisit> sections() override {
     return {[this](ConfigVisitor& v) {
       config_.visit(v);
       const auto& outputs = config_.outputs;
-      if (nifti_ && std::find(outputs.begin(), outputs.end(), "nifti") == outputs.end())
-        config_.outputs.push_back("nifti");
+      if (nifti_ && std::find(outputs.begin(), outputs.end(), "nifti") == outputs.end()) config_.outputs.push_back("nifti");
     }};
   }
 
   ExitCode run(const JobContext& context) override {
-    for (std::size_t i = 0; i < config_.routes.size() && i < origins_.size(); ++i)
-      config_.routes[i].origin = origins_[i];
+    for (std::size_t i = 0; i < config_.routes.size() && i < origins_.size(); ++i) config_.routes[i].origin = origins_[i];
     return run_infer(context, config_, force_);
   }
 
@@ -332,8 +320,7 @@ class InferVerb final : public Verb {
     bool list = false;
     std::vector<std::string> values;
   };
-  void add_value(CLI::App* app, const std::string& flag, const std::string& key, const std::string& help,
-                 bool list = false) {
+  void add_value(CLI::App* app, const std::string& flag, const std::string& key, const std::string& help, bool list = false) {
     ValueFlag& f = values_[key];
     f.name = flag.substr(flag.find("--"));
     f.list = list;
