@@ -7,9 +7,9 @@
 #                                       ORTHANC_REST (its REST root) and ORTHANC_SCU_AET (VITRUVIAN:
 #                                       the one calling AE title it knows, allowed to C-GET/C-STORE)
 #   orthanc_stop                        stops it (also run by the EXIT trap orthanc_start sets)
-#   orthanc_rest PATH                   GET on its REST API (with the credentials), to stdout
-# It refuses to store any instance whose SeriesDescription is VITRUVIAN-REFUSE (a Lua filter), so
-# tests can see a PACS refuse a C-STORE / STOW-RS.
+#   orthanc_rest PATH [CURL_ARGS...]    a request to its REST API (with the credentials), to stdout
+# It refuses to store any instance whose SeriesDescription is VITRUVIAN-REFUSE, or that calling
+# AE title VITRUVIAN-RO sends (a Lua filter), so tests can see a PACS refuse a C-STORE / STOW-RS.
 set -euo pipefail
 
 orthanc_bin() {
@@ -48,7 +48,9 @@ orthanc_start() {
   fi
   cat >"$dir/refuse.lua" <<'LUA'
 function ReceivedInstanceFilter(dicom, origin, info)
-  if dicom.SeriesDescription == 'VITRUVIAN-REFUSE' then error('refused by the test PACS') end
+  if dicom.SeriesDescription == 'VITRUVIAN-REFUSE' or origin.RemoteAet == 'VITRUVIAN-RO' then
+    error('refused by the test PACS')
+  end
   return true
 end
 LUA
@@ -69,7 +71,8 @@ LUA
   "DicomAlwaysAllowStore": false,
   "DicomModalities": { "vitruvian": { "AET": "$ORTHANC_SCU_AET", "Host": "127.0.0.1", "Port": 1,
                                       "AllowEcho": true, "AllowFind": true, "AllowGet": true,
-                                      "AllowMove": true, "AllowStore": true } },
+                                      "AllowMove": true, "AllowStore": true },
+                         "readonly": { "AET": "VITRUVIAN-RO", "Host": "127.0.0.1", "Port": 1 } },
   "Plugins": ["$plugin"],
   "LuaScripts": ["$dir/refuse.lua"],
   "DicomWeb": { "Enable": true, "Root": "/dicom-web/", "EnableWado": false },
@@ -100,5 +103,5 @@ orthanc_stop() {
 }
 
 orthanc_rest() {
-  curl -sf "${ORTHANC_CURL_AUTH[@]}" "$ORTHANC_REST$1"
+  curl -sf "${ORTHANC_CURL_AUTH[@]}" "${@:2}" "$ORTHANC_REST$1"
 }
