@@ -5,10 +5,11 @@
 # cache it removes afterwards, skips the non-image objects with a note, and sends the DICOM
 # outputs back into the same study (C-STORE / STOW-RS); a rerun skips the done studies. Faults:
 # the PACS unreachable or rejecting the association (exit 2 before any work, one line), a
-# credentials file open to others, a retrieval that fails (a failed study, the other done).
+# credentials file open to others, a query that matches nothing, a retrieval that fails (a
+# failed study, the other done).
 # With the DICOM SEG/SR outputs built in, also: the results appear under the study's
 # StudyInstanceUID, a forced rerun leaves the instance count unchanged, and a PACS that refuses
-# them fails the study with its status while the local outputs stay.
+# them fails the study with its status while the local outputs stay, and a rerun sends them.
 # Usage: pacs_campaign.sh VITRUVIAN MPIRUN WRITE_TEST_DICOM WORKDIR
 set -euo pipefail
 vit=$1
@@ -113,6 +114,11 @@ if [[ $outputs != "[hdf5]" ]]; then
   expect_exit 1 refused.err "$vit" infer --campaign refused.yaml
   grep -q "status 0xa7" out_refused/failed/$study2.json || { cat out_refused/failed/$study2.json; fail "no status in the failure"; }
   [[ -f out_refused/studies/$study2/report.json ]] || fail "the local outputs of a refused study are gone"
+  # Rerun to a PACS that takes them: sent without recomputing, the failure record gone.
+  campaign refused.yaml out_refused "$dimse" "$dimse" "study_uids: [$study2]"
+  expect_exit 0 resent.err "$vit" infer --campaign refused.yaml
+  grep -q "campaign: 1 studies, 0 already done, 1 to run" resent.err || { cat resent.err; fail "the refused results were not sent again"; }
+  [[ ! -e out_refused/failed/$study2.json && $(instances $study2) -gt 3 ]] || fail "the resent results are not in the PACS"
 else
   echo "this build writes no DICOM outputs: the push is checked by launch.pacs.clients (PacsStore)"
 fi
@@ -131,6 +137,9 @@ campaign open.yaml out_open "$web" "$dimse"
 expect_exit 2 open.err "$vit" infer --campaign open.yaml
 grep -q "credentials.yaml: credentials_file is open to group or others (mode 0644); run chmod 600 on it" open.err || { cat open.err; fail "open credentials line"; }
 chmod 600 credentials.yaml
+campaign none.yaml out_none "$web" "$web" "accession: NO-SUCH"
+expect_exit 2 none.err "$vit" infer --campaign none.yaml
+grep -q "no study matches the query (source.pacs.query)" none.err || { cat none.err; fail "empty query line"; }
 
 # A retrieval that fails (injected on rank 0's first): that study fails, the other is done.
 campaign fault.yaml out_fault "$dimse" "$dimse"
