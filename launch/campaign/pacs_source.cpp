@@ -46,8 +46,10 @@ class PacsSource final : public StudySource {
     fs::remove_all(partial, error);
     fault_point("pacs.retrieve");
     try {
-      pacs::make_pacs_client(config_)->retrieve_study(entry.locator, partial);
+      spdlog::debug("retrieving study {} from {}", entry.locator, input());
+      const auto files = pacs::make_pacs_client(config_)->retrieve_study(entry.locator, partial);
       fs::rename(partial, folder);
+      spdlog::debug("retrieved study {}: {} objects", entry.locator, files.size());
     } catch (...) {
       fs::remove_all(partial, error);
       throw;
