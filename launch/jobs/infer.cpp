@@ -191,6 +191,7 @@ class CampaignRun {
       stage = "store";
       if (store_) store_->push(ledger_.study_dir(entry.id));
       done_[index] = 1;
+      spdlog::debug("study {} done on rank {}", entry.id, rank());
     } catch (const std::exception& e) {
       // Recorded, and the campaign goes on (bad input, unsupported geometry, out of memory, a
       // PACS that fails a retrieval or refuses the results: their local outputs stay).

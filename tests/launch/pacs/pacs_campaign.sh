@@ -93,6 +93,18 @@ for protocol in dimse web; do
   grep -q "campaign: 2 studies, 2 already done, 0 to run" $protocol.again.err || { cat $protocol.again.err; fail "$protocol: rerun redid studies"; }
 done
 
+# One rank, two studies: the second is retrieved while the first runs (largest first: study1).
+campaign ahead.yaml out_ahead "$dimse" "$dimse"
+expect_exit 0 ahead.err "$vit" --log-level debug infer --campaign ahead.yaml
+$py - "$study1" "$study2" <<'PY'
+import sys
+s1, s2 = sys.argv[1:]
+lines = open("ahead.err").read().splitlines()
+at = lambda text: next(i for i, l in enumerate(lines) if text in l)
+assert at(f"retrieving study {s2}") < at(f"study {s1} done on rank 0"), "the next study was not retrieved ahead"
+assert at(f"study {s1} done on rank 0") < at(f"study {s2} done on rank 0"), "largest first"
+PY
+
 # The query selects: one study by accession (DICOMweb) and by StudyInstanceUID (DIMSE).
 campaign acc.yaml out_acc "$web" "$web" "accession: ACC-2"
 expect_exit 0 acc.err "$vit" infer --campaign acc.yaml
