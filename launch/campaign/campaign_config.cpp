@@ -37,6 +37,10 @@ void CalciumConfig::visit(ConfigVisitor& v) {
   v.field("region_margin_mm", region_margin_mm, "or within this distance of the region structure");
 }
 
+void SourceConfig::visit(ConfigVisitor& v) {
+  v.section("pacs", [&](ConfigVisitor& p) { pacs.visit(p); });
+}
+
 const std::vector<std::string>& output_names() {
   static const std::vector<std::string> names{"hdf5", "nifti", "thumbnail", "dicom_seg", "dicom_sr"};
   return names;
@@ -60,6 +64,8 @@ void CampaignConfig::visit(ConfigVisitor& v) {
   v.items<RouteConfig>("routes", routes, [](ConfigVisitor& item, RouteConfig& r) { r.visit(item); },
                        "a list of routes (mappings with name and model or labels)");
   v.section("calcium", [&](ConfigVisitor& c) { calcium.visit(c); });
+  v.section("source", [&](ConfigVisitor& c) { source.visit(c); });
+  v.section("store_to", [&](ConfigVisitor& c) { store_to.visit(c); });
 }
 
 namespace {
@@ -82,7 +88,14 @@ void validate_routes(const std::vector<RouteConfig>& routes) {
 }  // namespace
 
 void CampaignConfig::validate() const {
-  if (inputs.empty()) throw ConfigError("input", "no inputs: give --input (or 'input' in the campaign file)");
+  if (inputs.empty() && !source.pacs.enabled()) {
+    throw ConfigError("input", "no inputs: give --input (or 'input' or 'source.pacs' in the campaign file)");
+  }
+  if (source.pacs.enabled()) {
+    source.pacs.validate("source.pacs");
+    source.pacs.query.validate("source.pacs.query");
+  }
+  if (store_to.enabled()) store_to.validate("store_to");
   if (output.empty()) throw ConfigError("output", "no output folder: give --out (or 'output' in the campaign file)");
   if (!(overlap >= 0 && overlap < 1)) throw ConfigError("overlap", fmt::format("overlap {}; expected [0, 1)", overlap));
   if (batch < 1 || batch > 1024) throw ConfigError("batch", fmt::format("batch {}; expected 1..1024", batch));
@@ -110,6 +123,8 @@ std::string CampaignConfig::settings_yaml() const {
   settings.inputs.clear();
   settings.output.clear();
   settings.studies.clear();
+  settings.source = SourceConfig{};
+  settings.store_to = pacs::PacsEndpoint{};
   return settings.yaml();
 }
 

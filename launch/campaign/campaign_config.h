@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "launch/pacs/pacs_config.h"
 
 namespace vitruvian::campaign {
 
@@ -50,6 +51,13 @@ struct CalciumConfig {
   void visit(ConfigVisitor& v);
 };
 
+/// Studies from somewhere other than `input`: a PACS queried at set-up.
+struct SourceConfig {
+  pacs::PacsSourceConfig pacs;  ///< `source.pacs`: endpoint and query (protocol empty: none)
+
+  void visit(ConfigVisitor& v);
+};
+
 /// Outputs a campaign can write per study besides report.json (each one Sink, campaign/sink.h).
 const std::vector<std::string>& output_names();
 
@@ -77,14 +85,17 @@ struct CampaignConfig {
   std::vector<std::string> outputs{"hdf5", "thumbnail"};
   std::vector<RouteConfig> routes;
   CalciumConfig calcium;
+  SourceConfig source;          ///< studies from a PACS (besides or instead of `input`)
+  pacs::PacsEndpoint store_to;  ///< a PACS that receives every DICOM file a study's outputs hold
 
   void visit(ConfigVisitor& v);
   /// ConfigError naming the key (and the route's origin) of the first bad value: overlap,
   /// batch, mirror axes, accumulation, precision, engine, memory limit, outputs, routes without
-  /// a model or label map, repeated or unusable route names, calcium margins, no inputs or output.
+  /// a model or label map, repeated or unusable route names, calcium margins, no inputs (nor a
+  /// PACS source) or output, a PACS source or store_to without its host/port/AE titles or url.
   void validate() const;
   /// What a study's outputs depend on besides its input and the models' files: every key but
-  /// input, output and studies, as YAML (part of the campaign's fingerprint).
+  /// input, output, studies, source and store_to, as YAML (part of the campaign's fingerprint).
   std::string settings_yaml() const;
   /// The whole campaign as YAML (saved as OUT/campaign.yaml).
   std::string yaml() const;

@@ -57,34 +57,7 @@ class DicomSource final : public StudySource {
     const json locator = json::parse(entry.locator);
     std::vector<fs::path> files;
     for (const auto& f : locator["files"]) files.push_back(folder_ / f.get<std::string>());
-    data::DicomScan scan = data::read_dicom_files(files);
-    data::StudyInfo info;
-    info.id = entry.id;
-    info.metadata_json = json{{"study_instance_uid", locator["study_uid"]}}.dump();
-    std::vector<std::pair<std::string, data::Volume>> loaded;
-    std::vector<data::DicomSeriesIdentity> identities;
-    std::set<std::string> names;
-    for (auto& s : scan.series) {
-      const std::string name = data::dicom_series_name(s, names);
-      names.insert(name);
-      info.series.push_back(series_info(name, s.volume));
-      info.voxels = std::max(info.voxels, s.volume.voxels.numel() / s.volume.frames());
-      loaded.emplace_back(name, std::move(s.volume));
-      identities.push_back(std::move(s.identity));
-    }
-    std::vector<std::string> notes;
-    for (const auto& r : scan.rejected) notes.push_back(fmt::format("left out {}: {}", r.path.filename().string(), r.reason));
-    if (loaded.empty()) {
-      throw InputError(input(), fmt::format("study {} has no series that could be read ({})", entry.id,
-                                            notes.empty() ? "no images" : notes.front()));
-    }
-    auto study = std::make_unique<Study>(std::move(info), input(), data::LabelTable{}, nullptr, nullptr);
-    for (std::size_t i = 0; i < loaded.size(); ++i) {
-      study->set_dicom_identity(loaded[i].first, std::move(identities[i]));
-      study->add_loaded(loaded[i].first, std::move(loaded[i].second));
-    }
-    study->notes = std::move(notes);
-    return study;
+    return open_dicom_study(input(), entry.id, locator["study_uid"].get<std::string>(), files);
   }
 
  private:
@@ -92,6 +65,37 @@ class DicomSource final : public StudySource {
 };
 
 }  // namespace
+
+std::unique_ptr<Study> open_dicom_study(const std::string& input, const std::string& id, const std::string& study_uid,
+                                        const std::vector<fs::path>& files, std::vector<std::string> notes) {
+  data::DicomScan scan = data::read_dicom_files(files);
+  data::StudyInfo info;
+  info.id = id;
+  info.metadata_json = json{{"study_instance_uid", study_uid}}.dump();
+  std::vector<std::pair<std::string, data::Volume>> loaded;
+  std::vector<data::DicomSeriesIdentity> identities;
+  std::set<std::string> names;
+  for (auto& s : scan.series) {
+    const std::string name = data::dicom_series_name(s, names);
+    names.insert(name);
+    info.series.push_back(series_info(name, s.volume));
+    info.voxels = std::max(info.voxels, s.volume.voxels.numel() / s.volume.frames());
+    loaded.emplace_back(name, std::move(s.volume));
+    identities.push_back(std::move(s.identity));
+  }
+  for (const auto& r : scan.rejected) notes.push_back(fmt::format("left out {}: {}", r.path.filename().string(), r.reason));
+  if (loaded.empty()) {
+    throw InputError(input, fmt::format("study {} has no series that could be read ({})", id,
+                                        notes.empty() ? "no images" : notes.front()));
+  }
+  auto study = std::make_unique<Study>(std::move(info), input, data::LabelTable{}, nullptr, nullptr);
+  for (std::size_t i = 0; i < loaded.size(); ++i) {
+    study->set_dicom_identity(loaded[i].first, std::move(identities[i]));
+    study->add_loaded(loaded[i].first, std::move(loaded[i].second));
+  }
+  study->notes = std::move(notes);
+  return study;
+}
 
 std::unique_ptr<StudySource> make_dicom_source(const std::filesystem::path& folder) {
   return std::make_unique<DicomSource>(folder);

@@ -51,6 +51,7 @@ std::vector<std::unique_ptr<StudySource>> make_sources(const CampaignConfig& con
       throw InputError(input.string(), "not an HDF5 dataset, a NIfTI file (.nii, .nii.gz) or a folder of NIfTI or DICOM files");
     }
   }
+  if (config.source.pacs.enabled()) sources.push_back(make_pacs_source(config.source.pacs, config.output / ".cache"));
   for (const char* output : {"dicom_seg", "dicom_sr"}) {
     if (std::find(config.outputs.begin(), config.outputs.end(), output) == config.outputs.end()) continue;
     for (const auto& source : sources) {

@@ -1,7 +1,7 @@
 // Where a campaign's studies come from. A StudySource lists the studies of one input (cheaply:
 // headers, not voxels) and opens any of them on any rank; one implementation per kind of input
-// (an HDF5 dataset or shard index, NIfTI files, a DICOM folder), chosen from the input itself.
-// A new kind of input (a PACS) is one new class here.
+// (an HDF5 dataset or shard index, NIfTI files, a DICOM folder, a PACS), chosen from the input
+// itself or from the campaign's `source` section. A new kind of input is one new class here.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +39,16 @@ class StudySource {
   /// Whether its studies carry their series' DICOM identity (Study::dicom_identity), which the
   /// dicom_seg and dicom_sr outputs need.
   virtual bool dicom() const { return false; }
+
+  /// Whether studies must be brought to the rank before open() (a PACS): the campaign then
+  /// fetches the next study in the background while the current one runs.
+  virtual bool fetches() const { return false; }
+  /// Brings the study to this rank (a retrieval into a local cache); open() does it itself when
+  /// it has not run. Thread-safe: runs on a background thread beside open() of another study.
+  /// Throws like open().
+  virtual void fetch(const StudyEntry& /*entry*/) const {}
+  /// Drops what fetch() brought, once the study's outputs are committed or it failed.
+  virtual void release(const StudyEntry& /*entry*/) const {}
 };
 
 /// The implementations, for make_sources() and tests.
@@ -48,12 +58,25 @@ std::unique_ptr<StudySource> make_nifti_source(std::filesystem::path input, std:
                                                std::string series_name, std::string modality);
 /// Study ids: the folder's name for the first StudyInstanceUID (in UID order), then _2, _3, ...
 std::unique_ptr<StudySource> make_dicom_source(const std::filesystem::path& folder);
+/// A PACS queried with `config.query` (C-FIND / QIDO-RS) by list(); each study retrieved on the
+/// rank that opens it (C-GET / WADO-RS) into `cache`/<StudyInstanceUID>/ and removed by
+/// release(). Study ids are the StudyInstanceUIDs. Checks at once that the PACS answers
+/// (C-ECHO / QIDO-RS): PacsError naming it and the peer's reason.
+std::unique_ptr<StudySource> make_pacs_source(const pacs::PacsSourceConfig& config, std::filesystem::path cache);
+
+/// A study from DICOM files of one StudyInstanceUID, every series read whole (a series that
+/// fails its checks is left out with a note; `notes` start the study's notes). `input` names
+/// the source in messages; InputError when no series can be read.
+std::unique_ptr<Study> open_dicom_study(const std::string& input, const std::string& id, const std::string& study_uid,
+                                        const std::vector<std::filesystem::path>& files,
+                                        std::vector<std::string> notes = {});
 
 /// One source per input of `config`: an HDF5 file (by its signature) is a dataset or shard
 /// index, a .nii/.nii.gz file is one NIfTI study, a folder holding NIfTI files is one study per
-/// file, any other folder is a DICOM folder (one study per StudyInstanceUID). InputError for an
-/// input that does not exist. HDF5 inputs are opened here (their structure is checked).
-/// ConfigError naming the input when `outputs` asks for dicom_seg or dicom_sr and the input is
+/// file, any other folder is a DICOM folder (one study per StudyInstanceUID); then the PACS of
+/// `source.pacs`, caching under OUT/.cache. InputError for an input that does not exist. HDF5
+/// inputs are opened here (their structure is checked), a PACS is asked whether it answers.
+/// ConfigError naming the input when `outputs` asks for dicom_seg or dicom_sr and an input is
 /// not DICOM.
 std::vector<std::unique_ptr<StudySource>> make_sources(const CampaignConfig& config);
 

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <map>
 #include <optional>
 #include <set>
@@ -23,6 +24,7 @@
 #include "core/fault_injection.h"
 #include "core/progress.h"
 #include "launch/campaign/campaign_page.h"
+#include "launch/campaign/pacs_store.h"
 #include "launch/campaign/study_pipeline.h"
 #include "launch/campaign/study_source.h"
 
@@ -58,6 +60,7 @@ class CampaignRun {
       config_.validate();
       auto routes = campaign::make_routes(config_, campaign::PredictorOptions::from(config_, context_.device, rank() == 0), rank() == 0);
       sources_ = campaign::make_sources(config_);
+      if (config_.store_to.enabled()) store_ = std::make_unique<campaign::PacsStore>(config_.store_to);
       const std::string fingerprint = campaign::campaign_fingerprint(config_, routes);
       pipeline_ = std::make_unique<campaign::StudyPipeline>(std::move(routes), campaign::StudyReport(config_.calcium),
                                                             campaign::make_sinks(config_.outputs, rank()), ledger_, fingerprint);
@@ -68,6 +71,8 @@ class CampaignRun {
       problem = attempt([&] {
         const std::set<std::string> chosen(config_.studies.begin(), config_.studies.end());
         ledger_.prepare(force_, [&](const std::string& id) { return chosen.empty() || chosen.count(id) != 0; });
+        std::error_code ignored;
+        fs::remove_all(config_.output / ".cache", ignored);  // PACS studies a killed run left
         write_file_atomic(config_.output / "campaign.yaml", config_.yaml());
       });
     }
@@ -109,6 +114,16 @@ class CampaignRun {
       done_[i] = ledger_.check(studies_[i].id, pipeline_->fingerprint()).empty() ? 1 : 0;
     }
     done_ = context_.control.all_max(std::move(done_), "campaign verification");
+    if (store_) {
+      // A committed study with a failure record is one whose results the PACS refused: sent again.
+      const auto failed = ledger_.failures();
+      for (std::size_t i = 0; i < studies_.size(); ++i) {
+        if (done_[i] != 0 && failed.count(studies_[i].id) != 0) {
+          done_[i] = 0;
+          push_only_.insert(i);
+        }
+      }
+    }
     for (std::size_t i = 0; i < studies_.size(); ++i) {
       if (done_[i] == 0) pending_.push_back(i);
     }
@@ -126,40 +141,68 @@ class CampaignRun {
   }
 
   /// Studies handed out one at a time; a failed study is recorded and the rank takes the next.
+  /// With a source that fetches (a PACS), the rank asks for its next study before it processes
+  /// the current one and retrieves it meanwhile (one ahead).
   void work() {
     WorkQueue queue(context_.env.world(), static_cast<std::int64_t>(pending_.size()), context_.env.thread_multiple(),
                     WorkQueueOptions().timeout_s(context_.runtime.collective_timeout_s));
     Progress progress("studies started", static_cast<std::int64_t>(pending_.size()), rank() == 0);
+    const bool ahead = std::any_of(sources_.begin(), sources_.end(), [](const auto& s) { return s->fetches(); });
     std::int64_t shown = 0;
-    while (const auto item = queue.next()) {
+    std::optional<std::int64_t> item = queue.next();
+    std::future<void> fetched = item ? fetch(*item) : std::future<void>{};
+    while (item) {
       const std::size_t index = pending_[static_cast<std::size_t>(*item)];
-      process(index);
+      const std::optional<std::int64_t> upcoming = ahead ? queue.next() : std::nullopt;
+      std::future<void> next_fetched = upcoming ? fetch(*upcoming) : std::future<void>{};
+      process(index, fetched);
       if (rank() == 0) {
         const std::int64_t now = queue.handed_out();
         progress.advance(now - shown, studies_[index].id);
         shown = now;
       }
+      item = ahead ? upcoming : queue.next();
+      fetched = ahead ? std::move(next_fetched) : (item ? fetch(*item) : std::future<void>{});
     }
     queue.finish();
     if (rank() == 0) progress.advance(queue.handed_out() - shown);
   }
 
-  void process(std::size_t index) {
+  /// Starts bringing the study of queue item `item` to this rank (nothing to wait for when its
+  /// source does not fetch, or only its results are sent again).
+  std::future<void> fetch(std::int64_t item) {
+    const std::size_t index = pending_[static_cast<std::size_t>(item)];
+    const campaign::StudySource& source = *sources_[studies_[index].source];
+    if (!source.fetches() || push_only_.count(index) != 0) return {};
+    return std::async(std::launch::async, [&source, entry = studies_[index]] { source.fetch(entry); });
+  }
+
+  void process(std::size_t index, std::future<void>& fetched) {
     fault_point("campaign.study");
     const StudyEntry& entry = studies_[index];
+    const campaign::StudySource& source = *sources_[entry.source];
+    std::string stage = "process";
     try {
-      const auto study = sources_[entry.source]->open(entry);
-      pipeline_->process(*study);
+      if (push_only_.count(index) == 0) {
+        if (fetched.valid()) fetched.get();
+        const auto study = source.open(entry);
+        pipeline_->process(*study);
+      }
+      stage = "store";
+      if (store_) store_->push(ledger_.study_dir(entry.id));
       done_[index] = 1;
+      spdlog::debug("study {} done on rank {}", entry.id, rank());
     } catch (const std::exception& e) {
-      // Recorded, and the campaign goes on (bad input, unsupported geometry, out of memory).
+      // Recorded, and the campaign goes on (bad input, unsupported geometry, out of memory, a
+      // PACS that fails a retrieval or refuses the results: their local outputs stay).
       spdlog::warn("study {} failed on rank {}: {}", entry.id, rank(), e.what());
       try {
-        ledger_.record_failure(entry.id, "process", rank(), e.what());
+        ledger_.record_failure(entry.id, stage, rank(), e.what());
       } catch (const std::exception& inner) {
         spdlog::error("cannot record the failure of {}: {}", entry.id, inner.what());
       }
     }
+    source.release(entry);
   }
 
   /// Every rank's successes reach rank 0, which writes the summary; all ranks return its code.
@@ -194,6 +237,8 @@ class CampaignRun {
   Clock::time_point start_ = Clock::now();
   std::vector<std::unique_ptr<campaign::StudySource>> sources_;
   std::unique_ptr<campaign::StudyPipeline> pipeline_;
+  std::unique_ptr<campaign::PacsStore> store_;  ///< store_to: where results go (null: nowhere)
+  std::set<std::size_t> push_only_;             ///< studies done but whose results the PACS refused
   std::vector<StudyEntry> studies_;
   std::vector<std::int64_t> done_;
   std::vector<std::size_t> pending_;  ///< indices into studies_, in the order they are handed out
