@@ -195,7 +195,8 @@ std::optional<SliceHeader> read_header(const fs::path& path, std::vector<DicomRe
   h.sop_instance_uid = get_string(data, DCM_SOPInstanceUID);
   h.sop_class_uid = get_string(data, DCM_SOPClassUID);
   h.frame_of_reference_uid = get_string(data, DCM_FrameOfReferenceUID);
-  h.study = {get_string(data, DCM_PatientName),      get_string(data, DCM_PatientID),
+  h.study = {h.study_uid,
+             get_string(data, DCM_PatientName),      get_string(data, DCM_PatientID),
              get_string(data, DCM_PatientBirthDate), get_string(data, DCM_PatientSex),
              h.study_date,                           get_string(data, DCM_StudyTime),
              get_string(data, DCM_StudyID),          get_string(data, DCM_AccessionNumber),
@@ -601,7 +602,6 @@ DicomSeries import_series(std::vector<SliceHeader> slices, const DicomReadOption
     throw Rejected{e.detail()};
   }
   DicomSeriesIdentity& id = series.identity;
-  id.study_uid = first.study_uid;
   id.series_uid = first.series_uid;
   id.modality = first.modality;
   id.frame_of_reference_uid = first.frame_of_reference_uid;

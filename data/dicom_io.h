@@ -20,19 +20,22 @@ struct DicomReadOptions {
   std::int64_t max_voxels = std::int64_t{1} << 31;
 };
 
-/// Patient and study attributes of a series (from its first image), copied into objects derived
-/// from it (segmentations, reports) so that they file into the same patient and study.
+/// Patient and study attributes: read from a series' first image and copied into objects derived
+/// from it (segmentations, reports) so that they file into the same patient and study; written
+/// into every image of a series (write_dicom_series). Empty strings are empty (type 2) attributes.
 struct DicomStudyAttributes {
+  std::string study_uid;
   std::string patient_name, patient_id, patient_birth_date, patient_sex;
-  std::string study_date, study_time, study_id, accession_number, referring_physician_name, study_description;
+  std::string study_date, study_time;  ///< DA "YYYYMMDD", TM "HHMMSS"
+  std::string study_id, accession_number, referring_physician_name, study_description;
   std::string specific_character_set;  ///< how the text above is encoded ("" : ASCII)
 };
 
 /// What an object derived from a series must reference: its UIDs, frame of reference and the
 /// SOP instance of each slice.
 struct DicomSeriesIdentity {
-  std::string study_uid, series_uid, modality, frame_of_reference_uid;
-  DicomStudyAttributes study;
+  std::string series_uid, modality, frame_of_reference_uid;
+  DicomStudyAttributes study;  ///< with the StudyInstanceUID
   /// One per slice, in slice (z) order, as DicomSeries::files.
   std::vector<std::string> sop_instance_uids, sop_class_uids;
 };

@@ -59,7 +59,7 @@ void fill_source_item(DcmItem& item, const DicomSeriesIdentity& s) {
       {DCM_PatientID, a.patient_id},
       {DCM_PatientBirthDate, a.patient_birth_date},
       {DCM_PatientSex, a.patient_sex},
-      {DCM_StudyInstanceUID, s.study_uid},
+      {DCM_StudyInstanceUID, a.study_uid},
       {DCM_StudyDate, a.study_date},
       {DCM_StudyTime, a.study_time},
       {DCM_StudyID, a.study_id},
@@ -88,7 +88,7 @@ void check_inputs(const fs::path& path, const Volume& labels, const std::vector<
                                  shape[0], d.source.series_uid, slices));
   }
   if (shape[1] > 65535 || shape[2] > 65535) throw InputError(path.string(), "slices larger than 65535 pixels");
-  if (d.source.study_uid.empty() || d.source.series_uid.empty()) {
+  if (d.source.study.study_uid.empty() || d.source.series_uid.empty()) {
     throw InputError(path.string(), "the source series has no StudyInstanceUID or SeriesInstanceUID");
   }
   if (segments.empty()) throw InputError(path.string(), "no segment to write; expected at least one structure");
@@ -223,11 +223,11 @@ std::size_t write_dicom_seg(const fs::path& path, const Volume& labels, const st
 
   IODReferences references;
   for (std::size_t z = 0; z < d.source.sop_instance_uids.size(); ++z) {
-    references.add(new IODImageReference(d.source.study.patient_id.c_str(), d.source.study_uid.c_str(),
+    references.add(new IODImageReference(d.source.study.patient_id.c_str(), d.source.study.study_uid.c_str(),
                                          d.source.series_uid.c_str(), d.source.sop_instance_uids[z].c_str(),
                                          d.source.sop_class_uids[z].c_str()));
   }
-  seg->getCommonInstanceReference().addReferences(references, d.source.study_uid.c_str());
+  seg->getCommonInstanceReference().addReferences(references, d.source.study.study_uid.c_str());
 
   DcmFileFormat file;
   check(seg->writeDataset(*file.getDataset()), path, "writeDataset");

@@ -79,7 +79,7 @@ void add_individual(TID1500_MeasurementReport& report, const SrGroup& g, const f
 /// Patient, study and series of the source, then the report's own UIDs.
 void set_identity(DSRDocument& doc, const SrDescription& d, const fs::path& path) {
   const DicomStudyAttributes& a = d.source.study;
-  check(doc.createNewSeriesInStudy(d.source.study_uid.c_str()), path, "StudyInstanceUID " + d.source.study_uid);
+  check(doc.createNewSeriesInStudy(d.source.study.study_uid.c_str()), path, "StudyInstanceUID " + d.source.study.study_uid);
   if (!a.specific_character_set.empty()) {
     check(doc.setSpecificCharacterSet(a.specific_character_set.c_str(), false), path, "SpecificCharacterSet");
   }
@@ -100,7 +100,7 @@ void set_identity(DSRDocument& doc, const SrDescription& d, const fs::path& path
   check(doc.setSoftwareVersions(d.software_version.c_str()), path, "SoftwareVersions");
   check(doc.setInstanceNumber("1"), path, "InstanceNumber");
   for (const auto& [series, instance] : d.segmentations) {
-    check(doc.getCurrentRequestedProcedureEvidence().addItem(d.source.study_uid.c_str(), series.c_str(),
+    check(doc.getCurrentRequestedProcedureEvidence().addItem(d.source.study.study_uid.c_str(), series.c_str(),
                                                              UID_SegmentationStorage, instance.c_str()),
           path, "evidence " + instance);
   }

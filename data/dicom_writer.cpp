@@ -172,7 +172,7 @@ void fill_identity(DatasetFiller& d, const SeriesContext& c, const std::string& 
   d.put(DCM_StudyInstanceUID, c.study.study_uid);
   d.put(DCM_StudyDate, c.study.study_date);
   d.put(DCM_StudyTime, c.study.study_time);
-  d.put(DCM_ReferringPhysicianName, c.study.referring_physician);
+  d.put(DCM_ReferringPhysicianName, c.study.referring_physician_name);
   d.put(DCM_StudyID, c.study.study_id);
   d.put(DCM_AccessionNumber, c.study.accession_number);
   d.put(DCM_StudyDescription, c.study.study_description);

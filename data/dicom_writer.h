@@ -10,19 +10,11 @@
 #include <utility>
 #include <vector>
 
+#include "data/dicom_io.h"
 #include "data/dicom_uid.h"
 #include "data/volume.h"
 
 namespace vitruvian::data {
-
-/// Patient and study attributes shared by every series of one study. Empty strings are written
-/// as empty (type 2) attributes.
-struct DicomStudyAttributes {
-  std::string study_uid;  ///< required
-  std::string patient_name, patient_id, patient_birth_date, patient_sex;
-  std::string study_date, study_time;  ///< DA "YYYYMMDD", TM "HHMMSS"
-  std::string study_id, accession_number, referring_physician, study_description;
-};
 
 /// The stored values are slope × stored + intercept.
 struct DicomRescale {

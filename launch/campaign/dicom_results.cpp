@@ -8,25 +8,11 @@
 
 #include "core/errors.h"
 #include "core/version.h"
+#include "data/dicom_uid.h"
 
 namespace vitruvian::campaign {
 
-std::string derived_uid(const std::vector<std::string>& parts) {
-  using u128 = unsigned __int128;
-  const u128 prime = (u128{1} << 88) + 0x13b;                            // FNV-128 prime: 2^88 + 2^8 + 0x3b
-  u128 h = (u128{0x6c62272e07bb0142ULL} << 64) | 0x62b821756295c58dULL;  // FNV-128 offset basis
-  for (const auto& part : parts) {
-    for (const unsigned char c : part) h = (h ^ c) * prime;
-    h = (h ^ 0u) * prime;
-  }
-  std::string digits;
-  do {
-    digits.push_back(static_cast<char>('0' + static_cast<int>(h % 10)));
-    h /= 10;
-  } while (h != 0);
-  std::reverse(digits.begin(), digits.end());
-  return "2.25." + digits;
-}
+std::string derived_uid(const std::vector<std::string>& parts) { return data::uid_from(data::kDefaultUidRoot, parts); }
 
 std::string seg_file_name(const RouteResult& r) { return r.route->name + ".seg.dcm"; }
 
@@ -53,7 +39,7 @@ SegPlan plan_seg(const FinishedStudy& f, std::size_t i) {
     plan.algorithm_version = plan.model_name;
   }
   const std::string fingerprint = f.report.value("campaign_fingerprint", "");
-  const std::vector<std::string> parts{plan.source->study_uid, r.route->name, plan.algorithm_version, fingerprint};
+  const std::vector<std::string> parts{plan.source->study.study_uid, r.route->name, plan.algorithm_version, fingerprint};
   auto with = [&](const char* what) {
     auto p = parts;
     p.emplace_back(what);

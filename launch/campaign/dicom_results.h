@@ -13,8 +13,8 @@
 
 namespace vitruvian::campaign {
 
-/// "2.25." followed by the decimal value of the 128-bit FNV-1a hash of `parts` (each ended by a
-/// zero byte): a UID needing no registered root (ISO/IEC 9834-8), the same for the same parts.
+/// A UID under the project's root hashed from `parts` (data::uid_from): the same for the same
+/// parts, another for any change.
 std::string derived_uid(const std::vector<std::string>& parts);
 
 /// A route's SEG as the sinks write and reference it.

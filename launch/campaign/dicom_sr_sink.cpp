@@ -94,7 +94,7 @@ void calcium_groups(const std::vector<SegPlan>& plans, bool with_seg, const json
       g = group_on(*plan, with_seg, artery, "calcium " + artery);
     } else {
       g.tracking_id = "calcium " + artery;
-      g.tracking_uid = derived_uid({study.study_uid, g.tracking_id});
+      g.tracking_uid = derived_uid({study.study.study_uid, g.tracking_id});
       g.finding = data::anatomy_code(artery).type;
     }
     g.measurements = calcium_measurements(score);
@@ -103,7 +103,7 @@ void calcium_groups(const std::vector<SegPlan>& plans, bool with_seg, const json
   data::SrGroup total;
   total.tracking_id = "calcium total";
   total.tracking_uid =
-      derived_uid({study.study_uid, "calcium total", plans.empty() ? "" : plans.front().sop_instance_uid});
+      derived_uid({study.study.study_uid, "calcium total", plans.empty() ? "" : plans.front().sop_instance_uid});
   total.finding = kCalcium;
   total.measurements = calcium_measurements(calcium.at("total"));
   groups.push_back(total);
@@ -141,8 +141,8 @@ void DicomSrSink::write(FinishedStudy& f, const std::filesystem::path& dir) cons
     calcium_groups(plans, with_seg_, *it, study, groups);
   }
   const std::string fingerprint = f.report.value("campaign_fingerprint", "");
-  d.sop_instance_uid = derived_uid({study.study_uid, "sr instance", fingerprint});
-  d.series_uid = derived_uid({study.study_uid, "sr series", fingerprint});
+  d.sop_instance_uid = derived_uid({study.study.study_uid, "sr instance", fingerprint});
+  d.series_uid = derived_uid({study.study.study_uid, "sr series", fingerprint});
   d.series_number = "1000";  // the SEGs are 1001, 1002, ... in route order
   d.device_uid = derived_uid({"Vitruvian", software_version()});
   d.software_version = software_version();

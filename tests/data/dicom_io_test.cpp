@@ -99,7 +99,7 @@ TEST(DicomIo, AxialSeriesInShuffledFileOrder) {
   for (std::size_t k = 0; k < 7; ++k) EXPECT_EQ(got.files[k].filename(), s.slices[k].file) << k;
   // The DICOM identity: UIDs, patient and study, and each slice's SOP instance in slice order.
   const DicomSeriesIdentity& id = got.identity;
-  EXPECT_EQ(id.study_uid, s.study_uid);
+  EXPECT_EQ(id.study.study_uid, s.study_uid);
   EXPECT_EQ(id.series_uid, s.series_uid);
   EXPECT_EQ(id.study.patient_id, "PAT-0042");
   EXPECT_EQ(id.study.study_date, "20240131");

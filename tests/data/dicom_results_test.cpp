@@ -87,11 +87,11 @@ TEST_F(DicomResults, FramesAreTheSlicesASegmentTouches) {
 
 DicomSeriesIdentity identity(std::size_t slices) {
   DicomSeriesIdentity id;
-  id.study_uid = "1.2.826.0.1.3680043.8.498.1";
   id.series_uid = "1.2.826.0.1.3680043.8.498.2";
   id.frame_of_reference_uid = "1.2.826.0.1.3680043.8.498.3";
   id.modality = "CT";
-  id.study = {"Doe^Jane", "P1", "19800101", "F", "20260101", "120000", "7", "A1", "", "chest", ""};
+  id.study = {"1.2.826.0.1.3680043.8.498.1", "Doe^Jane", "P1", "19800101", "F", "20260101", "120000", "7", "A1",
+              "", "chest", ""};
   for (std::size_t k = 0; k < slices; ++k) {
     id.sop_instance_uids.push_back("1.2.826.0.1.3680043.8.498.4." + std::to_string(k + 1));
     id.sop_class_uids.push_back(UID_CTImageStorage);
@@ -185,7 +185,7 @@ TEST_F(DicomResults, SrIsAValidMeasurementReport) {
   doc.getSOPInstanceUID(uid);
   EXPECT_EQ(uid, "2.25.99");
   doc.getStudyInstanceUID(uid);
-  EXPECT_EQ(uid, d.source.study_uid.c_str());
+  EXPECT_EQ(uid, d.source.study.study_uid.c_str());
   EXPECT_EQ(decimal_string(1.234567), "1.234567");
   EXPECT_EQ(decimal_string(275.390625), "275.390625");
   EXPECT_EQ(decimal_string(-468.1135), "-468.1135");
