@@ -65,6 +65,10 @@ std::string Ledger::check(const std::string& id, const std::string& fingerprint)
 
 void Ledger::commit(const std::string& id, const std::function<void(const fs::path&)>& fill) const {
   write_checkpoint(output_ / "studies", id, fill);
+  clear_failure(id);
+}
+
+void Ledger::clear_failure(const std::string& id) const {
   std::error_code ignored;
   fs::remove(output_ / "failed" / (id + ".json"), ignored);
 }

@@ -38,6 +38,9 @@ class Ledger {
   /// Records why a study failed (OUT/failed/<id>.json: study, stage, rank, error), atomically.
   void record_failure(const std::string& id, const std::string& stage, int rank, const std::string& error) const;
 
+  /// Removes a study's failure record (its results were sent after all).
+  void clear_failure(const std::string& id) const;
+
   /// Failure records: study id → error (a record that cannot be read says so).
   std::map<std::string, std::string> failures() const;
 

@@ -190,6 +190,7 @@ class CampaignRun {
       }
       stage = "store";
       if (store_) store_->push(ledger_.study_dir(entry.id));
+      if (push_only_.count(index) != 0) ledger_.clear_failure(entry.id);
       done_[index] = 1;
       spdlog::debug("study {} done on rank {}", entry.id, rank());
     } catch (const std::exception& e) {

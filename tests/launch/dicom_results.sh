@@ -129,7 +129,7 @@ import pydicom
 for a, b in (("first.seg.dcm", "out/studies/dicom/organs.seg.dcm"), ("first.sr.dcm", "out/studies/dicom/report.sr.dcm")):
     x, y = pydicom.dcmread(a), pydicom.dcmread(b)
     assert (x.SOPInstanceUID, x.SeriesInstanceUID) == (y.SOPInstanceUID, y.SeriesInstanceUID), (a, x.SOPInstanceUID, y.SOPInstanceUID)
-    assert x.SOPInstanceUID.startswith("2.25.") and len(x.SOPInstanceUID) <= 64, x.SOPInstanceUID
+    assert x.SOPInstanceUID.startswith("1.2.826.0.1.3680043.10.1147.") and len(x.SOPInstanceUID) <= 64, x.SOPInstanceUID
 print("rerun: the same SOP Instance and Series UIDs")
 PY
 

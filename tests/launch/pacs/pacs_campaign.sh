@@ -7,9 +7,9 @@
 # the PACS unreachable or rejecting the association (exit 2 before any work, one line), a
 # credentials file open to others, a query that matches nothing, a retrieval that fails (a
 # failed study, the other done).
-# With the DICOM SEG/SR outputs built in, also: the results appear under the study's
-# StudyInstanceUID, a forced rerun leaves the instance count unchanged, and a PACS that refuses
-# them fails the study with its status while the local outputs stay, and a rerun sends them.
+# The DICOM SEG/SR outputs appear under the study's StudyInstanceUID, a forced rerun leaves the
+# instance count unchanged, and a PACS that refuses them fails the study with its status while
+# the local outputs stay, and a rerun sends them.
 # Usage: pacs_campaign.sh VITRUVIAN MPIRUN WRITE_TEST_DICOM WORKDIR
 set -euo pipefail
 vit=$1
@@ -41,10 +41,8 @@ YAML
 expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 2 --shape 24,32,32 --out p.h5 --threads 1
 expect_exit 0 train.err "$vit" --config train.yaml --threads 1 train
 
-# DICOM outputs to send back, when this build writes them.
-outputs="[hdf5]"
-"$vit" infer --set 'outputs=[dicom_seg]' --input /nonexistent --out probe --model run/model >probe.out 2>probe.err || true
-grep -q "'dicom_seg' is not an output" probe.err || outputs="[hdf5, dicom_seg, dicom_sr]"
+# The DICOM outputs sent back.
+outputs="[hdf5, dicom_seg, dicom_sr]"
 
 dimse="{protocol: dimse, host: 127.0.0.1, port: $ORTHANC_DICOM_PORT, aet: $ORTHANC_SCU_AET, called_aet: $ORTHANC_AET, timeout_s: 10}"
 cat >credentials.yaml <<YAML
@@ -68,14 +66,15 @@ YAML
 # check_out OUT: both studies done under their StudyInstanceUIDs, non-image objects noted, cache gone.
 check_out() {
   $py - "$1" "$study1" "$study2" <<'PY'
-import json, os, sys
+import json, os, re, sys
 out, s1, s2 = sys.argv[1:]
 s = json.load(open(f"{out}/campaign.json"))
 assert s["done"] == 2 and s["failed"] == [], s
 assert sorted(s["done_studies"]) == sorted([s1, s2]), s["done_studies"]
 r = json.load(open(f"{out}/studies/{s1}/report.json"))
 notes = r["notes"]
-assert any("left out 1 non-image object(s) of the study (SR)" in n for n in notes), notes
+# The SR stored with the data; on the second protocol's run also the SR the first run sent back.
+assert any(re.fullmatch(r"left out [12] non-image object\(s\) of the study \(SR\)", n) for n in notes), notes
 assert any("left out 1 non-image object(s) of the study (PR)" in n for n in notes), notes
 assert r["routes"]["organs"]["series"] == ["ct_abdomen_1_0mm"], r["routes"]["organs"]["series"]
 cache = f"{out}/.cache"
@@ -113,27 +112,29 @@ campaign uid.yaml out_uid "$dimse" "$dimse" "study_uids: [$study1], study_date: 
 expect_exit 0 uid.err "$vit" infer --campaign uid.yaml
 [[ -f out_uid/studies/$study1/report.json && ! -e out_uid/studies/$study2 ]] || fail "uid query: $(ls out_uid/studies)"
 
-if [[ $outputs != "[hdf5]" ]]; then
-  # The results are in the PACS under the same study; a forced rerun adds nothing.
-  sent=$(ls out_dimse/studies/$study1/*.dcm out_web/studies/$study1/*.dcm | wc -l)
-  n1=$(instances $study1)
-  [[ $n1 -gt 17 ]] || fail "no result reached the PACS (study holds $n1 instances)"
-  expect_exit 0 force.err "$mpirun" -np 2 "$vit" infer --campaign dimse.yaml --force
-  [[ $(instances $study1) == "$n1" ]] || fail "a forced rerun changed the PACS's instance count ($n1 -> $(instances $study1)); sent $sent"
-  # A PACS that refuses them (it refuses what calling AE VITRUVIAN-RO sends): failed, outputs kept.
-  refusing="{protocol: dimse, host: 127.0.0.1, port: $ORTHANC_DICOM_PORT, aet: VITRUVIAN-RO, called_aet: $ORTHANC_AET}"
-  campaign refused.yaml out_refused "$dimse" "$refusing" "study_uids: [$study2]"
-  expect_exit 1 refused.err "$vit" infer --campaign refused.yaml
-  grep -q "status 0xa7" out_refused/failed/$study2.json || { cat out_refused/failed/$study2.json; fail "no status in the failure"; }
-  [[ -f out_refused/studies/$study2/report.json ]] || fail "the local outputs of a refused study are gone"
-  # Rerun to a PACS that takes them: sent without recomputing, the failure record gone.
-  campaign refused.yaml out_refused "$dimse" "$dimse" "study_uids: [$study2]"
-  expect_exit 0 resent.err "$vit" infer --campaign refused.yaml
-  grep -q "campaign: 1 studies, 0 already done, 1 to run" resent.err || { cat resent.err; fail "the refused results were not sent again"; }
-  [[ ! -e out_refused/failed/$study2.json && $(instances $study2) -gt 3 ]] || fail "the resent results are not in the PACS"
-else
-  echo "this build writes no DICOM outputs: the push is checked by launch.pacs.clients (PacsStore)"
-fi
+# The results are in the PACS under the same study; a forced rerun adds nothing.
+sent=$(ls out_dimse/studies/$study1/*.dcm out_web/studies/$study1/*.dcm | wc -l)
+n1=$(instances $study1)
+[[ $n1 -gt 17 ]] || fail "no result reached the PACS (study holds $n1 instances)"
+expect_exit 0 force.err "$mpirun" -np 2 "$vit" infer --campaign dimse.yaml --force
+[[ $(instances $study1) == "$n1" ]] || fail "a forced rerun changed the PACS's instance count ($n1 -> $(instances $study1)); sent $sent"
+# A PACS that refuses them (it refuses what calling AE VITRUVIAN-RO sends): failed, outputs kept.
+refusing="{protocol: dimse, host: 127.0.0.1, port: $ORTHANC_DICOM_PORT, aet: VITRUVIAN-RO, called_aet: $ORTHANC_AET}"
+campaign refused.yaml out_refused "$dimse" "$refusing" "study_uids: [$study2]"
+expect_exit 1 refused.err "$vit" infer --campaign refused.yaml
+grep -q "status 0xa7" out_refused/failed/$study2.json || { cat out_refused/failed/$study2.json; fail "no status in the failure"; }
+[[ -f out_refused/studies/$study2/report.json ]] || fail "the local outputs of a refused study are gone"
+# Rerun to a PACS that takes them: sent without recomputing, the failure record gone. The
+# earlier campaigns sent the same SR (the same UID): removed first, so only the resend can bring it.
+sr_uid=$($py -c 'import pydicom,sys; print(pydicom.dcmread(sys.argv[1]).SOPInstanceUID)' out_refused/studies/$study2/report.sr.dcm)
+lookup() { orthanc_rest /tools/lookup -X POST -d "$1" | $py -c 'import json,sys; print(" ".join(x["ID"] for x in json.load(sys.stdin)))'; }
+for id in $(lookup "$sr_uid"); do orthanc_rest "/instances/$id" -X DELETE >/dev/null; done
+[[ -z $(lookup "$sr_uid") ]] || fail "the SR could not be removed from the PACS"
+campaign refused.yaml out_refused "$dimse" "$dimse" "study_uids: [$study2]"
+expect_exit 0 resent.err "$vit" infer --campaign refused.yaml
+grep -q "campaign: 1 studies, 0 already done, 1 to run" resent.err || { cat resent.err; fail "the refused results were not sent again"; }
+[[ ! -e out_refused/failed/$study2.json ]] || fail "the failure record of the resent study is still there"
+[[ -n $(lookup "$sr_uid") ]] || fail "the resent SR is not in the PACS"
 
 # Faults at set-up: exit 2 before any work, one line naming the PACS and the peer's reason.
 campaign closed.yaml out_closed "{protocol: dimse, host: 127.0.0.1, port: $(free_port), aet: $ORTHANC_SCU_AET, called_aet: $ORTHANC_AET, timeout_s: 5}" "$dimse"
