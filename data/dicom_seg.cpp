@@ -26,6 +26,7 @@
 #include <memory>
 
 #include "core/errors.h"
+#include "data/dicom_common.h"
 
 namespace vitruvian::data {
 namespace {
@@ -35,16 +36,6 @@ namespace fs = std::filesystem;
 /// Throws InternalError naming `path` and the DCMTK call when `status` is bad.
 void check(const OFCondition& status, const fs::path& path, const char* call) {
   if (status.bad()) throw InternalError(path.string(), fmt::format("DCMTK {} failed: {}", call, status.text()));
-}
-
-/// A DICOM decimal string (at most 16 characters) for a coordinate or spacing.
-std::string ds(double v) {
-  if (std::abs(v) < 5e-11) v = 0.0;
-  for (int digits = 15; digits > 1; --digits) {
-    const std::string s = fmt::format("{:.{}g}", v, digits);
-    if (s.size() <= 16) return s;
-  }
-  return fmt::format("{:.1e}", v);
 }
 
 CodeSequenceMacro code_of(const CodedConcept& c) {
@@ -98,13 +89,15 @@ void check_inputs(const fs::path& path, const Volume& labels, const std::vector<
 void add_shared_groups(DcmSegmentation& seg, const Geometry& g, const fs::path& path) {
   const auto& m = g.direction;  // column c: the LPS direction of index axis c
   std::unique_ptr<FGPlaneOrientationPatient> orientation(FGPlaneOrientationPatient::createMinimal(
-      ds(m[0]).c_str(), ds(m[3]).c_str(), ds(m[6]).c_str(), ds(m[1]).c_str(), ds(m[4]).c_str(), ds(m[7]).c_str()));
+      decimal_string(m[0]).c_str(), decimal_string(m[3]).c_str(), decimal_string(m[6]).c_str(),
+      decimal_string(m[1]).c_str(), decimal_string(m[4]).c_str(), decimal_string(m[7]).c_str()));
   check(seg.addForAllFrames(*orientation), path, "addForAllFrames(PlaneOrientation)");
   FGPixelMeasures measures;
-  check(measures.setPixelSpacing(fmt::format("{}\\{}", ds(g.spacing[1]), ds(g.spacing[0])).c_str()), path,
-        "setPixelSpacing");
-  check(measures.setSliceThickness(ds(g.spacing[2]).c_str()), path, "setSliceThickness");
-  check(measures.setSpacingBetweenSlices(ds(g.spacing[2]).c_str()), path, "setSpacingBetweenSlices");
+  check(measures.setPixelSpacing(
+            fmt::format("{}\\{}", decimal_string(g.spacing[1]), decimal_string(g.spacing[0])).c_str()),
+        path, "setPixelSpacing");
+  check(measures.setSliceThickness(decimal_string(g.spacing[2]).c_str()), path, "setSliceThickness");
+  check(measures.setSpacingBetweenSlices(decimal_string(g.spacing[2]).c_str()), path, "setSpacingBetweenSlices");
   check(seg.addForAllFrames(measures), path, "addForAllFrames(PixelMeasures)");
 }
 
@@ -115,8 +108,9 @@ void add_frames(DcmSegmentation& seg, Uint16 number, const at::Tensor& mask, con
   const std::int64_t pixels = mask.size(1) * mask.size(2);
   for (const std::int64_t z : slices) {
     FGPlanePosPatient position;
-    check(position.setImagePositionPatient(ds(m[2] * z + m[3]).c_str(), ds(m[6] * z + m[7]).c_str(),
-                                           ds(m[10] * z + m[11]).c_str()),
+    check(position.setImagePositionPatient(decimal_string(m[2] * z + m[3]).c_str(),
+                                           decimal_string(m[6] * z + m[7]).c_str(),
+                                           decimal_string(m[10] * z + m[11]).c_str()),
           path, "setImagePositionPatient");
     FGFrameContent content;
     check(content.setDimensionIndexValues(number, 0), path, "setDimensionIndexValues");
@@ -235,6 +229,7 @@ std::size_t write_dicom_seg(const fs::path& path, const Volume& labels, const st
   fill_source_item(data, d.source);  // the source's own values, also where dcmseg left one empty
   data.putAndInsertString(DCM_SOPInstanceUID, d.sop_instance_uid.c_str());
   data.putAndInsertString(DCM_SeriesInstanceUID, d.series_uid.c_str());
+  series_dated_as_content(data);
   check(file.saveFile(path.c_str(), EXS_LittleEndianExplicit), path, "saveFile");
   return written;
 }

@@ -16,6 +16,7 @@
 #include <dcmtk/dcmsr/dsrdoc.h>
 
 #include "core/errors.h"
+#include "data/dicom_common.h"
 
 namespace vitruvian::data {
 namespace {
@@ -79,7 +80,8 @@ void add_individual(TID1500_MeasurementReport& report, const SrGroup& g, const f
 /// Patient, study and series of the source, then the report's own UIDs.
 void set_identity(DSRDocument& doc, const SrDescription& d, const fs::path& path) {
   const DicomStudyAttributes& a = d.source.study;
-  check(doc.createNewSeriesInStudy(d.source.study.study_uid.c_str()), path, "StudyInstanceUID " + d.source.study.study_uid);
+  check(doc.createNewSeriesInStudy(d.source.study.study_uid.c_str()), path,
+        "StudyInstanceUID " + d.source.study.study_uid);
   if (!a.specific_character_set.empty()) {
     check(doc.setSpecificCharacterSet(a.specific_character_set.c_str(), false), path, "SpecificCharacterSet");
   }
@@ -108,12 +110,6 @@ void set_identity(DSRDocument& doc, const SrDescription& d, const fs::path& path
 
 }  // namespace
 
-std::string decimal_string(double value) {
-  std::string s = fmt::format("{}", value);
-  for (int digits = 15; s.size() > 16 && digits > 1; --digits) s = fmt::format("{:.{}g}", value, digits);
-  return s;
-}
-
 void write_dicom_sr(const fs::path& path, const SrDescription& d, const std::vector<SrGroup>& groups) {
   TID1500_MeasurementReport report(CMR_CID7021::ImagingMeasurementReport);
   check(report.setLanguage(CID5000_Languages::English), path, "language");
@@ -139,6 +135,7 @@ void write_dicom_sr(const fs::path& path, const SrDescription& d, const std::vec
   check(doc.write(data), path, "writing the document");
   data.putAndInsertString(DCM_SOPInstanceUID, d.sop_instance_uid.c_str());
   data.putAndInsertString(DCM_SeriesInstanceUID, d.series_uid.c_str());
+  series_dated_as_content(data);
   check(file.saveFile(path.c_str(), EXS_LittleEndianExplicit), path, "saving the file");
 }
 

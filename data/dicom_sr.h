@@ -54,7 +54,4 @@ struct SrDescription {
 void write_dicom_sr(const std::filesystem::path& path, const SrDescription& description,
                     const std::vector<SrGroup>& groups);
 
-/// The shortest decimal text (at most 16 characters, DICOM DS) that reads back as `value`.
-std::string decimal_string(double value);
-
 }  // namespace vitruvian::data

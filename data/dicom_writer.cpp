@@ -20,6 +20,7 @@
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
+#include "data/dicom_common.h"
 
 namespace vitruvian::data {
 namespace {
@@ -39,15 +40,6 @@ struct Window {
   double centre = 0, width = 1;
   std::string name;
 };
-
-/// A DS value: at most 16 characters, as many significant digits as fit.
-std::string decimal_string(double value) {
-  for (int digits = 12; digits > 1; --digits) {
-    std::string text = fmt::format("{:.{}g}", value, digits);
-    if (text.size() <= 16) return text;
-  }
-  return fmt::format("{:.1g}", value);
-}
 
 std::string decimal_strings(const double* values, std::size_t n) {
   std::string text;

@@ -95,6 +95,7 @@ void ReportSink::write(FinishedStudy& f, const fs::path& dir) const {
   nlohmann::json& timing = f.report["timing"];
   timing["read_s"] = f.study.read_seconds();
   timing["write_s"] = seconds_between(f.writing, now);
+  timing["outputs_s"] = f.output_s;
   timing["total_s"] = seconds_between(f.started, now);
   timing["rank"] = rank_;
   write_file_atomic(dir / "report.json", f.report.dump(2));

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,8 @@ struct FinishedStudy {
   std::vector<data::Volume> written;
   std::chrono::steady_clock::time_point started;  ///< when the study's processing began
   std::chrono::steady_clock::time_point writing;  ///< when writing began
+  /// Seconds each output took, by its name in `outputs` (the report sink adds them to its timing).
+  std::map<std::string, double> output_s;
 };
 
 class Sink {
@@ -39,24 +42,29 @@ class Sink {
   /// Writes this sink's files for `study` into `dir` (the study's temporary folder). Throws on
   /// failure; the folder is then dropped whole.
   virtual void write(FinishedStudy& study, const std::filesystem::path& dir) const = 0;
+  /// Its name in the campaign's `outputs` ("report" for the report).
+  virtual std::string name() const = 0;
 };
 
 /// labels.h5: the routes' reference series and one label map per route, named after it.
 class Hdf5LabelsSink final : public Sink {
  public:
   void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+  std::string name() const override { return "hdf5"; }
 };
 
 /// <route>.nii.gz per route.
 class NiftiLabelsSink final : public Sink {
  public:
   void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+  std::string name() const override { return "nifti"; }
 };
 
 /// thumbnail.png: slices through the first route's structures on its reference series.
 class ThumbnailSink final : public Sink {
  public:
   void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+  std::string name() const override { return "thumbnail"; }
 };
 
 /// <route>.seg.dcm per route with a segmented structure: a BINARY DICOM SEG on the route's DICOM
@@ -65,6 +73,7 @@ class ThumbnailSink final : public Sink {
 class DicomSegSink final : public Sink {
  public:
   void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+  std::string name() const override { return "dicom_seg"; }
 };
 
 /// report.sr.dcm: the report's measurements as a DICOM SR TID 1500 Measurement Report; its groups
@@ -73,16 +82,18 @@ class DicomSrSink final : public Sink {
  public:
   explicit DicomSrSink(bool with_seg) : with_seg_(with_seg) {}
   void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+  std::string name() const override { return "dicom_sr"; }
 
  private:
   bool with_seg_;
 };
 
-/// report.json, with the read, write and total times; runs last.
+/// report.json, with the read, write (and per output) and total times; runs last.
 class ReportSink final : public Sink {
  public:
   explicit ReportSink(int rank) : rank_(rank) {}
   void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+  std::string name() const override { return "report"; }
 
  private:
   int rank_;

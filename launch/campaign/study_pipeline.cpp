@@ -1,6 +1,8 @@
 // Routes → report → sinks → ledger for one study.
 #include "launch/campaign/study_pipeline.h"
 
+#include "core/stopwatch.h"
+
 #include <chrono>
 
 namespace vitruvian::campaign {
@@ -26,7 +28,11 @@ void StudyPipeline::process(Study& study) const {
   FinishedStudy finished(study, std::move(results), std::move(report));
   finished.started = start;
   ledger_.commit(study.id(), [&](const std::filesystem::path& dir) {
-    for (const auto& sink : sinks_) sink->write(finished, dir);
+    for (const auto& sink : sinks_) {
+      const auto begun = SteadyClock::now();
+      sink->write(finished, dir);
+      finished.output_s[sink->name()] = seconds_since(begun);
+    }
   });
 }
 

@@ -22,6 +22,7 @@
 #include "core/errors.h"
 #include "data/anatomy_codes.h"
 #include "data/dicom_seg.h"
+#include "data/dicom_common.h"
 #include "data/dicom_sr.h"
 #include "data/phantom_kinds.h"
 #include "tests/data/scratch_test.h"
