@@ -169,4 +169,26 @@ record = json.load(open(f"out_fault/failed/{failed[0]}"))
 assert "pacs.retrieve" in record["error"], record
 assert not os.path.exists("out_fault/.cache") or os.listdir("out_fault/.cache") == [], os.listdir("out_fault/.cache")
 PY
+# A retrieval that times out: a proxy passes the echo and the query, then holds the later
+# associations silent; on one rank the first study's retrieval gets through, the second's stalls
+# and fails after timeout_s, the first is done.
+$py "$here/stall_proxy.py" 127.0.0.1 "$ORTHANC_DICOM_PORT" 3 proxy.port &
+proxy=$!
+trap 'kill $proxy 2>/dev/null || true; orthanc_stop' EXIT
+for _ in $(seq 50); do [[ -s proxy.port ]] && break; sleep 0.1; done
+stalling="{protocol: dimse, host: 127.0.0.1, port: $(cat proxy.port), aet: $ORTHANC_SCU_AET, called_aet: $ORTHANC_AET, timeout_s: 3}"
+campaign stall.yaml out_stall "$stalling" "$dimse"
+started=$SECONDS
+expect_exit 1 stall.err "$vit" infer --campaign stall.yaml
+(( SECONDS - started < 60 )) || fail "the stalled retrieval was not given up within its timeout"
+kill $proxy 2>/dev/null || true
+$py - <<'PY'
+import json, os
+s = json.load(open("out_stall/campaign.json"))
+assert s["done"] == 1 and len(s["failed"]) == 1, s
+record = json.load(open(f"out_stall/failed/{os.listdir('out_stall/failed')[0]}"))
+assert record["stage"] == "process" and "127.0.0.1" in record["error"], record
+print("stalled retrieval:", record["error"])
+assert not os.path.exists("out_stall/.cache") or os.listdir("out_stall/.cache") == [], os.listdir("out_stall/.cache")
+PY
 echo "pacs campaign ok"
