@@ -24,19 +24,8 @@ cd "$work"
 "$vit" phantom --kind chest-cardiac --studies "$studies" --shape "$shape" --out bench.h5 --threads 2 >/dev/null 2>&1
 if [[ -z "$model" ]]; then
   # Trained on the benchmark studies' grid, so the campaign predicts at their spacing as the peer does.
-  "$vit" phantom --kind chest-cardiac --studies 3 --shape "$shape" --seed 99 --out train.h5 --threads 2 >/dev/null 2>&1
-  cat > train.yaml <<'YAML'
-data:
-  dataset: train.h5
-  channels: [cta]
-  classes: [lung_left, lung_right, "heart=heart_left_ventricle+heart_right_ventricle+heart_left_atrium+heart_right_atrium+heart_myocardium"]
-  validation_studies: 1
-  patch: [48, 48, 48]
-  workers: 1
-model: {stages: 4, base_features: 16}
-train: {steps: 2, validate_every: 0, checkpoint_every: 2, run_dir: run}
-YAML
-  "$vit" --config train.yaml --threads 2 train >/dev/null 2>&1
+  source "$root/benchmarks/quickstart_sized_model.sh"
+  train_quickstart_sized "$vit" "$shape" cta
   model=$work/run/model
 fi
 predict_rate() {  # voxels/s of the prediction stage over a campaign's studies

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "launch/pacs/multipart.h"
+#include "tests/launch/pacs/orthanc_endpoint.h"
 
 namespace vitruvian::pacs {
 namespace {
@@ -19,23 +20,6 @@ namespace {
 namespace fs = std::filesystem;
 const std::string kStudy1 = "1.2.826.0.1.3680043.2.1125.1.1";
 const std::string kStudy2 = "1.2.826.0.1.3680043.2.1125.1.2";
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v == nullptr ? "" : v;
-}
-
-PacsEndpoint endpoint(const std::string& protocol) {
-  PacsEndpoint e;
-  e.protocol = protocol;
-  e.host = "127.0.0.1";
-  e.port = std::stoll(env("ORTHANC_DICOM_PORT"));
-  e.aet = env("ORTHANC_SCU_AET");
-  e.called_aet = env("ORTHANC_AET");
-  e.url = env("ORTHANC_URL");
-  e.timeout_s = 10;
-  return e;
-}
 
 std::vector<fs::path> files_under(const fs::path& folder) {
   std::vector<fs::path> files;
@@ -68,15 +52,16 @@ std::string pacs_error(F&& f, int* status = nullptr) {
 class PacsClientTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (env("ORTHANC_DICOM_PORT").empty()) GTEST_SKIP() << "run through pacs_clients.sh (it starts Orthanc)";
-    client_ = make_pacs_client(endpoint(GetParam()));
+    if (orthanc_test::env("ORTHANC_DICOM_PORT").empty())
+      GTEST_SKIP() << "run through pacs_clients.sh (it starts Orthanc)";
+    client_ = make_pacs_client(orthanc_test::orthanc_endpoint(GetParam()));
   }
   std::unique_ptr<PacsClient> client_;
 };
 
 TEST_P(PacsClientTest, EchoStoreFindRetrieve) {
   client_->echo();
-  const auto data = files_under(env("PACS_TEST_DATA"));
+  const auto data = files_under(orthanc_test::env("PACS_TEST_DATA"));
   ASSERT_EQ(data.size(), 20u);  // 18 slices, a structured report, a presentation state
   client_->store(data);
   client_->store(data);  // again: the same instances, no duplicates
@@ -109,7 +94,7 @@ TEST_P(PacsClientTest, EchoStoreFindRetrieve) {
   q.accession = "ACC-1";
   EXPECT_EQ(uids(client_->find_studies(q)), std::set<std::string>{kStudy1});
 
-  const fs::path folder = fs::path(env("PACS_TEST_WORK")) / ("retrieved_" + GetParam());
+  const fs::path folder = fs::path(orthanc_test::env("PACS_TEST_WORK")) / ("retrieved_" + GetParam());
   fs::remove_all(folder);
   const auto files = client_->retrieve_study(kStudy1, folder);
   EXPECT_EQ(files.size(), 17u);
@@ -128,11 +113,12 @@ TEST_P(PacsClientTest, EchoStoreFindRetrieve) {
 }
 
 TEST_P(PacsClientTest, UnknownStudyAndRefusedStore) {
-  const std::string missing =
-      pacs_error([&] { client_->retrieve_study("1.2.3.4.5.6.7.8", fs::path(env("PACS_TEST_WORK")) / "missing"); });
+  const std::string missing = pacs_error(
+      [&] { client_->retrieve_study("1.2.3.4.5.6.7.8", fs::path(orthanc_test::env("PACS_TEST_WORK")) / "missing"); });
   EXPECT_NE(missing.find("1.2.3.4.5.6.7.8"), std::string::npos) << missing;
   int status = 0;
-  const std::string refused = pacs_error([&] { client_->store(files_under(env("PACS_TEST_REFUSE"))); }, &status);
+  const std::string refused =
+      pacs_error([&] { client_->store(files_under(orthanc_test::env("PACS_TEST_REFUSE"))); }, &status);
   EXPECT_NE(status, 0) << refused;
   EXPECT_NE(
       refused.find(GetParam() == "dimse" ? "C-STORE of refuse.dcm refused with status 0xa7" : "STOW-RS stored 0 of 1"),
@@ -146,36 +132,41 @@ TEST_P(PacsClientTest, UnknownStudyAndRefusedStore) {
 INSTANTIATE_TEST_SUITE_P(Protocols, PacsClientTest, ::testing::Values("dimse", "dicomweb"));
 
 TEST(PacsFaults, DimseRejectedOrUnreachable) {
-  if (env("ORTHANC_DICOM_PORT").empty()) GTEST_SKIP() << "run through pacs_clients.sh";
-  PacsEndpoint e = endpoint("dimse");
+  if (orthanc_test::env("ORTHANC_DICOM_PORT").empty()) GTEST_SKIP() << "run through pacs_clients.sh";
+  PacsEndpoint e = orthanc_test::orthanc_endpoint("dimse");
   e.called_aet = "NOT-ORTHANC";
   std::string m = pacs_error([&] { make_pacs_client(e)->echo(); });
-  EXPECT_NE(m.find("VITRUVIAN -> NOT-ORTHANC at 127.0.0.1:" + env("ORTHANC_DICOM_PORT")), std::string::npos) << m;
+  EXPECT_NE(m.find("VITRUVIAN -> NOT-ORTHANC at 127.0.0.1:" + orthanc_test::env("ORTHANC_DICOM_PORT")),
+            std::string::npos)
+      << m;
   EXPECT_NE(m.find("association rejected: Result: Rejected Permanent, Source: Service User Reason: Called AE Title Not "
                    "Recognized"),
             std::string::npos)
       << m;
-  e = endpoint("dimse");
+  e = orthanc_test::orthanc_endpoint("dimse");
   e.aet = "STRANGER";
   m = pacs_error([&] { make_pacs_client(e)->echo(); });
   EXPECT_NE(m.find("Calling AE Title Not Recognized"), std::string::npos) << m;
-  e = endpoint("dimse");
-  e.port = std::stoll(env("PACS_TEST_CLOSED_PORT"));
+  e = orthanc_test::orthanc_endpoint("dimse");
+  e.port = std::stoll(orthanc_test::env("PACS_TEST_CLOSED_PORT"));
   m = pacs_error([&] { make_pacs_client(e)->echo(); });
-  EXPECT_NE(m.find("at 127.0.0.1:" + env("PACS_TEST_CLOSED_PORT") + ": cannot associate"), std::string::npos) << m;
+  EXPECT_NE(m.find("at 127.0.0.1:" + orthanc_test::env("PACS_TEST_CLOSED_PORT") + ": cannot associate"),
+            std::string::npos)
+      << m;
   EXPECT_NE(m.find("refused"), std::string::npos) << m;
 }
 
 TEST(PacsFaults, DicomWebCredentialsOrUnreachable) {
-  if (env("ORTHANC_DICOM_PORT").empty()) GTEST_SKIP() << "run through pacs_clients.sh";
-  PacsEndpoint e = endpoint("dicomweb");
+  if (orthanc_test::env("ORTHANC_DICOM_PORT").empty()) GTEST_SKIP() << "run through pacs_clients.sh";
+  PacsEndpoint e = orthanc_test::orthanc_endpoint("dicomweb");
   std::string m = pacs_error([&] { make_dicomweb_client(e, {})->echo(); });
-  EXPECT_NE(m.find("DICOMweb " + env("ORTHANC_URL") + ": QIDO-RS check: HTTP 401 (credentials missing or refused)"),
+  EXPECT_NE(m.find("DICOMweb " + orthanc_test::env("ORTHANC_URL") +
+                   ": QIDO-RS check: HTTP 401 (credentials missing or refused)"),
             std::string::npos)
       << m;
   m = pacs_error([&] { make_dicomweb_client(e, {"alice", "wrong", ""})->echo(); });
   EXPECT_NE(m.find("HTTP 401"), std::string::npos) << m;
-  e.url = "http://127.0.0.1:" + env("PACS_TEST_CLOSED_PORT") + "/dicom-web";
+  e.url = "http://127.0.0.1:" + orthanc_test::env("PACS_TEST_CLOSED_PORT") + "/dicom-web";
   m = pacs_error([&] { make_pacs_client(e)->echo(); });
   EXPECT_NE(m.find("DICOMweb " + e.url), std::string::npos) << m;
   EXPECT_NE(m.find("Couldn't connect"), std::string::npos) << m;

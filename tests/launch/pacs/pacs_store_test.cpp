@@ -14,29 +14,13 @@
 #include <filesystem>
 
 #include "launch/campaign/ledger.h"
+#include "tests/launch/pacs/orthanc_endpoint.h"
 
 namespace vitruvian::campaign {
 namespace {
 
 namespace fs = std::filesystem;
 const std::string kStudy = "1.2.826.0.1.3680043.2.1125.1.3";
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v == nullptr ? "" : v;
-}
-
-pacs::PacsEndpoint endpoint(const std::string& protocol) {
-  pacs::PacsEndpoint e;
-  e.protocol = protocol;
-  e.host = "127.0.0.1";
-  e.port = std::stoll(env("ORTHANC_DICOM_PORT"));
-  e.aet = env("ORTHANC_SCU_AET");
-  e.called_aet = env("ORTHANC_AET");
-  e.url = env("ORTHANC_URL");
-  e.timeout_s = 10;
-  return e;
-}
 
 std::int64_t instances_in_study(const pacs::PacsEndpoint& e) {
   pacs::StudyQuery q;
@@ -50,7 +34,7 @@ std::int64_t instances_in_study(const pacs::PacsEndpoint& e) {
 fs::path commit_results(const Ledger& ledger, const std::string& id, const std::string& description) {
   ledger.commit(id, [&](const fs::path& dir) {
     int i = 0;
-    for (const auto& f : fs::directory_iterator(fs::path(env("PACS_TEST_DATA")) / "followup")) {
+    for (const auto& f : fs::directory_iterator(fs::path(pacs::orthanc_test::env("PACS_TEST_DATA")) / "followup")) {
       DcmFileFormat file;
       ASSERT_TRUE(file.loadFile(f.path().string().c_str()).good());
       DcmDataset& d = *file.getDataset();
@@ -71,26 +55,27 @@ fs::path commit_results(const Ledger& ledger, const std::string& id, const std::
 class PacsStoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (env("ORTHANC_DICOM_PORT").empty()) GTEST_SKIP() << "run through pacs_clients.sh (it starts Orthanc)";
+    if (pacs::orthanc_test::env("ORTHANC_DICOM_PORT").empty())
+      GTEST_SKIP() << "run through pacs_clients.sh (it starts Orthanc)";
   }
 };
 
 TEST_P(PacsStoreTest, PushesOnceAndReportsRefusals) {
-  const Ledger ledger(fs::path(env("PACS_TEST_WORK")) / ("store_" + GetParam()));
+  const Ledger ledger(fs::path(pacs::orthanc_test::env("PACS_TEST_WORK")) / ("store_" + GetParam()));
   ledger.prepare(false, [](const std::string&) { return true; });
   const std::string tag = GetParam() == "dimse" ? "d" : "w";
   const fs::path dir = commit_results(ledger, tag + "-study", "results");
   ASSERT_EQ(PacsStore::files_of(dir).size(), 3u);
-  const std::int64_t before = instances_in_study(endpoint(GetParam()));
-  const PacsStore store(endpoint(GetParam()));
+  const std::int64_t before = instances_in_study(pacs::orthanc_test::orthanc_endpoint(GetParam()));
+  const PacsStore store(pacs::orthanc_test::orthanc_endpoint(GetParam()));
   EXPECT_EQ(store.push(dir), 3u);
-  EXPECT_EQ(instances_in_study(endpoint(GetParam())), before + 3);
+  EXPECT_EQ(instances_in_study(pacs::orthanc_test::orthanc_endpoint(GetParam())), before + 3);
   EXPECT_EQ(store.push(dir), 3u);  // again: nothing new
-  EXPECT_EQ(instances_in_study(endpoint(GetParam())), before + 3);
+  EXPECT_EQ(instances_in_study(pacs::orthanc_test::orthanc_endpoint(GetParam())), before + 3);
 
   // Refused: by calling AE title (DIMSE) or by content (both); the local files stay.
   const fs::path refused = commit_results(ledger, tag + "x-refused", "VITRUVIAN-REFUSE");
-  pacs::PacsEndpoint e = endpoint(GetParam());
+  pacs::PacsEndpoint e = pacs::orthanc_test::orthanc_endpoint(GetParam());
   try {
     PacsStore(e).push(refused);
     ADD_FAILURE() << "no PacsError";
@@ -108,7 +93,7 @@ TEST_P(PacsStoreTest, PushesOnceAndReportsRefusals) {
     }
   }
   EXPECT_EQ(PacsStore::files_of(refused).size(), 3u);
-  EXPECT_EQ(instances_in_study(endpoint(GetParam())), before + 3);
+  EXPECT_EQ(instances_in_study(pacs::orthanc_test::orthanc_endpoint(GetParam())), before + 3);
 }
 
 INSTANTIATE_TEST_SUITE_P(Protocols, PacsStoreTest, ::testing::Values("dimse", "dicomweb"));
