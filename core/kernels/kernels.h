@@ -111,4 +111,37 @@ std::int64_t label_stats(const void* labels, Scalar label_type, const Grid& grid
 /// (its first voxel in z-y-x order), 0 for background. The grid holds fewer than 2^31 voxels.
 void connected_roots(const std::uint8_t* mask, const Grid& grid, int connectivity, std::int32_t* roots);
 
+/// A deconvolution basis from the SVD of a convolution matrix A = U·S·Vᵀ (perfusion: the
+/// arterial input's block-circulant or lower-triangular matrix): component k of a curve c is
+/// z_k = Σ_t analysis[k, t] · c[t] (Uᵀ's first `samples` columns divided by s_k), and the
+/// residue kept with m components is r_m[l] = Σ_{k<m} z_k · synthesis[k, l] (V's columns).
+/// Components are in order of decreasing singular value.
+struct ResidueBasis {
+  std::int64_t samples = 0;     ///< T: time points of each input curve
+  std::int64_t length = 0;      ///< L: points of each residue (2T block-circulant, T plain)
+  std::int64_t components = 0;  ///< K ≤ L: components available
+  const float* analysis = nullptr;   ///< [K, T], row-major
+  const float* synthesis = nullptr;  ///< [K, L], row-major
+  /// Component counts the search may stop at, ascending, each in [1, K] (host memory); the
+  /// search starts from the last.
+  const std::int32_t* levels = nullptr;
+  std::int64_t n_levels = 0;
+  /// Oscillation-index limit of oSVD: from the largest level down, the first r_m with
+  /// OI(r_m) = Σ_{l=2}^{L−1} |r[l] − 2r[l−1] + r[l−2]| / (L · max_l |r[l]|) ≤ max_oscillation
+  /// is kept (the smallest level when none is). ≤ 0: the largest level, no search (plain SVD).
+  double max_oscillation = 0;
+};
+
+/// What deconvolve_curves() gives per curve.
+struct ResidueOut {
+  float* peak = nullptr;             ///< max_l r[l] of the kept residue
+  float* peak_at = nullptr;          ///< its index l, refined by a parabola through l−1, l, l+1 (0 … L−1)
+  std::int32_t* components = nullptr;  ///< the kept level m
+};
+
+/// 7. Deconvolves `n` curves (float32 [n, T], contiguous) with `basis`: per curve, z from the
+/// analysis rows, r from the largest level down the oSVD search, and the kept residue's peak,
+/// its parabola-refined position and the level into out[i].
+void deconvolve_curves(const float* curves, std::int64_t n, const ResidueBasis& basis, const ResidueOut& out);
+
 }  // namespace vitruvian::kernels
