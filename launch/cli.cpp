@@ -16,6 +16,7 @@
 #include "core/runtime.h"
 #include "launch/jobs/datasets.h"
 #include "launch/jobs/infer.h"
+#include "launch/jobs/perfusion.h"
 #include "launch/jobs/info.h"
 #include "launch/jobs/phantom.h"
 #include "launch/jobs/plan.h"
@@ -30,7 +31,7 @@ namespace {
 constexpr jobs::VerbFactory kVerbs[] = {jobs::make_info_verb,    jobs::make_convert_verb,    jobs::make_export_verb,
                                         jobs::make_inspect_verb, jobs::make_preprocess_verb, jobs::make_phantom_verb,
                                         jobs::make_train_verb,   jobs::make_plan_verb,       jobs::make_infer_verb,
-                                        jobs::make_report_verb};
+                                        jobs::make_perfusion_verb,  jobs::make_report_verb};
 
 struct GlobalOptions {
   std::vector<std::string> config_files;

@@ -1,6 +1,4 @@
-// Connected components through the connected-components kernel, numbered in order of each
-// component's first voxel (so results do not depend on threads or devices); largest component
-// and hole filling on top.
+// The largest component of a class and hole filling, on data/components.h.
 #include "models/postprocess.h"
 
 #include <ATen/ATen.h>
@@ -14,32 +12,6 @@
 #include "core/kernels/dispatch.h"
 
 namespace vitruvian::models {
-
-Components connected_components(const at::Tensor& mask, int connectivity) {
-  if (mask.dim() != 3) {
-    throw InputError("connected components", fmt::format("mask of shape {}; expected [z, y, x]", fmt::join(mask.sizes(), "x")));
-  }
-  // Each voxel names its component's first voxel (the connected-components kernel, on the
-  // mask's device); numbering in scan order then needs one pass: a component's first voxel is
-  // met before all its others, and its number overwrites its root entry.
-  at::Tensor labels = kernels::connected_roots(mask, connectivity).cpu().contiguous();
-  std::int32_t* out = labels.data_ptr<std::int32_t>();
-  Components result;
-  const std::int64_t n = labels.numel();
-  for (std::int64_t i = 0; i < n; ++i) {
-    if (out[i] == 0) continue;
-    const std::int64_t root = out[i] - 1;
-    if (root == i) {
-      result.sizes.push_back(0);
-      out[i] = static_cast<std::int32_t>(result.sizes.size());
-    } else {
-      out[i] = out[root];
-    }
-    ++result.sizes[static_cast<std::size_t>(out[i] - 1)];
-  }
-  result.labels = labels;
-  return result;
-}
 
 namespace {
 

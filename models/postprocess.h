@@ -1,5 +1,5 @@
-// Label-map postprocessing: connected components (6-, 18- or 26-connectivity; on the mask's
-// device, numbered on the CPU), the largest component of a class, and hole filling (CPU).
+// Label-map postprocessing: the largest component of a class and hole filling (CPU), on the
+// connected components of data/components.h.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -7,18 +7,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "data/components.h"
+
 namespace vitruvian::models {
 
-/// Connected components of a [z, y, x] mask (any dtype; non-zero is foreground).
-struct Components {
-  at::Tensor labels;                ///< int32 [z, y, x]: 0 background, 1..count in scan order of first voxel
-  std::vector<std::int64_t> sizes;  ///< voxels of component i + 1
-  std::int64_t count() const { return static_cast<std::int64_t>(sizes.size()); }
-};
-
-/// Labels (on the CPU) of the components of `mask` (CPU or CUDA); `connectivity` 6 (faces), 18
-/// (faces and edges) or 26 (and corners). InputError for another value or a mask that is not 3D.
-Components connected_components(const at::Tensor& mask, int connectivity = 26);
+/// Connected components (data/components.h), used here under their old names.
+using data::Components;
+using data::connected_components;
 
 /// In `labels` ([z, y, x] contiguous uint8 or int32, modified in place): voxels of class `cls` outside its
 /// largest 26-connected component become background (0). Returns the voxels removed.

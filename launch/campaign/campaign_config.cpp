@@ -18,6 +18,8 @@ void RouteConfig::visit(ConfigVisitor& v) {
   v.field("name", name, "the label map written for the route");
   v.field("model", model, "an exported model folder (model.pt + model.json)");
   v.field("labels", labels, "instead of a model: an existing label map of the study to measure");
+  v.field("analysis", analysis, "instead of a model: an analysis that runs no network (perfusion)");
+  if (analysis == "perfusion") v.section("perfusion", [&](ConfigVisitor& p) { perfusion.visit(p); });
   v.field("series", series, "the series fed to the model, in channel order (default: the card's)");
   v.field("modality", modality, "instead of series: the study's first 3D series of this modality");
   v.field("task", task, "only studies whose metadata names this task or phantom kind");
@@ -74,9 +76,13 @@ void validate_routes(const std::vector<RouteConfig>& routes) {
   if (routes.empty()) throw ConfigError("routes", "no routes: give a model (--model) or a list of routes");
   std::set<std::string> names;
   for (const auto& r : routes) {
-    if (r.model.empty() == r.labels.empty()) {
-      throw ConfigError(r.where(), "a route needs either 'model' (a folder) or 'labels' (a label map name)");
+    if (!r.model.empty() + !r.labels.empty() + !r.analysis.empty() != 1) {
+      throw ConfigError(r.where(), "a route needs one of 'model' (a folder), 'labels' (a label map name) or 'analysis' (perfusion)");
     }
+    if (!r.analysis.empty() && r.analysis != "perfusion") {
+      throw ConfigError(r.where(), "analysis '" + r.analysis + "'; expected perfusion");
+    }
+    if (r.analysis == "perfusion") r.perfusion.validate(r.where());
     if (r.name.empty()) throw ConfigError(r.where(), "a route needs a 'name' (the label map it writes)");
     if (!names.insert(r.name).second) throw ConfigError(r.where(), "route name '" + r.name + "' is used twice");
     if (r.name.find_first_of("/\\ .") != std::string::npos) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "data/perfusion/perfusion.h"
 #include "launch/pacs/pacs_config.h"
 
 namespace vitruvian::campaign {
@@ -20,6 +21,10 @@ struct RouteConfig {
   std::string name;             ///< the label map written for it ("organs", "heart")
   std::filesystem::path model;  ///< an exported model folder (model.pt + model.json)
   std::string labels;           ///< instead of a model: measure this existing label map of the study
+  /// Instead of a model: an analysis that runs no network ("perfusion": CT perfusion maps, core
+  /// and penumbra from the study's 4D series; its keys in `perfusion`).
+  std::string analysis;
+  data::PerfusionOptions perfusion;  ///< the perfusion analysis's thresholds (analysis: perfusion)
   /// The series fed to the model, in channel order; empty: the model card's channel names.
   std::vector<std::string> series;
   /// Instead of names: the study's first 3D series of this modality (single-channel models).

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/atomic_file.h"
+#include "launch/campaign/html_text.h"
 
 namespace vitruvian::campaign {
 namespace {
@@ -16,19 +17,16 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-/// Escapes text for HTML.
-std::string html_escape(const std::string& text) {
-  std::string out;
-  for (const char c : text) {
-    switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
+/// The perfusion triage in a few lines: volumes, mismatch, DEFUSE-3 verdict.
+std::string perfusion_summary(const json& p, const std::string& id) {
+  const json& v = p["volumes_ml"];
+  return fmt::format("<b>perfusion</b> (<a href=\"{}\">page</a>)<br>core {:.1f}<br>Tmax&gt;{:g}s {:.1f}<br>mismatch {:.1f} (ratio {})<br>"
+                     "lesion {}<br>DEFUSE-3 <b>{}</b><br>",
+                     "studies/" + html_escape(id) + "/perfusion.html", v["core"].get<double>(),
+                     p["thresholds"]["tmax_s"].get<double>(), v["hypoperfused"].get<double>(), v["mismatch"].get<double>(),
+                     p["mismatch_ratio"].is_null() ? "no core" : fmt::format("{:.1f}", p["mismatch_ratio"].get<double>()),
+                     p["side"].is_null() ? "none" : p["side"].get<std::string>(),
+                     p["defuse3"]["eligible"].get<bool>() ? "eligible" : "not eligible");
 }
 
 /// A done study's row: volumes (and lesion counts) and Dice per route, the calcium score.
@@ -52,10 +50,15 @@ std::string study_row(const json& report, const fs::path& output) {
     calcium = fmt::format("total {:.1f}", report["calcium"]["total"]["agatston"].get<double>());
     for (const auto& [a, s] : report["calcium"]["arteries"].items()) calcium += fmt::format("<br>{} {:.1f}", a, s["agatston"].get<double>());
   }
-  const bool picture = fs::exists(output / "studies" / id / "thumbnail.png");
+  std::string picture = fs::exists(output / "studies" / id / "thumbnail.png")
+                            ? fmt::format("<img src=\"studies/{}/thumbnail.png\" alt=\"{}\">", id, id)
+                            : "";
+  if (report.contains("perfusion") && fs::exists(output / "studies" / id / "perfusion.png")) {
+    volumes += perfusion_summary(report["perfusion"], id);
+    picture = fmt::format("<a href=\"studies/{0}/perfusion.html\"><img src=\"studies/{0}/perfusion.png\" alt=\"perfusion of {0}\"></a>", id);
+  }
   return fmt::format("<tr><td><a href=\"studies/{0}/report.json\">{0}</a></td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4:.1f}</td><td>{5}</td></tr>\n",
-                     html_escape(id), volumes, dice, calcium, report["timing"].value("total_s", 0.0),
-                     picture ? fmt::format("<img src=\"studies/{}/thumbnail.png\" alt=\"{}\">", id, id) : "");
+                     html_escape(id), volumes, dice, calcium, report["timing"].value("total_s", 0.0), picture);
 }
 
 }  // namespace

@@ -9,6 +9,7 @@ namespace vitruvian::campaign {
 
 void DicomSegSink::write(FinishedStudy& f, const std::filesystem::path& dir) const {
   for (std::size_t i = 0; i < f.results.size(); ++i) {
+    if (!f.results[i].maps.empty()) continue;  // analyses with maps (perfusion) stay in HDF5, NIfTI and the report
     const SegPlan plan = plan_seg(f, i);
     if (plan.segments.empty()) continue;  // nothing segmented: no SEG (the report says so)
     const RouteResult& r = f.results[i];

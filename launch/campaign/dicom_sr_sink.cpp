@@ -128,7 +128,9 @@ const data::DicomSeriesIdentity& study_identity(const FinishedStudy& f) {
 void DicomSrSink::write(FinishedStudy& f, const std::filesystem::path& dir) const {
   const data::DicomSeriesIdentity& study = study_identity(f);
   std::vector<SegPlan> plans;
-  for (std::size_t i = 0; i < f.results.size(); ++i) plans.push_back(plan_seg(f, i));
+  for (std::size_t i = 0; i < f.results.size(); ++i) {
+    if (f.results[i].maps.empty()) plans.push_back(plan_seg(f, i));  // as the SEG sink: no analyses with maps
+  }
   std::vector<data::SrGroup> groups;
   data::SrDescription d;
   d.source = study;

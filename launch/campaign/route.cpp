@@ -142,6 +142,10 @@ std::vector<std::unique_ptr<Route>> make_routes(const CampaignConfig& config, co
   const auto band_placement = std::make_shared<models::BandPlacement>(options.device);
   std::vector<std::unique_ptr<Route>> routes;
   for (const auto& route : config.routes) {
+    if (route.analysis == "perfusion") {
+      routes.push_back(std::make_unique<PerfusionRoute>(route));
+      continue;
+    }
     if (route.model.empty()) {
       routes.push_back(std::make_unique<LabelRoute>(route));
       continue;

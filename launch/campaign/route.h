@@ -30,6 +30,13 @@ struct RouteResult {
   std::string truth;  ///< the study's label map to compute Dice against ("" for none)
   bool from_model = false;
   nlohmann::json report = nlohmann::json::object();  ///< the route's part of the report
+  /// Sections the route adds at the top level of the study's report (the perfusion analysis's
+  /// `perfusion`).
+  nlohmann::json sections = nlohmann::json::object();
+  /// 3D series the route computed on the label map's grid (perfusion maps), written beside the
+  /// label map; when there are any, labels.h5 binds the label map to the first of them instead
+  /// of the reference series.
+  std::vector<std::pair<std::string, data::Volume>> maps;
   nlohmann::json timing = nlohmann::json::object();
 };
 
@@ -76,6 +83,15 @@ class ModelRoute final : public Route {
 /// Measures a label map the study holds (e.g. a reference segmentation), in the ids of the
 /// study's label table.
 class LabelRoute final : public Route {
+ public:
+  using Route::Route;
+  std::optional<RouteResult> run(Study& study, nlohmann::json& notes) const override;
+};
+
+/// Analyses a study's 4D CT perfusion series (data/perfusion): CBF, CBV, MTT, Tmax and TTP maps,
+/// the ischaemic core and penumbra as a label map, and the triage figures; runs no network. The
+/// series is the route's first `series`, else the study's first 4D CT series.
+class PerfusionRoute final : public Route {
  public:
   using Route::Route;
   std::optional<RouteResult> run(Study& study, nlohmann::json& notes) const override;

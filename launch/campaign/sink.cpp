@@ -72,6 +72,11 @@ void Hdf5LabelsSink::write(FinishedStudy& f, const fs::path& dir) const {
   std::set<std::string> added;
   for (std::size_t i = 0; i < f.results.size(); ++i) {
     const RouteResult& r = f.results[i];
+    if (!r.maps.empty()) {
+      for (const auto& [name, map] : r.maps) writer.add_series(f.study.id(), name, map, f.study.input());
+      writer.add_label(f.study.id(), r.route->name, r.maps.front().first, f.written[i], r.route->name);
+      continue;
+    }
     if (added.insert(r.reference).second) writer.add_series(f.study.id(), r.reference, f.study.series(r.reference), f.study.input());
     writer.add_label(f.study.id(), r.route->name, r.reference, f.written[i], r.route->name);
   }
@@ -79,15 +84,24 @@ void Hdf5LabelsSink::write(FinishedStudy& f, const fs::path& dir) const {
 }
 
 void NiftiLabelsSink::write(FinishedStudy& f, const fs::path& dir) const {
-  for (std::size_t i = 0; i < f.results.size(); ++i) data::write_nifti(dir / (f.results[i].route->name + ".nii.gz"), f.written[i]);
+  for (std::size_t i = 0; i < f.results.size(); ++i) {
+    data::write_nifti(dir / (f.results[i].route->name + ".nii.gz"), f.written[i]);
+    for (const auto& [name, map] : f.results[i].maps) data::write_nifti(dir / (name + ".nii.gz"), map);
+  }
 }
 
 void ThumbnailSink::write(FinishedStudy& f, const fs::path& dir) const {
   if (f.results.empty()) return;
   const RouteResult& first = f.results.front();
   const at::Tensor& labels = first.labels.voxels;
-  write_png(dir / "thumbnail.png",
-            data::study_picture({{first.reference, f.study.series(first.reference)}}, labels, data::label_centre(labels)));
+  // A route with maps (perfusion) shows its labels on its first map: its reference is 4D.
+  std::vector<std::pair<std::string, data::Volume>> shown;
+  if (first.maps.empty()) {
+    shown.emplace_back(first.reference, f.study.series(first.reference));
+  } else {
+    shown.push_back(first.maps.front());
+  }
+  write_png(dir / "thumbnail.png", data::study_picture(shown, labels, data::label_centre(labels)));
 }
 
 void ReportSink::write(FinishedStudy& f, const fs::path& dir) const {
@@ -110,6 +124,7 @@ std::vector<std::unique_ptr<Sink>> make_sinks(const std::vector<std::string>& ou
       sinks.push_back(std::make_unique<NiftiLabelsSink>());
     } else if (name == "thumbnail") {
       sinks.push_back(std::make_unique<ThumbnailSink>());
+      sinks.push_back(std::make_unique<PerfusionPageSink>());
     } else if (name == "dicom_seg") {
       sinks.push_back(std::make_unique<DicomSegSink>());
     } else if (name == "dicom_sr") {

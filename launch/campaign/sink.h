@@ -67,6 +67,15 @@ class ThumbnailSink final : public Sink {
   std::string name() const override { return "thumbnail"; }
 };
 
+/// perfusion.png, perfusion_maps.png and perfusion.html (the study page of CT perfusion: maps,
+/// core and hypoperfused tissue, volumes, DEFUSE-3, arterial and venous curves) for the study's
+/// first perfusion route; nothing for studies without one. Written with the thumbnails.
+class PerfusionPageSink final : public Sink {
+ public:
+  void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+  std::string name() const override { return "perfusion_page"; }
+};
+
 /// <route>.seg.dcm per route with a segmented structure: a BINARY DICOM SEG on the route's DICOM
 /// reference series (launch/campaign/dicom_seg_sink.cpp). InputError when the study has no DICOM
 /// identity.

@@ -205,6 +205,7 @@ json StudyReport::build(Study& study, const std::vector<RouteResult>& results, j
     }
     routes[r.route->name] = part;
     timing["routes"][r.route->name] = r.timing;
+    for (const auto& [key, value] : r.sections.items()) report[key] = value;
   }
   report["routes"] = routes;
   timing["measure_s"] = seconds_since(measure_start);

@@ -1,0 +1,201 @@
+// The perfusion analysis from end to end: checks, baseline and brain, curve statistics, the
+// reference curves, deconvolution through kernel 7, the maps, tissue classes and triage.
+#include "data/perfusion/perfusion.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "core/errors.h"
+#include "core/kernels/dispatch.h"
+#include "data/components.h"
+#include "data/perfusion/perfusion_steps.h"
+
+namespace vitruvian::data {
+
+using perfusion::CurveSlabs;
+using perfusion::CurveStats;
+using perfusion::FrameTiming;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+/// Per-voxel values of the brain's voxels, in the order CurveSlabs gives them.
+struct BrainVoxels {
+  at::Tensor index;  ///< int64 linear voxel index
+  CurveStats stats;
+};
+
+BrainVoxels gather_stats(const CurveSlabs& slabs, const FrameTiming& ft) {
+  std::vector<at::Tensor> index, auc, peak, ttp, fwhm;
+  slabs.for_each([&](const at::Tensor& curves, const at::Tensor& voxels) {
+    const CurveStats s = perfusion::curve_stats(curves, ft.times_s, ft.interval_s);
+    index.push_back(voxels), auc.push_back(s.auc), peak.push_back(s.peak), ttp.push_back(s.ttp), fwhm.push_back(s.fwhm);
+  });
+  return {at::cat(index), {at::cat(auc), at::cat(peak), at::cat(ttp), at::cat(fwhm)}};
+}
+
+std::vector<std::int64_t> to_vector(const at::Tensor& t) {
+  const at::Tensor c = t.to(at::kLong).contiguous();
+  return {c.data_ptr<std::int64_t>(), c.data_ptr<std::int64_t>() + c.numel()};
+}
+
+/// The mean of the curves at `voxels` as a reference curve.
+PerfusionCurve mean_curve(const CurveSlabs& slabs, const std::vector<std::int64_t>& voxels, const Volume& series,
+                          const FrameTiming& ft) {
+  PerfusionCurve c;
+  c.voxels = static_cast<std::int64_t>(voxels.size());
+  c.hu.assign(ft.times_s.size(), 0.0);
+  const auto curves = slabs.at_voxels(voxels);
+  const double n = static_cast<double>(voxels.size());
+  for (std::size_t v = 0; v < voxels.size(); ++v) {
+    for (std::size_t t = 0; t < c.hu.size(); ++t) c.hu[t] += curves[v][t] / n;
+    const auto lps = perfusion::voxel_lps(series.geometry, series.shape_zyx(), voxels[v]);
+    for (int r = 0; r < 3; ++r) c.centre_lps_mm[r] += lps[r] / n;
+  }
+  perfusion::describe_curve(c, ft.times_s, ft.interval_s);
+  c.found = true;
+  return c;
+}
+
+/// A manually placed reference voxel, or none when the key is empty.
+std::vector<std::int64_t> manual_voxel(const std::vector<double>& lps, const Volume& series, const std::string& key,
+                                       const std::string& what) {
+  if (lps.empty()) return {};
+  const std::int64_t v = perfusion::nearest_voxel(series.geometry, series.shape_zyx(), lps);
+  if (v < 0) {
+    throw InputError(what, fmt::format("perfusion.{} ({:.1f}, {:.1f}, {:.1f}) mm lies outside the series", key, lps[0], lps[1], lps[2]));
+  }
+  return {v};
+}
+
+/// Early, high, narrow peaks inside the brain: the top 1 % by peak, of those the earlier half
+/// by TTP, of those the narrower half by FWHM, then the highest peaks.
+PerfusionCurve arterial_input(const CurveSlabs& slabs, const BrainVoxels& brain, const Volume& series, const FrameTiming& ft,
+                              const PerfusionOptions& o, double brain_peak_hu, const std::string& what) {
+  std::vector<std::int64_t> chosen = manual_voxel(o.aif_lps_mm, series, "aif_lps_mm", what);
+  const bool manual = !chosen.empty();
+  if (!manual) {
+    const std::int64_t n = brain.index.numel();
+    const std::int64_t pool = std::min(n, std::max<std::int64_t>(4 * o.aif_voxels, (n + 99) / 100));
+    at::Tensor top = std::get<1>(brain.stats.peak.topk(pool));
+    const auto below_median = [&](const at::Tensor& candidates, const at::Tensor& values) {
+      const at::Tensor v = values.index_select(0, candidates);
+      return candidates.index_select(0, (v <= v.median()).nonzero().squeeze(1));
+    };
+    top = below_median(top, brain.stats.ttp);
+    top = below_median(top, brain.stats.fwhm);
+    const at::Tensor peaks = brain.stats.peak.index_select(0, top);
+    const at::Tensor best = top.index_select(0, std::get<1>(peaks.topk(std::min<std::int64_t>(o.aif_voxels, top.numel()))));
+    chosen = to_vector(brain.index.index_select(0, best));
+  }
+  PerfusionCurve aif = mean_curve(slabs, chosen, series, ft);
+  aif.manual = manual;
+  if (!manual && !(aif.peak_hu >= 3 * brain_peak_hu)) {
+    throw InputError(what, fmt::format("no arterial input found: the earliest, narrowest high peaks reach {:.0f} HU against the "
+                                       "brain's mean {:.1f} HU; expected an artery's peak at least 3 times higher",
+                                       aif.peak_hu, brain_peak_hu));
+  }
+  return aif;
+}
+
+/// Late, large curves (the sinuses): TTP at least Δt after the AIF's, the largest AUC.
+PerfusionCurve venous_output(const CurveSlabs& slabs, const BrainVoxels& brain, const Volume& series, const FrameTiming& ft,
+                             const PerfusionOptions& o, const PerfusionCurve& aif, const std::string& what) {
+  std::vector<std::int64_t> chosen = manual_voxel(o.vof_lps_mm, series, "vof_lps_mm", what);
+  const bool manual = !chosen.empty();
+  if (!manual) {
+    const at::Tensor late = (brain.stats.ttp >= aif.ttp_s + ft.interval_s).nonzero().squeeze(1);
+    if (late.numel() == 0) return {};
+    const at::Tensor auc = brain.stats.auc.index_select(0, late);
+    const at::Tensor best = late.index_select(0, std::get<1>(auc.topk(std::min<std::int64_t>(o.vof_voxels, late.numel()))));
+    chosen = to_vector(brain.index.index_select(0, best));
+  }
+  PerfusionCurve vof = mean_curve(slabs, chosen, series, ft);
+  vof.manual = manual;
+  return vof;
+}
+
+/// CBF and Tmax of every brain voxel through kernel 7, in BrainVoxels order.
+std::pair<at::Tensor, at::Tensor> deconvolve(const CurveSlabs& slabs, const perfusion::Basis& basis, const FrameTiming& ft,
+                                             const PerfusionOptions& o, double aif_scale) {
+  const double to_cbf = 6000 * o.hematocrit_ratio / o.density / aif_scale;
+  std::vector<at::Tensor> cbf, tmax;
+  slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
+    const kernels::Deconvolved d =
+        kernels::deconvolve_curves(curves, basis.analysis, basis.synthesis, basis.levels, basis.max_oscillation);
+    cbf.push_back(d.peak * to_cbf);
+    const at::Tensor wrapped = basis.circulant ? at::where(d.peak_at > basis.length / 2.0, d.peak_at - basis.length, d.peak_at)
+                                               : d.peak_at;
+    tmax.push_back(wrapped * ft.interval_s);
+  });
+  return {at::cat(cbf), at::cat(tmax)};
+}
+
+/// A float32 map on the series' grid holding `values` at `index`, 0 elsewhere.
+Volume map_volume(const Volume& series, const at::Tensor& index, const at::Tensor& values) {
+  const auto shape = series.shape_zyx();
+  Volume v;
+  v.type = VoxelType::kFloat32;
+  v.geometry = series.geometry;
+  v.modality = series.modality;
+  v.voxels = at::zeros({shape[0], shape[1], shape[2]}, at::kFloat);
+  v.voxels.view(-1).index_put_({index}, values.to(at::kFloat));
+  return v;
+}
+
+}  // namespace
+
+namespace perfusion {
+void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf, const at::Tensor& cbv, const at::Tensor& tmax,
+              const Volume& series, const PerfusionOptions& o);
+}  // namespace perfusion
+
+PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& o, const std::string& what) {
+  PerfusionResult r;
+  auto start = Clock::now();
+  const FrameTiming ft = perfusion::check_series(series, o, what);
+  r.times_s = ft.times_s;
+  r.interval_s = ft.interval_s;
+  perfusion::Baseline baseline = perfusion::find_baseline(series, o, what);
+  r.arrival_frame = baseline.arrival;
+  const at::Tensor brain = perfusion::brain_mask(baseline.image, series.geometry, o);
+  r.brain_voxels = brain.sum().item<std::int64_t>();
+  if (r.brain_voxels == 0) throw InputError(what, "no brain found in the pre-contrast baseline; expected a head CT perfusion series");
+  r.timing["baseline_s"] = seconds_since(start);
+
+  start = Clock::now();
+  const CurveSlabs slabs(series, baseline.image, brain, o);
+  const BrainVoxels voxels = gather_stats(slabs, ft);
+  const double brain_peak = *std::max_element(baseline.brain_curve_hu.begin(), baseline.brain_curve_hu.end()) -
+                            baseline.brain_curve_hu.front();
+  r.aif = arterial_input(slabs, voxels, series, ft, o, brain_peak, what);
+  r.vof = venous_output(slabs, voxels, series, ft, o, r.aif, what);
+  if (r.vof.found && r.vof.auc_hu_s > r.aif.auc_hu_s && r.aif.auc_hu_s > 0) r.aif_scale = r.vof.auc_hu_s / r.aif.auc_hu_s;
+  r.timing["curves_s"] = seconds_since(start);
+
+  start = Clock::now();
+  const perfusion::Basis basis = perfusion::deconvolution_basis(r.aif.hu, ft.interval_s, o);
+  auto [cbf, tmax] = deconvolve(slabs, basis, ft, o, r.aif_scale);
+  r.timing["deconvolution_s"] = seconds_since(start);
+
+  start = Clock::now();
+  const double aif_auc = r.aif.auc_hu_s * r.aif_scale;
+  const at::Tensor cbv = voxels.stats.auc * (100 * o.hematocrit_ratio / o.density / aif_auc);
+  const at::Tensor mtt = at::where(cbf > 0, 60 * cbv / cbf.clamp_min(1e-6), at::zeros_like(cbf));
+  r.cbf = map_volume(series, voxels.index, cbf);
+  r.cbv = map_volume(series, voxels.index, cbv);
+  r.mtt = map_volume(series, voxels.index, mtt);
+  r.tmax = map_volume(series, voxels.index, tmax);
+  r.ttp = map_volume(series, voxels.index, voxels.stats.ttp);
+  perfusion::classify(r, voxels.index, cbf, cbv, tmax, series, o);
+  r.timing["tissue_s"] = seconds_since(start);
+  return r;
+}
+
+}  // namespace vitruvian::data

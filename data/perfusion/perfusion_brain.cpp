@@ -1,0 +1,57 @@
+// The brain mask of the perfusion analysis: soft tissue inside the skull on the pre-contrast
+// image. The skull encloses the brain slice by slice, so "inside" is what cannot reach a slice's
+// border without crossing bone; the largest connected piece of soft tissue there is the brain.
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "data/components.h"
+#include "data/perfusion/perfusion_steps.h"
+
+namespace vitruvian::data::perfusion {
+
+namespace {
+
+/// 1 where a pixel of the slice is neither bone nor 4-connected to the slice's border through
+/// pixels that are not bone.
+void enclosed_by_bone(const std::uint8_t* bone, std::int64_t ny, std::int64_t nx, std::uint8_t* inside,
+                      std::vector<std::int64_t>& stack) {
+  const std::int64_t n = ny * nx;
+  std::vector<std::uint8_t> outside(static_cast<std::size_t>(n), 0);
+  stack.clear();
+  const auto push = [&](std::int64_t i) {
+    if (bone[i] == 0 && outside[i] == 0) {
+      outside[i] = 1;
+      stack.push_back(i);
+    }
+  };
+  for (std::int64_t x = 0; x < nx; ++x) push(x), push((ny - 1) * nx + x);
+  for (std::int64_t y = 0; y < ny; ++y) push(y * nx), push(y * nx + nx - 1);
+  while (!stack.empty()) {
+    const std::int64_t i = stack.back();
+    stack.pop_back();
+    const std::int64_t y = i / nx, x = i % nx;
+    if (x > 0) push(i - 1);
+    if (x + 1 < nx) push(i + 1);
+    if (y > 0) push(i - nx);
+    if (y + 1 < ny) push(i + nx);
+  }
+  for (std::int64_t i = 0; i < n; ++i) inside[i] = static_cast<std::uint8_t>(bone[i] == 0 && outside[i] == 0);
+}
+
+}  // namespace
+
+at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const PerfusionOptions& options) {
+  const std::int64_t nz = image.size(0), ny = image.size(1), nx = image.size(2);
+  const at::Tensor bone = (image > options.bone_hu).to(at::kByte).contiguous();
+  at::Tensor inside = at::zeros({nz, ny, nx}, at::kByte);
+  std::vector<std::int64_t> stack;
+  for (std::int64_t z = 0; z < nz; ++z) {
+    enclosed_by_bone(bone.data_ptr<std::uint8_t>() + z * ny * nx, ny, nx, inside.data_ptr<std::uint8_t>() + z * ny * nx, stack);
+  }
+  const at::Tensor smooth = smooth_in_plane(image.contiguous(), options.smoothing_mm, geometry.spacing[0], geometry.spacing[1]);
+  const at::Tensor soft = (smooth >= options.brain_hu[0]).logical_and(smooth <= options.brain_hu[1]);
+  return largest_component(inside.logical_and(soft).to(at::kByte).contiguous());
+}
+
+}  // namespace vitruvian::data::perfusion

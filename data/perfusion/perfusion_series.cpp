@@ -1,0 +1,212 @@
+// The series side of the perfusion analysis: checks of the frames, z-slabs of float32 frames,
+// in-plane smoothing, the pre-contrast baseline and the arrival of the bolus, concentration
+// curves of the brain's voxels and their statistics.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "core/errors.h"
+#include "data/perfusion/perfusion_steps.h"
+
+namespace vitruvian::data::perfusion {
+
+namespace {
+constexpr std::int64_t kSlabBytes = std::int64_t{256} << 20;
+}  // namespace
+
+FrameTiming check_series(const Volume& series, const PerfusionOptions& options, const std::string& what) {
+  if (series.voxels.dim() != 4) {
+    throw InputError(what, fmt::format("a {}D series; expected a 4D perfusion series [t, z, y, x]", series.voxels.dim()));
+  }
+  const std::int64_t frames = series.voxels.size(0);
+  if (frames < options.min_frames) {
+    throw InputError(what, fmt::format("{} frames; expected at least {} (perfusion.min_frames)", frames, options.min_frames));
+  }
+  const auto& t = series.frame_times_s;
+  if (static_cast<std::int64_t>(t.size()) != frames) {
+    throw InputError(what, fmt::format("{} frame times for {} frames; expected one per frame", t.size(), frames));
+  }
+  std::vector<double> intervals;
+  for (std::int64_t k = 1; k < frames; ++k) {
+    if (!(t[k] > t[k - 1])) {
+      throw InputError(what, fmt::format("frames out of order: frame {} at {:.2f} s follows frame {} at {:.2f} s; expected "
+                                         "increasing acquisition times", k, t[k], k - 1, t[k - 1]));
+    }
+    intervals.push_back(t[k] - t[k - 1]);
+  }
+  std::vector<double> sorted = intervals;
+  std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
+  const double median = sorted[sorted.size() / 2];
+  for (std::size_t k = 0; k < intervals.size(); ++k) {
+    if (std::abs(intervals[k] - median) > options.max_interval_deviation * median) {
+      throw InputError(what, fmt::format("uneven frame spacing: {:.2f} s between frames {} and {} against a median of {:.2f} s; "
+                                         "expected within {:g} % (perfusion.max_interval_deviation)",
+                                         intervals[k], k, k + 1, median, 100 * options.max_interval_deviation));
+    }
+  }
+  FrameTiming timing;
+  timing.interval_s = median;
+  for (const double time : t) timing.times_s.push_back(time - t[0]);
+  return timing;
+}
+
+at::Tensor frames_slab(const Volume& series, std::int64_t z0, std::int64_t z1) {
+  return series.voxels.slice(1, z0, z1).to(at::kFloat).contiguous();
+}
+
+std::int64_t slab_slices(const Volume& series) {
+  const std::int64_t per_slice = series.voxels.size(0) * series.voxels.size(2) * series.voxels.size(3) * 4;
+  return std::clamp<std::int64_t>(kSlabBytes / std::max<std::int64_t>(per_slice, 1), 1, series.voxels.size(1));
+}
+
+namespace {
+
+at::Tensor gaussian_kernel(double sigma_voxels) {
+  const auto radius = static_cast<std::int64_t>(std::ceil(3 * sigma_voxels));
+  at::Tensor x = at::arange(-radius, radius + 1, at::kDouble);
+  at::Tensor w = at::exp(-0.5 * (x / sigma_voxels).pow(2));
+  return (w / w.sum()).to(at::kFloat);
+}
+
+}  // namespace
+
+at::Tensor smooth_in_plane(const at::Tensor& images, double sigma_mm, double spacing_x, double spacing_y) {
+  if (sigma_mm <= 0) return images;
+  const at::Tensor kx = gaussian_kernel(sigma_mm / spacing_x), ky = gaussian_kernel(sigma_mm / spacing_y);
+  const std::int64_t rx = kx.size(0) / 2, ry = ky.size(0) / 2;
+  at::Tensor x = images.unsqueeze(1);  // [N, 1, y, x]
+  x = at::replication_pad2d(x, {rx, rx, ry, ry});
+  x = at::conv2d(x, kx.view({1, 1, 1, -1}));
+  x = at::conv2d(x, ky.view({1, 1, -1, 1}));
+  return x.squeeze(1).contiguous();
+}
+
+Baseline find_baseline(const Volume& series, const PerfusionOptions& options, const std::string& what) {
+  const std::int64_t frames = series.voxels.size(0), nz = series.voxels.size(1);
+  const at::Tensor first = series.voxels[0].to(at::kFloat);
+  const at::Tensor mask = brain_mask(first, series.geometry, options);
+  const std::int64_t count = mask.sum().item<std::int64_t>();
+  if (count == 0) {
+    throw InputError(what, fmt::format("no brain found: no soft tissue ({:g} to {:g} HU) inside bone (above {:g} HU) in the "
+                                       "first frame; expected a head CT perfusion series",
+                                       options.brain_hu[0], options.brain_hu[1], options.bone_hu));
+  }
+  Baseline b;
+  b.brain_curve_hu.assign(static_cast<std::size_t>(frames), 0.0);
+  const std::int64_t step = slab_slices(series);
+  for (std::int64_t z0 = 0; z0 < nz; z0 += step) {
+    const std::int64_t z1 = std::min(nz, z0 + step);
+    const at::Tensor inside = mask.slice(0, z0, z1).reshape({-1}).nonzero().squeeze(1);
+    if (inside.numel() == 0) continue;
+    const at::Tensor sums = frames_slab(series, z0, z1).reshape({frames, -1}).index_select(1, inside).to(at::kDouble).sum(1);
+    for (std::int64_t f = 0; f < frames; ++f) b.brain_curve_hu[f] += sums[f].item<double>() / static_cast<double>(count);
+  }
+  double peak = 0;
+  for (const double g : b.brain_curve_hu) peak = std::max(peak, g - b.brain_curve_hu[0]);
+  if (peak < options.min_enhancement_hu) {
+    throw InputError(what, fmt::format("no contrast arrival detected: the brain's mean enhancement peaks at {:.1f} HU; expected "
+                                       "at least {:g} HU (perfusion.min_enhancement_hu)", peak, options.min_enhancement_hu));
+  }
+  b.arrival = 1;
+  while (b.brain_curve_hu[b.arrival] - b.brain_curve_hu[0] < 0.1 * peak) ++b.arrival;
+  b.image = series.voxels.slice(0, 0, b.arrival).to(at::kFloat).mean(0).contiguous();
+  return b;
+}
+
+CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain, const PerfusionOptions& options)
+    : series_(series), baseline_(baseline), brain_(brain), options_(options) {}
+
+at::Tensor CurveSlabs::slab_curves(std::int64_t z0, std::int64_t z1) const {
+  const std::int64_t frames = series_.voxels.size(0), ny = series_.voxels.size(2), nx = series_.voxels.size(3);
+  at::Tensor c = frames_slab(series_, z0, z1) - baseline_.slice(0, z0, z1).unsqueeze(0);
+  c = smooth_in_plane(c.reshape({-1, ny, nx}), options_.smoothing_mm, series_.geometry.spacing[0], series_.geometry.spacing[1])
+          .reshape({frames, z1 - z0, ny, nx});
+  if (options_.temporal_smoothing) {
+    const at::Tensor before = at::cat({c.slice(0, 0, 1), c.slice(0, 0, frames - 1)});
+    const at::Tensor after = at::cat({c.slice(0, 1, frames), c.slice(0, frames - 1, frames)});
+    c = (before + 2 * c + after) / 4;
+  }
+  return c;
+}
+
+void CurveSlabs::for_each(const std::function<void(const at::Tensor&, const at::Tensor&)>& body) const {
+  const std::int64_t frames = series_.voxels.size(0), nz = series_.voxels.size(1);
+  const std::int64_t slice = series_.voxels.size(2) * series_.voxels.size(3);
+  const std::int64_t step = slab_slices(series_);
+  for (std::int64_t z0 = 0; z0 < nz; z0 += step) {
+    const std::int64_t z1 = std::min(nz, z0 + step);
+    const at::Tensor inside = brain_.slice(0, z0, z1).reshape({-1}).nonzero().squeeze(1);
+    if (inside.numel() == 0) continue;
+    const at::Tensor curves = slab_curves(z0, z1).reshape({frames, -1}).index_select(1, inside).t().contiguous();
+    body(curves, inside + z0 * slice);
+  }
+}
+
+std::vector<std::vector<double>> CurveSlabs::at_voxels(const std::vector<std::int64_t>& voxels) const {
+  const std::int64_t frames = series_.voxels.size(0);
+  const std::int64_t slice = series_.voxels.size(2) * series_.voxels.size(3);
+  std::map<std::int64_t, at::Tensor> slices;
+  std::vector<std::vector<double>> out;
+  for (const std::int64_t v : voxels) {
+    const std::int64_t z = v / slice;
+    auto it = slices.find(z);
+    if (it == slices.end()) it = slices.emplace(z, slab_curves(z, z + 1).reshape({frames, -1}).to(at::kDouble)).first;
+    const at::Tensor curve = it->second.select(1, v % slice).contiguous();
+    out.emplace_back(curve.data_ptr<double>(), curve.data_ptr<double>() + frames);
+  }
+  return out;
+}
+
+CurveStats curve_stats(const at::Tensor& curves, const std::vector<double>& times_s, double interval_s) {
+  const std::int64_t frames = curves.size(1);
+  CurveStats s;
+  s.auc = curves.sum(1) * interval_s;
+  auto [peak, at_peak] = curves.max(1);
+  s.peak = peak;
+  const at::Tensor before = curves.gather(1, (at_peak - 1).clamp_min(0).unsqueeze(1)).squeeze(1);
+  const at::Tensor after = curves.gather(1, (at_peak + 1).clamp_max(frames - 1).unsqueeze(1)).squeeze(1);
+  const at::Tensor denominator = before - 2 * peak + after;
+  const at::Tensor inner = (at_peak > 0).logical_and(at_peak < frames - 1).logical_and(denominator < 0);
+  const at::Tensor offset = at::where(inner, 0.5 * (before - after) / at::where(inner, denominator, at::ones_like(denominator)),
+                                      at::zeros_like(denominator));
+  const at::Tensor times = at::tensor(times_s, at::kDouble).to(at::kFloat);
+  s.ttp = times.index_select(0, at_peak) + offset * interval_s;
+  s.fwhm = (curves >= (peak / 2).unsqueeze(1)).sum(1).to(at::kFloat) * interval_s;
+  return s;
+}
+
+void describe_curve(PerfusionCurve& curve, const std::vector<double>& times_s, double interval_s) {
+  const at::Tensor c = at::tensor(curve.hu, at::kDouble).to(at::kFloat).unsqueeze(0);
+  const CurveStats s = curve_stats(c, times_s, interval_s);
+  curve.auc_hu_s = s.auc.item<double>();
+  curve.peak_hu = s.peak.item<double>();
+  curve.ttp_s = s.ttp.item<double>();
+  curve.fwhm_s = s.fwhm.item<double>();
+}
+
+std::array<double, 3> voxel_lps(const Geometry& g, const std::array<std::int64_t, 3>& shape, std::int64_t voxel) {
+  const double ijk[3] = {static_cast<double>(voxel % shape[2]), static_cast<double>((voxel / shape[2]) % shape[1]),
+                         static_cast<double>(voxel / (shape[1] * shape[2]))};
+  std::array<double, 3> lps{};
+  for (int r = 0; r < 3; ++r) {
+    lps[r] = g.origin[r];
+    for (int c = 0; c < 3; ++c) lps[r] += g.direction[r * 3 + c] * g.spacing[c] * ijk[c];
+  }
+  return lps;
+}
+
+std::int64_t nearest_voxel(const Geometry& g, const std::array<std::int64_t, 3>& shape, const std::vector<double>& lps) {
+  std::int64_t ijk[3];
+  for (int c = 0; c < 3; ++c) {
+    double along = 0;
+    for (int r = 0; r < 3; ++r) along += g.direction[r * 3 + c] * (lps[r] - g.origin[r]);
+    ijk[c] = std::llround(along / g.spacing[c]);
+  }
+  if (ijk[0] < 0 || ijk[0] >= shape[2] || ijk[1] < 0 || ijk[1] >= shape[1] || ijk[2] < 0 || ijk[2] >= shape[0]) return -1;
+  return (ijk[2] * shape[1] + ijk[1]) * shape[2] + ijk[0];
+}
+
+}  // namespace vitruvian::data::perfusion

@@ -1,0 +1,126 @@
+// Tissue classes and triage from the perfusion maps: CSF and vessels left out, the hemispheres
+// split at the brain's centroid, core (rCBF) and hypoperfused (Tmax) tissue without small islands,
+// volumes, mismatch and the DEFUSE-3 criteria; and the report's `perfusion` section.
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "data/components.h"
+#include "data/perfusion/perfusion_steps.h"
+
+namespace vitruvian::data::perfusion {
+
+namespace {
+
+/// Patient left–right (LPS x, mm) of each linear voxel index.
+at::Tensor lps_x(const at::Tensor& index, const Volume& series) {
+  const auto shape = series.shape_zyx();
+  const Geometry& g = series.geometry;
+  const at::Tensor i = (index % shape[2]).to(at::kDouble), j = ((index / shape[2]) % shape[1]).to(at::kDouble),
+                   k = (index / (shape[1] * shape[2])).to(at::kDouble);
+  return g.origin[0] + g.direction[0] * g.spacing[0] * i + g.direction[1] * g.spacing[1] * j + g.direction[2] * g.spacing[2] * k;
+}
+
+at::Tensor scatter_mask(const Volume& series, const at::Tensor& index, const at::Tensor& where) {
+  const auto shape = series.shape_zyx();
+  at::Tensor m = at::zeros({shape[0] * shape[1] * shape[2]}, at::kByte);
+  m.index_put_({index.masked_select(where)}, at::ones({1}, at::kByte));
+  return m.view({shape[0], shape[1], shape[2]});
+}
+
+}  // namespace
+
+void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf, const at::Tensor& cbv, const at::Tensor& tmax,
+              const Volume& series, const PerfusionOptions& o) {
+  const at::Tensor valid = (cbv >= o.cbv_min).logical_and(cbv <= o.cbv_max).logical_and(cbf <= o.cbf_max);
+  const at::Tensor x = lps_x(index, series);
+  const at::Tensor left = x > x.mean();
+  const at::Tensor hypo = valid.logical_and(tmax > o.tmax_threshold_s);
+  const auto hypo_left = hypo.logical_and(left).sum().item<std::int64_t>();
+  const auto hypo_right = hypo.logical_and(left.logical_not()).sum().item<std::int64_t>();
+  PerfusionTriage& t = r.triage;
+  at::Tensor healthy = valid.logical_and(hypo.logical_not());
+  if (hypo_left + hypo_right > 0) {
+    t.side = hypo_left > hypo_right ? "left" : "right";
+    const at::Tensor other = hypo_left > hypo_right ? left.logical_not() : left;
+    if (healthy.logical_and(other).any().item<bool>()) healthy = healthy.logical_and(other);
+  }
+  t.healthy_cbf = healthy.any().item<bool>() ? cbf.masked_select(healthy).to(at::kDouble).mean().item<double>() : 0.0;
+  const at::Tensor core = valid.logical_and(cbf < o.rcbf_threshold * t.healthy_cbf);
+
+  const double voxel_ml = series.geometry.spacing[0] * series.geometry.spacing[1] * series.geometry.spacing[2] / 1000;
+  const auto min_voxels = static_cast<std::int64_t>(std::ceil(o.min_island_ml / voxel_ml));
+  at::Tensor core3d = scatter_mask(series, index, core), hypo3d = scatter_mask(series, index, hypo);
+  remove_small_components(core3d, min_voxels);
+  remove_small_components(hypo3d, min_voxels);
+  const at::Tensor penumbra3d = hypo3d.logical_and(core3d.logical_not());
+  r.brain = scatter_mask(series, index, valid);
+  r.tissue.type = VoxelType::kUInt8;
+  r.tissue.geometry = series.geometry;
+  r.tissue.modality = series.modality;
+  r.tissue.voxels = (core3d + 2 * penumbra3d.to(at::kByte)).to(at::kByte).contiguous();
+
+  t.core_ml = static_cast<double>(core3d.sum().item<std::int64_t>()) * voxel_ml;
+  t.hypoperfused_ml = static_cast<double>(hypo3d.sum().item<std::int64_t>()) * voxel_ml;
+  t.penumbra_ml = static_cast<double>(penumbra3d.sum().item<std::int64_t>()) * voxel_ml;
+  t.mismatch_ml = t.hypoperfused_ml - t.core_ml;
+  t.has_core = t.core_ml > 0;
+  t.mismatch_ratio = t.has_core ? t.hypoperfused_ml / t.core_ml : 0.0;
+  t.core_ok = t.core_ml < o.defuse3_core_max_ml;
+  t.ratio_ok = !t.has_core ? t.hypoperfused_ml > 0 : t.mismatch_ratio >= o.defuse3_ratio_min;
+  t.mismatch_ok = t.mismatch_ml >= o.defuse3_mismatch_min_ml;
+  t.eligible = t.core_ok && t.ratio_ok && t.mismatch_ok;
+}
+
+}  // namespace vitruvian::data::perfusion
+
+namespace vitruvian::data {
+
+namespace {
+
+nlohmann::json curve_json(const PerfusionCurve& c) {
+  if (!c.found) return {{"found", false}};
+  nlohmann::json hu = nlohmann::json::array();
+  for (const double v : c.hu) hu.push_back(std::round(v * 100) / 100);
+  return {{"found", true},       {"manual", c.manual},   {"voxels", c.voxels},       {"centre_lps_mm", c.centre_lps_mm},
+          {"peak_hu", c.peak_hu}, {"ttp_s", c.ttp_s},     {"fwhm_s", c.fwhm_s},       {"auc_hu_s", c.auc_hu_s},
+          {"curve_hu", hu}};
+}
+
+nlohmann::json criterion(double value, const std::string& limit, bool met) {
+  return {{"value", value}, {"limit", limit}, {"met", met}};
+}
+
+}  // namespace
+
+nlohmann::json PerfusionResult::report(const PerfusionOptions& o) const {
+  const PerfusionTriage& t = triage;
+  nlohmann::json times = nlohmann::json::array();
+  for (const double s : times_s) times.push_back(std::round(s * 1000) / 1000);
+  nlohmann::json aif_json = curve_json(aif);
+  aif_json["scale"] = aif_scale;
+  const nlohmann::json ratio = t.has_core ? nlohmann::json(t.mismatch_ratio) : nlohmann::json(nullptr);
+  return {{"deconvolution", o.deconvolution},
+          {"frames", times_s.size()},
+          {"interval_s", interval_s},
+          {"arrival_frame", arrival_frame},
+          {"brain_voxels", brain_voxels},
+          {"tissue_voxels", brain.defined() ? brain.sum().item<std::int64_t>() : 0},
+          {"times_s", times},
+          {"arterial_input", aif_json},
+          {"venous_output", curve_json(vof)},
+          {"healthy_cbf_ml_100g_min", t.healthy_cbf},
+          {"side", t.side.empty() ? nlohmann::json(nullptr) : nlohmann::json(t.side)},
+          {"thresholds", {{"rcbf", o.rcbf_threshold}, {"tmax_s", o.tmax_threshold_s}, {"min_island_ml", o.min_island_ml}}},
+          {"volumes_ml", {{"core", t.core_ml}, {"hypoperfused", t.hypoperfused_ml}, {"penumbra", t.penumbra_ml},
+                          {"mismatch", t.mismatch_ml}}},
+          {"mismatch_ratio", ratio},
+          {"defuse3", {{"eligible", t.eligible},
+                       {"core_ml", criterion(t.core_ml, fmt::format("< {:g}", o.defuse3_core_max_ml), t.core_ok)},
+                       {"mismatch_ratio", {{"value", ratio}, {"limit", fmt::format(">= {:g}", o.defuse3_ratio_min)}, {"met", t.ratio_ok}}},
+                       {"mismatch_ml", criterion(t.mismatch_ml, fmt::format(">= {:g}", o.defuse3_mismatch_min_ml), t.mismatch_ok)}}},
+          {"timing", timing}};
+}
+
+}  // namespace vitruvian::data

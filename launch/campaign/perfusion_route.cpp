@@ -1,0 +1,83 @@
+// The perfusion route: a study's 4D CT perfusion series through data/perfusion, its maps beside
+// the core/penumbra label map, and the triage in the report's `perfusion` section.
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "core/stopwatch.h"
+#include "data/perfusion/perfusion.h"
+#include "launch/campaign/route.h"
+
+namespace vitruvian::campaign {
+
+namespace {
+
+/// The series the route analyses: its first `series`, else the study's first 4D CT series ("").
+std::string perfusion_series(const RouteConfig& route, const Study& study) {
+  if (!route.series.empty()) return study.info().find_series(route.series.front()) != nullptr ? route.series.front() : "";
+  for (const auto& s : study.info().series) {
+    if (s.shape.size() == 4 && (s.modality == "CT" || s.modality.empty())) return s.name;
+  }
+  return "";
+}
+
+/// Core and penumbra, with the ids the study's label table gives them (Dice against its truth).
+models::ClassMap tissue_classes(const Study& study) {
+  models::ClassMap classes;
+  classes.names = {"background", "ischemic_core", "ischemic_penumbra"};
+  classes.label_ids = {{0}, {}, {}};
+  for (const auto& [id, name] : study.label_table()) {
+    for (std::size_t c = 1; c < classes.names.size(); ++c) {
+      if (name == classes.names[c]) classes.label_ids[c].push_back(id);
+    }
+  }
+  return classes;
+}
+
+}  // namespace
+
+std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& notes) const {
+  const RouteConfig& route = config();
+  const std::string name = perfusion_series(route, study);
+  if (name.empty()) {
+    notes.push_back(route.series.empty() ? fmt::format("route {}: the study has no 4D CT series to analyse", route.name)
+                                         : fmt::format("route {}: the study has no series '{}'", route.name, route.series.front()));
+    return std::nullopt;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const data::Volume& series = study.series(name);
+  const data::PerfusionResult p =
+      data::analyse_perfusion(series, route.perfusion, fmt::format("study {}, series {}", study.id(), name));
+  RouteResult r;
+  r.route = &route;
+  r.reference = name;
+  r.labels = p.tissue;
+  r.classes = tissue_classes(study);
+  r.from_model = true;  // class indices, written in the ids of the study's table
+  if (route.truth != "none") {
+    const bool has_truth = !r.classes.label_ids[1].empty() && !r.classes.label_ids[2].empty();
+    if (!route.truth.empty()) {
+      r.truth = route.truth;
+    } else if (has_truth && !study.info().labels.empty()) {
+      r.truth = study.info().labels.front().name;
+    }
+  }
+  for (const auto& [suffix, map] : {std::pair{"cbf", &p.cbf}, {"cbv", &p.cbv}, {"mtt", &p.mtt}, {"tmax", &p.tmax}, {"ttp", &p.ttp}}) {
+    data::Volume v = *map;
+    v.modality.clear();
+    r.maps.emplace_back(route.name + "_" + suffix, std::move(v));
+  }
+  nlohmann::json section = p.report(route.perfusion);
+  section["route"] = route.name;
+  section["series"] = name;
+  section["maps"] = {{"cbf", route.name + "_cbf"}, {"cbv", route.name + "_cbv"}, {"mtt", route.name + "_mtt"},
+                     {"tmax", route.name + "_tmax"}, {"ttp", route.name + "_ttp"}};
+  r.report = {{"analysis", "perfusion"}, {"series", {name}}};
+  r.sections = {{"perfusion", section}};
+  r.timing = p.timing;
+  r.timing["seconds"] = seconds_since(start);
+  r.timing["voxels"] = series.voxels.numel();
+  return r;
+}
+
+}  // namespace vitruvian::campaign

@@ -1,0 +1,98 @@
+// `vitruvian perfusion`: one perfusion route over an input, through the campaign's stages, and a
+// line per study with its volumes and DEFUSE-3 verdict.
+#include "launch/jobs/perfusion.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <iostream>
+
+#include "launch/jobs/infer.h"
+
+namespace vitruvian::jobs {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+/// What a study's report says, in one line.
+std::string summary_line(const nlohmann::json& report) {
+  const nlohmann::json& p = report.at("perfusion");
+  const nlohmann::json& v = p.at("volumes_ml");
+  const nlohmann::json& d = p.at("defuse3");
+  const std::string ratio = p.at("mismatch_ratio").is_null() ? "no core" : fmt::format("{:.1f}", p.at("mismatch_ratio").get<double>());
+  return fmt::format("{}: core {:.1f} mL, Tmax>{:g}s {:.1f} mL, mismatch {:.1f} mL (ratio {}), lesion {}; DEFUSE-3 {}",
+                     report.value("study", "?"), v.at("core").get<double>(), p.at("thresholds").at("tmax_s").get<double>(),
+                     v.at("hypoperfused").get<double>(), v.at("mismatch").get<double>(), ratio,
+                     p.at("side").is_null() ? "none" : p.at("side").get<std::string>(),
+                     d.at("eligible").get<bool>() ? "eligible" : "not eligible");
+}
+
+class PerfusionVerb final : public Verb {
+ public:
+  CLI::App* add_to(CLI::App& app) override {
+    CLI::App* c = add_verb_command(
+        app, "perfusion",
+        "CT perfusion of one study: CBF, CBV, MTT, Tmax and TTP maps, ischaemic core and penumbra, volumes, mismatch and "
+        "the DEFUSE-3 verdict (docs/PERFUSION.md), written as a campaign folder (report.json, labels.h5, index.html)",
+        "Thresholds: any key of docs/PERFUSION.md as --set perfusion.KEY=VALUE (perfusion.tmax_threshold_s=6).\n"
+        "Threads: --threads (runtime.intra_op_threads).");
+    c->add_option("input", input_, "HDF5 dataset, NIfTI file or DICOM folder holding the study")->required();
+    c->add_option("--study", studies_, "Only this study id (repeatable; default: every study of the input)");
+    c->add_option("-o,--out", output_, "Output folder")->required();
+    c->add_option("--series", series_, "The 4D series to analyse (default: the study's first 4D CT series)");
+    c->add_flag("--nifti", nifti_, "Also write the label map and the maps as NIfTI");
+    c->add_flag("--force", force_, "Redo the study even when its outputs are verified");
+    return c;
+  }
+
+  std::vector<ConfigVisit> sections() override {
+    return {[this](ConfigVisitor& v) { v.section("perfusion", [this](ConfigVisitor& p) { options_.visit(p); }); }};
+  }
+
+  ExitCode run(const JobContext& context) override {
+    campaign::CampaignConfig config;
+    config.inputs = {input_};
+    config.output = output_;
+    config.studies = studies_;
+    config.outputs = {"hdf5", "thumbnail"};
+    if (nifti_) config.outputs.push_back("nifti");
+    campaign::RouteConfig route;
+    route.name = "perfusion";
+    route.analysis = "perfusion";
+    route.perfusion = options_;
+    if (!series_.empty()) route.series = {series_};
+    route.origin = "vitruvian perfusion";
+    config.routes = {route};
+    config.validate();
+    const ExitCode code = run_infer(context, config, force_);
+    if (context.env.rank() == 0) print_summaries();
+    return code;
+  }
+
+ private:
+  void print_summaries() const {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(output_, ec)) {
+      std::ifstream in(entry.path() / "report.json");
+      if (!in) continue;
+      const nlohmann::json report = nlohmann::json::parse(in, nullptr, false);
+      if (report.is_discarded() || !report.contains("perfusion")) continue;
+      std::cout << summary_line(report) << std::endl;
+    }
+  }
+
+  fs::path input_, output_;
+  std::vector<std::string> studies_;
+  std::string series_;
+  bool nifti_ = false, force_ = false;
+  data::PerfusionOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<Verb> make_perfusion_verb() { return std::make_unique<PerfusionVerb>(); }
+
+}  // namespace vitruvian::jobs
