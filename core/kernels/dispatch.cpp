@@ -222,4 +222,39 @@ at::Tensor connected_roots(const at::Tensor& mask, int connectivity) {
   return roots;
 }
 
+Deconvolved deconvolve_curves(const at::Tensor& curves, const at::Tensor& analysis, const at::Tensor& synthesis,
+                              const std::vector<std::int32_t>& levels, double max_oscillation) {
+  constexpr const char* kWhat = "deconvolve_curves";
+  if (curves.dim() != 2 || analysis.dim() != 2 || synthesis.dim() != 2 || analysis.size(1) != curves.size(1) ||
+      synthesis.size(0) != analysis.size(0)) {
+    throw InputError(kWhat, fmt::format("curves {}, analysis {} and synthesis {}; expected [n, T], [K, T] and [K, L]",
+                                        shape_text(curves), shape_text(analysis), shape_text(synthesis)));
+  }
+  check_type(curves, at::kFloat, kWhat, "the curves");
+  check_type(analysis, at::kFloat, kWhat, "the analysis matrix");
+  check_type(synthesis, at::kFloat, kWhat, "the synthesis matrix");
+  check_same_device(curves, analysis, kWhat);
+  check_same_device(curves, synthesis, kWhat);
+  const at::Tensor c = curves.contiguous(), a = analysis.contiguous(), s = synthesis.contiguous();
+  ResidueBasis basis;
+  basis.samples = a.size(1);
+  basis.length = s.size(1);
+  basis.components = a.size(0);
+  basis.analysis = a.data_ptr<float>();
+  basis.synthesis = s.data_ptr<float>();
+  basis.levels = levels.data();
+  basis.n_levels = static_cast<std::int64_t>(levels.size());
+  basis.max_oscillation = max_oscillation;
+  const std::int64_t n = c.size(0);
+  Deconvolved d;
+  d.peak = at::empty({n}, c.options());
+  d.peak_at = at::empty({n}, c.options());
+  d.components = at::empty({n}, c.options().dtype(at::kInt));
+  const ResidueOut out{d.peak.data_ptr<float>(), d.peak_at.data_ptr<float>(), d.components.data_ptr<std::int32_t>()};
+  on_device(
+      c, kWhat, [&] { kernels::deconvolve_curves(c.data_ptr<float>(), n, basis, out); },
+      [&](void* stream) { cuda::deconvolve_curves(c.data_ptr<float>(), n, basis, out, stream); });
+  return d;
+}
+
 }  // namespace vitruvian::kernels
