@@ -12,6 +12,7 @@
 
 #include "core/errors.h"
 #include "core/kernels/kernels_cuda.h"
+#include "core/kernels/scalar_dispatch.h"
 
 namespace vitruvian::kernels {
 namespace {
@@ -245,6 +246,7 @@ Deconvolved deconvolve_curves(const at::Tensor& curves, const at::Tensor& analys
   basis.levels = levels.data();
   basis.n_levels = static_cast<std::int64_t>(levels.size());
   basis.max_oscillation = max_oscillation;
+  detail::check_basis(basis);  // before anything is allocated for it
   const std::int64_t n = c.size(0);
   Deconvolved d;
   d.peak = at::empty({n}, c.options());
@@ -253,7 +255,12 @@ Deconvolved deconvolve_curves(const at::Tensor& curves, const at::Tensor& analys
   const ResidueOut out{d.peak.data_ptr<float>(), d.peak_at.data_ptr<float>(), d.components.data_ptr<std::int32_t>()};
   on_device(
       c, kWhat, [&] { kernels::deconvolve_curves(c.data_ptr<float>(), n, basis, out); },
-      [&](void* stream) { cuda::deconvolve_curves(c.data_ptr<float>(), n, basis, out, stream); });
+      [&](void* stream) {
+        // Scratch from LibTorch's caching allocator, which may hold most of the device.
+        const at::Tensor workspace = at::empty({static_cast<std::int64_t>(cuda::deconvolve_workspace_bytes(n, basis))},
+                                               c.options().dtype(at::kByte));
+        cuda::deconvolve_curves(c.data_ptr<float>(), n, basis, out, stream, workspace.data_ptr());
+      });
   return d;
 }
 

@@ -30,8 +30,12 @@ std::size_t label_stats_workspace_bytes(std::int64_t n_labels);
 std::int64_t label_stats(const void* labels, Scalar label_type, const Grid& grid, const void* image, Scalar image_type,
                          std::int64_t n_labels, LabelStats* out, void* stream, void* workspace = nullptr);
 void connected_roots(const std::uint8_t* mask, const Grid& grid, int connectivity, std::int32_t* roots, void* stream);
+/// Device scratch memory deconvolve_curves() needs for n curves on `basis` (levels read).
+std::size_t deconvolve_workspace_bytes(std::int64_t n, const ResidueBasis& basis);
 /// basis.analysis, basis.synthesis, curves and out on the device; basis.levels on the host.
-void deconvolve_curves(const float* curves, std::int64_t n, const ResidueBasis& basis, const ResidueOut& out,
-                       void* stream);
+/// `workspace`: device memory of deconvolve_workspace_bytes(n, basis), or null to allocate it
+/// stream-ordered.
+void deconvolve_curves(const float* curves, std::int64_t n, const ResidueBasis& basis, const ResidueOut& out, void* stream,
+                       void* workspace = nullptr);
 
 }  // namespace vitruvian::kernels::cuda
