@@ -12,6 +12,7 @@
 
 #include "core/errors.h"
 #include "core/kernels/kernels_cuda.h"
+#include "core/kernels/scalar_dispatch.h"
 
 namespace vitruvian::kernels {
 namespace {
@@ -220,6 +221,47 @@ at::Tensor connected_roots(const at::Tensor& mask, int connectivity) {
         cuda::connected_roots(m.data_ptr<std::uint8_t>(), grid, connectivity, roots.data_ptr<std::int32_t>(), stream);
       });
   return roots;
+}
+
+Deconvolved deconvolve_curves(const at::Tensor& curves, const at::Tensor& analysis, const at::Tensor& synthesis,
+                              const std::vector<std::int32_t>& levels, double max_oscillation) {
+  constexpr const char* kWhat = "deconvolve_curves";
+  if (curves.dim() != 2 || analysis.dim() != 2 || synthesis.dim() != 2 || analysis.size(1) != curves.size(1) ||
+      synthesis.size(0) != analysis.size(0)) {
+    throw InputError(kWhat, fmt::format("curves {}, analysis {} and synthesis {}; expected [n, T], [K, T] and [K, L]",
+                                        shape_text(curves), shape_text(analysis), shape_text(synthesis)));
+  }
+  check_type(curves, at::kFloat, kWhat, "the curves");
+  check_type(analysis, at::kFloat, kWhat, "the analysis matrix");
+  check_type(synthesis, at::kFloat, kWhat, "the synthesis matrix");
+  check_same_device(curves, analysis, kWhat);
+  check_same_device(curves, synthesis, kWhat);
+  const at::Tensor c = curves.contiguous(), a = analysis.contiguous(), s = synthesis.contiguous();
+  ResidueBasis basis;
+  basis.samples = a.size(1);
+  basis.length = s.size(1);
+  basis.components = a.size(0);
+  basis.analysis = a.data_ptr<float>();
+  basis.synthesis = s.data_ptr<float>();
+  basis.levels = levels.data();
+  basis.n_levels = static_cast<std::int64_t>(levels.size());
+  basis.max_oscillation = max_oscillation;
+  detail::check_basis(basis);  // before anything is allocated for it
+  const std::int64_t n = c.size(0);
+  Deconvolved d;
+  d.peak = at::empty({n}, c.options());
+  d.peak_at = at::empty({n}, c.options());
+  d.components = at::empty({n}, c.options().dtype(at::kInt));
+  const ResidueOut out{d.peak.data_ptr<float>(), d.peak_at.data_ptr<float>(), d.components.data_ptr<std::int32_t>()};
+  on_device(
+      c, kWhat, [&] { kernels::deconvolve_curves(c.data_ptr<float>(), n, basis, out); },
+      [&](void* stream) {
+        // Scratch from LibTorch's caching allocator, which may hold most of the device.
+        const at::Tensor workspace = at::empty({static_cast<std::int64_t>(cuda::deconvolve_workspace_bytes(n, basis))},
+                                               c.options().dtype(at::kByte));
+        cuda::deconvolve_curves(c.data_ptr<float>(), n, basis, out, stream, workspace.data_ptr());
+      });
+  return d;
 }
 
 }  // namespace vitruvian::kernels

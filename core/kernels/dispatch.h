@@ -47,4 +47,16 @@ std::vector<LabelStats> label_stats(const at::Tensor& labels, const at::Tensor* 
 /// component, 0 for background (kernel 6); `mask` any dtype, non-zero is foreground.
 at::Tensor connected_roots(const at::Tensor& mask, int connectivity);
 
+/// What deconvolve_curves() gives per curve, on the curves' device: the kept residue's peak
+/// (float32 [n]), its parabola-refined index (float32 [n], 0 … L − 1) and the kept level (int32 [n]).
+struct Deconvolved {
+  at::Tensor peak, peak_at, components;
+};
+
+/// Deconvolves curves (float32 [n, T]) on one basis (kernel 7): analysis float32 [K, T] and
+/// synthesis float32 [K, L] on the curves' device, levels (ascending, each in 1 … K) and
+/// max_oscillation as in ResidueBasis (≤ 0: the largest level, plain SVD).
+Deconvolved deconvolve_curves(const at::Tensor& curves, const at::Tensor& analysis, const at::Tensor& synthesis,
+                              const std::vector<std::int32_t>& levels, double max_oscillation);
+
 }  // namespace vitruvian::kernels

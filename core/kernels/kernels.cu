@@ -613,3 +613,159 @@ void connected_roots(const std::uint8_t* mask, const Grid& grid, int connectivit
 }
 
 }  // namespace vitruvian::kernels::cuda
+
+// 7. Deconvolution of curves: one thread per curve (grid-stride), the float operations of the
+// CPU's lanes in the same order. Each thread's components z and residue r live in scratch
+// memory interleaved across threads (element k of slot j at k · slots + j), so a warp's accesses
+// coalesce; the basis rows the search uses go to shared memory when they fit, and every thread
+// of a warp reads the same basis element at once (a broadcast).
+namespace vitruvian::kernels::cuda {
+namespace {
+
+constexpr int kCurveThreads = 128;
+constexpr std::int64_t kMaxCurveSlots = std::int64_t{1} << 17;  // threads at once: 1024 blocks
+
+struct DeconvolutionArgs {
+  const float* curves;
+  std::int64_t n, samples, length, top, n_levels;
+  const float* analysis;   // [K, T]
+  const float* synthesis;  // [K, L]
+  const std::int32_t* levels;  // device
+  double max_oscillation;
+  bool shared_basis;
+  float* scratch;  // z: top × slots, then r: length × slots
+  std::int64_t slots;
+  ResidueOut out;
+};
+
+std::int64_t curve_slots(std::int64_t n) { return std::max<std::int64_t>(1, std::min(n, kMaxCurveSlots)); }
+
+/// z[k] = Σ_t a[k, t] · c[t] for k < top; r[l] = Σ_{k<top} z[k] · s[k, l].
+__device__ __forceinline__ void components_and_residue(const DeconvolutionArgs& p, const float* a, const float* s, const float* c, float* z,
+                                       float* r) {
+  for (std::int64_t k = 0; k < p.top; ++k) {
+    float acc = 0.0f;
+    for (std::int64_t t = 0; t < p.samples; ++t) acc = __fadd_rn(acc, __fmul_rn(a[k * p.samples + t], c[t]));
+    z[k * p.slots] = acc;
+  }
+  for (std::int64_t l = 0; l < p.length; ++l) {
+    float acc = 0.0f;
+    for (std::int64_t k = 0; k < p.top; ++k) acc = __fadd_rn(acc, __fmul_rn(z[k * p.slots], s[k * p.length + l]));
+    r[l * p.slots] = acc;
+  }
+}
+
+/// The curve's peak, its index and level when the residue r (of `level` components) is kept:
+/// true if it is (OI ≤ limit, or `last`).
+__device__ __forceinline__ bool keep_residue(const DeconvolutionArgs& p, const float* r, std::int32_t level, bool last, std::int64_t i) {
+  const std::int64_t L = p.length, S = p.slots;
+  float peak = r[0], max_abs = fabsf(r[0]), oscillation = 0.0f;
+  std::int64_t at = 0;
+  for (std::int64_t l = 1; l < L; ++l) {
+    const float v = r[l * S], a = fabsf(v);
+    if (v > peak) peak = v, at = l;
+    max_abs = a > max_abs ? a : max_abs;
+  }
+  for (std::int64_t l = 2; l < L; ++l) {
+    const float second = __fadd_rn(__fsub_rn(r[l * S], __fmul_rn(2.0f, r[(l - 1) * S])), r[(l - 2) * S]);
+    oscillation = __fadd_rn(oscillation, fabsf(second));
+  }
+  if (!last) {
+    const float oi = max_abs == 0.0f ? 0.0f : __fdiv_rn(oscillation, __fmul_rn(static_cast<float>(L), max_abs));
+    if (!(static_cast<double>(oi) <= p.max_oscillation)) return false;
+  }
+  float position = static_cast<float>(at);
+  if (at > 0 && at < L - 1) {
+    const float before = r[(at - 1) * S], here = r[at * S], after = r[(at + 1) * S];
+    const float curvature = __fadd_rn(__fsub_rn(before, __fmul_rn(2.0f, here)), after);
+    if (curvature < 0.0f) {
+      position = __fadd_rn(position, __fdiv_rn(__fmul_rn(0.5f, __fsub_rn(before, after)), curvature));
+    }
+  }
+  p.out.peak[i] = peak;
+  p.out.peak_at[i] = position;
+  p.out.components[i] = level;
+  return true;
+}
+
+__global__ void deconvolve_kernel(DeconvolutionArgs p) {
+  extern __shared__ float basis[];
+  const float* a = p.analysis;
+  const float* s = p.synthesis;
+  if (p.shared_basis) {
+    const std::int64_t na = p.top * p.samples, ns = p.top * p.length;
+    for (std::int64_t j = threadIdx.x; j < na; j += blockDim.x) basis[j] = p.analysis[j];
+    for (std::int64_t j = threadIdx.x; j < ns; j += blockDim.x) basis[na + j] = p.synthesis[j];
+    __syncthreads();
+    a = basis;
+    s = basis + na;
+  }
+  const std::int64_t slot = first_item();
+  if (slot >= p.slots) return;
+  float* z = p.scratch + slot;
+  float* r = p.scratch + p.top * p.slots + slot;
+  for (std::int64_t i = slot; i < p.n; i += p.slots) {
+    components_and_residue(p, a, s, p.curves + i * p.samples, z, r);
+    for (std::int64_t level = p.n_levels - 1; level >= 0; --level) {
+      if (level < p.n_levels - 1) {
+        for (std::int64_t l = 0; l < p.length; ++l) {
+          float acc = r[l * p.slots];
+          for (std::int64_t k = p.levels[level + 1] - 1; k >= p.levels[level]; --k) {
+            acc = __fsub_rn(acc, __fmul_rn(z[k * p.slots], s[k * p.length + l]));
+          }
+          r[l * p.slots] = acc;
+        }
+      }
+      const bool last = level == 0 || !(p.max_oscillation > 0);
+      if (keep_residue(p, r, p.levels[level], last, i)) break;
+    }
+  }
+}
+
+}  // namespace
+
+std::size_t deconvolve_workspace_bytes(std::int64_t n, const ResidueBasis& basis) {
+  const std::int64_t top = basis.n_levels > 0 && basis.levels != nullptr ? basis.levels[basis.n_levels - 1] : 0;
+  const auto floats = static_cast<std::size_t>(curve_slots(n) * (top + basis.length));
+  return floats * sizeof(float) + static_cast<std::size_t>(std::max<std::int64_t>(basis.n_levels, 0)) * sizeof(std::int32_t);
+}
+
+void deconvolve_curves(const float* curves, std::int64_t n, const ResidueBasis& basis, const ResidueOut& out, void* stream,
+                       void* workspace) {
+  detail::check_basis(basis);
+  if (n < 0) throw InputError("deconvolve_curves", std::to_string(n) + " curves; expected none or more");
+  if (n == 0) return;
+  const cudaStream_t st = as_stream(stream);
+  DeconvolutionArgs p{};
+  p.curves = curves;
+  p.n = n, p.samples = basis.samples, p.length = basis.length;
+  p.top = basis.levels[basis.n_levels - 1], p.n_levels = basis.n_levels;
+  p.analysis = basis.analysis, p.synthesis = basis.synthesis;
+  p.max_oscillation = basis.max_oscillation;
+  p.slots = curve_slots(n);
+  p.out = out;
+  const std::size_t bytes = deconvolve_workspace_bytes(n, basis);
+  const Scratch scratch(workspace, bytes, st);
+  p.scratch = reinterpret_cast<float*>(scratch.get());
+  auto* levels = reinterpret_cast<std::int32_t*>(scratch.get() + bytes - static_cast<std::size_t>(basis.n_levels) * sizeof(std::int32_t));
+  // From pageable memory: staged before the call returns, so `basis.levels` may go at once.
+  check(cudaMemcpyAsync(levels, basis.levels, static_cast<std::size_t>(basis.n_levels) * sizeof(std::int32_t),
+                        cudaMemcpyHostToDevice, st),
+        "deconvolve_curves: cudaMemcpyAsync");
+  p.levels = levels;
+  // The basis rows the search uses, in shared memory when the device allows that much per block.
+  const auto shared = static_cast<std::size_t>(p.top * (p.samples + p.length)) * sizeof(float);
+  int device = 0, limit = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
+  p.shared_basis = shared <= static_cast<std::size_t>(limit);
+  if (p.shared_basis && shared > 48 * 1024) {
+    check(cudaFuncSetAttribute(deconvolve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)),
+          "cudaFuncSetAttribute");
+  }
+  const auto blocks = static_cast<unsigned>((p.slots + kCurveThreads - 1) / kCurveThreads);
+  deconvolve_kernel<<<blocks, kCurveThreads, p.shared_basis ? shared : 0, st>>>(p);
+  check(cudaGetLastError(), "deconvolve_curves");
+}
+
+}  // namespace vitruvian::kernels::cuda

@@ -2,8 +2,9 @@
 // arguments, with device pointers (a batch's window origins and label_stats()'s results stay on
 // the host) and the stream to run on; each call is asynchronous except label_stats(), which
 // waits for its own small result. Numerics: window accumulation, normalisation, resampling and
-// labels are bit for bit those of the CPU implementations (no fused multiply-adds where the CPU
-// rounds twice); probabilities differ in the last bits (expf); statistics' sums by summation order.
+// labels and the deconvolution of curves are bit for bit those of the CPU implementations (no
+// fused multiply-adds where the CPU rounds twice); probabilities differ in the last bits (expf);
+// statistics' sums by summation order.
 // Volumes (and windows) may have at most 65535 slices along z and rows along y (InputError).
 #pragma once
 
@@ -29,5 +30,12 @@ std::size_t label_stats_workspace_bytes(std::int64_t n_labels);
 std::int64_t label_stats(const void* labels, Scalar label_type, const Grid& grid, const void* image, Scalar image_type,
                          std::int64_t n_labels, LabelStats* out, void* stream, void* workspace = nullptr);
 void connected_roots(const std::uint8_t* mask, const Grid& grid, int connectivity, std::int32_t* roots, void* stream);
+/// Device scratch memory deconvolve_curves() needs for n curves on `basis` (levels read).
+std::size_t deconvolve_workspace_bytes(std::int64_t n, const ResidueBasis& basis);
+/// basis.analysis, basis.synthesis, curves and out on the device; basis.levels on the host.
+/// `workspace`: device memory of deconvolve_workspace_bytes(n, basis), or null to allocate it
+/// stream-ordered.
+void deconvolve_curves(const float* curves, std::int64_t n, const ResidueBasis& basis, const ResidueOut& out, void* stream,
+                       void* workspace = nullptr);
 
 }  // namespace vitruvian::kernels::cuda

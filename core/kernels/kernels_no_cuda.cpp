@@ -26,5 +26,9 @@ std::int64_t label_stats(const void*, Scalar, const Grid&, const void*, Scalar, 
   no_cuda("label_stats");
 }
 void connected_roots(const std::uint8_t*, const Grid&, int, std::int32_t*, void*) { no_cuda("connected_roots"); }
+std::size_t deconvolve_workspace_bytes(std::int64_t, const ResidueBasis&) { return 0; }
+void deconvolve_curves(const float*, std::int64_t, const ResidueBasis&, const ResidueOut&, void*, void*) {
+  no_cuda("deconvolve_curves");
+}
 
 }  // namespace vitruvian::kernels::cuda

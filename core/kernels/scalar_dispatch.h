@@ -62,4 +62,8 @@ void check_windows(const WindowBatch& batch, const Accumulator& acc);
 /// Throws InputError unless connectivity is 6, 18 or 26 and the grid indexes in int32.
 void check_components_input(const Grid& grid, int connectivity);
 
+/// Throws InputError naming the bad value unless samples ≥ 1, 1 ≤ components ≤ length, the
+/// matrices are set, n_levels ≥ 1 and the levels strictly ascend within [1, components].
+void check_basis(const ResidueBasis& basis);
+
 }  // namespace vitruvian::kernels::detail

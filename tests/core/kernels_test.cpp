@@ -13,6 +13,7 @@
 
 #include "core/errors.h"
 #include "core/kernels/kernels.h"
+#include "tests/core/perfusion_curves.h"
 
 namespace vitruvian::kernels {
 namespace {
@@ -232,6 +233,178 @@ TEST(Kernels, ConnectedRootsEqualFloodFill) {
     }
   }
   EXPECT_THROW(connected_roots(torch::ones({2, 2, 2}), 8), InputError);
+}
+
+/// The kept residue of one curve, computed plainly in double: each level's residue summed
+/// afresh, OI = Σ|r[l] − 2r[l−1] + r[l−2]| / (L · max|r|).
+struct ReferenceResult {
+  double peak = 0, peak_at = 0, oi_margin = 0;  ///< oi_margin: the smallest |OI − limit| the search met
+  std::int32_t components = 0;
+};
+
+ReferenceResult reference_deconvolution(const std::vector<double>& c, const at::Tensor& analysis,
+                                        const at::Tensor& synthesis, const std::vector<std::int32_t>& levels,
+                                        double max_oscillation) {
+  const std::int64_t samples = analysis.size(1), length = synthesis.size(1);
+  const auto a = analysis.accessor<float, 2>();
+  const auto s = synthesis.accessor<float, 2>();
+  ReferenceResult out;
+  out.oi_margin = std::numeric_limits<double>::infinity();
+  for (std::size_t i = levels.size(); i-- > 0;) {
+    const std::int32_t m = levels[i];
+    std::vector<double> r(static_cast<std::size_t>(length), 0.0);
+    for (std::int32_t k = 0; k < m; ++k) {
+      double z = 0;
+      for (std::int64_t t = 0; t < samples; ++t) z += static_cast<double>(a[k][t]) * c[static_cast<std::size_t>(t)];
+      for (std::int64_t l = 0; l < length; ++l) r[static_cast<std::size_t>(l)] += z * static_cast<double>(s[k][l]);
+    }
+    double max_abs = 0, oscillation = 0;
+    std::size_t best = 0;
+    for (std::size_t l = 0; l < r.size(); ++l) {
+      max_abs = std::max(max_abs, std::abs(r[l]));
+      if (r[l] > r[best]) best = l;
+      if (l >= 2) oscillation += std::abs(r[l] - 2 * r[l - 1] + r[l - 2]);
+    }
+    const double oi = max_abs == 0 ? 0 : oscillation / (static_cast<double>(length) * max_abs);
+    const bool last = i == 0 || max_oscillation <= 0;
+    if (!last) out.oi_margin = std::min(out.oi_margin, std::abs(oi - max_oscillation));
+    if (!last && oi > max_oscillation) continue;
+    out.peak = r[best];
+    out.peak_at = static_cast<double>(best);
+    if (best > 0 && best + 1 < r.size()) {
+      const double curvature = r[best - 1] - 2 * r[best] + r[best + 1];
+      if (curvature < 0) out.peak_at += 0.5 * (r[best - 1] - r[best + 1]) / curvature;
+    }
+    out.components = m;
+    return out;
+  }
+  return out;
+}
+
+struct PerfusionCase {
+  double dt = 1.5;
+  at::Tensor aif;
+  testing::CirculantBasis basis;
+  std::vector<std::int32_t> levels;
+};
+
+PerfusionCase perfusion_case(std::int64_t samples) {
+  PerfusionCase p;
+  p.aif = testing::gamma_variate_aif(samples, p.dt);
+  p.basis = testing::circulant_basis(p.aif, p.dt);
+  p.levels = testing::levels_above(p.basis.singular, 0.02);
+  return p;
+}
+
+TEST(Kernels, DeconvolveCurvesMatchesDoubleReference) {
+  torch::manual_seed(7);
+  const PerfusionCase p = perfusion_case(30);
+  ASSERT_GE(p.levels.size(), 5u);
+  const at::Tensor curves = testing::random_tissue(p.aif, p.dt, 203, 2.0);
+  for (const double limit : {0.095, 0.0}) {
+    const Deconvolved d = deconvolve_curves(curves, p.basis.analysis, p.basis.synthesis, p.levels, limit);
+    ASSERT_EQ(d.peak.sizes(), at::IntArrayRef({203}));
+    int compared = 0;
+    for (std::int64_t i = 0; i < curves.size(0); ++i) {
+      const at::Tensor row = curves[i].to(torch::kDouble).contiguous();
+      const std::vector<double> c(row.data_ptr<double>(), row.data_ptr<double>() + row.numel());
+      const ReferenceResult ref = reference_deconvolution(c, p.basis.analysis, p.basis.synthesis, p.levels, limit);
+      if (ref.oi_margin < 1e-4) continue;  // float and double may fall on either side of the limit
+      ++compared;
+      ASSERT_EQ(d.components[i].item<std::int32_t>(), ref.components) << "curve " << i << ", limit " << limit;
+      EXPECT_NEAR(d.peak[i].item<float>(), ref.peak, 1e-4 * std::abs(ref.peak) + 1e-7) << "curve " << i;
+      EXPECT_NEAR(d.peak_at[i].item<float>(), ref.peak_at, 1e-3) << "curve " << i;
+    }
+    EXPECT_GE(compared, 200) << "limit " << limit;
+  }
+}
+
+TEST(Kernels, DeconvolveCurvesSearchesDownForNoise) {
+  torch::manual_seed(8);
+  const PerfusionCase p = perfusion_case(40);
+  const std::int32_t top = p.levels.back();
+  torch::manual_seed(9);
+  const at::Tensor clean = testing::random_tissue(p.aif, p.dt, 64, 0.0);
+  torch::manual_seed(9);
+  const at::Tensor noisy = testing::random_tissue(p.aif, p.dt, 64, 3.0);
+  const Deconvolved a = deconvolve_curves(clean, p.basis.analysis, p.basis.synthesis, p.levels, 0.095);
+  const Deconvolved b = deconvolve_curves(noisy, p.basis.analysis, p.basis.synthesis, p.levels, 0.095);
+  const double clean_mean = a.components.to(torch::kDouble).mean().item<double>();
+  const double noisy_mean = b.components.to(torch::kDouble).mean().item<double>();
+  EXPECT_LT(noisy_mean, clean_mean);
+  EXPECT_LT(noisy_mean, top);
+  // Plain SVD: the largest level, whatever the noise.
+  const Deconvolved plain = deconvolve_curves(noisy, p.basis.analysis, p.basis.synthesis, p.levels, 0.0);
+  EXPECT_TRUE(torch::all(plain.components == top).item<bool>());
+}
+
+TEST(Kernels, DeconvolveCurvesFindsTheDelay) {
+  const PerfusionCase p = perfusion_case(40);
+  const double mtt = 4.0;
+  for (const std::int64_t delay : {0, 2, 5, 9}) {
+    const at::Tensor c =
+        testing::tissue_curves(p.aif, p.dt, torch::full({1}, 0.01, torch::kDouble),
+                               torch::full({1}, delay, torch::kLong), torch::full({1}, mtt, torch::kDouble));
+    const Deconvolved d = deconvolve_curves(c.to(torch::kFloat), p.basis.analysis, p.basis.synthesis, p.levels, 0.095);
+    EXPECT_NEAR(d.peak_at[0].item<float>(), static_cast<double>(delay), 0.75) << "delay " << delay;
+    EXPECT_NEAR(d.peak[0].item<float>(), 0.01, 0.004) << "delay " << delay;  // the flow, smoothed by truncation
+  }
+}
+
+TEST(Kernels, DeconvolveCurvesIndependentOfSplit) {
+  torch::manual_seed(10);
+  const PerfusionCase p = perfusion_case(30);
+  const at::Tensor curves = testing::random_tissue(p.aif, p.dt, 16 * 40 + 5, 2.0);
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  const Deconvolved one = deconvolve_curves(curves, p.basis.analysis, p.basis.synthesis, p.levels, 0.095);
+  at::set_num_threads(2);
+  const Deconvolved two = deconvolve_curves(curves, p.basis.analysis, p.basis.synthesis, p.levels, 0.095);
+  at::set_num_threads(threads);
+  // Shifted by 5 curves: every curve in another lane of another block.
+  const Deconvolved shifted =
+      deconvolve_curves(curves.slice(0, 5), p.basis.analysis, p.basis.synthesis, p.levels, 0.095);
+  for (const auto* other : {&two}) {
+    EXPECT_TRUE(torch::equal(one.peak, other->peak));
+    EXPECT_TRUE(torch::equal(one.peak_at, other->peak_at));
+    EXPECT_TRUE(torch::equal(one.components, other->components));
+  }
+  EXPECT_TRUE(torch::equal(one.peak.slice(0, 5), shifted.peak));
+  EXPECT_TRUE(torch::equal(one.peak_at.slice(0, 5), shifted.peak_at));
+  EXPECT_TRUE(torch::equal(one.components.slice(0, 5), shifted.components));
+  // Some curves stop early in the search and some do not: the lanes of a block part ways.
+  EXPECT_LT(one.components.min().item<std::int32_t>(), one.components.max().item<std::int32_t>());
+  // A zero curve: OI 0, so the largest level, and a zero peak at 0.
+  const Deconvolved zero =
+      deconvolve_curves(torch::zeros({3, 30}), p.basis.analysis, p.basis.synthesis, p.levels, 0.095);
+  EXPECT_TRUE(torch::all(zero.components == p.levels.back()).item<bool>());
+  EXPECT_TRUE(torch::all(zero.peak == 0).item<bool>() && torch::all(zero.peak_at == 0).item<bool>());
+}
+
+TEST(Kernels, DeconvolveCurvesRejectsBadBases) {
+  const PerfusionCase p = perfusion_case(30);
+  const at::Tensor curves = torch::ones({4, 30});
+  const at::Tensor& a = p.basis.analysis;
+  const at::Tensor& s = p.basis.synthesis;
+  const auto expect_error = [&](const at::Tensor& c, const at::Tensor& an, const at::Tensor& sy,
+                                const std::vector<std::int32_t>& levels, const char* needle) {
+    try {
+      deconvolve_curves(c, an, sy, levels, 0.095);
+      ADD_FAILURE() << "accepted: " << needle;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error(curves, a, s, {}, "0 levels");
+  expect_error(curves, a, s, {0, 3}, "level 0");
+  expect_error(curves, a, s, {3, 61}, "level 61");
+  expect_error(curves, a, s, {5, 5}, "levels 5 then 5");
+  expect_error(curves, a, s, {7, 3}, "levels 7 then 3");
+  expect_error(curves, a, s.slice(1, 0, 50), {3}, "60 components for residues of length 50");
+  expect_error(torch::ones({4, 29}), a, s, {3}, "curves [4, 29], analysis [60, 30]");
+  expect_error(curves, a.slice(1, 0, 0), s, {3}, "analysis");
+  expect_error(curves.to(torch::kDouble), a, s, {3}, "the curves of type Double");
+  expect_error(curves, a, s.to(torch::kDouble), {3}, "the synthesis matrix of type Double");
 }
 
 }  // namespace

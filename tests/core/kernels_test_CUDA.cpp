@@ -1,6 +1,7 @@
 // The CUDA kernels against their CPU references on random inputs; skipped without a GPU.
 // Window accumulation, normalisation, resampling and labels must match bit for bit; softmax
-// probabilities and statistics' sums to stated tolerances.
+// probabilities and statistics' sums to stated tolerances. The deconvolution of curves matches
+// bit for bit too.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 
 #include "core/kernels/kernels.h"
 #include "core/kernels/kernels_cuda.h"
+#include "tests/core/perfusion_curves.h"
 
 namespace vitruvian::kernels {
 namespace {
@@ -211,6 +213,67 @@ TEST(KernelsCuda, ConnectedRootsMatchCpu) {
       EXPECT_EQ(d_roots.host(), expected) << "density " << density << ", connectivity " << connectivity;
     }
   }
+}
+
+/// Perfusion curves of an arterial input of `samples` frames, deconvolved on the CPU and on the
+/// device (with the caller's workspace or without): every output equal bit for bit.
+void expect_deconvolution_matches(std::int64_t samples, std::int64_t n, double limit, bool workspace) {
+  const double dt = 1.5;
+  const at::Tensor aif = testing::gamma_variate_aif(samples, dt);
+  const testing::CirculantBasis b = testing::circulant_basis(aif, dt);
+  const std::vector<std::int32_t> levels = testing::levels_above(b.singular, 0.02);
+  // 64 tissue curves repeated, each copy with its own noise level (0 … 4 HU): lanes that stop at
+  // different levels of the search.
+  const at::Tensor base = testing::random_tissue(aif, dt, 64, 0.0);
+  const at::Tensor sd = 4.0 * torch::rand({n, 1});
+  const at::Tensor curves =
+      (base.repeat({(n + 63) / 64, 1}).slice(0, 0, n) + sd * torch::randn({n, samples})).contiguous();
+  const auto to_vector = [](const at::Tensor& t) {
+    return std::vector<float>(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+  };
+  const auto host_curves = to_vector(curves), analysis = to_vector(b.analysis), synthesis = to_vector(b.synthesis);
+  ResidueBasis basis;
+  basis.samples = samples, basis.length = 2 * samples, basis.components = 2 * samples;
+  basis.analysis = analysis.data(), basis.synthesis = synthesis.data();
+  basis.levels = levels.data(), basis.n_levels = static_cast<std::int64_t>(levels.size());
+  basis.max_oscillation = limit;
+  const auto count = static_cast<std::size_t>(n);
+  std::vector<float> peak(count), peak_at(count);
+  std::vector<std::int32_t> components(count);
+  deconvolve_curves(host_curves.data(), n, basis, {peak.data(), peak_at.data(), components.data()});
+
+  DeviceVector<float> d_curves(host_curves), d_analysis(analysis), d_synthesis(synthesis), d_peak(count),
+      d_peak_at(count);
+  DeviceVector<std::int32_t> d_components(count);
+  DeviceVector<unsigned char> d_workspace(workspace ? cuda::deconvolve_workspace_bytes(n, basis) : 1);
+  ResidueBasis device_basis = basis;
+  device_basis.analysis = d_analysis.get(), device_basis.synthesis = d_synthesis.get();
+  cuda::deconvolve_curves(d_curves.get(), n, device_basis, {d_peak.get(), d_peak_at.get(), d_components.get()}, nullptr,
+                          workspace ? d_workspace.get() : nullptr);
+  const auto got_peak = d_peak.host(), got_at = d_peak_at.host();
+  const auto got_components = d_components.host();
+  const std::string where = "T " + std::to_string(samples) + ", limit " + std::to_string(limit);
+  for (std::size_t i = 0; i < count; ++i) {
+    ASSERT_EQ(got_components[i], components[i]) << where << ", curve " << i;
+    ASSERT_EQ(std::memcmp(&got_peak[i], &peak[i], sizeof(float)), 0)
+        << where << ", curve " << i << ": " << got_peak[i] << " vs " << peak[i];
+    ASSERT_EQ(std::memcmp(&got_at[i], &peak_at[i], sizeof(float)), 0)
+        << where << ", curve " << i << ": " << got_at[i] << " vs " << peak_at[i];
+  }
+  if (limit > 0) {
+    EXPECT_LT(*std::min_element(components.begin(), components.end()), levels.back()) << where;
+  }
+}
+
+TEST(KernelsCuda, DeconvolveCurvesMatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  torch::manual_seed(7);
+  expect_deconvolution_matches(30, 5003, 0.095, false);
+  expect_deconvolution_matches(40, 4099, 0.095, true);
+  expect_deconvolution_matches(40, 1001, 0.0, false);     // plain SVD
+  expect_deconvolution_matches(30, 140000, 0.095, true);  // more curves than threads at once
+  expect_deconvolution_matches(64, 777, 0.095, false);    // basis over 48 KB of shared memory
+  expect_deconvolution_matches(128, 333, 0.095, false);   // basis beyond shared memory: read from global
 }
 
 }  // namespace

@@ -1,0 +1,201 @@
+// Kernel 7 on the CPU: the oSVD deconvolution of many curves on one residue basis (the
+// reference of the CUDA kernel). Curves go in blocks of kLanes in structure-of-arrays form
+// ([time][lane]), so every loop's innermost dimension is the lane: it vectorises without
+// reassociating anything, and each lane sees the same float operations in the same order as a
+// curve alone would (and as the CUDA kernel's thread does). Blocks run on at::parallel_for's
+// threads; a curve's result depends on nothing else, so neither the block nor the thread split
+// changes a bit.
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "core/errors.h"
+#include "core/kernels/cpu_clones.h"
+#include "core/kernels/kernels.h"
+#include "core/kernels/scalar_dispatch.h"
+
+namespace vitruvian::kernels {
+
+namespace detail {
+
+void check_basis(const ResidueBasis& b) {
+  constexpr const char* kWhat = "deconvolve_curves";
+  if (b.samples < 1)
+    throw InputError(kWhat, fmt::format("a basis for curves of {} samples; expected at least 1", b.samples));
+  if (b.length < 1 || b.components < 1 || b.components > b.length) {
+    throw InputError(kWhat, fmt::format("{} components for residues of length {}; expected 1 … length components",
+                                        b.components, b.length));
+  }
+  if (b.analysis == nullptr || b.synthesis == nullptr) {
+    throw InputError(kWhat, "a basis without its analysis or synthesis matrix");
+  }
+  if (b.n_levels < 1 || b.levels == nullptr) {
+    throw InputError(kWhat, fmt::format("{} levels to search; expected at least 1", b.n_levels));
+  }
+  for (std::int64_t i = 0; i < b.n_levels; ++i) {
+    const std::int32_t m = b.levels[i];
+    if (m < 1 || m > b.components) {
+      throw InputError(kWhat,
+                       fmt::format("level {} (number {} of the list); expected 1 … {} components", m, i, b.components));
+    }
+    if (i > 0 && m <= b.levels[i - 1]) {
+      throw InputError(kWhat, fmt::format("levels {} then {}; expected them strictly ascending", b.levels[i - 1], m));
+    }
+  }
+}
+
+}  // namespace detail
+
+namespace {
+
+/// z[k][j] = Σ_t analysis[k, t] · c[t][j] for k < m, in order t.
+VITRUVIAN_CLONES void block_components(const float* __restrict analysis, std::int64_t samples, std::int64_t m,
+                                       const float* __restrict c, float* __restrict z) {
+  for (std::int64_t k = 0; k < m; ++k) {
+    const float* a = analysis + k * samples;
+    float acc[kLanes] = {};
+    for (std::int64_t t = 0; t < samples; ++t) {
+      const float w = a[t];
+      const float* ct = c + t * kLanes;
+      for (int j = 0; j < kLanes; ++j) acc[j] += w * ct[j];
+    }
+    std::copy(acc, acc + kLanes, z + k * kLanes);
+  }
+}
+
+/// r[l][j] = Σ_{k<m} z[k][j] · synthesis[k, l], in order k.
+VITRUVIAN_CLONES void block_residue(const float* __restrict synthesis, std::int64_t length, std::int64_t m,
+                                    const float* __restrict z, float* __restrict r) {
+  for (std::int64_t l = 0; l < length; ++l) {
+    float acc[kLanes] = {};
+    for (std::int64_t k = 0; k < m; ++k) {
+      const float s = synthesis[k * length + l];
+      const float* zk = z + k * kLanes;
+      for (int j = 0; j < kLanes; ++j) acc[j] += zk[j] * s;
+    }
+    std::copy(acc, acc + kLanes, r + l * kLanes);
+  }
+}
+
+/// r[l][j] −= z[k][j] · synthesis[k, l] for k = from − 1 down to `to`.
+VITRUVIAN_CLONES void block_remove(const float* __restrict synthesis, std::int64_t length, std::int64_t from,
+                                   std::int64_t to, const float* __restrict z, float* __restrict r) {
+  for (std::int64_t l = 0; l < length; ++l) {
+    float acc[kLanes];
+    std::copy(r + l * kLanes, r + (l + 1) * kLanes, acc);
+    for (std::int64_t k = from - 1; k >= to; --k) {
+      const float s = synthesis[k * length + l];
+      const float* zk = z + k * kLanes;
+      for (int j = 0; j < kLanes; ++j) acc[j] -= zk[j] * s;
+    }
+    std::copy(acc, acc + kLanes, r + l * kLanes);
+  }
+}
+
+/// Per lane: the largest r (the first of equals) and its index, max |r|, and the oscillation sum
+/// Σ_{l=2}^{L−1} |(r[l] − 2r[l−1]) + r[l−2]| in order l.
+struct Shape {
+  float peak[kLanes], max_abs[kLanes], oscillation[kLanes];
+  std::int32_t at[kLanes];
+};
+
+VITRUVIAN_CLONES void block_shape(const float* __restrict r, std::int64_t length, Shape& s) {
+  for (int j = 0; j < kLanes; ++j) {
+    s.peak[j] = r[j];
+    s.at[j] = 0;
+    s.max_abs[j] = std::fabs(r[j]);
+    s.oscillation[j] = 0;
+  }
+  for (std::int64_t l = 1; l < length; ++l) {
+    const float* rl = r + l * kLanes;
+    for (int j = 0; j < kLanes; ++j) {
+      const float v = rl[j], a = std::fabs(v);
+      const bool take = v > s.peak[j];
+      s.peak[j] = take ? v : s.peak[j];
+      s.at[j] = take ? static_cast<std::int32_t>(l) : s.at[j];
+      s.max_abs[j] = a > s.max_abs[j] ? a : s.max_abs[j];
+    }
+  }
+  for (std::int64_t l = 2; l < length; ++l) {
+    const float *r2 = r + (l - 2) * kLanes, *r1 = r + (l - 1) * kLanes, *r0 = r + l * kLanes;
+    for (int j = 0; j < kLanes; ++j) s.oscillation[j] += std::fabs((r0[j] - 2.0f * r1[j]) + r2[j]);
+  }
+}
+
+/// OI = oscillation / (L · max |r|) in float; 0 for a zero residue.
+float oscillation_index(float oscillation, float max_abs, std::int64_t length) {
+  return max_abs == 0.0f ? 0.0f : oscillation / (static_cast<float>(length) * max_abs);
+}
+
+/// The peak's index l refined by the parabola through l − 1, l, l + 1 when it opens downwards.
+float refined_peak(const float* r, std::int64_t length, std::int32_t l, int lane) {
+  const auto position = static_cast<float>(l);
+  if (l <= 0 || l >= length - 1) return position;
+  const float before = r[(l - 1) * kLanes + lane], here = r[l * kLanes + lane], after = r[(l + 1) * kLanes + lane];
+  const float curvature = (before - 2.0f * here) + after;
+  if (!(curvature < 0.0f)) return position;
+  return position + (0.5f * (before - after)) / curvature;
+}
+
+struct Scratch {
+  std::vector<float> c, z, r;
+};
+
+/// Curves [first, first + count) (count ≤ kLanes).
+void deconvolve_block(const float* curves, std::int64_t first, int count, const ResidueBasis& basis,
+                      const ResidueOut& out, Scratch& w) {
+  const std::int64_t samples = basis.samples, length = basis.length;
+  for (std::int64_t t = 0; t < samples; ++t) {
+    for (int j = 0; j < kLanes; ++j) {
+      w.c[static_cast<std::size_t>(t * kLanes + j)] = j < count ? curves[(first + j) * samples + t] : 0.0f;
+    }
+  }
+  const std::int64_t top = basis.levels[basis.n_levels - 1];
+  block_components(basis.analysis, samples, top, w.c.data(), w.z.data());
+  block_residue(basis.synthesis, length, top, w.z.data(), w.r.data());
+  bool done[kLanes];
+  int remaining = count;
+  for (int j = 0; j < kLanes; ++j) done[j] = j >= count;
+  Shape shape;
+  for (std::int64_t i = basis.n_levels - 1; i >= 0 && remaining > 0; --i) {
+    if (i < basis.n_levels - 1)
+      block_remove(basis.synthesis, length, basis.levels[i + 1], basis.levels[i], w.z.data(), w.r.data());
+    block_shape(w.r.data(), length, shape);
+    const bool last = i == 0 || !(basis.max_oscillation > 0);
+    for (int j = 0; j < count; ++j) {
+      if (done[j]) continue;
+      const float oi = oscillation_index(shape.oscillation[j], shape.max_abs[j], length);
+      if (!last && !(static_cast<double>(oi) <= basis.max_oscillation)) continue;
+      out.peak[first + j] = shape.peak[j];
+      out.peak_at[first + j] = refined_peak(w.r.data(), length, shape.at[j], j);
+      out.components[first + j] = basis.levels[i];
+      done[j] = true;
+      --remaining;
+    }
+  }
+}
+
+}  // namespace
+
+void deconvolve_curves(const float* curves, std::int64_t n, const ResidueBasis& basis, const ResidueOut& out) {
+  detail::check_basis(basis);
+  if (n < 0) throw InputError("deconvolve_curves", fmt::format("{} curves; expected none or more", n));
+  const std::int64_t blocks = (n + kLanes - 1) / kLanes;
+  const std::int64_t top = basis.levels[basis.n_levels - 1];
+  at::parallel_for(0, blocks, 16, [&](std::int64_t begin, std::int64_t end) {
+    Scratch w;
+    w.c.resize(static_cast<std::size_t>(basis.samples * kLanes));
+    w.z.resize(static_cast<std::size_t>(top * kLanes));
+    w.r.resize(static_cast<std::size_t>(basis.length * kLanes));
+    for (std::int64_t b = begin; b < end; ++b) {
+      const std::int64_t first = b * kLanes;
+      deconvolve_block(curves, first, static_cast<int>(std::min<std::int64_t>(kLanes, n - first)), basis, out, w);
+    }
+  });
+}
+
+}  // namespace vitruvian::kernels
