@@ -56,8 +56,14 @@ PhantomOptions phantom_options(const PhantomJobOptions& o, int threads) {
 
 std::string describe_kind(PhantomKind kind) {
   const PhantomKindDescription d = describe_phantom_kind(kind);
-  std::string out = fmt::format("## {}\n\nDefault field of view {:g} × {:g} × {:g} mm (x, y, z).\n\n", phantom_kind_name(kind),
-                                d.field_of_view_mm[0], d.field_of_view_mm[1], d.field_of_view_mm[2]);
+  const auto& fixed = d.fixed_shape_zyx;
+  std::string out =
+      fixed[0] > 0
+          ? fmt::format("## {}\n\nA fixed grid of {} × {} × {} voxels (z, y, x), {:g} × {:g} × {:g} mm (x, y, z).\n\n",
+                        phantom_kind_name(kind), fixed[0], fixed[1], fixed[2], d.field_of_view_mm[0],
+                        d.field_of_view_mm[1], d.field_of_view_mm[2])
+          : fmt::format("## {}\n\nDefault field of view {:g} × {:g} × {:g} mm (x, y, z).\n\n", phantom_kind_name(kind),
+                        d.field_of_view_mm[0], d.field_of_view_mm[1], d.field_of_view_mm[2]);
   out += "| series | modality | stored as | noise at --noise 1 |\n|---|---|---|---|\n";
   std::string header = "| tissue | label (id) |", rule = "|---|---|";
   bool four_d = false;
