@@ -61,6 +61,7 @@ const std::vector<std::pair<std::string, AnatomyCode>>& anatomy_codes() {
       {"carotid_arteries", anatomy("69105007", "Carotid artery", false)},
       {"vertebral_arteries", anatomy("85234005", "Vertebral artery", false)},
       {"circle_of_willis", anatomy("11279006", "Circle of Willis", false)},
+      {"dural_sinus", anatomy("6217003", "Superior sagittal sinus", false)},
       {"ischemic_core", altered("55641003", "Infarct", false)},
       {"ischemic_penumbra", altered("52674009", "Ischemia", false)},
       {"liver", anatomy("10200004", "Liver")},

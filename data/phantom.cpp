@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "core/errors.h"
+#include "data/phantom_grid.h"
 #include "data/phantom_kinds.h"
 #include "data/random.h"
 
@@ -20,14 +21,13 @@ using phantom::Vec3;
 namespace {
 
 constexpr std::uint64_t kPhantomStream = 0x7068616e746f6dull;  // "phantom"
-constexpr int kGeneratorVersion = 1;
+constexpr int kGeneratorVersion = 2;
 
 const std::vector<std::pair<PhantomKind, const char*>>& kind_names() {
-  static const std::vector<std::pair<PhantomKind, const char*>> names = {{PhantomKind::kChestCardiac, "chest-cardiac"},
-                                                                         {PhantomKind::kHeadNeck, "head-neck"},
-                                                                         {PhantomKind::kAbdomenMr, "abdomen-mr"},
-                                                                         {PhantomKind::kMsk, "msk"},
-                                                                         {PhantomKind::kMixed, "mixed"}};
+  static const std::vector<std::pair<PhantomKind, const char*>> names = {
+      {PhantomKind::kChestCardiac, "chest-cardiac"},   {PhantomKind::kHeadNeck, "head-neck"},
+      {PhantomKind::kAbdomenMr, "abdomen-mr"},         {PhantomKind::kMsk, "msk"},
+      {PhantomKind::kPerfusionGrid, "perfusion-grid"}, {PhantomKind::kMixed, "mixed"}};
   return names;
 }
 
@@ -66,7 +66,7 @@ void PhantomOptions::validate() const {
   for (const double h : spacing_xyz) {
     if (!(h >= 0) || !std::isfinite(h)) throw InputError("--spacing", fmt::format("{} mm; expected a positive spacing", h));
   }
-  if (perfusion_frames < 2 || perfusion_frames > 200) {
+  if (perfusion_frames != 0 && (perfusion_frames < 2 || perfusion_frames > 200)) {
     throw InputError("--frames", fmt::format("{} perfusion frames; expected 2 to 200", perfusion_frames));
   }
   if (!(noise >= 0 && noise <= 10)) throw InputError("--noise", fmt::format("{}; expected a factor from 0 to 10", noise));
@@ -98,6 +98,7 @@ std::string phantom_study_id(const PhantomOptions& options, std::int64_t index) 
 }
 
 std::array<double, 3> phantom_spacing(const PhantomOptions& options, std::int64_t index) {
+  if (phantom_study_kind(options, index) == PhantomKind::kPerfusionGrid) return phantom::perfusion_grid_spacing();
   const auto& spec = phantom::kind_spec(phantom_study_kind(options, index));
   std::array<double, 3> spacing = options.spacing_xyz;
   const std::int64_t counts[3] = {options.shape_zyx[2], options.shape_zyx[1], options.shape_zyx[0]};
@@ -107,11 +108,22 @@ std::array<double, 3> phantom_spacing(const PhantomOptions& options, std::int64_
   return spacing;
 }
 
-PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t index) {
-  options.validate();
-  const PhantomKind kind = phantom_study_kind(options, index);
-  const phantom::KindSpec& spec = phantom::kind_spec(kind);
+std::array<std::int64_t, 3> phantom_shape(const PhantomOptions& options, std::int64_t index) {
+  if (phantom_study_kind(options, index) == PhantomKind::kPerfusionGrid) return phantom::perfusion_grid_shape();
+  return options.shape_zyx;
+}
 
+int phantom_frames(const PhantomOptions& options, PhantomKind kind) {
+  if (options.perfusion_frames > 0) return options.perfusion_frames;
+  return kind == PhantomKind::kPerfusionGrid ? phantom::kPerfusionGridFrames : 30;
+}
+
+namespace {
+
+/// An anatomical study: the subject drawn, the kind's scene built on it and rendered; what was
+/// drawn goes into `truth`.
+PhantomStudy render_study(const PhantomOptions& options, std::int64_t index, PhantomKind kind, nlohmann::json& truth) {
+  const phantom::KindSpec& spec = phantom::kind_spec(kind);
   phantom::Grid grid;
   grid.shape_zyx = options.shape_zyx;
   grid.spacing_xyz = phantom_spacing(options, index);
@@ -157,7 +169,7 @@ PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t inde
     model.bias_amplitude = s.bias_amplitude;
     model.bias_field = s.bias_field;
     if (s.four_d) {
-      model.frame_times_s.assign(static_cast<std::size_t>(options.perfusion_frames), 0.0);
+      model.frame_times_s.assign(static_cast<std::size_t>(phantom_frames(options, kind)), 0.0);
       for (auto& curve : model.curves) curve.assign(model.frame_times_s.size(), 0.f);
     }
     builder.models.push_back(std::move(model));
@@ -173,8 +185,6 @@ PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t inde
   phantom::Rendered rendered = phantom::render(builder.scene, placement, grid, builder.models, noise_seed, options.threads);
 
   PhantomStudy study;
-  study.id = phantom_study_id(options, index);
-  study.kind = kind;
   Geometry geometry;
   geometry.spacing = grid.spacing_xyz;
   geometry.origin = grid.origin_xyz;
@@ -192,7 +202,7 @@ PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t inde
   study.labels.geometry = geometry;
 
   // Ground truth: what was drawn, and the label volumes as rendered.
-  nlohmann::json truth = std::move(builder.truth);
+  truth = std::move(builder.truth);
   const double voxel_ml = grid.spacing_xyz[0] * grid.spacing_xyz[1] * grid.spacing_xyz[2] / 1000.0;
   const auto& counts_data = rendered.label_counts;
   nlohmann::json volumes = nlohmann::json::object();
@@ -200,13 +210,6 @@ PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t inde
     if (counts_data[id] > 0) volumes[name] = rounded(static_cast<double>(counts_data[id]) * voxel_ml, 1e-3);
   }
   truth["label_volumes_ml"] = volumes;
-  truth["generator"] = {{"name", "vitruvian phantom"},
-                        {"version", kGeneratorVersion},
-                        {"kind", phantom_kind_name(kind)},
-                        {"seed", options.seed},
-                        {"index", index},
-                        {"noise", options.noise},
-                        {"deformation", options.deformation}};
   truth["subject"] = {{"scale", subject.scale},
                       {"girth", subject.girth},
                       {"fat_mm", subject.fat_mm},
@@ -218,17 +221,38 @@ PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t inde
     noise[model.name] = {{"model", model.rician ? "rician" : "gaussian"}, {"sigma", model.noise_sigma}};
   }
   truth["noise"] = noise;
+  return study;
+}
+
+}  // namespace
+
+PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t index) {
+  options.validate();
+  const PhantomKind kind = phantom_study_kind(options, index);
+  nlohmann::json truth;
+  PhantomStudy study = kind == PhantomKind::kPerfusionGrid ? phantom::make_perfusion_grid(options, index, truth)
+                                                           : render_study(options, index, kind, truth);
+  study.id = phantom_study_id(options, index);
+  study.kind = kind;
+  truth["generator"] = {{"name", "vitruvian phantom"},
+                        {"version", kGeneratorVersion},
+                        {"kind", phantom_kind_name(kind)},
+                        {"seed", options.seed},
+                        {"index", index},
+                        {"noise", options.noise},
+                        {"deformation", options.deformation}};
   study.metadata_json = nlohmann::json{{"phantom", truth}}.dump();
   return study;
 }
 
 void write_phantom_study(VolumeWriter& writer, const PhantomStudy& study) {
   for (const auto& [name, volume] : study.series) writer.add_series(study.id, name, volume, study.id);
-  writer.add_label(study.id, kPhantomLabelMap, study.series.front().first, study.labels, study.id);
+  writer.add_label(study.id, study.label_map, study.series.front().first, study.labels, study.id);
   writer.set_study_metadata(study.id, study.metadata_json);
 }
 
 LabelTable phantom_label_table(PhantomKind kind) {
+  if (kind == PhantomKind::kPerfusionGrid) return phantom::perfusion_grid_labels();
   std::vector<std::string> wanted;
   for (const PhantomKind k : phantom_study_kinds()) {
     if (kind != PhantomKind::kMixed && k != kind) continue;
@@ -243,6 +267,7 @@ LabelTable phantom_label_table(PhantomKind kind) {
 }
 
 PhantomKindDescription describe_phantom_kind(PhantomKind kind) {
+  if (kind == PhantomKind::kPerfusionGrid) return phantom::describe_perfusion_grid();
   const phantom::KindSpec& spec = phantom::kind_spec(kind);
   PhantomKindDescription d;
   d.kind = kind;
@@ -251,7 +276,7 @@ PhantomKindDescription describe_phantom_kind(PhantomKind kind) {
     d.series.push_back(
         {s.name, s.modality, voxel_type_name(s.type), s.noise_sigma, s.rician ? "rician" : "gaussian", s.four_d, s.bias_amplitude});
   }
-  const char* const enhancement[] = {"", "arterial", "tissue", "penumbra", "core"};
+  const char* const enhancement[] = {"", "arterial", "tissue", "penumbra", "core", "venous"};
   for (const auto& t : spec.tissues) {
     d.tissues.push_back({t.name, t.label, phantom::label_id(t.label), t.ranges, enhancement[static_cast<int>(t.enhancement)]});
   }

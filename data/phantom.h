@@ -14,13 +14,15 @@
 
 namespace vitruvian::data {
 
-enum class PhantomKind { kChestCardiac, kHeadNeck, kAbdomenMr, kMsk, kMixed };
+/// The four anatomical kinds, a mix of them, and the perfusion-grid validation phantom (blocks
+/// of known CBV, MTT and delay; not an anatomical scene and never part of a mix).
+enum class PhantomKind { kChestCardiac, kHeadNeck, kAbdomenMr, kMsk, kMixed, kPerfusionGrid };
 
-/// "chest-cardiac", "head-neck", "abdomen-mr", "msk", "mixed".
+/// "chest-cardiac", "head-neck", "abdomen-mr", "msk", "mixed", "perfusion-grid".
 std::string phantom_kind_name(PhantomKind kind);
 /// Inverse of phantom_kind_name; InputError naming `source` and the known kinds otherwise.
 PhantomKind phantom_kind_from_name(const std::string& name, const std::string& source);
-/// The four study kinds (everything but kMixed).
+/// The four anatomical study kinds, those a mixed dataset draws from.
 const std::vector<PhantomKind>& phantom_study_kinds();
 
 struct PhantomOptions {
@@ -31,11 +33,12 @@ struct PhantomOptions {
   std::uint64_t seed = 0;
   double noise = 1.0;        ///< multiplies each series' default noise level, 0–10 (0: noise-free)
   double deformation = 1.0;  ///< multiplies the smooth random deformation, 0–2 (0: none)
-  int perfusion_frames = 30;
+  int perfusion_frames = 0;  ///< time points of 4D series; 0: the kind's default (phantom_frames)
   int threads = 1;  ///< OpenMP threads for one study
 
   /// InputError (naming the option) for shapes < 8 or > 2048, spacing < 0 or more anisotropic
-  /// than 20:1, frames < 2 or > 200, noise outside 0–10, deformation outside 0–2, threads < 1.
+  /// than 20:1, frames other than 0 (default) or 2–200, noise outside 0–10, deformation outside
+  /// 0–2, threads < 1.
   void validate() const;
 };
 
@@ -45,6 +48,7 @@ struct PhantomStudy {
   PhantomKind kind = PhantomKind::kChestCardiac;
   std::vector<std::pair<std::string, Volume>> series;  ///< in the kind's order; the first is the reference
   Volume labels;                                       ///< uint8, label ids of phantom_label_table()
+  std::string label_map = "anatomy";                   ///< the label map's name (perfusion-grid: "blocks")
   std::string metadata_json;  ///< what was drawn: subject, nodules, lesions, plaques, ischemia, volumes
 };
 
@@ -52,16 +56,23 @@ struct PhantomStudy {
 PhantomKind phantom_study_kind(const PhantomOptions& options, std::int64_t index);
 /// "<kind>_<index, 5 digits>", e.g. "chest_cardiac_00003".
 std::string phantom_study_id(const PhantomOptions& options, std::int64_t index);
-/// The grid spacing study `index` gets (options.spacing_xyz, zeros filled from its kind).
+/// The grid spacing study `index` gets (options.spacing_xyz, zeros filled from its kind; the
+/// perfusion grid's own, whatever the options).
 std::array<double, 3> phantom_spacing(const PhantomOptions& options, std::int64_t index);
+/// The grid shape [z, y, x] study `index` gets (options.shape_zyx; the perfusion grid's own).
+std::array<std::int64_t, 3> phantom_shape(const PhantomOptions& options, std::int64_t index);
+/// Time points of a 4D series of `kind`: options.perfusion_frames, or when 0 the kind's default
+/// (30; perfusion-grid 40).
+int phantom_frames(const PhantomOptions& options, PhantomKind kind);
 PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t index);
-/// Adds `study` to `writer`: its series, the label map (kPhantomLabelMap) bound to the first
+/// Adds `study` to `writer`: its series, the label map (study.label_map) bound to the first
 /// series, and its ground truth as the study's metadata.
 void write_phantom_study(VolumeWriter& writer, const PhantomStudy& study);
 
-/// Label ids and names of a kind (all kinds' for kMixed); ids are the same in every kind.
+/// Label ids and names of a kind (all anatomical kinds' for kMixed); ids are the same in every
+/// anatomical kind. The perfusion grid's are its blocks: id = block index + 1, "block_001", ...
 LabelTable phantom_label_table(PhantomKind kind);
-/// The name of every study's label map ("anatomy").
+/// The name of every anatomical study's label map ("anatomy").
 inline constexpr const char* kPhantomLabelMap = "anatomy";
 
 /// What a kind draws, for docs and tests.
@@ -70,7 +81,8 @@ struct PhantomTissue {
   std::string label;  ///< the label it belongs to ("" for air outside the body)
   int label_id = 0;
   std::vector<std::pair<double, double>> ranges;  ///< per series: noise-free value range (4D: before contrast)
-  std::string enhancement;  ///< 4D series: "arterial", "tissue", "penumbra", "core" or "" (constant)
+  /// 4D series: "arterial", "tissue", "penumbra", "core", "venous" or "" (constant).
+  std::string enhancement;
 };
 struct PhantomSeriesDescription {
   std::string name, modality, type;
@@ -88,6 +100,9 @@ struct PhantomKindDescription {
   std::vector<std::string> labels;           ///< every label a study of this kind can contain
   std::vector<std::string> optional_labels;  ///< of those, the ones drawn 0–n times (nodules, lesions, plaques)
   std::string focus_label;          ///< previews cut through this label's centre
+  /// A grid of its own that --shape and --spacing do not change ({0, 0, 0}: they do).
+  std::array<std::int64_t, 3> fixed_shape_zyx{};
+  std::string notes;  ///< further Markdown for --describe (the perfusion grid's layout and levels)
 };
 PhantomKindDescription describe_phantom_kind(PhantomKind kind);
 

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "core/errors.h"
+#include "data/phantom_perfusion.h"
 #include "data/random.h"
 
 namespace vitruvian::data::phantom {
@@ -453,11 +454,141 @@ void build_chest(Builder& b) {
 // ---------------------------------------------------------------------------------------------
 // head-neck: CT angiography + CT perfusion
 
-/// Gamma-variate bolus with peak `peak` at t0 + alpha·beta.
-double gamma_variate(double t, double t0, double alpha, double beta, double peak) {
-  if (t <= t0) return 0;
-  const double x = (t - t0) / (alpha * beta);
-  return peak * std::pow(x, alpha) * std::exp(alpha * (1 - x));
+/// The superior sagittal sinus: a tube on the midline just inside the inner table of the vault
+/// (the ellipse of semi-axes ry, rz around `centre` in the y–z plane), from the frontal base
+/// over the vertex to the torcular, widening from front to back.
+void sagittal_sinus(Builder& b, const Vec3& centre, double ry, double rz) {
+  const double r_front = b.uniform(3.5, 4.0), r_back = b.uniform(4.5, 5.0);
+  std::vector<Vec3> points;
+  std::vector<double> radii;
+  constexpr int kSteps = 33;  // 10° (frontal) to 175° (occipital) in 5° steps
+  for (int n = 0; n <= kSteps; ++n) {
+    const double phi = radians(10.0 + 5.0 * n), front = -std::cos(phi), up = std::sin(phi);
+    const Vec3 table{0, centre.y + ry * front, centre.z + rz * up};
+    const Vec3 inward = normalized(Vec3{0, front / ry, up / rz}) * -1.0;
+    const double r = b.tube_radius(r_front + (r_back - r_front) * n / kSteps);
+    points.push_back(table + inward * (r + 0.5));
+    radii.push_back(r);
+  }
+  b.scene.tube(b.tissue("sinus_blood"), points, radii);
+  b.truth["dural_sinus"] = {{"name", "superior sagittal sinus"},
+                            {"front_lps_mm", b.patient(points.front())},
+                            {"vertex_lps_mm", b.patient(points[points.size() / 2])},
+                            {"back_lps_mm", b.patient(points.back())},
+                            {"radius_mm", {r_front * b.subject.scale, r_back * b.subject.scale}}};
+}
+
+/// Ischaemic territory in one middle cerebral artery's area: penumbra around a core, both
+/// clipped to the brain and kept 9 mm lateral of the midline (clear of the sagittal sinus).
+void ischemia(Builder& b, const Shape& inside_brain, const Shape& brain_cut) {
+  const double side = b.uniform(0, 1) < 0.5 ? -1.0 : 1.0;
+  const Vec3 territory{side * b.uniform(38, 46), b.uniform(-12, 12), b.uniform(62, 74)};
+  const double r_territory = b.uniform(26, 36);
+  const Vec3 core = territory + Vec3{side * 6, b.uniform(-4, 4), b.uniform(-4, 4)};
+  const double r_core = r_territory * b.uniform(0.35, 0.6);
+  const Shape lateral = Shape::half_space(Vec3{side * 9, 0, 0}, Vec3{-side, 0, 0});
+  b.scene.add(b.tissue("penumbra"), Shape::ellipsoid(territory, Vec3{r_territory, r_territory, r_territory * 0.85}),
+              {inside_brain, brain_cut, lateral});
+  b.scene.add(b.tissue("core"), Shape::ellipsoid(core, Vec3{r_core, r_core, r_core * 0.85}),
+              {inside_brain, brain_cut, lateral});
+  b.truth["ischemia"] = {{"side", side < 0 ? "right" : "left"},
+                         {"territory", "middle cerebral artery"},
+                         {"territory_centre_lps_mm", b.patient(territory)},
+                         {"territory_radius_mm", r_territory * b.subject.scale},
+                         {"core_centre_lps_mm", b.patient(core)},
+                         {"core_radius_mm", r_core * b.subject.scale}};
+}
+
+/// Carotids, vertebrals, and the circle of Willis with its first branches.
+void head_arteries(Builder& b) {
+  for (const double s : {-1.0, 1.0}) {
+    const Vec3 split{s * 27, 2, -60 + b.uniform(-8, 8)};
+    const Vec3 terminus{s * 16, 0, 30};
+    vessel(b, "carotid_blood", {Vec3{s * 26, -2, -250}, Vec3{s * 26, 0, -100}, split}, 3.5, 3.2);
+    vessel(b, "carotid_blood",
+           jitter(b, {split, Vec3{s * 24, 12, -25}, Vec3{s * 20, 14, 0}, Vec3{s * 18, 6, 18}, terminus}, 2), 2.6, 2.0);
+    vessel(b, "carotid_blood", jitter(b, {split, Vec3{s * 34, -10, -35}, Vec3{s * 42, -8, -5}}, 2), 2.0, 1.2);
+    vessel(b, "vertebral_blood",
+           jitter(b,
+                  {Vec3{s * 24, 22, -250}, Vec3{s * 22, 24, -60}, Vec3{s * 20, 26, -15}, Vec3{s * 12, 34, 0},
+                   Vec3{s * 3, 30, 12}, Vec3{0, 28, 14}},
+                  1.5),
+           1.9, 1.7);
+    vessel(b, "willis_blood", {Vec3{0, 16, 32}, Vec3{s * 12, 16, 33}, Vec3{s * 28, 30, 35}, Vec3{s * 40, 55, 40}}, 1.3,
+           1.0);
+    vessel(b, "willis_blood", {Vec3{s * 12, 16, 33}, terminus}, 0.8, 0.8);
+    vessel(b, "willis_blood", jitter(b, {terminus, Vec3{s * 32, -2, 33}, Vec3{s * 50, 2, 45}, Vec3{s * 58, 10, 62}}, 2),
+           1.5, 1.0);
+    vessel(b, "willis_blood", {terminus, Vec3{s * 4, -16, 34}, Vec3{s * 2, -30, 50}, Vec3{s * 2, -25, 85}}, 1.2, 0.9);
+  }
+  vessel(b, "willis_blood", {Vec3{0, 28, 14}, Vec3{0, 20, 26}, Vec3{0, 16, 32}}, 1.8, 1.7);
+  vessel(b, "willis_blood", {Vec3{-4, -16, 34}, Vec3{4, -16, 34}}, 0.8, 0.8);
+}
+
+/// The perfusion series' curves: a gamma-variate arterial input, tissue by indicator dilution
+/// (phantom_perfusion.h) with the ischaemic tissue's Tmax beyond 6 s, and the venous output
+/// (the arterial curve delayed and dispersed).
+void head_perfusion(Builder& b) {
+  SeriesModel& perfusion = b.models[1];
+  auto& times = perfusion.frame_times_s;
+  const double interval = b.uniform(1.5, 2.0);
+  for (std::size_t t = 0; t < times.size(); ++t) times[t] = interval * static_cast<double>(t);
+  GammaBolus aif;
+  aif.t0_s = b.uniform(4, 7), aif.alpha = 3.0, aif.beta_s = b.uniform(1.2, 1.8), aif.peak_hu = b.uniform(250, 400);
+  // Delays beyond the 6 s Tmax threshold; the core's exceeds the penumbra's by 1–1.5 s (it lies
+  // deeper in the same territory), so it always peaks last.
+  const double penumbra_delay = b.uniform(7, 9.5);
+  const struct {
+    const char* name;
+    const char* label;
+    Enhancement kind;
+    Flow flow;
+  } tissues[] = {
+      {"brain", "brain", Enhancement::kTissue, {b.uniform(45, 60), b.uniform(3.5, 4.5), 0.0}},
+      {"penumbra", "ischemic_penumbra", Enhancement::kPenumbra, {b.uniform(24, 32), b.uniform(7, 9), penumbra_delay}},
+      {"core",
+       "ischemic_core",
+       Enhancement::kCore,
+       {b.uniform(4, 9), b.uniform(9, 12), penumbra_delay + b.uniform(1, 1.5)}}};
+  std::vector<double> arterial(times.size());
+  for (std::size_t t = 0; t < times.size(); ++t) arterial[t] = aif.at(times[t]);
+  auto store = [&](Enhancement kind, const std::vector<double>& curve) {
+    perfusion.curves[static_cast<int>(kind)].assign(curve.begin(), curve.end());
+  };
+  auto peak_of = [&](const std::vector<double>& curve) {
+    const auto at = std::max_element(curve.begin(), curve.end()) - curve.begin();
+    return std::pair<double, double>{curve[at], times[at]};
+  };
+  store(Enhancement::kArterial, arterial);
+  nlohmann::json flow_truths = nlohmann::json::object();
+  for (const auto& tissue : tissues) {
+    const auto curve = tissue_curve(aif, tissue.flow, times);
+    store(tissue.kind, curve);
+    nlohmann::json truth = flow_truth(tissue.flow);
+    truth["label"] = tissue.label;
+    const auto [peak, peak_time] = peak_of(curve);
+    truth["peak_enhancement_hu"] = peak;
+    truth["time_to_peak_s"] = peak_time;
+    truth["cbv_sampled_ml_100g"] = sampled_cbv(curve, arterial);
+    flow_truths[tissue.name] = truth;
+  }
+  const double venous_delay = b.uniform(4, 6), dispersion = b.uniform(2, 3);
+  const auto venous = venous_curve(aif, venous_delay, dispersion, times);
+  store(Enhancement::kVenous, venous);
+  const auto [venous_peak, venous_time] = peak_of(venous);
+  b.truth["perfusion"] = {{"frame_interval_s", interval},
+                          {"frames", times.size()},
+                          {"constants", perfusion_constants()},
+                          {"arterial_input", aif.truth()},
+                          {"venous_output",
+                           {{"label", "dural_sinus"},
+                            {"delay_s", venous_delay},
+                            {"dispersion_mean_s", dispersion},
+                            {"dispersion", "unit-area exponential, convolved with the delayed arterial input"},
+                            {"area_ratio_to_arterial", 1.0},
+                            {"peak_enhancement_hu", venous_peak},
+                            {"time_to_peak_s", venous_time}}},
+                          {"tissue", flow_truths}};
 }
 
 void build_head(Builder& b) {
@@ -481,16 +612,7 @@ void build_head(Builder& b) {
   sc.add(b.tissue("gray_matter"), Shape::ellipsoid(Vec3{0, 50, 30}, Vec3{46, 28, 20} * hs));  // cerebellum
   sc.tube(b.tissue("gray_matter"), {Vec3{0, 22, 40}, Vec3{0, 28, 0}}, {12, 10});  // brainstem
   sc.tube(b.tissue("spinal_canal"), {Vec3{0, 28, 0}, Vec3{0, 32, -250}}, {8, 7});
-
-  // Ischaemic territory in one middle cerebral artery's area: penumbra around a core.
-  const double side = b.uniform(0, 1) < 0.5 ? -1.0 : 1.0;
-  const Vec3 territory{side * b.uniform(38, 46), b.uniform(-12, 12), b.uniform(62, 74)};
-  const double r_territory = b.uniform(26, 36);
-  const Vec3 core = territory + Vec3{side * 6, b.uniform(-4, 4), b.uniform(-4, 4)};
-  const double r_core = r_territory * b.uniform(0.35, 0.6);
-  const Shape inside_brain = Shape::ellipsoid(head + Vec3{0, 0, 2}, Vec3{58, 78, 74} * hs);
-  sc.add(b.tissue("penumbra"), Shape::ellipsoid(territory, Vec3{r_territory, r_territory, r_territory * 0.85}), {inside_brain, brain_cut});
-  sc.add(b.tissue("core"), Shape::ellipsoid(core, Vec3{r_core, r_core, r_core * 0.85}), {inside_brain, brain_cut});
+  ischemia(b, Shape::ellipsoid(head + Vec3{0, 0, 2}, Vec3{58, 78, 74} * hs), brain_cut);
 
   // Ventricles.
   for (const double s : {-1.0, 1.0}) {
@@ -498,87 +620,14 @@ void build_head(Builder& b) {
   }
   sc.add(b.tissue("csf"), Shape::ellipsoid(head + Vec3{0, 4, 4}, Vec3{3, 14, 9} * hs));
   sc.add(b.tissue("csf"), Shape::ellipsoid(Vec3{0, 38, 33}, Vec3{6, 4, 7} * hs));
+  sagittal_sinus(b, head + Vec3{0, 0, 2}, 78 * hs, 73 * hs);
 
   // Cervical spine.
   for (int n = 0; n < 8; ++n) {
     vertebra(b, "vertebra_cortical", "vertebra_cancellous", Vec3{0, 30, -150 + 19.5 * n}, 14, 11, 14, false);
   }
-
-  // Arteries: carotids, vertebrals, and the circle of Willis with its first branches.
-  for (const double s : {-1.0, 1.0}) {
-    const Vec3 split{s * 27, 2, -60 + b.uniform(-8, 8)};
-    const Vec3 terminus{s * 16, 0, 30};
-    vessel(b, "carotid_blood", {Vec3{s * 26, -2, -250}, Vec3{s * 26, 0, -100}, split}, 3.5, 3.2);
-    vessel(b, "carotid_blood", jitter(b, {split, Vec3{s * 24, 12, -25}, Vec3{s * 20, 14, 0}, Vec3{s * 18, 6, 18}, terminus}, 2),
-           2.6, 2.0);
-    vessel(b, "carotid_blood", jitter(b, {split, Vec3{s * 34, -10, -35}, Vec3{s * 42, -8, -5}}, 2), 2.0, 1.2);
-    vessel(b, "vertebral_blood", jitter(b, {Vec3{s * 24, 22, -250}, Vec3{s * 22, 24, -60}, Vec3{s * 20, 26, -15},
-                                            Vec3{s * 12, 34, 0}, Vec3{s * 3, 30, 12}, Vec3{0, 28, 14}}, 1.5),
-           1.9, 1.7);
-    vessel(b, "willis_blood", {Vec3{0, 16, 32}, Vec3{s * 12, 16, 33}, Vec3{s * 28, 30, 35}, Vec3{s * 40, 55, 40}}, 1.3, 1.0);
-    vessel(b, "willis_blood", {Vec3{s * 12, 16, 33}, terminus}, 0.8, 0.8);
-    vessel(b, "willis_blood", jitter(b, {terminus, Vec3{s * 32, -2, 33}, Vec3{s * 50, 2, 45}, Vec3{s * 58, 10, 62}}, 2), 1.5, 1.0);
-    vessel(b, "willis_blood", {terminus, Vec3{s * 4, -16, 34}, Vec3{s * 2, -30, 50}, Vec3{s * 2, -25, 85}}, 1.2, 0.9);
-  }
-  vessel(b, "willis_blood", {Vec3{0, 28, 14}, Vec3{0, 20, 26}, Vec3{0, 16, 32}}, 1.8, 1.7);
-  vessel(b, "willis_blood", {Vec3{-4, -16, 34}, Vec3{4, -16, 34}}, 0.8, 0.8);
-
-  // Perfusion: arterial input (gamma variate) and tissue curves by indicator dilution,
-  // C(t) = k·CBF ∫ AIF(τ − delay) exp(−(t − τ)/MTT) dτ.
-  SeriesModel& perfusion = b.models[1];
-  const std::size_t frames = perfusion.frame_times_s.size();
-  const double interval = b.uniform(1.0, 2.0);
-  for (std::size_t t = 0; t < frames; ++t) perfusion.frame_times_s[t] = interval * static_cast<double>(t);
-  const double t0 = b.uniform(2, 5), alpha = 3.0, beta = b.uniform(1.2, 1.8), peak = b.uniform(250, 400);
-  struct Flow {
-    const char* name;
-    double cbf_ml_100g_min, mtt_s, delay_s;
-  };
-  const Flow flows[] = {{"brain", b.uniform(45, 60), b.uniform(3.5, 4.5), 0.0},
-                        {"penumbra", b.uniform(18, 28), b.uniform(7, 9), b.uniform(2, 3)},
-                        {"core", b.uniform(5, 10), b.uniform(9, 12), b.uniform(3, 5)}};
-  const Enhancement kinds[] = {Enhancement::kTissue, Enhancement::kPenumbra, Enhancement::kCore};
-  constexpr double kDensity = 1.4;  // tissue density and haematocrit correction (HU scale)
-  nlohmann::json flow_truth = nlohmann::json::object();
-  auto& arterial = perfusion.curves[static_cast<int>(Enhancement::kArterial)];
-  arterial.assign(frames, 0.f);
-  for (std::size_t t = 0; t < frames; ++t) {
-    arterial[t] = static_cast<float>(gamma_variate(perfusion.frame_times_s[t], t0, alpha, beta, peak));
-  }
-  for (int n = 0; n < 3; ++n) {
-    const Flow& flow = flows[n];
-    const double cbf = flow.cbf_ml_100g_min / 100.0 / 60.0;  // 1/s
-    auto& curve = perfusion.curves[static_cast<int>(kinds[n])];
-    curve.assign(frames, 0.f);
-    double peak_value = 0, peak_time = 0;
-    for (std::size_t t = 0; t < frames; ++t) {
-      const double time = perfusion.frame_times_s[t];
-      double sum = 0;
-      constexpr double dt = 0.05;
-      for (double tau = 0; tau <= time; tau += dt) {
-        sum += gamma_variate(tau - flow.delay_s, t0, alpha, beta, peak) * std::exp(-(time - tau) / flow.mtt_s) * dt;
-      }
-      curve[t] = static_cast<float>(kDensity * cbf * sum);
-      if (curve[t] > peak_value) peak_value = curve[t], peak_time = time;
-    }
-    flow_truth[flow.name] = {{"cbf_ml_100g_min", flow.cbf_ml_100g_min},
-                             {"mtt_s", flow.mtt_s},
-                             {"cbv_ml_100g", flow.cbf_ml_100g_min * flow.mtt_s / 60.0},
-                             {"delay_s", flow.delay_s},
-                             {"peak_enhancement_hu", peak_value},
-                             {"time_to_peak_s", peak_time}};
-  }
-  b.truth["perfusion"] = {{"frame_interval_s", interval},
-                          {"frames", frames},
-                          {"arterial_input", {{"t0_s", t0}, {"alpha", alpha}, {"beta_s", beta}, {"peak_hu", peak},
-                                              {"time_to_peak_s", t0 + alpha * beta}}},
-                          {"tissue", flow_truth}};
-  b.truth["ischemia"] = {{"side", side < 0 ? "right" : "left"},
-                         {"territory", "middle cerebral artery"},
-                         {"territory_centre_lps_mm", b.patient(territory)},
-                         {"territory_radius_mm", r_territory * b.subject.scale},
-                         {"core_centre_lps_mm", b.patient(core)},
-                         {"core_radius_mm", r_core * b.subject.scale}};
+  head_arteries(b);
+  head_perfusion(b);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -788,6 +837,7 @@ std::vector<TissueSpec> head_tissues() {
       {"carotid_blood", "carotid_arteries", {same(350, 500), same(35, 45)}, Enhancement::kArterial},
       {"vertebral_blood", "vertebral_arteries", {same(350, 500), same(35, 45)}, Enhancement::kArterial},
       {"willis_blood", "circle_of_willis", {same(350, 500), same(35, 45)}, Enhancement::kArterial},
+      {"sinus_blood", "dural_sinus", {same(150, 250), same(35, 45)}, Enhancement::kVenous},
   };
 }
 
@@ -916,6 +966,7 @@ const std::vector<std::pair<int, std::string>>& all_labels() {
       {49, "hip_right"},
       {50, "femur_left"},
       {51, "femur_right"},
+      {52, "dural_sinus"},
   };
   return labels;
 }

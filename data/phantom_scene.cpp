@@ -22,25 +22,6 @@ Box intersect(const Box& a, const Box& b) {
              {std::min(a.hi.x, b.hi.x), std::min(a.hi.y, b.hi.y), std::min(a.hi.z, b.hi.z)}};
 }
 
-/// SplitMix64 finaliser: a well-mixed 64-bit hash, portable and cheap.
-inline std::uint64_t mix64(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-/// Two independent standard normals from one counter (Box–Muller).
-inline void normal_pair(std::uint64_t key, std::uint64_t counter, float& n1, float& n2) {
-  const std::uint64_t h = mix64(key ^ mix64(counter));
-  const double u1 = (static_cast<double>(h >> 32) + 0.5) * 0x1.0p-32;
-  const double u2 = static_cast<double>(h & 0xffffffffull) * 0x1.0p-32;
-  const double r = std::sqrt(-2.0 * std::log(u1));
-  const double angle = 6.283185307179586 * u2;
-  n1 = static_cast<float>(r * std::cos(angle));
-  n2 = static_cast<float>(r * std::sin(angle));
-}
-
 /// Index range [low, high] (inclusive) of a primitive on the grid; empty when low > high.
 struct IndexBox {
   std::array<std::int64_t, 3> low{}, high{};  // x, y, z

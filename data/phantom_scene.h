@@ -32,6 +32,26 @@ inline double norm(const Vec3& a) { return std::sqrt(dot(a, a)); }
 inline Vec3 normalized(const Vec3& a) { return a / norm(a); }
 inline Vec3 lerp(const Vec3& a, const Vec3& b, double t) { return a + (b - a) * t; }
 
+/// SplitMix64 finaliser: a well-mixed 64-bit hash, portable and cheap.
+inline std::uint64_t mix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+/// Two independent standard normals from one counter (Box–Muller): noise that depends on
+/// (key, counter) alone, so any thread split gives the same values.
+inline void normal_pair(std::uint64_t key, std::uint64_t counter, float& n1, float& n2) {
+  const std::uint64_t h = mix64(key ^ mix64(counter));
+  const double u1 = (static_cast<double>(h >> 32) + 0.5) * 0x1.0p-32;
+  const double u2 = static_cast<double>(h & 0xffffffffull) * 0x1.0p-32;
+  const double r = std::sqrt(-2.0 * std::log(u1));
+  const double angle = 6.283185307179586 * u2;
+  n1 = static_cast<float>(r * std::cos(angle));
+  n2 = static_cast<float>(r * std::sin(angle));
+}
+
 /// Axis-aligned box in template millimetres.
 struct Box {
   Vec3 lo{-1e9, -1e9, -1e9}, hi{1e9, 1e9, 1e9};
@@ -82,7 +102,8 @@ struct Primitive {
 };
 
 /// How a material's signal changes through a 4D (perfusion) series.
-enum class Enhancement { kNone, kArterial, kTissue, kPenumbra, kCore };
+enum class Enhancement { kNone, kArterial, kTissue, kPenumbra, kCore, kVenous };
+inline constexpr int kEnhancements = 6;
 
 /// A tissue: the label it belongs to and its noise-free value in each series (drawn per study
 /// from the documented range).
@@ -119,7 +140,7 @@ struct SeriesModel {
   int bias_field = 0;         ///< series with the same number share one bias field (one coil)
   /// 4D: time of each frame (s) and each enhancement's added signal per frame.
   std::vector<double> frame_times_s;
-  std::array<std::vector<float>, 5> curves;  ///< indexed by Enhancement
+  std::array<std::vector<float>, kEnhancements> curves;  ///< indexed by Enhancement
 };
 
 /// Where the template sits in the patient: p = offset + scale · Rz(yaw) · (t − D(p)), with D a

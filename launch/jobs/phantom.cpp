@@ -56,14 +56,21 @@ PhantomOptions phantom_options(const PhantomJobOptions& o, int threads) {
 
 std::string describe_kind(PhantomKind kind) {
   const PhantomKindDescription d = describe_phantom_kind(kind);
-  std::string out = fmt::format("## {}\n\nDefault field of view {:g} × {:g} × {:g} mm (x, y, z).\n\n", phantom_kind_name(kind),
-                                d.field_of_view_mm[0], d.field_of_view_mm[1], d.field_of_view_mm[2]);
+  const auto& fixed = d.fixed_shape_zyx;
+  std::string out =
+      fixed[0] > 0
+          ? fmt::format("## {}\n\nA fixed grid of {} × {} × {} voxels (z, y, x), {:g} × {:g} × {:g} mm (x, y, z).\n\n",
+                        phantom_kind_name(kind), fixed[0], fixed[1], fixed[2], d.field_of_view_mm[0],
+                        d.field_of_view_mm[1], d.field_of_view_mm[2])
+          : fmt::format("## {}\n\nDefault field of view {:g} × {:g} × {:g} mm (x, y, z).\n\n", phantom_kind_name(kind),
+                        d.field_of_view_mm[0], d.field_of_view_mm[1], d.field_of_view_mm[2]);
   out += "| series | modality | stored as | noise at --noise 1 |\n|---|---|---|---|\n";
   std::string header = "| tissue | label (id) |", rule = "|---|---|";
   bool four_d = false;
   for (const auto& s : d.series) {
-    out += fmt::format("| `{}`{} | {} | {} | {} σ = {:g}{} |\n", s.name, s.four_d ? " (4D)" : "", s.modality, s.type,
-                       s.noise_model, s.noise_sigma,
+    const std::string noise = s.noise_sigma > 0 ? fmt::format("{} σ = {:g}", s.noise_model, s.noise_sigma) : "none";
+    out += fmt::format("| `{}`{} | {} | {} | {}{} |\n", s.name, s.four_d ? " (4D)" : "",
+                       s.modality.empty() ? "(truth map)" : s.modality, s.type, noise,
                        s.bias_amplitude > 0 ? fmt::format(", bias field ×(1 ± {:g})³", s.bias_amplitude) : "");
     header += fmt::format(" `{}`{} |", s.name, s.four_d ? " before contrast" : "");
     rule += "---|";
@@ -72,12 +79,16 @@ std::string describe_kind(PhantomKind kind) {
   if (four_d) header += " curve in 4D |", rule += "---|";
   out += "\n" + header + "\n" + rule + "\n";
   for (const auto& t : d.tissues) {
-    std::string row = fmt::format("| {} | {} |", t.name, t.label.empty() ? "(outside)" : fmt::format("{} ({})", t.label, t.label_id));
+    // The first tissue is the air outside the body; a label without an id names its ids itself.
+    const std::string label = t.label.empty()  ? (&t == &d.tissues.front() ? "(outside)" : "(none)")
+                              : t.label_id > 0 ? fmt::format("{} ({})", t.label, t.label_id)
+                                               : t.label;
+    std::string row = fmt::format("| {} | {} |", t.name, label);
     for (const auto& [low, high] : t.ranges) row += low == high ? fmt::format(" {:g} |", low) : fmt::format(" {:g} … {:g} |", low, high);
     if (four_d) row += fmt::format(" {} |", t.enhancement.empty() ? "constant" : t.enhancement);
     out += row + "\n";
   }
-  return out + "\n";
+  return out + "\n" + d.notes;
 }
 
 /// BodyPartExamined of a kind's DICOM series (defined terms of DICOM PS3.16 Annex L).
@@ -91,6 +102,8 @@ std::string body_part(PhantomKind kind) {
       return "ABDOMEN";
     case PhantomKind::kMsk:
       return "PELVIS";
+    case PhantomKind::kPerfusionGrid:
+      return "HEAD";
     default:
       return "";
   }
@@ -108,11 +121,14 @@ std::array<std::int64_t, 3> preview_centre(const PhantomStudy& study) {
 /// Bytes one study holds in memory while it is generated (series as stored in tensors, labels,
 /// per-slice buffers).
 double study_bytes(const PhantomOptions& phantom, std::int64_t index) {
-  const auto d = describe_phantom_kind(phantom_study_kind(phantom, index));
-  const double voxels = static_cast<double>(phantom.shape_zyx[0]) * static_cast<double>(phantom.shape_zyx[1]) *
-                        static_cast<double>(phantom.shape_zyx[2]);
+  const PhantomKind kind = phantom_study_kind(phantom, index);
+  const auto d = describe_phantom_kind(kind);
+  const auto shape = phantom_shape(phantom, index);
+  const double voxels = static_cast<double>(shape[0]) * static_cast<double>(shape[1]) * static_cast<double>(shape[2]);
   double per_voxel = 1;  // labels
-  for (const auto& s : d.series) per_voxel += (s.four_d ? phantom.perfusion_frames : 1) * (s.type == "int16" ? 2.0 : 4.0);
+  for (const auto& s : d.series) {
+    per_voxel += (s.four_d ? phantom_frames(phantom, kind) : 1) * (s.type == "int16" ? 2.0 : 4.0);
+  }
   return voxels * per_voxel;
 }
 
@@ -184,20 +200,23 @@ class PhantomRun {
     return agree_all(context_, usage, "phantom");
   }
 
-  /// Rank 0: the series, tissues and labels of the kind (of every kind for mixed).
+  /// Rank 0: the series, tissues and labels of the kind (of every anatomical kind for mixed).
   void describe() const {
     if (rank_ != 0) return;
-    for (const PhantomKind kind : phantom_study_kinds()) {
-      if (phantom_.kind == PhantomKind::kMixed || kind == phantom_.kind) std::cout << describe_kind(kind);
+    if (phantom_.kind != PhantomKind::kMixed) {
+      std::cout << describe_kind(phantom_.kind);
+      return;
     }
+    for (const PhantomKind kind : phantom_study_kinds()) std::cout << describe_kind(kind);
   }
 
   /// Rank 0: what the run makes.
   void announce() const {
     if (rank_ != 0) return;
     const auto spacing = phantom_spacing(phantom_, 0);
+    const auto shape = phantom_shape(phantom_, 0);
     spdlog::info("phantom: {} {} studies of {}x{}x{} voxels ({} mm), seed {}, on {} rank(s) x {} thread(s)", o_.studies,
-                 o_.kind, phantom_.shape_zyx[0], phantom_.shape_zyx[1], phantom_.shape_zyx[2],
+                 o_.kind, shape[0], shape[1], shape[2],
                  phantom_.kind == PhantomKind::kMixed
                      ? "per kind"
                      : fmt::format("{:.3g}x{:.3g}x{:.3g}", spacing[0], spacing[1], spacing[2]),
@@ -338,7 +357,7 @@ class PhantomRun {
         extras_.push_back(dir / (name + ".nii.gz"));
         write_nifti(extras_.back(), volume);
       }
-      extras_.push_back(dir / (std::string(kPhantomLabelMap) + ".nii.gz"));
+      extras_.push_back(dir / (study.label_map + ".nii.gz"));
       write_nifti(extras_.back(), study.labels);
     }
     if (!o_.preview_dir.empty()) {
@@ -349,10 +368,13 @@ class PhantomRun {
 
   /// --dicom: the study as <dir>/<study>/<series>/NNNN.dcm, on the rank that generated it; UIDs
   /// from (--uid-root, --seed, study id, series), so they do not depend on the number of ranks.
+  /// Images only: the perfusion grid's truth maps (no modality) stay in the dataset and NIfTI.
   void write_dicom(const PhantomStudy& study) {
     if (o_.dicom_dir.empty()) return;
     std::vector<std::pair<std::string, const Volume*>> series;
-    for (const auto& [name, volume] : study.series) series.emplace_back(name, &volume);
+    for (const auto& [name, volume] : study.series) {
+      if (volume.modality == "CT" || volume.modality == "MR") series.emplace_back(name, &volume);
+    }
     const DicomStudyIdentity identity{o_.uid_root, static_cast<std::uint64_t>(o_.seed),
                                       "Vitruvian phantom " + phantom_kind_name(study.kind), body_part(study.kind)};
     dicom_studies_.push_back(fs::path(o_.dicom_dir) / study.id);
@@ -425,7 +447,11 @@ CLI::App* add_phantom_command(CLI::App& app, PhantomJobOptions& o) {
       "Generate synthetic multi-sequence CT/MR studies with exact labels (docs/PHANTOMS.md) into an HDF5 "
       "dataset, in parallel across ranks; the contents do not depend on the number of ranks or threads",
       "Threads per study: --threads (runtime.intra_op_threads).");
-  phantom->add_option("--kind", o.kind, "chest-cardiac | head-neck | abdomen-mr | msk | mixed")->capture_default_str();
+  phantom
+      ->add_option("--kind", o.kind,
+                   "chest-cardiac | head-neck | abdomen-mr | msk | mixed | perfusion-grid (a CT perfusion validation "
+                   "phantom with truth maps; its grid is fixed)")
+      ->capture_default_str();
   phantom->add_option("--studies", o.studies, "Number of studies")->capture_default_str();
   phantom->add_option("--shape", o.shape, "Voxels Z,Y,X (or one size)")->capture_default_str();
   phantom
@@ -446,7 +472,8 @@ CLI::App* add_phantom_command(CLI::App& app, PhantomJobOptions& o) {
   phantom->add_option("--noise", o.noise, "Noise level, a factor on each series' default")->capture_default_str();
   phantom->add_option("--deformation", o.deformation, "Smooth random deformation, a factor on the default")
       ->capture_default_str();
-  phantom->add_option("--frames", o.frames, "Time points of 4D perfusion series")->capture_default_str();
+  phantom->add_option("--frames", o.frames,
+                      "Time points of 4D perfusion series (default: head-neck 30, perfusion-grid 40)");
   phantom->add_option("--chunk", o.chunk, "Chunk shape Z,Y,X (or one size, or 'contiguous')")->capture_default_str();
   phantom->add_option("--deflate", o.deflate, "Deflate level 0 (off) to 9, with byte shuffle")->capture_default_str();
   phantom->add_flag("--lz4", o.lz4, "LZ4 instead of deflate (with byte shuffle; needs hdf5-filter-plugin)");

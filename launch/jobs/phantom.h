@@ -20,14 +20,14 @@ struct PhantomJobOptions {
   std::string spacing = "auto";       ///< mm: X,Y,Z, one value, or "auto" (the kind's field of view / shape)
   std::int64_t seed = 0;
   std::string output;
-  std::string nifti_dir;    ///< also write <dir>/<study>/<series>.nii.gz and anatomy.nii.gz
+  std::string nifti_dir;    ///< also write <dir>/<study>/<series>.nii.gz and <label map>.nii.gz
   std::string preview_dir;  ///< PNG slices with label overlays, one per study
   /// Also (or, without `output`, only) write <dir>/<study>/<series>/NNNN.dcm (docs/PHANTOMS.md)
   std::string dicom_dir;
   std::string uid_root = data::kDefaultUidRoot;  ///< root of the DICOM UIDs
   double noise = 1.0;
   double deformation = 1.0;
-  int frames = 30;
+  int frames = 0;  ///< 0: the kind's default (head-neck 30, perfusion-grid 40)
   std::string chunk = "64,64,64";
   int deflate = 0;
   bool lz4 = false;  ///< LZ4 instead of deflate (needs hdf5-filter-plugin)

@@ -1,7 +1,8 @@
 // Phantoms: every label of every kind present with a plausible volume, intensities inside the
 // documented ranges, coronaries connected and on the heart surface, recorded nodule and lesion
-// counts equal to the label maps, perfusion curves in the right order, and the same bytes for
-// any thread count.
+// counts equal to the label maps, perfusion curves in the right order, the sagittal sinus on the
+// midline, the same bytes for any thread count, and the perfusion grid's blocks against their
+// truth and the indicator-dilution formula.
 #include "data/phantom.h"
 
 #include <ATen/ATen.h>
@@ -10,6 +11,8 @@
 
 #include <deque>
 #include <map>
+#include <set>
+#include <tuple>
 
 #include "core/errors.h"
 
@@ -258,17 +261,18 @@ TEST(Phantom, RecordedNoduleAndLesionCountsMatchTheLabelMaps) {
 
 TEST(Phantom, PerfusionFollowsTheBolusWithADelayedIschemicCore) {
   PhantomOptions o = options_for(PhantomKind::kHeadNeck, 4, 96);
-  o.perfusion_frames = 30;
+  o.perfusion_frames = 0;  // the kind's default, 30
   o.noise = 0;
   const PhantomStudy study = make_phantom_study(o, 0);
   const Volume& perfusion = study.series[1].second;
   ASSERT_EQ(perfusion.voxels.dim(), 4);
   ASSERT_EQ(perfusion.frame_times_s.size(), 30u);
   const double interval = perfusion.frame_times_s[1] - perfusion.frame_times_s[0];
-  EXPECT_GE(interval, 1.0);
+  EXPECT_GE(interval, 1.5);
   EXPECT_LE(interval, 2.0);
   auto curve_of = [&](const std::string& label) {
     const at::Tensor core = core_of(study.labels.voxels, id_of(label));
+    EXPECT_GT(core.sum().item<std::int64_t>(), 0) << label;
     std::vector<double> curve;
     for (std::int64_t t = 0; t < perfusion.voxels.size(0); ++t) {
       curve.push_back(perfusion.voxels.select(0, t).index({core}).to(at::kDouble).mean().item<double>());
@@ -277,15 +281,222 @@ TEST(Phantom, PerfusionFollowsTheBolusWithADelayedIschemicCore) {
   };
   auto peak = [](const std::vector<double>& c) { return std::max_element(c.begin(), c.end()) - c.begin(); };
   const auto brain = curve_of("brain"), penumbra = curve_of("ischemic_penumbra"), core = curve_of("ischemic_core");
-  const auto artery = curve_of("carotid_arteries");
+  const auto artery = curve_of("carotid_arteries"), sinus = curve_of("dural_sinus");
   EXPECT_GT(artery[peak(artery)] - artery[0], 150);  // the bolus reaches the carotids
+  EXPECT_NEAR(artery[1], artery[0], 1e-9);           // after at least two frames before contrast
   EXPECT_GT(brain[peak(brain)] - brain[0], 10);
   EXPECT_LT(core[peak(core)] - core[0], 0.5 * (brain[peak(brain)] - brain[0]));
   EXPECT_LT(peak(artery), peak(brain) + 1);
   EXPECT_GT(peak(penumbra), peak(brain));  // delayed time to peak
-  EXPECT_GE(peak(core), peak(brain));
-  const auto flows = truth_of(study).at("perfusion").at("tissue");
-  EXPECT_GT(flows.at("core").at("time_to_peak_s").get<double>(), flows.at("brain").at("time_to_peak_s").get<double>());
+  EXPECT_GE(peak(core), peak(penumbra));   // the core peaks last
+  EXPECT_GT(peak(sinus), peak(artery));    // the venous output follows the arterial input
+  EXPECT_GT(sinus[peak(sinus)] - sinus[0], 100);
+
+  const auto truth = truth_of(study).at("perfusion");
+  const auto flows = truth.at("tissue");
+  auto value = [&](const char* tissue, const char* key) { return flows.at(tissue).at(key).get<double>(); };
+  EXPECT_GT(value("core", "time_to_peak_s"), value("brain", "time_to_peak_s"));
+  EXPECT_GE(value("core", "time_to_peak_s"), value("penumbra", "time_to_peak_s"));
+  // Tmax (the delay, for the exponential residue) beyond the 6 s threshold exactly where tissue
+  // is hypoperfused; rCBF below 30 % of normal brain exactly in the core.
+  EXPECT_LT(value("brain", "tmax_s"), 6);
+  EXPECT_GT(value("penumbra", "tmax_s"), 6);
+  EXPECT_GT(value("core", "tmax_s"), 6);
+  EXPECT_GT(value("penumbra", "cbf_ml_100g_min"), 0.3 * value("brain", "cbf_ml_100g_min"));
+  EXPECT_LT(value("core", "cbf_ml_100g_min"), 0.3 * value("brain", "cbf_ml_100g_min"));
+  for (const char* tissue : {"brain", "penumbra", "core"}) {
+    EXPECT_DOUBLE_EQ(value(tissue, "tmax_s"), value(tissue, "delay_s")) << tissue;
+    EXPECT_NEAR(value(tissue, "cbv_ml_100g"), value(tissue, "cbf_ml_100g_min") * value(tissue, "mtt_s") / 60, 1e-9);
+    EXPECT_LE(value(tissue, "cbv_sampled_ml_100g"), value(tissue, "cbv_ml_100g") * 1.01) << tissue;
+  }
+  EXPECT_NEAR(value("brain", "cbv_sampled_ml_100g"), value("brain", "cbv_ml_100g"),
+              0.03 * value("brain", "cbv_ml_100g"));
+  const auto venous = truth.at("venous_output");
+  EXPECT_GT(venous.at("time_to_peak_s").get<double>(), truth.at("arterial_input").at("time_to_peak_s").get<double>());
+  EXPECT_EQ(venous.at("label"), "dural_sinus");
+  EXPECT_NEAR(truth.at("constants").at("tissue_factor").get<double>(), 1.04 / 0.73, 1e-12);
+}
+
+TEST(Phantom, TheSagittalSinusRunsAlongTheMidlineClearOfTheIschemia) {
+  for (std::uint64_t seed = 0; seed < 4; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    const PhantomStudy study = make_phantom_study(options_for(PhantomKind::kHeadNeck, seed, 96), 0);
+    const at::Tensor& labels = study.labels.voxels;
+    const at::Tensor sinus = labels == id_of("dural_sinus");
+    const at::Tensor ischemia = (labels == id_of("ischemic_core")) | (labels == id_of("ischemic_penumbra"));
+    ASSERT_GT(sinus.sum().item<std::int64_t>(), 20);
+    EXPECT_EQ(components(sinus), 1);
+    EXPECT_EQ((dilated(sinus, 1) & ischemia).sum().item<std::int64_t>(), 0);
+    // On the midline (the brain's centre left–right), from the front of the brain over its top
+    // to the back.
+    const at::Tensor s = sinus.nonzero().to(at::kDouble), brain = (labels == id_of("brain")).nonzero().to(at::kDouble);
+    const double h = study.labels.geometry.spacing[0];
+    EXPECT_NEAR(s.select(1, 2).mean().item<double>() * h, brain.select(1, 2).mean().item<double>() * h, 6.0);
+    const double brain_y = (brain.select(1, 1).max() - brain.select(1, 1).min()).item<double>();
+    EXPECT_GT((s.select(1, 1).max() - s.select(1, 1).min()).item<double>(), 0.75 * brain_y);
+    EXPECT_GE(s.select(1, 0).max().item<double>(), brain.select(1, 0).max().item<double>() - 2);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// perfusion-grid
+
+/// Gamma variate of the truth record's arterial input.
+double gamma_variate(const nlohmann::json& aif, double t) {
+  const double t0 = aif.at("t0_s"), alpha = aif.at("alpha"), beta = aif.at("beta_s"), peak = aif.at("peak_hu");
+  if (t <= t0) return 0;
+  const double x = (t - t0) / (alpha * beta);
+  return peak * std::pow(x, alpha) * std::exp(alpha * (1 - x));
+}
+
+/// ∫ AIF(τ − delay) e^(−(t − τ)/tau) dτ by Simpson's rule on 4000 intervals (a reference,
+/// independent of the generator's recursive midpoint rule).
+double convolved(const nlohmann::json& aif, double delay, double tau, double t) {
+  const double start = aif.at("t0_s").get<double>() + delay;
+  if (t <= start) return 0;
+  const int n = 4000;
+  const double h = (t - start) / n;
+  double sum = 0;
+  for (int i = 0; i <= n; ++i) {
+    const double x = start + i * h;
+    const double f = gamma_variate(aif, x - delay) * std::exp(-(t - x) / tau);
+    sum += f * (i == 0 || i == n ? 1 : i % 2 == 1 ? 4 : 2);
+  }
+  return sum * h / 3;
+}
+
+PhantomOptions grid_options(std::uint64_t seed) {
+  PhantomOptions o;
+  o.kind = PhantomKind::kPerfusionGrid;
+  o.seed = seed;
+  o.threads = 2;
+  return o;
+}
+
+TEST(PerfusionGrid, BlocksHoldTheirTruthAndFollowTheIndicatorDilutionFormula) {
+  PhantomOptions o = grid_options(1);
+  o.noise = 0;
+  const PhantomStudy study = make_phantom_study(o, 0);
+  EXPECT_EQ(study.id, "perfusion_grid_00000");
+  EXPECT_EQ(study.label_map, "blocks");
+  ASSERT_EQ(study.series.size(), 5u);
+  const Volume& perfusion = study.series[0].second;
+  EXPECT_EQ(study.series[0].first, "perfusion");
+  EXPECT_EQ(perfusion.voxels.sizes(), (std::vector<std::int64_t>{40, 8, 80, 96}));
+  EXPECT_EQ(perfusion.type, VoxelType::kInt16);
+  EXPECT_DOUBLE_EQ(perfusion.frame_times_s[1], 1.5);
+  EXPECT_EQ(perfusion.geometry.spacing, (std::array<double, 3>{2, 2, 5}));
+  std::map<std::string, at::Tensor> maps;
+  for (std::size_t s = 1; s < study.series.size(); ++s) {
+    EXPECT_EQ(study.series[s].second.type, VoxelType::kFloat32);
+    EXPECT_TRUE(same_grid(study.series[s].second, perfusion));
+    maps[study.series[s].first] = study.series[s].second.voxels;
+  }
+  const auto truth = truth_of(study);
+  const auto aif = truth.at("perfusion").at("arterial_input");
+  const double factor = truth.at("perfusion").at("constants").at("tissue_factor");
+  const auto& blocks = truth.at("blocks");
+  ASSERT_EQ(blocks.size(), 140u);
+  const at::Tensor labels = study.labels.voxels;
+  std::set<std::tuple<double, double, double>> levels;
+  for (const auto& block : blocks) {
+    const int label = block.at("label");
+    SCOPED_TRACE("block " + std::to_string(label));
+    const auto origin = block.at("origin_zyx").get<std::vector<std::int64_t>>();
+    const auto size = block.at("size_zyx").get<std::vector<std::int64_t>>();
+    using at::indexing::Slice;
+    auto box = [&](const at::Tensor& v) {
+      return v.index({Slice(origin[0], origin[0] + size[0]), Slice(origin[1], origin[1] + size[1]),
+                      Slice(origin[2], origin[2] + size[2])});
+    };
+    EXPECT_TRUE((box(labels) == label).all().item<bool>());
+    EXPECT_EQ((labels == label).sum().item<std::int64_t>(), size[0] * size[1] * size[2]);
+    const double cbf = block.at("cbf_ml_100g_min"), cbv = block.at("cbv_ml_100g"), mtt = block.at("mtt_s");
+    const double delay = block.at("delay_s");
+    levels.insert({cbv, mtt, delay});
+    EXPECT_NEAR(cbf, 60 * cbv / mtt, 1e-9);
+    EXPECT_DOUBLE_EQ(block.at("tmax_s").get<double>(), delay);
+    for (const auto& [name, want] : {std::pair<const char*, double>{"truth_cbf", cbf},
+                                     {"truth_cbv", cbv},
+                                     {"truth_mtt", mtt},
+                                     {"truth_delay", delay}}) {
+      EXPECT_TRUE(at::allclose(box(maps[name]), at::full({}, want, at::kFloat), 1e-6, 1e-6)) << name;
+    }
+    // Every voxel of the block: 35 HU + (ρ/k_H) CBF ∫ AIF(τ − delay) e^(−(t − τ)/MTT) dτ, rounded.
+    const at::Tensor voxels =
+        perfusion.voxels.index({Slice(), Slice(origin[0], origin[0] + size[0]), Slice(origin[1], origin[1] + size[1]),
+                                Slice(origin[2], origin[2] + size[2])});
+    for (std::int64_t t = 0; t < 40; ++t) {
+      const double want = 35 + factor * cbf / 6000 * convolved(aif, delay, mtt, perfusion.frame_times_s[t]);
+      const at::Tensor frame = voxels.select(0, t).to(at::kDouble);
+      ASSERT_LE((frame - want).abs().max().item<double>(), 0.5 + 1e-3) << "frame " << t;
+    }
+    if (mtt <= 6) {  // captured within the 58.5 s acquisition
+      EXPECT_NEAR(block.at("cbv_sampled_ml_100g").get<double>(), cbv, 0.02 * cbv);
+    }
+  }
+  EXPECT_EQ(levels.size(), 140u);  // every CBV × MTT × delay once
+  EXPECT_EQ((labels > 0).sum().item<std::int64_t>(), 140 * 128);
+  for (const auto& [name, map] : maps) EXPECT_EQ(map.index({labels == 0}).abs().max().item<float>(), 0.f) << name;
+  EXPECT_NEAR(maps["truth_cbf"].max().item<double>(), 87.5, 0.05);
+  EXPECT_NEAR(maps["truth_cbf"].index({labels > 0}).min().item<double>(), 2.5, 1e-5);
+
+  // Artery: 40 HU + AIF; vein: 40 HU + the AIF delayed 5 s and dispersed (exponential of mean
+  // 2.5 s, same area); both through every slice. The frame: bone 1000 HU around a 35 HU inside.
+  auto at_box = [&](const nlohmann::json& b, std::int64_t t) {
+    const auto origin = b.at("origin_zyx").get<std::vector<std::int64_t>>();
+    const auto size = b.at("size_zyx").get<std::vector<std::int64_t>>();
+    EXPECT_EQ(size[0], 8);
+    using at::indexing::Slice;
+    return perfusion.voxels.select(0, t).index(
+        {Slice(), Slice(origin[1], origin[1] + size[1]), Slice(origin[2], origin[2] + size[2])});
+  };
+  const auto artery = truth.at("perfusion").at("artery"), vein = truth.at("perfusion").at("venous_output");
+  const double dispersion = vein.at("dispersion_mean_s"), venous_delay = vein.at("delay_s");
+  double arterial_sum = 0, venous_sum = 0;
+  for (std::int64_t t = 0; t < 40; ++t) {
+    const double time = perfusion.frame_times_s[t];
+    const double a = gamma_variate(aif, time), v = convolved(aif, venous_delay, dispersion, time) / dispersion;
+    EXPECT_LE((at_box(artery, t).to(at::kDouble) - (40 + a)).abs().max().item<double>(), 0.5 + 1e-3);
+    EXPECT_LE((at_box(vein, t).to(at::kDouble) - (40 + v)).abs().max().item<double>(), 0.5 + 1e-3);
+    arterial_sum += a, venous_sum += v;
+  }
+  EXPECT_NEAR(venous_sum, arterial_sum, 0.01 * arterial_sum);
+  EXPECT_LT(vein.at("delay_s").get<double>(), 6.0);
+  const at::Tensor first = perfusion.voxels.select(0, 0);
+  EXPECT_EQ(first.index({0, 0, 0}).item<int>(), -1000);
+  EXPECT_EQ(first.index({0, 3, 40}).item<int>(), 1000);
+  EXPECT_EQ(first.index({0, 6, 40}).item<int>(), 35);
+}
+
+TEST(PerfusionGrid, SameBytesForAnyThreadCountAndTheDocumentedNoise) {
+  PhantomOptions o = grid_options(5);
+  o.perfusion_frames = 12;
+  o.threads = 1;
+  const PhantomStudy one = make_phantom_study(o, 2);
+  o.threads = 3;
+  const PhantomStudy three = make_phantom_study(o, 2);
+  EXPECT_EQ(one.metadata_json, three.metadata_json);
+  for (std::size_t s = 0; s < one.series.size(); ++s) {
+    EXPECT_TRUE(at::equal(one.series[s].second.voxels, three.series[s].second.voxels)) << one.series[s].first;
+  }
+  EXPECT_TRUE(at::equal(one.labels.voxels, three.labels.voxels));
+  EXPECT_EQ(one.series[0].second.voxels.size(0), 12);
+  // Another study: other noise, the same layout and truth.
+  const PhantomStudy other = make_phantom_study(o, 3);
+  EXPECT_FALSE(at::equal(one.series[0].second.voxels, other.series[0].second.voxels));
+  EXPECT_TRUE(at::equal(one.series[1].second.voxels, other.series[1].second.voxels));
+  // Gaussian σ 15 HU at --noise 1: the background (35 HU before and after contrast).
+  const at::Tensor background = (one.labels.voxels == 0) & (one.series[0].second.voxels.select(0, 0) > -500) &
+                                (one.series[0].second.voxels.select(0, 0) < 500);
+  const at::Tensor values = one.series[0].second.voxels.select(0, 0).index({background}).to(at::kDouble);
+  ASSERT_GT(values.numel(), 5000);
+  EXPECT_NEAR(values.std().item<double>(), 15, 0.6);
+  const auto description = describe_phantom_kind(PhantomKind::kPerfusionGrid);
+  EXPECT_EQ(description.series[0].noise_sigma, 15);
+  EXPECT_EQ(description.fixed_shape_zyx, phantom_shape(o, 0));
+  EXPECT_EQ(phantom_label_table(PhantomKind::kPerfusionGrid).size(), 140u);
+  EXPECT_EQ(phantom_kind_from_name("perfusion-grid", "--kind"), PhantomKind::kPerfusionGrid);
 }
 
 TEST(Phantom, SameBytesForAnyThreadCount) {
