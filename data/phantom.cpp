@@ -11,6 +11,7 @@
 
 #include "core/errors.h"
 #include "data/phantom_grid.h"
+#include "data/phantom_perfusion.h"
 #include "data/phantom_kinds.h"
 #include "data/random.h"
 
@@ -165,6 +166,8 @@ PhantomStudy render_study(const PhantomOptions& options, std::int64_t index, Pha
     model.modality = s.modality;
     model.type = s.type;
     model.noise_sigma = s.noise_sigma * options.noise;
+    // A perfusion series' σ is for a reference voxel and scales with the grid's (as CT noise does).
+    if (s.four_d) model.noise_sigma = phantom::perfusion_noise_sigma(model.noise_sigma, grid.spacing_xyz);
     model.rician = s.rician;
     model.bias_amplitude = s.bias_amplitude;
     model.bias_field = s.bias_field;

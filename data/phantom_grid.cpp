@@ -32,7 +32,7 @@ constexpr int kZ = kDelayLevels * kSlicesPerDelay;
 constexpr double kSpacingXy = 2.0, kSpacingZ = 5.0;
 
 constexpr double kAirHu = -1000, kBoneHu = 1000, kBackgroundHu = 35, kBloodHu = 40;
-constexpr double kNoiseSigma = 15;  // HU at --noise 1, as the head-neck perfusion series
+constexpr double kNoiseSigma = 15;  // HU at --noise 1 for a 1 x 1 x 5 mm voxel, as the head-neck perfusion series
 constexpr double kFrameInterval = 1.5;
 constexpr double kVenousDelay = 5, kVenousDispersion = 2.5;
 constexpr std::uint64_t kGridStream = 0x70657266677269ull;  // "perfgri"
@@ -210,7 +210,7 @@ PhantomStudy make_perfusion_grid(const PhantomOptions& options, std::int64_t ind
   const std::uint64_t noise_seed = seeded_rng({options.seed, static_cast<std::uint64_t>(index), kGridStream})();
   PhantomStudy study;
   Volume series = volume_of(
-      perfusion_series(voxel_classes(), levels, frames, kNoiseSigma * options.noise, noise_seed, options.threads),
+      perfusion_series(voxel_classes(), levels, frames, perfusion_noise_sigma(kNoiseSigma * options.noise, perfusion_grid_spacing()), noise_seed, options.threads),
       VoxelType::kInt16, "CT");
   series.frame_times_s = times;
   study.series.emplace_back("perfusion", std::move(series));
@@ -220,7 +220,8 @@ PhantomStudy make_perfusion_grid(const PhantomOptions& options, std::int64_t ind
   study.series.emplace_back("truth_delay", volume_of(delay, VoxelType::kFloat32, ""));
   study.labels = volume_of(labels, VoxelType::kUInt8, "");
   study.label_map = "blocks";
-  truth["noise"] = {{"perfusion", {{"model", "gaussian"}, {"sigma", kNoiseSigma * options.noise}}}};
+  truth["noise"] = {{"perfusion", {{"model", "gaussian"}, {"sigma", perfusion_noise_sigma(kNoiseSigma * options.noise, perfusion_grid_spacing())},
+                                    {"sigma_reference_voxel", kNoiseSigma * options.noise}, {"reference_voxel_mm3", kNoiseReferenceVoxelMm3}}}};
   return study;
 }
 

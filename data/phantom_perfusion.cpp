@@ -82,4 +82,9 @@ nlohmann::json perfusion_constants() {
       {"tissue_curve", "(density / hematocrit_ratio) * CBF * integral AIF(tau - delay) exp(-(t - tau) / MTT) dtau"}};
 }
 
+double perfusion_noise_sigma(double sigma_reference, const std::array<double, 3>& spacing_xyz) {
+  const double volume = spacing_xyz[0] * spacing_xyz[1] * spacing_xyz[2];
+  return sigma_reference * std::sqrt(kNoiseReferenceVoxelMm3 / volume);
+}
+
 }  // namespace vitruvian::data::phantom

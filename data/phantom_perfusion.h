@@ -4,6 +4,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <array>
 #include <vector>
 
 namespace vitruvian::data::phantom {
@@ -15,6 +16,12 @@ inline constexpr double kTissueDensity = 1.04;
 inline constexpr double kHematocritRatio = 0.73;
 /// ρ / k_H: tissue enhancement per unit of (CBF · AIF ⊗ residue).
 inline constexpr double kTissueFactor = kTissueDensity / kHematocritRatio;
+
+/// CT noise falls with the square root of the voxel's volume. A perfusion series' σ (HU) is given
+/// for a 1 × 1 × 5 mm voxel (a thin-section CT perfusion reconstruction); on a grid of
+/// `spacing_xyz` it is sigma_reference · √(5 mm³ / voxel volume).
+inline constexpr double kNoiseReferenceVoxelMm3 = 5.0;
+double perfusion_noise_sigma(double sigma_reference, const std::array<double, 3>& spacing_xyz);
 
 /// Gamma-variate bolus: peak · x^α · e^(α (1 − x)), x = (t − t0) / (α β), 0 before t0; its
 /// peak (`peak_hu`) is at t0 + α β.

@@ -24,7 +24,7 @@ struct PerfusionOptions {
   double min_enhancement_hu = 2;       ///< the brain's mean enhancement must reach this
   double bone_hu = 200;                ///< pre-contrast bone (the skull) above this
   std::vector<double> brain_hu{15, 60};  ///< pre-contrast brain window (smoothed), HU
-  double smoothing_mm = 1.5;           ///< in-plane Gaussian σ of every frame (0: none)
+  double smoothing_mm = 3;             ///< in-plane Gaussian σ of every frame (0: none)
   bool temporal_smoothing = false;     ///< [1 2 1] / 4 along time
   std::int64_t aif_voxels = 8;         ///< voxels averaged into the arterial input
   std::int64_t vof_voxels = 8;         ///< voxels averaged into the venous output

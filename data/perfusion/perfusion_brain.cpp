@@ -3,6 +3,7 @@
 // border without crossing bone; the largest connected piece of soft tissue there is the brain.
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "data/components.h"
@@ -17,10 +18,21 @@ namespace {
 void enclosed_by_bone(const std::uint8_t* bone, std::int64_t ny, std::int64_t nx, std::uint8_t* inside,
                       std::vector<std::int64_t>& stack) {
   const std::int64_t n = ny * nx;
+  // The skull widened by one pixel (8-neighbourhood) closes the one-pixel gaps thin or oblique
+  // bone leaves at its threshold; the widened rim itself still counts as inside.
+  std::vector<std::uint8_t> wall(static_cast<std::size_t>(n), 0);
+  for (std::int64_t y = 0; y < ny; ++y) {
+    for (std::int64_t x = 0; x < nx; ++x) {
+      if (bone[y * nx + x] == 0) continue;
+      for (std::int64_t yy = std::max<std::int64_t>(0, y - 1); yy <= std::min(ny - 1, y + 1); ++yy) {
+        for (std::int64_t xx = std::max<std::int64_t>(0, x - 1); xx <= std::min(nx - 1, x + 1); ++xx) wall[yy * nx + xx] = 1;
+      }
+    }
+  }
   std::vector<std::uint8_t> outside(static_cast<std::size_t>(n), 0);
   stack.clear();
   const auto push = [&](std::int64_t i) {
-    if (bone[i] == 0 && outside[i] == 0) {
+    if (wall[i] == 0 && outside[i] == 0) {
       outside[i] = 1;
       stack.push_back(i);
     }
