@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "core/errors.h"
@@ -52,18 +53,28 @@ void check_basis(const ResidueBasis& b) {
 
 namespace {
 
+// A block's kLanes values as one GCC vector: element-wise IEEE operations that every clone
+// lowers to its widest instructions (one AVX-512, two AVX2 or four SSE2 operations), nothing
+// reassociated. (Plain lane loops let GCC vectorise the wrong loop: across time, with shuffles.)
+typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
+typedef std::int32_t LaneInts __attribute__((vector_size(kLanes * sizeof(std::int32_t))));
+
+#define LOAD_LANES(v, p) std::memcpy(&(v), (p), sizeof(Lanes))
+#define STORE_LANES(p, v) std::memcpy((p), &(v), sizeof(Lanes))
+#define ABS_LANES(v) ((Lanes)((LaneInts)(v)&0x7fffffff))
+
 /// z[k][j] = Σ_t analysis[k, t] · c[t][j] for k < m, in order t.
 VITRUVIAN_CLONES void block_components(const float* __restrict analysis, std::int64_t samples, std::int64_t m,
                                        const float* __restrict c, float* __restrict z) {
   for (std::int64_t k = 0; k < m; ++k) {
     const float* a = analysis + k * samples;
-    float acc[kLanes] = {};
+    Lanes acc = {};
     for (std::int64_t t = 0; t < samples; ++t) {
-      const float w = a[t];
-      const float* ct = c + t * kLanes;
-      for (int j = 0; j < kLanes; ++j) acc[j] += w * ct[j];
+      Lanes ct;
+      LOAD_LANES(ct, c + t * kLanes);
+      acc += a[t] * ct;
     }
-    std::copy(acc, acc + kLanes, z + k * kLanes);
+    STORE_LANES(z + k * kLanes, acc);
   }
 }
 
@@ -71,13 +82,13 @@ VITRUVIAN_CLONES void block_components(const float* __restrict analysis, std::in
 VITRUVIAN_CLONES void block_residue(const float* __restrict synthesis, std::int64_t length, std::int64_t m,
                                     const float* __restrict z, float* __restrict r) {
   for (std::int64_t l = 0; l < length; ++l) {
-    float acc[kLanes] = {};
+    Lanes acc = {};
     for (std::int64_t k = 0; k < m; ++k) {
-      const float s = synthesis[k * length + l];
-      const float* zk = z + k * kLanes;
-      for (int j = 0; j < kLanes; ++j) acc[j] += zk[j] * s;
+      Lanes zk;
+      LOAD_LANES(zk, z + k * kLanes);
+      acc += zk * synthesis[k * length + l];
     }
-    std::copy(acc, acc + kLanes, r + l * kLanes);
+    STORE_LANES(r + l * kLanes, acc);
   }
 }
 
@@ -85,14 +96,14 @@ VITRUVIAN_CLONES void block_residue(const float* __restrict synthesis, std::int6
 VITRUVIAN_CLONES void block_remove(const float* __restrict synthesis, std::int64_t length, std::int64_t from,
                                    std::int64_t to, const float* __restrict z, float* __restrict r) {
   for (std::int64_t l = 0; l < length; ++l) {
-    float acc[kLanes];
-    std::copy(r + l * kLanes, r + (l + 1) * kLanes, acc);
+    Lanes acc;
+    LOAD_LANES(acc, r + l * kLanes);
     for (std::int64_t k = from - 1; k >= to; --k) {
-      const float s = synthesis[k * length + l];
-      const float* zk = z + k * kLanes;
-      for (int j = 0; j < kLanes; ++j) acc[j] -= zk[j] * s;
+      Lanes zk;
+      LOAD_LANES(zk, z + k * kLanes);
+      acc -= zk * synthesis[k * length + l];
     }
-    std::copy(acc, acc + kLanes, r + l * kLanes);
+    STORE_LANES(r + l * kLanes, acc);
   }
 }
 
@@ -103,27 +114,42 @@ struct Shape {
   std::int32_t at[kLanes];
 };
 
-VITRUVIAN_CLONES void block_shape(const float* __restrict r, std::int64_t length, Shape& s) {
-  for (int j = 0; j < kLanes; ++j) {
-    s.peak[j] = r[j];
-    s.at[j] = 0;
-    s.max_abs[j] = std::fabs(r[j]);
-    s.oscillation[j] = 0;
-  }
+// Comparisons on 16-float vectors stay vectors only with AVX-512 (GCC 12 splits them into
+// scalar ones elsewhere); on 8-float halves they stay vectors with AVX2 and AVX-512 alike.
+typedef float HalfLanes __attribute__((vector_size(kLanes / 2 * sizeof(float))));
+typedef std::int32_t HalfInts __attribute__((vector_size(kLanes / 2 * sizeof(std::int32_t))));
+
+#define HALF_ABS(v) ((HalfLanes)((HalfInts)(v)&0x7fffffff))
+
+/// block_shape() for lanes [first, first + kLanes / 2).
+VITRUVIAN_INLINE void half_shape(const float* __restrict r, std::int64_t length, int first, Shape& s) {
+  HalfLanes peak;
+  std::memcpy(&peak, r + first, sizeof peak);
+  HalfLanes max_abs = HALF_ABS(peak), oscillation = {}, before = peak, here = peak;
+  HalfInts at = {};
   for (std::int64_t l = 1; l < length; ++l) {
-    const float* rl = r + l * kLanes;
-    for (int j = 0; j < kLanes; ++j) {
-      const float v = rl[j], a = std::fabs(v);
-      const bool take = v > s.peak[j];
-      s.peak[j] = take ? v : s.peak[j];
-      s.at[j] = take ? static_cast<std::int32_t>(l) : s.at[j];
-      s.max_abs[j] = a > s.max_abs[j] ? a : s.max_abs[j];
+    HalfLanes v;
+    std::memcpy(&v, r + l * kLanes + first, sizeof v);
+    const HalfLanes a = HALF_ABS(v);
+    const HalfInts take = v > peak, larger = a > max_abs;
+    peak = (HalfLanes)(((HalfInts)v & take) | ((HalfInts)peak & ~take));
+    at = ((HalfInts{} + static_cast<std::int32_t>(l)) & take) | (at & ~take);
+    max_abs = (HalfLanes)(((HalfInts)a & larger) | ((HalfInts)max_abs & ~larger));
+    if (l >= 2) {
+      oscillation += HALF_ABS((v - 2.0f * here) + before);
+      before = here;
     }
+    here = v;
   }
-  for (std::int64_t l = 2; l < length; ++l) {
-    const float *r2 = r + (l - 2) * kLanes, *r1 = r + (l - 1) * kLanes, *r0 = r + l * kLanes;
-    for (int j = 0; j < kLanes; ++j) s.oscillation[j] += std::fabs((r0[j] - 2.0f * r1[j]) + r2[j]);
-  }
+  std::memcpy(s.peak + first, &peak, sizeof peak);
+  std::memcpy(s.max_abs + first, &max_abs, sizeof max_abs);
+  std::memcpy(s.oscillation + first, &oscillation, sizeof oscillation);
+  std::memcpy(s.at + first, &at, sizeof at);
+}
+
+VITRUVIAN_CLONES void block_shape(const float* __restrict r, std::int64_t length, Shape& s) {
+  half_shape(r, length, 0, s);
+  half_shape(r, length, kLanes / 2, s);
 }
 
 /// OI = oscillation / (L · max |r|) in float; 0 for a zero residue.
