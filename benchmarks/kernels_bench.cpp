@@ -3,11 +3,13 @@
 // Benchmarks are named <kernel>/<implementation>: `cpu` (our kernel, one thread), `torch_cpu`
 // (LibTorch ops, one thread), and on a GPU `cuda` (our kernel) and `torch_cuda` (LibTorch ops;
 // a CUDA LibTorch only), timed with CUDA events (manual time). Counters: bytes_per_second (the
-// kernel's least traffic: every input read once, every output written once), voxels_per_s, and
+// kernel's least traffic: every input read once, every output written once), voxels_per_s
+// (curves_per_s for the deconvolution, at T = 30 and 40 frames), and
 // on CUDA copy_fraction: bytes_per_second over the device-to-device copy bandwidth measured in
 // the same run (copy/cuda). benchmarks/kernels_report.py turns the JSON into the table of
 // docs/PERFORMANCE.md. Every implementation's result is checked against the CPU kernel once.
-// Volumes: N³ (default 128, CPU; use 256 on a GPU), K classes (4), windows W³ (64; 128 on a GPU).
+// Volumes: N³ (default 128, CPU; use 256 on a GPU), K classes (4), windows W³ (64; 128 on a GPU),
+// N³ / 32 perfusion curves.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
@@ -378,7 +380,8 @@ void BM_Components(benchmark::State& state, bool use_torch) {
 // ---- 7. deconvolution of perfusion curves ------------------------------------------------
 
 /// A CT perfusion case of T frames (Δt 1.5 s): the block-circulant oSVD basis of a gamma-variate
-/// input (K = L = 2T), the levels with s ≥ 2 % of s_max, and 2^16 tissue curves with 3 HU of noise.
+/// input (K = L = 2T), the levels with s ≥ 2 % of s_max, and N³ / 32 tissue curves (2^16 at the
+/// default size; brain voxels are about that share of a head CT's) with 3 HU of noise.
 struct PerfusionInputs {
   at::Tensor curves, analysis, synthesis;
   std::vector<std::int32_t> levels;
@@ -392,7 +395,7 @@ const PerfusionInputs& perfusion_inputs(std::int64_t samples) {
   const double dt = 1.5;
   const at::Tensor aif = kernels::testing::gamma_variate_aif(samples, dt);
   const auto basis = kernels::testing::circulant_basis(aif, dt);
-  const std::int64_t n = std::int64_t{1} << 16;
+  const std::int64_t n = std::max<std::int64_t>(256, g.size * g.size * g.size / 32 / 256 * 256);
   const at::Tensor base = kernels::testing::random_tissue(aif, dt, 256, 0.0);
   it->second.curves = (base.repeat({n / 256, 1}) + 3.0 * torch::randn({n, samples})).contiguous();
   it->second.analysis = basis.analysis;
