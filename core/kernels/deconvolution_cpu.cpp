@@ -107,8 +107,9 @@ VITRUVIAN_CLONES void block_remove(const float* __restrict synthesis, std::int64
   }
 }
 
-/// Per lane: the largest r (the first of equals) and its index, max |r|, and the oscillation sum
-/// Σ_{l=2}^{L−1} |(r[l] − 2r[l−1]) + r[l−2]| in order l.
+/// Per lane: max |r| and the oscillation sum Σ_{l=2}^{L−1} |(r[l] − 2r[l−1]) + r[l−2]| in order l
+/// (block_oscillation), and the largest r, the first of equals, and its index (block_peak: only
+/// at a level where some lane stops).
 struct Shape {
   float peak[kLanes], max_abs[kLanes], oscillation[kLanes];
   std::int32_t at[kLanes];
@@ -121,35 +122,53 @@ typedef std::int32_t HalfInts __attribute__((vector_size(kLanes / 2 * sizeof(std
 
 #define HALF_ABS(v) ((HalfLanes)((HalfInts)(v)&0x7fffffff))
 
-/// block_shape() for lanes [first, first + kLanes / 2).
-VITRUVIAN_INLINE void half_shape(const float* __restrict r, std::int64_t length, int first, Shape& s) {
+/// block_oscillation() for lanes [first, first + kLanes / 2).
+VITRUVIAN_INLINE void half_oscillation(const float* __restrict r, std::int64_t length, int first, Shape& s) {
+  HalfLanes before, here;
+  std::memcpy(&before, r + first, sizeof before);
+  HalfLanes max_abs = HALF_ABS(before), oscillation = {};
+  if (length > 1) {
+    std::memcpy(&here, r + kLanes + first, sizeof here);
+    const HalfLanes a = HALF_ABS(here);
+    max_abs = a > max_abs ? a : max_abs;
+  }
+  for (std::int64_t l = 2; l < length; ++l) {
+    HalfLanes v;
+    std::memcpy(&v, r + l * kLanes + first, sizeof v);
+    const HalfLanes a = HALF_ABS(v);
+    max_abs = a > max_abs ? a : max_abs;
+    oscillation += HALF_ABS((v - 2.0f * here) + before);
+    before = here;
+    here = v;
+  }
+  std::memcpy(s.max_abs + first, &max_abs, sizeof max_abs);
+  std::memcpy(s.oscillation + first, &oscillation, sizeof oscillation);
+}
+
+VITRUVIAN_CLONES void block_oscillation(const float* __restrict r, std::int64_t length, Shape& s) {
+  half_oscillation(r, length, 0, s);
+  half_oscillation(r, length, kLanes / 2, s);
+}
+
+/// block_peak() for lanes [first, first + kLanes / 2).
+VITRUVIAN_INLINE void half_peak(const float* __restrict r, std::int64_t length, int first, Shape& s) {
   HalfLanes peak;
   std::memcpy(&peak, r + first, sizeof peak);
-  HalfLanes max_abs = HALF_ABS(peak), oscillation = {}, before = peak, here = peak;
   HalfInts at = {};
   for (std::int64_t l = 1; l < length; ++l) {
     HalfLanes v;
     std::memcpy(&v, r + l * kLanes + first, sizeof v);
-    const HalfLanes a = HALF_ABS(v);
-    const HalfInts take = v > peak, larger = a > max_abs;
-    peak = (HalfLanes)(((HalfInts)v & take) | ((HalfInts)peak & ~take));
-    at = ((HalfInts{} + static_cast<std::int32_t>(l)) & take) | (at & ~take);
-    max_abs = (HalfLanes)(((HalfInts)a & larger) | ((HalfInts)max_abs & ~larger));
-    if (l >= 2) {
-      oscillation += HALF_ABS((v - 2.0f * here) + before);
-      before = here;
-    }
-    here = v;
+    const HalfInts take = v > peak;
+    peak = take ? v : peak;
+    at = take ? HalfInts{} + static_cast<std::int32_t>(l) : at;
   }
   std::memcpy(s.peak + first, &peak, sizeof peak);
-  std::memcpy(s.max_abs + first, &max_abs, sizeof max_abs);
-  std::memcpy(s.oscillation + first, &oscillation, sizeof oscillation);
   std::memcpy(s.at + first, &at, sizeof at);
 }
 
-VITRUVIAN_CLONES void block_shape(const float* __restrict r, std::int64_t length, Shape& s) {
-  half_shape(r, length, 0, s);
-  half_shape(r, length, kLanes / 2, s);
+VITRUVIAN_CLONES void block_peak(const float* __restrict r, std::int64_t length, Shape& s) {
+  half_peak(r, length, 0, s);
+  half_peak(r, length, kLanes / 2, s);
 }
 
 /// OI = oscillation / (L · max |r|) in float; 0 for a zero residue.
@@ -188,20 +207,30 @@ void deconvolve_block(const float* curves, std::int64_t first, int count, const 
   for (int j = 0; j < kLanes; ++j) done[j] = j >= count;
   Shape shape;
   for (std::int64_t i = basis.n_levels - 1; i >= 0 && remaining > 0; --i) {
-    if (i < basis.n_levels - 1)
+    if (i < basis.n_levels - 1) {
       block_remove(basis.synthesis, length, basis.levels[i + 1], basis.levels[i], w.z.data(), w.r.data());
-    block_shape(w.r.data(), length, shape);
+    }
+    // Plain SVD or the smallest level: every lane left stops here, whatever its OI.
     const bool last = i == 0 || !(basis.max_oscillation > 0);
+    bool stop[kLanes] = {};
+    int stopping = 0;
+    if (!last) block_oscillation(w.r.data(), length, shape);
     for (int j = 0; j < count; ++j) {
       if (done[j]) continue;
-      const float oi = oscillation_index(shape.oscillation[j], shape.max_abs[j], length);
-      if (!last && !(static_cast<double>(oi) <= basis.max_oscillation)) continue;
+      const float oi = last ? 0.0f : oscillation_index(shape.oscillation[j], shape.max_abs[j], length);
+      stop[j] = last || static_cast<double>(oi) <= basis.max_oscillation;
+      stopping += stop[j] ? 1 : 0;
+    }
+    if (stopping == 0) continue;
+    block_peak(w.r.data(), length, shape);
+    for (int j = 0; j < count; ++j) {
+      if (!stop[j]) continue;
       out.peak[first + j] = shape.peak[j];
       out.peak_at[first + j] = refined_peak(w.r.data(), length, shape.at[j], j);
       out.components[first + j] = basis.levels[i];
       done[j] = true;
-      --remaining;
     }
+    remaining -= stopping;
   }
 }
 
