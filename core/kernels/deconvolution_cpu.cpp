@@ -5,6 +5,10 @@
 // curve alone would (and as the CUDA kernel's thread does). Blocks run on at::parallel_for's
 // threads; a curve's result depends on nothing else, so neither the block nor the thread split
 // changes a bit.
+// Numerics, all in float: z and r summed in the order of their index; going down a level, the
+// removed components subtracted from r in descending order; OI = Σ |(r[l] − 2r[l−1]) + r[l−2]|
+// (in order l) / (float(L) · max |r|), 0 for a zero residue, compared in double with the limit;
+// the parabola's offset (0.5 · (r[l−1] − r[l+1])) / ((r[l−1] − 2r[l]) + r[l+1]) added to l.
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 
@@ -25,8 +29,9 @@ namespace detail {
 
 void check_basis(const ResidueBasis& b) {
   constexpr const char* kWhat = "deconvolve_curves";
-  if (b.samples < 1)
+  if (b.samples < 1) {
     throw InputError(kWhat, fmt::format("a basis for curves of {} samples; expected at least 1", b.samples));
+  }
   if (b.length < 1 || b.components < 1 || b.components > b.length) {
     throw InputError(kWhat, fmt::format("{} components for residues of length {}; expected 1 … length components",
                                         b.components, b.length));
@@ -57,11 +62,9 @@ namespace {
 // lowers to its widest instructions (one AVX-512, two AVX2 or four SSE2 operations), nothing
 // reassociated. (Plain lane loops let GCC vectorise the wrong loop: across time, with shuffles.)
 typedef float Lanes __attribute__((vector_size(kLanes * sizeof(float))));
-typedef std::int32_t LaneInts __attribute__((vector_size(kLanes * sizeof(std::int32_t))));
 
 #define LOAD_LANES(v, p) std::memcpy(&(v), (p), sizeof(Lanes))
 #define STORE_LANES(p, v) std::memcpy((p), &(v), sizeof(Lanes))
-#define ABS_LANES(v) ((Lanes)((LaneInts)(v)&0x7fffffff))
 
 /// z[k][j] = Σ_t analysis[k, t] · c[t][j] for k < m, in order t.
 VITRUVIAN_CLONES void block_components(const float* __restrict analysis, std::int64_t samples, std::int64_t m,
