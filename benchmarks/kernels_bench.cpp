@@ -3,11 +3,13 @@
 // Benchmarks are named <kernel>/<implementation>: `cpu` (our kernel, one thread), `torch_cpu`
 // (LibTorch ops, one thread), and on a GPU `cuda` (our kernel) and `torch_cuda` (LibTorch ops;
 // a CUDA LibTorch only), timed with CUDA events (manual time). Counters: bytes_per_second (the
-// kernel's least traffic: every input read once, every output written once), voxels_per_s, and
+// kernel's least traffic: every input read once, every output written once), voxels_per_s
+// (curves_per_s for the deconvolution, at T = 30 and 40 frames), and
 // on CUDA copy_fraction: bytes_per_second over the device-to-device copy bandwidth measured in
 // the same run (copy/cuda). benchmarks/kernels_report.py turns the JSON into the table of
 // docs/PERFORMANCE.md. Every implementation's result is checked against the CPU kernel once.
-// Volumes: N³ (default 128, CPU; use 256 on a GPU), K classes (4), windows W³ (64; 128 on a GPU).
+// Volumes: N³ (default 128, CPU; use 256 on a GPU), K classes (4), windows W³ (64; 128 on a GPU),
+// N³ / 32 perfusion curves.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
@@ -18,12 +20,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "core/kernels/dispatch.h"
 #include "core/kernels/kernels.h"
 #include "core/kernels/kernels_cuda.h"
+#include "tests/core/perfusion_curves.h"
 
 #ifdef VITRUVIAN_WITH_CUDA
 #include <cuda_runtime.h>
@@ -373,6 +377,93 @@ void BM_Components(benchmark::State& state, bool use_torch) {
   set_counters(state, static_cast<double>(voxels()) * (1 + 4), voxels());
 }
 
+// ---- 7. deconvolution of perfusion curves ------------------------------------------------
+
+/// A CT perfusion case of T frames (Δt 1.5 s): the block-circulant oSVD basis of a gamma-variate
+/// input (K = L = 2T), the levels with s ≥ 2 % of s_max, and N³ / 32 tissue curves (2^16 at the
+/// default size; brain voxels are about that share of a head CT's) with 3 HU of noise.
+struct PerfusionInputs {
+  at::Tensor curves, analysis, synthesis;
+  std::vector<std::int32_t> levels;
+};
+
+const PerfusionInputs& perfusion_inputs(std::int64_t samples) {
+  static std::map<std::int64_t, PerfusionInputs> cache;
+  auto [it, fresh] = cache.try_emplace(samples);
+  if (!fresh) return it->second;
+  torch::manual_seed(samples);
+  const double dt = 1.5;
+  const at::Tensor aif = kernels::testing::gamma_variate_aif(samples, dt);
+  const auto basis = kernels::testing::circulant_basis(aif, dt);
+  const std::int64_t n = std::max<std::int64_t>(256, g.size * g.size * g.size / 32 / 256 * 256);
+  const at::Tensor base = kernels::testing::random_tissue(aif, dt, 256, 0.0);
+  it->second.curves = (base.repeat({n / 256, 1}) + 3.0 * torch::randn({n, samples})).contiguous();
+  it->second.analysis = basis.analysis;
+  it->second.synthesis = basis.synthesis;
+  it->second.levels = kernels::testing::levels_above(basis.singular, 0.02);
+  return it->second;
+}
+
+namespace torch_ops {
+
+/// The same search as LibTorch ops on all curves at once: each level's residues as a matrix
+/// product, OI per curve, the first level within the limit kept.
+kernels::Deconvolved deconvolve(const PerfusionInputs& p, double limit) {
+  const at::Tensor z = p.curves.matmul(p.analysis.t());
+  const std::int64_t n = p.curves.size(0), length = p.synthesis.size(1);
+  at::Tensor kept = at::zeros({n, length}), level = at::zeros({n}, at::kInt), done = at::zeros({n}, at::kBool);
+  for (std::size_t i = p.levels.size(); i-- > 0;) {
+    const std::int32_t m = p.levels[i];
+    const at::Tensor r = z.slice(1, 0, m).matmul(p.synthesis.slice(0, 0, m));
+    const at::Tensor second = r.slice(1, 2) - 2 * r.slice(1, 1, -1) + r.slice(1, 0, -2);
+    const at::Tensor max_abs = r.abs().amax(1);
+    const at::Tensor oi =
+        at::where(max_abs > 0, second.abs().sum(1) / (static_cast<double>(length) * max_abs), at::zeros_like(max_abs));
+    const at::Tensor take = done.logical_not() & ((oi <= limit) | (i == 0 || limit <= 0));
+    kept = at::where(take.unsqueeze(1), r, kept);
+    level = at::where(take, at::full({n}, m, at::kInt), level);
+    done = done | take;
+    if (done.all().item<bool>()) break;
+  }
+  const auto [peak, at_index] = kept.max(1);
+  const at::Tensor inner = (at_index > 0) & (at_index < length - 1);
+  const at::Tensor before = kept.gather(1, (at_index - 1).clamp(0, length - 1).unsqueeze(1)).squeeze(1);
+  const at::Tensor after = kept.gather(1, (at_index + 1).clamp(0, length - 1).unsqueeze(1)).squeeze(1);
+  const at::Tensor curvature = before - 2 * peak + after;
+  const at::Tensor shift = at::where(inner & (curvature < 0), 0.5 * (before - after) / curvature, at::zeros_like(peak));
+  return {peak, at_index.to(at::kFloat) + shift, level};
+}
+
+}  // namespace torch_ops
+
+/// Ours against the LibTorch sequence: the same level for all but a few curves (OI on either side
+/// of the limit by rounding), and there the same peak within float rounding.
+bool deconvolutions_agree(const kernels::Deconvolved& a, const kernels::Deconvolved& b) {
+  const at::Tensor same = a.components == b.components;
+  const double share = same.to(at::kDouble).mean().item<double>();
+  const at::Tensor pa = a.peak.masked_select(same), pb = b.peak.masked_select(same);
+  return share > 0.99 && at::allclose(pa, pb, 1e-3, 1e-6) &&
+         a.components.min().item<std::int32_t>() < a.components.max().item<std::int32_t>();
+}
+
+void BM_Deconvolve(benchmark::State& state, bool use_torch) {
+  const PerfusionInputs& p = perfusion_inputs(state.range(0));
+  constexpr double kLimit = 0.095;
+  kernels::Deconvolved out;
+  time_cpu(state, [&] {
+    out = use_torch ? torch_ops::deconvolve(p, kLimit)
+                    : kernels::deconvolve_curves(p.curves, p.analysis, p.synthesis, p.levels, kLimit);
+  });
+  if (!use_torch) {
+    fail_unless(state, deconvolutions_agree(out, torch_ops::deconvolve(p, kLimit)), "results differ");
+    state.counters["mean_components"] = out.components.to(at::kDouble).mean().item<double>();
+  }
+  const std::int64_t n = p.curves.size(0);
+  set_counters(state, static_cast<double>(n) * static_cast<double>(p.curves.size(1) * 4 + 12), 0);
+  state.counters["curves_per_s"] =
+      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+}
+
 #ifdef VITRUVIAN_WITH_CUDA
 // ---- the same kernels on the GPU ---------------------------------------------------------
 
@@ -459,6 +550,38 @@ void BM_Components_Cuda(benchmark::State& state) {
 }
 BENCHMARK(BM_Components_Cuda)->Name("components/cuda")->UseManualTime()->Unit(benchmark::kMillisecond);
 
+void BM_Deconvolve_Cuda(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const PerfusionInputs& p = perfusion_inputs(state.range(0));
+  const std::int64_t n = p.curves.size(0);
+  DeviceBuffer curves(p.curves), analysis(p.analysis), synthesis(p.synthesis);
+  DeviceBuffer peak(static_cast<std::size_t>(n) * 4), peak_at(static_cast<std::size_t>(n) * 4),
+      level(static_cast<std::size_t>(n) * 4);
+  kernels::ResidueBasis basis;
+  basis.samples = p.analysis.size(1), basis.length = p.synthesis.size(1), basis.components = p.analysis.size(0);
+  basis.analysis = analysis.get<float>(), basis.synthesis = synthesis.get<float>();
+  basis.levels = p.levels.data(), basis.n_levels = static_cast<std::int64_t>(p.levels.size());
+  basis.max_oscillation = 0.095;
+  DeviceBuffer workspace(kernels::cuda::deconvolve_workspace_bytes(n, basis));
+  const kernels::ResidueOut out{peak.get<float>(), peak_at.get<float>(), level.get<std::int32_t>()};
+  time_cuda(state,
+            [&] { kernels::cuda::deconvolve_curves(curves.get<float>(), n, basis, out, nullptr, workspace.get()); });
+  const kernels::Deconvolved cpu = kernels::deconvolve_curves(p.curves, p.analysis, p.synthesis, p.levels, 0.095);
+  fail_unless(state,
+              at::equal(peak.to_host(cpu.peak), cpu.peak) && at::equal(peak_at.to_host(cpu.peak_at), cpu.peak_at) &&
+                  at::equal(level.to_host(cpu.components), cpu.components),
+              "results differ");
+  set_counters(state, static_cast<double>(n) * static_cast<double>(p.curves.size(1) * 4 + 12), 0, true);
+  state.counters["curves_per_s"] =
+      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Deconvolve_Cuda)
+    ->Name("deconvolve/cuda")
+    ->Arg(30)
+    ->Arg(40)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
 #endif  // VITRUVIAN_WITH_CUDA
 
 #ifdef VITRUVIAN_TORCH_CUDA
@@ -510,6 +633,8 @@ CPU_PAIR(BM_Resample, "resample");
 CPU_PAIR(BM_SoftmaxArgmax, "softmax_argmax");
 CPU_PAIR(BM_LabelStats, "label_stats");
 CPU_PAIR(BM_Components, "components");
+BENCHMARK_CAPTURE(BM_Deconvolve, cpu, false)->Name("deconvolve/cpu")->Arg(30)->Arg(40)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Deconvolve, torch_cpu, true)->Name("deconvolve/torch_cpu")->Arg(30)->Arg(40)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace vitruvian::bench

@@ -123,8 +123,8 @@ struct ResidueBasis {
   std::int64_t components = 0;  ///< K ≤ L: components available
   const float* analysis = nullptr;   ///< [K, T], row-major
   const float* synthesis = nullptr;  ///< [K, L], row-major
-  /// Component counts the search may stop at, ascending, each in [1, K] (host memory); the
-  /// search starts from the last.
+  /// Component counts the search may stop at, strictly ascending, each in [1, K] (host memory);
+  /// the search starts from the last.
   const std::int32_t* levels = nullptr;
   std::int64_t n_levels = 0;
   /// Oscillation-index limit of oSVD: from the largest level down, the first r_m with
