@@ -202,6 +202,7 @@ PhantomStudy make_perfusion_grid(const PhantomOptions& options, std::int64_t ind
     record["label"] = n + 1;
     record["cbv_ml_100g"] = kCbv[b.cbv];  // the level itself, not CBF · MTT / 60 rounded
     record["cbv_sampled_ml_100g"] = sampled_cbv(curve, arterial);
+    record["peak_enhancement_hu"] = *std::max_element(curve.begin(), curve.end());
     record.update(box_truth(b.origin, kBlockSize));
     blocks.push_back(std::move(record));
   }
