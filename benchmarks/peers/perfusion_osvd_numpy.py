@@ -133,8 +133,8 @@ class Series:
         chunks = self.image.chunks
         self.slab = int(chunks[1]) if chunks else 16
 
-    def frame(self, t, z0=0, z1=None):
-        out = self.image[t, z0:z1].astype(np.float32)
+    def frame(self, t, z0=0, z1=None, y0=0, y1=None, x0=0, x1=None):
+        out = self.image[t, z0:z1, y0:y1, x0:x1].astype(np.float32)
         if self.slope != 1.0 or self.intercept != 0.0:
             out *= self.slope
             out += self.intercept
@@ -221,10 +221,12 @@ def arrival(series, sigma_yx, cfg, stages):
                          f"{cfg['brain_hu'][0]:g} … {cfg['brain_hu'][1]:g} HU)")
     g = np.empty(series.frames)
     g[0] = frame0[mask0].mean(dtype=np.float64)
+    box = ndimage.find_objects(mask0.astype(np.uint8))[0]  # read only the first mask's bounding box
+    inside = mask0[box]
     for t in range(1, series.frames):
-        f = series.frame(t)
+        f = series.frame(t, box[0].start, box[0].stop, box[1].start, box[1].stop, box[2].start, box[2].stop)
         t0 = stages.add("read", t0)
-        g[t] = f[mask0].mean(dtype=np.float64)
+        g[t] = f[inside].mean(dtype=np.float64)
         t0 = stages.add("mask", t0)
     e = g - g[0]
     if e.max() < cfg["min_enhancement_hu"]:
@@ -287,22 +289,35 @@ class Curves:
     def __init__(self, series, baseline, brain, sigma_yx, cfg):
         self.series, self.baseline, self.brain = series, baseline, brain
         self.sigma_yx, self.temporal = sigma_yx, cfg["temporal_smoothing"]
+        self.radius = tuple(int(4.0 * s + 0.5) for s in sigma_yx)  # scipy's kernel radius
         Z, Y, X = series.shape
         self.slabs = [(z, min(z + series.slab, Z)) for z in range(0, Z, series.slab)]
         # Voxel indices (flat, z-y-x order) of the brain in each slab.
         self.index = [np.flatnonzero(brain[z0:z1]) + z0 * Y * X for z0, z1 in self.slabs]
 
-    def slab(self, s, stages):
+    def crop(self, s):
+        """The slab's brain bounding box, widened in-plane by the kernel radius (clipped to the
+        slice): the smoothed values at the brain voxels are those of whole slices."""
         z0, z1 = self.slabs[s]
         Y, X = self.series.shape[1:]
-        local = self.index[s] - z0 * Y * X
+        zz, yy, xx = np.unravel_index(self.index[s], self.series.shape)
+        ry, rx = self.radius
+        return (int(zz.min()), int(zz.max()) + 1, max(int(yy.min()) - ry, 0), min(int(yy.max()) + ry + 1, Y),
+                max(int(xx.min()) - rx, 0), min(int(xx.max()) + rx + 1, X)), (zz, yy, xx)
+
+    def slab(self, s, stages):
         T = self.series.frames
-        ct = np.empty((T, len(local)), dtype=np.float32)
+        ct = np.empty((T, len(self.index[s])), dtype=np.float32)
+        if len(self.index[s]) == 0:
+            return np.ascontiguousarray(ct.T)
+        (z0, z1, y0, y1, x0, x1), (zz, yy, xx) = self.crop(s)
+        local = np.ravel_multi_index((zz - z0, yy - y0, xx - x0), (z1 - z0, y1 - y0, x1 - x0))
+        base = self.baseline[z0:z1, y0:y1, x0:x1]
         t0 = time.perf_counter()
         for t in range(T):
-            f = self.series.frame(t, z0, z1)
+            f = self.series.frame(t, z0, z1, y0, y1, x0, x1)
             t0 = stages.add("read", t0)
-            f -= self.baseline[z0:z1]
+            f -= base
             ct[t] = smooth_inplane(f, self.sigma_yx).ravel()[local]
             t0 = stages.add("curves", t0)
         c = np.ascontiguousarray(ct.T)
@@ -315,7 +330,7 @@ class Curves:
         """Curves [len(voxels), T] of any voxels (z, y, x), each from a window around it just wide
         enough for the in-plane Gaussian to give the value the whole slice would."""
         Z, Y, X = self.series.shape
-        ry, rx = (int(4.0 * s + 0.5) for s in self.sigma_yx)
+        ry, rx = self.radius
         out = []
         for z, y, x in voxels:
             y0, y1, x0, x1 = max(y - ry, 0), min(y + ry + 1, Y), max(x - rx, 0), min(x + rx + 1, X)
@@ -423,18 +438,26 @@ def residue_peaks(r, basis):
     return peak, np.mod(k + d, L)
 
 
-def deconvolve(c, basis):
-    """Peak of the kept residue, its (refined) position and the kept level, per curve [n, T]."""
+def deconvolve(c, basis, block=8192):
+    """Peak of the kept residue, its (refined) position and the kept level, per curve [n, T];
+    in blocks of curves whose residues stay in the CPU's cache (3x faster than whole slabs)."""
     n = c.shape[0]
     peak = np.empty(n, dtype=np.float32)
     pos = np.empty(n, dtype=np.float32)
     level = np.empty(n, dtype=np.int32)
+    for i in range(0, n, block):
+        deconvolve_block(c[i:i + block], basis, peak[i:i + block], pos[i:i + block], level[i:i + block])
+    return peak, pos, level
+
+
+def deconvolve_block(c, basis, peak, pos, level):
+    n = c.shape[0]
     z = c @ basis.analysis  # [n, K]
     r = z @ basis.synthesis  # [n, L]: the residue with all K components
     if basis.max_oscillation <= 0:
         peak[:], pos[:] = residue_peaks(r, basis)
         level[:] = basis.K
-        return peak, pos, level
+        return
     active = np.arange(n)
     for m in range(basis.K, 0, -1):
         ok = oscillation(r) <= basis.max_oscillation
@@ -449,7 +472,6 @@ def deconvolve(c, basis):
             keep = ~ok
             active, r, z = active[keep], r[keep], z[keep]
         r -= z[:, m - 1:m] * basis.synthesis[m - 1]  # down to m − 1 components
-    return peak, pos, level
 
 
 # ---------------------------------------------------------------------------------------------
