@@ -114,6 +114,8 @@ class Series:
     def __init__(self, path, study, name):
         self.file = h5py.File(path, "r", rdcc_nbytes=64 << 20, rdcc_nslots=12421)
         where = f"studies/{study}/series/{name}"
+        if f"studies/{study}" not in self.file:
+            raise StudyError(f"{path}: no study '{study}'")
         if where not in self.file:
             raise StudyError(f"{path}: no series '{name}' in study '{study}'")
         group = self.file[where]
@@ -439,25 +441,29 @@ def residue_peaks(r, basis):
 
 
 def deconvolve(c, basis, block=8192):
-    """Peak of the kept residue, its (refined) position and the kept level, per curve [n, T];
-    in blocks of curves whose residues stay in the CPU's cache (3x faster than whole slabs)."""
+    """Peak of the kept residue, its (refined) position and the kept level, per curve [n, T].
+    The two matrix products run over the whole slab (BLAS, threaded); the level search in blocks
+    of curves whose residues stay in the CPU's cache (3x faster than whole slabs)."""
     n = c.shape[0]
     peak = np.empty(n, dtype=np.float32)
     pos = np.empty(n, dtype=np.float32)
     level = np.empty(n, dtype=np.int32)
-    for i in range(0, n, block):
-        deconvolve_block(c[i:i + block], basis, peak[i:i + block], pos[i:i + block], level[i:i + block])
-    return peak, pos, level
-
-
-def deconvolve_block(c, basis, peak, pos, level):
-    n = c.shape[0]
     z = c @ basis.analysis  # [n, K]
-    r = z @ basis.synthesis  # [n, L]: the residue with all K components
+    r = z @ basis.synthesis  # [n, L]: the residues with all K components
     if basis.max_oscillation <= 0:
         peak[:], pos[:] = residue_peaks(r, basis)
         level[:] = basis.K
-        return
+        return peak, pos, level
+    for i in range(0, n, block):
+        j = slice(i, i + block)
+        search_levels(z[j], r[j], basis, peak[j], pos[j], level[j])
+    return peak, pos, level
+
+
+def search_levels(z, r, basis, peak, pos, level):
+    """oSVD: from the most components down, the first residue whose oscillation index passes.
+    r (a view of this block's residues) is updated in place."""
+    n = z.shape[0]
     active = np.arange(n)
     for m in range(basis.K, 0, -1):
         ok = oscillation(r) <= basis.max_oscillation
@@ -639,7 +645,7 @@ def run(args, cfg):
         **verdict,
         "threads": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         "curves_cached_slabs": f"{cached}/{len(cache)}",
-        "timing": {"seconds": wall, "voxel_frames_per_s": float(np.prod(series.shape)) * series.frames / wall,
+        "timing": {"seconds": wall, "voxel_frames_per_second": float(np.prod(series.shape)) * series.frames / wall,
                    **{f"{k_}_s": v for k_, v in stages.seconds.items()}},
     }
     if args.maps:
