@@ -602,7 +602,7 @@ def run(args, cfg):
     aif, vof, inputs = select_inputs(stats, curves, series, dt, cfg)
     t0 = stages.add("aif_vof", t0)
     basis = Basis(aif, dt, cfg)
-    stages.add("deconvolution", t0)
+    stages.add("basis", t0)  # the SVD of the L x L matrix
 
     peak, pos, level = [], [], []
     for s in range(len(curves.slabs)):
