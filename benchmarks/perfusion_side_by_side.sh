@@ -20,7 +20,7 @@
 # imports, writing outputs) are shown beside them. PEER_ONLY=1 runs the peer alone.
 # Run it on an otherwise idle machine: with other processes on its cores, OpenMP's spin-waiting
 # barriers make the peer's many small OpenBLAS calls crawl (the 60×60 SVD alone took 0.5–1.5 s
-# on a 2-core machine under load, 2 ms on an idle one), and the medians mean little.
+# on a 2-core machine under load, a few ms on an idle one), and the medians mean little.
 set -euo pipefail
 build=${1:-build}
 rounds=${2:-3}
