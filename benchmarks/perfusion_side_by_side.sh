@@ -16,7 +16,8 @@
 # perfusion acquisition centred on the brain holds more), and the in-plane Gaussian's kernel
 # (σ = 1.5 mm) is twice as wide in voxels at 0.47 mm pixels.
 # Seconds per study are each program's own measure, from opening the study to the verdict
-# (report.json perfusion.timing.seconds; the peer's timing.seconds); whole commands (start-up,
+# (Vitruvian: report.json timing.read_s plus the perfusion route's seconds; the peer: its
+# timing.seconds, reading included); whole commands (start-up,
 # imports, writing outputs) are shown beside them. PEER_ONLY=1 runs the peer alone.
 # Run it on an otherwise idle machine: with other processes on its cores, OpenMP's spin-waiting
 # barriers make the peer's many small OpenBLAS calls crawl (the 60×60 SVD alone took 0.5–1.5 s
@@ -46,7 +47,7 @@ vit_wall=() peer_wall=()
 for ((r = 0; r < rounds; ++r)); do
   if [[ -z ${PEER_ONLY:-} ]]; then
     t0=$(now)
-    "$vit" perfusion bench.h5 --study "$study" -o "v$r" --threads 2 >"v$r.log" 2>&1 || { cat "v$r.log"; exit 1; }
+    "$vit" --threads 2 perfusion bench.h5 --study "$study" -o "v$r" >"v$r.log" 2>&1 || { cat "v$r.log"; exit 1; }
     t1=$(now)
     vit_wall+=("$(/usr/bin/python3 -c "print($t1 - $t0)")")
   fi
@@ -85,9 +86,21 @@ def row(name, values, wall):
 
 peer_s = [p["timing"]["seconds"] for p in peer]
 vit = []
+def vit_report(r):
+    """The study's report.json (campaign layout OUT/studies/<id>/, or OUT/<id>/) and its seconds:
+    reading the series plus the perfusion route, as the peer's seconds include its reading."""
+    path = next(p for p in (f"v{r}/studies/{study}/report.json", f"v{r}/{study}/report.json") if os.path.exists(p))
+    report = json.load(open(path))
+    timing = report.get("timing", {})
+    if "seconds" in report["perfusion"].get("timing", {}):
+        seconds = report["perfusion"]["timing"]["seconds"]
+    else:
+        route = next(v for v in timing["routes"].values() if "seconds" in v)
+        seconds = timing.get("read_s", 0.0) + route["seconds"]
+    return report["perfusion"], seconds
+
 if vit_wall:
-    vit = [json.load(open(f"v{r}/{study}/report.json"))["perfusion"] for r in range(rounds)]
-    vit_s = [v["timing"]["seconds"] for v in vit]
+    vit, vit_s = zip(*(vit_report(r) for r in range(rounds)))
     v_med = row("vitruvian", vit_s, vit_wall)
 p_med = row("numpy/scipy peer", peer_s, peer_wall)
 if vit:
@@ -95,7 +108,7 @@ if vit:
     print(f"vitruvian / numpy-scipy peer speed: {ratio:.2f}x  (target >= 5: {'met' if ratio >= 5 else 'NOT met'})")
     timing = {k: med([v["timing"][k] for v in vit]) for k in vit[0]["timing"] if k != "seconds" and isinstance(vit[0]["timing"][k], (int, float))}
     if timing:
-        print("vitruvian stages (median s): " + ", ".join(f"{k} {s:.3f}" for k, s in timing.items()))
+        print("vitruvian stages (median s): " + ", ".join(f"{k.removesuffix('_s')} {s:.3f}" for k, s in timing.items()))
 stages = [k for k in p0["timing"] if k.endswith("_s")]
 print("peer stages (median s):      " + ", ".join(f"{k[:-2]} {med([p['timing'][k] for p in peer]):.3f}" for k in stages))
 

@@ -24,8 +24,8 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
     smoothed baseline. "Cannot reach the border without crossing bone": 4-connected paths in
     the slice (a diagonal contact between two bone pixels closes the wall).
  3. In-plane Gaussian: scipy.ndimage.gaussian_filter, σ_x = smoothing_mm / spacing_x and
-    σ_y = smoothing_mm / spacing_y voxels, kernel truncated at 4 σ, borders mirrored
-    ('reflect', the edge pixel repeated). The whole ΔC slice is smoothed (not only the brain).
+    σ_y = smoothing_mm / spacing_y voxels, kernel radius int(3 σ + 0.5), the edge pixels repeated
+    past the border ('nearest'). The whole ΔC slice is smoothed (not only the brain).
  4. Temporal [1 2 1]/4 (off by default): end frames use their own value as the missing
     neighbour.
  5. Δt is the median frame interval; AUC = Σ ΔC · Δt over all frames; TTP = t[k] − t[0] + δ·Δt
@@ -35,8 +35,9 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
  6. AIF candidates: peak ≥ the 99th percentile of the brain's peaks (numpy's linear
     interpolation). The AIF's own TTP is that of the mean curve. VOF: TTP ≥ TTP(AIF) + Δt.
     Ties are broken by the voxel's z-y-x order (stable sort).
- 7. oSVD levels: every m from the largest with s[m−1] ≥ osvd_min_threshold · s_max down to 1;
-    when no level passes, m = 1 is kept. OI of a zero residue is 0. The residue's peak position
+ 7. oSVD levels: the m ≤ K (K: the count with s ≥ osvd_min_threshold · s_max) that end between
+    distinct singular values (the circulant matrix's come in equal pairs, kept or dropped
+    together), from K down; when none passes, the smallest is kept. OI of a zero residue is 0. The residue's peak position
     is refined by the parabola through its circular neighbours (l−1, l+1 mod L), taken mod L;
     positions past L/2 are negative delays (Tmax = (pos − L)·Δt).
  8. CBF, CBV, MTT, Tmax, TTP are computed for every brain voxel; MTT is 0 where CBF ≤ 0.
@@ -86,6 +87,10 @@ DEFAULTS = {
     "defuse3_ratio_min": 1.8,
     "defuse3_mismatch_min_ml": 15.0,
 }
+
+
+# The in-plane Gaussian: kernel radius about 3 σ, the edge pixels repeated beyond the border.
+GAUSS = {"truncate": 3.0, "mode": "nearest"}
 
 
 class StudyError(Exception):
@@ -183,7 +188,7 @@ def check_frames(series, cfg):
 
 def smooth_inplane(volume, sigma_yx):
     """Each axial slice of a [z, y, x] float32 volume smoothed by a Gaussian (σ in voxels)."""
-    return ndimage.gaussian_filter(volume, sigma=(0.0, sigma_yx[0], sigma_yx[1]), output=np.float32)
+    return ndimage.gaussian_filter(volume, sigma=(0.0, sigma_yx[0], sigma_yx[1]), output=np.float32, **GAUSS)
 
 
 def brain_mask(baseline, sigma_yx, cfg):
@@ -291,7 +296,7 @@ class Curves:
     def __init__(self, series, baseline, brain, sigma_yx, cfg):
         self.series, self.baseline, self.brain = series, baseline, brain
         self.sigma_yx, self.temporal = sigma_yx, cfg["temporal_smoothing"]
-        self.radius = tuple(int(4.0 * s + 0.5) for s in sigma_yx)  # scipy's kernel radius
+        self.radius = tuple(int(GAUSS["truncate"] * s + 0.5) for s in sigma_yx)  # scipy's kernel radius
         Z, Y, X = series.shape
         self.slabs = [(z, min(z + series.slab, Z)) for z in range(0, Z, series.slab)]
         # Voxel indices (flat, z-y-x order) of the brain in each slab.
@@ -338,7 +343,7 @@ class Curves:
             y0, y1, x0, x1 = max(y - ry, 0), min(y + ry + 1, Y), max(x - rx, 0), min(x + rx + 1, X)
             w = self.series.window(z, y0, y1, x0, x1)
             w -= self.baseline[z, y0:y1, x0:x1]
-            s = ndimage.gaussian_filter(w, sigma=(0.0, *self.sigma_yx), output=np.float32)
+            s = ndimage.gaussian_filter(w, sigma=(0.0, *self.sigma_yx), output=np.float32, **GAUSS)
             out.append(s[:, y - y0, x - x0])
         c = np.asarray(out, dtype=np.float32)
         return temporal_121(c) if self.temporal else c
@@ -401,20 +406,28 @@ class Basis:
     def __init__(self, aif, dt, cfg):
         T = len(aif)
         a = np.asarray(aif, dtype=np.float64)
+        # The input linear between its samples: weights (a[k−1] + 4a[k] + a[k+1]) / 6.
         if cfg["deconvolution"] == "osvd":
             L = 2 * T
             padded = np.zeros(L)
             padded[:T] = a
+            w = (np.roll(padded, 1) + 4 * padded + np.roll(padded, -1)) / 6
             i = np.arange(L)
-            A = dt * padded[(i[:, None] - i[None, :]) % L]
+            A = dt * w[(i[:, None] - i[None, :]) % L]
             limit, self.max_oscillation = cfg["osvd_min_threshold"], cfg["max_oscillation"]
         else:
             L = T
+            ext = np.concatenate([[0.0], a, [0.0]])
+            w = (ext[:-2] + 4 * ext[1:-1] + ext[2:]) / 6
             i = np.arange(T)
-            A = np.where(i[:, None] >= i[None, :], dt * a[(i[:, None] - i[None, :]) % T], 0.0)
+            A = np.where(i[:, None] >= i[None, :], dt * w[(i[:, None] - i[None, :]) % T], 0.0)
             limit, self.max_oscillation = cfg["svd_threshold"], 0.0
         U, s, Vt = np.linalg.svd(A)
         K = int(np.count_nonzero(s >= limit * s[0]))
+        # Levels end between distinct singular values: the circulant matrix's come in equal pairs
+        # (a frequency and its conjugate), kept or dropped together.
+        m = np.arange(1, K + 1)
+        self.levels = m[(m == K) | (s[np.minimum(m, len(s) - 1)] < s[m - 1] * (1 - 1e-6))]
         self.L, self.K, self.dt = L, K, dt
         self.singular = s
         self.analysis = (U[:T, :K] / s[:K]).astype(np.float32)
@@ -466,9 +479,10 @@ def search_levels(z, r, basis, peak, pos, level):
     r (a view of this block's residues) is updated in place."""
     n = z.shape[0]
     active = np.arange(n)
-    for m in range(basis.K, 0, -1):
+    levels = basis.levels[::-1]
+    for i, m in enumerate(levels):
         ok = oscillation(r) <= basis.max_oscillation
-        if m == 1:
+        if i == len(levels) - 1:
             ok[:] = True
         if ok.any():
             rows = active[ok]
@@ -478,7 +492,8 @@ def search_levels(z, r, basis, peak, pos, level):
                 break
             keep = ~ok
             active, r, z = active[keep], r[keep], z[keep]
-        r -= z[:, m - 1:m] * basis.synthesis[m - 1]  # down to m − 1 components
+        below = levels[i + 1]
+        r -= z[:, below:m] @ basis.synthesis[below:m]  # down to the next level's components
 
 
 # ---------------------------------------------------------------------------------------------
@@ -639,7 +654,7 @@ def run(args, cfg):
         "smoothing_sigma_voxels_yx": list(sigma_yx),
         "deconvolution": {"method": cfg["deconvolution"], "length": basis.L, "components": basis.K,
                           "kept_levels_median": float(np.median(level)),
-                          "kept_levels_histogram": levels.tolist()},
+                          "kept_levels_histogram": levels.tolist(), "levels": basis.levels.tolist()},
         **inputs,
         "tissue": tissue,
         "maps_median_brain": {k_: float(np.median(v)) for k_, v in maps.items()},
