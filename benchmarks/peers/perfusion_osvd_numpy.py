@@ -19,7 +19,8 @@ deconvolution pass while they fit --cache-mib; slabs past it are read and smooth
 Where docs/PERFUSION.md leaves a choice open, this script takes the following:
  1. First mask (for the arrival): the mask procedure of step 2 applied with frame 0 as the
     baseline; g(t) is the mean of the raw frame t over it. The final mask is the same
-    procedure on the baseline (mean of frames 0 … a−1).
+    procedure on the baseline. Arrival and baseline as written: a = the first frame with
+    e ≥ 10 % of max e, baseline = mean of frames 0 … a−1.
  2. Bone = raw baseline > bone_hu (not smoothed); the brain window is tested on the in-plane
     smoothed baseline. "Cannot reach the border without crossing bone": 4-connected paths in
     the slice (a diagonal contact between two bone pixels closes the wall).
@@ -37,9 +38,9 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
     Ties are broken by the voxel's z-y-x order (stable sort).
  7. oSVD levels: the m ≤ K (K: the count with s ≥ osvd_min_threshold · s_max) that end between
     distinct singular values (the circulant matrix's come in equal pairs, kept or dropped
-    together), from K down; when none passes, the smallest is kept. OI of a zero residue is 0. The residue's peak position
-    is refined by the parabola through its circular neighbours (l−1, l+1 mod L), taken mod L;
-    positions past L/2 are negative delays (Tmax = (pos − L)·Δt).
+    together), from K down; when none passes, the smallest is kept. OI of a zero residue is 0.
+    The residue's peak position is refined by the parabola through l−1, l, l+1 (not at l = 0 or
+    L−1); positions past L/2 are negative delays (Tmax = (pos − L)·Δt).
  8. CBF, CBV, MTT, Tmax, TTP are computed for every brain voxel; MTT is 0 where CBF ≤ 0.
  9. Tissue = brain voxels with cbv_min ≤ CBV ≤ cbv_max and CBF ≤ cbf_max. The midline is the
     brain mask's centroid in patient x (LPS, + = left); a voxel on the midline counts as right.
@@ -449,8 +450,9 @@ def residue_peaks(r, basis):
     rows = np.arange(n)
     k = r.argmax(axis=1)
     peak = r[rows, k]
-    d = parabola_offset(r[rows, (k - 1) % L], peak, r[rows, (k + 1) % L])
-    return peak, np.mod(k + d, L)
+    inner = (k > 0) & (k < L - 1)
+    d = parabola_offset(r[rows, np.maximum(k - 1, 0)], peak, r[rows, np.minimum(k + 1, L - 1)])
+    return peak, k + np.where(inner, d, 0.0)
 
 
 def deconvolve(c, basis, block=1024):
