@@ -74,21 +74,27 @@ std::vector<std::int64_t> manual_voxel(const std::vector<double>& lps, const Vol
   return {v};
 }
 
-/// Early, high, narrow peaks inside the brain: the top 1 % by peak, of those the earlier half
-/// by TTP, of those the narrower half by FWHM, then the highest peaks.
+/// Early, high, narrow peaks inside the brain: the top 5 % by peak, of those the earliest (TTP
+/// within one frame of their 10th percentile), of those the narrower half by FWHM, then the
+/// highest peaks.
 PerfusionCurve arterial_input(const CurveSlabs& slabs, const BrainVoxels& brain, const Volume& series, const FrameTiming& ft,
                               const PerfusionOptions& o, double brain_peak_hu, const std::string& what) {
   std::vector<std::int64_t> chosen = manual_voxel(o.aif_lps_mm, series, "aif_lps_mm", what);
   const bool manual = !chosen.empty();
   if (!manual) {
     const std::int64_t n = brain.index.numel();
-    const std::int64_t pool = std::min(n, std::max<std::int64_t>(4 * o.aif_voxels, (n + 99) / 100));
+    const std::int64_t pool = std::min(n, std::max<std::int64_t>(4 * o.aif_voxels, (n + 19) / 20));
     at::Tensor top = std::get<1>(brain.stats.peak.topk(pool));
     const auto below_median = [&](const at::Tensor& candidates, const at::Tensor& values) {
       const at::Tensor v = values.index_select(0, candidates);
       return candidates.index_select(0, (v <= v.median()).nonzero().squeeze(1));
     };
-    top = below_median(top, brain.stats.ttp);
+    // The earliest: within one frame of the candidates' 10th-percentile TTP (veins and sinuses,
+    // with high peaks too, come seconds later).
+    const at::Tensor ttp = brain.stats.ttp.index_select(0, top);
+    const auto tenth = std::max<std::int64_t>(1, (ttp.numel() + 9) / 10);
+    const double early = std::get<0>(ttp.kthvalue(tenth)).item<double>() + ft.interval_s;
+    top = top.index_select(0, (ttp <= early).nonzero().squeeze(1));
     top = below_median(top, brain.stats.fwhm);
     const at::Tensor peaks = brain.stats.peak.index_select(0, top);
     const at::Tensor best = top.index_select(0, std::get<1>(peaks.topk(std::min<std::int64_t>(o.aif_voxels, top.numel()))));

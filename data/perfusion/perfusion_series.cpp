@@ -2,6 +2,7 @@
 // in-plane smoothing, the pre-contrast baseline and the arrival of the bolus, concentration
 // curves of the brain's voxels and their statistics.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -9,13 +10,10 @@
 #include <map>
 
 #include "core/errors.h"
+#include "data/perfusion/perfusion_smoothing.h"
 #include "data/perfusion/perfusion_steps.h"
 
 namespace vitruvian::data::perfusion {
-
-namespace {
-constexpr std::int64_t kSlabBytes = std::int64_t{256} << 20;
-}  // namespace
 
 FrameTiming check_series(const Volume& series, const PerfusionOptions& options, const std::string& what) {
   if (series.voxels.dim() != 4) {
@@ -53,48 +51,21 @@ FrameTiming check_series(const Volume& series, const PerfusionOptions& options, 
   return timing;
 }
 
-at::Tensor frames_slab(const Volume& series, std::int64_t z0, std::int64_t z1) {
-  return series.voxels.slice(1, z0, z1).to(at::kFloat).contiguous();
-}
-
-std::int64_t slab_slices(const Volume& series) {
-  const std::int64_t per_slice = series.voxels.size(0) * series.voxels.size(2) * series.voxels.size(3) * 4;
-  return std::clamp<std::int64_t>(kSlabBytes / std::max<std::int64_t>(per_slice, 1), 1, series.voxels.size(1));
-}
-
-namespace {
-
-at::Tensor gaussian_kernel(double sigma_voxels) {
-  const auto radius = static_cast<std::int64_t>(std::ceil(3 * sigma_voxels));
-  at::Tensor x = at::arange(-radius, radius + 1, at::kDouble);
-  at::Tensor w = at::exp(-0.5 * (x / sigma_voxels).pow(2));
-  return (w / w.sum()).to(at::kFloat);
-}
-
-}  // namespace
-
 at::Tensor smooth_in_plane(const at::Tensor& images, double sigma_mm, double spacing_x, double spacing_y) {
   if (sigma_mm <= 0) return images;
-  // Separable, edges replicated: one multiply-add over the whole stack per tap and axis (a
-  // single-channel conv2d is many times slower on the CPU).
-  const auto along = [](const at::Tensor& x, std::int64_t dim, const at::Tensor& taps) {
-    const std::int64_t radius = taps.size(0) / 2, n = x.size(dim);
-    const at::Tensor first = x.narrow(dim, 0, 1), last = x.narrow(dim, n - 1, 1);
-    const at::Tensor padded = at::cat({first.expand_as(x.narrow(dim, 0, radius)), x, last.expand_as(x.narrow(dim, 0, radius))}, dim);
-    at::Tensor out = at::zeros_like(x);
-    const float* w = taps.data_ptr<float>();
-    for (std::int64_t k = 0; k < taps.size(0); ++k) out.add_(padded.narrow(dim, k, n), w[k]);
-    return out;
-  };
-  const at::Tensor kx = gaussian_kernel(sigma_mm / spacing_x), ky = gaussian_kernel(sigma_mm / spacing_y);
-  if (kx.size(0) == 1 && ky.size(0) == 1) return images;
-  const std::int64_t rx = kx.size(0) / 2, ry = ky.size(0) / 2;
-  if (rx >= images.size(2) || ry >= images.size(1)) return images;  // a slice smaller than the kernel: left as it is
-  return along(along(images, 2, kx), 1, ky).contiguous();
+  const std::vector<float> kx = gaussian_taps(sigma_mm / spacing_x), ky = gaussian_taps(sigma_mm / spacing_y);
+  at::Tensor out = images.contiguous().clone();
+  const std::int64_t n = out.size(0), ny = out.size(1), nx = out.size(2);
+  float* data = out.data_ptr<float>();
+  at::parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<float> scratch;
+    for (std::int64_t i = begin; i < end; ++i) smooth_plane(data + i * ny * nx, ny, nx, kx, ky, scratch);
+  });
+  return out;
 }
 
 Baseline find_baseline(const Volume& series, const PerfusionOptions& options, const std::string& what) {
-  const std::int64_t frames = series.voxels.size(0), nz = series.voxels.size(1);
+  const std::int64_t frames = series.voxels.size(0);
   const at::Tensor first = series.voxels[0].to(at::kFloat);
   const at::Tensor mask = brain_mask(first, series.geometry, options);
   const std::int64_t count = mask.sum().item<std::int64_t>();
@@ -105,14 +76,18 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
   }
   Baseline b;
   b.brain_curve_hu.assign(static_cast<std::size_t>(frames), 0.0);
-  const std::int64_t step = slab_slices(series);
-  for (std::int64_t z0 = 0; z0 < nz; z0 += step) {
-    const std::int64_t z1 = std::min(nz, z0 + step);
-    const at::Tensor inside = mask.slice(0, z0, z1).reshape({-1}).nonzero().squeeze(1);
-    if (inside.numel() == 0) continue;
-    const at::Tensor sums = frames_slab(series, z0, z1).reshape({frames, -1}).index_select(1, inside).to(at::kDouble).sum(1);
-    for (std::int64_t f = 0; f < frames; ++f) b.brain_curve_hu[f] += sums[f].item<double>() / static_cast<double>(count);
-  }
+  const at::Tensor inside = mask.reshape({-1}).nonzero().squeeze(1).contiguous();
+  const std::int64_t* index = inside.data_ptr<std::int64_t>();
+  const std::int64_t volume = mask.numel();
+  for_voxel_type(series.voxels, [&](const auto* s) {
+    at::parallel_for(0, frames, 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t f = begin; f < end; ++f) {
+        double sum = 0;
+        for (std::int64_t i = 0; i < count; ++i) sum += static_cast<double>(s[f * volume + index[i]]);
+        b.brain_curve_hu[static_cast<std::size_t>(f)] = sum / static_cast<double>(count);
+      }
+    });
+  });
   double peak = 0;
   for (const double g : b.brain_curve_hu) peak = std::max(peak, g - b.brain_curve_hu[0]);
   if (peak < options.min_enhancement_hu) {
@@ -126,50 +101,6 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
   const std::int64_t baseline_frames = std::max<std::int64_t>(1, b.arrival - 1);
   b.image = series.voxels.slice(0, 0, baseline_frames).to(at::kFloat).mean(0).contiguous();
   return b;
-}
-
-CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain, const PerfusionOptions& options)
-    : series_(series), baseline_(baseline), brain_(brain), options_(options) {}
-
-at::Tensor CurveSlabs::slab_curves(std::int64_t z0, std::int64_t z1) const {
-  const std::int64_t frames = series_.voxels.size(0), ny = series_.voxels.size(2), nx = series_.voxels.size(3);
-  at::Tensor c = frames_slab(series_, z0, z1) - baseline_.slice(0, z0, z1).unsqueeze(0);
-  c = smooth_in_plane(c.reshape({-1, ny, nx}), options_.smoothing_mm, series_.geometry.spacing[0], series_.geometry.spacing[1])
-          .reshape({frames, z1 - z0, ny, nx});
-  if (options_.temporal_smoothing) {
-    const at::Tensor before = at::cat({c.slice(0, 0, 1), c.slice(0, 0, frames - 1)});
-    const at::Tensor after = at::cat({c.slice(0, 1, frames), c.slice(0, frames - 1, frames)});
-    c = (before + 2 * c + after) / 4;
-  }
-  return c;
-}
-
-void CurveSlabs::for_each(const std::function<void(const at::Tensor&, const at::Tensor&)>& body) const {
-  const std::int64_t frames = series_.voxels.size(0), nz = series_.voxels.size(1);
-  const std::int64_t slice = series_.voxels.size(2) * series_.voxels.size(3);
-  const std::int64_t step = slab_slices(series_);
-  for (std::int64_t z0 = 0; z0 < nz; z0 += step) {
-    const std::int64_t z1 = std::min(nz, z0 + step);
-    const at::Tensor inside = brain_.slice(0, z0, z1).reshape({-1}).nonzero().squeeze(1);
-    if (inside.numel() == 0) continue;
-    const at::Tensor curves = slab_curves(z0, z1).reshape({frames, -1}).index_select(1, inside).t().contiguous();
-    body(curves, inside + z0 * slice);
-  }
-}
-
-std::vector<std::vector<double>> CurveSlabs::at_voxels(const std::vector<std::int64_t>& voxels) const {
-  const std::int64_t frames = series_.voxels.size(0);
-  const std::int64_t slice = series_.voxels.size(2) * series_.voxels.size(3);
-  std::map<std::int64_t, at::Tensor> slices;
-  std::vector<std::vector<double>> out;
-  for (const std::int64_t v : voxels) {
-    const std::int64_t z = v / slice;
-    auto it = slices.find(z);
-    if (it == slices.end()) it = slices.emplace(z, slab_curves(z, z + 1).reshape({frames, -1}).to(at::kDouble)).first;
-    const at::Tensor curve = it->second.select(1, v % slice).contiguous();
-    out.emplace_back(curve.data_ptr<double>(), curve.data_ptr<double>() + frames);
-  }
-  return out;
 }
 
 CurveStats curve_stats(const at::Tensor& curves, const std::vector<double>& times_s, double interval_s) {

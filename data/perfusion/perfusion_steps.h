@@ -22,12 +22,22 @@ struct FrameTiming {
 };
 FrameTiming check_series(const Volume& series, const PerfusionOptions& options, const std::string& what);
 
-/// Frames [t, z0 … z1) of a 4D series as float32 [T, z1 − z0, y, x].
-at::Tensor frames_slab(const Volume& series, std::int64_t z0, std::int64_t z1);
-/// Slices per slab so that a float32 slab of every frame stays within a fixed budget (256 MiB).
-std::int64_t slab_slices(const Volume& series);
-/// `images` ([N, y, x] float32) smoothed in plane by a Gaussian of σ mm (spacing x, y in mm);
-/// unchanged when σ is 0.
+/// Calls body(pointer) with the series' voxels as int16, int32 or float32 (the types images hold
+/// in memory); InputError for another.
+template <typename Body>
+void for_voxel_type(const at::Tensor& voxels, Body&& body) {
+  switch (voxels.scalar_type()) {
+    case at::kShort: body(voxels.data_ptr<std::int16_t>()); break;
+    case at::kInt: body(voxels.data_ptr<std::int32_t>()); break;
+    case at::kFloat: body(voxels.data_ptr<float>()); break;
+    default: body(voxels.to(at::kFloat).contiguous().data_ptr<float>());
+  }
+}
+
+/// Gaussian taps of σ = `sigma_voxels` over ±3σ, summing to 1 ({1} when σ is 0).
+std::vector<float> gaussian_taps(double sigma_voxels);
+/// `images` ([N, y, x] float32) smoothed in plane by a Gaussian of σ mm (spacing x, y in mm),
+/// edges replicated; unchanged when σ is 0.
 at::Tensor smooth_in_plane(const at::Tensor& images, double sigma_mm, double spacing_x, double spacing_y);
 
 /// The brain: intracranial (per axial slice, inside the bone) soft tissue in the window of
@@ -45,7 +55,8 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
 
 /// Concentration curves of the brain's voxels, one z-slab at a time: body(curves [n, T] float32
 /// contiguous, their linear voxel indices int64 [n]). Curves: S − baseline, smoothed in plane
-/// (and in time when asked).
+/// (and in time when asked). Only the brain's bounding box (widened by the smoothing's reach) is
+/// read; the curves are kept for the next pass while they fit a fixed budget (1 GiB).
 class CurveSlabs {
  public:
   CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain, const PerfusionOptions& options);
@@ -54,12 +65,21 @@ class CurveSlabs {
   std::vector<std::vector<double>> at_voxels(const std::vector<std::int64_t>& voxels) const;
 
  private:
-  at::Tensor slab_curves(std::int64_t z0, std::int64_t z1) const;  ///< float32 [T, z1 − z0, y, x]
+  struct Slab {
+    at::Tensor curves, voxels;
+  };
+  /// The curves of slices [z0, z1) at `voxels` (linear indices, all in those slices).
+  at::Tensor curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels) const;
 
   const Volume& series_;
-  const at::Tensor& baseline_;
+  at::Tensor baseline_;  ///< float32 [z, y, x]
   const at::Tensor& brain_;
   const PerfusionOptions& options_;
+  std::int64_t y0_ = 0, y1_ = 0, x0_ = 0, x1_ = 0;  ///< the box read in plane
+  std::vector<float> kx_, ky_;                    ///< Gaussian taps (odd length; {1}: none)
+  std::vector<std::pair<std::int64_t, std::int64_t>> slabs_;  ///< [z0, z1) holding brain
+  mutable std::vector<Slab> cache_;
+  bool cache_on_ = false;
 };
 
 /// Per-voxel curve statistics: AUC (HU·s), peak (HU), TTP (s from the first frame, refined by

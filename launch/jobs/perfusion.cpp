@@ -75,7 +75,7 @@ class PerfusionVerb final : public Verb {
  private:
   void print_summaries() const {
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(output_, ec)) {
+    for (const auto& entry : fs::directory_iterator(output_ / "studies", ec)) {
       std::ifstream in(entry.path() / "report.json");
       if (!in) continue;
       const nlohmann::json report = nlohmann::json::parse(in, nullptr, false);

@@ -1,0 +1,151 @@
+// Concentration curves of the brain's voxels in z-slabs: the int16 frames inside the brain's box
+// minus the baseline, smoothed in plane with plain loops, gathered per voxel; kept for the next
+// pass while they fit. Also the in-plane smoothing itself.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "data/perfusion/perfusion_smoothing.h"
+#include "data/perfusion/perfusion_steps.h"
+
+namespace vitruvian::data::perfusion {
+
+namespace {
+constexpr std::int64_t kSlabFloats = std::int64_t{64} << 20;   // 256 MiB of float32 per slab
+constexpr std::int64_t kCacheFloats = std::int64_t{256} << 20;  // 1 GiB of curves kept between passes
+}  // namespace
+
+std::vector<float> gaussian_taps(double sigma_voxels) {
+  if (sigma_voxels <= 0) return {1.f};
+  const auto radius = static_cast<std::int64_t>(std::ceil(3 * sigma_voxels));
+  std::vector<double> w;
+  double sum = 0;
+  for (std::int64_t k = -radius; k <= radius; ++k) sum += w.emplace_back(std::exp(-0.5 * std::pow(k / sigma_voxels, 2)));
+  std::vector<float> taps;
+  for (const double v : w) taps.push_back(static_cast<float>(v / sum));
+  return taps;
+}
+
+void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vector<float>& kx, const std::vector<float>& ky,
+                  std::vector<float>& scratch) {
+  const auto rx = static_cast<std::int64_t>(kx.size() / 2), ry = static_cast<std::int64_t>(ky.size() / 2);
+  scratch.assign(static_cast<std::size_t>(ny * nx + nx + 2 * rx), 0.f);
+  float* rows = scratch.data();               // [ny, nx]: the plane smoothed along x
+  float* padded = rows + ny * nx;             // one row with its ends repeated
+  for (std::int64_t y = 0; y < ny; ++y) {
+    const float* in = plane + y * nx;
+    for (std::int64_t x = 0; x < nx + 2 * rx; ++x) padded[x] = in[std::clamp<std::int64_t>(x - rx, 0, nx - 1)];
+    float* out = rows + y * nx;
+    std::fill(out, out + nx, 0.f);
+    for (std::size_t k = 0; k < kx.size(); ++k) {
+      const float w = kx[k];
+      const float* src = padded + k;
+      for (std::int64_t x = 0; x < nx; ++x) out[x] += w * src[x];
+    }
+  }
+  for (std::int64_t y = 0; y < ny; ++y) {
+    float* out = plane + y * nx;
+    std::fill(out, out + nx, 0.f);
+    for (std::size_t k = 0; k < ky.size(); ++k) {
+      const float w = ky[k];
+      const float* src = rows + std::clamp<std::int64_t>(y + static_cast<std::int64_t>(k) - ry, 0, ny - 1) * nx;
+      for (std::int64_t x = 0; x < nx; ++x) out[x] += w * src[x];
+    }
+  }
+}
+
+CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain, const PerfusionOptions& options)
+    : series_(series), baseline_(baseline.contiguous()), brain_(brain), options_(options) {
+  const auto& g = series.geometry;
+  kx_ = gaussian_taps(options.smoothing_mm / g.spacing[0]);
+  ky_ = gaussian_taps(options.smoothing_mm / g.spacing[1]);
+  const std::int64_t nz = brain.size(0), ny = brain.size(1), nx = brain.size(2);
+  const at::Tensor rows = brain.any(0).any(1).nonzero(), cols = brain.any(0).any(0).nonzero();
+  const at::Tensor slices = brain.flatten(1).any(1).to(at::kBool).contiguous();
+  if (rows.numel() == 0) return;
+  const auto reach_y = static_cast<std::int64_t>(ky_.size() / 2), reach_x = static_cast<std::int64_t>(kx_.size() / 2);
+  y0_ = std::max<std::int64_t>(0, rows.min().item<std::int64_t>() - reach_y);
+  y1_ = std::min(ny, rows.max().item<std::int64_t>() + 1 + reach_y);
+  x0_ = std::max<std::int64_t>(0, cols.min().item<std::int64_t>() - reach_x);
+  x1_ = std::min(nx, cols.max().item<std::int64_t>() + 1 + reach_x);
+  const std::int64_t frames = series.voxels.size(0);
+  const std::int64_t step = std::clamp<std::int64_t>(kSlabFloats / std::max<std::int64_t>(1, frames * (y1_ - y0_) * (x1_ - x0_)), 1, nz);
+  const bool* has = slices.data_ptr<bool>();
+  for (std::int64_t z0 = 0; z0 < nz; z0 += step) {
+    const std::int64_t z1 = std::min(nz, z0 + step);
+    if (std::any_of(has + z0, has + z1, [](bool b) { return b; })) slabs_.emplace_back(z0, z1);
+  }
+  cache_on_ = brain.sum().item<std::int64_t>() * frames <= kCacheFloats;
+}
+
+at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels) const {
+  const std::int64_t frames = series_.voxels.size(0), ny = series_.voxels.size(2), nx = series_.voxels.size(3);
+  const std::int64_t by = y1_ - y0_, bx = x1_ - x0_, planes = frames * (z1 - z0);
+  // Planes (t, z) of the box: S − baseline, smoothed.
+  std::vector<float> box(static_cast<std::size_t>(planes * by * bx));
+  const float* b = baseline_.data_ptr<float>();
+  const std::int64_t nz = series_.voxels.size(1);
+  for_voxel_type(series_.voxels, [&](const auto* s) {
+    at::parallel_for(0, planes, 1, [&](std::int64_t begin, std::int64_t end) {
+      std::vector<float> scratch;
+      for (std::int64_t p = begin; p < end; ++p) {
+        const std::int64_t t = p / (z1 - z0), z = z0 + p % (z1 - z0);
+        float* out = box.data() + p * by * bx;
+        for (std::int64_t y = 0; y < by; ++y) {
+          const auto* in = s + ((t * nz + z) * ny + y0_ + y) * nx + x0_;
+          const float* base = b + (z * ny + y0_ + y) * nx + x0_;
+          for (std::int64_t x = 0; x < bx; ++x) out[y * bx + x] = static_cast<float>(in[x]) - base[x];
+        }
+        if (kx_.size() > 1 || ky_.size() > 1) smooth_plane(out, by, bx, kx_, ky_, scratch);
+      }
+    });
+  });
+  // Gathered per voxel: [n, T].
+  const std::int64_t n = voxels.numel();
+  at::Tensor curves = at::empty({n, frames}, at::kFloat);
+  float* c = curves.data_ptr<float>();
+  const std::int64_t* v = voxels.data_ptr<std::int64_t>();
+  at::parallel_for(0, n, 4096, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) {
+      const std::int64_t z = v[i] / (ny * nx) - z0, y = (v[i] / nx) % ny - y0_, x = v[i] % nx - x0_;
+      for (std::int64_t t = 0; t < frames; ++t) c[i * frames + t] = box[static_cast<std::size_t>(((t * (z1 - z0) + z) * by + y) * bx + x)];
+    }
+  });
+  if (options_.temporal_smoothing && frames > 2) {
+    const at::Tensor before = at::cat({curves.narrow(1, 0, 1), curves.narrow(1, 0, frames - 1)}, 1);
+    const at::Tensor after = at::cat({curves.narrow(1, 1, frames - 1), curves.narrow(1, frames - 1, 1)}, 1);
+    curves = ((before + 2 * curves + after) / 4).contiguous();
+  }
+  return curves;
+}
+
+void CurveSlabs::for_each(const std::function<void(const at::Tensor&, const at::Tensor&)>& body) const {
+  if (!cache_.empty()) {
+    for (const Slab& slab : cache_) body(slab.curves, slab.voxels);
+    return;
+  }
+  const std::int64_t slice = brain_.size(1) * brain_.size(2);
+  for (const auto& [z0, z1] : slabs_) {
+    const at::Tensor voxels = brain_.slice(0, z0, z1).reshape({-1}).nonzero().squeeze(1) + z0 * slice;
+    if (voxels.numel() == 0) continue;
+    const at::Tensor curves = curves_at(z0, z1, voxels);
+    body(curves, voxels);
+    if (cache_on_) cache_.push_back({curves, voxels});
+  }
+}
+
+std::vector<std::vector<double>> CurveSlabs::at_voxels(const std::vector<std::int64_t>& voxels) const {
+  const std::int64_t slice = brain_.size(1) * brain_.size(2);
+  std::vector<std::vector<double>> out;
+  for (const std::int64_t v : voxels) {
+    const std::int64_t z = v / slice;
+    const at::Tensor c = curves_at(z, z + 1, at::tensor({v}, at::kLong)).to(at::kDouble).contiguous();
+    out.emplace_back(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  }
+  return out;
+}
+
+}  // namespace vitruvian::data::perfusion
