@@ -13,7 +13,8 @@ namespace vitruvian::data {
 
 Components connected_components(const at::Tensor& mask, int connectivity) {
   if (mask.dim() != 3) {
-    throw InputError("connected components", fmt::format("mask of shape {}; expected [z, y, x]", fmt::join(mask.sizes(), "x")));
+    throw InputError("connected components",
+                     fmt::format("mask of shape {}; expected [z, y, x]", fmt::join(mask.sizes(), "x")));
   }
   // Each voxel names its component's first voxel (the connected-components kernel, on the
   // mask's device); numbering in scan order then needs one pass: a component's first voxel is

@@ -69,7 +69,8 @@ std::vector<std::int64_t> manual_voxel(const std::vector<double>& lps, const Vol
   if (lps.empty()) return {};
   const std::int64_t v = perfusion::nearest_voxel(series.geometry, series.shape_zyx(), lps);
   if (v < 0) {
-    throw InputError(what, fmt::format("perfusion.{} ({:.1f}, {:.1f}, {:.1f}) mm lies outside the series", key, lps[0], lps[1], lps[2]));
+    throw InputError(what, fmt::format("perfusion.{} ({:.1f}, {:.1f}, {:.1f}) mm lies outside the series", key, lps[0],
+                                       lps[1], lps[2]));
   }
   return {v};
 }
@@ -77,8 +78,9 @@ std::vector<std::int64_t> manual_voxel(const std::vector<double>& lps, const Vol
 /// Early, high, narrow peaks inside the brain: the top 5 % by peak, of those the earliest (TTP
 /// within one frame of their 10th percentile), of those the narrower half by FWHM, then the
 /// highest peaks.
-PerfusionCurve arterial_input(const CurveSlabs& slabs, const BrainVoxels& brain, const Volume& series, const FrameTiming& ft,
-                              const PerfusionOptions& o, double brain_peak_hu, const std::string& what) {
+PerfusionCurve arterial_input(const CurveSlabs& slabs, const BrainVoxels& brain, const Volume& series,
+                              const FrameTiming& ft, const PerfusionOptions& o, double brain_peak_hu,
+                              const std::string& what) {
   std::vector<std::int64_t> chosen = manual_voxel(o.aif_lps_mm, series, "aif_lps_mm", what);
   const bool manual = !chosen.empty();
   if (!manual) {
@@ -97,29 +99,33 @@ PerfusionCurve arterial_input(const CurveSlabs& slabs, const BrainVoxels& brain,
     top = top.index_select(0, (ttp <= early).nonzero().squeeze(1));
     top = below_median(top, brain.stats.fwhm);
     const at::Tensor peaks = brain.stats.peak.index_select(0, top);
-    const at::Tensor best = top.index_select(0, std::get<1>(peaks.topk(std::min<std::int64_t>(o.aif_voxels, top.numel()))));
+    const at::Tensor best =
+        top.index_select(0, std::get<1>(peaks.topk(std::min<std::int64_t>(o.aif_voxels, top.numel()))));
     chosen = to_vector(brain.index.index_select(0, best));
   }
   PerfusionCurve aif = mean_curve(slabs, chosen, series, ft);
   aif.manual = manual;
   if (!manual && !(aif.peak_hu >= 3 * brain_peak_hu)) {
-    throw InputError(what, fmt::format("no arterial input found: the earliest, narrowest high peaks reach {:.0f} HU against the "
-                                       "brain's mean {:.1f} HU; expected an artery's peak at least 3 times higher",
-                                       aif.peak_hu, brain_peak_hu));
+    throw InputError(
+        what, fmt::format("no arterial input found: the earliest, narrowest high peaks reach {:.0f} HU against the "
+                          "brain's mean {:.1f} HU; expected an artery's peak at least 3 times higher",
+                          aif.peak_hu, brain_peak_hu));
   }
   return aif;
 }
 
 /// Late, large curves (the sinuses): TTP at least Δt after the AIF's, the largest AUC.
-PerfusionCurve venous_output(const CurveSlabs& slabs, const BrainVoxels& brain, const Volume& series, const FrameTiming& ft,
-                             const PerfusionOptions& o, const PerfusionCurve& aif, const std::string& what) {
+PerfusionCurve venous_output(const CurveSlabs& slabs, const BrainVoxels& brain, const Volume& series,
+                             const FrameTiming& ft, const PerfusionOptions& o, const PerfusionCurve& aif,
+                             const std::string& what) {
   std::vector<std::int64_t> chosen = manual_voxel(o.vof_lps_mm, series, "vof_lps_mm", what);
   const bool manual = !chosen.empty();
   if (!manual) {
     const at::Tensor late = (brain.stats.ttp >= aif.ttp_s + ft.interval_s).nonzero().squeeze(1);
     if (late.numel() == 0) return {};
     const at::Tensor auc = brain.stats.auc.index_select(0, late);
-    const at::Tensor best = late.index_select(0, std::get<1>(auc.topk(std::min<std::int64_t>(o.vof_voxels, late.numel()))));
+    const at::Tensor best =
+        late.index_select(0, std::get<1>(auc.topk(std::min<std::int64_t>(o.vof_voxels, late.numel()))));
     chosen = to_vector(brain.index.index_select(0, best));
   }
   PerfusionCurve vof = mean_curve(slabs, chosen, series, ft);
@@ -128,16 +134,16 @@ PerfusionCurve venous_output(const CurveSlabs& slabs, const BrainVoxels& brain, 
 }
 
 /// CBF and Tmax of every brain voxel through kernel 7, in BrainVoxels order.
-std::pair<at::Tensor, at::Tensor> deconvolve(const CurveSlabs& slabs, const perfusion::Basis& basis, const FrameTiming& ft,
-                                             const PerfusionOptions& o, double aif_scale) {
+std::pair<at::Tensor, at::Tensor> deconvolve(const CurveSlabs& slabs, const perfusion::Basis& basis,
+                                             const FrameTiming& ft, const PerfusionOptions& o, double aif_scale) {
   const double to_cbf = 6000 * o.hematocrit_ratio / o.density / aif_scale;
   std::vector<at::Tensor> cbf, tmax;
   slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
     const kernels::Deconvolved d =
         kernels::deconvolve_curves(curves, basis.analysis, basis.synthesis, basis.levels, basis.max_oscillation);
     cbf.push_back(d.peak * to_cbf);
-    const at::Tensor wrapped = basis.circulant ? at::where(d.peak_at > basis.length / 2.0, d.peak_at - basis.length, d.peak_at)
-                                               : d.peak_at;
+    const at::Tensor wrapped =
+        basis.circulant ? at::where(d.peak_at > basis.length / 2.0, d.peak_at - basis.length, d.peak_at) : d.peak_at;
     tmax.push_back(wrapped * ft.interval_s);
   });
   return {at::cat(cbf), at::cat(tmax)};
@@ -158,8 +164,8 @@ Volume map_volume(const Volume& series, const at::Tensor& index, const at::Tenso
 }  // namespace
 
 namespace perfusion {
-void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf, const at::Tensor& cbv, const at::Tensor& tmax,
-              const Volume& series, const PerfusionOptions& o);
+void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf, const at::Tensor& cbv,
+              const at::Tensor& tmax, const Volume& series, const PerfusionOptions& o);
 }  // namespace perfusion
 
 PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& o, const std::string& what) {
@@ -172,7 +178,8 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
   r.arrival_frame = baseline.arrival;
   const at::Tensor brain = perfusion::brain_mask(baseline.image, series.geometry, o);
   r.brain_voxels = brain.sum().item<std::int64_t>();
-  if (r.brain_voxels == 0) throw InputError(what, "no brain found in the pre-contrast baseline; expected a head CT perfusion series");
+  if (r.brain_voxels == 0)
+    throw InputError(what, "no brain found in the pre-contrast baseline; expected a head CT perfusion series");
   r.timing["baseline_s"] = seconds_since(start);
 
   start = Clock::now();
@@ -182,7 +189,8 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
                             baseline.brain_curve_hu.front();
   r.aif = arterial_input(slabs, voxels, series, ft, o, brain_peak, what);
   r.vof = venous_output(slabs, voxels, series, ft, o, r.aif, what);
-  if (r.vof.found && r.vof.auc_hu_s > r.aif.auc_hu_s && r.aif.auc_hu_s > 0) r.aif_scale = r.vof.auc_hu_s / r.aif.auc_hu_s;
+  if (r.vof.found && r.vof.auc_hu_s > r.aif.auc_hu_s && r.aif.auc_hu_s > 0)
+    r.aif_scale = r.vof.auc_hu_s / r.aif.auc_hu_s;
   r.timing["curves_s"] = seconds_since(start);
 
   start = Clock::now();

@@ -6,9 +6,9 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <nlohmann/json.hpp>
 
 #include <array>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -19,32 +19,32 @@ namespace vitruvian::data {
 
 /// Every threshold of the analysis, with the literature's defaults (docs/PERFUSION.md).
 struct PerfusionOptions {
-  std::int64_t min_frames = 10;        ///< fewer frames: the study fails
-  double max_interval_deviation = 0.1; ///< largest |interval − median| / median
-  double min_enhancement_hu = 2;       ///< the brain's mean enhancement must reach this
-  double bone_hu = 200;                ///< pre-contrast bone (the skull) above this
+  std::int64_t min_frames = 10;          ///< fewer frames: the study fails
+  double max_interval_deviation = 0.1;   ///< largest |interval − median| / median
+  double min_enhancement_hu = 2;         ///< the brain's mean enhancement must reach this
+  double bone_hu = 200;                  ///< pre-contrast bone (the skull) above this
   std::vector<double> brain_hu{15, 60};  ///< pre-contrast brain window (smoothed), HU
-  double smoothing_mm = 3;             ///< in-plane Gaussian σ of every frame (0: none)
-  bool temporal_smoothing = false;     ///< [1 2 1] / 4 along time
-  std::int64_t aif_voxels = 8;         ///< voxels averaged into the arterial input
-  std::int64_t vof_voxels = 8;         ///< voxels averaged into the venous output
-  std::vector<double> aif_lps_mm;      ///< [x, y, z]: the arterial input's voxel, instead of the search
-  std::vector<double> vof_lps_mm;      ///< [x, y, z]: the venous output's voxel, instead of the search
-  std::string deconvolution = "osvd";  ///< osvd (block-circulant, delay-insensitive) | svd (plain)
-  double max_oscillation = 0.095;      ///< oSVD oscillation-index limit
-  double osvd_min_threshold = 0.02;    ///< oSVD: smallest singular value kept, × the largest
-  double svd_threshold = 0.2;          ///< plain SVD: singular values kept, × the largest
-  double hematocrit_ratio = 0.73;      ///< k_H: (1 − Hct large vessels) / (1 − Hct capillaries)
-  double density = 1.04;               ///< brain tissue, g/mL
-  double cbv_min = 0.4;                ///< mL/100 g: below is CSF (left out)
-  double cbv_max = 8;                  ///< mL/100 g: above is a vessel (left out)
-  double cbf_max = 150;                ///< mL/100 g/min: above is a vessel (left out)
-  double rcbf_threshold = 0.3;         ///< core: CBF below this fraction of healthy tissue's
-  double tmax_threshold_s = 6;         ///< hypoperfused: Tmax above this
-  double min_island_ml = 1;            ///< core and hypoperfused components smaller are dropped
-  double defuse3_core_max_ml = 70;     ///< DEFUSE-3: core below
-  double defuse3_ratio_min = 1.8;      ///< DEFUSE-3: mismatch ratio at least
-  double defuse3_mismatch_min_ml = 15; ///< DEFUSE-3: mismatch volume at least
+  double smoothing_mm = 3;               ///< in-plane Gaussian σ of every frame (0: none)
+  bool temporal_smoothing = false;       ///< [1 2 1] / 4 along time
+  std::int64_t aif_voxels = 8;           ///< voxels averaged into the arterial input
+  std::int64_t vof_voxels = 8;           ///< voxels averaged into the venous output
+  std::vector<double> aif_lps_mm;        ///< [x, y, z]: the arterial input's voxel, instead of the search
+  std::vector<double> vof_lps_mm;        ///< [x, y, z]: the venous output's voxel, instead of the search
+  std::string deconvolution = "osvd";    ///< osvd (block-circulant, delay-insensitive) | svd (plain)
+  double max_oscillation = 0.095;        ///< oSVD oscillation-index limit
+  double osvd_min_threshold = 0.02;      ///< oSVD: smallest singular value kept, × the largest
+  double svd_threshold = 0.2;            ///< plain SVD: singular values kept, × the largest
+  double hematocrit_ratio = 0.73;        ///< k_H: (1 − Hct large vessels) / (1 − Hct capillaries)
+  double density = 1.04;                 ///< brain tissue, g/mL
+  double cbv_min = 0.4;                  ///< mL/100 g: below is CSF (left out)
+  double cbv_max = 8;                    ///< mL/100 g: above is a vessel (left out)
+  double cbf_max = 150;                  ///< mL/100 g/min: above is a vessel (left out)
+  double rcbf_threshold = 0.3;           ///< core: CBF below this fraction of healthy tissue's
+  double tmax_threshold_s = 6;           ///< hypoperfused: Tmax above this
+  double min_island_ml = 1;              ///< core and hypoperfused components smaller are dropped
+  double defuse3_core_max_ml = 70;       ///< DEFUSE-3: core below
+  double defuse3_ratio_min = 1.8;        ///< DEFUSE-3: mismatch ratio at least
+  double defuse3_mismatch_min_ml = 15;   ///< DEFUSE-3: mismatch volume at least
 
   void visit(ConfigVisitor& v);
   /// ConfigError naming `where` and the key of the first bad value.
@@ -53,22 +53,22 @@ struct PerfusionOptions {
 
 /// A reference curve (arterial input or venous output) and where it came from.
 struct PerfusionCurve {
-  std::vector<double> hu;              ///< enhancement per frame, HU above baseline
-  std::int64_t voxels = 0;             ///< averaged (1 for a manual choice)
+  std::vector<double> hu;   ///< enhancement per frame, HU above baseline
+  std::int64_t voxels = 0;  ///< averaged (1 for a manual choice)
   std::array<double, 3> centre_lps_mm{0, 0, 0};
   double peak_hu = 0, ttp_s = 0, fwhm_s = 0, auc_hu_s = 0;
   bool manual = false;
-  bool found = false;                  ///< false: no venous output (the AIF stays unscaled)
+  bool found = false;  ///< false: no venous output (the AIF stays unscaled)
 };
 
 /// Volumes and the DEFUSE-3 verdict.
 struct PerfusionTriage {
   double core_ml = 0, hypoperfused_ml = 0, penumbra_ml = 0, mismatch_ml = 0;
-  double mismatch_ratio = 0;           ///< hypoperfused / core; meaningless when !has_core
+  double mismatch_ratio = 0;  ///< hypoperfused / core; meaningless when !has_core
   bool has_core = false;
   bool core_ok = false, ratio_ok = false, mismatch_ok = false, eligible = false;
-  std::string side;                    ///< "left" / "right" (patient) of the lesion; "" when none
-  double healthy_cbf = 0;              ///< mL/100 g/min, the reference for rCBF
+  std::string side;        ///< "left" / "right" (patient) of the lesion; "" when none
+  double healthy_cbf = 0;  ///< mL/100 g/min, the reference for rCBF
 };
 
 /// What the analysis gives for one series.
@@ -78,13 +78,13 @@ struct PerfusionResult {
   Volume cbf, cbv, mtt, tmax, ttp;
   /// uint8 on the series' grid: 1 core, 2 penumbra (hypoperfused, not core).
   Volume tissue;
-  at::Tensor brain;                    ///< uint8 [z, y, x]: 1 brain tissue (CSF and vessels left out)
-  std::vector<double> times_s;         ///< frame times from the first frame
+  at::Tensor brain;             ///< uint8 [z, y, x]: 1 brain tissue (CSF and vessels left out)
+  std::vector<double> times_s;  ///< frame times from the first frame
   double interval_s = 0;
-  std::int64_t arrival_frame = 0;      ///< first frame of the bolus; frames before it are the baseline
-  std::int64_t brain_voxels = 0;       ///< in the brain mask (before CSF and vessels are left out)
+  std::int64_t arrival_frame = 0;  ///< first frame of the bolus; frames before it are the baseline
+  std::int64_t brain_voxels = 0;   ///< in the brain mask (before CSF and vessels are left out)
   PerfusionCurve aif, vof;
-  double aif_scale = 1;                ///< AUC(VOF) / AUC(AIF) when above 1, else 1
+  double aif_scale = 1;  ///< AUC(VOF) / AUC(AIF) when above 1, else 1
   PerfusionTriage triage;
   nlohmann::json timing = nlohmann::json::object();  ///< seconds per step
 

@@ -25,7 +25,8 @@ void enclosed_by_bone(const std::uint8_t* bone, std::int64_t ny, std::int64_t nx
     for (std::int64_t x = 0; x < nx; ++x) {
       if (bone[y * nx + x] == 0) continue;
       for (std::int64_t yy = std::max<std::int64_t>(0, y - 1); yy <= std::min(ny - 1, y + 1); ++yy) {
-        for (std::int64_t xx = std::max<std::int64_t>(0, x - 1); xx <= std::min(nx - 1, x + 1); ++xx) wall[yy * nx + xx] = 1;
+        for (std::int64_t xx = std::max<std::int64_t>(0, x - 1); xx <= std::min(nx - 1, x + 1); ++xx)
+          wall[yy * nx + xx] = 1;
       }
     }
   }
@@ -59,9 +60,11 @@ at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const P
   at::Tensor inside = at::zeros({nz, ny, nx}, at::kByte);
   std::vector<std::int64_t> stack;
   for (std::int64_t z = 0; z < nz; ++z) {
-    enclosed_by_bone(bone.data_ptr<std::uint8_t>() + z * ny * nx, ny, nx, inside.data_ptr<std::uint8_t>() + z * ny * nx, stack);
+    enclosed_by_bone(bone.data_ptr<std::uint8_t>() + z * ny * nx, ny, nx, inside.data_ptr<std::uint8_t>() + z * ny * nx,
+                     stack);
   }
-  const at::Tensor smooth = smooth_in_plane(image.contiguous(), options.smoothing_mm, geometry.spacing[0], geometry.spacing[1]);
+  const at::Tensor smooth =
+      smooth_in_plane(image.contiguous(), options.smoothing_mm, geometry.spacing[0], geometry.spacing[1]);
   const at::Tensor soft = (smooth >= options.brain_hu[0]).logical_and(smooth <= options.brain_hu[1]);
   return largest_component(inside.logical_and(soft).to(at::kByte).contiguous());
 }

@@ -46,7 +46,10 @@ Basis deconvolution_basis(const std::vector<double>& aif_hu, double interval_s, 
     b.levels.push_back(static_cast<std::int32_t>(kept));
   }
   const std::int64_t components = b.levels.back();
-  b.analysis = (u.slice(0, 0, frames).slice(1, 0, components) / s.slice(0, 0, components).unsqueeze(0)).t().to(at::kFloat).contiguous();
+  b.analysis = (u.slice(0, 0, frames).slice(1, 0, components) / s.slice(0, 0, components).unsqueeze(0))
+                   .t()
+                   .to(at::kFloat)
+                   .contiguous();
   b.synthesis = vh.slice(0, 0, components).to(at::kFloat).contiguous();
   return b;
 }

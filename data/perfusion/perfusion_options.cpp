@@ -45,10 +45,12 @@ void PerfusionOptions::validate(const std::string& where) const {
     if (!(value > 0 && std::isfinite(value))) bad(key, "a positive number", value);
   };
   if (min_frames < 4) bad("min_frames", "at least 4", static_cast<double>(min_frames));
-  if (!(max_interval_deviation >= 0 && max_interval_deviation < 1)) bad("max_interval_deviation", "0 to 1", max_interval_deviation);
+  if (!(max_interval_deviation >= 0 && max_interval_deviation < 1))
+    bad("max_interval_deviation", "0 to 1", max_interval_deviation);
   positive("min_enhancement_hu", min_enhancement_hu);
   if (brain_hu.size() != 2 || !(brain_hu[0] < brain_hu[1])) {
-    throw ConfigError(where, fmt::format("perfusion.brain_hu = [{}]; expected [low, high] with low < high", fmt::join(brain_hu, ", ")));
+    throw ConfigError(where, fmt::format("perfusion.brain_hu = [{}]; expected [low, high] with low < high",
+                                         fmt::join(brain_hu, ", ")));
   }
   if (!(bone_hu > brain_hu[1])) bad("bone_hu", "above the brain window's top", bone_hu);
   if (!(smoothing_mm >= 0 && smoothing_mm <= 20)) bad("smoothing_mm", "0 to 20", smoothing_mm);
@@ -64,7 +66,8 @@ void PerfusionOptions::validate(const std::string& where) const {
     throw ConfigError(where, fmt::format("perfusion.deconvolution = {}; expected osvd or svd", deconvolution));
   }
   positive("max_oscillation", max_oscillation);
-  if (!(osvd_min_threshold > 0 && osvd_min_threshold < 1)) bad("osvd_min_threshold", "between 0 and 1", osvd_min_threshold);
+  if (!(osvd_min_threshold > 0 && osvd_min_threshold < 1))
+    bad("osvd_min_threshold", "between 0 and 1", osvd_min_threshold);
   if (!(svd_threshold > 0 && svd_threshold < 1)) bad("svd_threshold", "between 0 and 1", svd_threshold);
   positive("hematocrit_ratio", hematocrit_ratio);
   positive("density", density);

@@ -40,8 +40,10 @@ RgbImage axial(const at::Tensor& values, const std::array<double, 3>& spacing, s
   return out;
 }
 
-std::array<std::uint8_t, 3> blend(std::array<std::uint8_t, 3> under, const std::array<std::uint8_t, 3>& over, double alpha) {
-  for (int c = 0; c < 3; ++c) under[c] = static_cast<std::uint8_t>(std::lround((1 - alpha) * under[c] + alpha * over[c]));
+std::array<std::uint8_t, 3> blend(std::array<std::uint8_t, 3> under, const std::array<std::uint8_t, 3>& over,
+                                  double alpha) {
+  for (int c = 0; c < 3; ++c)
+    under[c] = static_cast<std::uint8_t>(std::lround((1 - alpha) * under[c] + alpha * over[c]));
   return under;
 }
 
@@ -56,12 +58,14 @@ const std::vector<MapStyle>& perfusion_map_styles() {
 }
 
 std::array<std::uint8_t, 3> map_colour(double fraction) {
-  static constexpr double kStops[6][3] = {{0, 0, 90}, {0, 60, 255}, {0, 220, 255}, {40, 220, 40}, {255, 230, 0}, {230, 20, 0}};
+  static constexpr double kStops[6][3] = {{0, 0, 90},    {0, 60, 255},  {0, 220, 255},
+                                          {40, 220, 40}, {255, 230, 0}, {230, 20, 0}};
   const double f = std::clamp(fraction, 0.0, 1.0) * 5;
   const int i = std::min(4, static_cast<int>(f));
   const double t = f - i;
   std::array<std::uint8_t, 3> c{};
-  for (int k = 0; k < 3; ++k) c[k] = static_cast<std::uint8_t>(std::lround((1 - t) * kStops[i][k] + t * kStops[i + 1][k]));
+  for (int k = 0; k < 3; ++k)
+    c[k] = static_cast<std::uint8_t>(std::lround((1 - t) * kStops[i][k] + t * kStops[i + 1][k]));
   return c;
 }
 
@@ -84,7 +88,8 @@ RgbImage perfusion_summary_picture(const Volume& cbf, const Volume& tissue, cons
     const at::Tensor classes = tissue.voxels[z].to(at::kInt).contiguous();
     const std::int32_t* cls = classes.data_ptr<std::int32_t>();
     row.push_back(axial(cbf.voxels, cbf.geometry.spacing, z, [&](float v, std::int64_t i) {
-      const auto g = static_cast<std::uint8_t>(std::lround(std::clamp((v - style.low) / (style.high - style.low), 0.0, 1.0) * 255));
+      const auto g = static_cast<std::uint8_t>(
+          std::lround(std::clamp((v - style.low) / (style.high - style.low), 0.0, 1.0) * 255));
       const std::array<std::uint8_t, 3> grey{g, g, g};
       if (cls[i] == 1) return blend(grey, kCoreColour, 0.75);
       if (cls[i] == 2) return blend(grey, kHypoperfusedColour, 0.6);

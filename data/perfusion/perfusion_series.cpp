@@ -17,11 +17,13 @@ namespace vitruvian::data::perfusion {
 
 FrameTiming check_series(const Volume& series, const PerfusionOptions& options, const std::string& what) {
   if (series.voxels.dim() != 4) {
-    throw InputError(what, fmt::format("a {}D series; expected a 4D perfusion series [t, z, y, x]", series.voxels.dim()));
+    throw InputError(what,
+                     fmt::format("a {}D series; expected a 4D perfusion series [t, z, y, x]", series.voxels.dim()));
   }
   const std::int64_t frames = series.voxels.size(0);
   if (frames < options.min_frames) {
-    throw InputError(what, fmt::format("{} frames; expected at least {} (perfusion.min_frames)", frames, options.min_frames));
+    throw InputError(what,
+                     fmt::format("{} frames; expected at least {} (perfusion.min_frames)", frames, options.min_frames));
   }
   const auto& t = series.frame_times_s;
   if (static_cast<std::int64_t>(t.size()) != frames) {
@@ -30,8 +32,10 @@ FrameTiming check_series(const Volume& series, const PerfusionOptions& options, 
   std::vector<double> intervals;
   for (std::int64_t k = 1; k < frames; ++k) {
     if (!(t[k] > t[k - 1])) {
-      throw InputError(what, fmt::format("frames out of order: frame {} at {:.2f} s follows frame {} at {:.2f} s; expected "
-                                         "increasing acquisition times", k, t[k], k - 1, t[k - 1]));
+      throw InputError(what,
+                       fmt::format("frames out of order: frame {} at {:.2f} s follows frame {} at {:.2f} s; expected "
+                                   "increasing acquisition times",
+                                   k, t[k], k - 1, t[k - 1]));
     }
     intervals.push_back(t[k] - t[k - 1]);
   }
@@ -40,9 +44,10 @@ FrameTiming check_series(const Volume& series, const PerfusionOptions& options, 
   const double median = sorted[sorted.size() / 2];
   for (std::size_t k = 0; k < intervals.size(); ++k) {
     if (std::abs(intervals[k] - median) > options.max_interval_deviation * median) {
-      throw InputError(what, fmt::format("uneven frame spacing: {:.2f} s between frames {} and {} against a median of {:.2f} s; "
-                                         "expected within {:g} % (perfusion.max_interval_deviation)",
-                                         intervals[k], k, k + 1, median, 100 * options.max_interval_deviation));
+      throw InputError(
+          what, fmt::format("uneven frame spacing: {:.2f} s between frames {} and {} against a median of {:.2f} s; "
+                            "expected within {:g} % (perfusion.max_interval_deviation)",
+                            intervals[k], k, k + 1, median, 100 * options.max_interval_deviation));
     }
   }
   FrameTiming timing;
@@ -70,9 +75,10 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
   const at::Tensor mask = brain_mask(first, series.geometry, options);
   const std::int64_t count = mask.sum().item<std::int64_t>();
   if (count == 0) {
-    throw InputError(what, fmt::format("no brain found: no soft tissue ({:g} to {:g} HU) inside bone (above {:g} HU) in the "
-                                       "first frame; expected a head CT perfusion series",
-                                       options.brain_hu[0], options.brain_hu[1], options.bone_hu));
+    throw InputError(what,
+                     fmt::format("no brain found: no soft tissue ({:g} to {:g} HU) inside bone (above {:g} HU) in the "
+                                 "first frame; expected a head CT perfusion series",
+                                 options.brain_hu[0], options.brain_hu[1], options.bone_hu));
   }
   Baseline b;
   b.brain_curve_hu.assign(static_cast<std::size_t>(frames), 0.0);
@@ -91,8 +97,10 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
   double peak = 0;
   for (const double g : b.brain_curve_hu) peak = std::max(peak, g - b.brain_curve_hu[0]);
   if (peak < options.min_enhancement_hu) {
-    throw InputError(what, fmt::format("no contrast arrival detected: the brain's mean enhancement peaks at {:.1f} HU; expected "
-                                       "at least {:g} HU (perfusion.min_enhancement_hu)", peak, options.min_enhancement_hu));
+    throw InputError(
+        what, fmt::format("no contrast arrival detected: the brain's mean enhancement peaks at {:.1f} HU; expected "
+                          "at least {:g} HU (perfusion.min_enhancement_hu)",
+                          peak, options.min_enhancement_hu));
   }
   // The bolus reaches the brain's mean at the first frame above 5 % of its peak; arteries fill a
   // frame or two earlier, so the baseline ends one frame before that.
@@ -113,8 +121,9 @@ CurveStats curve_stats(const at::Tensor& curves, const std::vector<double>& time
   const at::Tensor after = curves.gather(1, (at_peak + 1).clamp_max(frames - 1).unsqueeze(1)).squeeze(1);
   const at::Tensor denominator = before - 2 * peak + after;
   const at::Tensor inner = (at_peak > 0).logical_and(at_peak < frames - 1).logical_and(denominator < 0);
-  const at::Tensor offset = at::where(inner, 0.5 * (before - after) / at::where(inner, denominator, at::ones_like(denominator)),
-                                      at::zeros_like(denominator));
+  const at::Tensor offset =
+      at::where(inner, 0.5 * (before - after) / at::where(inner, denominator, at::ones_like(denominator)),
+                at::zeros_like(denominator));
   const at::Tensor times = at::tensor(times_s, at::kDouble).to(at::kFloat);
   s.ttp = times.index_select(0, at_peak) + offset * interval_s;
   s.fwhm = (curves >= (peak / 2).unsqueeze(1)).sum(1).to(at::kFloat) * interval_s;
@@ -141,14 +150,16 @@ std::array<double, 3> voxel_lps(const Geometry& g, const std::array<std::int64_t
   return lps;
 }
 
-std::int64_t nearest_voxel(const Geometry& g, const std::array<std::int64_t, 3>& shape, const std::vector<double>& lps) {
+std::int64_t nearest_voxel(const Geometry& g, const std::array<std::int64_t, 3>& shape,
+                           const std::vector<double>& lps) {
   std::int64_t ijk[3];
   for (int c = 0; c < 3; ++c) {
     double along = 0;
     for (int r = 0; r < 3; ++r) along += g.direction[r * 3 + c] * (lps[r] - g.origin[r]);
     ijk[c] = std::llround(along / g.spacing[c]);
   }
-  if (ijk[0] < 0 || ijk[0] >= shape[2] || ijk[1] < 0 || ijk[1] >= shape[1] || ijk[2] < 0 || ijk[2] >= shape[0]) return -1;
+  if (ijk[0] < 0 || ijk[0] >= shape[2] || ijk[1] < 0 || ijk[1] >= shape[1] || ijk[2] < 0 || ijk[2] >= shape[0])
+    return -1;
   return (ijk[2] * shape[1] + ijk[1]) * shape[2] + ijk[0];
 }
 

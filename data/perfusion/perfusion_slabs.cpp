@@ -14,7 +14,7 @@
 namespace vitruvian::data::perfusion {
 
 namespace {
-constexpr std::int64_t kSlabFloats = std::int64_t{64} << 20;   // 256 MiB of float32 per slab
+constexpr std::int64_t kSlabFloats = std::int64_t{64} << 20;    // 256 MiB of float32 per slab
 constexpr std::int64_t kCacheFloats = std::int64_t{256} << 20;  // 1 GiB of curves kept between passes
 }  // namespace
 
@@ -23,18 +23,19 @@ std::vector<float> gaussian_taps(double sigma_voxels) {
   const auto radius = static_cast<std::int64_t>(std::ceil(3 * sigma_voxels));
   std::vector<double> w;
   double sum = 0;
-  for (std::int64_t k = -radius; k <= radius; ++k) sum += w.emplace_back(std::exp(-0.5 * std::pow(k / sigma_voxels, 2)));
+  for (std::int64_t k = -radius; k <= radius; ++k)
+    sum += w.emplace_back(std::exp(-0.5 * std::pow(k / sigma_voxels, 2)));
   std::vector<float> taps;
   for (const double v : w) taps.push_back(static_cast<float>(v / sum));
   return taps;
 }
 
-void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vector<float>& kx, const std::vector<float>& ky,
-                  std::vector<float>& scratch) {
+void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vector<float>& kx,
+                  const std::vector<float>& ky, std::vector<float>& scratch) {
   const auto rx = static_cast<std::int64_t>(kx.size() / 2), ry = static_cast<std::int64_t>(ky.size() / 2);
   scratch.assign(static_cast<std::size_t>(ny * nx + nx + 2 * rx), 0.f);
-  float* rows = scratch.data();               // [ny, nx]: the plane smoothed along x
-  float* padded = rows + ny * nx;             // one row with its ends repeated
+  float* rows = scratch.data();    // [ny, nx]: the plane smoothed along x
+  float* padded = rows + ny * nx;  // one row with its ends repeated
   for (std::int64_t y = 0; y < ny; ++y) {
     const float* in = plane + y * nx;
     for (std::int64_t x = 0; x < nx + 2 * rx; ++x) padded[x] = in[std::clamp<std::int64_t>(x - rx, 0, nx - 1)];
@@ -57,7 +58,8 @@ void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vec
   }
 }
 
-CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain, const PerfusionOptions& options)
+CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain,
+                       const PerfusionOptions& options)
     : series_(series), baseline_(baseline.contiguous()), brain_(brain), options_(options) {
   const auto& g = series.geometry;
   kx_ = gaussian_taps(options.smoothing_mm / g.spacing[0]);
@@ -72,7 +74,8 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
   x0_ = std::max<std::int64_t>(0, cols.min().item<std::int64_t>() - reach_x);
   x1_ = std::min(nx, cols.max().item<std::int64_t>() + 1 + reach_x);
   const std::int64_t frames = series.voxels.size(0);
-  const std::int64_t step = std::clamp<std::int64_t>(kSlabFloats / std::max<std::int64_t>(1, frames * (y1_ - y0_) * (x1_ - x0_)), 1, nz);
+  const std::int64_t step =
+      std::clamp<std::int64_t>(kSlabFloats / std::max<std::int64_t>(1, frames * (y1_ - y0_) * (x1_ - x0_)), 1, nz);
   const bool* has = slices.data_ptr<bool>();
   for (std::int64_t z0 = 0; z0 < nz; z0 += step) {
     const std::int64_t z1 = std::min(nz, z0 + step);
@@ -111,7 +114,8 @@ at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Ten
   at::parallel_for(0, n, 4096, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) {
       const std::int64_t z = v[i] / (ny * nx) - z0, y = (v[i] / nx) % ny - y0_, x = v[i] % nx - x0_;
-      for (std::int64_t t = 0; t < frames; ++t) c[i * frames + t] = box[static_cast<std::size_t>(((t * (z1 - z0) + z) * by + y) * bx + x)];
+      for (std::int64_t t = 0; t < frames; ++t)
+        c[i * frames + t] = box[static_cast<std::size_t>(((t * (z1 - z0) + z) * by + y) * bx + x)];
     }
   });
   if (options_.temporal_smoothing && frames > 2) {

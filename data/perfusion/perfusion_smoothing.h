@@ -9,7 +9,7 @@ namespace vitruvian::data::perfusion {
 
 /// Smooths the [ny, nx] plane in place with taps `kx` along x and `ky` along y (odd lengths);
 /// `scratch` is reused between calls.
-void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vector<float>& kx, const std::vector<float>& ky,
-                  std::vector<float>& scratch);
+void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vector<float>& kx,
+                  const std::vector<float>& ky, std::vector<float>& scratch);
 
 }  // namespace vitruvian::data::perfusion

@@ -27,10 +27,17 @@ FrameTiming check_series(const Volume& series, const PerfusionOptions& options, 
 template <typename Body>
 void for_voxel_type(const at::Tensor& voxels, Body&& body) {
   switch (voxels.scalar_type()) {
-    case at::kShort: body(voxels.data_ptr<std::int16_t>()); break;
-    case at::kInt: body(voxels.data_ptr<std::int32_t>()); break;
-    case at::kFloat: body(voxels.data_ptr<float>()); break;
-    default: body(voxels.to(at::kFloat).contiguous().data_ptr<float>());
+    case at::kShort:
+      body(voxels.data_ptr<std::int16_t>());
+      break;
+    case at::kInt:
+      body(voxels.data_ptr<std::int32_t>());
+      break;
+    case at::kFloat:
+      body(voxels.data_ptr<float>());
+      break;
+    default:
+      body(voxels.to(at::kFloat).contiguous().data_ptr<float>());
   }
 }
 
@@ -59,7 +66,8 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
 /// read; the curves are kept for the next pass while they fit a fixed budget (1 GiB).
 class CurveSlabs {
  public:
-  CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain, const PerfusionOptions& options);
+  CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain,
+             const PerfusionOptions& options);
   void for_each(const std::function<void(const at::Tensor& curves, const at::Tensor& voxels)>& body) const;
   /// The curves of a few voxels (linear indices), each [T], as for_each() gives them.
   std::vector<std::vector<double>> at_voxels(const std::vector<std::int64_t>& voxels) const;
@@ -75,8 +83,8 @@ class CurveSlabs {
   at::Tensor baseline_;  ///< float32 [z, y, x]
   const at::Tensor& brain_;
   const PerfusionOptions& options_;
-  std::int64_t y0_ = 0, y1_ = 0, x0_ = 0, x1_ = 0;  ///< the box read in plane
-  std::vector<float> kx_, ky_;                    ///< Gaussian taps (odd length; {1}: none)
+  std::int64_t y0_ = 0, y1_ = 0, x0_ = 0, x1_ = 0;            ///< the box read in plane
+  std::vector<float> kx_, ky_;                                ///< Gaussian taps (odd length; {1}: none)
   std::vector<std::pair<std::int64_t, std::int64_t>> slabs_;  ///< [z0, z1) holding brain
   mutable std::vector<Slab> cache_;
   bool cache_on_ = false;
@@ -102,7 +110,9 @@ struct Basis {
 Basis deconvolution_basis(const std::vector<double>& aif_hu, double interval_s, const PerfusionOptions& options);
 
 /// Patient LPS mm of a linear voxel index, and the nearest voxel of an LPS point (−1 outside).
-std::array<double, 3> voxel_lps(const Geometry& geometry, const std::array<std::int64_t, 3>& zyx_shape, std::int64_t voxel);
-std::int64_t nearest_voxel(const Geometry& geometry, const std::array<std::int64_t, 3>& zyx_shape, const std::vector<double>& lps);
+std::array<double, 3> voxel_lps(const Geometry& geometry, const std::array<std::int64_t, 3>& zyx_shape,
+                                std::int64_t voxel);
+std::int64_t nearest_voxel(const Geometry& geometry, const std::array<std::int64_t, 3>& zyx_shape,
+                           const std::vector<double>& lps);
 
 }  // namespace vitruvian::data::perfusion

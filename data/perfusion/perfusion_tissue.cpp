@@ -19,7 +19,8 @@ at::Tensor lps_x(const at::Tensor& index, const Volume& series) {
   const Geometry& g = series.geometry;
   const at::Tensor i = (index % shape[2]).to(at::kDouble), j = ((index / shape[2]) % shape[1]).to(at::kDouble),
                    k = (index / (shape[1] * shape[2])).to(at::kDouble);
-  return g.origin[0] + g.direction[0] * g.spacing[0] * i + g.direction[1] * g.spacing[1] * j + g.direction[2] * g.spacing[2] * k;
+  return g.origin[0] + g.direction[0] * g.spacing[0] * i + g.direction[1] * g.spacing[1] * j +
+         g.direction[2] * g.spacing[2] * k;
 }
 
 at::Tensor scatter_mask(const Volume& series, const at::Tensor& index, const at::Tensor& where) {
@@ -31,8 +32,8 @@ at::Tensor scatter_mask(const Volume& series, const at::Tensor& index, const at:
 
 }  // namespace
 
-void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf, const at::Tensor& cbv, const at::Tensor& tmax,
-              const Volume& series, const PerfusionOptions& o) {
+void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf, const at::Tensor& cbv,
+              const at::Tensor& tmax, const Volume& series, const PerfusionOptions& o) {
   const at::Tensor valid = (cbv >= o.cbv_min).logical_and(cbv <= o.cbv_max).logical_and(cbf <= o.cbf_max);
   const at::Tensor x = lps_x(index, series);
   const at::Tensor left = x > x.mean();
@@ -83,8 +84,8 @@ nlohmann::json curve_json(const PerfusionCurve& c) {
   if (!c.found) return {{"found", false}};
   nlohmann::json hu = nlohmann::json::array();
   for (const double v : c.hu) hu.push_back(std::round(v * 100) / 100);
-  return {{"found", true},       {"manual", c.manual},   {"voxels", c.voxels},       {"centre_lps_mm", c.centre_lps_mm},
-          {"peak_hu", c.peak_hu}, {"ttp_s", c.ttp_s},     {"fwhm_s", c.fwhm_s},       {"auc_hu_s", c.auc_hu_s},
+  return {{"found", true},        {"manual", c.manual}, {"voxels", c.voxels}, {"centre_lps_mm", c.centre_lps_mm},
+          {"peak_hu", c.peak_hu}, {"ttp_s", c.ttp_s},   {"fwhm_s", c.fwhm_s}, {"auc_hu_s", c.auc_hu_s},
           {"curve_hu", hu}};
 }
 
@@ -101,26 +102,32 @@ nlohmann::json PerfusionResult::report(const PerfusionOptions& o) const {
   nlohmann::json aif_json = curve_json(aif);
   aif_json["scale"] = aif_scale;
   const nlohmann::json ratio = t.has_core ? nlohmann::json(t.mismatch_ratio) : nlohmann::json(nullptr);
-  return {{"deconvolution", o.deconvolution},
-          {"frames", times_s.size()},
-          {"interval_s", interval_s},
-          {"arrival_frame", arrival_frame},
-          {"brain_voxels", brain_voxels},
-          {"tissue_voxels", brain.defined() ? brain.sum().item<std::int64_t>() : 0},
-          {"times_s", times},
-          {"arterial_input", aif_json},
-          {"venous_output", curve_json(vof)},
-          {"healthy_cbf_ml_100g_min", t.healthy_cbf},
-          {"side", t.side.empty() ? nlohmann::json(nullptr) : nlohmann::json(t.side)},
-          {"thresholds", {{"rcbf", o.rcbf_threshold}, {"tmax_s", o.tmax_threshold_s}, {"min_island_ml", o.min_island_ml}}},
-          {"volumes_ml", {{"core", t.core_ml}, {"hypoperfused", t.hypoperfused_ml}, {"penumbra", t.penumbra_ml},
-                          {"mismatch", t.mismatch_ml}}},
-          {"mismatch_ratio", ratio},
-          {"defuse3", {{"eligible", t.eligible},
-                       {"core_ml", criterion(t.core_ml, fmt::format("< {:g}", o.defuse3_core_max_ml), t.core_ok)},
-                       {"mismatch_ratio", {{"value", ratio}, {"limit", fmt::format(">= {:g}", o.defuse3_ratio_min)}, {"met", t.ratio_ok}}},
-                       {"mismatch_ml", criterion(t.mismatch_ml, fmt::format(">= {:g}", o.defuse3_mismatch_min_ml), t.mismatch_ok)}}},
-          {"timing", timing}};
+  return {
+      {"deconvolution", o.deconvolution},
+      {"frames", times_s.size()},
+      {"interval_s", interval_s},
+      {"arrival_frame", arrival_frame},
+      {"brain_voxels", brain_voxels},
+      {"tissue_voxels", brain.defined() ? brain.sum().item<std::int64_t>() : 0},
+      {"times_s", times},
+      {"arterial_input", aif_json},
+      {"venous_output", curve_json(vof)},
+      {"healthy_cbf_ml_100g_min", t.healthy_cbf},
+      {"side", t.side.empty() ? nlohmann::json(nullptr) : nlohmann::json(t.side)},
+      {"thresholds", {{"rcbf", o.rcbf_threshold}, {"tmax_s", o.tmax_threshold_s}, {"min_island_ml", o.min_island_ml}}},
+      {"volumes_ml",
+       {{"core", t.core_ml},
+        {"hypoperfused", t.hypoperfused_ml},
+        {"penumbra", t.penumbra_ml},
+        {"mismatch", t.mismatch_ml}}},
+      {"mismatch_ratio", ratio},
+      {"defuse3",
+       {{"eligible", t.eligible},
+        {"core_ml", criterion(t.core_ml, fmt::format("< {:g}", o.defuse3_core_max_ml), t.core_ok)},
+        {"mismatch_ratio",
+         {{"value", ratio}, {"limit", fmt::format(">= {:g}", o.defuse3_ratio_min)}, {"met", t.ratio_ok}}},
+        {"mismatch_ml", criterion(t.mismatch_ml, fmt::format(">= {:g}", o.defuse3_mismatch_min_ml), t.mismatch_ok)}}},
+      {"timing", timing}};
 }
 
 }  // namespace vitruvian::data

@@ -28,7 +28,8 @@ std::string curves_svg(const json& p) {
   double top = 1;
   for (const json* c : {&aif, &vof}) {
     if (c->value("found", false)) {
-      for (const auto& v : c->at("curve_hu")) top = std::max(top, v.get<double>() * (c == &aif ? aif.value("scale", 1.0) : 1.0));
+      for (const auto& v : c->at("curve_hu"))
+        top = std::max(top, v.get<double>() * (c == &aif ? aif.value("scale", 1.0) : 1.0));
     }
   }
   top = std::ceil(top / 50) * 50;
@@ -36,26 +37,37 @@ std::string curves_svg(const json& p) {
   const auto px = [&](double t) { return kLeft + (kW - kLeft - kRight) * t / t_end; };
   const auto py = [&](double hu) { return kH - kBottom - (kH - kBottom - kTop) * hu / top; };
   std::ostringstream s;
-  s << fmt::format("<svg width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"arterial input and venous output\" "
-                   "style=\"background:#fff;border:1px solid #ccc\">", kW, kH);
-  s << fmt::format("<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#333\"/><line x1=\"{0}\" y1=\"{3}\" x2=\"{0}\" "
-                   "y2=\"{1}\" stroke=\"#333\"/>", kLeft, kH - kBottom, kW - kRight, kTop);
+  s << fmt::format(
+      "<svg width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"arterial input and venous output\" "
+      "style=\"background:#fff;border:1px solid #ccc\">",
+      kW, kH);
+  s << fmt::format(
+      "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#333\"/><line x1=\"{0}\" y1=\"{3}\" x2=\"{0}\" "
+      "y2=\"{1}\" stroke=\"#333\"/>",
+      kLeft, kH - kBottom, kW - kRight, kTop);
   for (int k = 0; k <= 5; ++k) {
     const double t = t_end * k / 5, hu = top * k / 5;
-    s << fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\" text-anchor=\"middle\">{:.0f}</text>", px(t), kH - kBottom + 14, t);
-    s << fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\" text-anchor=\"end\">{:.0f}</text>", kLeft - 4, py(hu) + 4, hu);
+    s << fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\" text-anchor=\"middle\">{:.0f}</text>", px(t),
+                     kH - kBottom + 14, t);
+    s << fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\" text-anchor=\"end\">{:.0f}</text>", kLeft - 4,
+                     py(hu) + 4, hu);
   }
-  s << fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"12\" text-anchor=\"middle\">time (s)</text>", (kLeft + kW) / 2, kH - 4);
-  s << fmt::format("<text x=\"12\" y=\"{:.1f}\" font-size=\"12\" transform=\"rotate(-90 12 {:.1f})\" text-anchor=\"middle\">"
-                   "enhancement (HU)</text>", (kH - kBottom) / 2, (kH - kBottom) / 2);
+  s << fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"12\" text-anchor=\"middle\">time (s)</text>",
+                   (kLeft + kW) / 2, kH - 4);
+  s << fmt::format(
+      "<text x=\"12\" y=\"{:.1f}\" font-size=\"12\" transform=\"rotate(-90 12 {:.1f})\" text-anchor=\"middle\">"
+      "enhancement (HU)</text>",
+      (kH - kBottom) / 2, (kH - kBottom) / 2);
   const auto line = [&](const json& c, double scale, const char* colour, const char* name, int row) {
     if (!c.value("found", false)) return;
     std::string points;
     for (std::size_t i = 0; i < times.size(); ++i) {
-      points += fmt::format("{:.1f},{:.1f} ", px(times[i].get<double>()), py(c.at("curve_hu")[i].get<double>() * scale));
+      points +=
+          fmt::format("{:.1f},{:.1f} ", px(times[i].get<double>()), py(c.at("curve_hu")[i].get<double>() * scale));
     }
     s << fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>", colour, points);
-    s << fmt::format("<text x=\"{:.1f}\" y=\"{}\" font-size=\"12\" fill=\"{}\">{}</text>", kW - 170, kTop + 14 * row, colour, name);
+    s << fmt::format("<text x=\"{:.1f}\" y=\"{}\" font-size=\"12\" fill=\"{}\">{}</text>", kW - 170, kTop + 14 * row,
+                     colour, name);
   };
   line(aif, aif.value("scale", 1.0), "#c00000", "arterial input (AIF)", 1);
   line(vof, 1.0, "#0050c0", "venous output (VOF)", 2);
@@ -64,10 +76,12 @@ std::string curves_svg(const json& p) {
 }
 
 std::string criterion_row(const std::string& name, const json& c, const char* unit) {
-  const std::string value = c.at("value").is_null() ? "no core" : fmt::format("{:.1f}{}", c.at("value").get<double>(), unit);
+  const std::string value =
+      c.at("value").is_null() ? "no core" : fmt::format("{:.1f}{}", c.at("value").get<double>(), unit);
   const bool met = c.at("met").get<bool>();
   return fmt::format("<tr><td>{}</td><td>{}</td><td>{}{}</td><td class=\"{}\">{}</td></tr>", name, value,
-                     html_escape(c.at("limit").get<std::string>()), unit, met ? "met" : "unmet", met ? "met" : "not met");
+                     html_escape(c.at("limit").get<std::string>()), unit, met ? "met" : "unmet",
+                     met ? "met" : "not met");
 }
 
 std::string summary_table(const json& p) {
@@ -75,21 +89,30 @@ std::string summary_table(const json& p) {
   const json& d = p.at("defuse3");
   std::ostringstream s;
   s << "<table class=\"triage\">";
-  s << fmt::format("<tr><td><span class=\"swatch\" style=\"background:{}\"></span>Ischaemic core (rCBF &lt; {:g} %)</td><td>{:.1f} mL</td></tr>",
-                   hex(data::kCoreColour), 100 * p.at("thresholds").at("rcbf").get<double>(), v.at("core").get<double>());
-  s << fmt::format("<tr><td><span class=\"swatch\" style=\"background:{}\"></span>Hypoperfused (Tmax &gt; {:g} s)</td><td>{:.1f} mL</td></tr>",
-                   hex(data::kHypoperfusedColour), p.at("thresholds").at("tmax_s").get<double>(), v.at("hypoperfused").get<double>());
-  s << fmt::format("<tr><td>Penumbra (hypoperfused, not core)</td><td>{:.1f} mL</td></tr>", v.at("penumbra").get<double>());
+  s << fmt::format(
+      "<tr><td><span class=\"swatch\" style=\"background:{}\"></span>Ischaemic core (rCBF &lt; {:g} %)</td><td>{:.1f} "
+      "mL</td></tr>",
+      hex(data::kCoreColour), 100 * p.at("thresholds").at("rcbf").get<double>(), v.at("core").get<double>());
+  s << fmt::format(
+      "<tr><td><span class=\"swatch\" style=\"background:{}\"></span>Hypoperfused (Tmax &gt; {:g} s)</td><td>{:.1f} "
+      "mL</td></tr>",
+      hex(data::kHypoperfusedColour), p.at("thresholds").at("tmax_s").get<double>(),
+      v.at("hypoperfused").get<double>());
+  s << fmt::format("<tr><td>Penumbra (hypoperfused, not core)</td><td>{:.1f} mL</td></tr>",
+                   v.at("penumbra").get<double>());
   s << fmt::format("<tr><td>Mismatch volume</td><td>{:.1f} mL</td></tr>", v.at("mismatch").get<double>());
-  s << fmt::format("<tr><td>Mismatch ratio</td><td>{}</td></tr>",
-                   p.at("mismatch_ratio").is_null() ? "no core" : fmt::format("{:.1f}", p.at("mismatch_ratio").get<double>()));
-  s << fmt::format("<tr><td>Lesion side (patient)</td><td>{}</td></tr>", p.at("side").is_null() ? "none" : p.at("side").get<std::string>());
+  s << fmt::format(
+      "<tr><td>Mismatch ratio</td><td>{}</td></tr>",
+      p.at("mismatch_ratio").is_null() ? "no core" : fmt::format("{:.1f}", p.at("mismatch_ratio").get<double>()));
+  s << fmt::format("<tr><td>Lesion side (patient)</td><td>{}</td></tr>",
+                   p.at("side").is_null() ? "none" : p.at("side").get<std::string>());
   s << "</table>";
   const bool eligible = d.at("eligible").get<bool>();
   s << fmt::format("<p class=\"verdict {}\">DEFUSE-3: {}</p>", eligible ? "met" : "unmet",
                    eligible ? "eligible (every criterion met)" : "not eligible");
   s << "<table><tr><th>criterion</th><th>value</th><th>limit</th><th></th></tr>";
-  s << criterion_row("core volume", d.at("core_ml"), " mL") << criterion_row("mismatch ratio", d.at("mismatch_ratio"), "")
+  s << criterion_row("core volume", d.at("core_ml"), " mL")
+    << criterion_row("mismatch ratio", d.at("mismatch_ratio"), "")
     << criterion_row("mismatch volume", d.at("mismatch_ml"), " mL");
   s << "</table>";
   return s.str();
@@ -100,8 +123,8 @@ std::string maps_legend() {
   s << "<table><tr><th>row</th><th>map</th><th>colour bar bottom … top</th></tr>";
   int row = 1;
   for (const auto& m : data::perfusion_map_styles()) {
-    s << fmt::format("<tr><td>{}</td><td>{}</td><td>{:g} … {:g} {} (black: outside the brain)</td></tr>", row++, m.title, m.low, m.high,
-                     html_escape(m.unit));
+    s << fmt::format("<tr><td>{}</td><td>{}</td><td>{:g} … {:g} {} (black: outside the brain)</td></tr>", row++,
+                     m.title, m.low, m.high, html_escape(m.unit));
   }
   s << "</table>";
   return s.str();
@@ -110,29 +133,37 @@ std::string maps_legend() {
 std::string page(const std::string& study, const json& p) {
   const json& aif = p.at("arterial_input");
   std::ostringstream s;
-  s << "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Perfusion " << html_escape(study) << "</title><style>"
+  s << "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Perfusion " << html_escape(study)
+    << "</title><style>"
        "body{font-family:sans-serif;margin:2em;background:#fafafa}table{border-collapse:collapse;margin:0.5em 0}"
-       "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}th{background:#eee}.met{color:#070}.unmet{color:#b00}"
+       "td,th{border:1px solid #ccc;padding:4px "
+       "8px;font-size:13px}th{background:#eee}.met{color:#070}.unmet{color:#b00}"
        ".verdict{font-size:18px;font-weight:bold}.swatch{display:inline-block;width:12px;height:12px;margin-right:6px}"
        ".row{display:flex;gap:2em;align-items:flex-start;flex-wrap:wrap}img{max-width:100%}</style></head><body>\n";
-  s << fmt::format("<h1>CT perfusion: {}</h1><p>Series {}, {} frames every {:.2f} s; {} deconvolution. "
-                   "<a href=\"report.json\">report.json</a></p>\n",
-                   html_escape(study), html_escape(p.value("series", "")), p.at("frames").get<int>(), p.at("interval_s").get<double>(),
-                   p.value("deconvolution", "osvd") == "osvd" ? "block-circulant SVD (oSVD)" : "plain SVD");
+  s << fmt::format(
+      "<h1>CT perfusion: {}</h1><p>Series {}, {} frames every {:.2f} s; {} deconvolution. "
+      "<a href=\"report.json\">report.json</a></p>\n",
+      html_escape(study), html_escape(p.value("series", "")), p.at("frames").get<int>(),
+      p.at("interval_s").get<double>(),
+      p.value("deconvolution", "osvd") == "osvd" ? "block-circulant SVD (oSVD)" : "plain SVD");
   s << "<div class=\"row\"><div><img src=\"perfusion.png\" alt=\"CBF with core and hypoperfused tissue\"></div><div>"
     << summary_table(p) << "</div></div>\n";
-  s << "<h2>Maps</h2><div class=\"row\"><div><img src=\"perfusion_maps.png\" alt=\"CBF, CBV, MTT and Tmax maps\"></div><div>"
+  s << "<h2>Maps</h2><div class=\"row\"><div><img src=\"perfusion_maps.png\" alt=\"CBF, CBV, MTT and Tmax "
+       "maps\"></div><div>"
     << maps_legend() << "</div></div>\n";
   s << "<h2>Arterial input and venous output</h2><div class=\"row\"><div>" << curves_svg(p) << "</div><div>";
-  s << fmt::format("<p>Arterial input: {} {} voxel(s) centred at ({:.1f}, {:.1f}, {:.1f}) mm LPS, peak {:.0f} HU at {:.1f} s, "
-                   "scaled ×{:.2f} by the venous output.</p>",
-                   aif.value("manual", false) ? "placed," : "found,", aif.value("voxels", 0), aif.at("centre_lps_mm")[0].get<double>(),
-                   aif.at("centre_lps_mm")[1].get<double>(), aif.at("centre_lps_mm")[2].get<double>(), aif.value("peak_hu", 0.0),
-                   aif.value("ttp_s", 0.0), aif.value("scale", 1.0));
+  s << fmt::format(
+      "<p>Arterial input: {} {} voxel(s) centred at ({:.1f}, {:.1f}, {:.1f}) mm LPS, peak {:.0f} HU at {:.1f} s, "
+      "scaled ×{:.2f} by the venous output.</p>",
+      aif.value("manual", false) ? "placed," : "found,", aif.value("voxels", 0),
+      aif.at("centre_lps_mm")[0].get<double>(), aif.at("centre_lps_mm")[1].get<double>(),
+      aif.at("centre_lps_mm")[2].get<double>(), aif.value("peak_hu", 0.0), aif.value("ttp_s", 0.0),
+      aif.value("scale", 1.0));
   const json& vof = p.at("venous_output");
-  s << (vof.value("found", false) ? fmt::format("<p>Venous output: {} voxel(s), peak {:.0f} HU at {:.1f} s.</p>", vof.value("voxels", 0),
-                                                vof.value("peak_hu", 0.0), vof.value("ttp_s", 0.0))
-                                  : std::string("<p>No venous output found: the arterial input is not scaled.</p>"));
+  s << (vof.value("found", false)
+            ? fmt::format("<p>Venous output: {} voxel(s), peak {:.0f} HU at {:.1f} s.</p>", vof.value("voxels", 0),
+                          vof.value("peak_hu", 0.0), vof.value("ttp_s", 0.0))
+            : std::string("<p>No venous output found: the arterial input is not scaled.</p>"));
   s << "</div></div></body></html>\n";
   return s.str();
 }

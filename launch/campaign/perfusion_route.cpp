@@ -14,7 +14,8 @@ namespace {
 
 /// The series the route analyses: its first `series`, else the study's first 4D CT series ("").
 std::string perfusion_series(const RouteConfig& route, const Study& study) {
-  if (!route.series.empty()) return study.info().find_series(route.series.front()) != nullptr ? route.series.front() : "";
+  if (!route.series.empty())
+    return study.info().find_series(route.series.front()) != nullptr ? route.series.front() : "";
   for (const auto& s : study.info().series) {
     if (s.shape.size() == 4 && (s.modality == "CT" || s.modality.empty())) return s.name;
   }
@@ -40,8 +41,9 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
   const RouteConfig& route = config();
   const std::string name = perfusion_series(route, study);
   if (name.empty()) {
-    notes.push_back(route.series.empty() ? fmt::format("route {}: the study has no 4D CT series to analyse", route.name)
-                                         : fmt::format("route {}: the study has no series '{}'", route.name, route.series.front()));
+    notes.push_back(route.series.empty()
+                        ? fmt::format("route {}: the study has no 4D CT series to analyse", route.name)
+                        : fmt::format("route {}: the study has no series '{}'", route.name, route.series.front()));
     return std::nullopt;
   }
   const auto start = std::chrono::steady_clock::now();
@@ -62,7 +64,8 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
       r.truth = study.info().labels.front().name;
     }
   }
-  for (const auto& [suffix, map] : {std::pair{"cbf", &p.cbf}, {"cbv", &p.cbv}, {"mtt", &p.mtt}, {"tmax", &p.tmax}, {"ttp", &p.ttp}}) {
+  for (const auto& [suffix, map] :
+       {std::pair{"cbf", &p.cbf}, {"cbv", &p.cbv}, {"mtt", &p.mtt}, {"tmax", &p.tmax}, {"ttp", &p.ttp}}) {
     data::Volume v = *map;
     v.modality.clear();
     r.maps.emplace_back(route.name + "_" + suffix, std::move(v));
@@ -70,8 +73,11 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
   nlohmann::json section = p.report(route.perfusion);
   section["route"] = route.name;
   section["series"] = name;
-  section["maps"] = {{"cbf", route.name + "_cbf"}, {"cbv", route.name + "_cbv"}, {"mtt", route.name + "_mtt"},
-                     {"tmax", route.name + "_tmax"}, {"ttp", route.name + "_ttp"}};
+  section["maps"] = {{"cbf", route.name + "_cbf"},
+                     {"cbv", route.name + "_cbv"},
+                     {"mtt", route.name + "_mtt"},
+                     {"tmax", route.name + "_tmax"},
+                     {"ttp", route.name + "_ttp"}};
   r.report = {{"analysis", "perfusion"}, {"series", {name}}};
   r.sections = {{"perfusion", section}};
   r.timing = p.timing;

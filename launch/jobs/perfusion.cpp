@@ -2,12 +2,12 @@
 // line per study with its volumes and DEFUSE-3 verdict.
 #include "launch/jobs/perfusion.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
+#include <CLI/CLI.hpp>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "launch/jobs/infer.h"
 
@@ -22,10 +22,12 @@ std::string summary_line(const nlohmann::json& report) {
   const nlohmann::json& p = report.at("perfusion");
   const nlohmann::json& v = p.at("volumes_ml");
   const nlohmann::json& d = p.at("defuse3");
-  const std::string ratio = p.at("mismatch_ratio").is_null() ? "no core" : fmt::format("{:.1f}", p.at("mismatch_ratio").get<double>());
+  const std::string ratio =
+      p.at("mismatch_ratio").is_null() ? "no core" : fmt::format("{:.1f}", p.at("mismatch_ratio").get<double>());
   return fmt::format("{}: core {:.1f} mL, Tmax>{:g}s {:.1f} mL, mismatch {:.1f} mL (ratio {}), lesion {}; DEFUSE-3 {}",
-                     report.value("study", "?"), v.at("core").get<double>(), p.at("thresholds").at("tmax_s").get<double>(),
-                     v.at("hypoperfused").get<double>(), v.at("mismatch").get<double>(), ratio,
+                     report.value("study", "?"), v.at("core").get<double>(),
+                     p.at("thresholds").at("tmax_s").get<double>(), v.at("hypoperfused").get<double>(),
+                     v.at("mismatch").get<double>(), ratio,
                      p.at("side").is_null() ? "none" : p.at("side").get<std::string>(),
                      d.at("eligible").get<bool>() ? "eligible" : "not eligible");
 }
@@ -35,7 +37,8 @@ class PerfusionVerb final : public Verb {
   CLI::App* add_to(CLI::App& app) override {
     CLI::App* c = add_verb_command(
         app, "perfusion",
-        "CT perfusion of one study: CBF, CBV, MTT, Tmax and TTP maps, ischaemic core and penumbra, volumes, mismatch and "
+        "CT perfusion of one study: CBF, CBV, MTT, Tmax and TTP maps, ischaemic core and penumbra, volumes, mismatch "
+        "and "
         "the DEFUSE-3 verdict (docs/PERFUSION.md), written as a campaign folder (report.json, labels.h5, index.html)",
         "Thresholds: any key of docs/PERFUSION.md as --set perfusion.KEY=VALUE (perfusion.tmax_threshold_s=6).\n"
         "Threads: --threads (runtime.intra_op_threads).");

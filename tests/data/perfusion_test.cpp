@@ -2,6 +2,8 @@
 // around brain, an artery, a sinus, and an ischaemic core inside a penumbra on one side, made by
 // indicator dilution here (independently of the phantoms). Flows, delays, volumes and side come
 // back within the method's accuracy; a delay moves Tmax; bad series fail with one line each.
+#include "data/perfusion/perfusion.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -9,7 +11,6 @@
 #include <iostream>
 
 #include "core/errors.h"
-#include "data/perfusion/perfusion.h"
 
 namespace vitruvian::data {
 namespace {
@@ -60,7 +61,8 @@ SyntheticHead make_head(int frames, double interval, double noise, std::uint64_t
   const auto normal = curve_of(brain), core = curve_of(lesion_core), pen = curve_of(penumbra);
   std::vector<float> artery, sinus;
   for (double t : times) artery.push_back(static_cast<float>(gamma_variate(t)));
-  for (double t : times) sinus.push_back(static_cast<float>(gamma_variate(t - 5, 5, 3, 2.2, 300 * 1.5 / 2.2)));  // same area
+  for (double t : times)
+    sinus.push_back(static_cast<float>(gamma_variate(t - 5, 5, 3, 2.2, 300 * 1.5 / 2.2)));  // same area
   for (std::int64_t y = 0; y < ny; ++y) {
     for (std::int64_t x = 0; x < nx; ++x) {
       const double r = std::hypot((x - 23.5) / 21.0, (y - 23.5) / 21.0);
@@ -120,7 +122,8 @@ TEST(Perfusion, RecoversFlowsDelaysVolumesAndSide) {
   EXPECT_GT(r.aif_scale, 1.2);
   // Flows within the method's accuracy here (oSVD underestimates fast flows: docs/PERFUSION.md),
   // in the right order; delays and volumes.
-  const at::Tensor normal = r.brain.logical_and(h.core.logical_not()).logical_and(h.penumbra.logical_not()).to(at::kByte);
+  const at::Tensor normal =
+      r.brain.logical_and(h.core.logical_not()).logical_and(h.penumbra.logical_not()).to(at::kByte);
   EXPECT_NEAR(r.triage.healthy_cbf, 50, 50 * 0.3);
   EXPECT_NEAR(mean_in(r.cbf, h.penumbra), 28, 28 * 0.4);
   EXPECT_LT(mean_in(r.cbf, h.core), 0.6 * mean_in(r.cbf, h.penumbra));
@@ -158,8 +161,8 @@ TEST(Perfusion, DelayedTissueMovesTmaxAndKeepsMostOfItsFlow) {
   EXPECT_NEAR(osvd_tmax[1] - osvd_tmax[0], 4, 1.5);
   EXPECT_GT(svd_tmax[1] - svd_tmax[0], 2);  // a late arrival is causal: plain SVD places it too
   EXPECT_GT(osvd_cbf[1] / osvd_cbf[0], 0.7);
-  std::cerr << "penumbra CBF at 0 / 4 s delay: oSVD " << osvd_cbf[0] << " / " << osvd_cbf[1] << "; Tmax oSVD " << osvd_tmax[0] << " / "
-            << osvd_tmax[1] << ", SVD " << svd_tmax[0] << " / " << svd_tmax[1] << std::endl;
+  std::cerr << "penumbra CBF at 0 / 4 s delay: oSVD " << osvd_cbf[0] << " / " << osvd_cbf[1] << "; Tmax oSVD "
+            << osvd_tmax[0] << " / " << osvd_tmax[1] << ", SVD " << svd_tmax[0] << " / " << svd_tmax[1] << std::endl;
 }
 
 void expect_fails(const Volume& v, const std::string& expected, const PerfusionOptions& o = {}) {
