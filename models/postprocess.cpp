@@ -1,4 +1,4 @@
-// The largest component of a class and hole filling, on data/components.h.
+// The largest component of a class and hole filling, on core/components.h.
 #include "models/postprocess.h"
 
 #include <ATen/ATen.h>

@@ -1,5 +1,5 @@
 // Label-map postprocessing: the largest component of a class and hole filling (CPU), on the
-// connected components of data/components.h.
+// connected components of core/components.h.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -7,13 +7,13 @@
 #include <cstdint>
 #include <vector>
 
-#include "data/components.h"
+#include "core/components.h"
 
 namespace vitruvian::models {
 
-/// Connected components (data/components.h), used here under their old names.
-using data::Components;
-using data::connected_components;
+/// Connected components (core/components.h), used here under their old names.
+using vitruvian::Components;
+using vitruvian::connected_components;
 
 /// In `labels` ([z, y, x] contiguous uint8 or int32, modified in place): voxels of class `cls` outside its
 /// largest 26-connected component become background (0). Returns the voxels removed.

@@ -11,7 +11,7 @@
 
 #include "core/errors.h"
 #include "core/kernels/dispatch.h"
-#include "data/components.h"
+#include "core/components.h"
 #include "data/perfusion/perfusion_steps.h"
 
 namespace vitruvian::data {

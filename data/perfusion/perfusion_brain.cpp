@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "data/components.h"
+#include "core/components.h"
 #include "data/perfusion/perfusion_steps.h"
 
 namespace vitruvian::data::perfusion {

@@ -1,5 +1,5 @@
 // Connected components and what is built on them for masks (small islands, largest component).
-#include "data/components.h"
+#include "core/components.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -9,7 +9,7 @@
 #include "core/errors.h"
 #include "core/kernels/dispatch.h"
 
-namespace vitruvian::data {
+namespace vitruvian {
 
 Components connected_components(const at::Tensor& mask, int connectivity) {
   if (mask.dim() != 3) {
@@ -60,4 +60,4 @@ at::Tensor largest_component(const at::Tensor& mask) {
   return (c.labels == static_cast<std::int32_t>(biggest + 1)).to(at::kByte);
 }
 
-}  // namespace vitruvian::data
+}  // namespace vitruvian

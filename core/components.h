@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace vitruvian::data {
+namespace vitruvian {
 
 /// Connected components of a [z, y, x] mask (any dtype; non-zero is foreground).
 struct Components {
@@ -28,4 +28,4 @@ std::int64_t remove_small_components(at::Tensor& mask, std::int64_t min_voxels);
 /// uint8 [z, y, x]: 1 on the largest 6-connected component of `mask` (all zero when it is empty).
 at::Tensor largest_component(const at::Tensor& mask);
 
-}  // namespace vitruvian::data
+}  // namespace vitruvian
