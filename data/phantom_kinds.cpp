@@ -293,12 +293,9 @@ double path_length(const std::vector<Vec3>& p) {
 // ---------------------------------------------------------------------------------------------
 // chest-cardiac: non-contrast CT + coronary CTA of the thorax
 
-void build_chest(Builder& b) {
+/// Lungs, the upper abdomen whose domes shape their bases, and the airway.
+void chest_lungs(Builder& b, const Shape& cavity) {
   Scene& sc = b.scene;
-  const Trunk wall{140, 95, 125, 80, -3};
-  trunk(b, wall, -400, 400, "mediastinum");
-  const Shape cavity = Shape::cylinder_z(0, wall.cavity_cy, wall.cavity_rx, wall.cavity_ry, -400, 400);
-
   // Lungs, then the upper abdomen whose domes shape their bases.
   sc.add(b.tissue("lung_left_parenchyma"),
          Shape::ellipsoid(Vec3{72 + b.uniform(-3, 3), 5, 15}, Vec3{68, 95, 125} * b.uniform(0.96, 1.04)), {cavity});
@@ -314,6 +311,10 @@ void build_chest(Builder& b) {
     sc.tube(b.tissue("airway"), {Vec3{0, 14, 42}, Vec3{side * 40, 22, 18}}, {7, b.tube_radius(5)});
   }
 
+}
+
+/// The aorta (from its root, returned with its radius) and the pulmonary arteries.
+std::pair<Vec3, double> chest_great_vessels(Builder& b) {
   // Great vessels.
   const Vec3 root{-5 + b.uniform(-3, 3), -10 + b.uniform(-3, 3), -8};
   const double r_aorta = b.uniform(13, 16);
@@ -326,6 +327,12 @@ void build_chest(Builder& b) {
   vessel(b, "pa_blood", {pa_split, Vec3{45, 12, 28}, Vec3{75, 22, 20}}, 10, 6);
   vessel(b, "pa_blood", {pa_split, Vec3{-12, 14, 28}, Vec3{-45, 16, 24}, Vec3{-75, 20, 18}}, 10, 6);
 
+  return {root, r_aorta};
+}
+
+/// The heart's chambers and the coronary arteries in its grooves (returned, for the plaques).
+std::vector<Coronary> chest_heart(Builder& b, const Vec3& root, double r_aorta) {
+  Scene& sc = b.scene;
   // Heart: right atrium, left atrium, right ventricle, LV myocardium and cavity.
   const Vec3 apex_dir = normalized(Vec3{0.55 + b.uniform(-0.05, 0.05), -0.45 + b.uniform(-0.05, 0.05), -0.70});
   const Vec3 heart{20 + b.uniform(-4, 4), -20 + b.uniform(-4, 4), -40 + b.uniform(-4, 4)};
@@ -383,6 +390,12 @@ void build_chest(Builder& b) {
   }
   b.truth["coronaries"] = coronaries;
 
+  return arteries;
+}
+
+/// Spine, ribs and sternum around the cavity of `wall`.
+void chest_skeleton(Builder& b, const Trunk& wall) {
+  Scene& sc = b.scene;
   // Skeleton: spine, ribs, sternum.
   sc.add(b.tissue("disc"), Shape::cylinder_z(0, 50, 20, 16, -400, 400));
   sc.add(b.tissue("spinal_canal"), Shape::cylinder_z(0, 75, 8, 8, -400, 400));
@@ -408,6 +421,11 @@ void build_chest(Builder& b) {
   sc.add(b.tissue("sternum_cortical"), Shape::cylinder_z(0, sternum_y, 17, 7, -85, 95));
   sc.add(b.tissue("sternum_marrow"), Shape::cylinder_z(0, sternum_y, 14, 4, -82, 92));
 
+}
+
+/// Lung nodules with their truth.
+void chest_nodules(Builder& b) {
+  Scene& sc = b.scene;
   // Lung nodules: 0–5, 3–30 mm, solid or ground glass, wholly inside a lung.
   std::vector<Blob> nodules;
   nlohmann::json nodule_truth = nlohmann::json::array();
@@ -430,6 +448,11 @@ void build_chest(Builder& b) {
   }
   b.truth["nodules"] = nodule_truth;
 
+}
+
+/// Calcified plaques in `arteries` with their truth.
+void chest_plaques(Builder& b, const std::vector<Coronary>& arteries) {
+  Scene& sc = b.scene;
   // Calcified plaques: 0–4, eccentric in the proximal half of an artery.
   nlohmann::json plaque_truth = nlohmann::json::array();
   const std::int64_t plaques = b.integer(0, 4);
@@ -449,6 +472,18 @@ void build_chest(Builder& b) {
                             {"volume_ml", 4.0 / 3.0 * kPi * 1.5 * std::pow(radius * b.subject.scale, 3) / 1000.0}});
   }
   b.truth["plaques"] = plaque_truth;
+}
+
+void build_chest(Builder& b) {
+  const Trunk wall{140, 95, 125, 80, -3};
+  trunk(b, wall, -400, 400, "mediastinum");
+  const Shape cavity = Shape::cylinder_z(0, wall.cavity_cy, wall.cavity_rx, wall.cavity_ry, -400, 400);
+  chest_lungs(b, cavity);
+  const auto [root, r_aorta] = chest_great_vessels(b);
+  const std::vector<Coronary> arteries = chest_heart(b, root, r_aorta);
+  chest_skeleton(b, wall);
+  chest_nodules(b);
+  chest_plaques(b, arteries);
 }
 
 // ---------------------------------------------------------------------------------------------
