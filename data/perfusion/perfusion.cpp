@@ -9,9 +9,9 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/components.h"
 #include "core/errors.h"
 #include "core/kernels/dispatch.h"
-#include "core/components.h"
 #include "data/perfusion/perfusion_steps.h"
 
 namespace vitruvian::data {
@@ -75,6 +75,15 @@ std::vector<std::int64_t> manual_voxel(const std::vector<double>& lps, const Vol
   return {v};
 }
 
+/// The `count` candidates (positions in BrainVoxels order) with the highest `values`, as voxel
+/// indices.
+std::vector<std::int64_t> highest(const at::Tensor& candidates, const at::Tensor& values, std::int64_t count,
+                                  const BrainVoxels& brain) {
+  const at::Tensor v = values.index_select(0, candidates);
+  const at::Tensor best = candidates.index_select(0, std::get<1>(v.topk(std::min(count, candidates.numel()))));
+  return to_vector(brain.index.index_select(0, best));
+}
+
 /// Early, high, narrow peaks inside the brain: the top 5 % by peak, of those the earliest (TTP
 /// within one frame of their 10th percentile), of those the narrower half by FWHM, then the
 /// highest peaks.
@@ -98,10 +107,7 @@ PerfusionCurve arterial_input(const CurveSlabs& slabs, const BrainVoxels& brain,
     const double early = std::get<0>(ttp.kthvalue(tenth)).item<double>() + ft.interval_s;
     top = top.index_select(0, (ttp <= early).nonzero().squeeze(1));
     top = below_median(top, brain.stats.fwhm);
-    const at::Tensor peaks = brain.stats.peak.index_select(0, top);
-    const at::Tensor best =
-        top.index_select(0, std::get<1>(peaks.topk(std::min<std::int64_t>(o.aif_voxels, top.numel()))));
-    chosen = to_vector(brain.index.index_select(0, best));
+    chosen = highest(top, brain.stats.peak, o.aif_voxels, brain);
   }
   PerfusionCurve aif = mean_curve(slabs, chosen, series, ft);
   aif.manual = manual;
@@ -123,10 +129,7 @@ PerfusionCurve venous_output(const CurveSlabs& slabs, const BrainVoxels& brain, 
   if (!manual) {
     const at::Tensor late = (brain.stats.ttp >= aif.ttp_s + ft.interval_s).nonzero().squeeze(1);
     if (late.numel() == 0) return {};
-    const at::Tensor auc = brain.stats.auc.index_select(0, late);
-    const at::Tensor best =
-        late.index_select(0, std::get<1>(auc.topk(std::min<std::int64_t>(o.vof_voxels, late.numel()))));
-    chosen = to_vector(brain.index.index_select(0, best));
+    chosen = highest(late, brain.stats.auc, o.vof_voxels, brain);
   }
   PerfusionCurve vof = mean_curve(slabs, chosen, series, ft);
   vof.manual = manual;

@@ -142,12 +142,19 @@ void CurveSlabs::for_each(const std::function<void(const at::Tensor&, const at::
 }
 
 std::vector<std::vector<double>> CurveSlabs::at_voxels(const std::vector<std::int64_t>& voxels) const {
-  const std::int64_t slice = brain_.size(1) * brain_.size(2);
-  std::vector<std::vector<double>> out;
-  for (const std::int64_t v : voxels) {
-    const std::int64_t z = v / slice;
-    const at::Tensor c = curves_at(z, z + 1, at::tensor({v}, at::kLong)).to(at::kDouble).contiguous();
-    out.emplace_back(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  // One pass over each slice that holds some of them (a slice's planes are smoothed whole).
+  const std::int64_t slice = brain_.size(1) * brain_.size(2), frames = series_.voxels.size(0);
+  std::map<std::int64_t, std::vector<std::size_t>> by_slice;
+  for (std::size_t i = 0; i < voxels.size(); ++i) by_slice[voxels[i] / slice].push_back(i);
+  std::vector<std::vector<double>> out(voxels.size());
+  for (const auto& [z, members] : by_slice) {
+    std::vector<std::int64_t> chosen;
+    for (const std::size_t i : members) chosen.push_back(voxels[i]);
+    const at::Tensor c = curves_at(z, z + 1, at::tensor(chosen, at::kLong)).to(at::kDouble).contiguous();
+    for (std::size_t k = 0; k < members.size(); ++k) {
+      const double* row = c.data_ptr<double>() + static_cast<std::int64_t>(k) * frames;
+      out[members[k]].assign(row, row + frames);
+    }
   }
   return out;
 }
