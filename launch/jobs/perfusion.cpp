@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -76,10 +77,14 @@ class PerfusionVerb final : public Verb {
   }
 
  private:
+  /// One line per study of the output, in study order.
   void print_summaries() const {
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(output_ / "studies", ec)) {
-      std::ifstream in(entry.path() / "report.json");
+    std::vector<fs::path> folders;
+    for (const auto& entry : fs::directory_iterator(output_ / "studies", ec)) folders.push_back(entry.path());
+    std::sort(folders.begin(), folders.end());
+    for (const auto& folder : folders) {
+      std::ifstream in(folder / "report.json");
       if (!in) continue;
       const nlohmann::json report = nlohmann::json::parse(in, nullptr, false);
       if (report.is_discarded() || !report.contains("perfusion")) continue;
