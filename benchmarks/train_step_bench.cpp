@@ -22,14 +22,12 @@
 #include <filesystem>
 
 #include "benchmarks/mpi_reporting.h"
+#include "benchmarks/train_step_loader.h"
 #include "core/comm/communicator.h"
 #include "core/device.h"
 #include "core/errors.h"
 #include "core/logging.h"
 #include "core/mpi_env.h"
-#include "data/loader.h"
-#include "data/phantom.h"
-#include "data/volume_store.h"
 #include "models/registry.h"
 #include "models/trainer.h"
 
@@ -106,38 +104,6 @@ void BM_TrainStep(benchmark::State& state) {
                              g_device.is_cuda() && g.bf16 ? ", bf16 autocast" : ""));
 }
 
-/// The loader alone (rank 0's share, one worker, nnU-Net augmentation without mirroring) on
-/// chest phantoms, against the batches/s the measured step consumes.
-void BM_LoaderVsStep(benchmark::State& state) {
-  const fs::path dataset = g.dir / "chest.h5";
-  auto store = std::make_shared<const data::VolumeStore>(dataset);
-  data::TaskSpec task;
-  task.channels = {"cta"};
-  task.label = "anatomy";
-  data::LoaderOptions o;
-  o.patch_size = {g.patch, g.patch, g.patch};
-  o.batch_size = g.batch;
-  o.workers = static_cast<int>(state.range(0));
-  o.rank = g_env->rank();
-  o.world = g_env->size();
-  o.augment = data::AugmentOptions::nnunet_like();
-  o.augment.flip({0, 0, 0});
-  data::PatchLoader loader(store, task, o);
-  for (int warm = 0; warm < 3; ++warm) loader.next();
-  std::int64_t batches = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (auto _ : state) {
-    loader.next();
-    ++batches;
-  }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const double rate = static_cast<double>(batches) / seconds;
-  state.counters["batches_per_s"] = rate;
-  state.counters["step_batches_per_s"] = g_step_s > 0 ? 1.0 / g_step_s : 0.0;
-  state.counters["loader_over_step"] = g_step_s > 0 ? rate * g_step_s : 0.0;
-  state.SetLabel(fmt::format("{} worker(s), batch {} of {}^3", o.workers, g.batch, g.patch));
-}
-
 }  // namespace
 }  // namespace vitruvian::bench
 
@@ -152,16 +118,26 @@ int main(int argc, char** argv) {
   for (int i = 0; i < argc; ++i) {
     const std::string arg = argv[i];
     auto next = [&] { return std::string(argv[++i]); };
-    if (arg == "--patch" && i + 1 < argc) g.patch = std::stoll(next());
-    else if (arg == "--batch" && i + 1 < argc) g.batch = std::stoll(next());
-    else if (arg == "--steps" && i + 1 < argc) g.steps = std::stoll(next());
-    else if (arg == "--stages" && i + 1 < argc) g.stages = std::stoi(next());
-    else if (arg == "--base" && i + 1 < argc) g.base = std::stoll(next());
-    else if (arg == "--dir" && i + 1 < argc) g.dir = next();
-    else if (arg == "--device" && i + 1 < argc) g.device = next();
-    else if (arg == "--no-bf16") g.bf16 = false;
-    else if (env.rank() != 0 && arg.rfind("--benchmark_out", 0) == 0) continue;
-    else rest.push_back(argv[i]);
+    if (arg == "--patch" && i + 1 < argc)
+      g.patch = std::stoll(next());
+    else if (arg == "--batch" && i + 1 < argc)
+      g.batch = std::stoll(next());
+    else if (arg == "--steps" && i + 1 < argc)
+      g.steps = std::stoll(next());
+    else if (arg == "--stages" && i + 1 < argc)
+      g.stages = std::stoi(next());
+    else if (arg == "--base" && i + 1 < argc)
+      g.base = std::stoll(next());
+    else if (arg == "--dir" && i + 1 < argc)
+      g.dir = next();
+    else if (arg == "--device" && i + 1 < argc)
+      g.device = next();
+    else if (arg == "--no-bf16")
+      g.bf16 = false;
+    else if (env.rank() != 0 && arg.rfind("--benchmark_out", 0) == 0)
+      continue;
+    else
+      rest.push_back(argv[i]);
   }
   try {
     g_device = select_device(parse_device_choice(g.device), env.local_rank());
@@ -172,28 +148,15 @@ int main(int argc, char** argv) {
   if (g_device.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   auto comm = make_communicator(env.world(), g_device, CommunicatorOptions().timeout_s(600));
   g_comm = comm.get();
-  // Chest phantoms for the loader, written by rank 0.
-  if (env.rank() == 0) {
-    fs::create_directories(g.dir);
-    if (!fs::exists(g.dir / "chest.h5")) {
-      data::PhantomOptions p;
-      p.shape_zyx = {96, 96, 96};
-      p.threads = 1;
-      data::VolumeWriter writer(g.dir / "chest.h5");
-      writer.set_label_table(data::phantom_label_table(p.kind));
-      for (std::int64_t i = 0; i < 6; ++i) {
-        data::write_phantom_study(writer, data::make_phantom_study(p, i));
-      }
-      writer.commit();
-    }
-  }
-  comm->barrier();
   int rest_count = static_cast<int>(rest.size());
   benchmark::Initialize(&rest_count, rest.data());
-  benchmark::RegisterBenchmark("train_step", BM_TrainStep)->Iterations(g.steps)->UseManualTime()->Unit(benchmark::kMillisecond);
-  for (const int workers : {1, 2}) {
-    benchmark::RegisterBenchmark("loader_vs_step", BM_LoaderVsStep)->Arg(workers)->Iterations(20)->Unit(benchmark::kMillisecond);
-  }
+  benchmark::RegisterBenchmark("train_step", BM_TrainStep)
+      ->Iterations(g.steps)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond);
+#ifdef VITRUVIAN_BENCH_LOADER  // built with the data library (VITRUVIAN_PARTS=all)
+  register_loader_vs_step({g.patch, g.batch, g.dir}, env, *comm, &g_step_s);
+#endif
   run_benchmarks_reporting_on_rank0(env.rank());
   benchmark::Shutdown();
   return 0;

@@ -2,17 +2,19 @@
 # when VITRUVIAN_CUDA is ON, or AUTO and both nvcc and NCCL are found.
 find_package(Torch REQUIRED)
 find_package(MPI REQUIRED COMPONENTS CXX)
-find_package(HDF5 REQUIRED COMPONENTS C)
 find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
-find_package(CLI11 REQUIRED)
 find_package(fmt REQUIRED)
 find_package(spdlog REQUIRED)
-find_package(Nifti REQUIRED)          # libnifti2-dev: NIfTI-1/-2 import and export (cmake/FindNifti.cmake)
-find_package(DCMTK REQUIRED CONFIG)   # libdcmtk-dev: DICOM series import (and test series)
-# Only the DCMTK modules that read and write DICOM files and decode compressed pixel data.
-set(VITRUVIAN_DCMTK_LIBS DCMTK::ofstd DCMTK::oflog DCMTK::dcmdata DCMTK::dcmimgle DCMTK::dcmimage DCMTK::dcmjpeg
-    DCMTK::dcmjpls)
+if(VITRUVIAN_PARTS STREQUAL "all")
+  find_package(HDF5 REQUIRED COMPONENTS C)
+  find_package(CLI11 REQUIRED)
+  find_package(Nifti REQUIRED)          # libnifti2-dev: NIfTI-1/-2 import and export (cmake/FindNifti.cmake)
+  find_package(DCMTK REQUIRED CONFIG)   # libdcmtk-dev: DICOM series import (and test series)
+  # Only the DCMTK modules that read and write DICOM files and decode compressed pixel data.
+  set(VITRUVIAN_DCMTK_LIBS DCMTK::ofstd DCMTK::oflog DCMTK::dcmdata DCMTK::dcmimgle DCMTK::dcmimage DCMTK::dcmjpeg
+      DCMTK::dcmjpls)
+endif()
 
 # oneDNN (libdnnl-dev), the library LibTorch's CPU convolutions run on (Debian's LibTorch links
 # the same libdnnl.so.2): the plain U-Net's CPU inference engine (models/onednn_unet.cpp) and

@@ -15,6 +15,11 @@ class NcclCommunicatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device visible to LibTorch";
+    // NCCL refuses two ranks of one communicator on the same GPU ("duplicate GPU").
+    if (cuda_device_count() < testing::mpi().local_size()) {
+      GTEST_SKIP() << testing::mpi().local_size() << " ranks on this host but " << cuda_device_count()
+                   << " GPU(s): NCCL needs one per rank";
+    }
     device_ = select_device(DeviceChoice::kCuda, testing::mpi().local_rank());
     comm_ = make_communicator(testing::mpi().world(), device_, CommunicatorOptions().timeout_s(120));
   }
