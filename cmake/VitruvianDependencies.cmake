@@ -1,6 +1,18 @@
 # Finds every dependency as an imported target. The CUDA side (NCCL backend, kernels) is built
 # when VITRUVIAN_CUDA is ON, or AUTO and both nvcc and NCCL are found.
-find_package(Torch REQUIRED)
+
+# nvcc and the CUDA architectures are chosen before LibTorch is looked for: a CUDA LibTorch's
+# config enables the CUDA language itself and would otherwise settle both.
+if(NOT VITRUVIAN_CUDA STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    # "90": sm_90 code for H100/H200 plus compute_90 PTX that newer GPUs compile at load time.
+    set(CMAKE_CUDA_ARCHITECTURES "90" CACHE STRING "CUDA architectures (H100/H200 and PTX by default; e.g. 80;90 adds A100)")
+  endif()
+endif()
+include(VitruvianFindTorch)
 find_package(MPI REQUIRED COMPONENTS CXX)
 find_package(yaml-cpp REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
@@ -52,9 +64,6 @@ endif()
 
 set(VITRUVIAN_WITH_CUDA OFF)
 if(NOT VITRUVIAN_CUDA STREQUAL "OFF")
-  if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
-    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
-  endif()
   include(CheckLanguage)
   check_language(CUDA)
   find_package(CUDAToolkit QUIET)
@@ -62,10 +71,6 @@ if(NOT VITRUVIAN_CUDA STREQUAL "OFF")
     find_package(NCCL QUIET)
   endif()
   if(CMAKE_CUDA_COMPILER AND CUDAToolkit_FOUND AND NCCL_FOUND)
-    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-      # "90": sm_90 code for H100/H200 plus compute_90 PTX that newer GPUs compile at load time.
-      set(CMAKE_CUDA_ARCHITECTURES "90" CACHE STRING "CUDA architectures (H100/H200 and PTX by default; e.g. 80;90 adds A100)")
-    endif()
     enable_language(CUDA)
     set(VITRUVIAN_WITH_CUDA ON)
     message(STATUS "CUDA side on: nvcc ${CMAKE_CUDA_COMPILER_VERSION}, NCCL ${NCCL_VERSION}, "

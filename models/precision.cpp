@@ -3,9 +3,9 @@
 
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
-#include <torch/version.h>
 
 #include "core/errors.h"
+#include "core/torch_compat.h"
 
 namespace vitruvian::models {
 
@@ -25,23 +25,10 @@ Precision precision_from_name(const std::string& name, const std::string& key) {
   throw ConfigError(key, "'" + name + "'; expected fp32, bf16 or fp16");
 }
 
-namespace {
-
-// LibTorch 2.4 replaced the CUDA-only autocast calls by per-device ones (the old names remain,
-// deprecated).
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-bool cuda_autocast_enabled() { return at::autocast::is_autocast_enabled(at::kCUDA); }
-void set_cuda_autocast_enabled(bool on) { at::autocast::set_autocast_enabled(at::kCUDA, on); }
-at::ScalarType cuda_autocast_dtype() { return at::autocast::get_autocast_dtype(at::kCUDA); }
-void set_cuda_autocast_dtype(at::ScalarType t) { at::autocast::set_autocast_dtype(at::kCUDA, t); }
-#else
-bool cuda_autocast_enabled() { return at::autocast::is_enabled(); }
-void set_cuda_autocast_enabled(bool on) { at::autocast::set_enabled(on); }
-at::ScalarType cuda_autocast_dtype() { return at::autocast::get_autocast_gpu_dtype(); }
-void set_cuda_autocast_dtype(at::ScalarType t) { at::autocast::set_autocast_gpu_dtype(t); }
-#endif
-
-}  // namespace
+using torch_compat::cuda_autocast_dtype;
+using torch_compat::cuda_autocast_enabled;
+using torch_compat::set_cuda_autocast_dtype;
+using torch_compat::set_cuda_autocast_enabled;
 
 Autocast::Autocast(Precision precision, const c10::Device& device)
     : on_(precision != Precision::kFloat32 && device.is_cuda()) {
