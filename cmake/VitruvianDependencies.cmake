@@ -52,6 +52,31 @@ target_link_libraries(vitruvian_torch INTERFACE torch)
 separate_arguments(_vitruvian_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
 target_compile_options(vitruvian_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${_vitruvian_torch_flags}>)
 
+# PyTorch's wheels put the fmt they were built with (fmt 12 in 2.11) in LibTorch's include folder,
+# which then shadows the fmt that spdlog and this project link (a system /usr/include comes last).
+# A folder of links to the linked fmt's and spdlog's headers then goes before LibTorch's.
+function(vitruvian_include_dir target out)
+  get_target_property(_inc ${target} INTERFACE_INCLUDE_DIRECTORIES)
+  if(NOT _inc)
+    set(_inc /usr/include)  # a target without include folders: its headers are the system's
+  endif()
+  list(GET _inc 0 _inc)
+  set(${out} "${_inc}" PARENT_SCOPE)
+endfunction()
+vitruvian_include_dir(fmt::fmt _fmt_include)
+foreach(_dir IN LISTS TORCH_INCLUDE_DIRS)
+  if(EXISTS "${_dir}/fmt/core.h" AND NOT _dir STREQUAL _fmt_include)
+    set(_shim "${PROJECT_BINARY_DIR}/generated/fmt_before_torch")
+    vitruvian_include_dir(spdlog::spdlog _spdlog_include)
+    file(MAKE_DIRECTORY "${_shim}")
+    file(CREATE_LINK "${_fmt_include}/fmt" "${_shim}/fmt" SYMBOLIC)
+    file(CREATE_LINK "${_spdlog_include}/spdlog" "${_shim}/spdlog" SYMBOLIC)
+    target_include_directories(vitruvian_torch SYSTEM BEFORE INTERFACE "${_shim}")
+    message(STATUS "LibTorch carries its own fmt (${_dir}/fmt): the linked fmt ${fmt_VERSION} and spdlog go first")
+    break()
+  endif()
+endforeach()
+
 # Only the MPI C API is used; keep the deprecated C++ bindings out of every translation unit.
 target_compile_definitions(MPI::MPI_CXX INTERFACE OMPI_SKIP_MPICXX MPICH_SKIP_MPICXX)
 

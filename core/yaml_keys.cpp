@@ -1,6 +1,7 @@
 #include "core/yaml_keys.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include "core/errors.h"

@@ -4,6 +4,7 @@
 
 #include <H5Zpublic.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <lz4.h>
 #include <zlib.h>
 

@@ -2,6 +2,7 @@
 // is allocated, and reads series, label maps and boxes of them (layout: docs/FORMAT.md).
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <mutex>

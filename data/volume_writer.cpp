@@ -2,6 +2,7 @@
 // a temporary name (core/atomic_file.h) and put in place on commit (layout: docs/FORMAT.md).
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <set>

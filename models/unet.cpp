@@ -3,6 +3,7 @@
 #include "models/unet.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <ATen/Parallel.h>
 #include <torch/torch.h>

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #ifdef VITRUVIAN_TORCH_CUDA
 #include <c10/cuda/CUDAGuard.h>

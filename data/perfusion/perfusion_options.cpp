@@ -1,5 +1,6 @@
 // The perfusion analysis's keys (a route's `perfusion` section) and their checks.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 

@@ -3,6 +3,7 @@
 // checkpoints from rank 0, metrics.jsonl and the exported model; run_train takes its steps.
 #include <ATen/ATen.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
