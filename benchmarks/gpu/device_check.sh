@@ -2,7 +2,7 @@
 # Everything a lent GPU machine (H100/H200: 16 cores, CUDA, cuDNN, NCCL and PyTorch 2.x, no
 # network) must do, in one command that ends within about 8 minutes there:
 #
-#   benchmarks/gpu/device_check.sh [--dry-run] [--jobs N] [--out DIR] [--torch-dir DIR]
+#   benchmarks/gpu/device_check.sh [--dry-run] [--jobs N] [--out DIR] [--torch-dir DIR] [--budget S]
 #
 #  1. unpack the carried development packages (benchmarks/gpu/make_carry.sh, build-carry/) that
 #     the machine lacks into a prefix under build-device/;
@@ -24,14 +24,16 @@ dry_run=0
 jobs=$(nproc)
 out="${OUT:-$root/build-device/out}"
 torch_dir=""
+budget=460  # seconds after which the remaining runs are skipped (and reported as skipped)
 while (($#)); do
   case "$1" in
     --dry-run) dry_run=1; shift ;;
     --jobs) jobs="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --torch-dir) torch_dir="$2"; shift 2 ;;
+    --budget) budget="$2"; shift 2 ;;
     -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
-    *) echo "device_check.sh: unknown argument '$1'; expected --dry-run, --jobs N, --out DIR or --torch-dir DIR" >&2
+    *) echo "device_check.sh: unknown argument '$1'; expected --dry-run, --jobs N, --out DIR, --torch-dir DIR or --budget S" >&2
        exit 2 ;;
   esac
 done
@@ -122,27 +124,28 @@ configure_and_build() {
 run() {
   local name=$1 seconds=$2; shift 2
   if [[ ! -x $1 && $1 != python3 && $1 != ctest ]]; then fail "$name (not built)"; return; fi
+  if (($(date +%s) - started > budget)); then fail "$name (skipped: past the ${budget} s budget)"; return; fi
   step "$name: $*"
   if ! timeout "$seconds" "$@" > "$results/$name.log" 2>&1; then fail "$name (exit $?)"; fi
   tail -25 "$results/$name.log"
 }
 
 gpu_runs() {
-  run ctest_cuda 180 ctest --test-dir "$build" -R "_CUDA" --output-on-failure --output-junit "$results/ctest_cuda.xml"
-  run kernels 200 "$bin/kernels_bench" --size 256 --window 128 --benchmark_filter='/(cuda|torch_cuda)' \
+  run ctest_cuda 120 ctest --test-dir "$build" -R "_CUDA" --output-on-failure --output-junit "$results/ctest_cuda.xml"
+  run kernels 150 "$bin/kernels_bench" --size 256 --window 128 --benchmark_filter='/(cuda|torch_cuda)' \
     --benchmark_repetitions=3 --benchmark_out="$results/kernels.json" --benchmark_out_format=json
   [[ -f $results/kernels.json ]] && python3 "$root/benchmarks/kernels_report.py" "$results/kernels.json" > "$results/kernels_table.md" 2>&1
   local precision layout
   for precision in fp16 bf16; do
     for layout in "" --channels-last; do
-      run "unet_${precision}${layout:+_cl}" 120 "$bin/unet_infer_bench" --device cuda --precision "$precision" $layout \
+      run "unet_${precision}${layout:+_cl}" 90 "$bin/unet_infer_bench" --device cuda --precision "$precision" $layout \
         --iterations 5 --benchmark_out="$results/unet_${precision}${layout:+_cl}.json" --benchmark_out_format=json
     done
   done
   local shape=(--batch 2 --stages 5 --base 32)
-  run train_step 150 "$bin/train_step_bench" --device cuda --patch 128 "${shape[@]}" --steps 20 \
+  run train_step 120 "$bin/train_step_bench" --device cuda --patch 128 "${shape[@]}" --steps 20 \
     --benchmark_out="$results/train_step.json" --benchmark_out_format=json
-  run train_step_torch 150 python3 "$root/benchmarks/peers/train_step_torch.py" --device cuda --bf16 \
+  run train_step_torch 90 python3 "$root/benchmarks/peers/train_step_torch.py" --device cuda --bf16 \
     --patch 128 128 128 "${shape[@]}" --steps 20
 }
 
