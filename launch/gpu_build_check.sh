@@ -13,7 +13,8 @@
 #
 #   launch/gpu_build_check.sh [--jobs N] [--build-dir DIR] [--target T]...
 # Prints one line (OK or FAILED with the first errors); the whole log is DIR/gpu_build_check.log.
-# Exit 0 when everything builds, 1 otherwise, 2 on bad usage or a missing prerequisite.
+# Exit 0 when everything builds, 1 otherwise, 2 on bad usage or a missing prerequisite, 3 when
+# the packages could not be fetched (no network, or the mirror lacks them).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,8 +44,9 @@ log="$build/gpu_build_check.log"
 stamp="$build/.gpu_build_check.start"
 touch "$stamp"
 
-fail() {  # fail <stage> <message>: one line, then exit 1
+fail() {  # fail <stage> <message>: one line, then exit 1 (3 when the packages could not be fetched)
   echo "gpu_build_check: FAILED at $1: $2 (log: $log)" >&2
+  [[ $1 == fetch ]] && exit 3
   exit 1
 }
 now() { date +%s; }

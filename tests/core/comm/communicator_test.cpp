@@ -1,6 +1,7 @@
 // MPI backend collectives against closed-form expected values: every dtype, sizes 0, 1, odd and
 // ~10 M elements, contiguous and strided tensors, async handles, sub-communicators, bad input.
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
 #include "core/comm/communicator.h"
