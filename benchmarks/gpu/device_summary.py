@@ -98,6 +98,10 @@ def main():
     print()
     print(tests(results))
     if dry:
+        skipped = read(os.path.join(results, "dry_run_skipped.log"))
+        if skipped:
+            print(f"- program runs left to the device: {skipped.strip()}")
+            return
         for name in ("unet_dry", "train_step_dry", "kernels_dry"):
             log = read(os.path.join(results, name + ".log"))
             if log is None:

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "core/errors.h"
+#include "core/torch_compat.h"
 #include "models/losses.h"
 #include "models/metrics.h"
 #include "models/precision.h"
@@ -175,7 +176,7 @@ TEST(UNet, ChannelsLastGivesTheSameOutputAndAutocastIsOffOnTheCpu) {
   }
   {
     const Autocast autocast(Precision::kFloat16, torch::kCPU);  // CPU: nothing changes
-    EXPECT_FALSE(at::autocast::is_enabled());
+    EXPECT_FALSE(torch_compat::cuda_autocast_enabled());
     const at::Tensor last = net->forward(channels_last_3d(x))[0];
     EXPECT_EQ(last.scalar_type(), torch::kFloat);
     EXPECT_TRUE(torch::allclose(last, plain, 1e-4, 1e-5));
