@@ -97,8 +97,13 @@ configure_and_build() {
   command -v ninja > /dev/null && generator=(-G Ninja)
   local launcher=()
   command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
-  [[ -f $build/CMakeCache.txt ]] && ! grep -q "^CMAKE_GENERATOR:INTERNAL=${generator[1]:-Unix Makefiles}$" "$build/CMakeCache.txt" &&
+  # A cache made with another generator or another LibTorch starts afresh (LibTorch's own
+  # library paths are cached and would otherwise mix two versions).
+  if [[ -f $build/CMakeCache.txt ]] &&
+     { ! grep -qx "CMAKE_GENERATOR:INTERNAL=${generator[1]:-Unix Makefiles}" "$build/CMakeCache.txt" ||
+       [[ $(grep -m1 '^Torch_DIR:' "$build/CMakeCache.txt" | cut -d= -f2-) != "$torch_dir" ]]; }; then
     rm -rf "$build/CMakeCache.txt" "$build/CMakeFiles"
+  fi
   export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   # A LibTorch whose own libraries need what this machine lacks (trixie's, built for CUDA 12 and
   # cuDNN, in a dry run) links with their symbols left to load time, as gpu_build_check.sh does.
