@@ -10,11 +10,6 @@
 #include "data/preprocess.h"
 
 namespace vitruvian::data {
-namespace {
-
-constexpr double kCtBodyThreshold = -500.0;  // HU: above air and lung, below soft tissue
-
-}  // namespace
 
 void preprocess_dataset(const VolumeStore& input, const std::filesystem::path& output,
                         const DatasetPreprocessOptions& options) {
@@ -66,9 +61,7 @@ void preprocess_dataset(const VolumeStore& input, const std::filesystem::path& o
                             {"source_origin_lps_mm", source_geometry.origin},
                             {"channels", options.channels}};
     if (options.crop_to_body) {
-      const double threshold =
-          reference.modality == "CT" ? kCtBodyThreshold : reference.voxels.min().item<double>();
-      const Box box = body_box(reference.voxels, threshold, options.crop_margin);
+      const Box box = body_box(reference.voxels, body_threshold(reference), options.crop_margin);
       for (auto& v : channels) v = crop(v, box);
       if (label) label = crop(*label, box);
       meta["preprocessed"]["crop_start_zyx"] = box.start_zyx;

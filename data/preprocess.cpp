@@ -303,6 +303,15 @@ at::Tensor normalize_zscore(const at::Tensor& image, const at::Tensor* mask) {
 }
 
 Box body_box(const at::Tensor& image, double threshold, std::int64_t margin) {
+  if (margin < 0) throw InputError("body_box", fmt::format("margin {} must be >= 0 voxels", margin));
+  return body_box(image, threshold, std::array<std::int64_t, 3>{margin, margin, margin});
+}
+
+double body_threshold(const Volume& reference) {
+  return reference.modality == "CT" ? kCtBodyThreshold : reference.voxels.min().item<double>();
+}
+
+Box body_box(const at::Tensor& image, double threshold, const std::array<std::int64_t, 3>& margin_zyx) {
   constexpr const char* kWhere = "body_box";
   check_cpu_tensor(image, kWhere, "the image");
   if (image.dim() != 3 && image.dim() != 4) {
@@ -310,7 +319,9 @@ Box body_box(const at::Tensor& image, double threshold, std::int64_t margin) {
   }
   if (image.numel() == 0) throw InputError(kWhere, fmt::format("image of shape {} is empty", shape_text(image)));
   if (std::isnan(threshold)) throw InputError(kWhere, "the threshold is NaN");
-  if (margin < 0) throw InputError(kWhere, fmt::format("margin {} must be >= 0 voxels", margin));
+  for (const auto margin : margin_zyx) {
+    if (margin < 0) throw InputError(kWhere, fmt::format("margin {} must be >= 0 voxels", margin));
+  }
   at::Tensor above = image.gt(threshold);
   if (above.dim() == 4) above = above.any(0);
   const std::int64_t sizes[3] = {above.size(0), above.size(1), above.size(2)};
@@ -320,8 +331,8 @@ Box body_box(const at::Tensor& image, double threshold, std::int64_t margin) {
     const at::Tensor hits = profiles[d].nonzero();
     if (hits.numel() == 0) return Box{{0, 0, 0}, {sizes[0], sizes[1], sizes[2]}};
     const std::int64_t first = hits[0][0].item<std::int64_t>(), last = hits[-1][0].item<std::int64_t>();
-    const std::int64_t start = std::max<std::int64_t>(0, first - margin);
-    const std::int64_t end = std::min<std::int64_t>(sizes[d], last + 1 + margin);
+    const std::int64_t start = std::max<std::int64_t>(0, first - margin_zyx[d]);
+    const std::int64_t end = std::min<std::int64_t>(sizes[d], last + 1 + margin_zyx[d]);
     box.start_zyx[d] = start;
     box.size_zyx[d] = end - start;
   }

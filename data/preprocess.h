@@ -97,6 +97,14 @@ struct Box {
 /// [C,z,y,x]), grown by `margin` (>= 0) voxels on every side and clamped to the volume; the
 /// whole volume when no voxel is above the threshold.
 Box body_box(const at::Tensor& image, double threshold, std::int64_t margin);
+/// The same with a margin of its own per axis [z, y, x] (each >= 0 voxels).
+Box body_box(const at::Tensor& image, double threshold, const std::array<std::int64_t, 3>& margin_zyx);
+
+/// CT body threshold (HU): above air and lung, below soft tissue.
+inline constexpr double kCtBodyThreshold = -500.0;
+/// The intensity above which a voxel of `reference` counts as body for body_box: kCtBodyThreshold
+/// for CT, else the volume's lowest value (MR background).
+double body_threshold(const Volume& reference);
 
 /// The voxels of `box` (every frame of a 4D volume), copied, with the origin moved to the box's
 /// first voxel: origin + direction * diag(spacing) * start_xyz. Throws InputError when the box

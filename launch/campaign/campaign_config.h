@@ -34,6 +34,11 @@ struct RouteConfig {
   std::vector<std::string> largest_component;  ///< classes kept to their largest component ("all": every class)
   std::vector<std::string> fill_holes;         ///< classes whose enclosed background is filled ("all")
   std::vector<std::string> lesions;            ///< classes reported as lesions (components with sizes)
+  /// Model routes: "body" runs the network on the body's bounding box (data::body_box on the
+  /// first series, grown by crop_margin_mm) and fills the rest with background; "none" on the
+  /// whole grid.
+  std::string crop = "body";
+  double crop_margin_mm = 10;  ///< the body's box grown by this much on every side
   /// Label map with the truth, for Dice (empty: the model card's label map when the study has
   /// it; "none": no Dice).
   std::string truth;

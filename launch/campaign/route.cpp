@@ -7,11 +7,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 
 #include "core/checkpoint.h"
 #include "core/errors.h"
 #include "core/stopwatch.h"
+#include "launch/campaign/body_crop.h"
 
 namespace vitruvian::campaign {
 namespace {
@@ -79,9 +81,37 @@ std::optional<RouteResult> ModelRoute::run(Study& study, json& notes) const {
   const std::vector<std::string> channels = channels_of(study, notes);
   if (channels.empty()) return std::nullopt;
   const auto start = Clock::now();
+  const data::Volume& reference = study.series(channels[0]);
+  std::optional<BodyCrop> crop;
+  if (config().crop == "body" && reference.frames() == 1) {
+    // At least one window of the network (its patch at its spacing) in the reference's voxels.
+    const models::ModelCard& card = predictor_.model().card();
+    std::array<std::int64_t, 3> window{};
+    for (int d = 0; d < 3; ++d) {
+      const double model_mm = card.spacing[2 - d], study_mm = reference.geometry.spacing[2 - d];
+      const double scale = model_mm > 0 && study_mm > 0 ? model_mm / study_mm : 1.0;
+      window[d] = static_cast<std::int64_t>(std::ceil(static_cast<double>(card.patch[d]) * scale - 1e-6));
+    }
+    crop = body_crop(reference, config().crop_margin_mm, window);
+  }
+  const bool cutting = crop && !crop->whole(reference);  // else the study runs as it is
+  // With a crop, the series on the reference grid are cut to the box; the Predictor resamples
+  // the others onto the cut reference.
+  std::vector<data::Volume> cut;
+  cut.reserve(channels.size());
   std::vector<std::pair<std::string, const data::Volume*>> inputs;
-  for (const auto& name : channels) inputs.emplace_back(name, &study.series(name));
+  for (const auto& name : channels) {
+    const data::Volume& series = study.series(name);
+    if (cutting && (&series == &reference || data::same_grid(series, reference))) {
+      cut.push_back(data::crop(series, crop->box));
+      inputs.emplace_back(name, &cut.back());
+    } else {
+      inputs.emplace_back(name, &series);
+    }
+  }
   Prediction p = predictor_.predict(inputs, post_, study.id(), config().name);
+  if (cutting) p.labels = paste_labels(p.labels, reference, crop->box);
+  const double seconds = seconds_since(start);
   const models::ModelCard& card = predictor_.model().card();
   RouteResult r;
   r.route = &config();
@@ -98,13 +128,16 @@ std::optional<RouteResult> ModelRoute::run(Study& study, json& notes) const {
               {"classes", card.classes.names},
               {"resampled_to_mm", p.resampled ? json(card.spacing) : json(nullptr)},
               {"postprocess", p.postprocess}};
+  r.report["crop"] = crop ? crop->to_json() : json{{"mode", config().crop}};
   r.timing = {{"model", config().model.string()},
               {"prepare_s", p.prepare_s},
               {"predict_s", p.predict_s},
               {"engine", p.engine},
-              {"seconds", seconds_since(start)},
+              {"seconds", seconds},
               {"windows", p.windows},
-              {"voxels", study.series(channels[0]).voxels.numel()}};
+              {"voxels", reference.voxels.numel()}};
+  const auto voxels = static_cast<double>(reference.voxels.numel());
+  r.timing["predicted_voxels"] = static_cast<std::int64_t>(std::llround(cutting ? crop->fraction * voxels : voxels));
   return r;
 }
 

@@ -1,0 +1,82 @@
+// The body's box on a reference grid in mm, and labels pasted back onto the whole grid.
+#include "launch/campaign/body_crop.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.h"
+
+namespace vitruvian::campaign {
+
+bool BodyCrop::whole(const data::Volume& reference) const {
+  const auto shape = reference.shape_zyx();
+  for (int d = 0; d < 3; ++d) {
+    if (box.start_zyx[d] != 0 || box.size_zyx[d] != shape[d]) return false;
+  }
+  return true;
+}
+
+nlohmann::json BodyCrop::to_json() const {
+  return {{"mode", "body"},
+          {"margin_mm", margin_mm},
+          {"start_zyx", box.start_zyx},
+          {"size_zyx", box.size_zyx},
+          {"fraction", std::round(fraction * 1e4) / 1e4}};
+}
+
+BodyCrop body_crop(const data::Volume& reference, double margin_mm, const std::array<std::int64_t, 3>& min_size_zyx) {
+  if (!(margin_mm >= 0) || !std::isfinite(margin_mm)) {
+    throw InputError("body_crop", fmt::format("margin {} mm; expected a finite value >= 0", margin_mm));
+  }
+  std::array<std::int64_t, 3> margin_zyx{};
+  for (int d = 0; d < 3; ++d) {
+    const double spacing = reference.geometry.spacing[2 - d];  // spacing is x, y, z
+    margin_zyx[d] = spacing > 0 ? static_cast<std::int64_t>(std::ceil(margin_mm / spacing - 1e-9)) : 0;
+  }
+  BodyCrop out;
+  out.margin_mm = margin_mm;
+  out.box = data::body_box(reference.voxels, data::body_threshold(reference), margin_zyx);
+  double inside = 1, all = 1;
+  const auto shape = reference.shape_zyx();
+  for (int d = 0; d < 3; ++d) {
+    std::int64_t& start = out.box.start_zyx[d];
+    std::int64_t& size = out.box.size_zyx[d];
+    const std::int64_t want = std::min(shape[d], min_size_zyx[d]);
+    if (size < want) {
+      start = std::clamp<std::int64_t>(start - (want - size) / 2, 0, shape[d] - want);
+      size = want;
+    }
+    inside *= static_cast<double>(out.box.size_zyx[d]);
+    all *= static_cast<double>(shape[d]);
+  }
+  out.fraction = inside / all;
+  return out;
+}
+
+data::Volume paste_labels(const data::Volume& labels, const data::Volume& reference, const data::Box& box) {
+  const auto shape = reference.shape_zyx();
+  const auto inner = labels.shape_zyx();
+  for (int d = 0; d < 3; ++d) {
+    if (inner[d] != box.size_zyx[d] || box.start_zyx[d] < 0 || box.start_zyx[d] + box.size_zyx[d] > shape[d]) {
+      throw InternalError(
+          "paste_labels",
+          fmt::format("labels of shape [{}] do not fit box start [{}] size [{}] in [{}]", fmt::join(inner, ", "),
+                      fmt::join(box.start_zyx, ", "), fmt::join(box.size_zyx, ", "), fmt::join(shape, ", ")));
+    }
+  }
+  data::Volume out;
+  out.type = labels.type;
+  out.geometry = reference.geometry;
+  out.voxels = at::zeros({shape[0], shape[1], shape[2]}, labels.voxels.options());
+  out.voxels.narrow(0, box.start_zyx[0], box.size_zyx[0])
+      .narrow(1, box.start_zyx[1], box.size_zyx[1])
+      .narrow(2, box.start_zyx[2], box.size_zyx[2])
+      .copy_(labels.voxels);
+  return out;
+}
+
+}  // namespace vitruvian::campaign

@@ -1,0 +1,34 @@
+// The body crop of a model route: the part of a study's reference grid the network runs on (the
+// body's bounding box, data::body_box, grown by a margin in mm), and the labels put back on the
+// whole grid. Wide fields of view (air, table, arms around the body) otherwise reach the network
+// as framings it never saw in training.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "data/preprocess.h"
+#include "data/volume.h"
+
+namespace vitruvian::campaign {
+
+/// Where a study's network input lies on its reference grid.
+struct BodyCrop {
+  data::Box box;          ///< voxels [z, y, x] of the reference grid
+  double fraction = 1.0;  ///< the box's share of the grid's voxels
+  double margin_mm = 0;   ///< the margin the body's box was grown by
+  bool whole(const data::Volume& reference) const;
+  /// {"mode": "body", "margin_mm", "start_zyx", "size_zyx", "fraction"} for the study's report.
+  nlohmann::json to_json() const;
+};
+
+/// The body's box on `reference` (3D): voxels above data::body_threshold, grown by `margin_mm`
+/// (>= 0) rounded up to whole voxels per axis, then about its centre to at least `min_size_zyx`
+/// voxels (the network's window: the study's own surroundings rather than the sliding window's
+/// zero padding), clamped to the grid; the whole grid when no voxel is above the threshold.
+BodyCrop body_crop(const data::Volume& reference, double margin_mm, const std::array<std::int64_t, 3>& min_size_zyx);
+
+/// `labels` (on the grid of data::crop(reference, box)) in a background-filled map of
+/// `reference`'s grid: same voxel type as `labels`, `reference`'s geometry.
+data::Volume paste_labels(const data::Volume& labels, const data::Volume& reference, const data::Box& box);
+
+}  // namespace vitruvian::campaign
