@@ -161,7 +161,7 @@ gpu_runs() {
 dry_runs() {
   step "dry run: the programs start and refuse what needs a GPU"
   local missing
-  missing=$(ldd "$bin/kernels_bench" 2>/dev/null | awk '/not found/ {print $1}' | sort -u | tr '\n' ' ')
+  missing=$(ldd "$bin/kernels_bench" 2>/dev/null | awk '/=> not found/ {print $1}' | sort -u | tr '\n' ' ')
   if [[ -n $missing ]]; then
     echo "built against $torch_dir, whose libraries need what this machine lacks: ${missing}"
     echo "the programs are linked but cannot start here; the runs are left to the device"
