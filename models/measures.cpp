@@ -227,6 +227,20 @@ at::Tensor dilate(const at::Tensor& mask, double radius_mm, const std::array<dou
   return out;
 }
 
+std::string agatston_grid_limit(const std::array<double, 3>& spacing_zyx, const CalciumOptions& options) {
+  constexpr double kSlack = 1e-6;  // spacings read from files carry rounding
+  const double pixel = std::max(spacing_zyx[1], spacing_zyx[2]);
+  std::vector<std::string> why;
+  if (spacing_zyx[0] > options.reference_slice_mm + kSlack) {
+    why.push_back(fmt::format("slices {:.3g} mm apart (Agatston: {:.3g} mm or thinner)", spacing_zyx[0], options.reference_slice_mm));
+  }
+  if (pixel > options.max_pixel_mm + kSlack) {
+    why.push_back(fmt::format("pixels {:.3g} x {:.3g} mm (Agatston: {:.3g} mm or finer)", spacing_zyx[1], spacing_zyx[2],
+                              options.max_pixel_mm));
+  }
+  return fmt::format("{}", fmt::join(why, "; "));
+}
+
 CalciumReport agatston(const at::Tensor& hu, const at::Tensor& region, const std::vector<std::pair<std::string, at::Tensor>>& arteries,
                        const std::array<double, 3>& spacing_zyx, const CalciumOptions& options) {
   check_same_shape(hu, region, "calcium score");

@@ -59,7 +59,15 @@ struct CalciumOptions {
   /// Agatston scored 3 mm slices; on thinner ones every lesion crosses more slices, so each
   /// slice's score is scaled by slice spacing / reference_slice_mm.
   double reference_slice_mm = 3;
+  /// The grid Agatston is defined on: slices no thicker than reference_slice_mm and in-plane
+  /// pixels no wider than this (clinical calcium scans: about 0.4-0.7 mm). On a coarser grid a
+  /// lesion's area and peak are smeared and the score is only an estimate.
+  double max_pixel_mm = 1.0;
 };
+
+/// Why the grid cannot support an Agatston score (empty when it can): slices thicker than
+/// options.reference_slice_mm or pixels wider than options.max_pixel_mm, with the figures.
+std::string agatston_grid_limit(const std::array<double, 3>& spacing_zyx, const CalciumOptions& options = {});
 
 struct CalciumScore {
   double agatston = 0;

@@ -47,7 +47,9 @@ std::string study_row(const json& report, const fs::path& output) {
     }
   }
   if (report.contains("calcium") && !report["calcium"].is_null()) {
-    calcium = fmt::format("total {:.1f}", report["calcium"]["total"]["agatston"].get<double>());
+    const json& c = report["calcium"];
+    calcium = fmt::format("total {:.1f}{}", c["total"]["agatston"].get<double>(),
+                          c.value("estimate", false) ? " <span title=\"the grid is coarser than Agatston's\">(estimate)</span>" : "");
     for (const auto& [a, s] : report["calcium"]["arteries"].items()) calcium += fmt::format("<br>{} {:.1f}", a, s["agatston"].get<double>());
   }
   std::string picture = fs::exists(output / "studies" / id / "thumbnail.png")

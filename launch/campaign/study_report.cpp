@@ -178,9 +178,13 @@ json StudyReport::calcium(const std::vector<RouteResult>& results, const data::V
   };
   json per_artery = json::object();
   for (const auto& [name, s] : result.arteries) per_artery[name] = score(s);
+  const std::string limit = models::agatston_grid_limit(sp, options);
+  if (!limit.empty()) notes.push_back("calcium: the score is an estimate: " + limit);
   return {{"method", "Agatston (130 HU, 1 mm², peak weights 1-4, scaled by slice spacing / 3 mm)"},
           {"series", cc.series},
           {"region", basis},
+          {"estimate", !limit.empty()},
+          {"estimate_why", limit.empty() ? json(nullptr) : json(limit)},
           {"total", score(result.total)},
           {"arteries", per_artery},
           {"unassigned", score(result.unassigned)}};

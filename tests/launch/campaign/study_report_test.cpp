@@ -120,6 +120,16 @@ TEST_F(StudyReportTest, CalciumNearTheRegionIsScoredAndBoneFarAwayIsNot) {
   EXPECT_EQ(c["total"]["lesions"], 1);
   EXPECT_DOUBLE_EQ(c["unassigned"]["agatston"].get<double>(), 18.0);
   EXPECT_NE(c["region"].get<std::string>().find("within 5 mm of organ"), std::string::npos);
+  EXPECT_FALSE(c["estimate"].get<bool>());  // 1 mm pixels, 2 mm slices: Agatston's own grid
+  EXPECT_TRUE(c["estimate_why"].is_null());
+  // A coarse grid scores too, but as an estimate, with the reason in the report and the notes.
+  ct_.geometry.spacing = {1.5, 1.5, 4.0};
+  const json coarse = StudyReport(calcium).calcium({result()}, ct_, notes);
+  ASSERT_FALSE(coarse.is_null()) << notes.dump();
+  EXPECT_TRUE(coarse["estimate"].get<bool>());
+  EXPECT_EQ(coarse["estimate_why"], "slices 4 mm apart (Agatston: 3 mm or thinner); pixels 1.5 x 1.5 mm (Agatston: 1 mm or finer)");
+  EXPECT_NE(notes.back().get<std::string>().find("calcium: the score is an estimate"), std::string::npos) << notes.dump();
+  ct_.geometry.spacing = {1.0, 1.0, 2.0};
   calcium.region = "liver";  // segmented by no route: no score, a note
   EXPECT_TRUE(StudyReport(calcium).calcium({result()}, ct_, notes).is_null());
   EXPECT_NE(notes.back().get<std::string>().find("'liver' were segmented"), std::string::npos) << notes.dump();
