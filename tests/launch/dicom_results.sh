@@ -13,28 +13,7 @@ source "$here/cli_helpers.sh"
 prepare_workdir "$work"
 
 expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 2 --shape 24,32,32 --out chest.h5 --threads 2
-cat > train.yaml <<'YAML'
-data:
-  dataset: chest.h5
-  channels: [ct]
-  classes: [lung_left, lung_right, "heart=heart_left_ventricle+heart_right_ventricle+heart_left_atrium+heart_right_atrium+heart_myocardium", lung_nodule, coronary_lad, coronary_lcx, coronary_rca]
-  validation_studies: 1
-  patch: [16, 16, 16]
-  batch_size: 2
-  workers: 1
-model:
-  stages: 2
-  base_features: 4
-optimizer:
-  name: adamw
-  lr: 0.02
-train:
-  steps: 8
-  validate_every: 0
-  checkpoint_every: 8
-  run_dir: run
-YAML
-expect_exit 0 train.err "$vit" --config train.yaml --threads 2 train
+train_small_model "$vit" ct "[lung_left, lung_right, $heart_class, lung_nodule, coronary_lad, coronary_lcx, coronary_rca]" "[16, 16, 16]" 2 0.02 8
 
 # The first phantom's CT as a DICOM series, with a patient (a UTF-8 name), a study and a frame of
 # reference.

@@ -17,28 +17,7 @@ prepare_workdir "$work"
 # Data and a small model (lungs, heart, nodules) trained for a few steps.
 expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 6 --shape 40,48,48 --out chest.h5 --threads 2
 expect_exit 0 fine.err "$vit" phantom --kind chest-cardiac --studies 2 --shape 160,256,256 --seed 3 --out fine.h5 --threads 2
-cat > train.yaml <<'YAML'
-data:
-  dataset: chest.h5
-  channels: [cta]
-  classes: [lung_left, lung_right, "heart=heart_left_ventricle+heart_right_ventricle+heart_left_atrium+heart_right_atrium+heart_myocardium", lung_nodule]
-  validation_studies: 1
-  patch: [24, 32, 32]
-  batch_size: 2
-  workers: 1
-model:
-  stages: 3
-  base_features: 4
-optimizer:
-  name: adamw
-  lr: 0.01
-train:
-  steps: 6
-  validate_every: 0
-  checkpoint_every: 6
-  run_dir: run
-YAML
-expect_exit 0 train.err "$vit" --config train.yaml --threads 2 train
+train_small_model "$vit" cta "[lung_left, lung_right, $heart_class, lung_nodule]" "[24, 32, 32]" 3 0.01 6
 
 cat > campaign.yaml <<'YAML'
 input: chest.h5

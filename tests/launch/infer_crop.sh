@@ -12,28 +12,7 @@ source "$here/cli_helpers.sh"
 prepare_workdir "$work"
 
 expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 3 --shape 24,32,32 --out chest.h5 --threads 2
-cat > train.yaml <<'YAML'
-data:
-  dataset: chest.h5
-  channels: [cta]
-  classes: [lung_left, lung_right, "heart=heart_left_ventricle+heart_right_ventricle+heart_left_atrium+heart_right_atrium+heart_myocardium"]
-  validation_studies: 1
-  patch: [16, 16, 16]
-  batch_size: 2
-  workers: 1
-model:
-  stages: 3
-  base_features: 4
-optimizer:
-  name: adamw
-  lr: 0.01
-train:
-  steps: 4
-  validate_every: 0
-  checkpoint_every: 4
-  run_dir: run
-YAML
-expect_exit 0 train.err "$vit" --config train.yaml --threads 2 train
+train_small_model "$vit" cta "[lung_left, lung_right, $heart_class]" "[16, 16, 16]" 3 0.01 4
 
 # body.nii.gz: the phantom's CT cut to its body (voxels above -500 HU); wide.nii.gz: the same
 # voxels in the middle of a wider field of view of air.

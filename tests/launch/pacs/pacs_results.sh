@@ -17,20 +17,7 @@ prepare_workdir "$work"
 
 # Two chest phantoms, as HDF5 (to train on) and as DICOM (for the PACS); a small model.
 expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 2 --shape 24,32,32 --out chest.h5 --dicom dicom --threads 2
-cat > train.yaml <<'YAML'
-data:
-  dataset: chest.h5
-  channels: [ct]
-  classes: [lung_left, lung_right, "heart=heart_left_ventricle+heart_right_ventricle+heart_left_atrium+heart_right_atrium+heart_myocardium", coronary_lad, coronary_lcx, coronary_rca]
-  validation_studies: 1
-  patch: [16, 16, 16]
-  batch_size: 2
-  workers: 1
-model: {stages: 2, base_features: 4}
-optimizer: {name: adamw, lr: 0.02}
-train: {steps: 8, validate_every: 0, checkpoint_every: 8, run_dir: run}
-YAML
-expect_exit 0 train.err "$vit" --config train.yaml --threads 2 train
+train_small_model "$vit" ct "[lung_left, lung_right, $heart_class, coronary_lad, coronary_lcx, coronary_rca]" "[16, 16, 16]" 2 0.02 8
 
 orthanc_start "$work/orthanc"
 storescu -aet "$ORTHANC_SCU_AET" -aec "$ORTHANC_AET" +sd +r 127.0.0.1 "$ORTHANC_DICOM_PORT" dicom >store.log 2>&1 ||
