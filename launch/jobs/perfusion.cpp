@@ -38,9 +38,9 @@ class PerfusionVerb final : public Verb {
   CLI::App* add_to(CLI::App& app) override {
     CLI::App* c = add_verb_command(
         app, "perfusion",
-        "CT perfusion of one study: CBF, CBV, MTT, Tmax and TTP maps, ischaemic core and penumbra, volumes, mismatch "
-        "and "
-        "the DEFUSE-3 verdict (docs/PERFUSION.md), written as a campaign folder (report.json, labels.h5, index.html)",
+        "CT perfusion of one study: CBF, CBV, MTT, Tmax and TTP maps, ischaemic core and penumbra, volumes, "
+        "mismatch and the DEFUSE-3 verdict (docs/PERFUSION.md), written as a campaign folder (report.json, "
+        "labels.h5, index.html)",
         "Thresholds: any key of docs/PERFUSION.md as --set perfusion.KEY=VALUE (perfusion.tmax_threshold_s=6).\n"
         "Threads: --threads (runtime.intra_op_threads).");
     c->add_option("input", input_, "HDF5 dataset, NIfTI file or DICOM folder holding the study")->required();
