@@ -56,9 +56,9 @@ models::UNet make_net(std::int64_t classes) {
   return models::make_model(c, 1, classes);
 }
 
-/// The slowest rank's value.
+/// The slowest rank's value (on the communicator's device: NCCL takes CUDA tensors only).
 double slowest(double seconds) {
-  at::Tensor t = at::tensor({seconds}, at::kDouble);
+  at::Tensor t = at::tensor({seconds}, at::kDouble).to(g_device);
   g_comm->allreduce(t, ReduceOp::kMax);
   return t.item<double>();
 }

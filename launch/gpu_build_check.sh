@@ -44,8 +44,9 @@ log="$build/gpu_build_check.log"
 stamp="$build/.gpu_build_check.start"
 touch "$stamp"
 
-fail() {  # fail <stage> <message>: one line, then exit 1 (3 when the packages could not be fetched)
+fail() {  # fail <stage> <message>: one line (and CMake's first error), then exit 1 (3: fetch failed)
   echo "gpu_build_check: FAILED at $1: $2 (log: $log)" >&2
+  grep -m1 -A4 "^CMake Error" "$log" >&2 || true
   [[ $1 == fetch ]] && exit 3
   exit 1
 }
@@ -81,9 +82,12 @@ torch_dir="$(dirname "$(find "$prefix/usr/lib" -path '*/cmake/Torch/TorchConfig.
 t1=$(now)
 
 # 2. Configure: VITRUVIAN_CUDA=ON with this LibTorch must come out as "LibTorch CUDA ON".
+# The toolkit is named to both of CMake's CUDA modules: LibTorch's Caffe2Config still uses the old
+# FindCUDA, which otherwise finds it only through PATH or CUDA_HOME (unset on a bare machine).
+cuda_root="$(dirname "$(dirname "$nvcc")")"
 export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$repo}" CUDACXX="$nvcc"
 cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DVITRUVIAN_CUDA=ON -DTorch_DIR="$torch_dir" \
-  -DCUDAToolkit_ROOT="$(dirname "$(dirname "$nvcc")")" \
+  -DCUDAToolkit_ROOT="$cuda_root" -DCUDA_TOOLKIT_ROOT_DIR="$cuda_root" \
   -DCMAKE_EXE_LINKER_FLAGS="-Wl,--allow-shlib-undefined" >>"$log" 2>&1 || fail configure "cmake"
 grep -q "CUDA side ON, LibTorch CUDA ON" "$log" ||
   fail configure "the CUDA side or LibTorch's CUDA build was not found ($(grep -o 'CUDA side [A-Z]*, LibTorch CUDA [A-Z]*' "$log" | tail -1))"

@@ -123,7 +123,10 @@ configure_and_build() {
   # Keep going past a broken target: whatever builds still runs and reports.
   local keep_going=(-k)
   [[ ${generator[1]:-} == Ninja ]] && keep_going=(-k 0)
-  if ! cmake --build "$build" -j "$jobs" --target "${targets[@]}" -- "${keep_going[@]}" > "$results/build.log" 2>&1; then
+  # The build too ends inside the budget (leaving the summary its time): a cut build still reports.
+  local left=$((budget - ($(date +%s) - started) - 20))
+  if ! timeout "$left" cmake --build "$build" -j "$jobs" --target "${targets[@]}" -- "${keep_going[@]}" \
+      > "$results/build.log" 2>&1; then
     grep -E "error|Error" "$results/build.log" | head -40; fail "build"
   fi
   grep -cE "warning:" "$results/build.log" | sed 's/^/compiler warnings: /'
@@ -133,8 +136,11 @@ configure_and_build() {
 run() {
   local name=$1 seconds=$2; shift 2
   if [[ ! -x $1 && $1 != python3 && $1 != ctest ]]; then fail "$name (not built)"; return; fi
-  if (($(date +%s) - started > budget)); then fail "$name (skipped: past the ${budget} s budget)"; return; fi
-  step "$name: $*"
+  # Each step ends inside the budget, so that the summary and results.tar.gz are always written.
+  local left=$((budget - ($(date +%s) - started)))
+  if ((left < 15)); then fail "$name (skipped: past the ${budget} s budget)"; return; fi
+  ((seconds > left)) && seconds=$left
+  step "$name: $* (at most $seconds s)"
   if ! timeout "$seconds" "$@" > "$results/$name.log" 2>&1; then fail "$name (exit $?)"; fi
   tail -25 "$results/$name.log"
 }
@@ -144,18 +150,19 @@ gpu_runs() {
   run kernels 150 "$bin/kernels_bench" --size 256 --window 128 --benchmark_filter='/(cuda|torch_cuda)' \
     --benchmark_repetitions=3 --benchmark_out="$results/kernels.json" --benchmark_out_format=json
   [[ -f $results/kernels.json ]] && python3 "$root/benchmarks/kernels_report.py" "$results/kernels.json" > "$results/kernels_table.md" 2>&1
-  local precision layout
-  for precision in fp16 bf16; do
-    for layout in "" --channels-last; do
-      run "unet_${precision}${layout:+_cl}" 90 "$bin/unet_infer_bench" --device cuda --precision "$precision" $layout \
-        --iterations 5 --benchmark_out="$results/unet_${precision}${layout:+_cl}.json" --benchmark_out_format=json
-    done
-  done
+  # The training step and its peer first (one ratio, taken in one run), then the inference shapes.
   local shape=(--batch 2 --stages 5 --base 32)
   run train_step 120 "$bin/train_step_bench" --device cuda --patch 128 "${shape[@]}" --steps 20 \
     --benchmark_out="$results/train_step.json" --benchmark_out_format=json
   run train_step_torch 90 python3 "$root/benchmarks/peers/train_step_torch.py" --device cuda --bf16 \
     --patch 128 128 128 "${shape[@]}" --steps 20
+  local precision layout
+  for layout in --channels-last ""; do
+    for precision in bf16 fp16; do
+      run "unet_${precision}${layout:+_cl}" 90 "$bin/unet_infer_bench" --device cuda --precision "$precision" $layout \
+        --iterations 5 --benchmark_out="$results/unet_${precision}${layout:+_cl}.json" --benchmark_out_format=json
+    done
+  done
 }
 
 dry_runs() {

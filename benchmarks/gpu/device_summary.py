@@ -38,10 +38,11 @@ def tests(results):
     log = read(os.path.join(results, "ctest_cuda.log"))
     if log is None:
         return "CUDA tests: not run"
-    m = re.search(r"(\d+)% tests passed, (\d+) tests failed out of (\d+)", log)
+    # ctest says "100% tests passed out of 3", or "66% tests passed, 1 tests failed out of 3".
+    m = re.search(r"(\d+)% tests passed(?:, (\d+) tests failed)? out of (\d+)", log)
     skipped = re.findall(r"Test +#\d+: (\S+) \.+\*+Skipped", log)
     failed = re.findall(r"Test +#\d+: (\S+) \.+\*+(?:Failed|Timeout|Exception)", log)
-    head = f"CUDA tests: {m.group(3)} run, {m.group(2)} failed" if m else "CUDA tests: no ctest summary"
+    head = f"CUDA tests: {m.group(3)} run, {m.group(2) or 0} failed" if m else "CUDA tests: no ctest summary"
     if skipped:
         head += f", skipped: {', '.join(skipped)}"
     if failed:
