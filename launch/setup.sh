@@ -23,6 +23,7 @@ packages=(
   orthanc orthanc-dicomweb              # the PACS the tests store into and query (DIMSE and DICOMweb), on loopback
   dicom3tools dcmtk                     # independent DICOM validator (dciodvfy) and DCMTK's command-line tools
   python3-pydicom dcm2niix              # independent decoding of DICOM objects, independent DICOM -> NIfTI
+  slurm-wlm munge                       # the scheduler the Slurm tests start as a one-node cluster on loopback
 )
 
 missing=()

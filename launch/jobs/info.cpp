@@ -21,6 +21,7 @@
 #include "core/errors.h"
 #include "core/version.h"
 #include "data/hdf5.h"
+#include "launch/jobs/scheduler_facts.h"
 #include "models/onednn_ops.h"
 #include "models/registry.h"
 
@@ -39,7 +40,8 @@ json rank_facts(const JobContext& context) {
               {"device", context.device.str()},
               {"cuda_devices", cuda_device_count()},
               {"intra_op_threads", at::get_num_threads()},
-              {"inter_op_threads", at::get_num_interop_threads()}};
+              {"inter_op_threads", at::get_num_interop_threads()},
+              {"scheduler", scheduler_facts()}};
 }
 
 /// Allreduce of each rank's (rank + 1) over `comm` on `device`: expects n(n+1)/2 everywhere.
@@ -73,6 +75,7 @@ void print_table(const json& report) {
                 r["host"].get<std::string>().c_str(), r["pid"].get<long long>(), r["device"].get<std::string>().c_str(),
                 r["cuda_devices"].get<int>(), threads.c_str());
   }
+  print_scheduler(ranks);
   std::printf("\nbackends\n");
   for (const auto& b : report["backends"]) {
     std::printf("  %-5s %-22s %s\n", b["name"].get<std::string>().c_str(), b["tensors"].get<std::string>().c_str(),
@@ -158,6 +161,10 @@ ExitCode run_info(const JobContext& context, const InfoOptions& options) {
   }
   std::fflush(stdout);
   if (!options.output.empty()) write_file_atomic(options.output, report.dump(2) + "\n");
+  if (const std::string disagreement = scheduler_disagreement(ranks); !disagreement.empty()) {
+    std::fprintf(stderr, "vitruvian info: %s\n", disagreement.c_str());
+    return ExitCode::kFailed;
+  }
   return all_ok ? ExitCode::kOk : ExitCode::kFailed;
 }
 

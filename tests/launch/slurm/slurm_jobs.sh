@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# launch/slurm/vitruvian.sbatch under a real Slurm (a one-node cluster on loopback, started
+# here and stopped on every path), with 2 tasks, through both launchers:
+#  - info: the ranks as Slurm assigned them (srun: task id = MPI rank, each task bound to its
+#    own core; mpirun: ranks inside the batch step), and the allreduce check;
+#  - a short train: the same losses through srun and through mpirun, and the model written;
+#  - a campaign infer with that model: every study reported.
+# And srun without PMIx (VITRUVIAN_SRUN_MPI=none) fails at once: OpenMPI will not start tasks it
+# cannot wire into one job.
+# Usage: slurm_jobs.sh VITRUVIAN WORKDIR
+set -euo pipefail
+vit=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+work=$2
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+source "$here/../cli_helpers.sh"
+source "$here/slurm_cluster.sh"
+if [[ $(id -u) -ne 0 ]]; then echo "SKIP: slurmd must run as root to start job steps"; exit 77; fi
+for tool in munged slurmctld slurmd sbatch srun; do
+  command -v "$tool" > /dev/null || fail "$tool not found (launch/setup.sh installs slurm-wlm and munge)"
+done
+prepare_workdir "$work"
+slurm_cluster_start "$work/cluster"
+
+expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 4 --shape 24,32,32 --out chest.h5 --threads 2
+cat > train.yaml <<YAML
+data:
+  dataset: chest.h5
+  channels: [cta]
+  classes: [lung_left, lung_right, $heart_class]
+  validation_studies: 1
+  patch: [16, 16, 16]
+  batch_size: 2
+  workers: 1
+model: {stages: 3, base_features: 4}
+optimizer: {name: adamw, lr: 0.01}
+train: {steps: 6, validate_every: 0, checkpoint_every: 3}
+YAML
+
+# submit NAME ARGS...: the template with 2 tasks on this node, VITRUVIAN_* from the caller's
+# environment; waits for the job and checks that it completed. Output in NAME.out.
+submit() {
+  local name=$1 id state
+  shift
+  id=$(VITRUVIAN="$vit" VITRUVIAN_MPIRUN="$root/launch/mpirun.sh" \
+    sbatch --parsable --job-name="$name" --ntasks=2 --ntasks-per-node=2 --cpus-per-task=1 --gpus-per-node=0 \
+      --time=10 --output="$work/$name.out" "$root/launch/slurm/vitruvian.sbatch" "$@")
+  state=$(slurm_wait_job "$id" 240) || true
+  echo "$id $state"
+  [[ $state == "${expect_state:-COMPLETED}" ]] || { cat "$work/$name.out"; fail "job $name ($id) ended $state, expected ${expect_state:-COMPLETED}"; }
+}
+
+for launcher in srun mpirun; do
+  export LAUNCHER=$launcher
+  submit "info_$launcher" --threads 1 info --output "info_$launcher.json"
+  submit "train_$launcher" --config train.yaml --threads 1 train --run-dir "run_$launcher"
+  printf 'input: chest.h5\noutput: campaign_%s\noutputs: [nifti]\nroutes:\n  - {name: organs, model: run_%s/model}\n' \
+    "$launcher" "$launcher" > "campaign_$launcher.yaml"
+  submit "infer_$launcher" --threads 1 infer --campaign "campaign_$launcher.yaml"
+done
+unset LAUNCHER
+
+# srun without a PMI (the cluster's MpiDefault=none): Debian's OpenMPI refuses to start tasks it
+# cannot wire into one job, so the job fails at once instead of running as worlds of one rank.
+expect_state=FAILED VITRUVIAN_SRUN_MPI=none LAUNCHER=srun submit info_no_pmi --threads 1 info
+grep -q "PMI support" info_no_pmi.out || { cat info_no_pmi.out; fail "srun without PMIx: OpenMPI's reason missing"; }
+
+$py - <<'PY'
+import json, os
+
+# info: Slurm's view beside MPI's.
+for launcher in ("srun", "mpirun"):
+    ranks = json.load(open(f"info_{launcher}.json"))["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1], ranks
+    assert all(r["scheduler"]["scheduler"] == "slurm" for r in ranks), ranks
+    assert len({r["scheduler"]["job"] for r in ranks}) == 1
+    if launcher == "srun":
+        assert [r["scheduler"]["task"] for r in ranks] == [0, 1], ranks
+        assert [r["scheduler"]["local_task"] for r in ranks] == [r["local_rank"] for r in ranks], ranks
+        assert all(r["scheduler"]["step"] != "batch" for r in ranks), ranks
+        cpus = [r["scheduler"]["cpus"] for r in ranks]
+        assert len(set(cpus)) == 2 and all("," not in c and "-" not in c for c in cpus), f"not one core each: {cpus}"
+    else:
+        assert all(r["scheduler"]["step"] == "batch" for r in ranks), ranks
+    text = open(f"info_{launcher}.out").read()
+    assert "scheduler: Slurm job" in text and "check: allreduce over 2 ranks on cpu (mpi): ok" in text, text
+
+# train: six steps, the same losses through both launchers, a model and the last checkpoint.
+def losses(run):
+    out = {}
+    for line in open(f"{run}/metrics.jsonl"):
+        j = json.loads(line)
+        if "loss" in j:
+            out[j["step"]] = j["loss"]
+    return out
+a, b = losses("run_srun"), losses("run_mpirun")
+assert sorted(a) == list(range(1, 7)), a
+assert a == b, f"srun and mpirun runs differ: {a} vs {b}"
+for run in ("run_srun", "run_mpirun"):
+    assert os.path.isfile(f"{run}/model/model.json"), os.listdir(run)
+
+# infer: every study of the dataset reported, by both launchers.
+for launcher in ("srun", "mpirun"):
+    summary = json.load(open(f"campaign_{launcher}/campaign.json"))
+    done = sorted(os.listdir(f"campaign_{launcher}/studies"))
+    assert len(done) == 4 and all(os.path.isfile(f"campaign_{launcher}/studies/{s}/report.json") for s in done), done
+print("info, train and infer ran under Slurm through srun and mpirun; losses", a[1], "->", a[6])
+PY
