@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "benchmarks/mpi_reporting.h"
+#include "core/comm/collective_probe.h"
 #include "core/comm/communicator.h"
 #include "core/errors.h"
 #include "core/logging.h"
@@ -47,7 +48,6 @@ struct Result {
 
 const MpiEnvironment* g_env = nullptr;
 Communicator* g_comm = nullptr;
-MPI_Comm g_raw = MPI_COMM_NULL;
 Settings g_settings;
 std::map<std::pair<std::string, std::int64_t>, Result> g_results;
 
@@ -62,114 +62,6 @@ std::int64_t parse_bytes(const std::string& text) {
   return static_cast<std::int64_t>(value * scale);
 }
 
-MPI_Datatype raw_type(at::ScalarType type) {
-  switch (type) {
-    case at::kFloat: return MPI_FLOAT;
-    case at::kDouble: return MPI_DOUBLE;
-    case at::kInt: return MPI_INT32_T;
-    case at::kLong: return MPI_INT64_T;
-    default: throw InputError("--dtype", "expected float32, float64, int32 or int64 (types raw MPI can reduce)");
-  }
-}
-
-/// nccl-tests' bus bandwidth factors.
-double bus_factor(const std::string& op, int n) {
-  if (op == "allreduce") return 2.0 * (n - 1) / n;
-  if (op == "allgather" || op == "reduce_scatter") return static_cast<double>(n - 1) / n;
-  return 1.0;
-}
-
-/// Buffers for one (op, size): `count` elements of the op's main buffer (nccl-tests' "size").
-struct Buffers {
-  at::Tensor a, b;  // allreduce/broadcast: a in place; allgather: a in, b out; reduce_scatter: a in, b out
-  std::int64_t count = 0;
-};
-
-Buffers make_buffers(const std::string& op, std::int64_t count, int n, int rank) {
-  const auto opts = at::TensorOptions().dtype(g_settings.dtype);
-  Buffers buf;
-  buf.count = count;
-  const at::Tensor values = at::arange(count, at::kLong).remainder(5).add(rank + 1).to(g_settings.dtype);
-  if (op == "allreduce" || op == "broadcast") {
-    buf.a = values;
-  } else if (op == "allgather") {
-    buf.a = values.slice(0, 0, count / n).contiguous();
-    buf.b = at::empty({count}, opts);
-  } else {
-    buf.a = values;
-    buf.b = at::empty({count / n}, opts);
-  }
-  return buf;
-}
-
-void run_raw(const std::string& op, Buffers& buf, int n) {
-  const MPI_Datatype type = raw_type(g_settings.dtype);
-  const int count = static_cast<int>(buf.count);
-  if (op == "allreduce") {
-    MPI_Allreduce(MPI_IN_PLACE, buf.a.data_ptr(), count, type, MPI_SUM, g_raw);
-  } else if (op == "allgather") {
-    MPI_Allgather(buf.a.data_ptr(), count / n, type, buf.b.data_ptr(), count / n, type, g_raw);
-  } else if (op == "reduce_scatter") {
-    MPI_Reduce_scatter_block(buf.a.data_ptr(), buf.b.data_ptr(), count / n, type, MPI_SUM, g_raw);
-  } else {
-    MPI_Bcast(buf.a.data_ptr(), count, type, 0, g_raw);
-  }
-}
-
-void run_vitruvian(const std::string& op, Buffers& buf) {
-  if (op == "allreduce") {
-    g_comm->allreduce(buf.a, ReduceOp::kSum);
-  } else if (op == "allgather") {
-    g_comm->allgather(buf.a, buf.b);
-  } else if (op == "reduce_scatter") {
-    g_comm->reduce_scatter(buf.a, buf.b, ReduceOp::kSum);
-  } else {
-    g_comm->broadcast(buf.a, 0);
-  }
-}
-
-/// One fresh op on known data, compared with the closed form; returns wrong elements (all ranks).
-std::int64_t check(const std::string& op, std::int64_t count, bool raw) {
-  const int n = g_env->size(), rank = g_env->rank();
-  Buffers buf = make_buffers(op, count, n, rank);
-  raw ? run_raw(op, buf, n) : run_vitruvian(op, buf);
-  const at::Tensor index = at::arange(count, at::kLong).remainder(5);
-  at::Tensor got, want;
-  if (op == "allreduce") {
-    got = buf.a, want = index.mul(n).add(n * (n + 1) / 2);
-  } else if (op == "broadcast") {
-    got = buf.a, want = index.add(1);
-  } else if (op == "allgather") {
-    got = buf.b;
-    const std::int64_t chunk = count / n;
-    std::vector<at::Tensor> parts;
-    for (int r = 0; r < n; ++r) parts.push_back(index.slice(0, 0, chunk).add(r + 1));
-    want = at::cat(parts);
-  } else {
-    const std::int64_t chunk = count / n;
-    got = buf.b, want = index.slice(0, rank * chunk, (rank + 1) * chunk).mul(n).add(n * (n + 1) / 2);
-  }
-  std::int64_t wrong = got.to(at::kDouble).ne(want.to(at::kDouble)).sum().item<std::int64_t>();
-  MPI_Allreduce(MPI_IN_PLACE, &wrong, 1, MPI_INT64_T, MPI_SUM, g_raw);
-  return wrong;
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t mid = values.size() / 2;
-  return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
-}
-
-/// Times one op on the slowest rank: barrier, op, MPI_MAX of the elapsed time.
-double timed(const std::string& op, Buffers& buf, bool raw) {
-  MPI_Barrier(g_raw);
-  const double start = MPI_Wtime();
-  raw ? run_raw(op, buf, g_env->size()) : run_vitruvian(op, buf);
-  double elapsed = MPI_Wtime() - start;
-  MPI_Allreduce(MPI_IN_PLACE, &elapsed, 1, MPI_DOUBLE, MPI_MAX, g_raw);
-  return elapsed;
-}
-
 /// Each iteration times raw MPI and Vitruvian back to back on the same buffers (alternating
 /// which goes first), so both see the same machine state; the benchmark's own time is
 /// Vitruvian's, raw MPI's is in counters, and the ratio compares medians.
@@ -177,33 +69,34 @@ void bench_collective(benchmark::State& state, const std::string& op, std::int64
   const int n = g_env->size();
   const std::int64_t element = static_cast<std::int64_t>(c10::elementSize(g_settings.dtype));
   const std::int64_t count = std::max<std::int64_t>(bytes / element / n, 1) * n;  // a multiple of n
-  Buffers buf = make_buffers(op, count, n, g_env->rank());
-  for (int i = 0; i < 2; ++i) timed(op, buf, true), timed(op, buf, false);  // warm-up
+  CollectiveBuffers buf = make_collective_buffers(*g_comm, op, count, g_settings.dtype);
+  for (int i = 0; i < 2; ++i) time_collective_once(*g_comm, buf, true), time_collective_once(*g_comm, buf, false);
 
   std::vector<double> raw_times, vit_times;
   for (auto _ : state) {
     const bool raw_first = raw_times.size() % 2 == 0;
     double vit = 0;
-    if (raw_first) raw_times.push_back(timed(op, buf, true));
-    vit = timed(op, buf, false);
-    if (!raw_first) raw_times.push_back(timed(op, buf, true));
+    if (raw_first) raw_times.push_back(time_collective_once(*g_comm, buf, true));
+    vit = time_collective_once(*g_comm, buf, false);
+    if (!raw_first) raw_times.push_back(time_collective_once(*g_comm, buf, true));
     vit_times.push_back(vit);
     state.SetIterationTime(vit);
   }
-  const double raw_s = median(raw_times), vit_s = median(vit_times);
+  const double raw_s = median_of(raw_times), vit_s = median_of(vit_times);
   const double size_bytes = static_cast<double>(count * element);
   const double algbw = size_bytes / vit_s / 1e9;
-  const std::int64_t wrong = check(op, count, true) + check(op, count, false);
+  const std::int64_t wrong = collective_wrong_elements(*g_comm, op, count, g_settings.dtype, true) +
+                             collective_wrong_elements(*g_comm, op, count, g_settings.dtype, false);
   state.counters["bytes"] = size_bytes;
   state.counters["algbw_GBps"] = algbw;
-  state.counters["busbw_GBps"] = algbw * bus_factor(op, n);
+  state.counters["busbw_GBps"] = algbw * collective_bus_factor(op, n);
   state.counters["raw_mpi_median_us"] = raw_s * 1e6;
   state.counters["vitruvian_median_us"] = vit_s * 1e6;
   state.counters["vs_raw_mpi"] = raw_s / vit_s;
   state.counters["wrong"] = static_cast<double>(wrong);
 
   Result& result = g_results[{op, count * element}];
-  result = Result{raw_s * 1e6, vit_s * 1e6, algbw, algbw * bus_factor(op, n), count, wrong};
+  result = Result{raw_s * 1e6, vit_s * 1e6, algbw, algbw * collective_bus_factor(op, n), count, wrong};
   if (wrong > 0) state.SkipWithError("result check failed");
 }
 
@@ -292,9 +185,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&rest_count, rest.data());
 
   auto comm = make_communicator(env.world(), c10::Device(c10::kCPU), CommunicatorOptions().timeout_s(g_settings.timeout_s));
-  MpiComm raw = env.world().dup();
   g_comm = comm.get();
-  g_raw = raw.get();
 
   for (const std::string& op : g_settings.ops) {
     for (std::int64_t bytes = g_settings.min_bytes; bytes <= g_settings.max_bytes; bytes *= 2) {

@@ -14,6 +14,7 @@
 #include "core/exit_code.h"
 #include "core/mpi_env.h"
 #include "core/runtime.h"
+#include "launch/jobs/bench.h"
 #include "launch/jobs/datasets.h"
 #include "launch/jobs/infer.h"
 #include "launch/jobs/perfusion.h"
@@ -31,7 +32,7 @@ namespace {
 constexpr jobs::VerbFactory kVerbs[] = {jobs::make_info_verb,    jobs::make_convert_verb,    jobs::make_export_verb,
                                         jobs::make_inspect_verb, jobs::make_preprocess_verb, jobs::make_phantom_verb,
                                         jobs::make_train_verb,   jobs::make_plan_verb,       jobs::make_infer_verb,
-                                        jobs::make_perfusion_verb,  jobs::make_report_verb};
+                                        jobs::make_perfusion_verb,  jobs::make_report_verb, jobs::make_bench_verb};
 
 struct GlobalOptions {
   std::vector<std::string> config_files;

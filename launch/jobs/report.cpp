@@ -17,6 +17,7 @@
 #include "core/atomic_file.h"
 #include "core/errors.h"
 #include "data/preview.h"
+#include "launch/svg_chart.h"
 
 namespace vitruvian::jobs {
 namespace {
@@ -24,73 +25,18 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-struct Series {
-  std::string name;
-  std::vector<std::pair<double, double>> points;  // (step, value)
-  std::string colour;
-};
-
-std::string escape(const std::string& text) {
-  std::string out;
-  for (const char c : text) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else out += c;
-  }
-  return out;
-}
+using Series = ChartSeries;
 
 std::string colour_of(int id) {
   const auto c = data::label_colour(id);
   return fmt::format("#{:02x}{:02x}{:02x}", c[0], c[1], c[2]);
 }
 
-/// A line chart with axes, ticks and a legend.
 std::string chart(const std::string& title, const std::string& y_label, const std::vector<Series>& series, bool log_y = false) {
-  constexpr double W = 640, H = 300, left = 64, right = 150, top = 28, bottom = 40;
-  double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
-  for (const auto& s : series) {
-    for (const auto& [x, y] : s.points) {
-      if (!std::isfinite(y) || (log_y && y <= 0)) continue;
-      const double v = log_y ? std::log10(y) : y;
-      x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, v), y1 = std::max(y1, v);
-    }
-  }
-  std::string svg = fmt::format("<svg xmlns='http://www.w3.org/2000/svg' width='{}' height='{}' font-family='sans-serif' font-size='11'>", W, H);
-  svg += fmt::format("<text x='{}' y='16' font-size='13' font-weight='bold'>{}</text>", left, escape(title));
-  if (x0 > x1) return svg + fmt::format("<text x='{}' y='{}'>no data</text></svg>", left, H / 2);
-  if (x1 == x0) x1 = x0 + 1;
-  if (y1 == y0) y1 = y0 + 1;
-  const double pad = 0.05 * (y1 - y0);
-  y0 -= pad, y1 += pad;
-  auto px = [&](double x) { return left + (x - x0) / (x1 - x0) * (W - left - right); };
-  auto py = [&](double y) { return top + (1 - (y - y0) / (y1 - y0)) * (H - top - bottom); };
-  svg += fmt::format("<rect x='{}' y='{}' width='{}' height='{}' fill='none' stroke='#999'/>", left, top, W - left - right,
-                     H - top - bottom);
-  for (int t = 0; t <= 4; ++t) {
-    const double yv = y0 + (y1 - y0) * t / 4, xv = x0 + (x1 - x0) * t / 4;
-    const double shown = log_y ? std::pow(10.0, yv) : yv;
-    svg += fmt::format("<line x1='{}' x2='{}' y1='{:.1f}' y2='{:.1f}' stroke='#eee'/>", left, W - right, py(yv), py(yv));
-    svg += fmt::format("<text x='{}' y='{:.1f}' text-anchor='end'>{:.3g}</text>", left - 4, py(yv) + 4, shown);
-    svg += fmt::format("<text x='{:.1f}' y='{}' text-anchor='middle'>{:.0f}</text>", px(xv), H - bottom + 14, xv);
-  }
-  svg += fmt::format("<text x='{}' y='{}' text-anchor='middle'>step</text>", left + (W - left - right) / 2, H - 6);
-  svg += fmt::format("<text x='14' y='{}' transform='rotate(-90 14 {})' text-anchor='middle'>{}</text>", top + (H - top - bottom) / 2,
-                     top + (H - top - bottom) / 2, escape(y_label));
-  int legend = 0;
-  for (const auto& s : series) {
-    std::string path;
-    for (const auto& [x, y] : s.points) {
-      if (!std::isfinite(y) || (log_y && y <= 0)) continue;
-      path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", px(x), py(log_y ? std::log10(y) : y));
-    }
-    svg += fmt::format("<path d='{}' fill='none' stroke='{}' stroke-width='1.5'/>", path, s.colour);
-    svg += fmt::format("<rect x='{}' y='{}' width='10' height='10' fill='{}'/><text x='{}' y='{}'>{}</text>", W - right + 10,
-                       top + 14 * legend, s.colour, W - right + 24, top + 14 * legend + 9, escape(s.name));
-    ++legend;
-  }
-  return svg + "</svg>";
+  ChartAxes axes;
+  axes.y_label = y_label;
+  axes.log_y = log_y;
+  return svg_line_chart(title, axes, series);
 }
 
 }  // namespace
@@ -154,7 +100,7 @@ ExitCode run_report(const JobContext& context, const ReportOptions& options) {
   std::string html = "<!doctype html><html><head><meta charset='utf-8'><title>Vitruvian training report</title><style>"
                      "body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse}"
                      "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}</style></head><body>";
-  html += fmt::format("<h1>Training report: {}</h1><p>{} steps logged, {} skipped (non-finite).</p>", escape(run.string()), steps,
+  html += fmt::format("<h1>Training report: {}</h1><p>{} steps logged, {} skipped (non-finite).</p>", svg_escape(run.string()), steps,
                       skipped);
   html += chart("Loss (Dice + cross-entropy)", "loss", {loss, smooth}, true);
   html += chart("Throughput", "voxels/s", {speed});
@@ -172,7 +118,7 @@ ExitCode run_report(const JobContext& context, const ReportOptions& options) {
     html += "<h2>Last validation</h2><table><tr><th>structure</th><th>Dice</th><th>HD95 (mm)</th></tr>";
     for (const auto& [name, value] : last_validation["dice"].items()) {
       const auto hd = last_validation["hd95_mm"].find(name);
-      html += fmt::format("<tr><td style='text-align:left'>{}</td><td>{:.3f}</td><td>{}</td></tr>", escape(name), value.get<double>(),
+      html += fmt::format("<tr><td style='text-align:left'>{}</td><td>{:.3f}</td><td>{}</td></tr>", svg_escape(name), value.get<double>(),
                           hd != last_validation["hd95_mm"].end() ? fmt::format("{:.1f}", hd->get<double>()) : "–");
     }
     html += fmt::format("<tr><th style='text-align:left'>mean</th><th>{:.3f}</th><th></th></tr></table>",
