@@ -4,7 +4,8 @@
 #  - info: the ranks as Slurm assigned them (srun: task id = MPI rank, each task bound to its
 #    own core; mpirun: ranks inside the batch step), and the allreduce check;
 #  - a short train: the same losses through srun and through mpirun, and the model written;
-#  - a campaign infer with that model: every study reported.
+#  - a campaign infer with that model: every study reported;
+#  - bench --quick (collectives and storage) through srun.
 # And srun without PMIx (VITRUVIAN_SRUN_MPI=none) fails at once: OpenMPI will not start tasks it
 # cannot wire into one job.
 # Usage: slurm_jobs.sh VITRUVIAN WORKDIR
@@ -60,6 +61,9 @@ for launcher in srun mpirun; do
 done
 unset LAUNCHER
 
+# bench through srun: the collectives and the storage on the allocation's two tasks.
+LAUNCHER=srun submit bench_srun --threads 1 bench --quick --out bench_srun --sections collectives,storage
+
 # srun without a PMI (the cluster's MpiDefault=none): Debian's OpenMPI refuses to start tasks it
 # cannot wire into one job, so the job fails at once instead of running as worlds of one rank.
 expect_state=FAILED VITRUVIAN_SRUN_MPI=none LAUNCHER=srun submit info_no_pmi --threads 1 info
@@ -104,5 +108,10 @@ for launcher in ("srun", "mpirun"):
     summary = json.load(open(f"campaign_{launcher}/campaign.json"))
     done = sorted(os.listdir(f"campaign_{launcher}/studies"))
     assert len(done) == 4 and all(os.path.isfile(f"campaign_{launcher}/studies/{s}/report.json") for s in done), done
+# bench: two tasks, correct collectives, the storage read by both.
+bench = json.load(open("bench_srun/bench.json"))
+assert bench["machine"]["ranks"] == 2 and list(bench["sections"]) == ["collectives", "storage"], bench["machine"]
+assert all(r["wrong"] == 0 and r["ranks"] == 2 for r in bench["sections"]["collectives"]["figures"]["rows"])
+assert bench["sections"]["storage"]["figures"]["ranks"] == 2
 print("info, train and infer ran under Slurm through srun and mpirun; losses", a[1], "->", a[6])
 PY
