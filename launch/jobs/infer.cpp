@@ -5,11 +5,11 @@
 // collective timeout.
 #include "launch/jobs/infer.h"
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <future>
@@ -20,10 +20,10 @@
 #include "core/atomic_file.h"
 #include "core/comm/work_queue.h"
 #include "core/errors.h"
+#include "core/stopwatch.h"
 #include "core/fault_injection.h"
 #include "core/progress.h"
 #include "core/stop_request.h"
-#include "core/stopwatch.h"
 #include "launch/campaign/campaign_page.h"
 #include "launch/campaign/pacs_store.h"
 #include "launch/campaign/study_pipeline.h"
@@ -238,7 +238,11 @@ class CampaignRun {
   /// or kInterrupted when any rank stopped taking studies on a signal.
   ExitCode finish() {
     done_ = context_.control.all_max(std::move(done_), "campaign results");
-    const int stopped_by = static_cast<int>(context_.control.all_max({stopped_by_}, "campaign stop").front());
+    const auto done = static_cast<std::size_t>(std::count(done_.begin(), done_.end(), 1));
+    // The signal on which some rank stopped taking studies while some were left (0: none).
+    const int stopped_by = done == studies_.size()
+                               ? 0
+                               : static_cast<int>(context_.control.all_max({stopped_by_}, "campaign stop").front());
     std::int64_t code = exit_status(ExitCode::kOk);
     if (rank() == 0) {
       campaign::CampaignOutcome outcome;
@@ -260,8 +264,7 @@ class CampaignRun {
       }
     }
     const auto agreed = static_cast<ExitCode>(context_.control.all_max({code}, "campaign exit code").front());
-    const auto done = static_cast<std::size_t>(std::count(done_.begin(), done_.end(), 1));
-    if (stopped_by == 0 || done == studies_.size()) return agreed;
+    if (stopped_by == 0) return agreed;
     if (rank() == 0) {
       spdlog::info("campaign: stopped by {}; {} of {} studies done; run the same command again to do the other {}",
                    signal_name(stopped_by), done, studies_.size(), studies_.size() - done);
