@@ -87,7 +87,10 @@ CampaignPage::Rows CampaignPage::collect(const CampaignOutcome& outcome) const {
   for (const auto& id : rows.listed) {
     if (outcome.done.count(id) == 0) {
       const auto it = failures.find(id);
-      rows.failed.push_back({{"study", id}, {"error", it == failures.end() ? "not processed" : it->second}});
+      const std::string why = !outcome.stopped_by.empty() ? "not started: the campaign was stopped by " +
+                                                                outcome.stopped_by + "; a rerun does it"
+                                                          : "not processed";
+      rows.failed.push_back({{"study", id}, {"error", it == failures.end() ? why : it->second}});
       continue;
     }
     json report = ledger_.report(id);  // verified or just written: no second checksum pass
@@ -115,6 +118,7 @@ json CampaignPage::summary(const Rows& rows, const CampaignOutcome& outcome) {
           {"done_by_this_run", rows.processed},
           {"skipped_as_already_done", skipped},
           {"ranks", outcome.ranks},
+          {"stopped_by", outcome.stopped_by.empty() ? json(nullptr) : json(outcome.stopped_by)},
           {"wall_s", wall},
           {"studies_per_hour", wall > 0 ? static_cast<double>(rows.processed) * 3600 / wall : 0.0},
           {"voxels_per_s", wall > 0 ? rows.voxels / wall : 0.0},

@@ -22,6 +22,9 @@ struct CampaignOutcome {
   std::vector<std::string> selected;  ///< the campaign's `studies:` list (empty: all)
   double wall_s = 0;
   int ranks = 1;
+  /// "SIGTERM" or "SIGUSR1" when the campaign stopped taking studies on that signal ("" when not):
+  /// studies not done without a failure record were not started, and a rerun does them.
+  std::string stopped_by;
 };
 
 class CampaignPage {

@@ -23,6 +23,7 @@
 #include "core/stopwatch.h"
 #include "core/fault_injection.h"
 #include "core/progress.h"
+#include "core/stop_request.h"
 #include "launch/campaign/campaign_page.h"
 #include "launch/campaign/pacs_store.h"
 #include "launch/campaign/study_pipeline.h"
@@ -142,18 +143,20 @@ class CampaignRun {
 
   /// Studies handed out one at a time; a failed study is recorded and the rank takes the next.
   /// With a source that fetches (a PACS), the rank asks for its next study before it processes
-  /// the current one and retrieves it meanwhile (one ahead).
+  /// the current one and retrieves it meanwhile (one ahead). Once this rank was asked to stop
+  /// (SIGTERM, SIGUSR1) it takes no further study: the one in flight is finished, a study
+  /// fetched ahead is released unprocessed.
   void work() {
     WorkQueue queue(context_.env.world(), static_cast<std::int64_t>(pending_.size()), context_.env.thread_multiple(),
                     WorkQueueOptions().timeout_s(context_.runtime.collective_timeout_s));
     Progress progress("studies started", static_cast<std::int64_t>(pending_.size()), rank() == 0);
     const bool ahead = std::any_of(sources_.begin(), sources_.end(), [](const auto& s) { return s->fetches(); });
     std::int64_t shown = 0;
-    std::optional<std::int64_t> item = queue.next();
+    std::optional<std::int64_t> item = take(queue);
     std::future<void> fetched = item ? fetch(*item) : std::future<void>{};
     while (item) {
       const std::size_t index = pending_[static_cast<std::size_t>(*item)];
-      const std::optional<std::int64_t> upcoming = ahead ? queue.next() : std::nullopt;
+      const std::optional<std::int64_t> upcoming = ahead ? take(queue) : std::nullopt;
       std::future<void> next_fetched = upcoming ? fetch(*upcoming) : std::future<void>{};
       process(index, fetched);
       if (rank() == 0) {
@@ -161,11 +164,36 @@ class CampaignRun {
         progress.advance(now - shown, studies_[index].id);
         shown = now;
       }
-      item = ahead ? upcoming : queue.next();
+      if (upcoming && stop_requested()) {
+        release_unprocessed(*upcoming, next_fetched);
+        stopped_by_ = stop_signal();
+        break;
+      }
+      item = ahead ? upcoming : take(queue);
       fetched = ahead ? std::move(next_fetched) : (item ? fetch(*item) : std::future<void>{});
     }
     queue.finish();
     if (rank() == 0) progress.advance(queue.handed_out() - shown);
+  }
+
+  /// The next queue item, or nothing when none is left or this rank was asked to stop.
+  std::optional<std::int64_t> take(WorkQueue& queue) {
+    if (stop_requested()) {
+      stopped_by_ = stop_signal();
+      return std::nullopt;
+    }
+    return queue.next();
+  }
+
+  /// A study fetched ahead that this rank will not process: the fetch ends, the copy goes.
+  void release_unprocessed(std::int64_t item, std::future<void>& fetched) {
+    const StudyEntry& entry = studies_[pending_[static_cast<std::size_t>(item)]];
+    try {
+      if (fetched.valid()) fetched.get();
+    } catch (const std::exception& e) {
+      spdlog::debug("study {} fetched ahead and not processed: {}", entry.id, e.what());
+    }
+    sources_[entry.source]->release(entry);
   }
 
   /// Starts bringing the study of queue item `item` to this rank (nothing to wait for when its
@@ -206,9 +234,15 @@ class CampaignRun {
     source.release(entry);
   }
 
-  /// Every rank's successes reach rank 0, which writes the summary; all ranks return its code.
+  /// Every rank's successes reach rank 0, which writes the summary; all ranks return its code,
+  /// or kInterrupted when any rank stopped taking studies on a signal.
   ExitCode finish() {
     done_ = context_.control.all_max(std::move(done_), "campaign results");
+    const auto done = static_cast<std::size_t>(std::count(done_.begin(), done_.end(), 1));
+    // The signal on which some rank stopped taking studies while some were left (0: none).
+    const int stopped_by = done == studies_.size()
+                               ? 0
+                               : static_cast<int>(context_.control.all_max({stopped_by_}, "campaign stop").front());
     std::int64_t code = exit_status(ExitCode::kOk);
     if (rank() == 0) {
       campaign::CampaignOutcome outcome;
@@ -220,6 +254,7 @@ class CampaignRun {
       outcome.selected = config_.studies;
       outcome.wall_s = seconds_since(start_);
       outcome.ranks = context_.env.size();
+      if (stopped_by != 0) outcome.stopped_by = signal_name(stopped_by);
       const std::string problem = attempt([&] {
         code = exit_status(campaign::CampaignPage(ledger_).write(outcome) == 0 ? ExitCode::kOk : ExitCode::kFailed);
       });
@@ -228,7 +263,13 @@ class CampaignRun {
         code = exit_status(ExitCode::kFailed);
       }
     }
-    return static_cast<ExitCode>(context_.control.all_max({code}, "campaign exit code").front());
+    const auto agreed = static_cast<ExitCode>(context_.control.all_max({code}, "campaign exit code").front());
+    if (stopped_by == 0) return agreed;
+    if (rank() == 0) {
+      spdlog::info("campaign: stopped by {}; {} of {} studies done; run the same command again to do the other {}",
+                   signal_name(stopped_by), done, studies_.size(), studies_.size() - done);
+    }
+    return ExitCode::kInterrupted;
   }
 
   const JobContext& context_;
@@ -243,6 +284,7 @@ class CampaignRun {
   std::vector<StudyEntry> studies_;
   std::vector<std::int64_t> done_;
   std::vector<std::size_t> pending_;  ///< indices into studies_, in the order they are handed out
+  std::int64_t stopped_by_ = 0;       ///< the signal on which this rank stopped taking studies, 0: none
 };
 
 /// `vitruvian infer`: the campaign's keys from --campaign, --config, --set and the flags below.
@@ -342,6 +384,7 @@ class InferVerb final : public Verb {
 }  // namespace
 
 ExitCode run_infer(const JobContext& context, const CampaignConfig& config, bool force) {
+  install_stop_handlers();  // from here SIGTERM and SIGUSR1 stop the campaign between studies
   return CampaignRun(context, config, force).execute();
 }
 

@@ -14,7 +14,10 @@
 namespace vitruvian::jobs {
 
 /// Collective. kOk when every study is done, kFailed when some failed (each recorded with its
-/// reason in campaign.json), kUsage for a bad campaign or inputs (one line). `force`: redo the
+/// reason in campaign.json), kUsage for a bad campaign or inputs (one line), kInterrupted when a
+/// rank received SIGTERM or SIGUSR1 (core/stop_request.h) and studies were left: the signalled
+/// ranks take no new study, finish the one in flight, the summary is written, and a rerun does
+/// the rest. `force`: redo the
 /// selected studies (all when none are selected), removing their earlier outputs.
 ExitCode run_infer(const JobContext& context, const campaign::CampaignConfig& config, bool force);
 

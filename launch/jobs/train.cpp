@@ -92,7 +92,15 @@ class TrainVerb final : public Verb {
         app, "train",
         "Train an organ network on an HDF5 dataset, data-parallel over the ranks (config sections data, model, "
         "optimizer, train; launch/configs/quickstart.yaml)");
-    train->add_flag("--resume", flags_.resume, "Continue from the newest complete checkpoint in train.run_dir");
+    resume_ =
+        train->add_option("--resume", resume_mode_,
+                          "Continue from the newest complete checkpoint in train.run_dir; --resume auto: the same, "
+                          "or start fresh when there is none (for jobs a scheduler may requeue)");
+    resume_->expected(0, 1)->check(
+        [](const std::string& value) {
+          return value.empty() || value == "auto" ? "" : "'" + value + "'; expected auto or no value";
+        },
+        "auto");
     train->add_flag("--force", flags_.force, "Start over: remove an existing run's checkpoints, metrics and model");
     train->add_option("--run-dir", run_dir_, "Run folder (train.run_dir)");
     train->add_option("--steps", steps_, "Optimiser steps (train.steps)");
@@ -107,11 +115,16 @@ class TrainVerb final : public Verb {
     if (steps_) keys.push_back("train.steps=" + std::to_string(*steps_));
     return keys;
   }
-  ExitCode run(const JobContext& context) override { return run_train(context, config_, flags_); }
+  ExitCode run(const JobContext& context) override {
+    if (resume_->count() > 0) flags_.resume = resume_mode_ == "auto" ? ResumeMode::kAuto : ResumeMode::kLatest;
+    return run_train(context, config_, flags_);
+  }
 
  private:
   TrainConfig config_;
   TrainFlags flags_;
+  CLI::Option* resume_ = nullptr;
+  std::string resume_mode_;
   std::optional<std::string> run_dir_;
   std::optional<std::int64_t> steps_;
 };

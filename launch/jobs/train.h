@@ -61,14 +61,23 @@ struct TrainConfig {
   void validate() const;
 };
 
+/// What `train` does with the checkpoints already in run_dir.
+enum class ResumeMode {
+  kNo,      ///< a new run: a folder holding checkpoints is refused (unless --force)
+  kLatest,  ///< --resume: continue from the newest complete checkpoint; none is an error
+  kAuto,    ///< --resume auto: continue from the newest complete checkpoint, or start fresh without one
+};
+
 struct TrainFlags {
-  bool resume = false;  ///< continue from the newest complete checkpoint in run_dir
-  bool force = false;   ///< start over: an existing run's checkpoints, metrics, model and report go
+  ResumeMode resume = ResumeMode::kNo;
+  bool force = false;  ///< start over: an existing run's checkpoints, metrics, model and report go
 };
 
 /// Collective. kOk when training finished, kUsage for bad config or input (one line), kFailed
-/// when a run failed (non-finite steps beyond the limit, a rank's error). The context's resolved
-/// config is saved as RUN_DIR/config.yaml.
+/// when a run failed (non-finite steps beyond the limit, a rank's error), kInterrupted when a
+/// rank received SIGTERM or SIGUSR1 (core/stop_request.h): the ranks agree on it at the next step
+/// boundary, write that step's checkpoint and end (rerun with --resume auto to go on). The
+/// context's resolved config is saved as RUN_DIR/config.yaml.
 ExitCode run_train(const JobContext& context, const TrainConfig& config, const TrainFlags& flags);
 
 /// The `train` verb: its flags --run-dir and --steps stand for train.run_dir and train.steps.

@@ -21,8 +21,10 @@
 #include "core/atomic_file.h"
 #include "core/checkpoint.h"
 #include "core/errors.h"
+#include "core/fault_injection.h"
 #include "core/stopwatch.h"
 #include "core/progress.h"
+#include "core/stop_request.h"
 #include "data/loader.h"
 #include "data/preprocess.h"
 #include "data/volume_store.h"
@@ -223,6 +225,7 @@ data::LoaderOptions loader_options_of(const TrainConfig& config, int rank, int w
 /// Running sums of a run's step times, for the closing summary.
 struct StepTotals {
   double total_s = 0, wait_s = 0, exposed_s = 0, comm_s = 0;
+  double stop_check_s = 0;  ///< the step boundaries' agreement on a stop request
 };
 
 /// One run of `vitruvian train` on this rank, as the steps run_train takes in order.
@@ -314,6 +317,7 @@ class TrainingRun {
       if (rank_ == 0) spdlog::info("train: resuming from {} (step {})", resume_from_->string(), trainer_->steps_done());
     }
     start_step_ = trainer_->steps_done();
+    if (resume_from_) checkpointed_step_ = start_step_;
     return true;
   }
 
@@ -343,8 +347,38 @@ class TrainingRun {
 
   bool done() const { return trainer_->steps_done() >= config_.steps; }
 
+  /// Collective, at a step boundary: the signal that asked any rank to stop (the highest
+  /// number when ranks got different ones), or 0. One allreduce of one value on the
+  /// communicator's device.
+  int agreed_stop() {
+    const auto start = std::chrono::steady_clock::now();
+    const c10::Device on = comm_->device_type() == c10::kCPU ? c10::Device(c10::kCPU) : context_.device;
+    at::Tensor signal = at::full({1}, stop_signal(), at::TensorOptions().dtype(at::kInt).device(on));
+    comm_->allreduce(signal, ReduceOp::kMax);
+    const int agreed = signal.item<int>();
+    totals_.stop_check_s += seconds_since(start);
+    return agreed;
+  }
+
+  /// Collective, once the ranks agreed to stop on `signal`: the checkpoint of the steps done (unless
+  /// the schedule just wrote it), agreed written, and rank 0's line on how to go on. False when
+  /// the checkpoint could not be written (reported as agree_all does).
+  bool stop(int signal) {
+    const std::int64_t step = trainer_->steps_done();
+    progress_->finish();
+    const bool fresh = checkpointed_step_ != step;
+    if (!agree_all(context_, fresh ? attempt([&] { checkpoint(step); }) : "", "train checkpoint on stop")) return false;
+    if (rank_ == 0) {
+      spdlog::info("train: stopped by {} at step {}; checkpoint step {} {} ({}); rerun with --resume auto to continue",
+                   signal_name(signal), step, step, fresh ? "written" : "already written",
+                   (checkpoints_ / checkpoint_name(step)).string());
+    }
+    return true;
+  }
+
   /// Collective: one optimiser step and its metrics line, then validation and a checkpoint when due.
   void step() {
+    fault_point("train.step");
     const auto step_start = std::chrono::steady_clock::now();
     const double wait_before = loader_->wait_seconds();
     std::vector<std::string> samples;
@@ -377,7 +411,10 @@ class TrainingRun {
     if (!setup_.validation.empty() && (last || (config_.validate_every > 0 && r.step % config_.validate_every == 0))) {
       validate_now(r.step);
     }
-    if (last || r.step % config_.checkpoint_every == 0) checkpoint(r.step);
+    if (last || r.step % config_.checkpoint_every == 0) {
+      checkpoint(r.step);
+      checkpointed_step_ = r.step;
+    }
   }
 
   /// Rank 0: exports the model and logs the run's totals.
@@ -393,6 +430,7 @@ class TrainingRun {
         "{:.2f} s; model in {}",
         done, t.total_s, done > 0 ? voxels_per_step() * done / t.total_s / 1e6 : 0.0,
         t.total_s > 0 ? 100 * t.wait_s / t.total_s : 0.0, t.comm_s, t.exposed_s, (run_dir_ / "model").string());
+    spdlog::debug("train: the stop checks at step boundaries took {:.4f} s in all", t.stop_check_s);
   }
 
  private:
@@ -402,26 +440,39 @@ class TrainingRun {
     return {-steps[1], steps[0]};
   }
 
-  /// The checkpoint --resume continues from (and its step); an existing run is refused without
-  /// --resume or --force.
+  /// The checkpoint --resume continues from (and its step; --resume auto: none in an empty
+  /// folder); an existing run is refused without --resume or --force. A train.steps below the
+  /// checkpoint's step is refused; above it, the run is extended.
   void find_checkpoint() {
-    if (flags_.resume) {
+    if (flags_.resume != ResumeMode::kNo && flags_.force) {
+      throw InputError("train", "--resume and --force contradict each other; give one");
+    }
+    if (flags_.resume != ResumeMode::kNo) {
       resume_from_ =
           latest_checkpoint(checkpoints_, kCheckpointPrefix, [&](const fs::path& dir, const std::string& why) {
             if (rank_ == 0) spdlog::warn("checkpoint {} is skipped: {}; taking an earlier one", dir.string(), why);
           });
-      if (!resume_from_) throw InputError(checkpoints_.string(), "has no complete checkpoint to resume from");
+      if (!resume_from_ && flags_.resume == ResumeMode::kLatest) {
+        throw InputError(checkpoints_.string(),
+                         "has no complete checkpoint to resume from (--resume auto starts fresh then)");
+      }
     } else if (latest_checkpoint(checkpoints_, kCheckpointPrefix) && !flags_.force) {
       throw InputError(
           run_dir_.string(),
           "already holds checkpoints; pass --resume to continue it, --force to start over, or choose another run_dir");
     }
-    if (flags_.resume && flags_.force)
-      throw InputError("train", "--resume and --force contradict each other; give one");
-    if (resume_from_) resume_step_ = models::Trainer::saved_step(*resume_from_);
+    if (!resume_from_) return;
+    resume_step_ = models::Trainer::saved_step(*resume_from_);
+    if (resume_step_ > config_.steps) {
+      throw ConfigError("train.steps", fmt::format("{} is below the step of the checkpoint to resume from ({}, {}); "
+                                                   "raise it to extend the run",
+                                                   config_.steps, resume_step_, resume_from_->string()));
+    }
   }
 
   std::int64_t classes() const { return setup_.classes.size(); }
+
+  static std::string checkpoint_name(std::int64_t step) { return fmt::format("{}{:08d}", kCheckpointPrefix, step); }
 
   double voxels_per_step() const {
     return static_cast<double>(config_.batch_size * config_.patch[0] * config_.patch[1] * config_.patch[2] *
@@ -454,7 +505,7 @@ class TrainingRun {
   void checkpoint(std::int64_t step) {
     if (rank_ != 0) return;
     write_checkpoint(
-        checkpoints_, fmt::format("{}{:08d}", kCheckpointPrefix, step),
+        checkpoints_, checkpoint_name(step),
         [&](const fs::path& dir) {
           trainer_->save(dir);
           write_file_atomic(dir / "model.json", models::card_to_json(card_of(config_, setup_, *loader_, step)));
@@ -477,6 +528,7 @@ class TrainingRun {
   Setup setup_;
   std::optional<fs::path> resume_from_;
   std::int64_t resume_step_ = 0, start_step_ = 0;
+  std::int64_t checkpointed_step_ = -1;  ///< the step of the newest checkpoint in place, -1: none yet
   std::unique_ptr<data::PatchLoader> loader_;
   std::unique_ptr<Communicator> comm_;
   std::unique_ptr<models::Trainer> trainer_;
@@ -488,6 +540,7 @@ class TrainingRun {
 }  // namespace
 
 ExitCode run_train(const JobContext& context, const TrainConfig& config, const TrainFlags& flags) {
+  install_stop_handlers();  // from here SIGTERM and SIGUSR1 end the run at the next step boundary
   TrainingRun run(context, config, flags);
   if (!run.prepare()) return ExitCode::kUsage;
   run.clear_earlier_run();
@@ -496,7 +549,12 @@ ExitCode run_train(const JobContext& context, const TrainConfig& config, const T
     run.build();
     if (!run.resume()) return ExitCode::kUsage;
     run.open_metrics();
-    while (!run.done()) run.step();
+    while (!run.done()) {
+      if (const int signal = run.agreed_stop(); signal != 0) {
+        return run.stop(signal) ? ExitCode::kInterrupted : ExitCode::kFailed;
+      }
+      run.step();
+    }
     run.finish();
   } catch (const std::exception& e) {
     failure = fmt::format("training failed on rank {} ({}): {}", context.env.rank(), context.env.host(), e.what());
