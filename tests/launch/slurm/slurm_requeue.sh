@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Preemption and requeue under a real Slurm (the one-node cluster of slurm_cluster.sh), through
+# launch/slurm/vitruvian.sbatch with 2 tasks started by srun:
+#  1. `scontrol requeue` of a running training job: Slurm sends SIGTERM to every task, the ranks
+#     agree on a stop at the next step boundary, write that step's checkpoint and exit 3 within
+#     KillWait; the job goes back to the queue, runs again, and the template's RESUME=auto
+#     continues from the checkpoint. The finished run's losses equal an uninterrupted run's.
+#  2. The time-limit warning (`--signal=B:USR1@...`, here sent at once with `scancel --batch
+#     --signal=USR1`): srun passes it to the ranks, the job ends with exit code 3 and the
+#     checkpoint of the step it was at.
+# The ranks are held at a known step by VITRUVIAN_FAULT=train.step@*#N:stop (SIGSTOP; Slurm
+# sends SIGCONT before SIGTERM), so the signal arrives mid-run at a known step.
+# Usage: slurm_requeue.sh VITRUVIAN MPIRUN WORKDIR
+set -euo pipefail
+vit=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+mpirun=$2
+work=$3
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+source "$here/../cli_helpers.sh"
+source "$here/slurm_cluster.sh"
+if [[ $(id -u) -ne 0 ]]; then echo "SKIP: slurmd must run as root to start job steps"; exit 77; fi
+prepare_workdir "$work"
+slurm_cluster_start "$work/cluster"
+
+expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 3 --shape 24,32,32 --out chest.h5 --threads 2
+cat > train.yaml <<YAML
+data:
+  dataset: chest.h5
+  channels: [cta]
+  classes: [lung_left, lung_right, $heart_class]
+  validation_studies: 1
+  patch: [16, 16, 16]
+  batch_size: 2
+  workers: 1
+model: {stages: 3, base_features: 4}
+optimizer: {name: adamw, lr: 0.01}
+train: {steps: 20, validate_every: 0, checkpoint_every: 5}
+YAML
+# The reference: the same 20 steps on 2 ranks, uninterrupted, outside Slurm.
+expect_exit 0 reference.err "$mpirun" -np 2 "$vit" --config train.yaml --threads 1 train --run-dir reference
+
+# sbatch_train NAME FAULT: submits the template's train on 2 srun tasks; prints the job id.
+sbatch_train() {
+  LAUNCHER=srun VITRUVIAN="$vit" VITRUVIAN_FAULT="$2" \
+    sbatch --parsable --job-name="$1" --ntasks=2 --ntasks-per-node=2 --cpus-per-task=1 --gpus-per-node=0 \
+      --time=10 --output="$work/$1.out" "$root/launch/slurm/vitruvian.sbatch" \
+      --config train.yaml --threads 1 train --run-dir "run_$1"
+}
+
+# wait_held ID COUNT: waits until COUNT tasks of this cluster's job are stopped at the fault point.
+wait_held() {
+  local deadline=$((SECONDS + 120)) stopped pid
+  while ((SECONDS < deadline)); do
+    stopped=0
+    for pid in $(pgrep -f -- "--run-dir run_$1" || true); do
+      [[ $(readlink -f "/proc/$pid/exe" 2>/dev/null) == "$vit" && $(awk '{print $3}' "/proc/$pid/stat") == T ]] &&
+        stopped=$((stopped + 1))
+    done
+    ((stopped == $2)) && return 0
+    sleep 0.1
+  done
+  cat "$work/$1.out"
+  fail "job $1: $2 ranks did not reach the fault point"
+}
+
+# 1. Requeued at step 12 (both ranks held as they enter it); the rerun hits the point 8 times only.
+id=$(sbatch_train requeued 'train.step@*#12:stop')
+wait_held requeued 2
+scontrol requeue "$id"
+# Slurm holds a requeued job back (its begin time moves about two minutes ahead); release it.
+for _ in $(seq 100); do [[ $(slurm_job_state "$id") == PENDING ]] && break; sleep 0.2; done
+scontrol update JobId="$id" StartTime=now
+state=$(slurm_wait_job "$id" 240) || true
+[[ $state == COMPLETED ]] || { cat requeued.out; fail "requeued job $id ended $state, expected COMPLETED"; }
+restarts=$(scontrol show job "$id" | sed -n 's/.*Restarts=\([0-9]*\).*/\1/p')
+[[ $restarts == 1 ]] || fail "job $id restarted $restarts times, expected 1"
+# The stop comes at the first step boundary after the signal: the held step or the next one.
+stop_step=$(sed -n 's/.*train: stopped by SIGTERM at step \([0-9]*\); checkpoint step \1 written.*/\1/p' requeued.out)
+[[ $stop_step == 12 || $stop_step == 13 ]] || { cat requeued.out; fail "no stop line at step 12 or 13 ('$stop_step')"; }
+grep -q "resuming from .*step_000000$stop_step (step $stop_step)" requeued.out || { cat requeued.out; fail "the rerun did not resume from step $stop_step"; }
+
+# 2. The time-limit warning: SIGUSR1 to the batch shell (srun), held at step 7.
+id=$(sbatch_train warned 'train.step@*#7:stop')
+wait_held warned 2
+scancel --batch --signal=USR1 "$id"
+# srun delivers SIGUSR1 to the stopped tasks; SIGCONT lets them take it (Slurm sends SIGCONT
+# itself only before SIGTERM and SIGKILL).
+for pid in $(pgrep -f -- "--run-dir run_warned"); do kill -CONT "$pid" 2>/dev/null || true; done
+state=$(slurm_wait_job "$id" 120) || true
+exit_code=$(scontrol show job "$id" | sed -n 's/.* ExitCode=\([0-9]*\):.*/\1/p')
+[[ $state == FAILED && $exit_code == 3 ]] || { cat warned.out; fail "warned job $id ended $state with exit code $exit_code, expected FAILED 3"; }
+warned_step=$(sed -n 's/.*train: stopped by SIGUSR1 at step \([0-9]*\); checkpoint step \1 written.*/\1/p' warned.out)
+[[ $warned_step == 7 || $warned_step == 8 ]] || { cat warned.out; fail "no stop line at step 7 or 8 ('$warned_step')"; }
+
+$py - <<'PY'
+import json, os
+def losses(run):
+    out = {}
+    for line in open(f"{run}/metrics.jsonl"):
+        j = json.loads(line)
+        if "loss" in j:
+            out[j["step"]] = j["loss"]  # a resumed run logs each step once more after its checkpoint
+    return out
+reference, requeued = losses("reference"), losses("run_requeued")
+assert sorted(reference) == list(range(1, 21)), reference
+assert requeued == reference, f"requeued run differs: {requeued} vs {reference}"
+assert os.path.isfile("run_requeued/model/model.json")
+steps = sorted(d for d in os.listdir("run_warned/checkpoints") if d.startswith("step_"))
+assert steps[-1] in ("step_00000007", "step_00000008"), steps
+print("requeued mid-run and resumed by itself: losses equal the uninterrupted run's;",
+      "USR1 warning:", steps[-1], "exit 3")
+PY
