@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <map>
 #include <optional>
@@ -25,6 +26,7 @@
 #include "core/progress.h"
 #include "launch/campaign/campaign_page.h"
 #include "launch/campaign/pacs_store.h"
+#include "launch/campaign/study_claims.h"
 #include "launch/campaign/study_pipeline.h"
 #include "launch/campaign/study_source.h"
 
@@ -58,6 +60,7 @@ class CampaignRun {
   bool set_up() {
     std::string problem = attempt([&] {
       config_.validate();
+      claims_ = std::make_unique<campaign::StudyClaims>(config_.output, rank(), config_.claim_timeout_s);
       auto routes = campaign::make_routes(config_, campaign::PredictorOptions::from(config_, context_.device, rank() == 0), rank() == 0);
       sources_ = campaign::make_sources(config_);
       if (config_.store_to.enabled()) store_ = std::make_unique<campaign::PacsStore>(config_.store_to);
@@ -70,13 +73,31 @@ class CampaignRun {
     if (rank() == 0) {
       problem = attempt([&] {
         const std::set<std::string> chosen(config_.studies.begin(), config_.studies.end());
-        ledger_.prepare(force_, [&](const std::string& id) { return chosen.empty() || chosen.count(id) != 0; });
-        std::error_code ignored;
-        fs::remove_all(config_.output / ".cache", ignored);  // PACS studies a killed run left
+        if (force_ && claims_->any_live()) {
+          throw ConfigError("--force", "another job is working in " + config_.output.string() +
+                                           " (a live claim in .claims); run --force alone");
+        }
+        const auto busy = [&](const std::string& id) { return claims_->live_claimer(id).has_value(); };
+        ledger_.prepare(
+            force_, [&](const std::string& id) { return chosen.empty() || chosen.count(id) != 0; }, busy,
+            config_.claim_timeout_s);
+        remove_cache_leftovers(busy);
         write_file_atomic(config_.output / "campaign.yaml", config_.yaml());
       });
     }
     return agree_all(context_, problem, "campaign output folder");
+  }
+
+  /// PACS studies a killed run left in OUT/.cache (not those of studies another job holds).
+  void remove_cache_leftovers(const std::function<bool(const std::string&)>& busy) const {
+    std::error_code error;
+    std::vector<fs::path> leftovers;
+    for (fs::directory_iterator it(config_.output / ".cache", error), end; !error && it != end; it.increment(error)) {
+      const fs::path& path = it->path();
+      if (!busy(path.extension() == ".partial" ? path.stem().string() : path.filename().string()))
+        leftovers.push_back(path);
+    }
+    for (const auto& path : leftovers) fs::remove_all(path, error);
   }
 
   /// Rank 0 lists every input's studies; every rank gets the list, selected by `studies:`.
@@ -149,11 +170,13 @@ class CampaignRun {
     Progress progress("studies started", static_cast<std::int64_t>(pending_.size()), rank() == 0);
     const bool ahead = std::any_of(sources_.begin(), sources_.end(), [](const auto& s) { return s->fetches(); });
     std::int64_t shown = 0;
-    std::optional<std::int64_t> item = queue.next();
+    taken_.assign(studies_.size(), 0);
+    started_ = claims_->file_system_now();
+    std::optional<std::int64_t> item = next_item(queue);
     std::future<void> fetched = item ? fetch(*item) : std::future<void>{};
     while (item) {
       const std::size_t index = pending_[static_cast<std::size_t>(*item)];
-      const std::optional<std::int64_t> upcoming = ahead ? queue.next() : std::nullopt;
+      const std::optional<std::int64_t> upcoming = ahead ? next_item(queue) : std::nullopt;
       std::future<void> next_fetched = upcoming ? fetch(*upcoming) : std::future<void>{};
       process(index, fetched);
       if (rank() == 0) {
@@ -161,11 +184,45 @@ class CampaignRun {
         progress.advance(now - shown, studies_[index].id);
         shown = now;
       }
-      item = ahead ? upcoming : queue.next();
+      item = ahead ? upcoming : next_item(queue);
       fetched = ahead ? std::move(next_fetched) : (item ? fetch(*item) : std::future<void>{});
     }
     queue.finish();
     if (rank() == 0) progress.advance(queue.handed_out() - shown);
+  }
+
+  /// The queue's next item whose study this job takes (claims): others' studies are left to them.
+  std::optional<std::int64_t> next_item(WorkQueue& queue) {
+    for (std::optional<std::int64_t> item = queue.next(); item; item = queue.next()) {
+      if (take(pending_[static_cast<std::size_t>(*item)])) return item;
+    }
+    return std::nullopt;
+  }
+
+  /// Claims study `index` for this job (OUT/.claims): false when another job holds it, finished
+  /// it, or failed it since this job started (not retried in the same pass).
+  bool take(std::size_t index) {
+    const std::string& id = studies_[index].id;
+    try {
+      const auto result = claims_->claim(id);
+      if (result == campaign::StudyClaims::Result::kHeldElsewhere) {
+        spdlog::debug("study {} is claimed by another job", id);
+        return false;
+      }
+      if (result == campaign::StudyClaims::Result::kTakenOver) ledger_.remove_temporaries_of(id);
+      const auto failed_at = ledger_.failure_time(id);
+      const bool done = push_only_.count(index) != 0 ? !failed_at : ledger_.check(id, pipeline_->fingerprint()).empty();
+      if (done || (failed_at && *failed_at >= started_)) {
+        spdlog::debug("study {} was {} by another job meanwhile", id, done ? "done" : "failed");
+        claims_->release(id);
+        return false;
+      }
+      taken_[index] = 1;
+      return true;
+    } catch (const std::exception& e) {
+      spdlog::warn("study {}: cannot claim it on rank {}: {}", id, rank(), e.what());
+      return false;
+    }
   }
 
   /// Starts bringing the study of queue item `item` to this rank (nothing to wait for when its
@@ -204,23 +261,38 @@ class CampaignRun {
       }
     }
     source.release(entry);
+    claims_->release(entry.id);
   }
 
-  /// Every rank's successes reach rank 0, which writes the summary; all ranks return its code.
+  /// Every rank's successes reach rank 0, which writes the summary of the whole folder (with the
+  /// studies other jobs finished, or hold, meanwhile); all ranks return its code.
   ExitCode finish() {
-    done_ = context_.control.all_max(std::move(done_), "campaign results");
+    std::vector<std::int64_t> flags = done_;
+    flags.insert(flags.end(), taken_.begin(), taken_.end());
+    flags = context_.control.all_max(std::move(flags), "campaign results");
     std::int64_t code = exit_status(ExitCode::kOk);
     if (rank() == 0) {
       campaign::CampaignOutcome outcome;
-      for (std::size_t i = 0; i < studies_.size(); ++i) {
-        outcome.studies.push_back(studies_[i].id);
-        if (done_[i] != 0) outcome.done.insert(studies_[i].id);
-      }
-      for (const auto i : pending_) outcome.this_run.insert(studies_[i].id);
-      outcome.selected = config_.studies;
-      outcome.wall_s = seconds_since(start_);
-      outcome.ranks = context_.env.size();
       const std::string problem = attempt([&] {
+        const campaign::StudyClaims::SummaryLock lock(*claims_);  // one job at a time gathers and writes
+        for (std::size_t i = 0; i < studies_.size(); ++i) {
+          const std::string& id = studies_[i].id;
+          outcome.studies.push_back(id);
+          if (flags[i] != 0 || ledger_.committed(id, pipeline_->fingerprint())) {
+            outcome.done.insert(id);
+          } else if (const auto claimer = claims_->live_claimer(id)) {
+            outcome.elsewhere.emplace(id, claimer->describe());
+          }
+          if (flags[studies_.size() + i] != 0) outcome.this_run.insert(id);
+        }
+        std::vector<char> pending(studies_.size(), 0);
+        for (const auto i : pending_) pending[i] = 1;
+        for (std::size_t i = 0; i < studies_.size(); ++i) {
+          if (pending[i] == 0) outcome.done_before.insert(studies_[i].id);
+        }
+        outcome.selected = config_.studies;
+        outcome.wall_s = seconds_since(start_);
+        outcome.ranks = context_.env.size();
         code = exit_status(campaign::CampaignPage(ledger_).write(outcome) == 0 ? ExitCode::kOk : ExitCode::kFailed);
       });
       if (!problem.empty()) {
@@ -238,8 +310,11 @@ class CampaignRun {
   Clock::time_point start_ = Clock::now();
   std::vector<std::unique_ptr<campaign::StudySource>> sources_;
   std::unique_ptr<campaign::StudyPipeline> pipeline_;
-  std::unique_ptr<campaign::PacsStore> store_;  ///< store_to: where results go (null: nowhere)
-  std::set<std::size_t> push_only_;             ///< studies done but whose results the PACS refused
+  std::unique_ptr<campaign::PacsStore> store_;     ///< store_to: where results go (null: nowhere)
+  std::unique_ptr<campaign::StudyClaims> claims_;  ///< this rank's claims of studies (OUT/.claims)
+  std::vector<std::int64_t> taken_;                ///< 1: this rank took the study (claimed it)
+  double started_ = 0;                             ///< when work began, on the file system's clock
+  std::set<std::size_t> push_only_;                ///< studies done but whose results the PACS refused
   std::vector<StudyEntry> studies_;
   std::vector<std::int64_t> done_;
   std::vector<std::size_t> pending_;  ///< indices into studies_, in the order they are handed out
