@@ -1,7 +1,7 @@
 // The campaign wired from its stages (launch/campaign/): set-up agreed by all ranks (config,
 // sources, routes and their models, the output folder, the listing), which studies are done,
-// the dynamic queue of the rest (largest first) through the study pipeline, then rank 0's
-// summary. Ranks talk only through the control plane and the work queue, both under the
+// the dynamic queue of the rest (largest first; each study claimed against other jobs on the same
+// folder, campaign/study_claims.h) through the study pipeline, then rank 0's summary. Ranks talk only through the control plane and the work queue, both under the
 // collective timeout.
 #include "launch/jobs/infer.h"
 
