@@ -2,12 +2,11 @@
 #include "launch/campaign/study_claims.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -37,18 +36,26 @@ std::string host_name() {
   return name;
 }
 
-/// Field 22 of /proc/<pid>/stat: when the process started (clock ticks since boot); 0 unknown.
-std::uint64_t start_time(std::int64_t pid) {
+/// What /proc/<pid>/stat says of a process: its state (field 3: 'R', 'S', 'T', 'Z' for a zombie...;
+/// 0 when unreadable) and when it started (field 22, clock ticks since boot; 0 when unknown).
+struct ProcessStat {
+  char state = 0;
+  std::uint64_t started = 0;
+};
+
+ProcessStat process_stat(std::int64_t pid) {
   std::ifstream in(fmt::format("/proc/{}/stat", pid));
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ProcessStat out;
   const auto paren = text.rfind(')');
-  if (paren == std::string::npos) return 0;
+  if (paren == std::string::npos) return out;
   std::istringstream fields(text.substr(paren + 1));
   std::string field;
   for (int i = 3; i <= 22 && fields >> field; ++i) {
-    if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 3) out.state = field[0];
+    if (i == 22) out.started = std::strtoull(field.c_str(), nullptr, 10);
   }
-  return 0;
+  return out;
 }
 
 double seconds_of(const struct timespec& t) {
@@ -63,7 +70,7 @@ Claimer Claimer::current(int rank, double timeout_s) {
   Claimer c;
   c.host = host_name();
   c.pid = static_cast<std::int64_t>(getpid());
-  c.started = start_time(c.pid);
+  c.started = process_stat(c.pid).started;
   c.rank = rank;
   c.timeout_s = timeout_s;
   if (!env("SLURM_ARRAY_JOB_ID").empty() && !env("SLURM_ARRAY_TASK_ID").empty()) {
@@ -182,10 +189,12 @@ StudyClaims::Seen StudyClaims::inspect(const fs::path& path) const {
     // Half written (its writer is between create and write): judged by its heartbeat alone.
   }
   if (seen.claimer && seen.claimer->host == self_.host && seen.claimer->pid > 0) {
+    // Gone: no such process, a zombie (killed, not yet reaped), or a younger process with its pid.
     const auto pid = static_cast<pid_t>(seen.claimer->pid);
-    const bool alive = ::kill(pid, 0) == 0 || errno == EPERM;
-    const std::uint64_t started = alive ? start_time(seen.claimer->pid) : 0;
-    if (!alive || (seen.claimer->started != 0 && started != 0 && started != seen.claimer->started)) {
+    const bool exists = ::kill(pid, 0) == 0 || errno == EPERM;
+    const ProcessStat now = exists ? process_stat(seen.claimer->pid) : ProcessStat{};
+    const bool reused = seen.claimer->started != 0 && now.started != 0 && now.started != seen.claimer->started;
+    if (!exists || now.state == 'Z' || now.state == 'X' || reused) {
       seen.stale = true;
       seen.why = "its process is gone";
       return seen;

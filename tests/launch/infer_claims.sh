@@ -81,6 +81,12 @@ start c out1 2
 finished a b c
 done_once out1 a.log b.log c.log
 echo "three concurrent jobs: ${SECONDS} s"
+# --force while another job holds a claim in the folder (a live claim of another node) is refused.
+printf '{"job": "slurm array 9_1", "rank": 0, "host": "another-node", "pid": 1, "timeout_s": 300}\n' \
+  > out1/.claims/chest_cardiac_00003.claim
+expect_exit 2 force.err "$vit" --threads 1 infer --campaign job_a.yaml --force
+grep -q "another job is working in out1" force.err || { cat force.err; fail "--force beside a live claim was not refused"; }
+rm out1/.claims/chest_cardiac_00003.claim
 
 # 2. Job k stops while writing its first study's outputs (labels.h5 written, the rest not), and
 # every process of it is killed: its claim and half-written folder stay.

@@ -4,8 +4,8 @@
 // one wins. Also the Ledger's leftovers of busy studies.
 #include "launch/campaign/study_claims.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,6 +45,13 @@ Claimer elsewhere(double timeout_s) {
   return c;
 }
 
+char process_state(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto paren = text.rfind(')');
+  return paren == std::string::npos || paren + 2 >= text.size() ? 0 : text[paren + 2];
+}
+
 double age_of(const fs::path& path) {
   struct stat st {};
   EXPECT_EQ(stat(path.c_str(), &st), 0);
@@ -80,7 +87,7 @@ TEST_F(StudyClaimsTest, AnotherHostsClaimIsTakenOverOnlyAfterItsTimeout) {
 }
 
 TEST_F(StudyClaimsTest, AClaimOfAGoneProcessOnThisHostIsTakenOverAtOnce) {
-  const pid_t child = fork();
+  const pid_t child = fork();  // exits and is reaped: its pid is free
   if (child == 0) _exit(0);
   waitpid(child, nullptr, 0);
   Claimer gone = Claimer::current(0, 300);
@@ -88,6 +95,15 @@ TEST_F(StudyClaimsTest, AClaimOfAGoneProcessOnThisHostIsTakenOverAtOnce) {
   write_claim(dir_, "s", gone, 0);
   StudyClaims claims(dir_, 0, 300);
   EXPECT_EQ(claims.claim("s"), Result::kTakenOver);
+  // A killed process nobody has reaped yet (a zombie) is gone too.
+  const pid_t zombie = fork();
+  if (zombie == 0) _exit(0);
+  for (int i = 0; i < 200 && process_state(zombie) != 'Z'; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  gone.pid = zombie;
+  write_claim(dir_, "z", gone, 0);
+  EXPECT_EQ(claims.claim("z"), Result::kTakenOver);
+  waitpid(zombie, nullptr, 0);
 }
 
 TEST_F(StudyClaimsTest, TheHeartbeatKeepsAHeldClaimFresh) {
