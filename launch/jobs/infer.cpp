@@ -278,7 +278,8 @@ class CampaignRun {
         for (std::size_t i = 0; i < studies_.size(); ++i) {
           const std::string& id = studies_[i].id;
           outcome.studies.push_back(id);
-          if (flags[i] != 0 || ledger_.committed(id, pipeline_->fingerprint())) {
+          // Done by this job, or committed by another (without a failure record: results a PACS refused).
+          if (flags[i] != 0 || (ledger_.committed(id, pipeline_->fingerprint()) && !ledger_.failure_time(id))) {
             outcome.done.insert(id);
           } else if (const auto claimer = claims_->live_claimer(id)) {
             outcome.elsewhere.emplace(id, claimer->describe());
