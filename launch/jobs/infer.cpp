@@ -1,8 +1,8 @@
 // The campaign wired from its stages (launch/campaign/): set-up agreed by all ranks (config,
 // sources, routes and their models, the output folder, the listing), which studies are done,
 // the dynamic queue of the rest (largest first; each study claimed against other jobs on the same
-// folder, campaign/study_claims.h) through the study pipeline, then rank 0's summary. Ranks talk only through the control plane and the work queue, both under the
-// collective timeout.
+// folder, campaign/study_claims.h) through the study pipeline, then rank 0's summary. Ranks talk
+// only through the control plane and the work queue, both under the collective timeout.
 #include "launch/jobs/infer.h"
 
 #include <CLI/CLI.hpp>
@@ -267,34 +267,13 @@ class CampaignRun {
   /// Every rank's successes reach rank 0, which writes the summary of the whole folder (with the
   /// studies other jobs finished, or hold, meanwhile); all ranks return its code.
   ExitCode finish() {
-    std::vector<std::int64_t> flags = done_;
-    flags.insert(flags.end(), taken_.begin(), taken_.end());
-    flags = context_.control.all_max(std::move(flags), "campaign results");
+    done_ = context_.control.all_max(std::move(done_), "campaign results");
+    taken_ = context_.control.all_max(std::move(taken_), "campaign studies taken");
     std::int64_t code = exit_status(ExitCode::kOk);
     if (rank() == 0) {
-      campaign::CampaignOutcome outcome;
       const std::string problem = attempt([&] {
         const campaign::StudyClaims::SummaryLock lock(*claims_);  // one job at a time gathers and writes
-        for (std::size_t i = 0; i < studies_.size(); ++i) {
-          const std::string& id = studies_[i].id;
-          outcome.studies.push_back(id);
-          // Done by this job, or committed by another (without a failure record: results a PACS refused).
-          if (flags[i] != 0 || (ledger_.committed(id, pipeline_->fingerprint()) && !ledger_.failure_time(id))) {
-            outcome.done.insert(id);
-          } else if (const auto claimer = claims_->live_claimer(id)) {
-            outcome.elsewhere.emplace(id, claimer->describe());
-          }
-          if (flags[studies_.size() + i] != 0) outcome.this_run.insert(id);
-        }
-        std::vector<char> pending(studies_.size(), 0);
-        for (const auto i : pending_) pending[i] = 1;
-        for (std::size_t i = 0; i < studies_.size(); ++i) {
-          if (pending[i] == 0) outcome.done_before.insert(studies_[i].id);
-        }
-        outcome.selected = config_.studies;
-        outcome.wall_s = seconds_since(start_);
-        outcome.ranks = context_.env.size();
-        code = exit_status(campaign::CampaignPage(ledger_).write(outcome) == 0 ? ExitCode::kOk : ExitCode::kFailed);
+        code = exit_status(campaign::CampaignPage(ledger_).write(outcome()) == 0 ? ExitCode::kOk : ExitCode::kFailed);
       });
       if (!problem.empty()) {
         spdlog::error("campaign summary: {}", problem);
@@ -302,6 +281,30 @@ class CampaignRun {
       }
     }
     return static_cast<ExitCode>(context_.control.all_max({code}, "campaign exit code").front());
+  }
+
+  /// The folder as rank 0 sees it at the end: studies done (by this job, before it, or by other
+  /// jobs meanwhile), those other jobs still hold, and those this job took.
+  campaign::CampaignOutcome outcome() const {
+    campaign::CampaignOutcome outcome;
+    std::vector<char> pending(studies_.size(), 0);
+    for (const auto i : pending_) pending[i] = 1;
+    for (std::size_t i = 0; i < studies_.size(); ++i) {
+      const std::string& id = studies_[i].id;
+      outcome.studies.push_back(id);
+      // Committed by another job counts unless it has a failure record (results a PACS refused).
+      if (done_[i] != 0 || (ledger_.committed(id, pipeline_->fingerprint()) && !ledger_.failure_time(id))) {
+        outcome.done.insert(id);
+      } else if (const auto claimer = claims_->live_claimer(id)) {
+        outcome.elsewhere.emplace(id, claimer->describe());
+      }
+      if (taken_[i] != 0) outcome.this_run.insert(id);
+      if (pending[i] == 0) outcome.done_before.insert(id);
+    }
+    outcome.selected = config_.studies;
+    outcome.wall_s = seconds_since(start_);
+    outcome.ranks = context_.env.size();
+    return outcome;
   }
 
   const JobContext& context_;
