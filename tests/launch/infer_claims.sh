@@ -92,7 +92,7 @@ rm out1/.claims/chest_cardiac_00003.claim
 # every process of it is killed: its claim and half-written folder stay.
 SECONDS=0
 start k out2 1 VITRUVIAN_FAULT=campaign.sink@0#2:stop
-for _ in $(seq 1 400); do
+for _ in $(seq 1 1200); do
   half=$(ls -a out2/studies 2>/dev/null | grep -E '^\..*\.tmp\.' || true)
   [[ -n $half && -n "$(ls out2/.claims/*.claim 2>/dev/null)" ]] && break
   sleep 0.05
@@ -107,7 +107,7 @@ sleep 0.2
 # Job f takes over k's claim at once (same host, process gone), then freezes in the same place:
 # alive, but its heartbeat stops.
 start f out2 1 VITRUVIAN_FAULT=campaign.sink@0#2:stop
-for _ in $(seq 1 400); do
+for _ in $(seq 1 1200); do
   grep -q "study $study: taking over the claim of .*(its process is gone)" f.log && ls -a out2/studies | grep -q "^\.$study\.tmp\." &&
     ! ls -a out2/studies | grep -q "^$half\$" && break
   sleep 0.05
