@@ -70,6 +70,8 @@ void CampaignConfig::visit(ConfigVisitor& v) {
   v.section("calcium", [&](ConfigVisitor& c) { calcium.visit(c); });
   v.section("source", [&](ConfigVisitor& c) { source.visit(c); });
   v.section("store_to", [&](ConfigVisitor& c) { store_to.visit(c); });
+  v.field("claim_timeout_s", claim_timeout_s,
+          "several jobs on one output folder: a study claim silent this long (s) is taken over");
 }
 
 namespace {
@@ -125,6 +127,10 @@ void CampaignConfig::validate() const {
     }
   }
   validate_routes(routes);
+  if (!(claim_timeout_s >= 0.5 && claim_timeout_s <= 86400)) {
+    throw ConfigError("claim_timeout_s",
+                      fmt::format("claim_timeout_s {}; expected 0.5..86400 seconds", claim_timeout_s));
+  }
   if (!(calcium.artery_margin_mm >= 0 && calcium.artery_margin_mm <= 50 && calcium.region_margin_mm >= 0 &&
         calcium.region_margin_mm <= 50)) {
     throw ConfigError("calcium", "calcium margins must be 0..50 mm");
@@ -138,7 +144,12 @@ std::string CampaignConfig::settings_yaml() const {
   settings.studies.clear();
   settings.source = SourceConfig{};
   settings.store_to = pacs::PacsEndpoint{};
-  return settings.yaml();
+  // The claim timeout says how jobs share the folder, not what a study's outputs are: left out,
+  // so campaigns made before the key existed keep their fingerprint.
+  std::string text = settings.yaml();
+  const auto at = text.find("\nclaim_timeout_s:");
+  if (at != std::string::npos) text.erase(at + 1, text.find('\n', at + 1) - at);
+  return text;
 }
 
 std::string CampaignConfig::yaml() const {

@@ -97,6 +97,9 @@ struct CampaignConfig {
   CalciumConfig calcium;
   SourceConfig source;          ///< studies from a PACS (besides or instead of `input`)
   pacs::PacsEndpoint store_to;  ///< a PACS that receives every DICOM file a study's outputs hold
+  /// Several jobs on one output folder: a study claim whose heartbeat (every timeout/5) is older
+  /// than this many seconds is taken over by another job (launch/campaign/study_claims.h).
+  double claim_timeout_s = 300;
 
   void visit(ConfigVisitor& v);
   /// ConfigError naming the key (and the route's origin) of the first bad value: overlap,
@@ -105,7 +108,7 @@ struct CampaignConfig {
   /// PACS source) or output, a PACS source or store_to without its host/port/AE titles or url.
   void validate() const;
   /// What a study's outputs depend on besides its input and the models' files: every key but
-  /// input, output, studies, source and store_to, as YAML (part of the campaign's fingerprint).
+  /// input, output, studies, source, store_to and claim_timeout_s, as YAML (part of the campaign's fingerprint).
   std::string settings_yaml() const;
   /// The whole campaign as YAML (saved as OUT/campaign.yaml).
   std::string yaml() const;

@@ -68,7 +68,7 @@ std::string study_row(const json& report, const fs::path& output) {
 struct CampaignPage::Rows {
   std::set<std::string> listed;
   std::vector<json> reports;  ///< done studies, by id
-  json done = json::array(), failed = json::array();
+  json done = json::array(), failed = json::array(), elsewhere = json::array();
   std::map<std::string, double> model_s;
   double voxels = 0, study_s = 0;
   std::int64_t processed = 0;  ///< done by this run (throughput counts these alone)
@@ -85,6 +85,10 @@ CampaignPage::Rows CampaignPage::collect(const CampaignOutcome& outcome) const {
     if (selected(id)) rows.listed.insert(id);  // a failure of a study the inputs no longer list
   }
   for (const auto& id : rows.listed) {
+    if (const auto busy = outcome.elsewhere.find(id); outcome.done.count(id) == 0 && busy != outcome.elsewhere.end()) {
+      rows.elsewhere.push_back({{"study", id}, {"claimed_by", busy->second}});
+      continue;
+    }
     if (outcome.done.count(id) == 0) {
       const auto it = failures.find(id);
       const std::string why = !outcome.stopped_by.empty() ? "not started: the campaign was stopped by " +
@@ -110,12 +114,14 @@ CampaignPage::Rows CampaignPage::collect(const CampaignOutcome& outcome) const {
 }
 
 json CampaignPage::summary(const Rows& rows, const CampaignOutcome& outcome) {
-  const auto skipped = static_cast<std::int64_t>(outcome.studies.size() - outcome.this_run.size());
+  const auto skipped = static_cast<std::int64_t>(outcome.done_before.size());
   const double wall = outcome.wall_s;
   return {{"studies", rows.listed.size()},
           {"done", rows.done.size()},
           {"failed", rows.failed},
           {"done_by_this_run", rows.processed},
+          {"done_by_other_jobs", static_cast<std::int64_t>(rows.done.size()) - rows.processed - skipped},
+          {"in_progress_elsewhere", rows.elsewhere},
           {"skipped_as_already_done", skipped},
           {"ranks", outcome.ranks},
           {"stopped_by", outcome.stopped_by.empty() ? json(nullptr) : json(outcome.stopped_by)},
@@ -133,16 +139,24 @@ std::string CampaignPage::html(const Rows& rows, const json& s, const std::strin
           "body{font-family:sans-serif;margin:2em;background:#fafafa}table{border-collapse:collapse}"
           "td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;font-size:13px}th{background:#eee}"
           ".failed{color:#b00}img{max-width:420px}</style></head><body>\n";
-  html << fmt::format("<h1>Campaign: {}</h1>\n<p>{} studies: {} done, {} failed ({} already done before this run). {} ranks, "
-                      "{:.1f} s wall, {:.0f} studies/h, {:.3g} voxels/s.</p>\n",
-                      html_escape(title), rows.listed.size(), rows.done.size(), rows.failed.size(),
-                      s["skipped_as_already_done"].get<std::int64_t>(), s["ranks"].get<int>(), s["wall_s"].get<double>(),
-                      s["studies_per_hour"].get<double>(), s["voxels_per_s"].get<double>());
-  html << "<table><tr><th>study</th><th>structures (mL)</th><th>Dice</th><th>calcium (Agatston)</th><th>s</th><th>picture</th></tr>\n";
+  html << fmt::format(
+      "<h1>Campaign: {}</h1>\n<p>{} studies: {} done, {} failed{} ({} already done before this run, {} by "
+      "other jobs meanwhile). {} ranks, {:.1f} s wall, {:.0f} studies/h, {:.3g} voxels/s.</p>\n",
+      html_escape(title), rows.listed.size(), rows.done.size(), rows.failed.size(),
+      rows.elsewhere.empty() ? "" : fmt::format(", {} in progress in other jobs", rows.elsewhere.size()),
+      s["skipped_as_already_done"].get<std::int64_t>(), s["done_by_other_jobs"].get<std::int64_t>(),
+      s["ranks"].get<int>(), s["wall_s"].get<double>(), s["studies_per_hour"].get<double>(),
+      s["voxels_per_s"].get<double>());
+  html << "<table><tr><th>study</th><th>structures (mL)</th><th>Dice</th><th>calcium "
+          "(Agatston)</th><th>s</th><th>picture</th></tr>\n";
   for (const auto& report : rows.reports) html << study_row(report, output);
   for (const auto& f : rows.failed) {
     html << fmt::format("<tr class=\"failed\"><td>{}</td><td colspan=\"5\">failed: {}</td></tr>\n",
                         html_escape(f["study"].get<std::string>()), html_escape(f["error"].get<std::string>()));
+  }
+  for (const auto& e : rows.elsewhere) {
+    html << fmt::format("<tr><td>{}</td><td colspan=\"5\">in progress: {}</td></tr>\n",
+                        html_escape(e["study"].get<std::string>()), html_escape(e["claimed_by"].get<std::string>()));
   }
   html << "</table></body></html>\n";
   return html.str();
@@ -154,8 +168,9 @@ std::size_t CampaignPage::write(const CampaignOutcome& outcome) const {
   const json s = summary(rows, outcome);
   write_file_atomic(out / "campaign.json", s.dump(2));
   write_file_atomic(out / "index.html", html(rows, s, out.filename().string(), out));
-  spdlog::info("campaign: {} studies done, {} failed, {:.1f} s; {}", rows.done.size(), rows.failed.size(), outcome.wall_s,
-               (out / "index.html").string());
+  spdlog::info("campaign: {} studies done, {} failed{}, {:.1f} s; {}", rows.done.size(), rows.failed.size(),
+               rows.elsewhere.empty() ? "" : fmt::format(", {} in progress in other jobs", rows.elsewhere.size()),
+               outcome.wall_s, (out / "index.html").string());
   return rows.failed.size();
 }
 

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -16,9 +17,12 @@ namespace vitruvian::campaign {
 
 /// What rank 0 knows at the end of a run.
 struct CampaignOutcome {
-  std::vector<std::string> studies;  ///< the campaign's studies (after `studies:` selection)
-  std::set<std::string> done;        ///< those with a finished folder (verified, or written now)
-  std::set<std::string> this_run;    ///< those this run set out to do
+  std::vector<std::string> studies;   ///< the campaign's studies (after `studies:` selection)
+  std::set<std::string> done;         ///< those with a finished folder (verified, or written now by any job)
+  std::set<std::string> this_run;     ///< those this job took (claimed and processed)
+  std::set<std::string> done_before;  ///< those found done when this job started
+  /// Studies another job is still working on (its claim is live): study → the claimer.
+  std::map<std::string, std::string> elsewhere;
   std::vector<std::string> selected;  ///< the campaign's `studies:` list (empty: all)
   double wall_s = 0;
   int ranks = 1;

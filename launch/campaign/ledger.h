@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 namespace vitruvian::campaign {
@@ -22,9 +23,24 @@ class Ledger {
   std::filesystem::path study_dir(const std::string& id) const;
 
   /// Creates OUT/studies and OUT/failed; removes temporary folders and files that killed runs
-  /// left there; with `force`, removes the outputs and failure records of the studies
-  /// `chosen` accepts, and the campaign summary (campaign.json, index.html).
-  void prepare(bool force, const std::function<bool(const std::string&)>& chosen) const;
+  /// left there, except those of studies `busy` names (another job is writing them: its claim is
+  /// live) and, in OUT itself, those younger than `quiet_s` seconds (another job's summary);
+  /// with `force`, removes the outputs and failure records of the studies `chosen` accepts, and
+  /// the campaign summary (campaign.json, index.html).
+  void prepare(bool force, const std::function<bool(const std::string&)>& chosen,
+               const std::function<bool(const std::string&)>& busy = {}, double quiet_s = 0) const;
+
+  /// Removes the temporary folders a killed writer of study `id` left in OUT/studies (for the
+  /// job that takes over its stale claim).
+  void remove_temporaries_of(const std::string& id) const;
+
+  /// Whether OUT/studies/<id> holds a report made with `fingerprint`, without verifying its
+  /// checksums: for a study another job committed while this one ran.
+  bool committed(const std::string& id, const std::string& fingerprint) const;
+
+  /// When the failure record of `id` was written (its mtime, seconds since the epoch on the file
+  /// system's clock), or nothing when there is none.
+  std::optional<double> failure_time(const std::string& id) const;
 
   /// Why OUT/studies/<id> is not a finished study of this campaign ("" when it is): missing,
   /// failing its manifest (a file missing, resized or changed), its report unreadable, or made

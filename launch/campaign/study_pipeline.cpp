@@ -1,6 +1,7 @@
 // Routes → report → sinks → ledger for one study.
 #include "launch/campaign/study_pipeline.h"
 
+#include "core/fault_injection.h"
 #include "core/stopwatch.h"
 
 #include <chrono>
@@ -29,6 +30,7 @@ void StudyPipeline::process(Study& study) const {
   finished.started = start;
   ledger_.commit(study.id(), [&](const std::filesystem::path& dir) {
     for (const auto& sink : sinks_) {
+      fault_point("campaign.sink");  // tests: a job killed with a study half written
       const auto begun = SteadyClock::now();
       sink->write(finished, dir);
       finished.output_s[sink->name()] = seconds_since(begun);

@@ -1,8 +1,8 @@
 // The campaign wired from its stages (launch/campaign/): set-up agreed by all ranks (config,
 // sources, routes and their models, the output folder, the listing), which studies are done,
-// the dynamic queue of the rest (largest first) through the study pipeline, then rank 0's
-// summary. Ranks talk only through the control plane and the work queue, both under the
-// collective timeout.
+// the dynamic queue of the rest (largest first; each study claimed against other jobs on the same
+// folder, campaign/study_claims.h) through the study pipeline, then rank 0's summary. Ranks talk
+// only through the control plane and the work queue, both under the collective timeout.
 #include "launch/jobs/infer.h"
 
 #include <CLI/CLI.hpp>
@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <map>
 #include <optional>
@@ -26,6 +27,7 @@
 #include "core/stop_request.h"
 #include "launch/campaign/campaign_page.h"
 #include "launch/campaign/pacs_store.h"
+#include "launch/campaign/study_claims.h"
 #include "launch/campaign/study_pipeline.h"
 #include "launch/campaign/study_source.h"
 
@@ -59,6 +61,7 @@ class CampaignRun {
   bool set_up() {
     std::string problem = attempt([&] {
       config_.validate();
+      claims_ = std::make_unique<campaign::StudyClaims>(config_.output, rank(), config_.claim_timeout_s);
       auto routes = campaign::make_routes(config_, campaign::PredictorOptions::from(config_, context_.device, rank() == 0), rank() == 0);
       sources_ = campaign::make_sources(config_);
       if (config_.store_to.enabled()) store_ = std::make_unique<campaign::PacsStore>(config_.store_to);
@@ -71,13 +74,31 @@ class CampaignRun {
     if (rank() == 0) {
       problem = attempt([&] {
         const std::set<std::string> chosen(config_.studies.begin(), config_.studies.end());
-        ledger_.prepare(force_, [&](const std::string& id) { return chosen.empty() || chosen.count(id) != 0; });
-        std::error_code ignored;
-        fs::remove_all(config_.output / ".cache", ignored);  // PACS studies a killed run left
+        if (force_ && claims_->any_live()) {
+          throw ConfigError("--force", "another job is working in " + config_.output.string() +
+                                           " (a live claim in .claims); run --force alone");
+        }
+        const auto busy = [&](const std::string& id) { return claims_->live_claimer(id).has_value(); };
+        ledger_.prepare(
+            force_, [&](const std::string& id) { return chosen.empty() || chosen.count(id) != 0; }, busy,
+            config_.claim_timeout_s);
+        remove_cache_leftovers(busy);
         write_file_atomic(config_.output / "campaign.yaml", config_.yaml());
       });
     }
     return agree_all(context_, problem, "campaign output folder");
+  }
+
+  /// PACS studies a killed run left in OUT/.cache (not those of studies another job holds).
+  void remove_cache_leftovers(const std::function<bool(const std::string&)>& busy) const {
+    std::error_code error;
+    std::vector<fs::path> leftovers;
+    for (fs::directory_iterator it(config_.output / ".cache", error), end; !error && it != end; it.increment(error)) {
+      const fs::path& path = it->path();
+      if (!busy(path.extension() == ".partial" ? path.stem().string() : path.filename().string()))
+        leftovers.push_back(path);
+    }
+    for (const auto& path : leftovers) fs::remove_all(path, error);
   }
 
   /// Rank 0 lists every input's studies; every rank gets the list, selected by `studies:`.
@@ -152,11 +173,13 @@ class CampaignRun {
     Progress progress("studies started", static_cast<std::int64_t>(pending_.size()), rank() == 0);
     const bool ahead = std::any_of(sources_.begin(), sources_.end(), [](const auto& s) { return s->fetches(); });
     std::int64_t shown = 0;
-    std::optional<std::int64_t> item = take(queue);
+    taken_.assign(studies_.size(), 0);
+    started_ = claims_->file_system_now();
+    std::optional<std::int64_t> item = next_item(queue);
     std::future<void> fetched = item ? fetch(*item) : std::future<void>{};
     while (item) {
       const std::size_t index = pending_[static_cast<std::size_t>(*item)];
-      const std::optional<std::int64_t> upcoming = ahead ? take(queue) : std::nullopt;
+      const std::optional<std::int64_t> upcoming = ahead ? next_item(queue) : std::nullopt;
       std::future<void> next_fetched = upcoming ? fetch(*upcoming) : std::future<void>{};
       process(index, fetched);
       if (rank() == 0) {
@@ -169,23 +192,28 @@ class CampaignRun {
         stopped_by_ = stop_signal();
         break;
       }
-      item = ahead ? upcoming : take(queue);
+      item = ahead ? upcoming : next_item(queue);
       fetched = ahead ? std::move(next_fetched) : (item ? fetch(*item) : std::future<void>{});
     }
     queue.finish();
     if (rank() == 0) progress.advance(queue.handed_out() - shown);
   }
 
-  /// The next queue item, or nothing when none is left or this rank was asked to stop.
-  std::optional<std::int64_t> take(WorkQueue& queue) {
-    if (stop_requested()) {
-      stopped_by_ = stop_signal();
-      return std::nullopt;
+  /// The queue's next item whose study this job takes (claims): others' studies are left to
+  /// them. Nothing once this rank was asked to stop (SIGTERM, SIGUSR1).
+  std::optional<std::int64_t> next_item(WorkQueue& queue) {
+    while (true) {
+      if (stop_requested()) {
+        stopped_by_ = stop_signal();
+        return std::nullopt;
+      }
+      const std::optional<std::int64_t> item = queue.next();
+      if (!item || take(pending_[static_cast<std::size_t>(*item)])) return item;
     }
-    return queue.next();
   }
 
-  /// A study fetched ahead that this rank will not process: the fetch ends, the copy goes.
+  /// A study fetched ahead (and claimed) that this rank will not process: the fetch ends, the
+  /// copy goes, the claim is released for the rerun or another job.
   void release_unprocessed(std::int64_t item, std::future<void>& fetched) {
     const StudyEntry& entry = studies_[pending_[static_cast<std::size_t>(item)]];
     try {
@@ -194,6 +222,33 @@ class CampaignRun {
       spdlog::debug("study {} fetched ahead and not processed: {}", entry.id, e.what());
     }
     sources_[entry.source]->release(entry);
+    claims_->release(entry.id);
+  }
+
+  /// Claims study `index` for this job (OUT/.claims): false when another job holds it, finished
+  /// it, or failed it since this job started (not retried in the same pass).
+  bool take(std::size_t index) {
+    const std::string& id = studies_[index].id;
+    try {
+      const auto result = claims_->claim(id);
+      if (result == campaign::StudyClaims::Result::kHeldElsewhere) {
+        spdlog::debug("study {} is claimed by another job", id);
+        return false;
+      }
+      if (result == campaign::StudyClaims::Result::kTakenOver) ledger_.remove_temporaries_of(id);
+      const auto failed_at = ledger_.failure_time(id);
+      const bool done = push_only_.count(index) != 0 ? !failed_at : ledger_.check(id, pipeline_->fingerprint()).empty();
+      if (done || (failed_at && *failed_at >= started_)) {
+        spdlog::debug("study {} was {} by another job meanwhile", id, done ? "done" : "failed");
+        claims_->release(id);
+        return false;
+      }
+      taken_[index] = 1;
+      return true;
+    } catch (const std::exception& e) {
+      spdlog::warn("study {}: cannot claim it on rank {}: {}", id, rank(), e.what());
+      return false;
+    }
   }
 
   /// Starts bringing the study of queue item `item` to this rank (nothing to wait for when its
@@ -232,12 +287,15 @@ class CampaignRun {
       }
     }
     source.release(entry);
+    claims_->release(entry.id);
   }
 
-  /// Every rank's successes reach rank 0, which writes the summary; all ranks return its code,
-  /// or kInterrupted when any rank stopped taking studies on a signal.
+  /// Every rank's successes reach rank 0, which writes the summary of the whole folder (with the
+  /// studies other jobs finished, or hold, meanwhile); all ranks return its code, or
+  /// kInterrupted when any rank stopped taking studies on a signal while some were left.
   ExitCode finish() {
     done_ = context_.control.all_max(std::move(done_), "campaign results");
+    taken_ = context_.control.all_max(std::move(taken_), "campaign studies taken");
     const auto done = static_cast<std::size_t>(std::count(done_.begin(), done_.end(), 1));
     // The signal on which some rank stopped taking studies while some were left (0: none).
     const int stopped_by = done == studies_.size()
@@ -245,18 +303,11 @@ class CampaignRun {
                                : static_cast<int>(context_.control.all_max({stopped_by_}, "campaign stop").front());
     std::int64_t code = exit_status(ExitCode::kOk);
     if (rank() == 0) {
-      campaign::CampaignOutcome outcome;
-      for (std::size_t i = 0; i < studies_.size(); ++i) {
-        outcome.studies.push_back(studies_[i].id);
-        if (done_[i] != 0) outcome.done.insert(studies_[i].id);
-      }
-      for (const auto i : pending_) outcome.this_run.insert(studies_[i].id);
-      outcome.selected = config_.studies;
-      outcome.wall_s = seconds_since(start_);
-      outcome.ranks = context_.env.size();
-      if (stopped_by != 0) outcome.stopped_by = signal_name(stopped_by);
       const std::string problem = attempt([&] {
-        code = exit_status(campaign::CampaignPage(ledger_).write(outcome) == 0 ? ExitCode::kOk : ExitCode::kFailed);
+        const campaign::StudyClaims::SummaryLock lock(*claims_);  // one job at a time gathers and writes
+        campaign::CampaignOutcome folder = outcome();
+        if (stopped_by != 0) folder.stopped_by = signal_name(stopped_by);
+        code = exit_status(campaign::CampaignPage(ledger_).write(folder) == 0 ? ExitCode::kOk : ExitCode::kFailed);
       });
       if (!problem.empty()) {
         spdlog::error("campaign summary: {}", problem);
@@ -272,6 +323,30 @@ class CampaignRun {
     return ExitCode::kInterrupted;
   }
 
+  /// The folder as rank 0 sees it at the end: studies done (by this job, before it, or by other
+  /// jobs meanwhile), those other jobs still hold, and those this job took.
+  campaign::CampaignOutcome outcome() const {
+    campaign::CampaignOutcome outcome;
+    std::vector<char> pending(studies_.size(), 0);
+    for (const auto i : pending_) pending[i] = 1;
+    for (std::size_t i = 0; i < studies_.size(); ++i) {
+      const std::string& id = studies_[i].id;
+      outcome.studies.push_back(id);
+      // Committed by another job counts unless it has a failure record (results a PACS refused).
+      if (done_[i] != 0 || (ledger_.committed(id, pipeline_->fingerprint()) && !ledger_.failure_time(id))) {
+        outcome.done.insert(id);
+      } else if (const auto claimer = claims_->live_claimer(id)) {
+        outcome.elsewhere.emplace(id, claimer->describe());
+      }
+      if (taken_[i] != 0) outcome.this_run.insert(id);
+      if (pending[i] == 0) outcome.done_before.insert(id);
+    }
+    outcome.selected = config_.studies;
+    outcome.wall_s = seconds_since(start_);
+    outcome.ranks = context_.env.size();
+    return outcome;
+  }
+
   const JobContext& context_;
   CampaignConfig config_;
   bool force_;
@@ -279,8 +354,11 @@ class CampaignRun {
   Clock::time_point start_ = Clock::now();
   std::vector<std::unique_ptr<campaign::StudySource>> sources_;
   std::unique_ptr<campaign::StudyPipeline> pipeline_;
-  std::unique_ptr<campaign::PacsStore> store_;  ///< store_to: where results go (null: nowhere)
-  std::set<std::size_t> push_only_;             ///< studies done but whose results the PACS refused
+  std::unique_ptr<campaign::PacsStore> store_;     ///< store_to: where results go (null: nowhere)
+  std::unique_ptr<campaign::StudyClaims> claims_;  ///< this rank's claims of studies (OUT/.claims)
+  std::vector<std::int64_t> taken_;                ///< 1: this rank took the study (claimed it)
+  double started_ = 0;                             ///< when work began, on the file system's clock
+  std::set<std::size_t> push_only_;                ///< studies done but whose results the PACS refused
   std::vector<StudyEntry> studies_;
   std::vector<std::int64_t> done_;
   std::vector<std::size_t> pending_;  ///< indices into studies_, in the order they are handed out
