@@ -5,6 +5,7 @@
 #    own core; mpirun: ranks inside the batch step), and the allreduce check;
 #  - a short train: the same losses through srun and through mpirun, and the model written;
 #  - a campaign infer with that model: every study reported;
+#  - a job array of 3 one-rank tasks on one campaign folder: each study done by one task;
 #  - bench --quick (collectives and storage) through srun.
 # And srun without PMIx (VITRUVIAN_SRUN_MPI=none) fails at once: OpenMPI will not start tasks it
 # cannot wire into one job.
@@ -61,6 +62,18 @@ for launcher in srun mpirun; do
 done
 unset LAUNCHER
 
+# A job array on one output folder: 3 array tasks of 1 rank each (2 run at once on 2 cores, the
+# third when a core frees), the same campaign; the claims share out the studies.
+expect_exit 0 more.err "$vit" phantom --kind chest-cardiac --studies 8 --shape 24,32,32 --out more.h5 --threads 2 --seed 100
+printf 'input: more.h5\noutput: campaign_array\noutputs: [nifti]\nroutes:\n  - {name: organs, model: run_srun/model}\n' > campaign_array.yaml
+array=$(LAUNCHER=srun VITRUVIAN="$vit" sbatch --parsable --job-name=array --array=0-2 --ntasks=1 --ntasks-per-node=1 --cpus-per-task=1 \
+  --gpus-per-node=0 --time=10 --output="$work/array_%a.out" "$root/launch/slurm/vitruvian.sbatch" \
+  --threads 1 --log-level debug --set runtime.log_all_ranks=true infer --campaign campaign_array.yaml)
+for task in 0 1 2; do
+  state=$(slurm_wait_job "${array}_$task" 240) || true
+  [[ $state == COMPLETED ]] || { cat "array_$task.out"; fail "array task $task ended $state"; }
+done
+
 # bench through srun: the collectives and the storage on the allocation's two tasks.
 LAUNCHER=srun submit bench_srun --threads 1 bench --quick --out bench_srun --sections collectives,storage
 
@@ -108,10 +121,25 @@ for launcher in ("srun", "mpirun"):
     summary = json.load(open(f"campaign_{launcher}/campaign.json"))
     done = sorted(os.listdir(f"campaign_{launcher}/studies"))
     assert len(done) == 4 and all(os.path.isfile(f"campaign_{launcher}/studies/{s}/report.json") for s in done), done
+# The array: every study done by exactly one task, the folder's summary complete.
+import re
+done_by = {}
+for task in range(3):
+    for study in re.findall(r"study (\S+) done on rank 0", open(f"array_{task}.out").read()):
+        assert study not in done_by, f"{study} done by array tasks {done_by[study]} and {task}"
+        done_by[study] = task
+studies = sorted(os.listdir("campaign_array/studies"))
+assert len(studies) == 8 and sorted(done_by) == studies, (done_by, studies)
+# (How the studies split depends on which task started first: small studies may all go to one.)
+assert json.load(open("campaign_array/campaign.json"))["done"] == 8
+assert not os.listdir("campaign_array/.claims") or os.listdir("campaign_array/.claims") == ["summary.lock"] or \
+    all(n.startswith(".") or n == "summary.lock" for n in os.listdir("campaign_array/.claims")), os.listdir("campaign_array/.claims")
+
 # bench: two tasks, correct collectives, the storage read by both.
 bench = json.load(open("bench_srun/bench.json"))
 assert bench["machine"]["ranks"] == 2 and list(bench["sections"]) == ["collectives", "storage"], bench["machine"]
 assert all(r["wrong"] == 0 and r["ranks"] == 2 for r in bench["sections"]["collectives"]["figures"]["rows"])
 assert bench["sections"]["storage"]["figures"]["ranks"] == 2
-print("info, train and infer ran under Slurm through srun and mpirun; losses", a[1], "->", a[6])
+print("info, train and infer ran under Slurm through srun and mpirun; losses", a[1], "->", a[6],
+      "; array tasks did", [list(done_by.values()).count(t) for t in range(3)], "studies")
 PY
