@@ -1,47 +1,11 @@
 #include "core/comm/collective_probe.h"
 
-#include <mpi.h>
-
 #include <algorithm>
+#include <chrono>
 
-#include "core/comm/mpi_communicator.h"
 #include "core/errors.h"
 
 namespace vitruvian {
-namespace {
-
-MPI_Datatype raw_type(at::ScalarType type) {
-  switch (type) {
-    case at::kFloat: return MPI_FLOAT;
-    case at::kDouble: return MPI_DOUBLE;
-    case at::kInt: return MPI_INT32_T;
-    case at::kLong: return MPI_INT64_T;
-    default: throw InputError("dtype", "expected float32, float64, int32 or int64 (types raw MPI can reduce)");
-  }
-}
-
-const MpiCommunicator& raw_of(const Communicator& comm) {
-  const auto* mpi = dynamic_cast<const MpiCommunicator*>(&comm);
-  if (mpi == nullptr) throw InputError("collective probe", std::string("no raw call to compare with on the '") + comm.backend() + "' backend");
-  return *mpi;
-}
-
-void run_raw(const MpiCommunicator& comm, CollectiveBuffers& buf) {
-  const MPI_Datatype type = raw_type(buf.a.scalar_type());
-  const int n = comm.size();
-  const int count = static_cast<int>(buf.count);
-  if (buf.op == "allreduce") {
-    MPI_Allreduce(MPI_IN_PLACE, buf.a.data_ptr(), count, type, MPI_SUM, comm.mpi_comm());
-  } else if (buf.op == "allgather") {
-    MPI_Allgather(buf.a.data_ptr(), count / n, type, buf.b.data_ptr(), count / n, type, comm.mpi_comm());
-  } else if (buf.op == "reduce_scatter") {
-    MPI_Reduce_scatter_block(buf.a.data_ptr(), buf.b.data_ptr(), count / n, type, MPI_SUM, comm.mpi_comm());
-  } else {
-    MPI_Bcast(buf.a.data_ptr(), count, type, 0, comm.mpi_comm());
-  }
-}
-
-}  // namespace
 
 double collective_bus_factor(const std::string& op, int n) {
   if (op == "allreduce") return 2.0 * (n - 1) / n;
@@ -55,11 +19,12 @@ CollectiveBuffers make_collective_buffers(const Communicator& comm, const std::s
     throw InputError("collective", "'" + op + "'; expected allreduce, allgather, reduce_scatter or broadcast");
   }
   const int n = comm.size();
-  const auto opts = at::TensorOptions().dtype(dtype);
+  const c10::Device device(comm.device_type(), static_cast<c10::DeviceIndex>(comm.device_index()));
+  const auto opts = at::TensorOptions().dtype(dtype).device(device);
   CollectiveBuffers buf;
   buf.op = op;
   buf.count = count;
-  const at::Tensor values = at::arange(count, at::kLong).remainder(5).add(comm.rank() + 1).to(dtype);
+  const at::Tensor values = at::arange(count, at::kLong).remainder(5).add(comm.rank() + 1).to(opts);
   if (op == "allreduce" || op == "broadcast") {
     buf.a = values;
   } else if (op == "allgather") {
@@ -72,10 +37,10 @@ CollectiveBuffers make_collective_buffers(const Communicator& comm, const std::s
   return buf;
 }
 
-bool has_raw_collective(const Communicator& comm) { return dynamic_cast<const MpiCommunicator*>(&comm) != nullptr; }
+bool has_raw_collective(const Communicator& comm) { return comm.has_library_collective(); }
 
 void run_collective(Communicator& comm, CollectiveBuffers& buf, bool raw) {
-  if (raw) return run_raw(raw_of(comm), buf);
+  if (raw) return comm.library_collective(buf.op, buf.a, buf.b);
   if (buf.op == "allreduce") {
     comm.allreduce(buf.a, ReduceOp::kSum);
   } else if (buf.op == "allgather") {
@@ -89,11 +54,15 @@ void run_collective(Communicator& comm, CollectiveBuffers& buf, bool raw) {
 
 double time_collective_once(Communicator& comm, CollectiveBuffers& buf, bool raw) {
   comm.barrier();
-  const double start = MPI_Wtime();
+  const auto start = std::chrono::steady_clock::now();
   run_collective(comm, buf, raw);
-  const at::Tensor elapsed = at::full({1}, MPI_Wtime() - start, at::kDouble);
+  // A device backend's call returns before the device is done: its barrier blocks the host
+  // until the op, queued before it on the same stream, has run (both paths alike).
+  if (comm.device_type() != c10::kCPU) comm.barrier();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const at::Tensor elapsed = at::full({1}, seconds, at::TensorOptions().dtype(at::kDouble).device(buf.a.device()));
   comm.allreduce(elapsed, ReduceOp::kMax);
-  return elapsed.item<double>();
+  return elapsed.cpu().item<double>();
 }
 
 std::int64_t collective_wrong_elements(Communicator& comm, const std::string& op, std::int64_t count,
@@ -101,7 +70,7 @@ std::int64_t collective_wrong_elements(Communicator& comm, const std::string& op
   const int n = comm.size(), rank = comm.rank();
   CollectiveBuffers buf = make_collective_buffers(comm, op, count, dtype);
   run_collective(comm, buf, raw);
-  const at::Tensor index = at::arange(count, at::kLong).remainder(5);
+  const at::Tensor index = at::arange(count, at::kLong).remainder(5).to(buf.a.device());
   at::Tensor got, want;
   if (op == "allreduce") {
     got = buf.a, want = index.mul(n).add(n * (n + 1) / 2);
@@ -119,7 +88,7 @@ std::int64_t collective_wrong_elements(Communicator& comm, const std::string& op
   }
   const at::Tensor wrong = got.to(at::kDouble).ne(want.to(at::kDouble)).sum().to(at::kLong).reshape({1});
   comm.allreduce(wrong, ReduceOp::kSum);
-  return wrong.item<std::int64_t>();
+  return wrong.cpu().item<std::int64_t>();
 }
 
 double median_of(std::vector<double> values) {

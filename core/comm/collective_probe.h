@@ -1,7 +1,8 @@
 // Timing of one collective through a Communicator and, on the same buffers in the same
-// iterations, through the raw library call underneath it (MPI for the mpi backend), the
-// nccl-tests way: time = the slowest rank's, bus bandwidth = algbw x the op's bus factor, and a
-// result check against the closed form. Used by collectives_bench and `vitruvian bench`.
+// iterations, through the library call underneath it (Communicator::library_collective: MPI's
+// or NCCL's own), the nccl-tests way: time = the slowest rank's, bus bandwidth = algbw x the
+// op's bus factor, and a result check against the closed form. Buffers live on the
+// communicator's device. Used by collectives_bench and `vitruvian bench`.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -29,7 +30,7 @@ struct CollectiveBuffers {
 CollectiveBuffers make_collective_buffers(const Communicator& comm, const std::string& op, std::int64_t count,
                                           at::ScalarType dtype);
 
-/// Whether `comm` has a raw library call to compare with (the mpi backend).
+/// Whether `comm` has a library call to compare with (Communicator::has_library_collective).
 bool has_raw_collective(const Communicator& comm);
 /// One op through the communicator, or (raw) through the library call underneath it.
 void run_collective(Communicator& comm, CollectiveBuffers& buffers, bool raw);

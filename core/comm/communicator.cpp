@@ -140,6 +140,10 @@ OpDescription Communicator::describe(const char* collective, const at::Tensor* t
   return what;
 }
 
+void Communicator::library_collective(const std::string& op, const at::Tensor& /*input*/, const at::Tensor& /*output*/) {
+  throw InternalError("library_collective", std::string("the '") + backend() + "' backend has no library call for " + op);
+}
+
 at::Tensor Communicator::allgatherv(const at::Tensor& input) {
   check_tensor("allgatherv", "input", input);
   if (input.dim() == 0) throw InputError("allgatherv", "input is a scalar; expected at least one dimension");

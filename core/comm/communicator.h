@@ -82,6 +82,8 @@ class Communicator {
   /// Device type of the tensors this communicator takes (kCPU for MPI, kCUDA for NCCL).
   virtual c10::DeviceType device_type() const = 0;
   virtual const CommunicatorOptions& options() const = 0;
+  /// The device index tensors must be on, or -1 for any (CPU).
+  virtual int device_index() const { return -1; }
 
   /// In place: every rank ends with `op` over all ranks' `tensor` (same shape and dtype).
   void allreduce(const at::Tensor& tensor, ReduceOp op = ReduceOp::kSum) { issue_allreduce(tensor, op, false)->wait(); }
@@ -130,6 +132,16 @@ class Communicator {
   /// Collective: the ranks on this node (for hierarchical schemes).
   virtual std::unique_ptr<Communicator> split_node_local() = 0;
 
+  /// Whether the backend's own library call can be run through library_collective().
+  virtual bool has_library_collective() const { return false; }
+  /// Collective: the backend library's own call on this communicator (MPI_Allreduce,
+  /// ncclAllReduce, ...), blocking the host until it is done: the reference that benchmarks
+  /// hold the communicator against. `op` is "allreduce" (in place on `input`, sum),
+  /// "allgather" (`input` → `output`), "reduce_scatter" (`input` → `output`, sum) or
+  /// "broadcast" (in place on `input`, from rank 0); contiguous tensors of this backend's
+  /// device. InternalError on a backend without one.
+  virtual void library_collective(const std::string& op, const at::Tensor& input, const at::Tensor& output);
+
  protected:
   // `async` false: the caller waits right away (backends may run the call inline).
   virtual WorkHandle issue_allreduce(const at::Tensor& tensor, ReduceOp op, bool async) = 0;
@@ -141,8 +153,6 @@ class Communicator {
                                           bool async) = 0;
   virtual WorkHandle issue_barrier(bool async) = 0;
 
-  /// The device index tensors must be on, or -1 for any (CPU).
-  virtual int device_index() const { return -1; }
   // Argument checks shared by the backends; each throws InputError naming the collective.
   void check_tensor(const char* collective, const char* role, const at::Tensor& tensor) const;
   void check_allgather(const at::Tensor& input, const at::Tensor& output) const;

@@ -342,6 +342,25 @@ std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key, const s
   return wrap(std::move(part), suffix);
 }
 
+void MpiCommunicator::library_collective(const std::string& op, const at::Tensor& input, const at::Tensor& output) {
+  // On a duplicate of the communicator, from the caller's thread: MPI's own call, nothing around it.
+  if (!library_comm_.valid()) library_comm_ = comm_.dup();
+  const MPI_Datatype type = mpi_datatype(input.scalar_type());
+  const int count = static_cast<int>(input.numel());
+  MPI_Comm comm = library_comm_.get();
+  if (op == "allreduce") {
+    MPI_Allreduce(MPI_IN_PLACE, input.data_ptr(), count, type, MPI_SUM, comm);
+  } else if (op == "allgather") {
+    MPI_Allgather(input.data_ptr(), count, type, output.data_ptr(), count, type, comm);
+  } else if (op == "reduce_scatter") {
+    MPI_Reduce_scatter_block(input.data_ptr(), output.data_ptr(), static_cast<int>(output.numel()), type, MPI_SUM, comm);
+  } else if (op == "broadcast") {
+    MPI_Bcast(input.data_ptr(), count, type, 0, comm);
+  } else {
+    throw InternalError("library_collective", "unknown collective '" + op + "'");
+  }
+}
+
 std::unique_ptr<Communicator> MpiCommunicator::split_node_local() {
   MpiComm part;
   submit(describe("split_node_local"), [&] { part = comm_.split_node_local(); }, false)->wait();

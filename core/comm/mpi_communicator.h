@@ -35,6 +35,8 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<Communicator> split(int color, int key, const std::string& suffix) override;
   std::unique_ptr<Communicator> split_node_local() override;
+  bool has_library_collective() const override { return true; }
+  void library_collective(const std::string& op, const at::Tensor& input, const at::Tensor& output) override;
 
  protected:
   WorkHandle issue_allreduce(const at::Tensor& tensor, ReduceOp op, bool async) override;
@@ -61,6 +63,8 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<Communicator> wrap(MpiComm comm, const std::string& suffix);
 
   MpiComm comm_;
+
+  MpiComm library_comm_;  ///< a duplicate of comm_ for library_collective (made at its first call)
   CommunicatorOptions options_;
   int rank_ = 0, size_ = 1;
   bool async_threads_ = false;

@@ -333,6 +333,30 @@ WorkHandle NcclCommunicator::issue_barrier(bool async) {
   return work;
 }
 
+void NcclCommunicator::library_collective(const std::string& op, const at::Tensor& input, const at::Tensor& output) {
+  use_device(device_);
+  check_cuda(cudaEventRecord(state_->ready, compute_stream(device_)), "cudaEventRecord");
+  check_cuda(cudaStreamWaitEvent(state_->stream, state_->ready, 0), "cudaStreamWaitEvent");
+  ncclComm_t comm = state_->comm;
+  cudaStream_t stream = state_->stream;
+  const ncclDataType_t type = nccl_datatype(input.scalar_type());
+  const auto count = static_cast<size_t>(input.numel());
+  if (op == "allreduce") {
+    check_nccl(ncclAllReduce(input.data_ptr(), input.data_ptr(), count, type, ncclSum, comm, stream), "ncclAllReduce", comm);
+  } else if (op == "allgather") {
+    check_nccl(ncclAllGather(input.data_ptr(), output.data_ptr(), count, type, comm, stream), "ncclAllGather", comm);
+  } else if (op == "reduce_scatter") {
+    check_nccl(ncclReduceScatter(input.data_ptr(), output.data_ptr(), static_cast<size_t>(output.numel()), type, ncclSum,
+                                 comm, stream),
+               "ncclReduceScatter", comm);
+  } else if (op == "broadcast") {
+    check_nccl(ncclBroadcast(input.data_ptr(), input.data_ptr(), count, type, 0, comm, stream), "ncclBroadcast", comm);
+  } else {
+    throw InternalError("library_collective", "unknown collective '" + op + "'");
+  }
+  check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+}
+
 std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key, const std::string& suffix) {
   CommunicatorOptions options = options_;
   options.name(options_.name() + "/" + suffix);

@@ -27,6 +27,9 @@ class NcclCommunicator final : public Communicator {
 
   std::unique_ptr<Communicator> split(int color, int key, const std::string& suffix) override;
   std::unique_ptr<Communicator> split_node_local() override;
+  bool has_library_collective() const override { return true; }
+  /// NCCL's own call on the communicator's stream, after the caller's stream, then a host wait.
+  void library_collective(const std::string& op, const at::Tensor& input, const at::Tensor& output) override;
 
  protected:
   WorkHandle issue_allreduce(const at::Tensor& tensor, ReduceOp op, bool async) override;

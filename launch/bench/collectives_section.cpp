@@ -1,4 +1,5 @@
-// The collectives section: Vitruvian's communicator against the raw MPI call, inside a node and
+// The collectives section: Vitruvian's communicator against the library's own call (MPI; NCCL on
+// GPUs), inside a node and
 // across nodes, and the alpha-beta fit the scaling section projects from.
 #include <fmt/format.h>
 
@@ -14,7 +15,10 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-constexpr double kTargetRatio = 0.9;  // the communicator's busbw against raw MPI's, at >= 1 MiB
+constexpr double kTargetRatio = 0.9;  // the communicator's busbw against the library call's, at >= 1 MiB
+
+/// "MPI" or "NCCL": whose call a scope's reference is.
+std::string library_of(const std::string& scope) { return scope.find("NCCL") != std::string::npos ? "NCCL" : "MPI"; }
 
 std::vector<std::int64_t> sizes(bool quick) {
   std::vector<std::int64_t> out;
@@ -68,9 +72,9 @@ std::string chart_of(const json& rows, const std::string& scope) {
     if (r["scope"] != scope) continue;
     const std::string op = r["op"];
     auto& ours = series[op + " vitruvian"];
-    auto& raw = series[op + " raw MPI"];
+    auto& raw = series[op + " raw " + library_of(scope)];
     ours.name = op + " vitruvian", ours.colour = colours.at(op);
-    raw.name = op + " raw MPI", raw.colour = colours.at(op), raw.dashed = true;
+    raw.name = op + " raw " + library_of(scope), raw.colour = colours.at(op), raw.dashed = true;
     ours.points.emplace_back(r["bytes"].get<double>(), r["busbw_GBps"].get<double>());
     raw.points.emplace_back(r["bytes"].get<double>(), r["raw_busbw_GBps"].get<double>());
   }
@@ -92,8 +96,8 @@ void add_verdicts(const json& rows, const std::string& scope, SectionResult& res
     }
     if (worst < 1e300) {
       result.verdicts.push_back({fmt::format("{} {} bus bandwidth, messages >= 1 MiB", scope, op),
-                                 fmt::format("{:.2f}x raw MPI at worst ({} B)", worst, at),
-                                 fmt::format(">= {:.1f}x the raw MPI call on the same buffers, same run", kTargetRatio),
+                                 fmt::format("{:.2f}x raw {} at worst ({} B)", worst, library_of(scope), at),
+                                 fmt::format(">= {:.1f}x the raw {} call on the same buffers, same run", kTargetRatio, library_of(scope)),
                                  met(worst >= kTargetRatio)});
     }
     result.verdicts.push_back({fmt::format("{} {} results", scope, op), fmt::format("{} wrong elements", wrong),
@@ -109,8 +113,28 @@ std::string table_of(const json& rows) {
                      fmt::format("{:.3f}", r["busbw_GBps"].get<double>()), fmt::format("{:.3f}", r["raw_busbw_GBps"].get<double>()),
                      fmt::format("{:.3f}", r["vs_raw"].get<double>())});
   }
-  return html_table({"scope", "op", "bytes", "vitruvian (µs)", "raw MPI (µs)", "busbw (GB/s)", "raw busbw (GB/s)", "vs raw"},
+  return html_table({"scope", "op", "bytes", "vitruvian (µs)", "library call (µs)", "busbw (GB/s)", "raw busbw (GB/s)", "vs raw"},
                     cells);
+}
+
+/// Rows of `comm`'s backend inside rank 0's node and, with several nodes, across one rank per
+/// node; scopes named "intra-node" and "inter-node" plus `suffix`.
+json measure_backend(Communicator& comm, const std::string& suffix, bool quick, int nodes, int* local_size) {
+  json rows = json::array();
+  auto local = comm.split_node_local();
+  *local_size = local->size();
+  json local_rows = local->size() > 1 ? measure_scope(*local, "intra-node" + suffix, quick) : json::array();
+  if (comm.rank() == 0) rows.insert(rows.end(), local_rows.begin(), local_rows.end());
+  if (nodes > 1) {
+    const bool leader = local->rank() == 0;
+    auto leaders = comm.split(leader ? 0 : 1, comm.rank(), "bench_leaders");
+    if (leader) {
+      json inter = measure_scope(*leaders, "inter-node" + suffix, quick);
+      if (comm.rank() == 0) rows.insert(rows.end(), inter.begin(), inter.end());
+    }
+  }
+  comm.barrier();
+  return rows;
 }
 
 }  // namespace
@@ -120,38 +144,36 @@ SectionResult run_collectives(BenchContext& context) {
   result.name = "collectives";
   result.title = "Collectives";
   const bool quick = context.options.quick;
-  json rows = json::array();
-  // Inside a node: the node's ranks (every node measures; rank 0's node is reported).
-  auto local = context.world.split_node_local();
-  json local_rows = local->size() > 1 ? measure_scope(*local, "intra-node", quick) : json::array();
-  if (context.world.rank() == 0) rows.insert(rows.end(), local_rows.begin(), local_rows.end());
-  // Across nodes: one rank per node.
-  if (context.nodes > 1) {
-    const bool leader = local->rank() == 0;
-    auto leaders = context.world.split(leader ? 0 : 1, context.world.rank(), "bench_leaders");
-    if (leader) {
-      json inter = measure_scope(*leaders, "inter-node", quick);
-      if (context.world.rank() == 0) rows.insert(rows.end(), inter.begin(), inter.end());
-    }
+  int local_size = 1, device_local = 1;
+  json rows = measure_backend(context.world, "", quick, context.nodes, &local_size);
+  // On GPUs also NCCL on the ranks' devices, against ncclAllReduce / ncclAllGather themselves.
+  if (context.job.device.is_cuda()) {
+    auto device_comm = make_communicator(context.job.env.world(), context.job.device,
+                                         CommunicatorOptions().timeout_s(context.job.runtime.collective_timeout_s).name("bench_device"));
+    json device_rows = measure_backend(*device_comm, " (NCCL)", quick, context.nodes, &device_local);
+    rows.insert(rows.end(), device_rows.begin(), device_rows.end());
   }
   context.world.barrier();
   result.method = fmt::format(
       "Allreduce and allgather of float32 buffers from {} to {} bytes through Vitruvian's communicator and, in the same "
-      "iterations on the same buffers, through the raw MPI call (alternating which goes first). Time: the slowest "
-      "rank's, median over iterations; bus bandwidth as nccl-tests defines it. Inside a node: the {} ranks of rank 0's "
-      "node{}.",
-      sizes(quick).front(), sizes(quick).back(), local->size(),
+      "iterations on the same buffers, through the library's own call (alternating which goes first): MPI on CPU "
+      "tensors{}. Time: the slowest rank's, median over iterations; bus bandwidth as nccl-tests defines it. Inside a "
+      "node: the {} ranks of rank 0's node{}.",
+      sizes(quick).front(), sizes(quick).back(),
+      context.job.device.is_cuda() ? ", and NCCL on the ranks' GPUs (scopes marked NCCL; the host waits for the device)" : "",
+      local_size,
       context.nodes > 1 ? fmt::format("; across nodes: one rank on each of the {} nodes", context.nodes) : " (one node: nothing across nodes)");
   result.data["rows"] = rows;
   result.data["fits"] = json::array();
-  for (const std::string scope : {"intra-node", "inter-node"}) {
+  const std::vector<std::string> scopes{"intra-node", "inter-node", "intra-node (NCCL)", "inter-node (NCCL)"};
+  for (const std::string& scope : scopes) {
     const json fit = fit_alpha_beta(rows, scope);
     if (!fit.is_null()) result.data["fits"].push_back(fit);
   }
-  if (local->size() < 2) {
+  if (local_size < 2) {
     result.verdicts.push_back({"collectives inside a node", "one rank on this node", "at least 2 ranks per node", "for information"});
   }
-  for (const std::string scope : {"intra-node", "inter-node"}) {
+  for (const std::string& scope : scopes) {
     if (std::none_of(rows.begin(), rows.end(), [&](const json& r) { return r["scope"] == scope; })) continue;
     add_verdicts(rows, scope, result);
     result.charts.push_back(chart_of(rows, scope));

@@ -73,15 +73,19 @@ SectionResult run_scaling(BenchContext& context, const SectionResult& collective
   SectionResult result;
   result.name = "scaling";
   result.title = "Scaling projection";
-  const json* inside_fit = find_fit(collectives, "intra-node");
+  // On GPUs the gradients go over NCCL: its fits when they were measured, else MPI's.
+  const bool nccl = find_fit(collectives, "intra-node (NCCL)") != nullptr;
+  const std::string suffix = nccl ? " (NCCL)" : "";
+  const json* inside_fit = find_fit(collectives, "intra-node" + suffix);
   if (context.world.rank() != 0 || inside_fit == nullptr || !training.data.contains("rows") || training.data["rows"].empty()) {
     result.method = "Needs the collectives section inside a node (2 or more ranks per node) and the training section.";
     return result;
   }
   const int per_node = std::max(2, context.world.size() / context.nodes);
-  const Link inside = link_of(*inside_fit, ranks_of(collectives, "intra-node"));
-  const json* across_fit = find_fit(collectives, "inter-node");
-  const Link across = across_fit ? link_of(*across_fit, ranks_of(collectives, "inter-node")) : Link{kAssumedNicAlpha, kAssumedNicBusbw, false};
+  const Link inside = link_of(*inside_fit, ranks_of(collectives, "intra-node" + suffix));
+  const json* across_fit = find_fit(collectives, "inter-node" + suffix);
+  const Link across =
+      across_fit ? link_of(*across_fit, ranks_of(collectives, "inter-node" + suffix)) : Link{kAssumedNicAlpha, kAssumedNicBusbw, false};
   const json& one = training.data["rows"][0];
   const double compute = one["step_s"].get<double>(), backward = compute * 2 / 3;
   const double gradient_bytes = one["parameters"].get<double>() * 4;
@@ -103,6 +107,7 @@ SectionResult run_scaling(BenchContext& context, const SectionResult& collective
                      fmt::format("{:.2f}", exposed * 1e3), fmt::format("{:.1f}", step * 1e3), fmt::format("{:.1f} %", 100 * compute / step)});
   }
   result.data = {{"devices_per_node", per_node},
+                 {"library", nccl ? "NCCL" : "MPI"},
                  {"inside", {{"alpha_us_per_step", inside.alpha * 1e6}, {"busbw_GBps", inside.busbw / 1e9}, {"measured", true}}},
                  {"across", {{"alpha_us_per_step", across.alpha * 1e6}, {"busbw_GBps", across.busbw / 1e9}, {"measured", across.measured}}},
                  {"step_compute_s", compute}, {"gradient_bytes", gradient_bytes}, {"buckets", buckets.size()}, {"rows", rows}};
