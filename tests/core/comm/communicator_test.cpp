@@ -4,6 +4,7 @@
 #include <ATen/core/grad_mode.h>
 #include <gtest/gtest.h>
 
+#include "core/comm/collective_probe.h"
 #include "core/comm/communicator.h"
 #include "core/errors.h"
 #include "tests/tools/mpi_test_environment.h"
@@ -243,6 +244,27 @@ TEST_F(CommunicatorTest, SplitIntoSubCommunicators) {
   EXPECT_EQ(node->size(), n());
   EXPECT_EQ(node->rank(), rank());
   node->barrier();
+}
+
+// The library's own calls (benchmarks' reference) and the probe that times both paths: every
+// op's result matches its closed form through the communicator and through MPI, and the timing
+// reports both paths for whole elements per rank.
+TEST_F(CommunicatorTest, LibraryCollectivesAndProbeAgreeWithClosedForms) {
+  ASSERT_TRUE(comm_->has_library_collective());
+  const std::int64_t count = 1000 * comm_->size();
+  for (const std::string op : {"allreduce", "allgather", "reduce_scatter", "broadcast"}) {
+    for (const bool library : {false, true}) {
+      EXPECT_EQ(collective_wrong_elements(*comm_, op, count, at::kFloat, library), 0) << op << " library " << library;
+      EXPECT_EQ(collective_wrong_elements(*comm_, op, count, at::kLong, library), 0) << op << " library " << library;
+    }
+  }
+  const CollectiveTiming t = time_collective(*comm_, "allreduce", 4096 + 3, 4);
+  EXPECT_EQ(t.bytes % (4 * comm_->size()), 0);
+  EXPECT_GT(t.seconds, 0);
+  EXPECT_GT(t.raw_seconds, 0);
+  EXPECT_EQ(t.wrong, 0);
+  EXPECT_DOUBLE_EQ(collective_bus_factor("allreduce", 4), 1.5);
+  EXPECT_THROW(make_collective_buffers(*comm_, "alltoall", count, at::kFloat), InputError);
 }
 
 TEST_F(CommunicatorTest, BadArgumentsThrowInputErrorBeforeAnyCommunication) {

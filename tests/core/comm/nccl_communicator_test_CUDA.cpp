@@ -4,6 +4,7 @@
 
 #include <numeric>
 
+#include "core/comm/collective_probe.h"
 #include "core/comm/communicator.h"
 #include "core/device.h"
 #include "tests/tools/mpi_test_environment.h"
@@ -27,6 +28,22 @@ class NcclCommunicatorTest : public ::testing::Test {
   c10::Device device_{c10::kCPU};
   std::unique_ptr<Communicator> comm_;
 };
+
+// NCCL's own calls (bench's reference) on the communicator's stream, and the probe timing both
+// paths with the host waiting for the device.
+TEST_F(NcclCommunicatorTest, LibraryCollectivesAndProbe) {
+  ASSERT_TRUE(comm_->has_library_collective());
+  const std::int64_t count = 100'000 * comm_->size();
+  for (const std::string op : {"allreduce", "allgather", "reduce_scatter", "broadcast"}) {
+    for (const bool library : {false, true}) {
+      EXPECT_EQ(collective_wrong_elements(*comm_, op, count, at::kFloat, library), 0) << op << " library " << library;
+    }
+  }
+  const CollectiveTiming t = time_collective(*comm_, "allreduce", 1 << 20, 5);
+  EXPECT_GT(t.seconds, 0);
+  EXPECT_GT(t.raw_seconds, 0);
+  EXPECT_EQ(t.wrong, 0);
+}
 
 TEST_F(NcclCommunicatorTest, AllCollectivesEveryDtype) {
   const int n = comm_->size(), r = comm_->rank();
