@@ -49,6 +49,9 @@ tr = s["training"]["figures"]["rows"]
 assert [r["ranks"] for r in tr] == [1, 2], tr
 assert tr[0]["efficiency"] == 1.0 and all(r["voxels_per_s"] > 0 and r["step_s"] > 0 for r in tr), tr
 assert tr[1]["comm_s"] > tr[0]["comm_s"], tr  # one rank has next to nothing to reduce
+assert all(r["data_wait_s"] >= 0 for r in tr), tr  # the loader fed the steps (storage ran first)
+assert any(v["figure"].startswith("data wait") for v in s["training"]["verdicts"]), s["training"]["verdicts"]
+assert "patch loader" in s["training"]["method"], s["training"]["method"]
 
 inf = s["inference"]["figures"]
 assert inf["campaign"]["studies"] == 4 and inf["campaign"]["studies_per_hour"] > 0, inf
