@@ -23,7 +23,7 @@ expect_exit 2 scaling.err "$vit" bench --quick --out scaling_only --sections sca
 grep -q "scaling projects from the collectives and training sections" scaling.err || { cat scaling.err; fail "scaling alone not refused"; }
 
 $py - <<'PY'
-import json
+import json, os
 from html.parser import HTMLParser
 
 report = json.load(open("out/bench.json"))
@@ -54,7 +54,8 @@ assert any(v["figure"].startswith("data wait") for v in s["training"]["verdicts"
 assert "patch loader" in s["training"]["method"], s["training"]["method"]
 
 inf = s["inference"]["figures"]
-assert inf["campaign"]["studies"] == 4 and inf["campaign"]["studies_per_hour"] > 0, inf
+assert inf["campaign"]["studies"] == 4 and inf["campaign"]["done"] == 4 and inf["campaign"]["studies_per_hour"] > 0, inf
+assert len(os.listdir(inf["campaign"]["output"] + "/studies")) == 4, inf
 assert inf["mlperf_unet"]["windows"] == 1 and abs(inf["mlperf_unet"]["volumes_per_s"] * 27 - inf["mlperf_unet"]["windows_per_s"]) < 1e-9, inf
 
 sc = s["scaling"]["figures"]
