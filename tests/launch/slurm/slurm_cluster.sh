@@ -9,6 +9,10 @@
 #   slurm_cluster_stop        stops them (also every job step left), keeps DIR for a post-mortem
 #   slurm_wait_job ID SECONDS waits until job ID has ended (any state); prints its final state
 #   slurm_job_state ID        the job's state as slurmctld knows it (PENDING, RUNNING, ...)
+#   slurm_test_setup WORKDIR  for the test scripts: skips (77) unless root, checks the tools,
+#                             makes and enters WORKDIR, starts the cluster in WORKDIR/cluster
+#   slurm_train_config STUDIES STEPS CHECKPOINT_EVERY: chest.h5 with STUDIES small chest
+#                             phantoms and train.yaml, a 4-feature network trained on them
 #
 # Needs root (slurmd starts job steps as the submitting user and must switch to it) and the
 # packages slurm-wlm and munge (launch/setup.sh).
@@ -129,4 +133,31 @@ EOF
   echo "slurm_cluster: node '$node' is '$state', not idle, after 30 s (logs: $d/log)" >&2
   tail -5 "$d/log/slurmctld.log" "$d/log/slurmd.log" >&2
   return 1
+}
+
+slurm_test_setup() {
+  if [[ $(id -u) -ne 0 ]]; then echo "SKIP: slurmd must run as root to start job steps"; exit 77; fi
+  local tool
+  for tool in munged slurmctld slurmd sbatch srun; do
+    command -v "$tool" > /dev/null || fail "$tool not found (launch/setup.sh installs slurm-wlm and munge)"
+  done
+  prepare_workdir "$1"
+  slurm_cluster_start "$1/cluster"
+}
+
+slurm_train_config() {
+  expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies "$1" --shape 24,32,32 --out chest.h5 --threads 2
+  cat > train.yaml <<YAML
+data:
+  dataset: chest.h5
+  channels: [cta]
+  classes: [lung_left, lung_right, $heart_class]
+  validation_studies: 1
+  patch: [16, 16, 16]
+  batch_size: 2
+  workers: 1
+model: {stages: 3, base_features: 4}
+optimizer: {name: adamw, lr: 0.01}
+train: {steps: $2, validate_every: 0, checkpoint_every: $3}
+YAML
 }

@@ -17,27 +17,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 source "$here/../cli_helpers.sh"
 source "$here/slurm_cluster.sh"
-if [[ $(id -u) -ne 0 ]]; then echo "SKIP: slurmd must run as root to start job steps"; exit 77; fi
-for tool in munged slurmctld slurmd sbatch srun; do
-  command -v "$tool" > /dev/null || fail "$tool not found (launch/setup.sh installs slurm-wlm and munge)"
-done
-prepare_workdir "$work"
-slurm_cluster_start "$work/cluster"
-
-expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 4 --shape 24,32,32 --out chest.h5 --threads 2
-cat > train.yaml <<YAML
-data:
-  dataset: chest.h5
-  channels: [cta]
-  classes: [lung_left, lung_right, $heart_class]
-  validation_studies: 1
-  patch: [16, 16, 16]
-  batch_size: 2
-  workers: 1
-model: {stages: 3, base_features: 4}
-optimizer: {name: adamw, lr: 0.01}
-train: {steps: 6, validate_every: 0, checkpoint_every: 3}
-YAML
+slurm_test_setup "$work"
+slurm_train_config 4 6 3
 
 # submit NAME ARGS...: the template with 2 tasks on this node, VITRUVIAN_* from the caller's
 # environment; waits for the job and checks that it completed. Output in NAME.out.
