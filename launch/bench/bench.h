@@ -46,6 +46,7 @@ struct SectionResult {
   std::vector<Verdict> verdicts;
   std::vector<std::string> tables;  ///< HTML tables
   std::vector<std::string> charts;  ///< SVG
+  bool wrong_results = false;       ///< a measured operation gave a wrong result (the command fails)
 };
 
 struct BenchContext {

@@ -100,6 +100,7 @@ void add_verdicts(const json& rows, const std::string& scope, SectionResult& res
                                  fmt::format(">= {:.1f}x the raw {} call on the same buffers, same run", kTargetRatio, library_of(scope)),
                                  met(worst >= kTargetRatio)});
     }
+    result.wrong_results = result.wrong_results || wrong > 0;
     result.verdicts.push_back({fmt::format("{} {} results", scope, op), fmt::format("{} wrong elements", wrong),
                                "0: every result against its closed form", met(wrong == 0)});
   }

@@ -126,8 +126,8 @@ ExitCode run_bench(const JobContext& context, const BenchOptions& options) {
     for (const auto& v : r.verdicts) {
       verdicts.push_back({{"figure", v.figure}, {"measured", v.measured}, {"reference", v.reference}, {"verdict", v.verdict}});
       std::cout << fmt::format("bench: {}: {}: {} (reference: {}): {}\n", r.name, v.figure, v.measured, v.reference, v.verdict);
-      wrong = wrong || (v.figure.find("results") != std::string::npos && v.verdict != "met");
     }
+    wrong = wrong || r.wrong_results;
     report["sections"][r.name] = {{"method", r.method}, {"figures", r.data}, {"verdicts", verdicts}};
   }
   std::filesystem::create_directories(options.out);
