@@ -11,6 +11,7 @@
 #include <limits>
 #include <numeric>
 
+#include "core/components.h"
 #include "core/errors.h"
 #include "core/kernels/dispatch.h"
 
@@ -324,6 +325,7 @@ Box body_box(const at::Tensor& image, double threshold, const std::array<std::in
   }
   at::Tensor above = image.gt(threshold);
   if (above.dim() == 4) above = above.any(0);
+  above = largest_component(above);
   const std::int64_t sizes[3] = {above.size(0), above.size(1), above.size(2)};
   const at::Tensor profiles[3] = {above.any(2).any(1), above.any(2).any(0), above.any(1).any(0)};
   Box box;

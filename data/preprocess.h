@@ -93,9 +93,10 @@ struct Box {
   std::array<std::int64_t, 3> size_zyx{0, 0, 0};
 };
 
-/// Bounding box of the voxels above `threshold` in any channel of `image` ([z,y,x] or
-/// [C,z,y,x]), grown by `margin` (>= 0) voxels on every side and clamped to the volume; the
-/// whole volume when no voxel is above the threshold.
+/// Bounding box of the body in `image` ([z,y,x] or [C,z,y,x]): the largest 6-connected part of
+/// the voxels above `threshold` in any channel (a table, a detached arm or an object in the air
+/// around the patient are not the body), grown by `margin` (>= 0) voxels on every side and
+/// clamped to the volume; the whole volume when no voxel is above the threshold.
 Box body_box(const at::Tensor& image, double threshold, std::int64_t margin);
 /// The same with a margin of its own per axis [z, y, x] (each >= 0 voxels).
 Box body_box(const at::Tensor& image, double threshold, const std::array<std::int64_t, 3>& margin_zyx);

@@ -410,7 +410,8 @@ CLI::App* add_preprocess_command(CLI::App& app, PreprocessOptions& o) {
   preprocess->add_option("--channels", o.channels, "Series names, the first is the reference grid")->required()->delimiter(',');
   preprocess->add_option("--label", o.label, "Label map to carry over (nearest neighbour)");
   preprocess->add_option("--spacing", o.spacing, "Target spacing X,Y,Z in mm")->delimiter(',');
-  preprocess->add_flag("--crop-body", o.crop_body, "Crop to the body (CT > -500 HU, else non-background)");
+  preprocess->add_flag("--crop-body", o.crop_body,
+                       "Crop to the body: the largest connected part above -500 HU (CT) or above background (MR)");
   preprocess->add_option("--chunk", o.chunk, "Chunk shape Z,Y,X or 'contiguous'")->capture_default_str();
   preprocess->add_option("--deflate", o.deflate, "Deflate level 0 (off) to 9")->capture_default_str();
   preprocess->add_flag("--force", o.force, "Replace an existing output");

@@ -573,10 +573,25 @@ TEST(BodyBox, AnyChannelCounts) {
   std::mt19937_64 rng(51);
   at::Tensor image = uniform({2, 12, 14, 16}, -1000, -900, rng);
   image[0].slice(0, 3, 7).slice(1, 5, 12).slice(2, 2, 9).fill_(100);
-  image[1][10][1][15].fill_(50.0);
+  // Channel 1 alone continues the body to z 10, y 1 and x 15.
+  image[1].slice(0, 6, 11).slice(1, 1, 6).slice(2, 8, 16).fill_(50.0);
   const Box b = body_box(image, -600, 0);
   EXPECT_EQ(b.start_zyx, (std::array<std::int64_t, 3>{3, 1, 2}));
   EXPECT_EQ(b.size_zyx, (std::array<std::int64_t, 3>{8, 11, 14}));
+}
+
+TEST(BodyBox, TableAndStrayObjectsAreNotTheBody) {
+  // A CT frame: the body, a table below it across the whole width (one air voxel apart), a
+  // detached arm beside it and a bright speck in the air; only the body makes the box.
+  std::mt19937_64 rng(53);
+  at::Tensor image = uniform({20, 40, 48}, -1010, -990, rng);
+  image.slice(0, 2, 18).slice(1, 8, 28).slice(2, 10, 38).copy_(uniform({16, 20, 28}, -120, 80, rng));  // body
+  image.slice(1, 29, 32).fill_(200.0);                                                              // table
+  image.slice(0, 4, 14).slice(1, 12, 22).slice(2, 40, 45).fill_(40.0);                              // arm
+  image[0][0][0].fill_(900.0);                                                                      // speck
+  const Box b = body_box(image, -500, 1);
+  EXPECT_EQ(b.start_zyx, (std::array<std::int64_t, 3>{1, 7, 9}));
+  EXPECT_EQ(b.size_zyx, (std::array<std::int64_t, 3>{18, 22, 30}));
 }
 
 TEST(Crop, CroppedGeometryPlacesVoxelsWhereTheyWere) {
