@@ -31,6 +31,18 @@ DSRCodedEntryValue coded(const CodedConcept& c) {
   return DSRCodedEntryValue(c.value.c_str(), c.scheme.c_str(), c.meaning.c_str());
 }
 
+/// The concept name of a qualitative evaluation (TID 1411 row 17, TID 1501 row 12).
+DSRCodedEntryValue qualitative_evaluation() { return DSRCodedEntryValue("C0034375", "UMLS", "Qualitative Evaluations"); }
+
+/// The group's qualitative evaluations, as TEXT items, on either group template.
+template <typename Group>
+void add_evaluations(Group& m, const SrGroup& g, const fs::path& path) {
+  for (const std::string& text : g.evaluations) {
+    check(m.addQualitativeEvaluation(qualitative_evaluation(), text.c_str()), path,
+          "qualitative evaluation of " + g.tracking_id);
+  }
+}
+
 /// A TID 1411 group: tracking, finding, the SEG segment, the source series, the measurements.
 void add_volumetric(TID1500_MeasurementReport& report, const SrGroup& g, const fs::path& path) {
   check(report.addVolumetricROIMeasurements(), path, "a volumetric measurement group");
@@ -58,6 +70,7 @@ void add_volumetric(TID1500_MeasurementReport& report, const SrGroup& g, const f
             "algorithm identification");
     }
   }
+  add_evaluations(m, g, path);
 }
 
 /// A TID 1501 group: a measurement of no segmented region.
@@ -75,6 +88,7 @@ void add_individual(TID1500_MeasurementReport& report, const SrGroup& g, const f
     if (x.method)
       check(m.getMeasurement().setMeasurementMethod(CID6147_ResponseCriteria(coded(*x.method))), path, "method");
   }
+  add_evaluations(m, g, path);
 }
 
 /// Patient, study and series of the source, then the report's own UIDs.

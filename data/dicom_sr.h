@@ -36,6 +36,9 @@ struct SrGroup {
   std::string source_series_uid;  ///< the series that was segmented
   std::string algorithm_version;  ///< of what measured it ("0.1.0 organs step 300"), when known
   std::vector<SrMeasurement> measurements;
+  /// Qualitative evaluations in text (TID 1411 row 17, TID 1501 row 12), e.g. why a score is
+  /// only an estimate on this grid.
+  std::vector<std::string> evaluations;
 };
 
 struct SrDescription {

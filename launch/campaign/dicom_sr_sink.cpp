@@ -80,9 +80,12 @@ std::vector<SrMeasurement> calcium_measurements(const json& score) {
           {kVolume, score.at("volume_mm3").get<double>(), kMm3, std::nullopt, std::nullopt}};
 }
 
-/// Per artery (on the artery's segment, from the first route that has the class) and in total.
+/// Per artery (on the artery's segment, from the first route that has the class) and in total;
+/// on a grid too coarse for Agatston's definition, each group says the score is an estimate.
 void calcium_groups(const std::vector<SegPlan>& plans, bool with_seg, const json& calcium,
                     const data::DicomSeriesIdentity& study, std::vector<data::SrGroup>& groups) {
+  std::vector<std::string> evaluations;
+  if (calcium.value("estimate", false)) evaluations.push_back("Estimate: " + calcium.value("estimate_why", std::string()));
   const json arteries = calcium.value("arteries", json::object());
   for (const auto& [artery, score] : arteries.items()) {
     const auto plan = std::find_if(plans.begin(), plans.end(), [&](const SegPlan& p) {
@@ -98,6 +101,7 @@ void calcium_groups(const std::vector<SegPlan>& plans, bool with_seg, const json
       g.finding = data::anatomy_code(artery).type;
     }
     g.measurements = calcium_measurements(score);
+    g.evaluations = evaluations;
     groups.push_back(g);
   }
   data::SrGroup total;
@@ -106,6 +110,7 @@ void calcium_groups(const std::vector<SegPlan>& plans, bool with_seg, const json
       derived_uid({study.study.study_uid, "calcium total", plans.empty() ? "" : plans.front().sop_instance_uid});
   total.finding = kCalcium;
   total.measurements = calcium_measurements(calcium.at("total"));
+  total.evaluations = evaluations;
   groups.push_back(total);
 }
 

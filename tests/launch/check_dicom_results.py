@@ -91,9 +91,11 @@ groups = {}
 for item in walk(sr.ContentSequence):
     if item.ValueType != "CONTAINER" or meaning(item) != "Measurement Group":
         continue
-    g = {"numbers": {}}
+    g = {"numbers": {}, "evaluations": []}
     for child in item.ContentSequence:
-        if meaning(child) == "Tracking Identifier":
+        if child.ValueType == "TEXT" and meaning(child) == "Qualitative Evaluations":
+            g["evaluations"].append(child.TextValue)
+        elif meaning(child) == "Tracking Identifier":
             g["id"] = child.TextValue
         elif child.ValueType == "IMAGE" and meaning(child) == "Referenced Segment":
             ref = child.ReferencedSOPSequence[0]
@@ -109,6 +111,7 @@ for name, s in report["routes"][route]["structures"].items():
         continue
     g = groups[f"{route} {name}"]
     assert g["segment"] == (seg.SOPInstanceUID, number_of[name]), (name, g)
+    assert not g["evaluations"], (name, g)
     assert g["numbers"]["Volume"] == (s["volume_ml"], "ml"), (name, g["numbers"], s["volume_ml"])
     assert g["numbers"]["Attenuation Coefficient"] == (s["intensity"]["ct"]["mean"], "[hnsf'U]"), (name, g["numbers"])
     expected += 1
@@ -119,9 +122,13 @@ for name, s in report["routes"][route]["structures"].items():
         expected += 1
 calcium = report.get("calcium")
 if calcium:
+    # A score on a grid too coarse for Agatston's definition says so in every calcium group.
+    estimate = [f"Estimate: {calcium['estimate_why']}"] if calcium["estimate"] else []
+    assert groups["calcium total"]["evaluations"] == estimate, (groups["calcium total"], estimate)
     for artery, score in calcium["arteries"].items():
         g = groups[f"calcium {artery}"]
         assert g["numbers"]["Calcium score"] == (score["agatston"], "1"), (artery, g)
+        assert g["evaluations"] == estimate, (artery, g, estimate)
         if artery in number_of:
             assert g["segment"] == (seg.SOPInstanceUID, number_of[artery]), (artery, g)
         expected += 1
@@ -129,4 +136,4 @@ if calcium:
     expected += 1
 assert len(groups) == expected, (sorted(groups), expected)
 print(f"SR: {len(groups)} measurement groups, every number equal to report.json's"
-      f"{' (calcium scored)' if calcium else ''}")
+      f"{' (calcium scored' + (', an estimate' if calcium['estimate'] else '') + ')' if calcium else ''}")
