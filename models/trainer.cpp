@@ -6,8 +6,10 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -163,14 +165,32 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches, const std
 std::int64_t Trainer::steps_done() const { return state_->step; }
 UNet& Trainer::net() { return state_->net; }
 
+namespace {
+
+/// torch::save(value, path), its failure as one line naming the file and the system's reason
+/// (a full disk, a file size limit) instead of LibTorch's message with a backtrace.
+template <class T>
+void save_file(const T& value, const std::filesystem::path& path) {
+  errno = 0;
+  try {
+    torch::save(value, path.string());
+  } catch (const c10::Error& e) {
+    const int error = errno;
+    throw InputError(path.string(), std::string("cannot be written: ") + (error != 0 ? std::strerror(error) : "write failed") +
+                                        " (" + e.what_without_backtrace() + ")");
+  }
+}
+
+}  // namespace
+
 void Trainer::save(const std::filesystem::path& dir) const {
   const State& s = *state_;
-  torch::save(s.net, (dir / "model.pt").string());
-  torch::save(*s.optimizer, (dir / "optimizer.pt").string());
+  save_file(s.net, dir / "model.pt");
+  save_file(*s.optimizer, dir / "optimizer.pt");
   {
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
-    torch::save(generator.get_state(), (dir / "rng.pt").string());
+    save_file(generator.get_state(), dir / "rng.pt");
   }
   write_file_atomic(dir / "trainer.json",
                     nlohmann::json{{"step", s.step}, {"bad_streak", s.bad_streak}, {"optimizer", s.options.optimizer.name}}.dump(2));
