@@ -574,7 +574,7 @@ ExitCode run_train(const JobContext& context, const TrainConfig& config, const T
   }
   // A rank that failed cannot take part in collectives any more: end the job from here.
   if (!failure.empty()) {
-    std::cerr << "vitruvian: " << failure << std::endl;
+    std::cerr << "vitruvian: " + failure + "\n" << std::flush;  // one write: not split by mpirun's own lines
     if (context.env.size() > 1) context.env.abort(exit_status(ExitCode::kFailed));
     return ExitCode::kFailed;
   }
