@@ -10,6 +10,7 @@
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
+#include "core/fault_injection.h"
 
 namespace vitruvian {
 namespace fs = std::filesystem;
@@ -66,12 +67,14 @@ void write_checkpoint(const fs::path& root, const std::string& name, const std::
       throw InputError(target.string(), "cannot create the temporary folder '" + temporary.string() + "': " + error.message());
     }
     fill(temporary);
+    fault_point("checkpoint.write");  // the files are written, the manifest is not
     nlohmann::json files = nlohmann::json::object();
     for (const auto& entry : fs::directory_iterator(temporary)) {
       if (!entry.is_regular_file()) continue;
       files[entry.path().filename().string()] = {{"bytes", entry.file_size()}, {"fnv1a64", file_checksum(entry.path())}};
     }
     write_file_atomic(temporary / "manifest.json", nlohmann::json{{"complete", true}, {"files", files}}.dump(2));
+    fault_point("checkpoint.commit");  // complete, still under its temporary name
   });
   if (keep > 0) {
     const auto all = folders(root, prefix);

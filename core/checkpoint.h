@@ -22,7 +22,8 @@ std::string text_checksum(std::string_view text);
 /// the temporary folder it is given; then manifest.json (every file's size and checksum,
 /// complete: true) is added, and the folder is synced and put in place (an existing ROOT/<name>
 /// is replaced). Afterwards keeps only the newest `keep` folders whose names start with `prefix`
-/// (0 keeps all). On any error the temporary folder is removed.
+/// (0 keeps all). On any error the temporary folder is removed. Fault points (core/fault_injection.h):
+/// "checkpoint.write" once `fill` returned, before the manifest; "checkpoint.commit" before the rename.
 void write_checkpoint(const std::filesystem::path& root, const std::string& name,
                       const std::function<void(const std::filesystem::path&)>& fill, const std::string& prefix = "",
                       int keep = 0);

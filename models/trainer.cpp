@@ -6,8 +6,11 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -163,14 +166,42 @@ StepResult Trainer::step(const std::vector<MicroBatch>& micro_batches, const std
 std::int64_t Trainer::steps_done() const { return state_->step; }
 UNet& Trainer::net() { return state_->net; }
 
+namespace {
+
+/// torch::save(value, path) through memory: LibTorch's file writer throws again from its
+/// destructor when a write fails (a full disk, a file size limit), which ends the process. A
+/// failure is one line naming the file and the system's reason.
+template <class T>
+void save_file(const T& value, const std::filesystem::path& path) {
+  std::ostringstream bytes;
+  try {
+    torch::save(value, bytes);
+  } catch (const c10::Error& e) {
+    throw InputError(path.string(), std::string("cannot be serialised: ") + e.what_without_backtrace());
+  }
+  const std::string data = bytes.str();
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  if (file == nullptr) throw InputError(path.string(), std::string("cannot be created: ") + std::strerror(errno));
+  errno = 0;
+  bool written = std::fwrite(data.data(), 1, data.size(), file) == data.size() && std::fflush(file) == 0;
+  int error = errno;
+  if (std::fclose(file) != 0 && written) {
+    written = false;
+    error = errno;
+  }
+  if (!written) throw InputError(path.string(), std::string("cannot be written: ") + std::strerror(error != 0 ? error : EIO));
+}
+
+}  // namespace
+
 void Trainer::save(const std::filesystem::path& dir) const {
   const State& s = *state_;
-  torch::save(s.net, (dir / "model.pt").string());
-  torch::save(*s.optimizer, (dir / "optimizer.pt").string());
+  save_file(s.net, dir / "model.pt");
+  save_file(*s.optimizer, dir / "optimizer.pt");
   {
     at::Generator generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
-    torch::save(generator.get_state(), (dir / "rng.pt").string());
+    save_file(generator.get_state(), dir / "rng.pt");
   }
   write_file_atomic(dir / "trainer.json",
                     nlohmann::json{{"step", s.step}, {"bad_streak", s.bad_streak}, {"optimizer", s.options.optimizer.name}}.dump(2));

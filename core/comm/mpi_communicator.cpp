@@ -11,6 +11,7 @@
 #include <chrono>
 #include <climits>
 
+#include "core/comm/roll_call.h"
 #include "core/comm/staging.h"
 #include "core/errors.h"
 
@@ -106,6 +107,14 @@ void divide_for_average(const at::Tensor& tensor, int size) {
   }
 }
 
+/// A roll call when the watchdog may fire and its thread may call MPI (MPI_THREAD_MULTIPLE).
+std::unique_ptr<RollCall> make_roll_call(const MpiComm& comm, double timeout_s) {
+  int provided = MPI_THREAD_SINGLE;
+  check_mpi(MPI_Query_thread(&provided), "MPI_Query_thread");
+  if (timeout_s <= 0 || provided < MPI_THREAD_MULTIPLE || comm.size() < 2) return nullptr;
+  return std::make_unique<RollCall>(comm);
+}
+
 }  // namespace
 
 MpiCommunicator::MpiCommunicator(MpiComm comm, CommunicatorOptions options)
@@ -113,8 +122,9 @@ MpiCommunicator::MpiCommunicator(MpiComm comm, CommunicatorOptions options)
       options_(std::move(options)),
       rank_(comm_.rank()),
       size_(comm_.size()),
+      roll_call_(make_roll_call(comm_, options_.timeout_s())),
       watchdog_("on communicator '" + options_.name() + "' (mpi, " + std::to_string(size_) + " ranks)",
-                options_.timeout_s()) {
+                options_.timeout_s(), [this](const std::string& message) { time_out(message); }) {
   if (options_.mpi_chunk_bytes() < 1) {
     throw InputError("CommunicatorOptions::mpi_chunk_bytes",
                      std::to_string(options_.mpi_chunk_bytes()) + " is not a size; expected >= 1 byte");
@@ -166,14 +176,21 @@ MPI_Op MpiCommunicator::reduction(ReduceOp op, at::ScalarType type) const {
 void MpiCommunicator::execute(MpiWork& work, const OpDescription& what, const Task& task) {
   std::exception_ptr error;
   const auto start = std::chrono::steady_clock::now();
-  {
-    Watchdog::Scope watch(watchdog_, what);
-    try {
-      task();
-    } catch (...) {
-      error = std::current_exception();
-    }
+  // While the collective runs, the watchdog thread answers peers' roll calls with `what`.
+  Watchdog::DoneProbe answer_roll_calls;
+  if (roll_call_) {
+    answer_roll_calls = [this, &what] {
+      roll_call_->answer(what);
+      return false;
+    };
   }
+  const std::uint64_t watched = watchdog_.begin(what, std::move(answer_roll_calls));
+  try {
+    task();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  watchdog_.end(watched);
   work.finish(error, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
@@ -328,6 +345,19 @@ WorkHandle MpiCommunicator::issue_reduce_scatter(const at::Tensor& input, const 
 WorkHandle MpiCommunicator::issue_barrier(bool async) {
   MPI_Comm comm = comm_.get();
   return submit(describe("barrier"), [comm] { check_mpi(MPI_Barrier(comm), "MPI_Barrier"); }, async);
+}
+
+void MpiCommunicator::time_out(const std::string& message) {
+  std::string roll;
+  if (roll_call_) {
+    try {
+      // Long enough for peers' watchdogs (polling every limit/10, at most 250 ms) to answer.
+      roll = ". Roll call: " + roll_call_->ask(std::clamp(options_.timeout_s() / 4, 0.5, 5.0));
+    } catch (const std::exception& e) {
+      roll = std::string(". Roll call failed: ") + e.what();
+    }
+  }
+  end_job_on_timeout(message + roll);
 }
 
 std::unique_ptr<Communicator> MpiCommunicator::wrap(MpiComm comm, const std::string& suffix) {

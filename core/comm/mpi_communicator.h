@@ -1,7 +1,8 @@
 // MPI backend for CPU tensors. Blocking calls run inline on the caller's thread (after any
 // queued async work); async calls run in order on one worker thread per communicator, so they
 // progress while the caller computes. float16/bfloat16 reductions use MPI user-defined ops.
-// Reductions go in pieces of at most CommunicatorOptions::mpi_chunk_bytes.
+// Reductions go in pieces of at most CommunicatorOptions::mpi_chunk_bytes. A collective that
+// times out ends the job with a roll call of the peers (core/comm/roll_call.h) in its message.
 #pragma once
 
 #include <condition_variable>
@@ -17,6 +18,7 @@
 namespace vitruvian {
 
 class MpiWork;
+class RollCall;
 
 class MpiCommunicator final : public Communicator {
  public:
@@ -61,6 +63,8 @@ class MpiCommunicator final : public Communicator {
   /// Elements per MPI call so that `blocks` blocks of them stay within mpi_chunk_bytes.
   std::int64_t chunk_elements(std::int64_t element_size, int blocks) const;
   std::unique_ptr<Communicator> wrap(MpiComm comm, const std::string& suffix);
+  /// The watchdog's handler: `message` with the roll call's findings, then end_job_on_timeout.
+  [[noreturn]] void time_out(const std::string& message);
 
   MpiComm comm_;
 
@@ -68,6 +72,8 @@ class MpiCommunicator final : public Communicator {
   CommunicatorOptions options_;
   int rank_ = 0, size_ = 1;
   bool async_threads_ = false;
+  /// Names the peers that keep a timed-out collective waiting; with MPI_THREAD_MULTIPLE and a timeout only.
+  std::unique_ptr<RollCall> roll_call_;
   Watchdog watchdog_;
   // MPI ops for 16-bit floats: [half, bfloat16] x [sum, max, min].
   MPI_Op half_ops_[2][3] = {};

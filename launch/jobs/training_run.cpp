@@ -269,6 +269,17 @@ class TrainingRun {
     }
   }
 
+  /// Rank 0: removes the temporaries that writers killed in an earlier run left in the run folder
+  /// and its checkpoints (core/atomic_file.h); nothing else of this run writes there yet.
+  void remove_leftovers() const {
+    if (rank_ != 0) return;
+    for (const fs::path& folder : {run_dir_, checkpoints_}) {
+      std::string names;
+      for (const fs::path& path : remove_leftover_temporaries(folder)) names += " " + path.filename().string();
+      if (!names.empty()) spdlog::info("train: removed leftovers of an interrupted write from {}:{}", folder.string(), names);
+    }
+  }
+
   /// The communicator, the network (seeded by train.seed) and its trainer.
   void build() {
     comm_ = make_communicator(context_.env.world(), context_.device,
@@ -518,6 +529,7 @@ class TrainingRun {
     if (rank_ != 0) return;
     metrics_ << line.dump() << "\n";
     metrics_.flush();
+    if (!metrics_) throw InputError((run_dir_ / "metrics.jsonl").string(), "cannot be written (disk full?)");
   }
 
   const JobContext& context_;
@@ -546,6 +558,7 @@ ExitCode run_train(const JobContext& context, const TrainConfig& config, const T
   run.clear_earlier_run();
   std::string failure;
   try {
+    run.remove_leftovers();
     run.build();
     if (!run.resume()) return ExitCode::kUsage;
     run.open_metrics();
@@ -561,7 +574,7 @@ ExitCode run_train(const JobContext& context, const TrainConfig& config, const T
   }
   // A rank that failed cannot take part in collectives any more: end the job from here.
   if (!failure.empty()) {
-    std::cerr << "vitruvian: " << failure << std::endl;
+    std::cerr << "vitruvian: " + failure + "\n" << std::flush;  // one write: not split by mpirun's own lines
     if (context.env.size() > 1) context.env.abort(exit_status(ExitCode::kFailed));
     return ExitCode::kFailed;
   }

@@ -15,39 +15,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/cli_helpers.sh"
 prepare_workdir "$work"
 vit_exe=$(readlink -f "$vit")
 
-launcher=""  # the mpirun of the job in the background, ended on every path
-cleanup() {
-  [[ -n $launcher ]] && kill -9 "$launcher" 2>/dev/null || true
-  for pid in $(rank_pids "*" 2>/dev/null); do kill -CONT "$pid" 2>/dev/null; kill -9 "$pid" 2>/dev/null; done
-  return 0
-}
-trap cleanup EXIT
-
-# rank_pids RANK: the process ids of this folder's vitruvian ranks with world rank RANK (* for any).
-rank_pids() {
-  local pid
-  for pid in $(pgrep -f -- "$vit_exe" || true); do
-    [[ $(readlink -f "/proc/$pid/exe" 2>/dev/null) == "$vit_exe" && $(readlink -f "/proc/$pid/cwd" 2>/dev/null) == "$PWD" ]] ||
-      continue
-    if [[ $1 == "*" ]] || tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
-      echo "$pid"
-    fi
-  done
-}
-
-# wait_stopped COUNT: waits until COUNT ranks of this folder are stopped (state T) by the fault point.
-wait_stopped() {
-  local deadline=$((SECONDS + 60)) stopped pid
-  while ((SECONDS < deadline)); do
-    stopped=0
-    for pid in $(rank_pids "*"); do
-      [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == T ]] && stopped=$((stopped + 1))
-    done
-    ((stopped == $1)) && return 0
-    sleep 0.05
-  done
-  fail "$1 ranks did not reach the fault point"
-}
+trap kill_job EXIT
 
 # wait_pending PID SIGNAL_NUMBER: waits until SIGNAL is pending at the stopped process PID.
 wait_pending() {
@@ -66,15 +34,6 @@ start() {
   launcher=$!
 }
 
-# finish NAME WANT: waits for the background run; its exit status must be WANT.
-finish() {
-  local rc=0
-  wait "$launcher" || rc=$?
-  launcher=""
-  [[ $rc == "$2" ]] || { cat "$1.log"; fail "$1: mpirun exited $rc, expected $2"; }
-  [[ -z $(rank_pids "*") ]] || fail "$1: ranks left running"
-}
-
 # check_stopped NAME SIGNAL STEP: the stop line and a complete checkpoint of STEP, no temporary left.
 check_stopped() {
   local dir
@@ -86,20 +45,6 @@ check_stopped() {
     fail "$1: checkpoint $dir is not complete"
   [[ -z $(find "$1" -name '.*tmp*') ]] || fail "$1: temporaries left: $(find "$1" -name '.*tmp*')"
   [[ ! -e $1/model ]] || fail "$1: an interrupted run exported a model"
-}
-
-# same_losses A B FIRST LAST: steps FIRST..LAST have the same loss in both metrics files.
-same_losses() {
-  $py - "$@" <<'PY'
-import json, sys
-def losses(path):
-    return {j["step"]: j["loss"] for j in map(json.loads, open(path)) if "loss" in j}
-a, b = losses(sys.argv[1]), losses(sys.argv[2])
-first, last = int(sys.argv[3]), int(sys.argv[4])
-assert sorted(b) == list(range(1, last + 1)), f"{sys.argv[2]}: steps {sorted(b)}"
-for step in range(first, last + 1):
-    assert a[step] == b[step], f"step {step}: {a[step]} uninterrupted vs {b[step]} resumed"
-PY
 }
 
 expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 3 --shape 24,32,32 --out chest.h5 --threads 1
@@ -130,7 +75,7 @@ wait_stopped 1
 pid=$(rank_pids 1)
 kill -TERM "$pid"
 kill -CONT "$pid"
-finish one 3
+finish_job one 3
 check_stopped one SIGTERM 3
 grep -q "checkpoint step 3 written" one.log || { cat one.log; fail "one: checkpoint of step 3 not written on stop"; }
 expect_exit 0 one_resume.err "$mpirun" -np 2 "$vit" --config train.yaml train --run-dir one --resume auto
@@ -142,7 +87,7 @@ start all "train.step@*#4:stop"
 wait_stopped 2
 for pid in $(rank_pids "*"); do kill -TERM "$pid"; done
 for pid in $(rank_pids "*"); do kill -CONT "$pid"; done
-finish all 3
+finish_job all 3
 check_stopped all SIGTERM 4
 grep -q "checkpoint step 4 already written" all.log || { cat all.log; fail "all: the step's checkpoint was not the scheduled one"; }
 
@@ -153,7 +98,7 @@ wait_stopped 2
 kill -USR1 "$launcher"
 for pid in $(rank_pids "*"); do wait_pending "$pid" 10; done
 for pid in $(rank_pids "*"); do kill -CONT "$pid"; done
-finish usr1 3
+finish_job usr1 3
 check_stopped usr1 SIGUSR1 2
 
 # (c) A finished run extended by raising train.steps: steps 9..12 on the poly schedule of 12 steps.
