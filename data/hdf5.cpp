@@ -1,9 +1,10 @@
-// HDF5 version and error-stack capture.
+// HDF5 version, error-stack capture, and the clean-up at exit.
 #include "data/hdf5.h"
 
 #include <hdf5.h>
 
 #include "core/errors.h"
+#include "data/hdf5_exit.h"
 
 namespace vitruvian::data {
 
@@ -14,6 +15,8 @@ std::string hdf5_version() {
 }
 
 void silence_hdf5_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+void skip_hdf5_cleanup_at_exit() { H5dont_atexit(); }
 
 namespace {
 struct Stack {

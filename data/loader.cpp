@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,6 +15,7 @@
 #include <exception>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #ifdef _OPENMP
@@ -168,6 +170,61 @@ struct PatchLoader::State {
     return normalize_channel(raw, task.normalization[ch], task.ct_stats[ch], entry.zscore[ch]);
   }
 
+  /// One sample of `study`: image [C, pz, py, px], label [pz, py, px], its origin and forced class.
+  struct Sample {
+    at::Tensor image, label;
+    std::array<std::int64_t, 3> origin{};
+    std::int64_t forced_class = 0;
+  };
+
+  Sample read_sample(const std::string& study, bool force, std::mt19937_64& rng) {
+    const StudyCache& entry = cache(study);
+    const auto& shape = shapes.at(study);
+    const auto& p = options.patch_size;
+    Sample sample;
+    if (force && !entry.classes.empty()) {
+      const auto c = uniform_below(rng, entry.classes.size());
+      const auto& where = entry.locations[c];
+      std::int64_t voxel = where[uniform_below(rng, where.size())];
+      const std::array<std::int64_t, 3> v{voxel / (shape[1] * shape[2]), (voxel / shape[2]) % shape[1], voxel % shape[2]};
+      sample.origin = patch_origin_containing(rng, shape, p, v);
+      sample.forced_class = entry.classes[c];
+    } else {
+      sample.origin = random_patch_origin(rng, shape, p);
+    }
+    // Only the part inside the volume is read and normalised; the rest stays padding (image
+    // 0, the normalised value of "nothing"; label the pad value).
+    sample.image = at::zeros({static_cast<std::int64_t>(task.channels.size()), p[0], p[1], p[2]}, at::kFloat);
+    sample.label = at::full({p[0], p[1], p[2]}, options.label_pad_value, at::kLong);
+    if (const auto overlap = patch_overlap(shape, p, sample.origin)) {
+      for (std::size_t ch = 0; ch < task.channels.size(); ++ch) {
+        const at::Tensor region = store->read_series_region(study, task.channels[ch], overlap->volume_start, overlap->size);
+        box_view(sample.image[static_cast<std::int64_t>(ch)], overlap->patch_start, overlap->size)
+            .copy_(normalize(region, ch, entry));
+      }
+      box_view(sample.label, overlap->patch_start, overlap->size)
+          .copy_(store->read_label_region(study, task.label, overlap->volume_start, overlap->size));
+    }
+    if (augmenter) augmenter->apply(sample.image, sample.label, rng);
+    return sample;
+  }
+
+  /// Studies left out as unreadable (skip_bad_studies), each warned about once.
+  std::mutex bad_mutex;
+  std::set<std::string> bad_studies;
+
+  bool is_bad(const std::string& study) {
+    std::lock_guard<std::mutex> lock(bad_mutex);
+    return bad_studies.count(study) != 0;
+  }
+  /// `warn`: false where every rank finds the same study (set-up), so that one rank says it.
+  void leave_out(const std::string& study, const std::string& error, bool warn = true) {
+    std::lock_guard<std::mutex> lock(bad_mutex);
+    if (bad_studies.insert(study).second && warn) {
+      spdlog::warn("study '{}' left out of training (data.on_bad_study: skip): {}", study, error);
+    }
+  }
+
   Batch build(std::int64_t index) {
     Batch batch;
     batch.index = index;
@@ -177,45 +234,33 @@ struct PatchLoader::State {
     const auto order_ptr = shard(batch.epoch);
     const auto& order = *order_ptr;
     const auto forced = forced_in_batch(rng, options.batch_size, options.foreground_fraction);
-    const auto& p = options.patch_size;
     std::vector<at::Tensor> images, labels;
     for (std::int64_t i = 0; i < options.batch_size; ++i) {
-      // Samples walk this rank's shard in its shuffled order, so each epoch visits every study.
+      // Samples walk this rank's shard in its shuffled order, so each epoch visits every study;
+      // a study left out as unreadable passes its turn to the next one.
       const std::int64_t k = (index % options.steps_per_epoch) * options.batch_size + i;
-      const std::string& study = shard_studies[order[static_cast<std::size_t>(k % static_cast<std::int64_t>(order.size()))]].id;
-      const StudyCache& entry = cache(study);
-      const auto& shape = shapes.at(study);
-      std::array<std::int64_t, 3> origin{};
-      std::int64_t forced_class = 0;
-      if (forced[static_cast<std::size_t>(i)] && !entry.classes.empty()) {
-        const auto c = uniform_below(rng, entry.classes.size());
-        const auto& where = entry.locations[c];
-        std::int64_t voxel = where[uniform_below(rng, where.size())];
-        const std::array<std::int64_t, 3> v{voxel / (shape[1] * shape[2]), (voxel / shape[2]) % shape[1], voxel % shape[2]};
-        origin = patch_origin_containing(rng, shape, p, v);
-        forced_class = entry.classes[c];
-      } else {
-        origin = random_patch_origin(rng, shape, p);
-      }
-      // Only the part inside the volume is read and normalised; the rest stays padding (image
-      // 0, the normalised value of "nothing"; label the pad value).
-      at::Tensor image = at::zeros({static_cast<std::int64_t>(task.channels.size()), p[0], p[1], p[2]}, at::kFloat);
-      at::Tensor label = at::full({p[0], p[1], p[2]}, options.label_pad_value, at::kLong);
-      if (const auto overlap = patch_overlap(shape, p, origin)) {
-        for (std::size_t ch = 0; ch < task.channels.size(); ++ch) {
-          const at::Tensor region = store->read_series_region(study, task.channels[ch], overlap->volume_start, overlap->size);
-          box_view(image[static_cast<std::int64_t>(ch)], overlap->patch_start, overlap->size)
-              .copy_(normalize(region, ch, entry));
+      for (std::size_t step = 0;; ++step) {
+        if (step == order.size()) {
+          throw InputError(store->path().string(), fmt::format("every study of rank {}'s shard is unreadable; "
+                                                               "nothing left to train on", options.rank));
         }
-        box_view(label, overlap->patch_start, overlap->size)
-            .copy_(store->read_label_region(study, task.label, overlap->volume_start, overlap->size));
+        const std::string& study = shard_studies[order[(static_cast<std::size_t>(k) + step) % order.size()]].id;
+        if (options.skip_bad_studies && is_bad(study)) continue;
+        const std::mt19937_64 before = rng;  // a study left out consumes no draws: batches stay reproducible
+        try {
+          Sample sample = read_sample(study, forced[static_cast<std::size_t>(i)], rng);
+          images.push_back(sample.image);
+          labels.push_back(sample.label);
+          batch.studies.push_back(study);
+          batch.origins.push_back(sample.origin);
+          batch.forced_class.push_back(sample.forced_class);
+          break;
+        } catch (const Error& e) {
+          if (!options.skip_bad_studies) throw;
+          leave_out(study, e.what());
+          rng = before;
+        }
       }
-      if (augmenter) augmenter->apply(image, label, rng);
-      images.push_back(image);
-      labels.push_back(label);
-      batch.studies.push_back(study);
-      batch.origins.push_back(origin);
-      batch.forced_class.push_back(forced_class);
     }
     batch.image = at::stack(images);
     batch.label = at::stack(labels);
@@ -340,10 +385,16 @@ PatchLoader::PatchLoader(std::shared_ptr<const VolumeStore> store, TaskSpec task
       std::vector<double> pooled;
       std::mt19937_64 rng = seeded_rng({o.seed, ch, 0xc7});
       for (const auto& study : studies) {
-        const Volume image = store->read_series(study.id, task.channels[ch]);
-        const Volume label = store->read_label(study.id, task.label);
-        const auto values = sample_foreground_intensities(image.voxels, label.voxels, kStatsSamples, rng);
-        pooled.insert(pooled.end(), values.begin(), values.end());
+        if (s.is_bad(study.id)) continue;
+        try {
+          const Volume image = store->read_series(study.id, task.channels[ch]);
+          const Volume label = store->read_label(study.id, task.label);
+          const auto values = sample_foreground_intensities(image.voxels, label.voxels, kStatsSamples, rng);
+          pooled.insert(pooled.end(), values.begin(), values.end());
+        } catch (const Error& e) {
+          if (!o.skip_bad_studies) throw;
+          s.leave_out(study.id, e.what(), o.rank == 0);
+        }
       }
       if (pooled.empty()) {
         throw InputError(store->path().string(), "no foreground voxels to take CT statistics from; give them in the task");
@@ -352,6 +403,14 @@ PatchLoader::PatchLoader(std::shared_ptr<const VolumeStore> store, TaskSpec task
     }
   } else if (task.ct_stats.size() != task.channels.size()) {
     throw ConfigError(kWhere, fmt::format("{} CT statistics for {} channels", task.ct_stats.size(), task.channels.size()));
+  }
+  // Studies found unreadable above (every rank reads the same ones) leave every rank's shards alike.
+  const auto left_out = std::remove_if(s.shard_studies.begin(), s.shard_studies.end(),
+                                       [&](const ShardStudy& study) { return s.is_bad(study.id); });
+  s.shard_studies.erase(left_out, s.shard_studies.end());
+  if (static_cast<int>(s.shard_studies.size()) < o.world) {
+    throw InputError(store->path().string(), fmt::format("{} readable studies for {} ranks; every rank needs at least one",
+                                                         s.shard_studies.size(), o.world));
   }
   s.store = std::move(store);
   s.task = std::move(task);

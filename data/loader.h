@@ -65,6 +65,11 @@ struct LoaderOptions {
   /// The first batch delivered: a resumed run starts where it stopped, with the very batches
   /// an uninterrupted run would have seen (batch n depends only on seed, rank, world and n).
   std::int64_t first_batch = 0;
+  /// A study whose voxels cannot be read (a corrupt chunk, a damaged file): false ends the run
+  /// with the reader's error (it names the file, the study and the series); true leaves the
+  /// study out with one warning naming it and the error, and samples the others instead
+  /// (InputError once none of the rank's studies is left).
+  bool skip_bad_studies = false;
 };
 
 /// One batch: image [B, C, pz, py, px] float32, label [B, pz, py, px] int64.

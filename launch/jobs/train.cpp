@@ -27,6 +27,8 @@ void TrainConfig::visit(ConfigVisitor& v) {
     d.field("workers", workers, "loader threads per rank");
     d.field("augment", augment, "nnunet or none");
     d.field("mirror_axes", mirror_axes, "axes mirrored at random, any of zyx (none by default: left and right differ)");
+    d.field("on_bad_study", on_bad_study,
+            "a training study that cannot be read (corrupt chunk): stop (the run ends naming it) or skip (left out, with a warning)");
   });
   v.section("model", [&](ConfigVisitor& m) { model.visit(m); });
   v.section("optimizer", [&](ConfigVisitor& o) { optimizer.visit(o); });
@@ -68,6 +70,9 @@ void TrainConfig::validate() const {
   if (augment != "nnunet" && augment != "none") throw ConfigError("data.augment", "'" + augment + "'; expected nnunet or none");
   if (mirror_axes.find_first_not_of("zyx") != std::string::npos) {
     throw ConfigError("data.mirror_axes", "'" + mirror_axes + "'; expected a subset of zyx, e.g. zy");
+  }
+  if (on_bad_study != "stop" && on_bad_study != "skip") {
+    throw ConfigError("data.on_bad_study", "'" + on_bad_study + "'; expected stop or skip");
   }
   if (validation_studies < 0) throw ConfigError("data.validation_studies", "expected 0 or more");
   if (steps < 1 || accumulate < 1 || steps_per_epoch < 1) {

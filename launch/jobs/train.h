@@ -35,6 +35,9 @@ struct TrainConfig {
   /// Axes mirrored at random (p 0.5 each) when augmenting, any of "zyx"; empty by default:
   /// mirroring along x turns left organs into right ones.
   std::string mirror_axes;
+  /// A training study whose voxels cannot be read (a corrupt chunk): "stop" ends the run naming
+  /// the file, study and series; "skip" leaves it out with a warning and trains on the others.
+  std::string on_bad_study = "stop";
   // model, optimizer
   models::ModelConfig model;
   models::OptimizerConfig optimizer;

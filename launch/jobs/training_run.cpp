@@ -212,6 +212,7 @@ data::LoaderOptions loader_options_of(const TrainConfig& config, int rank, int w
   o.rank = rank;
   o.world = world;
   o.first_batch = first_batch;
+  o.skip_bad_studies = config.on_bad_study == "skip";
   if (config.augment == "nnunet") {
     o.augment = data::AugmentOptions::nnunet_like();
     const auto& m = config.mirror_axes;
