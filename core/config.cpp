@@ -276,10 +276,13 @@ struct ConfigSources::Impl {
 
   void flatten(const YAML::Node& node, const std::string& prefix, const std::string& file) {
     for (const auto& item : node) {
-      const std::string key = item.first.as<std::string>();
-      const std::string full = prefix.empty() ? key : prefix + "." + key;
       const int line = item.first.Mark().line + 1;
       const std::string origin = file + ":" + std::to_string(line);
+      if (!item.first.IsScalar()) {
+        throw ConfigError(origin, "a key is " + render(item.first) + "; expected a plain name (a complex '? ' key?)");
+      }
+      const std::string key = item.first.as<std::string>();
+      const std::string full = prefix.empty() ? key : prefix + "." + key;
       if (key.empty() || key.find('.') != std::string::npos) {
         throw ConfigError(origin, "key '" + key + "' is not a plain name (no dots; nest mappings instead)");
       }
