@@ -67,7 +67,7 @@ q "$vit" export "$tmp/frames.h5" --out-dir "$tmp/frames_nifti"
 ls -S $(find "$tmp/frames_nifti" -name '*.nii.gz') | head -1 | while read -r f; do cp "$f" "$dir/phantom_4d.nii.gz"; done
 
 # DICOM series: three slices of each
-q "$vit" phantom --kind chest-cardiac --studies 1 --shape 6 --force --dicom "$tmp/dicom"
+q "$vit" phantom --kind chest-cardiac --studies 1 --shape 8 --force --dicom "$tmp/dicom"
 q "$writer" "$tmp/test_dicom"
 dir="$(seeds dicom)"
 for series in $(find "$tmp/dicom" "$tmp/test_dicom" -name '*.dcm' -printf '%h\n' | sort -u); do
