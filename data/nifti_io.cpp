@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 
@@ -128,7 +129,14 @@ std::int64_t nifti_spatial_voxels(const std::filesystem::path& path) {
   nifti_set_debug_level(0);
   const NiftiPtr image(nifti_image_read(path.string().c_str(), 0));  // header only
   if (!image || image->nx < 1 || image->ny < 1) return 0;
-  return static_cast<std::int64_t>(image->nx) * image->ny * std::max<std::int64_t>(image->dim[0] >= 3 ? image->nz : 1, 1);
+  // NIfTI-2 sizes are 64-bit: a product beyond int64 counts as the largest (it is refused on reading).
+  std::int64_t voxels = 0;
+  const std::int64_t nz = std::max<std::int64_t>(image->dim[0] >= 3 ? image->nz : 1, 1);
+  if (__builtin_mul_overflow(static_cast<std::int64_t>(image->nx), static_cast<std::int64_t>(image->ny), &voxels) ||
+      __builtin_mul_overflow(voxels, nz, &voxels)) {
+    return std::numeric_limits<std::int64_t>::max();
+  }
+  return voxels;
 }
 
 Volume read_nifti(const std::filesystem::path& path, const NiftiReadOptions& options) {
