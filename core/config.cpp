@@ -57,10 +57,25 @@ std::string type_name(const std::vector<std::int64_t>*) { return "a list of inte
 std::string type_name(const std::vector<double>*) { return "a list of numbers"; }
 std::string type_name(const std::vector<std::string>*) { return "a list of strings"; }
 
+void set_flow_style(YAML::Node node) {
+  node.SetStyle(YAML::EmitterStyle::Flow);
+  if (node.IsSequence()) {
+    for (auto item : node) set_flow_style(item);
+  } else if (node.IsMap()) {
+    for (auto item : node) set_flow_style(item.second);
+  }
+}
+
+/// A value as one line of YAML, for messages: flow style throughout (a parsed node keeps the
+/// block style of its file, which the emitter follows), any line break left in it a space.
 std::string render(const YAML::Node& node) {
+  const YAML::Node copy = YAML::Clone(node);
+  set_flow_style(copy);
   YAML::Emitter out;
-  out << YAML::Flow << node;
-  return out.c_str();
+  out << YAML::Flow << copy;
+  std::string text = out.c_str();
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  return text;
 }
 
 size_t edit_distance(const std::string& a, const std::string& b) {
@@ -261,10 +276,13 @@ struct ConfigSources::Impl {
 
   void flatten(const YAML::Node& node, const std::string& prefix, const std::string& file) {
     for (const auto& item : node) {
-      const std::string key = item.first.as<std::string>();
-      const std::string full = prefix.empty() ? key : prefix + "." + key;
       const int line = item.first.Mark().line + 1;
       const std::string origin = file + ":" + std::to_string(line);
+      if (!item.first.IsScalar()) {
+        throw ConfigError(origin, "a key is " + render(item.first) + "; expected a plain name (a complex '? ' key?)");
+      }
+      const std::string key = item.first.as<std::string>();
+      const std::string full = prefix.empty() ? key : prefix + "." + key;
       if (key.empty() || key.find('.') != std::string::npos) {
         throw ConfigError(origin, "key '" + key + "' is not a plain name (no dots; nest mappings instead)");
       }

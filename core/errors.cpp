@@ -23,10 +23,20 @@ std::string describe_process() {
 }
 
 namespace {
+/// what() is one line whatever the input put into it (a file name, a YAML key, a library's
+/// message quoting a bad character): line breaks become spaces, other control characters '?'.
 std::string format_error(const std::string& kind, const std::string& call, const std::string& detail) {
   std::string text = kind + " on " + describe_process() + ": ";
   if (!call.empty()) text += call + ": ";
-  return text + detail;
+  text += detail;
+  for (char& c : text) {
+    if (c == '\n' || c == '\r') {
+      c = ' ';
+    } else if (static_cast<unsigned char>(c) < 0x20 && c != '\t') {
+      c = '?';
+    }
+  }
+  return text;
 }
 }  // namespace
 

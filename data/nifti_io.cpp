@@ -4,10 +4,12 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <nifti2_io.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 
@@ -117,6 +119,36 @@ void write_single_file(const std::filesystem::path& file, nifti_image& image, in
   if (!ok) throw InputError(target, "writing the NIfTI file failed (disk full or not writable?)");
 }
 
+/// dim[0] of the header at the start of `path` (gzip or not) when it is 1 to 7 in either byte
+/// order; nullopt otherwise. Checked before the file reaches libnifti, whose NIfTI-2 reader
+/// (3.0.1) runs off the stack on a dim[0] far outside that range.
+std::optional<std::int64_t> header_rank(const std::string& path) {
+  gzFile file = gzopen(path.c_str(), "rb");
+  if (file == nullptr) return std::nullopt;
+  unsigned char header[sizeof(nifti_2_header)] = {};
+  const int got = gzread(file, header, sizeof header);
+  gzclose(file);
+  if (got < 4) return std::nullopt;
+  auto value = [&](std::size_t offset, std::size_t bytes, bool swapped) {
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < bytes; ++i) v |= std::uint64_t{header[offset + (swapped ? bytes - 1 - i : i)]} << (8 * i);
+    return v;
+  };
+  for (const bool swapped : {false, true}) {
+    const std::uint64_t size = value(0, 4, swapped);
+    std::uint64_t rank = 0;
+    if (size == sizeof(nifti_1_header) && got >= 42) {
+      rank = value(40, 2, swapped);  // short dim[8] at 40
+    } else if (size == sizeof(nifti_2_header) && got >= 24) {
+      rank = value(16, 8, swapped);  // int64_t dim[8] at 16
+    } else {
+      continue;
+    }
+    if (rank >= 1 && rank <= 7) return static_cast<std::int64_t>(rank);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 bool is_nifti_path(const std::filesystem::path& path) {
@@ -126,9 +158,17 @@ bool is_nifti_path(const std::filesystem::path& path) {
 
 std::int64_t nifti_spatial_voxels(const std::filesystem::path& path) {
   nifti_set_debug_level(0);
+  if (!header_rank(path.string())) return 0;
   const NiftiPtr image(nifti_image_read(path.string().c_str(), 0));  // header only
   if (!image || image->nx < 1 || image->ny < 1) return 0;
-  return static_cast<std::int64_t>(image->nx) * image->ny * std::max<std::int64_t>(image->dim[0] >= 3 ? image->nz : 1, 1);
+  // NIfTI-2 sizes are 64-bit: a product beyond int64 counts as the largest (it is refused on reading).
+  std::int64_t voxels = 0;
+  const std::int64_t nz = std::max<std::int64_t>(image->dim[0] >= 3 ? image->nz : 1, 1);
+  if (__builtin_mul_overflow(static_cast<std::int64_t>(image->nx), static_cast<std::int64_t>(image->ny), &voxels) ||
+      __builtin_mul_overflow(voxels, nz, &voxels)) {
+    return std::numeric_limits<std::int64_t>::max();
+  }
+  return voxels;
 }
 
 Volume read_nifti(const std::filesystem::path& path, const NiftiReadOptions& options) {
@@ -137,6 +177,9 @@ Volume read_nifti(const std::filesystem::path& path, const NiftiReadOptions& opt
   std::error_code error;
   if (!std::filesystem::is_regular_file(path, error)) throw InputError(source, "no such file (expected a NIfTI image)");
   if (!is_nifti_path(path)) throw InputError(source, "not a .nii or .nii.gz file name");
+  if (!header_rank(source)) {
+    throw InputError(source, "not a NIfTI-1/NIfTI-2 header (header size 348 or 540 and dim[0] from 1 to 7 expected)");
+  }
   NiftiPtr image(nifti_image_read(source.c_str(), 0));  // header only: check sizes before allocating
   if (!image) throw InputError(source, "not a readable NIfTI-1/NIfTI-2 header");
   const auto type = voxel_type_of(image->datatype);

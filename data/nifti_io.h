@@ -33,7 +33,8 @@ void write_nifti(const std::filesystem::path& path, const Volume& volume, NiftiV
 bool is_nifti_path(const std::filesystem::path& path);
 
 /// Spatial voxels (x · y · z) of a NIfTI file, from its header alone; 0 when the header cannot
-/// be read (read_nifti then says why). For ordering work by size before anything is loaded.
+/// be read (read_nifti then says why), the largest int64 when the product exceeds it. For
+/// ordering work by size before anything is loaded.
 std::int64_t nifti_spatial_voxels(const std::filesystem::path& path);
 
 }  // namespace vitruvian::data

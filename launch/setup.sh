@@ -18,6 +18,7 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev # command line and logging
   libpng-dev                            # previews and plots
   libgtest-dev libbenchmark-dev         # tests and benchmarks
+  clang libclang-rt-dev lld             # the fuzz harnesses (tests/fuzz): clang with libFuzzer, ASan, UBSan; lld
   libdnnl-dev                           # oneDNN (LibTorch's own CPU convolutions), called directly by a benchmark
   libcurl4-openssl-dev                  # DICOMweb (QIDO-RS, WADO-RS, STOW-RS)
   orthanc orthanc-dicomweb              # the PACS the tests store into and query (DIMSE and DICOMweb), on loopback

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 
+#include <charconv>
 #include <chrono>
 #include <fstream>
 #include <functional>
@@ -13,6 +14,7 @@
 
 #include "launch/pacs/multipart.h"
 #include "launch/pacs/pacs_client.h"
+#include "launch/pacs/query_results.h"
 
 namespace vitruvian::pacs {
 namespace {
@@ -26,16 +28,6 @@ struct Reply {
   std::string content_type;
   std::string body;
 };
-
-/// The first value of a DICOM JSON attribute ("" when absent).
-std::string value_of(const json& item, const char* tag) {
-  const auto it = item.find(tag);
-  if (it == item.end() || !it->contains("Value") || (*it)["Value"].empty()) return "";
-  const json& v = (*it)["Value"][0];
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number()) return std::to_string(v.get<std::int64_t>());
-  return "";
-}
 
 class DicomWebClient final : public PacsClient {
  public:
@@ -183,26 +175,7 @@ std::vector<StudyMatch> DicomWebClient::find_studies(const StudyQuery& query) {
     const Reply r = request("GET", path, "application/dicom+json", {}, nullptr);
     check_status(r, "QIDO-RS");
     if (r.status == 204 || r.body.empty()) continue;
-    json list;
-    try {
-      list = json::parse(r.body);
-    } catch (const json::exception& e) {
-      throw PacsError(describe(), std::string("QIDO-RS answer is not DICOM JSON: ") + e.what());
-    }
-    for (const auto& item : list) {
-      StudyMatch m;
-      m.study_uid = value_of(item, "0020000D");
-      m.patient_id = value_of(item, "00100020");
-      m.accession = value_of(item, "00080050");
-      m.study_date = value_of(item, "00080020");
-      if (item.contains("00080061") && item["00080061"].contains("Value")) {
-        for (const auto& v : item["00080061"]["Value"])
-          m.modalities += (m.modalities.empty() ? "" : "\\") + v.get<std::string>();
-      }
-      const std::string n = value_of(item, "00201208");
-      m.instances = n.empty() ? 0 : std::stoll(n);
-      if (!m.study_uid.empty()) found.emplace(m.study_uid, std::move(m));
-    }
+    for (auto& m : parse_qido_studies(r.body, describe())) found.emplace(m.study_uid, std::move(m));
   }
   std::vector<StudyMatch> out;
   for (auto& [uid, m] : found) out.push_back(std::move(m));
@@ -282,11 +255,12 @@ void DicomWebClient::store(const std::vector<fs::path>& files) {
   const auto failed = answer.find("00081198");
   if (failed != answer.end() && failed->contains("Value") && !(*failed)["Value"].empty()) {
     const json& first = (*failed)["Value"][0];
-    const std::string reason = value_of(first, "00081197");
-    const int code = reason.empty() ? static_cast<int>(r.status) : std::stoi(reason);
+    const std::string reason = dicom_json_value(first, "00081197");
+    int code = static_cast<int>(r.status);  // when the PACS gives no FailureReason that is a number
+    if (!reason.empty()) std::from_chars(reason.data(), reason.data() + reason.size(), code);
     throw PacsError(describe(),
                     fmt::format("STOW-RS refused {} of {} instance(s) (HTTP {}); first {}: failure reason 0x{:04x}",
-                                (*failed)["Value"].size(), files.size(), r.status, value_of(first, "00081155"), code),
+                                (*failed)["Value"].size(), files.size(), r.status, dicom_json_value(first, "00081155"), code),
                     code);
   }
   check_status(r, "STOW-RS");

@@ -18,6 +18,7 @@
 #include <set>
 
 #include "launch/pacs/pacs_client.h"
+#include "launch/pacs/query_results.h"
 
 namespace vitruvian::pacs {
 namespace {
@@ -36,12 +37,6 @@ OFList<OFString> uncompressed_syntaxes() {
   ts.push_back(UID_LittleEndianExplicitTransferSyntax);
   ts.push_back(UID_LittleEndianImplicitTransferSyntax);
   return ts;
-}
-
-std::string text_of(DcmItem& item, const DcmTagKey& tag) {
-  OFString value;
-  item.findAndGetOFStringArray(tag, value);
-  return value.c_str();
 }
 
 /// A DcmSCU whose C-GET stores each received object as <folder>/<n>.dcm.
@@ -168,14 +163,7 @@ std::vector<StudyMatch> DimseClient::find_once(DcmSCU& scu, const StudyQuery& qu
   Uint16 final_status = 0;
   for (QRResponse* r : responses) {
     if (r->m_dataset != nullptr) {
-      StudyMatch m;
-      m.study_uid = text_of(*r->m_dataset, DCM_StudyInstanceUID);
-      m.patient_id = text_of(*r->m_dataset, DCM_PatientID);
-      m.accession = text_of(*r->m_dataset, DCM_AccessionNumber);
-      m.study_date = text_of(*r->m_dataset, DCM_StudyDate);
-      m.modalities = text_of(*r->m_dataset, DCM_ModalitiesInStudy);
-      Sint32 n = 0;
-      if (r->m_dataset->findAndGetSint32(DCM_NumberOfStudyRelatedInstances, n).good()) m.instances = n;
+      StudyMatch m = study_match_of(*r->m_dataset);
       if (!m.study_uid.empty()) matches.push_back(std::move(m));
     }
     final_status = r->m_status;

@@ -102,6 +102,17 @@ TEST(Config, WrongTypesNameKeyValueAndExpectation) {
   EXPECT_EQ(config.patch, 96) << "a failed read must not leave half-applied values behind for that field";
 }
 
+TEST(Config, MessagesAreOneLine) {
+  ConfigSources sources;
+  sources.add_text("sampler:\n  patch:\n    - 1\n    - [2, 3]\n", "block.yaml");
+  SamplerConfig config;
+  const std::string text = config_error([&] { sources.read("sampler", [&](ConfigVisitor& v) { config.visit(v); }); });
+  EXPECT_NE(text.find("block.yaml:2: 'sampler.patch' is [1, [2, 3]], expected an integer"), std::string::npos) << text;
+  EXPECT_NE(config_error([] { ConfigSources().add_text("sampler:\n  ? {a: 1}\n  : 2\n", "complex.yaml"); })
+                .find("complex.yaml:2: a key is {a: 1}; expected a plain name"),
+            std::string::npos);
+}
+
 TEST(Config, BrokenFilesAndOverrides) {
   EXPECT_NE(config_error([] { ConfigSources().add_file("/nonexistent/run.yaml"); }).find("/nonexistent/run.yaml: cannot open"),
             std::string::npos);

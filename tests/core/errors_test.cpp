@@ -26,6 +26,15 @@ TEST(Errors, MpiErrorFromARealFailingCall) {
   }
 }
 
+TEST(Errors, MessageIsOneLineWhateverItQuotes) {
+  const ConfigError error("train.yaml:6", "not valid YAML: unknown escape character: \n");
+  const InputError input("scan\r\n01.nii", "header\x01" "byte");
+  EXPECT_EQ(std::string(error.what()).find('\n'), std::string::npos) << error.what();
+  EXPECT_NE(std::string(error.what()).find("train.yaml:6: not valid YAML: unknown escape character:  "), std::string::npos);
+  EXPECT_NE(std::string(input.what()).find("scan  01.nii: header?byte"), std::string::npos) << input.what();
+  EXPECT_EQ(input.detail(), "header\x01" "byte");  // the parts keep their text
+}
+
 TEST(Errors, KindsAreDistinctAndCarryContext) {
   const InputError input("volume.h5", "dataset 'image' is 2-D; expected 3-D or 4-D");
   EXPECT_EQ(input.kind(), "InputError");

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "launch/pacs/multipart.h"
+#include "launch/pacs/query_results.h"
 #include "tests/launch/pacs/orthanc_endpoint.h"
 
 namespace vitruvian::pacs {
@@ -198,6 +199,32 @@ TEST(Multipart, SplitsPartsFedInAnyChunks) {
   cut.feed("--b\r\n\r\nabc", 11);
   EXPECT_THROW(cut.finish(), std::runtime_error);
   EXPECT_EQ(content_type_parameter("multipart/related; boundary=abc ; type=x", "BOUNDARY"), "abc");
+}
+
+TEST(QueryResults, QidoAnswersAndTheirFaults) {
+  const auto studies = parse_qido_studies(
+      R"([{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}, "00080061": {"vr": "CS", "Value": ["CT", "SEG"]},
+          "00100020": {"vr": "LO", "Value": ["P1"]}, "00201208": {"vr": "IS", "Value": [42]}},
+         {"00100020": {"vr": "LO", "Value": ["no study uid"]}},
+         {"0020000D": {"vr": "UI", "Value": ["1.2.4"]}, "00201208": {"vr": "IS", "Value": ["7"]}}])",
+      "DICOMweb test");
+  ASSERT_EQ(studies.size(), 2u);
+  EXPECT_EQ(studies[0].study_uid, "1.2.3");
+  EXPECT_EQ(studies[0].modalities, "CT\\SEG");
+  EXPECT_EQ(studies[0].patient_id, "P1");
+  EXPECT_EQ(studies[0].instances, 42);
+  EXPECT_EQ(studies[1].instances, 7);
+  // What fuzzing found: each is a PacsError naming the PACS, not another exception or undefined behaviour.
+  for (const char* body : {R"({"0020000D": {}})", R"([{"0020000D": {"Value": ["1.2"]}, "00080061": {"Value": [5]}}])",
+                           R"([{"0020000D": {"Value": ["1.2"]}, "00201208": {"Value": ["many"]}}])",
+                           R"([{"0020000D": {"Value": ["1.2"]}, "00201208": {"Value": [8e26]}}])", "not json"}) {
+    try {
+      parse_qido_studies(body, "DICOMweb test");
+      ADD_FAILURE() << body;
+    } catch (const PacsError& e) {
+      EXPECT_NE(std::string(e.what()).find("DICOMweb test: QIDO-RS answer"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace
