@@ -152,8 +152,12 @@ ModelCard card_from_json(const std::string& text, const std::string& source) {
     c.classes = ClassMap::from_lists(j.at("class_names").get<std::vector<std::string>>(),
                                      j.at("class_label_ids").get<std::vector<std::vector<std::int64_t>>>(), source);
     c.patch = j.at("patch").get<std::array<std::int64_t, 3>>();
+    for (const std::int64_t p : c.patch) {
+      if (p < 1 || p > 4096) throw InputError(source, fmt::format("patch {}; expected three sizes of 1 to 4096 voxels", p));
+    }
     c.dataset = j.at("dataset");
     c.step = j.at("step");
+    if (c.step < 0) throw InputError(source, fmt::format("step {}; expected the training steps done (>= 0)", c.step));
     c.label_map = j.value("label_map", std::string());
     c.spacing = j.value("spacing", std::array<double, 3>{0, 0, 0});
     for (const double s : c.spacing) {

@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <string>
+#include <tuple>
+#include <vector>
 
 #include "core/errors.h"
 #include "models/registry.h"
@@ -119,6 +122,21 @@ TEST(ModelExport, LoadsToTheSameOutputsAndRefusesBrokenFiles) {
   torch::NoGradGuard no_grad;
   const at::Tensor x = torch::randn({1, 2, 8, 16, 16});
   EXPECT_TRUE(torch::equal(net->forward(x)[0], loaded->forward(x)[0]));
+  // A card with an empty patch or a negative step is refused, naming the file and the value.
+  const std::string text = card_to_json(card);
+  for (const auto& [good, bad, message] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{{"\"patch\": [\n    8", "\"patch\": [\n    0", "patch 0"},
+                                                                       {"\"step\": 0", "\"step\": -3", "step -3"}}) {
+    std::string edited = text;
+    ASSERT_NE(edited.find(good), std::string::npos) << text;
+    edited.replace(edited.find(good), good.size(), bad);
+    try {
+      card_from_json(edited, "model.json");
+      ADD_FAILURE() << "a card with " << message << " loaded";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("model.json: " + message), std::string::npos) << e.what();
+    }
+  }
   // A cut-short weights file is refused with the file named.
   const auto size = fs::file_size(dir / "model.pt");
   fs::resize_file(dir / "model.pt", size / 2);
