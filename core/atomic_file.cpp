@@ -216,10 +216,17 @@ AtomicFileWriter::~AtomicFileWriter() {
 
 void AtomicFileWriter::commit() {
   out_.flush();
-  const bool written = static_cast<bool>(out_);
+  bool written = static_cast<bool>(out_);
+  int error = written ? 0 : errno;  // the failed write's reason (EFBIG, ENOSPC, ...)
   out_.close();
-  if (!written || out_.fail()) {
-    throw InputError(target_.string(), "writing the temporary file '" + temporary_.string() + "' failed (disk full?)");
+  if (written && out_.fail()) {
+    written = false;
+    error = errno;
+  }
+  if (!written) {
+    throw InputError(target_.string(), std::string("cannot be written: ") +
+                                           (error != 0 ? std::strerror(error) : "the stream failed (disk full?)") +
+                                           " (temporary file '" + temporary_.string() + "')");
   }
   commit_atomically(temporary_, target_);
   committed_ = true;

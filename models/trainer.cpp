@@ -6,11 +6,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
-#include <cerrno>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -168,9 +165,9 @@ UNet& Trainer::net() { return state_->net; }
 
 namespace {
 
-/// torch::save(value, path) through memory: LibTorch's file writer throws again from its
-/// destructor when a write fails (a full disk, a file size limit), which ends the process. A
-/// failure is one line naming the file and the system's reason.
+/// torch::save(value, path) through memory and write_file_atomic: LibTorch's file writer throws
+/// again from its destructor when a write fails (a full disk, a file size limit), which ends the
+/// process. A failure is one line naming the file and the system's reason.
 template <class T>
 void save_file(const T& value, const std::filesystem::path& path) {
   std::ostringstream bytes;
@@ -179,17 +176,7 @@ void save_file(const T& value, const std::filesystem::path& path) {
   } catch (const c10::Error& e) {
     throw InputError(path.string(), std::string("cannot be serialised: ") + e.what_without_backtrace());
   }
-  const std::string data = bytes.str();
-  std::FILE* file = std::fopen(path.c_str(), "wb");
-  if (file == nullptr) throw InputError(path.string(), std::string("cannot be created: ") + std::strerror(errno));
-  errno = 0;
-  bool written = std::fwrite(data.data(), 1, data.size(), file) == data.size() && std::fflush(file) == 0;
-  int error = errno;
-  if (std::fclose(file) != 0 && written) {
-    written = false;
-    error = errno;
-  }
-  if (!written) throw InputError(path.string(), std::string("cannot be written: ") + std::strerror(error != 0 ? error : EIO));
+  write_file_atomic(path, bytes.str());
 }
 
 }  // namespace
