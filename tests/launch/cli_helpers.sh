@@ -44,6 +44,24 @@ YAML
   expect_exit 0 train.err "$vit" --config train.yaml --threads 2 train
 }
 
+# interrupted_run_config CHECKPOINT_EVERY: train.yaml of the signal and fault tests (lungs on
+# chest.h5, 8 steps, the newest 2 checkpoints kept), whose runs are stopped and resumed.
+interrupted_run_config() {
+  cat > train.yaml <<YAML
+data:
+  dataset: chest.h5
+  channels: [cta]
+  classes: [lung_left, lung_right]
+  validation_studies: 1
+  patch: [16, 16, 16]
+  batch_size: 2
+  workers: 1
+model: {stages: 2, base_features: 4}
+optimizer: {name: adamw, lr: 0.01, schedule: poly}
+train: {steps: 8, validate_every: 0, checkpoint_every: $1, keep_checkpoints: 2}
+YAML
+}
+
 # A job in the background and its ranks, for the signal and fault tests. The script sets vit_exe
 # to its vitruvian executable's resolved path (readlink -f), starts mpirun with `... &
 # launcher=$!` and ends every path with `trap kill_job EXIT`.

@@ -98,19 +98,7 @@ resume() {
 }
 
 expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 4 --shape 24,32,32 --out chest.h5 --threads 1
-cat > train.yaml <<'YAML'
-data:
-  dataset: chest.h5
-  channels: [cta]
-  classes: [lung_left, lung_right]
-  validation_studies: 1
-  patch: [16, 16, 16]
-  batch_size: 2
-  workers: 1
-model: {stages: 2, base_features: 4}
-optimizer: {name: adamw, lr: 0.01, schedule: poly}
-train: {steps: 8, validate_every: 0, checkpoint_every: 2, keep_checkpoints: 2}
-YAML
+interrupted_run_config 2
 
 # The uninterrupted run: the losses every resumed run must reproduce.
 expect_exit 0 full.err "$mpirun" -np 3 "$vit" --collective-timeout "$timeout_s" --config train.yaml train --run-dir full \
