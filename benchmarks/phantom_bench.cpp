@@ -34,6 +34,7 @@ PhantomOptions options_for(PhantomKind kind, int threads) {
   PhantomOptions o;
   o.kind = kind;
   o.shape_zyx = {g_size, g_size, g_size};
+  o.framing = PhantomFraming::kCentred;  // the grid is the size the figures name
   o.threads = threads;
   return o;
 }

@@ -25,6 +25,7 @@ void write_phantoms(const fs::path& dataset) {
   if (fs::exists(dataset)) return;
   data::PhantomOptions p;
   p.shape_zyx = {96, 96, 96};
+  p.framing = data::PhantomFraming::kCentred;
   p.threads = 1;
   data::VolumeWriter writer(dataset);
   writer.set_label_table(data::phantom_label_table(p.kind));

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "core/errors.h"
+#include "data/phantom_framing.h"
 #include "data/phantom_grid.h"
 #include "data/phantom_perfusion.h"
 #include "data/phantom_kinds.h"
@@ -22,7 +23,7 @@ using phantom::Vec3;
 namespace {
 
 constexpr std::uint64_t kPhantomStream = 0x7068616e746f6dull;  // "phantom"
-constexpr int kGeneratorVersion = 2;
+constexpr int kGeneratorVersion = 3;
 
 const std::vector<std::pair<PhantomKind, const char*>>& kind_names() {
   static const std::vector<std::pair<PhantomKind, const char*>> names = {
@@ -50,6 +51,16 @@ PhantomKind phantom_kind_from_name(const std::string& name, const std::string& s
     known += known.empty() ? n : std::string(", ") + n;
   }
   throw InputError(source, "'" + name + "' is not a phantom kind; expected one of " + known);
+}
+
+std::string phantom_framing_name(PhantomFraming framing) {
+  return framing == PhantomFraming::kScan ? "scan" : "centred";
+}
+
+PhantomFraming phantom_framing_from_name(const std::string& name, const std::string& source) {
+  if (name == "scan") return PhantomFraming::kScan;
+  if (name == "centred") return PhantomFraming::kCentred;
+  throw InputError(source, "'" + name + "' is not a framing; expected scan or centred");
 }
 
 const std::vector<PhantomKind>& phantom_study_kinds() {
@@ -83,6 +94,13 @@ void PhantomOptions::validate() const {
                                               coarsest));
   }
   if (threads < 1) throw InputError("--threads", fmt::format("{}; expected at least 1 thread", threads));
+  for (const double mm : fov_xyz) {
+    if (mm == 0) continue;
+    if (!(mm >= 50 && mm <= 2000)) throw InputError("--fov", fmt::format("{:g} mm; expected 50 to 2000 mm", mm));
+    if (framing != PhantomFraming::kScan) {
+      throw InputError("--fov", "a field of view needs scan framing; centred framing's grid is --shape x --spacing");
+    }
+  }
 }
 
 PhantomKind phantom_study_kind(const PhantomOptions& options, std::int64_t index) {
@@ -110,8 +128,10 @@ std::array<double, 3> phantom_spacing(const PhantomOptions& options, std::int64_
 }
 
 std::array<std::int64_t, 3> phantom_shape(const PhantomOptions& options, std::int64_t index) {
-  if (phantom_study_kind(options, index) == PhantomKind::kPerfusionGrid) return phantom::perfusion_grid_shape();
-  return options.shape_zyx;
+  const PhantomKind kind = phantom_study_kind(options, index);
+  if (kind == PhantomKind::kPerfusionGrid) return phantom::perfusion_grid_shape();
+  const phantom::Framing framing = phantom::draw_framing(options, index, kind);
+  return phantom::framed_grid(framing, options.shape_zyx, phantom_spacing(options, index)).shape_zyx;
 }
 
 int phantom_frames(const PhantomOptions& options, PhantomKind kind) {
@@ -125,11 +145,8 @@ namespace {
 /// drawn goes into `truth`.
 PhantomStudy render_study(const PhantomOptions& options, std::int64_t index, PhantomKind kind, nlohmann::json& truth) {
   const phantom::KindSpec& spec = phantom::kind_spec(kind);
-  phantom::Grid grid;
-  grid.shape_zyx = options.shape_zyx;
-  grid.spacing_xyz = phantom_spacing(options, index);
-  const std::int64_t counts[3] = {options.shape_zyx[2], options.shape_zyx[1], options.shape_zyx[0]};
-  for (int axis = 0; axis < 3; ++axis) grid.origin_xyz[axis] = -0.5 * static_cast<double>(counts[axis] - 1) * grid.spacing_xyz[axis];
+  const phantom::Framing framing = phantom::draw_framing(options, index, kind);
+  const phantom::Grid grid = phantom::framed_grid(framing, options.shape_zyx, phantom_spacing(options, index));
 
   // The subject: size, girth and fat, position on the table, and a smooth deformation.
   auto rng = seeded_rng({options.seed, static_cast<std::uint64_t>(index), kPhantomStream, 2});
@@ -183,6 +200,7 @@ PhantomStudy render_study(const PhantomOptions& options, std::int64_t index, Pha
     builder.scene.materials.push_back(std::move(m));
   }
   spec.build(builder);
+  phantom::add_surroundings(builder, framing);
 
   const std::uint64_t noise_seed = seeded_rng({options.seed, static_cast<std::uint64_t>(index), kPhantomStream, 3})();
   phantom::Rendered rendered = phantom::render(builder.scene, placement, grid, builder.models, noise_seed, options.threads);
@@ -224,6 +242,10 @@ PhantomStudy render_study(const PhantomOptions& options, std::int64_t index, Pha
     noise[model.name] = {{"model", model.rician ? "rician" : "gaussian"}, {"sigma", model.noise_sigma}};
   }
   truth["noise"] = noise;
+  if (framing.scan) {
+    truth["framing"]["field_of_view_mm"] = {framing.fov.x, framing.fov.y, framing.fov.z};
+    truth["framing"]["grid_centre_mm"] = {framing.centre.x, framing.centre.y, framing.centre.z};
+  }
   return study;
 }
 
@@ -243,6 +265,7 @@ PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t inde
                         {"seed", options.seed},
                         {"index", index},
                         {"noise", options.noise},
+                        {"framing", phantom_framing_name(options.framing)},
                         {"deformation", options.deformation}};
   study.metadata_json = nlohmann::json{{"phantom", truth}}.dump();
   return study;
@@ -275,12 +298,17 @@ PhantomKindDescription describe_phantom_kind(PhantomKind kind) {
   PhantomKindDescription d;
   d.kind = kind;
   d.field_of_view_mm = {spec.field_of_view.x, spec.field_of_view.y, spec.field_of_view.z};
+  d.fov_x_range_mm = {spec.framing.fov_x_low, spec.framing.fov_x_high};
+  d.fov_z_range_mm = {spec.framing.fov_z_low, spec.framing.fov_z_high};
+  d.arms_down_share = spec.framing.arms_down;
   for (const auto& s : spec.series) {
     d.series.push_back(
         {s.name, s.modality, voxel_type_name(s.type), s.noise_sigma, s.rician ? "rician" : "gaussian", s.four_d, s.bias_amplitude});
   }
   const char* const enhancement[] = {"", "arterial", "tissue", "penumbra", "core", "venous"};
-  for (const auto& t : spec.tissues) {
+  auto tissues = spec.tissues;
+  for (auto& t : phantom::surrounding_tissues(spec)) tissues.push_back(std::move(t));
+  for (const auto& t : tissues) {
     d.tissues.push_back({t.name, t.label, phantom::label_id(t.label), t.ranges, enhancement[static_cast<int>(t.enhancement)]});
   }
   d.labels = spec.labels;

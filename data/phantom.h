@@ -18,6 +18,17 @@ namespace vitruvian::data {
 /// of known CBV, MTT and delay; not an anatomical scene and never part of a mix).
 enum class PhantomKind { kChestCardiac, kHeadNeck, kAbdomenMr, kMsk, kMixed, kPerfusionGrid };
 
+/// How a study is framed. kScan: as a scanner frames it — the field of view drawn per study
+/// from the kind's range (or fixed by PhantomOptions::fov_xyz), the patient off-centre, the
+/// table under them and, for some kinds, the arms at their sides; the spacing is the kind's at
+/// --shape, the grid's shape follows from the field of view. kCentred: the grid is exactly
+/// shape_zyx, centred on the patient, nothing outside the body.
+enum class PhantomFraming { kScan, kCentred };
+/// "scan", "centred".
+std::string phantom_framing_name(PhantomFraming framing);
+/// Inverse of phantom_framing_name; InputError naming `source` otherwise.
+PhantomFraming phantom_framing_from_name(const std::string& name, const std::string& source);
+
 /// "chest-cardiac", "head-neck", "abdomen-mr", "msk", "mixed", "perfusion-grid".
 std::string phantom_kind_name(PhantomKind kind);
 /// Inverse of phantom_kind_name; InputError naming `source` and the known kinds otherwise.
@@ -27,9 +38,14 @@ const std::vector<PhantomKind>& phantom_study_kinds();
 
 struct PhantomOptions {
   PhantomKind kind = PhantomKind::kChestCardiac;
+  /// The grid at the kind's default field of view (kCentred: the grid itself).
   std::array<std::int64_t, 3> shape_zyx{128, 128, 128};
-  /// Voxel spacing x, y, z in mm; a zero entry takes the kind's field of view / shape on that axis.
+  /// Voxel spacing x, y, z in mm; a zero entry takes the kind's default field of view / shape on
+  /// that axis.
   std::array<double, 3> spacing_xyz{0, 0, 0};
+  PhantomFraming framing = PhantomFraming::kScan;
+  /// kScan: the field of view x, y, z in mm; a zero entry is drawn per study from the kind's range.
+  std::array<double, 3> fov_xyz{0, 0, 0};
   std::uint64_t seed = 0;
   double noise = 1.0;        ///< multiplies each series' default noise level, 0–10 (0: noise-free)
   double deformation = 1.0;  ///< multiplies the smooth random deformation, 0–2 (0: none)
@@ -37,7 +53,7 @@ struct PhantomOptions {
   int threads = 1;  ///< OpenMP threads for one study
 
   /// InputError (naming the option) for shapes < 8 or > 2048, spacing < 0 or more anisotropic
-  /// than 20:1, frames other than 0 (default) or 2–200, noise outside 0–10, deformation outside
+  /// than 20:1, a field of view outside 50–2000 mm (or set with kCentred), frames other than 0 (default) or 2–200, noise outside 0–10, deformation outside
   /// 0–2, threads < 1.
   void validate() const;
 };
@@ -59,7 +75,8 @@ std::string phantom_study_id(const PhantomOptions& options, std::int64_t index);
 /// The grid spacing study `index` gets (options.spacing_xyz, zeros filled from its kind; the
 /// perfusion grid's own, whatever the options).
 std::array<double, 3> phantom_spacing(const PhantomOptions& options, std::int64_t index);
-/// The grid shape [z, y, x] study `index` gets (options.shape_zyx; the perfusion grid's own).
+/// The grid shape [z, y, x] study `index` gets (kCentred: options.shape_zyx; kScan: its field of
+/// view / spacing; the perfusion grid's own).
 std::array<std::int64_t, 3> phantom_shape(const PhantomOptions& options, std::int64_t index);
 /// Time points of a 4D series of `kind`: options.perfusion_frames, or when 0 the kind's default
 /// (30; perfusion-grid 40).
@@ -95,6 +112,10 @@ struct PhantomSeriesDescription {
 struct PhantomKindDescription {
   PhantomKind kind = PhantomKind::kChestCardiac;
   std::array<double, 3> field_of_view_mm{};  ///< x, y, z: the default grid's extent
+  /// Scan framing: the range each study's field of view is drawn from (x; y keeps the default's
+  /// aspect), and its z coverage; {0, 0}: not framed (the perfusion grid).
+  std::array<double, 2> fov_x_range_mm{}, fov_z_range_mm{};
+  double arms_down_share = 0;  ///< scan framing: the share of studies with the arms at the sides
   std::vector<PhantomSeriesDescription> series;
   std::vector<PhantomTissue> tissues;
   std::vector<std::string> labels;           ///< every label a study of this kind can contain

@@ -939,8 +939,8 @@ std::vector<std::string> labels_of(const std::vector<TissueSpec>& tissues) {
 }
 
 KindSpec make_spec(PhantomKind kind, Vec3 fov, std::vector<SeriesSpec> series, std::vector<TissueSpec> tissues,
-                   std::function<void(Builder&)> build, std::string focus) {
-  KindSpec spec{kind, fov, std::move(series), std::move(tissues), {}, {}, std::move(build), std::move(focus)};
+                   std::function<void(Builder&)> build, std::string focus, FramingRange framing) {
+  KindSpec spec{kind, fov, std::move(series), std::move(tissues), {}, {}, std::move(build), std::move(focus), framing};
   spec.labels = labels_of(spec.tissues);
   for (const char* drawn : {"lung_nodule", "coronary_calcification", "liver_lesion"}) {
     if (std::find(spec.labels.begin(), spec.labels.end(), drawn) != spec.labels.end()) spec.optional.push_back(drawn);
@@ -1017,25 +1017,28 @@ int label_id(const std::string& name) {
 const KindSpec& kind_spec(PhantomKind kind) {
   static const std::map<PhantomKind, KindSpec> specs = [] {
     std::map<PhantomKind, KindSpec> m;
+    // Framing ranges: in-plane fields of view from just wider than the body to the widest a
+    // protocol of that region uses; z coverage around the default's.
     m.emplace(PhantomKind::kChestCardiac,
               make_spec(PhantomKind::kChestCardiac, {400, 400, 300},
                         {{"ct", "CT", VoxelType::kInt16, 12, false, 0, 0, false},
                          {"cta", "CT", VoxelType::kInt16, 20, false, 0, 0, false}},
-                        chest_tissues(), build_chest, "heart_left_ventricle"));
+                        chest_tissues(), build_chest, "heart_left_ventricle", {340, 500, 260, 340, 0.3}));
     m.emplace(PhantomKind::kHeadNeck,
               make_spec(PhantomKind::kHeadNeck, {240, 240, 310},
                         {{"cta", "CT", VoxelType::kInt16, 15, false, 0, 0, false},
                          {"perfusion", "CT", VoxelType::kInt16, 15, false, 0, 0, true}},
-                        head_tissues(), build_head, "ischemic_penumbra"));
+                        head_tissues(), build_head, "ischemic_penumbra", {200, 300, 290, 330, 0}));
     m.emplace(PhantomKind::kAbdomenMr,
               make_spec(PhantomKind::kAbdomenMr, {400, 320, 260},
                         {{"t1_pre", "MR", VoxelType::kUInt16, 20, true, 0.06, 0, false},
                          {"arterial", "MR", VoxelType::kUInt16, 20, true, 0.06, 0, false},
                          {"portal", "MR", VoxelType::kUInt16, 20, true, 0.06, 0, false},
                          {"t2", "MR", VoxelType::kUInt16, 20, true, 0.06, 1, false}},
-                        abdomen_tissues(), build_abdomen, "liver"));
+                        abdomen_tissues(), build_abdomen, "liver", {380, 480, 230, 290, 0.6}));
     m.emplace(PhantomKind::kMsk, make_spec(PhantomKind::kMsk, {400, 320, 480},
-                                           {{"ct", "CT", VoxelType::kInt16, 15, false, 0, 0, false}}, msk_tissues(), build_msk, "sacrum"));
+                                           {{"ct", "CT", VoxelType::kInt16, 15, false, 0, 0, false}}, msk_tissues(), build_msk,
+                                           "sacrum", {400, 500, 440, 520, 0}));
     return m;
   }();
   auto it = specs.find(kind);

@@ -42,6 +42,13 @@ struct Subject {
 
 class Builder;
 
+/// How scan framing frames a kind's studies (docs/PHANTOMS.md, "Framing").
+struct FramingRange {
+  double fov_x_low = 0, fov_x_high = 0;  ///< mm; y keeps the default field of view's aspect
+  double fov_z_low = 0, fov_z_high = 0;  ///< mm of z coverage
+  double arms_down = 0;  ///< share of studies with the arms at the sides (else raised, out of view)
+};
+
 struct KindSpec {
   PhantomKind kind = PhantomKind::kChestCardiac;
   Vec3 field_of_view;  ///< mm
@@ -51,6 +58,7 @@ struct KindSpec {
   std::vector<std::string> optional;  ///< those drawn 0–n times (a study may have none)
   std::function<void(Builder&)> build;
   std::string focus;  ///< the label whose centre previews cut through
+  FramingRange framing;
 };
 
 const KindSpec& kind_spec(PhantomKind kind);

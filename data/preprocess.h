@@ -104,7 +104,8 @@ Box body_box(const at::Tensor& image, double threshold, const std::array<std::in
 /// CT body threshold (HU): above air and lung, below soft tissue.
 inline constexpr double kCtBodyThreshold = -500.0;
 /// The intensity above which a voxel of `reference` counts as body for body_box: kCtBodyThreshold
-/// for CT, else the volume's lowest value (MR background).
+/// for CT; else (MR) a tenth of the way from the lowest value to the 99th percentile, above the
+/// background's Rician noise.
 double body_threshold(const Volume& reference);
 
 /// The voxels of `box` (every frame of a 4D volume), copied, with the origin moved to the box's

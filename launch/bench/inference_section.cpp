@@ -82,6 +82,7 @@ void prepare_campaign(const fs::path& dir, const CampaignShape& shape, int ranks
   const fs::path dataset = dir / fmt::format("phantoms_{}_{}.h5", shape.edge, shape.studies_per_rank * ranks);
   data::PhantomOptions phantoms;
   phantoms.shape_zyx = {shape.edge, shape.edge, shape.edge};
+  phantoms.framing = data::PhantomFraming::kCentred;  // the grid is the shape the figures name
   fs::create_directories(dir);
   if (!fs::exists(dataset)) {
     data::VolumeWriter writer(dataset);

@@ -27,6 +27,7 @@ StorageShape shape_of(bool quick) { return quick ? StorageShape{96, 2, 48, 40} :
 data::PhantomOptions phantoms(const StorageShape& s) {
   data::PhantomOptions o;
   o.shape_zyx = {s.edge, s.edge, s.edge};
+  o.framing = data::PhantomFraming::kCentred;  // the grid is the shape the figures name
   return o;
 }
 

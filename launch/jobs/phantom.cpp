@@ -36,6 +36,12 @@ PhantomOptions phantom_options(const PhantomJobOptions& o, int threads) {
   p.kind = phantom_kind_from_name(o.kind, "--kind");
   p.shape_zyx = parse_three_counts(o.shape, "--shape");
   if (o.spacing != "auto") p.spacing_xyz = parse_three_numbers(o.spacing, "--spacing");
+  p.framing = phantom_framing_from_name(o.framing, "--framing");
+  if (o.fov != "auto") {
+    const bool in_plane = o.fov.find(',') == std::string::npos;
+    p.fov_xyz = parse_three_numbers(o.fov, "--fov");
+    if (in_plane) p.fov_xyz[1] = p.fov_xyz[2] = 0;  // one value: x; y keeps the kind's aspect, z drawn
+  }
   p.seed = static_cast<std::uint64_t>(o.seed);
   p.noise = o.noise;
   p.deformation = o.deformation;
@@ -62,8 +68,14 @@ std::string describe_kind(PhantomKind kind) {
           ? fmt::format("## {}\n\nA fixed grid of {} × {} × {} voxels (z, y, x), {:g} × {:g} × {:g} mm (x, y, z).\n\n",
                         phantom_kind_name(kind), fixed[0], fixed[1], fixed[2], d.field_of_view_mm[0],
                         d.field_of_view_mm[1], d.field_of_view_mm[2])
-          : fmt::format("## {}\n\nDefault field of view {:g} × {:g} × {:g} mm (x, y, z).\n\n", phantom_kind_name(kind),
-                        d.field_of_view_mm[0], d.field_of_view_mm[1], d.field_of_view_mm[2]);
+          : fmt::format("## {}\n\nDefault field of view {:g} × {:g} × {:g} mm (x, y, z). Scan framing draws each "
+                        "study's in-plane field of view from {:g}–{:g} mm (x; y in the same proportion) and its z "
+                        "coverage from {:g}–{:g} mm{}.\n\n",
+                        phantom_kind_name(kind), d.field_of_view_mm[0], d.field_of_view_mm[1], d.field_of_view_mm[2],
+                        d.fov_x_range_mm[0], d.fov_x_range_mm[1], d.fov_z_range_mm[0], d.fov_z_range_mm[1],
+                        d.arms_down_share > 0
+                            ? fmt::format("; the arms lie at the sides in {:g} % of studies", 100 * d.arms_down_share)
+                            : "");
   out += "| series | modality | stored as | noise at --noise 1 |\n|---|---|---|---|\n";
   std::string header = "| tissue | label (id) |", rule = "|---|---|";
   bool four_d = false;
@@ -215,8 +227,9 @@ class PhantomRun {
     if (rank_ != 0) return;
     const auto spacing = phantom_spacing(phantom_, 0);
     const auto shape = phantom_shape(phantom_, 0);
-    spdlog::info("phantom: {} {} studies of {}x{}x{} voxels ({} mm), seed {}, on {} rank(s) x {} thread(s)", o_.studies,
-                 o_.kind, shape[0], shape[1], shape[2],
+    const bool framed = phantom_.framing == PhantomFraming::kScan && phantom_.kind != PhantomKind::kPerfusionGrid;
+    spdlog::info("phantom: {} {} studies of {}{}x{}x{} voxels ({} mm), seed {}, on {} rank(s) x {} thread(s)", o_.studies,
+                 o_.kind, framed ? "framed per study, the first " : "", shape[0], shape[1], shape[2],
                  phantom_.kind == PhantomKind::kMixed
                      ? "per kind"
                      : fmt::format("{:.3g}x{:.3g}x{:.3g}", spacing[0], spacing[1], spacing[2]),
@@ -458,6 +471,17 @@ CLI::App* add_phantom_command(CLI::App& app, PhantomJobOptions& o) {
       ->add_option("--spacing", o.spacing,
                    "Voxel spacing in mm: X,Y,Z, one value, or auto (the kind's "
                    "field of view / shape)")
+      ->capture_default_str();
+  phantom
+      ->add_option("--framing", o.framing,
+                   "scan: each study framed as a scanner frames it (field of view drawn from the kind's range, "
+                   "off-centre, table, arms; --shape is the grid at the kind's default field of view) | centred: "
+                   "the grid is --shape, centred on the body, nothing around it")
+      ->capture_default_str();
+  phantom
+      ->add_option("--fov", o.fov,
+                   "Scan framing's field of view in mm: one value (in-plane, y keeps the kind's aspect; z coverage "
+                   "still drawn), X,Y,Z, or auto (drawn per study from the kind's range)")
       ->capture_default_str();
   phantom->add_option("--seed", o.seed, "Random seed; study i is a function of (seed, i) alone")->capture_default_str();
   phantom->add_option("-o,--out", o.output,

@@ -18,6 +18,8 @@ struct PhantomJobOptions {
   std::int64_t studies = 1;
   std::string shape = "128,128,128";  ///< Z,Y,X or one size
   std::string spacing = "auto";       ///< mm: X,Y,Z, one value, or "auto" (the kind's field of view / shape)
+  std::string framing = "scan";       ///< "scan" or "centred" (data::PhantomFraming)
+  std::string fov = "auto";           ///< mm: X,Y,Z, one value (in-plane), or "auto" (drawn per study)
   std::int64_t seed = 0;
   std::string output;
   std::string nifti_dir;    ///< also write <dir>/<study>/<series>.nii.gz and <label map>.nii.gz

@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "core/errors.h"
+#include "data/preprocess.h"
 
 namespace vitruvian::data {
 namespace {
@@ -174,7 +175,9 @@ TEST(Phantom, OrganIntensitiesFallInTheirDocumentedRangePerSeries) {
 }
 
 TEST(Phantom, NoiseMatchesTheDocumentedLevel) {
-  const PhantomStudy study = make_phantom_study(options_for(PhantomKind::kChestCardiac, 3), 0);
+  PhantomOptions centred = options_for(PhantomKind::kChestCardiac, 3);
+  centred.framing = PhantomFraming::kCentred;  // label 0 is air alone (no table)
+  const PhantomStudy study = make_phantom_study(centred, 0);
   const auto description = describe_phantom_kind(PhantomKind::kChestCardiac);
   const at::Tensor air = core_of(study.labels.voxels, 0);
   for (std::size_t s = 0; s < study.series.size(); ++s) {
@@ -184,7 +187,8 @@ TEST(Phantom, NoiseMatchesTheDocumentedLevel) {
     EXPECT_NEAR(values.std().item<double>(), description.series[s].noise_sigma, 0.05 * description.series[s].noise_sigma);
   }
   // MR: Rician noise in the air is Rayleigh, mean sigma * sqrt(pi / 2).
-  const PhantomStudy mr = make_phantom_study(options_for(PhantomKind::kAbdomenMr, 3), 0);
+  centred.kind = PhantomKind::kAbdomenMr;
+  const PhantomStudy mr = make_phantom_study(centred, 0);
   const at::Tensor background = core_of(mr.labels.voxels, 0);
   const double mean = mr.series[0].second.voxels.index({background}).to(at::kDouble).mean().item<double>();
   EXPECT_NEAR(mean, 20 * std::sqrt(3.14159265 / 2), 1.5);
@@ -537,6 +541,7 @@ TEST(Phantom, GeometryFollowsShapeAndSpacing) {
   PhantomOptions o = options_for(PhantomKind::kMsk, 1, 32);
   o.shape_zyx = {24, 32, 40};
   o.spacing_xyz = {10, 9, 0};  // z from the field of view
+  o.framing = PhantomFraming::kCentred;
   const PhantomStudy study = make_phantom_study(o, 0);
   const Geometry& g = study.series.front().second.geometry;
   EXPECT_DOUBLE_EQ(g.spacing[0], 10);
@@ -545,6 +550,91 @@ TEST(Phantom, GeometryFollowsShapeAndSpacing) {
   EXPECT_DOUBLE_EQ(g.origin[0], -0.5 * 39 * 10);  // the field of view is centred on the body
   EXPECT_EQ(study.labels.voxels.sizes(), (std::vector<std::int64_t>{24, 32, 40}));
   EXPECT_TRUE(g.matches(study.labels.geometry));
+}
+
+TEST(Phantom, ScanFramingDrawsTheFieldOfViewPerStudyAroundTheSameBody) {
+  PhantomOptions o = options_for(PhantomKind::kChestCardiac, 11, 64);
+  o.noise = 0;
+  const auto d = describe_phantom_kind(PhantomKind::kChestCardiac);
+  std::set<std::int64_t> widths;
+  std::set<std::string> arms;
+  int tables_in_view = 0;
+  for (std::int64_t i = 0; i < 6; ++i) {
+    SCOPED_TRACE(i);
+    const PhantomStudy study = make_phantom_study(o, i);
+    const Volume& ct = study.series.front().second;
+    const auto& h = ct.geometry.spacing;
+    // The spacing is the kind's default field of view over --shape; the grid follows the drawn field of view.
+    EXPECT_DOUBLE_EQ(h[0], 400.0 / 64);
+    EXPECT_DOUBLE_EQ(h[2], 300.0 / 64);
+    const auto shape = phantom_shape(o, i);
+    EXPECT_EQ(ct.voxels.sizes(), (std::vector<std::int64_t>{shape[0], shape[1], shape[2]}));
+    const nlohmann::json framing = truth_of(study).at("framing");
+    const double fov_x = framing.at("field_of_view_mm")[0], fov_z = framing.at("field_of_view_mm")[2];
+    EXPECT_GE(fov_x, d.fov_x_range_mm[0]);
+    EXPECT_LE(fov_x, d.fov_x_range_mm[1]);
+    EXPECT_GE(fov_z, d.fov_z_range_mm[0]);
+    EXPECT_LE(fov_z, d.fov_z_range_mm[1]);
+    EXPECT_NEAR(static_cast<double>(shape[2]) * h[0], fov_x, h[0]);
+    EXPECT_NEAR(static_cast<double>(shape[0]) * h[2], fov_z, h[2]);
+    widths.insert(shape[2]);
+    arms.insert(framing.at("arms").get<std::string>());
+
+    // The table: label 0 voxels above the body threshold (its carbon-fibre shell, partial
+    // volume) from the table's top backwards, when the field of view reaches that far.
+    const at::Tensor labels = study.labels.voxels;
+    const double table_top_y = framing.at("table").at("top")[1];
+    const auto top_row = static_cast<std::int64_t>(std::floor((table_top_y - ct.geometry.origin[1]) / h[1]));
+    at::Tensor table = (labels == 0) & (ct.voxels > kCtBodyThreshold);
+    table.slice(1, 0, std::clamp<std::int64_t>(top_row, 0, shape[1])).fill_(false);
+    if (top_row + 2 < shape[1]) {
+      EXPECT_GT(table.sum().item<std::int64_t>(), 0);
+      ++tables_in_view;
+    }
+
+    // The body crop (threshold and largest component) holds every organ and none of the table.
+    const Box box = body_box(ct.voxels, body_threshold(ct), 0);
+    at::Tensor inside = at::zeros_like(labels, at::kBool);
+    inside.slice(0, box.start_zyx[0], box.start_zyx[0] + box.size_zyx[0])
+        .slice(1, box.start_zyx[1], box.start_zyx[1] + box.size_zyx[1])
+        .slice(2, box.start_zyx[2], box.start_zyx[2] + box.size_zyx[2])
+        .fill_(true);
+    const at::Tensor organs = labels >= 2;
+    EXPECT_EQ((organs & inside).sum().item<std::int64_t>(), organs.sum().item<std::int64_t>());
+    EXPECT_LE((table & inside).sum().item<std::int64_t>(), table.sum().item<std::int64_t>() / 100);
+  }
+  EXPECT_GE(widths.size(), 3u) << "the field of view should vary between studies";
+  EXPECT_EQ(arms.size(), 2u) << "arms at the sides in some studies, raised in others";
+  EXPECT_GE(tables_in_view, 3);
+
+  // --fov fixes the field of view (y in the kind's proportion); --framing centred is the old grid.
+  o.fov_xyz = {700, 0, 0};
+  const auto wide = phantom_shape(o, 0);
+  EXPECT_EQ(wide[2], 112);
+  EXPECT_EQ(wide[1], 112);
+  o.fov_xyz = {0, 0, 0};
+  o.framing = PhantomFraming::kCentred;
+  EXPECT_EQ(phantom_shape(o, 3), (std::array<std::int64_t, 3>{64, 64, 64}));
+}
+
+TEST(Phantom, MrBodyThresholdIsAboveTheBackgroundNoise) {
+  PhantomOptions o = options_for(PhantomKind::kAbdomenMr, 5, 48);
+  const PhantomStudy study = make_phantom_study(o, 0);
+  const Volume& t1 = study.series.front().second;
+  const double threshold = body_threshold(t1);
+  const at::Tensor air = core_of(study.labels.voxels, 0);
+  const at::Tensor background = t1.voxels.index({air}).to(at::kFloat);
+  // Rician background at sigma 20: the threshold clears nearly all of it.
+  EXPECT_LT((background > threshold).to(at::kFloat).mean().item<double>(), 0.001);
+  const Box box = body_box(t1.voxels, threshold, 0);
+  const at::Tensor organs = study.labels.voxels >= 2;
+  const auto nz = at::nonzero(organs);
+  for (int axis = 0; axis < 3; ++axis) {
+    EXPECT_LE(box.start_zyx[axis], nz.select(1, axis).min().item<std::int64_t>());
+    EXPECT_GE(box.start_zyx[axis] + box.size_zyx[axis] - 1, nz.select(1, axis).max().item<std::int64_t>());
+  }
+  // Front to back the field of view is wider than the body (the arms may reach its sides).
+  EXPECT_LT(box.size_zyx[1], t1.voxels.size(1)) << "the crop should be tighter than the whole field of view";
 }
 
 TEST(Phantom, BadOptionsNameTheOption) {
@@ -562,6 +652,13 @@ TEST(Phantom, BadOptionsNameTheOption) {
   o = PhantomOptions{};
   o.noise = -1;
   EXPECT_THROW(o.validate(), InputError);
+  o = PhantomOptions{};
+  o.fov_xyz = {20, 0, 0};
+  EXPECT_THROW(o.validate(), InputError);
+  o.fov_xyz = {400, 0, 0};
+  o.framing = PhantomFraming::kCentred;
+  EXPECT_THROW(o.validate(), InputError);
+  EXPECT_THROW(phantom_framing_from_name("tight", "--framing"), InputError);
   EXPECT_THROW(phantom_kind_from_name("liver", "--kind"), InputError);
   EXPECT_EQ(phantom_kind_from_name("abdomen-mr", "--kind"), PhantomKind::kAbdomenMr);
 }

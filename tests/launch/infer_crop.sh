@@ -11,7 +11,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/cli_helpers.sh"
 prepare_workdir "$work"
 
-expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 3 --shape 24,32,32 --out chest.h5 --threads 2
+expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 3 --shape 24,32,32 --framing centred \
+  --out chest.h5 --threads 2
 train_small_model "$vit" cta "[lung_left, lung_right, $heart_class]" "[16, 16, 16]" 3 0.01 4
 
 # body.nii.gz: the phantom's CT cut to its body (voxels above -500 HU); wide.nii.gz: the same
