@@ -10,9 +10,9 @@ work=${2:-/tmp/vitruvian_infer_memory}
 threads=${3:-2}
 vit=$(cd "$build" && pwd)/bin/vitruvian
 mkdir -p "$work" && cd "$work"
-[[ -f big.h5 ]] || "$vit" phantom --kind chest-cardiac --studies 1 --shape 400,512,512 --spacing 0.78,0.78,1 --out big.h5 --threads "$threads" --lz4 >/dev/null 2>&1
+[[ -f big.h5 ]] || "$vit" phantom --kind chest-cardiac --studies 1 --shape 400,512,512 --spacing 0.78,0.78,1 --framing centred --out big.h5 --threads "$threads" --lz4 >/dev/null 2>&1
 # Training studies on the same grid spacing, so the campaign predicts at full resolution (no resampling).
-[[ -f small.h5 ]] || "$vit" phantom --kind chest-cardiac --studies 3 --shape 64,128,128 --spacing 0.78,0.78,1 --out small.h5 --threads "$threads" >/dev/null 2>&1
+[[ -f small.h5 ]] || "$vit" phantom --kind chest-cardiac --studies 3 --shape 64,128,128 --spacing 0.78,0.78,1 --framing centred --out small.h5 --threads "$threads" >/dev/null 2>&1
 cat > ten.yaml <<'YAML'
 data:
   dataset: small.h5

@@ -157,7 +157,7 @@ grep -q "3 studies, 0 already done, 3 to run" refit.err || { cat refit.err; fail
 
 # Over the memory limit: each study fails with the figures, the campaign ends with exit 1.
 expect_exit 1 tight.err "$vit" --threads 1 infer --input chest.h5 --model run/model --out tight --memory-limit 1M --studies chest_cardiac_00000,chest_cardiac_00001
-grep -q "out of memory budget: .* GB needed for 40x[0-9]*x[0-9]* voxels and 5 classes, memory_limit 0.00 GB" tight.err ||
+grep -q "out of memory budget: .* GB needed for [0-9]*x[0-9]*x[0-9]* voxels and 5 classes, memory_limit 0.00 GB" tight.err ||
   { cat tight.err; fail "no memory-limit failure"; }
 # Routing by modality and task: a head-neck route does not run on chest studies.
 printf 'input: chest.h5\noutput: routed\nstudies: [chest_cardiac_00000]\nroutes:\n  - {name: brain, model: run/model, task: head-neck}\n  - {name: chest, model: run/model, modality: CT, task: chest-cardiac}\n' > routed.yaml
