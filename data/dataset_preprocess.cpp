@@ -1,10 +1,12 @@
-// preprocess_dataset: study by study, resample → crop → write.
+// preprocess_dataset: study by study, resample → crop → write; and the crop rule read back.
 #include "data/dataset_preprocess.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
+
+#include <algorithm>
 
 #include "core/errors.h"
 #include "data/preprocess.h"
@@ -61,11 +63,18 @@ void preprocess_dataset(const VolumeStore& input, const std::filesystem::path& o
                             {"source_origin_lps_mm", source_geometry.origin},
                             {"channels", options.channels}};
     if (options.crop_to_body) {
-      const Box box = body_box(reference.voxels, body_threshold(reference), options.crop_margin);
+      const double threshold = body_threshold(reference);
+      const Box box = body_box(reference.voxels, threshold, options.crop_margin);
       for (auto& v : channels) v = crop(v, box);
       if (label) label = crop(*label, box);
+      std::array<double, 3> margin_mm{};  // [x, y, z], on the written grid
+      for (int a = 0; a < 3; ++a) margin_mm[a] = static_cast<double>(options.crop_margin) * grid.spacing[a];
+      meta["preprocessed"]["crop"] = {
+          {"rule", "body"}, {"threshold", threshold}, {"margin_voxels", options.crop_margin}, {"margin_mm", margin_mm}};
       meta["preprocessed"]["crop_start_zyx"] = box.start_zyx;
       meta["preprocessed"]["crop_size_zyx"] = box.size_zyx;
+    } else {
+      meta["preprocessed"]["crop"] = {{"rule", "none"}};
     }
     for (std::size_t c = 0; c < channels.size(); ++c) writer.add_series(study.id, options.channels[c], channels[c], where);
     if (label) writer.add_label(study.id, options.label, options.channels.front(), *label, where);
@@ -73,6 +82,30 @@ void preprocess_dataset(const VolumeStore& input, const std::filesystem::path& o
     if (options.on_study) options.on_study(study.id);
   }
   writer.commit();
+}
+
+CropRule dataset_crop_rule(const VolumeStore& store, const std::vector<std::string>& studies) {
+  CropRule out;
+  for (const auto& id : studies) {
+    const std::string& text = store.study(id).metadata_json;
+    const nlohmann::json meta = text.empty() ? nlohmann::json() : nlohmann::json::parse(text, nullptr, false);
+    const nlohmann::json* crop = nullptr;
+    if (meta.is_object() && meta.contains("preprocessed") && meta["preprocessed"].is_object() &&
+        meta["preprocessed"].contains("crop") && meta["preprocessed"]["crop"].is_object()) {
+      crop = &meta["preprocessed"]["crop"];
+    }
+    const std::string rule = crop != nullptr ? crop->value("rule", std::string()) : std::string();
+    if ((rule != "body" && rule != "none") || (out.known() && rule != out.rule)) return {};
+    out.rule = rule;
+    if (rule != "body") continue;
+    const nlohmann::json margin = crop->value("margin_mm", nlohmann::json());
+    if (!margin.is_array() || margin.size() != 3) return {};
+    for (const auto& m : margin) {
+      if (!m.is_number() || !(m.get<double>() >= 0)) return {};
+      out.margin_mm = std::max(out.margin_mm, m.get<double>());
+    }
+  }
+  return out;
 }
 
 }  // namespace vitruvian::data

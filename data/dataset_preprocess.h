@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/crop_rule.h"
 #include "data/volume_store.h"
 
 namespace vitruvian::data {
@@ -29,8 +30,15 @@ struct DatasetPreprocessOptions {
 };
 
 /// Writes the preprocessed dataset to `output` (atomically). Each study's metadata records its
-/// source grid and crop box. Throws InputError naming the study for a missing series or label.
+/// source grid, the crop rule (`preprocessed.crop`: {"rule": "body", "threshold", "margin_voxels",
+/// "margin_mm" [x, y, z]} or {"rule": "none"}) and the crop box. Throws InputError naming the
+/// study for a missing series or label.
 void preprocess_dataset(const VolumeStore& input, const std::filesystem::path& output,
                         const DatasetPreprocessOptions& options);
+
+/// How `studies` of `store` were cropped, from their `preprocessed.crop` records: "body" with
+/// the largest margin (mm, over axes and studies) when every study was cut to its body, "none"
+/// when none was, unknown when a study has no record or the studies disagree.
+CropRule dataset_crop_rule(const VolumeStore& store, const std::vector<std::string>& studies);
 
 }  // namespace vitruvian::data

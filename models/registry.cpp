@@ -92,6 +92,25 @@ std::vector<InputChannel> inputs_from_json(const json& j, const std::string& sou
   return inputs;
 }
 
+/// The card's `crop` ({"rule": "body", "margin_mm": M} or {"rule": "none"}); unknown when absent.
+CropRule crop_from_json(const json& j, const std::string& source) {
+  CropRule crop;
+  if (!j.contains("crop")) return crop;
+  const json& c = j.at("crop");
+  const std::string expected = "expected {\"rule\": \"body\", \"margin_mm\": 0..500} or {\"rule\": \"none\"}";
+  if (!c.is_object() || !c.contains("rule") || !c.at("rule").is_string()) {
+    throw InputError(source, "crop " + c.dump() + "; " + expected);
+  }
+  crop.rule = c.at("rule").get<std::string>();
+  if (crop.rule == "none" && c.size() == 1) return crop;
+  if (crop.rule != "body" || c.size() != 2 || !c.contains("margin_mm") || !c.at("margin_mm").is_number()) {
+    throw InputError(source, "crop " + c.dump() + "; " + expected);
+  }
+  crop.margin_mm = c.at("margin_mm").get<double>();
+  if (!(crop.margin_mm >= 0 && crop.margin_mm <= 500)) throw InputError(source, "crop " + c.dump() + "; " + expected);
+  return crop;
+}
+
 }  // namespace
 
 std::vector<std::string> ModelCard::channel_names() const {
@@ -130,6 +149,11 @@ std::string card_to_json(const ModelCard& c) {
             {"label_map", c.label_map},
             {"spacing", c.spacing},
             {"step", c.step}};
+  if (c.crop.rule == "body") {
+    j["crop"] = {{"rule", "body"}, {"margin_mm", c.crop.margin_mm}};
+  } else if (c.crop.known()) {
+    j["crop"] = {{"rule", c.crop.rule}};
+  }
   return j.dump(2);
 }
 
@@ -163,6 +187,7 @@ ModelCard card_from_json(const std::string& text, const std::string& source) {
     for (const double s : c.spacing) {
       if (!(s >= 0 && s < 1e3)) throw InputError(source, "spacing must be three numbers of mm (0: unknown)");
     }
+    c.crop = crop_from_json(j, source);
     return c;
   } catch (const json::exception& e) {
     throw InputError(source, std::string("not a readable model card: ") + e.what());

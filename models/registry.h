@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/crop_rule.h"
 #include "core/normalization.h"
 #include "models/class_map.h"
 #include "models/unet.h"
@@ -63,6 +64,9 @@ struct ModelCard {
   /// inference resamples other grids to it. {0, 0, 0}: unknown, images are taken as they come.
   std::array<double, 3> spacing{0, 0, 0};
   std::int64_t step = 0;                         ///< training steps done
+  /// How the training studies were cropped (`preprocess --crop-body`): campaigns crop the same
+  /// way when a route names no crop. Unknown for cards written before it was recorded.
+  CropRule crop;
 
   /// The input series names, in channel order.
   std::vector<std::string> channel_names() const;
@@ -76,7 +80,8 @@ void export_model(const std::filesystem::path& dir, UNet& net, const ModelCard& 
 /// the file when it is missing, unreadable or does not match its card.
 std::pair<UNet, ModelCard> load_model(const std::filesystem::path& dir);
 
-/// The card as JSON text, and back (InputError naming `source`).
+/// The card as JSON text, and back (InputError naming `source` and the bad field). `crop` is
+/// written as {"rule": "body", "margin_mm": M} or {"rule": "none"}, and left out when unknown.
 std::string card_to_json(const ModelCard& card);
 ModelCard card_from_json(const std::string& text, const std::string& source);
 

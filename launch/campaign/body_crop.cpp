@@ -1,4 +1,5 @@
-// The body's box on a reference grid in mm, and labels pasted back onto the whole grid.
+// A route's crop rule, the body's box on a reference grid in mm, and labels pasted back onto the
+// whole grid.
 #include "launch/campaign/body_crop.h"
 
 #include <ATen/ATen.h>
@@ -11,6 +12,25 @@
 #include "core/errors.h"
 
 namespace vitruvian::campaign {
+
+CropChoice resolve_crop(const RouteConfig& route, const CropRule& card) {
+  CropChoice c;
+  if (!route.crop.empty()) {
+    c.body = route.crop == "body";
+    c.from = "route";
+  } else if (card.known()) {
+    c.body = card.rule == "body";
+    c.from = "model card";
+  }
+  if (route.crop_margin_mm != kCropMarginFromCard) {
+    c.margin_mm = route.crop_margin_mm;
+    c.margin_from = "route";
+  } else if (card.rule == "body") {
+    c.margin_mm = card.margin_mm;
+    c.margin_from = "model card";
+  }
+  return c;
+}
 
 bool BodyCrop::whole(const data::Volume& reference) const {
   const auto shape = reference.shape_zyx();

@@ -26,8 +26,11 @@ void RouteConfig::visit(ConfigVisitor& v) {
   v.field("largest_component", largest_component, "classes kept to their largest component (all: every class)");
   v.field("fill_holes", fill_holes, "classes whose enclosed background is filled (all: every class)");
   v.field("lesions", lesions, "classes reported as lesions (components with sizes)");
-  v.field("crop", crop, "model routes: body (the network runs on the body's box) or none (the whole grid)");
-  v.field("crop_margin_mm", crop_margin_mm, "the body's box grown by this much (mm) on every side");
+  v.field("crop", crop,
+          "model routes: body (the network runs on the body's box) or none (the whole grid); empty: the model "
+          "card's rule, body when it has none");
+  v.field("crop_margin_mm", crop_margin_mm,
+          "the body's box grown by this much (mm) on every side; -1: the model card's margin, else 10");
   v.field("truth", truth, "label map with the truth for Dice (default: the card's; none: no Dice)");
 }
 
@@ -87,10 +90,11 @@ void validate_routes(const std::vector<RouteConfig>& routes) {
       throw ConfigError(r.where(), "analysis '" + r.analysis + "'; expected perfusion");
     }
     if (r.analysis == "perfusion") r.perfusion.validate(r.where());
-    if (r.crop != "body" && r.crop != "none")
-      throw ConfigError(r.where(), "crop '" + r.crop + "'; expected body or none");
-    if (!(r.crop_margin_mm >= 0 && r.crop_margin_mm <= 500)) {
-      throw ConfigError(r.where(), fmt::format("crop_margin_mm {}; expected 0..500 mm", r.crop_margin_mm));
+    if (!r.crop.empty() && r.crop != "body" && r.crop != "none")
+      throw ConfigError(r.where(), "crop '" + r.crop + "'; expected body or none (or nothing: the model card's)");
+    if (!(r.crop_margin_mm >= 0 && r.crop_margin_mm <= 500) && r.crop_margin_mm != kCropMarginFromCard) {
+      throw ConfigError(r.where(), fmt::format("crop_margin_mm {}; expected 0..500 mm (or -1: the model card's)",
+                                               r.crop_margin_mm));
     }
     if (r.name.empty()) throw ConfigError(r.where(), "a route needs a 'name' (the label map it writes)");
     if (!names.insert(r.name).second) throw ConfigError(r.where(), "route name '" + r.name + "' is used twice");

@@ -16,6 +16,10 @@
 
 namespace vitruvian::campaign {
 
+/// crop_margin_mm of a route that sets none, and the margin it then gets without a card's.
+inline constexpr double kCropMarginFromCard = -1;
+inline constexpr double kDefaultCropMarginMm = 10;
+
 /// One model (or an existing label map) applied to the studies it matches.
 struct RouteConfig {
   std::string name;             ///< the label map written for it ("organs", "heart")
@@ -36,9 +40,12 @@ struct RouteConfig {
   std::vector<std::string> lesions;            ///< classes reported as lesions (components with sizes)
   /// Model routes: "body" runs the network on the body's bounding box (data::body_box on the
   /// first series, grown by crop_margin_mm) and fills the rest with background; "none" on the
-  /// whole grid.
-  std::string crop = "body";
-  double crop_margin_mm = 10;  ///< the body's box grown by this much on every side
+  /// whole grid; "" (not set): the model card's crop rule, "body" when the card has none
+  /// (resolve_crop, body_crop.h).
+  std::string crop;
+  /// The body's box grown by this much (mm) on every side; kCropMarginFromCard (not set): the
+  /// card's margin when it records a body crop, else kDefaultCropMarginMm.
+  double crop_margin_mm = kCropMarginFromCard;
   /// Label map with the truth, for Dice (empty: the model card's label map when the study has
   /// it; "none": no Dice).
   std::string truth;

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,7 +14,6 @@
 #include "core/checkpoint.h"
 #include "core/errors.h"
 #include "core/stopwatch.h"
-#include "launch/campaign/body_crop.h"
 
 namespace vitruvian::campaign {
 namespace {
@@ -48,6 +48,7 @@ ModelRoute::ModelRoute(RouteConfig config, Predictor predictor) : Route(std::mov
   post_.largest_component = selected_classes(this->config().largest_component, names, "largest_component", this->config());
   post_.fill_holes = selected_classes(this->config().fill_holes, names, "fill_holes", this->config());
   selected_classes(this->config().lesions, names, "lesions", this->config());
+  crop_ = resolve_crop(this->config(), predictor_.model().card().crop);
 }
 
 std::vector<std::string> ModelRoute::channels_of(const Study& study, json& notes) const {
@@ -83,7 +84,7 @@ std::optional<RouteResult> ModelRoute::run(Study& study, json& notes) const {
   const auto start = Clock::now();
   const data::Volume& reference = study.series(channels[0]);
   std::optional<BodyCrop> crop;
-  if (config().crop == "body" && reference.frames() == 1) {
+  if (crop_.body && reference.frames() == 1) {
     // At least one window of the network (its patch at its spacing) in the reference's voxels.
     const models::ModelCard& card = predictor_.model().card();
     std::array<std::int64_t, 3> window{};
@@ -92,7 +93,7 @@ std::optional<RouteResult> ModelRoute::run(Study& study, json& notes) const {
       const double scale = model_mm > 0 && study_mm > 0 ? model_mm / study_mm : 1.0;
       window[d] = static_cast<std::int64_t>(std::ceil(static_cast<double>(card.patch[d]) * scale - 1e-6));
     }
-    crop = body_crop(reference, config().crop_margin_mm, window);
+    crop = body_crop(reference, crop_.margin_mm, window);
   }
   const bool cutting = crop && !crop->whole(reference);  // else the study runs as it is
   // With a crop, the series on the reference grid are cut to the box; the Predictor resamples
@@ -128,7 +129,9 @@ std::optional<RouteResult> ModelRoute::run(Study& study, json& notes) const {
               {"classes", card.classes.names},
               {"resampled_to_mm", p.resampled ? json(card.spacing) : json(nullptr)},
               {"postprocess", p.postprocess}};
-  r.report["crop"] = crop ? crop->to_json() : json{{"mode", config().crop}};
+  r.report["crop"] = crop ? crop->to_json() : json{{"mode", crop_.body ? "body" : "none"}};
+  r.report["crop"]["from"] = crop_.from;
+  if (crop) r.report["crop"]["margin_from"] = crop_.margin_from;
   r.timing = {{"model", config().model.string()},
               {"prepare_s", p.prepare_s},
               {"predict_s", p.predict_s},
@@ -185,6 +188,11 @@ std::vector<std::unique_ptr<Route>> make_routes(const CampaignConfig& config, co
     }
     auto& model = loaded[route.model.string()];
     if (!model) model = std::make_shared<const LoadedModel>(route.model, options, log);
+    if (log && route.crop == "none" && model->card().crop.rule == "body") {
+      spdlog::warn("{}: crop none, but model {} was trained on studies cropped to the body (margin {} mm); it will see "
+                   "whole fields of view it never saw in training",
+                   route.where(), route.model.string(), model->card().crop.margin_mm);
+    }
     routes.push_back(std::make_unique<ModelRoute>(route, Predictor(model, options, band_placement)));
   }
   return routes;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "data/volume.h"
+#include "launch/campaign/body_crop.h"
 #include "launch/campaign/campaign_config.h"
 #include "launch/campaign/predictor.h"
 #include "launch/campaign/study.h"
@@ -78,6 +79,7 @@ class ModelRoute final : public Route {
 
   Predictor predictor_;
   Postprocess post_;
+  CropChoice crop_;  ///< the route's keys, else the model card's crop rule
 };
 
 /// Measures a label map the study holds (e.g. a reference segmentation), in the ids of the

@@ -25,6 +25,7 @@
 #include "core/stopwatch.h"
 #include "core/progress.h"
 #include "core/stop_request.h"
+#include "data/dataset_preprocess.h"
 #include "data/loader.h"
 #include "data/preprocess.h"
 #include "data/volume_store.h"
@@ -107,6 +108,7 @@ models::ModelCard card_of(const TrainConfig& c, const Setup& s, const data::Patc
   card.label_map = c.label_map;
   card.spacing = training_spacing(*s.store, s.training, c.channels.front());
   card.step = step;
+  card.crop = data::dataset_crop_rule(*s.store, s.training);
   return card;
 }
 

@@ -2,7 +2,8 @@
 # Writes the seed corpora of the fuzz harnesses (tests/fuzz/corpus/<name>/) from what the project
 # itself makes: small phantoms (HDF5 with deflate, LZ4, contiguous and 4D series, a shard index),
 # their NIfTI-1/-2 and DICOM exports, the DICOM test series (tests/tools/write_test_dicom.cpp),
-# a model card from a one-step training run, the example configs, C-FIND identifiers written by
+# model cards from one-step training runs (on a phantom and on its `preprocess --crop-body`
+# copy, whose card records the crop), the example configs, C-FIND identifiers written by
 # DCMTK's dump2dcm, and QIDO-RS and multipart answers in the shape Orthanc gives them.
 # Regression inputs (crash-*, the inputs of fixed findings) are left as they are.
 #
@@ -86,6 +87,10 @@ YAML
 q "$vit" --device cpu --config "$tmp/train.yaml" train --force
 dir="$(seeds model_card)"
 cp "$tmp/run/model/model.json" "$dir/trained.json"
+q "$vit" preprocess "$tmp/deflate.h5" -o "$tmp/cropped.h5" --channels cta --label anatomy --crop-body --force
+q "$vit" --device cpu --config "$tmp/train.yaml" --set "data.dataset=$tmp/cropped.h5" --set "train.run_dir=$tmp/run_cropped" \
+  train --force
+cp "$tmp/run_cropped/model/model.json" "$dir/trained_body_crop.json"
 
 # Configs
 dir="$(seeds campaign_yaml)"

@@ -1,5 +1,5 @@
-// The body crop's box in mm (per-axis margins on anisotropic grids), its widening to a window,
-// and labels pasted back onto the whole grid.
+// The body crop's rule (the route's keys, else the model card's), its box in mm (per-axis
+// margins on anisotropic grids), its widening to a window, and labels pasted back onto the grid.
 #include "launch/campaign/body_crop.h"
 
 #include <ATen/ATen.h>
@@ -53,6 +53,48 @@ TEST(BodyCrop, WidenedToTheWindowAboutItsCentreAndClamped) {
 TEST(BodyCrop, NoBodyIsTheWholeGrid) {
   const data::Volume v = ct_with_block({6, 7, 8}, {0, 0, 0}, {0, 0, 0}, {1.0, 1.0, 1.0});
   EXPECT_TRUE(body_crop(v, 10.0, {1, 1, 1}).whole(v));
+}
+
+TEST(BodyCrop, RouteKeysElseTheCardsRuleElseBody) {
+  const CropRule body{"body", 4.5}, none{"none", 0}, unknown{};
+  RouteConfig unset;  // neither crop nor crop_margin_mm given
+  CropChoice c = resolve_crop(unset, body);
+  EXPECT_TRUE(c.body);
+  EXPECT_EQ(c.margin_mm, 4.5);
+  EXPECT_EQ(c.from, "model card");
+  EXPECT_EQ(c.margin_from, "model card");
+  c = resolve_crop(unset, none);
+  EXPECT_FALSE(c.body);
+  EXPECT_EQ(c.from, "model card");
+  c = resolve_crop(unset, unknown);
+  EXPECT_TRUE(c.body);
+  EXPECT_EQ(c.margin_mm, kDefaultCropMarginMm);
+  EXPECT_EQ(c.from, "default");
+  EXPECT_EQ(c.margin_from, "default");
+
+  RouteConfig margin_only;  // the route's margin with the card's rule
+  margin_only.crop_margin_mm = 0;
+  c = resolve_crop(margin_only, body);
+  EXPECT_TRUE(c.body);
+  EXPECT_EQ(c.margin_mm, 0);
+  EXPECT_EQ(c.from, "model card");
+  EXPECT_EQ(c.margin_from, "route");
+
+  RouteConfig whole;  // the route's rule wins over the card's
+  whole.crop = "none";
+  c = resolve_crop(whole, body);
+  EXPECT_FALSE(c.body);
+  EXPECT_EQ(c.from, "route");
+  RouteConfig cut;
+  cut.crop = "body";
+  c = resolve_crop(cut, none);
+  EXPECT_TRUE(c.body);
+  EXPECT_EQ(c.margin_mm, kDefaultCropMarginMm);  // an uncropped card has no margin to give
+  EXPECT_EQ(c.from, "route");
+  EXPECT_EQ(c.margin_from, "default");
+  c = resolve_crop(cut, body);
+  EXPECT_EQ(c.margin_mm, 4.5);
+  EXPECT_EQ(c.margin_from, "model card");
 }
 
 TEST(BodyCrop, LabelsPastedIntoBackground) {
