@@ -334,14 +334,26 @@ Box body_box(const at::Tensor& image, double threshold, const std::array<std::in
   }
   at::Tensor above = image.gt(threshold);
   if (above.dim() == 4) above = above.any(0);
-  above = largest_component(above);
   const std::int64_t sizes[3] = {above.size(0), above.size(1), above.size(2)};
-  const at::Tensor profiles[3] = {above.any(2).any(1), above.any(2).any(0), above.any(1).any(0)};
+  // The largest 6-connected part's extent, in one pass over the component labels.
+  const Components parts = connected_components(above, 6);
+  if (parts.count() == 0) return Box{{0, 0, 0}, {sizes[0], sizes[1], sizes[2]}};
+  const auto biggest = static_cast<std::int32_t>(
+      std::max_element(parts.sizes.begin(), parts.sizes.end()) - parts.sizes.begin() + 1);
+  std::int64_t low[3] = {sizes[0], sizes[1], sizes[2]}, high[3] = {-1, -1, -1};
+  const std::int32_t* label = parts.labels.data_ptr<std::int32_t>();
+  for (std::int64_t z = 0, i = 0; z < sizes[0]; ++z) {
+    for (std::int64_t y = 0; y < sizes[1]; ++y) {
+      for (std::int64_t x = 0; x < sizes[2]; ++x, ++i) {
+        if (label[i] != biggest) continue;
+        const std::int64_t at[3] = {z, y, x};
+        for (int d = 0; d < 3; ++d) low[d] = std::min(low[d], at[d]), high[d] = std::max(high[d], at[d]);
+      }
+    }
+  }
   Box box;
   for (int d = 0; d < 3; ++d) {
-    const at::Tensor hits = profiles[d].nonzero();
-    if (hits.numel() == 0) return Box{{0, 0, 0}, {sizes[0], sizes[1], sizes[2]}};
-    const std::int64_t first = hits[0][0].item<std::int64_t>(), last = hits[-1][0].item<std::int64_t>();
+    const std::int64_t first = low[d], last = high[d];
     const std::int64_t start = std::max<std::int64_t>(0, first - margin_zyx[d]);
     const std::int64_t end = std::min<std::int64_t>(sizes[d], last + 1 + margin_zyx[d]);
     box.start_zyx[d] = start;
