@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/errors.h"
 #include "data/random.h"
 
 namespace vitruvian::data::phantom {
@@ -51,7 +52,7 @@ int add_material(Builder& b, const std::vector<TissueSpec>& tissues, const std::
     b.scene.materials.push_back(std::move(m));
     return static_cast<int>(b.scene.materials.size()) - 1;
   }
-  return 0;
+  throw InternalError("phantom", "no surrounding tissue '" + name + "' for " + phantom_kind_name(b.spec.kind));
 }
 
 /// Slab [y_top, y_top + thickness] of half-width `half_width`, along the whole z axis.
