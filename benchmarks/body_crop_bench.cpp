@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_options.h"
 #include "core/mpi_env.h"
 #include "data/phantom.h"
 #include "data/preprocess.h"
@@ -61,15 +62,7 @@ void BM_BodyCrop(benchmark::State& state) {
 
 int main(int argc, char** argv) {
   using namespace vitruvian::bench;
-  std::vector<char*> rest;
-  for (int i = 0; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--matrix" && i + 1 < argc) {
-      g_matrix = std::stoll(argv[++i]);
-    } else {
-      rest.push_back(argv[i]);
-    }
-  }
+  std::vector<char*> rest = take_bench_options(argc, argv, {{"--matrix", [](const std::string& v) { g_matrix = std::stoll(v); }}});
   at::set_num_threads(1);
   vitruvian::pin_malloc_thresholds();  // as every Vitruvian job runs
   int rest_argc = static_cast<int>(rest.size());

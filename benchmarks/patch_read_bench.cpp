@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_options.h"
 #include "core/mpi_env.h"
 #include "data/loader.h"
 #include "data/volume_store.h"
@@ -182,17 +183,8 @@ void BM_Loader(benchmark::State& state) {
 
 int main(int argc, char** argv) {
   using namespace vitruvian::bench;
-  std::vector<char*> rest;
-  for (int i = 0; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--dir" && i + 1 < argc) {
-      g_dir = argv[++i];
-    } else if (arg == "--size" && i + 1 < argc) {
-      g_size = std::stoll(argv[++i]);
-    } else {
-      rest.push_back(argv[i]);
-    }
-  }
+  std::vector<char*> rest = take_bench_options(argc, argv, {{"--dir", [](const std::string& v) { g_dir = v; }},
+                                                           {"--size", [](const std::string& v) { g_size = std::stoll(v); }}});
   at::set_num_threads(1);  // one thread, as a rank runs
   // The allocator settings every Vitruvian job runs with (MpiEnvironment applies them): without
   // them each fresh patch tensor is a new mapping and page faults dominate the read.

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_options.h"
 #include "core/mpi_env.h"
 #include "data/phantom.h"
 #include "data/volume_store.h"
@@ -79,17 +80,8 @@ void BM_Phantom(benchmark::State& state) {
 
 int main(int argc, char** argv) {
   using namespace vitruvian::bench;
-  std::vector<char*> rest;
-  for (int i = 0; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--size" && i + 1 < argc) {
-      g_size = std::stoll(argv[++i]);
-    } else if (arg == "--dir" && i + 1 < argc) {
-      g_dir = argv[++i];
-    } else {
-      rest.push_back(argv[i]);
-    }
-  }
+  std::vector<char*> rest = take_bench_options(argc, argv, {{"--size", [](const std::string& v) { g_size = std::stoll(v); }},
+                                                           {"--dir", [](const std::string& v) { g_dir = v; }}});
   fs::create_directories(g_dir);
   at::set_num_threads(1);
   vitruvian::pin_malloc_thresholds();  // as every Vitruvian job runs
