@@ -15,6 +15,7 @@
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dcstack.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
@@ -154,11 +155,40 @@ std::string xfer_description(E_TransferSyntax xfer, const std::string& uid) {
 
 /// Reads one file's header. Returns nothing for files that are not DICOM (skipped silently)
 /// and for DICOMDIR indexes; files that are DICOM but not usable at all go to `rejected`.
+/// The first element of `item` (nested ones included) that declares more bytes than the whole
+/// file holds, as "(gggg,eeee) declares N bytes"; "" when none does. DCMTK allocates a value's
+/// declared length when it is first read, so a damaged length must be caught before.
+std::string element_beyond_file(DcmItem& item, std::uintmax_t file_bytes) {
+  DcmStack stack;
+  while (item.nextObject(stack, OFTrue).good()) {
+    DcmObject* object = stack.top();
+    // The length as read (getLength() would load the value to compute it).
+    const Uint32 declared = object->getLengthField();
+    if (object->isLeaf() && declared != DCM_UndefinedLength && declared > file_bytes) {
+      const DcmTagKey tag = object->getTag();
+      return fmt::format("({:04x},{:04x}) declares {} bytes", tag.getGroup(), tag.getElement(), declared);
+    }
+  }
+  return {};
+}
+
 std::optional<SliceHeader> read_header(const fs::path& path, std::vector<DicomRejection>& rejected) {
   if (!has_dicom_preamble(path)) return std::nullopt;
   DcmFileFormat file;
   const OFCondition status = file.loadFile(OFFilename(path.c_str()));
   DcmDataset& data = *file.getDataset();
+  std::error_code size_error;
+  const std::uintmax_t file_bytes = fs::file_size(path, size_error);
+  // A deflated dataset may hold more than the file's bytes; DCMTK inflates it while loading.
+  const bool deflated = data.getOriginalXfer() == EXS_DeflatedLittleEndianExplicit;
+  for (DcmItem* part : {static_cast<DcmItem*>(file.getMetaInfo()), static_cast<DcmItem*>(&data)}) {
+    const std::string oversized = size_error || deflated ? std::string() : element_beyond_file(*part, file_bytes);
+    if (!oversized.empty()) {
+      rejected.push_back({path, fmt::format("element {}, more than the whole file ({} bytes); expected a complete, "
+                                            "well-formed DICOM file", oversized, file_bytes)});
+      return std::nullopt;
+    }
+  }
   SliceHeader h;
   h.path = path;
   h.series_uid = get_string(data, DCM_SeriesInstanceUID);

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -259,6 +260,28 @@ TEST(DicomIo, BrokenDicomFileIsRejectedAndTheRestImports) {
   EXPECT_EQ(scan.series[0].series_uid, good.series_uid);
   ASSERT_EQ(scan.rejected.size(), 1u) << reasons(scan);
   EXPECT_EQ(scan.rejected[0].path.filename(), "broken.dcm");
+}
+
+TEST(DicomIo, ElementLongerThanItsFileIsRejectedBeforeItsValueIsRead) {
+  TempDir dir;
+  const Series good = make_series("1", 3, 4, 4, 74);
+  write_series(dir.path(), good);
+  // A copy of one slice whose SOPInstanceUID (0008,0018, explicit VR "UI") declares 65520 bytes.
+  std::ifstream in(dir.path() / good.slices[0].file, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string tag("\x08\x00\x18\x00UI", 6);
+  const std::size_t at = bytes.find(tag, 132);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 6] = static_cast<char>(0xf0), bytes[at + 7] = static_cast<char>(0xff);
+  std::ofstream(dir.path() / "long.dcm", std::ios::binary) << bytes;
+
+  const DicomScan scan = read_dicom_series(dir.path());
+  ASSERT_EQ(scan.series.size(), 1u) << reasons(scan);
+  ASSERT_EQ(scan.rejected.size(), 1u) << reasons(scan);
+  EXPECT_EQ(scan.rejected[0].path.filename(), "long.dcm");
+  const std::string& reason = scan.rejected[0].reason;
+  EXPECT_NE(reason.find("(0008,0018) declares 65520 bytes, more than the whole file"), std::string::npos) << reason;
+  EXPECT_EQ(reason.find('\n'), std::string::npos) << reason;
 }
 
 TEST(DicomIo, FileCutShortRejectsItsSeries) {
