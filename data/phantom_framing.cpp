@@ -14,23 +14,11 @@ namespace {
 
 constexpr std::uint64_t kFramingStream = 0x6672616d696e67ull;  // "framing"
 
-bool contains(const Box& box, const Vec3& p) {
-  return p.x >= box.lo.x && p.x <= box.hi.x && p.y >= box.lo.y && p.y <= box.hi.y && p.z >= box.lo.z && p.z <= box.hi.z;
-}
-
-/// Whether template point `p` is inside the body (any primitive of a non-air material).
-bool in_body(const Scene& scene, const Vec3& p) {
-  for (const Primitive& primitive : scene.primitives) {
-    if (primitive.material != 0 && contains(primitive.shape.bounds, p) && primitive.eval(p) < 0) return true;
-  }
-  return false;
-}
-
 /// The body's outermost reach from `from` along the unit vector `dir` (template mm, within
 /// `reach`); 0 when it is not met.
 double outermost(const Scene& scene, const Vec3& from, const Vec3& dir, double reach) {
   for (double d = reach; d > 0; d -= 2.0) {
-    if (in_body(scene, from + dir * d)) return d;
+    if (scene.material_at(from + dir * d) != 0) return d;
   }
   return 0;
 }

@@ -142,6 +142,9 @@ void Scene::tube(int material, const std::vector<Vec3>& points, const std::vecto
 int Scene::material_at(const Vec3& p) const {
   int material = 0;
   for (const Primitive& primitive : primitives) {
+    // A point inside a primitive lies inside its shape's bounds: test those first (cheap).
+    const Box& b = primitive.shape.bounds;
+    if (p.x < b.lo.x || p.x > b.hi.x || p.y < b.lo.y || p.y > b.hi.y || p.z < b.lo.z || p.z > b.hi.z) continue;
     if (primitive.eval(p) < 0) material = primitive.material;
   }
   return material;
