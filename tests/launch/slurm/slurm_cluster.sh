@@ -9,6 +9,8 @@
 #   slurm_cluster_stop        stops them (also every job step left), keeps DIR for a post-mortem
 #   slurm_wait_job ID SECONDS waits until job ID has ended (any state); prints its final state
 #   slurm_job_state ID        the job's state as slurmctld knows it (PENDING, RUNNING, ...)
+#   slurm_post_mortem ID      prints, on stderr, the job as slurmctld shows it and the daemons'
+#                             log lines about it, for a failing test's output
 #   slurm_test_setup WORKDIR  for the test scripts: skips (77) unless root, checks the tools,
 #                             makes and enters WORKDIR, starts the cluster in WORKDIR/cluster
 #   slurm_train_config STUDIES STEPS CHECKPOINT_EVERY: chest.h5 with STUDIES small chest
@@ -41,6 +43,18 @@ slurm_cluster_stop() {
 
 slurm_job_state() {
   scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' | head -1
+}
+
+slurm_post_mortem() {
+  local d=${SLURM_TEST_DIR:-}
+  {
+    echo "--- scontrol show job $1"
+    scontrol show job "$1" 2>&1 || true
+    [[ -n $d ]] || return 0
+    echo "--- slurmctld and slurmd log lines on job $1"
+    grep -h -E "JobId=$1([^0-9]|$)|job $1([^0-9]|$)|StepId=$1\\.|revoked|already killed|[Ll]aunch fail" \
+      "$d/log/slurmctld.log" "$d/log/slurmd.log" 2>/dev/null | tail -40 || true
+  } >&2
 }
 
 slurm_wait_job() {

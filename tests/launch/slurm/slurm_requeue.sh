@@ -53,11 +53,19 @@ wait_held() {
 id=$(sbatch_train requeued 'train.step@*#23:stop')
 wait_held requeued 2
 scontrol requeue "$id"
-# Slurm holds a requeued job back (its begin time moves about two minutes ahead); release it.
+requeued_at=$(date +%s)
+# Slurm holds a requeued job back (its begin time moves about two minutes ahead); release it, but
+# only once the clock has left the requeue's second: slurmd revoked the first run's credential
+# at that second and refuses every credential of the job made at or before it, so a relaunch
+# within it fails and the job ends FAILED (seen once in CI, where the kill, the requeue and the
+# next scheduling pass fell in one second). A begin time in the future instead would wait for
+# the backfill pass (up to 30 s).
 for _ in $(seq 100); do [[ $(slurm_job_state "$id") == PENDING ]] && break; sleep 0.2; done
+while (($(date +%s) <= requeued_at + 1)); do sleep 0.1; done
 scontrol update JobId="$id" StartTime=now
 state=$(slurm_wait_job "$id" 240) || true
-[[ $state == COMPLETED ]] || { cat requeued.out; fail "requeued job $id ended $state, expected COMPLETED"; }
+[[ $state == COMPLETED ]] || {
+  cat requeued.out; slurm_post_mortem "$id"; fail "requeued job $id ended $state, expected COMPLETED"; }
 restarts=$(scontrol show job "$id" | sed -n 's/.*Restarts=\([0-9]*\).*/\1/p')
 [[ $restarts == 1 ]] || fail "job $id restarted $restarts times, expected 1"
 # The stop comes at the first step boundary after SIGTERM, which Slurm sends just after SIGCONT:
@@ -91,7 +99,7 @@ done
 for pid in $tasks; do kill -CONT "$pid" 2>/dev/null || true; done
 state=$(slurm_wait_job "$id" 120) || true
 exit_code=$(scontrol show job "$id" | sed -n 's/.* ExitCode=\([0-9]*\):.*/\1/p')
-[[ $state == FAILED && $exit_code == 3 ]] || { cat warned.out; fail "warned job $id ended $state with exit code $exit_code, expected FAILED 3"; }
+[[ $state == FAILED && $exit_code == 3 ]] || { cat warned.out; slurm_post_mortem "$id"; fail "warned job $id ended $state with exit code $exit_code, expected FAILED 3"; }
 warned_step=$(sed -n 's/.*train: stopped by SIGUSR1 at step \([0-9]*\); checkpoint step \1 \(already \)\{0,1\}written.*/\1/p' warned.out)
 [[ $warned_step == 23 || $warned_step == 24 ]] || { cat warned.out; fail "no stop line at step 23 or 24 ('$warned_step')"; }
 
