@@ -23,7 +23,7 @@ using phantom::Vec3;
 namespace {
 
 constexpr std::uint64_t kPhantomStream = 0x7068616e746f6dull;  // "phantom"
-constexpr int kGeneratorVersion = 3;
+constexpr int kGeneratorVersion = 4;
 
 const std::vector<std::pair<PhantomKind, const char*>>& kind_names() {
   static const std::vector<std::pair<PhantomKind, const char*>> names = {

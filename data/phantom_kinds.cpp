@@ -3,6 +3,7 @@
 #include "data/phantom_kinds.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 
@@ -65,11 +66,11 @@ std::vector<Vec3> jitter(Builder& b, std::vector<Vec3> points, double amount) {
 }
 
 /// A vessel: Catmull–Rom through `control`, radius tapering from r0 to r1 (never below the
-/// grid's connectivity limit). Returns the sampled centreline.
+/// grid's connectivity limit where it lies). Returns the sampled centreline.
 std::vector<Vec3> vessel(Builder& b, const std::string& tissue, const std::vector<Vec3>& control, double r0, double r1) {
   const auto points = smooth_curve(control);
   auto radii = taper(points.size(), r0, r1);
-  for (double& r : radii) r = b.tube_radius(r);
+  for (std::size_t i = 0; i < points.size(); ++i) radii[i] = b.tube_radius_at(points[i], radii[i]);
   b.scene.tube(b.tissue(tissue), points, radii);
   return points;
 }
@@ -279,7 +280,7 @@ struct Coronary {
 
 Coronary coronary(Builder& b, const std::string& name, const std::vector<Vec3>& points, double d0_mm, double d1_mm) {
   Coronary c{name, points, taper(points.size(), 0.5 * d0_mm / b.subject.scale, 0.5 * d1_mm / b.subject.scale)};
-  for (double& r : c.radii) r = b.tube_radius(r);
+  for (std::size_t i = 0; i < points.size(); ++i) c.radii[i] = b.tube_radius_at(points[i], c.radii[i]);
   b.scene.tube(b.tissue("coronary_" + name + "_blood"), c.points, c.radii);
   return c;
 }
@@ -462,8 +463,13 @@ void chest_plaques(Builder& b, const std::vector<Coronary>& arteries) {
                                                               static_cast<std::int64_t>(c.points.size() / 2)));
     const Vec3 tangent = normalized(c.points[std::min(at + 1, c.points.size() - 1)] - c.points[at > 0 ? at - 1 : 0]);
     const Frame pf = frame_from(tangent, Vec3{b.uniform(-1, 1), b.uniform(-1, 1), b.uniform(-1, 1)});
-    const double radius = std::max(0.5 * b.uniform(1.5, 4.0) / b.subject.scale, b.min_blob_radius);
-    const Vec3 centre = c.points[at] + pf[1] * (0.5 * c.radii[at]);
+    // Drawn at its own size (1.5–4 mm across), centred on the voxel nearest the wall spot that
+    // lies in this artery's lumen: on a coarse grid the plaque then fills that voxel partly
+    // (partial volume, as a small calcification does) and is still in the label map.
+    const double radius = 0.5 * b.uniform(1.5, 4.0) / b.subject.scale;
+    const int lumen = b.tissue("coronary_" + c.name + "_blood");
+    const Vec3 centre = b.voxel_centre_near(c.points[at] + pf[1] * (0.5 * c.radii[at]),
+                                            [&](const Vec3& t) { return sc.material_at(t) == lumen; });
     sc.add(b.tissue("plaque"), Shape::ellipsoid(centre, Vec3{1.5 * radius, radius, radius}, pf));
     plaque_truth.push_back({{"artery", c.name},
                             {"centre_lps_mm", b.patient(centre)},
@@ -1049,17 +1055,64 @@ const KindSpec& kind_spec(PhantomKind kind) {
 // ---------------------------------------------------------------------------------------------
 // Builder
 
+namespace {
+
+/// Patient-mm radius that keeps a tube's voxel centres 26-connected. Along a straight piece whose
+/// main direction is index axis a, each grid plane across a holds a voxel centre within half a
+/// step of the crossing in each of the other two axes, so within 0.5·hypot of those spacings of
+/// the axis; the centres of consecutive planes touch. The worst axis leaves the two largest
+/// spacings; 5 % more covers curvature. (The half voxel diagonal, used before, is larger.)
+double connect_radius_mm(const Grid& grid) {
+  std::array<double, 3> h = grid.spacing_xyz;
+  std::sort(h.begin(), h.end());
+  return 0.5 * std::hypot(h[1], h[2]) * 1.05;
+}
+
+/// Largest eigenvalue of a symmetric 3 × 3 matrix (closed form).
+double largest_eigenvalue(const double a[3][3]) {
+  const double p1 = a[0][1] * a[0][1] + a[0][2] * a[0][2] + a[1][2] * a[1][2];
+  const double q = (a[0][0] + a[1][1] + a[2][2]) / 3;
+  const double p2 = (a[0][0] - q) * (a[0][0] - q) + (a[1][1] - q) * (a[1][1] - q) + (a[2][2] - q) * (a[2][2] - q) + 2 * p1;
+  if (p2 <= 0) return q;
+  const double p = std::sqrt(p2 / 6);
+  double b[3][3];
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) b[i][j] = (a[i][j] - (i == j ? q : 0)) / p;
+  const double det = b[0][0] * (b[1][1] * b[2][2] - b[1][2] * b[2][1]) - b[0][1] * (b[1][0] * b[2][2] - b[1][2] * b[2][0]) +
+                     b[0][2] * (b[1][0] * b[2][1] - b[1][1] * b[2][0]);
+  const double phi = std::acos(std::clamp(det / 2, -1.0, 1.0)) / 3;
+  return q + 2 * p * std::cos(phi);
+}
+
+}  // namespace
+
+double Builder::tube_radius_at(const Vec3& t, double r) const {
+  // The template tube's image in the patient is at least its radius times the smallest singular
+  // value of d(patient)/d(template) wide, i.e. divided by the largest of d(template)/d(patient)
+  // (explicit: Placement::to_template), taken here by central differences.
+  const Vec3 p = placement.to_patient(t);
+  constexpr double e = 0.5;  // mm; the deformation's wavelengths are 200 mm and more
+  double k[3][3];
+  for (int c = 0; c < 3; ++c) {
+    const Vec3 d{c == 0 ? e : 0, c == 1 ? e : 0, c == 2 ? e : 0};
+    const Vec3 column = (placement.to_template(p + d) - placement.to_template(p - d)) / (2 * e);
+    for (int row = 0; row < 3; ++row) k[row][c] = column[row];
+  }
+  double ktk[3][3];
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) ktk[i][j] = k[0][i] * k[0][j] + k[1][i] * k[1][j] + k[2][i] * k[2][j];
+  return std::max(r, connect_radius_mm(grid) * std::sqrt(largest_eigenvalue(ktk)));
+}
+
 Builder::Builder(const KindSpec& spec_in, std::mt19937_64& rng_in, const Subject& subject_in, const Placement& placement_in,
                  const Grid& grid_in)
     : spec(spec_in), rng(rng_in), subject(subject_in), placement(placement_in), grid(grid_in) {
   const auto& h = grid.spacing_xyz;
-  const double diagonal = std::sqrt(h[0] * h[0] + h[1] * h[1] + h[2] * h[2]);
   const double largest = std::max({h[0], h[1], h[2]});
-  // A tube whose radius exceeds half the voxel diagonal contains a 26-connected chain of voxel
-  // centres. The deformation can compress it locally by its gradient, at most 0.24 per unit of
-  // --deformation (phantom.cpp), so the radius grows by 1 / (1 - 0.24 d), and 5 % more.
+  // Global floor: the connectivity radius (tube_radius_at) with the deformation's largest
+  // compression, its gradient bound of 0.24 per unit of --deformation (phantom.cpp).
   const double stretch = 1.0 - 0.24 * placement.max_gradient_factor;
-  min_tube_radius = 0.5 * diagonal * 1.05 / stretch / subject.scale;
+  min_tube_radius = connect_radius_mm(grid) / stretch / subject.scale;
   min_blob_radius = 1.25 * largest / subject.scale;
   blob_gap = 1.5 * largest / subject.scale;
 }

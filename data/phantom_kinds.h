@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <functional>
 #include <random>
 #include <string>
@@ -80,9 +81,10 @@ class Builder {
   Subject subject;
   const Placement& placement;
   const Grid& grid;
-  /// Template-mm radius below which a tube could break into pieces on this grid.
+  /// Template-mm radius below which a tube could break into pieces on this grid, wherever it
+  /// lies (with the deformation's largest possible compression).
   double min_tube_radius = 0;
-  /// Template-mm radius below which a nodule, lesion or plaque would be under ~2.5 voxels across.
+  /// Template-mm radius below which a nodule or lesion would be under ~2.5 voxels across.
   double min_blob_radius = 0;
   /// Template-mm gap that keeps separate blobs in separate connected components.
   double blob_gap = 0;
@@ -92,8 +94,41 @@ class Builder {
   double uniform(double low, double high);
   std::int64_t integer(std::int64_t low, std::int64_t high);
   double tube_radius(double r) const { return std::max(r, min_tube_radius); }
+  /// `r`, or the least radius that keeps a tube through template point `t` in one 26-connected
+  /// piece on this grid, with the deformation's compression at `t`: thin vessels keep their
+  /// drawn size wherever the grid can show it.
+  double tube_radius_at(const Vec3& t, double r) const;
+  /// The template point of the voxel centre nearest `t` (in the patient) for which `accept`
+  /// holds, among the voxels within two of the nearest; `t` itself when none does. A structure
+  /// smaller than a voxel centred there still shows in the label map.
+  template <typename Accept>
+  Vec3 voxel_centre_near(const Vec3& t, Accept accept) const;
   /// Patient LPS (mm) of a template point, as a JSON array.
   nlohmann::json patient(const Vec3& t) const;
 };
+
+template <typename Accept>
+Vec3 Builder::voxel_centre_near(const Vec3& t, Accept accept) const {
+  const Vec3 p = placement.to_patient(t);
+  const auto& h = grid.spacing_xyz;
+  const auto& o = grid.origin_xyz;
+  const double near[3] = {std::round((p.x - o[0]) / h[0]), std::round((p.y - o[1]) / h[1]), std::round((p.z - o[2]) / h[2])};
+  Vec3 best = t;
+  double best_distance = 1e30;
+  for (int dz = -2; dz <= 2; ++dz) {
+    for (int dy = -2; dy <= 2; ++dy) {
+      for (int dx = -2; dx <= 2; ++dx) {
+        const Vec3 c{o[0] + (near[0] + dx) * h[0], o[1] + (near[1] + dy) * h[1], o[2] + (near[2] + dz) * h[2]};
+        const double distance = norm(c - p);
+        if (distance >= best_distance) continue;
+        const Vec3 candidate = placement.to_template(c);
+        if (!accept(candidate)) continue;
+        best = candidate;
+        best_distance = distance;
+      }
+    }
+  }
+  return best;
+}
 
 }  // namespace vitruvian::data::phantom

@@ -251,10 +251,13 @@ CalciumReport agatston(const at::Tensor& hu, const at::Tensor& region, const std
   const at::Tensor inside = region != 0;
   const at::Tensor where = (calcium & inside).nonzero();
   if (where.size(0) == 0) return report;
-  // Work inside the seeds' box, grown so that artery distances up to assign_mm are exact.
+  // A lesion touching an artery is on it at any spacing: on a grid coarser than assign_mm, the
+  // centres of touching voxels lie up to one voxel diagonal apart.
+  const double reach = std::max(options.assign_mm, std::hypot(spacing_zyx[0], spacing_zyx[1], spacing_zyx[2]));
+  // Work inside the seeds' box, grown so that artery distances up to the reach are exact.
   std::array<std::int64_t, 3> lo{}, hi{};
   for (int a = 0; a < 3; ++a) {
-    const auto margin = static_cast<std::int64_t>(std::ceil(options.assign_mm / spacing_zyx[a])) + 1;
+    const auto margin = static_cast<std::int64_t>(std::ceil(reach / spacing_zyx[a])) + 1;
     lo[a] = std::max<std::int64_t>(0, where.select(1, a).min().item<std::int64_t>() - margin);
     hi[a] = std::min<std::int64_t>(hu.size(a), where.select(1, a).max().item<std::int64_t>() + margin + 1);
   }
@@ -284,7 +287,7 @@ CalciumReport agatston(const at::Tensor& hu, const at::Tensor& region, const std
   const at::Tensor values = box(hu).to(at::kFloat);  // only the box as float
   const Components lesions3d = connected_components(cand, 26);
   const auto n = static_cast<std::size_t>(lesions3d.count());
-  // Each 3D lesion's artery: the nearest within assign_mm (first listed on a tie); -1 none.
+  // Each 3D lesion's artery: the nearest within the reach (first listed on a tie); -1 none.
   std::vector<int> artery_of(n, -1);
   std::vector<double> nearest(n, std::numeric_limits<double>::infinity());
   const std::int32_t* ids = lesions3d.labels.data_ptr<std::int32_t>();
@@ -296,7 +299,7 @@ CalciumReport agatston(const at::Tensor& hu, const at::Tensor& region, const std
       if (ids[i] > 0) closest[static_cast<std::size_t>(ids[i] - 1)] = std::min(closest[static_cast<std::size_t>(ids[i] - 1)], d[i]);
     }
     for (std::size_t i = 0; i < n; ++i) {
-      if (closest[i] <= options.assign_mm && closest[i] < nearest[i]) {
+      if (closest[i] <= reach && closest[i] < nearest[i]) {
         nearest[i] = closest[i];
         artery_of[i] = static_cast<int>(a);
       }

@@ -55,7 +55,9 @@ std::vector<Lesion> lesions(const at::Tensor& mask, const std::array<double, 3>&
 struct CalciumOptions {
   double threshold_hu = 130;   ///< calcium: voxels at or above
   double min_area_mm2 = 1;     ///< smaller lesions in a slice are noise
-  double assign_mm = 3;        ///< a lesion belongs to the nearest artery within this distance
+  /// A lesion belongs to the nearest artery within this distance (voxel centre to voxel
+  /// centre), or within one voxel diagonal where that is longer: touching counts on any grid.
+  double assign_mm = 3;
   /// Agatston scored 3 mm slices; on thinner ones every lesion crosses more slices, so each
   /// slice's score is scaled by slice spacing / reference_slice_mm.
   double reference_slice_mm = 3;
@@ -88,7 +90,7 @@ struct CalciumReport {
 /// slice, each 8-connected lesion of voxels ≥ threshold with area ≥
 /// min_area scores area (mm²) × the weight of its peak (1: 130–199 HU, 2: 200–299, 3: 300–399,
 /// 4: ≥ 400). A lesion (26-connected in 3D) is credited to the artery of `arteries` (name, mask)
-/// nearest to it, if within assign_mm. `spacing_zyx` in mm.
+/// nearest to it, if within assign_mm or touching it. `spacing_zyx` in mm.
 CalciumReport agatston(const at::Tensor& hu, const at::Tensor& region, const std::vector<std::pair<std::string, at::Tensor>>& arteries,
                        const std::array<double, 3>& spacing_zyx, const CalciumOptions& options = {});
 

@@ -240,6 +240,53 @@ TEST(Phantom, CoronariesAreConnectedAndLieOnTheHeartSurface) {
   }
 }
 
+TEST(Phantom, AtTheQuickstartsSpacingCoronariesStayThinAndPlaquesKeepTheirSize) {
+  // 3.5 mm, framed as scans (the README's main job): coronaries at the grid's connectivity floor
+  // (about 1.5 voxels), each plaque at its drawn 1.5–4 mm holding the voxel at its centre, bright
+  // there in the non-contrast CT.
+  int plaques_seen = 0;
+  for (std::uint64_t seed = 0; seed < 4; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    PhantomOptions o = options_for(PhantomKind::kChestCardiac, seed, 128);
+    o.spacing_xyz = {3.5, 3.5, 3.5};
+    const PhantomStudy study = make_phantom_study(o, 0);
+    const nlohmann::json truth = truth_of(study);
+    const at::Tensor& labels = study.labels.voxels;
+    const auto& g = study.labels.geometry;
+    for (const char* artery : {"coronary_lad", "coronary_lcx", "coronary_rca"}) {
+      SCOPED_TRACE(artery);
+      const nlohmann::json& c = truth.at("coronaries").at(std::string(artery).substr(9));
+      const double voxels = (labels == id_of(artery)).sum().item<double>();
+      const double diameter = 2 * std::sqrt(voxels * 3.5 * 3.5 * 3.5 / (3.14159265 * c.at("length_mm").get<double>()));
+      EXPECT_GT(diameter, 3.5);
+      EXPECT_LT(diameter, 6.5);
+      EXPECT_LT(c.at("diameter_mm")[0].get<double>(), 6.5);
+      const at::Tensor vessel = labels == id_of(artery);
+      const at::Tensor plaque = labels == id_of("coronary_calcification");
+      EXPECT_EQ(components(vessel | (plaque & dilated(vessel, 2))), 1);  // still one piece
+    }
+    const at::Tensor ct = study.series.front().second.voxels;
+    const auto plaques = truth.at("plaques");
+    for (const auto& p : plaques) {
+      const double d = p.at("diameter_mm").get<double>();
+      EXPECT_GE(d, 1.5 - 1e-9);
+      EXPECT_LE(d, 4.0 + 1e-9);
+      std::array<std::int64_t, 3> at{};  // x, y, z
+      for (int a = 0; a < 3; ++a) {
+        at[a] = std::llround((p.at("centre_lps_mm")[a].get<double>() - g.origin[a]) / g.spacing[a]);
+      }
+      EXPECT_EQ(labels[at[2]][at[1]][at[0]].item<int>(), id_of("coronary_calcification"));
+      EXPECT_GE(ct[at[2]][at[1]][at[0]].item<double>(), 200);
+    }
+    // One calcified component per plaque, fewer where plaques touch.
+    const int found = components(labels == id_of("coronary_calcification"));
+    EXPECT_LE(found, static_cast<int>(plaques.size()));
+    EXPECT_EQ(found > 0, !plaques.empty());
+    plaques_seen += static_cast<int>(plaques.size());
+  }
+  EXPECT_GT(plaques_seen, 0);
+}
+
 TEST(Phantom, RecordedNoduleAndLesionCountsMatchTheLabelMaps) {
   int nodules_seen = 0, lesions_seen = 0;
   for (std::uint64_t seed = 0; seed < 6; ++seed) {

@@ -4,8 +4,9 @@ check_campaign_truth.py DATASET OUTPUT_DIR MEASURE_ROUTE [MODEL_ROUTE]
 - MEASURE_ROUTE measured the truth label map: its volumes equal the phantom's recorded label
   volumes, its nodule count the recorded nodules, and its calcium score per artery equals an
   Agatston score computed here from the non-contrast CT and the truth arteries (slice-wise
-  8-connected lesions, peak weights, slice spacing / 3 mm, nearest artery within 3 mm), with a
-  score on exactly the arteries the phantom put plaques on.
+  8-connected lesions, peak weights, slice spacing / 3 mm, nearest artery within 3 mm or one
+  voxel diagonal where that is longer), with a score on exactly the arteries the phantom put
+  plaques on.
 - MODEL_ROUTE (optional): its volumes equal the voxel counts of its label map in labels.h5 and
   its Dice equals the Dice of that map against the truth, grouped as the model card says.
 """
@@ -36,6 +37,7 @@ def agatston(ct, region, arteries, spacing_zyx):
     ct, cand = ct[box], cand_full[box]
     arteries = {a: mask[box] for a, mask in arteries.items()}
     lesions3d, n = ndimage.label(cand, structure=np.ones((3, 3, 3)))
+    reach = max(3.0, float(np.sqrt(np.sum(np.square(spacing_zyx)))))  # touching counts on any grid
     nearest = np.full(n + 1, np.inf)
     owner = np.full(n + 1, None, dtype=object)
     for name, mask in arteries.items():
@@ -44,7 +46,7 @@ def agatston(ct, region, arteries, spacing_zyx):
         dist = ndimage.distance_transform_edt(~mask, sampling=spacing_zyx)
         for i in range(1, n + 1):
             d = dist[lesions3d == i].min()
-            if d <= 3.0 and d < nearest[i]:
+            if d <= reach and d < nearest[i]:
                 nearest[i], owner[i] = d, name
     scores = {name: 0.0 for name in arteries}
     scores[None] = 0.0

@@ -216,5 +216,29 @@ TEST(Measures, AgatstonScoresDrawnCalcificationsPerArtery) {
   EXPECT_EQ(agatston(torch::zeros({4, 4, 4}), torch::ones({4, 4, 4}), {}, spacing).total.lesions, 0);
 }
 
+TEST(Measures, AgatstonCreditsALesionTouchingItsArteryOnAGridCoarserThanTheMargin) {
+  // One calcified voxel in a 3.5 mm grid touching "lad" diagonally in-plane: centres 4.9 mm
+  // apart, more than the 3 mm margin but within one voxel diagonal (6.1 mm). "rca" is 14 mm away.
+  const std::array<double, 3> spacing{3.5, 3.5, 3.5};
+  at::Tensor hu = torch::full({5, 12, 12}, 40.0);
+  at::Tensor lad = torch::zeros({5, 12, 12}, torch::kBool), rca = torch::zeros({5, 12, 12}, torch::kBool);
+  lad.slice(1, 4, 5).slice(2, 0, 5).fill_(true);    // row 4, columns 0-4
+  rca.slice(1, 9, 10).slice(2, 6, 12).fill_(true);  // row 9, columns 6-11
+  hu[2][5][5] = 600;
+  const CalciumReport r = agatston(hu, torch::ones({5, 12, 12}, torch::kBool), {{"lad", lad}, {"rca", rca}}, spacing);
+  EXPECT_EQ(r.arteries.at("lad").lesions, 1);
+  EXPECT_NEAR(r.arteries.at("lad").agatston, 3.5 * 3.5 * 4 * 3.5 / 3, 1e-9);  // one pixel, weight 4
+  EXPECT_EQ(r.arteries.at("rca").lesions, 0);
+  EXPECT_EQ(r.unassigned.lesions, 0);
+  // On a fine grid the margin rules: a 2 × 2-pixel lesion 3.5 mm (7 rows at 0.5 mm) from the
+  // artery is unassigned.
+  at::Tensor fine_hu = torch::full({5, 12, 12}, 40.0), fine_lad = torch::zeros({5, 12, 12}, torch::kBool);
+  fine_lad.slice(1, 2, 3).slice(2, 0, 5).fill_(true);
+  fine_hu.slice(0, 2, 3).slice(1, 9, 11).slice(2, 0, 2).fill_(600);
+  const CalciumReport fine = agatston(fine_hu, torch::ones({5, 12, 12}, torch::kBool), {{"lad", fine_lad}}, {0.5, 0.5, 0.5});
+  EXPECT_EQ(fine.unassigned.lesions, 1);
+  EXPECT_EQ(fine.arteries.at("lad").lesions, 0);
+}
+
 }  // namespace
 }  // namespace vitruvian::models
