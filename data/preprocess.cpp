@@ -11,12 +11,15 @@
 #include <limits>
 #include <numeric>
 
-#include "core/components.h"
 #include "core/errors.h"
 #include "core/kernels/dispatch.h"
+#include "data/tensor_checks.h"
 
 namespace vitruvian::data {
 namespace {
+
+using detail::check_cpu_tensor;
+using detail::shape_text;
 
 using Mat3 = std::array<double, 9>;  // row-major
 
@@ -119,16 +122,6 @@ Volume resample_with(const Volume& source, const Geometry& geometry, std::array<
   }
   return out;
 }
-
-void check_cpu_tensor(const at::Tensor& t, const char* where, const char* name) {
-  if (!t.defined()) throw InputError(where, fmt::format("{} is an undefined tensor", name));
-  if (!t.device().is_cpu())
-    throw InputError(where, fmt::format("{} must be a CPU tensor, not on {}", name, t.device().str()));
-  if (t.is_complex())
-    throw InputError(where, fmt::format("{} must be real, not {}", name, c10::toString(t.scalar_type())));
-}
-
-std::string shape_text(const at::Tensor& t) { return fmt::format("[{}]", fmt::join(t.sizes(), ", ")); }
 
 double percentile(const std::vector<double>& sorted, double q) {
   const double h = (static_cast<double>(sorted.size()) - 1.0) * q / 100.0;
@@ -303,11 +296,6 @@ at::Tensor normalize_zscore(const at::Tensor& image, const at::Tensor* mask) {
   return kernels::normalize(image, {-kInf, kInf, mean.item<double>(), s});
 }
 
-Box body_box(const at::Tensor& image, double threshold, std::int64_t margin) {
-  if (margin < 0) throw InputError("body_box", fmt::format("margin {} must be >= 0 voxels", margin));
-  return body_box(image, threshold, std::array<std::int64_t, 3>{margin, margin, margin});
-}
-
 double body_threshold(const Volume& reference) {
   if (reference.modality == "CT") return kCtBodyThreshold;
   // A tenth of the way from the lowest value to the bright end (the 99th percentile of at most
@@ -319,47 +307,6 @@ double body_threshold(const Volume& reference) {
   const double low = sample.min().item<double>();
   const double high = std::get<0>(sample.kthvalue(k)).item<double>();
   return low + 0.1 * (high - low);
-}
-
-Box body_box(const at::Tensor& image, double threshold, const std::array<std::int64_t, 3>& margin_zyx) {
-  constexpr const char* kWhere = "body_box";
-  check_cpu_tensor(image, kWhere, "the image");
-  if (image.dim() != 3 && image.dim() != 4) {
-    throw InputError(kWhere, fmt::format("expected a [z,y,x] or [C,z,y,x] image, got shape {}", shape_text(image)));
-  }
-  if (image.numel() == 0) throw InputError(kWhere, fmt::format("image of shape {} is empty", shape_text(image)));
-  if (std::isnan(threshold)) throw InputError(kWhere, "the threshold is NaN");
-  for (const auto margin : margin_zyx) {
-    if (margin < 0) throw InputError(kWhere, fmt::format("margin {} must be >= 0 voxels", margin));
-  }
-  at::Tensor above = image.gt(threshold);
-  if (above.dim() == 4) above = above.any(0);
-  const std::int64_t sizes[3] = {above.size(0), above.size(1), above.size(2)};
-  // The largest 6-connected part's extent, in one pass over the component labels.
-  const Components parts = connected_components(above, 6);
-  if (parts.count() == 0) return Box{{0, 0, 0}, {sizes[0], sizes[1], sizes[2]}};
-  const auto biggest = static_cast<std::int32_t>(
-      std::max_element(parts.sizes.begin(), parts.sizes.end()) - parts.sizes.begin() + 1);
-  std::int64_t low[3] = {sizes[0], sizes[1], sizes[2]}, high[3] = {-1, -1, -1};
-  const std::int32_t* label = parts.labels.data_ptr<std::int32_t>();
-  for (std::int64_t z = 0, i = 0; z < sizes[0]; ++z) {
-    for (std::int64_t y = 0; y < sizes[1]; ++y) {
-      for (std::int64_t x = 0; x < sizes[2]; ++x, ++i) {
-        if (label[i] != biggest) continue;
-        const std::int64_t at[3] = {z, y, x};
-        for (int d = 0; d < 3; ++d) low[d] = std::min(low[d], at[d]), high[d] = std::max(high[d], at[d]);
-      }
-    }
-  }
-  Box box;
-  for (int d = 0; d < 3; ++d) {
-    const std::int64_t first = low[d], last = high[d];
-    const std::int64_t start = std::max<std::int64_t>(0, first - margin_zyx[d]);
-    const std::int64_t end = std::min<std::int64_t>(sizes[d], last + 1 + margin_zyx[d]);
-    box.start_zyx[d] = start;
-    box.size_zyx[d] = end - start;
-  }
-  return box;
 }
 
 Volume crop(const Volume& volume, const Box& box) {

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <set>
 
+#include "core/components.h"
 #include "core/errors.h"
 
 namespace vitruvian::data {
@@ -592,6 +593,37 @@ TEST(BodyBox, TableAndStrayObjectsAreNotTheBody) {
   const Box b = body_box(image, -500, 1);
   EXPECT_EQ(b.start_zyx, (std::array<std::int64_t, 3>{1, 7, 9}));
   EXPECT_EQ(b.size_zyx, (std::array<std::int64_t, 3>{18, 22, 30}));
+}
+
+TEST(BodyBox, RunsGiveTheBoxOfTheLargestSixConnectedPartAsLabelsDo) {
+  // Against the label volume's answer (connected_components, largest part, the first on a tie),
+  // over random masks from sparse specks to nearly full, 3D and with channels, several types.
+  std::mt19937_64 rng(54);
+  std::uniform_real_distribution<double> fill(0.05, 0.75);
+  for (int trial = 0; trial < 40; ++trial) {
+    SCOPED_TRACE(trial);
+    const std::int64_t Z = 1 + trial % 7, Y = 2 + (trial * 5) % 13, X = 1 + (trial * 3) % 17;
+    const std::int64_t channels = trial % 4 == 3 ? 2 : 1;
+    at::Tensor image = uniform({channels, Z, Y, X}, 0, 1, rng);
+    const double threshold = 1 - fill(rng);
+    double t = threshold;
+    if (trial % 3 == 1) image = (image * 1000).to(at::kShort), t = std::floor(threshold * 1000);
+    const at::Tensor above = (image > t).any(0);
+    const Components parts = connected_components(above, 6);
+    Box expected{{0, 0, 0}, {Z, Y, X}};
+    if (parts.count() > 0) {
+      const auto biggest = std::max_element(parts.sizes.begin(), parts.sizes.end()) - parts.sizes.begin() + 1;
+      const at::Tensor where = (parts.labels == biggest).nonzero();
+      for (int d = 0; d < 3; ++d) {
+        const std::int64_t low = where.select(1, d).min().item<std::int64_t>();
+        expected.start_zyx[d] = low;
+        expected.size_zyx[d] = where.select(1, d).max().item<std::int64_t>() + 1 - low;
+      }
+    }
+    const Box got = body_box(channels == 1 ? image[0] : image, t, 0);
+    EXPECT_EQ(got.start_zyx, expected.start_zyx);
+    EXPECT_EQ(got.size_zyx, expected.size_zyx);
+  }
 }
 
 TEST(Crop, CroppedGeometryPlacesVoxelsWhereTheyWere) {
