@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "core/errors.h"
+#include "core/huge_page_allocator.h"
 
 namespace vitruvian {
 
@@ -31,6 +32,7 @@ const char* thread_level_name(int level) {
 bool pin_malloc_thresholds() {
   const char* opt_out = std::getenv("VITRUVIAN_MALLOC_TUNING");
   if (opt_out != nullptr && std::strcmp(opt_out, "0") == 0) return false;
+  install_huge_page_allocator();  // tensors of 2 MiB and more on huge pages (its own opt-out)
   if (std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr || std::getenv("MALLOC_TRIM_THRESHOLD_") != nullptr) return false;
   return mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
 }

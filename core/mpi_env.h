@@ -17,7 +17,8 @@ const char* thread_level_name(int level);
 /// (and page-faulted again on every reuse): pins M_MMAP_THRESHOLD at 32 MiB and M_TRIM_THRESHOLD
 /// at 1 GiB. MpiEnvironment calls it first thing; programs without one (benchmarks) call it
 /// themselves. Skipped, returning false, when VITRUVIAN_MALLOC_TUNING=0 or when the user set
-/// MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_.
+/// MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_. Unless VITRUVIAN_MALLOC_TUNING=0, it also
+/// puts tensors of 2 MiB and more on huge pages (install_huge_page_allocator).
 bool pin_malloc_thresholds();
 
 class MpiEnvironment {

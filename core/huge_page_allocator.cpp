@@ -1,0 +1,58 @@
+#include "core/huge_page_allocator.h"
+
+#include <c10/core/CPUAllocator.h>
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+namespace vitruvian {
+namespace {
+
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+constexpr std::size_t kAlignment = 64;  // LibTorch's own CPU alignment
+
+void release(void* p) { std::free(p); }
+
+/// posix_memalign for every size (64-byte aligned, as LibTorch's default; 2 MiB aligned and
+/// advised for huge pages from 2 MiB up), freed with free(): one deleter for all.
+class HugePageAllocator final : public c10::Allocator {
+ public:
+  c10::DataPtr allocate(std::size_t n) const override {
+    const c10::Device cpu(c10::DeviceType::CPU);
+    if (n == 0) return {nullptr, nullptr, &release, cpu};
+    const bool huge = n >= kHugePage;
+    void* p = nullptr;
+    if (posix_memalign(&p, huge ? kHugePage : kAlignment, n) != 0 || p == nullptr) {
+      return c10::GetDefaultCPUAllocator()->allocate(n);  // which reports the failure its own way
+    }
+    if (huge) madvise(p, (n + 4095) / 4096 * 4096, MADV_HUGEPAGE);  // advice only: a refusal changes nothing
+    return {p, p, &release, cpu};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+};
+
+bool huge_pages_available() {
+  std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  return line.find("[never]") == std::string::npos;
+}
+
+}  // namespace
+
+bool install_huge_page_allocator() {
+  static const bool installed = [] {
+    const char* opt_out = std::getenv("VITRUVIAN_HUGE_PAGES");
+    if (opt_out != nullptr && std::strcmp(opt_out, "0") == 0) return false;
+    if (!huge_pages_available()) return false;
+    static HugePageAllocator allocator;
+    c10::SetCPUAllocator(&allocator, /*priority=*/1);
+    return true;
+  }();
+  return installed;
+}
+
+}  // namespace vitruvian
