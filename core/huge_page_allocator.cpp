@@ -3,6 +3,7 @@
 #include <c10/core/CPUAllocator.h>
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -43,6 +44,12 @@ bool huge_pages_available() {
 
 }  // namespace
 
+namespace {
+std::atomic<bool> g_installed{false};
+}  // namespace
+
+bool huge_page_allocator_installed() { return g_installed.load(); }
+
 bool install_huge_page_allocator() {
   static const bool installed = [] {
     const char* opt_out = std::getenv("VITRUVIAN_HUGE_PAGES");
@@ -52,6 +59,7 @@ bool install_huge_page_allocator() {
     c10::SetCPUAllocator(&allocator, /*priority=*/1);
     return true;
   }();
+  g_installed.store(installed);
   return installed;
 }
 

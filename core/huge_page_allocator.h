@@ -11,5 +11,7 @@ namespace vitruvian {
 /// is installed: false when VITRUVIAN_HUGE_PAGES=0 or when transparent huge pages are off
 /// (/sys/kernel/mm/transparent_hugepage/enabled says [never]).
 bool install_huge_page_allocator();
+/// Whether install_huge_page_allocator has installed it in this process.
+bool huge_page_allocator_installed();
 
 }  // namespace vitruvian

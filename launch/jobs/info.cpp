@@ -19,6 +19,7 @@
 #include "core/comm/communicator.h"
 #include "core/device.h"
 #include "core/errors.h"
+#include "core/huge_page_allocator.h"
 #include "core/version.h"
 #include "data/hdf5.h"
 #include "launch/jobs/scheduler_facts.h"
@@ -88,6 +89,7 @@ void print_table(const json& report) {
   std::printf("\nMPI threads: %s (asked for %s)\n", report["mpi_thread_level"].get<std::string>().c_str(),
               report["mpi_thread_level_requested"].get<std::string>().c_str());
   std::printf("malloc: %s\n", report["malloc"].get<std::string>().c_str());
+  std::printf("tensor memory: %s\n", report["tensor_memory"].get<std::string>().c_str());
   std::printf("CPU convolutions: %s\n", report["cpu_convolutions"].get<std::string>().c_str());
   for (const auto& check : report["checks"]) {
     std::printf("check: allreduce over %zu ranks on %s (%s): %s, sum %.0f (expected %.0f), %.2f ms\n", ranks.size(),
@@ -146,6 +148,8 @@ ExitCode run_info(const JobContext& context, const InfoOptions& options) {
       {"mpi_thread_level", thread_level_name(env.thread_level_provided())},
       {"malloc", env.malloc_pinned() ? "mmap threshold pinned at 32 MiB, trim at 1 GiB"
                                      : "glibc defaults (or the MALLOC_*_ environment)"},
+      {"tensor_memory", huge_page_allocator_installed() ? "2 MiB-aligned, huge pages advised from 2 MiB"
+                                                        : "LibTorch's allocator"},
       {"mpi_thread_level_requested", thread_level_name(env.thread_level_requested())},
       {"cpu_convolutions", models::cpu_convolutions()},
       {"backends",
