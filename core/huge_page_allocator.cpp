@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include "core/torch_compat.h"
+
 namespace vitruvian {
 namespace {
 
@@ -21,7 +23,17 @@ void release(void* p) { std::free(p); }
 /// advised for huge pages from 2 MiB up), freed with free(): one deleter for all.
 class HugePageAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(std::size_t n) const override {
+  // LibTorch 2.3 made allocate non-const and added copy_data.
+#if VITRUVIAN_TORCH_AT_LEAST(2, 3)
+  c10::DataPtr allocate(std::size_t n) override { return make(n); }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+#else
+  c10::DataPtr allocate(std::size_t n) const override { return make(n); }
+#endif
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
+
+ private:
+  static c10::DataPtr make(std::size_t n) {
     const c10::Device cpu(c10::DeviceType::CPU);
     if (n == 0) return {nullptr, nullptr, &release, cpu};
     const bool huge = n >= kHugePage;
@@ -32,7 +44,6 @@ class HugePageAllocator final : public c10::Allocator {
     if (huge) madvise(p, (n + 4095) / 4096 * 4096, MADV_HUGEPAGE);  // advice only: a refusal changes nothing
     return {p, p, &release, cpu};
   }
-  c10::DeleterFnPtr raw_deleter() const override { return &release; }
 };
 
 bool huge_pages_available() {
