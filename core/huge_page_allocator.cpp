@@ -1,3 +1,4 @@
+// The huge-page CPU allocator for tensors (see the header): installed once per process.
 #include "core/huge_page_allocator.h"
 
 #include <c10/core/CPUAllocator.h>
