@@ -153,8 +153,6 @@ std::string xfer_description(E_TransferSyntax xfer, const std::string& uid) {
   return fmt::format("{} ({})", known.getXferID(), known.getXferName());
 }
 
-/// Reads one file's header. Returns nothing for files that are not DICOM (skipped silently)
-/// and for DICOMDIR indexes; files that are DICOM but not usable at all go to `rejected`.
 /// The first element of `item` (nested ones included) that declares more bytes than the whole
 /// file holds, as "(gggg,eeee) declares N bytes"; "" when none does. DCMTK allocates a value's
 /// declared length when it is first read, so a damaged length must be caught before.
@@ -172,6 +170,8 @@ std::string element_beyond_file(DcmItem& item, std::uintmax_t file_bytes) {
   return {};
 }
 
+/// Reads one file's header. Returns nothing for files that are not DICOM (skipped silently)
+/// and for DICOMDIR indexes; files that are DICOM but not usable at all go to `rejected`.
 std::optional<SliceHeader> read_header(const fs::path& path, std::vector<DicomRejection>& rejected) {
   if (!has_dicom_preamble(path)) return std::nullopt;
   DcmFileFormat file;
@@ -182,7 +182,8 @@ std::optional<SliceHeader> read_header(const fs::path& path, std::vector<DicomRe
   // A deflated dataset may hold more than the file's bytes; DCMTK inflates it while loading.
   const bool deflated = data.getOriginalXfer() == EXS_DeflatedLittleEndianExplicit;
   for (DcmItem* part : {static_cast<DcmItem*>(file.getMetaInfo()), static_cast<DcmItem*>(&data)}) {
-    const std::string oversized = size_error || deflated ? std::string() : element_beyond_file(*part, file_bytes);
+    if (size_error || deflated) break;
+    const std::string oversized = element_beyond_file(*part, file_bytes);
     if (!oversized.empty()) {
       rejected.push_back({path, fmt::format("element {}, more than the whole file ({} bytes); expected a complete, "
                                             "well-formed DICOM file", oversized, file_bytes)});
