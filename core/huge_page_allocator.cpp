@@ -4,7 +4,6 @@
 #include <c10/core/CPUAllocator.h>
 #include <sys/mman.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -47,6 +46,12 @@ class HugePageAllocator final : public c10::Allocator {
   }
 };
 
+/// The one instance, never destroyed: LibTorch may still allocate while statics are torn down.
+HugePageAllocator& the_allocator() {
+  static auto* allocator = new HugePageAllocator;
+  return *allocator;
+}
+
 bool huge_pages_available() {
   std::ifstream in("/sys/kernel/mm/transparent_hugepage/enabled");
   std::string line;
@@ -56,22 +61,16 @@ bool huge_pages_available() {
 
 }  // namespace
 
-namespace {
-std::atomic<bool> g_installed{false};
-}  // namespace
-
-bool huge_page_allocator_installed() { return g_installed.load(); }
+bool huge_page_allocator_installed() { return c10::GetCPUAllocator() == &the_allocator(); }
 
 bool install_huge_page_allocator() {
   static const bool installed = [] {
     const char* opt_out = std::getenv("VITRUVIAN_HUGE_PAGES");
     if (opt_out != nullptr && std::strcmp(opt_out, "0") == 0) return false;
     if (!huge_pages_available()) return false;
-    static HugePageAllocator allocator;
-    c10::SetCPUAllocator(&allocator, /*priority=*/1);
+    c10::SetCPUAllocator(&the_allocator(), /*priority=*/1);
     return true;
   }();
-  g_installed.store(installed);
   return installed;
 }
 
