@@ -11,11 +11,13 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 #include "core/errors.h"
+#include "core/union_find.h"
 #include "data/preprocess.h"
-#include "data/tensor_checks.h"
+#include "data/tensor_helpers.h"
 
 namespace vitruvian::data {
 namespace {
@@ -59,40 +61,21 @@ class RowRuns {
   std::vector<std::uint8_t> above_;
 };
 
-class UnionFind {
- public:
-  explicit UnionFind(std::size_t n) : parent_(n) { std::iota(parent_.begin(), parent_.end(), std::size_t{0}); }
-  std::size_t find(std::size_t a) {
-    while (parent_[a] != a) a = parent_[a] = parent_[parent_[a]];
-    return a;
-  }
-  void join(std::size_t a, std::size_t b) {
-    a = find(a);
-    b = find(b);
-    if (a != b) parent_[std::max(a, b)] = std::min(a, b);  // the root is the part's first run
-  }
-
- private:
-  std::vector<std::size_t> parent_;
-};
-
 /// Joins the runs of `row` with those of `other` (an earlier row) that share an x.
-void join_overlapping(const RowRuns& r, std::int64_t row, std::int64_t other, UnionFind& parts) {
+void join_overlapping(const RowRuns& r, std::int64_t row, std::int64_t other, std::vector<std::size_t>& parts) {
   const auto& runs = r.runs();
   std::size_t a = r.begin(row), b = r.begin(other);
   const std::size_t a_end = r.end(row), b_end = r.end(other);
   while (a < a_end && b < b_end) {
-    if (runs[a].x0 < runs[b].x1 && runs[b].x0 < runs[a].x1) parts.join(a, b);
+    if (runs[a].x0 < runs[b].x1 && runs[b].x0 < runs[a].x1) join_sets(parts, a, b);
     (runs[a].x1 < runs[b].x1) ? ++a : ++b;
   }
 }
 
-/// The rows' runs of `image` ([z,y,x] or [C,z,y,x], contiguous) above `threshold`.
+/// The rows' runs above `threshold` of `channels` contiguous [Z, Y, X] volumes from `data`.
 template <typename T>
-RowRuns runs_above(const at::Tensor& image, double threshold, std::int64_t Z, std::int64_t Y, std::int64_t X) {
-  const std::int64_t channels = image.dim() == 4 ? image.size(0) : 1;
+RowRuns runs_above(const T* data, std::int64_t channels, double threshold, std::int64_t Z, std::int64_t Y, std::int64_t X) {
   const std::int64_t volume = Z * Y * X;
-  const T* data = image.data_ptr<T>();
   RowRuns runs(Z * Y, X);
   std::vector<const T*> row(static_cast<std::size_t>(channels));
   for (std::int64_t r = 0; r < Z * Y; ++r) {
@@ -100,17 +83,6 @@ RowRuns runs_above(const at::Tensor& image, double threshold, std::int64_t Z, st
     runs.add_row(r, row, threshold);
   }
   return runs;
-}
-
-RowRuns runs_above(const at::Tensor& image, double threshold, std::int64_t Z, std::int64_t Y, std::int64_t X) {
-  switch (image.scalar_type()) {
-    case at::kShort: return runs_above<std::int16_t>(image, threshold, Z, Y, X);
-    case at::kInt: return runs_above<std::int32_t>(image, threshold, Z, Y, X);
-    case at::kFloat: return runs_above<float>(image, threshold, Z, Y, X);
-    case at::kDouble: return runs_above<double>(image, threshold, Z, Y, X);
-    case at::kByte: return runs_above<std::uint8_t>(image, threshold, Z, Y, X);
-    default: return runs_above<float>(image.to(at::kFloat).contiguous(), threshold, Z, Y, X);
-  }
 }
 
 }  // namespace
@@ -135,12 +107,16 @@ Box body_box(const at::Tensor& image_in, double threshold, const std::array<std:
   const std::int64_t first = image.dim() - 3;
   const std::int64_t sizes[3] = {image.size(first), image.size(first + 1), image.size(first + 2)};
   const std::int64_t Z = sizes[0], Y = sizes[1], X = sizes[2];
-  const RowRuns rows = runs_above(image, threshold, Z, Y, X);
+  const std::int64_t channels = image.dim() == 4 ? image.size(0) : 1;
+  std::optional<RowRuns> found;
+  detail::for_voxel_type(image, [&](const auto* data) { found.emplace(runs_above(data, channels, threshold, Z, Y, X)); });
+  const RowRuns& rows = *found;
   const auto& runs = rows.runs();
   if (runs.empty()) return Box{{0, 0, 0}, {Z, Y, X}};
 
   // Parts: runs joined with the overlapping runs of the row above and the slice before.
-  UnionFind parts(runs.size());
+  std::vector<std::size_t> parts(runs.size());  // union-find parents: a part's root is its first run
+  std::iota(parts.begin(), parts.end(), std::size_t{0});
   for (std::int64_t z = 0; z < Z; ++z) {
     for (std::int64_t y = 0; y < Y; ++y) {
       const std::int64_t row = z * Y + y;
@@ -157,7 +133,7 @@ Box body_box(const at::Tensor& image_in, double threshold, const std::array<std:
   for (std::int64_t row = 0; row < Z * Y; ++row) {
     const std::array<std::int64_t, 2> zy{row / Y, row % Y};
     for (std::size_t i = rows.begin(row); i < rows.end(row); ++i) {
-      Part& p = part[parts.find(i)];
+      Part& p = part[find_root(parts, i)];
       const std::array<std::int64_t, 3> lo{zy[0], zy[1], runs[i].x0}, hi{zy[0], zy[1], runs[i].x1 - 1};
       if (p.voxels == 0) p.low = lo, p.high = hi;
       for (int d = 0; d < 3; ++d) p.low[d] = std::min(p.low[d], lo[d]), p.high[d] = std::max(p.high[d], hi[d]);

@@ -13,7 +13,7 @@
 
 #include "core/errors.h"
 #include "core/kernels/dispatch.h"
-#include "data/tensor_checks.h"
+#include "data/tensor_helpers.h"
 
 namespace vitruvian::data {
 namespace {

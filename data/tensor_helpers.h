@@ -1,10 +1,12 @@
-// Argument checks shared by data/'s tensor functions (preprocess, body box): private to data/.
+// Helpers shared by data/'s tensor functions (preprocess, body box, perfusion): argument checks
+// and a dispatch on the voxel types images hold. Private to data/.
 #pragma once
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cstdint>
 #include <string>
 
 #include "core/errors.h"
@@ -22,5 +24,24 @@ inline void check_cpu_tensor(const at::Tensor& t, const char* where, const char*
 
 /// "[a, b, c]": a tensor's shape for messages.
 inline std::string shape_text(const at::Tensor& t) { return fmt::format("[{}]", fmt::join(t.sizes(), ", ")); }
+
+/// Calls body(pointer) on the contiguous `voxels` as int16, int32 or float32 (the types images
+/// hold in memory); another type is first converted to float32 (a temporary for the call).
+template <typename Body>
+void for_voxel_type(const at::Tensor& voxels, Body&& body) {
+  switch (voxels.scalar_type()) {
+    case at::kShort:
+      body(voxels.data_ptr<std::int16_t>());
+      break;
+    case at::kInt:
+      body(voxels.data_ptr<std::int32_t>());
+      break;
+    case at::kFloat:
+      body(voxels.data_ptr<float>());
+      break;
+    default:
+      body(voxels.to(at::kFloat).contiguous().data_ptr<float>());
+  }
+}
 
 }  // namespace vitruvian::data::detail

@@ -16,6 +16,7 @@
 #include "core/kernels/exp_nonpositive.h"
 #include "core/kernels/kernels.h"
 #include "core/kernels/scalar_dispatch.h"
+#include "core/union_find.h"
 
 namespace vitruvian::kernels {
 
@@ -299,18 +300,6 @@ std::int64_t label_stats(const void* labels, Scalar label_type, const Grid& grid
   return outside;
 }
 
-namespace {
-
-std::int32_t find_root(std::vector<std::int32_t>& parent, std::int32_t x) {
-  while (parent[static_cast<std::size_t>(x)] != x) {
-    parent[static_cast<std::size_t>(x)] = parent[static_cast<std::size_t>(parent[static_cast<std::size_t>(x)])];
-    x = parent[static_cast<std::size_t>(x)];
-  }
-  return x;
-}
-
-}  // namespace
-
 void connected_roots(const std::uint8_t* mask, const Grid& grid, int connectivity, std::int32_t* roots) {
   detail::check_components_input(grid, connectivity);
   int neighbours[13][3];
@@ -336,10 +325,7 @@ void connected_roots(const std::uint8_t* mask, const Grid& grid, int connectivit
             label = other;
             continue;
           }
-          std::int32_t a = find_root(parent, label), b = find_root(parent, other);
-          if (a == b) continue;
-          if (a > b) std::swap(a, b);
-          parent[static_cast<std::size_t>(b)] = a;
+          join_sets(parent, label, other);
         }
         if (label == 0) {
           label = static_cast<std::int32_t>(parent.size());

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "data/perfusion/perfusion.h"
+#include "data/tensor_helpers.h"
 
 namespace vitruvian::data::perfusion {
 
@@ -22,24 +23,7 @@ struct FrameTiming {
 };
 FrameTiming check_series(const Volume& series, const PerfusionOptions& options, const std::string& what);
 
-/// Calls body(pointer) with the series' voxels as int16, int32 or float32 (the types images hold
-/// in memory); InputError for another.
-template <typename Body>
-void for_voxel_type(const at::Tensor& voxels, Body&& body) {
-  switch (voxels.scalar_type()) {
-    case at::kShort:
-      body(voxels.data_ptr<std::int16_t>());
-      break;
-    case at::kInt:
-      body(voxels.data_ptr<std::int32_t>());
-      break;
-    case at::kFloat:
-      body(voxels.data_ptr<float>());
-      break;
-    default:
-      body(voxels.to(at::kFloat).contiguous().data_ptr<float>());
-  }
-}
+using detail::for_voxel_type;
 
 /// Gaussian taps of σ = `sigma_voxels` over ±3σ, summing to 1 ({1} when σ is 0).
 std::vector<float> gaussian_taps(double sigma_voxels);
