@@ -34,6 +34,10 @@ routes:
     model: runs/quickstart/model
     largest_component: [lung_left, lung_right, heart]
     fill_holes: [heart]
+calcium:
+  series: ct
+  arteries: [coronary_lad, coronary_lcx, coronary_rca]
+  region: heart
 YAML
   expect_exit 0 "infer_$framing.err" "$mpirun" -np 2 "$vit" --threads 1 infer --campaign "campaign_$framing.yaml"
 done
@@ -51,5 +55,20 @@ for study, dice in rows:
 assert len(rows) == 6, f"expected 6 study reports, found {len(rows)}"
 assert all(set(d) == {"lung_left", "lung_right", "heart"} for _, d in rows), rows
 assert not low, f"Dice below 0.85: {low}"
+
+# Calcium at 3.5 mm: plaques drawn at 1.5-4 mm fill about one voxel each, so a study scores tens
+# to a few hundred (at most 400 a plaque), lesions found where the phantom put plaques and
+# none elsewhere, and the score is marked as an estimate on this grid.
+import h5py
+for framing in ("tight", "drawn", "wide"):
+    with h5py.File(f"heldout_{framing}.h5", "r") as f:
+        for study in f["studies"]:
+            plaques = len(json.loads(f["studies"][study].attrs["metadata_json"])["phantom"]["plaques"])
+            calcium = json.load(open(f"campaign_{framing}/studies/{study}/report.json"))["calcium"]
+            total = calcium["total"]
+            print(framing, study, f"plaques {plaques}, lesions {total['lesions']}, Agatston {total['agatston']:.0f}")
+            assert calcium["estimate"], calcium
+            assert (total["lesions"] > 0) == (plaques > 0) and total["lesions"] <= plaques, (study, plaques, total)
+            assert total["agatston"] <= 400 * plaques, (study, plaques, total)
 PY
 echo "framing_dice: ok"
