@@ -34,7 +34,8 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
     when the three points are not concave). FWHM counts the contiguous frames around the peak
     with ΔC > peak / 2, times Δt.
  6. AIF candidates: peak ≥ the 99th percentile of the brain's peaks (numpy's linear
-    interpolation). The AIF's own TTP is that of the mean curve. VOF: TTP ≥ TTP(AIF) + Δt.
+    interpolation). The AIF and VOF are the means of their voxels' curves not smoothed in plane
+    (candidates are chosen on the smoothed ones). The AIF's own TTP is that of the mean curve. VOF: TTP ≥ TTP(AIF) + Δt.
     Ties are broken by the voxel's z-y-x order (stable sort).
  7. oSVD levels: the m ≤ K (K: the count with s ≥ osvd_min_threshold · s_max) that end between
     distinct singular values (the circulant matrix's come in equal pairs, kept or dropped
@@ -335,17 +336,12 @@ class Curves:
         return c
 
     def at(self, voxels):
-        """Curves [len(voxels), T] of any voxels (z, y, x), each from a window around it just wide
-        enough for the in-plane Gaussian to give the value the whole slice would."""
-        Z, Y, X = self.series.shape
-        ry, rx = self.radius
+        """Curves [len(voxels), T] of any voxels (z, y, x), not smoothed in plane: these are the
+        reference curves of vessels a few voxels wide, which smoothing would dilute."""
         out = []
         for z, y, x in voxels:
-            y0, y1, x0, x1 = max(y - ry, 0), min(y + ry + 1, Y), max(x - rx, 0), min(x + rx + 1, X)
-            w = self.series.window(z, y0, y1, x0, x1)
-            w -= self.baseline[z, y0:y1, x0:x1]
-            s = ndimage.gaussian_filter(w, sigma=(0.0, *self.sigma_yx), output=np.float32, **GAUSS)
-            out.append(s[:, y - y0, x - x0])
+            w = self.series.window(z, y, y + 1, x, x + 1)
+            out.append(w[:, 0, 0] - self.baseline[z, y, x])
         c = np.asarray(out, dtype=np.float32)
         return temporal_121(c) if self.temporal else c
 
