@@ -2,7 +2,7 @@
 # CT perfusion from the command line, validated against known truth:
 # - `vitruvian perfusion` on a perfusion-grid phantom (blocks crossing CBF, MTT and delay) with
 #   oSVD and with plain SVD: per-block CBF, CBV, MTT and Tmax against the truth maps
-#   (check_perfusion_grid.py: r, bias, delay dependence);
+#   (check_perfusion_grid.py: r, bias, delay dependence) and the arterial input against the drawn one;
 # - 20 head-neck phantoms of two seeds and noise levels, ten through a 2-rank campaign (`infer`)
 #   with a perfusion route and ten through `vitruvian perfusion` on 2 ranks: the lesion's side,
 #   the DEFUSE-3 verdict and the hypoperfused volume right in every study, core and penumbra
