@@ -69,9 +69,32 @@ at::Tensor smooth_in_plane(const at::Tensor& images, double sigma_mm, double spa
   return out;
 }
 
+namespace {
+
+/// The mean of the first `count` frames of a [t, z, y, x] series as float32 [z, y, x], summed in
+/// float in frame order, without a float copy of the frames.
+at::Tensor mean_of_frames(const at::Tensor& voxels, std::int64_t count) {
+  const std::int64_t volume = voxels[0].numel();
+  at::Tensor mean = at::empty({voxels.size(1), voxels.size(2), voxels.size(3)}, at::kFloat);
+  float* m = mean.data_ptr<float>();
+  const float scale = 1.f / static_cast<float>(count);
+  for_voxel_type(voxels, [&](const auto* s) {
+    at::parallel_for(0, volume, 1 << 16, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        float sum = 0;
+        for (std::int64_t f = 0; f < count; ++f) sum += static_cast<float>(s[f * volume + i]);
+        m[i] = sum * scale;
+      }
+    });
+  });
+  return mean;
+}
+
+}  // namespace
+
 Baseline find_baseline(const Volume& series, const PerfusionOptions& options, const std::string& what) {
   const std::int64_t frames = series.voxels.size(0);
-  const at::Tensor first = series.voxels[0].to(at::kFloat);
+  const at::Tensor first = mean_of_frames(series.voxels, 1);
   const at::Tensor mask = brain_mask(first, series.geometry, options);
   const std::int64_t count = mask.sum().item<std::int64_t>();
   if (count == 0) {
@@ -107,7 +130,7 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
   b.arrival = 1;
   while (b.brain_curve_hu[b.arrival] - b.brain_curve_hu[0] < 0.05 * peak) ++b.arrival;
   const std::int64_t baseline_frames = std::max<std::int64_t>(1, b.arrival - 1);
-  b.image = series.voxels.slice(0, 0, baseline_frames).to(at::kFloat).mean(0).contiguous();
+  b.image = mean_of_frames(series.voxels, baseline_frames);
   return b;
 }
 

@@ -14,7 +14,7 @@
 namespace vitruvian::data::perfusion {
 
 namespace {
-constexpr std::int64_t kSlabFloats = std::int64_t{64} << 20;    // 256 MiB of float32 per slab
+constexpr std::int64_t kSlabFloats = std::int64_t{64} << 20;    // box values (t, z, y, x) per slab: bounds its curves
 constexpr std::int64_t kCacheFloats = std::int64_t{256} << 20;  // 1 GiB of curves kept between passes
 }  // namespace
 
@@ -85,38 +85,41 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
 }
 
 at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels, bool in_plane) const {
-  const std::int64_t frames = series_.voxels.size(0), ny = series_.voxels.size(2), nx = series_.voxels.size(3);
-  const std::int64_t by = y1_ - y0_, bx = x1_ - x0_, planes = frames * (z1 - z0);
-  // Planes (t, z) of the box: S − baseline, smoothed.
-  std::vector<float> box(static_cast<std::size_t>(planes * by * bx));
+  const std::int64_t frames = series_.voxels.size(0), nz = series_.voxels.size(1), ny = series_.voxels.size(2),
+                     nx = series_.voxels.size(3);
+  const std::int64_t by = y1_ - y0_, bx = x1_ - x0_, slices = z1 - z0;
+  // Each voxel's row and its place in its slice's box.
+  const std::int64_t n = voxels.numel();
+  const std::int64_t* v = voxels.data_ptr<std::int64_t>();
+  std::vector<std::vector<std::pair<std::int64_t, std::int64_t>>> members(static_cast<std::size_t>(slices));
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t z = v[i] / (ny * nx) - z0, y = (v[i] / nx) % ny - y0_, x = v[i] % nx - x0_;
+    members[static_cast<std::size_t>(z)].emplace_back(i, y * bx + x);
+  }
+  // One plane (z, t) of the box at a time, in a buffer of the thread's own: S − baseline,
+  // smoothed, then written into the curves of its voxels. Planes go slice by slice, so a thread
+  // fills whole rows (no slab-sized buffer: its fresh pages cost more than the work).
+  at::Tensor curves = at::empty({n, frames}, at::kFloat);
+  float* c = curves.data_ptr<float>();
   const float* b = baseline_.data_ptr<float>();
-  const std::int64_t nz = series_.voxels.size(1);
+  const bool smooth = in_plane && (kx_.size() > 1 || ky_.size() > 1);
   for_voxel_type(series_.voxels, [&](const auto* s) {
-    at::parallel_for(0, planes, 1, [&](std::int64_t begin, std::int64_t end) {
-      std::vector<float> scratch;
+    at::parallel_for(0, slices * frames, 1, [&](std::int64_t begin, std::int64_t end) {
+      std::vector<float> plane(static_cast<std::size_t>(by * bx)), scratch;
       for (std::int64_t p = begin; p < end; ++p) {
-        const std::int64_t t = p / (z1 - z0), z = z0 + p % (z1 - z0);
-        float* out = box.data() + p * by * bx;
+        const std::int64_t zi = p / frames, t = p % frames, z = z0 + zi;
+        const auto& inside = members[static_cast<std::size_t>(zi)];
+        if (inside.empty()) continue;
         for (std::int64_t y = 0; y < by; ++y) {
           const auto* in = s + ((t * nz + z) * ny + y0_ + y) * nx + x0_;
           const float* base = b + (z * ny + y0_ + y) * nx + x0_;
-          for (std::int64_t x = 0; x < bx; ++x) out[y * bx + x] = static_cast<float>(in[x]) - base[x];
+          float* out = plane.data() + y * bx;
+          for (std::int64_t x = 0; x < bx; ++x) out[x] = static_cast<float>(in[x]) - base[x];
         }
-        if (in_plane && (kx_.size() > 1 || ky_.size() > 1)) smooth_plane(out, by, bx, kx_, ky_, scratch);
+        if (smooth) smooth_plane(plane.data(), by, bx, kx_, ky_, scratch);
+        for (const auto& [row, at] : inside) c[row * frames + t] = plane[static_cast<std::size_t>(at)];
       }
     });
-  });
-  // Gathered per voxel: [n, T].
-  const std::int64_t n = voxels.numel();
-  at::Tensor curves = at::empty({n, frames}, at::kFloat);
-  float* c = curves.data_ptr<float>();
-  const std::int64_t* v = voxels.data_ptr<std::int64_t>();
-  at::parallel_for(0, n, 4096, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t i = begin; i < end; ++i) {
-      const std::int64_t z = v[i] / (ny * nx) - z0, y = (v[i] / nx) % ny - y0_, x = v[i] % nx - x0_;
-      for (std::int64_t t = 0; t < frames; ++t)
-        c[i * frames + t] = box[static_cast<std::size_t>(((t * (z1 - z0) + z) * by + y) * bx + x)];
-    }
   });
   if (options_.temporal_smoothing && frames > 2) {
     const at::Tensor before = at::cat({curves.narrow(1, 0, 1), curves.narrow(1, 0, frames - 1)}, 1);
