@@ -35,8 +35,8 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
     with ΔC > peak / 2, times Δt.
  6. AIF candidates: peak ≥ the 99th percentile of the brain's peaks (numpy's linear
     interpolation). The AIF and VOF are the means of their voxels' curves not smoothed in plane
-    (candidates are chosen on the smoothed ones). The AIF's own TTP is that of the mean curve. VOF: TTP ≥ TTP(AIF) + Δt.
-    Ties are broken by the voxel's z-y-x order (stable sort).
+    (candidates are chosen on the smoothed ones). The AIF's own TTP is that of the mean curve.
+    VOF: TTP ≥ TTP(AIF) + Δt. Ties are broken by the voxel's z-y-x order (stable sort).
  7. oSVD levels: the m ≤ K (K: the count with s ≥ osvd_min_threshold · s_max) that end between
     distinct singular values (the circulant matrix's come in equal pairs, kept or dropped
     together), from K down; when none passes, the smallest is kept. OI of a zero residue is 0.

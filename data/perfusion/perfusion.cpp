@@ -111,6 +111,13 @@ PerfusionCurve arterial_input(const CurveSlabs& slabs, const BrainVoxels& brain,
   }
   PerfusionCurve aif = mean_curve(slabs, chosen, series, ft);
   aif.manual = manual;
+  if (manual && !(aif.peak_hu >= o.min_enhancement_hu)) {
+    throw InputError(what, fmt::format("the arterial input placed by perfusion.aif_lps_mm ({:.1f}, {:.1f}, {:.1f}) mm "
+                                       "peaks at {:.1f} HU; expected an artery's curve (at least {:g} HU, "
+                                       "perfusion.min_enhancement_hu)",
+                                       o.aif_lps_mm[0], o.aif_lps_mm[1], o.aif_lps_mm[2], aif.peak_hu,
+                                       o.min_enhancement_hu));
+  }
   if (!manual && !(aif.peak_hu >= 3 * brain_peak_hu)) {
     throw InputError(
         what, fmt::format("no arterial input found: the earliest, narrowest high peaks reach {:.0f} HU against the "

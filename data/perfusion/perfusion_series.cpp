@@ -77,13 +77,12 @@ at::Tensor mean_of_frames(const at::Tensor& voxels, std::int64_t count) {
   const std::int64_t volume = voxels[0].numel();
   at::Tensor mean = at::empty({voxels.size(1), voxels.size(2), voxels.size(3)}, at::kFloat);
   float* m = mean.data_ptr<float>();
-  const float scale = 1.f / static_cast<float>(count);
   for_voxel_type(voxels, [&](const auto* s) {
     at::parallel_for(0, volume, 1 << 16, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t i = begin; i < end; ++i) {
         float sum = 0;
         for (std::int64_t f = 0; f < count; ++f) sum += static_cast<float>(s[f * volume + i]);
-        m[i] = sum * scale;
+        m[i] = sum / static_cast<float>(count);
       }
     });
   });

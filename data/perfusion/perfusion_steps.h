@@ -53,17 +53,18 @@ class CurveSlabs {
   CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain,
              const PerfusionOptions& options);
   void for_each(const std::function<void(const at::Tensor& curves, const at::Tensor& voxels)>& body) const;
-  /// The curves of a few voxels (linear indices), each [T]: as for_each() gives them but not
-  /// smoothed in plane (the reference curves of vessels a few voxels wide).
+  /// The curves of a few voxels (linear indices, anywhere in the series), each [T]: as
+  /// for_each() gives them but not smoothed in plane (the reference curves of vessels a few
+  /// voxels wide).
   std::vector<std::vector<double>> at_voxels(const std::vector<std::int64_t>& voxels) const;
 
  private:
   struct Slab {
     at::Tensor curves, voxels;
   };
-  /// The curves of slices [z0, z1) at `voxels` (linear indices, all in those slices), smoothed
-  /// in plane when `in_plane`.
-  at::Tensor curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels, bool in_plane) const;
+  /// The curves of slices [z0, z1) at `voxels` (linear indices, all in those slices and in the
+  /// brain's box).
+  at::Tensor curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels) const;
 
   const Volume& series_;
   at::Tensor baseline_;  ///< float32 [z, y, x]

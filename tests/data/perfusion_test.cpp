@@ -217,6 +217,10 @@ TEST(Perfusion, ManualArterialInputAndOptionChecks) {
   EXPECT_EQ(r.aif.voxels, 1);
   EXPECT_NEAR(r.aif.peak_hu, 300, 10);  // noise-free and unsmoothed: the drawn input, sampled
   EXPECT_NEAR(r.aif.centre_lps_mm[0], 46, 1e-9);
+  // A placed voxel outside the brain's box (the air in a corner of the series) is read as it
+  // is: flat, so it is refused with one line.
+  o.aif_lps_mm = {2 * 1.0, 2 * 1.0, 5 * 2.0};
+  expect_fails(h.series, "the arterial input placed by perfusion.aif_lps_mm (2.0, 2.0, 10.0) mm peaks at", o);
   o.aif_lps_mm = {500, 0, 0};
   expect_fails(h.series, "perfusion.aif_lps_mm (500.0, 0.0, 0.0) mm lies outside the series", o);
   PerfusionOptions bad;
