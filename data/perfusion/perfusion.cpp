@@ -1,5 +1,5 @@
 // The perfusion analysis from end to end: checks, baseline and brain, curve statistics, the
-// reference curves, deconvolution through kernel 7, the maps, tissue classes and triage.
+// reference curves, deconvolution (kernel 7's SVDs or the model fit), the maps, tissue classes and triage.
 #include "data/perfusion/perfusion.h"
 
 #include <ATen/ATen.h>
@@ -143,10 +143,17 @@ PerfusionCurve venous_output(const CurveSlabs& slabs, const BrainVoxels& brain, 
   return vof;
 }
 
-/// CBF and Tmax of every brain voxel through kernel 7, in BrainVoxels order.
-std::pair<at::Tensor, at::Tensor> deconvolve(const CurveSlabs& slabs, const perfusion::Basis& basis,
-                                             const FrameTiming& ft, const PerfusionOptions& o, double aif_scale) {
-  const double to_cbf = 6000 * o.hematocrit_ratio / o.density / aif_scale;
+/// Per brain voxel, in BrainVoxels order: CBF (mL/100 g/min), CBV (mL/100 g), Tmax (s).
+struct VoxelMaps {
+  at::Tensor cbf, cbv, tmax;
+};
+
+/// oSVD or plain SVD through kernel 7: CBF from the residue's peak, Tmax from where it peaks, CBV
+/// from the curve's area against the arterial input's.
+VoxelMaps deconvolve_svd(const CurveSlabs& slabs, const BrainVoxels& voxels, const PerfusionResult& r,
+                         const FrameTiming& ft, const PerfusionOptions& o) {
+  const perfusion::Basis basis = perfusion::deconvolution_basis(r.aif.hu, ft.interval_s, o);
+  const double to_cbf = 6000 * o.hematocrit_ratio / o.density / r.aif_scale;
   std::vector<at::Tensor> cbf, tmax;
   slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
     const kernels::Deconvolved d =
@@ -156,7 +163,23 @@ std::pair<at::Tensor, at::Tensor> deconvolve(const CurveSlabs& slabs, const perf
         basis.circulant ? at::where(d.peak_at > basis.length / 2.0, d.peak_at - basis.length, d.peak_at) : d.peak_at;
     tmax.push_back(wrapped * ft.interval_s);
   });
-  return {at::cat(cbf), at::cat(tmax)};
+  const double aif_auc = r.aif.auc_hu_s * r.aif_scale;
+  return {at::cat(cbf), voxels.stats.auc * (100 * o.hematocrit_ratio / o.density / aif_auc), at::cat(tmax)};
+}
+
+/// The model fit (perfusion::ModelFit) on the arterial input after the venous scaling.
+VoxelMaps deconvolve_model(const CurveSlabs& slabs, PerfusionResult& r, const FrameTiming& ft,
+                           std::int64_t baseline_frames, const PerfusionOptions& o) {
+  std::vector<double> aif = r.aif.hu;
+  for (double& v : aif) v *= r.aif_scale;
+  const perfusion::ModelFit model(slabs, aif, ft.interval_s, baseline_frames, o);
+  r.model = model.record();
+  std::vector<at::Tensor> cbf, cbv, tmax;
+  slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
+    auto [f, v, t] = model.fit(curves);
+    cbf.push_back(f), cbv.push_back(v), tmax.push_back(t);
+  });
+  return {at::cat(cbf), at::cat(cbv), at::cat(tmax)};
 }
 
 /// A float32 map on the series' grid holding `values` at `index`, 0 elsewhere.
@@ -204,13 +227,11 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
   r.timing["curves_s"] = seconds_since(start);
 
   start = Clock::now();
-  const perfusion::Basis basis = perfusion::deconvolution_basis(r.aif.hu, ft.interval_s, o);
-  auto [cbf, tmax] = deconvolve(slabs, basis, ft, o, r.aif_scale);
+  const auto [cbf, cbv, tmax] =
+      o.deconvolution == "model" ? deconvolve_model(slabs, r, ft, baseline.frames, o) : deconvolve_svd(slabs, voxels, r, ft, o);
   r.timing["deconvolution_s"] = seconds_since(start);
 
   start = Clock::now();
-  const double aif_auc = r.aif.auc_hu_s * r.aif_scale;
-  const at::Tensor cbv = voxels.stats.auc * (100 * o.hematocrit_ratio / o.density / aif_auc);
   const at::Tensor mtt = at::where(cbf > 0, 60 * cbv / cbf.clamp_min(1e-6), at::zeros_like(cbf));
   r.cbf = map_volume(series, voxels.index, cbf);
   r.cbv = map_volume(series, voxels.index, cbv);

@@ -30,10 +30,13 @@ struct PerfusionOptions {
   std::int64_t vof_voxels = 8;           ///< voxels averaged into the venous output
   std::vector<double> aif_lps_mm;        ///< [x, y, z]: the arterial input's voxel, instead of the search
   std::vector<double> vof_lps_mm;        ///< [x, y, z]: the venous output's voxel, instead of the search
-  std::string deconvolution = "osvd";    ///< osvd (block-circulant, delay-insensitive) | svd (plain)
+  std::string deconvolution = "osvd";    ///< osvd (block-circulant, delay-insensitive) | svd (plain) | model
   double max_oscillation = 0.095;        ///< oSVD oscillation-index limit
   double osvd_min_threshold = 0.02;      ///< oSVD: smallest singular value kept, × the largest
   double svd_threshold = 0.2;            ///< plain SVD: singular values kept, × the largest
+  std::vector<std::int64_t> model_orders{1, 2, 4};  ///< model: Erlang orders of the transit times (1: exponential)
+  std::vector<double> model_mtt_s{1, 40};           ///< model: MTT range, s (levels 10 % apart)
+  std::vector<double> model_delay_s{-3, 15};        ///< model: delay range, s (levels 0.5 s apart)
   double hematocrit_ratio = 0.73;        ///< k_H: (1 − Hct large vessels) / (1 − Hct capillaries)
   double density = 1.04;                 ///< brain tissue, g/mL
   double cbv_min = 0.4;                  ///< mL/100 g: below is CSF (left out)
@@ -85,6 +88,7 @@ struct PerfusionResult {
   std::int64_t brain_voxels = 0;   ///< in the brain mask (before CSF and vessels are left out)
   PerfusionCurve aif, vof;
   double aif_scale = 1;  ///< AUC(VOF) / AUC(AIF) when above 1, else 1
+  nlohmann::json model;  ///< deconvolution: model: its dictionary and noise (ModelFit::record); else null
   PerfusionTriage triage;
   nlohmann::json timing = nlohmann::json::object();  ///< seconds per step
 

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/errors.h"
@@ -21,10 +22,14 @@ void PerfusionOptions::visit(ConfigVisitor& v) {
   v.field("vof_voxels", vof_voxels, "voxels averaged into the venous output");
   v.field("aif_lps_mm", aif_lps_mm, "[x, y, z] patient LPS mm: the arterial input's voxel instead of the search");
   v.field("vof_lps_mm", vof_lps_mm, "[x, y, z] patient LPS mm: the venous output's voxel instead of the search");
-  v.field("deconvolution", deconvolution, "osvd (block-circulant, delay-insensitive) or svd (plain, the reference)");
+  v.field("deconvolution", deconvolution,
+          "osvd (block-circulant, delay-insensitive), svd (plain, the reference) or model (fit of a residue family)");
   v.field("max_oscillation", max_oscillation, "oSVD: oscillation-index limit");
   v.field("osvd_min_threshold", osvd_min_threshold, "oSVD: smallest singular value kept, as a fraction of the largest");
   v.field("svd_threshold", svd_threshold, "plain SVD: singular values kept, as a fraction of the largest");
+  v.field("model_orders", model_orders, "model: Erlang orders of the transit-time distribution (1: exponential residue)");
+  v.field("model_mtt_s", model_mtt_s, "model: [low, high] MTT range (s), levels 10 % apart");
+  v.field("model_delay_s", model_delay_s, "model: [low, high] arterial delay range (s), levels 0.5 s apart");
   v.field("hematocrit_ratio", hematocrit_ratio, "k_H = (1 - Hct of large vessels) / (1 - Hct of capillaries)");
   v.field("density", density, "brain tissue density (g/mL)");
   v.field("cbv_min", cbv_min, "CBV below this is CSF, left out (mL/100 g)");
@@ -63,8 +68,22 @@ void PerfusionOptions::validate(const std::string& where) const {
                                            point == &aif_lps_mm ? "aif_lps_mm" : "vof_lps_mm", point->size()));
     }
   }
-  if (deconvolution != "osvd" && deconvolution != "svd") {
-    throw ConfigError(where, fmt::format("perfusion.deconvolution = {}; expected osvd or svd", deconvolution));
+  if (deconvolution != "osvd" && deconvolution != "svd" && deconvolution != "model") {
+    throw ConfigError(where, fmt::format("perfusion.deconvolution = {}; expected osvd, svd or model", deconvolution));
+  }
+  if (model_orders.empty() || model_orders.size() > 8 ||
+      std::any_of(model_orders.begin(), model_orders.end(), [](std::int64_t k) { return k < 1 || k > 16; })) {
+    throw ConfigError(where, fmt::format("perfusion.model_orders = [{}]; expected 1 to 8 Erlang orders, each 1 to 16",
+                                         fmt::join(model_orders, ", ")));
+  }
+  if (model_mtt_s.size() != 2 || !(model_mtt_s[0] > 0 && model_mtt_s[0] < model_mtt_s[1] && model_mtt_s[1] <= 120)) {
+    throw ConfigError(where, fmt::format("perfusion.model_mtt_s = [{}]; expected [low, high] s with 0 < low < high <= 120",
+                                         fmt::join(model_mtt_s, ", ")));
+  }
+  if (model_delay_s.size() != 2 ||
+      !(model_delay_s[0] >= -30 && model_delay_s[0] < model_delay_s[1] && model_delay_s[1] <= 60)) {
+    throw ConfigError(where, fmt::format("perfusion.model_delay_s = [{}]; expected [low, high] s with -30 <= low < high "
+                                         "<= 60", fmt::join(model_delay_s, ", ")));
   }
   positive("max_oscillation", max_oscillation);
   if (!(osvd_min_threshold > 0 && osvd_min_threshold < 1))

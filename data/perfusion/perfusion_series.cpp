@@ -128,7 +128,7 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
   // frame or two earlier, so the baseline ends one frame before that.
   b.arrival = 1;
   while (b.brain_curve_hu[b.arrival] - b.brain_curve_hu[0] < 0.05 * peak) ++b.arrival;
-  const std::int64_t baseline_frames = std::max<std::int64_t>(1, b.arrival - 1);
+  const std::int64_t baseline_frames = b.frames = std::max<std::int64_t>(1, b.arrival - 1);
   b.image = mean_of_frames(series.voxels, baseline_frames);
   return b;
 }

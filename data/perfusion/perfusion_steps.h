@@ -4,6 +4,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <nlohmann/json.hpp>
+
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -39,6 +41,7 @@ at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const P
 struct Baseline {
   at::Tensor image;
   std::int64_t arrival = 0;
+  std::int64_t frames = 1;  ///< pre-contrast frames averaged
   std::vector<double> brain_curve_hu;  ///< the first mask's mean per frame
 };
 /// InputError naming `what` when no contrast arrives or no brain is found.
@@ -95,6 +98,47 @@ struct Basis {
   bool circulant = false;
 };
 Basis deconvolution_basis(const std::vector<double>& aif_hu, double interval_s, const PerfusionOptions& options);
+
+/// The model fit's dictionary (deconvolution: model): the tissue curve of 1 mL/100 g/min for
+/// every (Erlang order, MTT, delay) of the options' ranges, centred over the frames and scaled to
+/// unit norm; entries that do not enhance within the frames are left out.
+struct ModelDictionary {
+  ModelDictionary(const std::vector<double>& aif_hu, double interval_s, std::int64_t baseline_frames,
+                  const PerfusionOptions& o);
+  double shrink() const { return shrink_; }
+  at::Tensor atoms;  ///< float32 [K, T]
+  at::Tensor sums;   ///< float32 [K, 3]: CBF per unit of score (1 / norm), that × MTT, the delay (s)
+  std::vector<double> cbf_per_score, mtt_of, delay_of;  ///< per entry
+  std::vector<double> mtts_s, delays_s;                 ///< the grids
+  std::vector<std::int64_t> orders;
+
+ private:
+  double shrink_ = 0;
+};
+
+/// Model-based deconvolution: each curve against every dictionary entry with a free offset (one
+/// product [n, T] × [T, K]); CBF, CBV = CBF · MTT and Tmax (= the delay: these residues peak at
+/// arrival) as means over the entries weighted by exp(−ΔRSS / 2σ²), σ the brain's median
+/// residual noise.
+class ModelFit {
+ public:
+  /// The dictionary for `aif_hu` (the arterial input after the venous scaling), and σ from a
+  /// sample of the curves of `slabs`.
+  ModelFit(const CurveSlabs& slabs, const std::vector<double>& aif_hu, double interval_s, std::int64_t baseline_frames,
+           const PerfusionOptions& o);
+  /// CBF (mL/100 g/min), CBV (mL/100 g) and Tmax (s) of curves float32 [n, T], each [n].
+  std::array<at::Tensor, 3> fit(const at::Tensor& curves) const;
+  /// {"entries", "erlang_orders", "mtt_s": [low, high, levels], "delay_s": [...], "noise_hu"}.
+  nlohmann::json record() const;
+
+ private:
+  struct Scores {
+    at::Tensor all, best, energy;  ///< [n, K] scores, [n] the largest, [n] Σ (c − mean c)²
+  };
+  Scores scores(const at::Tensor& curves) const;
+  ModelDictionary dictionary_;
+  double noise_hu_ = 0;
+};
 
 /// Patient LPS mm of a linear voxel index, and the nearest voxel of an LPS point (−1 outside).
 std::array<double, 3> voxel_lps(const Geometry& geometry, const std::array<std::int64_t, 3>& zyx_shape,

@@ -104,6 +104,7 @@ nlohmann::json PerfusionResult::report(const PerfusionOptions& o) const {
   const nlohmann::json ratio = t.has_core ? nlohmann::json(t.mismatch_ratio) : nlohmann::json(nullptr);
   return {
       {"deconvolution", o.deconvolution},
+      {"model", model},
       {"frames", times_s.size()},
       {"interval_s", interval_s},
       {"arrival_frame", arrival_frame},
