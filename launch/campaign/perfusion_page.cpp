@@ -84,6 +84,13 @@ std::string criterion_row(const std::string& name, const json& c, const char* un
                      met ? "met" : "not met");
 }
 
+/// The deconvolution as the page names it.
+std::string deconvolution_name(const std::string& key) {
+  if (key == "osvd") return "block-circulant SVD (oSVD)";
+  if (key == "model") return "model-based (Erlang residues, likelihood-weighted)";
+  return "plain SVD";
+}
+
 std::string summary_table(const json& p) {
   const json& v = p.at("volumes_ml");
   const json& d = p.at("defuse3");
@@ -145,7 +152,7 @@ std::string page(const std::string& study, const json& p) {
       "<a href=\"report.json\">report.json</a></p>\n",
       html_escape(study), html_escape(p.value("series", "")), p.at("frames").get<int>(),
       p.at("interval_s").get<double>(),
-      p.value("deconvolution", "osvd") == "osvd" ? "block-circulant SVD (oSVD)" : "plain SVD");
+      deconvolution_name(p.value("deconvolution", "osvd")));
   s << "<div class=\"row\"><div><img src=\"perfusion.png\" alt=\"CBF with core and hypoperfused tissue\"></div><div>"
     << summary_table(p) << "</div></div>\n";
   s << "<h2>Maps</h2><div class=\"row\"><div><img src=\"perfusion_maps.png\" alt=\"CBF, CBV, MTT and Tmax "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CT perfusion from the command line, validated against known truth:
 # - `vitruvian perfusion` on a perfusion-grid phantom (blocks crossing CBF, MTT and delay) with
-#   oSVD and with plain SVD: per-block CBF, CBV, MTT and Tmax against the truth maps
+#   oSVD, plain SVD and the model fit: per-block CBF, CBV, MTT and Tmax against the truth maps
 #   (check_perfusion_grid.py: r, bias, delay dependence) and the arterial input against the drawn one;
 # - 20 head-neck phantoms of two seeds and noise levels, ten through a 2-rank campaign (`infer`)
 #   with a perfusion route and ten through `vitruvian perfusion` on 2 ranks: the lesion's side,
@@ -17,11 +17,12 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/cli_helpers.sh"
 prepare_workdir "$work"
 
-# The validation grid, analysed with both deconvolutions.
+# The validation grid, analysed with the three deconvolutions.
 expect_exit 0 grid.err "$vit" phantom --kind perfusion-grid --seed 1 --out grid.h5 --threads 2
 expect_exit 0 osvd.err "$vit" --threads 2 perfusion grid.h5 -o grid_osvd
 expect_exit 0 svd.err "$vit" --threads 2 --set perfusion.deconvolution=svd perfusion grid.h5 -o grid_svd
-$py "$here/check_perfusion_grid.py" grid.h5 grid_osvd grid_svd --json grid_figures.json
+expect_exit 0 model.err "$vit" --threads 2 --set perfusion.deconvolution=model perfusion grid.h5 -o grid_model
+$py "$here/check_perfusion_grid.py" grid.h5 grid_osvd grid_svd --model grid_model --json grid_figures.json
 
 # Twenty head-neck phantoms at two noise levels, one campaign on two ranks.
 expect_exit 0 hn1.err "$vit" phantom --kind head-neck --studies 10 --seed 11 --shape 40,80,80 --noise 1 --out hn_noise1.h5 --threads 2
