@@ -35,8 +35,8 @@ struct PerfusionOptions {
   double osvd_min_threshold = 0.02;      ///< oSVD: smallest singular value kept, × the largest
   double svd_threshold = 0.2;            ///< plain SVD: singular values kept, × the largest
   std::vector<std::int64_t> model_orders{1, 2, 4};  ///< model: Erlang orders of the transit times (1: exponential)
-  std::vector<double> model_mtt_s{1, 40};           ///< model: MTT range, s (levels 10 % apart)
-  std::vector<double> model_delay_s{-3, 15};        ///< model: delay range, s (levels 0.5 s apart)
+  std::vector<double> model_mtt_s{1, 40};           ///< model: MTT range, s (levels 20 % apart)
+  std::vector<double> model_delay_s{-3, 15};        ///< model: delay range, s (levels 0.75 s apart)
   double hematocrit_ratio = 0.73;        ///< k_H: (1 − Hct large vessels) / (1 − Hct capillaries)
   double density = 1.04;                 ///< brain tissue, g/mL
   double cbv_min = 0.4;                  ///< mL/100 g: below is CSF (left out)

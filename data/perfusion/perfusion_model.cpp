@@ -14,8 +14,8 @@ namespace vitruvian::data::perfusion {
 
 namespace {
 
-constexpr double kMttStep = 1.1;          // ratio between neighbouring MTTs of the dictionary
-constexpr double kDelayStep = 0.5;        // s between neighbouring delays
+constexpr double kMttStep = 1.2;          // ratio between neighbouring MTTs of the dictionary
+constexpr double kDelayStep = 0.75;       // s between neighbouring delays
 constexpr int kFineSteps = 16;            // fine time steps per frame interval for the convolutions
 constexpr std::int64_t kRows = 512;       // curves fitted at once ([rows, entries] scores: 9 MB)
 constexpr std::int64_t kNoiseRows = 1 << 15;  // curves sampled for the noise estimate
