@@ -81,6 +81,12 @@ void PhantomOptions::validate() const {
   if (perfusion_frames != 0 && (perfusion_frames < 2 || perfusion_frames > 200)) {
     throw InputError("--frames", fmt::format("{} perfusion frames; expected 2 to 200", perfusion_frames));
   }
+  if (residue_order < 1 || residue_order > 16) {
+    throw InputError("--residue-order", fmt::format("{}; expected an Erlang order from 1 to 16", residue_order));
+  }
+  if (residue_order != 1 && kind != PhantomKind::kPerfusionGrid) {
+    throw InputError("--residue-order", "applies to --kind perfusion-grid only");
+  }
   if (!(noise >= 0 && noise <= 10)) throw InputError("--noise", fmt::format("{}; expected a factor from 0 to 10", noise));
   if (!(deformation >= 0 && deformation <= 2)) {
     throw InputError("--deformation", fmt::format("{}; expected a factor from 0 to 2", deformation));

@@ -50,6 +50,7 @@ struct PhantomOptions {
   double noise = 1.0;        ///< multiplies each series' default noise level, 0–10 (0: noise-free)
   double deformation = 1.0;  ///< multiplies the smooth random deformation, 0–2 (0: none)
   int perfusion_frames = 0;  ///< time points of 4D series; 0: the kind's default (phantom_frames)
+  int residue_order = 1;     ///< perfusion-grid: Erlang order of the blocks' transit times (1: exponential)
   int threads = 1;  ///< OpenMP threads for one study
 
   /// InputError (naming the option) for shapes < 8 or > 2048, spacing < 0 or more anisotropic

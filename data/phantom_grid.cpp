@@ -134,7 +134,7 @@ nlohmann::json box_truth(const std::array<int, 3>& origin, const std::array<int,
 }
 
 /// The truth record's fixed part: layout, levels, arterial input and venous output.
-nlohmann::json grid_truth(const GammaBolus& aif, std::size_t frames) {
+nlohmann::json grid_truth(const GammaBolus& aif, std::size_t frames, int residue_order) {
   nlohmann::json artery = box_truth(kArteryOrigin, kVesselSize), vein = box_truth(kVeinOrigin, kVesselSize);
   artery["baseline_hu"] = kBloodHu, vein["baseline_hu"] = kBloodHu;
   vein["delay_s"] = kVenousDelay, vein["dispersion_mean_s"] = kVenousDispersion;
@@ -155,7 +155,7 @@ nlohmann::json grid_truth(const GammaBolus& aif, std::size_t frames) {
           {"perfusion",
            {{"frames", frames},
             {"frame_interval_s", kFrameInterval},
-            {"constants", perfusion_constants()},
+            {"constants", perfusion_constants(residue_order)},
             {"arterial_input", aif.truth()},
             {"artery", artery},
             {"venous_output", vein}}}};
@@ -177,7 +177,7 @@ PhantomStudy make_perfusion_grid(const PhantomOptions& options, std::int64_t ind
   std::vector<double> arterial(frames);
   for (std::size_t t = 0; t < frames; ++t) arterial[t] = aif.at(times[t]);
   const auto venous = venous_curve(aif, kVenousDelay, kVenousDispersion, times);
-  truth = grid_truth(aif, frames);
+  truth = grid_truth(aif, frames, options.residue_order);
   nlohmann::json blocks = nlohmann::json::array();
   at::Tensor cbf = at::zeros({kZ, kY, kX}, at::kFloat), cbv = at::zeros_like(cbf), mtt = at::zeros_like(cbf);
   at::Tensor delay = at::zeros_like(cbf), labels = at::zeros({kZ, kY, kX}, at::kByte);
@@ -189,7 +189,8 @@ PhantomStudy make_perfusion_grid(const PhantomOptions& options, std::int64_t ind
   }
   for (int n = 0; n < kBlocks; ++n) {
     const Block b = block(n);
-    const Flow flow = b.flow();
+    Flow flow = b.flow();
+    flow.residue_order = options.residue_order;
     const auto curve = tissue_curve(aif, flow, times);
     for (std::size_t t = 0; t < frames; ++t) levels[kFirstBlock + n][t] = static_cast<float>(kBackgroundHu + curve[t]);
     using at::indexing::Slice;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <string>
 
 namespace vitruvian::data::phantom {
 namespace {
@@ -47,8 +48,34 @@ nlohmann::json GammaBolus::truth() const {
 
 std::vector<double> tissue_curve(const GammaBolus& aif, const Flow& flow, const std::vector<double>& times_s) {
   const double cbf = flow.cbf_ml_100g_min / 6000.0;  // mL/g/s
-  auto curve = exponential_convolution([&](double t) { return aif.at(t - flow.delay_s); }, flow.mtt_s, times_s);
-  for (double& c : curve) c *= kTissueFactor * cbf;
+  if (flow.residue_order <= 1) {
+    auto curve = exponential_convolution([&](double t) { return aif.at(t - flow.delay_s); }, flow.mtt_s, times_s);
+    for (double& c : curve) c *= kTissueFactor * cbf;
+    return curve;
+  }
+  // Order k: R = τ Σ_{j=1..k} h_j with h_j the Erlang-j density of rate 1/τ, τ = MTT / k, and
+  // AIF ⊗ h_j = (1/τ) · (AIF ⊗ h_{j−1}) ⊗ e^(−t/τ): k exponential stages on a fine grid, each
+  // read back linearly between its points.
+  const double tau = flow.mtt_s / flow.residue_order, step = 0.01;
+  const double end = times_s.empty() ? 0.0 : times_s.back();
+  std::vector<double> fine;
+  for (double t = 0; t <= end + step; t += step) fine.push_back(t);
+  const auto at = [&](const std::vector<double>& v, double t) {
+    if (t <= 0) return v.front();
+    const double f = t / step;
+    const auto i = std::min(static_cast<std::size_t>(f), v.size() - 2);
+    const double w = std::min(1.0, f - static_cast<double>(i));
+    return (1 - w) * v[i] + w * v[i + 1];
+  };
+  std::vector<double> stage(fine.size()), sum(fine.size(), 0.0);
+  for (std::size_t i = 0; i < fine.size(); ++i) stage[i] = aif.at(fine[i] - flow.delay_s);
+  for (int j = 1; j <= flow.residue_order; ++j) {
+    const std::vector<double> previous = stage;
+    stage = exponential_convolution([&](double t) { return at(previous, t); }, tau, fine);
+    for (std::size_t i = 0; i < fine.size(); ++i) sum[i] += stage[i] /= tau;
+  }
+  std::vector<double> curve;
+  for (const double t : times_s) curve.push_back(kTissueFactor * cbf * tau * at(sum, t));
   return curve;
 }
 
@@ -70,16 +97,20 @@ nlohmann::json flow_truth(const Flow& flow) {
           {"mtt_s", flow.mtt_s},
           {"cbv_ml_100g", flow.cbv_ml_100g()},
           {"delay_s", flow.delay_s},
-          {"tmax_s", flow.delay_s}};
+          {"tmax_s", flow.delay_s},
+          {"residue_order", flow.residue_order}};
 }
 
-nlohmann::json perfusion_constants() {
+nlohmann::json perfusion_constants(int residue_order) {
   return {
       {"density_g_ml", kTissueDensity},
       {"hematocrit_ratio", kHematocritRatio},
       {"tissue_factor", kTissueFactor},
-      {"residue", "exponential: exp(-(t - delay) / MTT) for t >= delay"},
-      {"tissue_curve", "(density / hematocrit_ratio) * CBF * integral AIF(tau - delay) exp(-(t - tau) / MTT) dtau"}};
+      {"residue", residue_order <= 1
+                      ? std::string("exponential: exp(-(t - delay) / MTT) for t >= delay")
+                      : "Erlang order " + std::to_string(residue_order) +
+                            ": exp(-x) sum_{j<k} x^j / j!, x = k (t - delay) / MTT, for t >= delay"},
+      {"tissue_curve", "(density / hematocrit_ratio) * CBF * integral AIF(tau - delay) R(t - tau) dtau"}};
 }
 
 double perfusion_noise_sigma(double sigma_reference, const std::array<double, 3>& spacing_xyz) {

@@ -32,14 +32,17 @@ struct GammaBolus {
   nlohmann::json truth() const;
 };
 
-/// One tissue's flow: CBF (mL/100 g/min), MTT (s) and the bolus's arrival delay (s).
+/// One tissue's flow: CBF (mL/100 g/min), MTT (s), the bolus's arrival delay (s) and the Erlang
+/// order of its transit times (1: the exponential residue e^(−t/MTT); k: k compartments in series,
+/// each of mean MTT / k, residue e^(−x) Σ_{j<k} x^j / j!, x = k t / MTT).
 struct Flow {
   double cbf_ml_100g_min = 0, mtt_s = 1, delay_s = 0;
+  int residue_order = 1;
   double cbv_ml_100g() const { return cbf_ml_100g_min * mtt_s / 60.0; }
 };
 
 /// Added HU at each of `times_s` (ascending, >= 0) of tissue with `flow`:
-/// (ρ/k_H) · CBF[1/s] · ∫ AIF(τ − delay) e^(−(t − τ)/MTT) dτ.
+/// (ρ/k_H) · CBF[1/s] · ∫ AIF(τ − delay) R(t − τ) dτ, R the flow's residue (e^(−t/MTT) at order 1).
 std::vector<double> tissue_curve(const GammaBolus& aif, const Flow& flow, const std::vector<double>& times_s);
 /// Added HU at each of `times_s` of whole blood downstream: the AIF delayed by `delay_s` and
 /// convolved with a unit-area exponential of mean `dispersion_s` (same area as the AIF).
@@ -51,9 +54,10 @@ std::vector<double> venous_curve(const GammaBolus& aif, double delay_s, double d
 double sampled_cbv(const std::vector<double>& tissue, const std::vector<double>& arterial);
 
 /// The JSON record of a flow: cbf_ml_100g_min, mtt_s, cbv_ml_100g, delay_s, tmax_s (= delay_s:
-/// the residue e^(−(t − delay)/MTT) peaks at the delay).
+/// every residue of this family peaks at arrival), residue_order.
 nlohmann::json flow_truth(const Flow& flow);
-/// {"density_g_ml", "hematocrit_ratio", "tissue_factor", "residue"}: what the curves assume.
-nlohmann::json perfusion_constants();
+/// {"density_g_ml", "hematocrit_ratio", "tissue_factor", "residue", "tissue_curve"}: what the
+/// curves of Erlang order `residue_order` assume.
+nlohmann::json perfusion_constants(int residue_order = 1);
 
 }  // namespace vitruvian::data::phantom

@@ -46,6 +46,7 @@ PhantomOptions phantom_options(const PhantomJobOptions& o, int threads) {
   p.noise = o.noise;
   p.deformation = o.deformation;
   p.perfusion_frames = o.frames;
+  p.residue_order = o.residue_order;
   p.threads = threads;
   p.validate();
   if (o.studies < 1 || o.studies > 10000000) {
@@ -498,6 +499,9 @@ CLI::App* add_phantom_command(CLI::App& app, PhantomJobOptions& o) {
       ->capture_default_str();
   phantom->add_option("--frames", o.frames,
                       "Time points of 4D perfusion series (default: head-neck 30, perfusion-grid 40)");
+  phantom->add_option("--residue-order", o.residue_order,
+                      "perfusion-grid: Erlang order of the blocks' transit times (1: exponential residue)")
+      ->capture_default_str();
   phantom->add_option("--chunk", o.chunk, "Chunk shape Z,Y,X (or one size, or 'contiguous')")->capture_default_str();
   phantom->add_option("--deflate", o.deflate, "Deflate level 0 (off) to 9, with byte shuffle")->capture_default_str();
   phantom->add_flag("--lz4", o.lz4, "LZ4 instead of deflate (with byte shuffle; needs hdf5-filter-plugin)");

@@ -30,6 +30,7 @@ struct PhantomJobOptions {
   double noise = 1.0;
   double deformation = 1.0;
   int frames = 0;  ///< 0: the kind's default (head-neck 30, perfusion-grid 40)
+  int residue_order = 1;  ///< perfusion-grid: Erlang order of the transit times
   std::string chunk = "64,64,64";
   int deflate = 0;
   bool lz4 = false;  ///< LZ4 instead of deflate (needs hdf5-filter-plugin)

@@ -7,7 +7,8 @@ against the block's truth: per parameter the Pearson r and the mean relative bia
 the truth's delay (the exponential residue peaks at the delay), and CBF's relative error per
 arterial delay, for oSVD, plain SVD and (--model) the model fit; and the arterial input found
 against the one drawn.
-What is asserted and what is only reported: below.
+The limits depend on the drawn residue (Erlang order 1, the exponential, or higher: the
+phantom's --residue-order). What is asserted and what is only reported: below.
 """
 import json
 import math
@@ -77,7 +78,11 @@ def arterial_input(out_dir):
     return {"peak_ratio": found["peak_hu"] / drawn["peak_hu"], "area_ratio": found["auc_hu_s"] * found["scale"] / area}
 
 
-res = {"osvd": figures(block_table(osvd_out)), "svd": figures(block_table(svd_out))}
+with h5py.File(phantom, "r") as f:
+    meta = json.loads(f["studies"][next(iter(f["studies"]))].attrs["metadata_json"])["phantom"]
+    order = meta["blocks"][0].get("residue_order", 1)  # the Erlang order of the drawn residues
+print(f"residue: {meta['perfusion']['constants']['residue']}")
+res = {"residue_order": order, "osvd": figures(block_table(osvd_out)), "svd": figures(block_table(svd_out))}
 if model_out:
     res["model"] = figures(block_table(model_out))
 res["arterial_input"] = arterial_input(osvd_out)
@@ -123,13 +128,17 @@ if limits:
     if max(od) - min(od) > 0.10: problems.append(f"oSVD CBF error spreads {100 * (max(od) - min(od)):.1f} points over the delays")
     if o["cbv"]["pearson_r"] < 0.8: problems.append(f"oSVD CBV r {o['cbv']['pearson_r']:.3f} < 0.8")
     if model_out:
-        # The model fit (seeds 1-3: CBF r 0.956-0.971, bias -0.5 … -4.8 %, CBV r 0.946-0.955, MTT r
-        # 0.71-0.79, Tmax mean error 0.80-0.84 s): held with a margin.
+        # The model fit, held with a margin. Exponential residues (seeds 1-3): CBF r 0.954-0.969,
+        # bias -4.3 … +0.1 %, CBV r 0.946-0.955, MTT r 0.71-0.79, Tmax mean error 0.79-0.84 s.
+        # Flatter residues (Erlang orders 2-4, seeds 1-2): CBF overestimated by 23-53 % (its
+        # known failure: docs/PERFUSION.md), CBV r 0.968-0.981, MTT r 0.80-0.87.
         m, md = res["model"], list(res["model"]["cbf_error_by_delay"].values())
+        bias_range, cbv_r = ((-0.10, 0.10), 0.93) if order == 1 else ((-0.10, 0.60), 0.95)
         if m["cbf"]["pearson_r"] < 0.95: problems.append(f"model CBF r {m['cbf']['pearson_r']:.3f} < 0.95")
-        if abs(m["cbf"]["mean_bias"]) > 0.10: problems.append(f"model CBF bias {m['cbf']['mean_bias']:+.3f} beyond 10 %")
+        if not bias_range[0] <= m["cbf"]["mean_bias"] <= bias_range[1]:
+            problems.append(f"model CBF bias {m['cbf']['mean_bias']:+.3f} outside {bias_range[0]:+.2f} … {bias_range[1]:+.2f}")
         if max(md) - min(md) > 0.10: problems.append(f"model CBF error spreads {100 * (max(md) - min(md)):.1f} points over the delays")
-        if m["cbv"]["pearson_r"] < 0.93: problems.append(f"model CBV r {m['cbv']['pearson_r']:.3f} < 0.93")
+        if m["cbv"]["pearson_r"] < cbv_r: problems.append(f"model CBV r {m['cbv']['pearson_r']:.3f} < {cbv_r}")
         if m["mtt"]["pearson_r"] < 0.6: problems.append(f"model MTT r {m['mtt']['pearson_r']:.3f} < 0.6")
         if m["tmax"]["mean_abs_error_s"] > 1.2:
             problems.append(f"model Tmax mean error {m['tmax']['mean_abs_error_s']:.2f} s > 1.2 s")
