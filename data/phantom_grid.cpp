@@ -268,8 +268,9 @@ std::string grid_notes() {
       "\nArterial input: gamma variate, t0 {:g} s, α {:g}, β {:g} s, peak {:g} HU at {:g} s, in a {} × {}-voxel artery "
       "through every slice ({:g} HU before contrast); venous output: the same curve delayed {:g} s and dispersed by a "
       "unit-area exponential of mean {:g} s, in a {} × {}-voxel vein. Background {:g} HU inside a {}-voxel bone frame "
-      "({:g} HU). {} frames {:g} s apart by default (`--frames` sets the count); `--shape`, `--spacing` and "
-      "`--deformation` do not apply.\n\n",
+      "({:g} HU). {} frames {:g} s apart by default (`--frames` sets the count); the blocks' residue is the "
+      "exponential, or with `--residue-order k` that of k compartments in series (Erlang order k, the same MTT); "
+      "`--shape`, `--spacing` and `--deformation` do not apply.\n\n",
       aif.t0_s, aif.alpha, aif.beta_s, aif.peak_hu, aif.time_to_peak_s(), kVessel, kVessel, kBloodHu, kVenousDelay,
       kVenousDispersion, kVessel, kVessel, kBackgroundHu, kBone, kBoneHu, kPerfusionGridFrames, kFrameInterval);
   return notes;
