@@ -464,6 +464,51 @@ void BM_Deconvolve(benchmark::State& state, bool use_torch) {
       benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
 }
 
+/// Kernel 8's inputs: scores of 8 192 curves against a dictionary of `entries` (perfusion's
+/// model fit: 1 650), a few sharp best entries among many negative ones.
+struct DictionaryInputs {
+  at::Tensor scores, scaled, plain;
+};
+const DictionaryInputs& dictionary_inputs(std::int64_t entries) {
+  static std::map<std::int64_t, DictionaryInputs> cache;
+  auto [it, fresh] = cache.try_emplace(entries);
+  if (fresh) {
+    torch::manual_seed(8);
+    it->second.scores = (torch::randn({8192, entries}) * 3 + torch::linspace(-2, 6, entries).unsqueeze(0)).contiguous();
+    it->second.scaled = (torch::rand({2, entries}) * 10 + 0.1).contiguous();
+    it->second.plain = torch::linspace(-3, 15, entries);
+  }
+  return it->second;
+}
+
+namespace torch_ops {
+
+/// The same weighted means as LibTorch ops, as the model fit first had them.
+at::Tensor dictionary_means(const DictionaryInputs& d, double inverse) {
+  const at::Tensor p = d.scores.clamp_min(0);
+  at::Tensor w = p.square().sub_(std::get<0>(p.max(1, true)).square()).mul_(inverse).exp_();
+  const at::Tensor total = w.sum(1, true);
+  const at::Tensor delay = at::matmul(w, d.plain.unsqueeze(1));
+  const at::Tensor flow = at::matmul(w.mul_(p), d.scaled.t());
+  return at::cat({flow, delay}, 1) / total;
+}
+
+}  // namespace torch_ops
+
+void BM_DictionaryMeans(benchmark::State& state, bool use_torch) {
+  const DictionaryInputs& d = dictionary_inputs(state.range(0));
+  constexpr double kInverse = 0.5;
+  at::Tensor out;
+  time_cpu(state, [&] {
+    out = use_torch ? torch_ops::dictionary_means(d, kInverse) : kernels::dictionary_means(d.scores, d.scaled, d.plain, kInverse);
+  });
+  if (!use_torch) fail_unless(state, at::allclose(out, torch_ops::dictionary_means(d, kInverse), 1e-4, 1e-5), "results differ");
+  const std::int64_t n = d.scores.size(0);
+  set_counters(state, static_cast<double>(d.scores.numel()) * 4 + static_cast<double>(n) * 12, 0);
+  state.counters["curves_per_s"] =
+      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+}
+
 #ifdef VITRUVIAN_WITH_CUDA
 // ---- the same kernels on the GPU ---------------------------------------------------------
 
@@ -635,6 +680,8 @@ CPU_PAIR(BM_LabelStats, "label_stats");
 CPU_PAIR(BM_Components, "components");
 BENCHMARK_CAPTURE(BM_Deconvolve, cpu, false)->Name("deconvolve/cpu")->Arg(30)->Arg(40)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Deconvolve, torch_cpu, true)->Name("deconvolve/torch_cpu")->Arg(30)->Arg(40)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_DictionaryMeans, cpu, false)->Name("dictionary_means/cpu")->Arg(1650)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_DictionaryMeans, torch_cpu, true)->Name("dictionary_means/torch_cpu")->Arg(1650)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace vitruvian::bench

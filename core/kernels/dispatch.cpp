@@ -265,4 +265,32 @@ Deconvolved deconvolve_curves(const at::Tensor& curves, const at::Tensor& analys
   return d;
 }
 
+at::Tensor dictionary_means(const at::Tensor& scores, const at::Tensor& scaled, const at::Tensor& plain,
+                            double inverse_two_variance) {
+  constexpr const char* kWhat = "dictionary_means";
+  if (scores.dim() != 2 || scaled.dim() != 2 || scaled.size(0) != 2 || plain.dim() != 1 ||
+      scaled.size(1) != scores.size(1) || plain.size(0) != scores.size(1)) {
+    throw InputError(kWhat, fmt::format("scores {}, scaled values {} and plain values {}; expected [n, K], [2, K] and [K]",
+                                        shape_text(scores), shape_text(scaled), shape_text(plain)));
+  }
+  check_type(scores, at::kFloat, kWhat, "the scores");
+  check_type(scaled, at::kFloat, kWhat, "the scaled values");
+  check_type(plain, at::kFloat, kWhat, "the plain values");
+  check_same_device(scores, scaled, kWhat);
+  check_same_device(scores, plain, kWhat);
+  const at::Tensor s = scores.contiguous(), a = scaled.contiguous(), p = plain.contiguous();
+  DictionaryValues d;
+  d.entries = s.size(1);
+  d.scaled = a.data_ptr<float>();
+  d.plain = p.data_ptr<float>();
+  d.inverse_two_variance = static_cast<float>(inverse_two_variance);
+  detail::check_dictionary(d);
+  const std::int64_t n = s.size(0);
+  at::Tensor out = at::empty({n, 3}, s.options());
+  on_device(
+      s, kWhat, [&] { kernels::dictionary_means(s.data_ptr<float>(), n, d, out.data_ptr<float>()); },
+      [&](void* stream) { cuda::dictionary_means(s.data_ptr<float>(), n, d, out.data_ptr<float>(), stream); });
+  return out;
+}
+
 }  // namespace vitruvian::kernels

@@ -59,4 +59,9 @@ struct Deconvolved {
 Deconvolved deconvolve_curves(const at::Tensor& curves, const at::Tensor& analysis, const at::Tensor& synthesis,
                               const std::vector<std::int32_t>& levels, double max_oscillation);
 
+/// Likelihood-weighted means over a dictionary (kernel 8): scores float32 [n, K], scaled float32
+/// [2, K] and plain float32 [K] on one device; float32 [n, 3] on that device (DictionaryValues).
+at::Tensor dictionary_means(const at::Tensor& scores, const at::Tensor& scaled, const at::Tensor& plain,
+                            double inverse_two_variance);
+
 }  // namespace vitruvian::kernels

@@ -145,4 +145,21 @@ struct ResidueOut {
 /// its parabola-refined position and the level into out[i].
 void deconvolve_curves(const float* curves, std::int64_t n, const ResidueBasis& basis, const ResidueOut& out);
 
+/// What dictionary_means() averages (perfusion's model fit): per dictionary entry k, two values
+/// that scale with the entry's score and one that does not.
+struct DictionaryValues {
+  std::int64_t entries = 0;        ///< K ≥ 1
+  const float* scaled = nullptr;   ///< [2, K], row-major: × max(score, 0) (CBF and CBF · MTT per unit of score)
+  const float* plain = nullptr;    ///< [K]: as it is (the delay)
+  float inverse_two_variance = 0;  ///< 1 / (2σ²) > 0: σ² the noise variance of the scores' least-squares fits
+};
+
+/// 8. Likelihood-weighted means over a dictionary for `n` rows of scores (float32 [n, K],
+/// contiguous; the least-squares fit of entry k improves a row's residual by max(s_k, 0)²): with
+/// p_k = max(s_k, 0), b = max_k p_k and w_k = exp((p_k² − b²) · inverse_two_variance),
+/// out[3i + j] = Σ_k w_k p_k scaled[j, k] / Σ_k w_k for j = 0, 1 and
+/// out[3i + 2] = Σ_k w_k plain[k] / Σ_k w_k. Sums in float over 16 lanes, each block of 1 024
+/// entries added in double.
+void dictionary_means(const float* scores, std::int64_t n, const DictionaryValues& d, float* out);
+
 }  // namespace vitruvian::kernels

@@ -37,5 +37,7 @@ std::size_t deconvolve_workspace_bytes(std::int64_t n, const ResidueBasis& basis
 /// stream-ordered.
 void deconvolve_curves(const float* curves, std::int64_t n, const ResidueBasis& basis, const ResidueOut& out, void* stream,
                        void* workspace = nullptr);
+/// scores, dictionary.scaled, dictionary.plain and out on the device.
+void dictionary_means(const float* scores, std::int64_t n, const DictionaryValues& dictionary, float* out, void* stream);
 
 }  // namespace vitruvian::kernels::cuda

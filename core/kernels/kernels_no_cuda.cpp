@@ -30,5 +30,6 @@ std::size_t deconvolve_workspace_bytes(std::int64_t, const ResidueBasis&) { retu
 void deconvolve_curves(const float*, std::int64_t, const ResidueBasis&, const ResidueOut&, void*, void*) {
   no_cuda("deconvolve_curves");
 }
+void dictionary_means(const float*, std::int64_t, const DictionaryValues&, float*, void*) { no_cuda("dictionary_means"); }
 
 }  // namespace vitruvian::kernels::cuda

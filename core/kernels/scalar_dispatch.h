@@ -66,4 +66,8 @@ void check_components_input(const Grid& grid, int connectivity);
 /// matrices are set, n_levels ≥ 1 and the levels strictly ascend within [1, components].
 void check_basis(const ResidueBasis& basis);
 
+/// Throws InputError naming the bad value unless the dictionary has entries, its values and a
+/// positive finite 1 / 2σ².
+void check_dictionary(const DictionaryValues& dictionary);
+
 }  // namespace vitruvian::kernels::detail

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "core/errors.h"
+#include "core/kernels/dispatch.h"
 #include "data/perfusion/perfusion_steps.h"
 
 namespace vitruvian::data::perfusion {
@@ -112,8 +113,9 @@ ModelDictionary::ModelDictionary(const std::vector<double>& aif_hu, double inter
   atoms = at::from_blob(rows.data(), {entries, frames}, at::kFloat).clone();
   const auto column = [&](const std::vector<double>& v) { return at::tensor(v, at::kDouble).to(at::kFloat); };
   at::Tensor cbf = column(cbf_per_score);
-  // Columns of the weighted sums: CBF, CBF · MTT (→ CBV), delay (→ Tmax).
-  sums = at::stack({cbf, cbf * column(mtt_of), column(delay_of)}, 1).contiguous();
+  // Kernel 8's values: CBF and CBF · MTT (→ CBV) per unit of score, and the delay (→ Tmax).
+  scaled = at::stack({cbf, cbf * column(mtt_of)}).contiguous();
+  plain = column(delay_of);
 }
 
 ModelFit::Scores ModelFit::scores(const at::Tensor& curves) const {
@@ -145,17 +147,13 @@ ModelFit::ModelFit(const CurveSlabs& slabs, const std::vector<double>& aif_hu, d
 }
 
 std::array<at::Tensor, 3> ModelFit::fit(const at::Tensor& curves) const {
+  // Each entry weighs its likelihood relative to the best, exp(−(RSS − RSS_best) / 2σ²) with
+  // RSS = energy − max(score, 0)² (a negative score fits CBF 0): kernel 8 on the scores.
   std::vector<at::Tensor> parts;
   for (std::int64_t r0 = 0; r0 < curves.size(0); r0 += kRows) {
-    const Scores s = scores(curves.slice(0, r0, std::min(curves.size(0), r0 + kRows)));
-    // Each entry's likelihood relative to the best: exp(−(RSS − RSS_best) / 2σ²), where
-    // RSS = energy − max(score, 0)² (a negative score fits CBF 0).
-    at::Tensor positive = s.all.clamp_min(0);
-    at::Tensor w = positive.square().sub_(s.best.clamp_min(0).square().unsqueeze(1)).div_(2 * noise_hu_ * noise_hu_).exp_();
-    const at::Tensor total = w.sum(1, true);
-    const at::Tensor delay = at::matmul(w, dictionary_.sums.narrow(1, 2, 1));                    // Σ w·delay
-    const at::Tensor flow = at::matmul(w.mul_(positive), dictionary_.sums.narrow(1, 0, 2));      // Σ w·F, Σ w·F·MTT
-    parts.push_back(at::cat({flow, delay}, 1) / total);
+    const at::Tensor scores = at::matmul(curves.slice(0, r0, std::min(curves.size(0), r0 + kRows)), dictionary_.atoms.t());
+    parts.push_back(kernels::dictionary_means(scores, dictionary_.scaled, dictionary_.plain,
+                                              1.0 / (2 * noise_hu_ * noise_hu_)));
   }
   const at::Tensor m = at::cat(parts);
   return {m.select(1, 0), m.select(1, 1) / 60, m.select(1, 2)};

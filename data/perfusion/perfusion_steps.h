@@ -107,7 +107,8 @@ struct ModelDictionary {
                   const PerfusionOptions& o);
   double shrink() const { return shrink_; }
   at::Tensor atoms;  ///< float32 [K, T]
-  at::Tensor sums;   ///< float32 [K, 3]: CBF per unit of score (1 / norm), that × MTT, the delay (s)
+  at::Tensor scaled;  ///< float32 [2, K]: CBF per unit of score (1 / norm), that × MTT
+  at::Tensor plain;   ///< float32 [K]: the delay (s)
   std::vector<double> cbf_per_score, mtt_of, delay_of;  ///< per entry
   std::vector<double> mtts_s, delays_s;                 ///< the grids
   std::vector<std::int64_t> orders;
@@ -118,8 +119,8 @@ struct ModelDictionary {
 
 /// Model-based deconvolution: each curve against every dictionary entry with a free offset (one
 /// product [n, T] × [T, K]); CBF, CBV = CBF · MTT and Tmax (= the delay: these residues peak at
-/// arrival) as means over the entries weighted by exp(−ΔRSS / 2σ²), σ the brain's median
-/// residual noise.
+/// arrival) as means over the entries weighted by exp(−ΔRSS / 2σ²) (kernel 8), σ the brain's
+/// median residual noise.
 class ModelFit {
  public:
   /// The dictionary for `aif_hu` (the arterial input after the venous scaling), and σ from a

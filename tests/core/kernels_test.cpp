@@ -8,6 +8,7 @@
 #include <array>
 #include <cmath>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <vector>
 
@@ -405,6 +406,61 @@ TEST(Kernels, DeconvolveCurvesRejectsBadBases) {
   expect_error(curves, a.slice(1, 0, 0), s, {3}, "analysis");
   expect_error(curves.to(torch::kDouble), a, s, {3}, "the curves of type Double");
   expect_error(curves, a, s.to(torch::kDouble), {3}, "the synthesis matrix of type Double");
+}
+
+/// Kernel 8's values in double, from torch ops: the reference.
+at::Tensor dictionary_reference(const at::Tensor& scores, const at::Tensor& scaled, const at::Tensor& plain,
+                                double inverse) {
+  const at::Tensor p = scores.to(at::kDouble).clamp_min(0);
+  const at::Tensor best = std::get<0>(p.max(1, true));
+  const at::Tensor w = ((p.square() - best.square()) * inverse).exp();
+  const at::Tensor total = w.sum(1, true);
+  const at::Tensor flow = at::matmul(w * p, scaled.to(at::kDouble).t());
+  const at::Tensor delay = at::matmul(w, plain.to(at::kDouble).unsqueeze(1));
+  return at::cat({flow, delay}, 1) / total;
+}
+
+TEST(Kernels, DictionaryMeansMatchDoubleReference) {
+  // Rows of scores around a few sharp best entries and many negative ones; K = 1 100 crosses one
+  // block of 1 024 and leaves a tail that is not a whole number of lanes.
+  torch::manual_seed(8);
+  const std::int64_t n = 64, K = 1100;
+  const at::Tensor scores = torch::randn({n, K}) * 3 + torch::linspace(-2, 6, K).unsqueeze(0);
+  const at::Tensor scaled = torch::rand({2, K}) * 10 + 0.1;
+  const at::Tensor plain = torch::linspace(-3, 15, K);
+  for (const double inverse : {0.05, 0.5, 5.0}) {
+    const at::Tensor got = dictionary_means(scores, scaled, plain, inverse);
+    const at::Tensor want = dictionary_reference(scores, scaled, plain, inverse);
+    ASSERT_EQ(got.sizes(), (std::vector<std::int64_t>{n, 3}));
+    EXPECT_TRUE(torch::allclose(got.to(at::kDouble), want, 2e-5, 1e-5))
+        << "inverse " << inverse << ": largest difference " << (got.to(at::kDouble) - want).abs().max().item<double>();
+  }
+  // Rows are independent: a slice gives the same bits as the whole.
+  const at::Tensor whole = dictionary_means(scores, scaled, plain, 0.5);
+  EXPECT_TRUE(torch::equal(dictionary_means(scores.slice(0, 7, 40), scaled, plain, 0.5), whole.slice(0, 7, 40)));
+  // A row with no positive score: every entry fits CBF 0 and weighs 1; the flow is 0, the
+  // delay the plain values' mean.
+  const at::Tensor none = dictionary_means(-torch::ones({1, K}), scaled, plain, 0.5);
+  EXPECT_EQ(none[0][0].item<float>(), 0.0f);
+  EXPECT_NEAR(none[0][2].item<float>(), plain.mean().item<float>(), 1e-4);
+}
+
+TEST(Kernels, DictionaryMeansRejectBadInput) {
+  const at::Tensor scores = torch::ones({4, 10}), scaled = torch::ones({2, 10}), plain = torch::ones({10});
+  const auto expect_error = [&](const std::function<void()>& call, const char* needle) {
+    try {
+      call();
+      ADD_FAILURE() << "accepted: " << needle;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error([&] { dictionary_means(scores, torch::ones({10, 2}), plain, 1); }, "expected [n, K], [2, K] and [K]");
+  expect_error([&] { dictionary_means(scores, scaled, torch::ones({10, 1}), 1); }, "expected [n, K], [2, K] and [K]");
+  expect_error([&] { dictionary_means(scores.to(at::kDouble), scaled, plain, 1); }, "the scores of type");
+  expect_error([&] { dictionary_means(scores, scaled, plain, 0); }, "expected a positive finite number");
+  expect_error([&] { dictionary_means(torch::ones({4, 0}), torch::ones({2, 0}), torch::ones({0}), 1); },
+               "a dictionary of 0 entries");
 }
 
 }  // namespace

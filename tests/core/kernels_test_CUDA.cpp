@@ -276,5 +276,25 @@ TEST(KernelsCuda, DeconvolveCurvesMatchesCpu) {
   expect_deconvolution_matches(128, 333, 0.095, false);   // basis beyond shared memory: read from global
 }
 
+TEST(KernelsCuda, DictionaryMeansMatchCpu) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(8);
+  const std::int64_t n = 300, K = 1100;  // one block of 1 024 entries and a ragged tail
+  auto scores = random_floats(static_cast<std::size_t>(n * K), -6, 8, rng);
+  const auto scaled = random_floats(static_cast<std::size_t>(2 * K), 0.1f, 10, rng);
+  const auto plain = random_floats(static_cast<std::size_t>(K), -3, 15, rng);
+  DictionaryValues cpu{K, scaled.data(), plain.data(), 0.5f};
+  std::vector<float> want(static_cast<std::size_t>(3 * n));
+  dictionary_means(scores.data(), n, cpu, want.data());
+  DeviceVector<float> d_scores(scores), d_scaled(scaled), d_plain(plain), d_out(static_cast<std::size_t>(3 * n));
+  const DictionaryValues gpu{K, d_scaled.get(), d_plain.get(), 0.5f};
+  cuda::dictionary_means(d_scores.get(), n, gpu, d_out.get(), nullptr);
+  const auto got = d_out.host();
+  // expf against the CPU's polynomial (2 ulp): the sums agree to a few ulp.
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    ASSERT_NEAR(got[i], want[i], 1e-5f + 1e-5f * std::fabs(want[i])) << "value " << i;
+  }
+}
+
 }  // namespace
 }  // namespace vitruvian::kernels

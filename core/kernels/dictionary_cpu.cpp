@@ -1,0 +1,85 @@
+// Kernel 8 on the CPU: likelihood-weighted means over a dictionary fit (the reference of the
+// CUDA kernel). Per row, the largest positive score, then one pass over the entries in 16
+// independent float lanes (vectorisable without reassociation), each block of 1 024 entries
+// carried into double in lane order; rows run on at::parallel_for's threads and depend on nothing
+// else, so neither the thread split nor the row's neighbours change a bit.
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.h"
+#include "core/kernels/cpu_clones.h"
+#include "core/kernels/exp_nonpositive.h"
+#include "core/kernels/kernels.h"
+#include "core/kernels/scalar_dispatch.h"
+
+namespace vitruvian::kernels {
+
+namespace {
+
+/// The four weighted sums of one row: Σ w, Σ w·p·scaled[0, ·], Σ w·p·scaled[1, ·], Σ w·plain.
+VITRUVIAN_CLONES void row_sums(const float* __restrict s, std::int64_t entries, const float* __restrict scaled,
+                               const float* __restrict plain, float best_sq, float inverse, double* totals) {
+  for (std::int64_t start = 0; start < entries; start += kLaneBlock) {
+    const std::int64_t end = std::min(entries, start + kLaneBlock);
+    float w[kLanes] = {}, a[kLanes] = {}, b[kLanes] = {}, c[kLanes] = {};
+    std::int64_t k = start;
+    for (; k + kLanes <= end; k += kLanes) {
+      for (int j = 0; j < kLanes; ++j) {
+        const float p = std::max(s[k + j], 0.0f);
+        const float weight = exp_nonpositive((p * p - best_sq) * inverse);
+        const float wp = weight * p;
+        w[j] += weight;
+        a[j] += wp * scaled[k + j];
+        b[j] += wp * scaled[entries + k + j];
+        c[j] += weight * plain[k + j];
+      }
+    }
+    float sw = 0, sa = 0, sb = 0, sc = 0;
+    for (int j = 0; j < kLanes; ++j) sw += w[j], sa += a[j], sb += b[j], sc += c[j];
+    for (; k < end; ++k) {
+      const float p = std::max(s[k], 0.0f);
+      const float weight = exp_nonpositive((p * p - best_sq) * inverse);
+      const float wp = weight * p;
+      sw += weight, sa += wp * scaled[k], sb += wp * scaled[entries + k], sc += weight * plain[k];
+    }
+    totals[0] += sw, totals[1] += sa, totals[2] += sb, totals[3] += sc;
+  }
+}
+
+}  // namespace
+
+namespace detail {
+
+void check_dictionary(const DictionaryValues& d) {
+  constexpr const char* kWhat = "dictionary_means";
+  if (d.entries < 1 || d.scaled == nullptr || d.plain == nullptr) {
+    throw InputError(kWhat, fmt::format("a dictionary of {} entries; expected at least 1 with its values", d.entries));
+  }
+  if (!(d.inverse_two_variance > 0) || !std::isfinite(d.inverse_two_variance)) {
+    throw InputError(kWhat, fmt::format("1 / 2σ² = {}; expected a positive finite number", d.inverse_two_variance));
+  }
+}
+
+}  // namespace detail
+
+void dictionary_means(const float* scores, std::int64_t n, const DictionaryValues& d, float* out) {
+  detail::check_dictionary(d);
+  if (n < 0) throw InputError("dictionary_means", fmt::format("{} rows; expected none or more", n));
+  const std::int64_t K = d.entries;
+  at::parallel_for(0, n, 64, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) {
+      const float* s = scores + i * K;
+      float best = 0;
+      for (std::int64_t k = 0; k < K; ++k) best = std::max(best, s[k]);
+      double totals[4] = {0, 0, 0, 0};
+      row_sums(s, K, d.scaled, d.plain, best * best, d.inverse_two_variance, totals);
+      // The best entry weighs 1, so Σ w ≥ 1.
+      for (int j = 0; j < 3; ++j) out[3 * i + j] = static_cast<float>(totals[j + 1] / totals[0]);
+    }
+  });
+}
+
+}  // namespace vitruvian::kernels
