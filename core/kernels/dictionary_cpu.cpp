@@ -19,6 +19,19 @@ namespace vitruvian::kernels {
 
 namespace {
 
+/// max(0, max_k s[k]), in 16 lanes (the maximum does not depend on the order).
+VITRUVIAN_CLONES float row_best(const float* __restrict s, std::int64_t entries) {
+  float lanes[kLanes] = {};
+  std::int64_t k = 0;
+  for (; k + kLanes <= entries; k += kLanes) {
+    for (int j = 0; j < kLanes; ++j) lanes[j] = lanes[j] < s[k + j] ? s[k + j] : lanes[j];
+  }
+  float best = 0;
+  for (int j = 0; j < kLanes; ++j) best = std::max(best, lanes[j]);
+  for (; k < entries; ++k) best = std::max(best, s[k]);
+  return best;
+}
+
 /// The four weighted sums of one row: Σ w, Σ w·p·scaled[0, ·], Σ w·p·scaled[1, ·], Σ w·plain.
 VITRUVIAN_CLONES void row_sums(const float* __restrict s, std::int64_t entries, const float* __restrict scaled,
                                const float* __restrict plain, float best_sq, float inverse, double* totals) {
@@ -72,8 +85,7 @@ void dictionary_means(const float* scores, std::int64_t n, const DictionaryValue
   at::parallel_for(0, n, 64, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) {
       const float* s = scores + i * K;
-      float best = 0;
-      for (std::int64_t k = 0; k < K; ++k) best = std::max(best, s[k]);
+      const float best = row_best(s, K);
       double totals[4] = {0, 0, 0, 0};
       row_sums(s, K, d.scaled, d.plain, best * best, d.inverse_two_variance, totals);
       // The best entry weighs 1, so Σ w ≥ 1.
