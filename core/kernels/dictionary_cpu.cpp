@@ -1,7 +1,6 @@
 // Kernel 8 on the CPU: likelihood-weighted means over a dictionary fit (the reference of the
-// CUDA kernel). Per row, the largest positive score, then one pass over the entries in 16
-// independent float lanes (vectorisable without reassociation), each block of 1 024 entries
-// carried into double in lane order; rows run on at::parallel_for's threads and depend on nothing
+// CUDA kernel). Per row, the largest positive score, then one pass over the entries through
+// lane_sums_n (16 float lanes, each block of 1 024 entries carried into double in lane order); rows run on at::parallel_for's threads and depend on nothing
 // else, so neither the thread split nor the row's neighbours change a bit.
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -33,33 +32,21 @@ VITRUVIAN_CLONES float row_best(const float* __restrict s, std::int64_t entries)
 }
 
 /// The four weighted sums of one row: Σ w, Σ w·p·scaled[0, ·], Σ w·p·scaled[1, ·], Σ w·plain.
+/// p = (s < 0 ? 0 : s), so a NaN score stays NaN (as in the CUDA kernel).
 VITRUVIAN_CLONES void row_sums(const float* __restrict s, std::int64_t entries, const float* __restrict scaled,
-                               const float* __restrict plain, float best_sq, float inverse, double* totals) {
-  for (std::int64_t start = 0; start < entries; start += kLaneBlock) {
-    const std::int64_t end = std::min(entries, start + kLaneBlock);
-    float w[kLanes] = {}, a[kLanes] = {}, b[kLanes] = {}, c[kLanes] = {};
-    std::int64_t k = start;
-    for (; k + kLanes <= end; k += kLanes) {
-      for (int j = 0; j < kLanes; ++j) {
-        const float p = std::max(s[k + j], 0.0f);
+                               const float* __restrict plain, float best_sq, float inverse, double (&totals)[4]) {
+  lane_sums_n<4>(
+      entries,
+      [&](std::int64_t k, float (&v)[4]) {
+        const float p = s[k] < 0.0f ? 0.0f : s[k];
         const float weight = exp_nonpositive((p * p - best_sq) * inverse);
         const float wp = weight * p;
-        w[j] += weight;
-        a[j] += wp * scaled[k + j];
-        b[j] += wp * scaled[entries + k + j];
-        c[j] += weight * plain[k + j];
-      }
-    }
-    float sw = 0, sa = 0, sb = 0, sc = 0;
-    for (int j = 0; j < kLanes; ++j) sw += w[j], sa += a[j], sb += b[j], sc += c[j];
-    for (; k < end; ++k) {
-      const float p = std::max(s[k], 0.0f);
-      const float weight = exp_nonpositive((p * p - best_sq) * inverse);
-      const float wp = weight * p;
-      sw += weight, sa += wp * scaled[k], sb += wp * scaled[entries + k], sc += weight * plain[k];
-    }
-    totals[0] += sw, totals[1] += sa, totals[2] += sb, totals[3] += sc;
-  }
+        v[0] = weight;
+        v[1] = wp * scaled[k];
+        v[2] = wp * scaled[entries + k];
+        v[3] = weight * plain[k];
+      },
+      totals);
 }
 
 }  // namespace
@@ -86,7 +73,7 @@ void dictionary_means(const float* scores, std::int64_t n, const DictionaryValue
     for (std::int64_t i = begin; i < end; ++i) {
       const float* s = scores + i * K;
       const float best = row_best(s, K);
-      double totals[4] = {0, 0, 0, 0};
+      double totals[4];
       row_sums(s, K, d.scaled, d.plain, best * best, d.inverse_two_variance, totals);
       // The best entry weighs 1, so Σ w ≥ 1.
       for (int j = 0; j < 3; ++j) out[3 * i + j] = static_cast<float>(totals[j + 1] / totals[0]);

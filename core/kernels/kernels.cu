@@ -12,6 +12,7 @@
 
 #include "core/errors.h"
 #include "core/kernels/kernels_cuda.h"
+#include "core/kernels/lanes.h"
 #include "core/kernels/scalar_dispatch.h"
 
 namespace vitruvian::kernels::cuda {
@@ -768,12 +769,10 @@ void deconvolve_curves(const float* curves, std::int64_t n, const ResidueBasis& 
   check(cudaGetLastError(), "deconvolve_curves");
 }
 
-// Kernel 8: one thread per row, the CPU's order of operations (16 lanes, blocks of 1 024
-// entries carried in double); expf instead of the CPU's polynomial, so results agree to a few ulp.
+// Kernel 8: one thread per row, the CPU's order of operations (lane_sums_n's kLanes lanes, blocks
+// of kLaneBlock entries carried in double); expf instead of the CPU's polynomial, so results agree
+// to a few ulp.
 namespace {
-
-constexpr int kDictionaryLanes = 16;
-constexpr std::int64_t kDictionaryBlock = 1024;
 
 __global__ void dictionary_means_kernel(const float* __restrict__ scores, std::int64_t n, DictionaryValues d,
                                         float* __restrict__ out) {
@@ -785,7 +784,7 @@ __global__ void dictionary_means_kernel(const float* __restrict__ scores, std::i
     const float best_sq = __fmul_rn(best, best);
     double totals[4] = {0, 0, 0, 0};
     const auto term = [&](std::int64_t k, float& w, float& a, float& b, float& c) {
-      const float p = fmaxf(s[k], 0.0f);
+      const float p = s[k] < 0.0f ? 0.0f : s[k];  // the CPU's: a NaN score stays NaN
       const float weight = expf(__fmul_rn(__fsub_rn(__fmul_rn(p, p), best_sq), d.inverse_two_variance));
       const float wp = __fmul_rn(weight, p);
       w = __fadd_rn(w, weight);
@@ -793,15 +792,15 @@ __global__ void dictionary_means_kernel(const float* __restrict__ scores, std::i
       b = __fadd_rn(b, __fmul_rn(wp, d.scaled[K + k]));
       c = __fadd_rn(c, __fmul_rn(weight, d.plain[k]));
     };
-    for (std::int64_t start = 0; start < K; start += kDictionaryBlock) {
-      const std::int64_t end = start + kDictionaryBlock < K ? start + kDictionaryBlock : K;
-      float w[kDictionaryLanes] = {}, a[kDictionaryLanes] = {}, b[kDictionaryLanes] = {}, c[kDictionaryLanes] = {};
+    for (std::int64_t start = 0; start < K; start += kLaneBlock) {
+      const std::int64_t end = start + kLaneBlock < K ? start + kLaneBlock : K;
+      float w[kLanes] = {}, a[kLanes] = {}, b[kLanes] = {}, c[kLanes] = {};
       std::int64_t k = start;
-      for (; k + kDictionaryLanes <= end; k += kDictionaryLanes) {
-        for (int j = 0; j < kDictionaryLanes; ++j) term(k + j, w[j], a[j], b[j], c[j]);
+      for (; k + kLanes <= end; k += kLanes) {
+        for (int j = 0; j < kLanes; ++j) term(k + j, w[j], a[j], b[j], c[j]);
       }
       float sw = 0.0f, sa = 0.0f, sb = 0.0f, sc = 0.0f;
-      for (int j = 0; j < kDictionaryLanes; ++j) {
+      for (int j = 0; j < kLanes; ++j) {
         sw = __fadd_rn(sw, w[j]), sa = __fadd_rn(sa, a[j]), sb = __fadd_rn(sb, b[j]), sc = __fadd_rn(sc, c[j]);
       }
       for (; k < end; ++k) term(k, sw, sa, sb, sc);

@@ -1,7 +1,7 @@
 // The pipeline's hot loops on raw memory, with no LibTorch in sight so that nvcc compiles the
 // same declarations: window accumulation, fused normalisation, resampling, softmax-argmax,
-// per-label statistics, connected components and
-// the deconvolution of perfusion curves. Each has a plain CPU implementation here
+// per-label statistics, connected components, the deconvolution of perfusion curves and the
+// weighted means of a dictionary fit. Each has a plain CPU implementation here
 // (the reference) and a CUDA one in core/kernels/kernels_cuda.h; core/kernels/dispatch.h picks
 // one for a tensor's device.
 #pragma once

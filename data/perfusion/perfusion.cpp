@@ -168,11 +168,11 @@ VoxelMaps deconvolve_svd(const CurveSlabs& slabs, const BrainVoxels& voxels, con
 }
 
 /// The model fit (perfusion::ModelFit) on the arterial input after the venous scaling.
-VoxelMaps deconvolve_model(const CurveSlabs& slabs, PerfusionResult& r, const FrameTiming& ft,
-                           std::int64_t baseline_frames, const PerfusionOptions& o) {
+VoxelMaps deconvolve_model(const CurveSlabs& slabs, const BrainVoxels& voxels, PerfusionResult& r,
+                           const FrameTiming& ft, std::int64_t baseline_frames, const PerfusionOptions& o) {
   std::vector<double> aif = r.aif.hu;
   for (double& v : aif) v *= r.aif_scale;
-  const perfusion::ModelFit model(slabs, aif, ft.interval_s, baseline_frames, o);
+  const perfusion::ModelFit model(slabs, voxels.index.numel(), aif, ft.interval_s, baseline_frames, o);
   r.model = model.record();
   std::vector<at::Tensor> cbf, cbv, tmax;
   slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
@@ -228,7 +228,7 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
 
   start = Clock::now();
   const auto [cbf, cbv, tmax] =
-      o.deconvolution == "model" ? deconvolve_model(slabs, r, ft, baseline.frames, o) : deconvolve_svd(slabs, voxels, r, ft, o);
+      o.deconvolution == "model" ? deconvolve_model(slabs, voxels, r, ft, baseline.frames, o) : deconvolve_svd(slabs, voxels, r, ft, o);
   r.timing["deconvolution_s"] = seconds_since(start);
 
   start = Clock::now();

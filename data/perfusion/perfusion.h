@@ -1,8 +1,9 @@
 // CT perfusion analysis on one 4D series ([t, z, y, x], HU): checks, brain mask, concentration
 // curves, arterial input and venous output, delay-insensitive deconvolution (block-circulant oSVD,
-// or plain SVD as the reference), CBF / CBV / MTT / Tmax / TTP maps, ischaemic core and
-// hypoperfused tissue, and the stroke triage figures (volumes, mismatch, DEFUSE-3). The method,
-// step by step with its defaults, is docs/PERFUSION.md; the per-voxel deconvolution is kernel 7.
+// plain SVD as the reference, or the model fit), CBF / CBV / MTT / Tmax / TTP maps, ischaemic core
+// and hypoperfused tissue, and the stroke triage figures (volumes, mismatch, DEFUSE-3). The
+// method, step by step with its defaults, is docs/PERFUSION.md; the per-voxel work is kernel 7
+// (the SVDs) or kernel 8 (the model fit's weighted means).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -35,8 +36,8 @@ struct PerfusionOptions {
   double osvd_min_threshold = 0.02;      ///< oSVD: smallest singular value kept, × the largest
   double svd_threshold = 0.2;            ///< plain SVD: singular values kept, × the largest
   std::vector<std::int64_t> model_orders{1, 2, 4};  ///< model: Erlang orders of the transit times (1: exponential)
-  std::vector<double> model_mtt_s{1, 40};           ///< model: MTT range, s (levels 20 % apart)
-  std::vector<double> model_delay_s{-3, 15};        ///< model: delay range, s (levels 0.75 s apart)
+  std::vector<double> model_mtt_s{1, 40};           ///< model: MTT range, s (log-spaced, at most 20 % apart)
+  std::vector<double> model_delay_s{-3, 15};        ///< model: delay range, s (at most 0.75 s apart)
   double hematocrit_ratio = 0.73;        ///< k_H: (1 − Hct large vessels) / (1 − Hct capillaries)
   double density = 1.04;                 ///< brain tissue, g/mL
   double cbv_min = 0.4;                  ///< mL/100 g: below is CSF (left out)

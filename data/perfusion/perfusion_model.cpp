@@ -18,8 +18,9 @@ namespace {
 constexpr double kMttStep = 1.2;          // ratio between neighbouring MTTs of the dictionary
 constexpr double kDelayStep = 0.75;       // s between neighbouring delays
 constexpr int kFineSteps = 16;            // fine time steps per frame interval for the convolutions
-constexpr std::int64_t kRows = 512;       // curves fitted at once ([rows, entries] scores: 9 MB)
-constexpr std::int64_t kNoiseRows = 1 << 15;  // curves sampled for the noise estimate
+constexpr std::int64_t kRows = 512;       // curves fitted at once ([rows, entries] scores: 3.4 MB)
+constexpr std::int64_t kNoiseRows = 1 << 15;  // curves sampled for the noise estimate (at most)
+constexpr double kMinShare = 0.25;  // an entry whose norm is below this share of its (order, MTT)'s largest is dropped
 
 /// Residue of an Erlang transit-time distribution of order k and mean `mtt`: the fraction still
 /// in the tissue `t` after arrival, e^(−x) Σ_{j<k} x^j / j!, x = k t / mtt (k = 1: e^(−t/MTT)).
@@ -77,6 +78,11 @@ ModelDictionary::ModelDictionary(const std::vector<double>& aif_hu, double inter
 
   std::vector<float> rows;
   std::vector<double> atom(static_cast<std::size_t>(frames));
+  struct Entry {
+    std::vector<double> atom;
+    double norm, delay;
+  };
+  std::vector<Entry> group;
   for (const std::int64_t order : orders) {
     for (const double mtt : mtts_s) {
       for (std::int64_t j = 0; j < fine; ++j) r[j] = erlang_residue(order, mtt, (j + 0.5) * h);
@@ -85,6 +91,7 @@ ModelDictionary::ModelDictionary(const std::vector<double>& aif_hu, double inter
         for (std::int64_t j = 0; j < n; ++j) s += a[j] * r[n - 1 - j];
         g[n] = s * h * per_cbf;
       }
+      group.clear();
       for (const double delay : delays_s) {
         double sum = 0, squares = 0;
         for (std::int64_t i = 0; i < frames; ++i) {
@@ -97,11 +104,18 @@ ModelDictionary::ModelDictionary(const std::vector<double>& aif_hu, double inter
         // M a / √(aᵀ M a), M = I − 11ᵀ / (T + λ): the offset profiled out under its prior.
         const double norm = std::sqrt(std::max(0.0, squares - sum * sum * shrink_));
         for (double& v : atom) v -= sum * shrink_;
-        if (!(norm > 0)) continue;  // no enhancement within the frames at this delay
-        for (const double v : atom) rows.push_back(static_cast<float>(v / norm));
-        cbf_per_score.push_back(1 / norm);
+        group.push_back({atom, norm, delay});
+      }
+      // An entry whose bolus mostly arrives after the last frame keeps only a sliver of its curve:
+      // its CBF per unit of score (1 / norm) is huge, and a noisy curve would give it weight.
+      double largest = 0;
+      for (const Entry& e : group) largest = std::max(largest, e.norm);
+      for (const Entry& e : group) {
+        if (!(e.norm > 0) || e.norm < kMinShare * largest) continue;
+        for (const double v : e.atom) rows.push_back(static_cast<float>(v / e.norm));
+        cbf_per_score.push_back(1 / e.norm);
         mtt_of.push_back(mtt);
-        delay_of.push_back(delay);
+        delay_of.push_back(e.delay);
       }
     }
   }
@@ -124,14 +138,12 @@ ModelFit::Scores ModelFit::scores(const at::Tensor& curves) const {
   return {s, s.amax(1), energy};
 }
 
-ModelFit::ModelFit(const CurveSlabs& slabs, const std::vector<double>& aif_hu, double interval_s,
+ModelFit::ModelFit(const CurveSlabs& slabs, std::int64_t curve_count, const std::vector<double>& aif_hu, double interval_s,
                    std::int64_t baseline_frames, const PerfusionOptions& o)
     : dictionary_(aif_hu, interval_s, baseline_frames, o) {
-  // The noise: the median residual of the best entry over a sample of the brain's curves, per
-  // degree of freedom (frames less CBF, MTT, delay and offset).
-  std::int64_t total = 0;
-  slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) { total += curves.size(0); });
-  const std::int64_t stride = std::max<std::int64_t>(1, total / kNoiseRows);
+  // The noise: the median residual of the best entry over a sample of the brain's curves (every
+  // stride-th of each slab), per degree of freedom (frames less CBF, MTT, delay and offset).
+  const std::int64_t stride = std::max<std::int64_t>(1, (curve_count + kNoiseRows - 1) / kNoiseRows);
   std::vector<at::Tensor> residuals;
   slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
     const at::Tensor sample = curves.slice(0, 0, curves.size(0), stride);

@@ -28,8 +28,8 @@ void PerfusionOptions::visit(ConfigVisitor& v) {
   v.field("osvd_min_threshold", osvd_min_threshold, "oSVD: smallest singular value kept, as a fraction of the largest");
   v.field("svd_threshold", svd_threshold, "plain SVD: singular values kept, as a fraction of the largest");
   v.field("model_orders", model_orders, "model: Erlang orders of the transit-time distribution (1: exponential residue)");
-  v.field("model_mtt_s", model_mtt_s, "model: [low, high] MTT range (s), levels 20 % apart");
-  v.field("model_delay_s", model_delay_s, "model: [low, high] arterial delay range (s), levels 0.75 s apart");
+  v.field("model_mtt_s", model_mtt_s, "model: [low, high] MTT range (s), log-spaced levels at most 20 % apart");
+  v.field("model_delay_s", model_delay_s, "model: [low, high] arterial delay range (s), levels at most 0.75 s apart");
   v.field("hematocrit_ratio", hematocrit_ratio, "k_H = (1 - Hct of large vessels) / (1 - Hct of capillaries)");
   v.field("density", density, "brain tissue density (g/mL)");
   v.field("cbv_min", cbv_min, "CBV below this is CSF, left out (mL/100 g)");

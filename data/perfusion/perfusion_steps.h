@@ -99,9 +99,11 @@ struct Basis {
 };
 Basis deconvolution_basis(const std::vector<double>& aif_hu, double interval_s, const PerfusionOptions& options);
 
-/// The model fit's dictionary (deconvolution: model): the tissue curve of 1 mL/100 g/min for
-/// every (Erlang order, MTT, delay) of the options' ranges, centred over the frames and scaled to
-/// unit norm; entries that do not enhance within the frames are left out.
+/// The model fit's dictionary (deconvolution: model): the tissue curve a of 1 mL/100 g/min for
+/// every (Erlang order, MTT, delay) of the options' ranges, as M a / √(aᵀ M a) with
+/// M = I − 11ᵀ / (T + baseline frames) (the offset profiled out under its prior); entries whose
+/// norm is below a quarter of the largest of their (order, MTT) (a bolus arriving after most of
+/// the frames) are left out.
 struct ModelDictionary {
   ModelDictionary(const std::vector<double>& aif_hu, double interval_s, std::int64_t baseline_frames,
                   const PerfusionOptions& o);
@@ -118,15 +120,15 @@ struct ModelDictionary {
 };
 
 /// Model-based deconvolution: each curve against every dictionary entry with a free offset (one
-/// product [n, T] × [T, K]); CBF, CBV = CBF · MTT and Tmax (= the delay: these residues peak at
-/// arrival) as means over the entries weighted by exp(−ΔRSS / 2σ²) (kernel 8), σ the brain's
-/// median residual noise.
+/// product [n, T] × [T, K]); CBF, CBV = CBF · MTT / 60 and Tmax (= the delay: these residues
+/// peak at arrival) as means over the entries weighted by exp(−ΔRSS / 2σ²) (kernel 8), σ the
+/// brain's median residual noise.
 class ModelFit {
  public:
   /// The dictionary for `aif_hu` (the arterial input after the venous scaling), and σ from a
-  /// sample of the curves of `slabs`.
-  ModelFit(const CurveSlabs& slabs, const std::vector<double>& aif_hu, double interval_s, std::int64_t baseline_frames,
-           const PerfusionOptions& o);
+  /// sample of the `curve_count` curves of `slabs`.
+  ModelFit(const CurveSlabs& slabs, std::int64_t curve_count, const std::vector<double>& aif_hu, double interval_s,
+           std::int64_t baseline_frames, const PerfusionOptions& o);
   /// CBF (mL/100 g/min), CBV (mL/100 g) and Tmax (s) of curves float32 [n, T], each [n].
   std::array<at::Tensor, 3> fit(const at::Tensor& curves) const;
   /// {"entries", "erlang_orders", "mtt_s": [low, high, levels], "delay_s": [...], "noise_hu"}.
@@ -134,7 +136,7 @@ class ModelFit {
 
  private:
   struct Scores {
-    at::Tensor all, best, energy;  ///< [n, K] scores, [n] the largest, [n] Σ (c − mean c)²
+    at::Tensor all, best, energy;  ///< [n, K] scores, [n] the largest, [n] cᵀ M c = Σ c² − (Σ c)² / (T + λ)
   };
   Scores scores(const at::Tensor& curves) const;
   ModelDictionary dictionary_;

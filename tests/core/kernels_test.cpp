@@ -443,6 +443,12 @@ TEST(Kernels, DictionaryMeansMatchDoubleReference) {
   const at::Tensor none = dictionary_means(-torch::ones({1, K}), scaled, plain, 0.5);
   EXPECT_EQ(none[0][0].item<float>(), 0.0f);
   EXPECT_NEAR(none[0][2].item<float>(), plain.mean().item<float>(), 1e-4);
+  // A NaN score makes its row NaN (the CUDA kernel does the same), not a silent finite answer.
+  at::Tensor bad = scores.slice(0, 0, 2).clone();
+  bad[1][5] = std::numeric_limits<float>::quiet_NaN();
+  const at::Tensor with_nan = dictionary_means(bad, scaled, plain, 0.5);
+  EXPECT_TRUE(torch::equal(with_nan[0], whole[0]));
+  EXPECT_TRUE(with_nan[1].isnan().all().item<bool>());
 }
 
 TEST(Kernels, DictionaryMeansRejectBadInput) {
