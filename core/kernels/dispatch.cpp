@@ -6,6 +6,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <initializer_list>
+#include <utility>
+
 #ifdef VITRUVIAN_TORCH_CUDA
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -45,6 +48,12 @@ void check_type(const at::Tensor& t, at::ScalarType type, const char* what, cons
   if (t.scalar_type() != type) {
     throw InputError(what, fmt::format("{} of type {}; expected {}", name, c10::toString(t.scalar_type()), c10::toString(type)));
   }
+}
+
+/// Every tensor float32 (InputError naming it), then all on the first one's device.
+void check_float_on_one_device(const char* what, std::initializer_list<std::pair<const at::Tensor&, const char*>> named) {
+  for (const auto& [t, name] : named) check_type(t, at::kFloat, what, name);
+  for (const auto& [t, name] : named) check_same_device(named.begin()->first, t, what);
 }
 
 /// `t` contiguous in a type the kernels read directly (uint8, int16, int32, float32, float64),
@@ -232,11 +241,8 @@ Deconvolved deconvolve_curves(const at::Tensor& curves, const at::Tensor& analys
     throw InputError(kWhat, fmt::format("curves {}, analysis {} and synthesis {}; expected [n, T], [K, T] and [K, L]",
                                         shape_text(curves), shape_text(analysis), shape_text(synthesis)));
   }
-  check_type(curves, at::kFloat, kWhat, "the curves");
-  check_type(analysis, at::kFloat, kWhat, "the analysis matrix");
-  check_type(synthesis, at::kFloat, kWhat, "the synthesis matrix");
-  check_same_device(curves, analysis, kWhat);
-  check_same_device(curves, synthesis, kWhat);
+  check_float_on_one_device(
+      kWhat, {{curves, "the curves"}, {analysis, "the analysis matrix"}, {synthesis, "the synthesis matrix"}});
   const at::Tensor c = curves.contiguous(), a = analysis.contiguous(), s = synthesis.contiguous();
   ResidueBasis basis;
   basis.samples = a.size(1);
@@ -273,11 +279,7 @@ at::Tensor dictionary_means(const at::Tensor& scores, const at::Tensor& scaled, 
     throw InputError(kWhat, fmt::format("scores {}, scaled values {} and plain values {}; expected [n, K], [2, K] and [K]",
                                         shape_text(scores), shape_text(scaled), shape_text(plain)));
   }
-  check_type(scores, at::kFloat, kWhat, "the scores");
-  check_type(scaled, at::kFloat, kWhat, "the scaled values");
-  check_type(plain, at::kFloat, kWhat, "the plain values");
-  check_same_device(scores, scaled, kWhat);
-  check_same_device(scores, plain, kWhat);
+  check_float_on_one_device(kWhat, {{scores, "the scores"}, {scaled, "the scaled values"}, {plain, "the plain values"}});
   const at::Tensor s = scores.contiguous(), a = scaled.contiguous(), p = plain.contiguous();
   DictionaryValues d;
   d.entries = s.size(1);
