@@ -83,6 +83,7 @@ ModelDictionary::ModelDictionary(const std::vector<double>& aif_hu, double inter
     double norm, delay;
   };
   std::vector<Entry> group;
+  std::vector<double> cbf_per_score, mtt_of, delay_of;  // per entry kept
   for (const std::int64_t order : orders) {
     for (const double mtt : mtts_s) {
       for (std::int64_t j = 0; j < fine; ++j) r[j] = erlang_residue(order, mtt, (j + 0.5) * h);
@@ -132,10 +133,9 @@ ModelDictionary::ModelDictionary(const std::vector<double>& aif_hu, double inter
   plain = column(delay_of);
 }
 
-ModelFit::Scores ModelFit::scores(const at::Tensor& curves) const {
-  const at::Tensor s = at::matmul(curves, dictionary_.atoms.t());
-  const at::Tensor energy = curves.square().sum(1) - curves.sum(1).square() * dictionary_.shrink();
-  return {s, s.amax(1), energy};
+at::Tensor ModelFit::best_residuals(const at::Tensor& curves) const {
+  const at::Tensor best = at::matmul(curves, dictionary_.atoms.t()).amax(1).clamp_min(0);
+  return curves.square().sum(1) - curves.sum(1).square() * dictionary_.shrink() - best.square();
 }
 
 ModelFit::ModelFit(const CurveSlabs& slabs, std::int64_t curve_count, const std::vector<double>& aif_hu, double interval_s,
@@ -148,8 +148,7 @@ ModelFit::ModelFit(const CurveSlabs& slabs, std::int64_t curve_count, const std:
   slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
     const at::Tensor sample = curves.slice(0, 0, curves.size(0), stride);
     for (std::int64_t r0 = 0; r0 < sample.size(0); r0 += kRows) {
-      const Scores s = scores(sample.slice(0, r0, std::min(sample.size(0), r0 + kRows)));
-      residuals.push_back(s.energy - s.best.clamp_min(0).square());
+      residuals.push_back(best_residuals(sample.slice(0, r0, std::min(sample.size(0), r0 + kRows))));
     }
   });
   const auto frames = static_cast<double>(aif_hu.size());

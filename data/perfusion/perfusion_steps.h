@@ -111,8 +111,7 @@ struct ModelDictionary {
   at::Tensor atoms;  ///< float32 [K, T]
   at::Tensor scaled;  ///< float32 [2, K]: CBF per unit of score (1 / norm), that × MTT
   at::Tensor plain;   ///< float32 [K]: the delay (s)
-  std::vector<double> cbf_per_score, mtt_of, delay_of;  ///< per entry
-  std::vector<double> mtts_s, delays_s;                 ///< the grids
+  std::vector<double> mtts_s, delays_s;  ///< the grids
   std::vector<std::int64_t> orders;
 
  private:
@@ -135,10 +134,8 @@ class ModelFit {
   nlohmann::json record() const;
 
  private:
-  struct Scores {
-    at::Tensor all, best, energy;  ///< [n, K] scores, [n] the largest, [n] cᵀ M c = Σ c² − (Σ c)² / (T + λ)
-  };
-  Scores scores(const at::Tensor& curves) const;
+  /// RSS of each curve's best entry: cᵀ M c − max(0, max_k score_k)², float32 [n].
+  at::Tensor best_residuals(const at::Tensor& curves) const;
   ModelDictionary dictionary_;
   double noise_hu_ = 0;
 };
