@@ -16,8 +16,8 @@
 # perfusion acquisition centred on the brain holds more), and the in-plane Gaussian's kernel
 # (σ = 1.5 mm) is twice as wide in voxels at 0.47 mm pixels.
 # Seconds per study are each program's own measure, from opening the study to the verdict
-# (Vitruvian: report.json timing.read_s plus the perfusion route's seconds; the peer: its
-# timing.seconds, reading included); whole commands (start-up,
+# (Vitruvian: the perfusion route's seconds in report.json, which include reading the series; the
+# peer: its timing.seconds, reading included); whole commands (start-up,
 # imports, writing outputs) are shown beside them. PEER_ONLY=1 runs the peer alone.
 # Run it on an otherwise idle machine: with other processes on its cores, OpenMP's spin-waiting
 # barriers make the peer's many small OpenBLAS calls crawl (the 60×60 SVD alone took 0.5–1.5 s
@@ -88,15 +88,15 @@ peer_s = [p["timing"]["seconds"] for p in peer]
 vit = []
 def vit_report(r):
     """The study's report.json (campaign layout OUT/studies/<id>/, or OUT/<id>/) and its seconds:
-    reading the series plus the perfusion route, as the peer's seconds include its reading."""
+    the perfusion route's, which include reading the series (a route reads its series on first
+    use), as the peer's seconds include its reading. The study's read_s counts the same read."""
     path = next(p for p in (f"v{r}/studies/{study}/report.json", f"v{r}/{study}/report.json") if os.path.exists(p))
     report = json.load(open(path))
     timing = report.get("timing", {})
     if "seconds" in report["perfusion"].get("timing", {}):
         seconds = report["perfusion"]["timing"]["seconds"]
     else:
-        route = next(v for v in timing["routes"].values() if "seconds" in v)
-        seconds = timing.get("read_s", 0.0) + route["seconds"]
+        seconds = next(v for v in timing["routes"].values() if "seconds" in v)["seconds"]
     return report["perfusion"], seconds
 
 if vit_wall:

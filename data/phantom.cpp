@@ -87,6 +87,17 @@ void PhantomOptions::validate() const {
   if (residue_order != 1 && kind != PhantomKind::kPerfusionGrid) {
     throw InputError("--residue-order", "applies to --kind perfusion-grid only");
   }
+  if (grid_delays_s != std::array<double, 4>{0, 1, 2, 3} && kind != PhantomKind::kPerfusionGrid) {
+    throw InputError("--delays", "applies to --kind perfusion-grid only");
+  }
+  for (std::size_t i = 0; i < grid_delays_s.size(); ++i) {
+    const double d = grid_delays_s[i];
+    if (!(d >= -4 && d <= 10) || (i > 0 && !(d > grid_delays_s[i - 1]))) {
+      throw InputError("--delays", fmt::format("{:g} s (slab {}); expected four increasing delays from -4 to 10 s (the "
+                                               "arterial input arrives 5 s after the first frame)",
+                                               d, i + 1));
+    }
+  }
   if (!(noise >= 0 && noise <= 10)) throw InputError("--noise", fmt::format("{}; expected a factor from 0 to 10", noise));
   if (!(deformation >= 0 && deformation <= 2)) {
     throw InputError("--deformation", fmt::format("{}; expected a factor from 0 to 2", deformation));

@@ -51,11 +51,14 @@ struct PhantomOptions {
   double deformation = 1.0;  ///< multiplies the smooth random deformation, 0–2 (0: none)
   int perfusion_frames = 0;  ///< time points of 4D series; 0: the kind's default (phantom_frames)
   int residue_order = 1;     ///< perfusion-grid: Erlang order of the blocks' transit times (1: exponential)
+  /// perfusion-grid: the arterial delay (s) of each of its four slabs, increasing; negative: the
+  /// tissue's bolus arrives before the arterial input's
+  std::array<double, 4> grid_delays_s{0, 1, 2, 3};
   int threads = 1;  ///< OpenMP threads for one study
 
   /// InputError (naming the option) for shapes < 8 or > 2048, spacing < 0 or more anisotropic
   /// than 20:1, a field of view outside 50–2000 mm (or set with kCentred), frames other than 0 (default) or 2–200, noise outside 0–10, deformation outside
-  /// 0–2, threads < 1.
+  /// 0–2, threads < 1, grid delays not increasing or outside −4 … 10 s (or set for another kind).
   void validate() const;
 };
 

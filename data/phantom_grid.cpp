@@ -19,7 +19,7 @@ namespace {
 // Levels (Kudo et al., Radiology 2013;267:201): CBF = 60 · CBV / MTT spans 2.5–87.5 mL/100 g/min.
 constexpr std::array<double, 5> kCbv{1, 2, 3, 4, 5};               // mL/100 g, along y
 constexpr std::array<double, 7> kMtt{3.43, 4, 4.8, 6, 8, 12, 24};  // s, along x
-constexpr std::array<double, 4> kDelay{0, 1, 2, 3};                // s, along z (slabs)
+constexpr std::array<double, 4> kDelay{0, 1, 2, 3};                // s, along z (slabs); --delays sets others
 constexpr int kCbvLevels = 5, kMttLevels = 7, kDelayLevels = 4, kBlocks = kCbvLevels * kMttLevels * kDelayLevels;
 
 // Layout in voxels: air, the bone frame, background margin, then the vessel row and the blocks.
@@ -49,7 +49,9 @@ enum VoxelClass : int { kAirVoxel, kBoneVoxel, kBackground, kArtery, kVein, kFir
 struct Block {
   int index, cbv, mtt, delay;  // levels
   std::array<int, 3> origin;   // first voxel, z, y, x
-  Flow flow() const { return {60.0 * kCbv[cbv] / kMtt[mtt], kMtt[mtt], kDelay[delay]}; }
+  Flow flow(const std::array<double, 4>& delays) const {
+    return {60.0 * kCbv[cbv] / kMtt[mtt], kMtt[mtt], delays[static_cast<std::size_t>(delay)]};
+  }
 };
 
 /// Block n: MTT fastest (x), then CBV (y), then delay (z).
@@ -134,7 +136,8 @@ nlohmann::json box_truth(const std::array<int, 3>& origin, const std::array<int,
 }
 
 /// The truth record's fixed part: layout, levels, arterial input and venous output.
-nlohmann::json grid_truth(const GammaBolus& aif, std::size_t frames, int residue_order) {
+nlohmann::json grid_truth(const GammaBolus& aif, std::size_t frames, int residue_order,
+                          const std::array<double, 4>& delays) {
   nlohmann::json artery = box_truth(kArteryOrigin, kVesselSize), vein = box_truth(kVeinOrigin, kVesselSize);
   artery["baseline_hu"] = kBloodHu, vein["baseline_hu"] = kBloodHu;
   vein["delay_s"] = kVenousDelay, vein["dispersion_mean_s"] = kVenousDispersion;
@@ -151,7 +154,7 @@ nlohmann::json grid_truth(const GammaBolus& aif, std::size_t frames, int residue
             {"frame", {{"air_voxels", kAir}, {"bone_voxels", kBone}, {"bone_hu", kBoneHu}}},
             {"background_hu", kBackgroundHu},
             {"outside_blocks", "truth maps hold 0"}}},
-          {"levels", {{"cbv_ml_100g", kCbv}, {"mtt_s", kMtt}, {"delay_s", kDelay}}},
+          {"levels", {{"cbv_ml_100g", kCbv}, {"mtt_s", kMtt}, {"delay_s", delays}}},
           {"perfusion",
            {{"frames", frames},
             {"frame_interval_s", kFrameInterval},
@@ -177,7 +180,7 @@ PhantomStudy make_perfusion_grid(const PhantomOptions& options, std::int64_t ind
   std::vector<double> arterial(frames);
   for (std::size_t t = 0; t < frames; ++t) arterial[t] = aif.at(times[t]);
   const auto venous = venous_curve(aif, kVenousDelay, kVenousDispersion, times);
-  truth = grid_truth(aif, frames, options.residue_order);
+  truth = grid_truth(aif, frames, options.residue_order, options.grid_delays_s);
   nlohmann::json blocks = nlohmann::json::array();
   at::Tensor cbf = at::zeros({kZ, kY, kX}, at::kFloat), cbv = at::zeros_like(cbf), mtt = at::zeros_like(cbf);
   at::Tensor delay = at::zeros_like(cbf), labels = at::zeros({kZ, kY, kX}, at::kByte);
@@ -189,7 +192,7 @@ PhantomStudy make_perfusion_grid(const PhantomOptions& options, std::int64_t ind
   }
   for (int n = 0; n < kBlocks; ++n) {
     const Block b = block(n);
-    Flow flow = b.flow();
+    Flow flow = b.flow(options.grid_delays_s);
     flow.residue_order = options.residue_order;
     const auto curve = tissue_curve(aif, flow, times);
     for (std::size_t t = 0; t < frames; ++t) levels[kFirstBlock + n][t] = static_cast<float>(kBackgroundHu + curve[t]);
@@ -252,7 +255,9 @@ std::string grid_notes() {
   notes += "| level | values |\n|---|---|\n";
   notes += "| CBV (mL/100 g) | " + joined({kCbv.begin(), kCbv.end()}) + " |\n";
   notes += "| MTT (s) | " + joined({kMtt.begin(), kMtt.end()}) + " |\n";
-  notes += "| arterial delay (s) | " + joined({kDelay.begin(), kDelay.end()}) + " |\n\n";
+  notes += "| arterial delay (s) | " + joined({kDelay.begin(), kDelay.end()}) +
+           " (`--delays A,B,C,D` sets four others; a negative delay: the tissue's bolus arrives before the arterial "
+           "input's) |\n\n";
   notes += "CBF = 60 · CBV / MTT (mL/100 g/min):\n\n| CBV \\ MTT |";
   for (const double m : kMtt) notes += fmt::format(" {:g} s |", m);
   notes += "\n|---|";

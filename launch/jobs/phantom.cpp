@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -47,6 +48,12 @@ PhantomOptions phantom_options(const PhantomJobOptions& o, int threads) {
   p.deformation = o.deformation;
   p.perfusion_frames = o.frames;
   p.residue_order = o.residue_order;
+  if (o.delays.size() != p.grid_delays_s.size()) {
+    throw InputError("--delays", fmt::format("{} values; expected four delays A,B,C,D in seconds (one per slab of the "
+                                             "grid)",
+                                             o.delays.size()));
+  }
+  std::copy(o.delays.begin(), o.delays.end(), p.grid_delays_s.begin());
   p.threads = threads;
   p.validate();
   if (o.studies < 1 || o.studies > 10000000) {
@@ -501,6 +508,13 @@ CLI::App* add_phantom_command(CLI::App& app, PhantomJobOptions& o) {
                       "Time points of 4D perfusion series (default: head-neck 30, perfusion-grid 40)");
   phantom->add_option("--residue-order", o.residue_order,
                       "perfusion-grid: Erlang order of the blocks' transit times (1: exponential residue)")
+      ->capture_default_str();
+  phantom
+      ->add_option("--delays", o.delays,
+                   "perfusion-grid: arterial delays A,B,C,D (s) of the four slabs, increasing, -4 to 10 (negative: the "
+                   "tissue's bolus arrives before the arterial input's)")
+      ->delimiter(',')
+      ->expected(1, 4)
       ->capture_default_str();
   phantom->add_option("--chunk", o.chunk, "Chunk shape Z,Y,X (or one size, or 'contiguous')")->capture_default_str();
   phantom->add_option("--deflate", o.deflate, "Deflate level 0 (off) to 9, with byte shuffle")->capture_default_str();

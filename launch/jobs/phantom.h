@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/exit_code.h"
 #include "data/dicom_uid.h"
@@ -31,6 +32,7 @@ struct PhantomJobOptions {
   double deformation = 1.0;
   int frames = 0;  ///< 0: the kind's default (head-neck 30, perfusion-grid 40)
   int residue_order = 1;  ///< perfusion-grid: Erlang order of the transit times
+  std::vector<double> delays{0, 1, 2, 3};  ///< perfusion-grid: the four slabs' arterial delays (s)
   std::string chunk = "64,64,64";
   int deflate = 0;
   bool lz4 = false;  ///< LZ4 instead of deflate (needs hdf5-filter-plugin)

@@ -86,11 +86,19 @@ assert ds.Modality == "CT" and ds.BodyPartExamined == "HEAD", (ds.Modality, ds.B
 print("perfusion grid: series, truth maps, blocks, NIfTI and DICOM check out")
 PY
 
-# Another residue: noise-free blocks of Erlang order 3 against (ρ/k_H) CBF ∫ AIF(τ − delay)
+# Another residue and other delays (one of them negative: the tissue's bolus ahead of the
+# arterial input's): noise-free blocks of Erlang order 3 against (ρ/k_H) CBF ∫ AIF(τ − delay)
 # R(t − τ) dτ with R(t) = Q(3, 3t / MTT) (scipy's regularised upper incomplete gamma).
-expect_exit 0 erlang.err "$vit" phantom --kind perfusion-grid --seed 4 --noise 0 --residue-order 3 --out erlang.h5
+expect_exit 0 erlang.err "$vit" phantom --kind perfusion-grid --seed 4 --noise 0 --residue-order 3 --delays=-2,0,1.5,4 --out erlang.h5
 expect_exit 2 erlang_bad.err "$vit" phantom --kind head-neck --residue-order 3 --out bad.h5
 grep -q -- "--residue-order: applies to --kind perfusion-grid only" erlang_bad.err || { cat erlang_bad.err; fail "no one-line error for --residue-order on head-neck"; }
+expect_exit 2 delays_kind.err "$vit" phantom --kind head-neck --delays=-1,0,1,2 --out bad.h5
+grep -q -- "--delays: applies to --kind perfusion-grid only" delays_kind.err || { cat delays_kind.err; fail "no one-line error for --delays on head-neck"; }
+expect_exit 2 delays_order.err "$vit" phantom --kind perfusion-grid --delays=0,2,1,3 --out bad.h5
+grep -q -- "--delays: 1 s (slab 3); expected four increasing delays from -4 to 10 s" delays_order.err || { cat delays_order.err; fail "no one-line error for unordered --delays"; }
+expect_exit 2 delays_count.err "$vit" phantom --kind perfusion-grid --delays=0,1 --out bad.h5
+grep -q -- "--delays: 2 values; expected four delays" delays_count.err || { cat delays_count.err; fail "no one-line error for two --delays"; }
+[[ ! -e bad.h5 ]] || fail "a refused phantom left bad.h5"
 $py - <<'PY'
 import json
 import h5py, numpy as np
@@ -108,6 +116,11 @@ def gamma_variate(t):
 series = study["series/perfusion/image"][()].astype(float)
 times = study["series/perfusion"].attrs["frame_times_s"]
 labels = study["labels/blocks"][()]
+assert truth["levels"]["delay_s"] == [-2, 0, 1.5, 4], truth["levels"]
+delay_map = study["series/truth_delay/image"][()]
+for block in truth["blocks"]:
+    assert np.all(delay_map[labels == block["label"]] == block["delay_s"]), block
+assert sorted({b["delay_s"] for b in truth["blocks"]}) == [-2, 0, 1.5, 4]
 h = 0.005
 tau = np.arange(0, times[-1] + h, h)
 worst = 0.0
@@ -121,7 +134,7 @@ for block in truth["blocks"]:
     worst = max(worst, float(np.abs(measured - expected).max()))
 # Stored as int16: 0.5 HU of rounding, plus the convolutions' discretisation.
 assert worst < 0.6, worst
-print(f"Erlang-3 grid: every block's curve within {worst:.2f} HU of scipy's")
+print(f"Erlang-3 grid, delays -2 to 4 s: every block's curve within {worst:.2f} HU of scipy's")
 PY
 
 expect_exit 0 describe.err "$vit" phantom --kind perfusion-grid --describe
