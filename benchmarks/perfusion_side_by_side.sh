@@ -93,22 +93,25 @@ def vit_report(r):
     path = next(p for p in (f"v{r}/studies/{study}/report.json", f"v{r}/{study}/report.json") if os.path.exists(p))
     report = json.load(open(path))
     timing = report.get("timing", {})
-    if "seconds" in report["perfusion"].get("timing", {}):
-        seconds = report["perfusion"]["timing"]["seconds"]
-    else:
-        seconds = next(v for v in timing["routes"].values() if "seconds" in v)["seconds"]
-    return report["perfusion"], seconds
+    route = next(v for v in timing["routes"].values() if "seconds" in v)
+    return report["perfusion"], route, route["seconds"]
 
 if vit_wall:
-    vit, vit_s = zip(*(vit_report(r) for r in range(rounds)))
+    vit, vit_route, vit_s = zip(*(vit_report(r) for r in range(rounds)))
     v_med = row("vitruvian", vit_s, vit_wall)
 p_med = row("numpy/scipy peer", peer_s, peer_wall)
 if vit:
     ratio = p_med / v_med
     print(f"vitruvian / numpy-scipy peer speed: {ratio:.2f}x  (target >= 5: {'met' if ratio >= 5 else 'NOT met'})")
-    timing = {k: med([v["timing"][k] for v in vit]) for k in vit[0]["timing"] if k != "seconds" and isinstance(vit[0]["timing"][k], (int, float))}
+    # The route's stages: the first frame and the box (region), reading the box (read), then the
+    # analysis's own.
+    keys = [k for k in ("region_s", "read_s", "baseline_s", "curves_s", "deconvolution_s", "tissue_s") if k in vit_route[0]]
+    timing = {k: med([v[k] for v in vit_route]) for k in keys}
     if timing:
         print("vitruvian stages (median s): " + ", ".join(f"{k.removesuffix('_s')} {s:.3f}" for k, s in timing.items()))
+    if "voxels_read" in vit_route[0]:
+        print(f"vitruvian read {100 * vit_route[0]['voxels_read'] / vit_route[0]['voxels']:.0f} % of the series' voxels "
+              "(the box around the brain and skull; the peer reads it whole)")
 stages = [k for k in p0["timing"] if k.endswith("_s")]
 print("peer stages (median s):      " + ", ".join(f"{k[:-2]} {med([p['timing'][k] for p in peer]):.3f}" for k in stages))
 

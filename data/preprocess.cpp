@@ -326,10 +326,39 @@ Volume crop(const Volume& volume, const Box& box) {
   const auto first = v.dim() - 3;
   for (int d = 0; d < 3; ++d) v = v.narrow(first + d, box.start_zyx[d], box.size_zyx[d]);
   out.voxels = v.clone(at::MemoryFormat::Contiguous);
-  const std::array<double, 3> start_xyz{static_cast<double>(box.start_zyx[2]), static_cast<double>(box.start_zyx[1]),
-                                        static_cast<double>(box.start_zyx[0])};
-  const std::array<double, 3> shift = mat_vec(grid_matrix(volume.geometry), start_xyz);
-  for (int r = 0; r < 3; ++r) out.geometry.origin[r] += shift[r];
+  out.geometry = box_geometry(volume.geometry, box.start_zyx);
+  return out;
+}
+
+Geometry box_geometry(const Geometry& geometry, const std::array<std::int64_t, 3>& start_zyx) {
+  const std::array<double, 3> start_xyz{static_cast<double>(start_zyx[2]), static_cast<double>(start_zyx[1]),
+                                        static_cast<double>(start_zyx[0])};
+  const std::array<double, 3> shift = mat_vec(grid_matrix(geometry), start_xyz);
+  Geometry out = geometry;
+  for (int r = 0; r < 3; ++r) out.origin[r] += shift[r];
+  return out;
+}
+
+Volume uncrop(const Volume& part, const Volume& reference, const Box& box) {
+  const auto shape = reference.shape_zyx();
+  const auto inner = part.shape_zyx();
+  for (int d = 0; d < 3; ++d) {
+    if (inner[d] != box.size_zyx[d] || box.start_zyx[d] < 0 || box.start_zyx[d] + box.size_zyx[d] > shape[d]) {
+      throw InternalError(
+          "uncrop",
+          fmt::format("a part of shape [{}] does not fit box start [{}] size [{}] in [{}]", fmt::join(inner, ", "),
+                      fmt::join(box.start_zyx, ", "), fmt::join(box.size_zyx, ", "), fmt::join(shape, ", ")));
+    }
+  }
+  Volume out;
+  out.type = part.type;
+  out.modality = part.modality;
+  out.geometry = reference.geometry;
+  out.voxels = at::zeros({shape[0], shape[1], shape[2]}, part.voxels.options());
+  out.voxels.narrow(0, box.start_zyx[0], box.size_zyx[0])
+      .narrow(1, box.start_zyx[1], box.size_zyx[1])
+      .narrow(2, box.start_zyx[2], box.size_zyx[2])
+      .copy_(part.voxels);
   return out;
 }
 

@@ -108,9 +108,17 @@ inline constexpr double kCtBodyThreshold = -500.0;
 /// background's Rician noise.
 double body_threshold(const Volume& reference);
 
+/// `geometry` with the origin moved to voxel `start_zyx`: origin + direction * diag(spacing) *
+/// start_xyz (the geometry of a box of the grid).
+Geometry box_geometry(const Geometry& geometry, const std::array<std::int64_t, 3>& start_zyx);
+
 /// The voxels of `box` (every frame of a 4D volume), copied, with the origin moved to the box's
 /// first voxel: origin + direction * diag(spacing) * start_xyz. Throws InputError when the box
 /// is empty or leaves the volume.
 Volume crop(const Volume& volume, const Box& box);
+/// The inverse of crop for a 3D `part` (on the grid of crop(reference, box)): `part` in a
+/// zero-filled volume of `reference`'s grid (its shape and geometry; 3D), of `part`'s voxel
+/// type. InternalError when `part` does not fit `box` or `box` leaves the grid.
+Volume uncrop(const Volume& part, const Volume& reference, const Box& box);
 
 }  // namespace vitruvian::data

@@ -22,6 +22,11 @@ inline void check_cpu_tensor(const at::Tensor& t, const char* where, const char*
     throw InputError(where, fmt::format("{} must be real, not {}", name, c10::toString(t.scalar_type())));
 }
 
+/// The number of nonzero (true) elements of a mask. `mask.sum()` on uint8 or bool widens every
+/// element to int64 first: 87 ms for 80 × 256 × 256 voxels on one 2-thread VM, against 2.5 ms
+/// here.
+inline std::int64_t count_set(const at::Tensor& mask) { return at::count_nonzero(mask).item<std::int64_t>(); }
+
 /// "[a, b, c]": a tensor's shape for messages.
 inline std::string shape_text(const at::Tensor& t) { return fmt::format("[{}]", fmt::join(t.sizes(), ", ")); }
 

@@ -10,6 +10,7 @@
 
 #include "core/errors.h"
 #include "data/chunk_reader.h"
+#include "data/preprocess.h"
 #include "data/volume_format.h"
 #include "data/volume_store.h"
 
@@ -70,9 +71,11 @@ struct VolumeStore::State {
     std::size_t number;             ///< names it in chunk_cache
   };
 
-  /// Reads the box [start, start+size) (all frames of a 4D dataset) of `object` in file `file`.
+  /// Reads the box [start, start+size) of `object` in file `file`: frames [frames[0], frames[0]
+  /// + frames[1]) of a 4D dataset (frames[1] < 0: all from frames[0]).
   at::Tensor read_box(std::size_t file, const std::string& object, VoxelType type, const std::vector<std::int64_t>& shape,
-                      std::array<std::int64_t, 3> start, std::array<std::int64_t, 3> size) const;
+                      std::array<std::int64_t, 3> start, std::array<std::int64_t, 3> size,
+                      std::array<std::int64_t, 2> frames = {0, -1}) const;
 
   Open dataset(std::size_t file, const std::string& object, VoxelType type) const {
     std::lock_guard<std::mutex> lock(mutex);
@@ -322,11 +325,22 @@ const LabelTable& VolumeStore::label_table() const { return state_->labels; }
 
 at::Tensor VolumeStore::State::read_box(std::size_t file, const std::string& object, VoxelType type,
                                         const std::vector<std::int64_t>& shape, std::array<std::int64_t, 3> start,
-                                        std::array<std::int64_t, 3> size) const {
+                                        std::array<std::int64_t, 3> size, std::array<std::int64_t, 2> frames) const {
   const std::string subject = file_names[file] + ":" + object;
   const Open dataset = this->dataset(file, object, type);
   const std::size_t rank = shape.size();
   std::vector<hsize_t> offset(rank, 0), count(shape.begin(), shape.end());
+  if (rank == 4) {
+    const std::int64_t n = frames[1] < 0 ? shape[0] - frames[0] : frames[1];
+    if (frames[0] < 0 || n < 1 || frames[0] + n > shape[0]) {
+      throw InputError(subject, fmt::format("frames {} to {} leave the series' {} frames", frames[0], frames[0] + n - 1,
+                                            shape[0]));
+    }
+    offset[0] = static_cast<hsize_t>(frames[0]);
+    count[0] = static_cast<hsize_t>(n);
+  } else if (frames[0] != 0 || frames[1] > 1) {
+    throw InputError(subject, fmt::format("frames from {} of a 3D volume; expected frame 0 alone", frames[0]));
+  }
   for (std::size_t axis = 0; axis < 3; ++axis) {
     const std::size_t d = rank - 3 + axis;
     if (start[axis] < 0 || size[axis] < 1 || start[axis] + size[axis] > shape[d]) {
@@ -390,6 +404,23 @@ at::Tensor VolumeStore::read_series_region(const std::string& study, const std::
   const auto [index, info] = state_->find_series(study, series);
   return state_->read_box(state_->study_file[index], series_path(study, series) + "/image", info.type, info.shape,
                           start_zyx, size_zyx);
+}
+
+Volume VolumeStore::read_series_part(const std::string& study, const std::string& series,
+                                     std::array<std::int64_t, 3> start_zyx, std::array<std::int64_t, 3> size_zyx,
+                                     std::int64_t first_frame, std::int64_t frame_count) const {
+  const auto [index, info] = state_->find_series(study, series);
+  Volume volume;
+  volume.type = info.type;
+  volume.geometry = box_geometry(info.geometry, start_zyx);
+  volume.modality = info.modality;
+  volume.voxels = state_->read_box(state_->study_file[index], series_path(study, series) + "/image", info.type, info.shape,
+                                   start_zyx, size_zyx, {first_frame, frame_count});
+  if (volume.voxels.dim() == 4 && !info.frame_times_s.empty()) {
+    const auto begin = info.frame_times_s.begin() + first_frame;
+    volume.frame_times_s.assign(begin, begin + volume.voxels.size(0));
+  }
+  return volume;
 }
 
 at::Tensor VolumeStore::read_label_region(const std::string& study, const std::string& name,

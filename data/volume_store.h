@@ -183,6 +183,12 @@ class VolumeStore {
   /// map, touching only the chunks it covers. The box must lie inside the volume.
   at::Tensor read_series_region(const std::string& study, const std::string& series,
                                 std::array<std::int64_t, 3> start_zyx, std::array<std::int64_t, 3> size_zyx) const;
+  /// Frames [first_frame, first_frame + frame_count) of the box of a series (a 3D series: frame
+  /// 0, count 1) as a Volume: its geometry that of the box (origin at its first voxel), its
+  /// frame times those of the frames read. A box or frames outside the series: InputError.
+  Volume read_series_part(const std::string& study, const std::string& series, std::array<std::int64_t, 3> start_zyx,
+                          std::array<std::int64_t, 3> size_zyx, std::int64_t first_frame,
+                          std::int64_t frame_count) const;
   at::Tensor read_label_region(const std::string& study, const std::string& name,
                                std::array<std::int64_t, 3> start_zyx, std::array<std::int64_t, 3> size_zyx) const;
 

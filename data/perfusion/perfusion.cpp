@@ -201,6 +201,14 @@ void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf
               const at::Tensor& tmax, const Volume& series, const PerfusionOptions& o);
 }  // namespace perfusion
 
+void place_on_grid(PerfusionResult& r, const Volume& whole, const Box& box) {
+  for (Volume* map : {&r.cbf, &r.cbv, &r.mtt, &r.tmax, &r.ttp, &r.tissue}) *map = uncrop(*map, whole, box);
+  Volume brain;
+  brain.type = VoxelType::kUInt8;
+  brain.voxels = r.brain;
+  r.brain = uncrop(brain, whole, box).voxels;
+}
+
 PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& o, const std::string& what) {
   PerfusionResult r;
   auto start = Clock::now();
@@ -210,7 +218,7 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
   perfusion::Baseline baseline = perfusion::find_baseline(series, o, what);
   r.arrival_frame = baseline.arrival;
   const at::Tensor brain = perfusion::brain_mask(baseline.image, series.geometry, o);
-  r.brain_voxels = brain.sum().item<std::int64_t>();
+  r.brain_voxels = detail::count_set(brain);
   if (r.brain_voxels == 0)
     throw InputError(what, "no brain found in the pre-contrast baseline; expected a head CT perfusion series");
   r.timing["baseline_s"] = seconds_since(start);

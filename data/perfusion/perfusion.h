@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "data/preprocess.h"
 #include "data/volume.h"
 
 namespace vitruvian::data {
@@ -96,6 +97,19 @@ struct PerfusionResult {
   /// The report's `perfusion` section (method, curves, volumes, mismatch, DEFUSE-3).
   nlohmann::json report(const PerfusionOptions& options) const;
 };
+
+/// The part of a perfusion series the analysis needs, from its first frame (`first`, [1, z, y, x]
+/// or [z, y, x], HU): the slices holding brain in the first frame's brain mask, two more on each
+/// side; across them, the box of the skull (bone above `bone_hu`) and of the brain, grown by two
+/// voxels, and any voxel `aif_lps_mm` / `vof_lps_mm` place. The skull stays whole inside, so the
+/// brain masks of the part are those of the whole series. The whole grid when the first frame
+/// shows no brain (the analysis of the whole then says why).
+Box perfusion_region(const Volume& first, const PerfusionOptions& options);
+
+/// `result`, from analyse_perfusion on the part of a series at `box`, moved onto the grid of
+/// `whole` (a volume of the whole series' grid, e.g. its first frame): maps, tissue and brain
+/// zero outside the box.
+void place_on_grid(PerfusionResult& result, const Volume& whole, const Box& box);
 
 /// Analyses `series` (4D, HU); `what` names it in errors ("study s1, series perfusion").
 /// InputError (one line naming `what`) for a 3D series, too few frames, frames out of order or

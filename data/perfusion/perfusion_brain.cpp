@@ -70,3 +70,56 @@ at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const P
 }
 
 }  // namespace vitruvian::data::perfusion
+
+namespace vitruvian::data {
+
+Box perfusion_region(const Volume& first, const PerfusionOptions& options) {
+  const at::Tensor image = (first.voxels.dim() == 4 ? first.voxels[0] : first.voxels).to(at::kFloat).contiguous();
+  const std::int64_t nz = image.size(0), ny = image.size(1), nx = image.size(2);
+  const Box whole{{0, 0, 0}, {nz, ny, nx}};
+  const at::Tensor brain = perfusion::brain_mask(image, first.geometry, options);
+  std::array<std::int64_t, 3> lo{nz, ny, nx}, hi{-1, -1, -1};
+  const auto include = [&](std::int64_t z, std::int64_t y, std::int64_t x) {
+    const std::array<std::int64_t, 3> at{z, y, x};
+    for (int d = 0; d < 3; ++d) lo[d] = std::min(lo[d], at[d]), hi[d] = std::max(hi[d], at[d]);
+  };
+  const std::uint8_t* b = brain.data_ptr<std::uint8_t>();
+  for (std::int64_t i = 0; i < nz * ny * nx; ++i) {
+    if (b[i] != 0) include(i / (ny * nx), (i / nx) % ny, i % nx);
+  }
+  if (hi[0] < 0) return whole;
+  // The skull across the brain's slices, two more on each side: the border of the part then lies
+  // outside all bone, as the whole grid's border does.
+  const std::int64_t z0 = std::max<std::int64_t>(0, lo[0] - 2), z1 = std::min(nz - 1, hi[0] + 2);
+  const float* v = image.data_ptr<float>();
+  const auto bone = static_cast<float>(options.bone_hu);
+  for (std::int64_t z = z0; z <= z1; ++z) {
+    for (std::int64_t y = 0; y < ny; ++y) {
+      for (std::int64_t x = 0; x < nx; ++x) {
+        if (v[(z * ny + y) * nx + x] > bone) include(z, y, x);
+      }
+    }
+  }
+  lo[0] = std::min(lo[0], z0), hi[0] = std::max(hi[0], z1);
+  // In plane, the in-plane smoothing's reach beyond that (at least two voxels), so every voxel
+  // inside the skull is smoothed over the same neighbours as in the whole grid.
+  const std::array<std::int64_t, 3> margin{
+      0, std::max<std::int64_t>(2, static_cast<std::int64_t>(perfusion::gaussian_taps(
+                                         options.smoothing_mm / first.geometry.spacing[1]).size() / 2) + 1),
+      std::max<std::int64_t>(2, static_cast<std::int64_t>(perfusion::gaussian_taps(
+                                         options.smoothing_mm / first.geometry.spacing[0]).size() / 2) + 1)};
+  for (const auto* lps : {&options.aif_lps_mm, &options.vof_lps_mm}) {
+    if (lps->empty()) continue;
+    const std::int64_t voxel = perfusion::nearest_voxel(first.geometry, first.shape_zyx(), *lps);
+    if (voxel >= 0) include(voxel / (ny * nx), (voxel / nx) % ny, voxel % nx);  // outside: the analysis says so
+  }
+  Box box;
+  const std::array<std::int64_t, 3> shape{nz, ny, nx};
+  for (int d = 0; d < 3; ++d) {
+    box.start_zyx[d] = std::max<std::int64_t>(0, lo[d] - margin[d]);
+    box.size_zyx[d] = std::min(shape[d] - 1, hi[d] + margin[d]) - box.start_zyx[d] + 1;
+  }
+  return box;
+}
+
+}  // namespace vitruvian::data

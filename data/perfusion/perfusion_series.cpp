@@ -95,7 +95,7 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
   const std::int64_t frames = series.voxels.size(0);
   const at::Tensor first = mean_of_frames(series.voxels, 1);
   const at::Tensor mask = brain_mask(first, series.geometry, options);
-  const std::int64_t count = mask.sum().item<std::int64_t>();
+  const std::int64_t count = detail::count_set(mask);
   if (count == 0) {
     throw InputError(what,
                      fmt::format("no brain found: no soft tissue ({:g} to {:g} HU) inside bone (above {:g} HU) in the "

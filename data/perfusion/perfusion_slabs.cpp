@@ -90,7 +90,7 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
     const std::int64_t z1 = std::min(nz, z0 + step);
     if (std::any_of(has + z0, has + z1, [](bool b) { return b; })) slabs_.emplace_back(z0, z1);
   }
-  cache_on_ = brain.sum().item<std::int64_t>() * frames <= kCacheFloats;
+  cache_on_ = detail::count_set(brain) * frames <= kCacheFloats;
 }
 
 at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels) const {

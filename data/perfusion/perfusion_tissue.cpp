@@ -38,8 +38,8 @@ void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf
   const at::Tensor x = lps_x(index, series);
   const at::Tensor left = x > x.mean();
   const at::Tensor hypo = valid.logical_and(tmax > o.tmax_threshold_s);
-  const auto hypo_left = hypo.logical_and(left).sum().item<std::int64_t>();
-  const auto hypo_right = hypo.logical_and(left.logical_not()).sum().item<std::int64_t>();
+  const auto hypo_left = detail::count_set(hypo.logical_and(left));
+  const auto hypo_right = detail::count_set(hypo.logical_and(left.logical_not()));
   PerfusionTriage& t = r.triage;
   at::Tensor healthy = valid.logical_and(hypo.logical_not());
   if (hypo_left + hypo_right > 0) {
@@ -62,9 +62,9 @@ void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf
   r.tissue.modality = series.modality;
   r.tissue.voxels = (core3d + 2 * penumbra3d.to(at::kByte)).to(at::kByte).contiguous();
 
-  t.core_ml = static_cast<double>(core3d.sum().item<std::int64_t>()) * voxel_ml;
-  t.hypoperfused_ml = static_cast<double>(hypo3d.sum().item<std::int64_t>()) * voxel_ml;
-  t.penumbra_ml = static_cast<double>(penumbra3d.sum().item<std::int64_t>()) * voxel_ml;
+  t.core_ml = static_cast<double>(detail::count_set(core3d)) * voxel_ml;
+  t.hypoperfused_ml = static_cast<double>(detail::count_set(hypo3d)) * voxel_ml;
+  t.penumbra_ml = static_cast<double>(detail::count_set(penumbra3d)) * voxel_ml;
   t.mismatch_ml = t.hypoperfused_ml - t.core_ml;
   t.has_core = t.core_ml > 0;
   t.mismatch_ratio = t.has_core ? t.hypoperfused_ml / t.core_ml : 0.0;
@@ -109,7 +109,7 @@ nlohmann::json PerfusionResult::report(const PerfusionOptions& o) const {
       {"interval_s", interval_s},
       {"arrival_frame", arrival_frame},
       {"brain_voxels", brain_voxels},
-      {"tissue_voxels", brain.defined() ? brain.sum().item<std::int64_t>() : 0},
+      {"tissue_voxels", brain.defined() ? detail::count_set(brain) : 0},
       {"times_s", times},
       {"arterial_input", aif_json},
       {"venous_output", curve_json(vof)},

@@ -77,26 +77,4 @@ BodyCrop body_crop(const data::Volume& reference, double margin_mm, const std::a
   return out;
 }
 
-data::Volume paste_labels(const data::Volume& labels, const data::Volume& reference, const data::Box& box) {
-  const auto shape = reference.shape_zyx();
-  const auto inner = labels.shape_zyx();
-  for (int d = 0; d < 3; ++d) {
-    if (inner[d] != box.size_zyx[d] || box.start_zyx[d] < 0 || box.start_zyx[d] + box.size_zyx[d] > shape[d]) {
-      throw InternalError(
-          "paste_labels",
-          fmt::format("labels of shape [{}] do not fit box start [{}] size [{}] in [{}]", fmt::join(inner, ", "),
-                      fmt::join(box.start_zyx, ", "), fmt::join(box.size_zyx, ", "), fmt::join(shape, ", ")));
-    }
-  }
-  data::Volume out;
-  out.type = labels.type;
-  out.geometry = reference.geometry;
-  out.voxels = at::zeros({shape[0], shape[1], shape[2]}, labels.voxels.options());
-  out.voxels.narrow(0, box.start_zyx[0], box.size_zyx[0])
-      .narrow(1, box.start_zyx[1], box.size_zyx[1])
-      .narrow(2, box.start_zyx[2], box.size_zyx[2])
-      .copy_(labels.voxels);
-  return out;
-}
-
 }  // namespace vitruvian::campaign

@@ -46,8 +46,4 @@ struct BodyCrop {
 /// zero padding), clamped to the grid; the whole grid when no voxel is above the threshold.
 BodyCrop body_crop(const data::Volume& reference, double margin_mm, const std::array<std::int64_t, 3>& min_size_zyx);
 
-/// `labels` (on the grid of data::crop(reference, box)) in a background-filled map of
-/// `reference`'s grid: same voxel type as `labels`, `reference`'s geometry.
-data::Volume paste_labels(const data::Volume& labels, const data::Volume& reference, const data::Box& box);
-
 }  // namespace vitruvian::campaign

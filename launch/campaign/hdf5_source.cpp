@@ -23,9 +23,14 @@ class Hdf5Source final : public StudySource {
     const data::StudyInfo& info = store_->study(entry.id);
     auto store = store_;
     const std::string id = entry.id;
-    return std::make_unique<Study>(
+    auto study = std::make_unique<Study>(
         info, input(), store_->label_table(), [store, id](const std::string& name) { return store->read_series(id, name); },
         [store, id](const std::string& name) { return store->read_label(id, name); });
+    study->set_part_reader([store, id](const std::string& name, std::int64_t first_frame, std::int64_t frame_count,
+                                       const data::Box& box) {
+      return store->read_series_part(id, name, box.start_zyx, box.size_zyx, first_frame, frame_count);
+    });
+    return study;
   }
 
  private:

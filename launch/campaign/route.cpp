@@ -111,7 +111,7 @@ std::optional<RouteResult> ModelRoute::run(Study& study, json& notes) const {
     }
   }
   Prediction p = predictor_.predict(inputs, post_, study.id(), config().name);
-  if (cutting) p.labels = paste_labels(p.labels, reference, crop->box);
+  if (cutting) p.labels = data::uncrop(p.labels, reference, crop->box);
   const double seconds = seconds_since(start);
   const models::ModelCard& card = predictor_.model().card();
   RouteResult r;

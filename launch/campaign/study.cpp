@@ -1,11 +1,13 @@
 // A study's lazy series access and its task.
 #include "launch/campaign/study.h"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
 
 #include "core/errors.h"
+#include "data/preprocess.h"
 #include "core/stopwatch.h"
 
 namespace vitruvian::campaign {
@@ -38,6 +40,32 @@ const data::Volume& Study::series(const std::string& name) {
   it = series_.emplace(name, read_series_(name)).first;
   read_s_ += seconds_since(start);
   return it->second;
+}
+
+data::Volume Study::series_part(const std::string& name, std::int64_t first_frame, std::int64_t frame_count,
+                                const data::Box& box) {
+  if (read_part_ && series_.find(name) == series_.end() && info_.find_series(name) != nullptr) {
+    const auto start = std::chrono::steady_clock::now();
+    data::Volume part = read_part_(name, first_frame, frame_count, box);
+    read_s_ += seconds_since(start);
+    return part;
+  }
+  data::Volume whole = series(name);  // shares the voxels
+  if (whole.voxels.dim() == 4) {
+    const std::int64_t frames = whole.voxels.size(0);
+    const std::int64_t n = frame_count < 0 ? frames - first_frame : frame_count;
+    if (first_frame < 0 || n < 1 || first_frame + n > frames) {
+      throw InputError(input_, fmt::format("study '{}', series '{}': frames {} to {} leave its {} frames", id(), name,
+                                           first_frame, first_frame + n - 1, frames));
+    }
+    whole.voxels = whole.voxels.narrow(0, first_frame, n);
+    if (!whole.frame_times_s.empty()) {
+      whole.frame_times_s = {whole.frame_times_s.begin() + first_frame, whole.frame_times_s.begin() + first_frame + n};
+    }
+  } else if (first_frame != 0 || frame_count > 1) {
+    throw InputError(input_, fmt::format("study '{}', series '{}' is 3D; expected frame 0 alone", id(), name));
+  }
+  return data::crop(whole, box);
 }
 
 data::Volume Study::label(const std::string& name) const {

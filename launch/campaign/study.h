@@ -12,12 +12,20 @@
 #include "data/dicom_io.h"
 #include "data/volume_store.h"
 
+namespace vitruvian::data {
+struct Box;
+}  // namespace vitruvian::data
+
 namespace vitruvian::campaign {
 
 class Study {
  public:
   /// Reads one series or label map of this study by name.
   using Reader = std::function<data::Volume(const std::string& name)>;
+  /// Reads frames [first_frame, first_frame + frame_count) (frame_count < 0: all from
+  /// first_frame) of a box of a series, as Study::series_part gives them.
+  using PartReader = std::function<data::Volume(const std::string& name, std::int64_t first_frame,
+                                                std::int64_t frame_count, const data::Box& box)>;
 
   /// `info` lists what the study holds; `input` names where it came from (a file or folder).
   /// `read_series` / `read_label` fetch what is not in `loaded` (may be empty when everything is).
@@ -32,6 +40,13 @@ class Study {
 
   /// A series, read once; InputError naming the study when it has none of that name.
   const data::Volume& series(const std::string& name);
+  /// Frames [first_frame, first_frame + frame_count) (frame_count < 0: all from first_frame) of
+  /// the box of a series, its geometry that of the box (data::crop). Read alone where the source
+  /// can (set_part_reader) and the series is not loaded yet, not kept; else cut from series().
+  data::Volume series_part(const std::string& name, std::int64_t first_frame, std::int64_t frame_count,
+                           const data::Box& box);
+  /// Sources that can read part of a series without the rest (HDF5 datasets) say how.
+  void set_part_reader(PartReader read_part) { read_part_ = std::move(read_part); }
   /// A label map (read each time; label maps are read once per route at most).
   data::Volume label(const std::string& name) const;
   /// Puts an already loaded series in place (sources that read a study whole).
@@ -51,6 +66,7 @@ class Study {
   std::string input_;
   data::LabelTable label_table_;
   Reader read_series_, read_label_;
+  PartReader read_part_;
   std::map<std::string, data::Volume> series_;
   std::map<std::string, data::DicomSeriesIdentity> dicom_;
   mutable double read_s_ = 0;

@@ -282,5 +282,54 @@ TEST(Perfusion, ManualArterialInputAndOptionChecks) {
   EXPECT_NO_THROW(bad.validate("route perfusion"));
 }
 
+/// The part of a series around the head (perfusion_region) analysed alone and placed back on
+/// the whole grid gives the whole series' maps, tissue and volumes, bit for bit.
+TEST(Perfusion, PartAroundTheHeadGivesTheWholeSeriesMaps) {
+  const SyntheticHead h = make_head(30, 1.5, 2, 3);
+  // The head in a wider field: 8 voxels of air around it in plane, 3 slices below (a bone bar
+  // in the air, as a table or a shoulder would be, in the lowest) and 3 above.
+  Volume whole = h.series;
+  whole.voxels = at::full({30, 12, 64, 64}, -1000, at::kShort);
+  whole.voxels.slice(1, 3, 9).slice(2, 8, 56).slice(3, 8, 56).copy_(h.series.voxels);
+  whole.voxels.select(1, 0).slice(1, 60, 62).fill_(1000);
+  Volume first = whole;
+  first.voxels = whole.voxels.narrow(0, 0, 1);
+  first.frame_times_s = {0};
+  for (const std::string method : {"osvd", "model"}) {
+    PerfusionOptions o;
+    o.deconvolution = method;
+    const Box box = perfusion_region(first, o);
+    // The head's six slices and two more on each side; in plane the skull (x, y 8…55) and the
+    // smoothing's reach beyond it: smaller than the grid on every axis.
+    EXPECT_EQ(box.start_zyx[0], 1);
+    EXPECT_EQ(box.size_zyx[0], 10);
+    for (int d = 1; d < 3; ++d) {
+      EXPECT_GT(box.start_zyx[d], 0);
+      EXPECT_LE(box.start_zyx[d], 8 - 2);
+      EXPECT_GE(box.start_zyx[d] + box.size_zyx[d], 56 + 2);
+      EXPECT_LT(box.start_zyx[d] + box.size_zyx[d], 64);
+    }
+    const PerfusionResult all = analyse_perfusion(whole, o, "whole");
+    PerfusionResult part = analyse_perfusion(crop(whole, box), o, "part");
+    place_on_grid(part, first, box);
+    for (const auto& [a, b] : {std::pair{&all.cbf, &part.cbf}, {&all.cbv, &part.cbv}, {&all.mtt, &part.mtt},
+                               {&all.tmax, &part.tmax}, {&all.ttp, &part.ttp}, {&all.tissue, &part.tissue}}) {
+      EXPECT_TRUE(at::equal(a->voxels, b->voxels)) << method;
+      EXPECT_EQ(a->geometry.origin, b->geometry.origin);
+    }
+    EXPECT_TRUE(at::equal(all.brain, part.brain));
+    EXPECT_EQ(all.brain_voxels, part.brain_voxels);
+    EXPECT_EQ(all.triage.core_ml, part.triage.core_ml);
+    EXPECT_EQ(all.triage.penumbra_ml, part.triage.penumbra_ml);
+    EXPECT_EQ(all.triage.side, part.triage.side);
+    for (int r = 0; r < 3; ++r) EXPECT_NEAR(all.aif.centre_lps_mm[r], part.aif.centre_lps_mm[r], 1e-9);
+  }
+  // A first frame without brain: the whole grid (the analysis then says why).
+  first.voxels = at::full_like(first.voxels, -1000);
+  const Box none = perfusion_region(first, {});
+  EXPECT_EQ(none.start_zyx, (std::array<std::int64_t, 3>{0, 0, 0}));
+  EXPECT_EQ(none.size_zyx, (std::array<std::int64_t, 3>{12, 64, 64}));
+}
+
 }  // namespace
 }  // namespace vitruvian::data

@@ -16,6 +16,7 @@
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
+#include "data/preprocess.h"
 #include "tests/data/scratch_test.h"
 
 namespace vitruvian::data {
@@ -350,6 +351,16 @@ TEST_F(VolumeStoreTest, RegionsReadTheSameThroughEveryLayoutAndCache) {
         EXPECT_TRUE(at::equal(store.read_series_region("s", "mr", start, size), box(mr.voxels)));
         EXPECT_TRUE(at::equal(store.read_series_region("s", "f", start, size), box(f.voxels)));
         EXPECT_TRUE(at::equal(store.read_series("s", "mr").voxels, mr.voxels));
+        // Some frames of the box, as a Volume: the box's geometry and those frames' times.
+        const Volume part = store.read_series_part("s", "perfusion", start, size, 1, 2);
+        EXPECT_TRUE(at::equal(part.voxels, box(ct4d.voxels).narrow(0, 1, 2)));
+        EXPECT_EQ(part.frame_times_s, (std::vector<double>{1.5, 3.0}));
+        EXPECT_EQ(part.geometry.origin, crop(ct4d, {start, size}).geometry.origin);
+        EXPECT_TRUE(at::equal(store.read_series_part("s", "perfusion", start, size, 2, -1).voxels,
+                              box(ct4d.voxels).narrow(0, 2, 1)));
+        EXPECT_TRUE(at::equal(store.read_series_part("s", "mr", start, size, 0, 1).voxels, box(mr.voxels)));
+        EXPECT_THROW(store.read_series_part("s", "perfusion", start, size, 2, 2), InputError);
+        EXPECT_THROW(store.read_series_part("s", "mr", start, size, 1, 1), InputError);
         // The last voxel: a corner of an edge chunk.
         EXPECT_TRUE(at::equal(store.read_series_region("s", "f", {20, 33, 26}, {1, 1, 1}),
                               f.voxels.narrow(0, 20, 1).narrow(1, 33, 1).narrow(2, 26, 1)));

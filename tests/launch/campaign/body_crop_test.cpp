@@ -103,14 +103,14 @@ TEST(BodyCrop, LabelsPastedIntoBackground) {
   data::Volume labels;
   labels.voxels = at::randint(1, 4, {6, 6, 6}, at::kByte);
   labels.type = data::VoxelType::kUInt8;
-  const data::Volume whole = paste_labels(labels, v, c.box);
+  const data::Volume whole = data::uncrop(labels, v, c.box);
   EXPECT_EQ(whole.voxels.sizes(), v.voxels.sizes());
   EXPECT_EQ(whole.voxels.scalar_type(), at::kByte);
   EXPECT_EQ(whole.geometry.spacing, v.geometry.spacing);
   EXPECT_TRUE(at::equal(whole.voxels.slice(0, 2, 8).slice(1, 3, 9).slice(2, 4, 10), labels.voxels));
   EXPECT_EQ(whole.voxels.sum().item<std::int64_t>(), labels.voxels.sum().item<std::int64_t>());  // zero outside
   labels.voxels = at::ones({5, 6, 6}, at::kByte);
-  EXPECT_THROW(paste_labels(labels, v, c.box), InternalError);
+  EXPECT_THROW(data::uncrop(labels, v, c.box), InternalError);
 }
 
 }  // namespace
