@@ -209,13 +209,14 @@ void place_on_grid(PerfusionResult& r, const Volume& whole, const Box& box) {
   r.brain = uncrop(brain, whole, box).voxels;
 }
 
-PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& o, const std::string& what) {
+PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& o, const std::string& what,
+                                  const at::Tensor& first_brain) {
   PerfusionResult r;
   auto start = Clock::now();
   const FrameTiming ft = perfusion::check_series(series, o, what);
   r.times_s = ft.times_s;
   r.interval_s = ft.interval_s;
-  perfusion::Baseline baseline = perfusion::find_baseline(series, o, what);
+  perfusion::Baseline baseline = perfusion::find_baseline(series, o, what, first_brain);
   r.arrival_frame = baseline.arrival;
   const at::Tensor brain = perfusion::brain_mask(baseline.image, series.geometry, o);
   r.brain_voxels = detail::count_set(brain);

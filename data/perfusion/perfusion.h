@@ -98,13 +98,18 @@ struct PerfusionResult {
   nlohmann::json report(const PerfusionOptions& options) const;
 };
 
-/// The part of a perfusion series the analysis needs, from its first frame (`first`, [1, z, y, x]
-/// or [z, y, x], HU): the slices holding brain in the first frame's brain mask, two more on each
-/// side; across them, the box of the skull (bone above `bone_hu`) and of the brain, grown by two
-/// voxels, and any voxel `aif_lps_mm` / `vof_lps_mm` place. The skull stays whole inside, so the
-/// brain masks of the part are those of the whole series. The whole grid when the first frame
-/// shows no brain (the analysis of the whole then says why).
-Box perfusion_region(const Volume& first, const PerfusionOptions& options);
+/// The part of a perfusion series the analysis needs, and the first frame's brain mask on it.
+struct PerfusionRegion {
+  Box box;
+  at::Tensor first_brain;  ///< uint8 [z, y, x] of the box; undefined when the first frame shows no brain
+};
+/// From the series' first frame (`first`, [1, z, y, x] or [z, y, x], HU): the slices holding
+/// brain in the first frame's brain mask, two more on each side; across them, the box of the
+/// skull (bone above `bone_hu`) and of the brain, grown by the in-plane smoothing's reach plus one
+/// voxel (at least two), and any voxel `aif_lps_mm` / `vof_lps_mm` place. The skull stays whole
+/// inside, so the brain masks of the part are those of the whole series. The whole grid when the
+/// first frame shows no brain (the analysis of the whole then says why).
+PerfusionRegion perfusion_region(const Volume& first, const PerfusionOptions& options);
 
 /// `result`, from analyse_perfusion on the part of a series at `box`, moved onto the grid of
 /// `whole` (a volume of the whole series' grid, e.g. its first frame): maps, tissue and brain
@@ -112,8 +117,11 @@ Box perfusion_region(const Volume& first, const PerfusionOptions& options);
 void place_on_grid(PerfusionResult& result, const Volume& whole, const Box& box);
 
 /// Analyses `series` (4D, HU); `what` names it in errors ("study s1, series perfusion").
+/// `first_brain`, when given, is the brain mask of the series' first frame (step 2's first mask,
+/// perfusion_region's on the part it read), so it is not found again.
 /// InputError (one line naming `what`) for a 3D series, too few frames, frames out of order or
 /// unevenly spaced, no brain found, no contrast arrival, no arterial input.
-PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& options, const std::string& what);
+PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& options, const std::string& what,
+                                  const at::Tensor& first_brain = {});
 
 }  // namespace vitruvian::data

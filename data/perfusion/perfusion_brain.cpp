@@ -73,7 +73,7 @@ at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const P
 
 namespace vitruvian::data {
 
-Box perfusion_region(const Volume& first, const PerfusionOptions& options) {
+PerfusionRegion perfusion_region(const Volume& first, const PerfusionOptions& options) {
   const at::Tensor image = (first.voxels.dim() == 4 ? first.voxels[0] : first.voxels).to(at::kFloat).contiguous();
   const std::int64_t nz = image.size(0), ny = image.size(1), nx = image.size(2);
   const Box whole{{0, 0, 0}, {nz, ny, nx}};
@@ -87,7 +87,7 @@ Box perfusion_region(const Volume& first, const PerfusionOptions& options) {
   for (std::int64_t i = 0; i < nz * ny * nx; ++i) {
     if (b[i] != 0) include(i / (ny * nx), (i / nx) % ny, i % nx);
   }
-  if (hi[0] < 0) return whole;
+  if (hi[0] < 0) return {whole, {}};
   // The skull across the brain's slices, two more on each side: the border of the part then lies
   // outside all bone, as the whole grid's border does.
   const std::int64_t z0 = std::max<std::int64_t>(0, lo[0] - 2), z1 = std::min(nz - 1, hi[0] + 2);
@@ -119,7 +119,11 @@ Box perfusion_region(const Volume& first, const PerfusionOptions& options) {
     box.start_zyx[d] = std::max<std::int64_t>(0, lo[d] - margin[d]);
     box.size_zyx[d] = std::min(shape[d] - 1, hi[d] + margin[d]) - box.start_zyx[d] + 1;
   }
-  return box;
+  const at::Tensor part = brain.narrow(0, box.start_zyx[0], box.size_zyx[0])
+                              .narrow(1, box.start_zyx[1], box.size_zyx[1])
+                              .narrow(2, box.start_zyx[2], box.size_zyx[2])
+                              .contiguous();
+  return {box, part};
 }
 
 }  // namespace vitruvian::data

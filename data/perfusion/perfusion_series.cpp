@@ -91,10 +91,15 @@ at::Tensor mean_of_frames(const at::Tensor& voxels, std::int64_t count) {
 
 }  // namespace
 
-Baseline find_baseline(const Volume& series, const PerfusionOptions& options, const std::string& what) {
+Baseline find_baseline(const Volume& series, const PerfusionOptions& options, const std::string& what,
+                       const at::Tensor& first_brain) {
   const std::int64_t frames = series.voxels.size(0);
-  const at::Tensor first = mean_of_frames(series.voxels, 1);
-  const at::Tensor mask = brain_mask(first, series.geometry, options);
+  if (first_brain.defined() && first_brain.sizes() != series.voxels[0].sizes()) {
+    throw InternalError("perfusion", fmt::format("a first-frame brain mask of shape {} for frames of {}",
+                                                 detail::shape_text(first_brain), detail::shape_text(series.voxels[0])));
+  }
+  const at::Tensor mask = first_brain.defined() ? first_brain.to(at::kByte).contiguous()
+                                                : brain_mask(mean_of_frames(series.voxels, 1), series.geometry, options);
   const std::int64_t count = detail::count_set(mask);
   if (count == 0) {
     throw InputError(what,

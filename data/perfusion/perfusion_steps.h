@@ -44,8 +44,10 @@ struct Baseline {
   std::int64_t frames = 1;  ///< pre-contrast frames averaged
   std::vector<double> brain_curve_hu;  ///< the first mask's mean per frame
 };
-/// InputError naming `what` when no contrast arrives or no brain is found.
-Baseline find_baseline(const Volume& series, const PerfusionOptions& options, const std::string& what);
+/// InputError naming `what` when no contrast arrives or no brain is found. `first_brain`: the
+/// first frame's brain mask when known (uint8 [z, y, x] of the series), else found here.
+Baseline find_baseline(const Volume& series, const PerfusionOptions& options, const std::string& what,
+                       const at::Tensor& first_brain);
 
 /// Concentration curves of the brain's voxels, one z-slab at a time: body(curves [n, T] float32
 /// contiguous, their linear voxel indices int64 [n]). Curves: S − baseline, smoothed in plane

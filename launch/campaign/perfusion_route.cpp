@@ -56,12 +56,13 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
     throw InputError(what, fmt::format("a {}D series; expected a 4D perfusion series [t, z, y, x]", shape.size()));
   }
   const data::Volume first = study.series_part(name, 0, 1, {{0, 0, 0}, {shape[1], shape[2], shape[3]}});
-  const data::Box box = data::perfusion_region(first, route.perfusion);
+  const data::PerfusionRegion region = data::perfusion_region(first, route.perfusion);
+  const data::Box& box = region.box;
   const double region_s = seconds_since(start);
   const double read_before = study.read_seconds();
   const data::Volume series = study.series_part(name, 0, -1, box);
   const double read_s = study.read_seconds() - read_before;
-  data::PerfusionResult p = data::analyse_perfusion(series, route.perfusion, what);
+  data::PerfusionResult p = data::analyse_perfusion(series, route.perfusion, what, region.first_brain);
   const auto placing = std::chrono::steady_clock::now();
   data::place_on_grid(p, first, box);
   p.timing["tissue_s"] = p.timing.value("tissue_s", 0.0) + seconds_since(placing);

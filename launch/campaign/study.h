@@ -1,7 +1,8 @@
 // One study as a campaign sees it, whatever its source: what it holds (series, label maps,
-// metadata, label table), its series read on first use and kept while the study is processed,
-// the notes its loading left (series a DICOM folder held but could not use), and, for studies
-// read from DICOM, each series' DICOM identity (what DICOM SEG and SR outputs reference).
+// metadata, label table), its series read on first use and kept while the study is processed
+// (or, where the source can, a box of some frames read alone), the notes its loading left
+// (series a DICOM folder held but could not use), and, for studies read from DICOM, each
+// series' DICOM identity (what DICOM SEG and SR outputs reference).
 #pragma once
 
 #include <functional>

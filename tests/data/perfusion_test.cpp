@@ -298,7 +298,8 @@ TEST(Perfusion, PartAroundTheHeadGivesTheWholeSeriesMaps) {
   for (const std::string method : {"osvd", "model"}) {
     PerfusionOptions o;
     o.deconvolution = method;
-    const Box box = perfusion_region(first, o);
+    const PerfusionRegion region = perfusion_region(first, o);
+    const Box& box = region.box;
     // The head's six slices and two more on each side; in plane the skull (x, y 8…55) and the
     // smoothing's reach beyond it: smaller than the grid on every axis.
     EXPECT_EQ(box.start_zyx[0], 1);
@@ -310,14 +311,19 @@ TEST(Perfusion, PartAroundTheHeadGivesTheWholeSeriesMaps) {
       EXPECT_LT(box.start_zyx[d] + box.size_zyx[d], 64);
     }
     const PerfusionResult all = analyse_perfusion(whole, o, "whole");
+    // The part alone, and the part given the region's first-frame mask, as the route does.
     PerfusionResult part = analyse_perfusion(crop(whole, box), o, "part");
+    PerfusionResult given = analyse_perfusion(crop(whole, box), o, "part", region.first_brain);
     place_on_grid(part, first, box);
+    place_on_grid(given, first, box);
     for (const auto& [a, b] : {std::pair{&all.cbf, &part.cbf}, {&all.cbv, &part.cbv}, {&all.mtt, &part.mtt},
-                               {&all.tmax, &part.tmax}, {&all.ttp, &part.ttp}, {&all.tissue, &part.tissue}}) {
+                               {&all.tmax, &part.tmax}, {&all.ttp, &part.ttp}, {&all.tissue, &part.tissue},
+                               {&all.cbf, &given.cbf}, {&all.tmax, &given.tmax}, {&all.tissue, &given.tissue}}) {
       EXPECT_TRUE(at::equal(a->voxels, b->voxels)) << method;
       EXPECT_EQ(a->geometry.origin, b->geometry.origin);
     }
     EXPECT_TRUE(at::equal(all.brain, part.brain));
+    EXPECT_EQ(all.arrival_frame, given.arrival_frame);
     EXPECT_EQ(all.brain_voxels, part.brain_voxels);
     EXPECT_EQ(all.triage.core_ml, part.triage.core_ml);
     EXPECT_EQ(all.triage.penumbra_ml, part.triage.penumbra_ml);
@@ -326,9 +332,10 @@ TEST(Perfusion, PartAroundTheHeadGivesTheWholeSeriesMaps) {
   }
   // A first frame without brain: the whole grid (the analysis then says why).
   first.voxels = at::full_like(first.voxels, -1000);
-  const Box none = perfusion_region(first, {});
-  EXPECT_EQ(none.start_zyx, (std::array<std::int64_t, 3>{0, 0, 0}));
-  EXPECT_EQ(none.size_zyx, (std::array<std::int64_t, 3>{12, 64, 64}));
+  const PerfusionRegion none = perfusion_region(first, {});
+  EXPECT_EQ(none.box.start_zyx, (std::array<std::int64_t, 3>{0, 0, 0}));
+  EXPECT_EQ(none.box.size_zyx, (std::array<std::int64_t, 3>{12, 64, 64}));
+  EXPECT_FALSE(none.first_brain.defined());
 }
 
 }  // namespace
