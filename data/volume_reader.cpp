@@ -416,7 +416,10 @@ Volume VolumeStore::read_series_part(const std::string& study, const std::string
   volume.modality = info.modality;
   volume.voxels = state_->read_box(state_->study_file[index], series_path(study, series) + "/image", info.type, info.shape,
                                    start_zyx, size_zyx, {first_frame, frame_count});
-  if (volume.voxels.dim() == 4 && !info.frame_times_s.empty()) {
+  // One time per frame: those of the frames read. Any other list goes through whole, for the
+  // analysis's own check to name.
+  volume.frame_times_s = info.frame_times_s;
+  if (volume.voxels.dim() == 4 && static_cast<std::int64_t>(info.frame_times_s.size()) == info.shape[0]) {
     const auto begin = info.frame_times_s.begin() + first_frame;
     volume.frame_times_s.assign(begin, begin + volume.voxels.size(0));
   }

@@ -105,10 +105,10 @@ struct PerfusionRegion {
 };
 /// From the series' first frame (`first`, [1, z, y, x] or [z, y, x], HU): the slices holding
 /// brain in the first frame's brain mask, two more on each side; across them, the box of the
-/// skull (bone above `bone_hu`) and of the brain, grown by the in-plane smoothing's reach plus one
-/// voxel (at least two), and any voxel `aif_lps_mm` / `vof_lps_mm` place. The skull stays whole
-/// inside, so the brain masks of the part are those of the whole series. The whole grid when the
-/// first frame shows no brain (the analysis of the whole then says why).
+/// skull (bone above `bone_hu`) and of the brain, grown by the in-plane smoothing's reach plus
+/// three voxels, and any voxel `aif_lps_mm` / `vof_lps_mm` place with its neighbours. The skull
+/// stays whole inside, so the brain masks of the part are those of the whole series. The whole
+/// grid when the first frame shows no brain (the analysis of the whole then says why).
 PerfusionRegion perfusion_region(const Volume& first, const PerfusionOptions& options);
 
 /// `result`, from analyse_perfusion on the part of a series at `box`, moved onto the grid of

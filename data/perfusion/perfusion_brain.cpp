@@ -101,17 +101,20 @@ PerfusionRegion perfusion_region(const Volume& first, const PerfusionOptions& op
     }
   }
   lo[0] = std::min(lo[0], z0), hi[0] = std::max(hi[0], z1);
-  // In plane, the in-plane smoothing's reach beyond that (at least two voxels), so every voxel
-  // inside the skull is smoothed over the same neighbours as in the whole grid.
-  const std::array<std::int64_t, 3> margin{
-      0, std::max<std::int64_t>(2, static_cast<std::int64_t>(perfusion::gaussian_taps(
-                                         options.smoothing_mm / first.geometry.spacing[1]).size() / 2) + 1),
-      std::max<std::int64_t>(2, static_cast<std::int64_t>(perfusion::gaussian_taps(
-                                         options.smoothing_mm / first.geometry.spacing[0]).size() / 2) + 1)};
+  // In plane, the in-plane smoothing's reach beyond that, so every voxel inside the skull is
+  // smoothed over the same neighbours as in the whole grid, and three voxels more: slack for a
+  // skull voxel that crosses bone_hu in the baseline's mean but not in the first frame.
+  const auto reach = [&](double spacing) {
+    return static_cast<std::int64_t>(perfusion::gaussian_taps(options.smoothing_mm / spacing).size() / 2) + 3;
+  };
+  const std::array<std::int64_t, 3> margin{0, reach(first.geometry.spacing[1]), reach(first.geometry.spacing[0])};
   for (const auto* lps : {&options.aif_lps_mm, &options.vof_lps_mm}) {
     if (lps->empty()) continue;
     const std::int64_t voxel = perfusion::nearest_voxel(first.geometry, first.shape_zyx(), *lps);
-    if (voxel >= 0) include(voxel / (ny * nx), (voxel / nx) % ny, voxel % nx);  // outside: the analysis says so
+    if (voxel < 0) continue;  // outside the series: the analysis says so
+    // The voxel and its neighbours, so that rounding on the part's grid still finds it inside.
+    const std::int64_t z = voxel / (ny * nx), y = (voxel / nx) % ny, x = voxel % nx;
+    include(z - 1, y - 1, x - 1), include(z + 1, y + 1, x + 1);
   }
   Box box;
   const std::array<std::int64_t, 3> shape{nz, ny, nx};

@@ -101,7 +101,7 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
   r.timing["read_s"] = read_s;      // the box, every frame
   r.timing["seconds"] = seconds_since(start);
   r.timing["voxels"] = first.voxels.numel() * shape[0];
-  r.timing["voxels_read"] = series.voxels.numel();
+  r.timing["voxels_read"] = study.reads_parts() ? series.voxels.numel() : first.voxels.numel() * shape[0];
   return r;
 }
 

@@ -59,7 +59,7 @@ data::Volume Study::series_part(const std::string& name, std::int64_t first_fram
                                            first_frame, first_frame + n - 1, frames));
     }
     whole.voxels = whole.voxels.narrow(0, first_frame, n);
-    if (!whole.frame_times_s.empty()) {
+    if (static_cast<std::int64_t>(whole.frame_times_s.size()) == frames) {  // else left whole, for the caller to name
       whole.frame_times_s = {whole.frame_times_s.begin() + first_frame, whole.frame_times_s.begin() + first_frame + n};
     }
   } else if (first_frame != 0 || frame_count > 1) {

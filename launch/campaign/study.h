@@ -48,6 +48,8 @@ class Study {
                            const data::Box& box);
   /// Sources that can read part of a series without the rest (HDF5 datasets) say how.
   void set_part_reader(PartReader read_part) { read_part_ = std::move(read_part); }
+  /// Whether series_part reads parts alone (else it reads the whole series first).
+  bool reads_parts() const { return static_cast<bool>(read_part_); }
   /// A label map (read each time; label maps are read once per route at most).
   data::Volume label(const std::string& name) const;
   /// Puts an already loaded series in place (sources that read a study whole).

@@ -514,7 +514,6 @@ CLI::App* add_phantom_command(CLI::App& app, PhantomJobOptions& o) {
                    "perfusion-grid: arterial delays A,B,C,D (s) of the four slabs, increasing, -4 to 10 (negative: the "
                    "tissue's bolus arrives before the arterial input's)")
       ->delimiter(',')
-      ->expected(1, 4)
       ->capture_default_str();
   phantom->add_option("--chunk", o.chunk, "Chunk shape Z,Y,X (or one size, or 'contiguous')")->capture_default_str();
   phantom->add_option("--deflate", o.deflate, "Deflate level 0 (off) to 9, with byte shuffle")->capture_default_str();

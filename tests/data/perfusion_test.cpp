@@ -330,6 +330,27 @@ TEST(Perfusion, PartAroundTheHeadGivesTheWholeSeriesMaps) {
     EXPECT_EQ(all.triage.side, part.triage.side);
     for (int r = 0; r < 3; ++r) EXPECT_NEAR(all.aif.centre_lps_mm[r], part.aif.centre_lps_mm[r], 1e-9);
   }
+  // An arterial input placed beyond the head's slices (air, slice 11): the part reaches it, and
+  // the part's analysis refuses it with the whole series' line.
+  PerfusionOptions placed;
+  placed.aif_lps_mm = {2 * 30.0, 2 * 30.0, 5 * 11.0};
+  const PerfusionRegion reach = perfusion_region(first, placed);
+  EXPECT_EQ(reach.box.start_zyx[0] + reach.box.size_zyx[0], 12);
+  std::string whole_error, part_error;
+  try {
+    analyse_perfusion(whole, placed, "series");
+  } catch (const InputError& e) {
+    whole_error = e.what();
+  }
+  try {
+    analyse_perfusion(crop(whole, reach.box), placed, "series", reach.first_brain);
+  } catch (const InputError& e) {
+    part_error = e.what();
+  }
+  EXPECT_NE(whole_error.find("the arterial input placed by perfusion.aif_lps_mm (60.0, 60.0, 55.0) mm peaks at"),
+            std::string::npos)
+      << whole_error;
+  EXPECT_EQ(part_error, whole_error);
   // A first frame without brain: the whole grid (the analysis then says why).
   first.voxels = at::full_like(first.voxels, -1000);
   const PerfusionRegion none = perfusion_region(first, {});

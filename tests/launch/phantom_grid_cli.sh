@@ -98,6 +98,8 @@ expect_exit 2 delays_order.err "$vit" phantom --kind perfusion-grid --delays=0,2
 grep -q -- "--delays: 1 s (slab 3); expected four increasing delays from -4 to 10 s" delays_order.err || { cat delays_order.err; fail "no one-line error for unordered --delays"; }
 expect_exit 2 delays_count.err "$vit" phantom --kind perfusion-grid --delays=0,1 --out bad.h5
 grep -q -- "--delays: 2 values; expected four delays" delays_count.err || { cat delays_count.err; fail "no one-line error for two --delays"; }
+expect_exit 2 delays_five.err "$vit" phantom --kind perfusion-grid --delays=0,1,2,3,4 --out bad.h5
+grep -q -- "--delays: 5 values; expected four delays" delays_five.err || { cat delays_five.err; fail "no one-line error for five --delays"; }
 [[ ! -e bad.h5 ]] || fail "a refused phantom left bad.h5"
 $py - <<'PY'
 import json
