@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "data/geometry.h"
@@ -107,6 +108,17 @@ inline constexpr double kCtBodyThreshold = -500.0;
 /// for CT; else (MR) a tenth of the way from the lowest value to the 99th percentile, above the
 /// background's Rician noise.
 double body_threshold(const Volume& reference);
+
+/// Frames [first, first + count) of a series: count < 0 means all from first.
+struct FrameRange {
+  std::int64_t first = 0, count = -1;
+};
+/// `range` resolved against a volume of `frames` frames (0: a 3D volume, which has frame 0
+/// alone); InputError at `where` when it leaves them.
+FrameRange resolve_frames(FrameRange range, std::int64_t frames, const std::string& where);
+/// The times of the resolved `range` out of one per frame; a list that is not one per frame is
+/// returned whole, for the analysis's own check to name.
+std::vector<double> frame_times_of(const std::vector<double>& times, std::int64_t frames, FrameRange range);
 
 /// `geometry` with the origin moved to voxel `start_zyx`: origin + direction * diag(spacing) *
 /// start_xyz (the geometry of a box of the grid).

@@ -330,16 +330,10 @@ at::Tensor VolumeStore::State::read_box(std::size_t file, const std::string& obj
   const Open dataset = this->dataset(file, object, type);
   const std::size_t rank = shape.size();
   std::vector<hsize_t> offset(rank, 0), count(shape.begin(), shape.end());
+  const FrameRange range = resolve_frames({frames[0], frames[1]}, rank == 4 ? shape[0] : 0, subject);
   if (rank == 4) {
-    const std::int64_t n = frames[1] < 0 ? shape[0] - frames[0] : frames[1];
-    if (frames[0] < 0 || n < 1 || frames[0] + n > shape[0]) {
-      throw InputError(subject, fmt::format("frames {} to {} leave the series' {} frames", frames[0], frames[0] + n - 1,
-                                            shape[0]));
-    }
-    offset[0] = static_cast<hsize_t>(frames[0]);
-    count[0] = static_cast<hsize_t>(n);
-  } else if (frames[0] != 0 || frames[1] > 1) {
-    throw InputError(subject, fmt::format("frames from {} of a 3D volume; expected frame 0 alone", frames[0]));
+    offset[0] = static_cast<hsize_t>(range.first);
+    count[0] = static_cast<hsize_t>(range.count);
   }
   for (std::size_t axis = 0; axis < 3; ++axis) {
     const std::size_t d = rank - 3 + axis;
@@ -416,12 +410,8 @@ Volume VolumeStore::read_series_part(const std::string& study, const std::string
   volume.modality = info.modality;
   volume.voxels = state_->read_box(state_->study_file[index], series_path(study, series) + "/image", info.type, info.shape,
                                    start_zyx, size_zyx, {first_frame, frame_count});
-  // One time per frame: those of the frames read. Any other list goes through whole, for the
-  // analysis's own check to name.
-  volume.frame_times_s = info.frame_times_s;
-  if (volume.voxels.dim() == 4 && static_cast<std::int64_t>(info.frame_times_s.size()) == info.shape[0]) {
-    const auto begin = info.frame_times_s.begin() + first_frame;
-    volume.frame_times_s.assign(begin, begin + volume.voxels.size(0));
+  if (volume.voxels.dim() == 4) {
+    volume.frame_times_s = frame_times_of(info.frame_times_s, info.shape[0], {first_frame, volume.voxels.size(0)});
   }
   return volume;
 }

@@ -100,8 +100,9 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
   r.timing["region_s"] = region_s;  // the first frame read, its brain mask and the box
   r.timing["read_s"] = read_s;      // the box, every frame
   r.timing["seconds"] = seconds_since(start);
-  r.timing["voxels"] = first.voxels.numel() * shape[0];
-  r.timing["voxels_read"] = study.reads_parts() ? series.voxels.numel() : first.voxels.numel() * shape[0];
+  const std::int64_t voxels = first.voxels.numel() * shape[0];
+  r.timing["voxels"] = voxels;
+  r.timing["voxels_read"] = study.reads_parts() ? series.voxels.numel() : voxels;
   return r;
 }
 

@@ -51,19 +51,13 @@ data::Volume Study::series_part(const std::string& name, std::int64_t first_fram
     return part;
   }
   data::Volume whole = series(name);  // shares the voxels
-  if (whole.voxels.dim() == 4) {
-    const std::int64_t frames = whole.voxels.size(0);
-    const std::int64_t n = frame_count < 0 ? frames - first_frame : frame_count;
-    if (first_frame < 0 || n < 1 || first_frame + n > frames) {
-      throw InputError(input_, fmt::format("study '{}', series '{}': frames {} to {} leave its {} frames", id(), name,
-                                           first_frame, first_frame + n - 1, frames));
-    }
-    whole.voxels = whole.voxels.narrow(0, first_frame, n);
-    if (static_cast<std::int64_t>(whole.frame_times_s.size()) == frames) {  // else left whole, for the caller to name
-      whole.frame_times_s = {whole.frame_times_s.begin() + first_frame, whole.frame_times_s.begin() + first_frame + n};
-    }
-  } else if (first_frame != 0 || frame_count > 1) {
-    throw InputError(input_, fmt::format("study '{}', series '{}' is 3D; expected frame 0 alone", id(), name));
+  const bool four_d = whole.voxels.dim() == 4;
+  const std::int64_t frames = four_d ? whole.voxels.size(0) : 0;
+  const data::FrameRange range = data::resolve_frames(
+      {first_frame, frame_count}, frames, fmt::format("{}: study '{}', series '{}'", input_, id(), name));
+  if (four_d) {
+    whole.voxels = whole.voxels.narrow(0, range.first, range.count);
+    whole.frame_times_s = data::frame_times_of(whole.frame_times_s, frames, range);
   }
   return data::crop(whole, box);
 }
