@@ -1,6 +1,7 @@
 // ConfigSources (YAML + overrides -> typed structs) and ConfigWriter (structs -> YAML).
 #include "core/config.h"
 
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -173,16 +174,33 @@ class Reader final : public ConfigVisitor {
   [[noreturn]] void bad(const std::string& key, const Entry& entry, const std::string& expected) {
     throw ConfigError(entry.origin, "'" + qualified(key) + "' is " + render(entry.value) + ", expected " + expected);
   }
+  /// Config text is printable: a control character other than tab or a line break (a stray
+  /// carriage return, say) is refused here, as neither a value nor a name can mean it and the
+  /// YAML written back could not keep it.
+  void check_text(const std::string& key, const Entry& entry, const std::string& text) {
+    const auto control = std::find_if(text.begin(), text.end(), [](char c) {
+      const auto u = static_cast<unsigned char>(c);
+      return (u < 0x20 && c != '\t' && c != '\n') || u == 0x7f;
+    });
+    if (control == text.end()) return;
+    throw ConfigError(entry.origin, fmt::format("'{}' holds the control character 0x{:02X} at position {}; expected "
+                                                "printable text",
+                                                qualified(key), static_cast<unsigned char>(*control),
+                                                control - text.begin()));
+  }
   template <class T>
   void scalar(const std::string& key, T& value) {
     const Entry* entry = find(key);
     if (entry == nullptr) return;
     if (!entry->value.IsScalar()) bad(key, *entry, type_name(&value));
+    T read{};
     try {
-      value = entry->value.as<T>();
+      read = entry->value.as<T>();
     } catch (const YAML::Exception&) {
       bad(key, *entry, type_name(&value));
     }
+    if constexpr (std::is_same_v<T, std::string>) check_text(key, *entry, read);
+    value = std::move(read);
   }
   template <class T>
   void list(const std::string& key, std::vector<T>& value) {
@@ -190,7 +208,9 @@ class Reader final : public ConfigVisitor {
     if (entry == nullptr) return;
     if constexpr (std::is_same_v<T, std::string>) {
       if (entry->value.IsScalar()) {  // one text for a list of texts
-        value = {entry->value.as<std::string>()};
+        std::string text = entry->value.as<std::string>();
+        check_text(key, *entry, text);
+        value = {std::move(text)};
         return;
       }
     }
@@ -203,6 +223,9 @@ class Reader final : public ConfigVisitor {
       }
     } catch (const YAML::Exception&) {
       bad(key, *entry, type_name(&value));
+    }
+    if constexpr (std::is_same_v<T, std::string>) {
+      for (const auto& text : out) check_text(key, *entry, text);
     }
     value = std::move(out);
   }

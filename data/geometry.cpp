@@ -97,4 +97,14 @@ void Geometry::validate(const std::string& source) const {
   }
 }
 
+Geometry box_geometry(const Geometry& geometry, const std::array<std::int64_t, 3>& start_zyx) {
+  const std::array<double, 16> m = geometry.index_to_lps();
+  Geometry out = geometry;
+  for (int r = 0; r < 3; ++r) {
+    out.origin[r] = m[r * 4] * static_cast<double>(start_zyx[2]) + m[r * 4 + 1] * static_cast<double>(start_zyx[1]) +
+                    m[r * 4 + 2] * static_cast<double>(start_zyx[0]) + m[r * 4 + 3];
+  }
+  return out;
+}
+
 }  // namespace vitruvian::data

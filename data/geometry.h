@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <string>
 
 namespace vitruvian::data {
@@ -34,5 +35,9 @@ struct Geometry {
   /// Checks spacing > 0 and finite, direction orthonormal; throws InputError naming `source`.
   void validate(const std::string& source) const;
 };
+
+/// `geometry` with the origin moved to voxel `start_zyx`: origin + direction * diag(spacing) *
+/// start_xyz (the geometry of a box of the grid).
+Geometry box_geometry(const Geometry& geometry, const std::array<std::int64_t, 3>& start_zyx);
 
 }  // namespace vitruvian::data

@@ -330,35 +330,6 @@ Volume crop(const Volume& volume, const Box& box) {
   return out;
 }
 
-FrameRange resolve_frames(FrameRange range, std::int64_t frames, const std::string& where) {
-  if (frames == 0) {
-    if (range.first != 0 || range.count > 1) {
-      throw InputError(where, fmt::format("frames from {} of a 3D volume; expected frame 0 alone", range.first));
-    }
-    return {0, 1};
-  }
-  const std::int64_t n = range.count < 0 ? frames - range.first : range.count;
-  if (range.first < 0 || n < 1 || range.first + n > frames) {
-    throw InputError(where, fmt::format("frames {} to {} leave the series' {} frames", range.first, range.first + n - 1,
-                                        frames));
-  }
-  return {range.first, n};
-}
-
-std::vector<double> frame_times_of(const std::vector<double>& times, std::int64_t frames, FrameRange range) {
-  if (static_cast<std::int64_t>(times.size()) != frames) return times;
-  return {times.begin() + range.first, times.begin() + range.first + range.count};
-}
-
-Geometry box_geometry(const Geometry& geometry, const std::array<std::int64_t, 3>& start_zyx) {
-  const std::array<double, 3> start_xyz{static_cast<double>(start_zyx[2]), static_cast<double>(start_zyx[1]),
-                                        static_cast<double>(start_zyx[0])};
-  const std::array<double, 3> shift = mat_vec(grid_matrix(geometry), start_xyz);
-  Geometry out = geometry;
-  for (int r = 0; r < 3; ++r) out.origin[r] += shift[r];
-  return out;
-}
-
 Volume uncrop(const Volume& part, const Volume& reference, const Box& box) {
   const auto shape = reference.shape_zyx();
   const auto inner = part.shape_zyx();

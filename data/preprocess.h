@@ -109,21 +109,6 @@ inline constexpr double kCtBodyThreshold = -500.0;
 /// background's Rician noise.
 double body_threshold(const Volume& reference);
 
-/// Frames [first, first + count) of a series: count < 0 means all from first.
-struct FrameRange {
-  std::int64_t first = 0, count = -1;
-};
-/// `range` resolved against a volume of `frames` frames (0: a 3D volume, which has frame 0
-/// alone); InputError at `where` when it leaves them.
-FrameRange resolve_frames(FrameRange range, std::int64_t frames, const std::string& where);
-/// The times of the resolved `range` out of one per frame; a list that is not one per frame is
-/// returned whole, for the analysis's own check to name.
-std::vector<double> frame_times_of(const std::vector<double>& times, std::int64_t frames, FrameRange range);
-
-/// `geometry` with the origin moved to voxel `start_zyx`: origin + direction * diag(spacing) *
-/// start_xyz (the geometry of a box of the grid).
-Geometry box_geometry(const Geometry& geometry, const std::array<std::int64_t, 3>& start_zyx);
-
 /// The voxels of `box` (every frame of a 4D volume), copied, with the origin moved to the box's
 /// first voxel: origin + direction * diag(spacing) * start_xyz. Throws InputError when the box
 /// is empty or leaves the volume.

@@ -79,4 +79,24 @@ void Volume::validate(const std::string& source) const {
   }
 }
 
+FrameRange resolve_frames(FrameRange range, std::int64_t frames, const std::string& where) {
+  if (frames == 0) {
+    if (range.first != 0 || range.count > 1) {
+      throw InputError(where, fmt::format("frames from {} of a 3D volume; expected frame 0 alone", range.first));
+    }
+    return {0, 1};
+  }
+  const std::int64_t n = range.count < 0 ? frames - range.first : range.count;
+  if (range.first < 0 || n < 1 || range.first + n > frames) {
+    throw InputError(where, fmt::format("frames {} to {} leave the series' {} frames", range.first, range.first + n - 1,
+                                        frames));
+  }
+  return {range.first, n};
+}
+
+std::vector<double> frame_times_of(const std::vector<double>& times, std::int64_t frames, FrameRange range) {
+  if (static_cast<std::int64_t>(times.size()) != frames) return times;
+  return {times.begin() + range.first, times.begin() + range.first + range.count};
+}
+
 }  // namespace vitruvian::data

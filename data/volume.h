@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -46,5 +47,16 @@ struct Volume {
 /// True when `a` and `b` lie on one grid: the same [z, y, x] shape and matching geometry
 /// (Geometry::matches).
 bool same_grid(const Volume& a, const Volume& b);
+
+/// Frames [first, first + count) of a series: count < 0 means all from first.
+struct FrameRange {
+  std::int64_t first = 0, count = -1;
+};
+/// `range` resolved against a volume of `frames` frames (0: a 3D volume, which has frame 0
+/// alone); InputError at `where` when it leaves them.
+FrameRange resolve_frames(FrameRange range, std::int64_t frames, const std::string& where);
+/// The times of the resolved `range` out of one per frame; a list that is not one per frame is
+/// returned whole, for the analysis's own check to name.
+std::vector<double> frame_times_of(const std::vector<double>& times, std::int64_t frames, FrameRange range);
 
 }  // namespace vitruvian::data

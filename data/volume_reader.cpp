@@ -10,7 +10,6 @@
 
 #include "core/errors.h"
 #include "data/chunk_reader.h"
-#include "data/preprocess.h"
 #include "data/volume_format.h"
 #include "data/volume_store.h"
 

@@ -113,6 +113,31 @@ TEST(Config, MessagesAreOneLine) {
             std::string::npos);
 }
 
+TEST(Config, ControlCharactersInTextAreRefused) {
+  // A stray carriage return (a value the YAML written back could not keep) is named, in a value
+  // and in a list; tabs, line breaks and CRLF files are text.
+  SamplerConfig config;
+  ConfigSources stray;
+  stray.add_text("sampler:\n  name: fg   \r\r\r\n  patch: 64\n", "stray.yaml");
+  std::string text = config_error([&] { stray.read("sampler", [&](ConfigVisitor& v) { config.visit(v); }); });
+  EXPECT_NE(text.find("stray.yaml:2: 'sampler.name' holds the control character 0x0D at position 5; expected printable "
+                      "text"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find('\r'), std::string::npos);
+  EXPECT_EQ(config.name, "uniform") << "a refused text must leave the field as it was";
+  ConfigSources in_list;
+  in_list.add_text("sampler:\n  organs: [liver, \"sp\\x01leen\"]\n", "list.yaml");
+  text = config_error([&] { in_list.read("sampler", [&](ConfigVisitor& v) { config.visit(v); }); });
+  EXPECT_NE(text.find("'sampler.organs' holds the control character 0x01 at position 2"), std::string::npos) << text;
+
+  ConfigSources crlf;
+  crlf.add_text("sampler:\r\n  name: \"a\\tb\\nc\"\r\n  organs: [liver]\r\n", "crlf.yaml");
+  crlf.read("sampler", [&](ConfigVisitor& v) { config.visit(v); });
+  EXPECT_EQ(config.name, "a\tb\nc");
+  EXPECT_EQ(config.organs, (std::vector<std::string>{"liver"}));
+}
+
 TEST(Config, BrokenFilesAndOverrides) {
   EXPECT_NE(config_error([] { ConfigSources().add_file("/nonexistent/run.yaml"); }).find("/nonexistent/run.yaml: cannot open"),
             std::string::npos);
