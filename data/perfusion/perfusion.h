@@ -74,6 +74,10 @@ struct PerfusionTriage {
   bool core_ok = false, ratio_ok = false, mismatch_ok = false, eligible = false;
   std::string side;        ///< "left" / "right" (patient) of the lesion; "" when none
   double healthy_cbf = 0;  ///< mL/100 g/min, the reference for rCBF
+
+  /// From core_ml and hypoperfused_ml: the mismatch volume (hypoperfused − core, 0 when the core
+  /// is the larger: no tissue at risk beyond it), the ratio and the DEFUSE-3 criteria of `o`.
+  void decide(const PerfusionOptions& o);
 };
 
 /// What the analysis gives for one series.

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/components.h"
@@ -65,18 +66,22 @@ void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf
   t.core_ml = static_cast<double>(detail::count_set(core3d)) * voxel_ml;
   t.hypoperfused_ml = static_cast<double>(detail::count_set(hypo3d)) * voxel_ml;
   t.penumbra_ml = static_cast<double>(detail::count_set(penumbra3d)) * voxel_ml;
-  t.mismatch_ml = t.hypoperfused_ml - t.core_ml;
-  t.has_core = t.core_ml > 0;
-  t.mismatch_ratio = t.has_core ? t.hypoperfused_ml / t.core_ml : 0.0;
-  t.core_ok = t.core_ml < o.defuse3_core_max_ml;
-  t.ratio_ok = !t.has_core ? t.hypoperfused_ml > 0 : t.mismatch_ratio >= o.defuse3_ratio_min;
-  t.mismatch_ok = t.mismatch_ml >= o.defuse3_mismatch_min_ml;
-  t.eligible = t.core_ok && t.ratio_ok && t.mismatch_ok;
+  t.decide(o);
 }
 
 }  // namespace vitruvian::data::perfusion
 
 namespace vitruvian::data {
+
+void PerfusionTriage::decide(const PerfusionOptions& o) {
+  mismatch_ml = std::max(0.0, hypoperfused_ml - core_ml);
+  has_core = core_ml > 0;
+  mismatch_ratio = has_core ? hypoperfused_ml / core_ml : 0.0;
+  core_ok = core_ml < o.defuse3_core_max_ml;
+  ratio_ok = !has_core ? hypoperfused_ml > 0 : mismatch_ratio >= o.defuse3_ratio_min;
+  mismatch_ok = mismatch_ml >= o.defuse3_mismatch_min_ml;
+  eligible = core_ok && ratio_ok && mismatch_ok;
+}
 
 namespace {
 

@@ -282,6 +282,40 @@ TEST(Perfusion, ManualArterialInputAndOptionChecks) {
   EXPECT_NO_THROW(bad.validate("route perfusion"));
 }
 
+/// DEFUSE-3 from the volumes: each criterion at its literature limit, and a core larger than the
+/// hypoperfused tissue (it is classed by flow alone) leaves no mismatch rather than a negative one.
+TEST(Perfusion, TriageCriteriaFromTheVolumes) {
+  const PerfusionOptions o;
+  const auto decided = [&](double core, double hypoperfused) {
+    PerfusionTriage t;
+    t.core_ml = core;
+    t.hypoperfused_ml = hypoperfused;
+    t.decide(o);
+    return t;
+  };
+  PerfusionTriage t = decided(20, 80);
+  EXPECT_DOUBLE_EQ(t.mismatch_ml, 60);
+  EXPECT_DOUBLE_EQ(t.mismatch_ratio, 4);
+  EXPECT_TRUE(t.core_ok && t.ratio_ok && t.mismatch_ok && t.eligible);
+  t = decided(70, 200);  // core < 70 mL: not met at 70
+  EXPECT_FALSE(t.core_ok);
+  EXPECT_FALSE(t.eligible);
+  t = decided(20, 35);  // ratio 1.75 < 1.8
+  EXPECT_FALSE(t.ratio_ok);
+  EXPECT_TRUE(t.mismatch_ok);
+  t = decided(10, 24);  // ratio 2.4, mismatch 14 mL < 15
+  EXPECT_TRUE(t.ratio_ok);
+  EXPECT_FALSE(t.mismatch_ok);
+  t = decided(30, 12);
+  EXPECT_DOUBLE_EQ(t.mismatch_ml, 0);
+  EXPECT_DOUBLE_EQ(t.mismatch_ratio, 0.4);
+  EXPECT_FALSE(t.ratio_ok || t.mismatch_ok || t.eligible);
+  t = decided(0, 40);  // no core: the ratio is not defined, hypoperfusion alone meets it
+  EXPECT_FALSE(t.has_core);
+  EXPECT_TRUE(t.ratio_ok && t.eligible);
+  EXPECT_FALSE(decided(0, 0).eligible);
+}
+
 /// The part of a series around the head (perfusion_region) analysed alone and placed back on
 /// the whole grid gives the whole series' maps, tissue and volumes, bit for bit.
 TEST(Perfusion, PartAroundTheHeadGivesTheWholeSeriesMaps) {
