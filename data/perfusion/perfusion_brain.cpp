@@ -63,8 +63,16 @@ at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const P
     enclosed_by_bone(bone.data_ptr<std::uint8_t>() + z * ny * nx, ny, nx, inside.data_ptr<std::uint8_t>() + z * ny * nx,
                      stack);
   }
-  const at::Tensor smooth =
-      smooth_in_plane(image.contiguous(), options.smoothing_mm, geometry.spacing[0], geometry.spacing[1]);
+  // The window is tested on the image smoothed over what is not bone alone (the smoothing of the
+  // image with bone set to 0, divided by the smoothing of the not-bone mask): a plain smoothing
+  // carries the skull's 1 000 HU into the cortex beside it, which then leaves the window, and
+  // with it any core or penumbra that reaches the brain's surface.
+  const at::Tensor tissue = bone.logical_not().to(at::kFloat);
+  const auto smoothed = [&](const at::Tensor& t) {
+    return smooth_in_plane(t.contiguous(), options.smoothing_mm, geometry.spacing[0], geometry.spacing[1]);
+  };
+  const at::Tensor weight = smoothed(tissue);
+  const at::Tensor smooth = smoothed(image * tissue) / weight.clamp_min(1e-6);
   const at::Tensor soft = (smooth >= options.brain_hu[0]).logical_and(smooth <= options.brain_hu[1]);
   return largest_component(inside.logical_and(soft).to(at::kByte).contiguous());
 }
