@@ -21,12 +21,14 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
     baseline; g(t) is the mean of the raw frame t over it. The final mask is the same
     procedure on the baseline. Arrival and baseline as written: a = the first frame with
     e ≥ 10 % of max e, baseline = mean of frames 0 … a−1.
- 2. Bone = raw baseline > bone_hu (not smoothed); the brain window is tested on the in-plane
-    smoothed baseline. "Cannot reach the border without crossing bone": 4-connected paths in
+ 2. Bone = raw baseline > bone_hu (not smoothed); the brain window is tested on the baseline
+    smoothed in plane over what is not bone (baseline × not-bone, smoothed, divided by the
+    smoothed not-bone mask). "Cannot reach the border without crossing bone": 4-connected paths in
     the slice (a diagonal contact between two bone pixels closes the wall).
  3. In-plane Gaussian: scipy.ndimage.gaussian_filter, σ_x = smoothing_mm / spacing_x and
     σ_y = smoothing_mm / spacing_y voxels, kernel radius int(3 σ + 0.5), the edge pixels repeated
-    past the border ('nearest'). The whole ΔC slice is smoothed (not only the brain).
+    past the border ('nearest'). ΔC is smoothed over the brain alone: set to 0 outside the brain
+    mask, the smoothed slice divided by the smoothed mask.
  4. Temporal [1 2 1]/4 (off by default): end frames use their own value as the missing
     neighbour.
  5. Δt is the median frame interval; AUC = Σ ΔC · Δt over all frames; TTP = t[k] − t[0] + δ·Δt
@@ -207,7 +209,10 @@ def brain_mask(baseline, sigma_yx, cfg):
     intracranial = ~outside[labels]
     intracranial &= ~bone
     del labels
-    smoothed = smooth_inplane(baseline, sigma_yx)
+    tissue = (~bone).astype(np.float32)
+    weight = smooth_inplane(tissue, sigma_yx)
+    smoothed = smooth_inplane(baseline * tissue, sigma_yx) / np.maximum(weight, 1e-6)
+    del tissue, weight
     lo, hi = cfg["brain_hu"]
     candidate = intracranial & (smoothed >= lo) & (smoothed <= hi)
     labels, n = ndimage.label(candidate, structure=ndimage.generate_binary_structure(3, 1))
@@ -323,11 +328,14 @@ class Curves:
         local = np.ravel_multi_index((zz - z0, yy - y0, xx - x0), (z1 - z0, y1 - y0, x1 - x0))
         base = self.baseline[z0:z1, y0:y1, x0:x1]
         t0 = time.perf_counter()
+        keep = self.brain[z0:z1, y0:y1, x0:x1].astype(np.float32)
+        share = smooth_inplane(keep, self.sigma_yx).ravel()[local]
         for t in range(T):
             f = self.series.frame(t, z0, z1, y0, y1, x0, x1)
             t0 = stages.add("read", t0)
             f -= base
-            ct[t] = smooth_inplane(f, self.sigma_yx).ravel()[local]
+            f *= keep
+            ct[t] = smooth_inplane(f, self.sigma_yx).ravel()[local] / share
             t0 = stages.add("curves", t0)
         c = np.ascontiguousarray(ct.T)
         if self.temporal:

@@ -2,11 +2,13 @@
 // image. The skull encloses the brain slice by slice, so "inside" is what cannot reach a slice's
 // border without crossing bone; the largest connected piece of soft tissue there is the brain.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <vector>
 
 #include "core/components.h"
+#include "data/perfusion/perfusion_smoothing.h"
 #include "data/perfusion/perfusion_steps.h"
 
 namespace vitruvian::data::perfusion {
@@ -55,26 +57,46 @@ void enclosed_by_bone(const std::uint8_t* bone, std::int64_t ny, std::int64_t nx
 }  // namespace
 
 at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const PerfusionOptions& options) {
-  const std::int64_t nz = image.size(0), ny = image.size(1), nx = image.size(2);
-  const at::Tensor bone = (image > options.bone_hu).to(at::kByte).contiguous();
-  at::Tensor inside = at::zeros({nz, ny, nx}, at::kByte);
-  std::vector<std::int64_t> stack;
-  for (std::int64_t z = 0; z < nz; ++z) {
-    enclosed_by_bone(bone.data_ptr<std::uint8_t>() + z * ny * nx, ny, nx, inside.data_ptr<std::uint8_t>() + z * ny * nx,
-                     stack);
-  }
-  // The window is tested on the image smoothed over what is not bone alone (the smoothing of the
-  // image with bone set to 0, divided by the smoothing of the not-bone mask): a plain smoothing
-  // carries the skull's 1 000 HU into the cortex beside it, which then leaves the window, and
-  // with it any core or penumbra that reaches the brain's surface.
-  const at::Tensor tissue = bone.logical_not().to(at::kFloat);
-  const auto smoothed = [&](const at::Tensor& t) {
-    return smooth_in_plane(t.contiguous(), options.smoothing_mm, geometry.spacing[0], geometry.spacing[1]);
-  };
-  const at::Tensor weight = smoothed(tissue);
-  const at::Tensor smooth = smoothed(image * tissue) / weight.clamp_min(1e-6);
-  const at::Tensor soft = (smooth >= options.brain_hu[0]).logical_and(smooth <= options.brain_hu[1]);
-  return largest_component(inside.logical_and(soft).to(at::kByte).contiguous());
+  const at::Tensor data = image.to(at::kFloat).contiguous();
+  const std::int64_t nz = data.size(0), ny = data.size(1), nx = data.size(2), n = ny * nx;
+  const std::vector<float> kx = gaussian_taps(options.smoothing_mm / geometry.spacing[0]),
+                           ky = gaussian_taps(options.smoothing_mm / geometry.spacing[1]);
+  const bool smooth = kx.size() > 1 || ky.size() > 1;
+  const auto bone_hu = static_cast<float>(options.bone_hu), low = static_cast<float>(options.brain_hu[0]),
+             high = static_cast<float>(options.brain_hu[1]);
+  at::Tensor candidate = at::empty({nz, ny, nx}, at::kByte);
+  const float* v = data.data_ptr<float>();
+  std::uint8_t* out = candidate.data_ptr<std::uint8_t>();
+  // Slice by slice: bone, what it encloses, and the window. The window is tested on the image
+  // smoothed over what is not bone alone (the image with bone set to 0, smoothed, divided by the
+  // smoothed not-bone mask): a plain smoothing carries the skull's 1 000 HU into the cortex
+  // beside it, which then leaves the window, and with it any core or penumbra that reaches the
+  // brain's surface.
+  at::parallel_for(0, nz, 1, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<std::uint8_t> bone(static_cast<std::size_t>(n)), inside(static_cast<std::size_t>(n));
+    std::vector<float> value(static_cast<std::size_t>(n)), weight(static_cast<std::size_t>(n)), scratch;
+    std::vector<std::int64_t> stack;
+    for (std::int64_t z = begin; z < end; ++z) {
+      const float* slice = v + z * n;
+      for (std::int64_t i = 0; i < n; ++i) {
+        const bool is_bone = slice[i] > bone_hu;
+        bone[i] = static_cast<std::uint8_t>(is_bone);
+        weight[i] = is_bone ? 0.f : 1.f;
+        value[i] = is_bone ? 0.f : slice[i];
+      }
+      enclosed_by_bone(bone.data(), ny, nx, inside.data(), stack);
+      if (smooth) {
+        smooth_plane(value.data(), ny, nx, kx, ky, scratch);
+        smooth_plane(weight.data(), ny, nx, kx, ky, scratch);
+      }
+      std::uint8_t* o = out + z * n;
+      for (std::int64_t i = 0; i < n; ++i) {
+        const float level = value[i] / std::max(weight[i], 1e-6f);
+        o[i] = static_cast<std::uint8_t>(inside[i] != 0 && level >= low && level <= high);
+      }
+    }
+  });
+  return largest_component(candidate);
 }
 
 }  // namespace vitruvian::data::perfusion

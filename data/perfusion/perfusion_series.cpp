@@ -10,7 +10,6 @@
 #include <map>
 
 #include "core/errors.h"
-#include "data/perfusion/perfusion_smoothing.h"
 #include "data/perfusion/perfusion_steps.h"
 
 namespace vitruvian::data::perfusion {
@@ -54,19 +53,6 @@ FrameTiming check_series(const Volume& series, const PerfusionOptions& options, 
   timing.interval_s = median;
   for (const double time : t) timing.times_s.push_back(time - t[0]);
   return timing;
-}
-
-at::Tensor smooth_in_plane(const at::Tensor& images, double sigma_mm, double spacing_x, double spacing_y) {
-  if (sigma_mm <= 0) return images;
-  const std::vector<float> kx = gaussian_taps(sigma_mm / spacing_x), ky = gaussian_taps(sigma_mm / spacing_y);
-  at::Tensor out = images.contiguous().clone();
-  const std::int64_t n = out.size(0), ny = out.size(1), nx = out.size(2);
-  float* data = out.data_ptr<float>();
-  at::parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
-    std::vector<float> scratch;
-    for (std::int64_t i = begin; i < end; ++i) smooth_plane(data + i * ny * nx, ny, nx, kx, ky, scratch);
-  });
-  return out;
 }
 
 namespace {

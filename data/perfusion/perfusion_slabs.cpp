@@ -117,16 +117,16 @@ at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Ten
   // taps on brain). Bone, CSF and air do not enhance; mixed in, they would dilute the curves of
   // the cortex and of the tissue beside the ventricles and lower their flow.
   const std::int64_t plane_size = by * bx;
-  std::vector<float> share;
+  std::vector<float> keep, share;  // [slices, by, bx]: the brain as 0 / 1, and smoothed
   if (smooth) {
     const at::Tensor part = brain_.slice(0, z0, z1).slice(1, y0_, y1_).slice(2, x0_, x1_).to(at::kFloat).contiguous();
-    share.assign(part.data_ptr<float>(), part.data_ptr<float>() + part.numel());
+    keep.assign(part.data_ptr<float>(), part.data_ptr<float>() + part.numel());
+    share = keep;
     at::parallel_for(0, slices, 1, [&](std::int64_t begin, std::int64_t end) {
       std::vector<float> scratch;
       for (std::int64_t zi = begin; zi < end; ++zi) smooth_plane(share.data() + zi * plane_size, by, bx, kx_, ky_, scratch);
     });
   }
-  const std::uint8_t* in_brain = brain_.data_ptr<std::uint8_t>();
   for_voxel_type(series_.voxels, [&](const auto* s) {
     at::parallel_for(0, slices * frames, 1, [&](std::int64_t begin, std::int64_t end) {
       std::vector<float> plane(static_cast<std::size_t>(plane_size)), scratch;
@@ -135,15 +135,13 @@ at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Ten
         const auto& inside = members[static_cast<std::size_t>(zi)];
         if (inside.empty()) continue;
         for (std::int64_t y = 0; y < by; ++y) {
-          const std::int64_t at = (z * ny + y0_ + y) * nx + x0_;
-          const auto* in = s + t * nz * ny * nx + at;
-          const float* base = b + at;
-          const std::uint8_t* keep = in_brain + at;
+          const auto* in = s + ((t * nz + z) * ny + y0_ + y) * nx + x0_;
+          const float* base = b + (z * ny + y0_ + y) * nx + x0_;
           float* out = plane.data() + y * bx;
+          for (std::int64_t x = 0; x < bx; ++x) out[x] = static_cast<float>(in[x]) - base[x];
           if (smooth) {
-            for (std::int64_t x = 0; x < bx; ++x) out[x] = keep[x] != 0 ? static_cast<float>(in[x]) - base[x] : 0.f;
-          } else {
-            for (std::int64_t x = 0; x < bx; ++x) out[x] = static_cast<float>(in[x]) - base[x];
+            const float* brain = keep.data() + (zi * by + y) * bx;
+            for (std::int64_t x = 0; x < bx; ++x) out[x] *= brain[x];
           }
         }
         if (!smooth) {

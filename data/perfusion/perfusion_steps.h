@@ -29,9 +29,6 @@ using detail::for_voxel_type;
 
 /// Gaussian taps of σ = `sigma_voxels` over ±3σ, summing to 1 ({1} when σ is 0).
 std::vector<float> gaussian_taps(double sigma_voxels);
-/// `images` ([N, y, x] float32) smoothed in plane by a Gaussian of σ mm (spacing x, y in mm),
-/// edges replicated; unchanged when σ is 0.
-at::Tensor smooth_in_plane(const at::Tensor& images, double sigma_mm, double spacing_x, double spacing_y);
 
 /// The brain: intracranial (per axial slice, inside the bone) soft tissue in the window of
 /// `image` smoothed in plane, its largest 6-connected component (uint8 [z, y, x]).
