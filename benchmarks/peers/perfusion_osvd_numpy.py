@@ -555,7 +555,7 @@ def triage(masks, voxel_ml, cfg):
     core = np.count_nonzero(masks["core"]) * voxel_ml
     hypo = np.count_nonzero(masks["hypoperfused"]) * voxel_ml
     pen = np.count_nonzero(masks["penumbra"]) * voxel_ml
-    mismatch = hypo - core
+    mismatch = max(0.0, hypo - core)  # 0 when the core (classed by flow alone) is the larger
     ratio = hypo / core if core > 0 else None
     core_ok = core < cfg["defuse3_core_max_ml"]
     ratio_ok = (ratio >= cfg["defuse3_ratio_min"]) if ratio is not None else hypo > 0

@@ -31,7 +31,8 @@ using detail::for_voxel_type;
 std::vector<float> gaussian_taps(double sigma_voxels);
 
 /// The brain: intracranial (per axial slice, inside the bone) soft tissue in the window of
-/// `image` smoothed in plane, its largest 6-connected component (uint8 [z, y, x]).
+/// `image` smoothed in plane over what is not bone (normalised), its largest 6-connected
+/// component (uint8 [z, y, x]).
 at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const PerfusionOptions& options);
 
 /// The pre-contrast baseline image (float32 [z, y, x]) and the arrival frame.
@@ -48,7 +49,7 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
 
 /// Concentration curves of the brain's voxels, one z-slab at a time: body(curves [n, T] float32
 /// contiguous, their linear voxel indices int64 [n]). Curves: S − baseline, smoothed in plane
-/// (and in time when asked). Only the brain's bounding box (widened by the smoothing's reach) is
+/// over the brain alone (normalised by the smoothed mask; and in time when asked). Only the brain's bounding box (widened by the smoothing's reach) is
 /// read; the curves are kept for the next pass while they fit a fixed budget (1 GiB).
 class CurveSlabs {
  public:
