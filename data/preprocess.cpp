@@ -309,6 +309,13 @@ double body_threshold(const Volume& reference) {
   return low + 0.1 * (high - low);
 }
 
+at::Tensor box_view(const at::Tensor& tensor, const Box& box) {
+  at::Tensor view = tensor;
+  const auto first = view.dim() - 3;
+  for (int d = 0; d < 3; ++d) view = view.narrow(first + d, box.start_zyx[d], box.size_zyx[d]);
+  return view;
+}
+
 Volume crop(const Volume& volume, const Box& box) {
   constexpr const char* kWhere = "crop";
   volume.validate(kWhere);
@@ -322,10 +329,7 @@ Volume crop(const Volume& volume, const Box& box) {
     }
   }
   Volume out = volume;
-  at::Tensor v = volume.voxels;
-  const auto first = v.dim() - 3;
-  for (int d = 0; d < 3; ++d) v = v.narrow(first + d, box.start_zyx[d], box.size_zyx[d]);
-  out.voxels = v.clone(at::MemoryFormat::Contiguous);
+  out.voxels = box_view(volume.voxels, box).clone(at::MemoryFormat::Contiguous);
   out.geometry = box_geometry(volume.geometry, box.start_zyx);
   return out;
 }
@@ -346,10 +350,7 @@ Volume uncrop(const Volume& part, const Volume& reference, const Box& box) {
   out.modality = part.modality;
   out.geometry = reference.geometry;
   out.voxels = at::zeros({shape[0], shape[1], shape[2]}, part.voxels.options());
-  out.voxels.narrow(0, box.start_zyx[0], box.size_zyx[0])
-      .narrow(1, box.start_zyx[1], box.size_zyx[1])
-      .narrow(2, box.start_zyx[2], box.size_zyx[2])
-      .copy_(part.voxels);
+  box_view(out.voxels, box).copy_(part.voxels);
   return out;
 }
 

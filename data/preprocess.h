@@ -102,6 +102,9 @@ Box body_box(const at::Tensor& image, double threshold, std::int64_t margin);
 /// The same with a margin of its own per axis [z, y, x] (each >= 0 voxels).
 Box body_box(const at::Tensor& image, double threshold, const std::array<std::int64_t, 3>& margin_zyx);
 
+/// The box of `tensor`'s last three dimensions ([z, y, x]), as a view (no copy).
+at::Tensor box_view(const at::Tensor& tensor, const Box& box);
+
 /// CT body threshold (HU): above air and lung, below soft tissue.
 inline constexpr double kCtBodyThreshold = -500.0;
 /// The intensity above which a voxel of `reference` counts as body for body_box: kCtBodyThreshold

@@ -152,11 +152,7 @@ PerfusionRegion perfusion_region(const Volume& first, const PerfusionOptions& op
     box.start_zyx[d] = std::max<std::int64_t>(0, lo[d] - margin[d]);
     box.size_zyx[d] = std::min(shape[d] - 1, hi[d] + margin[d]) - box.start_zyx[d] + 1;
   }
-  const at::Tensor part = brain.narrow(0, box.start_zyx[0], box.size_zyx[0])
-                              .narrow(1, box.start_zyx[1], box.size_zyx[1])
-                              .narrow(2, box.start_zyx[2], box.size_zyx[2])
-                              .contiguous();
-  return {box, part};
+  return {box, box_view(brain, box).contiguous()};
 }
 
 }  // namespace vitruvian::data
