@@ -57,7 +57,7 @@ void enclosed_by_bone(const std::uint8_t* bone, std::int64_t ny, std::int64_t nx
 }  // namespace
 
 at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const PerfusionOptions& options) {
-  const at::Tensor data = image.to(at::kFloat).contiguous();
+  const at::Tensor data = image.contiguous();  // any voxel type: each slice is read into float buffers
   const std::int64_t nz = data.size(0), ny = data.size(1), nx = data.size(2), n = ny * nx;
   const std::vector<float> kx = gaussian_taps(options.smoothing_mm / geometry.spacing[0]),
                            ky = gaussian_taps(options.smoothing_mm / geometry.spacing[1]);
@@ -65,36 +65,38 @@ at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const P
   const auto bone_hu = static_cast<float>(options.bone_hu), low = static_cast<float>(options.brain_hu[0]),
              high = static_cast<float>(options.brain_hu[1]);
   at::Tensor candidate = at::empty({nz, ny, nx}, at::kByte);
-  const float* v = data.data_ptr<float>();
   std::uint8_t* out = candidate.data_ptr<std::uint8_t>();
   // Slice by slice: bone, what it encloses, and the window. The window is tested on the image
   // smoothed over what is not bone alone (the image with bone set to 0, smoothed, divided by the
   // smoothed not-bone mask): a plain smoothing carries the skull's 1 000 HU into the cortex
   // beside it, which then leaves the window, and with it any core or penumbra that reaches the
   // brain's surface.
-  at::parallel_for(0, nz, 1, [&](std::int64_t begin, std::int64_t end) {
-    std::vector<std::uint8_t> bone(static_cast<std::size_t>(n)), inside(static_cast<std::size_t>(n));
-    std::vector<float> value(static_cast<std::size_t>(n)), weight(static_cast<std::size_t>(n)), scratch;
-    std::vector<std::int64_t> stack;
-    for (std::int64_t z = begin; z < end; ++z) {
-      const float* slice = v + z * n;
-      for (std::int64_t i = 0; i < n; ++i) {
-        const bool is_bone = slice[i] > bone_hu;
-        bone[i] = static_cast<std::uint8_t>(is_bone);
-        weight[i] = is_bone ? 0.f : 1.f;
-        value[i] = is_bone ? 0.f : slice[i];
+  for_voxel_type(data, [&](const auto* v) {
+    at::parallel_for(0, nz, 1, [&](std::int64_t begin, std::int64_t end) {
+      std::vector<std::uint8_t> bone(static_cast<std::size_t>(n)), inside(static_cast<std::size_t>(n));
+      std::vector<float> value(static_cast<std::size_t>(n)), weight(static_cast<std::size_t>(n)), scratch;
+      std::vector<std::int64_t> stack;
+      for (std::int64_t z = begin; z < end; ++z) {
+        const auto* slice = v + z * n;
+        for (std::int64_t i = 0; i < n; ++i) {
+          const auto level = static_cast<float>(slice[i]);
+          const bool is_bone = level > bone_hu;
+          bone[i] = static_cast<std::uint8_t>(is_bone);
+          weight[i] = is_bone ? 0.f : 1.f;
+          value[i] = is_bone ? 0.f : level;
+        }
+        enclosed_by_bone(bone.data(), ny, nx, inside.data(), stack);
+        if (smooth) {
+          smooth_plane(value.data(), ny, nx, kx, ky, scratch);
+          smooth_plane(weight.data(), ny, nx, kx, ky, scratch);
+        }
+        std::uint8_t* o = out + z * n;
+        for (std::int64_t i = 0; i < n; ++i) {
+          const float level = value[i] / std::max(weight[i], 1e-6f);
+          o[i] = static_cast<std::uint8_t>(inside[i] != 0 && level >= low && level <= high);
+        }
       }
-      enclosed_by_bone(bone.data(), ny, nx, inside.data(), stack);
-      if (smooth) {
-        smooth_plane(value.data(), ny, nx, kx, ky, scratch);
-        smooth_plane(weight.data(), ny, nx, kx, ky, scratch);
-      }
-      std::uint8_t* o = out + z * n;
-      for (std::int64_t i = 0; i < n; ++i) {
-        const float level = value[i] / std::max(weight[i], 1e-6f);
-        o[i] = static_cast<std::uint8_t>(inside[i] != 0 && level >= low && level <= high);
-      }
-    }
+    });
   });
   return largest_component(candidate);
 }
@@ -104,7 +106,7 @@ at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const P
 namespace vitruvian::data {
 
 PerfusionRegion perfusion_region(const Volume& first, const PerfusionOptions& options) {
-  const at::Tensor image = (first.voxels.dim() == 4 ? first.voxels[0] : first.voxels).to(at::kFloat).contiguous();
+  const at::Tensor image = (first.voxels.dim() == 4 ? first.voxels[0] : first.voxels).contiguous();
   const std::int64_t nz = image.size(0), ny = image.size(1), nx = image.size(2);
   const Box whole{{0, 0, 0}, {nz, ny, nx}};
   const at::Tensor brain = perfusion::brain_mask(image, first.geometry, options);
@@ -121,15 +123,16 @@ PerfusionRegion perfusion_region(const Volume& first, const PerfusionOptions& op
   // The skull across the brain's slices, two more on each side: the border of the part then lies
   // outside all bone, as the whole grid's border does.
   const std::int64_t z0 = std::max<std::int64_t>(0, lo[0] - 2), z1 = std::min(nz - 1, hi[0] + 2);
-  const float* v = image.data_ptr<float>();
   const auto bone = static_cast<float>(options.bone_hu);
-  for (std::int64_t z = z0; z <= z1; ++z) {
-    for (std::int64_t y = 0; y < ny; ++y) {
-      for (std::int64_t x = 0; x < nx; ++x) {
-        if (v[(z * ny + y) * nx + x] > bone) include(z, y, x);
+  detail::for_voxel_type(image, [&](const auto* v) {
+    for (std::int64_t z = z0; z <= z1; ++z) {
+      for (std::int64_t y = 0; y < ny; ++y) {
+        for (std::int64_t x = 0; x < nx; ++x) {
+          if (static_cast<float>(v[(z * ny + y) * nx + x]) > bone) include(z, y, x);
+        }
       }
     }
-  }
+  });
   lo[0] = std::min(lo[0], z0), hi[0] = std::max(hi[0], z1);
   // In plane, the in-plane smoothing's reach beyond that, so every voxel inside the skull is
   // smoothed over the same neighbours as in the whole grid, and three voxels more: slack for a
