@@ -81,11 +81,13 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
                        const at::Tensor& first_brain) {
   const std::int64_t frames = series.voxels.size(0);
   if (first_brain.defined() && first_brain.sizes() != series.voxels[0].sizes()) {
-    throw InternalError("perfusion", fmt::format("a first-frame brain mask of shape {} for frames of {}",
-                                                 detail::shape_text(first_brain), detail::shape_text(series.voxels[0])));
+    throw InternalError("perfusion",
+                        fmt::format("a first-frame brain mask of shape {} for frames of {}",
+                                    detail::shape_text(first_brain), detail::shape_text(series.voxels[0])));
   }
-  const at::Tensor mask = first_brain.defined() ? first_brain.to(at::kByte).contiguous()
-                                                : brain_mask(mean_of_frames(series.voxels, 1), series.geometry, options);
+  const at::Tensor mask = first_brain.defined()
+                              ? first_brain.to(at::kByte).contiguous()
+                              : brain_mask(mean_of_frames(series.voxels, 1), series.geometry, options);
   const std::int64_t count = detail::count_set(mask);
   if (count == 0) {
     throw InputError(what,
@@ -124,22 +126,40 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
   return b;
 }
 
-CurveStats curve_stats(const at::Tensor& curves, const std::vector<double>& times_s, double interval_s) {
-  const std::int64_t frames = curves.size(1);
+CurveStats curve_stats(const at::Tensor& curves_in, const std::vector<double>& times_s, double interval_s) {
+  // One pass per curve in plain loops: as tensor ops, the [n, T] temporaries (a comparison, a
+  // gather, ...) cost more in fresh memory than the arithmetic.
+  const at::Tensor curves = curves_in.to(at::kFloat).contiguous();
+  const std::int64_t n = curves.size(0), frames = curves.size(1);
   CurveStats s;
-  s.auc = curves.sum(1) * interval_s;
-  auto [peak, at_peak] = curves.max(1);
-  s.peak = peak;
-  const at::Tensor before = curves.gather(1, (at_peak - 1).clamp_min(0).unsqueeze(1)).squeeze(1);
-  const at::Tensor after = curves.gather(1, (at_peak + 1).clamp_max(frames - 1).unsqueeze(1)).squeeze(1);
-  const at::Tensor denominator = before - 2 * peak + after;
-  const at::Tensor inner = (at_peak > 0).logical_and(at_peak < frames - 1).logical_and(denominator < 0);
-  const at::Tensor offset =
-      at::where(inner, 0.5 * (before - after) / at::where(inner, denominator, at::ones_like(denominator)),
-                at::zeros_like(denominator));
-  const at::Tensor times = at::tensor(times_s, at::kDouble).to(at::kFloat);
-  s.ttp = times.index_select(0, at_peak) + offset * interval_s;
-  s.fwhm = (curves >= (peak / 2).unsqueeze(1)).sum(1).to(at::kFloat) * interval_s;
+  for (at::Tensor* t : {&s.auc, &s.peak, &s.ttp, &s.fwhm}) *t = at::empty({n}, at::kFloat);
+  const float* c = curves.data_ptr<float>();
+  float *auc = s.auc.data_ptr<float>(), *peak = s.peak.data_ptr<float>(), *ttp = s.ttp.data_ptr<float>(),
+        *fwhm = s.fwhm.data_ptr<float>();
+  const auto dt = static_cast<float>(interval_s);
+  at::parallel_for(0, n, 2048, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) {
+      const float* x = c + i * frames;
+      float sum = 0, top = x[0];
+      std::int64_t at = 0;
+      for (std::int64_t t = 0; t < frames; ++t) {
+        sum += x[t];
+        if (x[t] > top) top = x[t], at = t;
+      }
+      // TTP refined by the parabola through the peak and its neighbours (where it opens down).
+      float offset = 0;
+      if (at > 0 && at < frames - 1) {
+        const float denominator = x[at - 1] - 2 * top + x[at + 1];
+        if (denominator < 0) offset = 0.5f * (x[at - 1] - x[at + 1]) / denominator;
+      }
+      std::int64_t above = 0;
+      for (std::int64_t t = 0; t < frames; ++t) above += x[t] >= top / 2;
+      auc[i] = sum * dt;
+      peak[i] = top;
+      ttp[i] = static_cast<float>(times_s[static_cast<std::size_t>(at)]) + offset * dt;
+      fwhm[i] = static_cast<float>(above) * dt;
+    }
+  });
   return s;
 }
 

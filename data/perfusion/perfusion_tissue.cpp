@@ -2,6 +2,7 @@
 // split at the brain's centroid, core (rCBF) and hypoperfused (Tmax) tissue without small islands,
 // volumes, mismatch and the DEFUSE-3 criteria; and the report's `perfusion` section.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -14,14 +15,17 @@ namespace vitruvian::data::perfusion {
 
 namespace {
 
-/// Patient left–right (LPS x, mm) of each linear voxel index.
+/// Patient left–right (LPS x, mm) of each linear voxel index (float64 [n]).
 at::Tensor lps_x(const at::Tensor& index, const Volume& series) {
+  const at::Tensor voxels = index.to(at::kLong).contiguous();
+  const std::int64_t* v = voxels.data_ptr<std::int64_t>();
+  at::Tensor x = at::empty({voxels.numel()}, at::kDouble);
+  double* out = x.data_ptr<double>();
   const auto shape = series.shape_zyx();
-  const Geometry& g = series.geometry;
-  const at::Tensor i = (index % shape[2]).to(at::kDouble), j = ((index / shape[2]) % shape[1]).to(at::kDouble),
-                   k = (index / (shape[1] * shape[2])).to(at::kDouble);
-  return g.origin[0] + g.direction[0] * g.spacing[0] * i + g.direction[1] * g.spacing[1] * j +
-         g.direction[2] * g.spacing[2] * k;
+  at::parallel_for(0, voxels.numel(), 1 << 14, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) out[i] = voxel_lps(series.geometry, shape, v[i])[0];
+  });
+  return x;
 }
 
 at::Tensor scatter_mask(const Volume& series, const at::Tensor& index, const at::Tensor& where) {
