@@ -247,6 +247,9 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
   r.mtt = map_volume(series, voxels.index, mtt);
   r.tmax = map_volume(series, voxels.index, tmax);
   r.ttp = map_volume(series, voxels.index, voxels.stats.ttp);
+  r.timing["maps_s"] = seconds_since(start);  // the five map volumes, for the outputs
+
+  start = Clock::now();
   perfusion::classify(r, voxels.index, cbf, cbv, tmax, series, o);
   r.timing["tissue_s"] = seconds_since(start);
   return r;

@@ -65,7 +65,7 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
   data::PerfusionResult p = data::analyse_perfusion(series, route.perfusion, what, region.first_brain);
   const auto placing = std::chrono::steady_clock::now();
   data::place_on_grid(p, first, box);
-  p.timing["tissue_s"] = p.timing.value("tissue_s", 0.0) + seconds_since(placing);
+  p.timing["maps_s"] = p.timing.value("maps_s", 0.0) + seconds_since(placing);  // maps and masks on the whole grid
   RouteResult r;
   r.route = &route;
   r.reference = name;
