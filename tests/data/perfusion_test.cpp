@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "core/errors.h"
+#include "data/perfusion/perfusion_steps.h"
 
 namespace vitruvian::data {
 namespace {
@@ -316,6 +317,41 @@ TEST(Perfusion, TriageCriteriaFromTheVolumes) {
   EXPECT_FALSE(t.has_core);
   EXPECT_TRUE(t.ratio_ok && t.eligible);
   EXPECT_FALSE(decided(0, 0).eligible);
+}
+
+/// Per-curve statistics (AUC, peak, TTP refined by a parabola, FWHM) on curves worked by hand,
+/// the same in a block of thousands of rows (several threads' shares) as alone.
+TEST(Perfusion, CurveStatisticsOfKnownCurves) {
+  constexpr double dt = 2;
+  const std::vector<double> times{0, 2, 4, 6, 8, 10, 12};
+  const std::vector<std::vector<float>> rows{
+      {0, 1, 2, 3, 2, 1, 0},  // symmetric: TTP at the peak frame; 2, 3, 2 at least half the peak
+      {0, 1, 4, 3, 0, 0, 0},  // the parabola through 1, 4, 3 peaks a quarter frame after frame 2
+      {0, 1, 2, 3, 4, 5, 6},  // peak at the last frame: no parabola
+      {0, 2, 2, 0, 0, 0, 0},  // a tie: the first, refined half a frame towards the second
+      {0, 0, 0, 0, 0, 0, 0}};
+  const struct {
+    float auc, peak, ttp, fwhm;
+  } expected[] = {{18, 3, 6, 6}, {16, 4, 4.5f, 4}, {42, 6, 12, 8}, {8, 2, 3, 4}, {0, 0, 0, 14}};
+  constexpr std::int64_t kCopies = 1000;  // 5 000 rows
+  at::Tensor curves = at::empty({static_cast<std::int64_t>(rows.size()) * kCopies, 7}, at::kFloat);
+  for (std::int64_t i = 0; i < curves.size(0); ++i) {
+    const auto& r = rows[static_cast<std::size_t>(i) % rows.size()];
+    std::copy(r.begin(), r.end(), curves.data_ptr<float>() + i * 7);
+  }
+  const perfusion::CurveStats s = perfusion::curve_stats(curves, times, dt);
+  for (std::int64_t i = 0; i < curves.size(0); ++i) {
+    const auto& e = expected[static_cast<std::size_t>(i) % rows.size()];
+    ASSERT_FLOAT_EQ(s.auc[i].item<float>(), e.auc) << "row " << i;
+    ASSERT_FLOAT_EQ(s.peak[i].item<float>(), e.peak) << "row " << i;
+    ASSERT_FLOAT_EQ(s.ttp[i].item<float>(), e.ttp) << "row " << i;
+    ASSERT_FLOAT_EQ(s.fwhm[i].item<float>(), e.fwhm) << "row " << i;
+  }
+  PerfusionCurve one;
+  one.hu = {0, 1, 4, 3, 0, 0, 0};
+  perfusion::describe_curve(one, times, dt);
+  EXPECT_DOUBLE_EQ(one.ttp_s, 4.5);
+  EXPECT_DOUBLE_EQ(one.auc_hu_s, 16);
 }
 
 /// The part of a series around the head (perfusion_region) analysed alone and placed back on
