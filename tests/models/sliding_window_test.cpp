@@ -122,11 +122,15 @@ TEST(ModelExport, LoadsToTheSameOutputsAndRefusesBrokenFiles) {
   torch::NoGradGuard no_grad;
   const at::Tensor x = torch::randn({1, 2, 8, 16, 16});
   EXPECT_TRUE(torch::equal(net->forward(x)[0], loaded->forward(x)[0]));
-  // A card with an empty patch or a negative step is refused, naming the file and the value.
+  // A card with an empty patch, a negative step, or a whole number given as a float (one beyond
+  // int64 is undefined behaviour to cast) is refused, naming the file and the value.
   const std::string text = card_to_json(card);
-  for (const auto& [good, bad, message] :
-       std::vector<std::tuple<std::string, std::string, std::string>>{{"\"patch\": [\n    8", "\"patch\": [\n    0", "patch 0"},
-                                                                       {"\"step\": 0", "\"step\": -3", "step -3"}}) {
+  for (const auto& [good, bad, message] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"\"patch\": [\n    8", "\"patch\": [\n    0", "patch 0"},
+           {"\"step\": 0", "\"step\": -3", "step -3"},
+           {"\"step\": 0", "\"step\": 2.5", "step is 2.5; expected a whole number"},
+           {"\"step\": 0", "\"step\": 2222222222222222222222222", "step is 2.22222"},
+           {"\"patch\": [\n    8", "\"patch\": [\n    1e30", "patch is 1e+30"}}) {
     std::string edited = text;
     ASSERT_NE(edited.find(good), std::string::npos) << text;
     edited.replace(edited.find(good), good.size(), bad);
