@@ -119,7 +119,7 @@ at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Ten
   const std::int64_t plane_size = by * bx;
   std::vector<float> keep, share;  // [slices, by, bx]: the brain as 0 / 1, and smoothed
   if (smooth) {
-    const at::Tensor part = brain_.slice(0, z0, z1).slice(1, y0_, y1_).slice(2, x0_, x1_).to(at::kFloat).contiguous();
+    const at::Tensor part = box_view(brain_, Box{{z0, y0_, x0_}, {slices, by, bx}}).to(at::kFloat).contiguous();
     keep.assign(part.data_ptr<float>(), part.data_ptr<float>() + part.numel());
     share = keep;
     at::parallel_for(0, slices, 1, [&](std::int64_t begin, std::int64_t end) {

@@ -49,8 +49,9 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
 
 /// Concentration curves of the brain's voxels, one z-slab at a time: body(curves [n, T] float32
 /// contiguous, their linear voxel indices int64 [n]). Curves: S − baseline, smoothed in plane
-/// over the brain alone (normalised by the smoothed mask; and in time when asked). Only the brain's bounding box (widened by the smoothing's reach) is
-/// read; the curves are kept for the next pass while they fit a fixed budget (1 GiB).
+/// over the brain alone (normalised by the smoothed mask; and in time when asked). Only the
+/// brain's bounding box (widened by the smoothing's reach) is read; the curves are kept for the
+/// next pass while they fit a fixed budget (1 GiB).
 class CurveSlabs {
  public:
   CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain,
