@@ -226,6 +226,7 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
 
   start = Clock::now();
   const CurveSlabs slabs(series, baseline.image, brain, o);
+  r.filter = slabs.record();
   const BrainVoxels voxels = gather_stats(slabs, ft);
   const double brain_peak = *std::max_element(baseline.brain_curve_hu.begin(), baseline.brain_curve_hu.end()) -
                             baseline.brain_curve_hu.front();

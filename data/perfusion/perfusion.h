@@ -27,6 +27,9 @@ struct PerfusionOptions {
   double bone_hu = 200;                  ///< pre-contrast bone (the skull) above this
   std::vector<double> brain_hu{15, 60};  ///< pre-contrast brain window (smoothed), HU
   double smoothing_mm = 3;               ///< in-plane Gaussian σ of every frame (0: none)
+  std::string spatial_filter = "gaussian";  ///< gaussian | tips (the Gaussian's curves guide a bilateral filter)
+  double tips_sigma_mm = 7;                 ///< tips: in-plane σ of its spatial weight (reach 2σ)
+  double tips_similarity = 1;               ///< tips: h, the profile distance's scale in units of its noise
   bool temporal_smoothing = false;       ///< [1 2 1] / 4 along time
   std::int64_t aif_voxels = 8;           ///< voxels averaged into the arterial input
   std::int64_t vof_voxels = 8;           ///< voxels averaged into the venous output
@@ -95,6 +98,7 @@ struct PerfusionResult {
   PerfusionCurve aif, vof;
   double aif_scale = 1;  ///< AUC(VOF) / AUC(AIF) when above 1, else 1
   nlohmann::json model;  ///< deconvolution: model: its dictionary and noise (ModelFit::record); else null
+  nlohmann::json filter;  ///< the curves' filtering (CurveSlabs::record)
   PerfusionTriage triage;
   nlohmann::json timing = nlohmann::json::object();  ///< seconds per step
 

@@ -17,6 +17,11 @@ void PerfusionOptions::visit(ConfigVisitor& v) {
   v.field("bone_hu", bone_hu, "pre-contrast bone (the skull) above this (HU)");
   v.field("brain_hu", brain_hu, "pre-contrast brain window [low, high] on the smoothed baseline (HU)");
   v.field("smoothing_mm", smoothing_mm, "in-plane Gaussian sigma applied to every frame (mm; 0: none)");
+  v.field("spatial_filter", spatial_filter,
+          "gaussian (smoothing_mm), or tips: curves pooled with neighbours whose smoothed curves are alike "
+          "(edge-preserving)");
+  v.field("tips_sigma_mm", tips_sigma_mm, "tips: in-plane sigma of the spatial weight (mm; neighbours up to 2 sigma)");
+  v.field("tips_similarity", tips_similarity, "tips: profile distance scale, in units of the smoothed curves' noise");
   v.field("temporal_smoothing", temporal_smoothing, "smooth each curve by [1 2 1]/4 along time");
   v.field("aif_voxels", aif_voxels, "voxels averaged into the arterial input");
   v.field("vof_voxels", vof_voxels, "voxels averaged into the venous output");
@@ -60,6 +65,11 @@ void PerfusionOptions::validate(const std::string& where) const {
   }
   if (!(bone_hu > brain_hu[1])) bad("bone_hu", "above the brain window's top", bone_hu);
   if (!(smoothing_mm >= 0 && smoothing_mm <= 20)) bad("smoothing_mm", "0 to 20", smoothing_mm);
+  if (spatial_filter != "gaussian" && spatial_filter != "tips") {
+    throw ConfigError(where, fmt::format("perfusion.spatial_filter = {}; expected gaussian or tips", spatial_filter));
+  }
+  if (!(tips_sigma_mm > 0 && tips_sigma_mm <= 30)) bad("tips_sigma_mm", "above 0, at most 30", tips_sigma_mm);
+  if (!(tips_similarity > 0 && tips_similarity <= 100)) bad("tips_similarity", "above 0, at most 100", tips_similarity);
   if (aif_voxels < 1 || aif_voxels > 1000) bad("aif_voxels", "1 to 1000", static_cast<double>(aif_voxels));
   if (vof_voxels < 1 || vof_voxels > 1000) bad("vof_voxels", "1 to 1000", static_cast<double>(vof_voxels));
   for (const auto* point : {&aif_lps_mm, &vof_lps_mm}) {

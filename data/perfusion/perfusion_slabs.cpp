@@ -91,6 +91,28 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
     if (std::any_of(has + z0, has + z1, [](bool b) { return b; })) slabs_.emplace_back(z0, z1);
   }
   cache_on_ = detail::count_set(brain) * frames <= kCacheFloats;
+  if (options.spatial_filter == "tips") {
+    // The guide is the Gaussian-smoothed curve, then [1 2 1] / 4 in time: its noise variance per
+    // frame is σ² Σ kx² Σ ky² · 6 / 16.
+    const auto energy = [](const std::vector<float>& k) {
+      double e = 0;
+      for (const float w : k) e += static_cast<double>(w) * w;
+      return e;
+    };
+    frame_noise_hu_ = frame_noise_hu(series, brain);
+    tips_.emplace(g.spacing[0], g.spacing[1], options.tips_sigma_mm, options.tips_similarity,
+                  frame_noise_hu_ * frame_noise_hu_ * energy(kx_) * energy(ky_) * 6.0 / 16.0);
+  }
+}
+
+double CurveSlabs::frame_noise_hu(const Volume& series, const at::Tensor& brain) {
+  const at::Tensor inside = brain.reshape({-1}).nonzero().squeeze(1);
+  const auto frame = [&](std::int64_t t) {
+    return series.voxels.select(0, t).reshape({-1}).index_select(0, inside).to(at::kFloat);
+  };
+  const at::Tensor difference = frame(1) - frame(0);
+  const double mad = (difference - difference.median()).abs().median().item<double>();
+  return 1.4826 * mad / std::sqrt(2.0);
 }
 
 at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels) const {
@@ -118,7 +140,7 @@ at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Ten
   // the cortex and of the tissue beside the ventricles and lower their flow.
   const std::int64_t plane_size = by * bx;
   std::vector<float> keep, share;  // [slices, by, bx]: the brain as 0 / 1, and smoothed
-  if (smooth) {
+  if (smooth || tips_) {
     const at::Tensor part = box_view(brain_, Box{{z0, y0_, x0_}, {slices, by, bx}}).to(at::kFloat).contiguous();
     keep.assign(part.data_ptr<float>(), part.data_ptr<float>() + part.numel());
     share = keep;
@@ -128,22 +150,31 @@ at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Ten
     });
   }
   for_voxel_type(series_.voxels, [&](const auto* s) {
+    // Plane (zi, t) of the box: S − baseline, 0 outside the brain when smoothed or filtered.
+    const auto difference = [&](std::int64_t zi, std::int64_t t, float* plane) {
+      const std::int64_t z = z0 + zi;
+      for (std::int64_t y = 0; y < by; ++y) {
+        const auto* in = s + ((t * nz + z) * ny + y0_ + y) * nx + x0_;
+        const float* base = b + (z * ny + y0_ + y) * nx + x0_;
+        float* out = plane + y * bx;
+        for (std::int64_t x = 0; x < bx; ++x) out[x] = static_cast<float>(in[x]) - base[x];
+        if (!keep.empty()) {
+          const float* brain = keep.data() + (zi * by + y) * bx;
+          for (std::int64_t x = 0; x < bx; ++x) out[x] *= brain[x];
+        }
+      }
+    };
+    if (tips_) {
+      filter_slices(slices, frames, by, bx, members, keep, share, difference, c);
+      return;
+    }
     at::parallel_for(0, slices * frames, 1, [&](std::int64_t begin, std::int64_t end) {
       std::vector<float> plane(static_cast<std::size_t>(plane_size)), scratch;
       for (std::int64_t p = begin; p < end; ++p) {
-        const std::int64_t zi = p / frames, t = p % frames, z = z0 + zi;
+        const std::int64_t zi = p / frames, t = p % frames;
         const auto& inside = members[static_cast<std::size_t>(zi)];
         if (inside.empty()) continue;
-        for (std::int64_t y = 0; y < by; ++y) {
-          const auto* in = s + ((t * nz + z) * ny + y0_ + y) * nx + x0_;
-          const float* base = b + (z * ny + y0_ + y) * nx + x0_;
-          float* out = plane.data() + y * bx;
-          for (std::int64_t x = 0; x < bx; ++x) out[x] = static_cast<float>(in[x]) - base[x];
-          if (smooth) {
-            const float* brain = keep.data() + (zi * by + y) * bx;
-            for (std::int64_t x = 0; x < bx; ++x) out[x] *= brain[x];
-          }
-        }
+        difference(zi, t, plane.data());
         if (!smooth) {
           for (const auto& [row, at] : inside) c[row * frames + t] = plane[static_cast<std::size_t>(at)];
           continue;
@@ -155,6 +186,41 @@ at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Ten
     });
   });
   return options_.temporal_smoothing ? smooth_in_time(curves) : curves;
+}
+
+void CurveSlabs::filter_slices(std::int64_t slices, std::int64_t frames, std::int64_t by, std::int64_t bx,
+                               const std::vector<std::vector<std::pair<std::int64_t, std::int64_t>>>& members,
+                               const std::vector<float>& keep, const std::vector<float>& share,
+                               const std::function<void(std::int64_t, std::int64_t, float*)>& difference,
+                               float* curves) const {
+  const std::int64_t plane_size = by * bx;
+  const bool smooth = kx_.size() > 1 || ky_.size() > 1;
+  at::parallel_for(0, slices, 1, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<float> plane(static_cast<std::size_t>(plane_size)), scratch;
+    std::vector<float> raw(static_cast<std::size_t>(plane_size * frames)), guide(raw.size()), previous(raw.size());
+    for (std::int64_t zi = begin; zi < end; ++zi) {
+      const auto& inside = members[static_cast<std::size_t>(zi)];
+      if (inside.empty()) continue;
+      const float* w = share.data() + zi * plane_size;
+      for (std::int64_t t = 0; t < frames; ++t) {
+        difference(zi, t, plane.data());
+        for (std::int64_t i = 0; i < plane_size; ++i)
+          raw[static_cast<std::size_t>(i * frames + t)] = plane[static_cast<std::size_t>(i)];
+        if (smooth) smooth_plane(plane.data(), by, bx, kx_, ky_, scratch);
+        for (std::int64_t i = 0; i < plane_size; ++i)
+          guide[static_cast<std::size_t>(i * frames + t)] = w[i] > 0 ? plane[static_cast<std::size_t>(i)] / w[i] : 0.f;
+      }
+      // [1 2 1] / 4 in time, each end frame its own missing neighbour.
+      previous = guide;
+      for (std::int64_t i = 0; i < plane_size; ++i) {
+        const float* g = previous.data() + i * frames;
+        float* out = guide.data() + i * frames;
+        for (std::int64_t t = 0; t < frames; ++t)
+          out[t] = 0.25f * (g[std::max<std::int64_t>(t - 1, 0)] + 2 * g[t] + g[std::min(t + 1, frames - 1)]);
+      }
+      tips_->apply(raw.data(), guide.data(), keep.data() + zi * plane_size, by, bx, frames, inside, curves);
+    }
+  });
 }
 
 void CurveSlabs::for_each(const std::function<void(const at::Tensor&, const at::Tensor&)>& body) const {
@@ -170,6 +236,18 @@ void CurveSlabs::for_each(const std::function<void(const at::Tensor&, const at::
     body(curves, voxels);
     if (cache_on_) cache_.push_back({curves, voxels});
   }
+}
+
+nlohmann::json CurveSlabs::record() const {
+  nlohmann::json r = {{"spatial", options_.spatial_filter},
+                      {"smoothing_mm", options_.smoothing_mm},
+                      {"temporal", options_.temporal_smoothing}};
+  if (tips_) {
+    r["tips_sigma_mm"] = options_.tips_sigma_mm;
+    r["tips_similarity"] = options_.tips_similarity;
+    r["frame_noise_hu"] = frame_noise_hu_;
+  }
+  return r;
 }
 
 std::vector<std::vector<double>> CurveSlabs::at_voxels(const std::vector<std::int64_t>& voxels) const {

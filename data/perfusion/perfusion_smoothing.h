@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace vitruvian::data::perfusion {
@@ -11,5 +12,32 @@ namespace vitruvian::data::perfusion {
 /// `scratch` is reused between calls.
 void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vector<float>& kx,
                   const std::vector<float>& ky, std::vector<float>& scratch);
+
+/// Edge-preserving filter of one slice's concentration curves by the similarity of their
+/// time-intensity profiles (TIPS, Mendrik et al. 2011): each curve becomes the weighted mean of
+/// the brain's curves around it, w = exp(−r² / 2σ²) · exp(−max(0, d² − 2v) / 4h²v), where r is
+/// the in-plane distance (mm, up to 2σ), d² the mean squared difference of the two voxels' guide
+/// curves (smoothed versions, whose noise variance per frame is v) and h the similarity. Curves
+/// that differ by no more than the guide's noise are pooled; a bolus that comes later, or peaks
+/// lower, by more than that is kept apart, so the lesion's edge is not blurred into healthy tissue.
+class TipsFilter {
+ public:
+  TipsFilter(double spacing_x_mm, double spacing_y_mm, double sigma_mm, double similarity, double guide_variance);
+  /// `raw` and `guide`: [by · bx, frames] (pixel-major) of one slice's box; `brain` [by · bx]
+  /// (0 / 1): only brain pixels are pooled. For each (row, pixel) of `members`, writes the
+  /// filtered curve of that pixel into row `row` of `curves` ([rows, frames]).
+  void apply(const float* raw, const float* guide, const float* brain, std::int64_t by, std::int64_t bx,
+             std::int64_t frames, const std::vector<std::pair<std::int64_t, std::int64_t>>& members,
+             float* curves) const;
+
+ private:
+  struct Offset {
+    std::int64_t dy, dx;
+    float weight;  ///< the spatial Gaussian
+  };
+  std::vector<Offset> offsets_;
+  float noise_floor_ = 0;  ///< 2v: d² expected of two curves alike but for noise
+  float inv_scale_ = 0;    ///< 1 / 4h²v
+};
 
 }  // namespace vitruvian::data::perfusion

@@ -9,10 +9,12 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "data/perfusion/perfusion.h"
+#include "data/perfusion/perfusion_smoothing.h"
 #include "data/tensor_helpers.h"
 
 namespace vitruvian::data::perfusion {
@@ -61,6 +63,9 @@ class CurveSlabs {
   /// for_each() gives them but not smoothed in plane (the reference curves of vessels a few
   /// voxels wide).
   std::vector<std::vector<double>> at_voxels(const std::vector<std::int64_t>& voxels) const;
+  /// {"spatial": gaussian | tips, "smoothing_mm", "temporal"; with tips also "tips_sigma_mm",
+  /// "tips_similarity" and "frame_noise_hu", the noise the filter's weights are scaled by}.
+  nlohmann::json record() const;
 
  private:
   struct Slab {
@@ -69,6 +74,17 @@ class CurveSlabs {
   /// The curves of slices [z0, z1) at `voxels` (linear indices, all in those slices and in the
   /// brain's box).
   at::Tensor curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels) const;
+  /// With spatial_filter tips: the pre-contrast frames' noise σ per voxel and frame (HU), from
+  /// the difference of the first two frames over the brain (median absolute deviation).
+  static double frame_noise_hu(const Volume& series, const at::Tensor& brain);
+  /// spatial_filter tips, slices in parallel: every frame's plane from `difference` (S − baseline
+  /// of plane (slice, frame), 0 outside the brain), the guide (each plane smoothed in plane over
+  /// the brain, `share` its smoothed mask, then [1 2 1] / 4 in time), then the filter into the
+  /// rows of `curves` that `members` (per slice: row, pixel of the box) name.
+  void filter_slices(std::int64_t slices, std::int64_t frames, std::int64_t by, std::int64_t bx,
+                     const std::vector<std::vector<std::pair<std::int64_t, std::int64_t>>>& members,
+                     const std::vector<float>& keep, const std::vector<float>& share,
+                     const std::function<void(std::int64_t, std::int64_t, float*)>& difference, float* curves) const;
 
   const Volume& series_;
   at::Tensor baseline_;  ///< float32 [z, y, x]
@@ -76,6 +92,8 @@ class CurveSlabs {
   const PerfusionOptions& options_;
   std::int64_t y0_ = 0, y1_ = 0, x0_ = 0, x1_ = 0;            ///< the box read in plane
   std::vector<float> kx_, ky_;                                ///< Gaussian taps (odd length; {1}: none)
+  std::optional<TipsFilter> tips_;                            ///< spatial_filter: tips
+  double frame_noise_hu_ = 0;                                 ///< tips: σ per voxel and frame
   std::vector<std::pair<std::int64_t, std::int64_t>> slabs_;  ///< [z0, z1) holding brain
   mutable std::vector<Slab> cache_;
   bool cache_on_ = false;

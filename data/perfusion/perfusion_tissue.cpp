@@ -114,6 +114,7 @@ nlohmann::json PerfusionResult::report(const PerfusionOptions& o) const {
   return {
       {"deconvolution", o.deconvolution},
       {"model", model},
+      {"filter", filter},
       {"frames", times_s.size()},
       {"interval_s", interval_s},
       {"arrival_frame", arrival_frame},

@@ -57,6 +57,22 @@ $py "$here/check_perfusion_truth.py" campaign hn_noise1.h5
 expect_exit 0 noisy.err "$mpirun" -n 2 "$vit" --threads 1 perfusion hn_noise15.h5 -o noisy
 grep -q "^head_neck_00000: core .* mL, Tmax>6s .* mL, mismatch .*; DEFUSE-3 " noisy.err.out || { cat noisy.err.out; fail "no summary line"; }
 $py "$here/check_perfusion_truth.py" noisy hn_noise15.h5
+# The edge-preserving filter (spatial_filter: tips) with the model fit, on two of the ten: the
+# report names the filter and the noise its weights are scaled by; the side is right.
+expect_exit 0 tips.err "$vit" --threads 2 --set perfusion.spatial_filter=tips --set perfusion.deconvolution=model \
+  perfusion hn_noise1.h5 -o tips --study head_neck_00000 --study head_neck_00001
+$py - <<'PY'
+import h5py, json
+with h5py.File("hn_noise1.h5", "r") as f:
+    for study in ("head_neck_00000", "head_neck_00001"):
+        p = json.load(open(f"tips/studies/{study}/report.json"))["perfusion"]
+        truth = json.loads(f["studies"][study].attrs["metadata_json"])["phantom"]
+        assert p["filter"]["spatial"] == "tips" and p["deconvolution"] == "model", p["filter"]
+        assert 2 < p["filter"]["frame_noise_hu"] < 8, p["filter"]  # the phantom's noise ×1 on 3 mm voxels: about 4 HU
+        assert p["side"] == truth["ischemia"]["side"], (study, p["side"])
+        print(f"{study} tips + model: core {p['volumes_ml']['core']:.1f} mL (truth {truth['label_volumes_ml']['ischemic_core']:.1f}), "
+              f"noise {p['filter']['frame_noise_hu']:.2f} HU")
+PY
 study=$(ls campaign/studies | head -1)
 for f in labels.h5 perfusion.nii.gz perfusion_cbf.nii.gz perfusion_tmax.nii.gz perfusion.png perfusion_maps.png perfusion.html thumbnail.png; do
   [[ -s campaign/studies/$study/$f ]] || fail "campaign/studies/$study/$f missing"
