@@ -12,6 +12,7 @@
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
+#include "core/json_numbers.h"
 
 namespace vitruvian::models {
 namespace fs = std::filesystem;
@@ -76,39 +77,14 @@ UNet make_model(const ModelConfig& config, std::int64_t in_channels, std::int64_
 
 namespace {
 
-/// The card's whole number `v` (named `key`), in T's range. nlohmann would cast a JSON float
-/// without a word, and one beyond T's range (say 2.2e24, a too-long integer parsed as a float)
-/// is undefined behaviour; the card writes every whole number as a JSON integer.
-template <typename T>
-T whole(const json& v, const std::string& source, const std::string& key) {
-  const bool fits = v.is_number_unsigned()
-                        ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<T>::max())
-                        : v.is_number_integer() && v.get<std::int64_t>() >= std::numeric_limits<T>::min() &&
-                              v.get<std::int64_t>() <= std::numeric_limits<T>::max();
-  if (!fits) {
-    throw InputError(source, fmt::format("{} is {}; expected a whole number (a JSON integer, at most {})", key,
-                                         v.is_number() ? v.dump() : std::string(v.type_name()),
-                                         std::numeric_limits<T>::max()));
-  }
-  return static_cast<T>(v.get<std::int64_t>());
-}
-
-/// The card's list of whole numbers `v` (named `key`).
-std::vector<std::int64_t> wholes(const json& v, const std::string& source, const std::string& key) {
-  if (!v.is_array())
-    throw InputError(source, fmt::format("{} is a {}; expected a list of whole numbers", key, v.type_name()));
-  std::vector<std::int64_t> out;
-  for (const json& e : v) out.push_back(whole<std::int64_t>(e, source, key));
-  return out;
-}
-
 /// The card's per-channel lists (channels, normalization, ct_stats) as typed inputs.
 std::vector<InputChannel> inputs_from_json(const json& j, const std::string& source) {
   const auto channels = j.at("channels").get<std::vector<std::string>>();
   const auto normalization = j.at("normalization").get<std::vector<std::string>>();
   const auto ct_stats = j.at("ct_stats").get<std::vector<std::array<double, 4>>>();
   if (channels.empty() ||
-      whole<std::int64_t>(j.at("in_channels"), source, "in_channels") != static_cast<std::int64_t>(channels.size()) ||
+      json_whole<std::int64_t>(j.at("in_channels"), source, "in_channels") !=
+          static_cast<std::int64_t>(channels.size()) ||
       normalization.size() != channels.size() || ct_stats.size() != channels.size()) {
     throw InputError(source, "inconsistent card: in_channels, channels, normalization and ct_stats disagree");
   }
@@ -189,32 +165,32 @@ ModelCard card_from_json(const std::string& text, const std::string& source) {
   try {
     const json j = json::parse(text);
     if (j.at("format") != "vitruvian-model") throw InputError(source, "not a Vitruvian model card (format)");
-    if (whole<int>(j.at("format_version"), source, "format_version") > 1)
+    if (json_whole<int>(j.at("format_version"), source, "format_version") > 1)
       throw InputError(source, "written by a newer Vitruvian (format_version)");
     ModelCard c;
     const json& m = j.at("model");
     c.model.name = m.at("name");
-    c.model.stages = whole<int>(m.at("stages"), source, "model.stages");
-    c.model.base_features = whole<std::int64_t>(m.at("base_features"), source, "model.base_features");
-    c.model.max_features = whole<std::int64_t>(m.at("max_features"), source, "model.max_features");
-    c.model.strides = wholes(m.at("strides"), source, "model.strides");
-    c.model.kernels = wholes(m.at("kernels"), source, "model.kernels");
-    c.model.convs_per_stage = whole<int>(m.at("convs_per_stage"), source, "model.convs_per_stage");
+    c.model.stages = json_whole<int>(m.at("stages"), source, "model.stages");
+    c.model.base_features = json_whole<std::int64_t>(m.at("base_features"), source, "model.base_features");
+    c.model.max_features = json_whole<std::int64_t>(m.at("max_features"), source, "model.max_features");
+    c.model.strides = json_wholes(m.at("strides"), source, "model.strides");
+    c.model.kernels = json_wholes(m.at("kernels"), source, "model.kernels");
+    c.model.convs_per_stage = json_whole<int>(m.at("convs_per_stage"), source, "model.convs_per_stage");
     c.model.deep_supervision = m.at("deep_supervision");
     c.inputs = inputs_from_json(j, source);
     const json& label_ids = j.at("class_label_ids");
     if (!label_ids.is_array()) throw InputError(source, "class_label_ids is not a list of lists of label ids");
     std::vector<std::vector<std::int64_t>> ids;
-    for (const json& one : label_ids) ids.push_back(wholes(one, source, "class_label_ids"));
+    for (const json& one : label_ids) ids.push_back(json_wholes(one, source, "class_label_ids"));
     c.classes = ClassMap::from_lists(j.at("class_names").get<std::vector<std::string>>(), ids, source);
-    const std::vector<std::int64_t> patch = wholes(j.at("patch"), source, "patch");
+    const std::vector<std::int64_t> patch = json_wholes(j.at("patch"), source, "patch");
     if (patch.size() != 3) throw InputError(source, fmt::format("patch has {} sizes; expected three", patch.size()));
     std::copy(patch.begin(), patch.end(), c.patch.begin());
     for (const std::int64_t p : c.patch) {
       if (p < 1 || p > 4096) throw InputError(source, fmt::format("patch {}; expected three sizes of 1 to 4096 voxels", p));
     }
     c.dataset = j.at("dataset");
-    c.step = whole<std::int64_t>(j.at("step"), source, "step");
+    c.step = json_whole<std::int64_t>(j.at("step"), source, "step");
     if (c.step < 0) throw InputError(source, fmt::format("step {}; expected the training steps done (>= 0)", c.step));
     c.label_map = j.value("label_map", std::string());
     c.spacing = j.value("spacing", std::array<double, 3>{0, 0, 0});

@@ -14,6 +14,7 @@
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
+#include "core/json_numbers.h"
 #include "core/stopwatch.h"
 #include "models/losses.h"
 #include "models/precision.h"
@@ -205,8 +206,11 @@ nlohmann::json read_trainer_json(const std::filesystem::path& dir) {
   text << in.rdbuf();
   try {
     auto j = nlohmann::json::parse(text.str());
-    j.at("step").get<std::int64_t>();
-    j.at("bad_streak").get<int>();
+    for (const char* key : {"step", "bad_streak"}) {
+      if (json_whole<std::int64_t>(j.at(key), path.string(), key) < 0)
+        throw InputError(path.string(), fmt::format("{} is {}; expected 0 or more", key, j.at(key).dump()));
+    }
+    json_whole<int>(j.at("bad_streak"), path.string(), "bad_streak");
     j.at("optimizer").get<std::string>();
     return j;
   } catch (const nlohmann::json::exception& e) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "core/errors.h"
 #include "models/registry.h"
@@ -147,6 +148,37 @@ TEST(Trainer, ResumingFromSavedStateGivesTheSameLosses) {
   ASSERT_EQ(resumed.size(), uninterrupted.size());
   for (std::size_t i = 0; i < resumed.size(); ++i) EXPECT_DOUBLE_EQ(resumed[i], uninterrupted[i]) << "step " << i + 7;
   fs::remove_all(dir);  // each rank saved into its own folder (named by its pid)
+}
+
+/// A damaged trainer.json is refused with one line naming the file and the key: a float or
+/// too-long step (a cast nlohmann would do silently, the latter undefined), a negative one, a
+/// streak beyond int.
+TEST(Trainer, RefusesABrokenTrainerJson) {
+  auto comm = world();
+  const fs::path dir = fs::temp_directory_path() / ("vitruvian_trainer_json_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  Trainer t(small_net(), *comm, options());
+  t.save(dir);
+  EXPECT_EQ(Trainer::saved_step(dir), 0);
+  const std::vector<std::pair<std::string, std::string>> broken = {
+      {R"({"step": 2.5, "bad_streak": 0, "optimizer": "adamw"})", "step is 2.5; expected a whole number"},
+      {R"({"step": 22222222222222222222222222, "bad_streak": 0, "optimizer": "adamw"})", "step is 2.2222"},
+      {R"({"step": -3, "bad_streak": 0, "optimizer": "adamw"})", "step is -3; expected 0 or more"},
+      {R"({"step": 4, "bad_streak": 4294967296, "optimizer": "adamw"})", "bad_streak is 4294967296; expected a whole"},
+      {R"({"step": 4, "bad_streak": "0", "optimizer": "adamw"})", "bad_streak is string"},
+  };
+  for (const auto& [text, expected] : broken) {
+    std::ofstream(dir / "trainer.json") << text;
+    try {
+      t.load(dir);
+      ADD_FAILURE() << "loaded " << text;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("trainer.json"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(Trainer::saved_step(dir), InputError) << text;
+  }
+  fs::remove_all(dir);
 }
 
 TEST(Trainer, ANonFiniteLossOnOneRankMakesEveryRankSkip) {
