@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/errors.h"
@@ -20,14 +21,15 @@ namespace vitruvian {
 /// naming the file and the key.
 template <typename T>
 T json_whole(const nlohmann::json& v, const std::string& source, const std::string& key) {
+  static_assert(std::is_integral_v<T> && std::is_signed_v<T>, "a signed integer type: the range test compares as int64");
   const bool fits = v.is_number_unsigned()
                         ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<T>::max())
                         : v.is_number_integer() && v.get<std::int64_t>() >= std::numeric_limits<T>::min() &&
                               v.get<std::int64_t>() <= std::numeric_limits<T>::max();
   if (!fits) {
-    throw InputError(source, fmt::format("{} is {}; expected a whole number (a JSON integer, at most {})", key,
+    throw InputError(source, fmt::format("{} is {}; expected a whole number (a JSON integer from {} to {})", key,
                                          v.is_number() ? v.dump() : std::string(v.type_name()),
-                                         std::numeric_limits<T>::max()));
+                                         std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));
   }
   return static_cast<T>(v.get<std::int64_t>());
 }

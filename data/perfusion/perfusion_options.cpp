@@ -69,7 +69,7 @@ void PerfusionOptions::validate(const std::string& where) const {
     throw ConfigError(where, fmt::format("perfusion.spatial_filter = {}; expected gaussian or tips", spatial_filter));
   }
   if (!(tips_sigma_mm > 0 && tips_sigma_mm <= 30)) bad("tips_sigma_mm", "above 0, at most 30", tips_sigma_mm);
-  if (!(tips_similarity > 0 && tips_similarity <= 100)) bad("tips_similarity", "above 0, at most 100", tips_similarity);
+  if (!(tips_similarity >= 0.01 && tips_similarity <= 100)) bad("tips_similarity", "0.01 to 100", tips_similarity);
   if (aif_voxels < 1 || aif_voxels > 1000) bad("aif_voxels", "1 to 1000", static_cast<double>(aif_voxels));
   if (vof_voxels < 1 || vof_voxels > 1000) bad("vof_voxels", "1 to 1000", static_cast<double>(vof_voxels));
   for (const auto* point : {&aif_lps_mm, &vof_lps_mm}) {

@@ -92,16 +92,23 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
   }
   cache_on_ = detail::count_set(brain) * frames <= kCacheFloats;
   if (options.spatial_filter == "tips") {
-    // The guide is the Gaussian-smoothed curve, then [1 2 1] / 4 in time: its noise variance per
-    // frame is σ² Σ kx² Σ ky² · 6 / 16.
+    // The guide is (S − baseline) smoothed in plane (gain Σ kx² Σ ky² on the variance), then
+    // [1 2 1] / 4 in time (6 / 16 inside, 10 / 16 at the two ends): v is the frames' own noise
+    // variance per frame, averaged over the frames. Left out, and so absorbed by the similarity
+    // h: the baseline's noise (σ² / its frames, the same offset in every frame) and the
+    // correlation of nearby guides through the smoothing, which act in opposite directions.
+    // With the baseline's term in v (h 1), the filter pooled across the lesion's edge: the model
+    // fit's core error on the head-neck phantoms went from 39 / 45 % to 76 / 84 %.
     const auto energy = [](const std::vector<float>& k) {
       double e = 0;
       for (const float w : k) e += static_cast<double>(w) * w;
       return e;
     };
+    const auto t = static_cast<double>(frames);
+    const double in_time = ((t - 2) * 6.0 / 16.0 + 2 * 10.0 / 16.0) / t;
     frame_noise_hu_ = frame_noise_hu(series, brain);
-    tips_.emplace(g.spacing[0], g.spacing[1], options.tips_sigma_mm, options.tips_similarity,
-                  frame_noise_hu_ * frame_noise_hu_ * energy(kx_) * energy(ky_) * 6.0 / 16.0);
+    const double variance = frame_noise_hu_ * frame_noise_hu_ * energy(kx_) * energy(ky_) * in_time;
+    tips_.emplace(g.spacing[0], g.spacing[1], options.tips_sigma_mm, options.tips_similarity, variance);
   }
 }
 
@@ -197,7 +204,7 @@ void CurveSlabs::filter_slices(std::int64_t slices, std::int64_t frames, std::in
   const bool smooth = kx_.size() > 1 || ky_.size() > 1;
   at::parallel_for(0, slices, 1, [&](std::int64_t begin, std::int64_t end) {
     std::vector<float> plane(static_cast<std::size_t>(plane_size)), scratch;
-    std::vector<float> raw(static_cast<std::size_t>(plane_size * frames)), guide(raw.size()), previous(raw.size());
+    std::vector<float> raw(static_cast<std::size_t>(plane_size * frames)), guide(raw.size()), cells, counts;
     for (std::int64_t zi = begin; zi < end; ++zi) {
       const auto& inside = members[static_cast<std::size_t>(zi)];
       if (inside.empty()) continue;
@@ -210,15 +217,25 @@ void CurveSlabs::filter_slices(std::int64_t slices, std::int64_t frames, std::in
         for (std::int64_t i = 0; i < plane_size; ++i)
           guide[static_cast<std::size_t>(i * frames + t)] = w[i] > 0 ? plane[static_cast<std::size_t>(i)] / w[i] : 0.f;
       }
-      // [1 2 1] / 4 in time, each end frame its own missing neighbour.
-      previous = guide;
+      // [1 2 1] / 4 in time, in place, each end frame its own missing neighbour (as
+      // smooth_in_time; a series has at least four frames).
       for (std::int64_t i = 0; i < plane_size; ++i) {
-        const float* g = previous.data() + i * frames;
-        float* out = guide.data() + i * frames;
-        for (std::int64_t t = 0; t < frames; ++t)
-          out[t] = 0.25f * (g[std::max<std::int64_t>(t - 1, 0)] + 2 * g[t] + g[std::min(t + 1, frames - 1)]);
+        float* g = guide.data() + i * frames;
+        float before = g[0];
+        for (std::int64_t t = 0; t < frames; ++t) {
+          const float here = g[t];
+          g[t] = 0.25f * (before + 2 * here + g[std::min(t + 1, frames - 1)]);
+          before = here;
+        }
       }
-      tips_->apply(raw.data(), guide.data(), keep.data() + zi * plane_size, by, bx, frames, inside, curves);
+      const float* brain = keep.data() + zi * plane_size;
+      if (tips_->cell_y() == 1 && tips_->cell_x() == 1) {
+        tips_->apply(raw.data(), brain, guide.data(), brain, by, bx, frames, inside, curves);
+        continue;
+      }
+      tips_->cell_sums(raw.data(), by, bx, frames, cells);
+      tips_->cell_sums(brain, by, bx, 1, counts);
+      tips_->apply(cells.data(), counts.data(), guide.data(), brain, by, bx, frames, inside, curves);
     }
   });
 }

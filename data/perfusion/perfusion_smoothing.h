@@ -23,11 +23,20 @@ void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vec
 class TipsFilter {
  public:
   TipsFilter(double spacing_x_mm, double spacing_y_mm, double sigma_mm, double similarity, double guide_variance);
-  /// `raw` and `guide`: [by · bx, frames] (pixel-major) of one slice's box; `brain` [by · bx]
-  /// (0 / 1): only brain pixels are pooled. For each (row, pixel) of `members`, writes the
-  /// filtered curve of that pixel into row `row` of `curves` ([rows, frames]).
-  void apply(const float* raw, const float* guide, const float* brain, std::int64_t by, std::int64_t bx,
-             std::int64_t frames, const std::vector<std::pair<std::int64_t, std::int64_t>>& members,
+  /// The cells' sizes along y and x (pixels; 1 × 1 unless the pixels are σ / 4 or finer).
+  std::int64_t cell_y() const { return cell_y_; }
+  std::int64_t cell_x() const { return cell_x_; }
+  /// Per pixel, the sum of `values` ([by · bx, frames], pixel-major) over the cell centred there
+  /// (rows and columns [i − k/2, i − k/2 + k), clipped to the box), into `out`.
+  void cell_sums(const float* values, std::int64_t by, std::int64_t bx, std::int64_t frames,
+                 std::vector<float>& out) const;
+  /// `cells`: cell_sums() of the raw curves, 0 outside the brain, and `counts` of the brain mask
+  /// (frames 1); for 1 × 1 cells the raw curves and the mask themselves. `guide`: [by · bx,
+  /// frames]; `brain` [by · bx] (0 / 1): only cells centred on brain pixels are pooled. For each
+  /// (row, pixel) of `members`, writes the filtered curve of that pixel into row `row` of
+  /// `curves` ([rows, frames]).
+  void apply(const float* cells, const float* counts, const float* guide, const float* brain, std::int64_t by,
+             std::int64_t bx, std::int64_t frames, const std::vector<std::pair<std::int64_t, std::int64_t>>& members,
              float* curves) const;
 
  private:
@@ -36,6 +45,7 @@ class TipsFilter {
     float weight;  ///< the spatial Gaussian
   };
   std::vector<Offset> offsets_;
+  std::int64_t cell_y_ = 1, cell_x_ = 1;
   float noise_floor_ = 0;  ///< 2v: d² expected of two curves alike but for noise
   float inv_scale_ = 0;    ///< 1 / 4h²v
 };

@@ -74,8 +74,9 @@ class CurveSlabs {
   /// The curves of slices [z0, z1) at `voxels` (linear indices, all in those slices and in the
   /// brain's box).
   at::Tensor curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels) const;
-  /// With spatial_filter tips: the pre-contrast frames' noise σ per voxel and frame (HU), from
-  /// the difference of the first two frames over the brain (median absolute deviation).
+  /// With spatial_filter tips: the noise σ per voxel and frame (HU), from the difference of the
+  /// first two frames over the brain (median absolute deviation); both are pre-contrast when the
+  /// baseline averages two or more frames.
   static double frame_noise_hu(const Volume& series, const at::Tensor& brain);
   /// spatial_filter tips, slices in parallel: every frame's plane from `difference` (S − baseline
   /// of plane (slice, frame), 0 outside the brain), the guide (each plane smoothed in plane over
