@@ -206,11 +206,11 @@ nlohmann::json read_trainer_json(const std::filesystem::path& dir) {
   text << in.rdbuf();
   try {
     auto j = nlohmann::json::parse(text.str());
-    for (const char* key : {"step", "bad_streak"}) {
-      if (json_whole<std::int64_t>(j.at(key), path.string(), key) < 0)
-        throw InputError(path.string(), fmt::format("{} is {}; expected 0 or more", key, j.at(key).dump()));
+    const std::int64_t step = json_whole<std::int64_t>(j.at("step"), path.string(), "step");
+    const int bad_streak = json_whole<int>(j.at("bad_streak"), path.string(), "bad_streak");
+    for (const auto& [key, value] : {std::pair<const char*, std::int64_t>{"step", step}, {"bad_streak", bad_streak}}) {
+      if (value < 0) throw InputError(path.string(), fmt::format("{} is {}; expected 0 or more", key, value));
     }
-    json_whole<int>(j.at("bad_streak"), path.string(), "bad_streak");
     j.at("optimizer").get<std::string>();
     return j;
   } catch (const nlohmann::json::exception& e) {

@@ -14,13 +14,27 @@ namespace vitruvian::data::perfusion {
 
 namespace {
 
-/// Curves [n, T] smoothed in time by [1 2 1]/4, each end frame its own missing neighbour.
+/// One curve of `frames` values smoothed in time by [1 2 1]/4 in place, each end frame its own
+/// missing neighbour (series have at least four frames).
+void smooth_curve_in_time(float* curve, std::int64_t frames) {
+  float before = curve[0];
+  for (std::int64_t t = 0; t < frames; ++t) {
+    const float here = curve[t];
+    curve[t] = 0.25f * (before + 2 * here + curve[std::min(t + 1, frames - 1)]);
+    before = here;
+  }
+}
+
+/// Curves [n, T] float32 contiguous, each smoothed by smooth_curve_in_time().
 at::Tensor smooth_in_time(const at::Tensor& curves) {
   const std::int64_t frames = curves.size(1);
   if (frames <= 2) return curves;
-  const at::Tensor before = at::cat({curves.narrow(1, 0, 1), curves.narrow(1, 0, frames - 1)}, 1);
-  const at::Tensor after = at::cat({curves.narrow(1, 1, frames - 1), curves.narrow(1, frames - 1, 1)}, 1);
-  return ((before + 2 * curves + after) / 4).contiguous();
+  at::Tensor out = curves.contiguous().clone();
+  float* c = out.data_ptr<float>();
+  at::parallel_for(0, out.size(0), 1024, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) smooth_curve_in_time(c + i * frames, frames);
+  });
+  return out;
 }
 
 constexpr std::int64_t kSlabFloats = std::int64_t{64} << 20;    // box values (t, z, y, x) per slab: bounds its curves
@@ -217,25 +231,9 @@ void CurveSlabs::filter_slices(std::int64_t slices, std::int64_t frames, std::in
         for (std::int64_t i = 0; i < plane_size; ++i)
           guide[static_cast<std::size_t>(i * frames + t)] = w[i] > 0 ? plane[static_cast<std::size_t>(i)] / w[i] : 0.f;
       }
-      // [1 2 1] / 4 in time, in place, each end frame its own missing neighbour (as
-      // smooth_in_time; a series has at least four frames).
-      for (std::int64_t i = 0; i < plane_size; ++i) {
-        float* g = guide.data() + i * frames;
-        float before = g[0];
-        for (std::int64_t t = 0; t < frames; ++t) {
-          const float here = g[t];
-          g[t] = 0.25f * (before + 2 * here + g[std::min(t + 1, frames - 1)]);
-          before = here;
-        }
-      }
-      const float* brain = keep.data() + zi * plane_size;
-      if (tips_->cell_y() == 1 && tips_->cell_x() == 1) {
-        tips_->apply(raw.data(), brain, guide.data(), brain, by, bx, frames, inside, curves);
-        continue;
-      }
-      tips_->cell_sums(raw.data(), by, bx, frames, cells);
-      tips_->cell_sums(brain, by, bx, 1, counts);
-      tips_->apply(cells.data(), counts.data(), guide.data(), brain, by, bx, frames, inside, curves);
+      for (std::int64_t i = 0; i < plane_size; ++i) smooth_curve_in_time(guide.data() + i * frames, frames);
+      tips_->filter(raw.data(), guide.data(), keep.data() + zi * plane_size, by, bx, frames, inside, curves, cells,
+                    counts);
     }
   });
 }

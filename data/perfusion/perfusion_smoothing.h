@@ -23,6 +23,12 @@ void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vec
 class TipsFilter {
  public:
   TipsFilter(double spacing_x_mm, double spacing_y_mm, double sigma_mm, double similarity, double guide_variance);
+  /// The whole filter on one slice: `raw` (S − baseline, 0 outside the brain) and `guide`
+  /// [by · bx, frames], `brain` [by · bx] (0 / 1); cells summed when they are larger than a
+  /// pixel (`cells`, `counts`: the caller's scratch), then apply().
+  void filter(const float* raw, const float* guide, const float* brain, std::int64_t by, std::int64_t bx,
+              std::int64_t frames, const std::vector<std::pair<std::int64_t, std::int64_t>>& members, float* curves,
+              std::vector<float>& cells, std::vector<float>& counts) const;
   /// The cells' sizes along y and x (pixels; 1 × 1 unless the pixels are σ / 4 or finer).
   std::int64_t cell_y() const { return cell_y_; }
   std::int64_t cell_x() const { return cell_x_; }

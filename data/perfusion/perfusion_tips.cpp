@@ -79,6 +79,18 @@ void TipsFilter::cell_sums(const float* values, std::int64_t by, std::int64_t bx
   sum_along(rows.data(), bx, by, 1, bx, cell_y_, out.data());  // along y, column by column
 }
 
+void TipsFilter::filter(const float* raw, const float* guide, const float* brain, std::int64_t by, std::int64_t bx,
+                        std::int64_t frames, const std::vector<std::pair<std::int64_t, std::int64_t>>& members,
+                        float* curves, std::vector<float>& cells, std::vector<float>& counts) const {
+  if (cell_y_ == 1 && cell_x_ == 1) {  // each pixel its own cell: the sums are the values themselves
+    apply(raw, brain, guide, brain, by, bx, frames, members, curves);
+    return;
+  }
+  cell_sums(raw, by, bx, frames, cells);
+  cell_sums(brain, by, bx, 1, counts);
+  apply(cells.data(), counts.data(), guide, brain, by, bx, frames, members, curves);
+}
+
 void TipsFilter::apply(const float* cells, const float* counts, const float* guide, const float* brain, std::int64_t by,
                        std::int64_t bx, std::int64_t frames,
                        const std::vector<std::pair<std::int64_t, std::int64_t>>& members, float* curves) const {
