@@ -2,13 +2,16 @@
 // overlap of each chunk with the box copied row by row.
 #include "data/chunk_reader.h"
 
+#include <ATen/Parallel.h>
 #include <H5Zpublic.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <lz4.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "core/errors.h"
@@ -138,6 +141,57 @@ bool advance(std::vector<hsize_t>& index, const std::vector<hsize_t>& lo, const 
   return false;
 }
 
+/// The descriptor of the file holding `dataset` when chunk addresses are offsets into it: the file
+/// is read through HDF5's default driver (sec2) and has no user block. -1 otherwise.
+int file_descriptor(hid_t dataset, const std::string& subject) {
+  Handle file = checked(H5Iget_file_id(dataset), H5Fclose, "H5Iget_file_id", subject);
+  Handle access = checked(H5Fget_access_plist(file.get()), H5Pclose, "H5Fget_access_plist", subject);
+  if (H5Pget_driver(access.get()) != H5FD_SEC2) return -1;
+  Handle creation = checked(H5Fget_create_plist(file.get()), H5Pclose, "H5Fget_create_plist", subject);
+  hsize_t user_block = 0;
+  check_hdf5(H5Pget_userblock(creation.get(), &user_block), "H5Pget_userblock", subject);
+  if (user_block != 0) return -1;
+  void* handle = nullptr;
+  check_hdf5(H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle), "H5Fget_vfd_handle", subject);
+  return handle != nullptr ? *static_cast<const int*>(handle) : -1;
+}
+
+/// Reads elements [first, last) (C order within the chunk) of the unfiltered chunk whose first
+/// element is at `chunk_offset` into `buffer`, straight from the file; zeros (the fill value)
+/// for a chunk never written.
+void read_span(hid_t dataset, const ChunkLayout& layout, const std::vector<hsize_t>& chunk_offset, std::size_t first,
+               std::size_t last, char* buffer, const std::string& subject) {
+  unsigned mask = 0;
+  haddr_t address = HADDR_UNDEF;
+  hsize_t stored = 0;
+  check_hdf5(H5Dget_chunk_info_by_coord(dataset, chunk_offset.data(), &mask, &address, &stored),
+             "H5Dget_chunk_info_by_coord", subject);
+  const std::size_t bytes = (last - first) * layout.element_bytes;
+  if (stored == 0 || address == HADDR_UNDEF) {
+    std::memset(buffer, 0, bytes);
+    return;
+  }
+  if (stored != layout.chunk_bytes()) {
+    throw InputError(subject,
+                     fmt::format("an unfiltered chunk at offset {} holds {} bytes; expected {}; the file is corrupt",
+                                 fmt::join(chunk_offset, ","), stored, layout.chunk_bytes()));
+  }
+  const std::uint64_t start = address + first * layout.element_bytes;
+  for (std::size_t done = 0; done < bytes;) {
+    const ssize_t got = pread(layout.fd, buffer + done, bytes - done, static_cast<off_t>(start + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      throw Hdf5Error("pread", fmt::format("{}: chunk at offset {}: {}", subject, fmt::join(chunk_offset, ","),
+                                           std::strerror(errno)));
+    }
+    if (got == 0) {
+      throw InputError(subject, fmt::format("a chunk at offset {} lies past the end of the file; the file is truncated",
+                                            fmt::join(chunk_offset, ",")));
+    }
+    done += static_cast<std::size_t>(got);
+  }
+}
+
 }  // namespace
 
 std::size_t ChunkLayout::chunk_bytes() const {
@@ -174,6 +228,7 @@ std::optional<ChunkLayout> decodable_layout(hid_t dataset, std::size_t element_b
       return std::nullopt;  // another filter, or an order this reader does not undo
     }
   }
+  if (!layout.filtered()) layout.fd = file_descriptor(dataset, subject);
   return layout;
 }
 
@@ -203,55 +258,81 @@ void read_box_by_chunks(hid_t dataset, const ChunkLayout& layout, ChunkCache* ca
                         const std::string& subject) {
   const std::size_t rank = layout.dims.size(), e = layout.element_bytes;
   if (rank < 2) throw InputError(subject, "direct chunk reads need a dataset of 2 or more dimensions");
-  // Chunk grid coordinates overlapping the box, walked as an odometer.
-  std::vector<hsize_t> first(rank), end(rank), at(rank);
+  // Chunk grid coordinates overlapping the box.
+  std::vector<hsize_t> first(rank), end(rank);
   for (std::size_t d = 0; d < rank; ++d) {
     first[d] = offset[d] / layout.chunk[d];
     end[d] = (offset[d] + count[d] - 1) / layout.chunk[d] + 1;
   }
-  at = first;
+  std::vector<std::vector<hsize_t>> chunks;
+  for (std::vector<hsize_t> at = first;;) {
+    chunks.push_back(at);
+    if (!advance(at, first, end, rank)) break;
+  }
   // Strides (elements) of the output box and of a chunk.
   std::vector<std::size_t> out_stride(rank, 1), chunk_stride(rank, 1);
   for (std::size_t d = rank - 1; d > 0; --d) {
     out_stride[d - 1] = out_stride[d] * count[d];
     chunk_stride[d - 1] = chunk_stride[d] * layout.chunk[d];
   }
+  // Unfiltered chunks read from the file: only the span from the box's first element in the chunk
+  // to its last, into a buffer of the thread's own.
+  const bool spans = !layout.filtered() && layout.fd >= 0;
   auto* target = static_cast<char*>(out);
-  while (true) {
+  // The chunks are fetched, decoded and copied by the intra-op threads (HDF5 serialises its own
+  // calls; the reads, decoding and copies run side by side); each writes its own part of `out`.
+  at::parallel_for(0, static_cast<std::int64_t>(chunks.size()), 1, [&](std::int64_t begin, std::int64_t stop) {
+    std::unique_ptr<char[]> span_buffer(spans ? new char[layout.chunk_bytes()] : nullptr);
     std::vector<hsize_t> chunk_offset(rank), lo(rank), hi(rank);
-    for (std::size_t d = 0; d < rank; ++d) {
-      chunk_offset[d] = at[d] * layout.chunk[d];
-      lo[d] = std::max(offset[d], chunk_offset[d]);
-      hi[d] = std::min(offset[d] + count[d], chunk_offset[d] + layout.chunk[d]);
-    }
-    std::shared_ptr<const std::vector<char>> chunk;
-    ChunkKey chunk_key{dataset_number, 0};
-    for (std::size_t d = 0; d < rank; ++d) {
-      chunk_key.chunk = chunk_key.chunk * ((layout.dims[d] + layout.chunk[d] - 1) / layout.chunk[d]) + at[d];
-    }
-    if (cache != nullptr) chunk = cache->find(chunk_key);
-    if (!chunk) {
-      chunk = load_chunk(dataset, layout, chunk_offset, subject);
-      if (cache != nullptr) cache->insert(chunk_key, chunk);
-    }
-    // Copy the overlap row by row: an odometer over the outer dimensions, then a tight loop over
-    // the rows of one plane (rows run along the last dimension).
-    const std::size_t y = rank - 2, x = rank - 1;
-    const std::size_t row_bytes = (hi[x] - lo[x]) * e;
-    const std::size_t src_step = chunk_stride[y] * e, dst_step = out_stride[y] * e;
-    std::vector<hsize_t> plane(lo);
-    do {
-      std::size_t src = 0, dst = 0;
+    for (std::int64_t c = begin; c < stop; ++c) {
+      const std::vector<hsize_t>& at = chunks[static_cast<std::size_t>(c)];
       for (std::size_t d = 0; d < rank; ++d) {
-        src += (plane[d] - chunk_offset[d]) * chunk_stride[d];
-        dst += (plane[d] - offset[d]) * out_stride[d];
+        chunk_offset[d] = at[d] * layout.chunk[d];
+        lo[d] = std::max(offset[d], chunk_offset[d]);
+        hi[d] = std::min(offset[d] + count[d], chunk_offset[d] + layout.chunk[d]);
       }
-      const char* from = chunk->data() + src * e;
-      char* to = target + dst * e;
-      for (hsize_t row = lo[y]; row < hi[y]; ++row, from += src_step, to += dst_step) copy_row(to, from, row_bytes);
-    } while (advance(plane, lo, hi, y));
-    if (!advance(at, first, end, rank)) return;
-  }
+      // `source` holds the chunk's elements from number `base` on (C order within the chunk).
+      const char* source = nullptr;
+      std::size_t base = 0;
+      std::shared_ptr<const std::vector<char>> chunk;
+      if (spans) {
+        std::size_t last = 1;
+        for (std::size_t d = 0; d < rank; ++d) {
+          base += (lo[d] - chunk_offset[d]) * chunk_stride[d];
+          last += (hi[d] - 1 - chunk_offset[d]) * chunk_stride[d];
+        }
+        read_span(dataset, layout, chunk_offset, base, last, span_buffer.get(), subject);
+        source = span_buffer.get();
+      } else {
+        ChunkKey chunk_key{dataset_number, 0};
+        for (std::size_t d = 0; d < rank; ++d) {
+          chunk_key.chunk = chunk_key.chunk * ((layout.dims[d] + layout.chunk[d] - 1) / layout.chunk[d]) + at[d];
+        }
+        if (cache != nullptr) chunk = cache->find(chunk_key);
+        if (!chunk) {
+          chunk = load_chunk(dataset, layout, chunk_offset, subject);
+          if (cache != nullptr) cache->insert(chunk_key, chunk);
+        }
+        source = chunk->data();
+      }
+      // Copy the overlap row by row: an odometer over the outer dimensions, then a tight loop
+      // over the rows of one plane (rows run along the last dimension).
+      const std::size_t y = rank - 2, x = rank - 1;
+      const std::size_t row_bytes = (hi[x] - lo[x]) * e;
+      const std::size_t src_step = chunk_stride[y] * e, dst_step = out_stride[y] * e;
+      std::vector<hsize_t> plane(lo);
+      do {
+        std::size_t src = 0, dst = 0;
+        for (std::size_t d = 0; d < rank; ++d) {
+          src += (plane[d] - chunk_offset[d]) * chunk_stride[d];
+          dst += (plane[d] - offset[d]) * out_stride[d];
+        }
+        const char* from = source + (src - base) * e;
+        char* to = target + dst * e;
+        for (hsize_t row = lo[y]; row < hi[y]; ++row, from += src_step, to += dst_step) copy_row(to, from, row_bytes);
+      } while (advance(plane, lo, hi, y));
+    }
+  });
 }
 
 }  // namespace vitruvian::data::h5

@@ -2,6 +2,8 @@
 // H5Dread_chunk and decoded (inflate, unshuffle) by the calling thread outside HDF5's global
 // lock, through a decoded-chunk cache shared by all of a store's datasets. Used for chunked
 // datasets whose filters are shuffle and/or deflate or LZ4; anything else goes through H5Dread.
+// Unfiltered chunks of a plain local file are not fetched whole: only the span of each chunk the
+// patch needs is read from the file at the chunk's address (the OS's page cache serves repeats).
 #pragma once
 
 #include <hdf5.h>
@@ -24,11 +26,17 @@ struct ChunkLayout {
   std::size_t element_bytes = 0;
   bool shuffle = false, deflate = false;  ///< the pipeline: shuffle (first) then deflate or LZ4
   bool lz4 = false;  ///< HDF5's registered LZ4 filter (id 32004, the hdf5-filter-plugin format)
+  /// Unfiltered chunks in a file HDF5 reads through its default (sec2) driver, with no user
+  /// block: the file's descriptor, owned by HDF5 and valid while the dataset is open. The bytes a
+  /// patch needs are read from it at each chunk's address. -1 otherwise.
+  int fd = -1;
+  bool filtered() const { return shuffle || deflate || lz4; }
   std::size_t chunk_bytes() const;
 };
 
 /// The layout of `dataset` when this reader can decode it: chunked, with no filters or only
 /// shuffle and then deflate or LZ4. nullopt otherwise (contiguous, compact, other filters).
+/// For unfiltered chunks it also finds the file's descriptor when the spans can be read directly.
 /// Hdf5Error naming `subject` when HDF5 cannot tell (a damaged object header).
 std::optional<ChunkLayout> decodable_layout(hid_t dataset, std::size_t element_bytes, const std::string& subject);
 
