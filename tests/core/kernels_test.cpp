@@ -1,10 +1,11 @@
 // The CPU kernels (the references of the CUDA ones) against plain LibTorch op sequences and a
 // flood fill, on random inputs.
-#include "core/kernels/dispatch.h"
+#include "core/kernels/kernels.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <deque>
@@ -12,8 +13,9 @@
 #include <limits>
 #include <vector>
 
+#include "core/components.h"
 #include "core/errors.h"
-#include "core/kernels/kernels.h"
+#include "core/kernels/dispatch.h"
 #include "tests/core/perfusion_curves.h"
 
 namespace vitruvian::kernels {
@@ -295,6 +297,41 @@ PerfusionCase perfusion_case(std::int64_t samples) {
   p.basis = testing::circulant_basis(p.aif, p.dt);
   p.levels = testing::levels_above(p.basis.singular, 0.02);
   return p;
+}
+
+// largest_component and remove_small_components label only the box of a CPU mask's set voxels:
+// the same answers as the components of the whole grid (ties to the first in scan order).
+TEST(Components, LargestAndSmallOnesFromTheSetBoxEqualTheWholeGrid) {
+  torch::manual_seed(11);
+  for (int trial = 0; trial < 6; ++trial) {
+    at::Tensor mask = torch::zeros({20, 30, 25}, torch::kByte);
+    if (trial > 0) {  // trial 0: empty
+      const int z0 = trial % 3, y0 = 2 + trial, x0 = 25 - 9 - trial;
+      mask.slice(0, z0, z0 + 11).slice(1, y0, y0 + 15).slice(2, x0, x0 + 9) =
+          (torch::rand({11, 15, 9}) < 0.3 + 0.05 * trial).to(torch::kByte);
+    }
+    const Components six = connected_components(mask, 6);
+    at::Tensor expected = torch::zeros_like(mask);
+    if (six.count() > 0) {
+      const auto biggest = std::max_element(six.sizes.begin(), six.sizes.end()) - six.sizes.begin() + 1;
+      expected = (six.labels == static_cast<std::int32_t>(biggest)).to(torch::kByte);
+    }
+    EXPECT_TRUE(at::equal(largest_component(mask), expected)) << "trial " << trial;
+    EXPECT_TRUE(at::equal(largest_component(mask.to(torch::kBool)), expected)) << "trial " << trial;
+    for (const std::int64_t min_voxels : {2, 5, 40}) {
+      const Components all = connected_components(mask, 26);
+      at::Tensor kept = mask.clone();
+      const at::Tensor sizes = torch::tensor(std::vector<std::int64_t>(all.sizes.begin(), all.sizes.end()));
+      at::Tensor small = torch::zeros_like(mask, torch::kBool);
+      for (std::int64_t c = 0; c < all.count(); ++c) {
+        if (sizes[c].item<std::int64_t>() < min_voxels)
+          small.logical_or_(all.labels == static_cast<std::int32_t>(c + 1));
+      }
+      const std::int64_t removed = remove_small_components(kept, min_voxels);
+      EXPECT_EQ(removed, small.sum().item<std::int64_t>()) << "trial " << trial << ", min " << min_voxels;
+      EXPECT_TRUE(at::equal(kept, mask.masked_fill(small, 0))) << "trial " << trial << ", min " << min_voxels;
+    }
+  }
 }
 
 TEST(Kernels, DeconvolveCurvesMatchesDoubleReference) {
