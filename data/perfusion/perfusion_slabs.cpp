@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/kernels/cpu_clones.h"
 #include "data/perfusion/perfusion_smoothing.h"
 #include "data/perfusion/perfusion_steps.h"
 
@@ -53,32 +54,64 @@ std::vector<float> gaussian_taps(double sigma_voxels) {
   return taps;
 }
 
-void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vector<float>& kx,
-                  const std::vector<float>& ky, std::vector<float>& scratch) {
+VITRUVIAN_CLONES void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vector<float>& kx,
+                                   const std::vector<float>& ky, std::vector<float>& scratch) {
   const auto rx = static_cast<std::int64_t>(kx.size() / 2), ry = static_cast<std::int64_t>(ky.size() / 2);
-  scratch.assign(static_cast<std::size_t>(ny * nx + nx + 2 * rx), 0.f);
-  float* rows = scratch.data();    // [ny, nx]: the plane smoothed along x
-  float* padded = rows + ny * nx;  // one row with its ends repeated
+  // Rows padded at both ends with their end values, wx wide. Both passes then run over whole
+  // planes of padded rows as single long loops (short rows would leave much of the work to the
+  // vector loops' scalar tails); the pads' own results are never used.
+  const std::int64_t wx = nx + 2 * rx, size = ny * wx;
+  scratch.resize(static_cast<std::size_t>(3 * size));  // every element used is written first
+  float* padded = scratch.data();
+  float* along_x = padded + size;   // the plane smoothed along x, at [y * wx + x]
+  float* along_y = along_x + size;  // then along y
   for (std::int64_t y = 0; y < ny; ++y) {
     const float* in = plane + y * nx;
-    for (std::int64_t x = 0; x < nx + 2 * rx; ++x) padded[x] = in[std::clamp<std::int64_t>(x - rx, 0, nx - 1)];
-    float* out = rows + y * nx;
-    std::fill(out, out + nx, 0.f);
-    for (std::size_t k = 0; k < kx.size(); ++k) {
-      const float w = kx[k];
-      const float* src = padded + k;
-      for (std::int64_t x = 0; x < nx; ++x) out[x] += w * src[x];
-    }
+    float* row = padded + y * wx;
+    std::fill(row, row + rx, in[0]);
+    std::copy(in, in + nx, row + rx);
+    std::fill(row + rx + nx, row + wx, in[nx - 1]);
   }
-  for (std::int64_t y = 0; y < ny; ++y) {
-    float* out = plane + y * nx;
-    std::fill(out, out + nx, 0.f);
-    for (std::size_t k = 0; k < ky.size(); ++k) {
+  // Each sum starts at its first tap's term (0 + a is a: the sums of a zeroed start), then adds
+  // the others in order.
+  const std::int64_t run = size - 2 * rx;
+  for (std::int64_t i = 0; i < run; ++i) along_x[i] = kx[0] * padded[i];
+  for (std::size_t k = 1; k < kx.size(); ++k) {
+    const float w = kx[k];
+    const float* src = padded + k;
+    for (std::int64_t i = 0; i < run; ++i) along_x[i] += w * src[i];
+  }
+  std::fill(along_x + run, along_x + size, 0.f);  // the last row's pads, read by the run along y
+  // Along y: rows whose taps all fall inside the plane in one run, the rows near the ends (taps
+  // clamped to the first or last row) one by one.
+  const auto edge_row = [&](std::int64_t y) {
+    float* out = along_y + y * wx;
+    const auto source = [&](std::size_t k) {
+      return along_x + std::clamp<std::int64_t>(y + static_cast<std::int64_t>(k) - ry, 0, ny - 1) * wx;
+    };
+    const float* first = source(0);
+    for (std::int64_t x = 0; x < nx; ++x) out[x] = ky[0] * first[x];
+    for (std::size_t k = 1; k < ky.size(); ++k) {
       const float w = ky[k];
-      const float* src = rows + std::clamp<std::int64_t>(y + static_cast<std::int64_t>(k) - ry, 0, ny - 1) * nx;
+      const float* src = source(k);
       for (std::int64_t x = 0; x < nx; ++x) out[x] += w * src[x];
     }
+  };
+  const std::int64_t inner_first = std::min(ry, ny), inner_end = std::max(inner_first, ny - ry);
+  for (std::int64_t y = 0; y < inner_first; ++y) edge_row(y);
+  for (std::int64_t y = inner_end; y < ny; ++y) edge_row(y);
+  if (inner_end > inner_first) {
+    float* out = along_y + inner_first * wx;
+    const std::int64_t n = (inner_end - inner_first) * wx;
+    const float* first = along_x;  // row y − ry for output row y
+    for (std::int64_t i = 0; i < n; ++i) out[i] = ky[0] * first[i];
+    for (std::size_t k = 1; k < ky.size(); ++k) {
+      const float w = ky[k];
+      const float* src = along_x + static_cast<std::int64_t>(k) * wx;
+      for (std::int64_t i = 0; i < n; ++i) out[i] += w * src[i];
+    }
   }
+  for (std::int64_t y = 0; y < ny; ++y) std::copy(along_y + y * wx, along_y + y * wx + nx, plane + y * nx);
 }
 
 CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain,

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <map>
@@ -364,6 +365,51 @@ TEST(Perfusion, CurveStatisticsOfKnownCurves) {
 
 /// The part of a series around the head (perfusion_region) analysed alone and placed back on
 /// the whole grid gives the whole series' maps, tissue and volumes, bit for bit.
+// The in-plane smoothing runs its passes over whole planes of padded rows; every value must be
+// the plain sum with the edges replicated, taken in the same order (first tap, then the others),
+// bit for bit, including planes narrower or shorter than the taps.
+TEST(Perfusion, SmoothPlaneIsTheClampedSumBitForBit) {
+  const auto clamped_sums = [](const std::vector<float>& in, std::int64_t ny, std::int64_t nx,
+                               const std::vector<float>& kx, const std::vector<float>& ky) {
+    const auto rx = static_cast<std::int64_t>(kx.size() / 2), ry = static_cast<std::int64_t>(ky.size() / 2);
+    std::vector<float> rows(in.size()), out(in.size());
+    for (std::int64_t y = 0; y < ny; ++y) {
+      for (std::int64_t x = 0; x < nx; ++x) {
+        float sum = 0;
+        for (std::size_t k = 0; k < kx.size(); ++k) {
+          sum += kx[k] * in[y * nx + std::clamp<std::int64_t>(x + static_cast<std::int64_t>(k) - rx, 0, nx - 1)];
+        }
+        rows[y * nx + x] = sum;
+      }
+    }
+    for (std::int64_t y = 0; y < ny; ++y) {
+      for (std::int64_t x = 0; x < nx; ++x) {
+        float sum = 0;
+        for (std::size_t k = 0; k < ky.size(); ++k) {
+          sum += ky[k] * rows[std::clamp<std::int64_t>(y + static_cast<std::int64_t>(k) - ry, 0, ny - 1) * nx + x];
+        }
+        out[y * nx + x] = sum;
+      }
+    }
+    return out;
+  };
+  torch::manual_seed(5);
+  std::vector<float> scratch;  // reused across sizes, as the callers do
+  for (const auto& [ny, nx] :
+       {std::pair<std::int64_t, std::int64_t>{1, 1}, {2, 3}, {5, 40}, {37, 19}, {64, 67}, {9, 200}}) {
+    for (const auto& [sx, sy] : {std::pair{0.0, 0.0}, {1.6, 1.6}, {0.8, 3.0}, {4.0, 0.5}}) {
+      const std::vector<float> kx = perfusion::gaussian_taps(sx), ky = perfusion::gaussian_taps(sy);
+      const at::Tensor values = torch::randn({ny * nx}) * 100;
+      std::vector<float> plane(values.data_ptr<float>(), values.data_ptr<float>() + ny * nx);
+      const std::vector<float> expected = clamped_sums(plane, ny, nx, kx, ky);
+      perfusion::smooth_plane(plane.data(), ny, nx, kx, ky, scratch);
+      std::int64_t differ = 0;
+      for (std::size_t i = 0; i < plane.size(); ++i) differ += plane[i] != expected[i];
+      EXPECT_EQ(differ, 0) << ny << " x " << nx << " voxels, sigma " << sx << " x " << sy;
+    }
+  }
+}
+
 TEST(Perfusion, PartAroundTheHeadGivesTheWholeSeriesMaps) {
   const SyntheticHead h = make_head(30, 1.5, 2, 3);
   // The head in a wider field: 8 voxels of air around it in plane, 3 slices below (a bone bar
@@ -391,11 +437,10 @@ TEST(Perfusion, PartAroundTheHeadGivesTheWholeSeriesMaps) {
       EXPECT_LT(box.start_zyx[d] + box.size_zyx[d], 64);
     }
     const PerfusionResult all = analyse_perfusion(whole, o, "whole");
-    // The part alone, and the part given the region's first-frame mask, as the route does.
-    PerfusionResult part = analyse_perfusion(crop(whole, box), o, "part");
-    PerfusionResult given = analyse_perfusion(crop(whole, box), o, "part", region.first_brain);
-    place_on_grid(part, first, box);
-    place_on_grid(given, first, box);
+    // The part alone, and the part given the region's first-frame mask, as the route does, each
+    // with its maps, tissue and brain built on the whole grid.
+    const PerfusionResult part = analyse_perfusion(crop(whole, box), o, "part", {}, {&first, box});
+    const PerfusionResult given = analyse_perfusion(crop(whole, box), o, "part", region.first_brain, {&first, box});
     for (const auto& [a, b] : {std::pair{&all.cbf, &part.cbf}, {&all.cbv, &part.cbv}, {&all.mtt, &part.mtt},
                                {&all.tmax, &part.tmax}, {&all.ttp, &part.ttp}, {&all.tissue, &part.tissue},
                                {&all.cbf, &given.cbf}, {&all.tmax, &given.tmax}, {&all.tissue, &given.tissue}}) {
