@@ -3,9 +3,11 @@
 #include "data/perfusion/perfusion.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 
@@ -182,16 +184,36 @@ VoxelMaps deconvolve_model(const CurveSlabs& slabs, const BrainVoxels& voxels, P
   return {at::cat(cbf), at::cat(cbv), at::cat(tmax)};
 }
 
-/// A float32 map on the series' grid holding `values` at `index`, 0 elsewhere.
-Volume map_volume(const Volume& series, const at::Tensor& index, const at::Tensor& values) {
-  const auto shape = series.shape_zyx();
-  Volume v;
-  v.type = VoxelType::kFloat32;
-  v.geometry = series.geometry;
-  v.modality = series.modality;
-  v.voxels = at::zeros({shape[0], shape[1], shape[2]}, at::kFloat);
-  v.voxels.view(-1).index_put_({index}, values.to(at::kFloat));
-  return v;
+/// The five maps (values per brain voxel at `index` of the series' grid) as float32 volumes of
+/// `grid`'s grid, zero elsewhere: the series' own, or the whole series' one the series was cut
+/// from at `box`. One pass over the brain's voxels, each map written where it is kept.
+void build_maps(PerfusionResult& r, const Volume& series, const Volume& grid, const Box& box, const at::Tensor& index,
+                const std::array<at::Tensor, 5>& values) {
+  const auto part = series.shape_zyx(), shape = grid.shape_zyx();
+  std::array<Volume*, 5> maps{&r.cbf, &r.cbv, &r.mtt, &r.tmax, &r.ttp};
+  std::array<const float*, 5> from{};
+  std::array<float*, 5> to{};
+  std::array<at::Tensor, 5> kept;
+  for (std::size_t m = 0; m < maps.size(); ++m) {
+    Volume& v = *maps[m];
+    v.type = VoxelType::kFloat32;
+    v.geometry = grid.geometry;
+    v.modality = series.modality;
+    v.voxels = at::zeros({shape[0], shape[1], shape[2]}, at::kFloat);
+    kept[m] = values[m].to(at::kFloat).contiguous();
+    from[m] = kept[m].data_ptr<float>();
+    to[m] = v.voxels.data_ptr<float>();
+  }
+  const std::int64_t* at = index.data_ptr<std::int64_t>();
+  const std::int64_t plane = part[1] * part[2];
+  at::parallel_for(0, index.numel(), 4096, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) {
+      const std::int64_t z = at[i] / plane + box.start_zyx[0], y = at[i] / part[2] % part[1] + box.start_zyx[1],
+                         x = at[i] % part[2] + box.start_zyx[2];
+      const std::int64_t j = (z * shape[1] + y) * shape[2] + x;
+      for (std::size_t m = 0; m < maps.size(); ++m) to[m][j] = from[m][i];
+    }
+  });
 }
 
 }  // namespace
@@ -201,16 +223,8 @@ void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf
               const at::Tensor& tmax, const Volume& series, const PerfusionOptions& o);
 }  // namespace perfusion
 
-void place_on_grid(PerfusionResult& r, const Volume& whole, const Box& box) {
-  for (Volume* map : {&r.cbf, &r.cbv, &r.mtt, &r.tmax, &r.ttp, &r.tissue}) *map = uncrop(*map, whole, box);
-  Volume brain;
-  brain.type = VoxelType::kUInt8;
-  brain.voxels = r.brain;
-  r.brain = uncrop(brain, whole, box).voxels;
-}
-
 PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& o, const std::string& what,
-                                  const at::Tensor& first_brain) {
+                                  const at::Tensor& first_brain, const WholeGrid& whole) {
   PerfusionResult r;
   auto start = Clock::now();
   const FrameTiming ft = perfusion::check_series(series, o, what);
@@ -243,16 +257,24 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
 
   start = Clock::now();
   const at::Tensor mtt = at::where(cbf > 0, 60 * cbv / cbf.clamp_min(1e-6), at::zeros_like(cbf));
-  r.cbf = map_volume(series, voxels.index, cbf);
-  r.cbv = map_volume(series, voxels.index, cbv);
-  r.mtt = map_volume(series, voxels.index, mtt);
-  r.tmax = map_volume(series, voxels.index, tmax);
-  r.ttp = map_volume(series, voxels.index, voxels.stats.ttp);
-  r.timing["maps_s"] = seconds_since(start);  // the five map volumes, for the outputs
+  const Volume& grid = whole.volume != nullptr ? *whole.volume : series;
+  const Box box = whole.volume != nullptr ? whole.box : Box{{0, 0, 0}, series.shape_zyx()};
+  build_maps(r, series, grid, box, voxels.index, {cbf, cbv, mtt, tmax, voxels.stats.ttp});
+  double maps_s = seconds_since(start);  // the five map volumes, for the outputs
 
   start = Clock::now();
   perfusion::classify(r, voxels.index, cbf, cbv, tmax, series, o);
   r.timing["tissue_s"] = seconds_since(start);
+  if (whole.volume != nullptr) {  // the tissue classes and the brain on the whole grid too
+    start = Clock::now();
+    r.tissue = uncrop(r.tissue, grid, box);
+    Volume placed_brain;
+    placed_brain.type = VoxelType::kUInt8;
+    placed_brain.voxels = r.brain;
+    r.brain = uncrop(placed_brain, grid, box).voxels;
+    maps_s += seconds_since(start);
+  }
+  r.timing["maps_s"] = maps_s;
   return r;
 }
 

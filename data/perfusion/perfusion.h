@@ -119,17 +119,20 @@ struct PerfusionRegion {
 /// grid when the first frame shows no brain (the analysis of the whole then says why).
 PerfusionRegion perfusion_region(const Volume& first, const PerfusionOptions& options);
 
-/// `result`, from analyse_perfusion on the part of a series at `box`, moved onto the grid of
-/// `whole` (a volume of the whole series' grid, e.g. its first frame): maps, tissue and brain
-/// zero outside the box.
-void place_on_grid(PerfusionResult& result, const Volume& whole, const Box& box);
+/// Where an analysed series was cut from: `volume`, a volume of the whole series' grid (e.g. its
+/// first frame), and the box the series is at. Null `volume`: the series is the whole.
+struct WholeGrid {
+  const Volume* volume = nullptr;
+  Box box;
+};
 
 /// Analyses `series` (4D, HU); `what` names it in errors ("study s1, series perfusion").
 /// `first_brain`, when given, is the brain mask of the series' first frame (step 2's first mask,
-/// perfusion_region's on the part it read), so it is not found again.
+/// perfusion_region's on the part it read), so it is not found again. With `whole`, the maps,
+/// tissue and brain are built on the whole series' grid (zero outside the box), not the part's.
 /// InputError (one line naming `what`) for a 3D series, too few frames, frames out of order or
 /// unevenly spaced, no brain found, no contrast arrival, no arterial input.
 PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& options, const std::string& what,
-                                  const at::Tensor& first_brain = {});
+                                  const at::Tensor& first_brain = {}, const WholeGrid& whole = {});
 
 }  // namespace vitruvian::data

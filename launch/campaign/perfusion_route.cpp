@@ -62,10 +62,8 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
   const double read_before = study.read_seconds();
   const data::Volume series = study.series_part(name, 0, -1, box);
   const double read_s = study.read_seconds() - read_before;
-  data::PerfusionResult p = data::analyse_perfusion(series, route.perfusion, what, region.first_brain);
-  const auto placing = std::chrono::steady_clock::now();
-  data::place_on_grid(p, first, box);
-  p.timing["maps_s"] = p.timing.value("maps_s", 0.0) + seconds_since(placing);  // maps and masks on the whole grid
+  // Maps, tissue and brain built on the whole series' grid, zero outside the part.
+  data::PerfusionResult p = data::analyse_perfusion(series, route.perfusion, what, region.first_brain, {&first, box});
   RouteResult r;
   r.route = &route;
   r.reference = name;
