@@ -275,13 +275,18 @@ void read_box_by_chunks(hid_t dataset, const ChunkLayout& layout, ChunkCache* ca
     out_stride[d - 1] = out_stride[d] * count[d];
     chunk_stride[d - 1] = chunk_stride[d] * layout.chunk[d];
   }
-  // Unfiltered chunks read from the file: only the span from the box's first element in the chunk
-  // to its last, into a buffer of the thread's own.
-  const bool spans = !layout.filtered() && layout.fd >= 0;
+  // Without a cache, unfiltered chunks are read from the file: only the span from the box's first
+  // element in the chunk to its last, into a buffer of the thread's own. With one, whole chunks
+  // are kept, and repeats (a training rank's overlapping patches) copy from memory.
+  const bool spans = cache == nullptr && !layout.filtered() && layout.fd >= 0;
   auto* target = static_cast<char*>(out);
-  // The chunks are fetched, decoded and copied by the intra-op threads (HDF5 serialises its own
-  // calls; the reads, decoding and copies run side by side); each writes its own part of `out`.
-  at::parallel_for(0, static_cast<std::int64_t>(chunks.size()), 1, [&](std::int64_t begin, std::int64_t stop) {
+  // The chunks of a large box are fetched, decoded and copied by the intra-op threads (HDF5
+  // serialises its own calls; the reads, decoding and copies run side by side), each thread
+  // writing its own part of `out`. A patch of a few chunks stays on the calling thread: there the
+  // threads' start-up costs more than they share.
+  constexpr std::int64_t kChunksPerThread = 16;
+  const auto n_chunks = static_cast<std::int64_t>(chunks.size());
+  at::parallel_for(0, n_chunks, kChunksPerThread, [&](std::int64_t begin, std::int64_t stop) {
     std::unique_ptr<char[]> span_buffer(spans ? new char[layout.chunk_bytes()] : nullptr);
     std::vector<hsize_t> chunk_offset(rank), lo(rank), hi(rank);
     for (std::int64_t c = begin; c < stop; ++c) {

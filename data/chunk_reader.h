@@ -2,8 +2,8 @@
 // H5Dread_chunk and decoded (inflate, unshuffle) by the calling thread outside HDF5's global
 // lock, through a decoded-chunk cache shared by all of a store's datasets. Used for chunked
 // datasets whose filters are shuffle and/or deflate or LZ4; anything else goes through H5Dread.
-// Unfiltered chunks of a plain local file are not fetched whole: only the span of each chunk the
-// patch needs is read from the file at the chunk's address (the OS's page cache serves repeats).
+// Without a cache, unfiltered chunks of a plain local file are not fetched whole: only the span of
+// each chunk the patch needs is read from the file at the chunk's address.
 #pragma once
 
 #include <hdf5.h>
