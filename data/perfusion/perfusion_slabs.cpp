@@ -195,12 +195,22 @@ at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Ten
   const std::int64_t plane_size = by * bx;
   std::vector<float> keep, share;  // [slices, by, bx]: the brain as 0 / 1, and smoothed
   if (smooth || tips_) {
-    const at::Tensor part = box_view(brain_, Box{{z0, y0_, x0_}, {slices, by, bx}}).to(at::kFloat).contiguous();
-    keep.assign(part.data_ptr<float>(), part.data_ptr<float>() + part.numel());
-    share = keep;
+    keep.resize(static_cast<std::size_t>(slices * plane_size));
+    share.resize(keep.size());
+    const at::Tensor mask = brain_.to(at::kByte).contiguous();
+    const std::uint8_t* m = mask.data_ptr<std::uint8_t>();
     at::parallel_for(0, slices, 1, [&](std::int64_t begin, std::int64_t end) {
       std::vector<float> scratch;
-      for (std::int64_t zi = begin; zi < end; ++zi) smooth_plane(share.data() + zi * plane_size, by, bx, kx_, ky_, scratch);
+      for (std::int64_t zi = begin; zi < end; ++zi) {
+        float* k = keep.data() + zi * plane_size;
+        for (std::int64_t y = 0; y < by; ++y) {
+          const std::uint8_t* row = m + ((z0 + zi) * ny + y0_ + y) * nx + x0_;
+          for (std::int64_t x = 0; x < bx; ++x) k[y * bx + x] = row[x] != 0 ? 1.f : 0.f;
+        }
+        float* w = share.data() + zi * plane_size;
+        std::copy(k, k + plane_size, w);
+        smooth_plane(w, by, bx, kx_, ky_, scratch);
+      }
     });
   }
   for_voxel_type(series_.voxels, [&](const auto* s) {
