@@ -54,6 +54,56 @@ void enclosed_by_bone(const std::uint8_t* bone, std::int64_t ny, std::int64_t nx
   for (std::int64_t i = 0; i < n; ++i) inside[i] = static_cast<std::uint8_t>(bone[i] == 0 && outside[i] == 0);
 }
 
+/// The buffers of one thread's slices.
+struct SliceBuffers {
+  std::vector<std::uint8_t> bone, inside;
+  std::vector<float> value, weight, scratch;
+  std::vector<std::int64_t> stack;
+};
+
+/// `o` (the slice's candidate pixels, all zero on entry): inside the skull and within [low, high]
+/// on the slice smoothed over what is not bone. Only the box of the inside is tested, smoothed over
+/// that box and the taps' reach around it. The reach keeps every value the whole slice's: a box
+/// edge short of the slice's is never reached, and at the slice's own edge the rows and columns
+/// are replicated alike.
+template <typename T>
+void window_inside(const T* slice, std::int64_t ny, std::int64_t nx, const std::vector<float>& kx,
+                   const std::vector<float>& ky, float low, float high, SliceBuffers& b, std::uint8_t* o) {
+  std::int64_t y0 = ny, y1 = 0, x0 = nx, x1 = 0;  // the box of the inside, [y0, y1) × [x0, x1)
+  for (std::int64_t y = 0; y < ny; ++y) {
+    for (std::int64_t x = 0; x < nx; ++x) {
+      if (b.inside[y * nx + x] == 0) continue;
+      y0 = std::min(y0, y), y1 = y + 1, x0 = std::min(x0, x), x1 = std::max(x1, x + 1);
+    }
+  }
+  if (y1 <= y0) return;
+  const auto rx = static_cast<std::int64_t>(kx.size() / 2), ry = static_cast<std::int64_t>(ky.size() / 2);
+  const std::int64_t sy0 = std::max<std::int64_t>(0, y0 - ry), sy1 = std::min(ny, y1 + ry),
+                     sx0 = std::max<std::int64_t>(0, x0 - rx), sx1 = std::min(nx, x1 + rx);
+  const std::int64_t sny = sy1 - sy0, snx = sx1 - sx0;
+  b.value.resize(static_cast<std::size_t>(sny * snx));
+  b.weight.resize(b.value.size());
+  for (std::int64_t y = 0; y < sny; ++y) {
+    for (std::int64_t x = 0; x < snx; ++x) {
+      const std::int64_t i = (sy0 + y) * nx + sx0 + x, j = y * snx + x;
+      const bool is_bone = b.bone[i] != 0;
+      b.weight[j] = is_bone ? 0.f : 1.f;
+      b.value[j] = is_bone ? 0.f : static_cast<float>(slice[i]);
+    }
+  }
+  if (kx.size() > 1 || ky.size() > 1) {
+    smooth_plane(b.value.data(), sny, snx, kx, ky, b.scratch);
+    smooth_plane(b.weight.data(), sny, snx, kx, ky, b.scratch);
+  }
+  for (std::int64_t y = y0; y < y1; ++y) {
+    for (std::int64_t x = x0; x < x1; ++x) {
+      const std::int64_t i = y * nx + x, j = (y - sy0) * snx + x - sx0;
+      const float level = b.value[j] / std::max(b.weight[j], 1e-6f);
+      o[i] = static_cast<std::uint8_t>(b.inside[i] != 0 && level >= low && level <= high);
+    }
+  }
+}
+
 }  // namespace
 
 at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const PerfusionOptions& options) {
@@ -61,7 +111,6 @@ at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const P
   const std::int64_t nz = data.size(0), ny = data.size(1), nx = data.size(2), n = ny * nx;
   const std::vector<float> kx = gaussian_taps(options.smoothing_mm / geometry.spacing[0]),
                            ky = gaussian_taps(options.smoothing_mm / geometry.spacing[1]);
-  const bool smooth = kx.size() > 1 || ky.size() > 1;
   const auto bone_hu = static_cast<float>(options.bone_hu), low = static_cast<float>(options.brain_hu[0]),
              high = static_cast<float>(options.brain_hu[1]);
   at::Tensor candidate = at::empty({nz, ny, nx}, at::kByte);
@@ -73,28 +122,17 @@ at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const P
   // brain's surface.
   for_voxel_type(data, [&](const auto* v) {
     at::parallel_for(0, nz, 1, [&](std::int64_t begin, std::int64_t end) {
-      std::vector<std::uint8_t> bone(static_cast<std::size_t>(n)), inside(static_cast<std::size_t>(n));
-      std::vector<float> value(static_cast<std::size_t>(n)), weight(static_cast<std::size_t>(n)), scratch;
-      std::vector<std::int64_t> stack;
+      SliceBuffers b;
+      b.bone.resize(static_cast<std::size_t>(n));
+      b.inside.resize(static_cast<std::size_t>(n));
       for (std::int64_t z = begin; z < end; ++z) {
         const auto* slice = v + z * n;
-        for (std::int64_t i = 0; i < n; ++i) {
-          const auto level = static_cast<float>(slice[i]);
-          const bool is_bone = level > bone_hu;
-          bone[i] = static_cast<std::uint8_t>(is_bone);
-          weight[i] = is_bone ? 0.f : 1.f;
-          value[i] = is_bone ? 0.f : level;
-        }
-        enclosed_by_bone(bone.data(), ny, nx, inside.data(), stack);
-        if (smooth) {
-          smooth_plane(value.data(), ny, nx, kx, ky, scratch);
-          smooth_plane(weight.data(), ny, nx, kx, ky, scratch);
-        }
+        for (std::int64_t i = 0; i < n; ++i)
+          b.bone[i] = static_cast<std::uint8_t>(static_cast<float>(slice[i]) > bone_hu);
+        enclosed_by_bone(b.bone.data(), ny, nx, b.inside.data(), b.stack);
         std::uint8_t* o = out + z * n;
-        for (std::int64_t i = 0; i < n; ++i) {
-          const float level = value[i] / std::max(weight[i], 1e-6f);
-          o[i] = static_cast<std::uint8_t>(inside[i] != 0 && level >= low && level <= high);
-        }
+        std::fill(o, o + n, std::uint8_t{0});
+        window_inside(slice, ny, nx, kx, ky, low, high, b, o);
       }
     });
   });
