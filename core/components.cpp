@@ -85,6 +85,12 @@ SetBox set_box(const at::Tensor& mask) {
 }  // namespace
 
 std::int64_t remove_small_components(at::Tensor& mask, std::int64_t min_voxels) {
+  if (mask.dim() != 3 || !mask.is_cpu() || mask.scalar_type() != at::kByte || !mask.is_contiguous()) {
+    throw InputError("remove_small_components",
+                     fmt::format("a {} {} mask of shape {}{}; expected a contiguous uint8 [z, y, x] mask on the CPU",
+                                 mask.device().str(), c10::toString(mask.scalar_type()), fmt::join(mask.sizes(), "x"),
+                                 mask.is_contiguous() ? "" : " (not contiguous)"));
+  }
   if (min_voxels <= 1) return 0;
   const SetBox box = set_box(mask);
   if (box.empty()) return 0;

@@ -15,10 +15,13 @@
 #include <cstring>
 
 #include "core/errors.h"
+#include "data/hdf5.h"
 #include "data/hdf5_handle.h"
 
 namespace vitruvian::data::h5 {
 namespace {
+
+constexpr hsize_t kSpanChunksMax = 4096;  ///< chunks in a dataset read by spans (see decodable_layout)
 
 std::uint64_t big_endian(const char* p, int bytes) {
   std::uint64_t v = 0;
@@ -79,8 +82,18 @@ std::shared_ptr<const std::vector<char>> load_chunk(hid_t dataset, const ChunkLa
     std::memset(decoded->data(), 0, bytes);
     return decoded;
   }
-  std::vector<char> raw(stored);
   std::uint32_t skipped = 0;  // bit i set: filter i of the pipeline was not applied to this chunk
+  if (!layout.filtered()) {   // the file's bytes are the chunk: read in place
+    if (stored != bytes) {
+      throw InputError(subject,
+                       fmt::format("an unfiltered chunk at offset {} holds {} bytes; expected {}; the file is corrupt",
+                                   fmt::join(chunk_offset, ","), stored, bytes));
+    }
+    check_hdf5(H5Dread_chunk(dataset, H5P_DEFAULT, chunk_offset.data(), &skipped, decoded->data()), "H5Dread_chunk",
+               subject);
+    return decoded;
+  }
+  std::vector<char> raw(stored);
   check_hdf5(H5Dread_chunk(dataset, H5P_DEFAULT, chunk_offset.data(), &skipped, raw.data()), "H5Dread_chunk", subject);
   // Filters run in reverse of the write order: deflate or LZ4 (if applied), then shuffle.
   const unsigned shuffle_bit = 0, deflate_bit = layout.shuffle ? 1 : 0;
@@ -142,18 +155,21 @@ bool advance(std::vector<hsize_t>& index, const std::vector<hsize_t>& lo, const 
 }
 
 /// The descriptor of the file holding `dataset` when chunk addresses are offsets into it: the file
-/// is read through HDF5's default driver (sec2) and has no user block. -1 otherwise.
-int file_descriptor(hid_t dataset, const std::string& subject) {
-  Handle file = checked(H5Iget_file_id(dataset), H5Fclose, "H5Iget_file_id", subject);
-  Handle access = checked(H5Fget_access_plist(file.get()), H5Pclose, "H5Fget_access_plist", subject);
-  if (H5Pget_driver(access.get()) != H5FD_SEC2) return -1;
-  Handle creation = checked(H5Fget_create_plist(file.get()), H5Pclose, "H5Fget_create_plist", subject);
+/// is read through HDF5's default driver (sec2) and has no user block. -1 otherwise, and when HDF5
+/// cannot tell (the spans are a shortcut; without them the chunks are read through HDF5).
+int file_descriptor(hid_t dataset) {
+  const Handle file(H5Iget_file_id(dataset), H5Fclose);
+  if (file.get() < 0) return -1;
+  const Handle access(H5Fget_access_plist(file.get()), H5Pclose), creation(H5Fget_create_plist(file.get()), H5Pclose);
   hsize_t user_block = 0;
-  check_hdf5(H5Pget_userblock(creation.get(), &user_block), "H5Pget_userblock", subject);
-  if (user_block != 0) return -1;
   void* handle = nullptr;
-  check_hdf5(H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle), "H5Fget_vfd_handle", subject);
-  return handle != nullptr ? *static_cast<const int*>(handle) : -1;
+  if (access.get() < 0 || creation.get() < 0 || H5Pget_driver(access.get()) != H5FD_SEC2 ||
+      H5Pget_userblock(creation.get(), &user_block) < 0 || user_block != 0 ||
+      H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle) < 0 || handle == nullptr) {
+    H5Eclear2(H5E_DEFAULT);
+    return -1;
+  }
+  return *static_cast<const int*>(handle);
 }
 
 /// Reads elements [first, last) (C order within the chunk) of the unfiltered chunk whose first
@@ -228,7 +244,17 @@ std::optional<ChunkLayout> decodable_layout(hid_t dataset, std::size_t element_b
       return std::nullopt;  // another filter, or an order this reader does not undo
     }
   }
-  if (!layout.filtered()) layout.fd = file_descriptor(dataset, subject);
+  if (!layout.filtered()) {
+    // HDF5 1.10 finds a chunk's address (H5Dget_chunk_info_by_coord) by walking the dataset's
+    // chunk index from its start: about 14 ns a chunk here, so a read of every chunk costs the
+    // square of their number. Spans are kept to datasets of few chunks, where that walk costs
+    // less than reading whole chunks.
+    hsize_t chunks = 0;
+    if (H5Dget_num_chunks(dataset, space.get(), &chunks) >= 0 && chunks <= kSpanChunksMax) {
+      layout.fd = file_descriptor(dataset);
+    }
+    H5Eclear2(H5E_DEFAULT);
+  }
   return layout;
 }
 
@@ -287,12 +313,13 @@ void read_box_by_chunks(hid_t dataset, const ChunkLayout& layout, ChunkCache* ca
   constexpr std::int64_t kChunksPerThread = 16;
   const auto n_chunks = static_cast<std::int64_t>(chunks.size());
   at::parallel_for(0, n_chunks, kChunksPerThread, [&](std::int64_t begin, std::int64_t stop) {
+    silence_hdf5_errors();  // per thread in thread-safe HDF5: its errors become one-line exceptions
     std::unique_ptr<char[]> span_buffer(spans ? new char[layout.chunk_bytes()] : nullptr);
     std::vector<hsize_t> chunk_offset(rank), lo(rank), hi(rank);
     for (std::int64_t c = begin; c < stop; ++c) {
-      const std::vector<hsize_t>& at = chunks[static_cast<std::size_t>(c)];
+      const std::vector<hsize_t>& cell = chunks[static_cast<std::size_t>(c)];
       for (std::size_t d = 0; d < rank; ++d) {
-        chunk_offset[d] = at[d] * layout.chunk[d];
+        chunk_offset[d] = cell[d] * layout.chunk[d];
         lo[d] = std::max(offset[d], chunk_offset[d]);
         hi[d] = std::min(offset[d] + count[d], chunk_offset[d] + layout.chunk[d]);
       }
@@ -311,7 +338,7 @@ void read_box_by_chunks(hid_t dataset, const ChunkLayout& layout, ChunkCache* ca
       } else {
         ChunkKey chunk_key{dataset_number, 0};
         for (std::size_t d = 0; d < rank; ++d) {
-          chunk_key.chunk = chunk_key.chunk * ((layout.dims[d] + layout.chunk[d] - 1) / layout.chunk[d]) + at[d];
+          chunk_key.chunk = chunk_key.chunk * ((layout.dims[d] + layout.chunk[d] - 1) / layout.chunk[d]) + cell[d];
         }
         if (cache != nullptr) chunk = cache->find(chunk_key);
         if (!chunk) {

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <array>
@@ -204,12 +205,12 @@ void build_maps(PerfusionResult& r, const Volume& series, const Volume& grid, co
     from[m] = kept[m].data_ptr<float>();
     to[m] = v.voxels.data_ptr<float>();
   }
-  const std::int64_t* at = index.data_ptr<std::int64_t>();
+  const std::int64_t* place = index.data_ptr<std::int64_t>();
   const std::int64_t plane = part[1] * part[2];
   at::parallel_for(0, index.numel(), 4096, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) {
-      const std::int64_t z = at[i] / plane + box.start_zyx[0], y = at[i] / part[2] % part[1] + box.start_zyx[1],
-                         x = at[i] % part[2] + box.start_zyx[2];
+      const std::int64_t z = place[i] / plane + box.start_zyx[0], y = place[i] / part[2] % part[1] + box.start_zyx[1],
+                         x = place[i] % part[2] + box.start_zyx[2];
       const std::int64_t j = (z * shape[1] + y) * shape[2] + x;
       for (std::size_t m = 0; m < maps.size(); ++m) to[m][j] = from[m][i];
     }
@@ -226,6 +227,17 @@ void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf
 PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& o, const std::string& what,
                                   const at::Tensor& first_brain, const WholeGrid& whole) {
   PerfusionResult r;
+  if (whole.volume != nullptr) {
+    const auto part = series.shape_zyx(), shape = whole.volume->shape_zyx();
+    for (int d = 0; d < 3; ++d) {
+      if (whole.box.size_zyx[d] != part[d] || whole.box.start_zyx[d] < 0 ||
+          whole.box.start_zyx[d] + whole.box.size_zyx[d] > shape[d]) {
+        throw InternalError(what, fmt::format("a part of shape [{}] does not fit box start [{}] size [{}] in [{}]",
+                                              fmt::join(part, ", "), fmt::join(whole.box.start_zyx, ", "),
+                                              fmt::join(whole.box.size_zyx, ", "), fmt::join(shape, ", ")));
+      }
+    }
+  }
   auto start = Clock::now();
   const FrameTiming ft = perfusion::check_series(series, o, what);
   r.times_s = ft.times_s;

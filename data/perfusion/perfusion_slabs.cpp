@@ -72,8 +72,8 @@ VITRUVIAN_CLONES void smooth_plane(float* plane, std::int64_t ny, std::int64_t n
     std::copy(in, in + nx, row + rx);
     std::fill(row + rx + nx, row + wx, in[nx - 1]);
   }
-  // Each sum starts at its first tap's term (0 + a is a: the sums of a zeroed start), then adds
-  // the others in order.
+  // Each sum starts at its first tap's term, then adds the others in order: the sums of a zeroed
+  // start (0 + a is a), but for the sign of a zero where every term is −0.
   const std::int64_t run = size - 2 * rx;
   for (std::int64_t i = 0; i < run; ++i) along_x[i] = kx[0] * padded[i];
   for (std::size_t k = 1; k < kx.size(); ++k) {

@@ -316,6 +316,14 @@ TEST(Components, LargestAndSmallOnesFromTheSetBoxEqualTheWholeGrid) {
       const auto biggest = std::max_element(six.sizes.begin(), six.sizes.end()) - six.sizes.begin() + 1;
       expected = (six.labels == static_cast<std::int32_t>(biggest)).to(torch::kByte);
     }
+    if (trial == 0) {  // a tie, away from the origin: the first in scan order wins
+      mask[5][7][9] = 1, mask[5][7][10] = 1, mask[9][20][3] = 1, mask[9][21][3] = 1;
+      expected = torch::zeros_like(mask);
+      expected[5][7][9] = 1, expected[5][7][10] = 1;
+      EXPECT_TRUE(at::equal(largest_component(mask), expected));
+      mask.zero_();
+      expected.zero_();
+    }
     EXPECT_TRUE(at::equal(largest_component(mask), expected)) << "trial " << trial;
     EXPECT_TRUE(at::equal(largest_component(mask.to(torch::kBool)), expected)) << "trial " << trial;
     for (const std::int64_t min_voxels : {2, 5, 40}) {
@@ -330,6 +338,20 @@ TEST(Components, LargestAndSmallOnesFromTheSetBoxEqualTheWholeGrid) {
       const std::int64_t removed = remove_small_components(kept, min_voxels);
       EXPECT_EQ(removed, small.sum().item<std::int64_t>()) << "trial " << trial << ", min " << min_voxels;
       EXPECT_TRUE(at::equal(kept, mask.masked_fill(small, 0))) << "trial " << trial << ", min " << min_voxels;
+    }
+  }
+}
+
+TEST(Components, RemovingSmallOnesRefusesAMaskItCannotEdit) {
+  at::Tensor flat = torch::zeros({4, 5}, torch::kByte), floats = torch::zeros({2, 3, 4});
+  at::Tensor strided = torch::zeros({2, 3, 8}, torch::kByte).slice(2, 0, 8, 2);
+  for (at::Tensor* mask : {&flat, &floats, &strided}) {
+    try {
+      remove_small_components(*mask, 5);
+      ADD_FAILURE() << "accepted a mask of shape " << mask->sizes();
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("expected a contiguous uint8 [z, y, x] mask on the CPU"), std::string::npos)
+          << e.what();
     }
   }
 }
