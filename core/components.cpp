@@ -40,37 +40,12 @@ Components connected_components(const at::Tensor& mask, int connectivity) {
   return result;
 }
 
-namespace {
-
-/// The box [lo, hi) holding every set voxel of a contiguous CPU uint8 [z, y, x] mask; empty when
-/// none is set. Components never reach beyond it, so they are found on it alone: a mask's set
-/// voxels are often a small part of its grid (a lesion, the brain in a scan of the head and neck).
-struct SetBox {
-  std::array<std::int64_t, 3> lo{}, hi{};
-  bool empty() const { return hi[0] <= lo[0]; }
-  at::Tensor of(const at::Tensor& t) const {
-    return t.slice(0, lo[0], hi[0]).slice(1, lo[1], hi[1]).slice(2, lo[2], hi[2]);
-  }
-  /// Calls f(i, j) for each voxel of the box: i its index in the mask, j in the box (C order).
-  template <typename F>
-  void for_each(std::int64_t ny, std::int64_t nx, F&& f) const {
-    std::int64_t j = 0;
-    for (std::int64_t z = lo[0]; z < hi[0]; ++z) {
-      for (std::int64_t y = lo[1]; y < hi[1]; ++y) {
-        for (std::int64_t i = (z * ny + y) * nx + lo[2], end = i + hi[2] - lo[2]; i < end; ++i) f(i, j++);
-      }
-    }
-  }
-};
-
-SetBox set_box(const at::Tensor& mask) {
-  const std::int64_t nz = mask.size(0), ny = mask.size(1), nx = mask.size(2);
-  const std::uint8_t* m = mask.data_ptr<std::uint8_t>();
-  SetBox b;
+MaskBox mask_box(const std::uint8_t* mask, std::int64_t nz, std::int64_t ny, std::int64_t nx) {
+  MaskBox b;
   b.lo = {nz, ny, nx};
   for (std::int64_t z = 0; z < nz; ++z) {
     for (std::int64_t y = 0; y < ny; ++y) {
-      const std::uint8_t* row = m + (z * ny + y) * nx;
+      const std::uint8_t* row = mask + (z * ny + y) * nx;
       std::int64_t first = 0, last = nx;
       while (first < nx && row[first] == 0) ++first;
       if (first == nx) continue;
@@ -80,6 +55,37 @@ SetBox set_box(const at::Tensor& mask) {
     }
   }
   return b;
+}
+
+namespace {
+
+// Components never reach beyond the box of a mask's set voxels, so they are found on it alone: a
+// mask's set voxels are often a small part of its grid (a lesion, the brain in a scan of the head
+// and neck).
+
+/// The box of a contiguous CPU uint8 [z, y, x] mask.
+MaskBox set_box(const at::Tensor& mask) {
+  return mask_box(mask.data_ptr<std::uint8_t>(), mask.size(0), mask.size(1), mask.size(2));
+}
+
+at::Tensor box_of(const at::Tensor& t, const MaskBox& b) {
+  return t.slice(0, b.lo[0], b.hi[0]).slice(1, b.lo[1], b.hi[1]).slice(2, b.lo[2], b.hi[2]);
+}
+
+/// Calls f(i, j) for each voxel of the box: i its index in a [.., ny, nx] grid, j in the box (C order).
+template <typename F>
+void for_each_in(const MaskBox& b, std::int64_t ny, std::int64_t nx, F&& f) {
+  std::int64_t j = 0;
+  for (std::int64_t z = b.lo[0]; z < b.hi[0]; ++z) {
+    for (std::int64_t y = b.lo[1]; y < b.hi[1]; ++y) {
+      for (std::int64_t i = (z * ny + y) * nx + b.lo[2], end = i + b.hi[2] - b.lo[2]; i < end; ++i) f(i, j++);
+    }
+  }
+}
+
+/// The label of the largest of `c`'s components (the first in scan order on a tie); it has some.
+std::int32_t largest_label(const Components& c) {
+  return static_cast<std::int32_t>(std::max_element(c.sizes.begin(), c.sizes.end()) - c.sizes.begin() + 1);
 }
 
 }  // namespace
@@ -92,13 +98,13 @@ std::int64_t remove_small_components(at::Tensor& mask, std::int64_t min_voxels) 
                                  mask.is_contiguous() ? "" : " (not contiguous)"));
   }
   if (min_voxels <= 1) return 0;
-  const SetBox box = set_box(mask);
+  const MaskBox box = set_box(mask);
   if (box.empty()) return 0;
-  const Components c = connected_components(box.of(mask).contiguous(), 26);
+  const Components c = connected_components(box_of(mask, box).contiguous(), 26);
   const std::int32_t* label = c.labels.data_ptr<std::int32_t>();
   std::uint8_t* m = mask.data_ptr<std::uint8_t>();
   std::int64_t removed = 0;
-  box.for_each(mask.size(1), mask.size(2), [&](std::int64_t i, std::int64_t j) {
+  for_each_in(box, mask.size(1), mask.size(2), [&](std::int64_t i, std::int64_t j) {
     if (label[j] != 0 && c.sizes[static_cast<std::size_t>(label[j] - 1)] < min_voxels) {
       m[i] = 0;
       ++removed;
@@ -111,20 +117,17 @@ at::Tensor largest_component(const at::Tensor& mask) {
   if (mask.dim() == 3 && mask.is_cpu() && mask.scalar_type() == at::kByte) {
     const at::Tensor m = mask.contiguous();
     at::Tensor out = at::zeros_like(m);
-    const SetBox box = set_box(m);
+    const MaskBox box = set_box(m);
     if (box.empty()) return out;
-    const Components c = connected_components(box.of(m).contiguous(), 6);
-    const auto biggest =
-        static_cast<std::int32_t>(std::max_element(c.sizes.begin(), c.sizes.end()) - c.sizes.begin() + 1);
-    const std::int32_t* label = c.labels.data_ptr<std::int32_t>();
+    const Components c = connected_components(box_of(m, box).contiguous(), 6);
+    const std::int32_t biggest = largest_label(c), *label = c.labels.data_ptr<std::int32_t>();
     std::uint8_t* o = out.data_ptr<std::uint8_t>();
-    box.for_each(m.size(1), m.size(2), [&](std::int64_t i, std::int64_t j) { o[i] = label[j] == biggest; });
+    for_each_in(box, m.size(1), m.size(2), [&](std::int64_t i, std::int64_t j) { o[i] = label[j] == biggest; });
     return out;
   }
   const Components c = connected_components(mask, 6);
   if (c.count() == 0) return at::zeros_like(mask, mask.options().dtype(at::kByte));
-  const auto biggest = std::max_element(c.sizes.begin(), c.sizes.end()) - c.sizes.begin();
-  return (c.labels == static_cast<std::int32_t>(biggest + 1)).to(at::kByte);
+  return (c.labels == largest_label(c)).to(at::kByte);
 }
 
 }  // namespace vitruvian

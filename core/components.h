@@ -5,10 +5,21 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
 namespace vitruvian {
+
+/// The box [lo, hi) along (z, y, x) holding every non-zero voxel of a mask; empty() when none is.
+struct MaskBox {
+  std::array<std::int64_t, 3> lo{}, hi{};
+  bool empty() const { return hi[0] <= lo[0]; }
+};
+
+/// The MaskBox of a C-order uint8 mask of nz × ny × nx voxels (one pass, rows scanned from both
+/// ends).
+MaskBox mask_box(const std::uint8_t* mask, std::int64_t nz, std::int64_t ny, std::int64_t nx);
 
 /// Connected components of a [z, y, x] mask (any dtype; non-zero is foreground).
 struct Components {

@@ -69,14 +69,9 @@ struct SliceBuffers {
 template <typename T>
 void window_inside(const T* slice, std::int64_t ny, std::int64_t nx, const std::vector<float>& kx,
                    const std::vector<float>& ky, float low, float high, SliceBuffers& b, std::uint8_t* o) {
-  std::int64_t y0 = ny, y1 = 0, x0 = nx, x1 = 0;  // the box of the inside, [y0, y1) × [x0, x1)
-  for (std::int64_t y = 0; y < ny; ++y) {
-    for (std::int64_t x = 0; x < nx; ++x) {
-      if (b.inside[y * nx + x] == 0) continue;
-      y0 = std::min(y0, y), y1 = y + 1, x0 = std::min(x0, x), x1 = std::max(x1, x + 1);
-    }
-  }
-  if (y1 <= y0) return;
+  const MaskBox box = mask_box(b.inside.data(), 1, ny, nx);  // [y0, y1) × [x0, x1)
+  if (box.empty()) return;
+  const std::int64_t y0 = box.lo[1], y1 = box.hi[1], x0 = box.lo[2], x1 = box.hi[2];
   const auto rx = static_cast<std::int64_t>(kx.size() / 2), ry = static_cast<std::int64_t>(ky.size() / 2);
   const std::int64_t sy0 = std::max<std::int64_t>(0, y0 - ry), sy1 = std::min(ny, y1 + ry),
                      sx0 = std::max<std::int64_t>(0, x0 - rx), sx1 = std::min(nx, x1 + rx);
@@ -148,16 +143,14 @@ PerfusionRegion perfusion_region(const Volume& first, const PerfusionOptions& op
   const std::int64_t nz = image.size(0), ny = image.size(1), nx = image.size(2);
   const Box whole{{0, 0, 0}, {nz, ny, nx}};
   const at::Tensor brain = perfusion::brain_mask(image, first.geometry, options);
-  std::array<std::int64_t, 3> lo{nz, ny, nx}, hi{-1, -1, -1};
+  const MaskBox brain_box = mask_box(brain.data_ptr<std::uint8_t>(), nz, ny, nx);
+  if (brain_box.empty()) return {whole, {}};
+  std::array<std::int64_t, 3> lo = brain_box.lo, hi;  // inclusive from here on
+  for (int d = 0; d < 3; ++d) hi[d] = brain_box.hi[d] - 1;
   const auto include = [&](std::int64_t z, std::int64_t y, std::int64_t x) {
     const std::array<std::int64_t, 3> at{z, y, x};
     for (int d = 0; d < 3; ++d) lo[d] = std::min(lo[d], at[d]), hi[d] = std::max(hi[d], at[d]);
   };
-  const std::uint8_t* b = brain.data_ptr<std::uint8_t>();
-  for (std::int64_t i = 0; i < nz * ny * nx; ++i) {
-    if (b[i] != 0) include(i / (ny * nx), (i / nx) % ny, i % nx);
-  }
-  if (hi[0] < 0) return {whole, {}};
   // The skull across the brain's slices, two more on each side: the border of the part then lies
   // outside all bone, as the whole grid's border does.
   const std::int64_t z0 = std::max<std::int64_t>(0, lo[0] - 2), z1 = std::min(nz - 1, hi[0] + 2);

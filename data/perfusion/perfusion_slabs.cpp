@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/components.h"
 #include "core/kernels/cpu_clones.h"
 #include "data/perfusion/perfusion_smoothing.h"
 #include "data/perfusion/perfusion_steps.h"
@@ -121,14 +122,15 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
   kx_ = gaussian_taps(options.smoothing_mm / g.spacing[0]);
   ky_ = gaussian_taps(options.smoothing_mm / g.spacing[1]);
   const std::int64_t nz = brain.size(0), ny = brain.size(1), nx = brain.size(2);
-  const at::Tensor rows = brain.any(0).any(1).nonzero(), cols = brain.any(0).any(0).nonzero();
+  const at::Tensor mask = brain.to(at::kByte).contiguous();
+  const MaskBox box = mask_box(mask.data_ptr<std::uint8_t>(), nz, ny, nx);
+  if (box.empty()) return;
   const at::Tensor slices = brain.flatten(1).any(1).to(at::kBool).contiguous();
-  if (rows.numel() == 0) return;
   const auto reach_y = static_cast<std::int64_t>(ky_.size() / 2), reach_x = static_cast<std::int64_t>(kx_.size() / 2);
-  y0_ = std::max<std::int64_t>(0, rows.min().item<std::int64_t>() - reach_y);
-  y1_ = std::min(ny, rows.max().item<std::int64_t>() + 1 + reach_y);
-  x0_ = std::max<std::int64_t>(0, cols.min().item<std::int64_t>() - reach_x);
-  x1_ = std::min(nx, cols.max().item<std::int64_t>() + 1 + reach_x);
+  y0_ = std::max<std::int64_t>(0, box.lo[1] - reach_y);
+  y1_ = std::min(ny, box.hi[1] + reach_y);
+  x0_ = std::max<std::int64_t>(0, box.lo[2] - reach_x);
+  x1_ = std::min(nx, box.hi[2] + reach_x);
   const std::int64_t frames = series.voxels.size(0);
   const std::int64_t step =
       std::clamp<std::int64_t>(kSlabFloats / std::max<std::int64_t>(1, frames * (y1_ - y0_) * (x1_ - x0_)), 1, nz);

@@ -310,6 +310,13 @@ TEST(Components, LargestAndSmallOnesFromTheSetBoxEqualTheWholeGrid) {
       mask.slice(0, z0, z0 + 11).slice(1, y0, y0 + 15).slice(2, x0, x0 + 9) =
           (torch::rand({11, 15, 9}) < 0.3 + 0.05 * trial).to(torch::kByte);
     }
+    const MaskBox box = mask_box(mask.data_ptr<std::uint8_t>(), 20, 30, 25);
+    const at::Tensor set = mask.nonzero();
+    EXPECT_EQ(box.empty(), set.size(0) == 0) << "trial " << trial;
+    for (int d = 0; d < 3 && set.size(0) > 0; ++d) {
+      EXPECT_EQ(box.lo[d], set.select(1, d).min().item<std::int64_t>()) << "trial " << trial;
+      EXPECT_EQ(box.hi[d], set.select(1, d).max().item<std::int64_t>() + 1) << "trial " << trial;
+    }
     const Components six = connected_components(mask, 6);
     at::Tensor expected = torch::zeros_like(mask);
     if (six.count() > 0) {
