@@ -71,6 +71,15 @@ void unshuffle(const char* in, char* out, std::size_t bytes, std::size_t element
   std::memcpy(out + n * element_bytes, in + n * element_bytes, bytes - n * element_bytes);  // leftover bytes
 }
 
+/// InputError unless an unfiltered chunk stores exactly its `bytes`.
+void check_unfiltered_size(hsize_t stored, std::size_t bytes, const std::vector<hsize_t>& chunk_offset,
+                           const std::string& subject) {
+  if (stored == bytes) return;
+  throw InputError(subject,
+                   fmt::format("an unfiltered chunk at offset {} holds {} bytes; expected {}; the file is corrupt",
+                               fmt::join(chunk_offset, ","), stored, bytes));
+}
+
 /// The decoded bytes of the chunk whose first element is at `chunk_offset`.
 std::shared_ptr<const std::vector<char>> load_chunk(hid_t dataset, const ChunkLayout& layout,
                                                     const std::vector<hsize_t>& chunk_offset, const std::string& subject) {
@@ -84,11 +93,7 @@ std::shared_ptr<const std::vector<char>> load_chunk(hid_t dataset, const ChunkLa
   }
   std::uint32_t skipped = 0;  // bit i set: filter i of the pipeline was not applied to this chunk
   if (!layout.filtered()) {   // the file's bytes are the chunk: read in place
-    if (stored != bytes) {
-      throw InputError(subject,
-                       fmt::format("an unfiltered chunk at offset {} holds {} bytes; expected {}; the file is corrupt",
-                                   fmt::join(chunk_offset, ","), stored, bytes));
-    }
+    check_unfiltered_size(stored, bytes, chunk_offset, subject);
     check_hdf5(H5Dread_chunk(dataset, H5P_DEFAULT, chunk_offset.data(), &skipped, decoded->data()), "H5Dread_chunk",
                subject);
     return decoded;
@@ -187,11 +192,7 @@ void read_span(hid_t dataset, const ChunkLayout& layout, const std::vector<hsize
     std::memset(buffer, 0, bytes);
     return;
   }
-  if (stored != layout.chunk_bytes()) {
-    throw InputError(subject,
-                     fmt::format("an unfiltered chunk at offset {} holds {} bytes; expected {}; the file is corrupt",
-                                 fmt::join(chunk_offset, ","), stored, layout.chunk_bytes()));
-  }
+  check_unfiltered_size(stored, layout.chunk_bytes(), chunk_offset, subject);
   const std::uint64_t start = address + first * layout.element_bytes;
   for (std::size_t done = 0; done < bytes;) {
     const ssize_t got = pread(layout.fd, buffer + done, bytes - done, static_cast<off_t>(start + done));
@@ -304,7 +305,7 @@ void read_box_by_chunks(hid_t dataset, const ChunkLayout& layout, ChunkCache* ca
   // Without a cache, unfiltered chunks are read from the file: only the span from the box's first
   // element in the chunk to its last, into a buffer of the thread's own. With one, whole chunks
   // are kept, and repeats (a training rank's overlapping patches) copy from memory.
-  const bool spans = cache == nullptr && !layout.filtered() && layout.fd >= 0;
+  const bool spans = cache == nullptr && layout.fd >= 0;  // a descriptor only for unfiltered chunks
   auto* target = static_cast<char*>(out);
   // The chunks of a large box are fetched, decoded and copied by the intra-op threads (HDF5
   // serialises its own calls; the reads, decoding and copies run side by side), each thread
