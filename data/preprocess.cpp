@@ -334,17 +334,20 @@ Volume crop(const Volume& volume, const Box& box) {
   return out;
 }
 
-Volume uncrop(const Volume& part, const Volume& reference, const Box& box) {
-  const auto shape = reference.shape_zyx();
-  const auto inner = part.shape_zyx();
+void check_part_fits(const std::array<std::int64_t, 3>& part, const Box& box, const std::array<std::int64_t, 3>& shape,
+                     const std::string& where) {
   for (int d = 0; d < 3; ++d) {
-    if (inner[d] != box.size_zyx[d] || box.start_zyx[d] < 0 || box.start_zyx[d] + box.size_zyx[d] > shape[d]) {
-      throw InternalError(
-          "uncrop",
-          fmt::format("a part of shape [{}] does not fit box start [{}] size [{}] in [{}]", fmt::join(inner, ", "),
-                      fmt::join(box.start_zyx, ", "), fmt::join(box.size_zyx, ", "), fmt::join(shape, ", ")));
+    if (part[d] != box.size_zyx[d] || box.start_zyx[d] < 0 || box.start_zyx[d] + box.size_zyx[d] > shape[d]) {
+      throw InternalError(where, fmt::format("a part of shape [{}] does not fit box start [{}] size [{}] in [{}]",
+                                             fmt::join(part, ", "), fmt::join(box.start_zyx, ", "),
+                                             fmt::join(box.size_zyx, ", "), fmt::join(shape, ", ")));
     }
   }
+}
+
+Volume uncrop(const Volume& part, const Volume& reference, const Box& box) {
+  const auto shape = reference.shape_zyx();
+  check_part_fits(part.shape_zyx(), box, shape, "uncrop");
   Volume out;
   out.type = part.type;
   out.modality = part.modality;

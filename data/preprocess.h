@@ -116,6 +116,10 @@ double body_threshold(const Volume& reference);
 /// first voxel: origin + direction * diag(spacing) * start_xyz. Throws InputError when the box
 /// is empty or leaves the volume.
 Volume crop(const Volume& volume, const Box& box);
+/// InternalError naming `where` unless a part of shape `part` fits `box` exactly and `box` lies
+/// inside a grid of shape `shape` (all [z, y, x]).
+void check_part_fits(const std::array<std::int64_t, 3>& part, const Box& box, const std::array<std::int64_t, 3>& shape,
+                     const std::string& where);
 /// The inverse of crop for a 3D `part` (on the grid of crop(reference, box)): `part` in a
 /// zero-filled volume of `reference`'s grid (its shape and geometry; 3D), of `part`'s voxel
 /// type. InternalError when `part` does not fit `box` or `box` leaves the grid.

@@ -5,7 +5,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <array>
@@ -227,17 +226,11 @@ void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf
 PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& o, const std::string& what,
                                   const at::Tensor& first_brain, const WholeGrid& whole) {
   PerfusionResult r;
-  if (whole.volume != nullptr) {
-    const auto part = series.shape_zyx(), shape = whole.volume->shape_zyx();
-    for (int d = 0; d < 3; ++d) {
-      if (whole.box.size_zyx[d] != part[d] || whole.box.start_zyx[d] < 0 ||
-          whole.box.start_zyx[d] + whole.box.size_zyx[d] > shape[d]) {
-        throw InternalError(what, fmt::format("a part of shape [{}] does not fit box start [{}] size [{}] in [{}]",
-                                              fmt::join(part, ", "), fmt::join(whole.box.start_zyx, ", "),
-                                              fmt::join(whole.box.size_zyx, ", "), fmt::join(shape, ", ")));
-      }
-    }
-  }
+  // The grid the maps, tissue and brain are built on, and the series' box in it.
+  const bool placed = whole.volume != nullptr;
+  const Volume& grid = placed ? *whole.volume : series;
+  const Box box = placed ? whole.box : Box{{0, 0, 0}, series.shape_zyx()};
+  if (placed) check_part_fits(series.shape_zyx(), box, grid.shape_zyx(), what);  // before any map is written
   auto start = Clock::now();
   const FrameTiming ft = perfusion::check_series(series, o, what);
   r.times_s = ft.times_s;
@@ -269,15 +262,13 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
 
   start = Clock::now();
   const at::Tensor mtt = at::where(cbf > 0, 60 * cbv / cbf.clamp_min(1e-6), at::zeros_like(cbf));
-  const Volume& grid = whole.volume != nullptr ? *whole.volume : series;
-  const Box box = whole.volume != nullptr ? whole.box : Box{{0, 0, 0}, series.shape_zyx()};
   build_maps(r, series, grid, box, voxels.index, {cbf, cbv, mtt, tmax, voxels.stats.ttp});
   double maps_s = seconds_since(start);  // the five map volumes, for the outputs
 
   start = Clock::now();
   perfusion::classify(r, voxels.index, cbf, cbv, tmax, series, o);
   r.timing["tissue_s"] = seconds_since(start);
-  if (whole.volume != nullptr) {  // the tissue classes and the brain on the whole grid too
+  if (placed) {  // the tissue classes and the brain on the whole grid too
     start = Clock::now();
     r.tissue = uncrop(r.tissue, grid, box);
     Volume placed_brain;
