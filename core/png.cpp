@@ -22,10 +22,9 @@ void write_png(const std::filesystem::path& path, const RgbImage& image) {
   png.width = static_cast<png_uint_32>(image.width);
   png.height = static_cast<png_uint_32>(image.height);
   png.format = PNG_FORMAT_RGB;
-  png_alloc_size_t bytes = 0;
-  if (!png_image_write_to_memory(&png, nullptr, &bytes, 0, image.pixels.data(), 0, nullptr)) {
-    throw InputError(path.string(), std::string("libpng cannot size the picture: ") + png.message);
-  }
+  // One encoding into a buffer of libpng's bound on its size (asking libpng for the exact size
+  // first would compress the picture twice).
+  png_alloc_size_t bytes = PNG_IMAGE_PNG_SIZE_MAX(png);
   std::string encoded(bytes, '\0');
   if (!png_image_write_to_memory(&png, encoded.data(), &bytes, 0, image.pixels.data(), 0, nullptr)) {
     throw InputError(path.string(), std::string("libpng cannot encode the picture: ") + png.message);

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include "core/errors.h"
 
@@ -31,14 +33,24 @@ std::array<std::uint8_t, 3> label_colour(int id) {
 
 Window display_window(const at::Tensor& image, const std::string& modality) {
   if (modality == "CT") return {-250, 450};
-  const at::Tensor values = image.flatten().to(at::kFloat);
-  const at::Tensor nonzero = values.index({values != 0});
-  if (nonzero.numel() == 0) return {0, 1};
-  // A strided sample keeps the quantiles cheap on large volumes.
-  const std::int64_t step = std::max<std::int64_t>(1, nonzero.numel() / 200000);
-  const at::Tensor sample = nonzero.slice(0, 0, nonzero.numel(), step);
-  const double low = at::quantile(sample, 0.01).item<double>();
-  const double high = at::quantile(sample, 0.995).item<double>();
+  const at::Tensor values = image.to(at::kFloat).contiguous();
+  const float* v = values.data_ptr<float>();
+  const std::int64_t n = values.numel();
+  // The quantiles of a strided sample of the nonzero voxels (every step-th of them, in order),
+  // which keeps them cheap on large volumes: one pass counts them, a second takes the sample.
+  std::int64_t nonzero = 0;
+  for (std::int64_t i = 0; i < n; ++i) nonzero += v[i] != 0.f ? 1 : 0;
+  if (nonzero == 0) return {0, 1};
+  const std::int64_t step = std::max<std::int64_t>(1, nonzero / 200000);
+  std::vector<float> taken;
+  taken.reserve(static_cast<std::size_t>((nonzero + step - 1) / step));
+  for (std::int64_t i = 0, seen = 0; i < n; ++i) {
+    if (v[i] == 0.f) continue;
+    if (seen++ % step == 0) taken.push_back(v[i]);
+  }
+  const at::Tensor sample = at::from_blob(taken.data(), {static_cast<std::int64_t>(taken.size())}, at::kFloat);
+  const at::Tensor q = at::quantile(sample, at::tensor({0.01, 0.995}, at::kFloat));  // one sort for both
+  const double low = q[0].item<double>(), high = q[1].item<double>();
   return {low, high > low ? high : low + 1};
 }
 
