@@ -174,13 +174,17 @@ VoxelMaps deconvolve_model(const CurveSlabs& slabs, const BrainVoxels& voxels, P
                            const FrameTiming& ft, std::int64_t baseline_frames, const PerfusionOptions& o) {
   std::vector<double> aif = r.aif.hu;
   for (double& v : aif) v *= r.aif_scale;
-  const perfusion::ModelFit model(slabs, voxels.index.numel(), aif, ft.interval_s, baseline_frames, o);
+  perfusion::ModelFit model(slabs, voxels.index.numel(), aif, ft.interval_s, baseline_frames, o);
+  if (o.model_mixture) model.add_mixture(perfusion::healthy_curve(slabs, voxels.stats, ft.interval_s));
   r.model = model.record();
   std::vector<at::Tensor> cbf, cbv, tmax;
+  std::int64_t mixed = 0;
   slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
-    auto [f, v, t] = model.fit(curves);
-    cbf.push_back(f), cbv.push_back(v), tmax.push_back(t);
+    const perfusion::ModelFit::Maps m = model.fit(curves);
+    cbf.push_back(m.cbf), cbv.push_back(m.cbv), tmax.push_back(m.tmax);
+    if (m.mixed.defined()) mixed += m.mixed.sum().item<std::int64_t>();
   });
+  if (r.model["mixture"].is_object()) r.model["mixture"]["curves_mixed"] = mixed;
   return {at::cat(cbf), at::cat(cbv), at::cat(tmax)};
 }
 

@@ -42,6 +42,7 @@ struct PerfusionOptions {
   std::vector<std::int64_t> model_orders{1, 2, 4};  ///< model: Erlang orders of the transit times (1: exponential)
   std::vector<double> model_mtt_s{1, 40};           ///< model: MTT range, s (log-spaced, at most 20 % apart)
   std::vector<double> model_delay_s{-3, 15};        ///< model: delay range, s (at most 0.75 s apart)
+  bool model_mixture = true;  ///< model: a curve may also be healthy tissue's plus one entry (partial volume)
   double hematocrit_ratio = 0.73;        ///< k_H: (1 − Hct large vessels) / (1 − Hct capillaries)
   double density = 1.04;                 ///< brain tissue, g/mL
   double cbv_min = 0.4;                  ///< mL/100 g: below is CSF (left out)

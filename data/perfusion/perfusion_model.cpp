@@ -2,6 +2,7 @@
 // curves, arterial input ⊗ residue, over Erlang transit-time orders, MTTs and delays with a free
 // offset; CBF, CBV and Tmax as means over the dictionary weighted by each entry's likelihood.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -21,6 +22,45 @@ constexpr int kFineSteps = 16;            // fine time steps per frame interval 
 constexpr std::int64_t kRows = 512;       // curves fitted at once ([rows, entries] scores: 3.4 MB)
 constexpr std::int64_t kNoiseRows = 1 << 15;  // curves sampled for the noise estimate (at most)
 constexpr double kMinShare = 0.25;  // an entry whose norm is below this share of its (order, MTT)'s largest is dropped
+// A mixture (healthy tissue's curve plus one entry) replaces the best single entry where it
+// lowers the residual by more than this many σ²: a likelihood ratio of e^4.5 (about 90) for its
+// one more parameter, about three standard deviations.
+constexpr double kMixtureEvidence = 9;
+// Entries whose curve is this close to the healthy curve's (1 − ρ² below it: within about 13°)
+// are left out of the mixture: α and β would trade against each other.
+constexpr double kMinIndependence = 0.05;
+
+/// The best entry's score, not below 0 (a negative score fits CBF 0), per row of `scores` [n, K].
+at::Tensor best_score(const at::Tensor& scores) { return scores.amax(1).clamp_min(0); }
+
+/// Per row of `scores` (float32 [n, K], contiguous): max(0, max_k scores[k] · gain[k] − share ·
+/// offset[k]), with gain = 1 / √(1 − ρ²) and offset = ρ · gain for the entries the mixture keeps
+/// and 0 for the others: the best mixture's score after the healthy share. 16 running maxima per
+/// row, so the loop vectorises without reordering a sum.
+at::Tensor best_mixture_score(const at::Tensor& scores, const at::Tensor& share, const std::vector<float>& gain,
+                              const std::vector<float>& offset) {
+  constexpr std::int64_t kWidth = 16;
+  const std::int64_t n = scores.size(0), entries = scores.size(1);
+  at::Tensor best = at::empty({n}, at::kFloat);
+  const float *s = scores.data_ptr<float>(), *h = share.data_ptr<float>(), *g = gain.data(), *o = offset.data();
+  float* out = best.data_ptr<float>();
+  at::parallel_for(0, n, 16, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) {
+      const float* row = s + i * entries;
+      const float hi = h[i];
+      float top[kWidth] = {};
+      std::int64_t k = 0;
+      for (; k + kWidth <= entries; k += kWidth) {
+        for (std::int64_t l = 0; l < kWidth; ++l) top[l] = std::max(top[l], row[k + l] * g[k + l] - hi * o[k + l]);
+      }
+      float result = 0;
+      for (; k < entries; ++k) result = std::max(result, row[k] * g[k] - hi * o[k]);
+      for (std::int64_t l = 0; l < kWidth; ++l) result = std::max(result, top[l]);
+      out[i] = result;
+    }
+  });
+  return best;
+}
 
 /// Residue of an Erlang transit-time distribution of order k and mean `mtt`: the fraction still
 /// in the tissue `t` after arrival, e^(−x) Σ_{j<k} x^j / j!, x = k t / mtt (k = 1: e^(−t/MTT)).
@@ -157,17 +197,110 @@ ModelFit::ModelFit(const CurveSlabs& slabs, std::int64_t curve_count, const std:
   if (!(noise_hu_ > 0)) noise_hu_ = 1e-3;  // noise-free curves: the best entry alone
 }
 
-std::array<at::Tensor, 3> ModelFit::fit(const at::Tensor& curves) const {
+HealthyCurve healthy_curve(const CurveSlabs& slabs, const CurveStats& stats, double interval_s) {
+  if (stats.ttp.numel() == 0) return {};
+  const double ttp = stats.ttp.median().item<double>(), auc = stats.auc.median().item<double>();
+  if (!(auc > 0)) return {};
+  const at::Tensor take = ((stats.ttp - ttp).abs() <= interval_s) & (stats.auc >= 0.5 * auc) & (stats.auc <= 2 * auc);
+  HealthyCurve h;
+  h.voxels = take.sum().item<std::int64_t>();
+  if (h.voxels == 0) return {};
+  at::Tensor sum;
+  std::int64_t offset = 0;
+  const at::Tensor weight = take.to(at::kFloat);
+  slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
+    const at::Tensor part = at::matmul(weight.slice(0, offset, offset + curves.size(0)), curves).to(at::kDouble);
+    offset += curves.size(0);
+    sum = sum.defined() ? sum + part : part;
+  });
+  const at::Tensor mean = (sum / static_cast<double>(h.voxels)).contiguous();
+  h.hu.assign(mean.data_ptr<double>(), mean.data_ptr<double>() + mean.numel());
+  return h;
+}
+
+void ModelFit::add_mixture(const HealthyCurve& healthy) {
+  const auto frames = static_cast<std::int64_t>(healthy.hu.size());
+  if (frames != dictionary_.atoms.size(1)) return;
+  double sum = 0, squares = 0;
+  for (const double v : healthy.hu) sum += v, squares += v * v;
+  const double norm = std::sqrt(std::max(0.0, squares - sum * sum * dictionary_.shrink()));
+  if (!(norm > 0)) return;
+  const at::Tensor h = at::tensor(healthy.hu, at::kDouble);
+  // The healthy curve's own fit: its flow, volume and delay stand for the share α of it.
+  const Maps own = fit(h.to(at::kFloat).unsqueeze(0));
+  Mixture m;
+  m.cbf = own.cbf.item<double>(), m.cbv = own.cbv.item<double>(), m.tmax = own.tmax.item<double>();
+  m.norm = norm;
+  m.voxels = healthy.voxels;
+  const at::Tensor H = (h - sum * dictionary_.shrink()) / norm;  // M h / |h|
+  const at::Tensor atoms = dictionary_.atoms.to(at::kDouble);    // M a / |a|
+  const at::Tensor rho = at::matmul(atoms, h) / norm;
+  const at::Tensor kept = ((1 - rho * rho) > kMinIndependence).nonzero().squeeze(1);
+  if (kept.numel() == 0) return;
+  const at::Tensor r = rho.index_select(0, kept), independence = (1 - r * r).sqrt();
+  m.kept = kept;
+  m.rho = r.to(at::kFloat);
+  m.independence = independence.to(at::kFloat);
+  m.gain.assign(static_cast<std::size_t>(atoms.size(0)), 0.f);
+  m.offset = m.gain;
+  const at::Tensor k = kept.contiguous();
+  for (std::int64_t j = 0; j < kept.numel(); ++j) {
+    const auto e = static_cast<std::size_t>(k[j].item<std::int64_t>());
+    m.gain[e] = static_cast<float>(1 / independence[j].item<double>());
+    m.offset[e] = static_cast<float>(r[j].item<double>() / independence[j].item<double>());
+  }
+  const at::Tensor per_score = dictionary_.scaled[0].to(at::kDouble).index_select(0, kept);  // 1 / |a|
+  const at::Tensor mtt = dictionary_.scaled[1].to(at::kDouble).index_select(0, kept) / per_score;
+  const at::Tensor beta = per_score / independence;    // β per unit of score
+  const at::Tensor alpha_lost = r / per_score / norm;  // α = H·c / |h| − β · this
+  m.scaled =
+      at::stack({beta * (1 - m.cbf * alpha_lost), beta * (mtt - 60 * m.cbv * alpha_lost)}).to(at::kFloat).contiguous();
+  m.entry_flow = at::stack({beta, beta}).to(at::kFloat).contiguous();
+  m.plain = dictionary_.plain.index_select(0, kept).contiguous();
+  m.healthy = H.to(at::kFloat).contiguous();
+  mixture_ = std::move(m);
+}
+
+ModelFit::Maps ModelFit::fit(const at::Tensor& curves) const {
   // Each entry weighs its likelihood relative to the best, exp(−(RSS − RSS_best) / 2σ²) with
   // RSS = energy − max(score, 0)² (a negative score fits CBF 0): kernel 8 on the scores.
-  std::vector<at::Tensor> parts;
+  const auto inverse_two_variance = static_cast<float>(1.0 / (2 * noise_hu_ * noise_hu_));
+  std::vector<at::Tensor> parts, mixed;
   for (std::int64_t r0 = 0; r0 < curves.size(0); r0 += kRows) {
-    const at::Tensor scores = at::matmul(curves.slice(0, r0, std::min(curves.size(0), r0 + kRows)), dictionary_.atoms.t());
-    parts.push_back(kernels::dictionary_means(scores, dictionary_.scaled, dictionary_.plain,
-                                              1.0 / (2 * noise_hu_ * noise_hu_)));
+    const at::Tensor c = curves.slice(0, r0, std::min(curves.size(0), r0 + kRows));
+    const at::Tensor scores = at::matmul(c, dictionary_.atoms.t()).contiguous();
+    at::Tensor m = kernels::dictionary_means(scores, dictionary_.scaled, dictionary_.plain, inverse_two_variance);
+    if (mixture_) {
+      // With the healthy curve's part taken out first, entry k fits what is left: the best
+      // mixture's residual is energy − (H·c)² − max(s̃, 0)².
+      const Mixture& x = *mixture_;
+      // ã_k · c = (a_k · c − ρ_k H · c) / √(1 − ρ_k²): from the scores, no second product.
+      const at::Tensor share = at::matmul(c, x.healthy).contiguous();
+      const at::Tensor evidence =
+          share.square() + best_mixture_score(scores, share, x.gain, x.offset).square() - best_score(scores).square();
+      const at::Tensor use = evidence > kMixtureEvidence * noise_hu_ * noise_hu_;
+      const at::Tensor rows = use.nonzero().squeeze(1);
+      if (rows.numel() > 0) {
+        const at::Tensor sub =
+            ((scores.index_select(0, rows).index_select(1, x.kept) - share.index_select(0, rows).unsqueeze(1) * x.rho) /
+             x.independence)
+                .contiguous();
+        const at::Tensor beyond = kernels::dictionary_means(sub, x.scaled, x.plain, inverse_two_variance);
+        const at::Tensor entry =
+            kernels::dictionary_means(sub, x.entry_flow, x.plain, inverse_two_variance).select(1, 0);
+        const at::Tensor alpha = share.index_select(0, rows) / x.norm;
+        const at::Tensor cbf = (x.cbf * alpha + beyond.select(1, 0)).clamp_min(0);
+        const at::Tensor cbf_mtt = (60 * x.cbv * alpha + beyond.select(1, 1)).clamp_min(0);
+        // Tmax: the entry's delay where it carries most of the flow, else healthy tissue's.
+        const at::Tensor tmax = at::where(entry > cbf - entry, beyond.select(1, 2), at::full_like(cbf, x.tmax));
+        m.index_copy_(0, rows, at::stack({cbf, cbf_mtt, tmax}, 1));
+      }
+      mixed.push_back(use);
+    }
+    parts.push_back(m);
   }
   const at::Tensor m = at::cat(parts);
-  return {m.select(1, 0), m.select(1, 1) / 60, m.select(1, 2)};
+  return {m.select(1, 0), m.select(1, 1) / 60, m.select(1, 2), mixed.empty() ? at::Tensor() : at::cat(mixed)};
 }
 
 nlohmann::json ModelFit::record() const {
@@ -175,7 +308,13 @@ nlohmann::json ModelFit::record() const {
           {"erlang_orders", dictionary_.orders},
           {"mtt_s", {dictionary_.mtts_s.front(), dictionary_.mtts_s.back(), dictionary_.mtts_s.size()}},
           {"delay_s", {dictionary_.delays_s.front(), dictionary_.delays_s.back(), dictionary_.delays_s.size()}},
-          {"noise_hu", noise_hu_}};
+          {"noise_hu", noise_hu_},
+          {"mixture", mixture_ ? nlohmann::json{{"healthy_voxels", mixture_->voxels},
+                                                {"healthy_cbf", mixture_->cbf},
+                                                {"healthy_cbv", mixture_->cbv},
+                                                {"healthy_tmax_s", mixture_->tmax},
+                                                {"entries", mixture_->kept.numel()}}
+                               : nlohmann::json()}};
 }
 
 }  // namespace vitruvian::data::perfusion

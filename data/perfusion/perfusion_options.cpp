@@ -35,6 +35,9 @@ void PerfusionOptions::visit(ConfigVisitor& v) {
   v.field("model_orders", model_orders, "model: Erlang orders of the transit-time distribution (1: exponential residue)");
   v.field("model_mtt_s", model_mtt_s, "model: [low, high] MTT range (s), log-spaced levels at most 20 % apart");
   v.field("model_delay_s", model_delay_s, "model: [low, high] arterial delay range (s), levels at most 0.75 s apart");
+  v.field("model_mixture", model_mixture,
+          "model: a curve may also be a share of healthy tissue's plus one entry (partial volume at the lesion's "
+          "edge), where that fits clearly better");
   v.field("hematocrit_ratio", hematocrit_ratio, "k_H = (1 - Hct of large vessels) / (1 - Hct of capillaries)");
   v.field("density", density, "brain tissue density (g/mL)");
   v.field("cbv_min", cbv_min, "CBV below this is CSF, left out (mL/100 g)");

@@ -142,15 +142,33 @@ struct ModelDictionary {
 /// product [n, T] × [T, K]); CBF, CBV = CBF · MTT / 60 and Tmax (= the delay: these residues
 /// peak at arrival) as means over the entries weighted by exp(−ΔRSS / 2σ²) (kernel 8), σ the
 /// brain's median residual noise.
+/// The brain's typical curve for the model fit's mixtures: the mean of the curves whose TTP is
+/// within one frame interval of the median TTP and whose AUC is 0.5 … 2 times the median AUC (the
+/// bulk of the brain, which is healthy tissue: not the lesion's late bolus, not vessels or CSF).
+struct HealthyCurve {
+  std::vector<double> hu;  ///< per frame; empty when no curve qualifies
+  std::int64_t voxels = 0;
+};
+HealthyCurve healthy_curve(const CurveSlabs& slabs, const CurveStats& stats, double interval_s);
+
 class ModelFit {
  public:
   /// The dictionary for `aif_hu` (the arterial input after the venous scaling), and σ from a
   /// sample of the `curve_count` curves of `slabs`.
   ModelFit(const CurveSlabs& slabs, std::int64_t curve_count, const std::vector<double>& aif_hu, double interval_s,
            std::int64_t baseline_frames, const PerfusionOptions& o);
-  /// CBF (mL/100 g/min), CBV (mL/100 g) and Tmax (s) of curves float32 [n, T], each [n].
-  std::array<at::Tensor, 3> fit(const at::Tensor& curves) const;
-  /// {"entries", "erlang_orders", "mtt_s": [low, high, levels], "delay_s": [...], "noise_hu"}.
+  /// From now on a curve may also be a mixture, α · `healthy` + β · one entry (partial volume of
+  /// healthy tissue and the lesion at its edge), where that improves its best fit by more than
+  /// kMixtureEvidence · σ². Does nothing for an empty or flat curve.
+  void add_mixture(const HealthyCurve& healthy);
+  struct Maps {
+    at::Tensor cbf, cbv, tmax;  ///< mL/100 g/min, mL/100 g, s; each [n]
+    at::Tensor mixed;           ///< bool [n]: fitted as a mixture
+  };
+  /// The maps of curves float32 [n, T].
+  Maps fit(const at::Tensor& curves) const;
+  /// {"entries", "erlang_orders", "mtt_s": [low, high, levels], "delay_s": [...], "noise_hu",
+  /// "mixture": null or {"healthy_voxels", "healthy_cbf", "healthy_cbv", "healthy_tmax_s", "entries"}}.
   nlohmann::json record() const;
 
  private:
@@ -158,6 +176,22 @@ class ModelFit {
   at::Tensor best_residuals(const at::Tensor& curves) const;
   ModelDictionary dictionary_;
   double noise_hu_ = 0;
+  /// The mixture (add_mixture): h the healthy curve, H = M h / |h| (|h| = √(hᵀ M h)); each entry
+  /// a kept is fitted by its part orthogonal to h, ã = M (a / |a| − ρ h / |h|) / √(1 − ρ²),
+  /// ρ = aᵀ M h / (|a| |h|); per entry, β per unit of score and what α loses per unit of β.
+  struct Mixture {
+    at::Tensor healthy;                 ///< float32 [T]: H
+    double norm = 0;                    ///< |h|
+    double cbf = 0, cbv = 0, tmax = 0;  ///< the healthy curve's own fit
+    at::Tensor kept;                    ///< int64 [K']: the entries kept (ρ² ≤ 1 − kMinIndependence)
+    at::Tensor rho, independence;       ///< float32 [K']: ρ and √(1 − ρ²) of each
+    std::vector<float> gain, offset;  ///< per entry of the dictionary [K]: 1 / √(1 − ρ²), ρ / √(1 − ρ²); 0 if not kept
+    at::Tensor scaled;      ///< float32 [2, K']: per unit of score, the voxel's CBF and CBF · MTT beyond α's share
+    at::Tensor entry_flow;  ///< float32 [2, K']: β per unit of score (both rows)
+    at::Tensor plain;       ///< float32 [K']: the entry's delay
+    std::int64_t voxels = 0;
+  };
+  std::optional<Mixture> mixture_;
 };
 
 /// Patient LPS mm of a linear voxel index, and the nearest voxel of an LPS point (−1 outside).
