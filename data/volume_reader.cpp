@@ -110,6 +110,9 @@ struct VolumeStore::State {
 
 namespace {
 
+/// The most frames a 4D series may declare (each within ReadOptions::max_voxels).
+constexpr double kMaxFrames = 4096;
+
 /// Shape, type, chunking, compression of one dataset, with the safety checks.
 struct DatasetFacts {
   VoxelType type = VoxelType::kUInt8;
@@ -152,14 +155,23 @@ DatasetFacts inspect_dataset(hid_t file, const std::string& object, const std::s
   const std::vector<hsize_t> dims = h5::extent(space.get(), where);
   const int rank = static_cast<int>(dims.size());
   if (rank != 3 && rank != 4) throw InputError(where, fmt::format("{} dimensions; expected [z,y,x] or [t,z,y,x]", rank));
-  double voxels = 1;
-  for (hsize_t d : dims) {
-    facts.shape.push_back(static_cast<std::int64_t>(d));
-    voxels *= static_cast<double>(d);
+  double voxels = 1, frame = 1;
+  for (int d = 0; d < rank; ++d) {
+    facts.shape.push_back(static_cast<std::int64_t>(dims[d]));
+    voxels *= static_cast<double>(dims[d]);
+    if (d >= rank - 3) frame *= static_cast<double>(dims[d]);
   }
-  if (voxels < 1 || voxels > static_cast<double>(max_voxels)) {
-    throw InputError(where, fmt::format("declares {:.0f} voxels ({}); expected 1 to {} (ReadOptions::max_voxels)", voxels,
-                                        fmt::join(facts.shape, "x"), max_voxels));
+  // A 4D series may hold more than one read may take (a clinical CT perfusion series of 512 × 512
+  // × 320 × 30 has 2.5 G voxels, of which its analysis reads a part): each frame must be within
+  // max_voxels, the whole within kMaxFrames of them; every read is held to max_voxels (read_box).
+  if (voxels < 1 || frame > static_cast<double>(max_voxels) ||
+      voxels > static_cast<double>(max_voxels) * (rank == 4 ? kMaxFrames : 1)) {
+    throw InputError(where, rank == 4 ? fmt::format("declares {:.0f} voxels ({}); expected 1 to {} a frame and {} "
+                                                    "frames at most (ReadOptions::max_voxels)",
+                                                    voxels, fmt::join(facts.shape, "x"), max_voxels, kMaxFrames)
+                                      : fmt::format("declares {:.0f} voxels ({}); expected 1 to {} "
+                                                    "(ReadOptions::max_voxels)",
+                                                    voxels, fmt::join(facts.shape, "x"), max_voxels));
   }
   Handle dcpl = checked(H5Dget_create_plist(dataset.get()), H5Pclose, "H5Dget_create_plist", where);
   const H5D_layout_t layout = H5Pget_layout(dcpl.get());
@@ -344,6 +356,14 @@ at::Tensor VolumeStore::State::read_box(std::size_t file, const std::string& obj
     count[d] = static_cast<hsize_t>(size[axis]);
   }
   std::vector<std::int64_t> out_shape(count.begin(), count.end());
+  double voxels = 1;
+  for (const hsize_t c : count) voxels *= static_cast<double>(c);
+  if (voxels > static_cast<double>(options.max_voxels)) {
+    throw InputError(subject,
+                     fmt::format("a read of {:.0f} voxels ({}); expected at most {} (ReadOptions::max_voxels): "
+                                 "read it in parts (frames, or a box)",
+                                 voxels, fmt::join(out_shape, "x"), options.max_voxels));
+  }
   if (dataset.layout != nullptr) {
     // Chunks fetched raw and decoded here, outside HDF5's global lock. uint16 arrives as its
     // file bytes (in an int16 tensor) and is widened like everywhere else.

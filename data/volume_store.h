@@ -145,7 +145,10 @@ void merge_volume_files(const std::vector<std::filesystem::path>& parts, const s
 
 /// Limits a reader enforces before allocating anything.
 struct ReadOptions {
-  std::int64_t max_voxels = std::int64_t{1} << 31;  ///< per series or label map
+  /// The most voxels one read may take (a series, a part of one, a label map), and a dataset may
+  /// declare: a 3D one in all, a 4D series in each frame (and at most 4 096 frames), since a
+  /// series too large to read whole may still be read in parts.
+  std::int64_t max_voxels = std::int64_t{1} << 31;
   /// Decoded chunks kept by the store, shared by all its datasets (bytes); 0: none, every read
   /// decodes the chunks it touches. It fills only as data is read, so the default suits a
   /// training rank: a dataset up to 1 GiB is decoded once and then served from memory.

@@ -283,6 +283,47 @@ TEST_F(VolumeStoreTest, HugeDeclaredSizesAreRefusedBeforeAllocating) {
   EXPECT_NE(text.find("declares 1000000000000 voxels"), std::string::npos) << text;
 }
 
+TEST_F(VolumeStoreTest, AFourDSeriesLargerThanOneReadOpensAndReadsInParts) {
+  // max_voxels bounds each read and each frame: a 4D series larger than one read (a clinical CT
+  // perfusion series) opens, its parts read, and a read of the whole is refused with one line.
+  const auto path = dir_ / "p.h5";
+  Volume perfusion = ct(4, 8, 8);
+  perfusion.voxels = at::randint(-100, 100, {5, 4, 8, 8}, at::kShort);
+  perfusion.frame_times_s = {0, 1, 2, 3, 4};
+  for (const StorageOptions& storage : {StorageOptions{{4, 4, 4}, 0, false}, StorageOptions{{0, 0, 0}, 0, false}}) {
+    {
+      VolumeWriter writer(path, storage);
+      writer.add_series("s", "ctp", perfusion, "x");
+      writer.commit();
+    }
+    ReadOptions options;
+    options.max_voxels = 1000;  // a frame is 256 voxels, the series 1 280
+    const VolumeStore store(path, options);
+    const Volume part = store.read_series_part("s", "ctp", {0, 0, 0}, {4, 8, 8}, 1, 3);
+    EXPECT_TRUE(at::equal(part.voxels, perfusion.voxels.slice(0, 1, 4)));
+    EXPECT_EQ(part.frame_times_s, (std::vector<double>{1, 2, 3}));
+    try {
+      store.read_series("s", "ctp");
+      ADD_FAILURE() << "a read of 1 280 voxels passed max_voxels 1 000";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("a read of 1280 voxels (5x4x8x8); expected at most 1000 "
+                                           "(ReadOptions::max_voxels): read it in parts"),
+                std::string::npos)
+          << e.what();
+    }
+    options.max_voxels = 200;  // less than a frame: refused when opened
+    try {
+      const VolumeStore small(path, options);
+      ADD_FAILURE() << "a frame of 256 voxels passed max_voxels 200";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("declares 1280 voxels (5x4x8x8); expected 1 to 200 a frame"),
+                std::string::npos)
+          << e.what();
+    }
+    std::filesystem::remove(path);
+  }
+}
+
 TEST_F(VolumeStoreTest, TruncatedFilesAndForeignFilesAreNamed) {
   const auto path = dir_ / "t.h5";
   {
