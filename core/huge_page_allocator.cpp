@@ -1,9 +1,12 @@
 // The huge-page CPU allocator for tensors (see the header): installed once per process.
 #include "core/huge_page_allocator.h"
 
+#include <ATen/ATen.h>
 #include <c10/core/CPUAllocator.h>
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -72,6 +75,18 @@ bool install_huge_page_allocator() {
     return true;
   }();
   return installed;
+}
+
+at::Tensor lazily_zeroed(at::IntArrayRef shape, at::ScalarType type) {
+  const auto options = at::TensorOptions().dtype(type);
+  std::size_t bytes = c10::elementSize(type);
+  for (const std::int64_t d : shape) bytes *= static_cast<std::size_t>(std::max<std::int64_t>(d, 0));
+  if (bytes < kHugePage) return at::zeros(shape, options);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return at::zeros(shape, options);
+  madvise(p, bytes, MADV_HUGEPAGE);  // advice only
+  return at::from_blob(
+      p, shape, [bytes](void* q) { munmap(q, bytes); }, options);
 }
 
 }  // namespace vitruvian

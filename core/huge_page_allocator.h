@@ -5,6 +5,8 @@
 // a freshly allocated volume.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 namespace vitruvian {
 
 /// Installs the allocator for this process (once; later calls do nothing). Returns whether it
@@ -13,5 +15,11 @@ namespace vitruvian {
 bool install_huge_page_allocator();
 /// Whether install_huge_page_allocator has installed it in this process.
 bool huge_page_allocator_installed();
+
+/// A tensor of zeros whose memory the kernel hands out only where it is written (fresh anonymous
+/// pages, huge pages advised from 2 MiB up): reading the rest costs no allocation and no clearing.
+/// For large volumes that stay mostly zero (maps placed on a series' grid), where at::zeros would
+/// write every byte first. Below 2 MiB, or when the mapping fails, at::zeros.
+at::Tensor lazily_zeroed(at::IntArrayRef shape, at::ScalarType type);
 
 }  // namespace vitruvian

@@ -12,6 +12,7 @@
 #include <numeric>
 
 #include "core/errors.h"
+#include "core/huge_page_allocator.h"
 #include "core/kernels/dispatch.h"
 #include "data/tensor_helpers.h"
 
@@ -352,7 +353,9 @@ Volume uncrop(const Volume& part, const Volume& reference, const Box& box) {
   out.type = part.type;
   out.modality = part.modality;
   out.geometry = reference.geometry;
-  out.voxels = at::zeros({shape[0], shape[1], shape[2]}, part.voxels.options());
+  // Zero pages outside the box: only what the part is copied into is ever allocated.
+  out.voxels = part.voxels.is_cpu() ? lazily_zeroed({shape[0], shape[1], shape[2]}, part.voxels.scalar_type())
+                                    : at::zeros({shape[0], shape[1], shape[2]}, part.voxels.options());
   box_view(out.voxels, box).copy_(part.voxels);
   return out;
 }

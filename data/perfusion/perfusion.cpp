@@ -13,6 +13,7 @@
 
 #include "core/components.h"
 #include "core/errors.h"
+#include "core/huge_page_allocator.h"
 #include "core/kernels/dispatch.h"
 #include "data/perfusion/perfusion_steps.h"
 
@@ -203,7 +204,7 @@ void build_maps(PerfusionResult& r, const Volume& series, const Volume& grid, co
     v.type = VoxelType::kFloat32;
     v.geometry = grid.geometry;
     v.modality = series.modality;
-    v.voxels = at::zeros({shape[0], shape[1], shape[2]}, at::kFloat);
+    v.voxels = lazily_zeroed({shape[0], shape[1], shape[2]}, at::kFloat);  // pages only where the brain is
     kept[m] = values[m].to(at::kFloat).contiguous();
     from[m] = kept[m].data_ptr<float>();
     to[m] = v.voxels.data_ptr<float>();

@@ -34,5 +34,30 @@ TEST(HugePageAllocator, LargeTensorsAre2MiBAlignedAndWorkAsUsual) {
   EXPECT_EQ(at::empty({0}, at::kFloat).numel(), 0);
 }
 
+/// Resident memory of this process (bytes), from /proc/self/statm.
+double resident_bytes() {
+  std::ifstream in("/proc/self/statm");
+  double size = 0, resident = 0;
+  in >> size >> resident;
+  return resident * 4096;
+}
+
+TEST(LazilyZeroed, ReadsAsZerosAndTakesMemoryOnlyWhereWritten) {
+  for (const at::ScalarType type : {at::kFloat, at::kByte}) {
+    const double before = resident_bytes();
+    at::Tensor big = lazily_zeroed({64, 1024, 1024}, type);  // 64 Mi elements: 256 or 64 MiB
+    ASSERT_EQ(big.sizes(), (at::IntArrayRef{64, 1024, 1024}));
+    ASSERT_EQ(big.scalar_type(), type);
+    big[3].fill_(1);  // one slice written: 4 or 1 MiB, a few huge pages
+    const double grown = resident_bytes() - before;
+    EXPECT_LT(grown, 32.0 * (1 << 20)) << "resident memory grew by " << grown << " bytes";
+    EXPECT_EQ(big.sum(at::kDouble).item<double>(), 1024.0 * 1024);  // read back: the rest is zero
+    EXPECT_EQ(big[3].min().item<double>(), 1);
+  }
+  const at::Tensor small = lazily_zeroed({10, 10}, at::kFloat);  // below 2 MiB: at::zeros
+  EXPECT_EQ(small.count_nonzero().item<std::int64_t>(), 0);
+  EXPECT_EQ(lazily_zeroed({0, 5}, at::kFloat).numel(), 0);
+}
+
 }  // namespace
 }  // namespace vitruvian
