@@ -175,8 +175,7 @@ VoxelMaps deconvolve_model(const CurveSlabs& slabs, const BrainVoxels& voxels, P
                            const FrameTiming& ft, std::int64_t baseline_frames, const PerfusionOptions& o) {
   std::vector<double> aif = r.aif.hu;
   for (double& v : aif) v *= r.aif_scale;
-  perfusion::ModelFit model(slabs, voxels.index.numel(), aif, ft.interval_s, baseline_frames, o);
-  if (o.model_mixture) model.add_mixture(perfusion::healthy_curve(slabs, voxels.stats, ft.interval_s));
+  const perfusion::ModelFit model(slabs, voxels.stats, aif, ft.interval_s, baseline_frames, o);
   r.model = model.record();
   std::vector<at::Tensor> cbf, cbv, tmax;
   std::int64_t mixed = 0;

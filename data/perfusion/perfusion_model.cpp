@@ -37,12 +37,13 @@ at::Tensor best_score(const at::Tensor& scores) { return scores.amax(1).clamp_mi
 /// offset[k]), with gain = 1 / √(1 − ρ²) and offset = ρ · gain for the entries the mixture keeps
 /// and 0 for the others: the best mixture's score after the healthy share. 16 running maxima per
 /// row, so the loop vectorises without reordering a sum.
-at::Tensor best_mixture_score(const at::Tensor& scores, const at::Tensor& share, const std::vector<float>& gain,
-                              const std::vector<float>& offset) {
+at::Tensor best_mixture_score(const at::Tensor& scores, const at::Tensor& share, const at::Tensor& gain,
+                              const at::Tensor& offset) {
   constexpr std::int64_t kWidth = 16;
   const std::int64_t n = scores.size(0), entries = scores.size(1);
   at::Tensor best = at::empty({n}, at::kFloat);
-  const float *s = scores.data_ptr<float>(), *h = share.data_ptr<float>(), *g = gain.data(), *o = offset.data();
+  const float *s = scores.data_ptr<float>(), *h = share.data_ptr<float>(), *g = gain.data_ptr<float>(),
+              *o = offset.data_ptr<float>();
   float* out = best.data_ptr<float>();
   at::parallel_for(0, n, 16, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) {
@@ -93,6 +94,17 @@ std::vector<double> linear_levels(double low, double high, double step) {
   std::vector<double> v;
   for (int i = 0; i < n; ++i) v.push_back(n > 1 ? low + (high - low) * i / double(n - 1) : low);
   return v;
+}
+
+/// The curves that make the healthy curve, as weights 0 / 1 (float32 [n]): TTP within one frame
+/// interval of the median TTP, AUC 0.5 … 2 times the median AUC (the bulk of the brain, healthy
+/// tissue: not the lesion's late bolus, not vessels or CSF). Undefined when none qualifies.
+at::Tensor healthy_weights(const CurveStats& stats, double interval_s) {
+  if (stats.ttp.numel() == 0) return {};
+  const double ttp = stats.ttp.median().item<double>(), auc = stats.auc.median().item<double>();
+  if (!(auc > 0)) return {};
+  const at::Tensor take = ((stats.ttp - ttp).abs() <= interval_s) & (stats.auc >= 0.5 * auc) & (stats.auc <= 2 * auc);
+  return take.any().item<bool>() ? take.to(at::kFloat) : at::Tensor();
 }
 
 }  // namespace
@@ -178,60 +190,49 @@ at::Tensor ModelFit::best_residuals(const at::Tensor& curves) const {
   return curves.square().sum(1) - curves.sum(1).square() * dictionary_.shrink() - best.square();
 }
 
-ModelFit::ModelFit(const CurveSlabs& slabs, std::int64_t curve_count, const std::vector<double>& aif_hu, double interval_s,
-                   std::int64_t baseline_frames, const PerfusionOptions& o)
+ModelFit::ModelFit(const CurveSlabs& slabs, const CurveStats& stats, const std::vector<double>& aif_hu,
+                   double interval_s, std::int64_t baseline_frames, const PerfusionOptions& o)
     : dictionary_(aif_hu, interval_s, baseline_frames, o) {
-  // The noise: the median residual of the best entry over a sample of the brain's curves (every
-  // stride-th of each slab), per degree of freedom (frames less CBF, MTT, delay and offset).
+  // One pass over the curves for two things. The noise: the median residual of the best entry
+  // over a sample of the brain's curves (every stride-th of each slab), per degree of freedom
+  // (frames less CBF, MTT, delay and offset). With mixtures, the healthy curve's sum.
+  const std::int64_t curve_count = stats.ttp.numel();
   const std::int64_t stride = std::max<std::int64_t>(1, (curve_count + kNoiseRows - 1) / kNoiseRows);
+  const at::Tensor healthy = o.model_mixture ? healthy_weights(stats, interval_s) : at::Tensor();
   std::vector<at::Tensor> residuals;
+  at::Tensor healthy_sum;
+  std::int64_t offset = 0;
   slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
     const at::Tensor sample = curves.slice(0, 0, curves.size(0), stride);
     for (std::int64_t r0 = 0; r0 < sample.size(0); r0 += kRows) {
       residuals.push_back(best_residuals(sample.slice(0, r0, std::min(sample.size(0), r0 + kRows))));
     }
+    if (healthy.defined()) {
+      const at::Tensor part = at::matmul(healthy.slice(0, offset, offset + curves.size(0)), curves).to(at::kDouble);
+      healthy_sum = healthy_sum.defined() ? healthy_sum + part : part;
+    }
+    offset += curves.size(0);
   });
   const auto frames = static_cast<double>(aif_hu.size());
   const double median = residuals.empty() ? 0.0 : at::cat(residuals).median().item<double>();
   noise_hu_ = std::sqrt(std::max(median, 0.0) / std::max(1.0, frames - 4));
   if (!(noise_hu_ > 0)) noise_hu_ = 1e-3;  // noise-free curves: the best entry alone
+  if (healthy_sum.defined()) {
+    const auto voxels = static_cast<std::int64_t>(healthy.sum().item<double>());
+    add_mixture(healthy_sum / static_cast<double>(voxels), voxels);
+  }
 }
 
-HealthyCurve healthy_curve(const CurveSlabs& slabs, const CurveStats& stats, double interval_s) {
-  if (stats.ttp.numel() == 0) return {};
-  const double ttp = stats.ttp.median().item<double>(), auc = stats.auc.median().item<double>();
-  if (!(auc > 0)) return {};
-  const at::Tensor take = ((stats.ttp - ttp).abs() <= interval_s) & (stats.auc >= 0.5 * auc) & (stats.auc <= 2 * auc);
-  HealthyCurve h;
-  h.voxels = take.sum().item<std::int64_t>();
-  if (h.voxels == 0) return {};
-  at::Tensor sum;
-  std::int64_t offset = 0;
-  const at::Tensor weight = take.to(at::kFloat);
-  slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
-    const at::Tensor part = at::matmul(weight.slice(0, offset, offset + curves.size(0)), curves).to(at::kDouble);
-    offset += curves.size(0);
-    sum = sum.defined() ? sum + part : part;
-  });
-  const at::Tensor mean = (sum / static_cast<double>(h.voxels)).contiguous();
-  h.hu.assign(mean.data_ptr<double>(), mean.data_ptr<double>() + mean.numel());
-  return h;
-}
-
-void ModelFit::add_mixture(const HealthyCurve& healthy) {
-  const auto frames = static_cast<std::int64_t>(healthy.hu.size());
-  if (frames != dictionary_.atoms.size(1)) return;
-  double sum = 0, squares = 0;
-  for (const double v : healthy.hu) sum += v, squares += v * v;
+void ModelFit::add_mixture(const at::Tensor& h, std::int64_t voxels) {
+  const double sum = h.sum().item<double>(), squares = h.square().sum().item<double>();
   const double norm = std::sqrt(std::max(0.0, squares - sum * sum * dictionary_.shrink()));
   if (!(norm > 0)) return;
-  const at::Tensor h = at::tensor(healthy.hu, at::kDouble);
   // The healthy curve's own fit: its flow, volume and delay stand for the share α of it.
   const Maps own = fit(h.to(at::kFloat).unsqueeze(0));
   Mixture m;
   m.cbf = own.cbf.item<double>(), m.cbv = own.cbv.item<double>(), m.tmax = own.tmax.item<double>();
   m.norm = norm;
-  m.voxels = healthy.voxels;
+  m.voxels = voxels;
   const at::Tensor H = (h - sum * dictionary_.shrink()) / norm;  // M h / |h|
   const at::Tensor atoms = dictionary_.atoms.to(at::kDouble);    // M a / |a|
   const at::Tensor rho = at::matmul(atoms, h) / norm;
@@ -239,16 +240,9 @@ void ModelFit::add_mixture(const HealthyCurve& healthy) {
   if (kept.numel() == 0) return;
   const at::Tensor r = rho.index_select(0, kept), independence = (1 - r * r).sqrt();
   m.kept = kept;
-  m.rho = r.to(at::kFloat);
-  m.independence = independence.to(at::kFloat);
-  m.gain.assign(static_cast<std::size_t>(atoms.size(0)), 0.f);
-  m.offset = m.gain;
-  const at::Tensor k = kept.contiguous();
-  for (std::int64_t j = 0; j < kept.numel(); ++j) {
-    const auto e = static_cast<std::size_t>(k[j].item<std::int64_t>());
-    m.gain[e] = static_cast<float>(1 / independence[j].item<double>());
-    m.offset[e] = static_cast<float>(r[j].item<double>() / independence[j].item<double>());
-  }
+  // Per entry of the whole dictionary, 0 where not kept: ã · c = s · gain − H · c · offset.
+  m.gain = at::zeros({atoms.size(0)}, at::kFloat).index_put_({kept}, (1 / independence).to(at::kFloat));
+  m.offset = at::zeros({atoms.size(0)}, at::kFloat).index_put_({kept}, (r / independence).to(at::kFloat));
   const at::Tensor per_score = dictionary_.scaled[0].to(at::kDouble).index_select(0, kept);  // 1 / |a|
   const at::Tensor mtt = dictionary_.scaled[1].to(at::kDouble).index_select(0, kept) / per_score;
   const at::Tensor beta = per_score / independence;    // β per unit of score
@@ -282,8 +276,8 @@ ModelFit::Maps ModelFit::fit(const at::Tensor& curves) const {
       const at::Tensor rows = use.nonzero().squeeze(1);
       if (rows.numel() > 0) {
         const at::Tensor sub =
-            ((scores.index_select(0, rows).index_select(1, x.kept) - share.index_select(0, rows).unsqueeze(1) * x.rho) /
-             x.independence)
+            (scores.index_select(0, rows) * x.gain - share.index_select(0, rows).unsqueeze(1) * x.offset)
+                .index_select(1, x.kept)
                 .contiguous();
         const at::Tensor beyond = kernels::dictionary_means(sub, x.scaled, x.plain, inverse_two_variance);
         const at::Tensor entry =

@@ -142,25 +142,13 @@ struct ModelDictionary {
 /// product [n, T] × [T, K]); CBF, CBV = CBF · MTT / 60 and Tmax (= the delay: these residues
 /// peak at arrival) as means over the entries weighted by exp(−ΔRSS / 2σ²) (kernel 8), σ the
 /// brain's median residual noise.
-/// The brain's typical curve for the model fit's mixtures: the mean of the curves whose TTP is
-/// within one frame interval of the median TTP and whose AUC is 0.5 … 2 times the median AUC (the
-/// bulk of the brain, which is healthy tissue: not the lesion's late bolus, not vessels or CSF).
-struct HealthyCurve {
-  std::vector<double> hu;  ///< per frame; empty when no curve qualifies
-  std::int64_t voxels = 0;
-};
-HealthyCurve healthy_curve(const CurveSlabs& slabs, const CurveStats& stats, double interval_s);
-
 class ModelFit {
  public:
-  /// The dictionary for `aif_hu` (the arterial input after the venous scaling), and σ from a
-  /// sample of the `curve_count` curves of `slabs`.
-  ModelFit(const CurveSlabs& slabs, std::int64_t curve_count, const std::vector<double>& aif_hu, double interval_s,
+  /// The dictionary for `aif_hu` (the arterial input after the venous scaling), σ from a sample
+  /// of the curves of `slabs` (`stats` theirs, in for_each order), and with `model_mixture` the
+  /// mixtures (step 5b of docs/PERFUSION.md), in the same pass over the curves.
+  ModelFit(const CurveSlabs& slabs, const CurveStats& stats, const std::vector<double>& aif_hu, double interval_s,
            std::int64_t baseline_frames, const PerfusionOptions& o);
-  /// From now on a curve may also be a mixture, α · `healthy` + β · one entry (partial volume of
-  /// healthy tissue and the lesion at its edge), where that improves its best fit by more than
-  /// kMixtureEvidence · σ². Does nothing for an empty or flat curve.
-  void add_mixture(const HealthyCurve& healthy);
   struct Maps {
     at::Tensor cbf, cbv, tmax;  ///< mL/100 g/min, mL/100 g, s; each [n]
     at::Tensor mixed;           ///< bool [n]: fitted as a mixture
@@ -172,6 +160,10 @@ class ModelFit {
   nlohmann::json record() const;
 
  private:
+  /// From now on a curve may also be a mixture, α · h + β · one entry (partial volume of healthy
+  /// tissue and the lesion at its edge), where that improves its best fit by more than
+  /// kMixtureEvidence · σ²; h (double [T]) the mean of `voxels` healthy curves. Nothing for a flat h.
+  void add_mixture(const at::Tensor& h, std::int64_t voxels);
   /// RSS of each curve's best entry: cᵀ M c − max(0, max_k score_k)², float32 [n].
   at::Tensor best_residuals(const at::Tensor& curves) const;
   ModelDictionary dictionary_;
@@ -183,9 +175,8 @@ class ModelFit {
     at::Tensor healthy;                 ///< float32 [T]: H
     double norm = 0;                    ///< |h|
     double cbf = 0, cbv = 0, tmax = 0;  ///< the healthy curve's own fit
-    at::Tensor kept;                    ///< int64 [K']: the entries kept (ρ² ≤ 1 − kMinIndependence)
-    at::Tensor rho, independence;       ///< float32 [K']: ρ and √(1 − ρ²) of each
-    std::vector<float> gain, offset;  ///< per entry of the dictionary [K]: 1 / √(1 − ρ²), ρ / √(1 − ρ²); 0 if not kept
+    at::Tensor kept;                    ///< int64 [K']: the entries kept (1 − ρ² above kMinIndependence)
+    at::Tensor gain, offset;  ///< float32 [K], per dictionary entry: 1 / √(1 − ρ²), ρ / √(1 − ρ²); 0 if not kept
     at::Tensor scaled;      ///< float32 [2, K']: per unit of score, the voxel's CBF and CBF · MTT beyond α's share
     at::Tensor entry_flow;  ///< float32 [2, K']: β per unit of score (both rows)
     at::Tensor plain;       ///< float32 [K']: the entry's delay
