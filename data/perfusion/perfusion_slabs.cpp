@@ -39,6 +39,33 @@ at::Tensor smooth_in_time(const at::Tensor& curves) {
   return out;
 }
 
+/// out[i] = Σ_k w[k] · rows[k][i] over n values: the first term alone, then each tap's added in
+/// order (the sums of a zeroed start, but for the sign of a zero where every term is −0). Taps are
+/// added eight and four at a time, each group in one pass over `out` (still one addition after
+/// another per value: the same bits), so `out` is loaded and stored once per group, not per tap.
+inline void weighted_rows(float* out, std::int64_t n, const std::vector<float>& w, const float* const* rows) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = w[0] * rows[0][i];
+  std::size_t k = 1;
+  for (; k + 8 <= w.size(); k += 8) {
+    const float *a = rows[k], *b = rows[k + 1], *c = rows[k + 2], *d = rows[k + 3], *e = rows[k + 4], *f = rows[k + 5],
+                *g = rows[k + 6], *h = rows[k + 7];
+    const float va = w[k], vb = w[k + 1], vc = w[k + 2], vd = w[k + 3], ve = w[k + 4], vf = w[k + 5], vg = w[k + 6],
+                vh = w[k + 7];
+    for (std::int64_t i = 0; i < n; ++i)
+      out[i] = out[i] + va * a[i] + vb * b[i] + vc * c[i] + vd * d[i] + ve * e[i] + vf * f[i] + vg * g[i] + vh * h[i];
+  }
+  for (; k + 4 <= w.size(); k += 4) {
+    const float *a = rows[k], *b = rows[k + 1], *c = rows[k + 2], *d = rows[k + 3];
+    const float va = w[k], vb = w[k + 1], vc = w[k + 2], vd = w[k + 3];
+    for (std::int64_t i = 0; i < n; ++i) out[i] = out[i] + va * a[i] + vb * b[i] + vc * c[i] + vd * d[i];
+  }
+  for (; k < w.size(); ++k) {
+    const float* a = rows[k];
+    const float v = w[k];
+    for (std::int64_t i = 0; i < n; ++i) out[i] += v * a[i];
+  }
+}
+
 constexpr std::int64_t kSlabFloats = std::int64_t{64} << 20;    // box values (t, z, y, x) per slab: bounds its curves
 constexpr std::int64_t kCacheFloats = std::int64_t{256} << 20;  // 1 GiB of curves kept between passes
 }  // namespace
@@ -58,61 +85,27 @@ std::vector<float> gaussian_taps(double sigma_voxels) {
 VITRUVIAN_CLONES void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vector<float>& kx,
                                    const std::vector<float>& ky, std::vector<float>& scratch) {
   const auto rx = static_cast<std::int64_t>(kx.size() / 2), ry = static_cast<std::int64_t>(ky.size() / 2);
-  // Rows padded at both ends with their end values, wx wide. Both passes then run over whole
-  // planes of padded rows as single long loops (short rows would leave much of the work to the
-  // vector loops' scalar tails); the pads' own results are never used.
-  const std::int64_t wx = nx + 2 * rx, size = ny * wx;
-  scratch.resize(static_cast<std::size_t>(3 * size));  // every element used is written first
+  // Row by row, so that each pass over a row's sums stays in the core's first cache: along x from
+  // one row padded at both ends with its end values (wx wide), into along_x; then along y, each
+  // output row from the rows of along_x its taps reach (clamped to the first and last).
+  const std::int64_t wx = nx + 2 * rx;
+  scratch.resize(static_cast<std::size_t>(wx + ny * nx));  // every element used is written first
   float* padded = scratch.data();
-  float* along_x = padded + size;   // the plane smoothed along x, at [y * wx + x]
-  float* along_y = along_x + size;  // then along y
+  float* along_x = padded + wx;
+  std::vector<const float*> rows(std::max(kx.size(), ky.size()));
+  for (std::size_t k = 0; k < kx.size(); ++k) rows[k] = padded + k;
   for (std::int64_t y = 0; y < ny; ++y) {
     const float* in = plane + y * nx;
-    float* row = padded + y * wx;
-    std::fill(row, row + rx, in[0]);
-    std::copy(in, in + nx, row + rx);
-    std::fill(row + rx + nx, row + wx, in[nx - 1]);
+    std::fill(padded, padded + rx, in[0]);
+    std::copy(in, in + nx, padded + rx);
+    std::fill(padded + rx + nx, padded + wx, in[nx - 1]);
+    weighted_rows(along_x + y * nx, nx, kx, rows.data());
   }
-  // Each sum starts at its first tap's term, then adds the others in order: the sums of a zeroed
-  // start (0 + a is a), but for the sign of a zero where every term is −0.
-  const std::int64_t run = size - 2 * rx;
-  for (std::int64_t i = 0; i < run; ++i) along_x[i] = kx[0] * padded[i];
-  for (std::size_t k = 1; k < kx.size(); ++k) {
-    const float w = kx[k];
-    const float* src = padded + k;
-    for (std::int64_t i = 0; i < run; ++i) along_x[i] += w * src[i];
+  for (std::int64_t y = 0; y < ny; ++y) {
+    for (std::size_t k = 0; k < ky.size(); ++k)
+      rows[k] = along_x + std::clamp<std::int64_t>(y + static_cast<std::int64_t>(k) - ry, 0, ny - 1) * nx;
+    weighted_rows(plane + y * nx, nx, ky, rows.data());
   }
-  std::fill(along_x + run, along_x + size, 0.f);  // the last row's pads, read by the run along y
-  // Along y: rows whose taps all fall inside the plane in one run, the rows near the ends (taps
-  // clamped to the first or last row) one by one.
-  const auto edge_row = [&](std::int64_t y) {
-    float* out = along_y + y * wx;
-    const auto source = [&](std::size_t k) {
-      return along_x + std::clamp<std::int64_t>(y + static_cast<std::int64_t>(k) - ry, 0, ny - 1) * wx;
-    };
-    const float* first = source(0);
-    for (std::int64_t x = 0; x < nx; ++x) out[x] = ky[0] * first[x];
-    for (std::size_t k = 1; k < ky.size(); ++k) {
-      const float w = ky[k];
-      const float* src = source(k);
-      for (std::int64_t x = 0; x < nx; ++x) out[x] += w * src[x];
-    }
-  };
-  const std::int64_t inner_first = std::min(ry, ny), inner_end = std::max(inner_first, ny - ry);
-  for (std::int64_t y = 0; y < inner_first; ++y) edge_row(y);
-  for (std::int64_t y = inner_end; y < ny; ++y) edge_row(y);
-  if (inner_end > inner_first) {
-    float* out = along_y + inner_first * wx;
-    const std::int64_t n = (inner_end - inner_first) * wx;
-    const float* first = along_x;  // row y − ry for output row y
-    for (std::int64_t i = 0; i < n; ++i) out[i] = ky[0] * first[i];
-    for (std::size_t k = 1; k < ky.size(); ++k) {
-      const float w = ky[k];
-      const float* src = along_x + static_cast<std::int64_t>(k) * wx;
-      for (std::int64_t i = 0; i < n; ++i) out[i] += w * src[i];
-    }
-  }
-  for (std::int64_t y = 0; y < ny; ++y) std::copy(along_y + y * wx, along_y + y * wx + nx, plane + y * nx);
 }
 
 CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain,
