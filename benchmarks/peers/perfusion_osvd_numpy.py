@@ -19,12 +19,14 @@ deconvolution pass while they fit --cache-mib; slabs past it are read and smooth
 Where docs/PERFUSION.md leaves a choice open, this script takes the following:
  1. First mask (for the arrival): the mask procedure of step 2 applied with frame 0 as the
     baseline; g(t) is the mean of the raw frame t over it. The final mask is the same
-    procedure on the baseline. Arrival and baseline as written: a = the first frame with
-    e ≥ 10 % of max e, baseline = mean of frames 0 … a−1.
+    procedure on the baseline. Arrival and baseline as written: a = the first frame after frame 0
+    with e ≥ 5 % of max e, baseline = mean of frames 0 … a−2 (at least frame 0).
  2. Bone = raw baseline > bone_hu (not smoothed); the brain window is tested on the baseline
     smoothed in plane over what is not bone (baseline × not-bone, smoothed, divided by the
     smoothed not-bone mask). "Cannot reach the border without crossing bone": 4-connected paths in
-    the slice (a diagonal contact between two bone pixels closes the wall).
+    the slice through pixels that are not bone nor beside bone (the skull widened by one pixel,
+    8-neighbourhood, closes the one-pixel gaps of thin bone); the widened rim still counts as
+    inside.
  3. In-plane Gaussian: scipy.ndimage.gaussian_filter, σ_x = smoothing_mm / spacing_x and
     σ_y = smoothing_mm / spacing_y voxels, kernel radius int(3 σ + 0.5), the edge pixels repeated
     past the border ('nearest'). ΔC is smoothed over the brain alone: set to 0 outside the brain
@@ -69,7 +71,7 @@ DEFAULTS = {
     "min_enhancement_hu": 2.0,
     "bone_hu": 200.0,
     "brain_hu": [15.0, 60.0],
-    "smoothing_mm": 1.5,
+    "smoothing_mm": 3.0,
     "temporal_smoothing": False,
     "aif_voxels": 8,
     "vof_voxels": 8,
@@ -197,15 +199,21 @@ def smooth_inplane(volume, sigma_yx):
 
 def brain_mask(baseline, sigma_yx, cfg):
     bone = baseline > cfg["bone_hu"]
-    # Intracranial: per slice, the non-bone pixels whose 4-connected region does not touch the
-    # slice's border (one 3D labelling with an in-plane structure labels every slice at once).
+    # Intracranial: per slice, the non-bone pixels that no 4-connected path of pixels clear of the
+    # widened skull joins to the slice's border (one 3D labelling with an in-plane structure labels
+    # every slice at once).
     inplane = np.zeros((3, 3, 3), dtype=bool)
     inplane[1] = ndimage.generate_binary_structure(2, 1)
-    labels, _ = ndimage.label(~bone, structure=inplane)
+    around = np.zeros((3, 3, 3), dtype=bool)
+    around[1] = True
+    wall = ndimage.binary_dilation(bone, structure=around)
+    labels, _ = ndimage.label(~wall, structure=inplane)
+    del wall
     border = np.unique(np.concatenate([labels[:, 0, :].ravel(), labels[:, -1, :].ravel(),
                                        labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]))
     outside = np.zeros(labels.max() + 1, dtype=bool)
     outside[border] = True
+    outside[0] = False  # the wall: its rim is inside, its bone is removed below
     intracranial = ~outside[labels]
     intracranial &= ~bone
     del labels
@@ -246,14 +254,14 @@ def arrival(series, sigma_yx, cfg, stages):
     if e.max() < cfg["min_enhancement_hu"]:
         raise StudyError(f"{series.where}: no contrast arrival (the brain's mean enhancement peaks at "
                          f"{e.max():.2f} HU; expected at least {cfg['min_enhancement_hu']:g} HU)")
-    a = int(np.argmax(e >= 0.1 * e.max()))
-    a = max(a, 1)
+    a = 1 + int(np.argmax(e[1:] >= 0.05 * e.max()))
+    frames = max(1, a - 1)  # arteries fill a frame or two before the brain's mean
     baseline = frame0
-    for t in range(1, a):
+    for t in range(1, frames):
         f = series.frame(t)
         t0 = stages.add("read", t0)
         baseline += f
-    baseline /= a
+    baseline /= frames
     brain = brain_mask(baseline, sigma_yx, cfg)
     stages.add("mask", t0)
     if not brain.any():
