@@ -14,7 +14,8 @@
 # extrapolation. It is a first-order estimate: the deconvolution's share scales with the brain
 # voxels (here about 6 % of the grid: the phantom's field of view includes the neck; a
 # perfusion acquisition centred on the brain holds more), and the in-plane Gaussian's kernel
-# (σ = 1.5 mm) is twice as wide in voxels at 0.47 mm pixels.
+# (σ = smoothing_mm, 3 mm by default on both sides) is twice as wide in voxels at 0.47 mm pixels.
+# SHAPE 320,512,512 measures the clinical size itself (an 8 GB study file in the work folder).
 # Seconds per study are each program's own measure, from opening the study to the verdict
 # (Vitruvian: the perfusion route's seconds in report.json, which include reading the series and
 # building the five map volumes on the series' grid for the outputs, its stage `maps`; the peer:
