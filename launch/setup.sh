@@ -13,7 +13,7 @@ packages=(
   libhdf5-dev                           # volume store
   libnifti2-dev libdcmtk-dev zlib1g-dev # NIfTI and DICOM import/export, chunk decompression
   hdf5-filter-plugin liblz4-dev         # LZ4-compressed datasets (write, and decode chunks directly)
-  python3-h5py python3-nibabel python3-torch  # peers for side-by-side checks and benchmarks
+  python3-h5py python3-nibabel python3-torch python3-scipy  # peers for side-by-side checks and benchmarks
   libyaml-cpp-dev nlohmann-json3-dev    # config and reports
   libcli11-dev libspdlog-dev libfmt-dev # command line and logging
   libpng-dev                            # previews and plots

@@ -53,6 +53,24 @@ routes:
 YAML
 expect_exit 0 infer.err "$mpirun" -n 2 "$vit" --threads 1 infer --campaign campaign.yaml
 $py "$here/check_perfusion_truth.py" campaign hn_noise1.h5
+# The NumPy/SciPy peer of the benchmarks (the same method, written independently) on three of the
+# ten: its volumes within 1 mL of the campaign's and the same verdict. Catches one side's method
+# drifting from docs/PERFUSION.md (a changed default or step) without the other.
+for s in $(ls campaign/studies | sort | head -3); do
+  expect_exit 0 peer_$s.err env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $py "$here/../../benchmarks/peers/perfusion_osvd_numpy.py" \
+    --input hn_noise1.h5 --study "$s" --json "peer_$s.json"
+done
+$py - <<'PY'
+import json, os
+for study in sorted(os.listdir("campaign/studies"))[:3]:
+    peer = json.load(open(f"peer_{study}.json"))
+    ours = json.load(open(f"campaign/studies/{study}/report.json"))["perfusion"]
+    for key in ("core", "hypoperfused", "penumbra"):
+        assert abs(peer["volumes_ml"][key] - ours["volumes_ml"][key]) <= 1.0, (study, key, peer["volumes_ml"], ours["volumes_ml"])
+    assert peer["defuse3"]["eligible"] == ours["defuse3"]["eligible"], (study, peer["defuse3"], ours["defuse3"])
+    print(f"{study}: peer core {peer['volumes_ml']['core']:.2f} / ours {ours['volumes_ml']['core']:.2f} mL, "
+          f"hypoperfused {peer['volumes_ml']['hypoperfused']:.2f} / {ours['volumes_ml']['hypoperfused']:.2f} mL")
+PY
 # The noisier ten (the same study ids: another output) through the perfusion verb on two ranks.
 expect_exit 0 noisy.err "$mpirun" -n 2 "$vit" --threads 1 perfusion hn_noise15.h5 -o noisy
 grep -q "^head_neck_00000: core .* mL, Tmax>6s .* mL, mismatch .*; DEFUSE-3 " noisy.err.out || { cat noisy.err.out; fail "no summary line"; }
