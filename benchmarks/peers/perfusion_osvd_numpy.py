@@ -28,7 +28,7 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
     8-neighbourhood, closes the one-pixel gaps of thin bone); the widened rim still counts as
     inside.
  3. In-plane Gaussian: scipy.ndimage.gaussian_filter, σ_x = smoothing_mm / spacing_x and
-    σ_y = smoothing_mm / spacing_y voxels, kernel radius int(3 σ + 0.5), the edge pixels repeated
+    σ_y = smoothing_mm / spacing_y voxels, kernel radius ⌈3 σ⌉ (Vitruvian's taps), the edge pixels repeated
     past the border ('nearest'). ΔC is smoothed over the brain alone: set to 0 outside the brain
     mask, the smoothed slice divided by the smoothed mask.
  4. Temporal [1 2 1]/4 (off by default): end frames use their own value as the missing
@@ -57,6 +57,7 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -95,8 +96,10 @@ DEFAULTS = {
 }
 
 
-# The in-plane Gaussian: kernel radius about 3 σ, the edge pixels repeated beyond the border.
-GAUSS = {"truncate": 3.0, "mode": "nearest"}
+# The in-plane Gaussian: kernel radius ⌈3 σ⌉ (scipy's own default, int(3 σ + 0.5), is a tap
+# shorter at some σ, e.g. 6.4 pixels), the edge pixels repeated beyond the border.
+def gauss_radius(sigma):
+    return int(math.ceil(3.0 * sigma))
 
 
 class StudyError(Exception):
@@ -194,7 +197,9 @@ def check_frames(series, cfg):
 
 def smooth_inplane(volume, sigma_yx):
     """Each axial slice of a [z, y, x] float32 volume smoothed by a Gaussian (σ in voxels)."""
-    return ndimage.gaussian_filter(volume, sigma=(0.0, sigma_yx[0], sigma_yx[1]), output=np.float32, **GAUSS)
+    radius = (0, gauss_radius(sigma_yx[0]), gauss_radius(sigma_yx[1]))
+    return ndimage.gaussian_filter(volume, sigma=(0.0, sigma_yx[0], sigma_yx[1]), output=np.float32, mode="nearest",
+                                   radius=radius)
 
 
 def brain_mask(baseline, sigma_yx, cfg):
@@ -311,7 +316,7 @@ class Curves:
     def __init__(self, series, baseline, brain, sigma_yx, cfg):
         self.series, self.baseline, self.brain = series, baseline, brain
         self.sigma_yx, self.temporal = sigma_yx, cfg["temporal_smoothing"]
-        self.radius = tuple(int(GAUSS["truncate"] * s + 0.5) for s in sigma_yx)  # scipy's kernel radius
+        self.radius = tuple(gauss_radius(s) for s in sigma_yx)  # the kernel's radius
         Z, Y, X = series.shape
         self.slabs = [(z, min(z + series.slab, Z)) for z in range(0, Z, series.slab)]
         # Voxel indices (flat, z-y-x order) of the brain in each slab.
