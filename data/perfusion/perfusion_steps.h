@@ -63,9 +63,13 @@ class CurveSlabs {
   /// for_each() gives them but not smoothed in plane (the reference curves of vessels a few
   /// voxels wide).
   std::vector<std::vector<double>> at_voxels(const std::vector<std::int64_t>& voxels) const;
-  /// {"spatial": gaussian | tips, "smoothing_mm", "temporal"; with tips also "tips_sigma_mm",
-  /// "tips_similarity" and "frame_noise_hu", the noise the filter's weights are scaled by}.
+  /// {"spatial": gaussian | tips, "smoothing_mm", "temporal", "frame_noise_hu" (σ per voxel and
+  /// frame), "smoothed_noise_hu" (σ per frame of a curve after the in-plane Gaussian, and the
+  /// temporal filter when on, away from the brain's edge; with tips, of the filter's guide); with
+  /// tips also "tips_sigma_mm" and "tips_similarity"}.
   nlohmann::json record() const;
+  /// σ per frame of a curve after the in-plane Gaussian (and the temporal filter when on), HU.
+  double smoothed_noise_hu() const { return smoothed_noise_hu_; }
 
  private:
   struct Slab {
@@ -74,9 +78,9 @@ class CurveSlabs {
   /// The curves of slices [z0, z1) at `voxels` (linear indices, all in those slices and in the
   /// brain's box).
   at::Tensor curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels) const;
-  /// With spatial_filter tips: the noise σ per voxel and frame (HU), from the difference of the
-  /// first two frames over the brain (median absolute deviation); both are pre-contrast when the
-  /// baseline averages two or more frames.
+  /// The noise σ per voxel and frame (HU), from the difference of the first two frames over the
+  /// brain (median absolute deviation; an even sample of 2^20 voxels of a larger brain); both are
+  /// pre-contrast when the baseline averages two or more frames.
   static double frame_noise_hu(const Volume& series, const at::Tensor& brain);
   /// spatial_filter tips, slices in parallel: every frame's plane from `difference` (S − baseline
   /// of plane (slice, frame), 0 outside the brain), the guide (each plane smoothed in plane over
@@ -94,7 +98,8 @@ class CurveSlabs {
   std::int64_t y0_ = 0, y1_ = 0, x0_ = 0, x1_ = 0;            ///< the box read in plane
   std::vector<float> kx_, ky_;                                ///< Gaussian taps (odd length; {1}: none)
   std::optional<TipsFilter> tips_;                            ///< spatial_filter: tips
-  double frame_noise_hu_ = 0;                                 ///< tips: σ per voxel and frame
+  double frame_noise_hu_ = 0;                                 ///< σ per voxel and frame
+  double smoothed_noise_hu_ = 0;                              ///< σ per frame after the Gaussian
   std::vector<std::pair<std::int64_t, std::int64_t>> slabs_;  ///< [z0, z1) holding brain
   mutable std::vector<Slab> cache_;
   bool cache_on_ = false;

@@ -153,6 +153,17 @@ std::string page(const std::string& study, const json& p) {
       html_escape(study), html_escape(p.value("series", "")), p.at("frames").get<int>(),
       p.at("interval_s").get<double>(),
       deconvolution_name(p.value("deconvolution", "osvd")));
+  const json filter = p.value("filter", json::object());
+  if (filter.contains("contrast_to_noise") && filter.at("contrast_to_noise").is_number()) {
+    // How far the bolus stands above the noise: where it is low, the core is under-called
+    // (docs/PERFUSION.md, "Limits").
+    s << fmt::format(
+        "<p>Noise: σ {:.1f} HU a frame per voxel, {:.1f} HU after smoothing; the brain's mean bolus peaks at {:.1f} "
+        "HU: "
+        "contrast-to-noise {:.1f}.</p>\n",
+        filter.value("frame_noise_hu", 0.0), filter.value("smoothed_noise_hu", 0.0), filter.value("brain_peak_hu", 0.0),
+        filter.at("contrast_to_noise").get<double>());
+  }
   s << "<div class=\"row\"><div><img src=\"perfusion.png\" alt=\"CBF with core and hypoperfused tissue\"></div><div>"
     << summary_table(p) << "</div></div>\n";
   s << "<h2>Maps</h2><div class=\"row\"><div><img src=\"perfusion_maps.png\" alt=\"CBF, CBV, MTT and Tmax "
