@@ -249,15 +249,10 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
 
   start = Clock::now();
   const CurveSlabs slabs(series, baseline.image, brain, o);
-  r.filter = slabs.record();
-  const BrainVoxels voxels = gather_stats(slabs, ft);
   const double brain_peak = *std::max_element(baseline.brain_curve_hu.begin(), baseline.brain_curve_hu.end()) -
                             baseline.brain_curve_hu.front();
-  // How far the brain's mean bolus stands above the noise of one smoothed curve: where it is
-  // low, per-voxel flows scatter and the core's threshold splits the core (docs/PERFUSION.md).
-  r.filter["brain_peak_hu"] = brain_peak;
-  r.filter["contrast_to_noise"] =
-      slabs.smoothed_noise_hu() > 0 ? nlohmann::json(brain_peak / slabs.smoothed_noise_hu()) : nlohmann::json(nullptr);
+  r.filter = slabs.record(brain_peak);
+  const BrainVoxels voxels = gather_stats(slabs, ft);
   r.aif = arterial_input(slabs, voxels, series, ft, o, brain_peak, what);
   r.vof = venous_output(slabs, voxels, series, ft, o, r.aif, what);
   if (r.vof.found && r.vof.auc_hu_s > r.aif.auc_hu_s && r.aif.auc_hu_s > 0)

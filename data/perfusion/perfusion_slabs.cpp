@@ -138,21 +138,21 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
     for (const float w : k) e += static_cast<double>(w) * w;
     return e;
   };
-  // [1 2 1] / 4 in time: 6 / 16 of the variance inside, 10 / 16 at the two ends, over the frames.
+  // The gains on a frame's noise variance: Σ kx² Σ ky² in plane; [1 2 1] / 4 in time, 6 / 16
+  // inside and 10 / 16 at the two ends, averaged over the frames.
+  const double in_plane = energy(kx_) * energy(ky_);
   const auto t = static_cast<double>(frames);
   const double in_time = ((t - 2) * 6.0 / 16.0 + 2 * 10.0 / 16.0) / t;
   frame_noise_hu_ = frame_noise_hu(series, brain);
-  smoothed_noise_hu_ =
-      frame_noise_hu_ * std::sqrt(energy(kx_) * energy(ky_) * (options.temporal_smoothing ? in_time : 1.0));
+  smoothed_noise_hu_ = frame_noise_hu_ * std::sqrt(in_plane * (options.temporal_smoothing ? in_time : 1.0));
   if (options.spatial_filter == "tips") {
-    // The guide is (S − baseline) smoothed in plane (gain Σ kx² Σ ky² on the variance), then
-    // [1 2 1] / 4 in time (6 / 16 inside, 10 / 16 at the two ends): v is the frames' own noise
-    // variance per frame, averaged over the frames. Left out, and so absorbed by the similarity
+    // The guide is (S − baseline) smoothed in plane, then [1 2 1] / 4 in time: v is the frames'
+    // own noise variance per frame through both gains. Left out, and so absorbed by the similarity
     // h: the baseline's noise (σ² / its frames, the same offset in every frame) and the
     // correlation of nearby guides through the smoothing, which act in opposite directions.
     // With the baseline's term in v (h 1), the filter pooled across the lesion's edge: the model
     // fit's core error on the head-neck phantoms went from 39 / 45 % to 76 / 84 %.
-    const double variance = frame_noise_hu_ * frame_noise_hu_ * energy(kx_) * energy(ky_) * in_time;
+    const double variance = frame_noise_hu_ * frame_noise_hu_ * in_plane * in_time;
     tips_.emplace(g.spacing[0], g.spacing[1], options.tips_sigma_mm, options.tips_similarity, variance);
   }
 }
@@ -298,12 +298,17 @@ void CurveSlabs::for_each(const std::function<void(const at::Tensor&, const at::
   }
 }
 
-nlohmann::json CurveSlabs::record() const {
+nlohmann::json CurveSlabs::record(double brain_peak_hu) const {
+  // How far the brain's mean bolus stands above one smoothed curve's noise: where it is low,
+  // per-voxel flows scatter and the core's threshold splits the core (docs/PERFUSION.md).
   nlohmann::json r = {{"spatial", options_.spatial_filter},
                       {"smoothing_mm", options_.smoothing_mm},
                       {"temporal", options_.temporal_smoothing},
                       {"frame_noise_hu", frame_noise_hu_},
-                      {"smoothed_noise_hu", smoothed_noise_hu_}};
+                      {"smoothed_noise_hu", smoothed_noise_hu_},
+                      {"brain_peak_hu", brain_peak_hu},
+                      {"contrast_to_noise", smoothed_noise_hu_ > 0 ? nlohmann::json(brain_peak_hu / smoothed_noise_hu_)
+                                                                   : nlohmann::json(nullptr)}};
   if (tips_) {
     r["tips_sigma_mm"] = options_.tips_sigma_mm;
     r["tips_similarity"] = options_.tips_similarity;

@@ -65,11 +65,11 @@ class CurveSlabs {
   std::vector<std::vector<double>> at_voxels(const std::vector<std::int64_t>& voxels) const;
   /// {"spatial": gaussian | tips, "smoothing_mm", "temporal", "frame_noise_hu" (σ per voxel and
   /// frame), "smoothed_noise_hu" (σ per frame of a curve after the in-plane Gaussian, and the
-  /// temporal filter when on, away from the brain's edge; with tips, of the filter's guide); with
-  /// tips also "tips_sigma_mm" and "tips_similarity"}.
-  nlohmann::json record() const;
-  /// σ per frame of a curve after the in-plane Gaussian (and the temporal filter when on), HU.
-  double smoothed_noise_hu() const { return smoothed_noise_hu_; }
+  /// temporal filter when on, away from the brain's edge; TIPS's own curves vary with the
+  /// tissue), "brain_peak_hu" (`brain_peak_hu`: the brain's mean enhancement at its peak),
+  /// "contrast_to_noise" (the last two's ratio; null without noise); with tips also
+  /// "tips_sigma_mm" and "tips_similarity"}.
+  nlohmann::json record(double brain_peak_hu) const;
 
  private:
   struct Slab {

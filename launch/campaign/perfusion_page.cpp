@@ -158,9 +158,8 @@ std::string page(const std::string& study, const json& p) {
     // How far the bolus stands above the noise: where it is low, the core is under-called
     // (docs/PERFUSION.md, "Limits").
     s << fmt::format(
-        "<p>Noise: σ {:.1f} HU a frame per voxel, {:.1f} HU after smoothing; the brain's mean bolus peaks at {:.1f} "
-        "HU: "
-        "contrast-to-noise {:.1f}.</p>\n",
+        "<p>Noise: σ {:.1f} HU a frame per voxel, {:.1f} HU after smoothing; the brain's mean bolus peaks at "
+        "{:.1f} HU: contrast-to-noise {:.1f}.</p>\n",
         filter.value("frame_noise_hu", 0.0), filter.value("smoothed_noise_hu", 0.0), filter.value("brain_peak_hu", 0.0),
         filter.at("contrast_to_noise").get<double>());
   }
