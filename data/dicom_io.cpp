@@ -613,6 +613,19 @@ Volume read_frames(const std::vector<std::vector<SliceHeader>>& groups, const Ge
   return volume;
 }
 
+}  // namespace
+
+DicomSeriesIdentity DicomSeriesIdentity::first_temporal_position() const {
+  DicomSeriesIdentity first = *this;
+  const std::size_t slices = sop_instance_uids.size() / std::max<std::size_t>(temporal_positions, 1);
+  first.sop_instance_uids.resize(std::min(slices, sop_instance_uids.size()));
+  first.sop_class_uids.resize(std::min(slices, sop_class_uids.size()));
+  first.temporal_positions = 1;
+  return first;
+}
+
+namespace {
+
 DicomSeries import_series(std::vector<SliceHeader> slices, const DicomReadOptions& options) {
   check_headers(slices, options);
   std::vector<std::vector<SliceHeader>> groups = temporal_groups(std::move(slices));
@@ -637,6 +650,7 @@ DicomSeries import_series(std::vector<SliceHeader> slices, const DicomReadOption
   id.modality = first.modality;
   id.frame_of_reference_uid = first.frame_of_reference_uid;
   id.study = first.study;
+  id.temporal_positions = groups.size();
   for (const auto& group : groups) {
     for (const SliceHeader& s : group) {
       series.files.push_back(s.path);

@@ -36,8 +36,14 @@ struct DicomStudyAttributes {
 struct DicomSeriesIdentity {
   std::string series_uid, modality, frame_of_reference_uid;
   DicomStudyAttributes study;  ///< with the StudyInstanceUID
-  /// One per slice, in slice (z) order, as DicomSeries::files.
+  /// One per slice, in slice (z) order, as DicomSeries::files: of a time series, every slice of
+  /// the first temporal position, then of the second, ...
   std::vector<std::string> sop_instance_uids, sop_class_uids;
+  std::size_t temporal_positions = 1;  ///< of a time series, its frames; else 1
+
+  /// The same series' identity restricted to its first temporal position's slices: what an
+  /// object derived from one frame of a time series (or from a 3D series: itself) references.
+  DicomSeriesIdentity first_temporal_position() const;
 };
 
 /// One imported series.

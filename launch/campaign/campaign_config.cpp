@@ -49,7 +49,7 @@ void SourceConfig::visit(ConfigVisitor& v) {
 }
 
 const std::vector<std::string>& output_names() {
-  static const std::vector<std::string> names{"hdf5", "nifti", "thumbnail", "dicom_seg", "dicom_sr"};
+  static const std::vector<std::string> names{"hdf5", "nifti", "thumbnail", "dicom_seg", "dicom_pmap", "dicom_sr"};
   return names;
 }
 
@@ -67,7 +67,7 @@ void CampaignConfig::visit(ConfigVisitor& v) {
   v.field("channels_last", channels_last, "channels-last 3D weights and windows");
   v.field("engine", engine, "CPU forward passes: auto or libtorch");
   v.field("memory_limit", memory_limit, "per-rank memory budget for a study (e.g. 3G)");
-  v.field("outputs", outputs, "per study besides report.json: hdf5, nifti, thumbnail, dicom_seg, dicom_sr");
+  v.field("outputs", outputs, "per study besides report.json: hdf5, nifti, thumbnail, dicom_seg, dicom_pmap, dicom_sr");
   v.items<RouteConfig>("routes", routes, [](ConfigVisitor& item, RouteConfig& r) { r.visit(item); },
                        "a list of routes (mappings with name and model or labels)");
   v.section("calcium", [&](ConfigVisitor& c) { calcium.visit(c); });

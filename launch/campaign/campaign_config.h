@@ -97,8 +97,8 @@ struct CampaignConfig {
   std::string engine = "auto";
   std::string memory_limit = "3G";  ///< per rank: a study whose estimate exceeds it fails with the figures
   /// Per study besides report.json, from output_names(): "hdf5" (labels.h5), "nifti"
-  /// (<route>.nii.gz), "thumbnail" (thumbnail.png), "dicom_seg" (<route>.seg.dcm), "dicom_sr"
-  /// (report.sr.dcm); the DICOM ones need DICOM input.
+  /// (<route>.nii.gz), "thumbnail" (thumbnail.png), "dicom_seg" (<route>.seg.dcm), "dicom_pmap"
+  /// (<map>.pm.dcm, a route's maps), "dicom_sr" (report.sr.dcm); the DICOM ones need DICOM input.
   std::vector<std::string> outputs{"hdf5", "thumbnail"};
   std::vector<RouteConfig> routes;
   CalciumConfig calcium;

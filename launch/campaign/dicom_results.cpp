@@ -1,4 +1,4 @@
-// Derived UIDs and the plan of a route's SEG, shared by the DICOM SEG and SR sinks.
+// Derived UIDs, a result's origin and the plan of a route's SEG, shared by the DICOM sinks.
 #include "launch/campaign/dicom_results.h"
 
 #include <ATen/ATen.h>
@@ -16,37 +16,54 @@ std::string derived_uid(const std::vector<std::string>& parts) { return data::ui
 
 std::string seg_file_name(const RouteResult& r) { return r.route->name + ".seg.dcm"; }
 
+std::string pmap_file_name(const RouteMap& m) { return m.name + ".pm.dcm"; }
+
 std::string software_version() { return VITRUVIAN_VERSION; }
 
-SegPlan plan_seg(const FinishedStudy& f, std::size_t i) {
+std::string ResultOrigin::uid(const std::string& what) const {
+  auto parts = uid_parts;
+  parts.push_back(what);
+  return derived_uid(parts);
+}
+
+ResultOrigin result_origin(const FinishedStudy& f, std::size_t i, const std::string& output) {
   const RouteResult& r = f.results[i];
-  SegPlan plan;
-  plan.result = &r;
-  plan.source = f.study.dicom_identity(r.reference);
-  if (plan.source == nullptr) {
-    throw InputError(f.study.input(),
-                     fmt::format("study {}: series '{}' (route {}) did not come from DICOM; DICOM SEG and "
-                                 "SR outputs need DICOM input",
-                                 f.study.id(), r.reference, r.route->name));
+  const data::DicomSeriesIdentity* source = f.study.dicom_identity(r.reference);
+  if (source == nullptr) {
+    throw InputError(f.study.input(), fmt::format("study {}: series '{}' (route {}) did not come from DICOM; the '{}' "
+                                                  "output needs DICOM input",
+                                                  f.study.id(), r.reference, r.route->name, output));
   }
-  if (r.from_model) {
+  ResultOrigin o;
+  o.source = source->first_temporal_position();
+  if (!r.route->analysis.empty()) {
+    o.model_name = r.route->analysis;
+    const auto& section = r.sections.value(r.route->analysis, nlohmann::json::object());
+    o.algorithm_version = fmt::format("{} {}", r.route->analysis, section.value("deconvolution", std::string()));
+  } else if (r.from_model) {
     std::filesystem::path model = r.route->model.lexically_normal();
     if (model.filename().empty()) model = model.parent_path();
-    plan.model_name = model.filename().string();
-    plan.algorithm_version = fmt::format("{} step {}", plan.model_name, r.report.value("model_step", 0));
+    o.model_name = model.filename().string();
+    o.algorithm_version = fmt::format("{} step {}", o.model_name, r.report.value("model_step", 0));
   } else {
-    plan.model_name = "labels " + r.route->labels;
-    plan.algorithm_version = plan.model_name;
+    o.model_name = "labels " + r.route->labels;
+    o.algorithm_version = o.model_name;
   }
-  const std::string fingerprint = f.report.value("campaign_fingerprint", "");
-  const std::vector<std::string> parts{plan.source->study.study_uid, r.route->name, plan.algorithm_version, fingerprint};
-  auto with = [&](const char* what) {
-    auto p = parts;
-    p.emplace_back(what);
-    return p;
-  };
-  plan.sop_instance_uid = derived_uid(with("seg instance"));
-  plan.series_uid = derived_uid(with("seg series"));
+  o.uid_parts = {o.source.study.study_uid, r.route->name, o.algorithm_version,
+                 f.report.value("campaign_fingerprint", "")};
+  return o;
+}
+
+SegPlan plan_seg(const FinishedStudy& f, std::size_t i, const std::string& output) {
+  const RouteResult& r = f.results[i];
+  ResultOrigin origin = result_origin(f, i, output);
+  SegPlan plan;
+  plan.result = &r;
+  plan.source = std::move(origin.source);
+  plan.model_name = origin.model_name;
+  plan.algorithm_version = origin.algorithm_version;
+  plan.sop_instance_uid = origin.uid("seg instance");
+  plan.series_uid = origin.uid("seg series");
   const std::int64_t classes = static_cast<std::int64_t>(r.classes.names.size());
   const at::Tensor counts = at::bincount(r.labels.voxels.flatten().to(at::kLong), {}, classes);
   for (std::int64_t c = 1; c < classes; ++c) {

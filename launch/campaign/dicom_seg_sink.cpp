@@ -1,4 +1,5 @@
-// <route>.seg.dcm: each route's label map as a DICOM SEG on its DICOM reference series.
+// <route>.seg.dcm: each route's label map as a DICOM SEG on its DICOM reference series (of a
+// perfusion route, the first frame's slices of its 4D series).
 #include <fmt/format.h>
 
 #include "data/dicom_seg.h"
@@ -9,12 +10,11 @@ namespace vitruvian::campaign {
 
 void DicomSegSink::write(FinishedStudy& f, const std::filesystem::path& dir) const {
   for (std::size_t i = 0; i < f.results.size(); ++i) {
-    if (!f.results[i].maps.empty()) continue;  // analyses with maps (perfusion) stay in HDF5, NIfTI and the report
-    const SegPlan plan = plan_seg(f, i);
+    const SegPlan plan = plan_seg(f, i, name());
     if (plan.segments.empty()) continue;  // nothing segmented: no SEG (the report says so)
     const RouteResult& r = f.results[i];
     data::SegDescription d;
-    d.source = *plan.source;
+    d.source = plan.source;
     if (d.source.frame_of_reference_uid.empty()) {
       // A SEG placed in the patient needs one; the source declares none, so name one for it.
       d.source.frame_of_reference_uid = derived_uid({d.source.series_uid, "frame of reference"});

@@ -1,5 +1,6 @@
 // report.sr.dcm: the study's measurements (from report.json, the same numbers) as a DICOM SR
-// TID 1500 Measurement Report referencing the routes' SEG segments.
+// TID 1500 Measurement Report referencing the routes' SEG segments; a perfusion route's triage
+// (hypoperfused volume, mismatch, side, DEFUSE-3) as its core's qualitative evaluations.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -44,7 +45,7 @@ data::SrGroup group_on(const SegPlan& plan, bool with_seg, const std::string& na
   g.finding = data::anatomy_code(name).type;
   g.segment = with_seg ? segment_of(plan, name) : 0;
   g.segmentation_uid = plan.sop_instance_uid;
-  g.source_series_uid = plan.source->series_uid;
+  g.source_series_uid = plan.source.series_uid;
   g.algorithm_version = software_version() + " " + plan.algorithm_version;
   return g;
 }
@@ -52,7 +53,7 @@ data::SrGroup group_on(const SegPlan& plan, bool with_seg, const std::string& na
 /// Per structure: volume and mean intensity; per lesion: volume and long axis.
 void structure_groups(const SegPlan& plan, bool with_seg, const json& route, std::vector<data::SrGroup>& groups) {
   const RouteResult& r = *plan.result;
-  const bool ct = plan.source->modality == "CT";
+  const bool ct = plan.source.modality == "CT";
   const json structures = route.value("structures", json::object());
   for (const auto& [name, s] : structures.items()) {
     if (s.value("voxels", 0) == 0) continue;
@@ -71,6 +72,46 @@ void structure_groups(const SegPlan& plan, bool with_seg, const json& route, std
       l.measurements.push_back(
           {kLongAxis, items[k].at("axial_diameter_mm").get<double>(), kMm, std::nullopt, std::nullopt});
       groups.push_back(l);
+    }
+  }
+}
+
+/// A perfusion route's triage as text: the hypoperfused volume, the mismatch, the lesion's side and
+/// the DEFUSE-3 verdict with each criterion (the same numbers as report.json's `perfusion`).
+std::vector<std::string> perfusion_evaluations(const json& p) {
+  const json& v = p.at("volumes_ml");
+  const json& d = p.at("defuse3");
+  const json& ratio = p.at("mismatch_ratio");
+  const json side = p.value("side", json());
+  const std::string ratio_text = ratio.is_number() ? fmt::format("{:.1f}", ratio.get<double>()) : "none (no core)";
+  auto criterion = [&](const char* key, const char* what, const char* unit) {
+    const json& c = d.at(key);
+    const std::string value =
+        c.at("value").is_number() ? fmt::format("{:.1f}{}", c.at("value").get<double>(), unit) : "none";
+    return fmt::format("{} {} {} ({})", what, value, c.at("limit").get<std::string>(),
+                       c.at("met").get<bool>() ? "met" : "not met");
+  };
+  return {fmt::format("Tmax > {:g} s: {:.1f} mL", p.at("thresholds").at("tmax_s").get<double>(),
+                      v.at("hypoperfused").get<double>()),
+          fmt::format("Mismatch: {:.1f} mL, ratio {}", v.at("mismatch").get<double>(), ratio_text),
+          fmt::format("Lesion side: {}", side.is_string() ? side.get<std::string>() : "none"),
+          fmt::format("DEFUSE-3: {}; {}; {}; {}", d.at("eligible").get<bool>() ? "eligible" : "not eligible",
+                      criterion("core_ml", "core", " mL"), criterion("mismatch_ratio", "mismatch ratio", ""),
+                      criterion("mismatch_ml", "mismatch", " mL"))};
+}
+
+/// The triage of the perfusion route `route`, on its core's group (else its penumbra's; none
+/// when the route found neither).
+void add_perfusion_triage(const json& report, const std::string& route, std::vector<data::SrGroup>& groups) {
+  const auto it = report.find("perfusion");
+  if (it == report.end() || !it->is_object() || it->value("route", "") != route) return;
+  for (const char* structure : {"ischemic_core", "ischemic_penumbra"}) {
+    const std::string tracking = route + " " + structure;
+    const auto g =
+        std::find_if(groups.begin(), groups.end(), [&](const data::SrGroup& x) { return x.tracking_id == tracking; });
+    if (g != groups.end()) {
+      g->evaluations = perfusion_evaluations(*it);
+      return;
     }
   }
 }
@@ -134,7 +175,7 @@ void DicomSrSink::write(FinishedStudy& f, const std::filesystem::path& dir) cons
   const data::DicomSeriesIdentity& study = study_identity(f);
   std::vector<SegPlan> plans;
   for (std::size_t i = 0; i < f.results.size(); ++i) {
-    if (f.results[i].maps.empty()) plans.push_back(plan_seg(f, i));  // as the SEG sink: no analyses with maps
+    plans.push_back(plan_seg(f, i, name()));
   }
   std::vector<data::SrGroup> groups;
   data::SrDescription d;
@@ -142,6 +183,7 @@ void DicomSrSink::write(FinishedStudy& f, const std::filesystem::path& dir) cons
   for (const SegPlan& plan : plans) {
     const bool written = with_seg_ && !plan.segments.empty();
     structure_groups(plan, written, f.report["routes"][plan.result->route->name], groups);
+    add_perfusion_triage(f.report, plan.result->route->name, groups);
     if (written) d.segmentations.emplace_back(plan.series_uid, plan.sop_instance_uid);
   }
   if (const auto it = f.report.find("calcium"); it != f.report.end() && it->is_object()) {

@@ -190,11 +190,11 @@ std::string page(const std::string& study, const json& p) {
 void PerfusionPageSink::write(FinishedStudy& f, const std::filesystem::path& dir) const {
   for (const RouteResult& r : f.results) {
     if (!r.sections.contains("perfusion") || r.maps.size() < 4) continue;
-    const data::Volume* cbf = &r.maps[0].second;
+    const data::Volume* cbf = &r.maps[0].volume;
     const auto slices = data::perfusion_slices(cbf->voxels, 6);
     write_png(dir / "perfusion.png", data::perfusion_summary_picture(*cbf, r.labels, slices));
     write_png(dir / "perfusion_maps.png",
-              data::perfusion_maps_picture({cbf, &r.maps[1].second, &r.maps[2].second, &r.maps[3].second}, slices));
+              data::perfusion_maps_picture({cbf, &r.maps[1].volume, &r.maps[2].volume, &r.maps[3].volume}, slices));
     write_file_atomic(dir / "perfusion.html", page(f.study.id(), r.sections.at("perfusion")));
     return;  // one page per study: its first perfusion route
   }

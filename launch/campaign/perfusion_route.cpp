@@ -78,11 +78,25 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
       r.truth = study.info().labels.front().name;
     }
   }
-  for (const auto& [suffix, map] :
-       {std::pair{"cbf", &p.cbf}, {"cbv", &p.cbv}, {"mtt", &p.mtt}, {"tmax", &p.tmax}, {"ttp", &p.ttp}}) {
-    data::Volume v = *map;
+  const data::CodedConcept ml_per_100g_min{"mL/(100.g.min)", "UCUM", "milliliter per 100 gram per minute"};
+  const data::CodedConcept ml_per_100g{"mL/(100.g)", "UCUM", "milliliter per 100 gram"};
+  const data::CodedConcept seconds{"s", "UCUM", "second"};
+  const struct {
+    const char* suffix;
+    const data::Volume* map;
+    data::CodedConcept quantity, units;
+    const char* label;
+  } maps[] = {
+      {"cbf", &p.cbf, {"126390", "DCM", "Absolute Regional Blood Flow"}, ml_per_100g_min, "CBF"},
+      {"cbv", &p.cbv, {"126391", "DCM", "Absolute Regional Blood Volume"}, ml_per_100g, "CBV"},
+      {"mtt", &p.mtt, {"113052", "DCM", "Mean Transit Time"}, seconds, "MTT"},
+      {"tmax", &p.tmax, {"113084", "DCM", "Tmax"}, seconds, "Tmax"},
+      {"ttp", &p.ttp, {"113069", "DCM", "Time To Peak"}, seconds, "TTP"},
+  };
+  for (const auto& m : maps) {
+    data::Volume v = *m.map;  // shares the tensor
     v.modality.clear();
-    r.maps.emplace_back(route.name + "_" + suffix, std::move(v));
+    r.maps.push_back({route.name + "_" + m.suffix, std::move(v), m.quantity, m.units, m.label});
   }
   nlohmann::json section = p.report(route.perfusion);
   section["route"] = route.name;

@@ -4,14 +4,14 @@
 // new class here.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "data/anatomy_codes.h"
 #include "data/volume.h"
 #include "launch/campaign/body_crop.h"
 #include "launch/campaign/campaign_config.h"
@@ -19,6 +19,16 @@
 #include "launch/campaign/study.h"
 
 namespace vitruvian::campaign {
+
+/// A 3D map a route computed on its label map's grid (a perfusion parameter), with what its
+/// values are: the DICOM parametric map names them.
+struct RouteMap {
+  std::string name;  ///< its series name ("<route>_cbf")
+  data::Volume volume;
+  data::CodedConcept quantity;  ///< DCM 126390 "Absolute Regional Blood Flow", ...
+  data::CodedConcept units;     ///< UCUM
+  std::string label;            ///< short: "CBF"
+};
 
 /// A route's result on one study.
 struct RouteResult {
@@ -37,7 +47,7 @@ struct RouteResult {
   /// 3D series the route computed on the label map's grid (perfusion maps), written beside the
   /// label map; when there are any, labels.h5 binds the label map to the first of them instead
   /// of the reference series.
-  std::vector<std::pair<std::string, data::Volume>> maps;
+  std::vector<RouteMap> maps;
   nlohmann::json timing = nlohmann::json::object();
 };
 

@@ -73,8 +73,8 @@ void Hdf5LabelsSink::write(FinishedStudy& f, const fs::path& dir) const {
   for (std::size_t i = 0; i < f.results.size(); ++i) {
     const RouteResult& r = f.results[i];
     if (!r.maps.empty()) {
-      for (const auto& [name, map] : r.maps) writer.add_series(f.study.id(), name, map, f.study.input());
-      writer.add_label(f.study.id(), r.route->name, r.maps.front().first, f.written[i], r.route->name);
+      for (const RouteMap& m : r.maps) writer.add_series(f.study.id(), m.name, m.volume, f.study.input());
+      writer.add_label(f.study.id(), r.route->name, r.maps.front().name, f.written[i], r.route->name);
       continue;
     }
     if (added.insert(r.reference).second) writer.add_series(f.study.id(), r.reference, f.study.series(r.reference), f.study.input());
@@ -86,7 +86,7 @@ void Hdf5LabelsSink::write(FinishedStudy& f, const fs::path& dir) const {
 void NiftiLabelsSink::write(FinishedStudy& f, const fs::path& dir) const {
   for (std::size_t i = 0; i < f.results.size(); ++i) {
     data::write_nifti(dir / (f.results[i].route->name + ".nii.gz"), f.written[i]);
-    for (const auto& [name, map] : f.results[i].maps) data::write_nifti(dir / (name + ".nii.gz"), map);
+    for (const RouteMap& m : f.results[i].maps) data::write_nifti(dir / (m.name + ".nii.gz"), m.volume);
   }
 }
 
@@ -99,7 +99,7 @@ void ThumbnailSink::write(FinishedStudy& f, const fs::path& dir) const {
   if (first.maps.empty()) {
     shown.emplace_back(first.reference, f.study.series(first.reference));
   } else {
-    shown.push_back(first.maps.front());
+    shown.emplace_back(first.maps.front().name, first.maps.front().volume);
   }
   write_png(dir / "thumbnail.png", data::study_picture(shown, labels, data::label_centre(labels)));
 }
@@ -127,6 +127,8 @@ std::vector<std::unique_ptr<Sink>> make_sinks(const std::vector<std::string>& ou
       sinks.push_back(std::make_unique<PerfusionPageSink>());
     } else if (name == "dicom_seg") {
       sinks.push_back(std::make_unique<DicomSegSink>());
+    } else if (name == "dicom_pmap") {
+      sinks.push_back(std::make_unique<DicomParametricMapSink>());
     } else if (name == "dicom_sr") {
       const bool with_seg = std::find(outputs.begin(), outputs.end(), "dicom_seg") != outputs.end();
       sinks.push_back(std::make_unique<DicomSrSink>(with_seg));

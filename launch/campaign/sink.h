@@ -1,6 +1,6 @@
 // Where a finished study goes. Each Sink writes its files into the study's temporary folder
 // (the Ledger renames the folder into place once every sink is done): label maps as a Vitruvian
-// HDF5 dataset or as NIfTI, a thumbnail, DICOM SEG and SR, the report. A new output format or
+// HDF5 dataset or as NIfTI, a thumbnail, DICOM SEG, parametric maps and SR, the report. A new output format or
 // destination is one new class here.
 #pragma once
 
@@ -83,6 +83,15 @@ class DicomSegSink final : public Sink {
  public:
   void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
   std::string name() const override { return "dicom_seg"; }
+};
+
+/// <map>.pm.dcm per map a route computed (perfusion): a DICOM Parametric Map of float frames on the
+/// route's DICOM reference series (launch/campaign/dicom_pmap_sink.cpp), naming the quantity and
+/// its units. InputError when the study has no DICOM identity.
+class DicomParametricMapSink final : public Sink {
+ public:
+  void write(FinishedStudy& study, const std::filesystem::path& dir) const override;
+  std::string name() const override { return "dicom_pmap"; }
 };
 
 /// report.sr.dcm: the report's measurements as a DICOM SR TID 1500 Measurement Report; its groups

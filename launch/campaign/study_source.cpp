@@ -52,7 +52,7 @@ std::vector<std::unique_ptr<StudySource>> make_sources(const CampaignConfig& con
     }
   }
   if (config.source.pacs.enabled()) sources.push_back(make_pacs_source(config.source.pacs, config.output / ".cache"));
-  for (const char* output : {"dicom_seg", "dicom_sr"}) {
+  for (const char* output : {"dicom_seg", "dicom_pmap", "dicom_sr"}) {
     if (std::find(config.outputs.begin(), config.outputs.end(), output) == config.outputs.end()) continue;
     for (const auto& source : sources) {
       if (!source->dicom()) {

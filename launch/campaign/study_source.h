@@ -37,7 +37,7 @@ class StudySource {
   /// read: the campaign records the study as failed and goes on.
   virtual std::unique_ptr<Study> open(const StudyEntry& entry) const = 0;
   /// Whether its studies carry their series' DICOM identity (Study::dicom_identity), which the
-  /// dicom_seg and dicom_sr outputs need.
+  /// DICOM outputs (dicom_seg, dicom_pmap, dicom_sr) need.
   virtual bool dicom() const { return false; }
 
   /// Whether studies must be brought to the rank before open() (a PACS): the campaign then
@@ -76,8 +76,8 @@ std::unique_ptr<Study> open_dicom_study(const std::string& input, const std::str
 /// file, any other folder is a DICOM folder (one study per StudyInstanceUID); then the PACS of
 /// `source.pacs`, caching under OUT/.cache. InputError for an input that does not exist. HDF5
 /// inputs are opened here (their structure is checked), a PACS is asked whether it answers.
-/// ConfigError naming the input when `outputs` asks for dicom_seg or dicom_sr and an input is
-/// not DICOM.
+/// ConfigError naming the input when `outputs` asks for a DICOM output (dicom_seg, dicom_pmap,
+/// dicom_sr) and an input is not DICOM.
 std::vector<std::unique_ptr<StudySource>> make_sources(const CampaignConfig& config);
 
 /// Every source's studies, numbered by source, as one list; InputError naming both inputs when

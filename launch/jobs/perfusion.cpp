@@ -48,6 +48,9 @@ class PerfusionVerb final : public Verb {
     c->add_option("-o,--out", output_, "Output folder")->required();
     c->add_option("--series", series_, "The 4D series to analyse (default: the study's first 4D CT series)");
     c->add_flag("--nifti", nifti_, "Also write the label map and the maps as NIfTI");
+    c->add_flag("--dicom", dicom_,
+                "Also write DICOM objects for the PACS (DICOM input only): core and penumbra as a SEG, each map as a "
+                "parametric map, the volumes and verdict as an SR");
     c->add_flag("--force", force_, "Redo the study even when its outputs are verified");
     return c;
   }
@@ -63,6 +66,7 @@ class PerfusionVerb final : public Verb {
     config.studies = studies_;
     config.outputs = {"hdf5", "thumbnail"};
     if (nifti_) config.outputs.push_back("nifti");
+    if (dicom_) config.outputs.insert(config.outputs.end(), {"dicom_seg", "dicom_pmap", "dicom_sr"});
     campaign::RouteConfig route;
     route.name = "perfusion";
     route.analysis = "perfusion";
@@ -95,7 +99,7 @@ class PerfusionVerb final : public Verb {
   fs::path input_, output_;
   std::vector<std::string> studies_;
   std::string series_;
-  bool nifti_ = false, force_ = false;
+  bool nifti_ = false, dicom_ = false, force_ = false;
   data::PerfusionOptions options_;
 };
 

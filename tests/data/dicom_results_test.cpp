@@ -1,5 +1,5 @@
 // The structure code table, the SEG frame selection against a plain loop on a random label map,
-// and the SEG and SR writers on a small synthetic study (read back with DCMTK).
+// and the SEG, parametric map and SR writers on a small synthetic study (read back with DCMTK).
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -9,6 +9,7 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmpmap/dpmparametricmapiod.h>
 #include <dcmtk/dcmsr/dsrdoc.h>
 
 #include <cctype>
@@ -21,8 +22,9 @@
 
 #include "core/errors.h"
 #include "data/anatomy_codes.h"
-#include "data/dicom_seg.h"
 #include "data/dicom_common.h"
+#include "data/dicom_pmap.h"
+#include "data/dicom_seg.h"
 #include "data/dicom_sr.h"
 #include "data/phantom_kinds.h"
 #include "tests/data/scratch_test.h"
@@ -86,6 +88,14 @@ TEST_F(DicomResults, FramesAreTheSlicesASegmentTouches) {
   EXPECT_EQ(std::count(frames[0].begin(), frames[0].end(), 2), 0);
 }
 
+/// The text dciodvfy (dicom3tools) prints for `path`.
+std::string validator_report(const std::filesystem::path& path) {
+  const auto report = path.string() + ".vfy";
+  std::system(("/usr/bin/dciodvfy " + path.string() + " > " + report + " 2>&1").c_str());
+  std::ifstream in(report);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
 DicomSeriesIdentity identity(std::size_t slices) {
   DicomSeriesIdentity id;
   id.series_uid = "1.2.826.0.1.3680043.8.498.2";
@@ -98,6 +108,19 @@ DicomSeriesIdentity identity(std::size_t slices) {
     id.sop_class_uids.push_back(UID_CTImageStorage);
   }
   return id;
+}
+
+TEST(DicomSeriesIdentity, FirstTemporalPositionKeepsTheFirstFramesSlices) {
+  DicomSeriesIdentity id = identity(6);  // 3 slices at 2 temporal positions
+  id.temporal_positions = 2;
+  const DicomSeriesIdentity first = id.first_temporal_position();
+  EXPECT_EQ(first.sop_instance_uids,
+            std::vector<std::string>(id.sop_instance_uids.begin(), id.sop_instance_uids.begin() + 3));
+  EXPECT_EQ(first.sop_class_uids.size(), 3u);
+  EXPECT_EQ(first.temporal_positions, 1u);
+  EXPECT_EQ(first.series_uid, id.series_uid);
+  // A 3D series is its own first temporal position.
+  EXPECT_EQ(identity(4).first_temporal_position().sop_instance_uids, identity(4).sop_instance_uids);
 }
 
 TEST_F(DicomResults, SegHoldsOneFramePerTouchedSliceAndTheSource) {
@@ -137,16 +160,104 @@ TEST_F(DicomResults, SegHoldsOneFramePerTouchedSliceAndTheSource) {
   modifier->findAndGetOFString(DCM_CodeValue, text);
   EXPECT_EQ(text, "7771000");
   // dicom3tools' validator finds nothing wrong.
-  const auto report = dir_ / "x.vfy";
-  std::system(("/usr/bin/dciodvfy " + path.string() + " > " + report.string() + " 2>&1").c_str());
-  std::ifstream in(report);
-  const std::string found((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string found = validator_report(path);
   EXPECT_NE(found.find("Segmentation"), std::string::npos) << found;
   EXPECT_EQ(found.find("Error"), std::string::npos) << found;
 
   // A label map that is not on the source's slices is refused, naming the file.
   d.source = identity(4);
   EXPECT_THROW(write_dicom_seg(dir_ / "y.seg.dcm", labels, segments, d), InputError);
+}
+
+TEST_F(DicomResults, ParametricMapHoldsEverySliceAsFloatsWithItsQuantity) {
+  Volume map = random_labels();
+  map.voxels = at::rand({5, 6, 7}, at::kFloat) * 80 - 0.5;
+  map.type = VoxelType::kFloat32;
+  ParametricMapDescription d;
+  d.source = identity(5);
+  d.sop_instance_uid = "2.25.4321";
+  d.series_uid = "2.25.8765";
+  d.series_description = "Vitruvian stroke CBF";
+  d.content_label = "CBF";
+  d.quantity = {"126390", "DCM", "Absolute Regional Blood Flow"};
+  d.units = {"mL/(100.g.min)", "UCUM", "milliliter per 100 gram per minute"};
+  d.lut_label = "CBF";
+  d.model_name = "perfusion";
+  d.software_version = "0.1.0";
+  const auto path = dir_ / "cbf.pm.dcm";
+  EXPECT_EQ(write_dicom_parametric_map(path, map, d), 5u);
+
+  // DCMTK reads it back: the same floats frame by frame, each frame where its slice is.
+  auto loaded = DPMParametricMapIOD::loadFile(path.c_str());
+  ASSERT_EQ(OFget<OFCondition>(&loaded), nullptr);
+  std::unique_ptr<DPMParametricMapIOD> pm(*OFget<DPMParametricMapIOD*>(&loaded));
+  auto frames_of = pm->getFrames();
+  auto* frames = OFget<DPMParametricMapIOD::Frames<Float32>>(&frames_of);
+  ASSERT_NE(frames, nullptr);
+  ASSERT_EQ(pm->getFunctionalGroups().getNumberOfFrames(), 5u);
+  const auto m = map.geometry.index_to_lps();
+  for (std::size_t z = 0; z < 5; ++z) {
+    const at::Tensor got = at::from_blob(frames->getFrame(z), {6, 7}, at::kFloat);
+    EXPECT_TRUE(at::equal(got, map.voxels[static_cast<std::int64_t>(z)])) << z;
+    bool per_frame = false;
+    auto* position = dynamic_cast<FGPlanePosPatient*>(
+        pm->getFunctionalGroups().get(static_cast<Uint32>(z), DcmFGTypes::EFG_PLANEPOSPATIENT, per_frame));
+    ASSERT_NE(position, nullptr);
+    Float64 x = 0, y = 0, w = 0;
+    position->getImagePositionPatient(x, y, w);
+    EXPECT_NEAR(x, m[2] * static_cast<double>(z) + m[3], 1e-9);
+    EXPECT_NEAR(w, m[10] * static_cast<double>(z) + m[11], 1e-9);
+  }
+  // The mapping names the quantity and its units over the map's range.
+  DcmFileFormat file;
+  ASSERT_TRUE(file.loadFile(OFFilename(path.c_str())).good());
+  DcmDataset& data = *file.getDataset();
+  DcmItem* shared = nullptr;
+  ASSERT_TRUE(data.findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, shared).good());
+  DcmItem* mapping = nullptr;
+  ASSERT_TRUE(shared->findAndGetSequenceItem(DCM_RealWorldValueMappingSequence, mapping).good());
+  OFString text;
+  DcmItem* units = nullptr;
+  ASSERT_TRUE(mapping->findAndGetSequenceItem(DCM_MeasurementUnitsCodeSequence, units).good());
+  units->findAndGetOFString(DCM_CodeValue, text);
+  EXPECT_EQ(text, "mL/(100.g.min)");
+  Float64 low = 0, high = 0;
+  mapping->findAndGetFloat64(DCM_DoubleFloatRealWorldValueFirstValueMapped, low);
+  mapping->findAndGetFloat64(DCM_DoubleFloatRealWorldValueLastValueMapped, high);
+  EXPECT_FLOAT_EQ(low, map.voxels.min().item<float>());
+  EXPECT_FLOAT_EQ(high, map.voxels.max().item<float>());
+  DcmItem* quantity = nullptr;
+  ASSERT_TRUE(mapping->findAndGetSequenceItem(DCM_QuantityDefinitionSequence, quantity).good());
+  DcmItem* concept = nullptr;
+  ASSERT_TRUE(quantity->findAndGetSequenceItem(DCM_ConceptCodeSequence, concept).good());
+  concept->findAndGetOFString(DCM_CodeValue, text);
+  EXPECT_EQ(text, "126390");
+  data.findAndGetOFString(DCM_PatientName, text);
+  EXPECT_EQ(text, "Doe^Jane");
+  data.findAndGetOFString(DCM_FrameOfReferenceUID, text);
+  EXPECT_EQ(text, d.source.frame_of_reference_uid.c_str());
+  // dicom3tools' validator finds nothing wrong.
+  const std::string found = validator_report(path);
+  EXPECT_NE(found.find("ParametricMap"), std::string::npos) << found;
+  EXPECT_EQ(found.find("Error"), std::string::npos) << found;
+
+  // Refused, naming the file: off the source's slices, not float, a value that is not finite.
+  d.source = identity(4);
+  EXPECT_THROW(write_dicom_parametric_map(dir_ / "a.pm.dcm", map, d), InputError);
+  d.source = identity(5);
+  Volume ints = map;
+  ints.voxels = map.voxels.to(at::kShort);
+  ints.type = VoxelType::kInt16;
+  EXPECT_THROW(write_dicom_parametric_map(dir_ / "b.pm.dcm", ints, d), InputError);
+  map.voxels[1][2][3] = std::numeric_limits<float>::quiet_NaN();
+  try {
+    write_dicom_parametric_map(dir_ / "c.pm.dcm", map, d);
+    ADD_FAILURE() << "a NaN was written";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("c.pm.dcm"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not finite"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "c.pm.dcm"));
 }
 
 TEST_F(DicomResults, SrIsAValidMeasurementReport) {

@@ -1,7 +1,10 @@
-"""Checks a study's DICOM SEG and SR against the campaign's own outputs, decoding them with
-pydicom only: the SEG's frames re-assembled on the source slices equal labels.h5's map voxel for
-voxel (and a frame exists exactly where a segment has voxels); the SR's numbers equal
-report.json's; both carry the source's patient, study and frame of reference.
+"""Checks a study's DICOM SEG, SR and parametric maps against the campaign's own outputs, decoding
+them with pydicom only: the SEG's frames re-assembled on the source slices equal labels.h5's map
+voxel for voxel (and a frame exists exactly where a segment has voxels); the SR's numbers equal
+report.json's (a perfusion route's triage among its core's evaluations); each parametric map's
+float frames equal labels.h5's map bit for bit, each frame where its source slice is, with the
+quantity and units of the map; all carry the source's patient, study and frame of reference.
+A 4D source (a CT perfusion series) is referenced by its first temporal position's slices.
 Usage: check_dicom_results.py STUDY_DIR SOURCE_DICOM_DIR ROUTE"""
 import json
 import os
@@ -14,7 +17,9 @@ import pydicom
 study_dir, source_dir, route = sys.argv[1:4]
 sid = os.path.basename(os.path.normpath(study_dir))
 report = json.load(open(f"{study_dir}/report.json"))
-source = sorted((pydicom.dcmread(os.path.join(source_dir, n)) for n in os.listdir(source_dir)),
+source = [pydicom.dcmread(os.path.join(source_dir, n)) for n in os.listdir(source_dir)]
+positions = {int(getattr(d, "TemporalPositionIdentifier", 0) or 0) for d in source}
+source = sorted((d for d in source if int(getattr(d, "TemporalPositionIdentifier", 0) or 0) == min(positions)),
                 key=lambda d: float(d.ImagePositionPatient[2]))
 slice_of = {d.SOPInstanceUID: z for z, d in enumerate(source)}
 first = source[0]
@@ -105,15 +110,31 @@ for item in walk(sr.ContentSequence):
             g["numbers"][meaning(child)] = (float(value.NumericValue), value.MeasurementUnitsCodeSequence[0].CodeValue)
     groups[g["id"]] = g
 number_of = {name: n for n, name in segments.items()}
+perfusion = report.get("perfusion") if report.get("perfusion", {}).get("route") == route else None
+triaged = set()
+if perfusion:
+    # The triage goes with the core's group, else the penumbra's.
+    structures = report["routes"][route]["structures"]
+    holder = next(n for n in ("ischemic_core", "ischemic_penumbra") if structures.get(n, {}).get("voxels", 0))
+    triaged.add(holder)
+    lines = groups[f"{route} {holder}"]["evaluations"]
+    v = perfusion["volumes_ml"]
+    assert lines[0] == f"Tmax > {perfusion['thresholds']['tmax_s']:g} s: {v['hypoperfused']:.1f} mL", lines
+    assert lines[1].startswith(f"Mismatch: {v['mismatch']:.1f} mL"), lines
+    assert lines[2] == f"Lesion side: {perfusion['side'] or 'none'}", lines
+    verdict = "eligible" if perfusion["defuse3"]["eligible"] else "not eligible"
+    assert lines[3].startswith(f"DEFUSE-3: {verdict}; core {v['core']:.1f} mL < 70"), lines
 expected = 0
 for name, s in report["routes"][route]["structures"].items():
     if s["voxels"] == 0:
         continue
     g = groups[f"{route} {name}"]
     assert g["segment"] == (seg.SOPInstanceUID, number_of[name]), (name, g)
-    assert not g["evaluations"], (name, g)
+    assert not g["evaluations"] or name in triaged, (name, g)
     assert g["numbers"]["Volume"] == (s["volume_ml"], "ml"), (name, g["numbers"], s["volume_ml"])
-    assert g["numbers"]["Attenuation Coefficient"] == (s["intensity"]["ct"]["mean"], "[hnsf'U]"), (name, g["numbers"])
+    reference = report["routes"][route]["series"][0]
+    if reference in s.get("intensity", {}):
+        assert g["numbers"]["Attenuation Coefficient"] == (s["intensity"][reference]["mean"], "[hnsf'U]"), (name, g["numbers"])
     expected += 1
     for k, lesion in enumerate(s.get("lesions", {}).get("items", [])):
         l = groups[f"{route} {name} lesion {k + 1}"]
@@ -137,3 +158,35 @@ if calcium:
 assert len(groups) == expected, (sorted(groups), expected)
 print(f"SR: {len(groups)} measurement groups, every number equal to report.json's"
       f"{' (calcium scored' + (', an estimate' if calcium['estimate'] else '') + ')' if calcium else ''}")
+
+# ---- parametric maps ----
+maps = perfusion["maps"] if perfusion else {}
+units = {"cbf": "mL/(100.g.min)", "cbv": "mL/(100.g)", "mtt": "s", "tmax": "s", "ttp": "s"}
+quantities = {"cbf": "126390", "cbv": "126391", "mtt": "113052", "tmax": "113084", "ttp": "113069"}
+for key, name in maps.items():
+    pm = pydicom.dcmread(f"{study_dir}/{name}.pm.dcm")
+    assert pm.SOPClassUID == "1.2.840.10008.5.1.4.1.1.30", (name, pm.SOPClassUID)
+    same_identity(pm, name)
+    assert pm.FrameOfReferenceUID == first.FrameOfReferenceUID, name
+    assert pm.Modality == first.Modality, (name, pm.Modality)
+    referenced = {i.ReferencedSOPInstanceUID for s in pm.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
+    assert referenced == set(slice_of), f"{name} does not reference the source's slices"
+    mapping = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+    assert mapping.MeasurementUnitsCodeSequence[0].CodeValue == units[key], (name, mapping.MeasurementUnitsCodeSequence)
+    assert mapping.QuantityDefinitionSequence[0].ConceptCodeSequence[0].CodeValue == quantities[key], name
+    assert (float(mapping.RealWorldValueSlope), float(mapping.RealWorldValueIntercept)) == (1.0, 0.0), name
+    with h5py.File(f"{study_dir}/labels.h5", "r") as f:
+        want = f[f"studies/{sid}/series/{name}/image"][()]
+    assert want.dtype == np.float32 and int(pm.NumberOfFrames) == want.shape[0], (name, want.dtype, pm.NumberOfFrames)
+    frames = np.frombuffer(pm.FloatPixelData, "<f4").reshape(-1, int(pm.Rows), int(pm.Columns))
+    rebuilt = np.full(want.shape, np.nan, np.float32)
+    for i, fg in enumerate(pm.PerFrameFunctionalGroupsSequence):
+        z = slice_of[fg.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
+        assert np.allclose([float(v) for v in fg.PlanePositionSequence[0].ImagePositionPatient],
+                           [float(v) for v in source[z].ImagePositionPatient], atol=1e-4), (name, i, z)
+        rebuilt[z] = frames[i]
+    assert np.array_equal(rebuilt, want), f"{name}: the parametric map differs from labels.h5 on {(rebuilt != want).sum()} voxels"
+    assert (float(mapping.DoubleFloatRealWorldValueFirstValueMapped), float(mapping.DoubleFloatRealWorldValueLastValueMapped)) == \
+        (float(want.min()), float(want.max())), name
+if maps:
+    print(f"parametric maps: {', '.join(sorted(maps))}, equal to labels.h5 bit for bit, with their quantities and units")

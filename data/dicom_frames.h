@@ -1,0 +1,65 @@
+// What the multi-frame DICOM writers (SEG, parametric map) share: DCMTK's conditions as
+// exceptions, the patient and study they import from the source series, and the functional
+// groups that place a frame in the patient and derive it from its source slice. Includes DCMTK:
+// only for those writers' sources.
+#pragma once
+
+// clang-format off
+#include <dcmtk/config/osconfig.h>  // DCMTK wants its configuration before any of its headers
+// clang-format on
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcitem.h>
+#include <dcmtk/dcmfg/fgderimg.h>
+#include <dcmtk/dcmfg/fgpixmsr.h>
+#include <dcmtk/dcmfg/fgplanor.h>
+#include <dcmtk/dcmfg/fgplanpo.h>
+#include <dcmtk/dcmiod/iodmacro.h>
+#include <dcmtk/dcmiod/iodreferences.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "data/anatomy_codes.h"
+#include "data/dicom_io.h"
+#include "data/geometry.h"
+#include "data/volume.h"
+
+namespace vitruvian::data {
+
+/// Throws InternalError naming `path` and the DCMTK call when `status` is bad.
+void check_dcmtk(const OFCondition& status, const std::filesystem::path& path, const char* call);
+
+CodeSequenceMacro code_sequence(const CodedConcept& c);
+
+/// The patient, study and frame-of-reference attributes of `source`, as an object derived from it
+/// imports them (and keeps, where the IOD classes left one empty).
+void fill_source_item(DcmItem& item, const DicomSeriesIdentity& source);
+
+/// Shared groups of a frame stack on `g`: the plane orientation and the pixel measures (pixel
+/// spacing, slice thickness and spacing between slices).
+std::unique_ptr<FGPlaneOrientationPatient> plane_orientation(const Geometry& g);
+std::unique_ptr<FGPixelMeasures> pixel_measures(const Geometry& g, const std::filesystem::path& path);
+
+/// The position (ImagePositionPatient) of slice `z` of `g`.
+std::unique_ptr<FGPlanePosPatient> plane_position(const Geometry& g, std::int64_t z, const std::filesystem::path& path);
+
+/// A derivation (`derivation`, e.g. DCM 113076 Segmentation) from slice `z` of `source`.
+std::unique_ptr<FGDerivationImage> derived_from(const DicomSeriesIdentity& source, std::int64_t z,
+                                                const CodedConcept& derivation, const std::filesystem::path& path);
+
+/// Every slice of `source`, for the Common Instance Reference module.
+IODReferences source_references(const DicomSeriesIdentity& source);
+
+/// Writes `file` (an object derived from `source`, as its IOD class wrote it) to `path`: the
+/// source's patient and study (also where the class left one empty), its own SOP Instance and
+/// Series UIDs, the series dated as its content; explicit little endian.
+void save_derived(DcmFileFormat& file, const DicomSeriesIdentity& source, const std::string& sop_instance_uid,
+                  const std::string& series_uid, const std::filesystem::path& path);
+
+/// Refuses a map or label map [z, y, x] that does not lie on `source`'s slices (one SOP instance
+/// per slice), or whose slices are too large for DICOM's rows and columns: InputError naming `path`.
+void check_on_source(const std::filesystem::path& path, const Volume& volume, const DicomSeriesIdentity& source);
+
+}  // namespace vitruvian::data
