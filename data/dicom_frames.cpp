@@ -47,9 +47,11 @@ void fill_source_item(DcmItem& item, const DicomSeriesIdentity& s) {
 
 std::unique_ptr<FGPlaneOrientationPatient> plane_orientation(const Geometry& g) {
   const auto& m = g.direction;  // column c: the LPS direction of index axis c
-  return std::unique_ptr<FGPlaneOrientationPatient>(FGPlaneOrientationPatient::createMinimal(
+  std::unique_ptr<FGPlaneOrientationPatient> group(FGPlaneOrientationPatient::createMinimal(
       decimal_string(m[0]).c_str(), decimal_string(m[3]).c_str(), decimal_string(m[6]).c_str(),
       decimal_string(m[1]).c_str(), decimal_string(m[4]).c_str(), decimal_string(m[7]).c_str()));
+  if (!group) throw InternalError("DICOM plane orientation", "DCMTK FGPlaneOrientationPatient::createMinimal failed");
+  return group;
 }
 
 std::unique_ptr<FGPixelMeasures> pixel_measures(const Geometry& g, const fs::path& path) {
@@ -72,27 +74,31 @@ std::unique_ptr<FGPlanePosPatient> plane_position(const Geometry& g, std::int64_
   return position;
 }
 
-std::unique_ptr<FGDerivationImage> derived_from(const DicomSeriesIdentity& source, std::int64_t z,
+std::unique_ptr<FGDerivationImage> derived_from(const DicomSeriesIdentity& source,
+                                                const std::vector<std::size_t>& instances,
                                                 const CodedConcept& derivation, const fs::path& path) {
   auto group = std::make_unique<FGDerivationImage>();
   DerivationImageItem* item = nullptr;
   check_dcmtk(group->addDerivationImageItem(code_sequence(derivation), "", item), path, "addDerivationImageItem");
-  DcmDataset image;
-  image.putAndInsertString(DCM_SOPClassUID, source.sop_class_uids[static_cast<std::size_t>(z)].c_str());
-  image.putAndInsertString(DCM_SOPInstanceUID, source.sop_instance_uids[static_cast<std::size_t>(z)].c_str());
-  SourceImageItem* source_item = nullptr;
-  check_dcmtk(
-      item->addSourceImageItem(
-          &image, CodeSequenceMacro("121322", "DCM", "Source image for image processing operation"), source_item),
-      path, "addSourceImageItem");
+  for (const std::size_t k : instances) {
+    DcmDataset image;
+    image.putAndInsertString(DCM_SOPClassUID, source.sop_class_uids.at(k).c_str());
+    image.putAndInsertString(DCM_SOPInstanceUID, source.sop_instance_uids.at(k).c_str());
+    SourceImageItem* source_item = nullptr;
+    check_dcmtk(
+        item->addSourceImageItem(
+            &image, CodeSequenceMacro("121322", "DCM", "Source image for image processing operation"), source_item),
+        path, "addSourceImageItem");
+  }
   return group;
 }
 
 IODReferences source_references(const DicomSeriesIdentity& s) {
   IODReferences references;
   for (std::size_t z = 0; z < s.sop_instance_uids.size(); ++z) {
-    references.add(new IODImageReference(s.study.patient_id.c_str(), s.study.study_uid.c_str(), s.series_uid.c_str(),
-                                         s.sop_instance_uids[z].c_str(), s.sop_class_uids[z].c_str()));
+    auto* reference = new IODImageReference(s.study.patient_id.c_str(), s.study.study_uid.c_str(), s.series_uid.c_str(),
+                                            s.sop_instance_uids[z].c_str(), s.sop_class_uids[z].c_str());
+    if (!references.add(reference)) delete reference;  // not taken (a duplicate): ours to free
   }
   return references;
 }
@@ -107,13 +113,13 @@ void save_derived(DcmFileFormat& file, const DicomSeriesIdentity& source, const 
   check_dcmtk(file.saveFile(path.c_str(), EXS_LittleEndianExplicit), path, "saveFile");
 }
 
-void check_on_source(const fs::path& path, const Volume& volume, const DicomSeriesIdentity& source) {
+void check_on_source(const fs::path& path, const Volume& volume, const DicomSeriesIdentity& source, const char* what) {
   const auto shape = volume.shape_zyx();
   const auto slices = static_cast<std::int64_t>(source.sop_instance_uids.size());
   if (volume.frames() != 1 || shape[0] != slices || source.sop_class_uids.size() != source.sop_instance_uids.size()) {
-    throw InputError(path.string(), fmt::format("the volume has {} slices but its source series {} has {} SOP "
-                                                "instances; expected a volume on the source series' own slices",
-                                                shape[0], source.series_uid, slices));
+    throw InputError(path.string(), fmt::format("the {} has {} slices but its source series {} has {} SOP instances "
+                                                "per temporal position; expected a {} on the source series' own slices",
+                                                what, shape[0], source.series_uid, slices, what));
   }
   if (shape[1] > 65535 || shape[2] > 65535) throw InputError(path.string(), "slices larger than 65535 pixels");
   if (source.study.study_uid.empty() || source.series_uid.empty()) {

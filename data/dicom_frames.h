@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "data/anatomy_codes.h"
 #include "data/dicom_io.h"
@@ -31,6 +32,7 @@ namespace vitruvian::data {
 /// Throws InternalError naming `path` and the DCMTK call when `status` is bad.
 void check_dcmtk(const OFCondition& status, const std::filesystem::path& path, const char* call);
 
+/// `c` as DCMTK's code sequence item.
 CodeSequenceMacro code_sequence(const CodedConcept& c);
 
 /// The patient, study and frame-of-reference attributes of `source`, as an object derived from it
@@ -45,11 +47,15 @@ std::unique_ptr<FGPixelMeasures> pixel_measures(const Geometry& g, const std::fi
 /// The position (ImagePositionPatient) of slice `z` of `g`.
 std::unique_ptr<FGPlanePosPatient> plane_position(const Geometry& g, std::int64_t z, const std::filesystem::path& path);
 
-/// A derivation (`derivation`, e.g. DCM 113076 Segmentation) from slice `z` of `source`.
-std::unique_ptr<FGDerivationImage> derived_from(const DicomSeriesIdentity& source, std::int64_t z,
+/// A derivation (`derivation`, e.g. DCM 113076 Segmentation) from the SOP instances `instances`
+/// (indices into `source`'s lists): a SEG frame's one slice, or a map's slice at every temporal
+/// position of a time series.
+std::unique_ptr<FGDerivationImage> derived_from(const DicomSeriesIdentity& source,
+                                                const std::vector<std::size_t>& instances,
                                                 const CodedConcept& derivation, const std::filesystem::path& path);
 
-/// Every slice of `source`, for the Common Instance Reference module.
+/// Every SOP instance of `source` (every slice, at every temporal position), for the Common
+/// Instance Reference module.
 IODReferences source_references(const DicomSeriesIdentity& source);
 
 /// Writes `file` (an object derived from `source`, as its IOD class wrote it) to `path`: the
@@ -58,8 +64,10 @@ IODReferences source_references(const DicomSeriesIdentity& source);
 void save_derived(DcmFileFormat& file, const DicomSeriesIdentity& source, const std::string& sop_instance_uid,
                   const std::string& series_uid, const std::filesystem::path& path);
 
-/// Refuses a map or label map [z, y, x] that does not lie on `source`'s slices (one SOP instance
-/// per slice), or whose slices are too large for DICOM's rows and columns: InputError naming `path`.
-void check_on_source(const std::filesystem::path& path, const Volume& volume, const DicomSeriesIdentity& source);
+/// Refuses a `what` ("label map", "map") [z, y, x] that does not lie on `source`'s slices (one SOP
+/// instance per slice), or whose slices are too large for DICOM's rows and columns: InputError
+/// naming `path`.
+void check_on_source(const std::filesystem::path& path, const Volume& volume, const DicomSeriesIdentity& source,
+                     const char* what);
 
 }  // namespace vitruvian::data

@@ -20,6 +20,7 @@
 #include <dcmtk/dcmpmap/dpmparametricmapiod.h>
 #include <dcmtk/oflog/oflog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <vector>
@@ -76,9 +77,10 @@ void add_shared_groups(DPMParametricMapIOD& map, const Volume& volume, const Par
   check_dcmtk(map.addForAllFrames(*value_mapping(d, low, high, path)), path, "addForAllFrames(RealWorldValueMapping)");
 }
 
-/// Refuses what cannot be written: not float32, off the source's slices, or a value not finite.
+/// Refuses what cannot be written: not float32, off the source's slices (of a time series, its
+/// first temporal position's), or a value not finite.
 void check_map(const fs::path& path, const Volume& map, const ParametricMapDescription& d) {
-  check_on_source(path, map, d.source);
+  check_on_source(path, map, d.source.first_temporal_position(), "map");
   if (map.voxels.scalar_type() != at::kFloat) {
     throw InputError(path.string(),
                      fmt::format("the map holds {} values; expected float32", voxel_type_name(map.type)));
@@ -88,6 +90,32 @@ void check_map(const fs::path& path, const Volume& map, const ParametricMapDescr
   }
   if (d.quantity.value.empty() || d.units.value.empty()) {
     throw InputError(path.string(), "no quantity or units named; expected both codes of the mapped values");
+  }
+}
+
+/// One float frame per slice: placed, indexed by its slice, derived from that slice at every
+/// temporal position of the source.
+void add_frames(DPMParametricMapIOD& pm, const Volume& map, const ParametricMapDescription& d, const fs::path& path) {
+  auto frames_of = pm.getFrames();
+  auto* frames = OFget<DPMParametricMapIOD::Frames<Float32>>(&frames_of);
+  if (frames == nullptr) throw InternalError(path.string(), "DCMTK's parametric map holds no float frames");
+  const auto shape = map.shape_zyx();
+  const at::Tensor values = map.voxels.contiguous();
+  const std::int64_t pixels = shape[1] * shape[2];
+  const std::size_t positions = std::max<std::size_t>(d.source.temporal_positions, 1);
+  std::vector<Float32> frame(static_cast<std::size_t>(pixels));
+  for (std::int64_t z = 0; z < shape[0]; ++z) {
+    const auto position = plane_position(map.geometry, z, path);
+    FGFrameContent content;
+    check_dcmtk(content.setDimensionIndexValues(static_cast<Uint32>(z + 1), 0), path, "setDimensionIndexValues");
+    std::vector<std::size_t> instances;
+    for (std::size_t t = 0; t < positions; ++t)
+      instances.push_back(t * static_cast<std::size_t>(shape[0]) + static_cast<std::size_t>(z));
+    const auto derivation = derived_from(d.source, instances, d.derivation, path);
+    const OFVector<FGBase*> groups{position.get(), &content, derivation.get()};
+    const float* slice = values.data_ptr<float>() + z * pixels;
+    std::copy(slice, slice + pixels, frame.begin());
+    check_dcmtk(frames->addFrame(frame.data(), static_cast<std::size_t>(pixels), groups), path, "addFrame");
   }
 }
 
@@ -101,12 +129,13 @@ std::size_t write_dicom_parametric_map(const fs::path& path, const Volume& map, 
   }();
   (void)quiet;
   const auto shape = map.shape_zyx();
-  const at::Tensor values = map.voxels.contiguous();
-  const double low = values.min().item<double>(), high = values.max().item<double>();
+  const double low = map.voxels.min().item<double>(), high = map.voxels.max().item<double>();
   IODEnhGeneralEquipmentModule::EquipmentInfo equipment(
       "Vitruvian", d.model_name.empty() ? "Vitruvian" : d.model_name.substr(0, 64).c_str(), "0",
       d.software_version.empty() ? "unknown" : d.software_version.c_str());
-  ContentIdentificationMacro identification("1", d.content_label.c_str(), d.series_description.substr(0, 64).c_str(),
+  const std::string description =
+      d.algorithm_version.empty() ? d.series_description : d.series_description + " (" + d.algorithm_version + ")";
+  ContentIdentificationMacro identification("1", d.content_label.c_str(), description.substr(0, 64).c_str(),
                                             "Vitruvian^");
   auto created = DPMParametricMapIOD::create<IODFloatingPointImagePixelModule>(
       d.source.modality.empty() ? "OT" : d.source.modality.c_str(), d.series_number.c_str(), "1",
@@ -133,21 +162,7 @@ std::size_t write_dicom_parametric_map(const fs::path& path, const Volume& map, 
               path, "addDimensionIndex");
   add_shared_groups(pm, map, d, low, high, path);
 
-  auto frames_of = pm.getFrames();
-  auto* frames = OFget<DPMParametricMapIOD::Frames<Float32>>(&frames_of);
-  if (frames == nullptr) throw InternalError(path.string(), "DCMTK's parametric map holds no float frames");
-  const std::int64_t pixels = shape[1] * shape[2];
-  std::vector<Float32> frame(static_cast<std::size_t>(pixels));
-  for (std::int64_t z = 0; z < shape[0]; ++z) {
-    const auto position = plane_position(map.geometry, z, path);
-    FGFrameContent content;
-    check_dcmtk(content.setDimensionIndexValues(static_cast<Uint32>(z + 1), 0), path, "setDimensionIndexValues");
-    const auto derivation = derived_from(d.source, z, d.derivation, path);
-    const OFVector<FGBase*> groups{position.get(), &content, derivation.get()};
-    const float* slice = values.data_ptr<float>() + z * pixels;
-    std::copy(slice, slice + pixels, frame.begin());
-    check_dcmtk(frames->addFrame(frame.data(), static_cast<std::size_t>(pixels), groups), path, "addFrame");
-  }
+  add_frames(pm, map, d, path);
   IODReferences references = source_references(d.source);
   pm.getIODCommonInstanceReferenceModule().addReferences(references, d.source.study.study_uid.c_str());
 

@@ -39,7 +39,7 @@ void add_frames(DcmSegmentation& seg, Uint16 number, const at::Tensor& mask, con
     FGFrameContent content;
     check_dcmtk(content.setDimensionIndexValues(number, 0), path, "setDimensionIndexValues");
     check_dcmtk(content.setDimensionIndexValues(static_cast<Uint32>(z + 1), 1), path, "setDimensionIndexValues");
-    const auto derivation = derived_from(d.source, z, kSegmentation, path);
+    const auto derivation = derived_from(d.source, {static_cast<std::size_t>(z)}, kSegmentation, path);
     const OFVector<FGBase*> groups{position.get(), &content, derivation.get()};
     std::vector<Uint8> frame(static_cast<std::size_t>(pixels));
     const auto* voxels = mask.data_ptr<bool>() + z * pixels;
@@ -67,7 +67,7 @@ std::vector<std::vector<std::int64_t>> seg_frames(const Volume& labels, const st
 
 std::size_t write_dicom_seg(const fs::path& path, const Volume& labels, const std::vector<SegSegment>& segments,
                             const SegDescription& d) {
-  check_on_source(path, labels, d.source);
+  check_on_source(path, labels, d.source, "label map");
   if (segments.empty()) throw InputError(path.string(), "no segment to write; expected at least one structure");
   // dcmiod warns while it builds the object (before any frame is added) that it cannot yet check
   // the dimensions; its errors still come back as conditions.

@@ -1,5 +1,6 @@
 // <map>.pm.dcm: each map a route computed (a perfusion route's CBF, CBV, MTT, Tmax and TTP) as a
-// DICOM Parametric Map on the slices of its DICOM reference series (a 4D series' first frame).
+// DICOM Parametric Map on the slices of its DICOM reference series (a 4D series' first frame),
+// each frame derived from its slice at every temporal position.
 #include <fmt/format.h>
 
 #include <cctype>
@@ -18,7 +19,7 @@ void DicomParametricMapSink::write(FinishedStudy& f, const std::filesystem::path
     const ResultOrigin origin = result_origin(f, i, name());
     for (const RouteMap& m : r.maps) {
       data::ParametricMapDescription d;
-      d.source = origin.source;
+      d.source = origin.series;
       if (d.source.frame_of_reference_uid.empty()) {
         // A map placed in the patient needs one; the source declares none, so name one for it.
         d.source.frame_of_reference_uid = derived_uid({d.source.series_uid, "frame of reference"});
@@ -33,7 +34,8 @@ void DicomParametricMapSink::write(FinishedStudy& f, const std::filesystem::path
       d.quantity = m.quantity;
       d.units = m.units;
       d.lut_label = m.label;
-      d.model_name = origin.algorithm_version;
+      d.model_name = origin.model_name;
+      d.algorithm_version = origin.algorithm_version;
       d.software_version = software_version();
       data::write_dicom_parametric_map(dir / pmap_file_name(m), m.volume, d);
     }

@@ -35,6 +35,7 @@ ResultOrigin result_origin(const FinishedStudy& f, std::size_t i, const std::str
                                                   f.study.id(), r.reference, r.route->name, output));
   }
   ResultOrigin o;
+  o.series = *source;
   o.source = source->first_temporal_position();
   if (!r.route->analysis.empty()) {
     o.model_name = r.route->analysis;

@@ -1,9 +1,10 @@
 // report.sr.dcm: the study's measurements (from report.json, the same numbers) as a DICOM SR
 // TID 1500 Measurement Report referencing the routes' SEG segments; a perfusion route's triage
-// (hypoperfused volume, mismatch, side, DEFUSE-3) as its core's qualitative evaluations.
+// (hypoperfused volume; mismatch, side, DEFUSE-3 as qualitative evaluations) as a group of its own.
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/errors.h"
 #include "data/dicom_sr.h"
@@ -76,8 +77,8 @@ void structure_groups(const SegPlan& plan, bool with_seg, const json& route, std
   }
 }
 
-/// A perfusion route's triage as text: the hypoperfused volume, the mismatch, the lesion's side and
-/// the DEFUSE-3 verdict with each criterion (the same numbers as report.json's `perfusion`).
+/// A perfusion route's triage as text: the mismatch, the lesion's side and the DEFUSE-3 verdict
+/// with each criterion (the same numbers as report.json's `perfusion`).
 std::vector<std::string> perfusion_evaluations(const json& p) {
   const json& v = p.at("volumes_ml");
   const json& d = p.at("defuse3");
@@ -87,33 +88,34 @@ std::vector<std::string> perfusion_evaluations(const json& p) {
   auto criterion = [&](const char* key, const char* what, const char* unit) {
     const json& c = d.at(key);
     const std::string value =
-        c.at("value").is_number() ? fmt::format("{:.1f}{}", c.at("value").get<double>(), unit) : "none";
+        c.at("value").is_number() ? fmt::format("{:.1f}{}", c.at("value").get<double>(), unit) : "none (no core)";
     return fmt::format("{} {} {} ({})", what, value, c.at("limit").get<std::string>(),
                        c.at("met").get<bool>() ? "met" : "not met");
   };
-  return {fmt::format("Tmax > {:g} s: {:.1f} mL", p.at("thresholds").at("tmax_s").get<double>(),
-                      v.at("hypoperfused").get<double>()),
-          fmt::format("Mismatch: {:.1f} mL, ratio {}", v.at("mismatch").get<double>(), ratio_text),
+  return {fmt::format("Mismatch: {:.1f} mL, ratio {}", v.at("mismatch").get<double>(), ratio_text),
           fmt::format("Lesion side: {}", side.is_string() ? side.get<std::string>() : "none"),
           fmt::format("DEFUSE-3: {}; {}; {}; {}", d.at("eligible").get<bool>() ? "eligible" : "not eligible",
                       criterion("core_ml", "core", " mL"), criterion("mismatch_ratio", "mismatch ratio", ""),
                       criterion("mismatch_ml", "mismatch", " mL"))};
 }
 
-/// The triage of the perfusion route `route`, on its core's group (else its penumbra's; none
-/// when the route found neither).
-void add_perfusion_triage(const json& report, const std::string& route, std::vector<data::SrGroup>& groups) {
+/// A perfusion route's triage as a group of its own (TID 1501, no segment: the hypoperfused
+/// tissue is no class of the label map): the volume with Tmax above the threshold, and the
+/// mismatch, side and DEFUSE-3 verdict as qualitative evaluations. Nothing for other routes.
+void add_perfusion_triage(const SegPlan& plan, const json& report, std::vector<data::SrGroup>& groups) {
   const auto it = report.find("perfusion");
+  const std::string& route = plan.result->route->name;
   if (it == report.end() || !it->is_object() || it->value("route", "") != route) return;
-  for (const char* structure : {"ischemic_core", "ischemic_penumbra"}) {
-    const std::string tracking = route + " " + structure;
-    const auto g =
-        std::find_if(groups.begin(), groups.end(), [&](const data::SrGroup& x) { return x.tracking_id == tracking; });
-    if (g != groups.end()) {
-      g->evaluations = perfusion_evaluations(*it);
-      return;
-    }
-  }
+  data::SrGroup g;
+  g.tracking_id = fmt::format("{} Tmax > {:g} s", route, it->at("thresholds").at("tmax_s").get<double>());
+  g.tracking_uid = derived_uid({plan.sop_instance_uid, g.tracking_id});
+  g.finding = data::anatomy_code("ischemic_penumbra").type;  // Ischemia: the hypoperfused tissue
+  g.algorithm_version = software_version() + " " + plan.algorithm_version;
+  // To the microlitre, as the structures' volumes (a DS holds 16 characters).
+  const double hypoperfused = std::round(it->at("volumes_ml").at("hypoperfused").get<double>() * 1e6) / 1e6;
+  g.measurements.push_back({kVolume, hypoperfused, kMl, std::nullopt, std::nullopt});
+  g.evaluations = perfusion_evaluations(*it);
+  groups.push_back(g);
 }
 
 std::vector<SrMeasurement> calcium_measurements(const json& score) {
@@ -147,8 +149,10 @@ void calcium_groups(const std::vector<SegPlan>& plans, bool with_seg, const json
   }
   data::SrGroup total;
   total.tracking_id = "calcium total";
+  // Named after the first route without maps (a perfusion route's SEG never holds arteries).
+  const auto first = std::find_if(plans.begin(), plans.end(), [](const SegPlan& p) { return p.result->maps.empty(); });
   total.tracking_uid =
-      derived_uid({study.study.study_uid, "calcium total", plans.empty() ? "" : plans.front().sop_instance_uid});
+      derived_uid({study.study.study_uid, "calcium total", first == plans.end() ? "" : first->sop_instance_uid});
   total.finding = kCalcium;
   total.measurements = calcium_measurements(calcium.at("total"));
   total.evaluations = evaluations;
@@ -183,7 +187,7 @@ void DicomSrSink::write(FinishedStudy& f, const std::filesystem::path& dir) cons
   for (const SegPlan& plan : plans) {
     const bool written = with_seg_ && !plan.segments.empty();
     structure_groups(plan, written, f.report["routes"][plan.result->route->name], groups);
-    add_perfusion_triage(f.report, plan.result->route->name, groups);
+    add_perfusion_triage(plan, f.report, groups);
     if (written) d.segmentations.emplace_back(plan.series_uid, plan.sop_instance_uid);
   }
   if (const auto it = f.report.find("calcium"); it != f.report.end() && it->is_object()) {

@@ -78,8 +78,9 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
       r.truth = study.info().labels.front().name;
     }
   }
-  const data::CodedConcept ml_per_100g_min{"mL/(100.g.min)", "UCUM", "milliliter per 100 gram per minute"};
-  const data::CodedConcept ml_per_100g{"mL/(100.g)", "UCUM", "milliliter per 100 gram"};
+  // Units as DICOM's tracer kinetic model parameters give them (PS3.16, UCUM).
+  const data::CodedConcept ml_per_100g_min{"ml/(100.g)/min", "UCUM", "milliliter per 100 gram per minute"};
+  const data::CodedConcept ml_per_100g{"ml/(100.g)", "UCUM", "milliliter per 100 gram"};
   const data::CodedConcept seconds{"s", "UCUM", "second"};
   const struct {
     const char* suffix;

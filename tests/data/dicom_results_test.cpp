@@ -174,13 +174,14 @@ TEST_F(DicomResults, ParametricMapHoldsEverySliceAsFloatsWithItsQuantity) {
   map.voxels = at::rand({5, 6, 7}, at::kFloat) * 80 - 0.5;
   map.type = VoxelType::kFloat32;
   ParametricMapDescription d;
-  d.source = identity(5);
+  d.source = identity(10);  // a time series: the map's 5 slices at 2 temporal positions
+  d.source.temporal_positions = 2;
   d.sop_instance_uid = "2.25.4321";
   d.series_uid = "2.25.8765";
   d.series_description = "Vitruvian stroke CBF";
   d.content_label = "CBF";
   d.quantity = {"126390", "DCM", "Absolute Regional Blood Flow"};
-  d.units = {"mL/(100.g.min)", "UCUM", "milliliter per 100 gram per minute"};
+  d.units = {"ml/(100.g)/min", "UCUM", "milliliter per 100 gram per minute"};
   d.lut_label = "CBF";
   d.model_name = "perfusion";
   d.software_version = "0.1.0";
@@ -220,7 +221,7 @@ TEST_F(DicomResults, ParametricMapHoldsEverySliceAsFloatsWithItsQuantity) {
   DcmItem* units = nullptr;
   ASSERT_TRUE(mapping->findAndGetSequenceItem(DCM_MeasurementUnitsCodeSequence, units).good());
   units->findAndGetOFString(DCM_CodeValue, text);
-  EXPECT_EQ(text, "mL/(100.g.min)");
+  EXPECT_EQ(text, "ml/(100.g)/min");
   Float64 low = 0, high = 0;
   mapping->findAndGetFloat64(DCM_DoubleFloatRealWorldValueFirstValueMapped, low);
   mapping->findAndGetFloat64(DCM_DoubleFloatRealWorldValueLastValueMapped, high);
@@ -236,6 +237,27 @@ TEST_F(DicomResults, ParametricMapHoldsEverySliceAsFloatsWithItsQuantity) {
   EXPECT_EQ(text, "Doe^Jane");
   data.findAndGetOFString(DCM_FrameOfReferenceUID, text);
   EXPECT_EQ(text, d.source.frame_of_reference_uid.c_str());
+  data.findAndGetOFStringArray(DCM_ImageType, text);
+  EXPECT_EQ(text, "DERIVED\\PRIMARY\\VOLUME\\NONE");
+  // Each frame derives from its slice at both temporal positions (instances z and 5 + z); every
+  // instance of the series is referenced.
+  DcmItem* third = nullptr;
+  ASSERT_TRUE(data.findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, third, 2).good());
+  DcmItem* derivation = nullptr;
+  ASSERT_TRUE(third->findAndGetSequenceItem(DCM_DerivationImageSequence, derivation).good());
+  std::vector<std::string> sources;
+  for (unsigned long k = 0;; ++k) {
+    DcmItem* image = nullptr;
+    if (derivation->findAndGetSequenceItem(DCM_SourceImageSequence, image, static_cast<int>(k)).bad()) break;
+    image->findAndGetOFString(DCM_ReferencedSOPInstanceUID, text);
+    sources.emplace_back(text.c_str());
+  }
+  EXPECT_EQ(sources, (std::vector<std::string>{d.source.sop_instance_uids[2], d.source.sop_instance_uids[7]}));
+  DcmItem* series = nullptr;
+  ASSERT_TRUE(data.findAndGetSequenceItem(DCM_ReferencedSeriesSequence, series).good());
+  DcmSequenceOfItems* instances = nullptr;
+  ASSERT_TRUE(series->findAndGetSequence(DCM_ReferencedInstanceSequence, instances).good());
+  EXPECT_EQ(instances->card(), 10u);
   // dicom3tools' validator finds nothing wrong.
   const std::string found = validator_report(path);
   EXPECT_NE(found.find("ParametricMap"), std::string::npos) << found;
@@ -245,6 +267,7 @@ TEST_F(DicomResults, ParametricMapHoldsEverySliceAsFloatsWithItsQuantity) {
   d.source = identity(4);
   EXPECT_THROW(write_dicom_parametric_map(dir_ / "a.pm.dcm", map, d), InputError);
   d.source = identity(5);
+  d.source.temporal_positions = 1;
   Volume ints = map;
   ints.voxels = map.voxels.to(at::kShort);
   ints.type = VoxelType::kInt16;

@@ -1,9 +1,9 @@
 """Checks a study's DICOM SEG, SR and parametric maps against the campaign's own outputs, decoding
 them with pydicom only: the SEG's frames re-assembled on the source slices equal labels.h5's map
 voxel for voxel (and a frame exists exactly where a segment has voxels); the SR's numbers equal
-report.json's (a perfusion route's triage among its core's evaluations); each parametric map's
-float frames equal labels.h5's map bit for bit, each frame where its source slice is, with the
-quantity and units of the map; all carry the source's patient, study and frame of reference.
+report.json's (a perfusion route's triage as a group of its own); each parametric map's
+float frames equal labels.h5's map bit for bit, each frame where its source slice is and derived
+from that slice at every temporal position, with the quantity and units of the map; all carry the source's patient, study and frame of reference.
 A 4D source (a CT perfusion series) is referenced by its first temporal position's slices.
 Usage: check_dicom_results.py STUDY_DIR SOURCE_DICOM_DIR ROUTE"""
 import json
@@ -17,10 +17,13 @@ import pydicom
 study_dir, source_dir, route = sys.argv[1:4]
 sid = os.path.basename(os.path.normpath(study_dir))
 report = json.load(open(f"{study_dir}/report.json"))
-source = [pydicom.dcmread(os.path.join(source_dir, n)) for n in os.listdir(source_dir)]
-positions = {int(getattr(d, "TemporalPositionIdentifier", 0) or 0) for d in source}
-source = sorted((d for d in source if int(getattr(d, "TemporalPositionIdentifier", 0) or 0) == min(positions)),
+every = [pydicom.dcmread(os.path.join(source_dir, n)) for n in os.listdir(source_dir)]
+position_of = {d.SOPInstanceUID: int(getattr(d, "TemporalPositionIdentifier", 0) or 0) for d in every}
+source = sorted((d for d in every if position_of[d.SOPInstanceUID] == min(position_of.values())),
                 key=lambda d: float(d.ImagePositionPatient[2]))
+# Every image of the series by its place: (temporal position, z).
+z_of_position = {float(d.ImagePositionPatient[2]): z for z, d in enumerate(source)}
+place_of = {d.SOPInstanceUID: (position_of[d.SOPInstanceUID], z_of_position[float(d.ImagePositionPatient[2])]) for d in every}
 slice_of = {d.SOPInstanceUID: z for z, d in enumerate(source)}
 first = source[0]
 
@@ -111,28 +114,17 @@ for item in walk(sr.ContentSequence):
     groups[g["id"]] = g
 number_of = {name: n for n, name in segments.items()}
 perfusion = report.get("perfusion") if report.get("perfusion", {}).get("route") == route else None
-triaged = set()
-if perfusion:
-    # The triage goes with the core's group, else the penumbra's.
-    structures = report["routes"][route]["structures"]
-    holder = next(n for n in ("ischemic_core", "ischemic_penumbra") if structures.get(n, {}).get("voxels", 0))
-    triaged.add(holder)
-    lines = groups[f"{route} {holder}"]["evaluations"]
-    v = perfusion["volumes_ml"]
-    assert lines[0] == f"Tmax > {perfusion['thresholds']['tmax_s']:g} s: {v['hypoperfused']:.1f} mL", lines
-    assert lines[1].startswith(f"Mismatch: {v['mismatch']:.1f} mL"), lines
-    assert lines[2] == f"Lesion side: {perfusion['side'] or 'none'}", lines
-    verdict = "eligible" if perfusion["defuse3"]["eligible"] else "not eligible"
-    assert lines[3].startswith(f"DEFUSE-3: {verdict}; core {v['core']:.1f} mL < 70"), lines
 expected = 0
 for name, s in report["routes"][route]["structures"].items():
     if s["voxels"] == 0:
         continue
     g = groups[f"{route} {name}"]
     assert g["segment"] == (seg.SOPInstanceUID, number_of[name]), (name, g)
-    assert not g["evaluations"] or name in triaged, (name, g)
+    assert not g["evaluations"], (name, g)
     assert g["numbers"]["Volume"] == (s["volume_ml"], "ml"), (name, g["numbers"], s["volume_ml"])
     reference = report["routes"][route]["series"][0]
+    # A 4D reference (perfusion) has no mean intensity; every 3D one does.
+    assert perfusion or reference in s.get("intensity", {}), (name, reference)
     if reference in s.get("intensity", {}):
         assert g["numbers"]["Attenuation Coefficient"] == (s["intensity"][reference]["mean"], "[hnsf'U]"), (name, g["numbers"])
     expected += 1
@@ -141,6 +133,25 @@ for name, s in report["routes"][route]["structures"].items():
         assert l["numbers"]["Volume"] == (lesion["volume_ml"], "ml"), (name, k, l)
         assert l["numbers"]["Long Axis"] == (lesion["axial_diameter_mm"], "mm"), (name, k, l)
         expected += 1
+if perfusion:
+    # The triage: its own group (no segment), the hypoperfused volume and the verdict in text.
+    g = groups[f"{route} Tmax > {perfusion['thresholds']['tmax_s']:g} s"]
+    v, d = perfusion["volumes_ml"], perfusion["defuse3"]
+    assert "segment" not in g, g
+    # To the microlitre, as the SR writes it.
+    assert g["numbers"]["Volume"][1] == "ml" and abs(g["numbers"]["Volume"][0] - v["hypoperfused"]) <= 1e-6, (g, v)
+    ratio = f"{perfusion['mismatch_ratio']:.1f}" if perfusion["mismatch_ratio"] is not None else "none (no core)"
+    side = perfusion["side"] or "none"
+
+    def criterion(key, what, unit):
+        c = d[key]
+        value = f"{c['value']:.1f}{unit}" if c["value"] is not None else "none (no core)"
+        return f"{what} {value} {c['limit']} ({'met' if c['met'] else 'not met'})"
+    want = [f"Mismatch: {v['mismatch']:.1f} mL, ratio {ratio}", f"Lesion side: {side}",
+            f"DEFUSE-3: {'eligible' if d['eligible'] else 'not eligible'}; {criterion('core_ml', 'core', ' mL')}; "
+            f"{criterion('mismatch_ratio', 'mismatch ratio', '')}; {criterion('mismatch_ml', 'mismatch', ' mL')}"]
+    assert g["evaluations"] == want, (g["evaluations"], want)
+    expected += 1
 calcium = report.get("calcium")
 if calcium:
     # A score on a grid too coarse for Agatston's definition says so in every calcium group.
@@ -161,7 +172,7 @@ print(f"SR: {len(groups)} measurement groups, every number equal to report.json'
 
 # ---- parametric maps ----
 maps = perfusion["maps"] if perfusion else {}
-units = {"cbf": "mL/(100.g.min)", "cbv": "mL/(100.g)", "mtt": "s", "tmax": "s", "ttp": "s"}
+units = {"cbf": "ml/(100.g)/min", "cbv": "ml/(100.g)", "mtt": "s", "tmax": "s", "ttp": "s"}
 quantities = {"cbf": "126390", "cbv": "126391", "mtt": "113052", "tmax": "113084", "ttp": "113069"}
 for key, name in maps.items():
     pm = pydicom.dcmread(f"{study_dir}/{name}.pm.dcm")
@@ -169,8 +180,11 @@ for key, name in maps.items():
     same_identity(pm, name)
     assert pm.FrameOfReferenceUID == first.FrameOfReferenceUID, name
     assert pm.Modality == first.Modality, (name, pm.Modality)
+    assert list(pm.ImageType) == ["DERIVED", "PRIMARY", "VOLUME", "NONE"], (name, pm.ImageType)
+    anatomy = pm.SharedFunctionalGroupsSequence[0].FrameAnatomySequence[0]
+    assert anatomy.AnatomicRegionSequence[0].CodeValue == "12738006" and anatomy.FrameLaterality == "U", (name, anatomy)
     referenced = {i.ReferencedSOPInstanceUID for s in pm.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
-    assert referenced == set(slice_of), f"{name} does not reference the source's slices"
+    assert referenced == set(place_of), f"{name} does not reference every image of the source series"
     mapping = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
     assert mapping.MeasurementUnitsCodeSequence[0].CodeValue == units[key], (name, mapping.MeasurementUnitsCodeSequence)
     assert mapping.QuantityDefinitionSequence[0].ConceptCodeSequence[0].CodeValue == quantities[key], name
@@ -181,7 +195,12 @@ for key, name in maps.items():
     frames = np.frombuffer(pm.FloatPixelData, "<f4").reshape(-1, int(pm.Rows), int(pm.Columns))
     rebuilt = np.full(want.shape, np.nan, np.float32)
     for i, fg in enumerate(pm.PerFrameFunctionalGroupsSequence):
-        z = slice_of[fg.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
+        derivation = fg.DerivationImageSequence[0]
+        assert derivation.DerivationCodeSequence[0].CodeValue == "129104", (name, i)
+        # Derived from one slice at every temporal position.
+        places = {place_of[x.ReferencedSOPInstanceUID] for x in derivation.SourceImageSequence}
+        assert len({z for _, z in places}) == 1 and len(places) == len(set(position_of.values())), (name, i, places)
+        z = places.pop()[1]
         assert np.allclose([float(v) for v in fg.PlanePositionSequence[0].ImagePositionPatient],
                            [float(v) for v in source[z].ImagePositionPatient], atol=1e-4), (name, i, z)
         rebuilt[z] = frames[i]
