@@ -5,7 +5,8 @@
 #   and TTP as DICOM parametric maps and the volumes and DEFUSE-3 verdict as an SR; dciodvfy finds
 #   no error in any; decoded with pydicom (check_dicom_results.py) they equal labels.h5 and
 #   report.json, on the first frame's slices of the 4D series; a forced rerun writes the same UIDs;
-#   --dicom on HDF5 input is refused with one line.
+#   with nothing classed there is no SEG but the SR still holds the triage; --dicom on HDF5 input
+#   is refused with one line.
 # - The same phantoms stored into a real Orthanc (tests/tools/orthanc.sh), then `vitruvian infer`
 #   on 2 ranks with a perfusion route and the PACS (DICOMweb) as source and destination: every
 #   object is in the PACS once, under its study, and fetched back it passes the same checks.
@@ -63,6 +64,37 @@ for f in sorted(glob.glob("local/studies/*/*.dcm")):
 PY
 diff uids_first.txt uids_again.txt >/dev/null || { diff uids_first.txt uids_again.txt; fail "a rerun changed UIDs"; }
 [[ $(sort -u -k2,2 uids_first.txt | wc -l) == 14 ]] || { cat uids_first.txt; fail "expected 14 distinct SOP Instance UIDs"; }
+
+# Nothing classed (thresholds no tissue meets): no SEG, the maps as always, and the SR still
+# carries the triage: no core, no side, not eligible.
+expect_exit 0 none.err "$vit" --threads 2 --set perfusion.rcbf_threshold=0.001 --set perfusion.tmax_threshold_s=100 \
+  perfusion dicom -o none --dicom
+$py - <<'PY'
+import glob, os, pydicom
+for study in sorted(glob.glob("none/studies/*/")):
+    names = set(os.listdir(study))
+    assert "perfusion.seg.dcm" not in names and "perfusion_cbf.pm.dcm" in names and "report.sr.dcm" in names, names
+    sr = pydicom.dcmread(f"{study}/report.sr.dcm")
+    def walk(items):
+        for item in items:
+            yield item
+            yield from walk(getattr(item, "ContentSequence", []))
+    groups = [i for i in walk(sr.ContentSequence) if i.ValueType == "CONTAINER" and i.ConceptNameCodeSequence[0].CodeMeaning == "Measurement Group"]
+    assert len(groups) == 1, len(groups)
+    texts = {c.ConceptNameCodeSequence[0].CodeMeaning: [] for c in groups[0].ContentSequence}
+    for c in groups[0].ContentSequence:
+        texts[c.ConceptNameCodeSequence[0].CodeMeaning].append(getattr(c, "TextValue", None))
+    assert texts["Tracking Identifier"] == ["perfusion Tmax > 100 s"], texts
+    assert texts["Qualitative Evaluations"] == [
+        "Mismatch: 0.0 mL, ratio none (no core)", "Lesion side: none",
+        "DEFUSE-3: not eligible; core 0.0 mL < 70 (met); mismatch ratio none (no core) >= 1.8 (not met); "
+        "mismatch 0.0 mL >= 15 (not met)"], texts["Qualitative Evaluations"]
+print("nothing classed: no SEG, the maps, and the SR's triage says so")
+PY
+for f in none/studies/*/report.sr.dcm; do
+  /usr/bin/dciodvfy "$f" >dciodvfy.out 2>&1 || true
+  if grep -q "^Error" dciodvfy.out; then cat dciodvfy.out; fail "dciodvfy finds errors in $f"; fi
+done
 
 # DICOM outputs need DICOM input: one line, exit 2, nothing written.
 expect_exit 2 refused.err "$vit" --threads 2 perfusion hn.h5 -o refused --dicom
