@@ -3,6 +3,7 @@
 
 #include <dcmtk/dcmdata/dcdatset.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcsequen.h>
 #include <fmt/format.h>
 
 #include <utility>
@@ -93,14 +94,22 @@ std::unique_ptr<FGDerivationImage> derived_from(const DicomSeriesIdentity& sourc
   return group;
 }
 
-IODReferences source_references(const DicomSeriesIdentity& s) {
-  IODReferences references;
-  for (std::size_t z = 0; z < s.sop_instance_uids.size(); ++z) {
-    auto* reference = new IODImageReference(s.study.patient_id.c_str(), s.study.study_uid.c_str(), s.series_uid.c_str(),
-                                            s.sop_instance_uids[z].c_str(), s.sop_class_uids[z].c_str());
-    if (!references.add(reference)) delete reference;  // not taken (a duplicate): ours to free
+void put_source_references(DcmItem& dataset, const DicomSeriesIdentity& s, const fs::path& path) {
+  auto series = std::make_unique<DcmItem>();
+  check_dcmtk(series->putAndInsertString(DCM_SeriesInstanceUID, s.series_uid.c_str()), path, "SeriesInstanceUID");
+  auto instances = std::make_unique<DcmSequenceOfItems>(DCM_ReferencedInstanceSequence);
+  for (std::size_t k = 0; k < s.sop_instance_uids.size(); ++k) {
+    auto item = std::make_unique<DcmItem>();
+    check_dcmtk(item->putAndInsertString(DCM_ReferencedSOPClassUID, s.sop_class_uids[k].c_str()), path,
+                "ReferencedSOPClassUID");
+    check_dcmtk(item->putAndInsertString(DCM_ReferencedSOPInstanceUID, s.sop_instance_uids[k].c_str()), path,
+                "ReferencedSOPInstanceUID");
+    check_dcmtk(instances->append(item.release()), path, "ReferencedInstanceSequence");
   }
-  return references;
+  check_dcmtk(series->insert(instances.release(), true), path, "ReferencedInstanceSequence");
+  auto sequence = std::make_unique<DcmSequenceOfItems>(DCM_ReferencedSeriesSequence);
+  check_dcmtk(sequence->append(series.release()), path, "ReferencedSeriesSequence");
+  check_dcmtk(dataset.insert(sequence.release(), true), path, "ReferencedSeriesSequence");
 }
 
 void save_derived(DcmFileFormat& file, const DicomSeriesIdentity& source, const std::string& sop_instance_uid,

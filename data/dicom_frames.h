@@ -1,6 +1,7 @@
 // What the multi-frame DICOM writers (SEG, parametric map) share: DCMTK's conditions as
-// exceptions, the patient and study they import from the source series, and the functional
-// groups that place a frame in the patient and derive it from its source slice. Includes DCMTK:
+// exceptions, the patient and study they import from the source series, the functional groups
+// that place a frame in the patient and derive it from its source slice, and the references to
+// the source series. Includes DCMTK:
 // only for those writers' sources.
 #pragma once
 
@@ -14,7 +15,6 @@
 #include <dcmtk/dcmfg/fgplanor.h>
 #include <dcmtk/dcmfg/fgplanpo.h>
 #include <dcmtk/dcmiod/iodmacro.h>
-#include <dcmtk/dcmiod/iodreferences.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -54,9 +54,11 @@ std::unique_ptr<FGDerivationImage> derived_from(const DicomSeriesIdentity& sourc
                                                 const std::vector<std::size_t>& instances,
                                                 const CodedConcept& derivation, const std::filesystem::path& path);
 
-/// Every SOP instance of `source` (every slice, at every temporal position), for the Common
-/// Instance Reference module.
-IODReferences source_references(const DicomSeriesIdentity& source);
+/// The Common Instance Reference module's Referenced Series Sequence in `dataset`: every SOP
+/// instance of `source` (every slice, at every temporal position), replacing what the IOD class
+/// wrote. Built directly: dcmiod's IODReferences checks each new reference against all before it,
+/// which takes seconds for the thousands of images of a 4D series.
+void put_source_references(DcmItem& dataset, const DicomSeriesIdentity& source, const std::filesystem::path& path);
 
 /// Writes `file` (an object derived from `source`, as its IOD class wrote it) to `path`: the
 /// source's patient and study (also where the class left one empty), its own SOP Instance and

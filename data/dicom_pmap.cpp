@@ -163,8 +163,6 @@ std::size_t write_dicom_parametric_map(const fs::path& path, const Volume& map, 
   add_shared_groups(pm, map, d, low, high, path);
 
   add_frames(pm, map, d, path);
-  IODReferences references = source_references(d.source);
-  pm.getIODCommonInstanceReferenceModule().addReferences(references, d.source.study.study_uid.c_str());
 
   DcmFileFormat file;
   {
@@ -178,6 +176,7 @@ std::size_t write_dicom_parametric_map(const fs::path& path, const Volume& map, 
     log.setLogLevel(level);
     check_dcmtk(written, path, "writeDataset");
   }
+  put_source_references(*file.getDataset(), d.source, path);
   save_derived(file, d.source, d.sop_instance_uid, d.series_uid, path);
   return static_cast<std::size_t>(shape[0]);
 }

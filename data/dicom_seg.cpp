@@ -132,11 +132,9 @@ std::size_t write_dicom_seg(const fs::path& path, const Volume& labels, const st
   }
   if (written == 0) throw InputError(path.string(), "no segment has a voxel; expected at least one structure");
 
-  IODReferences references = source_references(d.source);
-  seg->getCommonInstanceReference().addReferences(references, d.source.study.study_uid.c_str());
-
   DcmFileFormat file;
   check_dcmtk(seg->writeDataset(*file.getDataset()), path, "writeDataset");
+  put_source_references(*file.getDataset(), d.source, path);
   save_derived(file, d.source, d.sop_instance_uid, d.series_uid, path);
   return written;
 }
