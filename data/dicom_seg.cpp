@@ -13,6 +13,7 @@
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmfg/fgfracon.h>
+#include <dcmtk/dcmiod/cielabutil.h>
 #include <dcmtk/dcmseg/segdoc.h>
 #include <dcmtk/dcmseg/segment.h>
 #include <dcmtk/oflog/oflog.h>
@@ -124,6 +125,14 @@ std::size_t write_dicom_seg(const fs::path& path, const Volume& labels, const st
     const OFCondition added = seg->addSegment(segment, number);
     if (added.bad()) delete segment;
     check_dcmtk(added, path, "addSegment");
+    if (s.colour) {
+      double l = 0, a = 0, b = 0;
+      IODCIELabUtil::rgb2DicomLab(l, a, b, (*s.colour)[0] / 255.0, (*s.colour)[1] / 255.0, (*s.colour)[2] / 255.0);
+      check_dcmtk(segment->setRecommendedDisplayCIELabValue(static_cast<Uint16>(std::lround(l)),
+                                                            static_cast<Uint16>(std::lround(a)),
+                                                            static_cast<Uint16>(std::lround(b))),
+                  path, "setRecommendedDisplayCIELabValue");
+    }
     if (!d.algorithm_version.empty())
       check_dcmtk(segment->setSegmentDescription(d.algorithm_version.substr(0, 64).c_str()), path,
                   "setSegmentDescription");

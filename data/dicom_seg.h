@@ -4,8 +4,10 @@
 // source slice.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,8 @@ struct SegSegment {
   std::int64_t value = 0;
   std::string label;  ///< SegmentLabel (the structure's name)
   AnatomyCode code;
+  /// sRGB colour viewers should show it in (RecommendedDisplayCIELabValue), when it has one.
+  std::optional<std::array<std::uint8_t, 3>> colour;
 };
 
 /// Everything of a SEG besides its voxels.

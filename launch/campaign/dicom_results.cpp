@@ -70,7 +70,9 @@ SegPlan plan_seg(const FinishedStudy& f, std::size_t i, const std::string& outpu
   for (std::int64_t c = 1; c < classes; ++c) {
     if (counts[c].item<std::int64_t>() == 0) continue;
     const std::string& name = r.classes.names[static_cast<std::size_t>(c)];
-    plan.segments.push_back({c, name, data::anatomy_code(name)});
+    const auto colour = r.colours.find(name);
+    plan.segments.push_back(
+        {c, name, data::anatomy_code(name), colour == r.colours.end() ? std::nullopt : std::optional(colour->second)});
     plan.number_of[name] = static_cast<std::uint16_t>(plan.segments.size());
   }
   return plan;

@@ -7,6 +7,7 @@
 #include "core/errors.h"
 #include "core/stopwatch.h"
 #include "data/perfusion/perfusion.h"
+#include "data/perfusion/perfusion_pictures.h"
 #include "launch/campaign/route.h"
 
 namespace vitruvian::campaign {
@@ -99,6 +100,7 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
     v.modality.clear();
     r.maps.push_back({route.name + "_" + m.suffix, std::move(v), m.quantity, m.units, m.label});
   }
+  r.colours = {{"ischemic_core", data::kCoreColour}, {"ischemic_penumbra", data::kHypoperfusedColour}};
   nlohmann::json section = p.report(route.perfusion);
   section["route"] = route.name;
   section["series"] = name;

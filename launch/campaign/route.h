@@ -4,6 +4,8 @@
 // new class here.
 #pragma once
 
+#include <array>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -48,6 +50,9 @@ struct RouteResult {
   /// label map; when there are any, labels.h5 binds the label map to the first of them instead
   /// of the reference series.
   std::vector<RouteMap> maps;
+  /// sRGB display colours of classes, by name, where the route shows them in its own pictures
+  /// (perfusion: core magenta, penumbra green); a DICOM SEG recommends them to viewers.
+  std::map<std::string, std::array<std::uint8_t, 3>> colours;
   nlohmann::json timing = nlohmann::json::object();
 };
 

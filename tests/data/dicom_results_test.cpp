@@ -9,6 +9,7 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmiod/cielabutil.h>
 #include <dcmtk/dcmpmap/dpmparametricmapiod.h>
 #include <dcmtk/dcmsr/dsrdoc.h>
 
@@ -72,7 +73,8 @@ Volume random_labels() {
 
 TEST_F(DicomResults, FramesAreTheSlicesASegmentTouches) {
   const Volume labels = random_labels();
-  const std::vector<SegSegment> segments{{3, "c", anatomy_code("heart")}, {1, "a", anatomy_code("liver")}};
+  const std::vector<SegSegment> segments{{3, "c", anatomy_code("heart"), std::nullopt},
+                                         {1, "a", anatomy_code("liver"), std::nullopt}};
   const auto frames = seg_frames(labels, segments);
   ASSERT_EQ(frames.size(), 2u);
   const auto* v = labels.voxels.data_ptr<std::uint8_t>();
@@ -125,8 +127,8 @@ TEST(DicomSeriesIdentity, FirstTemporalPositionKeepsTheFirstFramesSlices) {
 
 TEST_F(DicomResults, SegHoldsOneFramePerTouchedSliceAndTheSource) {
   const Volume labels = random_labels();
-  const std::vector<SegSegment> segments{{1, "liver", anatomy_code("liver")},
-                                         {3, "femur_left", anatomy_code("femur_left")}};
+  const std::vector<SegSegment> segments{{1, "liver", anatomy_code("liver"), std::array<std::uint8_t, 3>{230, 40, 200}},
+                                         {3, "femur_left", anatomy_code("femur_left"), std::nullopt}};
   SegDescription d;
   d.source = identity(5);
   d.sop_instance_uid = "2.25.1234";
@@ -150,9 +152,22 @@ TEST_F(DicomResults, SegHoldsOneFramePerTouchedSliceAndTheSource) {
   EXPECT_EQ(text, "Doe^Jane");
   data.findAndGetOFString(DCM_SegmentLabel, text, 0, OFTrue);
   EXPECT_EQ(text, "liver");
+  // A segment with a colour recommends it to viewers (as CIELab, back to the same sRGB); one
+  // without recommends none.
+  DcmItem* first = nullptr;
+  ASSERT_TRUE(data.findAndGetSequenceItem(DCM_SegmentSequence, first, 0).good());
+  Uint16 lab[3] = {0, 0, 0};
+  for (unsigned long k = 0; k < 3; ++k)
+    ASSERT_TRUE(first->findAndGetUint16(DCM_RecommendedDisplayCIELabValue, lab[k], k).good()) << k;
+  double rgb[3] = {0, 0, 0};
+  IODCIELabUtil::dicomLab2RGB(rgb[0], rgb[1], rgb[2], lab[0], lab[1], lab[2]);
+  EXPECT_NEAR(rgb[0] * 255, 230, 1.0);
+  EXPECT_NEAR(rgb[1] * 255, 40, 1.0);
+  EXPECT_NEAR(rgb[2] * 255, 200, 1.0);
   // The laterality of a sided structure is a modifier of its type.
   DcmItem* second = nullptr;
   ASSERT_TRUE(data.findAndGetSequenceItem(DCM_SegmentSequence, second, 1).good());
+  EXPECT_FALSE(second->tagExists(DCM_RecommendedDisplayCIELabValue));
   DcmItem* type = nullptr;
   ASSERT_TRUE(second->findAndGetSequenceItem(DCM_SegmentedPropertyTypeCodeSequence, type).good());
   DcmItem* modifier = nullptr;

@@ -48,8 +48,12 @@ assert seg.FrameOfReferenceUID == first.FrameOfReferenceUID
 referenced = {i.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for i in s.ReferencedInstanceSequence}
 assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == first.SeriesInstanceUID
 assert referenced == set(slice_of), "the SEG does not reference every source slice"
+perfusion = report.get("perfusion") if report.get("perfusion", {}).get("route") == route else None
 segments = {}
 for s in seg.SegmentSequence:
+    # A perfusion route's core and penumbra carry the study page's colours; other classes none.
+    coloured = perfusion is not None and s.SegmentLabel in ("ischemic_core", "ischemic_penumbra")
+    assert ("RecommendedDisplayCIELabValue" in s) == coloured, (s.SegmentLabel, coloured)
     assert s.SegmentAlgorithmType == "AUTOMATIC" and s.SegmentAlgorithmName == "Vitruvian", s
     assert s.SegmentedPropertyCategoryCodeSequence[0].CodingSchemeDesignator == "SCT"
     assert s.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
@@ -113,7 +117,6 @@ for item in walk(sr.ContentSequence):
             g["numbers"][meaning(child)] = (float(value.NumericValue), value.MeasurementUnitsCodeSequence[0].CodeValue)
     groups[g["id"]] = g
 number_of = {name: n for n, name in segments.items()}
-perfusion = report.get("perfusion") if report.get("perfusion", {}).get("route") == route else None
 expected = 0
 for name, s in report["routes"][route]["structures"].items():
     if s["voxels"] == 0:
