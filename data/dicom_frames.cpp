@@ -4,6 +4,7 @@
 #include <dcmtk/dcmdata/dcdatset.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcsequen.h>
+#include <dcmtk/oflog/oflog.h>
 #include <fmt/format.h>
 
 #include <utility>
@@ -17,6 +18,14 @@ namespace fs = std::filesystem;
 
 void check_dcmtk(const OFCondition& status, const fs::path& path, const char* call) {
   if (status.bad()) throw InternalError(path.string(), fmt::format("DCMTK {} failed: {}", call, status.text()));
+}
+
+void quiet_dcmiod_warnings() {
+  static const bool quiet = [] {
+    OFLog::getLogger("dcmtk.dcmiod").setLogLevel(OFLogger::ERROR_LOG_LEVEL);
+    return true;
+  }();
+  (void)quiet;
 }
 
 CodeSequenceMacro code_sequence(const CodedConcept& c) {

@@ -32,6 +32,11 @@ namespace vitruvian::data {
 /// Throws InternalError naming `path` and the DCMTK call when `status` is bad.
 void check_dcmtk(const OFCondition& status, const std::filesystem::path& path, const char* call);
 
+/// Sets dcmiod's log to errors only, once: it warns while a multi-frame object is built (before
+/// any frame is added) that it cannot yet check the dimensions. Its errors still come back as
+/// conditions.
+void quiet_dcmiod_warnings();
+
 /// `c` as DCMTK's code sequence item.
 CodeSequenceMacro code_sequence(const CodedConcept& c);
 

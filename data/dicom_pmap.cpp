@@ -123,11 +123,7 @@ void add_frames(DPMParametricMapIOD& pm, const Volume& map, const ParametricMapD
 
 std::size_t write_dicom_parametric_map(const fs::path& path, const Volume& map, const ParametricMapDescription& d) {
   check_map(path, map, d);
-  static const bool quiet = [] {  // as for SEG: dcmiod warns while it builds the object
-    OFLog::getLogger("dcmtk.dcmiod").setLogLevel(OFLogger::ERROR_LOG_LEVEL);
-    return true;
-  }();
-  (void)quiet;
+  quiet_dcmiod_warnings();
   const auto shape = map.shape_zyx();
   const double low = map.voxels.min().item<double>(), high = map.voxels.max().item<double>();
   IODEnhGeneralEquipmentModule::EquipmentInfo equipment(

@@ -16,7 +16,6 @@
 #include <dcmtk/dcmiod/cielabutil.h>
 #include <dcmtk/dcmseg/segdoc.h>
 #include <dcmtk/dcmseg/segment.h>
-#include <dcmtk/oflog/oflog.h>
 
 #include <cmath>
 #include <memory>
@@ -70,13 +69,7 @@ std::size_t write_dicom_seg(const fs::path& path, const Volume& labels, const st
                             const SegDescription& d) {
   check_on_source(path, labels, d.source, "label map");
   if (segments.empty()) throw InputError(path.string(), "no segment to write; expected at least one structure");
-  // dcmiod warns while it builds the object (before any frame is added) that it cannot yet check
-  // the dimensions; its errors still come back as conditions.
-  static const bool quiet = [] {
-    OFLog::getLogger("dcmtk.dcmiod").setLogLevel(OFLogger::ERROR_LOG_LEVEL);
-    return true;
-  }();
-  (void)quiet;
+  quiet_dcmiod_warnings();
   const auto shape = labels.shape_zyx();
   IODGeneralEquipmentModule::EquipmentInfo equipment(
       "Vitruvian", d.model_name.empty() ? "Vitruvian" : d.model_name.substr(0, 64).c_str(), "0",

@@ -20,10 +20,6 @@ void DicomParametricMapSink::write(FinishedStudy& f, const std::filesystem::path
     for (const RouteMap& m : r.maps) {
       data::ParametricMapDescription d;
       d.source = origin.series;
-      if (d.source.frame_of_reference_uid.empty()) {
-        // A map placed in the patient needs one; the source declares none, so name one for it.
-        d.source.frame_of_reference_uid = derived_uid({d.source.series_uid, "frame of reference"});
-      }
       d.sop_instance_uid = origin.uid(m.name + " map instance");
       d.series_uid = origin.uid(m.name + " map series");
       d.dimension_organization_uid = origin.uid(m.name + " dimension organization");

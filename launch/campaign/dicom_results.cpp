@@ -36,7 +36,8 @@ ResultOrigin result_origin(const FinishedStudy& f, std::size_t i, const std::str
   }
   ResultOrigin o;
   o.series = *source;
-  o.source = source->first_temporal_position();
+  if (o.series.frame_of_reference_uid.empty())
+    o.series.frame_of_reference_uid = derived_uid({o.series.series_uid, "frame of reference"});
   if (!r.route->analysis.empty()) {
     o.model_name = r.route->analysis;
     const auto& section = r.sections.value(r.route->analysis, nlohmann::json::object());
@@ -50,7 +51,7 @@ ResultOrigin result_origin(const FinishedStudy& f, std::size_t i, const std::str
     o.model_name = "labels " + r.route->labels;
     o.algorithm_version = o.model_name;
   }
-  o.uid_parts = {o.source.study.study_uid, r.route->name, o.algorithm_version,
+  o.uid_parts = {o.series.study.study_uid, r.route->name, o.algorithm_version,
                  f.report.value("campaign_fingerprint", "")};
   return o;
 }
@@ -60,7 +61,7 @@ SegPlan plan_seg(const FinishedStudy& f, std::size_t i, const std::string& outpu
   ResultOrigin origin = result_origin(f, i, output);
   SegPlan plan;
   plan.result = &r;
-  plan.source = std::move(origin.source);
+  plan.source = origin.series.first_temporal_position();
   plan.model_name = origin.model_name;
   plan.algorithm_version = origin.algorithm_version;
   plan.sop_instance_uid = origin.uid("seg instance");

@@ -21,9 +21,10 @@ std::string derived_uid(const std::vector<std::string>& parts);
 /// Where a route's result comes from, as the DICOM objects derived from it name it.
 struct ResultOrigin {
   /// The reference series' DICOM identity, whole (of a time series, every temporal position:
-  /// what a map derives from) and its slices (of a time series, the first temporal position's:
-  /// the grid the maps and label map lie on, what a SEG derives from).
-  data::DicomSeriesIdentity series, source;
+  /// what a map derives from; series.first_temporal_position() is the grid the maps and label map
+  /// lie on, what a SEG derives from). When the source declares no FrameOfReferenceUID, one
+  /// derived from its SeriesInstanceUID: a SEG or map placed in the patient needs one.
+  data::DicomSeriesIdentity series;
   std::string algorithm_version;  ///< "<model folder> step <n>", "labels <map>" or "perfusion <deconvolution>"
   std::string model_name;
   /// A UID derived from (StudyInstanceUID, route, algorithm version, campaign fingerprint, `what`).
@@ -39,7 +40,7 @@ ResultOrigin result_origin(const FinishedStudy& f, std::size_t i, const std::str
 /// A route's SEG as the sinks write and reference it.
 struct SegPlan {
   const RouteResult* result = nullptr;
-  data::DicomSeriesIdentity source;  ///< as ResultOrigin::source (the slices)
+  data::DicomSeriesIdentity source;  ///< ResultOrigin::series' first temporal position (its slices)
   std::string sop_instance_uid, series_uid;
   std::vector<data::SegSegment> segments;          ///< the classes with voxels, numbered 1, 2, ...
   std::map<std::string, std::uint16_t> number_of;  ///< class name -> segment number

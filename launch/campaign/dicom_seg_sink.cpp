@@ -15,10 +15,6 @@ void DicomSegSink::write(FinishedStudy& f, const std::filesystem::path& dir) con
     const RouteResult& r = f.results[i];
     data::SegDescription d;
     d.source = plan.source;
-    if (d.source.frame_of_reference_uid.empty()) {
-      // A SEG placed in the patient needs one; the source declares none, so name one for it.
-      d.source.frame_of_reference_uid = derived_uid({d.source.series_uid, "frame of reference"});
-    }
     d.sop_instance_uid = plan.sop_instance_uid;
     d.series_uid = plan.series_uid;
     d.dimension_organization_uid = derived_uid({plan.sop_instance_uid, "dimension organization"});

@@ -95,20 +95,18 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
       {"tmax", &p.tmax, {"113084", "DCM", "Tmax"}, seconds, "Tmax"},
       {"ttp", &p.ttp, {"113069", "DCM", "Time To Peak"}, seconds, "TTP"},
   };
+  nlohmann::json names = nlohmann::json::object();  // the report's `maps`: key -> series name
   for (const auto& m : maps) {
     data::Volume v = *m.map;  // shares the tensor
     v.modality.clear();
     r.maps.push_back({route.name + "_" + m.suffix, std::move(v), m.quantity, m.units, m.label});
+    names[m.suffix] = r.maps.back().name;
   }
   r.colours = {{"ischemic_core", data::kCoreColour}, {"ischemic_penumbra", data::kHypoperfusedColour}};
   nlohmann::json section = p.report(route.perfusion);
   section["route"] = route.name;
   section["series"] = name;
-  section["maps"] = {{"cbf", route.name + "_cbf"},
-                     {"cbv", route.name + "_cbv"},
-                     {"mtt", route.name + "_mtt"},
-                     {"tmax", route.name + "_tmax"},
-                     {"ttp", route.name + "_ttp"}};
+  section["maps"] = names;
   r.report = {{"analysis", "perfusion"}, {"series", {name}}};
   r.sections = {{"perfusion", section}};
   r.timing = p.timing;
