@@ -11,6 +11,9 @@ prepare_workdir() {
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
+# dicom_attr FILE KEYWORD: one attribute of a DICOM file (pydicom), e.g. dicom_attr x.dcm StudyInstanceUID.
+dicom_attr() { $py -c 'import pydicom,sys; print(getattr(pydicom.dcmread(sys.argv[1]), sys.argv[2]))' "$1" "$2"; }
+
 # expect_exit CODE STDERR_FILE COMMAND...: runs the command (stdout to STDERR_FILE.out) and
 # checks its exit status; on a mismatch prints both streams.
 expect_exit() {

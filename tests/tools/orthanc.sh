@@ -8,6 +8,7 @@
 #                                       the one calling AE title it knows, allowed to C-GET/C-STORE)
 #   orthanc_stop                        stops it (also run by the EXIT trap orthanc_start sets)
 #   orthanc_rest PATH [CURL_ARGS...]    a request to its REST API (with the credentials), to stdout
+#   orthanc_lookup UID                  Orthanc's ids of the objects with that UID
 # It refuses to store any instance whose SeriesDescription is VITRUVIAN-REFUSE, or that calling
 # AE title VITRUVIAN-RO sends (a Lua filter), so tests can see a PACS refuse a C-STORE / STOW-RS.
 set -euo pipefail
@@ -105,4 +106,10 @@ orthanc_stop() {
 
 orthanc_rest() {
   curl -sf "${ORTHANC_CURL_AUTH[@]}" "${@:2}" "$ORTHANC_REST$1"
+}
+
+# orthanc_lookup UID: Orthanc's ids of the objects with that UID (study, series or instance).
+orthanc_lookup() {
+  orthanc_rest /tools/lookup -X POST -d "$1" |
+    /usr/bin/python3 -c 'import json,sys; print(" ".join(x["ID"] for x in json.load(sys.stdin)))'
 }

@@ -127,14 +127,13 @@ grep -q "status 0xa7" out_refused/failed/$study2.json || { cat out_refused/faile
 # Rerun to a PACS that takes them: sent without recomputing, the failure record gone. The
 # earlier campaigns sent the same SR (the same UID): removed first, so only the resend can bring it.
 sr_uid=$($py -c 'import pydicom,sys; print(pydicom.dcmread(sys.argv[1]).SOPInstanceUID)' out_refused/studies/$study2/report.sr.dcm)
-lookup() { orthanc_rest /tools/lookup -X POST -d "$1" | $py -c 'import json,sys; print(" ".join(x["ID"] for x in json.load(sys.stdin)))'; }
-for id in $(lookup "$sr_uid"); do orthanc_rest "/instances/$id" -X DELETE >/dev/null; done
-[[ -z $(lookup "$sr_uid") ]] || fail "the SR could not be removed from the PACS"
+for id in $(orthanc_lookup "$sr_uid"); do orthanc_rest "/instances/$id" -X DELETE >/dev/null; done
+[[ -z $(orthanc_lookup "$sr_uid") ]] || fail "the SR could not be removed from the PACS"
 campaign refused.yaml out_refused "$dimse" "$dimse" "study_uids: [$study2]"
 expect_exit 0 resent.err "$vit" infer --campaign refused.yaml
 grep -q "campaign: 1 studies, 0 already done, 1 to run" resent.err || { cat resent.err; fail "the refused results were not sent again"; }
 [[ ! -e out_refused/failed/$study2.json ]] || fail "the failure record of the resent study is still there"
-[[ -n $(lookup "$sr_uid") ]] || fail "the resent SR is not in the PACS"
+[[ -n $(orthanc_lookup "$sr_uid") ]] || fail "the resent SR is not in the PACS"
 
 # Faults at set-up: exit 2 before any work, one line naming the PACS and the peer's reason.
 campaign closed.yaml out_closed "{protocol: dimse, host: 127.0.0.1, port: $(free_port), aet: $ORTHANC_SCU_AET, called_aet: $ORTHANC_AET, timeout_s: 5}" "$dimse"

@@ -22,13 +22,12 @@ prepare_workdir "$work"
 
 expect_exit 0 phantom.err "$vit" phantom --kind head-neck --studies 2 --shape 16,48,48 --frames 12 --seed 5 \
   --out hn.h5 --dicom dicom --threads 2
-uid_of() { $py -c 'import pydicom,sys; d=pydicom.dcmread(sys.argv[1]); print(getattr(d, sys.argv[2]))' "$1" "$2"; }
 # source_of STUDY_DIR: the phantom's perfusion folder of the study a result folder belongs to.
 source_of() {
   local study s
-  study=$(uid_of "$1/perfusion.seg.dcm" StudyInstanceUID)
+  study=$(dicom_attr "$1/perfusion.seg.dcm" StudyInstanceUID)
   for s in dicom/*/perfusion; do
-    [[ $(uid_of "$(ls "$s"/*.dcm | head -1)" StudyInstanceUID) == "$study" ]] && { echo "$s"; return 0; }
+    [[ $(dicom_attr "$(ls "$s"/*.dcm | head -1)" StudyInstanceUID) == "$study" ]] && { echo "$s"; return 0; }
   done
   fail "no source series for $1 (study $study)"
 }
@@ -49,19 +48,16 @@ done
 cat check_local.out
 
 # A forced rerun gives every object the same UIDs: a PACS replaces them rather than adding copies.
-$py - "$objects" <<'PY' >uids_first.txt
-import glob, sys, pydicom
+# uids: every local object's file, SOP Instance UID and Series UID.
+uids() {
+  $py -c 'import glob, pydicom
 for f in sorted(glob.glob("local/studies/*/*.dcm")):
     d = pydicom.dcmread(f, stop_before_pixels=True)
-    print(f, d.SOPInstanceUID, d.SeriesInstanceUID)
-PY
+    print(f, d.SOPInstanceUID, d.SeriesInstanceUID)'
+}
+uids >uids_first.txt
 expect_exit 0 again.err "$vit" --threads 2 perfusion dicom -o local --dicom --force
-$py - <<'PY' >uids_again.txt
-import glob, pydicom
-for f in sorted(glob.glob("local/studies/*/*.dcm")):
-    d = pydicom.dcmread(f, stop_before_pixels=True)
-    print(f, d.SOPInstanceUID, d.SeriesInstanceUID)
-PY
+uids >uids_again.txt
 diff uids_first.txt uids_again.txt >/dev/null || { diff uids_first.txt uids_again.txt; fail "a rerun changed UIDs"; }
 [[ $(sort -u -k2,2 uids_first.txt | wc -l) == 14 ]] || { cat uids_first.txt; fail "expected 14 distinct SOP Instance UIDs"; }
 
@@ -105,7 +101,6 @@ grep -q "outputs: 'dicom_seg' needs DICOM input .*hn.h5 is not a DICOM folder" r
 orthanc_start "$work/orthanc"
 storescu -aet "$ORTHANC_SCU_AET" -aec "$ORTHANC_AET" +sd +r 127.0.0.1 "$ORTHANC_DICOM_PORT" dicom >store.log 2>&1 ||
   { cat store.log; fail "storescu could not fill the PACS"; }
-lookup() { orthanc_rest /tools/lookup -X POST -d "$1" | $py -c 'import json,sys; print(" ".join(x["ID"] for x in json.load(sys.stdin)))'; }
 cat > pacs.yaml <<YAML
 output: pacs_out
 outputs: [hdf5, dicom_seg, dicom_pmap, dicom_sr]
@@ -123,10 +118,10 @@ for local_dir in pacs_out/studies/*/; do
   mkdir -p "$check"
   cp "$local_dir/report.json" "$local_dir/labels.h5" "$check/"
   for f in $objects; do
-    ids=$(lookup "$(uid_of "$local_dir/$f" SOPInstanceUID)")
+    ids=$(orthanc_lookup "$(dicom_attr "$local_dir/$f" SOPInstanceUID)")
     [[ $(wc -w <<<"$ids") == 1 ]] || fail "$f of $study is in the PACS $(wc -w <<<"$ids") times"
     orthanc_rest "/instances/$ids/file" >"$check/$f"
-    [[ $(uid_of "$check/$f" StudyInstanceUID) == "$study" ]] || fail "$f is not filed under study $study"
+    [[ $(dicom_attr "$check/$f" StudyInstanceUID) == "$study" ]] || fail "$f is not filed under study $study"
   done
   $py "$here/../check_dicom_results.py" "$check" "$(source_of "$check")" perfusion >check_pacs.out ||
     { cat check_pacs.out; fail "the PACS's objects of $study differ from the campaign's outputs"; }

@@ -23,10 +23,6 @@ orthanc_start "$work/orthanc"
 storescu -aet "$ORTHANC_SCU_AET" -aec "$ORTHANC_AET" +sd +r 127.0.0.1 "$ORTHANC_DICOM_PORT" dicom >store.log 2>&1 ||
   { cat store.log; fail "storescu could not fill the PACS"; }
 
-# lookup UID: Orthanc's ids of the objects with that UID (study or instance).
-lookup() { orthanc_rest /tools/lookup -X POST -d "$1" | $py -c 'import json,sys; print(" ".join(x["ID"] for x in json.load(sys.stdin)))'; }
-uid_of() { $py -c 'import pydicom,sys; d=pydicom.dcmread(sys.argv[1]); print(getattr(d, sys.argv[2]))' "$1" "$2"; }
-
 for protocol in dimse dicomweb; do
   if [[ $protocol == dimse ]]; then
     pacs="{protocol: dimse, host: 127.0.0.1, port: $ORTHANC_DICOM_PORT, aet: $ORTHANC_SCU_AET, called_aet: $ORTHANC_AET, timeout_s: 10}"
@@ -48,7 +44,7 @@ YAML
   expect_exit 0 $protocol.err "$mpirun" -np 2 "$vit" --threads 1 infer --campaign $protocol.yaml
   grep -q "campaign: 2 studies done, 0 failed" $protocol.err || { cat $protocol.err; fail "$protocol: not every study done"; }
   for source in dicom/*/ct; do
-    study=$(uid_of "$(ls "$source"/*.dcm | head -1)" StudyInstanceUID)
+    study=$(dicom_attr "$(ls "$source"/*.dcm | head -1)" StudyInstanceUID)
     local_dir=out_$protocol/studies/$study
     [[ -f $local_dir/organs.seg.dcm && -f $local_dir/report.sr.dcm ]] || { ls "$local_dir"; fail "$protocol: no SEG or SR for $study"; }
     # The SEG and SR as the PACS holds them, in the same study, beside the campaign's own outputs.
@@ -56,10 +52,10 @@ YAML
     mkdir -p "$check"
     cp "$local_dir/report.json" "$local_dir/labels.h5" "$check/"
     for f in organs.seg.dcm report.sr.dcm; do
-      ids=$(lookup "$(uid_of "$local_dir/$f" SOPInstanceUID)")
+      ids=$(orthanc_lookup "$(dicom_attr "$local_dir/$f" SOPInstanceUID)")
       [[ $(wc -w <<<"$ids") == 1 ]] || fail "$protocol: $f of $study is in the PACS $(wc -w <<<"$ids") times"
       orthanc_rest "/instances/$ids/file" >"$check/$f"
-      [[ $(uid_of "$check/$f" StudyInstanceUID) == "$study" ]] || fail "$protocol: $f is not filed under study $study"
+      [[ $(dicom_attr "$check/$f" StudyInstanceUID) == "$study" ]] || fail "$protocol: $f is not filed under study $study"
     done
     $py "$here/../check_dicom_results.py" "$check" "$source" organs >"check_$protocol.out" ||
       { cat "check_$protocol.out"; fail "$protocol: the PACS's SEG/SR differ from the campaign's outputs ($study)"; }
