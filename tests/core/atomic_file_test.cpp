@@ -10,16 +10,10 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "tests/tools/scratch_dir.h"
 
 namespace vitruvian {
 namespace {
-
-std::filesystem::path fresh_dir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("vitruvian_atomic_" + name + "_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 std::string read(const std::filesystem::path& path) {
   std::ifstream in(path);
@@ -44,7 +38,8 @@ bool ends_with(const std::string& text, const std::string& suffix) {
 }
 
 TEST(AtomicFile, TheTemporaryNameSchemeRoundTrips) {
-  const auto dir = fresh_dir("scheme");
+  const testing::ScratchDir scratch;
+  const auto& dir = scratch.path();
   const std::string pid = std::to_string(::getpid());
   // target name → the extension its temporary ends with
   const std::vector<std::pair<std::string, std::string>> cases = {
@@ -77,7 +72,8 @@ TEST(AtomicFile, TheTemporaryNameSchemeRoundTrips) {
 }
 
 TEST(AtomicFile, AFailingFillLeavesTheTargetAndNoTemporary) {
-  const auto dir = fresh_dir("fill");
+  const testing::ScratchDir scratch;
+  const auto& dir = scratch.path();
   const auto target = dir / "state.json";
   write_file_atomic(target, "old");
   std::filesystem::path seen;
@@ -110,7 +106,8 @@ TEST(AtomicFile, AFailingFillLeavesTheTargetAndNoTemporary) {
 }
 
 TEST(AtomicFile, FoldersReplaceFoldersWhole) {
-  const auto dir = fresh_dir("folders");
+  const testing::ScratchDir scratch;
+  const auto& dir = scratch.path();
   const auto target = dir / "model";
   auto write_folder = [&](const std::string& file, const std::string& text) {
     write_atomically(target, [&](const std::filesystem::path& temporary) {
@@ -133,7 +130,8 @@ TEST(AtomicFile, FoldersReplaceFoldersWhole) {
 }
 
 TEST(AtomicFile, CommitNamesTheTargetWhenItFails) {
-  const auto dir = fresh_dir("commit");
+  const testing::ScratchDir scratch;
+  const auto& dir = scratch.path();
   try {
     commit_atomically(dir / ".x.json.tmp.1.1.json", dir / "x.json");
     FAIL();
@@ -151,7 +149,8 @@ TEST(AtomicFile, CommitNamesTheTargetWhenItFails) {
 // remove_leftover_temporaries recognises and removes, and nothing else.
 TEST(AtomicFileDeathTest, LeftoversOfKilledWritersAreRemovedAndNothingElse) {
   GTEST_FLAG_SET(death_test_style, "fast");
-  const auto dir = fresh_dir("leftovers");
+  const testing::ScratchDir scratch;
+  const auto& dir = scratch.path();
   write_file_atomic(dir / "report.json", "kept");
   EXPECT_EXIT(
       {
@@ -191,7 +190,8 @@ TEST(AtomicFileDeathTest, LeftoversOfKilledWritersAreRemovedAndNothingElse) {
 }
 
 TEST(AtomicFile, WritesAndReplacesWithoutLeftovers) {
-  const auto dir = fresh_dir("replace");
+  const testing::ScratchDir scratch;
+  const auto& dir = scratch.path();
   const auto target = dir / "report.json";
   write_file_atomic(target, "{\"a\": 1}\n");
   EXPECT_EQ(read(target), "{\"a\": 1}\n");
@@ -201,7 +201,8 @@ TEST(AtomicFile, WritesAndReplacesWithoutLeftovers) {
 }
 
 TEST(AtomicFile, AbandonedWriteLeavesTheOldFileAlone) {
-  const auto dir = fresh_dir("abandon");
+  const testing::ScratchDir scratch;
+  const auto& dir = scratch.path();
   const auto target = dir / "labels.txt";
   write_file_atomic(target, "old");
   try {

@@ -3,13 +3,13 @@
 #include "core/checkpoint.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
+#include "tests/tools/scratch_dir.h"
 
 namespace vitruvian {
 namespace {
@@ -18,18 +18,15 @@ namespace fs = std::filesystem;
 
 class CheckpointTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() / ("vitruvian_checkpoint_" + std::to_string(::getpid()));
-    fs::remove_all(root_);
-  }
-  void TearDown() override { fs::remove_all(root_); }
+  testing::ScratchDir scratch_;
+  // write_checkpoint makes the root itself.
+  fs::path root_ = scratch_ / "checkpoints";
   void write(const std::string& name, const std::string& payload) {
     write_checkpoint(root_, name, [&](const fs::path& dir) {
       write_file_atomic(dir / "weights.bin", payload);
       write_file_atomic(dir / "state.json", "{\"step\": 1}");
     }, "step_", 3);
   }
-  fs::path root_;
 };
 
 TEST_F(CheckpointTest, NewestCompleteOneWinsAndBrokenOnesAreSkippedWithAReason) {

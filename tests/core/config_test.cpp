@@ -9,6 +9,7 @@
 
 #include "core/errors.h"
 #include "core/runtime.h"
+#include "tests/tools/scratch_dir.h"
 
 namespace vitruvian {
 namespace {
@@ -30,8 +31,8 @@ struct SamplerConfig {
   }
 };
 
-std::filesystem::path write_temp(const std::string& name, const std::string& text) {
-  const auto path = std::filesystem::temp_directory_path() / ("vitruvian_config_test_" + name);
+std::filesystem::path write_temp(const testing::ScratchDir& dir, const std::string& name, const std::string& text) {
+  const auto path = dir / name;
   std::ofstream(path) << text;
   return path;
 }
@@ -46,8 +47,9 @@ std::string config_error(const std::function<void()>& body) {
 }
 
 TEST(Config, FilesThenOverridesInOrder) {
-  const auto base = write_temp("base.yaml", "sampler:\n  patch: 64\n  name: fg\n  organs: [liver, spleen]\n");
-  const auto site = write_temp("site.yaml", "sampler:\n  patch: 128\n  shape: [4, 5, 6]\n");
+  const testing::ScratchDir scratch;
+  const auto base = write_temp(scratch, "base.yaml", "sampler:\n  patch: 64\n  name: fg\n  organs: [liver, spleen]\n");
+  const auto site = write_temp(scratch, "site.yaml", "sampler:\n  patch: 128\n  shape: [4, 5, 6]\n");
   ConfigSources sources;
   sources.add_file(base);
   sources.add_file(site);
@@ -65,7 +67,8 @@ TEST(Config, FilesThenOverridesInOrder) {
 }
 
 TEST(Config, UnknownKeyNamesFileLineAndKnownKeys) {
-  const auto path = write_temp("typo.yaml", "sampler:\n  patch: 64\n  pacth: 3\n");
+  const testing::ScratchDir scratch;
+  const auto path = write_temp(scratch, "typo.yaml", "sampler:\n  patch: 64\n  pacth: 3\n");
   ConfigSources sources;
   sources.add_file(path);
   SamplerConfig config;
@@ -88,13 +91,14 @@ TEST(Config, UnknownOverrideNamesTheOverride) {
 }
 
 TEST(Config, WrongTypesNameKeyValueAndExpectation) {
+  const testing::ScratchDir scratch;
   ConfigSources sources;
   sources.add_override("sampler.patch=big");
   SamplerConfig config;
   std::string text = config_error([&] { sources.read("sampler", [&](ConfigVisitor& v) { config.visit(v); }); });
   EXPECT_NE(text.find("--set sampler.patch=big: 'sampler.patch' is big, expected an integer"), std::string::npos) << text;
 
-  const auto path = write_temp("types.yaml", "sampler:\n  shape: 7\n");
+  const auto path = write_temp(scratch, "types.yaml", "sampler:\n  shape: 7\n");
   ConfigSources from_file;
   from_file.add_file(path);
   text = config_error([&] { from_file.read("sampler", [&](ConfigVisitor& v) { config.visit(v); }); });
@@ -139,17 +143,19 @@ TEST(Config, ControlCharactersInTextAreRefused) {
 }
 
 TEST(Config, BrokenFilesAndOverrides) {
+  const testing::ScratchDir scratch;
   EXPECT_NE(config_error([] { ConfigSources().add_file("/nonexistent/run.yaml"); }).find("/nonexistent/run.yaml: cannot open"),
             std::string::npos);
-  const auto bad = write_temp("bad.yaml", "sampler:\n  patch: [1, 2\n");
+  const auto bad = write_temp(scratch, "bad.yaml", "sampler:\n  patch: [1, 2\n");
   EXPECT_NE(config_error([&] { ConfigSources().add_file(bad); }).find("not valid YAML"), std::string::npos);
-  const auto list = write_temp("list.yaml", "- a\n- b\n");
+  const auto list = write_temp(scratch, "list.yaml", "- a\n- b\n");
   EXPECT_NE(config_error([&] { ConfigSources().add_file(list); }).find("expected a YAML mapping"), std::string::npos);
   EXPECT_NE(config_error([] { ConfigSources().add_override("novalue"); }).find("expected KEY=VALUE"), std::string::npos);
   EXPECT_NE(config_error([] { ConfigSources().add_override("a.b="); }).find("has no value"), std::string::npos);
 }
 
 TEST(Config, RuntimeValidationAndResolvedRoundTrip) {
+  const testing::ScratchDir scratch;
   ConfigSources sources;
   sources.add_override("runtime.device=gpu");
   RuntimeConfig runtime;
@@ -163,7 +169,7 @@ TEST(Config, RuntimeValidationAndResolvedRoundTrip) {
   original.intra_op_threads = 3;
   ConfigWriter writer;
   writer.add("runtime", [&](ConfigVisitor& v) { original.visit(v); });
-  const auto path = std::filesystem::temp_directory_path() / "vitruvian_config_test_resolved.yaml";
+  const auto path = scratch / "resolved.yaml";
   writer.write(path);
   ConfigSources again;
   again.add_file(path);
@@ -197,8 +203,8 @@ struct Plan {
 };
 
 TEST(Config, ListsOfSectionsPathsFromTheFilesFolderAndOneTextForAList) {
-  const auto dir = std::filesystem::temp_directory_path() / "vitruvian_config_test_plan";
-  std::filesystem::create_directories(dir);
+  const testing::ScratchDir scratch;
+  const auto& dir = scratch.path();
   const auto path = dir / "plan.yaml";
   std::ofstream(path) << "input: data/a.h5\nsteps:\n  - name: first\n    model: ../models/m1\n    classes: liver\n"
                          "  - name: second\n    model: /abs/m2\n";

@@ -4,7 +4,6 @@
 
 #include <gtest/gtest.h>
 #include <png.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -13,6 +12,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "tests/tools/scratch_dir.h"
 
 namespace vitruvian {
 namespace {
@@ -21,14 +21,8 @@ namespace fs = std::filesystem;
 
 class PngTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("vitruvian_png_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  fs::path dir_;
+  testing::ScratchDir scratch_;
+  const fs::path& dir_ = scratch_.path();
 };
 
 /// Flat regions, gradients and a little pseudo-random texture: compressible, as our pictures are.

@@ -6,16 +6,15 @@
 #include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -23,6 +22,7 @@
 #include "data/study_import.h"
 #include "data/volume_store.h"
 #include "tests/data/dicom_series_writer.h"
+#include "tests/tools/scratch_dir.h"
 
 namespace vitruvian::data {
 namespace {
@@ -36,27 +36,6 @@ using dicom_writer::Series;
 using dicom_writer::Slice;
 using dicom_writer::Vec3;
 using dicom_writer::write_series;
-
-/// A fresh, empty directory per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::string name = fmt::format("vitruvian_dicom_{}_{}_{}", info->test_suite_name(), info->name(), ::getpid());
-    std::replace(name.begin(), name.end(), '/', '_');
-    path_ = fs::temp_directory_path() / name;
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 std::string reasons(const DicomScan& scan) {
   std::string text;
@@ -74,7 +53,7 @@ void expect_direction(const Geometry& g, const Vec3& row, const Vec3& column) {
 }
 
 TEST(DicomIo, AxialSeriesInShuffledFileOrder) {
-  TempDir dir;
+  const testing::ScratchDir dir;
   Series s = make_series("3", 7, 6, 5, 11);
   s.intercept = -1024;
   write_series(dir.path(), s);
@@ -124,7 +103,7 @@ TEST(DicomIo, AxialSeriesInShuffledFileOrder) {
 }
 
 TEST(DicomIo, ObliqueSeries) {
-  TempDir dir;
+  const testing::ScratchDir dir;
   // Rows along R_x(0.2) R_z(0.3) e_x, columns along R_x(0.2) R_z(0.3) e_y.
   const double a = 0.3, b = 0.2;
   const Vec3 row{std::cos(a), std::sin(a) * std::cos(b), std::sin(a) * std::sin(b)};
@@ -155,7 +134,7 @@ TEST(DicomIo, ObliqueSeries) {
 }
 
 TEST(DicomIo, TwoSeriesOfOneStudyAndNonDicomFilesIgnored) {
-  TempDir dir;
+  const testing::ScratchDir dir;
   const Series first = make_series("1", 4, 3, 5, 21);
   const Series second = make_series("2", 5, 4, 4, 22);
   write_series(dir.path() / "a" / "deeper", first);
@@ -182,7 +161,7 @@ TEST(DicomIo, TwoSeriesOfOneStudyAndNonDicomFilesIgnored) {
 }
 
 TEST(DicomIo, HalfSlopeGivesExactFloat32) {
-  TempDir dir;
+  const testing::ScratchDir dir;
   Series s = make_series("5", 3, 4, 6, 31);
   s.slope = 0.5;
   s.intercept = -10.25;
@@ -197,7 +176,7 @@ TEST(DicomIo, HalfSlopeGivesExactFloat32) {
 }
 
 TEST(DicomIo, UnsignedWithoutRescaleStaysUInt16) {
-  TempDir dir;
+  const testing::ScratchDir dir;
   Series s = make_series("6", 3, 5, 5, 41, /*is_signed=*/false);
   s.write_rescale = false;
   s.slices[1].pixels[2] = 65535;
@@ -212,7 +191,7 @@ TEST(DicomIo, UnsignedWithoutRescaleStaysUInt16) {
 }
 
 TEST(DicomIo, SingleSliceTakesSliceThickness) {
-  TempDir dir;
+  const testing::ScratchDir dir;
   Series s = make_series("7", 1, 4, 4, 51);
   s.gap = 3.0;  // written as SliceThickness
   write_series(dir.path(), s);
@@ -225,7 +204,7 @@ TEST(DicomIo, SingleSliceTakesSliceThickness) {
 }
 
 TEST(DicomIo, CompressedSeriesDecodeToTheSameValues) {
-  TempDir dir;
+  const testing::ScratchDir dir;
   const Series plain = make_series("10", 4, 6, 7, 61);
   write_series(dir.path() / "plain", plain);
   for (const auto& [number, xfer] : {std::pair{"11", EXS_RLELossless}, std::pair{"12", EXS_JPEGProcess14SV1}}) {
@@ -247,7 +226,7 @@ TEST(DicomIo, CompressedSeriesDecodeToTheSameValues) {
 }
 
 TEST(DicomIo, BrokenDicomFileIsRejectedAndTheRestImports) {
-  TempDir dir;
+  const testing::ScratchDir dir;
   const Series good = make_series("1", 3, 4, 4, 71);
   write_series(dir.path(), good);
   std::ofstream broken(dir.path() / "broken.dcm", std::ios::binary);
@@ -263,7 +242,7 @@ TEST(DicomIo, BrokenDicomFileIsRejectedAndTheRestImports) {
 }
 
 TEST(DicomIo, ElementLongerThanItsFileIsRejectedBeforeItsValueIsRead) {
-  TempDir dir;
+  const testing::ScratchDir dir;
   const Series good = make_series("1", 3, 4, 4, 74);
   write_series(dir.path(), good);
   // A copy of one slice whose SOPInstanceUID (0008,0018, explicit VR "UI") declares 65520 bytes.
@@ -285,7 +264,7 @@ TEST(DicomIo, ElementLongerThanItsFileIsRejectedBeforeItsValueIsRead) {
 }
 
 TEST(DicomIo, FileCutShortRejectsItsSeries) {
-  TempDir dir;
+  const testing::ScratchDir dir;
   const Series good = make_series("1", 3, 4, 4, 72);
   const Series bad = make_series("2", 5, 8, 8, 73);
   write_series(dir.path(), good);
@@ -304,7 +283,7 @@ TEST(DicomIo, MissingFolderThrows) {
   EXPECT_THROW(read_dicom_series("/nonexistent/vitruvian/dicom"), InputError);
   DicomReadOptions options;
   options.spacing_tolerance = -1;
-  TempDir dir;
+  const testing::ScratchDir dir;
   EXPECT_THROW(read_dicom_series(dir.path(), options), InputError);
 }
 
@@ -314,7 +293,7 @@ TEST(DicomIo, MissingFolderThrows) {
 // name, then _2), series named from their descriptions; a localizer mixed into one series is
 // reported and left out while the rest of that study lands.
 TEST(DicomImport, FolderSplitsByStudyAndKeepsTheGoodSeries) {
-  TempDir dir;
+  const testing::ScratchDir dir;
   const fs::path folder = dir.path() / "patient7";
   Series a1 = make_series("1", 4, 3, 5, 31);
   a1.description = "CTA Thorax 0.6mm";
@@ -369,7 +348,7 @@ class DicomBadSeries : public ::testing::TestWithParam<BadCase> {};
 
 TEST_P(DicomBadSeries, IsRejectedAlone) {
   const BadCase& c = GetParam();
-  TempDir dir;
+  const testing::ScratchDir dir;
   const Series good = make_series("1", 3, 4, 3, 81);  // 36 voxels
   Series bad = make_series("2", 7, 6, 5, 82);         // 210 voxels
   c.spoil(bad);

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/errors.h"
+#include "tests/tools/scratch_dir.h"
 
 namespace vitruvian::data {
 namespace {
@@ -21,7 +22,8 @@ TEST(Hdf5, VersionOfTheLoadedLibrary) {
 
 TEST(Hdf5, OpeningANonHdf5FileGivesTheStack) {
   silence_hdf5_errors();
-  const auto path = std::filesystem::temp_directory_path() / "vitruvian_not_hdf5.h5";
+  const testing::ScratchDir scratch;
+  const auto path = scratch / "not_hdf5.h5";
   std::ofstream(path) << "this is not an HDF5 file";
   const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   try {

@@ -15,6 +15,7 @@
 
 #include "core/errors.h"
 #include "models/registry.h"
+#include "tests/tools/scratch_dir.h"
 
 namespace vitruvian::models {
 namespace {
@@ -95,7 +96,8 @@ TEST(SlidingWindow, PointwiseNetworksPassThroughAndSmallVolumesArePadded) {
 
 TEST(ModelExport, LoadsToTheSameOutputsAndRefusesBrokenFiles) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("vitruvian_export_" + std::to_string(::getpid()));
+  const testing::ScratchDir scratch;
+  const fs::path dir = scratch / "model";  // export_model makes it
   ModelConfig config;
   config.name = "resenc_unet";
   config.stages = 3;
@@ -160,7 +162,6 @@ TEST(ModelExport, LoadsToTheSameOutputsAndRefusesBrokenFiles) {
   ModelConfig bad;
   bad.name = "vnet";
   EXPECT_THROW(make_model(bad, 1, 2), ConfigError);
-  fs::remove_all(dir);
 }
 
 }  // namespace

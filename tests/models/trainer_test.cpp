@@ -6,7 +6,6 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -14,6 +13,7 @@
 #include "core/errors.h"
 #include "models/registry.h"
 #include "tests/tools/mpi_test_environment.h"
+#include "tests/tools/scratch_dir.h"
 
 namespace vitruvian::models {
 namespace {
@@ -112,8 +112,8 @@ TEST(Trainer, ChannelsLastTrainsLikeTheDefaultLayout) {
 TEST(Trainer, ResumingFromSavedStateGivesTheSameLosses) {
   auto comm = world();
   const int rank = comm->rank(), size = comm->size();
-  const fs::path dir = fs::temp_directory_path() / ("vitruvian_trainer_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const testing::ScratchDir scratch;  // each rank saves into its own (named by its pid)
+  const fs::path& dir = scratch.path();
   std::vector<double> uninterrupted, resumed;
   at::Tensor rng_after_save;
   {
@@ -147,7 +147,6 @@ TEST(Trainer, ResumingFromSavedStateGivesTheSameLosses) {
   }
   ASSERT_EQ(resumed.size(), uninterrupted.size());
   for (std::size_t i = 0; i < resumed.size(); ++i) EXPECT_DOUBLE_EQ(resumed[i], uninterrupted[i]) << "step " << i + 7;
-  fs::remove_all(dir);  // each rank saved into its own folder (named by its pid)
 }
 
 /// A damaged trainer.json is refused with one line naming the file and the key: a float or
@@ -155,8 +154,8 @@ TEST(Trainer, ResumingFromSavedStateGivesTheSameLosses) {
 /// streak beyond int.
 TEST(Trainer, RefusesABrokenTrainerJson) {
   auto comm = world();
-  const fs::path dir = fs::temp_directory_path() / ("vitruvian_trainer_json_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const testing::ScratchDir scratch;
+  const fs::path& dir = scratch.path();
   Trainer t(small_net(), *comm, options());
   t.save(dir);
   EXPECT_EQ(Trainer::saved_step(dir), 0);
@@ -178,7 +177,6 @@ TEST(Trainer, RefusesABrokenTrainerJson) {
     }
     EXPECT_THROW(Trainer::saved_step(dir), InputError) << text;
   }
-  fs::remove_all(dir);
 }
 
 TEST(Trainer, ANonFiniteLossOnOneRankMakesEveryRankSkip) {
