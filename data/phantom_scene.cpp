@@ -199,40 +199,79 @@ Vec3 Placement::to_patient(const Vec3& t) const {
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
-Rendered render(const Scene& scene, const Placement& placement, const Grid& grid, const std::vector<SeriesModel>& models,
-                std::uint64_t noise_seed, int threads) {
-  if (scene.materials.size() > 255) throw InternalError("phantom", "phantom scene with more than 255 materials");
-  const std::int64_t Z = grid.shape_zyx[0], Y = grid.shape_zyx[1], X = grid.shape_zyx[2];
-  const auto& h = grid.spacing_xyz;
-  const auto& o = grid.origin_xyz;
-  const double h_eff = (h[0] + h[1] + h[2]) / 3.0;
-  const double scale = placement.scale;
+namespace {
 
-  // Template coordinates t = L (p − offset) + D(p): L is linear, D separable per axis.
-  const double c = std::cos(-placement.yaw_rad) / scale, s = std::sin(-placement.yaw_rad) / scale;
-  const Vec3 base = Vec3{o[0], o[1], o[2]} - placement.offset;
-  const Vec3 t0 = {c * base.x - s * base.y, s * base.x + c * base.y, base.z / scale};
-  const Vec3 di = {c * h[0], s * h[0], 0}, dj = {-s * h[1], c * h[1], 0}, dk = {0, 0, h[2] / scale};
-
-  struct TermArrays {
-    double amplitude;
-    std::vector<float> x, y, z;
-  };
-  std::array<std::vector<TermArrays>, 3> terms;
-  for (int axis = 0; axis < 3; ++axis) {
-    if (placement.displacement[axis].size() > 8) throw InternalError("phantom", "more than 8 displacement terms per axis");
-    for (const auto& term : placement.displacement[axis]) {
-      TermArrays a{term.amplitude, std::vector<float>(X), std::vector<float>(Y), std::vector<float>(Z)};
-      for (std::int64_t i = 0; i < X; ++i) a.x[i] = static_cast<float>(std::sin(term.omega[0] * (o[0] + i * h[0]) + term.phase[0]));
-      for (std::int64_t j = 0; j < Y; ++j) a.y[j] = static_cast<float>(std::sin(term.omega[1] * (o[1] + j * h[1]) + term.phase[1]));
-      for (std::int64_t k = 0; k < Z; ++k) a.z[k] = static_cast<float>(std::sin(term.omega[2] * (o[2] + k * h[2]) + term.phase[2]));
-      terms[axis].push_back(std::move(a));
+/// Grid index → template coordinates, t = L (p − offset) + D(p): L linear, D a sum of separable
+/// sine terms per axis, each tabulated along x, y and z once.
+class TemplateMap {
+ public:
+  TemplateMap(const Placement& placement, const Grid& grid) {
+    const std::int64_t Z = grid.shape_zyx[0], Y = grid.shape_zyx[1], X = grid.shape_zyx[2];
+    const auto& h = grid.spacing_xyz;
+    const auto& o = grid.origin_xyz;
+    const double scale = placement.scale;
+    const double c = std::cos(-placement.yaw_rad) / scale, s = std::sin(-placement.yaw_rad) / scale;
+    const Vec3 base = Vec3{o[0], o[1], o[2]} - placement.offset;
+    t0_ = {c * base.x - s * base.y, s * base.x + c * base.y, base.z / scale};
+    di_ = {c * h[0], s * h[0], 0}, dj_ = {-s * h[1], c * h[1], 0}, dk_ = {0, 0, h[2] / scale};
+    for (int axis = 0; axis < 3; ++axis) {
+      if (placement.displacement[axis].size() > kMaxTerms) {
+        throw InternalError("phantom", "more than 8 displacement terms per axis");
+      }
+      for (const auto& term : placement.displacement[axis]) {
+        Term a{term.amplitude, std::vector<float>(X), std::vector<float>(Y), std::vector<float>(Z)};
+        for (std::int64_t i = 0; i < X; ++i)
+          a.x[i] = static_cast<float>(std::sin(term.omega[0] * (o[0] + i * h[0]) + term.phase[0]));
+        for (std::int64_t j = 0; j < Y; ++j)
+          a.y[j] = static_cast<float>(std::sin(term.omega[1] * (o[1] + j * h[1]) + term.phase[1]));
+        for (std::int64_t k = 0; k < Z; ++k)
+          a.z[k] = static_cast<float>(std::sin(term.omega[2] * (o[2] + k * h[2]) + term.phase[2]));
+        terms_[axis].push_back(std::move(a));
+      }
     }
   }
 
-  // Each primitive's index box: its template box through the inverse placement, widened by the
-  // largest displacement and one voxel of partial volume.
-  const double margin = placement.max_displacement() * scale + 2 * std::max({h[0], h[1], h[2]});
+  /// The template coordinates of every voxel of slice k, row-major [y][x].
+  void slice(std::int64_t k, std::int64_t Y, std::int64_t X, float* tx, float* ty, float* tz) const {
+    for (std::int64_t j = 0; j < Y; ++j) {
+      float row_terms[3][kMaxTerms];  // amplitude · y · z per term
+      for (int axis = 0; axis < 3; ++axis) {
+        for (std::size_t n = 0; n < terms_[axis].size(); ++n) {
+          const Term& term = terms_[axis][n];
+          row_terms[axis][n] = static_cast<float>(term.amplitude) * term.y[j] * term.z[k];
+        }
+      }
+      const Vec3 row = t0_ + dj_ * static_cast<double>(j) + dk_ * static_cast<double>(k);
+      for (std::int64_t i = 0; i < X; ++i) {
+        float d[3] = {0, 0, 0};
+        for (int axis = 0; axis < 3; ++axis) {
+          for (std::size_t n = 0; n < terms_[axis].size(); ++n) d[axis] += row_terms[axis][n] * terms_[axis][n].x[i];
+        }
+        const std::int64_t v = j * X + i;
+        tx[v] = static_cast<float>(row.x + di_.x * i) + d[0];
+        ty[v] = static_cast<float>(row.y + di_.y * i) + d[1];
+        tz[v] = static_cast<float>(row.z) + d[2];
+      }
+    }
+  }
+
+ private:
+  static constexpr std::size_t kMaxTerms = 8;
+  struct Term {
+    double amplitude;
+    std::vector<float> x, y, z;
+  };
+  Vec3 t0_, di_, dj_, dk_;
+  std::array<std::vector<Term>, 3> terms_;
+};
+
+/// Each primitive's index box: its template box through the inverse placement, widened by the
+/// largest displacement and one voxel of partial volume.
+std::vector<IndexBox> primitive_boxes(const Scene& scene, const Placement& placement, const Grid& grid) {
+  const auto& h = grid.spacing_xyz;
+  const auto& o = grid.origin_xyz;
+  const std::int64_t sizes[3] = {grid.shape_zyx[2], grid.shape_zyx[1], grid.shape_zyx[0]};
+  const double margin = placement.max_displacement() * placement.scale + 2 * std::max({h[0], h[1], h[2]});
   std::vector<IndexBox> boxes(scene.primitives.size());
   for (std::size_t n = 0; n < scene.primitives.size(); ++n) {
     const Primitive& primitive = scene.primitives[n];
@@ -241,11 +280,10 @@ Rendered render(const Scene& scene, const Placement& placement, const Grid& grid
     Vec3 lo{1e30, 1e30, 1e30}, hi{-1e30, -1e30, -1e30};
     for (int corner = 0; corner < 8; ++corner) {
       const Vec3 t{corner & 1 ? box.hi.x : box.lo.x, corner & 2 ? box.hi.y : box.lo.y, corner & 4 ? box.hi.z : box.lo.z};
-      const Vec3 p = placement.offset + rotate_z(t, placement.yaw_rad) * scale;
+      const Vec3 p = placement.offset + rotate_z(t, placement.yaw_rad) * placement.scale;
       lo = {std::min(lo.x, p.x), std::min(lo.y, p.y), std::min(lo.z, p.z)};
       hi = {std::max(hi.x, p.x), std::max(hi.y, p.y), std::max(hi.z, p.z)};
     }
-    const std::int64_t sizes[3] = {X, Y, Z};
     for (int axis = 0; axis < 3; ++axis) {
       const double low = std::floor((lo[axis] - margin - o[axis]) / h[axis]);
       const double high = std::ceil((hi[axis] + margin - o[axis]) / h[axis]);
@@ -253,12 +291,18 @@ Rendered render(const Scene& scene, const Placement& placement, const Grid& grid
       boxes[n].high[axis] = static_cast<std::int64_t>(std::clamp(high, -1.0, static_cast<double>(sizes[axis] - 1)));
     }
   }
+  return boxes;
+}
 
-  // Smooth multiplicative bias fields, separable: (1 + bx[i]) (1 + by[j]) (1 + bz[k]).
-  struct Bias {
-    std::vector<float> x, y, z;
-  };
-  std::vector<Bias> bias(models.size());
+/// A series' smooth multiplicative bias field, separable: (1 + x[i]) (1 + y[j]) (1 + z[k]); empty
+/// when the series has none.
+struct BiasField {
+  std::vector<float> x, y, z;
+};
+
+std::vector<BiasField> bias_fields(const std::vector<SeriesModel>& models, const Grid& grid, std::uint64_t noise_seed) {
+  const auto& h = grid.spacing_xyz;
+  std::vector<BiasField> bias(models.size());
   for (std::size_t m = 0; m < models.size(); ++m) {
     if (models[m].bias_amplitude <= 0) continue;
     std::mt19937_64 rng(mix64(noise_seed ^ (0xb1a5ull + static_cast<std::uint64_t>(models[m].bias_field))));
@@ -271,23 +315,16 @@ Rendered render(const Scene& scene, const Placement& placement, const Grid& grid
       }
       return f;
     };
-    bias[m] = Bias{axis_field(X, h[0]), axis_field(Y, h[1]), axis_field(Z, h[2])};
+    bias[m] = BiasField{axis_field(grid.shape_zyx[2], h[0]), axis_field(grid.shape_zyx[1], h[1]),
+                        axis_field(grid.shape_zyx[0], h[2])};
   }
+  return bias;
+}
 
-  Rendered out;
-  out.labels = at::empty({Z, Y, X}, at::kByte);
-  for (const SeriesModel& model : models) {
-    const auto dtype = model.type == VoxelType::kInt16 ? at::kShort : at::kInt;
-    if (model.type != VoxelType::kInt16 && model.type != VoxelType::kUInt16) {
-      throw InternalError("phantom", "phantom series must be int16 or uint16");
-    }
-    out.series.push_back(model.frame_times_s.empty() ? at::empty({Z, Y, X}, dtype)
-                                                     : at::empty({static_cast<std::int64_t>(model.frame_times_s.size()), Z, Y, X}, dtype));
-  }
-  std::vector<std::uint8_t> material_label(scene.materials.size());
-  for (std::size_t m = 0; m < scene.materials.size(); ++m) material_label[m] = static_cast<std::uint8_t>(scene.materials[m].label);
-  // Each material's noise-free value in every series and frame (its value plus its enhancement
-  // curve), looked up per voxel instead of recomputed.
+/// Each material's noise-free value in every series and frame (its value plus its enhancement
+/// curve), [series][frame][material], looked up per voxel instead of recomputed.
+std::vector<std::vector<std::vector<float>>> material_levels(const Scene& scene,
+                                                             const std::vector<SeriesModel>& models) {
   std::vector<std::vector<std::vector<float>>> levels(models.size());
   for (std::size_t m = 0; m < models.size(); ++m) {
     const std::size_t frames = models[m].frame_times_s.empty() ? 1 : models[m].frame_times_s.size();
@@ -300,125 +337,169 @@ Rendered render(const Scene& scene, const Placement& placement, const Grid& grid
       }
     }
   }
+  return levels;
+}
+
+Rendered allocate(const Grid& grid, const std::vector<SeriesModel>& models) {
+  const std::int64_t Z = grid.shape_zyx[0], Y = grid.shape_zyx[1], X = grid.shape_zyx[2];
+  Rendered out;
+  out.labels = at::empty({Z, Y, X}, at::kByte);
+  for (const SeriesModel& model : models) {
+    if (model.type != VoxelType::kInt16 && model.type != VoxelType::kUInt16) {
+      throw InternalError("phantom", "phantom series must be int16 or uint16");
+    }
+    const auto dtype = model.type == VoxelType::kInt16 ? at::kShort : at::kInt;
+    out.series.push_back(model.frame_times_s.empty()
+                             ? at::empty({Z, Y, X}, dtype)
+                             : at::empty({static_cast<std::int64_t>(model.frame_times_s.size()), Z, Y, X}, dtype));
+  }
+  return out;
+}
+
+/// One slice's materials: per voxel the two main ones (`first` the larger) and the first's
+/// fraction, from each primitive's coverage (0.5 on its surface, linear over `h_eff`), later
+/// primitives painted over earlier ones.
+struct SliceMaterials {
+  std::vector<std::uint8_t> first, second;
+  std::vector<float> weight;
+
+  explicit SliceMaterials(std::int64_t plane) : first(plane), second(plane), weight(plane) {}
+
+  void paint(const Scene& scene, const std::vector<IndexBox>& boxes, std::int64_t k, std::int64_t X,
+             float coverage_scale, const float* tx, const float* ty, const float* tz) {
+    std::fill(first.begin(), first.end(), 0);
+    std::fill(second.begin(), second.end(), 0);
+    std::fill(weight.begin(), weight.end(), 1.f);
+    // Raw pointers in locals: a byte store may alias any object, so members would be reloaded.
+    std::uint8_t* const a = first.data();
+    std::uint8_t* const b = second.data();
+    float* const w = weight.data();
+    for (std::size_t n = 0; n < scene.primitives.size(); ++n) {
+      const IndexBox& box = boxes[n];
+      if (k < box.low[2] || k > box.high[2]) continue;
+      const Primitive& primitive = scene.primitives[n];
+      const auto m = static_cast<std::uint8_t>(primitive.material);
+      for (std::int64_t j = box.low[1]; j <= box.high[1]; ++j) {
+        for (std::int64_t i = box.low[0]; i <= box.high[0]; ++i) {
+          const std::int64_t v = j * X + i;
+          add(a[v], b[v], w[v], m, 0.5f - primitive.eval(tx[v], ty[v], tz[v]) * coverage_scale);
+        }
+      }
+    }
+  }
+
+ private:
+  /// Material m covers `cover` of a voxel whose main materials are `first` (its share `weight`)
+  /// and `second`.
+  static void add(std::uint8_t& first, std::uint8_t& second, float& weight, std::uint8_t m, float cover) {
+    if (cover <= 0.f) return;
+    if (cover >= 1.f) {
+      first = second = m;
+      weight = 1.f;
+    } else if (first == m) {
+      weight = std::max(weight, cover);
+    } else if (second == m) {
+      const float fraction = std::max(1.f - weight, cover);
+      if (fraction >= 0.5f) {
+        second = first;
+        first = m;
+        weight = fraction;
+      } else {
+        weight = 1.f - fraction;
+      }
+    } else if (cover >= 0.5f) {
+      second = first;
+      first = m;
+      weight = cover;
+    } else if (cover > 1.f - weight) {
+      second = m;
+      weight = 1.f - cover;
+    }
+  }
+};
+
+/// Slice k of every frame of series m: the two materials mixed, the bias field, the noise, and
+/// rounding to the series' type.
+void write_series_slice(const SeriesModel& model, std::size_t m, const std::vector<std::vector<float>>& levels,
+                        const BiasField& bias, const SliceMaterials& slice, std::uint64_t noise_seed, std::int64_t k,
+                        std::int64_t Z, std::int64_t Y, std::int64_t X, at::Tensor& series) {
+  const std::int64_t plane = Y * X;
+  const std::int64_t frames = model.frame_times_s.empty() ? 1 : static_cast<std::int64_t>(model.frame_times_s.size());
+  const float sigma = static_cast<float>(model.noise_sigma);
+  const bool has_bias = !bias.x.empty();
+  for (std::int64_t f = 0; f < frames; ++f) {
+    const std::uint64_t key =
+        mix64(noise_seed ^ mix64((static_cast<std::uint64_t>(m) << 32) | static_cast<std::uint64_t>(f)));
+    const std::int64_t frame_offset = (f * Z + k) * plane;
+    std::int16_t* out16 = model.type == VoxelType::kInt16 ? series.data_ptr<std::int16_t>() + frame_offset : nullptr;
+    std::int32_t* out32 = model.type == VoxelType::kUInt16 ? series.data_ptr<std::int32_t>() + frame_offset : nullptr;
+    const float* level = levels[static_cast<std::size_t>(f)].data();
+    for (std::int64_t j = 0; j < Y; ++j) {
+      const float row_bias = has_bias ? (1.f + bias.y[j]) * (1.f + bias.z[k]) : 1.f;
+      float n1 = 0, n2 = 0;
+      for (std::int64_t i = 0; i < X; ++i) {
+        const std::int64_t v = j * X + i;
+        const std::int64_t voxel = k * plane + v;
+        // Gaussian noise takes one normal per voxel (a pair serves two voxels); Rician two.
+        if (model.rician) {
+          normal_pair(key, static_cast<std::uint64_t>(voxel), n1, n2);
+        } else if (i == 0 || (voxel & 1) == 0) {
+          normal_pair(key, static_cast<std::uint64_t>(voxel >> 1), n1, n2);
+        }
+        const float w = slice.weight[v];
+        float value = w * level[slice.first[v]] + (1.f - w) * level[slice.second[v]];
+        if (has_bias) value *= (1.f + bias.x[i]) * row_bias;
+        if (model.rician) {
+          const float re = value + sigma * n1, im = sigma * n2;
+          value = std::sqrt(re * re + im * im);
+        } else {
+          value += sigma * ((voxel & 1) == 0 ? n1 : n2);
+        }
+        const float rounded = std::nearbyint(value);
+        if (out16 != nullptr) {
+          out16[v] = static_cast<std::int16_t>(std::clamp(rounded, -32768.f, 32767.f));
+        } else {
+          out32[v] = static_cast<std::int32_t>(std::clamp(rounded, 0.f, 65535.f));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Rendered render(const Scene& scene, const Placement& placement, const Grid& grid,
+                const std::vector<SeriesModel>& models, std::uint64_t noise_seed, int threads) {
+  if (scene.materials.size() > 255) throw InternalError("phantom", "phantom scene with more than 255 materials");
+  const std::int64_t Z = grid.shape_zyx[0], Y = grid.shape_zyx[1], X = grid.shape_zyx[2];
+  const auto& h = grid.spacing_xyz;
+  const float coverage_scale = static_cast<float>(placement.scale / ((h[0] + h[1] + h[2]) / 3.0));
+  const TemplateMap to_template(placement, grid);
+  const std::vector<IndexBox> boxes = primitive_boxes(scene, placement, grid);
+  const std::vector<BiasField> bias = bias_fields(models, grid, noise_seed);
+  const auto levels = material_levels(scene, models);
+  std::vector<std::uint8_t> material_label(scene.materials.size());
+  for (std::size_t m = 0; m < scene.materials.size(); ++m)
+    material_label[m] = static_cast<std::uint8_t>(scene.materials[m].label);
+
+  Rendered out = allocate(grid, models);
   const std::int64_t plane = Y * X;
   std::uint8_t* labels = out.labels.data_ptr<std::uint8_t>();
-
 #pragma omp parallel num_threads(std::max(1, threads))
   {
-    std::vector<float> tx(plane), ty(plane), tz(plane), weight(plane);
-    std::vector<std::uint8_t> first(plane), second(plane);
+    std::vector<float> tx(plane), ty(plane), tz(plane);
+    SliceMaterials slice(plane);
     std::array<std::int64_t, 256> counts{};  // this thread's; integer sums do not depend on the split
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t k = 0; k < Z; ++k) {
-      // Template coordinates of the slice.
-      for (std::int64_t j = 0; j < Y; ++j) {
-        float row_terms[3][8];  // amplitude · y · z per term (at most 8 terms per axis)
-        for (int axis = 0; axis < 3; ++axis) {
-          for (std::size_t n = 0; n < terms[axis].size() && n < 8; ++n) {
-            row_terms[axis][n] = static_cast<float>(terms[axis][n].amplitude) * terms[axis][n].y[j] * terms[axis][n].z[k];
-          }
-        }
-        const Vec3 row = t0 + dj * static_cast<double>(j) + dk * static_cast<double>(k);
-        for (std::int64_t i = 0; i < X; ++i) {
-          float d[3] = {0, 0, 0};
-          for (int axis = 0; axis < 3; ++axis) {
-            for (std::size_t n = 0; n < terms[axis].size() && n < 8; ++n) d[axis] += row_terms[axis][n] * terms[axis][n].x[i];
-          }
-          const std::int64_t v = j * X + i;
-          tx[v] = static_cast<float>(row.x + di.x * i) + d[0];
-          ty[v] = static_cast<float>(row.y + di.y * i) + d[1];
-          tz[v] = static_cast<float>(row.z) + d[2];
-        }
-      }
-      std::fill(first.begin(), first.end(), 0);
-      std::fill(second.begin(), second.end(), 0);
-      std::fill(weight.begin(), weight.end(), 1.f);
-
-      // Paint: each voxel keeps its two main materials and the first one's fraction.
-      const float coverage_scale = static_cast<float>(scale / h_eff);
-      for (std::size_t n = 0; n < scene.primitives.size(); ++n) {
-        const IndexBox& box = boxes[n];
-        if (k < box.low[2] || k > box.high[2]) continue;
-        const Primitive& primitive = scene.primitives[n];
-        const auto m = static_cast<std::uint8_t>(primitive.material);
-        for (std::int64_t j = box.low[1]; j <= box.high[1]; ++j) {
-          for (std::int64_t i = box.low[0]; i <= box.high[0]; ++i) {
-            const std::int64_t v = j * X + i;
-            const float cover = 0.5f - primitive.eval(tx[v], ty[v], tz[v]) * coverage_scale;
-            if (cover <= 0.f) continue;
-            if (cover >= 1.f) {
-              first[v] = second[v] = m;
-              weight[v] = 1.f;
-            } else if (first[v] == m) {
-              weight[v] = std::max(weight[v], cover);
-            } else if (second[v] == m) {
-              const float fraction = std::max(1.f - weight[v], cover);
-              if (fraction >= 0.5f) {
-                second[v] = first[v];
-                first[v] = m;
-                weight[v] = fraction;
-              } else {
-                weight[v] = 1.f - fraction;
-              }
-            } else if (cover >= 0.5f) {
-              second[v] = first[v];
-              first[v] = m;
-              weight[v] = cover;
-            } else if (cover > 1.f - weight[v]) {
-              second[v] = m;
-              weight[v] = 1.f - cover;
-            }
-          }
-        }
-      }
+      to_template.slice(k, Y, X, tx.data(), ty.data(), tz.data());
+      slice.paint(scene, boxes, k, X, coverage_scale, tx.data(), ty.data(), tz.data());
       for (std::int64_t v = 0; v < plane; ++v) {
-        labels[k * plane + v] = material_label[first[v]];
-        ++counts[material_label[first[v]]];
+        labels[k * plane + v] = material_label[slice.first[v]];
+        ++counts[material_label[slice.first[v]]];
       }
-
-      // Series: mix the two materials, add the enhancement curve, bias field and noise.
       for (std::size_t m = 0; m < models.size(); ++m) {
-        const SeriesModel& model = models[m];
-        const std::int64_t frames = model.frame_times_s.empty() ? 1 : static_cast<std::int64_t>(model.frame_times_s.size());
-        const float sigma = static_cast<float>(model.noise_sigma);
-        const bool has_bias = !bias[m].x.empty();
-        for (std::int64_t f = 0; f < frames; ++f) {
-          const std::uint64_t key = mix64(noise_seed ^ mix64((static_cast<std::uint64_t>(m) << 32) | static_cast<std::uint64_t>(f)));
-          const std::int64_t frame_offset = (f * Z + k) * plane;
-          std::int16_t* out16 = model.type == VoxelType::kInt16 ? out.series[m].data_ptr<std::int16_t>() + frame_offset : nullptr;
-          std::int32_t* out32 = model.type == VoxelType::kUInt16 ? out.series[m].data_ptr<std::int32_t>() + frame_offset : nullptr;
-          const float* level = levels[m][static_cast<std::size_t>(f)].data();
-          for (std::int64_t j = 0; j < Y; ++j) {
-            const float row_bias = has_bias ? (1.f + bias[m].y[j]) * (1.f + bias[m].z[k]) : 1.f;
-            float n1 = 0, n2 = 0;
-            for (std::int64_t i = 0; i < X; ++i) {
-              const std::int64_t v = j * X + i;
-              const std::int64_t voxel = k * plane + v;
-              // Gaussian noise takes one normal per voxel (a pair serves two voxels); Rician two.
-              if (model.rician) {
-                normal_pair(key, static_cast<std::uint64_t>(voxel), n1, n2);
-              } else if (i == 0 || (voxel & 1) == 0) {
-                normal_pair(key, static_cast<std::uint64_t>(voxel >> 1), n1, n2);
-              }
-              const std::uint8_t a = first[v], b = second[v];
-              const float w = weight[v];
-              float value = w * level[a] + (1.f - w) * level[b];
-              if (has_bias) value *= (1.f + bias[m].x[i]) * row_bias;
-              if (model.rician) {
-                const float re = value + sigma * n1, im = sigma * n2;
-                value = std::sqrt(re * re + im * im);
-              } else {
-                value += sigma * ((voxel & 1) == 0 ? n1 : n2);
-              }
-              const float rounded = std::nearbyint(value);
-              if (out16 != nullptr) {
-                out16[v] = static_cast<std::int16_t>(std::clamp(rounded, -32768.f, 32767.f));
-              } else {
-                out32[v] = static_cast<std::int32_t>(std::clamp(rounded, 0.f, 65535.f));
-              }
-            }
-          }
-        }
+        write_series_slice(models[m], m, levels[m], bias[m], slice, noise_seed, k, Z, Y, X, out.series[m]);
       }
     }
 #pragma omp critical
