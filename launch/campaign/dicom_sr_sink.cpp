@@ -101,11 +101,13 @@ std::vector<std::string> perfusion_evaluations(const json& p) {
 
 /// A perfusion route's triage as a group of its own (TID 1501, no segment: the hypoperfused
 /// tissue is no class of the label map): the volume with Tmax above the threshold, and the
-/// mismatch, side and DEFUSE-3 verdict as qualitative evaluations. Nothing for other routes.
-void add_perfusion_triage(const SegPlan& plan, const json& report, std::vector<data::SrGroup>& groups) {
-  const auto it = report.find("perfusion");
+/// mismatch, side and DEFUSE-3 verdict as qualitative evaluations, from the route's own
+/// `perfusion` section (the one report.json holds). Nothing for other routes.
+void add_perfusion_triage(const SegPlan& plan, std::vector<data::SrGroup>& groups) {
+  const json& sections = plan.result->sections;
+  const auto it = sections.find("perfusion");
+  if (it == sections.end()) return;
   const std::string& route = plan.result->route->name;
-  if (it == report.end() || !it->is_object() || it->value("route", "") != route) return;
   data::SrGroup g;
   g.tracking_id = fmt::format("{} Tmax > {:g} s", route, it->at("thresholds").at("tmax_s").get<double>());
   g.tracking_uid = derived_uid({plan.sop_instance_uid, g.tracking_id});
@@ -187,7 +189,7 @@ void DicomSrSink::write(FinishedStudy& f, const std::filesystem::path& dir) cons
   for (const SegPlan& plan : plans) {
     const bool written = with_seg_ && !plan.segments.empty();
     structure_groups(plan, written, f.report["routes"][plan.result->route->name], groups);
-    add_perfusion_triage(plan, f.report, groups);
+    add_perfusion_triage(plan, groups);
     if (written) d.segmentations.emplace_back(plan.series_uid, plan.sop_instance_uid);
   }
   if (const auto it = f.report.find("calcium"); it != f.report.end() && it->is_object()) {
