@@ -28,6 +28,13 @@ void quiet_dcmiod_warnings() {
   (void)quiet;
 }
 
+std::string dimension_organization_uid(const std::string& given, const std::string& sop_instance_uid,
+                                       const std::string& series_uid) {
+  if (!given.empty()) return given;
+  const std::string arc = sop_instance_uid + ".1";
+  return arc.size() <= 64 ? arc : series_uid;
+}
+
 CodeSequenceMacro code_sequence(const CodedConcept& c) {
   return CodeSequenceMacro(c.value.c_str(), c.scheme.c_str(), c.meaning.c_str());
 }

@@ -1,8 +1,7 @@
 // What the multi-frame DICOM writers (SEG, parametric map) share: DCMTK's conditions as
 // exceptions, the patient and study they import from the source series, the functional groups
 // that place a frame in the patient and derive it from its source slice, and the references to
-// the source series. Includes DCMTK:
-// only for those writers' sources.
+// the source series. It includes DCMTK's headers: include it only from those writers' sources.
 #pragma once
 
 // clang-format off
@@ -36,6 +35,11 @@ void check_dcmtk(const OFCondition& status, const std::filesystem::path& path, c
 /// any frame is added) that it cannot yet check the dimensions. Its errors still come back as
 /// conditions.
 void quiet_dcmiod_warnings();
+
+/// The UID of a multi-frame object's dimension organisation: `given`, else a sub-arc of the
+/// object's own SOP Instance UID (its series UID where that would pass 64 characters).
+std::string dimension_organization_uid(const std::string& given, const std::string& sop_instance_uid,
+                                       const std::string& series_uid);
 
 /// `c` as DCMTK's code sequence item.
 CodeSequenceMacro code_sequence(const CodedConcept& c);

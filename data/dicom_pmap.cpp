@@ -150,9 +150,8 @@ std::size_t write_dicom_parametric_map(const fs::path& path, const Volume& map, 
   check_dcmtk(pm.getSOPCommon().setSOPInstanceUID(d.sop_instance_uid.c_str()), path, "setSOPInstanceUID");
   check_dcmtk(DcmIODUtil::setContentDateAndTimeNow(pm.getIODMultiFrameFGModule()), path, "setContentDateAndTimeNow");
 
-  std::string organisation = d.dimension_organization_uid;
-  if (organisation.empty())
-    organisation = (d.sop_instance_uid + ".1").size() <= 64 ? d.sop_instance_uid + ".1" : d.series_uid;
+  const std::string organisation =
+      dimension_organization_uid(d.dimension_organization_uid, d.sop_instance_uid, d.series_uid);
   check_dcmtk(pm.getIODMultiframeDimensionModule().addDimensionIndex(DCM_ImagePositionPatient, organisation.c_str(),
                                                                      DCM_PlanePositionSequence, "ImagePositionPatient"),
               path, "addDimensionIndex");

@@ -90,10 +90,8 @@ std::size_t write_dicom_seg(const fs::path& path, const Volume& labels, const st
   check_dcmtk(seg->getSOPCommon().setSOPInstanceUID(d.sop_instance_uid.c_str()), path, "setSOPInstanceUID");
 
   IODMultiframeDimensionModule& dimensions = seg->getDimensions();
-  // The dimension organisation: given, else a sub-arc of the SEG's own UID (at most 64 characters).
-  std::string organisation = d.dimension_organization_uid;
-  if (organisation.empty())
-    organisation = (d.sop_instance_uid + ".1").size() <= 64 ? d.sop_instance_uid + ".1" : d.series_uid;
+  const std::string organisation =
+      dimension_organization_uid(d.dimension_organization_uid, d.sop_instance_uid, d.series_uid);
   check_dcmtk(dimensions.addDimensionIndex(DCM_ReferencedSegmentNumber, organisation.c_str(),
                                            DCM_SegmentIdentificationSequence, "ReferencedSegmentNumber"),
               path, "addDimensionIndex");
