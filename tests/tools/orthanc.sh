@@ -113,3 +113,10 @@ orthanc_lookup() {
   orthanc_rest /tools/lookup -X POST -d "$1" |
     /usr/bin/python3 -c 'import json,sys; print(" ".join(x["ID"] for x in json.load(sys.stdin)))'
 }
+
+# orthanc_store DIR: C-STORE every DICOM file under DIR into the running Orthanc (storescu, its
+# log in store.log); on failure the log goes to stderr and the status is 1.
+orthanc_store() {
+  storescu -aet "$ORTHANC_SCU_AET" -aec "$ORTHANC_AET" +sd +r 127.0.0.1 "$ORTHANC_DICOM_PORT" "$1" >store.log 2>&1 ||
+    { cat store.log >&2; return 1; }
+}

@@ -27,9 +27,8 @@ study2=1.2.826.0.1.3680043.2.1125.1.2
 "$writer" data
 $py "$here/pacs_data.py" data refuse
 orthanc_start "$work/orthanc" alice:secret
-storescu -aet "$ORTHANC_SCU_AET" -aec "$ORTHANC_AET" +sd +r 127.0.0.1 "$ORTHANC_DICOM_PORT" data >store.log 2>&1 ||
-  { cat store.log; fail "storescu could not fill the PACS"; }
-instances() { orthanc_rest "/studies/$(orthanc_rest /tools/lookup -X POST -d "$1" | $py -c 'import json,sys; print(json.load(sys.stdin)[0]["ID"])')/instances" | $py -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+orthanc_store data || fail "storescu could not fill the PACS"
+instances() { orthanc_rest "/studies/$(orthanc_lookup "$1")/instances" | $py -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 [[ $(instances $study1) == 17 && $(instances $study2) == 3 ]] || fail "the PACS holds $(instances $study1) + $(instances $study2) instances, expected 17 + 3"
 
 # A small model (a few steps on phantoms).

@@ -99,8 +99,7 @@ grep -q "outputs: 'dicom_seg' needs DICOM input .*hn.h5 is not a DICOM folder" r
 
 # ---- the same through the PACS ----
 orthanc_start "$work/orthanc"
-storescu -aet "$ORTHANC_SCU_AET" -aec "$ORTHANC_AET" +sd +r 127.0.0.1 "$ORTHANC_DICOM_PORT" dicom >store.log 2>&1 ||
-  { cat store.log; fail "storescu could not fill the PACS"; }
+orthanc_store dicom || fail "storescu could not fill the PACS"
 cat > pacs.yaml <<YAML
 output: pacs_out
 outputs: [hdf5, dicom_seg, dicom_pmap, dicom_sr]

@@ -20,8 +20,7 @@ expect_exit 0 phantom.err "$vit" phantom --kind chest-cardiac --studies 2 --shap
 train_small_model "$vit" ct "[lung_left, lung_right, $heart_class, coronary_lad, coronary_lcx, coronary_rca]" "[16, 16, 16]" 2 0.02 8
 
 orthanc_start "$work/orthanc"
-storescu -aet "$ORTHANC_SCU_AET" -aec "$ORTHANC_AET" +sd +r 127.0.0.1 "$ORTHANC_DICOM_PORT" dicom >store.log 2>&1 ||
-  { cat store.log; fail "storescu could not fill the PACS"; }
+orthanc_store dicom || fail "storescu could not fill the PACS"
 
 for protocol in dimse dicomweb; do
   if [[ $protocol == dimse ]]; then
