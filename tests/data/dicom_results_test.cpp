@@ -90,6 +90,14 @@ TEST_F(DicomResults, FramesAreTheSlicesASegmentTouches) {
   EXPECT_EQ(std::count(frames[0].begin(), frames[0].end(), 2), 0);
 }
 
+/// The CodeValue of the first item of `sequence` in `item`; "" when there is none.
+std::string code_value(DcmItem& item, const DcmTagKey& sequence) {
+  DcmItem* code = nullptr;
+  OFString value;
+  if (item.findAndGetSequenceItem(sequence, code).good()) code->findAndGetOFString(DCM_CodeValue, value);
+  return value.c_str();
+}
+
 /// The text dciodvfy (dicom3tools) prints for `path`.
 std::string validator_report(const std::filesystem::path& path) {
   const auto report = path.string() + ".vfy";
@@ -170,10 +178,7 @@ TEST_F(DicomResults, SegHoldsOneFramePerTouchedSliceAndTheSource) {
   EXPECT_FALSE(second->tagExists(DCM_RecommendedDisplayCIELabValue));
   DcmItem* type = nullptr;
   ASSERT_TRUE(second->findAndGetSequenceItem(DCM_SegmentedPropertyTypeCodeSequence, type).good());
-  DcmItem* modifier = nullptr;
-  ASSERT_TRUE(type->findAndGetSequenceItem(DCM_SegmentedPropertyTypeModifierCodeSequence, modifier).good());
-  modifier->findAndGetOFString(DCM_CodeValue, text);
-  EXPECT_EQ(text, "7771000");
+  EXPECT_EQ(code_value(*type, DCM_SegmentedPropertyTypeModifierCodeSequence), "7771000");
   // dicom3tools' validator finds nothing wrong.
   const std::string found = validator_report(path);
   EXPECT_NE(found.find("Segmentation"), std::string::npos) << found;
@@ -233,10 +238,7 @@ TEST_F(DicomResults, ParametricMapHoldsEverySliceAsFloatsWithItsQuantity) {
   DcmItem* mapping = nullptr;
   ASSERT_TRUE(shared->findAndGetSequenceItem(DCM_RealWorldValueMappingSequence, mapping).good());
   OFString text;
-  DcmItem* units = nullptr;
-  ASSERT_TRUE(mapping->findAndGetSequenceItem(DCM_MeasurementUnitsCodeSequence, units).good());
-  units->findAndGetOFString(DCM_CodeValue, text);
-  EXPECT_EQ(text, "ml/(100.g)/min");
+  EXPECT_EQ(code_value(*mapping, DCM_MeasurementUnitsCodeSequence), "ml/(100.g)/min");
   Float64 low = 0, high = 0;
   mapping->findAndGetFloat64(DCM_DoubleFloatRealWorldValueFirstValueMapped, low);
   mapping->findAndGetFloat64(DCM_DoubleFloatRealWorldValueLastValueMapped, high);
@@ -244,10 +246,7 @@ TEST_F(DicomResults, ParametricMapHoldsEverySliceAsFloatsWithItsQuantity) {
   EXPECT_FLOAT_EQ(high, map.voxels.max().item<float>());
   DcmItem* quantity = nullptr;
   ASSERT_TRUE(mapping->findAndGetSequenceItem(DCM_QuantityDefinitionSequence, quantity).good());
-  DcmItem* concept = nullptr;
-  ASSERT_TRUE(quantity->findAndGetSequenceItem(DCM_ConceptCodeSequence, concept).good());
-  concept->findAndGetOFString(DCM_CodeValue, text);
-  EXPECT_EQ(text, "126390");
+  EXPECT_EQ(code_value(*quantity, DCM_ConceptCodeSequence), "126390");
   data.findAndGetOFString(DCM_PatientName, text);
   EXPECT_EQ(text, "Doe^Jane");
   data.findAndGetOFString(DCM_FrameOfReferenceUID, text);
