@@ -29,6 +29,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <string_view>
 #include <tuple>
 #include <utility>
 
@@ -72,6 +73,7 @@ struct SliceHeader {
   double along_normal = 0.0;  ///< position projected on the series' slice normal
   Sint32 temporal_position = 0;         ///< TemporalPositionIdentifier; 0 when absent
   std::optional<double> acquisition_s;  ///< AcquisitionTime, seconds after midnight
+  std::optional<Sint32> acquisition_number;  ///< AcquisitionNumber
 };
 
 void register_decoders() {
@@ -271,6 +273,7 @@ std::optional<SliceHeader> read_header(const fs::path& path, std::vector<DicomRe
   h.spacing_between_slices = get_double(data, DCM_SpacingBetweenSlices).value_or(0.0);
   if (data.findAndGetSint32(DCM_TemporalPositionIdentifier, h.temporal_position).bad()) h.temporal_position = 0;
   h.acquisition_s = time_of_day(get_string(data, DCM_AcquisitionTime));
+  if (Sint32 number = 0; data.findAndGetSint32(DCM_AcquisitionNumber, number).good()) h.acquisition_number = number;
   h.slope = get_double(data, DCM_RescaleSlope).value_or(1.0);
   h.intercept = get_double(data, DCM_RescaleIntercept).value_or(0.0);
   note(h.slope != 0.0, "has RescaleSlope 0; expected a non-zero slope");
@@ -370,9 +373,11 @@ void check_headers(const std::vector<SliceHeader>& slices, const DicomReadOption
   }
 }
 
-/// Sorts `slices` along the slice normal, checks the stack and returns its geometry.
-Geometry stack_geometry(std::vector<SliceHeader>& slices, const DicomReadOptions& options) {
-  const SliceHeader& first = slices.front();
+/// The row and column directions of ImageOrientationPatient, made exactly orthonormal.
+struct SliceAxes {
+  std::array<double, 3> row, column, normal;
+};
+SliceAxes slice_axes(const SliceHeader& first) {
   std::array<double, 3> row{first.orientation[0], first.orientation[1], first.orientation[2]};
   std::array<double, 3> column{first.orientation[3], first.orientation[4], first.orientation[5]};
   const double row_norm = norm(row), column_norm = norm(column);
@@ -386,11 +391,30 @@ Geometry stack_geometry(std::vector<SliceHeader>& slices, const DicomReadOptions
   for (int i = 0; i < 3; ++i) column[i] -= along_row * row[i];
   const double c = norm(column);
   for (double& v : column) v /= c;
-  const std::array<double, 3> normal = cross(row, column);
+  return {row, column, cross(row, column)};
+}
 
+/// Two images at one slice position where one was expected.
+Rejected duplicate_position(const SliceHeader& a, const SliceHeader& b, std::string_view how = "",
+                            std::string_view expected = "one slice per position") {
+  return Rejected{
+      fmt::format("duplicate slice position ({}) in {} and {}{}; expected {} (several echoes, phases or "
+                  "stacks in one series?)",
+                  fmt::join(b.position, ", "), file_name(a.path), file_name(b.path), how, expected)};
+}
+
+/// Sets every slice's position along the normal and sorts them by it (stable).
+void sort_along_normal(std::vector<SliceHeader>& slices, const std::array<double, 3>& normal) {
   for (SliceHeader& s : slices) s.along_normal = dot(s.position, normal);
   std::stable_sort(slices.begin(), slices.end(),
                    [](const SliceHeader& a, const SliceHeader& b) { return a.along_normal < b.along_normal; });
+}
+
+/// Sorts `slices` along the slice normal, checks the stack and returns its geometry.
+Geometry stack_geometry(std::vector<SliceHeader>& slices, const DicomReadOptions& options) {
+  const SliceHeader& first = slices.front();
+  const auto [row, column, normal] = slice_axes(first);
+  sort_along_normal(slices, normal);
 
   Geometry g;
   g.spacing = {slices.front().pixel_spacing[1], slices.front().pixel_spacing[0], 1.0};
@@ -411,12 +435,7 @@ Geometry stack_geometry(std::vector<SliceHeader>& slices, const DicomReadOptions
   std::vector<double> gaps(n - 1);
   for (std::size_t i = 0; i + 1 < n; ++i) {
     gaps[i] = slices[i + 1].along_normal - slices[i].along_normal;
-    if (gaps[i] < kDuplicateTolerance) {
-      throw Rejected{fmt::format("duplicate slice position ({}) in {} and {}; expected one slice per position "
-                                 "(several echoes, phases or stacks in one series?)",
-                                 fmt::join(slices[i + 1].position, ", "), file_name(slices[i].path),
-                                 file_name(slices[i + 1].path))};
-    }
+    if (gaps[i] < kDuplicateTolerance) throw duplicate_position(slices[i], slices[i + 1]);
   }
   std::vector<double> sorted_gaps = gaps;
   std::nth_element(sorted_gaps.begin(), sorted_gaps.begin() + sorted_gaps.size() / 2, sorted_gaps.end());
@@ -550,14 +569,96 @@ Volume read_voxels(const std::vector<SliceHeader>& slices, Geometry geometry) {
   return volume;
 }
 
-/// The slices by TemporalPositionIdentifier (ascending); one group when fewer than two positions
-/// are named. Every group must hold the same number of slices.
+/// What orders the images of one slice position in time.
+enum class RepeatKey { kAcquisitionTime, kAcquisitionNumber };
+
+std::optional<double> repeat_key(const SliceHeader& s, RepeatKey key) {
+  if (key == RepeatKey::kAcquisitionTime) return s.acquisition_s;
+  if (!s.acquisition_number) return std::nullopt;
+  return static_cast<double>(*s.acquisition_number);
+}
+
+/// AcquisitionTime where it differs between every two images of each position, else
+/// AcquisitionNumber; none where neither does (two echoes, phases or reconstructions of one
+/// acquisition share both).
+std::optional<RepeatKey> repeat_order(const std::vector<std::vector<SliceHeader>>& positions) {
+  const auto orders = [&](RepeatKey key) {
+    for (const auto& repeats : positions) {
+      std::vector<double> keys;
+      for (const SliceHeader& s : repeats) {
+        const std::optional<double> k = repeat_key(s, key);
+        if (!k) return false;
+        keys.push_back(*k);
+      }
+      std::sort(keys.begin(), keys.end());
+      if (std::adjacent_find(keys.begin(), keys.end()) != keys.end()) return false;
+    }
+    return true;
+  };
+  for (RepeatKey key : {RepeatKey::kAcquisitionTime, RepeatKey::kAcquisitionNumber}) {
+    if (orders(key)) return key;
+  }
+  return std::nullopt;
+}
+
+/// A series that names no temporal positions: a volume, or (as many scanners send CT and MR
+/// perfusion) a time series whose every slice position repeats, once per frame, told apart by
+/// AcquisitionTime or AcquisitionNumber. Frame t is the t-th image of every position in that
+/// order; its images get temporal position t + 1.
+std::vector<std::vector<SliceHeader>> repeated_position_groups(std::vector<SliceHeader> slices) {
+  sort_along_normal(slices, slice_axes(slices.front()).normal);
+  std::vector<std::vector<SliceHeader>> positions;
+  for (SliceHeader& s : slices) {
+    if (positions.empty() || s.along_normal - positions.back().front().along_normal >= kDuplicateTolerance) {
+      positions.emplace_back();
+    }
+    positions.back().push_back(std::move(s));
+  }
+  const auto [fewest, most] = std::minmax_element(positions.begin(), positions.end(),
+                                                  [](const auto& a, const auto& b) { return a.size() < b.size(); });
+  std::vector<std::vector<SliceHeader>> groups;
+  if (most->size() == 1) {  // a volume
+    groups.emplace_back();
+    for (auto& p : positions) groups.back().push_back(std::move(p.front()));
+    return groups;
+  }
+  if (fewest->size() == 1) throw duplicate_position((*most)[0], (*most)[1]);  // a volume with a slice twice
+  if (fewest->size() != most->size()) {
+    throw Rejected{
+        fmt::format("slice position ({}) holds {} images ({}) but position ({}) holds {} ({}); expected one image per "
+                    "position, or in a time series the same number at every position",
+                    fmt::join(most->front().position, ", "), most->size(), file_name(most->front().path),
+                    fmt::join(fewest->front().position, ", "), fewest->size(), file_name(fewest->front().path))};
+  }
+  const auto order = repeat_order(positions);
+  if (!order) {
+    const auto& p = positions.front();
+    throw duplicate_position(p[0], p[1], " with the same AcquisitionTime and AcquisitionNumber",
+                             "one slice per position, or a time series whose repeats differ in one of them");
+  }
+  const std::size_t frames = most->size();
+  groups.resize(frames);
+  for (auto& p : positions) {
+    std::sort(p.begin(), p.end(), [&](const SliceHeader& a, const SliceHeader& b) {
+      return *repeat_key(a, *order) < *repeat_key(b, *order);
+    });
+    for (std::size_t t = 0; t < frames; ++t) {
+      p[t].temporal_position = static_cast<Sint32>(t + 1);
+      groups[t].push_back(std::move(p[t]));
+    }
+  }
+  return groups;
+}
+
+/// The slices by TemporalPositionIdentifier (ascending). Where fewer than two positions are
+/// named, by repeats of the slice positions (repeated_position_groups). Every group must hold
+/// the same number of slices.
 std::vector<std::vector<SliceHeader>> temporal_groups(std::vector<SliceHeader> slices) {
   std::map<Sint32, std::vector<SliceHeader>> by_position;
   for (SliceHeader& s : slices) by_position[s.temporal_position].push_back(std::move(s));
   std::vector<std::vector<SliceHeader>> groups;
   for (auto& [position, group] : by_position) groups.push_back(std::move(group));
-  if (groups.size() < 2) return groups;
+  if (groups.size() < 2) return repeated_position_groups(std::move(groups.front()));
   for (const auto& [position, group] : by_position) {
     (void)group;
     if (position < 1) {

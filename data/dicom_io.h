@@ -56,7 +56,10 @@ struct DicomSeries {
   /// and no rescale stays kUInt16 (in an int32 tensor). A series whose images name two or more
   /// TemporalPositionIdentifier values is a time series: the same slice positions at every
   /// temporal position, read as [t, z, y, x] with frame_times_s from AcquisitionTime relative to
-  /// the first temporal position's.
+  /// the first temporal position's. So is a series that names none but holds every slice position
+  /// equally often (two or more times), as many scanners send perfusion: the repeats of each
+  /// position ordered by AcquisitionTime, or by AcquisitionNumber where the times do not tell them
+  /// apart (refused where neither does: echoes or reconstructions of one acquisition).
   Volume volume;
   std::vector<std::filesystem::path> files;  ///< one per slice, in slice (z) order (per temporal position)
   /// UIDs, patient and study attributes, and each slice's SOP instance (in the order of `files`).

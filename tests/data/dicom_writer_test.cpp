@@ -207,6 +207,84 @@ TEST_F(DicomWriterTest, FourDWithAMissingSliceIsRejected) {
       << scan.rejected[0].reason;
 }
 
+/// The files of a written time series as many scanners send perfusion: no TemporalPositionIdentifier
+/// (nor NumberOfTemporalPositions), each file then edited by `edit(dataset, t)` for its frame t,
+/// and renamed so that the names run backwards (the order must come from the headers).
+template <typename Edit>
+void strip_temporal_positions(const std::vector<fs::path>& files, std::size_t slices, Edit edit) {
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile(files[i].c_str()).good()) << files[i];
+    DcmDataset& d = *file.getDataset();
+    d.findAndDeleteElement(DCM_TemporalPositionIdentifier);
+    d.findAndDeleteElement(DCM_NumberOfTemporalPositions);
+    edit(d, i / slices);
+    const fs::path renamed = files[i].parent_path() / ("IM" + std::to_string(1000 + files.size() - i));
+    ASSERT_TRUE(file.saveFile(renamed.c_str()).good()) << renamed;
+    fs::remove(files[i]);
+  }
+}
+
+TEST_F(DicomWriterTest, FourDWithoutTemporalPositionsIsOrderedByAcquisitionTime) {
+  const Volume v = random_volume(VoxelType::kInt16, 4, "CT");
+  const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
+  // One AcquisitionNumber for the whole run: the time alone tells the frames apart.
+  strip_temporal_positions(files, 5,
+                           [](DcmDataset& d, std::size_t) { d.putAndInsertString(DCM_AcquisitionNumber, "1"); });
+  const DicomScan scan = read_dicom_series(dir_);
+  const DicomSeries& s = only_series(scan);
+  ASSERT_EQ(s.volume.voxels.dim(), 4);
+  EXPECT_TRUE(at::equal(s.volume.voxels, v.voxels));
+  EXPECT_TRUE(s.volume.geometry.matches(v.geometry, 1e-9));
+  ASSERT_EQ(s.volume.frame_times_s.size(), 4u);
+  for (std::size_t t = 0; t < 4; ++t) EXPECT_NEAR(s.volume.frame_times_s[t], v.frame_times_s[t], 1e-6);
+  EXPECT_EQ(s.identity.temporal_positions, 4u);
+  EXPECT_EQ(s.files.front().filename(), "IM1020");  // frame 0, slice 0: written first, named last
+}
+
+TEST_F(DicomWriterTest, FourDWithoutTemporalPositionsOrAcquisitionTimeIsOrderedByAcquisitionNumber) {
+  const Volume v = random_volume(VoxelType::kInt16, 3, "CT");
+  const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
+  strip_temporal_positions(files, 5, [](DcmDataset& d, std::size_t) { d.findAndDeleteElement(DCM_AcquisitionTime); });
+  const DicomScan scan = read_dicom_series(dir_);
+  const DicomSeries& s = only_series(scan);
+  ASSERT_EQ(s.volume.voxels.dim(), 4);
+  EXPECT_TRUE(at::equal(s.volume.voxels, v.voxels));
+  EXPECT_TRUE(s.volume.frame_times_s.empty());  // no times to give
+}
+
+TEST_F(DicomWriterTest, RepeatedPositionsThatAreNotATimeSeriesAreRejected) {
+  // Two images at every position with the same AcquisitionTime and AcquisitionNumber: two echoes or
+  // reconstructions of one acquisition, not frames.
+  const Volume v = random_volume(VoxelType::kInt16, 2, "MR");
+  const auto files = write_dicom_series(dir_ / "echoes", v, study_attributes(), series_attributes("echoes"));
+  strip_temporal_positions(files, 5, [](DcmDataset& d, std::size_t) {
+    d.putAndInsertString(DCM_AcquisitionNumber, "7");
+    d.putAndInsertString(DCM_AcquisitionTime, "101500");
+  });
+  const DicomScan scan = read_dicom_series(dir_);
+  EXPECT_TRUE(scan.series.empty());
+  ASSERT_EQ(scan.rejected.size(), 1u);
+  const std::string& reason = scan.rejected[0].reason;
+  EXPECT_NE(reason.find("duplicate slice position"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("same AcquisitionTime and AcquisitionNumber"), std::string::npos) << reason;
+}
+
+TEST_F(DicomWriterTest, RepeatedPositionsWithAnImageMissingAreRejected) {
+  const Volume v = random_volume(VoxelType::kInt16, 3, "CT");
+  const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
+  strip_temporal_positions(files, 5, [](DcmDataset&, std::size_t) {});
+  fs::remove(dir_ / "perfusion" / "IM1008");  // frame 1, slice 2 (the 8th written of 15)
+  const DicomScan scan = read_dicom_series(dir_);
+  EXPECT_TRUE(scan.series.empty());
+  ASSERT_EQ(scan.rejected.size(), 1u);
+  const std::string& reason = scan.rejected[0].reason;
+  EXPECT_NE(reason.find("holds 3 images ("), std::string::npos) << reason;
+  EXPECT_NE(reason.find("holds 2 (IM1003)"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("expected one image per position, or in a time series the same number"), std::string::npos)
+      << reason;
+}
+
 TEST_F(DicomWriterTest, MrUnsignedAndFloatSeries) {
   const Volume u = random_volume(VoxelType::kUInt16, 1, "MR");
   write_dicom_series(dir_ / "t2", u, study_attributes(), series_attributes("t2"));

@@ -2,7 +2,7 @@
 # `vitruvian phantom --dicom` and `vitruvian export --dicom` as a user runs them: 1 and 2 ranks
 # write the same bytes; the series (3D CT, 4D CT perfusion, MR) come back with the same voxels,
 # geometry and frame times through `vitruvian convert` and through dcm2niix read by nibabel (an
-# independent reader); dciodvfy finds no error in a CT, a 4D CT and an MR image; the UIDs are
+# independent reader), the 4D series also with its temporal positions removed (frames by time); dciodvfy finds no error in a CT, a 4D CT and an MR image; the UIDs are
 # valid, one study UID and frame of reference per study, from --uid-root; bad roots give one line.
 # Usage: phantom_dicom_cli.sh VITRUVIAN MPIRUN WORKDIR
 set -euo pipefail
@@ -127,6 +127,33 @@ for a in sorted(glob.glob("dcm/head_neck_*/*/*.dcm")):
     assert e.PixelData == d.PixelData, a
 assert all(h.StudyInstanceUID.startswith("1.2.3.4.") for h in headers("rooted"))
 print("phantom/export DICOM: round trips and UIDs checked")
+PY
+
+# The 4D series as many scanners send perfusion: no TemporalPositionIdentifier, each slice position
+# repeated once per frame, files in no useful order (pydicom writes them). vitruvian convert orders
+# the frames by AcquisitionTime; dcm2niix reads the same folder as 4D.
+$py - <<'PY'
+import glob, hashlib, os
+import pydicom
+os.makedirs("scanner/head_neck_00001/perfusion")
+for path in glob.glob("dcm/head_neck_00001/perfusion/*.dcm"):
+    d = pydicom.dcmread(path)
+    del d.TemporalPositionIdentifier, d.NumberOfTemporalPositions
+    d.AcquisitionNumber = 1
+    d.save_as("scanner/head_neck_00001/perfusion/IM" + hashlib.sha1(path.encode()).hexdigest()[:8])
+PY
+expect_exit 0 scanner.err "$vit" convert scanner/head_neck_00001 -o scanner.h5
+dcm2niix -z n -b n -f scanner -o nii scanner/head_neck_00001/perfusion >dcm2niix_scanner.out 2>&1 ||
+  { cat dcm2niix_scanner.out; fail "dcm2niix on the series without temporal positions"; }
+$py - <<'PY'
+import h5py, nibabel as nib, numpy as np
+w = h5py.File("hn.h5", "r")["studies/head_neck_00001/series/perfusion"]
+b = h5py.File("scanner.h5", "r")["studies/head_neck_00001/series/perfusion"]
+assert np.array_equal(b["image"][...], w["image"][...]), "frames differ without temporal positions"
+assert np.allclose(b.attrs["frame_times_s"], w.attrs["frame_times_s"], atol=1e-5), b.attrs["frame_times_s"]
+shape = nib.load("nii/scanner.nii").shape
+assert len(shape) == 4 and shape[3] == w["image"].shape[0], shape
+print(f"perfusion without temporal positions: {w['image'].shape[0]} frames back in order; dcm2niix reads {shape}")
 PY
 
 # Bad roots and a missing output: one line each, exit 2, nothing written.
