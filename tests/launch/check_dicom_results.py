@@ -4,7 +4,8 @@ voxel for voxel (and a frame exists exactly where a segment has voxels); the SR'
 report.json's (a perfusion route's triage as a group of its own); each parametric map's
 float frames equal labels.h5's map bit for bit, each frame where its source slice is and derived
 from that slice at every temporal position, with the quantity and units of the map; all carry the source's patient, study and frame of reference.
-A 4D source (a CT perfusion series) is referenced by its first temporal position's slices.
+A 4D source (a CT perfusion series) is referenced by its first temporal position's slices; a
+source that names no temporal positions has them by AcquisitionTime at each slice position.
 Usage: check_dicom_results.py STUDY_DIR SOURCE_DICOM_DIR ROUTE"""
 import json
 import os
@@ -18,7 +19,20 @@ study_dir, source_dir, route = sys.argv[1:4]
 sid = os.path.basename(os.path.normpath(study_dir))
 report = json.load(open(f"{study_dir}/report.json"))
 every = [pydicom.dcmread(os.path.join(source_dir, n)) for n in os.listdir(source_dir)]
-position_of = {d.SOPInstanceUID: int(getattr(d, "TemporalPositionIdentifier", 0) or 0) for d in every}
+
+def temporal_positions(images):
+    """Each image's temporal position: its TemporalPositionIdentifier, or where the series names
+    none, its rank in AcquisitionTime among the images at its slice position (1 for a volume)."""
+    if any("TemporalPositionIdentifier" in d for d in images):
+        return {d.SOPInstanceUID: int(d.TemporalPositionIdentifier) for d in images}
+    at_place = {}
+    for d in images:
+        at_place.setdefault(float(d.ImagePositionPatient[2]), []).append(d)
+    return {d.SOPInstanceUID: t + 1 for repeats in at_place.values()
+            for t, d in enumerate(sorted(repeats, key=lambda d: str(d.AcquisitionTime)))}
+
+
+position_of = temporal_positions(every)
 source = sorted((d for d in every if position_of[d.SOPInstanceUID] == min(position_of.values())),
                 key=lambda d: float(d.ImagePositionPatient[2]))
 # Every image of the series by its place: (temporal position, z).

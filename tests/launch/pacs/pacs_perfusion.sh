@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Scan to decision into the PACS. Head-neck phantoms whose 4D CT perfusion series is written as
-# DICOM (`vitruvian phantom --dicom`):
+# DICOM (`vitruvian phantom --dicom`), one of them then without temporal positions (frames told
+# apart by AcquisitionTime, as many scanners send them):
 # - `vitruvian perfusion DIR --dicom` writes core and penumbra as a DICOM SEG, CBF, CBV, MTT, Tmax
 #   and TTP as DICOM parametric maps and the volumes and DEFUSE-3 verdict as an SR; dciodvfy finds
 #   no error in any; decoded with pydicom (check_dicom_results.py) they equal labels.h5 and
@@ -22,6 +23,17 @@ prepare_workdir "$work"
 
 expect_exit 0 phantom.err "$vit" phantom --kind head-neck --studies 2 --shape 16,48,48 --frames 12 --seed 5 \
   --out hn.h5 --dicom dicom --threads 2
+# The second study as many scanners send perfusion: no TemporalPositionIdentifier, each slice
+# position repeated once per frame, the files in no useful order; the frames follow AcquisitionTime.
+$py - <<'PY'
+import glob, hashlib, os
+import pydicom
+for path in glob.glob("dicom/head_neck_00001/perfusion/*.dcm"):
+    d = pydicom.dcmread(path)
+    del d.TemporalPositionIdentifier, d.NumberOfTemporalPositions
+    d.save_as(os.path.join(os.path.dirname(path), "IM" + hashlib.sha1(path.encode()).hexdigest()[:8] + ".dcm"))
+    os.remove(path)
+PY
 # source_of STUDY_DIR: the phantom's perfusion folder of the study a result folder belongs to.
 source_of() {
   local study s
