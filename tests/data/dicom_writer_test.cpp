@@ -168,17 +168,24 @@ TEST_F(DicomWriterTest, CtSeriesReadsBackExactly) {
   }
 }
 
+/// A time series read back: the written frames, grid and frame times.
+void expect_time_series(const Volume& read, const Volume& written) {
+  ASSERT_EQ(read.voxels.dim(), 4);
+  EXPECT_TRUE(at::equal(read.voxels, written.voxels));
+  EXPECT_TRUE(read.geometry.matches(written.geometry, 1e-9));
+  ASSERT_EQ(read.frame_times_s.size(), written.frame_times_s.size());
+  for (std::size_t t = 0; t < read.frame_times_s.size(); ++t) {
+    EXPECT_NEAR(read.frame_times_s[t], written.frame_times_s[t], 1e-6);
+  }
+}
+
 TEST_F(DicomWriterTest, FourDSeriesKeepsFramesAndTimes) {
   const Volume v = random_volume(VoxelType::kInt16, 4, "CT");
   const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
   ASSERT_EQ(files.size(), 20u);
   const DicomScan scan_s = read_dicom_series(dir_);
   const DicomSeries& s = only_series(scan_s);
-  ASSERT_EQ(s.volume.voxels.dim(), 4);
-  EXPECT_TRUE(at::equal(s.volume.voxels, v.voxels));
-  EXPECT_TRUE(s.volume.geometry.matches(v.geometry, 1e-9));
-  ASSERT_EQ(s.volume.frame_times_s.size(), 4u);
-  for (std::size_t t = 0; t < 4; ++t) EXPECT_NEAR(s.volume.frame_times_s[t], v.frame_times_s[t], 1e-6);
+  expect_time_series(s.volume, v);
   EXPECT_EQ(s.files, files);
 }
 
@@ -233,11 +240,7 @@ TEST_F(DicomWriterTest, FourDWithoutTemporalPositionsIsOrderedByAcquisitionTime)
                            [](DcmDataset& d, std::size_t) { d.putAndInsertString(DCM_AcquisitionNumber, "1"); });
   const DicomScan scan = read_dicom_series(dir_);
   const DicomSeries& s = only_series(scan);
-  ASSERT_EQ(s.volume.voxels.dim(), 4);
-  EXPECT_TRUE(at::equal(s.volume.voxels, v.voxels));
-  EXPECT_TRUE(s.volume.geometry.matches(v.geometry, 1e-9));
-  ASSERT_EQ(s.volume.frame_times_s.size(), 4u);
-  for (std::size_t t = 0; t < 4; ++t) EXPECT_NEAR(s.volume.frame_times_s[t], v.frame_times_s[t], 1e-6);
+  expect_time_series(s.volume, v);
   EXPECT_EQ(s.identity.temporal_positions, 4u);
   EXPECT_EQ(s.files.front().filename(), "IM1020");  // frame 0, slice 0: written first, named last
 }
