@@ -29,7 +29,6 @@
 #include <limits>
 #include <map>
 #include <optional>
-#include <string_view>
 #include <tuple>
 #include <utility>
 
@@ -74,7 +73,20 @@ struct SliceHeader {
   Sint32 temporal_position = 0;         ///< TemporalPositionIdentifier; 0 when absent
   std::optional<double> acquisition_s;  ///< AcquisitionTime, seconds after midnight
   std::optional<Sint32> acquisition_number;  ///< AcquisitionNumber
+  /// What the repeats of one slice position in a time series share (kRepeatAttributes' values).
+  std::array<std::string, 6> acquisition_kind;
 };
+
+/// The attributes in which the frames of a time series cannot differ: repeats of a slice position
+/// that differ in one are several echoes, b-values, inversions or kinds of image, not frames.
+const std::array<std::pair<const char*, DcmTagKey>, 6> kRepeatAttributes{{
+    {"EchoTime", DCM_EchoTime},
+    {"EchoNumbers", DCM_EchoNumbers},
+    {"InversionTime", DCM_InversionTime},
+    {"DiffusionBValue", DCM_DiffusionBValue},
+    {"SequenceName", DCM_SequenceName},
+    {"ImageType", DCM_ImageType},
+}};
 
 void register_decoders() {
   static const bool registered = [] {
@@ -274,6 +286,14 @@ std::optional<SliceHeader> read_header(const fs::path& path, std::vector<DicomRe
   if (data.findAndGetSint32(DCM_TemporalPositionIdentifier, h.temporal_position).bad()) h.temporal_position = 0;
   h.acquisition_s = time_of_day(get_string(data, DCM_AcquisitionTime));
   if (Sint32 number = 0; data.findAndGetSint32(DCM_AcquisitionNumber, number).good()) h.acquisition_number = number;
+  for (std::size_t i = 0; i < kRepeatAttributes.size(); ++i) {
+    h.acquisition_kind[i] = get_string(data, kRepeatAttributes[i].second);
+  }
+  const std::string& image_type = h.acquisition_kind.back();
+  note(("\\" + image_type + "\\").find("\\MOSAIC\\") == std::string::npos,
+       fmt::format("is a mosaic (ImageType {}): several slices tiled in one image; expected one slice per image "
+                   "(unpack the mosaic first, e.g. with dcm2niix)",
+                   image_type));
   h.slope = get_double(data, DCM_RescaleSlope).value_or(1.0);
   h.intercept = get_double(data, DCM_RescaleIntercept).value_or(0.0);
   note(h.slope != 0.0, "has RescaleSlope 0; expected a non-zero slope");
@@ -395,12 +415,11 @@ SliceAxes slice_axes(const SliceHeader& first) {
 }
 
 /// Two images at one slice position where one was expected.
-Rejected duplicate_position(const SliceHeader& a, const SliceHeader& b, std::string_view how = "",
-                            std::string_view expected = "one slice per position") {
+Rejected duplicate_position(const SliceHeader& a, const SliceHeader& b) {
   return Rejected{
-      fmt::format("duplicate slice position ({}) in {} and {}{}; expected {} (several echoes, phases or "
-                  "stacks in one series?)",
-                  fmt::join(b.position, ", "), file_name(a.path), file_name(b.path), how, expected)};
+      fmt::format("duplicate slice position ({}) in {} and {}; expected one slice per position "
+                  "(several echoes, phases or stacks in one series?)",
+                  fmt::join(b.position, ", "), file_name(a.path), file_name(b.path))};
 }
 
 /// Sets every slice's position along the normal and sorts them by it (stable).
@@ -578,27 +597,70 @@ std::optional<double> repeat_key(const SliceHeader& s, RepeatKey key) {
   return static_cast<double>(*s.acquisition_number);
 }
 
-/// AcquisitionTime where it differs between every two images of each position, else
-/// AcquisitionNumber; none where neither does (two echoes, phases or reconstructions of one
-/// acquisition share both).
-std::optional<RepeatKey> repeat_order(const std::vector<std::vector<SliceHeader>>& positions) {
-  const auto orders = [&](RepeatKey key) {
-    for (const auto& repeats : positions) {
-      std::vector<double> keys;
-      for (const SliceHeader& s : repeats) {
-        const std::optional<double> k = repeat_key(s, key);
-        if (!k) return false;
-        keys.push_back(*k);
-      }
-      std::sort(keys.begin(), keys.end());
-      if (std::adjacent_find(keys.begin(), keys.end()) != keys.end()) return false;
+/// Two repeats of one position that `key` does not tell apart (one lacks it, or both share it).
+std::optional<std::pair<const SliceHeader*, const SliceHeader*>> untold_pair(
+    const std::vector<std::vector<SliceHeader>>& positions, RepeatKey key) {
+  for (const auto& repeats : positions) {
+    std::vector<const SliceHeader*> sorted;
+    for (const SliceHeader& s : repeats) {
+      if (!repeat_key(s, key)) return std::pair{&repeats.front() == &s ? &repeats[1] : &repeats.front(), &s};
+      sorted.push_back(&s);
     }
-    return true;
-  };
-  for (RepeatKey key : {RepeatKey::kAcquisitionTime, RepeatKey::kAcquisitionNumber}) {
-    if (orders(key)) return key;
+    std::sort(sorted.begin(), sorted.end(),
+              [&](const SliceHeader* a, const SliceHeader* b) { return *repeat_key(*a, key) < *repeat_key(*b, key); });
+    const auto tie = std::adjacent_find(sorted.begin(), sorted.end(), [&](const SliceHeader* a, const SliceHeader* b) {
+      return *repeat_key(*a, key) == *repeat_key(*b, key);
+    });
+    if (tie != sorted.end()) return std::pair{*tie, *(tie + 1)};
   }
   return std::nullopt;
+}
+
+/// "the same AcquisitionTime (10:15:00.000)", "no AcquisitionTime (in F)" or "AcquisitionNumber 1 and 2".
+std::string key_phrase(const SliceHeader& a, const SliceHeader& b, RepeatKey key) {
+  const char* name = key == RepeatKey::kAcquisitionTime ? "AcquisitionTime" : "AcquisitionNumber";
+  const std::optional<double> x = repeat_key(a, key), y = repeat_key(b, key);
+  if (!x || !y) return fmt::format("no {} (in {})", name, file_name((!x ? a : b).path));
+  const auto shown = [&](double v) {
+    if (key == RepeatKey::kAcquisitionNumber) return fmt::format("{:g}", v);
+    const double day = std::fmod(v, 86400.0);
+    return fmt::format("{:02}:{:02}:{:06.3f}", static_cast<int>(day / 3600),
+                       static_cast<int>(std::fmod(day, 3600) / 60), std::fmod(day, 60.0));
+  };
+  if (*x == *y) return fmt::format("the same {} ({})", name, shown(*x));
+  return fmt::format("{} {} and {}", name, shown(*x), shown(*y));
+}
+
+/// AcquisitionTime where it tells every two images of each position apart, else
+/// AcquisitionNumber; where neither does (echoes, phases or reconstructions of one acquisition
+/// share both), one line naming two images neither tells apart.
+RepeatKey repeat_order(const std::vector<std::vector<SliceHeader>>& positions) {
+  if (!untold_pair(positions, RepeatKey::kAcquisitionTime)) return RepeatKey::kAcquisitionTime;
+  const auto pair = untold_pair(positions, RepeatKey::kAcquisitionNumber);
+  if (!pair) return RepeatKey::kAcquisitionNumber;
+  const auto [a, b] = *pair;
+  throw Rejected{fmt::format(
+      "slice position ({}) holds {} and {} with {} and {}; expected one image per position, or a time series "
+      "whose repeats differ in AcquisitionTime or AcquisitionNumber (several echoes, phases or stacks in one "
+      "series?)",
+      fmt::join(a->position, ", "), file_name(a->path), file_name(b->path),
+      key_phrase(*a, *b, RepeatKey::kAcquisitionTime), key_phrase(*a, *b, RepeatKey::kAcquisitionNumber))};
+}
+
+/// Refuses repeats of one position that are not the same acquisition (kRepeatAttributes).
+void check_same_acquisition(const std::vector<std::vector<SliceHeader>>& positions) {
+  for (const auto& repeats : positions) {
+    for (const SliceHeader& s : repeats) {
+      for (std::size_t i = 0; i < kRepeatAttributes.size(); ++i) {
+        if (s.acquisition_kind[i] == repeats.front().acquisition_kind[i]) continue;
+        throw Rejected{fmt::format(
+            "slice position ({}) holds {} and {} with {} '{}' and '{}'; expected a time series to repeat one "
+            "acquisition (several echoes, b-values, inversions or kinds of image in one series?)",
+            fmt::join(s.position, ", "), file_name(repeats.front().path), file_name(s.path), kRepeatAttributes[i].first,
+            repeats.front().acquisition_kind[i], s.acquisition_kind[i])};
+      }
+    }
+  }
 }
 
 /// A series that names no temporal positions: a volume, or (as many scanners send CT and MR
@@ -622,7 +684,10 @@ std::vector<std::vector<SliceHeader>> repeated_position_groups(std::vector<Slice
     for (auto& p : positions) groups.back().push_back(std::move(p.front()));
     return groups;
   }
-  if (fewest->size() == 1) throw duplicate_position((*most)[0], (*most)[1]);  // a volume with a slice twice
+  const auto single = std::count_if(positions.begin(), positions.end(), [](const auto& p) { return p.size() == 1; });
+  if (2 * static_cast<std::size_t>(single) > positions.size()) {  // a volume with a slice twice
+    throw duplicate_position((*most)[0], (*most)[1]);
+  }
   if (fewest->size() != most->size()) {
     throw Rejected{
         fmt::format("slice position ({}) holds {} images ({}) but position ({}) holds {} ({}); expected one image per "
@@ -630,17 +695,13 @@ std::vector<std::vector<SliceHeader>> repeated_position_groups(std::vector<Slice
                     fmt::join(most->front().position, ", "), most->size(), file_name(most->front().path),
                     fmt::join(fewest->front().position, ", "), fewest->size(), file_name(fewest->front().path))};
   }
-  const auto order = repeat_order(positions);
-  if (!order) {
-    const auto& p = positions.front();
-    throw duplicate_position(p[0], p[1], " with the same AcquisitionTime and AcquisitionNumber",
-                             "one slice per position, or a time series whose repeats differ in one of them");
-  }
+  check_same_acquisition(positions);
+  const RepeatKey order = repeat_order(positions);
   const std::size_t frames = most->size();
   groups.resize(frames);
   for (auto& p : positions) {
     std::sort(p.begin(), p.end(), [&](const SliceHeader& a, const SliceHeader& b) {
-      return *repeat_key(a, *order) < *repeat_key(b, *order);
+      return *repeat_key(a, order) < *repeat_key(b, order);
     });
     for (std::size_t t = 0; t < frames; ++t) {
       p[t].temporal_position = static_cast<Sint32>(t + 1);
@@ -650,10 +711,25 @@ std::vector<std::vector<SliceHeader>> repeated_position_groups(std::vector<Slice
   return groups;
 }
 
+/// AcquisitionTime is a time of day: a series that runs past midnight has times in the early
+/// hours that follow those of the evening. Where the times span more than 12 h, those before
+/// noon move to the next day.
+void unwrap_midnight(std::vector<SliceHeader>& slices) {
+  double earliest = std::numeric_limits<double>::infinity(), latest = -earliest;
+  for (const SliceHeader& s : slices) {
+    if (s.acquisition_s) earliest = std::min(earliest, *s.acquisition_s), latest = std::max(latest, *s.acquisition_s);
+  }
+  if (!(latest - earliest > 43200.0)) return;
+  for (SliceHeader& s : slices) {
+    if (s.acquisition_s && *s.acquisition_s < 43200.0) *s.acquisition_s += 86400.0;
+  }
+}
+
 /// The slices by TemporalPositionIdentifier (ascending). Where fewer than two positions are
 /// named, by repeats of the slice positions (repeated_position_groups). Every group must hold
 /// the same number of slices.
 std::vector<std::vector<SliceHeader>> temporal_groups(std::vector<SliceHeader> slices) {
+  unwrap_midnight(slices);
   std::map<Sint32, std::vector<SliceHeader>> by_position;
   for (SliceHeader& s : slices) by_position[s.temporal_position].push_back(std::move(s));
   std::vector<std::vector<SliceHeader>> groups;

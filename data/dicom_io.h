@@ -58,8 +58,11 @@ struct DicomSeries {
   /// temporal position, read as [t, z, y, x] with frame_times_s from AcquisitionTime relative to
   /// the first temporal position's. So is a series that names none but holds every slice position
   /// equally often (two or more times), as many scanners send perfusion: the repeats of each
-  /// position ordered by AcquisitionTime, or by AcquisitionNumber where the times do not tell them
-  /// apart (refused where neither does: echoes or reconstructions of one acquisition).
+  /// position ordered by AcquisitionTime (a run past midnight continues into the next day), or by
+  /// AcquisitionNumber where the times do not tell them apart. Refused, with one line: repeats
+  /// that neither tells apart, or that differ in EchoTime, EchoNumbers, InversionTime,
+  /// DiffusionBValue, SequenceName or ImageType (echoes, b-values or reconstructions, not frames);
+  /// and mosaics (ImageType MOSAIC: several slices tiled in one image).
   Volume volume;
   std::vector<std::filesystem::path> files;  ///< one per slice, in slice (z) order (per temporal position)
   /// UIDs, patient and study attributes, and each slice's SOP instance (in the order of `files`).

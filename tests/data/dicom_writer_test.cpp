@@ -269,8 +269,85 @@ TEST_F(DicomWriterTest, RepeatedPositionsThatAreNotATimeSeriesAreRejected) {
   EXPECT_TRUE(scan.series.empty());
   ASSERT_EQ(scan.rejected.size(), 1u);
   const std::string& reason = scan.rejected[0].reason;
-  EXPECT_NE(reason.find("duplicate slice position"), std::string::npos) << reason;
-  EXPECT_NE(reason.find("same AcquisitionTime and AcquisitionNumber"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("holds IM1005 and IM1010 with the same AcquisitionTime (10:15:00.000) and the same "
+                        "AcquisitionNumber (7); expected one image per position, or a time series"),
+            std::string::npos)
+      << reason;
+}
+
+TEST_F(DicomWriterTest, RepeatsTiedAtALaterPositionAreNamed) {
+  // Frames 0 and 1 of the last slice share their time and number; every other position is fine.
+  const Volume v = random_volume(VoxelType::kInt16, 3, "CT");
+  const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
+  strip_temporal_positions(files, 5, [](DcmDataset&, std::size_t) {});
+  for (const char* name : {"IM1011", "IM1006"}) {  // slice 4 of frames 0 and 1 (the 5th and 10th written)
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile((dir_ / "perfusion" / name).c_str()).good());
+    file.getDataset()->putAndInsertString(DCM_AcquisitionTime, "235959.5");
+    file.getDataset()->putAndInsertString(DCM_AcquisitionNumber, "4");
+    ASSERT_TRUE(file.saveFile((dir_ / "perfusion" / name).c_str()).good());
+  }
+  const DicomScan scan = read_dicom_series(dir_);
+  ASSERT_EQ(scan.rejected.size(), 1u);
+  const std::string& reason = scan.rejected[0].reason;
+  EXPECT_NE(reason.find("with the same AcquisitionTime (23:59:59.500) and the same AcquisitionNumber (4)"),
+            std::string::npos)
+      << reason;
+  EXPECT_TRUE(reason.find("IM1011") != std::string::npos && reason.find("IM1006") != std::string::npos) << reason;
+}
+
+TEST_F(DicomWriterTest, RepeatsOrderedByTimeBeforeNumberAndAcrossMidnight) {
+  // AcquisitionNumber runs backwards and the run starts 3 s before midnight: the time decides, and
+  // the frames after midnight come after those before it.
+  const Volume v = random_volume(VoxelType::kInt16, 4, "CT");
+  const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
+  strip_temporal_positions(files, 5, [](DcmDataset& d, std::size_t t) {
+    const char* times[] = {"235957", "235958.5", "000000", "000001.5"};
+    d.putAndInsertString(DCM_AcquisitionTime, times[t]);
+    d.putAndInsertString(DCM_AcquisitionNumber, std::to_string(10 - t).c_str());
+  });
+  const DicomScan scan = read_dicom_series(dir_);
+  expect_time_series(only_series(scan).volume, v);
+}
+
+TEST_F(DicomWriterTest, OneNamedTemporalPositionIsReadByRepeats) {
+  // Every image names TemporalPositionIdentifier 1: the repeats of each position are the frames.
+  const Volume v = random_volume(VoxelType::kInt16, 3, "CT");
+  const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
+  strip_temporal_positions(
+      files, 5, [](DcmDataset& d, std::size_t) { d.putAndInsertString(DCM_TemporalPositionIdentifier, "1"); });
+  const DicomScan scan = read_dicom_series(dir_);
+  expect_time_series(only_series(scan).volume, v);
+}
+
+TEST_F(DicomWriterTest, RepeatsThatAreOtherEchoesOrMosaicsAreRejected) {
+  // Two echoes at every position, acquired one after the other: times differ, EchoTime too.
+  const Volume v = random_volume(VoxelType::kInt16, 2, "MR");
+  const auto files = write_dicom_series(dir_ / "echoes", v, study_attributes(), series_attributes("echoes"));
+  strip_temporal_positions(
+      files, 5, [](DcmDataset& d, std::size_t t) { d.putAndInsertString(DCM_EchoTime, t == 0 ? "12" : "80"); });
+  DicomScan scan = read_dicom_series(dir_);
+  ASSERT_EQ(scan.rejected.size(), 1u);
+  EXPECT_NE(scan.rejected[0].reason.find("with EchoTime '80' and '12'; expected a time series to repeat one "
+                                         "acquisition"),
+            std::string::npos)
+      << scan.rejected[0].reason;
+  // A mosaic (many slices tiled in one image) is refused, whatever its series looks like.
+  fs::remove_all(dir_ / "echoes");
+  const Volume one = random_volume(VoxelType::kInt16, 1, "MR");
+  const auto mosaic = write_dicom_series(dir_ / "dsc", one, study_attributes(), series_attributes("dsc"));
+  for (const auto& f : mosaic) {
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile(f.c_str()).good());
+    file.getDataset()->putAndInsertString(DCM_ImageType, "ORIGINAL\\PRIMARY\\M\\ND\\MOSAIC");
+    ASSERT_TRUE(file.saveFile(f.c_str()).good());
+  }
+  scan = read_dicom_series(dir_);
+  ASSERT_EQ(scan.rejected.size(), 1u);
+  EXPECT_NE(scan.rejected[0].reason.find("is a mosaic (ImageType ORIGINAL\\PRIMARY\\M\\ND\\MOSAIC): several slices "
+                                         "tiled in one image; expected one slice per image"),
+            std::string::npos)
+      << scan.rejected[0].reason;
 }
 
 TEST_F(DicomWriterTest, RepeatedPositionsWithAnImageMissingAreRejected) {

@@ -29,7 +29,7 @@ def temporal_positions(images):
     for d in images:
         at_place.setdefault(float(d.ImagePositionPatient[2]), []).append(d)
     return {d.SOPInstanceUID: t + 1 for repeats in at_place.values()
-            for t, d in enumerate(sorted(repeats, key=lambda d: str(d.AcquisitionTime)))}
+            for t, d in enumerate(sorted(repeats, key=lambda d: str(getattr(d, "AcquisitionTime", ""))))}
 
 
 position_of = temporal_positions(every)

@@ -40,6 +40,23 @@ for series in dcm/*/*/; do
   dcm2niix -z n -b n -f "${study}_%f" -o nii "$series" >"dcm2niix.out" 2>&1 || { cat dcm2niix.out; fail "dcm2niix $series"; }
 done
 
+# The 4D series as many scanners send perfusion: no TemporalPositionIdentifier, each slice position
+# repeated once per frame, files in no useful order (pydicom writes them). vitruvian convert orders
+# the frames by AcquisitionTime; dcm2niix reads the same folder (both checked below).
+$py - <<'PY'
+import glob, hashlib, os
+import pydicom
+os.makedirs("scanner/head_neck_00001/perfusion")
+for path in glob.glob("dcm/head_neck_00001/perfusion/*.dcm"):
+    d = pydicom.dcmread(path)
+    del d.TemporalPositionIdentifier, d.NumberOfTemporalPositions
+    d.AcquisitionNumber = 1
+    d.save_as("scanner/head_neck_00001/perfusion/IM" + hashlib.sha1(path.encode()).hexdigest()[:8])
+PY
+expect_exit 0 scanner.err "$vit" convert scanner/head_neck_00001 -o scanner.h5
+dcm2niix -z n -b n -f scanner -o nii scanner/head_neck_00001/perfusion >dcm2niix_scanner.out 2>&1 ||
+  { cat dcm2niix_scanner.out; fail "dcm2niix on the series without temporal positions"; }
+
 # Export: the dataset's series as DICOM again, with the phantom's seed: the same UIDs and pixels.
 expect_exit 0 export.err "$vit" export hn.h5 --dicom exported --uid-seed 5
 grep -q "4 DICOM series under exported" export.err.out || { cat export.err.out; fail "export summary"; }
@@ -78,20 +95,30 @@ def ras_affine(group):
     return np.diag([-1, -1, 1, 1]) @ a
 
 # dcm2niix + nibabel: the same voxels at the same places (up to the axis order dcm2niix picks).
-for (sid, s), w in want.items():
-    img = nib.load(f"nii/{sid}_{s}.nii")
+def same_as_nifti(path, w, what):
+    img = nib.load(path)
     data = np.asanyarray(img.dataobj)
     m = np.linalg.inv(ras_affine(w)) @ img.affine
-    assert np.allclose(m, np.round(m), atol=1e-3), (sid, s, m)
+    assert np.allclose(m, np.round(m), atol=1e-3), (what, m)
     m = np.round(m).astype(int)
     idx = np.indices(data.shape[:3]).reshape(3, -1)
     i, j, k = m[:3, :3] @ idx + m[:3, 3:]
     image = w["image"][...]
     frames = image[None] if image.ndim == 3 else image
-    assert data.shape[3:] == (() if image.ndim == 3 else (frames.shape[0],)), (sid, s, data.shape)
+    assert data.shape[3:] == (() if image.ndim == 3 else (frames.shape[0],)), (what, data.shape)
     for t in range(frames.shape[0]):
         got = (data if data.ndim == 3 else data[..., t])[idx[0], idx[1], idx[2]]
-        assert np.array_equal(got, frames[t][k, j, i]), f"{sid}/{s} frame {t}: dcm2niix reads other voxels"
+        assert np.array_equal(got, frames[t][k, j, i]), f"{what} frame {t}: dcm2niix reads other voxels"
+for (sid, s), w in want.items():
+    same_as_nifti(f"nii/{sid}_{s}.nii", w, f"{sid}/{s}")
+
+# The perfusion series without temporal positions: convert gives back the dataset's frames and
+# times, and dcm2niix reads the same frames in the same order.
+w = want[("head_neck_00001", "perfusion")]
+b = series_of("scanner.h5")[("head_neck_00001", "perfusion")]
+assert np.array_equal(b["image"][...], w["image"][...]), "frames differ without temporal positions"
+assert np.allclose(b.attrs["frame_times_s"], w.attrs["frame_times_s"], atol=1e-5), b.attrs["frame_times_s"]
+same_as_nifti("nii/scanner.nii", w, "perfusion without temporal positions")
 
 uid = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 def headers(folder):
@@ -127,33 +154,6 @@ for a in sorted(glob.glob("dcm/head_neck_*/*/*.dcm")):
     assert e.PixelData == d.PixelData, a
 assert all(h.StudyInstanceUID.startswith("1.2.3.4.") for h in headers("rooted"))
 print("phantom/export DICOM: round trips and UIDs checked")
-PY
-
-# The 4D series as many scanners send perfusion: no TemporalPositionIdentifier, each slice position
-# repeated once per frame, files in no useful order (pydicom writes them). vitruvian convert orders
-# the frames by AcquisitionTime; dcm2niix reads the same folder as 4D.
-$py - <<'PY'
-import glob, hashlib, os
-import pydicom
-os.makedirs("scanner/head_neck_00001/perfusion")
-for path in glob.glob("dcm/head_neck_00001/perfusion/*.dcm"):
-    d = pydicom.dcmread(path)
-    del d.TemporalPositionIdentifier, d.NumberOfTemporalPositions
-    d.AcquisitionNumber = 1
-    d.save_as("scanner/head_neck_00001/perfusion/IM" + hashlib.sha1(path.encode()).hexdigest()[:8])
-PY
-expect_exit 0 scanner.err "$vit" convert scanner/head_neck_00001 -o scanner.h5
-dcm2niix -z n -b n -f scanner -o nii scanner/head_neck_00001/perfusion >dcm2niix_scanner.out 2>&1 ||
-  { cat dcm2niix_scanner.out; fail "dcm2niix on the series without temporal positions"; }
-$py - <<'PY'
-import h5py, nibabel as nib, numpy as np
-w = h5py.File("hn.h5", "r")["studies/head_neck_00001/series/perfusion"]
-b = h5py.File("scanner.h5", "r")["studies/head_neck_00001/series/perfusion"]
-assert np.array_equal(b["image"][...], w["image"][...]), "frames differ without temporal positions"
-assert np.allclose(b.attrs["frame_times_s"], w.attrs["frame_times_s"], atol=1e-5), b.attrs["frame_times_s"]
-shape = nib.load("nii/scanner.nii").shape
-assert len(shape) == 4 and shape[3] == w["image"].shape[0], shape
-print(f"perfusion without temporal positions: {w['image'].shape[0]} frames back in order; dcm2niix reads {shape}")
 PY
 
 # Bad roots and a missing output: one line each, exit 2, nothing written.

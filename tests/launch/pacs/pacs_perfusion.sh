@@ -31,6 +31,7 @@ import pydicom
 for path in glob.glob("dicom/head_neck_00001/perfusion/*.dcm"):
     d = pydicom.dcmread(path)
     del d.TemporalPositionIdentifier, d.NumberOfTemporalPositions
+    d.AcquisitionNumber = 1  # one number for the whole run: the time alone orders the frames
     d.save_as(os.path.join(os.path.dirname(path), "IM" + hashlib.sha1(path.encode()).hexdigest()[:8] + ".dcm"))
     os.remove(path)
 PY
