@@ -289,7 +289,7 @@ std::optional<SliceHeader> read_header(const fs::path& path, std::vector<DicomRe
   for (std::size_t i = 0; i < kRepeatAttributes.size(); ++i) {
     h.acquisition_kind[i] = get_string(data, kRepeatAttributes[i].second);
   }
-  const std::string& image_type = h.acquisition_kind.back();
+  const std::string& image_type = h.acquisition_kind.back();  // ImageType, the last of kRepeatAttributes
   note(("\\" + image_type + "\\").find("\\MOSAIC\\") == std::string::npos,
        fmt::format("is a mosaic (ImageType {}): several slices tiled in one image; expected one slice per image "
                    "(unpack the mosaic first, e.g. with dcm2niix)",
