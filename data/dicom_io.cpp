@@ -602,16 +602,14 @@ std::optional<std::pair<const SliceHeader*, const SliceHeader*>> untold_pair(
     const std::vector<std::vector<SliceHeader>>& positions, RepeatKey key) {
   for (const auto& repeats : positions) {
     std::vector<const SliceHeader*> sorted;
-    for (const SliceHeader& s : repeats) {
-      if (!repeat_key(s, key)) return std::pair{&repeats.front() == &s ? &repeats[1] : &repeats.front(), &s};
-      sorted.push_back(&s);
-    }
+    for (const SliceHeader& s : repeats) sorted.push_back(&s);
+    // An image that lacks the key sorts first (an empty optional is the least), next to another.
     std::sort(sorted.begin(), sorted.end(),
-              [&](const SliceHeader* a, const SliceHeader* b) { return *repeat_key(*a, key) < *repeat_key(*b, key); });
-    const auto tie = std::adjacent_find(sorted.begin(), sorted.end(), [&](const SliceHeader* a, const SliceHeader* b) {
-      return *repeat_key(*a, key) == *repeat_key(*b, key);
+              [&](const SliceHeader* a, const SliceHeader* b) { return repeat_key(*a, key) < repeat_key(*b, key); });
+    const auto untold = std::adjacent_find(sorted.begin(), sorted.end(), [&](const SliceHeader* a, const SliceHeader* b) {
+      return !repeat_key(*a, key) || repeat_key(*a, key) == repeat_key(*b, key);
     });
-    if (tie != sorted.end()) return std::pair{*tie, *(tie + 1)};
+    if (untold != sorted.end()) return std::pair{*untold, *(untold + 1)};
   }
   return std::nullopt;
 }
