@@ -214,11 +214,14 @@ TEST_F(DicomWriterTest, FourDWithAMissingSliceIsRejected) {
       << scan.rejected[0].reason;
 }
 
-/// The files of a written time series as many scanners send perfusion: no TemporalPositionIdentifier
-/// (nor NumberOfTemporalPositions), each file then edited by `edit(dataset, t)` for its frame t,
-/// and renamed so that the names run backwards (the order must come from the headers).
+/// `v` written under `dir` as many scanners send perfusion: no TemporalPositionIdentifier (nor
+/// NumberOfTemporalPositions), each file then edited by `edit(dataset, t)` for its frame t, and
+/// renamed IM<1000 + files − i> for the i-th written, so that the names run backwards (the order
+/// must come from the headers).
 template <typename Edit>
-void strip_temporal_positions(const std::vector<fs::path>& files, std::size_t slices, Edit edit) {
+void write_without_temporal_positions(const fs::path& dir, const Volume& v, Edit edit) {
+  const auto files = write_dicom_series(dir, v, study_attributes(), series_attributes(dir.filename().string()));
+  const auto slices = static_cast<std::size_t>(v.voxels.size(1));
   for (std::size_t i = 0; i < files.size(); ++i) {
     DcmFileFormat file;
     ASSERT_TRUE(file.loadFile(files[i].c_str()).good()) << files[i];
@@ -234,10 +237,9 @@ void strip_temporal_positions(const std::vector<fs::path>& files, std::size_t sl
 
 TEST_F(DicomWriterTest, FourDWithoutTemporalPositionsIsOrderedByAcquisitionTime) {
   const Volume v = random_volume(VoxelType::kInt16, 4, "CT");
-  const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
   // One AcquisitionNumber for the whole run: the time alone tells the frames apart.
-  strip_temporal_positions(files, 5,
-                           [](DcmDataset& d, std::size_t) { d.putAndInsertString(DCM_AcquisitionNumber, "1"); });
+  write_without_temporal_positions(
+      dir_ / "perfusion", v, [](DcmDataset& d, std::size_t) { d.putAndInsertString(DCM_AcquisitionNumber, "1"); });
   const DicomScan scan = read_dicom_series(dir_);
   const DicomSeries& s = only_series(scan);
   expect_time_series(s.volume, v);
@@ -247,8 +249,8 @@ TEST_F(DicomWriterTest, FourDWithoutTemporalPositionsIsOrderedByAcquisitionTime)
 
 TEST_F(DicomWriterTest, FourDWithoutTemporalPositionsOrAcquisitionTimeIsOrderedByAcquisitionNumber) {
   const Volume v = random_volume(VoxelType::kInt16, 3, "CT");
-  const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
-  strip_temporal_positions(files, 5, [](DcmDataset& d, std::size_t) { d.findAndDeleteElement(DCM_AcquisitionTime); });
+  write_without_temporal_positions(dir_ / "perfusion", v,
+                                   [](DcmDataset& d, std::size_t) { d.findAndDeleteElement(DCM_AcquisitionTime); });
   const DicomScan scan = read_dicom_series(dir_);
   const DicomSeries& s = only_series(scan);
   ASSERT_EQ(s.volume.voxels.dim(), 4);
@@ -260,8 +262,7 @@ TEST_F(DicomWriterTest, RepeatedPositionsThatAreNotATimeSeriesAreRejected) {
   // Two images at every position with the same AcquisitionTime and AcquisitionNumber: two echoes or
   // reconstructions of one acquisition, not frames.
   const Volume v = random_volume(VoxelType::kInt16, 2, "MR");
-  const auto files = write_dicom_series(dir_ / "echoes", v, study_attributes(), series_attributes("echoes"));
-  strip_temporal_positions(files, 5, [](DcmDataset& d, std::size_t) {
+  write_without_temporal_positions(dir_ / "echoes", v, [](DcmDataset& d, std::size_t) {
     d.putAndInsertString(DCM_AcquisitionNumber, "7");
     d.putAndInsertString(DCM_AcquisitionTime, "101500");
   });
@@ -278,8 +279,7 @@ TEST_F(DicomWriterTest, RepeatedPositionsThatAreNotATimeSeriesAreRejected) {
 TEST_F(DicomWriterTest, RepeatsTiedAtALaterPositionAreNamed) {
   // Frames 0 and 1 of the last slice share their time and number; every other position is fine.
   const Volume v = random_volume(VoxelType::kInt16, 3, "CT");
-  const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
-  strip_temporal_positions(files, 5, [](DcmDataset&, std::size_t) {});
+  write_without_temporal_positions(dir_ / "perfusion", v, [](DcmDataset&, std::size_t) {});
   for (const char* name : {"IM1011", "IM1006"}) {  // slice 4 of frames 0 and 1 (the 5th and 10th written)
     DcmFileFormat file;
     ASSERT_TRUE(file.loadFile((dir_ / "perfusion" / name).c_str()).good());
@@ -300,8 +300,7 @@ TEST_F(DicomWriterTest, RepeatsOrderedByTimeBeforeNumberAndAcrossMidnight) {
   // AcquisitionNumber runs backwards and the run starts 3 s before midnight: the time decides, and
   // the frames after midnight come after those before it.
   const Volume v = random_volume(VoxelType::kInt16, 4, "CT");
-  const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
-  strip_temporal_positions(files, 5, [](DcmDataset& d, std::size_t t) {
+  write_without_temporal_positions(dir_ / "perfusion", v, [](DcmDataset& d, std::size_t t) {
     const char* times[] = {"235957", "235958.5", "000000", "000001.5"};
     d.putAndInsertString(DCM_AcquisitionTime, times[t]);
     d.putAndInsertString(DCM_AcquisitionNumber, std::to_string(10 - t).c_str());
@@ -313,9 +312,9 @@ TEST_F(DicomWriterTest, RepeatsOrderedByTimeBeforeNumberAndAcrossMidnight) {
 TEST_F(DicomWriterTest, OneNamedTemporalPositionIsReadByRepeats) {
   // Every image names TemporalPositionIdentifier 1: the repeats of each position are the frames.
   const Volume v = random_volume(VoxelType::kInt16, 3, "CT");
-  const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
-  strip_temporal_positions(
-      files, 5, [](DcmDataset& d, std::size_t) { d.putAndInsertString(DCM_TemporalPositionIdentifier, "1"); });
+  write_without_temporal_positions(dir_ / "perfusion", v, [](DcmDataset& d, std::size_t) {
+    d.putAndInsertString(DCM_TemporalPositionIdentifier, "1");
+  });
   const DicomScan scan = read_dicom_series(dir_);
   expect_time_series(only_series(scan).volume, v);
 }
@@ -323,9 +322,9 @@ TEST_F(DicomWriterTest, OneNamedTemporalPositionIsReadByRepeats) {
 TEST_F(DicomWriterTest, RepeatsThatAreOtherEchoesOrMosaicsAreRejected) {
   // Two echoes at every position, acquired one after the other: times differ, EchoTime too.
   const Volume v = random_volume(VoxelType::kInt16, 2, "MR");
-  const auto files = write_dicom_series(dir_ / "echoes", v, study_attributes(), series_attributes("echoes"));
-  strip_temporal_positions(
-      files, 5, [](DcmDataset& d, std::size_t t) { d.putAndInsertString(DCM_EchoTime, t == 0 ? "12" : "80"); });
+  write_without_temporal_positions(dir_ / "echoes", v, [](DcmDataset& d, std::size_t t) {
+    d.putAndInsertString(DCM_EchoTime, t == 0 ? "12" : "80");
+  });
   DicomScan scan = read_dicom_series(dir_);
   ASSERT_EQ(scan.rejected.size(), 1u);
   EXPECT_NE(scan.rejected[0].reason.find("with EchoTime '80' and '12'; expected a time series to repeat one "
@@ -352,8 +351,7 @@ TEST_F(DicomWriterTest, RepeatsThatAreOtherEchoesOrMosaicsAreRejected) {
 
 TEST_F(DicomWriterTest, RepeatedPositionsWithAnImageMissingAreRejected) {
   const Volume v = random_volume(VoxelType::kInt16, 3, "CT");
-  const auto files = write_dicom_series(dir_ / "perfusion", v, study_attributes(), series_attributes("perfusion"));
-  strip_temporal_positions(files, 5, [](DcmDataset&, std::size_t) {});
+  write_without_temporal_positions(dir_ / "perfusion", v, [](DcmDataset&, std::size_t) {});
   fs::remove(dir_ / "perfusion" / "IM1008");  // frame 1, slice 2 (the 8th written of 15)
   const DicomScan scan = read_dicom_series(dir_);
   EXPECT_TRUE(scan.series.empty());
