@@ -9,7 +9,8 @@ set -euo pipefail
 vit=$1
 mpirun=$2
 work=$3
-source "$(dirname "${BASH_SOURCE[0]}")/cli_helpers.sh"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/cli_helpers.sh"
 prepare_workdir "$work"
 
 # Two head-neck studies (CT and a 4D perfusion CT) and one abdomen MR study; HDF5 and DICOM at once.
@@ -40,19 +41,11 @@ for series in dcm/*/*/; do
   dcm2niix -z n -b n -f "${study}_%f" -o nii "$series" >"dcm2niix.out" 2>&1 || { cat dcm2niix.out; fail "dcm2niix $series"; }
 done
 
-# The 4D series as many scanners send perfusion: no TemporalPositionIdentifier, each slice position
-# repeated once per frame, files in no useful order (pydicom writes them). vitruvian convert orders
-# the frames by AcquisitionTime; dcm2niix reads the same folder (both checked below).
-$py - <<'PY'
-import glob, hashlib, os
-import pydicom
-os.makedirs("scanner/head_neck_00001/perfusion")
-for path in glob.glob("dcm/head_neck_00001/perfusion/*.dcm"):
-    d = pydicom.dcmread(path)
-    del d.TemporalPositionIdentifier, d.NumberOfTemporalPositions
-    d.AcquisitionNumber = 1
-    d.save_as("scanner/head_neck_00001/perfusion/IM" + hashlib.sha1(path.encode()).hexdigest()[:8])
-PY
+# The 4D series as many scanners send perfusion (tests/tools/without_temporal_positions.py): no
+# TemporalPositionIdentifier, each slice position repeated once per frame, files in no useful order.
+# vitruvian convert orders the frames by AcquisitionTime; dcm2niix reads the same folder (both
+# checked below).
+$py "$here/../tools/without_temporal_positions.py" dcm/head_neck_00001/perfusion scanner/head_neck_00001/perfusion
 expect_exit 0 scanner.err "$vit" convert scanner/head_neck_00001 -o scanner.h5
 dcm2niix -z n -b n -f scanner -o nii scanner/head_neck_00001/perfusion >dcm2niix_scanner.out 2>&1 ||
   { cat dcm2niix_scanner.out; fail "dcm2niix on the series without temporal positions"; }

@@ -25,16 +25,7 @@ expect_exit 0 phantom.err "$vit" phantom --kind head-neck --studies 2 --shape 16
   --out hn.h5 --dicom dicom --threads 2
 # The second study as many scanners send perfusion: no TemporalPositionIdentifier, each slice
 # position repeated once per frame, the files in no useful order; the frames follow AcquisitionTime.
-$py - <<'PY'
-import glob, hashlib, os
-import pydicom
-for path in glob.glob("dicom/head_neck_00001/perfusion/*.dcm"):
-    d = pydicom.dcmread(path)
-    del d.TemporalPositionIdentifier, d.NumberOfTemporalPositions
-    d.AcquisitionNumber = 1  # one number for the whole run: the time alone orders the frames
-    d.save_as(os.path.join(os.path.dirname(path), "IM" + hashlib.sha1(path.encode()).hexdigest()[:8] + ".dcm"))
-    os.remove(path)
-PY
+$py "$here/../../tools/without_temporal_positions.py" dicom/head_neck_00001/perfusion dicom/head_neck_00001/perfusion
 # source_of STUDY_DIR: the phantom's perfusion folder of the study a result folder belongs to.
 source_of() {
   local study s
