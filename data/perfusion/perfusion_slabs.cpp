@@ -151,7 +151,7 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
     // h: the baseline's noise (σ² / its frames, the same offset in every frame) and the
     // correlation of nearby guides through the smoothing, which act in opposite directions.
     // With the baseline's term in v (h 1), the filter pooled across the lesion's edge: the model
-    // fit's core error on the head-neck phantoms went from 39 / 45 % to 76 / 84 %.
+    // fit's core error on the head-neck phantoms went from 37 / 49 % to 76 / 84 %.
     const double variance = frame_noise_hu_ * frame_noise_hu_ * in_plane * in_time;
     tips_.emplace(g.spacing[0], g.spacing[1], options.tips_sigma_mm, options.tips_similarity, variance);
   }

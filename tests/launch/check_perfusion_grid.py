@@ -142,8 +142,8 @@ if limits:
         problems.append(f"plain SVD CBF error rises {100 * svd_rise:+.1f} points from delay 0 to {delays[0]:g} s; "
                         "expected at least +20 (a causal deconvolution cannot place tissue ahead of its input)")
     if model_out:
-        # The model fit, held with a margin. Exponential residues (seeds 1-3): CBF r 0.954-0.969,
-        # bias -4.3 … +0.1 %, CBV r 0.946-0.955, MTT r 0.71-0.79, Tmax mean error 0.79-0.84 s.
+        # The model fit, held with a margin. Exponential residues (seeds 1-3): CBF r 0.955-0.969,
+        # bias -1.4 … -4.1 %, CBV r 0.946-0.955, MTT r 0.71-0.78, Tmax mean error 0.80-0.84 s.
         # Flatter residues (Erlang orders 2-4, seeds 1-2): CBF overestimated by 23-53 % (its
         # known failure: docs/PERFUSION.md), CBV r 0.968-0.981, MTT r 0.80-0.87.
         m, md = res["model"], list(res["model"]["cbf_error_by_delay"].values())
