@@ -172,10 +172,12 @@ VoxelMaps deconvolve_svd(const CurveSlabs& slabs, const BrainVoxels& voxels, con
 
 /// The model fit (perfusion::ModelFit) on the arterial input after the venous scaling.
 VoxelMaps deconvolve_model(const CurveSlabs& slabs, const BrainVoxels& voxels, PerfusionResult& r,
-                           const FrameTiming& ft, std::int64_t baseline_frames, const PerfusionOptions& o) {
+                           const FrameTiming& ft, std::int64_t baseline_frames, VoxelType type,
+                           const PerfusionOptions& o) {
   std::vector<double> aif = r.aif.hu;
   for (double& v : aif) v *= r.aif_scale;
-  const perfusion::ModelFit model(slabs, voxels.stats, aif, ft.interval_s, baseline_frames, o);
+  const bool whole = type != VoxelType::kFloat32 && type != VoxelType::kFloat64;  // stored in whole HU
+  const perfusion::ModelFit model(slabs, voxels.stats, aif, ft.interval_s, baseline_frames, whole ? 1.0 : 0.0, o);
   r.model = model.record();
   std::vector<at::Tensor> cbf, cbv, tmax;
   std::int64_t mixed = 0;
@@ -261,7 +263,7 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
 
   start = Clock::now();
   const auto [cbf, cbv, tmax] =
-      o.deconvolution == "model" ? deconvolve_model(slabs, voxels, r, ft, baseline.frames, o) : deconvolve_svd(slabs, voxels, r, ft, o);
+      o.deconvolution == "model" ? deconvolve_model(slabs, voxels, r, ft, baseline.frames, series.type, o) : deconvolve_svd(slabs, voxels, r, ft, o);
   r.timing["deconvolution_s"] = seconds_since(start);
 
   start = Clock::now();

@@ -191,8 +191,8 @@ at::Tensor ModelFit::best_residuals(const at::Tensor& curves) const {
 }
 
 ModelFit::ModelFit(const CurveSlabs& slabs, const CurveStats& stats, const std::vector<double>& aif_hu,
-                   double interval_s, std::int64_t baseline_frames, const PerfusionOptions& o)
-    : dictionary_(aif_hu, interval_s, baseline_frames, o) {
+                   double interval_s, std::int64_t baseline_frames, double step_hu, const PerfusionOptions& o)
+    : dictionary_(aif_hu, interval_s, baseline_frames, o), rounding_variance_(step_hu * step_hu / 12) {
   // One pass over the curves for two things. The noise: the median residual of the best entry
   // over a sample of the brain's curves (every stride-th of each slab), per degree of freedom
   // (frames less CBF, MTT, delay and offset). With mixtures, the healthy curve's sum.
@@ -272,7 +272,7 @@ ModelFit::Maps ModelFit::fit(const at::Tensor& curves) const {
       const at::Tensor share = at::matmul(c, x.healthy).contiguous();
       const at::Tensor evidence =
           share.square() + best_mixture_score(scores, share, x.gain, x.offset).square() - best_score(scores).square();
-      const at::Tensor use = evidence > kMixtureEvidence * noise_hu_ * noise_hu_;
+      const at::Tensor use = evidence > kMixtureEvidence * std::max(noise_hu_ * noise_hu_, rounding_variance_);
       const at::Tensor rows = use.nonzero().squeeze(1);
       if (rows.numel() > 0) {
         const at::Tensor sub =

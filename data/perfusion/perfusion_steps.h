@@ -151,9 +151,10 @@ class ModelFit {
  public:
   /// The dictionary for `aif_hu` (the arterial input after the venous scaling), σ from a sample
   /// of the curves of `slabs` (`stats` theirs, in for_each order), and with `model_mixture` the
-  /// mixtures (step 5b of docs/PERFUSION.md), in the same pass over the curves.
+  /// mixtures (step 5b of docs/PERFUSION.md), in the same pass over the curves. `step_hu`: the
+  /// series' stored values are whole multiples of it (1 for integer voxels, 0 for float ones).
   ModelFit(const CurveSlabs& slabs, const CurveStats& stats, const std::vector<double>& aif_hu, double interval_s,
-           std::int64_t baseline_frames, const PerfusionOptions& o);
+           std::int64_t baseline_frames, double step_hu, const PerfusionOptions& o);
   struct Maps {
     at::Tensor cbf, cbv, tmax;  ///< mL/100 g/min, mL/100 g, s; each [n]
     at::Tensor mixed;           ///< bool [n]: fitted as a mixture
@@ -173,6 +174,10 @@ class ModelFit {
   at::Tensor best_residuals(const at::Tensor& curves) const;
   ModelDictionary dictionary_;
   double noise_hu_ = 0;
+  /// The mixture's test takes σ² at least this: the variance of rounding to the series' step,
+  /// which noise-free frames round alike in every voxel of a uniform region, where the smoothing
+  /// then does not average it away and σ does not see it.
+  double rounding_variance_ = 0;
   /// The mixture (add_mixture): h the healthy curve, H = M h / |h| (|h| = √(hᵀ M h)); each entry
   /// a kept is fitted by its part orthogonal to h, ã = M (a / |a| − ρ h / |h|) / √(1 − ρ²),
   /// ρ = aᵀ M h / (|a| |h|); per entry, β per unit of score and what α loses per unit of β.

@@ -4,7 +4,8 @@
 #   oSVD, plain SVD and the model fit, drawn with exponential and with Erlang-3 residues: per-block CBF, CBV, MTT and Tmax against the truth maps
 #   (check_perfusion_grid.py: r, bias, delay dependence) and the arterial input against the drawn one;
 #   and with tissue ahead of the arterial input (negative delays), where plain SVD's CBF error
-#   grows with the lead and oSVD's does not;
+#   grows with the lead and oSVD's does not; and without noise, where the model fit's MTT r must
+#   reach 0.9 (the phantom's rounding taken for no second tissue);
 # - 20 head-neck phantoms of two seeds and noise levels, ten through a 2-rank campaign (`infer`)
 #   with a perfusion route and ten through `vitruvian perfusion` on 2 ranks: the lesion's side,
 #   the DEFUSE-3 verdict and the hypoperfused volume right in every study, core and penumbra
@@ -25,6 +26,18 @@ expect_exit 0 osvd.err "$vit" --threads 2 perfusion grid.h5 -o grid_osvd
 expect_exit 0 svd.err "$vit" --threads 2 --set perfusion.deconvolution=svd perfusion grid.h5 -o grid_svd
 expect_exit 0 model.err "$vit" --threads 2 --set perfusion.deconvolution=model perfusion grid.h5 -o grid_model
 $py "$here/check_perfusion_grid.py" grid.h5 grid_osvd grid_svd --model grid_model --json grid_figures.json
+# The grid without noise (its whole-HU rounding alone), the model fit with its mixtures: rounding
+# that every voxel of a block shares must not pass for a second tissue (docs/PERFUSION.md).
+expect_exit 0 clean.err "$vit" phantom --kind perfusion-grid --seed 1 --noise 0 --out clean.h5 --threads 2
+expect_exit 0 clean_osvd.err "$vit" --threads 2 perfusion clean.h5 -o clean_osvd
+expect_exit 0 clean_model.err "$vit" --threads 2 --set perfusion.deconvolution=model perfusion clean.h5 -o clean_model
+$py "$here/check_perfusion_grid.py" clean.h5 clean_osvd clean_osvd --model clean_model --json clean_figures.json
+$py - <<'PY'
+import json
+m = json.load(open("clean_figures.json"))["model"]
+assert m["mtt"]["pearson_r"] >= 0.9 and m["cbv"]["pearson_r"] >= 0.95, m  # 0.955 and 0.997
+print(f"noise-free grid, model fit: MTT r {m['mtt']['pearson_r']:.3f}, CBV r {m['cbv']['pearson_r']:.3f}")
+PY
 # The same grid drawn with flatter residues (Erlang order 3), which the model fit's dictionary
 # does not hold exactly: what stays right and what does not (docs/PERFUSION.md).
 expect_exit 0 erlang.err "$vit" phantom --kind perfusion-grid --seed 1 --residue-order 3 --out erlang.h5 --threads 2
