@@ -262,8 +262,9 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
   r.timing["curves_s"] = seconds_since(start);
 
   start = Clock::now();
-  const auto [cbf, cbv, tmax] =
-      o.deconvolution == "model" ? deconvolve_model(slabs, voxels, r, ft, baseline.frames, series.type, o) : deconvolve_svd(slabs, voxels, r, ft, o);
+  const auto [cbf, cbv, tmax] = o.deconvolution == "model"
+                                    ? deconvolve_model(slabs, voxels, r, ft, baseline.frames, series.type, o)
+                                    : deconvolve_svd(slabs, voxels, r, ft, o);
   r.timing["deconvolution_s"] = seconds_since(start);
 
   start = Clock::now();
