@@ -68,7 +68,7 @@ Encoding encode(const Volume& volume, const std::optional<DicomRescale>& request
     throw InputError(where, "holds NaN or infinite values; expected finite voxels to store in DICOM");
   }
   Encoding e;
-  const bool floats = volume.type == VoxelType::kFloat32 || volume.type == VoxelType::kFloat64;
+  const bool floats = is_floating(volume.type);
   const bool whole = !floats || at::equal(volume.voxels, volume.voxels.round());
   const bool unsigned_type = volume.type == VoxelType::kUInt8 || volume.type == VoxelType::kUInt16;
   if (!requested && whole && low >= -32768 && high <= 32767 && !(low >= 0 && unsigned_type)) return e;

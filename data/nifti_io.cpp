@@ -221,8 +221,7 @@ Volume read_nifti(const std::filesystem::path& path, const NiftiReadOptions& opt
     at::Tensor scaled = volume.voxels.to(at::kDouble) * slope + inter;
     const bool integral = at::equal(scaled, scaled.round());
     const auto [low, high] = at::aminmax(scaled);
-    if (integral && volume.type != VoxelType::kFloat32 && volume.type != VoxelType::kFloat64 &&
-        fits(volume.type, low.item<double>(), high.item<double>())) {
+    if (integral && !is_floating(volume.type) && fits(volume.type, low.item<double>(), high.item<double>())) {
       volume.voxels = scaled.to(tensor_dtype(volume.type));
     } else {
       volume.type = VoxelType::kFloat32;

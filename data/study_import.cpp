@@ -135,7 +135,7 @@ Volume to_label(Volume v, const std::string& source) {
   if (v.voxels.dim() != 3) throw InputError(source, "a label map must be 3D; this one has frames");
   if (v.type == VoxelType::kUInt8) return v;
   const at::Tensor values = v.voxels.to(at::kDouble);
-  if (v.type == VoxelType::kFloat32 || v.type == VoxelType::kFloat64) {
+  if (is_floating(v.type)) {
     if (!at::isfinite(values).all().item<bool>() || !at::equal(values, values.round())) {
       throw InputError(source, "label map holds non-integer values; expected integer label ids");
     }

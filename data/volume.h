@@ -23,6 +23,8 @@ std::string voxel_type_name(VoxelType type);
 at::ScalarType tensor_dtype(VoxelType type);
 /// Bytes per voxel in files.
 std::size_t voxel_bytes(VoxelType type);
+/// Whether voxels of `type` are stored as floating point (float32, float64), not as whole numbers.
+inline bool is_floating(VoxelType type) { return type == VoxelType::kFloat32 || type == VoxelType::kFloat64; }
 /// Inverse of voxel_type_name; throws InputError naming `source` for anything else.
 VoxelType voxel_type_from_name(const std::string& name, const std::string& source);
 
