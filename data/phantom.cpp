@@ -288,10 +288,11 @@ PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t inde
   return study;
 }
 
-void write_phantom_study(VolumeWriter& writer, const PhantomStudy& study) {
-  for (const auto& [name, volume] : study.series) writer.add_series(study.id, name, volume, study.id);
-  writer.add_label(study.id, study.label_map, study.series.front().first, study.labels, study.id);
-  writer.set_study_metadata(study.id, study.metadata_json);
+Volume& PhantomStudy::series_named(const std::string& name) {
+  for (auto& [series, volume] : series) {
+    if (series == name) return volume;
+  }
+  throw InputError(id, fmt::format("no series '{}' in this {} phantom", name, phantom_kind_name(kind)));
 }
 
 LabelTable phantom_label_table(PhantomKind kind) {

@@ -70,6 +70,9 @@ struct PhantomStudy {
   Volume labels;                                       ///< uint8, label ids of phantom_label_table()
   std::string label_map = "anatomy";                   ///< the label map's name (perfusion-grid: "blocks")
   std::string metadata_json;  ///< what was drawn: subject, nodules, lesions, plaques, ischemia, volumes
+
+  /// The series named `name` ("perfusion"); InputError naming the study when it has none.
+  Volume& series_named(const std::string& name);
 };
 
 /// The kind of study `index` (a mixed dataset draws it from the seed).
