@@ -9,7 +9,8 @@
 #  2. configure a "compute" build (core and models, VITRUVIAN_PARTS=compute) with the CUDA side
 #     against PyTorch's own LibTorch (python3 -c 'import torch') and build only what runs (-j16);
 #  3. run the *_CUDA tests, kernels_bench at 256³ (CUDA kernels against LibTorch's GPU ops and the
-#     device copy bandwidth, in one run), unet_infer_bench for the MLPerf 3D U-Net shape (fp16 and
+#     device copy bandwidth, in one run), perfusion_study_bench (a whole perfusion study with its
+#     deconvolution on the CPU and on the GPU), unet_infer_bench for the MLPerf 3D U-Net shape (fp16 and
 #     bf16, channels-last off and on) and the GPU training step against the PyTorch Python loop;
 #  4. write every result (JSON + log) and a summary against the targets under OUT ($OUT there):
 #     summary.md, device_check.log and results.tar.gz (three files: the device tool returns 8).
@@ -119,7 +120,8 @@ configure_and_build() {
   fi
   grep -E "Vitruvian|CUDA side|LibTorch" "$results/configure.log"
   step "build (-j$jobs)"
-  local targets=(test_core_kernels_CUDA test_core_comm_nccl_communicator_CUDA kernels_bench unet_infer_bench train_step_bench)
+  local targets=(test_core_kernels_CUDA test_core_comm_nccl_communicator_CUDA test_data_perfusion_device_CUDA kernels_bench
+                 perfusion_study_bench unet_infer_bench train_step_bench)
   # Keep going past a broken target: whatever builds still runs and reports.
   local keep_going=(-k)
   [[ ${generator[1]:-} == Ninja ]] && keep_going=(-k 0)
@@ -150,6 +152,10 @@ gpu_runs() {
   run kernels 150 "$bin/kernels_bench" --size 256 --window 128 --benchmark_filter='/(cuda|torch_cuda)' \
     --benchmark_repetitions=3 --benchmark_out="$results/kernels.json" --benchmark_out_format=json
   [[ -f $results/kernels.json ]] && python3 "$root/benchmarks/kernels_report.py" "$results/kernels.json" > "$results/kernels_table.md" 2>&1
+  # A whole perfusion study (80 x 256 x 256 x 30, in memory), oSVD and the model fit, the
+  # deconvolution on the CPU and on the GPU; the rest on 2 threads, as on the 2-core figures.
+  run perfusion_study 150 "$bin/perfusion_study_bench" --threads 2 \
+    --benchmark_out="$results/perfusion_study.json" --benchmark_out_format=json
   # The training step and its peer first (one ratio, taken in one run), then the inference shapes.
   local shape=(--batch 2 --stages 5 --base 32)
   run train_step 120 "$bin/train_step_bench" --device cuda --patch 128 "${shape[@]}" --steps 20 \
@@ -180,6 +186,7 @@ dry_runs() {
   run train_step_dry 120 "$bin/train_step_bench" --device cpu --patch 16 --stages 3 --base 4 --steps 2
   run kernels_dry 120 "$bin/kernels_bench" --size 24 --window 16 --classes 3 --benchmark_min_time=0.01 \
     --benchmark_filter='/(cuda|torch_cuda)'
+  run perfusion_dry 120 "$bin/perfusion_study_bench" --shape 40,80,80 --benchmark_filter=osvd
 }
 
 machine

@@ -3,8 +3,8 @@
 
     benchmarks/gpu/device_summary.py RESULTS_DIR [--dry-run]
 
-Reads what the check left in RESULTS_DIR (ctest_cuda.log, kernels_table.md, unet_*.json,
-train_step.json, train_step_torch.log) and prints a Markdown summary; a missing result is
+Reads what the check left in RESULTS_DIR (ctest_cuda.log, kernels_table.md, perfusion_study.json,
+unet_*.json, train_step.json, train_step_torch.log) and prints a Markdown summary; a missing result is
 reported as missing, never filled in."""
 import glob
 import json
@@ -90,6 +90,17 @@ def train(results):
     ]
 
 
+def perfusion(results):
+    rows = []
+    for b in benchmarks(os.path.join(results, "perfusion_study.json")):
+        rows.append(f"| {b['name']} | {b.get('label', '')} | {b['real_time']:.2f} | {b.get('deconvolution_s', 0):.3f} "
+                    f"| {b.get('core_ml', 0):.1f} | {b.get('penumbra_ml', 0):.1f} |")
+    if not rows:
+        return ["perfusion study: no result"]
+    return ["| case | device | s per study | deconvolution s | core mL | penumbra mL |",
+            "|---|---|---|---|---|---|"] + rows
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit("usage: device_summary.py RESULTS_DIR [--dry-run]")
@@ -103,7 +114,7 @@ def main():
         if skipped:
             print(f"- program runs left to the device: {skipped.strip()}")
             return
-        for name in ("unet_dry", "train_step_dry", "kernels_dry"):
+        for name in ("unet_dry", "train_step_dry", "kernels_dry", "perfusion_dry"):
             log = read(os.path.join(results, name + ".log"))
             if log is None:
                 state = "missing"
@@ -116,6 +127,9 @@ def main():
     print()
     print("## Kernels (256^3)")
     print(read(os.path.join(results, "kernels_table.md")) or "no kernels table")
+    print("## Perfusion study, 80 x 256 x 256 x 30 in memory, 2 CPU threads")
+    print("\n".join(perfusion(results)))
+    print()
     print("## MLPerf 3D U-Net shape, 256^3 volume, 128^3 windows, overlap 0.5")
     print("\n".join(unet(results)))
     print()

@@ -151,43 +151,46 @@ struct VoxelMaps {
   at::Tensor cbf, cbv, tmax;
 };
 
-/// oSVD or plain SVD through kernel 7: CBF from the residue's peak, Tmax from where it peaks, CBV
-/// from the curve's area against the arterial input's.
+/// oSVD or plain SVD through kernel 7 on `device`: CBF from the residue's peak, Tmax from where it
+/// peaks, CBV from the curve's area against the arterial input's.
 VoxelMaps deconvolve_svd(const CurveSlabs& slabs, const BrainVoxels& voxels, const PerfusionResult& r,
-                         const FrameTiming& ft, const PerfusionOptions& o) {
+                         const FrameTiming& ft, const PerfusionOptions& o, at::Device device) {
   const perfusion::Basis basis = perfusion::deconvolution_basis(r.aif.hu, ft.interval_s, o);
+  const at::Tensor analysis = basis.analysis.to(device), synthesis = basis.synthesis.to(device);
   const double to_cbf = 6000 * o.hematocrit_ratio / o.density / r.aif_scale;
   std::vector<at::Tensor> cbf, tmax;
   slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
     const kernels::Deconvolved d =
-        kernels::deconvolve_curves(curves, basis.analysis, basis.synthesis, basis.levels, basis.max_oscillation);
+        kernels::deconvolve_curves(curves.to(device), analysis, synthesis, basis.levels, basis.max_oscillation);
     cbf.push_back(d.peak * to_cbf);
     const at::Tensor wrapped =
         basis.circulant ? at::where(d.peak_at > basis.length / 2.0, d.peak_at - basis.length, d.peak_at) : d.peak_at;
     tmax.push_back(wrapped * ft.interval_s);
   });
   const double aif_auc = r.aif.auc_hu_s * r.aif_scale;
-  return {at::cat(cbf), voxels.stats.auc * (100 * o.hematocrit_ratio / o.density / aif_auc), at::cat(tmax)};
+  return {at::cat(cbf).cpu(), voxels.stats.auc * (100 * o.hematocrit_ratio / o.density / aif_auc), at::cat(tmax).cpu()};
 }
 
-/// The model fit (perfusion::ModelFit) on the arterial input after the venous scaling.
+/// The model fit (perfusion::ModelFit) on the arterial input after the venous scaling; its noise
+/// and mixtures from the CPU's curves, the fit itself on `device`.
 VoxelMaps deconvolve_model(const CurveSlabs& slabs, const BrainVoxels& voxels, PerfusionResult& r,
                            const FrameTiming& ft, std::int64_t baseline_frames, VoxelType type,
-                           const PerfusionOptions& o) {
+                           const PerfusionOptions& o, at::Device device) {
   std::vector<double> aif = r.aif.hu;
   for (double& v : aif) v *= r.aif_scale;
-  const bool whole = type != VoxelType::kFloat32 && type != VoxelType::kFloat64;  // stored in whole HU
-  const perfusion::ModelFit model(slabs, voxels.stats, aif, ft.interval_s, baseline_frames, whole ? 1.0 : 0.0, o);
+  const bool whole = !is_floating(type);  // stored in whole HU
+  perfusion::ModelFit model(slabs, voxels.stats, aif, ft.interval_s, baseline_frames, whole ? 1.0 : 0.0, o);
   r.model = model.record();
+  model.to(device);
   std::vector<at::Tensor> cbf, cbv, tmax;
-  std::int64_t mixed = 0;
+  at::Tensor mixed = at::zeros({}, at::TensorOptions(device).dtype(at::kLong));
   slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
-    const perfusion::ModelFit::Maps m = model.fit(curves);
+    const perfusion::ModelFit::Maps m = model.fit(curves.to(device));
     cbf.push_back(m.cbf), cbv.push_back(m.cbv), tmax.push_back(m.tmax);
-    if (m.mixed.defined()) mixed += m.mixed.sum().item<std::int64_t>();
+    if (m.mixed.defined()) mixed += m.mixed.sum();
   });
-  if (r.model["mixture"].is_object()) r.model["mixture"]["curves_mixed"] = mixed;
-  return {at::cat(cbf), at::cat(cbv), at::cat(tmax)};
+  if (r.model["mixture"].is_object()) r.model["mixture"]["curves_mixed"] = mixed.item<std::int64_t>();
+  return {at::cat(cbf).cpu(), at::cat(cbv).cpu(), at::cat(tmax).cpu()};
 }
 
 /// The five maps (values per brain voxel at `index` of the series' grid) as float32 volumes of
@@ -230,8 +233,9 @@ void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf
 }  // namespace perfusion
 
 PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& o, const std::string& what,
-                                  const at::Tensor& first_brain, const WholeGrid& whole) {
+                                  const at::Tensor& first_brain, const WholeGrid& whole, at::Device device) {
   PerfusionResult r;
+  r.device = device.str();
   // The grid the maps, tissue and brain are built on, and the series' box in it.
   const bool placed = whole.volume != nullptr;
   const Volume& grid = placed ? *whole.volume : series;
@@ -263,8 +267,8 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
 
   start = Clock::now();
   const auto [cbf, cbv, tmax] = o.deconvolution == "model"
-                                    ? deconvolve_model(slabs, voxels, r, ft, baseline.frames, series.type, o)
-                                    : deconvolve_svd(slabs, voxels, r, ft, o);
+                                    ? deconvolve_model(slabs, voxels, r, ft, baseline.frames, series.type, o, device)
+                                    : deconvolve_svd(slabs, voxels, r, ft, o, device);
   r.timing["deconvolution_s"] = seconds_since(start);
 
   start = Clock::now();

@@ -98,6 +98,7 @@ struct PerfusionResult {
   std::int64_t brain_voxels = 0;   ///< in the brain mask (before CSF and vessels are left out)
   PerfusionCurve aif, vof;
   double aif_scale = 1;  ///< AUC(VOF) / AUC(AIF) when above 1, else 1
+  std::string device = "cpu";  ///< where the deconvolution ran ("cpu", "cuda:0")
   nlohmann::json model;  ///< deconvolution: model: its dictionary and noise (ModelFit::record); else null
   nlohmann::json filter;  ///< the curves' filtering (CurveSlabs::record)
   PerfusionTriage triage;
@@ -131,9 +132,13 @@ struct WholeGrid {
 /// `first_brain`, when given, is the brain mask of the series' first frame (step 2's first mask,
 /// perfusion_region's on the part it read), so it is not found again. With `whole`, the maps,
 /// tissue and brain are built on the whole series' grid (zero outside the box), not the part's.
+/// The deconvolution (step 5, the per-voxel work) runs on `device`: each slab's curves go there
+/// and its values come back; the other steps run on the CPU. oSVD gives the same maps on either
+/// (kernel 7 is bit-exact); the model fit's products may differ in the last bits.
 /// InputError (one line naming `what`) for a 3D series, too few frames, frames out of order or
 /// unevenly spaced, no brain found, no contrast arrival, no arterial input.
 PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& options, const std::string& what,
-                                  const at::Tensor& first_brain = {}, const WholeGrid& whole = {});
+                                  const at::Tensor& first_brain = {}, const WholeGrid& whole = {},
+                                  at::Device device = at::kCPU);
 
 }  // namespace vitruvian::data

@@ -20,6 +20,7 @@ constexpr double kMttStep = 1.2;          // ratio between neighbouring MTTs of 
 constexpr double kDelayStep = 0.75;       // s between neighbouring delays
 constexpr int kFineSteps = 16;            // fine time steps per frame interval for the convolutions
 constexpr std::int64_t kRows = 512;       // curves fitted at once ([rows, entries] scores: 3.4 MB)
+constexpr std::int64_t kDeviceRows = 16384;   // on a GPU (scores: 108 MB): launches few enough to keep it busy
 constexpr std::int64_t kNoiseRows = 1 << 15;  // curves sampled for the noise estimate (at most)
 constexpr double kMinShare = 0.25;  // an entry whose norm is below this share of its (order, MTT)'s largest is dropped
 // A mixture (healthy tissue's curve plus one entry) replaces the best single entry where it
@@ -39,6 +40,7 @@ at::Tensor best_score(const at::Tensor& scores) { return scores.amax(1).clamp_mi
 /// row, so the loop vectorises without reordering a sum.
 at::Tensor best_mixture_score(const at::Tensor& scores, const at::Tensor& share, const at::Tensor& gain,
                               const at::Tensor& offset) {
+  if (!scores.is_cpu()) return (scores * gain - share.unsqueeze(1) * offset).amax(1).clamp_min(0);
   constexpr std::int64_t kWidth = 16;
   const std::int64_t n = scores.size(0), entries = scores.size(1);
   at::Tensor best = at::empty({n}, at::kFloat);
@@ -255,13 +257,22 @@ void ModelFit::add_mixture(const at::Tensor& h, std::int64_t voxels) {
   mixture_ = std::move(m);
 }
 
+void ModelFit::to(at::Device device) {
+  for (at::Tensor* t : {&dictionary_.atoms, &dictionary_.scaled, &dictionary_.plain}) *t = t->to(device);
+  if (!mixture_) return;
+  Mixture& x = *mixture_;
+  for (at::Tensor* t : {&x.healthy, &x.kept, &x.gain, &x.offset, &x.scaled, &x.entry_flow, &x.plain})
+    *t = t->to(device);
+}
+
 ModelFit::Maps ModelFit::fit(const at::Tensor& curves) const {
   // Each entry weighs its likelihood relative to the best, exp(−(RSS − RSS_best) / 2σ²) with
   // RSS = energy − max(score, 0)² (a negative score fits CBF 0): kernel 8 on the scores.
   const auto inverse_two_variance = static_cast<float>(1.0 / (2 * noise_hu_ * noise_hu_));
   std::vector<at::Tensor> parts, mixed;
-  for (std::int64_t r0 = 0; r0 < curves.size(0); r0 += kRows) {
-    const at::Tensor c = curves.slice(0, r0, std::min(curves.size(0), r0 + kRows));
+  const std::int64_t chunk = curves.is_cpu() ? kRows : kDeviceRows;
+  for (std::int64_t r0 = 0; r0 < curves.size(0); r0 += chunk) {
+    const at::Tensor c = curves.slice(0, r0, std::min(curves.size(0), r0 + chunk));
     const at::Tensor scores = at::matmul(c, dictionary_.atoms.t()).contiguous();
     at::Tensor m = kernels::dictionary_means(scores, dictionary_.scaled, dictionary_.plain, inverse_two_variance);
     if (mixture_) {

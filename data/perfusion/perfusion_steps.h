@@ -159,8 +159,11 @@ class ModelFit {
     at::Tensor cbf, cbv, tmax;  ///< mL/100 g/min, mL/100 g, s; each [n]
     at::Tensor mixed;           ///< bool [n]: fitted as a mixture
   };
-  /// The maps of curves float32 [n, T].
+  /// The maps of curves float32 [n, T], on the device the fit is on (to()).
   Maps fit(const at::Tensor& curves) const;
+  /// Moves the dictionary and the mixture to `device` (made on the CPU): fit() then takes curves
+  /// there and gives its maps there.
+  void to(at::Device device);
   /// {"entries", "erlang_orders", "mtt_s": [low, high, levels], "delay_s": [...], "noise_hu",
   /// "mixture": null or {"healthy_voxels", "healthy_cbf", "healthy_cbv", "healthy_tmax_s", "entries"}}.
   nlohmann::json record() const;

@@ -113,6 +113,7 @@ nlohmann::json PerfusionResult::report(const PerfusionOptions& o) const {
   const nlohmann::json ratio = t.has_core ? nlohmann::json(t.mismatch_ratio) : nlohmann::json(nullptr);
   return {
       {"deconvolution", o.deconvolution},
+      {"device", device},
       {"model", model},
       {"filter", filter},
       {"frames", times_s.size()},

@@ -64,7 +64,8 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
   const data::Volume series = study.series_part(name, 0, -1, box);
   const double read_s = study.read_seconds() - read_before;
   // Maps, tissue and brain built on the whole series' grid, zero outside the part.
-  data::PerfusionResult p = data::analyse_perfusion(series, route.perfusion, what, region.first_brain, {&first, box});
+  data::PerfusionResult p =
+      data::analyse_perfusion(series, route.perfusion, what, region.first_brain, {&first, box}, device_);
   RouteResult r;
   r.route = &route;
   r.reference = name;

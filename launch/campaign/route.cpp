@@ -179,7 +179,7 @@ std::vector<std::unique_ptr<Route>> make_routes(const CampaignConfig& config, co
   std::vector<std::unique_ptr<Route>> routes;
   for (const auto& route : config.routes) {
     if (route.analysis == "perfusion") {
-      routes.push_back(std::make_unique<PerfusionRoute>(route));
+      routes.push_back(std::make_unique<PerfusionRoute>(route, options.device));
       continue;
     }
     if (route.model.empty()) {

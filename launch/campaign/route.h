@@ -107,11 +107,15 @@ class LabelRoute final : public Route {
 
 /// Analyses a study's 4D CT perfusion series (data/perfusion): CBF, CBV, MTT, Tmax and TTP maps,
 /// the ischaemic core and penumbra as a label map, and the triage figures; runs no network. The
-/// series is the route's first `series`, else the study's first 4D CT series.
+/// series is the route's first `series`, else the study's first 4D CT series. The per-voxel
+/// deconvolution runs on the rank's device (runtime.device), the rest on the CPU.
 class PerfusionRoute final : public Route {
  public:
-  using Route::Route;
+  PerfusionRoute(RouteConfig config, c10::Device device) : Route(std::move(config)), device_(device) {}
   std::optional<RouteResult> run(Study& study, nlohmann::json& notes) const override;
+
+ private:
+  c10::Device device_;
 };
 
 /// The campaign's routes, each model loaded once on this rank (several routes may share one).

@@ -8,6 +8,7 @@ volume within 15 % of the truth. Reported against the 15 % target, not yet held:
 volume (docs/PERFUSION.md).
 """
 import json
+import re
 import statistics
 import sys
 
@@ -36,6 +37,8 @@ for path in datasets:
                 problems.append(f"{study}: hypoperfused {hypo_found:.1f} mL against {hypo:.1f}")
             if abs(pen - truth_pen) > 0.15 * truth_pen:
                 problems.append(f"{study}: penumbra {pen:.1f} mL against {truth_pen:.1f}")
+            if not re.fullmatch(r"cpu|cuda:\d+", str(p.get("device"))):
+                problems.append(f"{study}: the report's device is {p.get('device')!r}; expected cpu or cuda:N")
             if p["side"] != side:
                 problems.append(f"{study}: lesion side {p['side']} against {side}")
             if p["defuse3"]["eligible"] != verdict:
