@@ -34,6 +34,11 @@ def benchmarks(path):
         return []
 
 
+def seconds(b):
+    """A Google Benchmark entry's real time in seconds."""
+    return b["real_time"] / {"ms": 1e3, "us": 1e6, "ns": 1e9, "s": 1.0}[b.get("time_unit", "ns")]
+
+
 def tests(results):
     log = read(os.path.join(results, "ctest_cuda.log"))
     if log is None:
@@ -75,7 +80,7 @@ def train(results):
     if not ours or peer is None:
         return ["GPU training step: " + ("the PyTorch loop's result missing" if ours else "our result missing")]
     mine = ours[0]
-    step_s = mine["real_time"] / {"ms": 1e3, "us": 1e6, "ns": 1e9, "s": 1.0}[mine.get("time_unit", "ms")]
+    step_s = seconds(mine)
     ratio = mine["voxels_per_s"] / peer["voxels_per_s"]
     verdict = "met" if ratio >= TRAIN_TARGET else "not met"
     return [
@@ -93,7 +98,7 @@ def train(results):
 def perfusion(results):
     rows = []
     for b in benchmarks(os.path.join(results, "perfusion_study.json")):
-        rows.append(f"| {b['name']} | {b.get('label', '')} | {b['real_time']:.2f} | {b.get('deconvolution_s', 0):.3f} "
+        rows.append(f"| {b['name']} | {b.get('label', '')} | {seconds(b):.2f} | {b.get('deconvolution_s', 0):.3f} "
                     f"| {b.get('core_ml', 0):.1f} | {b.get('penumbra_ml', 0):.1f} |")
     if not rows:
         return ["perfusion study: no result"]
