@@ -34,37 +34,6 @@ constexpr double kMinIndependence = 0.05;
 /// The best entry's score, not below 0 (a negative score fits CBF 0), per row of `scores` [n, K].
 at::Tensor best_score(const at::Tensor& scores) { return scores.amax(1).clamp_min(0); }
 
-/// Per row of `scores` (float32 [n, K], contiguous): max(0, max_k scores[k] · gain[k] − share ·
-/// offset[k]), with gain = 1 / √(1 − ρ²) and offset = ρ · gain for the entries the mixture keeps
-/// and 0 for the others: the best mixture's score after the healthy share. 16 running maxima per
-/// row, so the loop vectorises without reordering a sum.
-at::Tensor best_mixture_score(const at::Tensor& scores, const at::Tensor& share, const at::Tensor& gain,
-                              const at::Tensor& offset) {
-  if (!scores.is_cpu()) return (scores * gain - share.unsqueeze(1) * offset).amax(1).clamp_min(0);
-  constexpr std::int64_t kWidth = 16;
-  const std::int64_t n = scores.size(0), entries = scores.size(1);
-  at::Tensor best = at::empty({n}, at::kFloat);
-  const float *s = scores.data_ptr<float>(), *h = share.data_ptr<float>(), *g = gain.data_ptr<float>(),
-              *o = offset.data_ptr<float>();
-  float* out = best.data_ptr<float>();
-  at::parallel_for(0, n, 16, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t i = begin; i < end; ++i) {
-      const float* row = s + i * entries;
-      const float hi = h[i];
-      float top[kWidth] = {};
-      std::int64_t k = 0;
-      for (; k + kWidth <= entries; k += kWidth) {
-        for (std::int64_t l = 0; l < kWidth; ++l) top[l] = std::max(top[l], row[k + l] * g[k + l] - hi * o[k + l]);
-      }
-      float result = 0;
-      for (; k < entries; ++k) result = std::max(result, row[k] * g[k] - hi * o[k]);
-      for (std::int64_t l = 0; l < kWidth; ++l) result = std::max(result, top[l]);
-      out[i] = result;
-    }
-  });
-  return best;
-}
-
 /// Residue of an Erlang transit-time distribution of order k and mean `mtt`: the fraction still
 /// in the tissue `t` after arrival, e^(−x) Σ_{j<k} x^j / j!, x = k t / mtt (k = 1: e^(−t/MTT)).
 double erlang_residue(std::int64_t order, double mtt, double t) {
@@ -110,6 +79,39 @@ at::Tensor healthy_weights(const CurveStats& stats, double interval_s) {
 }
 
 }  // namespace
+
+at::Tensor best_mixture_score_ops(const at::Tensor& scores, const at::Tensor& share, const at::Tensor& gain,
+                                  const at::Tensor& offset) {
+  return (scores * gain - share.unsqueeze(1) * offset).amax(1).clamp_min(0);
+}
+
+// On the CPU, 16 running maxima per row, so the loop vectorises without reordering a sum.
+at::Tensor best_mixture_score(const at::Tensor& scores, const at::Tensor& share, const at::Tensor& gain,
+                              const at::Tensor& offset) {
+  if (!scores.is_cpu()) return best_mixture_score_ops(scores, share, gain, offset);
+  constexpr std::int64_t kWidth = 16;
+  const std::int64_t n = scores.size(0), entries = scores.size(1);
+  at::Tensor best = at::empty({n}, at::kFloat);
+  const float *s = scores.data_ptr<float>(), *h = share.data_ptr<float>(), *g = gain.data_ptr<float>(),
+              *o = offset.data_ptr<float>();
+  float* out = best.data_ptr<float>();
+  at::parallel_for(0, n, 16, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) {
+      const float* row = s + i * entries;
+      const float hi = h[i];
+      float top[kWidth] = {};
+      std::int64_t k = 0;
+      for (; k + kWidth <= entries; k += kWidth) {
+        for (std::int64_t l = 0; l < kWidth; ++l) top[l] = std::max(top[l], row[k + l] * g[k + l] - hi * o[k + l]);
+      }
+      float result = 0;
+      for (; k < entries; ++k) result = std::max(result, row[k] * g[k] - hi * o[k]);
+      for (std::int64_t l = 0; l < kWidth; ++l) result = std::max(result, top[l]);
+      out[i] = result;
+    }
+  });
+  return best;
+}
 
 ModelDictionary::ModelDictionary(const std::vector<double>& aif_hu, double interval_s, std::int64_t baseline_frames,
                                  const PerfusionOptions& o) {
