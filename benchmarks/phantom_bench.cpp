@@ -20,6 +20,7 @@
 #include "benchmarks/bench_options.h"
 #include "core/mpi_env.h"
 #include "data/phantom.h"
+#include "data/phantom_write.h"
 #include "data/volume_store.h"
 
 namespace vitruvian::bench {

@@ -9,6 +9,7 @@
 
 #include "data/loader.h"
 #include "data/phantom.h"
+#include "data/phantom_write.h"
 #include "data/volume_store.h"
 
 namespace vitruvian::bench {

@@ -89,9 +89,6 @@ std::array<std::int64_t, 3> phantom_shape(const PhantomOptions& options, std::in
 /// (30; perfusion-grid 40).
 int phantom_frames(const PhantomOptions& options, PhantomKind kind);
 PhantomStudy make_phantom_study(const PhantomOptions& options, std::int64_t index);
-/// Adds `study` to `writer`: its series, the label map (study.label_map) bound to the first
-/// series, and its ground truth as the study's metadata.
-void write_phantom_study(VolumeWriter& writer, const PhantomStudy& study);
 
 /// Label ids and names of a kind (all anatomical kinds' for kMixed); ids are the same in every
 /// anatomical kind. The perfusion grid's are its blocks: id = block index + 1, "block_001", ...

@@ -1,6 +1,6 @@
 // A phantom study into an HDF5 dataset (apart from data/phantom.cpp, which writes no files, so
 // that the phantoms build without HDF5: vitruvian::volumes).
-#include "data/phantom.h"
+#include "data/phantom_write.h"
 
 namespace vitruvian::data {
 

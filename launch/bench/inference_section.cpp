@@ -11,6 +11,7 @@
 #include "core/exit_code.h"
 #include "core/normalization.h"
 #include "data/phantom.h"
+#include "data/phantom_write.h"
 #include "data/volume_store.h"
 #include "launch/campaign/campaign_config.h"
 #include "launch/jobs/infer.h"

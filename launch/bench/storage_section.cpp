@@ -8,6 +8,7 @@
 #include <random>
 
 #include "data/phantom.h"
+#include "data/phantom_write.h"
 #include "data/volume_store.h"
 #include "launch/bench/bench.h"
 

@@ -22,6 +22,7 @@
 #include "data/dicom_writer.h"
 #include "data/nifti_io.h"
 #include "data/phantom.h"
+#include "data/phantom_write.h"
 #include "data/preview.h"
 #include "data/volume_store.h"
 #include "launch/jobs/arguments.h"
