@@ -1,7 +1,8 @@
-// Kernel 8 on the CPU: likelihood-weighted means over a dictionary fit (the reference of the
-// CUDA kernel). Per row, the largest positive score, then one pass over the entries through
-// lane_sums_n (16 float lanes, each block of 1 024 entries carried into double in lane order); rows run on at::parallel_for's threads and depend on nothing
-// else, so neither the thread split nor the row's neighbours change a bit.
+// Kernels 8 and 9 on the CPU, the perfusion model fit's per-row work (the references of the CUDA
+// kernels). Kernel 8: likelihood-weighted means over a dictionary fit. Per row, the largest positive score, then one
+// pass over the entries through lane_sums_n (16 float lanes, each block of 1 024 entries carried into double in lane
+// order); rows run on at::parallel_for's threads and depend on nothing else, so neither the thread split nor the row's
+// neighbours change a bit. Kernel 9: each row's best two-compartment score, a running maximum of products rounded once.
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 
@@ -49,6 +50,29 @@ VITRUVIAN_CLONES void row_sums(const float* __restrict s, std::int64_t entries, 
       totals);
 }
 
+/// max(0, max_k (s[k] · gain[k] − share · offset[k])) in 16 running maxima (the maximum does not
+/// depend on the order; each product rounded once: this file is built without FP contraction).
+/// `best < x ? x : best`, as the CUDA kernel: a NaN term leaves the maximum as it was.
+VITRUVIAN_CLONES float row_best_mixture(const float* __restrict s, float share, const MixtureValues& m) {
+  const float* __restrict gain = m.gain;
+  const float* __restrict offset = m.offset;
+  float lanes[kLanes] = {};
+  std::int64_t k = 0;
+  for (; k + kLanes <= m.entries; k += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const float x = s[k + j] * gain[k + j] - share * offset[k + j];
+      lanes[j] = lanes[j] < x ? x : lanes[j];
+    }
+  }
+  float best = 0;
+  for (; k < m.entries; ++k) {
+    const float x = s[k] * gain[k] - share * offset[k];
+    best = best < x ? x : best;
+  }
+  for (int j = 0; j < kLanes; ++j) best = best < lanes[j] ? lanes[j] : best;
+  return best;
+}
+
 }  // namespace
 
 namespace detail {
@@ -60,6 +84,13 @@ void check_dictionary(const DictionaryValues& d) {
   }
   if (!(d.inverse_two_variance > 0) || !std::isfinite(d.inverse_two_variance)) {
     throw InputError(kWhat, fmt::format("1 / 2σ² = {}; expected a positive finite number", d.inverse_two_variance));
+  }
+}
+
+void check_mixture(const MixtureValues& m) {
+  if (m.entries < 1 || m.gain == nullptr || m.offset == nullptr) {
+    throw InputError("best_mixture_scores",
+                     fmt::format("a mixture of {} entries; expected at least 1 with its gains and offsets", m.entries));
   }
 }
 
@@ -78,6 +109,14 @@ void dictionary_means(const float* scores, std::int64_t n, const DictionaryValue
       // The best entry weighs 1, so Σ w ≥ 1.
       for (int j = 0; j < 3; ++j) out[3 * i + j] = static_cast<float>(totals[j + 1] / totals[0]);
     }
+  });
+}
+
+void best_mixture_scores(const float* scores, const float* share, std::int64_t n, const MixtureValues& m, float* out) {
+  detail::check_mixture(m);
+  if (n < 0) throw InputError("best_mixture_scores", fmt::format("{} rows; expected none or more", n));
+  at::parallel_for(0, n, 16, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i) out[i] = row_best_mixture(scores + i * m.entries, share[i], m);
   });
 }
 

@@ -295,4 +295,32 @@ at::Tensor dictionary_means(const at::Tensor& scores, const at::Tensor& scaled, 
   return out;
 }
 
+at::Tensor best_mixture_scores(const at::Tensor& scores, const at::Tensor& share, const at::Tensor& gain,
+                               const at::Tensor& offset) {
+  constexpr const char* kWhat = "best_mixture_scores";
+  if (scores.dim() != 2 || share.dim() != 1 || gain.dim() != 1 || offset.dim() != 1 ||
+      share.size(0) != scores.size(0) || gain.size(0) != scores.size(1) || offset.size(0) != scores.size(1)) {
+    throw InputError(kWhat,
+                     fmt::format("scores {}, shares {}, gains {} and offsets {}; expected [n, K], [n], [K] and [K]",
+                                 shape_text(scores), shape_text(share), shape_text(gain), shape_text(offset)));
+  }
+  check_float_on_one_device(
+      kWhat, {{scores, "the scores"}, {share, "the shares"}, {gain, "the gains"}, {offset, "the offsets"}});
+  const at::Tensor s = scores.contiguous(), h = share.contiguous(), g = gain.contiguous(), o = offset.contiguous();
+  MixtureValues m;
+  m.entries = s.size(1);
+  m.gain = g.data_ptr<float>();
+  m.offset = o.data_ptr<float>();
+  detail::check_mixture(m);
+  const std::int64_t n = s.size(0);
+  at::Tensor out = at::empty({n}, s.options());
+  on_device(
+      s, kWhat,
+      [&] { kernels::best_mixture_scores(s.data_ptr<float>(), h.data_ptr<float>(), n, m, out.data_ptr<float>()); },
+      [&](void* stream) {
+        cuda::best_mixture_scores(s.data_ptr<float>(), h.data_ptr<float>(), n, m, out.data_ptr<float>(), stream);
+      });
+  return out;
+}
+
 }  // namespace vitruvian::kernels

@@ -64,4 +64,9 @@ Deconvolved deconvolve_curves(const at::Tensor& curves, const at::Tensor& analys
 at::Tensor dictionary_means(const at::Tensor& scores, const at::Tensor& scaled, const at::Tensor& plain,
                             double inverse_two_variance);
 
+/// The best mixture's score per row (kernel 9): scores float32 [n, K], share float32 [n], gain
+/// and offset float32 [K] on one device; float32 [n] on that device (MixtureValues).
+at::Tensor best_mixture_scores(const at::Tensor& scores, const at::Tensor& share, const at::Tensor& gain,
+                               const at::Tensor& offset);
+
 }  // namespace vitruvian::kernels

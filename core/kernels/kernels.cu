@@ -810,6 +810,23 @@ __global__ void dictionary_means_kernel(const float* __restrict__ scores, std::i
   }
 }
 
+// Kernel 9: one thread per row, each term's products rounded once as on the CPU (no fused
+// multiply-add) and the CPU's `best < x ? x : best`: the same bits, whatever the order.
+__global__ void best_mixture_scores_kernel(const float* __restrict__ scores, const float* __restrict__ share,
+                                           std::int64_t n, MixtureValues m, float* __restrict__ out) {
+  const std::int64_t K = m.entries;
+  for (std::int64_t i = first_item(); i < n; i += item_stride()) {
+    const float* s = scores + i * K;
+    const float h = share[i];
+    float best = 0.0f;
+    for (std::int64_t k = 0; k < K; ++k) {
+      const float x = __fsub_rn(__fmul_rn(s[k], m.gain[k]), __fmul_rn(h, m.offset[k]));
+      best = best < x ? x : best;
+    }
+    out[i] = best;
+  }
+}
+
 }  // namespace
 
 void dictionary_means(const float* scores, std::int64_t n, const DictionaryValues& d, float* out, void* stream) {
@@ -820,6 +837,17 @@ void dictionary_means(const float* scores, std::int64_t n, const DictionaryValue
   const auto blocks = static_cast<unsigned>(std::min<std::int64_t>((n + kThreads - 1) / kThreads, 65535));
   dictionary_means_kernel<<<blocks, kThreads, 0, as_stream(stream)>>>(scores, n, d, out);
   check(cudaGetLastError(), "dictionary_means");
+}
+
+void best_mixture_scores(const float* scores, const float* share, std::int64_t n, const MixtureValues& m, float* out,
+                         void* stream) {
+  detail::check_mixture(m);
+  if (n < 0) throw InputError("best_mixture_scores", std::to_string(n) + " rows; expected none or more");
+  if (n == 0) return;
+  constexpr int kThreads = 128;
+  const auto blocks = static_cast<unsigned>(std::min<std::int64_t>((n + kThreads - 1) / kThreads, 65535));
+  best_mixture_scores_kernel<<<blocks, kThreads, 0, as_stream(stream)>>>(scores, share, n, m, out);
+  check(cudaGetLastError(), "best_mixture_scores");
 }
 
 }  // namespace vitruvian::kernels::cuda

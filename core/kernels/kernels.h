@@ -162,4 +162,19 @@ struct DictionaryValues {
 /// entries added in double.
 void dictionary_means(const float* scores, std::int64_t n, const DictionaryValues& d, float* out);
 
+/// What best_mixture_scores() combines (perfusion's model fit, its two-compartment mixtures): per
+/// dictionary entry k, the gain of its score and the offset that one unit of the row's share of
+/// healthy tissue takes from it.
+struct MixtureValues {
+  std::int64_t entries = 0;       ///< K ≥ 1
+  const float* gain = nullptr;    ///< [K]
+  const float* offset = nullptr;  ///< [K]
+};
+
+/// 9. The best mixture's score for `n` rows of scores (float32 [n, K], contiguous) and their
+/// shares (float32 [n]): out[i] = max(0, max_k (scores[i, k] · gain[k] − share[i] · offset[k])),
+/// each product rounded once (no fused multiply-add), so the CPU and CUDA give the same bits. A
+/// NaN term is passed over (the running maximum keeps its value), as in the CUDA kernel.
+void best_mixture_scores(const float* scores, const float* share, std::int64_t n, const MixtureValues& m, float* out);
+
 }  // namespace vitruvian::kernels

@@ -39,5 +39,8 @@ void deconvolve_curves(const float* curves, std::int64_t n, const ResidueBasis& 
                        void* workspace = nullptr);
 /// scores, dictionary.scaled, dictionary.plain and out on the device.
 void dictionary_means(const float* scores, std::int64_t n, const DictionaryValues& dictionary, float* out, void* stream);
+/// scores, share, mixture.gain, mixture.offset and out on the device.
+void best_mixture_scores(const float* scores, const float* share, std::int64_t n, const MixtureValues& mixture,
+                         float* out, void* stream);
 
 }  // namespace vitruvian::kernels::cuda

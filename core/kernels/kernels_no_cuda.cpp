@@ -31,5 +31,8 @@ void deconvolve_curves(const float*, std::int64_t, const ResidueBasis&, const Re
   no_cuda("deconvolve_curves");
 }
 void dictionary_means(const float*, std::int64_t, const DictionaryValues&, float*, void*) { no_cuda("dictionary_means"); }
+void best_mixture_scores(const float*, const float*, std::int64_t, const MixtureValues&, float*, void*) {
+  no_cuda("best_mixture_scores");
+}
 
 }  // namespace vitruvian::kernels::cuda

@@ -70,4 +70,7 @@ void check_basis(const ResidueBasis& basis);
 /// positive finite 1 / 2σ².
 void check_dictionary(const DictionaryValues& dictionary);
 
+/// Throws InputError unless the mixture has entries and its gains and offsets.
+void check_mixture(const MixtureValues& mixture);
+
 }  // namespace vitruvian::kernels::detail

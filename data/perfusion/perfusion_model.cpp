@@ -2,7 +2,6 @@
 // curves, arterial input ⊗ residue, over Erlang transit-time orders, MTTs and delays with a free
 // offset; CBF, CBV and Tmax as means over the dictionary weighted by each entry's likelihood.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -79,39 +78,6 @@ at::Tensor healthy_weights(const CurveStats& stats, double interval_s) {
 }
 
 }  // namespace
-
-at::Tensor best_mixture_score_ops(const at::Tensor& scores, const at::Tensor& share, const at::Tensor& gain,
-                                  const at::Tensor& offset) {
-  return (scores * gain - share.unsqueeze(1) * offset).amax(1).clamp_min(0);
-}
-
-// On the CPU, 16 running maxima per row, so the loop vectorises without reordering a sum.
-at::Tensor best_mixture_score(const at::Tensor& scores, const at::Tensor& share, const at::Tensor& gain,
-                              const at::Tensor& offset) {
-  if (!scores.is_cpu()) return best_mixture_score_ops(scores, share, gain, offset);
-  constexpr std::int64_t kWidth = 16;
-  const std::int64_t n = scores.size(0), entries = scores.size(1);
-  at::Tensor best = at::empty({n}, at::kFloat);
-  const float *s = scores.data_ptr<float>(), *h = share.data_ptr<float>(), *g = gain.data_ptr<float>(),
-              *o = offset.data_ptr<float>();
-  float* out = best.data_ptr<float>();
-  at::parallel_for(0, n, 16, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t i = begin; i < end; ++i) {
-      const float* row = s + i * entries;
-      const float hi = h[i];
-      float top[kWidth] = {};
-      std::int64_t k = 0;
-      for (; k + kWidth <= entries; k += kWidth) {
-        for (std::int64_t l = 0; l < kWidth; ++l) top[l] = std::max(top[l], row[k + l] * g[k + l] - hi * o[k + l]);
-      }
-      float result = 0;
-      for (; k < entries; ++k) result = std::max(result, row[k] * g[k] - hi * o[k]);
-      for (std::int64_t l = 0; l < kWidth; ++l) result = std::max(result, top[l]);
-      out[i] = result;
-    }
-  });
-  return best;
-}
 
 ModelDictionary::ModelDictionary(const std::vector<double>& aif_hu, double interval_s, std::int64_t baseline_frames,
                                  const PerfusionOptions& o) {
@@ -283,8 +249,9 @@ ModelFit::Maps ModelFit::fit(const at::Tensor& curves) const {
       const Mixture& x = *mixture_;
       // ã_k · c = (a_k · c − ρ_k H · c) / √(1 − ρ_k²): from the scores, no second product.
       const at::Tensor share = at::matmul(c, x.healthy).contiguous();
-      const at::Tensor evidence =
-          share.square() + best_mixture_score(scores, share, x.gain, x.offset).square() - best_score(scores).square();
+      const at::Tensor evidence = share.square() +
+                                  kernels::best_mixture_scores(scores, share, x.gain, x.offset).square() -  // kernel 9
+                                  best_score(scores).square();
       const at::Tensor use = evidence > kMixtureEvidence * std::max(noise_hu_ * noise_hu_, rounding_variance_);
       const at::Tensor rows = use.nonzero().squeeze(1);
       if (rows.numel() > 0) {

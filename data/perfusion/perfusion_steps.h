@@ -143,17 +143,6 @@ struct ModelDictionary {
   double shrink_ = 0;
 };
 
-/// Per row of `scores` (float32 [n, K], contiguous; share [n], gain and offset [K], one device):
-/// max(0, max_k scores[k] · gain[k] − share · offset[k]), with gain = 1 / √(1 − ρ²) and offset =
-/// ρ · gain for the entries the model fit's mixture keeps and 0 for the others: the best
-/// mixture's score after the healthy share. A loop on the CPU, best_mixture_score_ops elsewhere.
-at::Tensor best_mixture_score(const at::Tensor& scores, const at::Tensor& share, const at::Tensor& gain,
-                              const at::Tensor& offset);
-/// The same from LibTorch's ops, on any device: the same values as the CPU's loop (each product
-/// and difference rounded once, as there; data.perfusion holds the two equal).
-at::Tensor best_mixture_score_ops(const at::Tensor& scores, const at::Tensor& share, const at::Tensor& gain,
-                                  const at::Tensor& offset);
-
 /// Model-based deconvolution: each curve against every dictionary entry with a free offset (one
 /// product [n, T] × [T, K]); CBF, CBV = CBF · MTT / 60 and Tmax (= the delay: these residues
 /// peak at arrival) as means over the entries weighted by exp(−ΔRSS / 2σ²) (kernel 8), σ the

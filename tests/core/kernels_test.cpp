@@ -535,5 +535,61 @@ TEST(Kernels, DictionaryMeansRejectBadInput) {
                "a dictionary of 0 entries");
 }
 
+// Kernel 9 against its definition in LibTorch's ops (each product and the difference rounded
+// once, as in the kernel): random scores with negative ones, entries left out at gain and offset
+// 0 (as the model fit's mixture leaves them), counts of rows and entries that are not multiples
+// of the 16 lanes. The maximum does not depend on the order, so the two agree bit for bit.
+TEST(Kernels, BestMixtureScoresEqualTheirDefinition) {
+  torch::manual_seed(5);
+  const std::int64_t n = 301, entries = 1651;
+  const at::Tensor scores = torch::randn({n, entries}) * 40, share = torch::randn({n}) * 60;
+  const at::Tensor kept = torch::rand({entries}) > 0.2;
+  const at::Tensor rho = torch::rand({entries}) * 1.9 - 0.95;
+  const at::Tensor gain = torch::where(kept, 1 / (1 - rho * rho).sqrt(), torch::zeros_like(rho));
+  const at::Tensor offset = rho * gain;
+  const at::Tensor got = best_mixture_scores(scores, share, gain, offset);
+  const at::Tensor want = (scores * gain - share.unsqueeze(1) * offset).amax(1).clamp_min(0);
+  ASSERT_EQ(got.sizes(), (std::vector<std::int64_t>{n}));
+  EXPECT_TRUE(torch::equal(got, want)) << (got - want).abs().max().item<float>();
+  EXPECT_GT((got > 0).sum().item<std::int64_t>(), n / 2);  // not all clamped
+  // Rows are independent: one row alone gives the bits the batch gave.
+  for (const std::int64_t row : {0L, 150L, 300L}) {
+    EXPECT_EQ(
+        best_mixture_scores(scores.slice(0, row, row + 1), share.slice(0, row, row + 1), gain, offset).item<float>(),
+        got[row].item<float>());
+  }
+  // No positive term: 0. A NaN term is passed over, as the CUDA kernel passes it over.
+  EXPECT_EQ(best_mixture_scores(-torch::ones({1, 20}), torch::zeros({1}), torch::ones({20}), torch::zeros({20}))
+                .item<float>(),
+            0.0f);
+  at::Tensor bad = scores.slice(0, 0, 1).clone();
+  bad[0][3] = std::numeric_limits<float>::quiet_NaN();
+  const float with_nan = best_mixture_scores(bad, share.slice(0, 0, 1), gain, offset).item<float>();
+  EXPECT_FALSE(std::isnan(with_nan));
+  EXPECT_LE(with_nan, got[0].item<float>());
+}
+
+TEST(Kernels, BestMixtureScoresRejectBadInput) {
+  const at::Tensor scores = torch::ones({4, 10}), share = torch::ones({4}), gain = torch::ones({10});
+  const auto expect_error = [&](const std::function<void()>& call, const char* needle) {
+    try {
+      call();
+      ADD_FAILURE() << "accepted: " << needle;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  const char* shapes = "expected [n, K], [n], [K] and [K]";
+  expect_error([&] { best_mixture_scores(scores, torch::ones({5}), gain, gain); }, shapes);
+  expect_error([&] { best_mixture_scores(scores, share, torch::ones({9}), gain); }, shapes);
+  expect_error([&] { best_mixture_scores(scores, share, gain, torch::ones({2, 5})); }, shapes);
+  expect_error([&] { best_mixture_scores(scores, share.to(at::kDouble), gain, gain); }, "the shares of type");
+  expect_error(
+      [&] {
+        best_mixture_scores(torch::ones({4, 0}), share, torch::ones({0}), torch::ones({0}));
+      },
+      "a mixture of 0 entries");
+}
+
 }  // namespace
 }  // namespace vitruvian::kernels

@@ -296,5 +296,30 @@ TEST(KernelsCuda, DictionaryMeansMatchCpu) {
   }
 }
 
+TEST(KernelsCuda, BestMixtureScoresMatchCpuBitForBit) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(9);
+  const std::int64_t n = 20001, K = 1651;  // neither a multiple of the block nor of the CPU's 16 lanes
+  const auto scores = random_floats(static_cast<std::size_t>(n * K), -100, 100, rng);
+  const auto share = random_floats(static_cast<std::size_t>(n), -150, 150, rng);
+  auto gain = random_floats(static_cast<std::size_t>(K), 1, 3.2f, rng);
+  auto offset = random_floats(static_cast<std::size_t>(K), -3, 3, rng);
+  for (std::size_t k = 0; k < gain.size(); k += 5) gain[k] = offset[k] = 0;  // entries left out
+  const MixtureValues cpu{K, gain.data(), offset.data()};
+  std::vector<float> want(static_cast<std::size_t>(n));
+  best_mixture_scores(scores.data(), share.data(), n, cpu, want.data());
+  DeviceVector<float> d_scores(scores), d_share(share), d_gain(gain), d_offset(offset), d_out(want.size());
+  const MixtureValues gpu{K, d_gain.get(), d_offset.get()};
+  cuda::best_mixture_scores(d_scores.get(), d_share.get(), n, gpu, d_out.get(), nullptr);
+  const auto got = d_out.host();
+  std::size_t positive = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(float)), 0)
+        << "row " << i << ": " << got[i] << " against " << want[i];
+    positive += want[i] > 0;
+  }
+  EXPECT_GT(positive, want.size() / 2);
+}
+
 }  // namespace
 }  // namespace vitruvian::kernels

@@ -286,29 +286,6 @@ void expect_fails(const Volume& v, const std::string& expected, const PerfusionO
   }
 }
 
-// The model fit's mixture score off the CPU (LibTorch's ops, as a GPU runs it) against the CPU's
-// loop: random scores with negative ones, the entries the mixture leaves out at gain and offset
-// 0, a row count and an entry count that are not multiples of the loop's 16.
-TEST(Perfusion, MixtureScoreOpsEqualTheCpuLoop) {
-  at::manual_seed(5);
-  const std::int64_t n = 301, entries = 1651;
-  const at::Tensor scores = at::randn({n, entries}) * 40, share = at::randn({n}) * 60;
-  const at::Tensor kept = at::rand({entries}) > 0.2;
-  const at::Tensor rho = at::rand({entries}) * 1.9 - 0.95;
-  const at::Tensor gain = at::where(kept, 1 / (1 - rho * rho).sqrt(), at::zeros_like(rho));
-  const at::Tensor offset = rho * gain;
-  const at::Tensor loop = perfusion::best_mixture_score(scores, share, gain, offset);
-  const at::Tensor ops = perfusion::best_mixture_score_ops(scores, share, gain, offset);
-  EXPECT_TRUE((loop == ops).all().item<bool>()) << (loop - ops).abs().max().item<float>();
-  EXPECT_GT((loop > 0).sum().item<std::int64_t>(), n / 2);  // not all clamped
-  // one row at a time gives what the batch gave
-  for (const std::int64_t row : {0L, 150L, 300L}) {
-    EXPECT_EQ(perfusion::best_mixture_score(scores.slice(0, row, row + 1), share.slice(0, row, row + 1), gain, offset)
-                  .item<float>(),
-              loop[row].item<float>());
-  }
-}
-
 TEST(Perfusion, BadSeriesFailWithOneLine) {
   const SyntheticHead h = make_head(20, 1.5, 0, 1);
   Volume flat = h.series;
