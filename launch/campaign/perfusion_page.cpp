@@ -91,6 +91,11 @@ std::string deconvolution_name(const std::string& key) {
   return "plain SVD";
 }
 
+/// Where the deconvolution ran, from the report's `device` ("cpu", "cuda:0", ...).
+std::string device_name(const std::string& device) {
+  return device == "cpu" ? "on the CPU" : fmt::format("on the GPU ({})", device);
+}
+
 std::string summary_table(const json& p) {
   const json& v = p.at("volumes_ml");
   const json& d = p.at("defuse3");
@@ -148,11 +153,11 @@ std::string page(const std::string& study, const json& p) {
        ".verdict{font-size:18px;font-weight:bold}.swatch{display:inline-block;width:12px;height:12px;margin-right:6px}"
        ".row{display:flex;gap:2em;align-items:flex-start;flex-wrap:wrap}img{max-width:100%}</style></head><body>\n";
   s << fmt::format(
-      "<h1>CT perfusion: {}</h1><p>Series {}, {} frames every {:.2f} s; {} deconvolution. "
+      "<h1>CT perfusion: {}</h1><p>Series {}, {} frames every {:.2f} s; {} deconvolution {}. "
       "<a href=\"report.json\">report.json</a></p>\n",
       html_escape(study), html_escape(p.value("series", "")), p.at("frames").get<int>(),
-      p.at("interval_s").get<double>(),
-      deconvolution_name(p.value("deconvolution", "osvd")));
+      p.at("interval_s").get<double>(), deconvolution_name(p.value("deconvolution", "osvd")),
+      html_escape(device_name(p.value("device", "cpu"))));
   const json filter = p.value("filter", json::object());
   if (filter.contains("contrast_to_noise") && filter.at("contrast_to_noise").is_number()) {
     // How far the bolus stands above the noise: where it is low, the core is under-called

@@ -109,6 +109,7 @@ for f in labels.h5 perfusion.nii.gz perfusion_cbf.nii.gz perfusion_tmax.nii.gz p
   [[ -s campaign/studies/$study/$f ]] || fail "campaign/studies/$study/$f missing"
 done
 grep -q "DEFUSE-3" campaign/studies/$study/perfusion.html || fail "the study page lacks the DEFUSE-3 verdict"
+grep -Eq "deconvolution on the (CPU|GPU \(cuda:[0-9]+\))\." campaign/studies/$study/perfusion.html || fail "the study page does not say where the deconvolution ran"
 grep -q "studies/$study/perfusion.html" campaign/index.html || fail "the campaign page does not link the study page"
 # The maps and label map read back with nibabel on the series' grid.
 $py - "$study" <<'PY'
