@@ -468,6 +468,7 @@ void BM_Deconvolve(benchmark::State& state, bool use_torch) {
 /// model fit: 1 650), a few sharp best entries among many negative ones.
 struct DictionaryInputs {
   at::Tensor scores, scaled, plain;
+  at::Tensor share, gain, offset;  ///< kernel 9: per row, and per entry (a fifth left out at 0)
 };
 const DictionaryInputs& dictionary_inputs(std::int64_t entries) {
   static std::map<std::int64_t, DictionaryInputs> cache;
@@ -477,6 +478,10 @@ const DictionaryInputs& dictionary_inputs(std::int64_t entries) {
     it->second.scores = (torch::randn({8192, entries}) * 3 + torch::linspace(-2, 6, entries).unsqueeze(0)).contiguous();
     it->second.scaled = (torch::rand({2, entries}) * 10 + 0.1).contiguous();
     it->second.plain = torch::linspace(-3, 15, entries);
+    it->second.share = torch::randn({8192}) * 3;
+    const at::Tensor rho = torch::rand({entries}) * 1.9 - 0.95;
+    it->second.gain = torch::where(torch::rand({entries}) > 0.2, 1 / (1 - rho * rho).sqrt(), torch::zeros_like(rho));
+    it->second.offset = rho * it->second.gain;
   }
   return it->second;
 }
@@ -493,6 +498,11 @@ at::Tensor dictionary_means(const DictionaryInputs& d, double inverse) {
   return at::cat({flow, delay}, 1) / total;
 }
 
+/// The best mixture's score as LibTorch ops, as the model fit ran it off the CPU before kernel 9.
+at::Tensor best_mixture_scores(const DictionaryInputs& d) {
+  return (d.scores * d.gain - d.share.unsqueeze(1) * d.offset).amax(1).clamp_min(0);
+}
+
 }  // namespace torch_ops
 
 void BM_DictionaryMeans(benchmark::State& state, bool use_torch) {
@@ -505,6 +515,20 @@ void BM_DictionaryMeans(benchmark::State& state, bool use_torch) {
   if (!use_torch) fail_unless(state, at::allclose(out, torch_ops::dictionary_means(d, kInverse), 1e-4, 1e-5), "results differ");
   const std::int64_t n = d.scores.size(0);
   set_counters(state, static_cast<double>(d.scores.numel()) * 4 + static_cast<double>(n) * 12, 0);
+  state.counters["curves_per_s"] =
+      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+}
+
+void BM_BestMixtureScores(benchmark::State& state, bool use_torch) {
+  const DictionaryInputs& d = dictionary_inputs(state.range(0));
+  at::Tensor out;
+  time_cpu(state, [&] {
+    out = use_torch ? torch_ops::best_mixture_scores(d)
+                    : kernels::best_mixture_scores(d.scores, d.share, d.gain, d.offset);
+  });
+  if (!use_torch) fail_unless(state, at::equal(out, torch_ops::best_mixture_scores(d)), "results differ");
+  const std::int64_t n = d.scores.size(0);
+  set_counters(state, static_cast<double>(d.scores.numel()) * 4 + static_cast<double>(n) * 8, 0);
   state.counters["curves_per_s"] =
       benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
 }
@@ -627,6 +651,47 @@ BENCHMARK(BM_Deconvolve_Cuda)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
+void BM_DictionaryMeans_Cuda(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const DictionaryInputs& d = dictionary_inputs(state.range(0));
+  const std::int64_t n = d.scores.size(0);
+  constexpr float kInverse = 0.5f;
+  DeviceBuffer scores(d.scores), scaled(d.scaled), plain(d.plain), out(static_cast<std::size_t>(n) * 3 * 4);
+  const kernels::DictionaryValues values{d.scores.size(1), scaled.get<float>(), plain.get<float>(), kInverse};
+  time_cuda(state, [&] { kernels::cuda::dictionary_means(scores.get<float>(), n, values, out.get<float>(), nullptr); });
+  const at::Tensor cpu = kernels::dictionary_means(d.scores, d.scaled, d.plain, kInverse);
+  fail_unless(state, at::allclose(out.to_host(cpu), cpu, 1e-5, 1e-5), "results differ");  // expf: a few ulp
+  set_counters(state, static_cast<double>(d.scores.numel()) * 4 + static_cast<double>(n) * 12, 0, true);
+  state.counters["curves_per_s"] =
+      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_DictionaryMeans_Cuda)
+    ->Name("dictionary_means/cuda")
+    ->Arg(1650)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+void BM_BestMixtureScores_Cuda(benchmark::State& state) {
+  if (skip_without_gpu(state)) return;
+  const DictionaryInputs& d = dictionary_inputs(state.range(0));
+  const std::int64_t n = d.scores.size(0);
+  DeviceBuffer scores(d.scores), share(d.share), gain(d.gain), offset(d.offset), out(static_cast<std::size_t>(n) * 4);
+  const kernels::MixtureValues values{d.scores.size(1), gain.get<float>(), offset.get<float>()};
+  time_cuda(state, [&] {
+    kernels::cuda::best_mixture_scores(scores.get<float>(), share.get<float>(), n, values, out.get<float>(), nullptr);
+  });
+  const at::Tensor cpu = kernels::best_mixture_scores(d.scores, d.share, d.gain, d.offset);
+  fail_unless(state, at::equal(out.to_host(cpu), cpu), "results differ");  // bit for bit
+  set_counters(state, static_cast<double>(d.scores.numel()) * 4 + static_cast<double>(n) * 8, 0, true);
+  state.counters["curves_per_s"] =
+      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_BestMixtureScores_Cuda)
+    ->Name("best_mixture_scores/cuda")
+    ->Arg(1650)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
 #endif  // VITRUVIAN_WITH_CUDA
 
 #ifdef VITRUVIAN_TORCH_CUDA
@@ -682,6 +747,16 @@ BENCHMARK_CAPTURE(BM_Deconvolve, cpu, false)->Name("deconvolve/cpu")->Arg(30)->A
 BENCHMARK_CAPTURE(BM_Deconvolve, torch_cpu, true)->Name("deconvolve/torch_cpu")->Arg(30)->Arg(40)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_DictionaryMeans, cpu, false)->Name("dictionary_means/cpu")->Arg(1650)->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_DictionaryMeans, torch_cpu, true)->Name("dictionary_means/torch_cpu")->Arg(1650)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_BestMixtureScores, cpu, false)
+    ->Name("best_mixture_scores/cpu")
+    ->Arg(1650)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_BestMixtureScores, torch_cpu, true)
+    ->Name("best_mixture_scores/torch_cpu")
+    ->Arg(1650)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace vitruvian::bench
