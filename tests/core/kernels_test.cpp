@@ -21,6 +21,16 @@
 namespace vitruvian::kernels {
 namespace {
 
+/// `call` must throw InputError whose text holds `needle`.
+void expect_input_error(const std::function<void()>& call, const char* needle) {
+  try {
+    call();
+    ADD_FAILURE() << "accepted: " << needle;
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
 using torch::indexing::Slice;
 
 TEST(Kernels, AccumulateWindowsEqualsSlicedAdds) {
@@ -455,12 +465,7 @@ TEST(Kernels, DeconvolveCurvesRejectsBadBases) {
   const at::Tensor& s = p.basis.synthesis;
   const auto expect_error = [&](const at::Tensor& c, const at::Tensor& an, const at::Tensor& sy,
                                 const std::vector<std::int32_t>& levels, const char* needle) {
-    try {
-      deconvolve_curves(c, an, sy, levels, 0.095);
-      ADD_FAILURE() << "accepted: " << needle;
-    } catch (const InputError& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
+    expect_input_error([&] { deconvolve_curves(c, an, sy, levels, 0.095); }, needle);
   };
   expect_error(curves, a, s, {}, "0 levels");
   expect_error(curves, a, s, {0, 3}, "level 0");
@@ -519,20 +524,23 @@ TEST(Kernels, DictionaryMeansMatchDoubleReference) {
 
 TEST(Kernels, DictionaryMeansRejectBadInput) {
   const at::Tensor scores = torch::ones({4, 10}), scaled = torch::ones({2, 10}), plain = torch::ones({10});
-  const auto expect_error = [&](const std::function<void()>& call, const char* needle) {
-    try {
-      call();
-      ADD_FAILURE() << "accepted: " << needle;
-    } catch (const InputError& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
-  expect_error([&] { dictionary_means(scores, torch::ones({10, 2}), plain, 1); }, "expected [n, K], [2, K] and [K]");
-  expect_error([&] { dictionary_means(scores, scaled, torch::ones({10, 1}), 1); }, "expected [n, K], [2, K] and [K]");
-  expect_error([&] { dictionary_means(scores.to(at::kDouble), scaled, plain, 1); }, "the scores of type");
-  expect_error([&] { dictionary_means(scores, scaled, plain, 0); }, "expected a positive finite number");
-  expect_error([&] { dictionary_means(torch::ones({4, 0}), torch::ones({2, 0}), torch::ones({0}), 1); },
-               "a dictionary of 0 entries");
+  expect_input_error(
+      [&] {
+        dictionary_means(scores, torch::ones({10, 2}), plain, 1);
+      },
+      "expected [n, K], [2, K] and [K]");
+  expect_input_error(
+      [&] {
+        dictionary_means(scores, scaled, torch::ones({10, 1}), 1);
+      },
+      "expected [n, K], [2, K] and [K]");
+  expect_input_error([&] { dictionary_means(scores.to(at::kDouble), scaled, plain, 1); }, "the scores of type");
+  expect_input_error([&] { dictionary_means(scores, scaled, plain, 0); }, "expected a positive finite number");
+  expect_input_error(
+      [&] {
+        dictionary_means(torch::ones({4, 0}), torch::ones({2, 0}), torch::ones({0}), 1);
+      },
+      "a dictionary of 0 entries");
 }
 
 // Kernel 9 against its definition in LibTorch's ops (each product and the difference rounded
@@ -571,20 +579,12 @@ TEST(Kernels, BestMixtureScoresEqualTheirDefinition) {
 
 TEST(Kernels, BestMixtureScoresRejectBadInput) {
   const at::Tensor scores = torch::ones({4, 10}), share = torch::ones({4}), gain = torch::ones({10});
-  const auto expect_error = [&](const std::function<void()>& call, const char* needle) {
-    try {
-      call();
-      ADD_FAILURE() << "accepted: " << needle;
-    } catch (const InputError& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
   const char* shapes = "expected [n, K], [n], [K] and [K]";
-  expect_error([&] { best_mixture_scores(scores, torch::ones({5}), gain, gain); }, shapes);
-  expect_error([&] { best_mixture_scores(scores, share, torch::ones({9}), gain); }, shapes);
-  expect_error([&] { best_mixture_scores(scores, share, gain, torch::ones({2, 5})); }, shapes);
-  expect_error([&] { best_mixture_scores(scores, share.to(at::kDouble), gain, gain); }, "the shares of type");
-  expect_error(
+  expect_input_error([&] { best_mixture_scores(scores, torch::ones({5}), gain, gain); }, shapes);
+  expect_input_error([&] { best_mixture_scores(scores, share, torch::ones({9}), gain); }, shapes);
+  expect_input_error([&] { best_mixture_scores(scores, share, gain, torch::ones({2, 5})); }, shapes);
+  expect_input_error([&] { best_mixture_scores(scores, share.to(at::kDouble), gain, gain); }, "the shares of type");
+  expect_input_error(
       [&] {
         best_mixture_scores(torch::ones({4, 0}), share, torch::ones({0}), torch::ones({0}));
       },
