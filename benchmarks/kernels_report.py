@@ -13,6 +13,9 @@ import sys
 KERNELS = ["accumulate", "normalize", "resample", "softmax_argmax", "label_stats", "components"]
 # Connected components make several passes with scattered reads: not held to the bandwidth target.
 MEMORY_BOUND = {"accumulate", "normalize", "resample", "softmax_argmax", "label_stats"}
+# Perfusion's per-curve kernels (7, 8, 9), measured in curves (rows) per second at each argument:
+# frames for the deconvolution, dictionary entries for the model fit's two.
+PER_CURVE = ["deconvolve", "dictionary_means", "best_mixture_scores"]
 
 
 def main(path):
@@ -63,8 +66,26 @@ def main(path):
         print("| " + " | ".join(cells) + " |")
     if not any(runs.get(f"{k}/cuda") for k in KERNELS):
         print("\nCUDA: not measured in this run (no device).")
+    per_curve_table(runs)
     for f in failed:
         print(f"target not met: {f}")
+
+
+def per_curve_table(runs):
+    """Perfusion's kernels in curves/s: ours on the CPU, LibTorch's ops on the CPU, ours on CUDA."""
+    rows = []
+    for k in PER_CURVE:
+        args = sorted({name.split("/")[2] for name in runs if name.startswith(k + "/") and name.count("/") >= 2},
+                      key=lambda a: int(a) if a.isdigit() else 0)
+        for a in args:
+            rate = {impl: runs.get(f"{k}/{impl}/{a}", {}).get("curves_per_s") for impl in ("cpu", "torch_cpu", "cuda")}
+            cells = [f"{k} ({a})"] + [f"{rate[i] / 1e6:.3g} M" if rate[i] else "-" for i in ("cpu", "torch_cpu", "cuda")]
+            cells.append(f"{rate['cuda'] / rate['cpu']:.0f}x" if rate["cuda"] and rate["cpu"] else "-")
+            rows.append("| " + " | ".join(cells) + " |")
+    if rows:
+        print("\n| perfusion kernel (frames or entries) | CPU curves/s | LibTorch CPU curves/s | CUDA curves/s | CUDA / CPU |")
+        print("|---|---|---|---|---|")
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":
