@@ -1,8 +1,11 @@
-// Kernels 8 and 9 on the CPU, the perfusion model fit's per-row work (the references of the CUDA
-// kernels). Kernel 8: likelihood-weighted means over a dictionary fit. Per row, the largest positive score, then one
-// pass over the entries through lane_sums_n (16 float lanes, each block of 1 024 entries carried into double in lane
-// order); rows run on at::parallel_for's threads and depend on nothing else, so neither the thread split nor the row's
-// neighbours change a bit. Kernel 9: each row's best two-compartment score, a running maximum of products rounded once.
+// Kernels 8 and 9 on the CPU, the perfusion model fit's per-row work (the references of the
+// CUDA kernels).
+// - Kernel 8: likelihood-weighted means over a dictionary fit. Per row, the largest positive
+//   score, then one pass over the entries through lane_sums_n (16 float lanes, each block of
+//   1 024 entries carried into double in lane order).
+// - Kernel 9: each row's best two-compartment score, a running maximum of products rounded once.
+// Rows run on at::parallel_for's threads and depend on nothing else, so neither the thread split
+// nor the row's neighbours change a bit.
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
 
