@@ -151,6 +151,8 @@ void time_cpu(benchmark::State& state, F run) {
 /// bytes_per_second and voxels_per_s (per iteration: `bytes` moved, `vox` voxels), and on a GPU
 /// (`gpu`) copy_fraction, the share of the measured copy bandwidth.
 void set_counters(benchmark::State& state, double bytes, std::int64_t vox, bool gpu = false);
+/// set_counters() without voxels, and curves_per_s: `curves` curves (rows) per iteration.
+void set_curve_counters(benchmark::State& state, double bytes, std::int64_t curves, bool gpu = false);
 
 #ifdef VITRUVIAN_WITH_CUDA
 
@@ -256,6 +258,12 @@ void set_counters(benchmark::State& state, double bytes, std::int64_t vox, bool 
 #else
   (void)gpu;
 #endif
+}
+
+void set_curve_counters(benchmark::State& state, double bytes, std::int64_t curves, bool gpu) {
+  set_counters(state, bytes, 0, gpu);
+  state.counters["curves_per_s"] = benchmark::Counter(
+      static_cast<double>(curves) * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 void fail_unless(benchmark::State& state, bool ok, const char* what) {
@@ -459,9 +467,7 @@ void BM_Deconvolve(benchmark::State& state, bool use_torch) {
     state.counters["mean_components"] = out.components.to(at::kDouble).mean().item<double>();
   }
   const std::int64_t n = p.curves.size(0);
-  set_counters(state, static_cast<double>(n) * static_cast<double>(p.curves.size(1) * 4 + 12), 0);
-  state.counters["curves_per_s"] =
-      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+  set_curve_counters(state, static_cast<double>(n) * static_cast<double>(p.curves.size(1) * 4 + 12), n);
 }
 
 /// Kernel 8's inputs: scores of 8 192 curves against a dictionary of `entries` (perfusion's
@@ -484,6 +490,14 @@ const DictionaryInputs& dictionary_inputs(std::int64_t entries) {
     it->second.offset = rho * it->second.gain;
   }
   return it->second;
+}
+/// Bytes a pass moves: the scores read, and per row 3 floats written (kernel 8), or its share
+/// read and 1 float written (kernel 9).
+double dictionary_bytes(const DictionaryInputs& d) {
+  return static_cast<double>(d.scores.numel()) * 4 + static_cast<double>(d.scores.size(0)) * 12;
+}
+double mixture_bytes(const DictionaryInputs& d) {
+  return static_cast<double>(d.scores.numel()) * 4 + static_cast<double>(d.scores.size(0)) * 8;
 }
 
 namespace torch_ops {
@@ -514,9 +528,7 @@ void BM_DictionaryMeans(benchmark::State& state, bool use_torch) {
   });
   if (!use_torch) fail_unless(state, at::allclose(out, torch_ops::dictionary_means(d, kInverse), 1e-4, 1e-5), "results differ");
   const std::int64_t n = d.scores.size(0);
-  set_counters(state, static_cast<double>(d.scores.numel()) * 4 + static_cast<double>(n) * 12, 0);
-  state.counters["curves_per_s"] =
-      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+  set_curve_counters(state, dictionary_bytes(d), n);
 }
 
 void BM_BestMixtureScores(benchmark::State& state, bool use_torch) {
@@ -528,9 +540,7 @@ void BM_BestMixtureScores(benchmark::State& state, bool use_torch) {
   });
   if (!use_torch) fail_unless(state, at::equal(out, torch_ops::best_mixture_scores(d)), "results differ");
   const std::int64_t n = d.scores.size(0);
-  set_counters(state, static_cast<double>(d.scores.numel()) * 4 + static_cast<double>(n) * 8, 0);
-  state.counters["curves_per_s"] =
-      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+  set_curve_counters(state, mixture_bytes(d), n);
 }
 
 #ifdef VITRUVIAN_WITH_CUDA
@@ -640,9 +650,7 @@ void BM_Deconvolve_Cuda(benchmark::State& state) {
               at::equal(peak.to_host(cpu.peak), cpu.peak) && at::equal(peak_at.to_host(cpu.peak_at), cpu.peak_at) &&
                   at::equal(level.to_host(cpu.components), cpu.components),
               "results differ");
-  set_counters(state, static_cast<double>(n) * static_cast<double>(p.curves.size(1) * 4 + 12), 0, true);
-  state.counters["curves_per_s"] =
-      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+  set_curve_counters(state, static_cast<double>(n) * static_cast<double>(p.curves.size(1) * 4 + 12), n, true);
 }
 BENCHMARK(BM_Deconvolve_Cuda)
     ->Name("deconvolve/cuda")
@@ -661,9 +669,7 @@ void BM_DictionaryMeans_Cuda(benchmark::State& state) {
   time_cuda(state, [&] { kernels::cuda::dictionary_means(scores.get<float>(), n, values, out.get<float>(), nullptr); });
   const at::Tensor cpu = kernels::dictionary_means(d.scores, d.scaled, d.plain, kInverse);
   fail_unless(state, at::allclose(out.to_host(cpu), cpu, 1e-5, 1e-5), "results differ");  // expf: a few ulp
-  set_counters(state, static_cast<double>(d.scores.numel()) * 4 + static_cast<double>(n) * 12, 0, true);
-  state.counters["curves_per_s"] =
-      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+  set_curve_counters(state, dictionary_bytes(d), n, true);
 }
 BENCHMARK(BM_DictionaryMeans_Cuda)
     ->Name("dictionary_means/cuda")
@@ -682,9 +688,7 @@ void BM_BestMixtureScores_Cuda(benchmark::State& state) {
   });
   const at::Tensor cpu = kernels::best_mixture_scores(d.scores, d.share, d.gain, d.offset);
   fail_unless(state, at::equal(out.to_host(cpu), cpu), "results differ");  // bit for bit
-  set_counters(state, static_cast<double>(d.scores.numel()) * 4 + static_cast<double>(n) * 8, 0, true);
-  state.counters["curves_per_s"] =
-      benchmark::Counter(static_cast<double>(n * state.iterations()), benchmark::Counter::kIsRate);
+  set_curve_counters(state, mixture_bytes(d), n, true);
 }
 BENCHMARK(BM_BestMixtureScores_Cuda)
     ->Name("best_mixture_scores/cuda")
