@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -77,6 +78,42 @@ bool fits(VoxelType type, double low, double high) {
     case VoxelType::kInt32: return low >= -2147483648.0 && high <= 2147483647.0;
     default: return true;
   }
+}
+
+/// pixdim[4] as the file holds it (0: the frames' interval is unknown), which libnifti's image
+/// reads as 1. Only its being 0 is used, which byte order does not change.
+double stored_frame_interval(const std::string& source) {
+  int version = 0;
+  const std::unique_ptr<void, decltype(&std::free)> header(nifti_read_header(source.c_str(), &version, 0), &std::free);
+  if (!header) return 1;
+  return version == 2 ? static_cast<const nifti_2_header*>(header.get())->pixdim[4]
+                      : static_cast<const nifti_1_header*>(header.get())->pixdim[4];
+}
+
+/// The voxels × slope + inter, kept in their stored integer type when every value stays whole and
+/// fits it, else float32. A chunk at a time: a 4D series whole in float64 would take 8 bytes a
+/// voxel, twice over (the product and its rounding), and the type is rewritten in place.
+void apply_scaling(Volume& volume, double slope, double inter) {
+  constexpr std::int64_t kChunk = 1 << 22;
+  const at::Tensor flat = volume.voxels.reshape({-1});
+  const std::int64_t n = flat.numel();
+  const auto scaled = [&](std::int64_t i) {
+    return flat.slice(0, i, std::min(n, i + kChunk)).to(at::kDouble) * slope + inter;
+  };
+  bool integral = !is_floating(volume.type);
+  double low = std::numeric_limits<double>::infinity(), high = -low;
+  for (std::int64_t i = 0; i < n; i += kChunk) {
+    const at::Tensor s = scaled(i);
+    integral = integral && at::equal(s, s.round());
+    const auto [l, h] = at::aminmax(s);
+    low = std::min(low, l.item<double>()), high = std::max(high, h.item<double>());
+  }
+  const bool whole = integral && fits(volume.type, low, high);
+  const at::ScalarType dtype = whole ? tensor_dtype(volume.type) : at::kFloat;
+  at::Tensor out = dtype == flat.scalar_type() ? flat : at::empty({n}, flat.options().dtype(dtype));
+  for (std::int64_t i = 0; i < n; i += kChunk) out.slice(0, i, std::min(n, i + kChunk)).copy_(scaled(i));
+  volume.voxels = out.view(volume.voxels.sizes());
+  if (!whole) volume.type = VoxelType::kFloat32;
 }
 
 /// Header, empty extension flag and voxels into one .nii / .nii.gz file, every write checked.
@@ -217,17 +254,7 @@ Volume read_nifti(const std::filesystem::path& path, const NiftiReadOptions& opt
   volume.type = *type;
   volume.voxels = voxels_of(*image, *type, shape);
   const double slope = image->scl_slope, inter = image->scl_inter;
-  if (std::isfinite(slope) && slope != 0.0 && (slope != 1.0 || inter != 0.0)) {
-    at::Tensor scaled = volume.voxels.to(at::kDouble) * slope + inter;
-    const bool integral = at::equal(scaled, scaled.round());
-    const auto [low, high] = at::aminmax(scaled);
-    if (integral && !is_floating(volume.type) && fits(volume.type, low.item<double>(), high.item<double>())) {
-      volume.voxels = scaled.to(tensor_dtype(volume.type));
-    } else {
-      volume.type = VoxelType::kFloat32;
-      volume.voxels = scaled.to(at::kFloat);
-    }
-  }
+  if (std::isfinite(slope) && slope != 0.0 && (slope != 1.0 || inter != 0.0)) apply_scaling(volume, slope, inter);
   if (image->sform_code > 0) {
     volume.geometry = Geometry::from_ras_affine(to_array(image->sto_xyz), source);
   } else if (image->qform_code > 0) {
@@ -240,10 +267,11 @@ Volume read_nifti(const std::filesystem::path& path, const NiftiReadOptions& opt
     ras[15] = 1.0;
     volume.geometry = Geometry::from_ras_affine(ras, source);
   }
-  if (nt > 1) {
+  if (nt > 1 && image->dt > 0 && stored_frame_interval(source) != 0) {
+    // pixdim[4] 0 says nothing of the frames' timing: the series then has no frame times (a
+    // perfusion analysis refuses it by name) rather than frames assumed 1 s apart.
     const double scale = image->time_units == NIFTI_UNITS_MSEC ? 1e-3 : image->time_units == NIFTI_UNITS_USEC ? 1e-6 : 1.0;
-    const double step = image->dt > 0 ? image->dt * scale : 1.0;
-    for (std::int64_t t = 0; t < nt; ++t) volume.frame_times_s.push_back(image->toffset * scale + step * t);
+    for (std::int64_t t = 0; t < nt; ++t) volume.frame_times_s.push_back((image->toffset + image->dt * t) * scale);
   }
   volume.validate(source);
   return volume;
@@ -271,7 +299,9 @@ void write_nifti(const std::filesystem::path& path, const Volume& volume, NiftiV
     const auto& times = volume.frame_times_s;
     image->time_units = NIFTI_UNITS_SEC;
     image->toffset = times.empty() ? 0.0 : times.front();
-    image->dt = image->pixdim[4] = times.size() > 1 ? (times.back() - times.front()) / static_cast<double>(times.size() - 1) : 1.0;
+    // Without frame times the interval is written as unknown (0), not invented.
+    image->dt = image->pixdim[4] =
+        times.size() > 1 ? (times.back() - times.front()) / static_cast<double>(times.size() - 1) : 0.0;
   }
   const auto ras = g.index_to_ras();
   for (int r = 0; r < 4; ++r)

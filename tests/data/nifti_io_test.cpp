@@ -14,12 +14,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
-#include "tests/data/scratch_test.h"
 #include "data/volume_store.h"
+#include "tests/data/scratch_test.h"
 
 namespace vitruvian::data {
 namespace {
@@ -57,7 +58,7 @@ nifti_dmat44 scanner_affine() {
 // Writes a NIfTI file straight through libnifti, as another tool would: sform and qform from
 // `affine`, the given scaling, and `values` (already in the file's type).
 void write_foreign(const fs::path& path, int datatype, const at::Tensor& values, int version, double slope = 0.0,
-                   double inter = 0.0) {
+                   double inter = 0.0, double frame_interval = 1.5) {
   const auto zyx = values.sizes();
   const bool four_d = values.dim() == 4;
   const std::int64_t dims[8] = {values.dim(),
@@ -81,7 +82,7 @@ void write_foreign(const fs::path& path, int datatype, const at::Tensor& values,
   image->dy = image->pixdim[2] = dy;
   image->dz = image->pixdim[3] = dz;
   if (four_d) {
-    image->dt = image->pixdim[4] = 1.5;
+    image->dt = image->pixdim[4] = frame_interval;
     image->time_units = NIFTI_UNITS_SEC;
   }
   image->xyz_units = NIFTI_UNITS_MM;
@@ -227,6 +228,23 @@ TEST_F(NiftiTest, FourDimensionalSeriesKeepFramesAndTiming) {
   EXPECT_EQ(read_header(exported)->dt, 1.5);
 }
 
+TEST_F(NiftiTest, FramesWithoutAnIntervalHaveNoTimes) {
+  // pixdim[4] 0: the file does not say when its frames were taken, and none is invented.
+  const at::Tensor values = at::randint(-1024, 3000, {5, 4, 6, 7}, at::kShort);
+  write_foreign(dir_ / "untimed.nii.gz", DT_INT16, values, 1, 0.0, 0.0, 0.0);
+  const Volume v = read_nifti(dir_ / "untimed.nii.gz");
+  EXPECT_EQ(v.frames(), 5);
+  EXPECT_TRUE(v.frame_times_s.empty());
+  // Written back, the interval stays unknown.
+  write_nifti(dir_ / "untimed_back.nii.gz", v, NiftiVersion::kNifti1);
+  int version = 0;
+  const std::unique_ptr<void, decltype(&std::free)> stored(
+      nifti_read_header((dir_ / "untimed_back.nii.gz").c_str(), &version, 0), &std::free);
+  ASSERT_TRUE(stored && version == 1);
+  EXPECT_EQ(static_cast<const nifti_1_header*>(stored.get())->pixdim[4], 0.0f);  // libnifti's image reads 1
+  EXPECT_TRUE(read_nifti(dir_ / "untimed_back.nii.gz").frame_times_s.empty());
+}
+
 TEST_F(NiftiTest, ScalingStaysIntegralWhenItCanElseBecomesFloat) {
   const at::Tensor raw = at::randint(-2000, 2000, {4, 5, 6}, at::kShort);
   write_foreign(dir_ / "int.nii", DT_INT16, raw, 1, 2.0, -1024.0);
@@ -244,6 +262,20 @@ TEST_F(NiftiTest, ScalingStaysIntegralWhenItCanElseBecomesFloat) {
   const Volume wide = read_nifti(dir_ / "wide.nii");
   EXPECT_EQ(wide.type, VoxelType::kFloat32);
   EXPECT_EQ(wide.voxels.max().item<float>(), 400.0f);
+
+  // A series of several of the scaling's chunks (4 Mi voxels each) is decided on all of them: one
+  // voxel of the last leaving int16 makes the whole series float32, every value right.
+  at::Tensor large = at::randint(-1000, 1000, {3, 11, 256, 512}, at::kShort);
+  large.view({-1})[-1] = 32000;
+  write_foreign(dir_ / "large.nii", DT_INT16, large, 1, 1.0, 1000.0);
+  const Volume read = read_nifti(dir_ / "large.nii");
+  EXPECT_EQ(read.type, VoxelType::kFloat32);
+  EXPECT_TRUE(at::equal(read.voxels, large.to(at::kFloat) + 1000.0f));
+  large.view({-1})[-1] = 0;  // now every value fits: int16, shifted in place
+  write_foreign(dir_ / "large.nii", DT_INT16, large, 1, 1.0, -1024.0);
+  const Volume shifted = read_nifti(dir_ / "large.nii");
+  EXPECT_EQ(shifted.type, VoxelType::kInt16);
+  EXPECT_TRUE(at::equal(shifted.voxels, (large - 1024).to(at::kShort)));
 
   // Through the store and back, the meaning (scaled values, affine) is unchanged.
   const auto exported = through_the_store(dir_ / "half.nii", dir_, "half_back.nii", NiftiVersion::kNifti1);
