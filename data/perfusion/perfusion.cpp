@@ -15,6 +15,7 @@
 #include "core/errors.h"
 #include "core/huge_page_allocator.h"
 #include "core/kernels/dispatch.h"
+#include "core/stopwatch.h"
 #include "data/perfusion/perfusion_steps.h"
 
 namespace vitruvian::data {
@@ -26,7 +27,9 @@ using perfusion::FrameTiming;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+/// An arterial input peaks at least this many times the brain's mean peak (found or placed).
+constexpr double kArteryOverBrain = 3;
 
 /// Per-voxel values of the brain's voxels, in the order CurveSlabs gives them.
 struct BrainVoxels {
@@ -72,8 +75,9 @@ std::vector<std::int64_t> manual_voxel(const std::vector<double>& lps, const Vol
   if (lps.empty()) return {};
   const std::int64_t v = perfusion::nearest_voxel(series.geometry, series.shape_zyx(), lps);
   if (v < 0) {
-    throw InputError(what, fmt::format("perfusion.{} ({:.1f}, {:.1f}, {:.1f}) mm lies outside the series", key, lps[0],
-                                       lps[1], lps[2]));
+    throw InputError(what, fmt::format("perfusion.{} ({:.1f}, {:.1f}, {:.1f}) mm lies outside the series; expected a "
+                                       "point inside it, in LPS mm as DICOM gives them (from RAS, negate x and y)",
+                                       key, lps[0], lps[1], lps[2]));
   }
   return {v};
 }
@@ -114,18 +118,22 @@ PerfusionCurve arterial_input(const CurveSlabs& slabs, const BrainVoxels& brain,
   }
   PerfusionCurve aif = mean_curve(slabs, chosen, series, ft);
   aif.manual = manual;
-  if (manual && !(aif.peak_hu >= o.min_enhancement_hu)) {
+  // A placed input must look like an artery too: one a few mm off, in air or tissue, would
+  // otherwise deconvolve every curve by noise and give a confident, wrong triage.
+  if (manual &&
+      !(aif.peak_hu >= std::max(o.min_enhancement_hu, kArteryOverBrain * brain_peak_hu) && aif.auc_hu_s > 0)) {
     throw InputError(what, fmt::format("the arterial input placed by perfusion.aif_lps_mm ({:.1f}, {:.1f}, {:.1f}) mm "
-                                       "peaks at {:.1f} HU; expected an artery's curve (at least {:g} HU, "
-                                       "perfusion.min_enhancement_hu)",
-                                       o.aif_lps_mm[0], o.aif_lps_mm[1], o.aif_lps_mm[2], aif.peak_hu,
-                                       o.min_enhancement_hu));
+                                       "peaks at {:.1f} HU (area {:.0f} HU·s) against the brain's mean {:.1f} HU; "
+                                       "expected an artery's curve, peaking at least {:g} times higher and at least "
+                                       "{:g} HU (perfusion.min_enhancement_hu)",
+                                       o.aif_lps_mm[0], o.aif_lps_mm[1], o.aif_lps_mm[2], aif.peak_hu, aif.auc_hu_s,
+                                       brain_peak_hu, kArteryOverBrain, o.min_enhancement_hu));
   }
-  if (!manual && !(aif.peak_hu >= 3 * brain_peak_hu)) {
+  if (!manual && !(aif.peak_hu >= kArteryOverBrain * brain_peak_hu)) {
     throw InputError(
         what, fmt::format("no arterial input found: the earliest, narrowest high peaks reach {:.0f} HU against the "
-                          "brain's mean {:.1f} HU; expected an artery's peak at least 3 times higher",
-                          aif.peak_hu, brain_peak_hu));
+                          "brain's mean {:.1f} HU; expected an artery's peak at least {:g} times higher",
+                          aif.peak_hu, brain_peak_hu, kArteryOverBrain));
   }
   return aif;
 }
@@ -175,11 +183,11 @@ VoxelMaps deconvolve_svd(const CurveSlabs& slabs, const BrainVoxels& voxels, con
 /// and mixtures from the CPU's curves, the fit itself on `device`.
 VoxelMaps deconvolve_model(const CurveSlabs& slabs, const BrainVoxels& voxels, PerfusionResult& r,
                            const FrameTiming& ft, std::int64_t baseline_frames, VoxelType type,
-                           const PerfusionOptions& o, at::Device device) {
+                           const PerfusionOptions& o, at::Device device, const std::string& what) {
   std::vector<double> aif = r.aif.hu;
   for (double& v : aif) v *= r.aif_scale;
   const bool whole = !is_floating(type);  // stored in whole HU
-  perfusion::ModelFit model(slabs, voxels.stats, aif, ft.interval_s, baseline_frames, whole ? 1.0 : 0.0, o);
+  perfusion::ModelFit model(slabs, voxels.stats, aif, ft.interval_s, baseline_frames, whole ? 1.0 : 0.0, o, what);
   r.model = model.record();
   model.to(device);
   std::vector<at::Tensor> cbf, cbv, tmax;
@@ -266,9 +274,9 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
   r.timing["curves_s"] = seconds_since(start);
 
   start = Clock::now();
-  const auto [cbf, cbv, tmax] = o.deconvolution == "model"
-                                    ? deconvolve_model(slabs, voxels, r, ft, baseline.frames, series.type, o, device)
-                                    : deconvolve_svd(slabs, voxels, r, ft, o, device);
+  const auto [cbf, cbv, tmax] =
+      o.deconvolution == "model" ? deconvolve_model(slabs, voxels, r, ft, baseline.frames, series.type, o, device, what)
+                                 : deconvolve_svd(slabs, voxels, r, ft, o, device);
   r.timing["deconvolution_s"] = seconds_since(start);
 
   start = Clock::now();

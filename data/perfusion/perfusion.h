@@ -94,7 +94,7 @@ struct PerfusionResult {
   at::Tensor brain;             ///< uint8 [z, y, x]: 1 brain tissue (CSF and vessels left out)
   std::vector<double> times_s;  ///< frame times from the first frame
   double interval_s = 0;
-  std::int64_t arrival_frame = 0;  ///< first frame of the bolus; frames before it are the baseline
+  std::int64_t arrival_frame = 0;  ///< first frame of the bolus; frames 0 … arrival − 2 (at least one) are the baseline
   std::int64_t brain_voxels = 0;   ///< in the brain mask (before CSF and vessels are left out)
   PerfusionCurve aif, vof;
   double aif_scale = 1;  ///< AUC(VOF) / AUC(AIF) when above 1, else 1

@@ -31,7 +31,8 @@ Basis deconvolution_basis(const std::vector<double>& aif_hu, double interval_s, 
   }
   auto [u, s, vh] = at::linalg_svd(a, /*full_matrices=*/false);
   const double* sv = s.data_ptr<double>();
-  if (!(sv[0] > 0)) throw InputError("perfusion", "the arterial input has no enhancement; cannot deconvolve");
+  // The arterial input's checks (a peak above the brain's, a positive area) rule this out.
+  if (!(sv[0] > 0)) throw InternalError("perfusion", "the arterial input has no enhancement after its checks");
   const double keep_from = (b.circulant ? options.osvd_min_threshold : options.svd_threshold) * sv[0];
   std::int64_t kept = 0;
   while (kept < L && sv[kept] >= keep_from) ++kept;

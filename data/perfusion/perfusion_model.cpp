@@ -80,7 +80,7 @@ at::Tensor healthy_weights(const CurveStats& stats, double interval_s) {
 }  // namespace
 
 ModelDictionary::ModelDictionary(const std::vector<double>& aif_hu, double interval_s, std::int64_t baseline_frames,
-                                 const PerfusionOptions& o) {
+                                 const PerfusionOptions& o, const std::string& what) {
   const auto frames = static_cast<std::int64_t>(aif_hu.size());
   // The curves' offset is the error of a baseline averaged over `baseline_frames` frames: a
   // Gaussian prior of the noise's σ / √baseline_frames, i.e. λ = baseline_frames pseudo-frames.
@@ -144,8 +144,11 @@ ModelDictionary::ModelDictionary(const std::vector<double>& aif_hu, double inter
   }
   const auto entries = static_cast<std::int64_t>(cbf_per_score.size());
   if (entries == 0) {
-    throw InputError("perfusion", "the model dictionary is empty: no delay in perfusion.model_delay_s lets the "
-                                  "arterial input reach the frames");
+    throw InputError(what,
+                     fmt::format("the model dictionary is empty: no delay of perfusion.model_delay_s [{:g}, {:g}] "
+                                 "s lets the arterial input reach enough of the frames; expected delays well "
+                                 "before the last frame, at {:g} s",
+                                 o.model_delay_s[0], o.model_delay_s[1], t_last));
   }
   atoms = at::from_blob(rows.data(), {entries, frames}, at::kFloat).clone();
   const auto column = [&](const std::vector<double>& v) { return at::tensor(v, at::kDouble).to(at::kFloat); };
@@ -161,8 +164,9 @@ at::Tensor ModelFit::best_residuals(const at::Tensor& curves) const {
 }
 
 ModelFit::ModelFit(const CurveSlabs& slabs, const CurveStats& stats, const std::vector<double>& aif_hu,
-                   double interval_s, std::int64_t baseline_frames, double step_hu, const PerfusionOptions& o)
-    : dictionary_(aif_hu, interval_s, baseline_frames, o), rounding_variance_(step_hu * step_hu / 12) {
+                   double interval_s, std::int64_t baseline_frames, double step_hu, const PerfusionOptions& o,
+                   const std::string& what)
+    : dictionary_(aif_hu, interval_s, baseline_frames, o, what), rounding_variance_(step_hu * step_hu / 12) {
   // One pass over the curves for two things. The noise: the median residual of the best entry
   // over a sample of the brain's curves (every stride-th of each slab), per degree of freedom
   // (frames less CBF, MTT, delay and offset). With mixtures, the healthy curve's sum.

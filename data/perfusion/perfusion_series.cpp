@@ -8,11 +8,37 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <utility>
 
 #include "core/errors.h"
 #include "data/perfusion/perfusion_steps.h"
 
 namespace vitruvian::data::perfusion {
+
+namespace {
+
+/// The voxels of a floating-point series that are NaN or infinite (padding after motion
+/// correction, say), counted without a copy; and the first of them.
+template <typename T>
+std::pair<std::int64_t, std::int64_t> non_finite(const T* v, std::int64_t n) {
+  struct Found {
+    std::int64_t count, first;
+  };
+  const Found f = at::parallel_reduce(
+      0, n, 1 << 20, Found{0, n},
+      [&](std::int64_t begin, std::int64_t end, Found acc) {
+        for (std::int64_t i = begin; i < end; ++i) {
+          if (!std::isfinite(v[i])) ++acc.count, acc.first = std::min(acc.first, i);
+        }
+        return acc;
+      },
+      [](Found a, Found b) {
+        return Found{a.count + b.count, std::min(a.first, b.first)};
+      });
+  return {f.count, f.first};
+}
+
+}  // namespace
 
 FrameTiming check_series(const Volume& series, const PerfusionOptions& options, const std::string& what) {
   if (series.voxels.dim() != 4) {
@@ -24,7 +50,28 @@ FrameTiming check_series(const Volume& series, const PerfusionOptions& options, 
     throw InputError(what,
                      fmt::format("{} frames; expected at least {} (perfusion.min_frames)", frames, options.min_frames));
   }
+  if (series.voxels.is_floating_point()) {
+    const at::Tensor v = series.voxels.contiguous();
+    const auto [count, first] = v.scalar_type() == at::kDouble ? non_finite(v.data_ptr<double>(), v.numel())
+                                : v.scalar_type() == at::kFloat
+                                    ? non_finite(v.data_ptr<float>(), v.numel())
+                                    : non_finite(v.to(at::kFloat).data_ptr<float>(), v.numel());
+    if (count > 0) {
+      const std::int64_t plane = v.size(2) * v.size(3), volume = v.size(1) * plane;
+      throw InputError(what, fmt::format("{} voxel value(s) are NaN or infinite, the first at frame {}, voxel (z {}, y "
+                                         "{}, x {}); expected finite HU",
+                                         count, first / volume, first % volume / plane, first % plane / v.size(3),
+                                         first % v.size(3)));
+    }
+  }
   const auto& t = series.frame_times_s;
+  if (t.empty()) {
+    throw InputError(what,
+                     fmt::format("no frame times for its {} frames (a NIfTI pixdim[4] of 0, DICOM frames without an "
+                                 "acquisition time, or a dataset series without frame_times_s); expected the "
+                                 "time of each frame",
+                                 frames));
+  }
   if (static_cast<std::int64_t>(t.size()) != frames) {
     throw InputError(what, fmt::format("{} frame times for {} frames; expected one per frame", t.size(), frames));
   }

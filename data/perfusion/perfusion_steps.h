@@ -130,8 +130,9 @@ Basis deconvolution_basis(const std::vector<double>& aif_hu, double interval_s, 
 /// norm is below a quarter of the largest of their (order, MTT) (a bolus arriving after most of
 /// the frames) are left out.
 struct ModelDictionary {
+  /// Throws InputError naming `what` when no entry reaches the frames.
   ModelDictionary(const std::vector<double>& aif_hu, double interval_s, std::int64_t baseline_frames,
-                  const PerfusionOptions& o);
+                  const PerfusionOptions& o, const std::string& what);
   double shrink() const { return shrink_; }
   at::Tensor atoms;  ///< float32 [K, T]
   at::Tensor scaled;  ///< float32 [2, K]: CBF per unit of score (1 / norm), that × MTT
@@ -154,7 +155,7 @@ class ModelFit {
   /// mixtures (step 5b of docs/PERFUSION.md), in the same pass over the curves. `step_hu`: the
   /// series' stored values are whole multiples of it (1 for integer voxels, 0 for float ones).
   ModelFit(const CurveSlabs& slabs, const CurveStats& stats, const std::vector<double>& aif_hu, double interval_s,
-           std::int64_t baseline_frames, double step_hu, const PerfusionOptions& o);
+           std::int64_t baseline_frames, double step_hu, const PerfusionOptions& o, const std::string& what);
   struct Maps {
     at::Tensor cbf, cbv, tmax;  ///< mL/100 g/min, mL/100 g, s; each [n]
     at::Tensor mixed;           ///< bool [n]: fitted as a mixture

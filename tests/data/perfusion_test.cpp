@@ -11,7 +11,9 @@
 #include <cmath>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <map>
+#include <utility>
 
 #include "core/errors.h"
 #include "data/perfusion/perfusion_smoothing.h"
@@ -148,7 +150,13 @@ TEST(Perfusion, RecoversFlowsDelaysVolumesAndSide) {
   EXPECT_EQ(r.triage.side, "left");
   const nlohmann::json report = r.report(o);
   EXPECT_EQ(report["side"], "left");
-  EXPECT_EQ(report["defuse3"]["eligible"], r.triage.eligible);
+  // The verdict is the one the drawn volumes give (DEFUSE-3: core < 70 mL, mismatch ratio ≥ 1.8,
+  // mismatch ≥ 15 mL), and the report carries the volumes it was decided on.
+  const bool drawn_eligible = core_ml < 70 && core_ml + penumbra_ml >= 1.8 * core_ml && penumbra_ml >= 15;
+  EXPECT_EQ(report["defuse3"]["eligible"].get<bool>(), drawn_eligible) << report["defuse3"];
+  EXPECT_DOUBLE_EQ(report["volumes_ml"]["core"].get<double>(), r.triage.core_ml);
+  EXPECT_DOUBLE_EQ(report["defuse3"]["mismatch_ml"]["value"].get<double>(),
+                   report["volumes_ml"]["mismatch"].get<double>());
   EXPECT_EQ(report["arterial_input"]["curve_hu"].size(), 40u);
 }
 
@@ -296,6 +304,17 @@ TEST(Perfusion, BadSeriesFailWithOneLine) {
   few.voxels = h.series.voxels.slice(0, 0, 6).contiguous();
   few.frame_times_s.resize(6);
   expect_fails(few, "6 frames; expected at least 10");
+  Volume untimed = h.series;
+  untimed.frame_times_s.clear();
+  expect_fails(untimed, "no frame times for its 20 frames");
+  Volume padded = h.series;
+  padded.type = VoxelType::kFloat32;
+  padded.voxels = h.series.voxels.to(at::kFloat);
+  padded.voxels[2][3][4][5] = std::numeric_limits<float>::quiet_NaN();
+  padded.voxels[7][0][0][1] = std::numeric_limits<float>::infinity();
+  expect_fails(padded,
+               "2 voxel value(s) are NaN or infinite, the first at frame 2, voxel (z 3, y 4, x 5); expected "
+               "finite HU");
   Volume shuffled = h.series;
   std::swap(shuffled.frame_times_s[4], shuffled.frame_times_s[5]);
   expect_fails(shuffled, "frames out of order: frame 5 at 6.00 s follows frame 4 at 7.50 s");
@@ -316,6 +335,64 @@ TEST(Perfusion, BadSeriesFailWithOneLine) {
   expect_fails(arteryless, "no arterial input found");
 }
 
+/// The series' voxel type changes nothing: the same values as int16, float32 and
+/// float64 give the same maps, bit for bit (each is read in place, none converted whole).
+TEST(Perfusion, EveryVoxelTypeGivesTheSameMaps) {
+  const SyntheticHead h = make_head(20, 1.5, 2, 3);
+  const PerfusionResult reference = analyse_perfusion(h.series, {}, "int16");
+  for (const auto& [type, dtype] :
+       {std::pair{VoxelType::kFloat32, at::kFloat}, std::pair{VoxelType::kFloat64, at::kDouble}}) {
+    Volume v = h.series;
+    v.type = type;
+    v.voxels = h.series.voxels.to(dtype);
+    const PerfusionResult r = analyse_perfusion(v, {}, voxel_type_name(type));
+    for (const auto& [a, b] : {std::pair{&r.cbf, &reference.cbf}, {&r.cbv, &reference.cbv}, {&r.tmax, &reference.tmax}})
+      EXPECT_TRUE(at::equal(a->voxels, b->voxels)) << voxel_type_name(type);
+    EXPECT_TRUE(at::equal(r.tissue.voxels, reference.tissue.voxels)) << voxel_type_name(type);
+  }
+}
+
+/// A placed venous output is the sinus's curve, late, and scales the input as a found one does;
+/// one outside the series is refused by name.
+TEST(Perfusion, PlacedVenousOutput) {
+  const SyntheticHead h = make_head(30, 1.5, 0, 1);
+  PerfusionOptions o;
+  o.vof_lps_mm = {2 * 23.0, 2 * 40.0, 5 * 2.0};  // the sinus's centre column
+  const PerfusionResult r = analyse_perfusion(h.series, o, "synthetic");
+  ASSERT_TRUE(r.vof.found);
+  EXPECT_TRUE(r.vof.manual);
+  EXPECT_FALSE(r.aif.manual);
+  EXPECT_EQ(r.vof.voxels, 1);
+  EXPECT_GT(r.vof.ttp_s, r.aif.ttp_s + 3);  // the sinus fills seconds after the artery
+  EXPECT_NEAR(r.aif_scale, 1, 0.05);        // the same area as the artery's
+  o.vof_lps_mm = {0, -400, 0};
+  expect_fails(h.series, "perfusion.vof_lps_mm (0.0, -400.0, 0.0) mm lies outside the series", o);
+}
+
+/// `temporal_smoothing`: every curve, the arterial input's and venous output's among them, is
+/// smoothed by [1 2 1] / 4 along time (the ends repeated), and the flows, input and tissue alike
+/// smoothed, move by little.
+TEST(Perfusion, TemporalSmoothingSmoothsEveryCurve) {
+  const Volume clean = make_head(40, 1.5, 0, 7).series;
+  PerfusionOptions o;
+  const PerfusionResult plain = analyse_perfusion(clean, o, "plain");
+  o.temporal_smoothing = true;
+  const PerfusionResult smoothed = analyse_perfusion(clean, o, "smoothed");
+  EXPECT_EQ(smoothed.filter["temporal"], true);
+  EXPECT_EQ(plain.filter["temporal"], false);
+  for (const auto& [a, b] : {std::pair{&plain.aif, &smoothed.aif}, {&plain.vof, &smoothed.vof}}) {
+    ASSERT_EQ(a->hu.size(), b->hu.size());
+    const std::size_t n = a->hu.size();
+    for (std::size_t t = 0; t < n; ++t) {
+      const double expected = 0.25 * (a->hu[t == 0 ? 0 : t - 1] + 2 * a->hu[t] + a->hu[std::min(t + 1, n - 1)]);
+      EXPECT_NEAR(b->hu[t], expected, 1e-3 * a->peak_hu) << "frame " << t;
+    }
+    EXPECT_LT(b->peak_hu, a->peak_hu);
+  }
+  EXPECT_NEAR(smoothed.triage.healthy_cbf, plain.triage.healthy_cbf, 0.1 * plain.triage.healthy_cbf);
+  EXPECT_EQ(smoothed.triage.side, "left");
+}
+
 TEST(Perfusion, ManualArterialInputAndOptionChecks) {
   const SyntheticHead h = make_head(30, 1.5, 0, 1);
   PerfusionOptions o;
@@ -330,8 +407,17 @@ TEST(Perfusion, ManualArterialInputAndOptionChecks) {
   // is: flat, so it is refused with one line.
   o.aif_lps_mm = {2 * 1.0, 2 * 1.0, 5 * 2.0};
   expect_fails(h.series, "the arterial input placed by perfusion.aif_lps_mm (2.0, 2.0, 10.0) mm peaks at", o);
+  // A placed voxel in the brain's tissue, not its artery, peaks far too low against the brain.
+  o.aif_lps_mm = {2 * 15.0, 2 * 24.0, 5 * 2.0};
+  expect_fails(h.series, "against the brain's mean", o);
   o.aif_lps_mm = {500, 0, 0};
-  expect_fails(h.series, "perfusion.aif_lps_mm (500.0, 0.0, 0.0) mm lies outside the series", o);
+  expect_fails(h.series,
+               "perfusion.aif_lps_mm (500.0, 0.0, 0.0) mm lies outside the series; expected a point inside it", o);
+  // Delays that start after the last frame leave the model fit nothing to fit with.
+  PerfusionOptions late;
+  late.deconvolution = "model";
+  late.model_delay_s = {50, 60};
+  expect_fails(h.series, "the model dictionary is empty: no delay of perfusion.model_delay_s [50, 60] s", late);
   PerfusionOptions bad;
   bad.deconvolution = "fourier";
   EXPECT_THROW(bad.validate("route perfusion"), ConfigError);
