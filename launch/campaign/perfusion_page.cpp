@@ -3,12 +3,12 @@
 // mismatch and DEFUSE-3 verdict, the legends with units, and the arterial and venous curves.
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <sstream>
 
 #include "core/atomic_file.h"
 #include "data/perfusion/perfusion_pictures.h"
 #include "launch/campaign/html_text.h"
+#include "launch/campaign/perfusion_curves.h"
 #include "launch/campaign/sink.h"
 
 namespace vitruvian::campaign {
@@ -18,62 +18,6 @@ namespace {
 using json = nlohmann::json;
 
 std::string hex(const std::array<std::uint8_t, 3>& c) { return fmt::format("#{:02x}{:02x}{:02x}", c[0], c[1], c[2]); }
-
-/// The arterial input and venous output over time as an SVG line plot with axes.
-std::string curves_svg(const json& p) {
-  constexpr double kW = 520, kH = 260, kLeft = 50, kBottom = 36, kTop = 12, kRight = 12;
-  const auto& times = p.at("times_s");
-  const json& aif = p.at("arterial_input");
-  const json& vof = p.at("venous_output");
-  double top = 1;
-  for (const json* c : {&aif, &vof}) {
-    if (c->value("found", false)) {
-      for (const auto& v : c->at("curve_hu"))
-        top = std::max(top, v.get<double>() * (c == &aif ? aif.value("scale", 1.0) : 1.0));
-    }
-  }
-  top = std::ceil(top / 50) * 50;
-  const double t_end = std::max(1.0, times.back().get<double>());
-  const auto px = [&](double t) { return kLeft + (kW - kLeft - kRight) * t / t_end; };
-  const auto py = [&](double hu) { return kH - kBottom - (kH - kBottom - kTop) * hu / top; };
-  std::ostringstream s;
-  s << fmt::format(
-      "<svg width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"arterial input and venous output\" "
-      "style=\"background:#fff;border:1px solid #ccc\">",
-      kW, kH);
-  s << fmt::format(
-      "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#333\"/><line x1=\"{0}\" y1=\"{3}\" x2=\"{0}\" "
-      "y2=\"{1}\" stroke=\"#333\"/>",
-      kLeft, kH - kBottom, kW - kRight, kTop);
-  for (int k = 0; k <= 5; ++k) {
-    const double t = t_end * k / 5, hu = top * k / 5;
-    s << fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\" text-anchor=\"middle\">{:.0f}</text>", px(t),
-                     kH - kBottom + 14, t);
-    s << fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\" text-anchor=\"end\">{:.0f}</text>", kLeft - 4,
-                     py(hu) + 4, hu);
-  }
-  s << fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"12\" text-anchor=\"middle\">time (s)</text>",
-                   (kLeft + kW) / 2, kH - 4);
-  s << fmt::format(
-      "<text x=\"12\" y=\"{:.1f}\" font-size=\"12\" transform=\"rotate(-90 12 {:.1f})\" text-anchor=\"middle\">"
-      "enhancement (HU)</text>",
-      (kH - kBottom) / 2, (kH - kBottom) / 2);
-  const auto line = [&](const json& c, double scale, const char* colour, const char* name, int row) {
-    if (!c.value("found", false)) return;
-    std::string points;
-    for (std::size_t i = 0; i < times.size(); ++i) {
-      points +=
-          fmt::format("{:.1f},{:.1f} ", px(times[i].get<double>()), py(c.at("curve_hu")[i].get<double>() * scale));
-    }
-    s << fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>", colour, points);
-    s << fmt::format("<text x=\"{:.1f}\" y=\"{}\" font-size=\"12\" fill=\"{}\">{}</text>", kW - 170, kTop + 14 * row,
-                     colour, name);
-  };
-  line(aif, aif.value("scale", 1.0), "#c00000", "arterial input (AIF)", 1);
-  line(vof, 1.0, "#0050c0", "venous output (VOF)", 2);
-  s << "</svg>";
-  return s.str();
-}
 
 std::string criterion_row(const std::string& name, const json& c, const char* unit) {
   const std::string value =
@@ -173,7 +117,8 @@ std::string page(const std::string& study, const json& p) {
   s << "<h2>Maps</h2><div class=\"row\"><div><img src=\"perfusion_maps.png\" alt=\"CBF, CBV, MTT and Tmax "
        "maps\"></div><div>"
     << maps_legend() << "</div></div>\n";
-  s << "<h2>Arterial input and venous output</h2><div class=\"row\"><div>" << curves_svg(p) << "</div><div>";
+  s << "<h2>Arterial input and venous output</h2><div class=\"row\"><div>" << perfusion_curves_svg(p, 520, 260)
+    << "</div><div>";
   s << fmt::format(
       "<p>Arterial input: {} {} voxel(s) centred at ({:.1f}, {:.1f}, {:.1f}) mm LPS, peak {:.0f} HU at {:.1f} s, "
       "scaled ×{:.2f} by the venous output.</p>",

@@ -1,6 +1,7 @@
 // The perfusion route: a study's 4D CT perfusion series through data/perfusion, its maps beside
 // the core/penumbra label map, and the triage in the report's `perfusion` section.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 
@@ -24,6 +25,16 @@ std::string perfusion_series(const RouteConfig& route, const Study& study) {
   return "";
 }
 
+/// The study's series as "name (modality, shape)", for a note naming what was found instead.
+std::string series_list(const Study& study) {
+  std::vector<std::string> items;
+  for (const auto& s : study.info().series) {
+    items.push_back(fmt::format("{} ({}{}D {})", s.name, s.modality.empty() ? "" : s.modality + ", ", s.shape.size(),
+                                fmt::join(s.shape, " × ")));
+  }
+  return items.empty() ? "no series" : fmt::format("{}", fmt::join(items, ", "));
+}
+
 /// Core and penumbra, with the ids the study's label table gives them (Dice against its truth).
 models::ClassMap tissue_classes(const Study& study) {
   models::ClassMap classes;
@@ -43,9 +54,9 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
   const RouteConfig& route = config();
   const std::string name = perfusion_series(route, study);
   if (name.empty()) {
-    notes.push_back(route.series.empty()
-                        ? fmt::format("route {}: the study has no 4D CT series to analyse", route.name)
-                        : fmt::format("route {}: the study has no series '{}'", route.name, route.series.front()));
+    notes.push_back(fmt::format("route {}: the study has {}; expected {} (it has: {})", route.name,
+                                route.series.empty() ? "no 4D CT series" : "no series '" + route.series.front() + "'",
+                                "a 4D perfusion series [t, z, y, x]", series_list(study)));
     return std::nullopt;
   }
   const auto start = std::chrono::steady_clock::now();

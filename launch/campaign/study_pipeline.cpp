@@ -1,10 +1,13 @@
 // Routes → report → sinks → ledger for one study.
 #include "launch/campaign/study_pipeline.h"
 
-#include "core/fault_injection.h"
-#include "core/stopwatch.h"
+#include <fmt/format.h>
 
 #include <chrono>
+
+#include "core/errors.h"
+#include "core/fault_injection.h"
+#include "core/stopwatch.h"
 
 namespace vitruvian::campaign {
 
@@ -21,9 +24,21 @@ void StudyPipeline::process(Study& study) const {
   nlohmann::json notes = nlohmann::json::array();
   for (const auto& note : study.notes) notes.push_back(note);
   std::vector<RouteResult> results;
+  const std::size_t study_notes = notes.size();
+  bool applied = false;
   for (const auto& route : routes_) {
     if (!route->applies(study)) continue;
+    applied = true;
     if (auto r = route->run(study, notes)) results.push_back(std::move(*r));
+  }
+  if (applied && results.empty()) {
+    // Routes were meant for this study and none could run: a failure with their reasons, not a
+    // study done with nothing in it.
+    std::string why;
+    for (std::size_t k = study_notes; k < notes.size(); ++k)
+      why += (why.empty() ? "" : "; ") + notes[k].get<std::string>();
+    throw InputError(fmt::format("study {}", study.id()),
+                     "no route could run: " + (why.empty() ? "none said why" : why));
   }
   nlohmann::json report = report_.build(study, results, std::move(notes), fingerprint_);
   FinishedStudy finished(study, std::move(results), std::move(report));

@@ -218,7 +218,7 @@ json StudyReport::build(Study& study, const std::vector<RouteResult>& results, j
     report["calcium"] = calcium(results, study.series(calcium_.series), notes);
     timing["calcium_s"] = seconds_since(calcium_start);
   }
-  if (results.empty()) notes.push_back("no route applies to this study (its series or task match none)");
+  if (results.empty()) notes.push_back("no route applies to this study (its task matches none of the routes')");
   report["notes"] = notes;
   report["timing"] = timing;
   return report;

@@ -5,9 +5,9 @@
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "launch/jobs/infer.h"
@@ -24,8 +24,8 @@ std::string summary_line(const nlohmann::json& report) {
   const nlohmann::json& v = p.at("volumes_ml");
   const nlohmann::json& d = p.at("defuse3");
   const std::string ratio =
-      p.at("mismatch_ratio").is_null() ? "no core" : fmt::format("{:.1f}", p.at("mismatch_ratio").get<double>());
-  return fmt::format("{}: core {:.1f} mL, Tmax>{:g}s {:.1f} mL, mismatch {:.1f} mL (ratio {}), lesion {}; DEFUSE-3 {}",
+      p.at("mismatch_ratio").is_null() ? "no core" : fmt::format("ratio {:.1f}", p.at("mismatch_ratio").get<double>());
+  return fmt::format("{}: core {:.1f} mL, Tmax>{:g}s {:.1f} mL, mismatch {:.1f} mL ({}), lesion {}; DEFUSE-3 {}",
                      report.value("study", "?"), v.at("core").get<double>(),
                      p.at("thresholds").at("tmax_s").get<double>(), v.at("hypoperfused").get<double>(),
                      v.at("mismatch").get<double>(), ratio,
@@ -81,19 +81,26 @@ class PerfusionVerb final : public Verb {
   }
 
  private:
-  /// One line per study of the output, in study order.
+  /// One line per study of the output, in study order: its triage, or why it failed.
   void print_summaries() const {
+    std::map<std::string, std::string> lines;
     std::error_code ec;
-    std::vector<fs::path> folders;
-    for (const auto& entry : fs::directory_iterator(output_ / "studies", ec)) folders.push_back(entry.path());
-    std::sort(folders.begin(), folders.end());
-    for (const auto& folder : folders) {
-      std::ifstream in(folder / "report.json");
+    for (const auto& entry : fs::directory_iterator(output_ / "studies", ec)) {
+      std::ifstream in(entry.path() / "report.json");
       if (!in) continue;
       const nlohmann::json report = nlohmann::json::parse(in, nullptr, false);
       if (report.is_discarded() || !report.contains("perfusion")) continue;
-      std::cout << summary_line(report) << std::endl;
+      lines[entry.path().filename().string()] = summary_line(report);
     }
+    std::ifstream in(output_ / "campaign.json");
+    const nlohmann::json campaign = nlohmann::json::parse(in, nullptr, false);
+    if (!campaign.is_discarded() && campaign.contains("failed")) {
+      for (const auto& f : campaign["failed"]) {
+        const std::string id = f.value("study", "?");
+        lines[id] = fmt::format("{}: failed: {}", id, f.value("error", "?"));
+      }
+    }
+    for (const auto& [id, line] : lines) std::cout << line << std::endl;
   }
 
   fs::path input_, output_;

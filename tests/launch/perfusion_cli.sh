@@ -9,8 +9,10 @@
 # - 20 head-neck phantoms of two seeds and noise levels, ten through a 2-rank campaign (`infer`)
 #   with a perfusion route and ten through `vitruvian perfusion` on 2 ranks: the lesion's side,
 #   the DEFUSE-3 verdict and the hypoperfused volume right in every study, core and penumbra
-#   errors reported (check_perfusion_truth.py); maps, label map, study page and campaign page;
-# - bad series (3D, too few frames) fail that study with one line while the campaign goes on.
+#   errors reported (check_perfusion_truth.py); maps, label map, study page and campaign page
+#   (the triage in mL and the arterial and venous curves);
+# - bad series (too few frames; only 3D series, so no route can run; a named series the study
+#   lacks) fail that study with one line while the campaign goes on; a named series is analysed.
 # Usage: perfusion_cli.sh VITRUVIAN MPIRUN WORKDIR
 set -euo pipefail
 vit=$1
@@ -131,21 +133,62 @@ assert 0.5 * truth < healthy < 1.2 * truth, (healthy, truth)
 print(f"nifti maps ok: {brain.sum()} brain voxels, healthy CBF {healthy:.1f} (truth {truth:.1f})")
 PY
 
-# Bad series: one study's perfusion cut to 3 frames fails with one line; the others are done.
+# The campaign page shows each study's triage with units and its arterial and venous curves.
+$py - "$study" <<'PY'
+import re, sys, json
+study = sys.argv[1]
+page = open("campaign/index.html").read()
+row = next(r for r in page.split("<tr>") if f"studies/{study}/report.json" in r)
+p = json.load(open(f"campaign/studies/{study}/report.json"))["perfusion"]
+assert re.search(r"core \d+\.\d mL", row) and "mismatch" in row and "DEFUSE-3" in row, row[:400]
+svg = re.search(r'<svg [^>]*aria-label="arterial input and venous output".*?</svg>', row)
+assert svg, "no curves on the campaign page"
+lines = re.findall(r'<polyline [^>]*points="([^"]*)"', svg.group(0))
+assert len(lines) == 1 + p["venous_output"]["found"], len(lines)
+assert all(len(l.split()) == p["frames"] for l in lines), [len(l.split()) for l in lines]
+print("campaign page: triage in mL and the AIF/VOF curves of", study)
+PY
+
+# Bad series, each one line in the failure record while the campaign goes on: one study's
+# perfusion cut to 3 frames, another's to its first frame (3D: no 4D series left to analyse).
 $py - <<'PY'
 import h5py, shutil
 shutil.copy("hn_noise1.h5", "bad.h5")
 with h5py.File("bad.h5", "r+") as f:
     studies = sorted(f["studies"])
-    s = f["studies"][studies[0]]["series"]["perfusion"]
-    image = s["image"][:3]
-    attrs = dict(s["image"].attrs)
-    del s["image"]
-    d = s.create_dataset("image", data=image, chunks=(1,) + image.shape[1:])
-    for k, v in attrs.items():
-        d.attrs[k] = v[:3] if k == "frame_times_s" else v
-    print("cut", studies[0])
+    for study, frames in ((studies[0], 3), (studies[1], 1)):
+        s = f["studies"][study]["series"]["perfusion"]
+        image = s["image"][:frames] if frames > 1 else s["image"][0]
+        attrs = dict(s["image"].attrs)
+        del s["image"]
+        d = s.create_dataset("image", data=image, chunks=(1,) + image.shape[1:])
+        for k, v in attrs.items():
+            if k != "frame_times_s":
+                d.attrs[k] = v
+            elif frames > 1:
+                d.attrs[k] = v[:frames]
+        print("cut", study, "to", frames, "frame(s)")
 PY
-expect_exit 1 bad.err "$vit" --threads 2 perfusion bad.h5 -o bad --study "$(ls campaign/studies | sort | head -1)" --study "$(ls campaign/studies | sort | sed -n 2p)"
-grep -q "series perfusion: 3 frames; expected at least 10" bad/campaign.json || { cat bad/campaign.json; fail "no one-line failure record"; }
+mapfile -t ids < <(ls campaign/studies | sort | head -3)
+expect_exit 1 bad.err "$vit" --threads 2 perfusion bad.h5 -o bad --study "${ids[0]}" --study "${ids[1]}" --study "${ids[2]}"
+$py - "${ids[@]}" <<'PY'
+import json, sys
+c = json.load(open("bad/campaign.json"))
+failed = {f["study"]: f["error"] for f in c["failed"]}
+assert "series perfusion: 3 frames; expected at least 10" in failed.get(sys.argv[1], ""), failed
+assert "no route could run: route perfusion: the study has no 4D CT series" in failed.get(sys.argv[2], ""), failed
+assert "\n" not in failed[sys.argv[1]] + failed[sys.argv[2]], failed
+assert sys.argv[3] in c["done_studies"], c["done_studies"]
+print("bad series: one line each;", sys.argv[3], "done")
+PY
+# The verb prints a line for every study, in order: two failures, then the triage.
+[[ $(grep -c "" bad.err.out) == 3 ]] && grep -q "^${ids[0]}: failed: .*3 frames; expected at least 10" bad.err.out &&
+  grep -q "^${ids[1]}: failed: .*no route could run" bad.err.out && grep -q "^${ids[2]}: core .* DEFUSE-3 " bad.err.out ||
+  { cat bad.err.out; fail "the verb's lines: expected one per study"; }
+# A series chosen by name: the named one is analysed, a name the study lacks fails naming what it has.
+expect_exit 0 named.err "$vit" --threads 2 perfusion bad.h5 -o named --study "${ids[2]}" --series perfusion
+grep -q "^${ids[2]}: core .* DEFUSE-3 " named.err.out || { cat named.err.out; fail "--series perfusion: no summary line"; }
+expect_exit 1 unnamed.err "$vit" --threads 2 perfusion bad.h5 -o unnamed --study "${ids[2]}" --series flow
+grep -q "the study has no series 'flow'; expected a 4D perfusion series \[t, z, y, x\] (it has: " unnamed/campaign.json || \
+  { cat unnamed/campaign.json; fail "--series flow: no one-line failure naming the series"; }
 echo "perfusion: grid validated, 20 head-neck studies right, bad series recorded"

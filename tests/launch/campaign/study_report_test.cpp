@@ -150,7 +150,7 @@ TEST_F(StudyReportTest, TheReportHoldsTheStudyRoutesNotesAndTimings) {
   EXPECT_FALSE(report.contains("calcium"));
   EXPECT_TRUE(report["timing"].contains("measure_s"));
   const json empty = StudyReport(CalciumConfig{}).build(*study_, {}, json::array(), "fp");
-  EXPECT_EQ(empty["notes"][0], "no route applies to this study (its series or task match none)");
+  EXPECT_EQ(empty["notes"][0], "no route applies to this study (its task matches none of the routes')");
 }
 
 TEST_F(StudyReportTest, ALesionListNamingAnUnknownClassIsAConfigError) {
