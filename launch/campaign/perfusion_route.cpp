@@ -54,9 +54,9 @@ std::optional<RouteResult> PerfusionRoute::run(Study& study, nlohmann::json& not
   const RouteConfig& route = config();
   const std::string name = perfusion_series(route, study);
   if (name.empty()) {
-    notes.push_back(fmt::format("route {}: the study has {}; expected {} (it has: {})", route.name,
-                                route.series.empty() ? "no 4D CT series" : "no series '" + route.series.front() + "'",
-                                "a 4D perfusion series [t, z, y, x]", series_list(study)));
+    notes.push_back(fmt::format(
+        "route {}: the study has {}; expected a 4D perfusion series [t, z, y, x] (it has: {})", route.name,
+        route.series.empty() ? "no 4D CT series" : "no series '" + route.series.front() + "'", series_list(study)));
     return std::nullopt;
   }
   const auto start = std::chrono::steady_clock::now();
