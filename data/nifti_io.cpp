@@ -81,7 +81,7 @@ bool fits(VoxelType type, double low, double high) {
 }
 
 /// pixdim[4] as the file holds it (0: the frames' interval is unknown), which libnifti's image
-/// reads as 1. Only its being 0 is used, which byte order does not change.
+/// reads as 1, as it does a NaN (nifti_read_header swaps the byte order itself).
 double stored_frame_interval(const std::string& source) {
   int version = 0;
   const std::unique_ptr<void, decltype(&std::free)> header(nifti_read_header(source.c_str(), &version, 0), &std::free);
@@ -267,9 +267,11 @@ Volume read_nifti(const std::filesystem::path& path, const NiftiReadOptions& opt
     ras[15] = 1.0;
     volume.geometry = Geometry::from_ras_affine(ras, source);
   }
-  if (nt > 1 && image->dt > 0 && stored_frame_interval(source) != 0) {
-    // pixdim[4] 0 says nothing of the frames' timing: the series then has no frame times (a
-    // perfusion analysis refuses it by name) rather than frames assumed 1 s apart.
+  const double stored_interval = nt > 1 ? stored_frame_interval(source) : 0.0;
+  if (nt > 1 && image->dt > 0 && std::isfinite(stored_interval) && stored_interval > 0) {
+    // A pixdim[4] of 0 (or NaN, or below 0) says nothing of the frames' timing: the series then
+    // has no frame times (a perfusion analysis refuses it by name) rather than frames assumed
+    // 1 s apart.
     const double scale = image->time_units == NIFTI_UNITS_MSEC ? 1e-3 : image->time_units == NIFTI_UNITS_USEC ? 1e-6 : 1.0;
     for (std::int64_t t = 0; t < nt; ++t) volume.frame_times_s.push_back((image->toffset + image->dt * t) * scale);
   }

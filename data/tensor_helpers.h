@@ -30,11 +30,12 @@ inline std::int64_t count_set(const at::Tensor& mask) { return at::count_nonzero
 /// "[a, b, c]": a tensor's shape for messages.
 inline std::string shape_text(const at::Tensor& t) { return fmt::format("[{}]", fmt::join(t.sizes(), ", ")); }
 
-/// Calls body(pointer) on the contiguous `voxels` in the type they hold in memory: uint8, int16,
-/// int32 (also uint16's), float32 or float64. Any other type is first converted to float32 (a
-/// temporary for the call: for a whole 4D series, a copy the size of the series).
+/// Calls body(pointer) on the contiguous `voxels` (InternalError otherwise) in the type they hold in memory: uint8,
+/// int16, int32 (also uint16's), float32 or float64. Any other type is first converted to float32 (a temporary for the
+/// call: for a whole 4D series, a copy the size of the series).
 template <typename Body>
 void for_voxel_type(const at::Tensor& voxels, Body&& body) {
+  if (!voxels.is_contiguous()) throw InternalError("for_voxel_type", "voxels must be contiguous");
   switch (voxels.scalar_type()) {
     case at::kByte:
       body(voxels.data_ptr<std::uint8_t>());

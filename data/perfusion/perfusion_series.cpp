@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <utility>
@@ -38,6 +39,24 @@ std::pair<std::int64_t, std::int64_t> non_finite(const T* v, std::int64_t n) {
   return {f.count, f.first};
 }
 
+/// Throws InputError naming the count of NaN or infinite values of a floating-point series and
+/// where the first lies, in LPS mm (a part of the series, cut to the brain's box, counts its
+/// voxels from the box's corner).
+void refuse_non_finite(const Volume& series, const std::string& what) {
+  if (!series.voxels.is_floating_point()) return;
+  const at::Tensor v = series.voxels.contiguous();
+  const auto [count, first] = v.scalar_type() == at::kDouble ? non_finite(v.data_ptr<double>(), v.numel())
+                              : v.scalar_type() == at::kFloat
+                                  ? non_finite(v.data_ptr<float>(), v.numel())
+                                  : non_finite(v.to(at::kFloat).data_ptr<float>(), v.numel());
+  if (count == 0) return;
+  const std::int64_t volume = v[0].numel();
+  const std::array<double, 3> lps = voxel_lps(series.geometry, series.shape_zyx(), first % volume);
+  throw InputError(what, fmt::format("{} voxel value(s) are NaN or infinite, the first in frame {} at ({:.1f}, {:.1f}, "
+                                     "{:.1f}) mm LPS; expected finite HU",
+                                     count, first / volume, lps[0], lps[1], lps[2]));
+}
+
 }  // namespace
 
 FrameTiming check_series(const Volume& series, const PerfusionOptions& options, const std::string& what) {
@@ -49,20 +68,6 @@ FrameTiming check_series(const Volume& series, const PerfusionOptions& options, 
   if (frames < options.min_frames) {
     throw InputError(what,
                      fmt::format("{} frames; expected at least {} (perfusion.min_frames)", frames, options.min_frames));
-  }
-  if (series.voxels.is_floating_point()) {
-    const at::Tensor v = series.voxels.contiguous();
-    const auto [count, first] = v.scalar_type() == at::kDouble ? non_finite(v.data_ptr<double>(), v.numel())
-                                : v.scalar_type() == at::kFloat
-                                    ? non_finite(v.data_ptr<float>(), v.numel())
-                                    : non_finite(v.to(at::kFloat).data_ptr<float>(), v.numel());
-    if (count > 0) {
-      const std::int64_t plane = v.size(2) * v.size(3), volume = v.size(1) * plane;
-      throw InputError(what, fmt::format("{} voxel value(s) are NaN or infinite, the first at frame {}, voxel (z {}, y "
-                                         "{}, x {}); expected finite HU",
-                                         count, first / volume, first % volume / plane, first % plane / v.size(3),
-                                         first % v.size(3)));
-    }
   }
   const auto& t = series.frame_times_s;
   if (t.empty()) {
@@ -96,6 +101,7 @@ FrameTiming check_series(const Volume& series, const PerfusionOptions& options, 
                             intervals[k], k, k + 1, median, 100 * options.max_interval_deviation));
     }
   }
+  refuse_non_finite(series, what);  // last: it reads every voxel
   FrameTiming timing;
   timing.interval_s = median;
   for (const double time : t) timing.times_s.push_back(time - t[0]);

@@ -3,6 +3,7 @@
 #include "data/nifti_io.h"
 
 #include <ATen/ATen.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nifti2_io.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -229,13 +231,20 @@ TEST_F(NiftiTest, FourDimensionalSeriesKeepFramesAndTiming) {
 }
 
 TEST_F(NiftiTest, FramesWithoutAnIntervalHaveNoTimes) {
-  // pixdim[4] 0: the file does not say when its frames were taken, and none is invented.
+  // pixdim[4] 0 or NaN: the file does not say when its frames were taken, and none is invented
+  // (libnifti's image reads either as 1). NIfTI-1 and NIfTI-2 alike.
   const at::Tensor values = at::randint(-1024, 3000, {5, 4, 6, 7}, at::kShort);
-  write_foreign(dir_ / "untimed.nii.gz", DT_INT16, values, 1, 0.0, 0.0, 0.0);
-  const Volume v = read_nifti(dir_ / "untimed.nii.gz");
-  EXPECT_EQ(v.frames(), 5);
-  EXPECT_TRUE(v.frame_times_s.empty());
+  for (const int version : {1, 2}) {
+    for (const double interval : {0.0, std::numeric_limits<double>::quiet_NaN()}) {
+      const std::string name = fmt::format("untimed_{}_{}.nii.gz", version, interval);
+      write_foreign(dir_ / name, DT_INT16, values, version, 0.0, 0.0, interval);
+      const Volume v = read_nifti(dir_ / name);
+      EXPECT_EQ(v.frames(), 5) << name;
+      EXPECT_TRUE(v.frame_times_s.empty()) << name;
+    }
+  }
   // Written back, the interval stays unknown.
+  const Volume v = read_nifti(dir_ / "untimed_1_0.nii.gz");
   write_nifti(dir_ / "untimed_back.nii.gz", v, NiftiVersion::kNifti1);
   int version = 0;
   const std::unique_ptr<void, decltype(&std::free)> stored(

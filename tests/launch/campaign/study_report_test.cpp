@@ -1,6 +1,7 @@
 // The report builder on a synthetic study whose figures are known by construction: volumes,
 // boxes, centroids and intensities per structure, lesions, Dice against a truth map with grouped
-// label ids, the Agatston score of one calcified block, and the notes.
+// label ids, the Agatston score of one calcified block, and the notes; and the pipeline's rule for
+// a study that no route could run.
 #include "launch/campaign/study_report.h"
 
 #include <ATen/ATen.h>
@@ -9,6 +10,9 @@
 #include <map>
 
 #include "core/errors.h"
+#include "launch/campaign/ledger.h"
+#include "launch/campaign/study_pipeline.h"
+#include "tests/tools/scratch_dir.h"
 
 namespace vitruvian::campaign {
 namespace {
@@ -157,6 +161,41 @@ TEST_F(StudyReportTest, ALesionListNamingAnUnknownClassIsAConfigError) {
   RouteResult r = result();
   route_.lesions = {"spleen"};
   EXPECT_THROW(StudyReport::structures(*study_, r), ConfigError);
+}
+
+/// Routes measuring label maps (real LabelRoutes) through the pipeline: a study on which routes
+/// were meant to run and none could fails with their reasons, nothing committed; one that
+/// another route ran is done with the note; one whose task no route takes is done, as before.
+TEST_F(StudyReportTest, AStudyNoApplicableRouteCouldRunFailsWithTheRoutesReasons) {
+  testing::ScratchDir scratch("pipeline");
+  const auto run = [&](const std::string& out, const std::vector<RouteConfig>& configs) {
+    std::vector<std::unique_ptr<Route>> routes;
+    for (const RouteConfig& c : configs) routes.push_back(std::make_unique<LabelRoute>(c));
+    const Ledger ledger(scratch.path() / out);
+    ledger.prepare(false, [](const std::string&) { return true; });
+    std::vector<std::unique_ptr<Sink>> sinks;
+    sinks.push_back(std::make_unique<ReportSink>(0));
+    StudyPipeline(std::move(routes), StudyReport(CalciumConfig{}), std::move(sinks), ledger, "fp").process(*study_);
+    return ledger.report("s1");
+  };
+  RouteConfig missing, present, elsewhere;
+  missing.name = "a", missing.labels = "missing";
+  present.name = "b", present.labels = "truth";
+  elsewhere.name = "c", elsewhere.labels = "truth", elsewhere.task = "head-neck";
+  try {
+    run("none", {missing});
+    ADD_FAILURE() << "the study was done with no route run";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("study s1: no route could run: route a: the study has no label map 'missing'"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(scratch.path() / "none" / "studies" / "s1"));
+  const json one = run("one", {missing, present});
+  EXPECT_TRUE(one["routes"].contains("b"));
+  EXPECT_EQ(one["notes"], json::array({"route a: the study has no label map 'missing'"}));
+  const json other = run("other", {elsewhere});
+  EXPECT_EQ(other["notes"][0], "no route applies to this study (its task matches none of the routes')");
 }
 
 }  // namespace
