@@ -147,6 +147,15 @@ lines = re.findall(r'<polyline [^>]*points="([^"]*)"', svg.group(0))
 assert len(lines) == 1 + p["venous_output"]["found"], len(lines)
 assert all(len(l.split()) == p["frames"] for l in lines), [len(l.split()) for l in lines]
 print("campaign page: triage in mL and the AIF/VOF curves of", study)
+# The study page: the same curves full size, and each map's colour bar with its units.
+page = open(f"campaign/studies/{study}/perfusion.html").read()
+svg = re.search(r'<svg [^>]*aria-label="arterial input and venous output".*?</svg>', page)
+assert svg and "time (s)" in svg.group(0) and "enhancement (HU)" in svg.group(0), "no curves on the study page"
+lines = re.findall(r'<polyline [^>]*points="([^"]*)"', svg.group(0))
+assert len(lines) == 1 + p["venous_output"]["found"] and all(len(l.split()) == p["frames"] for l in lines)
+for unit in ("mL/100 g/min", "mL/100 g", " s (black"):
+    assert unit in page, f"the study page's legend lacks {unit!r}"
+print("study page: the curves and the maps' units")
 PY
 
 # Bad series, each one line in the failure record while the campaign goes on: one study's
