@@ -10,7 +10,7 @@
 
 #include "core/atomic_file.h"
 #include "launch/campaign/html_text.h"
-#include "launch/campaign/perfusion_curves.h"
+#include "launch/campaign/perfusion_summary.h"
 
 namespace vitruvian::campaign {
 namespace {
@@ -21,15 +21,12 @@ using json = nlohmann::json;
 /// The perfusion triage in a few lines: volumes, mismatch, DEFUSE-3 verdict, and the arterial and
 /// venous curves small.
 std::string perfusion_summary(const json& p, const std::string& id) {
-  const json& v = p["volumes_ml"];
+  const std::vector<std::string> phrases = perfusion_triage_phrases(p);
   return fmt::format(
-      "<b>perfusion</b> (<a href=\"{}\">page</a>)<br>core {:.1f} mL<br>Tmax&gt;{:g}s {:.1f} mL<br>mismatch {:.1f} mL "
-      "({})<br>lesion {}<br>DEFUSE-3 <b>{}</b><br>{}<br>",
-      "studies/" + html_escape(id) + "/perfusion.html", v["core"].get<double>(),
-      p["thresholds"]["tmax_s"].get<double>(), v["hypoperfused"].get<double>(), v["mismatch"].get<double>(),
-      p["mismatch_ratio"].is_null() ? "no core" : fmt::format("ratio {:.1f}", p["mismatch_ratio"].get<double>()),
-      p["side"].is_null() ? "none" : p["side"].get<std::string>(),
-      p["defuse3"]["eligible"].get<bool>() ? "eligible" : "not eligible", perfusion_curves_svg(p, 200, 100));
+      "<b>perfusion</b> (<a href=\"studies/{}/perfusion.html\">page</a>)<br>{}<br>{}<br>{}<br>{}<br>"
+      "DEFUSE-3 <b>{}</b><br>{}<br>",
+      html_escape(id), html_escape(phrases[0]), html_escape(phrases[1]), html_escape(phrases[2]),
+      html_escape(phrases[3]), phrases[4], perfusion_curves_svg(p, 200, 100));
 }
 
 /// A done study's row: volumes (and lesion counts) and Dice per route, the calcium score.

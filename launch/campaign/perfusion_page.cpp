@@ -8,7 +8,7 @@
 #include "core/atomic_file.h"
 #include "data/perfusion/perfusion_pictures.h"
 #include "launch/campaign/html_text.h"
-#include "launch/campaign/perfusion_curves.h"
+#include "launch/campaign/perfusion_summary.h"
 #include "launch/campaign/sink.h"
 
 namespace vitruvian::campaign {

@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "launch/campaign/perfusion_summary.h"
 #include "launch/jobs/infer.h"
 
 namespace vitruvian::jobs {
@@ -18,19 +19,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-/// What a study's report says, in one line.
+/// What a study's report says, in one line: "ID: core …, Tmax>6s …, mismatch …, lesion …; DEFUSE-3 …".
 std::string summary_line(const nlohmann::json& report) {
-  const nlohmann::json& p = report.at("perfusion");
-  const nlohmann::json& v = p.at("volumes_ml");
-  const nlohmann::json& d = p.at("defuse3");
-  const std::string ratio =
-      p.at("mismatch_ratio").is_null() ? "no core" : fmt::format("ratio {:.1f}", p.at("mismatch_ratio").get<double>());
-  return fmt::format("{}: core {:.1f} mL, Tmax>{:g}s {:.1f} mL, mismatch {:.1f} mL ({}), lesion {}; DEFUSE-3 {}",
-                     report.value("study", "?"), v.at("core").get<double>(),
-                     p.at("thresholds").at("tmax_s").get<double>(), v.at("hypoperfused").get<double>(),
-                     v.at("mismatch").get<double>(), ratio,
-                     p.at("side").is_null() ? "none" : p.at("side").get<std::string>(),
-                     d.at("eligible").get<bool>() ? "eligible" : "not eligible");
+  const std::vector<std::string> p = campaign::perfusion_triage_phrases(report.at("perfusion"));
+  return fmt::format("{}: {}, {}, {}, {}; DEFUSE-3 {}", report.value("study", "?"), p[0], p[1], p[2], p[3], p[4]);
 }
 
 class PerfusionVerb final : public Verb {

@@ -1,5 +1,6 @@
-// The arterial and venous curves as SVG, shared by the study page and the campaign page.
-#include "launch/campaign/perfusion_curves.h"
+// The triage's phrases and the arterial and venous curves as SVG, shared by the study page, the
+// campaign page and `vitruvian perfusion`.
+#include "launch/campaign/perfusion_summary.h"
 
 #include <fmt/format.h>
 
@@ -8,6 +9,18 @@
 #include <sstream>
 
 namespace vitruvian::campaign {
+
+std::vector<std::string> perfusion_triage_phrases(const nlohmann::json& p) {
+  const nlohmann::json& v = p.at("volumes_ml");
+  const nlohmann::json& ratio = p.at("mismatch_ratio");
+  return {fmt::format("core {:.1f} mL", v.at("core").get<double>()),
+          fmt::format("Tmax>{:g}s {:.1f} mL", p.at("thresholds").at("tmax_s").get<double>(),
+                      v.at("hypoperfused").get<double>()),
+          fmt::format("mismatch {:.1f} mL ({})", v.at("mismatch").get<double>(),
+                      ratio.is_null() ? "no core" : fmt::format("ratio {:.1f}", ratio.get<double>())),
+          fmt::format("lesion {}", p.at("side").is_null() ? "none" : p.at("side").get<std::string>()),
+          p.at("defuse3").at("eligible").get<bool>() ? "eligible" : "not eligible"};
+}
 
 std::string perfusion_curves_svg(const nlohmann::json& p, double width, double height) {
   using json = nlohmann::json;
