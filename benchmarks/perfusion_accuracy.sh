@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# CT perfusion against known truth over many phantoms: the figures of docs/PERFUSION.md's "targets
+# at a glance", measured again in one run.
+#   benchmarks/perfusion_accuracy.sh [--build DIR | --vitruvian PATH] [--seeds N] [--heads N] [--work DIR]
+# - The validation grid (`phantom --kind perfusion-grid`, seeds 1 … N, default 10, the default
+#   noise), each seed analysed with oSVD, plain SVD, the model fit, and the model fit with the
+#   edge-preserving filter (TIPS); per block against the truth maps by
+#   tests/launch/check_perfusion_grid.py.
+# - Head-neck phantoms (40 × 80 × 80 voxels, 30 frames): N studies (default 10) of seed 11 at noise
+#   ×1 and N of seed 12 at noise ×1.5, as tests/launch/perfusion_cli.sh draws them, each set analysed
+#   on 2 ranks with oSVD (the default) and with the model fit and TIPS; volumes, side and verdict
+#   against the labelled truth by tests/launch/check_perfusion_truth.py.
+# Prints one table, per target of the issue and per setting: the range over the seeds (or
+# studies) and how many meet it; writes it with every figure to WORK/accuracy.md and
+# WORK/accuracy.json. WORK (default: a new folder under /tmp) is kept. With the defaults it takes
+# about 2 minutes on 2 cores. Accuracy, not speed: the machine's load changes no figure.
+# Every analysis runs with the route's defaults but for the keys named above; to measure another
+# setting, pass it as VITRUVIAN_SET="--set perfusion.KEY=VALUE ..." (added to every analysis).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+vit=$root/build/bin/vitruvian seeds=10 heads=10 work=
+while (($#)); do
+  case $1 in
+    --build) vit=$2/bin/vitruvian; shift 2 ;;
+    --vitruvian) vit=$2; shift 2 ;;
+    --seeds) seeds=$2; shift 2 ;;
+    --heads) heads=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    *) echo "perfusion_accuracy: unknown argument '$1'; expected --build DIR, --vitruvian PATH, --seeds N, --heads N or --work DIR" >&2; exit 2 ;;
+  esac
+done
+[[ $seeds =~ ^[0-9]+$ && $heads =~ ^[0-9]+$ ]] && ((seeds + heads > 0)) ||
+  { echo "perfusion_accuracy: --seeds $seeds --heads $heads; expected whole numbers, not both 0" >&2; exit 2; }
+[[ -x $vit ]] || { echo "perfusion_accuracy: no $vit; expected a build folder (--build DIR) holding bin/vitruvian" >&2; exit 2; }
+vit=$(cd "$(dirname "$vit")" && pwd)/$(basename "$vit")
+py=/usr/bin/python3
+checks=$root/tests/launch
+work=${work:-$(mktemp -d /tmp/vitruvian_perfusion_accuracy.XXXXXX)}
+mkdir -p "$work/grid" "$work/heads"
+work=$(cd "$work" && pwd)
+cd "$work"
+rm -f grid/s*/figures*.json heads/*.json accuracy.md accuracy.json  # a reused WORK: only this run's figures count
+
+# run LOG COMMAND...: the command's output to LOG, shown (and the run stopped) when it fails.
+run() {
+  local log=$1
+  shift
+  "$@" >"$log" 2>&1 || { echo "perfusion_accuracy: failed: $* (its output: $log)" >&2; tail -20 "$log" >&2; exit 1; }
+}
+extra=${VITRUVIAN_SET:-}
+declare -A settings=([osvd]="" [svd]="--set perfusion.deconvolution=svd" [model]="--set perfusion.deconvolution=model"
+  [model_tips]="--set perfusion.deconvolution=model --set perfusion.spatial_filter=tips")
+started=$(date +%s)
+elapsed() { echo "$(($(date +%s) - started)) s"; }
+
+for ((seed = 1; seed <= seeds; ++seed)); do
+  g=grid/s$seed
+  mkdir -p "$g"
+  echo "grid seed $seed of $seeds: drawing and analysing with oSVD, plain SVD, the model fit and the model fit with TIPS ($(elapsed))"
+  run "$g/phantom.log" "$vit" phantom --kind perfusion-grid --seed "$seed" --out "$g/grid.h5" --threads 2 --force
+  for s in osvd svd model model_tips; do
+    # shellcheck disable=SC2086 # the settings are words
+    run "$g/$s.log" "$vit" --threads 2 $extra ${settings[$s]} perfusion "$g/grid.h5" -o "$g/$s" --force
+  done
+  run "$g/check.log" "$py" "$checks/check_perfusion_grid.py" "$g/grid.h5" "$g/osvd" "$g/svd" --model "$g/model" \
+    --json "$g/figures.json" --no-limits
+  run "$g/check_tips.log" "$py" "$checks/check_perfusion_grid.py" "$g/grid.h5" "$g/osvd" "$g/svd" --model "$g/model_tips" \
+    --json "$g/figures_tips.json" --no-limits
+  rm -rf "$g"/{osvd,svd,model,model_tips}/studies/*/labels.h5
+done
+
+if ((heads > 0)); then
+  for set in "11 1 noise1" "12 1.5 noise15"; do
+    read -r seed noise name <<<"$set"
+    echo "head-neck: $heads studies of seed $seed at noise ×$noise, analysed on 2 ranks with oSVD and with the model fit and TIPS ($(elapsed))"
+    run "heads/$name.log" "$vit" phantom --kind head-neck --studies "$heads" --seed "$seed" --shape 40,80,80 --noise "$noise" \
+      --out "heads/$name.h5" --threads 2 --force
+    for s in osvd model_tips; do
+      # shellcheck disable=SC2086
+      run "heads/${s}_$name.log" "$root/launch/mpirun.sh" -np 2 "$vit" --threads 1 $extra ${settings[$s]} perfusion "heads/$name.h5" \
+        -o "heads/${s}_$name" --force
+      run "heads/${s}_$name.check.log" "$py" "$checks/check_perfusion_truth.py" "heads/${s}_$name" "heads/$name.h5" \
+        --json "heads/${s}_$name.json" --no-limits
+    done
+  done
+fi
+
+echo "tabulating ($(elapsed))"
+"$py" "$root/benchmarks/perfusion_accuracy_table.py" "$work" "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$extra" |
+  tee accuracy.md
+echo "figures: $work/accuracy.md, $work/accuracy.json"

@@ -1,0 +1,123 @@
+"""The table of benchmarks/perfusion_accuracy.sh: each target of CT perfusion's validation, per
+setting, over the grid's seeds and the head-neck studies, from the checkers' JSON files.
+
+perfusion_accuracy_table.py WORK [COMMIT] [SETTINGS]
+Reads WORK/grid/s<seed>/figures.json and figures_tips.json (tests/launch/check_perfusion_grid.py)
+and WORK/heads/<setting>_<set>.json (tests/launch/check_perfusion_truth.py); prints the table
+(markdown; SETTINGS, the options every analysis was given beyond its own, in its title) and writes it to WORK/accuracy.md, with every figure, to WORK/accuracy.json.
+"""
+import datetime
+import glob
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+
+work = sys.argv[1]
+commit = sys.argv[2] if len(sys.argv) > 2 else "unknown"
+extra = sys.argv[3].strip() if len(sys.argv) > 3 else ""
+SETTINGS = {"osvd": "oSVD", "svd": "plain SVD", "model": "model fit", "model_tips": "model fit, TIPS"}
+
+
+def grid_figures():
+    """{setting: [figures per seed]} and the seeds, in order."""
+    per = {s: [] for s in SETTINGS}
+    seeds = sorted(int(m.group(1)) for d in glob.glob(f"{work}/grid/s*")
+                   if (m := re.fullmatch(r"s(\d+)", os.path.basename(d))) and os.path.exists(f"{d}/figures_tips.json"))
+    for seed in seeds:
+        plain = json.load(open(f"{work}/grid/s{seed}/figures.json"))
+        tips = json.load(open(f"{work}/grid/s{seed}/figures_tips.json"))
+        for s, f in (("osvd", plain["osvd"]), ("svd", plain["svd"]), ("model", plain["model"]), ("model_tips", tips["model"])):
+            spread = list(f["cbf_error_by_delay"].values())
+            per[s].append({"seed": seed, "cbf_r": f["cbf"]["pearson_r"], "cbf_bias": f["cbf"]["mean_bias"],
+                           "cbf_delay_spread": max(spread) - min(spread), "cbv_r": f["cbv"]["pearson_r"],
+                           "mtt_r": f["mtt"]["pearson_r"], "tmax_mean_s": f["tmax"]["mean_abs_error_s"],
+                           "tmax_max_s": f["tmax"]["max_abs_error_s"]})
+    return per, seeds
+
+
+def head_figures():
+    """{setting: [one row per study, both noise sets]}."""
+    per = {}
+    for path in sorted(glob.glob(f"{work}/heads/*_noise*.json")):
+        setting = re.sub(r"_noise\d+\.json$", "", os.path.basename(path))
+        for row in json.load(open(path))["studies"]:
+            row = dict(row, set=os.path.basename(path).removesuffix(".json").removeprefix(setting + "_"))
+            row["core_error"] = abs(row["core_ml"] - row["truth_core_ml"]) / row["truth_core_ml"]
+            row["penumbra_error"] = abs(row["penumbra_ml"] - row["truth_penumbra_ml"]) / row["truth_penumbra_ml"]
+            per.setdefault(setting, []).append(row)
+    return per
+
+
+def cell(values, met, fmt):
+    """'lo–hi (k of n)', or the one value; k counts the values `met` holds for."""
+    if not values:
+        return "—"
+    lo, hi = min(values), max(values)
+    span = fmt(lo) if fmt(lo) == fmt(hi) else f"{fmt(lo)} … {fmt(hi)}"
+    return f"{span} ({sum(map(met, values))} of {len(values)})"
+
+
+grid, seeds = grid_figures()
+heads = head_figures()
+r3 = lambda v: f"{v:.3f}"
+pct = lambda v: f"{100 * v:+.1f} %".replace("-", "−")
+sec = lambda v: f"{v:.2f} s"
+pts = lambda v: f"{100 * v:.1f}"
+GRID_ROWS = [  # (target, key, met, format)
+    ("CBF r ≥ 0.95", "cbf_r", lambda v: v >= 0.95, r3),
+    ("CBF mean bias within ±10 %", "cbf_bias", lambda v: abs(v) <= 0.10, pct),
+    ("CBF error's spread over the delays ≤ 10 points (flat)", "cbf_delay_spread", lambda v: v <= 0.10, pts),
+    ("CBV r ≥ 0.95", "cbv_r", lambda v: v >= 0.95, r3),
+    ("MTT r ≥ 0.9", "mtt_r", lambda v: v >= 0.9, r3),
+    ("Tmax − delay, mean absolute ≤ 1 s", "tmax_mean_s", lambda v: v <= 1.0, sec),
+    ("Tmax − delay, every block ≤ 1 s (largest)", "tmax_max_s", lambda v: v <= 1.0, sec),
+]
+HEAD_ROWS = [  # (target, per-study test, the figure shown)
+    ("lesion side right", lambda r: r["side"] == r["truth_side"], None),
+    ("DEFUSE-3 verdict as the truth's", lambda r: r["eligible"] == r["truth_eligible"], None),
+    ("penumbra within 15 %", lambda r: r["penumbra_error"] <= 0.15, "penumbra_error"),
+    ("core within 15 %", lambda r: r["core_error"] <= 0.15, "core_error"),
+]
+
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+lines = [f"# CT perfusion against known truth ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+         f"commit {commit}, {cpu}, {os.cpu_count()} CPUs)", ""]
+if extra:
+    lines += [f"Every analysis with `{extra}` beside its own setting.", ""]
+if seeds:
+    names = [s for s in SETTINGS if grid[s]]
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds[0]}–{seeds[-1]}"
+    lines += [f"Validation grid, {which} at the default noise: the range over the seeds "
+              "(seeds that meet the target of n).", "",
+              "| target | " + " | ".join(SETTINGS[s] for s in names) + " |", "|---" * (len(names) + 1) + "|"]
+    for target, key, met, fmt in GRID_ROWS:
+        lines.append(f"| {target} | " + " | ".join(cell([f[key] for f in grid[s]], met, fmt) for s in names) + " |")
+    lines.append("")
+if heads:
+    names = [s for s in SETTINGS if s in heads]
+    sets = sorted({r["set"] for rows in heads.values() for r in rows})
+    noise = {"noise1": "seed 11 at noise ×1", "noise15": "seed 12 at noise ×1.5"}
+    lines += [f"Head-neck phantoms ({' and '.join(noise.get(s, s) for s in sets)}; {len(heads[names[0]])} studies): studies that meet the target, "
+              "and the median absolute error.", "",
+              "| target | " + " | ".join(SETTINGS[s] for s in names) + " |", "|---" * (len(names) + 1) + "|"]
+    for target, test, key in HEAD_ROWS:
+        cells = []
+        for s in names:
+            rows = heads[s]
+            text = f"{sum(map(test, rows))} of {len(rows)}"
+            if key:
+                text += f" (median {100 * statistics.median(r[key] for r in rows):.0f} %)"
+            cells.append(text)
+        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    lines.append("")
+if not seeds and not heads:
+    sys.exit(f"perfusion_accuracy_table: no figures under {work}; expected grid/s<seed>/figures*.json or heads/*.json")
+text = "\n".join(lines)
+print(text)
+with open(f"{work}/accuracy.md", "w") as fp:
+    fp.write(text + "\n")
+with open(f"{work}/accuracy.json", "w") as fp:
+    json.dump({"commit": commit, "settings": extra, "grid": grid, "heads": heads}, fp, indent=2)
