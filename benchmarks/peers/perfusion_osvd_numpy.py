@@ -23,10 +23,11 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
     with e ≥ 5 % of max e, baseline = mean of frames 0 … a−2 (at least frame 0).
  2. Bone = raw baseline > bone_hu (not smoothed); the brain window is tested on the baseline
     smoothed in plane over what is not bone (baseline × not-bone, smoothed, divided by the
-    smoothed not-bone mask). "Cannot reach the border without crossing bone": 4-connected paths in
-    the slice through pixels that are not bone nor beside bone (the skull widened by one pixel,
-    8-neighbourhood, closes the one-pixel gaps of thin bone); the widened rim still counts as
-    inside.
+    smoothed not-bone mask). "Cannot reach the air at the border without crossing bone":
+    4-connected paths in the slice from the border's air (below -500 HU; from the whole border
+    where a slice has none there) through pixels that are not bone nor beside bone (the skull
+    widened by one pixel, 8-neighbourhood, closes the one-pixel gaps of thin bone); the widened rim
+    still counts as inside.
  3. In-plane Gaussian: scipy.ndimage.gaussian_filter, σ_x = smoothing_mm / spacing_x and
     σ_y = smoothing_mm / spacing_y voxels, kernel radius ⌈3 σ⌉ (Vitruvian's taps), the edge pixels repeated
     past the border ('nearest'). ΔC is smoothed over the brain alone: set to 0 outside the brain
@@ -213,11 +214,17 @@ def brain_mask(baseline, sigma_yx, cfg):
     around[1] = True
     wall = ndimage.binary_dilation(bone, structure=around)
     labels, _ = ndimage.label(~wall, structure=inplane)
+    # The paths start at the air on the slice's border (below -500 HU), so brain that a field of
+    # view cut through the skull leaves at the border stays inside; a slice with no air at its
+    # border starts from all of it.
+    seeds = np.zeros(baseline.shape, dtype=bool)
+    seeds[:, 0, :] = seeds[:, -1, :] = seeds[:, :, 0] = seeds[:, :, -1] = True
+    seeds &= ~wall
     del wall
-    border = np.unique(np.concatenate([labels[:, 0, :].ravel(), labels[:, -1, :].ravel(),
-                                       labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]))
+    air_seeds = seeds & (baseline < -500)
+    seeds = np.where(air_seeds.any(axis=(1, 2))[:, None, None], air_seeds, seeds)
     outside = np.zeros(labels.max() + 1, dtype=bool)
-    outside[border] = True
+    outside[np.unique(labels[seeds])] = True
     outside[0] = False  # the wall: its rim is inside, its bone is removed below
     intracranial = ~outside[labels]
     intracranial &= ~bone

@@ -1,6 +1,7 @@
 // The brain mask of the perfusion analysis: soft tissue inside the skull on the pre-contrast
-// image. The skull encloses the brain slice by slice, so "inside" is what cannot reach a slice's
-// border without crossing bone; the largest connected piece of soft tissue there is the brain.
+// image. The skull encloses the brain slice by slice, so "inside" is what cannot reach the air
+// at a slice's border without crossing bone; the largest connected piece of soft tissue there is
+// the brain.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -15,10 +16,16 @@ namespace vitruvian::data::perfusion {
 
 namespace {
 
-/// 1 where a pixel of the slice is neither bone nor 4-connected to the slice's border through
-/// pixels that are not bone.
-void enclosed_by_bone(const std::uint8_t* bone, std::int64_t ny, std::int64_t nx, std::uint8_t* inside,
-                      std::vector<std::int64_t>& stack) {
+/// Below this a pixel is air (−1 000 HU; fat is about −100).
+constexpr float kAirHu = -500.f;
+
+/// 1 where a pixel of the slice is neither bone nor 4-connected, through pixels that are not bone,
+/// to air at the slice's border (`air`: 1 where the pixel is air). A field of view that cuts
+/// through the skull leaves brain at the border between the skull's cut ends; it is not reached
+/// from the air, so it stays inside. A slice with no air at its border (a field of view inside
+/// the head) starts from every pixel of its border.
+void enclosed_by_bone(const std::uint8_t* bone, const std::uint8_t* air, std::int64_t ny, std::int64_t nx,
+                      std::uint8_t* inside, std::vector<std::int64_t>& stack) {
   const std::int64_t n = ny * nx;
   // The skull widened by one pixel (8-neighbourhood) closes the one-pixel gaps thin or oblique
   // bone leaves at its threshold; the widened rim itself still counts as inside.
@@ -40,8 +47,15 @@ void enclosed_by_bone(const std::uint8_t* bone, std::int64_t ny, std::int64_t nx
       stack.push_back(i);
     }
   };
-  for (std::int64_t x = 0; x < nx; ++x) push(x), push((ny - 1) * nx + x);
-  for (std::int64_t y = 0; y < ny; ++y) push(y * nx), push(y * nx + nx - 1);
+  bool air_at_border = false;
+  const auto each_border_pixel = [&](const auto& f) {
+    for (std::int64_t x = 0; x < nx; ++x) f(x), f((ny - 1) * nx + x);
+    for (std::int64_t y = 0; y < ny; ++y) f(y * nx), f(y * nx + nx - 1);
+  };
+  each_border_pixel([&](std::int64_t i) { air_at_border = air_at_border || (air[i] != 0 && wall[i] == 0); });
+  each_border_pixel([&](std::int64_t i) {
+    if (air[i] != 0 || !air_at_border) push(i);
+  });
   while (!stack.empty()) {
     const std::int64_t i = stack.back();
     stack.pop_back();
@@ -56,7 +70,7 @@ void enclosed_by_bone(const std::uint8_t* bone, std::int64_t ny, std::int64_t nx
 
 /// The buffers of one thread's slices.
 struct SliceBuffers {
-  std::vector<std::uint8_t> bone, inside;
+  std::vector<std::uint8_t> bone, air, inside;
   std::vector<float> value, weight, scratch;
   std::vector<std::int64_t> stack;
 };
@@ -119,12 +133,16 @@ at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const P
     at::parallel_for(0, nz, 1, [&](std::int64_t begin, std::int64_t end) {
       SliceBuffers b;
       b.bone.resize(static_cast<std::size_t>(n));
+      b.air.resize(static_cast<std::size_t>(n));
       b.inside.resize(static_cast<std::size_t>(n));
       for (std::int64_t z = begin; z < end; ++z) {
         const auto* slice = v + z * n;
-        for (std::int64_t i = 0; i < n; ++i)
-          b.bone[i] = static_cast<std::uint8_t>(static_cast<float>(slice[i]) > bone_hu);
-        enclosed_by_bone(b.bone.data(), ny, nx, b.inside.data(), b.stack);
+        for (std::int64_t i = 0; i < n; ++i) {
+          const auto value = static_cast<float>(slice[i]);
+          b.bone[i] = static_cast<std::uint8_t>(value > bone_hu);
+          b.air[i] = static_cast<std::uint8_t>(value < kAirHu);
+        }
+        enclosed_by_bone(b.bone.data(), b.air.data(), ny, nx, b.inside.data(), b.stack);
         std::uint8_t* o = out + z * n;
         std::fill(o, o + n, std::uint8_t{0});
         window_inside(slice, ny, nx, kx, ky, low, high, b, o);

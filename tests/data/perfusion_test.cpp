@@ -481,6 +481,48 @@ TEST(Perfusion, TriageCriteriaFromTheVolumes) {
   EXPECT_FALSE(decided(0, 0).eligible);
 }
 
+/// The brain mask where the field of view cuts through the skull: the brain between the skull's
+/// cut ends reaches the image's border but not the air, and stays in the mask. Where a slice has
+/// no air at its border (a field of view inside the head), the paths start from the whole border
+/// as before: the tissue outside the skull, larger than the brain here, stays out.
+TEST(Perfusion, BrainMaskKeepsBrainWhereTheFieldOfViewCutsTheSkull) {
+  const PerfusionOptions o;
+  Geometry geometry;
+  geometry.spacing = {2, 2, 5};
+  const std::int64_t nz = 3, n = 40;
+  // A skull ring of radius r … r + 2 pixels around brain, centred on (cy, 19.5), in `outside`.
+  const auto head = [&](double cy, double r, float outside) {
+    at::Tensor image = at::full({nz, n, n}, outside, at::kShort);
+    at::Tensor brain = at::zeros({nz, n, n}, at::kByte);
+    for (std::int64_t y = 0; y < n; ++y) {
+      for (std::int64_t x = 0; x < n; ++x) {
+        const double d = std::hypot(static_cast<double>(y) - cy, static_cast<double>(x) - 19.5);
+        for (std::int64_t z = 0; z < nz; ++z) {
+          if (d < r) image[z][y][x] = 35, brain[z][y][x] = 1;
+          else if (d < r + 2) image[z][y][x] = 1000;
+        }
+      }
+    }
+    return std::make_pair(image, brain);
+  };
+  // Air around a head whose skull the image's last rows cut (rows past 39 lie outside it).
+  const auto [cut, brain] = head(30, 15, -1000);
+  const at::Tensor mask = perfusion::brain_mask(cut, geometry, o);
+  const auto inside = brain.sum().item<std::int64_t>();
+  EXPECT_GT(inside, 1500);
+  // All of the brain but the pixels beside the skull (its widened wall, 1 pixel).
+  EXPECT_GE(mask.logical_and(brain).sum().item<std::int64_t>(), inside * 85 / 100);
+  EXPECT_EQ(mask.logical_and(brain.logical_not()).sum().item<std::int64_t>(), 0);
+  EXPECT_EQ(mask[1][n - 1][20].item<int>(), 1) << "the brain at the image's border, between the skull's cut ends";
+
+  // Soft tissue all round a small head (no air at the border): the paths start from the whole
+  // border, so the tissue outside the skull, larger than the brain, stays out of the mask.
+  const auto [no_air, brain2] = head(19.5, 7, 40);
+  const at::Tensor mask2 = perfusion::brain_mask(no_air, geometry, o);
+  EXPECT_GE(mask2.logical_and(brain2).sum().item<std::int64_t>(), brain2.sum().item<std::int64_t>() * 70 / 100);
+  EXPECT_EQ(mask2.logical_and(brain2.logical_not()).sum().item<std::int64_t>(), 0);
+}
+
 /// Per-curve statistics (AUC, peak, TTP refined by a parabola, FWHM) on curves worked by hand,
 /// the same in a block of thousands of rows (several threads' shares) as alone.
 TEST(Perfusion, CurveStatisticsOfKnownCurves) {
