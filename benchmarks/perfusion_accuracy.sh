@@ -7,13 +7,15 @@
 #   edge-preserving filter (TIPS); per block against the truth maps by
 #   tests/launch/check_perfusion_grid.py.
 # - Head-neck phantoms (40 × 80 × 80 voxels, 30 frames): N studies (default 10) of seed 11 at noise
-#   ×1 and N of seed 12 at noise ×1.5, as tests/launch/perfusion_cli.sh draws them, each set analysed
-#   on 2 ranks with oSVD (the default) and with the model fit and TIPS; volumes, side and verdict
-#   against the labelled truth by tests/launch/check_perfusion_truth.py.
+#   ×1 and N of seed 12 at noise ×1.5, as tests/launch/perfusion_cli.sh draws them (typical lesions:
+#   every study eligible by DEFUSE-3), and N of seed 14 at noise ×1 and N of seed 13 at ×1.5 with
+#   `--ischemia wide` (lesions on both sides of each DEFUSE-3 criterion); each set analysed on 2
+#   ranks with oSVD (the default) and with the model fit and TIPS; volumes, side and verdict against
+#   the labelled truth by tests/launch/check_perfusion_truth.py.
 # Prints one table, per target of the issue and per setting: the range over the seeds (or
 # studies) and how many meet it; writes it with every figure to WORK/accuracy.md and
 # WORK/accuracy.json. WORK (default: a new folder under /tmp) is kept. With the defaults it takes
-# about 2 minutes on 2 cores. Accuracy, not speed: the machine's load changes no figure.
+# about 2½ minutes on 2 cores. Accuracy, not speed: the machine's load changes no figure.
 # Every analysis runs with the route's defaults but for the keys named above; to measure another
 # setting, pass it as VITRUVIAN_SET="--set perfusion.KEY=VALUE ..." (added to every analysis).
 set -euo pipefail
@@ -70,17 +72,18 @@ for ((seed = 1; seed <= seeds; ++seed)); do
 done
 
 if ((heads > 0)); then
-  for set in "11 1 noise1" "12 1.5 noise15"; do
-    read -r seed noise name <<<"$set"
-    echo "head-neck: $heads studies of seed $seed at noise ×$noise, analysed on 2 ranks with oSVD and with the model fit and TIPS ($(elapsed))"
+  # seed, noise, lesions (--ischemia), name: the typical sets are launch.perfusion_cli's.
+  for set in "11 1 typical typical_noise1" "12 1.5 typical typical_noise15" "14 1 wide wide_noise1" "13 1.5 wide wide_noise15"; do
+    read -r seed noise lesions name <<<"$set"
+    echo "head-neck: $heads studies of seed $seed at noise ×$noise with $lesions lesions, analysed on 2 ranks with oSVD and with the model fit and TIPS ($(elapsed))"
     run "heads/$name.log" "$vit" phantom --kind head-neck --studies "$heads" --seed "$seed" --shape 40,80,80 --noise "$noise" \
-      --out "heads/$name.h5" --threads 2 --force
+      --ischemia "$lesions" --out "heads/$name.h5" --threads 2 --force
     for s in osvd model_tips; do
       # shellcheck disable=SC2086
-      run "heads/${s}_$name.log" "$root/launch/mpirun.sh" -np 2 "$vit" --threads 1 $extra ${settings[$s]} perfusion "heads/$name.h5" \
-        -o "heads/${s}_$name" --force
-      run "heads/${s}_$name.check.log" "$py" "$checks/check_perfusion_truth.py" "heads/${s}_$name" "heads/$name.h5" \
-        --json "heads/${s}_$name.json" --no-limits
+      run "heads/${s}__$name.log" "$root/launch/mpirun.sh" -np 2 "$vit" --threads 1 $extra ${settings[$s]} perfusion "heads/$name.h5" \
+        -o "heads/${s}__$name" --force
+      run "heads/${s}__$name.check.log" "$py" "$checks/check_perfusion_truth.py" "heads/${s}__$name" "heads/$name.h5" \
+        --json "heads/${s}__$name.json" --no-limits
     done
   done
 fi

@@ -3,7 +3,8 @@ setting, over the grid's seeds and the head-neck studies, from the checkers' JSO
 
 perfusion_accuracy_table.py WORK [COMMIT] [SETTINGS]
 Reads WORK/grid/s<seed>/figures.json and figures_tips.json (tests/launch/check_perfusion_grid.py)
-and WORK/heads/<setting>_<set>.json (tests/launch/check_perfusion_truth.py); prints the table
+and WORK/heads/<setting>__<set>.json (tests/launch/check_perfusion_truth.py; <set> is
+typical_noise1, typical_noise15, wide_noise1 or wide_noise15); prints the table
 (markdown; SETTINGS, the options every analysis was given beyond its own, in its title) and writes it to WORK/accuracy.md, with every figure, to WORK/accuracy.json.
 """
 import datetime
@@ -39,15 +40,16 @@ def grid_figures():
 
 
 def head_figures():
-    """{setting: [one row per study, both noise sets]}."""
+    """{lesions (typical, wide): {setting: [one row per study of both noise sets]}}."""
     per = {}
-    for path in sorted(glob.glob(f"{work}/heads/*_noise*.json")):
-        setting = re.sub(r"_noise\d+\.json$", "", os.path.basename(path))
+    for path in sorted(glob.glob(f"{work}/heads/*__*_noise*.json")):
+        setting, name = os.path.basename(path).removesuffix(".json").split("__")
+        lesions = name.split("_")[0]
         for row in json.load(open(path))["studies"]:
-            row = dict(row, set=os.path.basename(path).removesuffix(".json").removeprefix(setting + "_"))
+            row = dict(row, set=name)
             row["core_error"] = abs(row["core_ml"] - row["truth_core_ml"]) / row["truth_core_ml"]
             row["penumbra_error"] = abs(row["penumbra_ml"] - row["truth_penumbra_ml"]) / row["truth_penumbra_ml"]
-            per.setdefault(setting, []).append(row)
+            per.setdefault(lesions, {}).setdefault(setting, []).append(row)
     return per
 
 
@@ -75,12 +77,16 @@ GRID_ROWS = [  # (target, key, met, format)
     ("Tmax − delay, mean absolute ≤ 1 s", "tmax_mean_s", lambda v: v <= 1.0, sec),
     ("Tmax − delay, every block ≤ 1 s (largest)", "tmax_max_s", lambda v: v <= 1.0, sec),
 ]
-HEAD_ROWS = [  # (target, per-study test, the figure shown)
-    ("lesion side right", lambda r: r["side"] == r["truth_side"], None),
-    ("DEFUSE-3 verdict as the truth's", lambda r: r["eligible"] == r["truth_eligible"], None),
-    ("penumbra within 15 %", lambda r: r["penumbra_error"] <= 0.15, "penumbra_error"),
-    ("core within 15 %", lambda r: r["core_error"] <= 0.15, "core_error"),
+HEAD_ROWS = [  # (target, per-study test, the figure shown, the studies it counts over)
+    ("lesion side right", lambda r: r["side"] == r["truth_side"], None, None),
+    ("DEFUSE-3 verdict as the truth's", lambda r: r["eligible"] == r["truth_eligible"], None, None),
+    ("… where the truth is not eligible", lambda r: not r["eligible"], None, lambda r: not r["truth_eligible"]),
+    ("… where the truth is eligible", lambda r: r["eligible"], None, lambda r: r["truth_eligible"]),
+    ("penumbra within 15 %", lambda r: r["penumbra_error"] <= 0.15, "penumbra_error", None),
+    ("core within 15 %", lambda r: r["core_error"] <= 0.15, "core_error", None),
 ]
+SETS = {"typical_noise1": "seed 11 at noise ×1", "typical_noise15": "seed 12 at noise ×1.5",
+        "wide_noise1": "seed 14 at noise ×1", "wide_noise15": "seed 13 at noise ×1.5"}
 
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 lines = [f"# CT perfusion against known truth ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
@@ -96,19 +102,22 @@ if seeds:
     for target, key, met, fmt in GRID_ROWS:
         lines.append(f"| {target} | " + " | ".join(cell([f[key] for f in grid[s]], met, fmt) for s in names) + " |")
     lines.append("")
-if heads:
-    names = [s for s in SETTINGS if s in heads]
-    sets = sorted({r["set"] for rows in heads.values() for r in rows})
-    noise = {"noise1": "seed 11 at noise ×1", "noise15": "seed 12 at noise ×1.5"}
-    lines += [f"Head-neck phantoms ({' and '.join(noise.get(s, s) for s in sets)}; {len(heads[names[0]])} studies): studies that meet the target, "
-              "and the median absolute error.", "",
+for lesions, what in (("typical", "typical lesions, every study eligible by DEFUSE-3"),
+                      ("wide", "`--ischemia wide`: lesions on both sides of each DEFUSE-3 criterion")):
+    if lesions not in heads:
+        continue
+    per = heads[lesions]
+    names = [s for s in SETTINGS if s in per]
+    sets = sorted({r["set"] for rows in per.values() for r in rows})
+    lines += [f"Head-neck phantoms, {what} ({' and '.join(SETS.get(s, s) for s in sets)}; {len(per[names[0]])} studies): "
+              "studies that meet the target, and the median absolute error.", "",
               "| target | " + " | ".join(SETTINGS[s] for s in names) + " |", "|---" * (len(names) + 1) + "|"]
-    for target, test, key in HEAD_ROWS:
+    for target, test, key, among in HEAD_ROWS:
         cells = []
         for s in names:
-            rows = heads[s]
+            rows = [r for r in per[s] if among is None or among(r)]
             text = f"{sum(map(test, rows))} of {len(rows)}"
-            if key:
+            if key and rows:
                 text += f" (median {100 * statistics.median(r[key] for r in rows):.0f} %)"
             cells.append(text)
         lines.append(f"| {target} | " + " | ".join(cells) + " |")

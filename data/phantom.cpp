@@ -63,6 +63,16 @@ PhantomFraming phantom_framing_from_name(const std::string& name, const std::str
   throw InputError(source, "'" + name + "' is not a framing; expected scan or centred");
 }
 
+std::string phantom_ischemia_name(PhantomIschemia ischemia) {
+  return ischemia == PhantomIschemia::kTypical ? "typical" : "wide";
+}
+
+PhantomIschemia phantom_ischemia_from_name(const std::string& name, const std::string& source) {
+  if (name == "typical") return PhantomIschemia::kTypical;
+  if (name == "wide") return PhantomIschemia::kWide;
+  throw InputError(source, "'" + name + "' is not an ischaemia range; expected typical or wide");
+}
+
 const std::vector<PhantomKind>& phantom_study_kinds() {
   static const std::vector<PhantomKind> kinds = {PhantomKind::kChestCardiac, PhantomKind::kHeadNeck, PhantomKind::kAbdomenMr,
                                                  PhantomKind::kMsk};
@@ -86,6 +96,9 @@ void PhantomOptions::validate() const {
   }
   if (residue_order != 1 && kind != PhantomKind::kPerfusionGrid) {
     throw InputError("--residue-order", "applies to --kind perfusion-grid only");
+  }
+  if (ischemia != PhantomIschemia::kTypical && kind != PhantomKind::kHeadNeck) {
+    throw InputError("--ischemia", "applies to --kind head-neck only");
   }
   if (grid_delays_s != std::array<double, 4>{0, 1, 2, 3} && kind != PhantomKind::kPerfusionGrid) {
     throw InputError("--delays", "applies to --kind perfusion-grid only");
@@ -194,6 +207,7 @@ PhantomStudy render_study(const PhantomOptions& options, std::int64_t index, Pha
   }
 
   phantom::Builder builder(spec, rng, subject, placement, grid);
+  builder.ischemia = options.ischemia;
   for (const phantom::SeriesSpec& s : spec.series) {
     phantom::SeriesModel model;
     model.name = s.name;

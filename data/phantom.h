@@ -29,6 +29,16 @@ std::string phantom_framing_name(PhantomFraming framing);
 /// Inverse of phantom_framing_name; InputError naming `source` otherwise.
 PhantomFraming phantom_framing_from_name(const std::string& name, const std::string& source);
 
+/// How large a head-neck study's ischaemic lesion is drawn. kTypical: a territory of 26–36 mm
+/// radius, the core 0.35–0.6 of it (cores of about 3–30 mL with a wide mismatch: every study
+/// eligible by DEFUSE-3). kWide: territories of 26–46 mm, cores 0.35–1.0 of them, so that studies
+/// fall on both sides of each DEFUSE-3 criterion (cores past 70 mL, mismatch ratios below 1.8).
+enum class PhantomIschemia { kTypical, kWide };
+/// "typical", "wide".
+std::string phantom_ischemia_name(PhantomIschemia ischemia);
+/// Inverse of phantom_ischemia_name; InputError naming `source` otherwise.
+PhantomIschemia phantom_ischemia_from_name(const std::string& name, const std::string& source);
+
 /// "chest-cardiac", "head-neck", "abdomen-mr", "msk", "mixed", "perfusion-grid".
 std::string phantom_kind_name(PhantomKind kind);
 /// Inverse of phantom_kind_name; InputError naming `source` and the known kinds otherwise.
@@ -54,11 +64,13 @@ struct PhantomOptions {
   /// perfusion-grid: the arterial delay (s) of each of its four slabs, increasing; negative: the
   /// tissue's bolus arrives before the arterial input's
   std::array<double, 4> grid_delays_s{0, 1, 2, 3};
+  PhantomIschemia ischemia = PhantomIschemia::kTypical;  ///< head-neck: the lesion's size range
   int threads = 1;  ///< OpenMP threads for one study
 
   /// InputError (naming the option) for shapes < 8 or > 2048, spacing < 0 or more anisotropic
-  /// than 20:1, a field of view outside 50–2000 mm (or set with kCentred), frames other than 0 (default) or 2–200, noise outside 0–10, deformation outside
-  /// 0–2, threads < 1, grid delays not increasing or outside −4 … 10 s (or set for another kind).
+  /// than 20:1, a field of view outside 50–2000 mm (or set with kCentred), frames other than 0 (default) or 2–200,
+  /// noise outside 0–10, deformation outside 0–2, threads < 1, grid delays not increasing or outside −4 … 10 s (or set
+  /// for another kind), an ischaemia range other than typical for a kind other than head-neck.
   void validate() const;
 };
 

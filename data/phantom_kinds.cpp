@@ -520,19 +520,23 @@ void sagittal_sinus(Builder& b, const Vec3& centre, double ry, double rz) {
 }
 
 /// Ischaemic territory in one middle cerebral artery's area: penumbra around a core, both
-/// clipped to the brain and kept 9 mm lateral of the midline (clear of the sagittal sinus).
+/// clipped to the brain and kept 9 mm lateral of the midline (clear of the sagittal sinus). Their
+/// radii come from the range `b.ischemia` names (PhantomIschemia); both ranges draw the same
+/// numbers of values, so the rest of a study is the same in either.
 void ischemia(Builder& b, const Shape& inside_brain, const Shape& brain_cut) {
+  const bool wide = b.ischemia == PhantomIschemia::kWide;
   const double side = b.uniform(0, 1) < 0.5 ? -1.0 : 1.0;
   const Vec3 territory{side * b.uniform(38, 46), b.uniform(-12, 12), b.uniform(62, 74)};
-  const double r_territory = b.uniform(26, 36);
+  const double r_territory = b.uniform(26, wide ? 50 : 36);
   const Vec3 core = territory + Vec3{side * 6, b.uniform(-4, 4), b.uniform(-4, 4)};
-  const double r_core = r_territory * b.uniform(0.35, 0.6);
+  const double r_core = r_territory * b.uniform(0.35, wide ? 1.0 : 0.6);
   const Shape lateral = Shape::half_space(Vec3{side * 9, 0, 0}, Vec3{-side, 0, 0});
   b.scene.add(b.tissue("penumbra"), Shape::ellipsoid(territory, Vec3{r_territory, r_territory, r_territory * 0.85}),
               {inside_brain, brain_cut, lateral});
   b.scene.add(b.tissue("core"), Shape::ellipsoid(core, Vec3{r_core, r_core, r_core * 0.85}),
               {inside_brain, brain_cut, lateral});
   b.truth["ischemia"] = {{"side", side < 0 ? "right" : "left"},
+                         {"range", phantom_ischemia_name(b.ischemia)},
                          {"territory", "middle cerebral artery"},
                          {"territory_centre_lps_mm", b.patient(territory)},
                          {"territory_radius_mm", r_territory * b.subject.scale},
@@ -653,7 +657,7 @@ void build_head(Builder& b) {
   sc.add(b.tissue("gray_matter"), Shape::ellipsoid(Vec3{0, 50, 30}, Vec3{46, 28, 20} * hs));  // cerebellum
   sc.tube(b.tissue("gray_matter"), {Vec3{0, 22, 40}, Vec3{0, 28, 0}}, {12, 10});  // brainstem
   sc.tube(b.tissue("spinal_canal"), {Vec3{0, 28, 0}, Vec3{0, 32, -250}}, {8, 7});
-  ischemia(b, Shape::ellipsoid(head + Vec3{0, 0, 2}, Vec3{58, 78, 74} * hs), brain_cut);
+  ischemia(b, cranium, brain_cut);
 
   // Ventricles.
   for (const double s : {-1.0, 1.0}) {

@@ -89,6 +89,7 @@ class Builder {
   /// Template-mm gap that keeps separate blobs in separate connected components.
   double blob_gap = 0;
   nlohmann::json truth = nlohmann::json::object();
+  PhantomIschemia ischemia = PhantomIschemia::kTypical;  ///< the range a head's lesion is drawn from
 
   int tissue(const std::string& name) const;  ///< material index; InternalError when unknown
   double uniform(double low, double high);

@@ -55,6 +55,7 @@ PhantomOptions phantom_options(const PhantomJobOptions& o, int threads) {
                                              o.delays.size()));
   }
   std::copy(o.delays.begin(), o.delays.end(), p.grid_delays_s.begin());
+  p.ischemia = phantom_ischemia_from_name(o.ischemia, "--ischemia");
   p.threads = threads;
   p.validate();
   if (o.studies < 1 || o.studies > 10000000) {
@@ -515,6 +516,11 @@ CLI::App* add_phantom_command(CLI::App& app, PhantomJobOptions& o) {
                    "perfusion-grid: arterial delays A,B,C,D (s) of the four slabs, increasing, -4 to 10 (negative: the "
                    "tissue's bolus arrives before the arterial input's)")
       ->delimiter(',')
+      ->capture_default_str();
+  phantom
+      ->add_option("--ischemia", o.ischemia,
+                   "head-neck: the ischaemic lesion's size, typical (cores of about 3-30 mL, every study eligible by "
+                   "DEFUSE-3) or wide (cores past 70 mL and mismatch ratios below 1.8 too)")
       ->capture_default_str();
   phantom->add_option("--chunk", o.chunk, "Chunk shape Z,Y,X (or one size, or 'contiguous')")->capture_default_str();
   phantom->add_option("--deflate", o.deflate, "Deflate level 0 (off) to 9, with byte shuffle")->capture_default_str();

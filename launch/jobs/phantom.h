@@ -33,6 +33,7 @@ struct PhantomJobOptions {
   int frames = 0;  ///< 0: the kind's default (head-neck 30, perfusion-grid 40)
   int residue_order = 1;  ///< perfusion-grid: Erlang order of the transit times
   std::vector<double> delays{0, 1, 2, 3};  ///< perfusion-grid: the four slabs' arterial delays (s)
+  std::string ischemia = "typical";        ///< head-neck: "typical" or "wide" (data::PhantomIschemia)
   std::string chunk = "64,64,64";
   int deflate = 0;
   bool lz4 = false;  ///< LZ4 instead of deflate (needs hdf5-filter-plugin)

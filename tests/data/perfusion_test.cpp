@@ -498,8 +498,12 @@ TEST(Perfusion, BrainMaskKeepsBrainWhereTheFieldOfViewCutsTheSkull) {
       for (std::int64_t x = 0; x < n; ++x) {
         const double d = std::hypot(static_cast<double>(y) - cy, static_cast<double>(x) - 19.5);
         for (std::int64_t z = 0; z < nz; ++z) {
-          if (d < r) image[z][y][x] = 35, brain[z][y][x] = 1;
-          else if (d < r + 2) image[z][y][x] = 1000;
+          if (d < r) {
+            image[z][y][x] = 35;
+            brain[z][y][x] = 1;
+          } else if (d < r + 2) {
+            image[z][y][x] = 1000;
+          }
         }
       }
     }

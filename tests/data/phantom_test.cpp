@@ -389,6 +389,44 @@ TEST(Phantom, TheSagittalSinusRunsAlongTheMidlineClearOfTheIschemia) {
   }
 }
 
+/// `--ischemia wide` draws lesions on both sides of each DEFUSE-3 criterion (the typical range
+/// draws every study eligible), and changes nothing but the lesion: the same study drawn with
+/// either range has the same labels outside the brain and the lesion, and the same brain and
+/// lesion together.
+TEST(Phantom, WideIschemiaSpansTheDefuse3Criteria) {
+  int large_core = 0, low_ratio = 0, eligible = 0;
+  for (std::int64_t index = 0; index < 10; ++index) {
+    SCOPED_TRACE("study " + std::to_string(index));
+    PhantomOptions o = options_for(PhantomKind::kHeadNeck, 14);
+    o.shape_zyx = {40, 80, 80};
+    const PhantomStudy typical = make_phantom_study(o, index);
+    o.ischemia = PhantomIschemia::kWide;
+    const PhantomStudy wide = make_phantom_study(o, index);
+    const auto lesion_of = [](const at::Tensor& labels) {
+      return (labels == id_of("ischemic_core")) | (labels == id_of("ischemic_penumbra"));
+    };
+    const at::Tensor &a = typical.labels.voxels, &b = wide.labels.voxels;
+    const at::Tensor head_a = lesion_of(a) | (a == id_of("brain")), head_b = lesion_of(b) | (b == id_of("brain"));
+    EXPECT_TRUE(at::equal(head_a, head_b));
+    EXPECT_TRUE(at::equal(a.masked_select(head_a.logical_not()), b.masked_select(head_b.logical_not())));
+    const double ml = voxel_ml(wide.labels);
+    const double core = static_cast<double>((b == id_of("ischemic_core")).sum().item<std::int64_t>()) * ml,
+                 penumbra = static_cast<double>((b == id_of("ischemic_penumbra")).sum().item<std::int64_t>()) * ml;
+    ASSERT_GT(core, 0);
+    const double ratio = (core + penumbra) / core;
+    large_core += core >= 70;
+    low_ratio += core < 70 && ratio < 1.8;
+    eligible += core < 70 && ratio >= 1.8 && penumbra >= 15;
+    const double typical_core =
+        static_cast<double>((a == id_of("ischemic_core")).sum().item<std::int64_t>()) * voxel_ml(typical.labels);
+    EXPECT_LT(typical_core, 70);
+    EXPECT_EQ(truth_of(wide)["ischemia"]["range"], "wide");
+  }
+  EXPECT_GE(large_core, 2);
+  EXPECT_GE(low_ratio, 1);
+  EXPECT_GE(eligible, 3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // perfusion-grid
 
@@ -706,6 +744,12 @@ TEST(Phantom, BadOptionsNameTheOption) {
   o.framing = PhantomFraming::kCentred;
   EXPECT_THROW(o.validate(), InputError);
   EXPECT_THROW(phantom_framing_from_name("tight", "--framing"), InputError);
+  EXPECT_THROW(phantom_ischemia_from_name("huge", "--ischemia"), InputError);
+  o = PhantomOptions{};
+  o.ischemia = PhantomIschemia::kWide;  // the default kind, chest-cardiac, has no lesion to draw
+  EXPECT_THROW(o.validate(), InputError);
+  o.kind = PhantomKind::kHeadNeck;
+  EXPECT_NO_THROW(o.validate());
   EXPECT_THROW(phantom_kind_from_name("liver", "--kind"), InputError);
   EXPECT_EQ(phantom_kind_from_name("abdomen-mr", "--kind"), PhantomKind::kAbdomenMr);
 }
