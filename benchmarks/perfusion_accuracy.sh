@@ -31,8 +31,10 @@ while (($#)); do
     *) echo "perfusion_accuracy: unknown argument '$1'; expected --build DIR, --vitruvian PATH, --seeds N, --heads N or --work DIR" >&2; exit 2 ;;
   esac
 done
-[[ $seeds =~ ^[0-9]+$ && $heads =~ ^[0-9]+$ ]] && ((seeds + heads > 0)) ||
-  { echo "perfusion_accuracy: --seeds $seeds --heads $heads; expected whole numbers, not both 0" >&2; exit 2; }
+if ! [[ $seeds =~ ^[0-9]+$ && $heads =~ ^[0-9]+$ ]] || ((seeds + heads == 0)); then
+  echo "perfusion_accuracy: --seeds $seeds --heads $heads; expected whole numbers, not both 0" >&2
+  exit 2
+fi
 [[ -x $vit ]] || { echo "perfusion_accuracy: no $vit; expected a build folder (--build DIR) holding bin/vitruvian" >&2; exit 2; }
 vit=$(cd "$(dirname "$vit")" && pwd)/$(basename "$vit")
 py=/usr/bin/python3
