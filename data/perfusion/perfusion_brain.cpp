@@ -20,12 +20,13 @@ namespace {
 constexpr float kAirHu = -500.f;
 
 /// 1 where a pixel of the slice is neither bone nor 4-connected, through pixels that are not bone,
-/// to air at the slice's border (`air`: 1 where the pixel is air). A field of view that cuts
-/// through the skull leaves brain at the border between the skull's cut ends; it is not reached
-/// from the air, so it stays inside. A slice with no air at its border (a field of view inside
-/// the head) starts from every pixel of its border.
-void enclosed_by_bone(const std::uint8_t* bone, const std::uint8_t* air, std::int64_t ny, std::int64_t nx,
-                      std::uint8_t* inside, std::vector<std::int64_t>& stack) {
+/// to air at the slice's border (`is_air(i)`: whether pixel i is air; asked of border pixels
+/// alone). A field of view that cuts through the skull leaves brain at the border between the
+/// skull's cut ends; it is not reached from the air, so it stays inside. A slice with no air at
+/// its border (a field of view inside the head) starts from every pixel of its border.
+template <typename IsAir>
+void enclosed_by_bone(const std::uint8_t* bone, IsAir is_air, std::int64_t ny, std::int64_t nx, std::uint8_t* inside,
+                      std::vector<std::int64_t>& stack) {
   const std::int64_t n = ny * nx;
   // The skull widened by one pixel (8-neighbourhood) closes the one-pixel gaps thin or oblique
   // bone leaves at its threshold; the widened rim itself still counts as inside.
@@ -47,15 +48,14 @@ void enclosed_by_bone(const std::uint8_t* bone, const std::uint8_t* air, std::in
       stack.push_back(i);
     }
   };
-  bool air_at_border = false;
   const auto each_border_pixel = [&](const auto& f) {
     for (std::int64_t x = 0; x < nx; ++x) f(x), f((ny - 1) * nx + x);
     for (std::int64_t y = 0; y < ny; ++y) f(y * nx), f(y * nx + nx - 1);
   };
-  each_border_pixel([&](std::int64_t i) { air_at_border = air_at_border || (air[i] != 0 && wall[i] == 0); });
   each_border_pixel([&](std::int64_t i) {
-    if (air[i] != 0 || !air_at_border) push(i);
+    if (is_air(i)) push(i);
   });
+  if (stack.empty()) each_border_pixel(push);  // no air at the border (outside the skull's wall)
   while (!stack.empty()) {
     const std::int64_t i = stack.back();
     stack.pop_back();
@@ -70,7 +70,7 @@ void enclosed_by_bone(const std::uint8_t* bone, const std::uint8_t* air, std::in
 
 /// The buffers of one thread's slices.
 struct SliceBuffers {
-  std::vector<std::uint8_t> bone, air, inside;
+  std::vector<std::uint8_t> bone, inside;
   std::vector<float> value, weight, scratch;
   std::vector<std::int64_t> stack;
 };
@@ -133,16 +133,13 @@ at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const P
     at::parallel_for(0, nz, 1, [&](std::int64_t begin, std::int64_t end) {
       SliceBuffers b;
       b.bone.resize(static_cast<std::size_t>(n));
-      b.air.resize(static_cast<std::size_t>(n));
       b.inside.resize(static_cast<std::size_t>(n));
       for (std::int64_t z = begin; z < end; ++z) {
         const auto* slice = v + z * n;
-        for (std::int64_t i = 0; i < n; ++i) {
-          const auto value = static_cast<float>(slice[i]);
-          b.bone[i] = static_cast<std::uint8_t>(value > bone_hu);
-          b.air[i] = static_cast<std::uint8_t>(value < kAirHu);
-        }
-        enclosed_by_bone(b.bone.data(), b.air.data(), ny, nx, b.inside.data(), b.stack);
+        for (std::int64_t i = 0; i < n; ++i)
+          b.bone[i] = static_cast<std::uint8_t>(static_cast<float>(slice[i]) > bone_hu);
+        const auto is_air = [slice](std::int64_t i) { return static_cast<float>(slice[i]) < kAirHu; };
+        enclosed_by_bone(b.bone.data(), is_air, ny, nx, b.inside.data(), b.stack);
         std::uint8_t* o = out + z * n;
         std::fill(o, o + n, std::uint8_t{0});
         window_inside(slice, ny, nx, kx, ky, low, high, b, o);
