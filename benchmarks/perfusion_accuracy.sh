@@ -67,9 +67,7 @@ for ((seed = 1; seed <= seeds; ++seed)); do
     run "$g/$s.log" "$vit" --threads 2 $extra ${settings[$s]} perfusion "$g/grid.h5" -o "$g/$s" --force
   done
   run "$g/check.log" "$py" "$checks/check_perfusion_grid.py" "$g/grid.h5" "$g/osvd" "$g/svd" --model "$g/model" \
-    --json "$g/figures.json" --no-limits
-  run "$g/check_tips.log" "$py" "$checks/check_perfusion_grid.py" "$g/grid.h5" "$g/osvd" "$g/svd" --model "$g/model_tips" \
-    --json "$g/figures_tips.json" --no-limits
+    --also "model_tips=$g/model_tips" --json "$g/figures.json" --no-limits
   rm -rf "$g"/{osvd,svd,model,model_tips}/studies/*/labels.h5
 done
 
@@ -77,6 +75,7 @@ if ((heads > 0)); then
   # seed, noise, lesions (--ischemia), name: the typical sets are launch.perfusion_cli's.
   for set in "11 1 typical typical_noise1" "12 1.5 typical typical_noise15" "14 1 wide wide_noise1" "13 1.5 wide wide_noise15"; do
     read -r seed noise lesions name <<<"$set"
+    echo "seed $seed at noise ×$noise" >"heads/$name.about"
     echo "head-neck: $heads studies of seed $seed at noise ×$noise with $lesions lesions, analysed on 2 ranks with oSVD and with the model fit and TIPS ($(elapsed))"
     run "heads/$name.log" "$vit" phantom --kind head-neck --studies "$heads" --seed "$seed" --shape 40,80,80 --noise "$noise" \
       --ischemia "$lesions" --out "heads/$name.h5" --threads 2 --force

@@ -2,9 +2,10 @@
 setting, over the grid's seeds and the head-neck studies, from the checkers' JSON files.
 
 perfusion_accuracy_table.py WORK [COMMIT] [SETTINGS]
-Reads WORK/grid/s<seed>/figures.json and figures_tips.json (tests/launch/check_perfusion_grid.py)
+Reads WORK/grid/s<seed>/figures.json (tests/launch/check_perfusion_grid.py)
 and WORK/heads/<setting>__<set>.json (tests/launch/check_perfusion_truth.py; <set> is
-typical_noise1, typical_noise15, wide_noise1 or wide_noise15); prints the table
+typical_noise1, typical_noise15, wide_noise1 or wide_noise15, described in heads/<set>.about);
+prints the table
 (markdown; SETTINGS, the options every analysis was given beyond its own, in its title) and writes it to WORK/accuracy.md, with every figure, to WORK/accuracy.json.
 """
 import datetime
@@ -26,17 +27,23 @@ def grid_figures():
     """{setting: [figures per seed]} and the seeds, in order."""
     per = {s: [] for s in SETTINGS}
     seeds = sorted(int(m.group(1)) for d in glob.glob(f"{work}/grid/s*")
-                   if (m := re.fullmatch(r"s(\d+)", os.path.basename(d))) and os.path.exists(f"{d}/figures_tips.json"))
+                   if (m := re.fullmatch(r"s(\d+)", os.path.basename(d))) and os.path.exists(f"{d}/figures.json"))
     for seed in seeds:
-        plain = json.load(open(f"{work}/grid/s{seed}/figures.json"))
-        tips = json.load(open(f"{work}/grid/s{seed}/figures_tips.json"))
-        for s, f in (("osvd", plain["osvd"]), ("svd", plain["svd"]), ("model", plain["model"]), ("model_tips", tips["model"])):
+        figures = json.load(open(f"{work}/grid/s{seed}/figures.json"))
+        for s in SETTINGS:
+            f = figures[s]
             spread = list(f["cbf_error_by_delay"].values())
             per[s].append({"seed": seed, "cbf_r": f["cbf"]["pearson_r"], "cbf_bias": f["cbf"]["mean_bias"],
                            "cbf_delay_spread": max(spread) - min(spread), "cbv_r": f["cbv"]["pearson_r"],
                            "mtt_r": f["mtt"]["pearson_r"], "tmax_mean_s": f["tmax"]["mean_abs_error_s"],
                            "tmax_max_s": f["tmax"]["max_abs_error_s"]})
     return per, seeds
+
+
+def about(name):
+    """What set `name` is ("seed 11 at noise ×1"), as perfusion_accuracy.sh wrote it."""
+    path = f"{work}/heads/{name}.about"
+    return open(path).read().strip() if os.path.exists(path) else name
 
 
 def head_figures():
@@ -46,9 +53,7 @@ def head_figures():
         setting, name = os.path.basename(path).removesuffix(".json").split("__")
         lesions = name.split("_")[0]
         for row in json.load(open(path))["studies"]:
-            row = dict(row, set=name)
-            row["core_error"] = abs(row["core_ml"] - row["truth_core_ml"]) / row["truth_core_ml"]
-            row["penumbra_error"] = abs(row["penumbra_ml"] - row["truth_penumbra_ml"]) / row["truth_penumbra_ml"]
+            row = dict(row, set=name, about=about(name))
             per.setdefault(lesions, {}).setdefault(setting, []).append(row)
     return per
 
@@ -85,8 +90,6 @@ HEAD_ROWS = [  # (target, per-study test, the figure shown, the studies it count
     ("penumbra within 15 %", lambda r: r["penumbra_error"] <= 0.15, "penumbra_error", None),
     ("core within 15 %", lambda r: r["core_error"] <= 0.15, "core_error", None),
 ]
-SETS = {"typical_noise1": "seed 11 at noise ×1", "typical_noise15": "seed 12 at noise ×1.5",
-        "wide_noise1": "seed 14 at noise ×1", "wide_noise15": "seed 13 at noise ×1.5"}
 
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 lines = [f"# CT perfusion against known truth ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
@@ -108,8 +111,8 @@ for lesions, what in (("typical", "typical lesions, every study eligible by DEFU
         continue
     per = heads[lesions]
     names = [s for s in SETTINGS if s in per]
-    sets = sorted({r["set"] for rows in per.values() for r in rows})
-    lines += [f"Head-neck phantoms, {what} ({' and '.join(SETS.get(s, s) for s in sets)}; {len(per[names[0]])} studies): "
+    sets = sorted({(r["set"], r["about"]) for rows in per.values() for r in rows})
+    lines += [f"Head-neck phantoms, {what} ({' and '.join(a for _, a in sets)}; {len(per[names[0]])} studies): "
               "studies that meet the target, and the median absolute error.", "",
               "| target | " + " | ".join(SETTINGS[s] for s in names) + " |", "|---" * (len(names) + 1) + "|"]
     for target, test, key, among in HEAD_ROWS:

@@ -1,12 +1,14 @@
 """Perfusion maps against the truth of a perfusion-grid phantom, with numpy/h5py only.
 
-check_perfusion_grid.py PHANTOM.h5 OSVD_OUT SVD_OUT [--model MODEL_OUT] [--json FIGURES.json] [--no-limits]
+check_perfusion_grid.py PHANTOM.h5 OSVD_OUT SVD_OUT [--model MODEL_OUT] [--also NAME=OUT ...] [--json FIGURES.json]
+                        [--no-limits]
 For every block of the grid (its label in the phantom's `blocks` map, eroded by two voxels in
 plane so in-plane smoothing does not mix neighbours), the median of each map over the block
 against the block's truth: per parameter the Pearson r and the mean relative bias, Tmax against
 the truth's delay (the exponential residue peaks at the delay), and CBF's relative error per
 arterial delay, for oSVD, plain SVD and (--model) the model fit; and the arterial input found
-against the one drawn.
+against the one drawn. `--also NAME=OUT` adds another analysis's figures under NAME (reported,
+never held: benchmarks/perfusion_accuracy.sh).
 The limits depend on the drawn residue (Erlang order 1, the exponential, or higher: the
 phantom's --residue-order). What is asserted and what is only reported: below.
 """
@@ -18,7 +20,13 @@ import h5py
 import numpy as np
 from scipy import ndimage
 
-args = [a for a in sys.argv[1:] if not a.startswith("--")]
+argv = sys.argv[1:]
+also = []  # (name, output folder) of each --also
+while "--also" in argv:
+    i = argv.index("--also")
+    also.append(tuple(argv[i + 1].split("=", 1)))
+    del argv[i:i + 2]
+args = [a for a in argv if not a.startswith("--")]
 phantom, osvd_out, svd_out = args[:3]
 figures_path = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
 model_out = sys.argv[sys.argv.index("--model") + 1] if "--model" in sys.argv else None
@@ -85,8 +93,10 @@ print(f"residue: {meta['perfusion']['constants']['residue']}")
 res = {"residue_order": order, "osvd": figures(block_table(osvd_out)), "svd": figures(block_table(svd_out))}
 if model_out:
     res["model"] = figures(block_table(model_out))
+for name, out_dir in also:
+    res[name] = figures(block_table(out_dir))
 res["arterial_input"] = arterial_input(osvd_out)
-for method in [m for m in ("osvd", "svd", "model") if m in res]:
+for method in ["osvd", "svd"] + (["model"] if model_out else []) + [name for name, _ in also]:
     f = res[method]
     print(f"{method}: CBF r {f['cbf']['pearson_r']:.3f} bias {100 * f['cbf']['mean_bias']:+.1f} %, "
           f"CBV r {f['cbv']['pearson_r']:.3f} bias {100 * f['cbv']['mean_bias']:+.1f} %, "

@@ -6,7 +6,8 @@ verdict equal to the one the truth volumes give (core < 70 mL, (core + penumbra)
 penumbra >= 15 mL), the hypoperfused volume (Tmax > 6 s) within 45 % of core + penumbra, and the
 penumbra's volume within 15 % of the truth. Reported against the 15 % target, not yet held: the core's
 volume (docs/PERFUSION.md). --json writes each study's volumes, side and verdict against the
-truth's (benchmarks/perfusion_accuracy.sh sums them over its settings).
+truth's, and its core and penumbra errors (benchmarks/perfusion_accuracy.sh sums them over its
+settings).
 """
 import json
 import re
@@ -18,8 +19,8 @@ import h5py
 args = sys.argv[1:]
 figures_path = args.pop(args.index("--json") + 1) if "--json" in args else None
 limits = "--no-limits" not in args
-out, datasets = [a for a in args if not a.startswith("--")][0], [a for a in args if not a.startswith("--")][1:]
-problems, rows, errors, studies = [], 0, [], []
+out, *datasets = [a for a in args if not a.startswith("--")]
+problems, studies = [], []
 for path in datasets:
     with h5py.File(path, "r") as f:
         for study in f["studies"]:
@@ -32,15 +33,14 @@ for path in datasets:
             core, pen = p["volumes_ml"]["core"], p["volumes_ml"]["penumbra"]
             hypo = truth_core + truth_pen
             verdict = truth_core < 70 and (truth_core == 0 or hypo / truth_core >= 1.8) and truth_pen >= 15
-            rows += 1
             print(f"{study}: core {core:.1f} / {truth_core:.1f} mL, penumbra {pen:.1f} / {truth_pen:.1f} mL, side {p['side']} / "
                   f"{side}, DEFUSE-3 {p['defuse3']['eligible']} / {verdict}")
-            errors.append(((core - truth_core) / truth_core, (pen - truth_pen) / truth_pen))
             hypo_found = p["volumes_ml"]["hypoperfused"]
             studies.append({"study": study, "dataset": path, "core_ml": core, "truth_core_ml": truth_core, "penumbra_ml": pen,
                             "truth_penumbra_ml": truth_pen, "hypoperfused_ml": hypo_found, "truth_hypoperfused_ml": hypo,
                             "side": p["side"], "truth_side": side, "eligible": p["defuse3"]["eligible"],
-                            "truth_eligible": verdict})
+                            "truth_eligible": verdict, "core_error": abs(core - truth_core) / truth_core,
+                            "penumbra_error": abs(pen - truth_pen) / truth_pen})
             if abs(hypo_found - hypo) > 0.45 * hypo:
                 problems.append(f"{study}: hypoperfused {hypo_found:.1f} mL against {hypo:.1f}")
             if abs(pen - truth_pen) > 0.15 * truth_pen:
@@ -51,14 +51,13 @@ for path in datasets:
                 problems.append(f"{study}: lesion side {p['side']} against {side}")
             if p["defuse3"]["eligible"] != verdict:
                 problems.append(f"{study}: DEFUSE-3 {p['defuse3']['eligible']} against {verdict} from the truth")
-if errors:
-    core_err = [abs(c) for c, _ in errors]
-    pen_err = [abs(p) for _, p in errors]
-    print(f"core volume error: median {100 * statistics.median(core_err):.0f} %, within 15 % in "
-          f"{sum(e <= 0.15 for e in core_err)}/{len(errors)}; penumbra: median {100 * statistics.median(pen_err):.0f} %, "
-          f"within 15 % in {sum(e <= 0.15 for e in pen_err)}/{len(errors)} (target: all within 15 %)")
+rows = len(studies)
 if rows == 0:
     sys.exit("no studies checked")
+core_err, pen_err = [r["core_error"] for r in studies], [r["penumbra_error"] for r in studies]
+print(f"core volume error: median {100 * statistics.median(core_err):.0f} %, within 15 % in "
+      f"{sum(e <= 0.15 for e in core_err)}/{rows}; penumbra: median {100 * statistics.median(pen_err):.0f} %, "
+      f"within 15 % in {sum(e <= 0.15 for e in pen_err)}/{rows} (target: all within 15 %)")
 if figures_path:
     with open(figures_path, "w") as fp:
         json.dump({"studies": studies}, fp, indent=2)
