@@ -21,12 +21,12 @@ using json = nlohmann::json;
 /// The perfusion triage in a few lines: volumes, mismatch, DEFUSE-3 verdict, and the arterial and
 /// venous curves small.
 std::string perfusion_summary(const json& p, const std::string& id) {
-  const std::vector<std::string> phrases = perfusion_triage_phrases(p);
+  const PerfusionTriagePhrases t = perfusion_triage_phrases(p);
   return fmt::format(
       "<b>perfusion</b> (<a href=\"studies/{}/perfusion.html\">page</a>)<br>{}<br>{}<br>{}<br>{}<br>"
       "DEFUSE-3 <b>{}</b><br>{}<br>",
-      html_escape(id), html_escape(phrases[0]), html_escape(phrases[1]), html_escape(phrases[2]),
-      html_escape(phrases[3]), phrases[4], perfusion_curves_svg(p, 200, 100));
+      html_escape(id), html_escape(t.core), html_escape(t.hypoperfused), html_escape(t.mismatch), html_escape(t.side),
+      t.verdict, perfusion_curves_svg(p, 200, 100));
 }
 
 /// A done study's row: volumes (and lesion counts) and Dice per route, the calcium score.

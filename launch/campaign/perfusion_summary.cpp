@@ -10,7 +10,7 @@
 
 namespace vitruvian::campaign {
 
-std::vector<std::string> perfusion_triage_phrases(const nlohmann::json& p) {
+PerfusionTriagePhrases perfusion_triage_phrases(const nlohmann::json& p) {
   const nlohmann::json& v = p.at("volumes_ml");
   const nlohmann::json& ratio = p.at("mismatch_ratio");
   return {fmt::format("core {:.1f} mL", v.at("core").get<double>()),

@@ -5,13 +5,18 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
-#include <vector>
 
 namespace vitruvian::campaign {
 
-/// "core 9.8 mL", "Tmax>6s 48.1 mL", "mismatch 38.3 mL (ratio 4.9)" ("(no core)"), "lesion left"
-/// ("none"), then the DEFUSE-3 verdict, "eligible" or "not eligible".
-std::vector<std::string> perfusion_triage_phrases(const nlohmann::json& perfusion);
+/// The triage of a report's `perfusion` section, phrase by phrase.
+struct PerfusionTriagePhrases {
+  std::string core;          ///< "core 9.8 mL"
+  std::string hypoperfused;  ///< "Tmax>6s 48.1 mL"
+  std::string mismatch;      ///< "mismatch 38.3 mL (ratio 4.9)", or "(no core)"
+  std::string side;          ///< "lesion left", or "lesion none"
+  std::string verdict;       ///< DEFUSE-3: "eligible" or "not eligible"
+};
+PerfusionTriagePhrases perfusion_triage_phrases(const nlohmann::json& perfusion);
 
 /// The AIF (scaled by the venous output, as deconvolved) and the VOF of `perfusion` (the report's
 /// section: `times_s`, `arterial_input`, `venous_output`) over time, `width` × `height` px. Below

@@ -21,8 +21,9 @@ namespace fs = std::filesystem;
 
 /// What a study's report says, in one line: "ID: core …, Tmax>6s …, mismatch …, lesion …; DEFUSE-3 …".
 std::string summary_line(const nlohmann::json& report) {
-  const std::vector<std::string> p = campaign::perfusion_triage_phrases(report.at("perfusion"));
-  return fmt::format("{}: {}, {}, {}, {}; DEFUSE-3 {}", report.value("study", "?"), p[0], p[1], p[2], p[3], p[4]);
+  const campaign::PerfusionTriagePhrases t = campaign::perfusion_triage_phrases(report.at("perfusion"));
+  return fmt::format("{}: {}, {}, {}, {}; DEFUSE-3 {}", report.value("study", "?"), t.core, t.hypoperfused, t.mismatch,
+                     t.side, t.verdict);
 }
 
 class PerfusionVerb final : public Verb {
