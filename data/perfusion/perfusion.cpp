@@ -235,11 +235,6 @@ void build_maps(PerfusionResult& r, const Volume& series, const Volume& grid, co
 
 }  // namespace
 
-namespace perfusion {
-void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf, const at::Tensor& cbv,
-              const at::Tensor& tmax, const Volume& series, const PerfusionOptions& o);
-}  // namespace perfusion
-
 PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& o, const std::string& what,
                                   const at::Tensor& first_brain, const WholeGrid& whole, at::Device device) {
   PerfusionResult r;

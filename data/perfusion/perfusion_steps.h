@@ -199,6 +199,12 @@ class ModelFit {
   std::optional<Mixture> mixture_;
 };
 
+/// Step 7 and 8 on the maps of the brain's voxels (float32 [n] each, at linear `index` of the
+/// series' grid): tissue (CSF and vessels left out), side, healthy flow, core and hypoperfused
+/// without small islands, volumes and the DEFUSE-3 verdict, into r.brain, r.tissue and r.triage.
+void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf, const at::Tensor& cbv,
+              const at::Tensor& tmax, const Volume& series, const PerfusionOptions& o);
+
 /// Patient LPS mm of a linear voxel index, and the nearest voxel of an LPS point (−1 outside).
 std::array<double, 3> voxel_lps(const Geometry& geometry, const std::array<std::int64_t, 3>& zyx_shape,
                                 std::int64_t voxel);
