@@ -48,7 +48,9 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
     The residue's peak position is refined by the parabola through l−1, l, l+1 (not at l = 0 or
     L−1); positions past L/2 are negative delays (Tmax = (pos − L)·Δt).
  8. CBF, CBV, MTT, Tmax, TTP are computed for every brain voxel; MTT is 0 where CBF ≤ 0.
- 9. Tissue = brain voxels with cbv_min ≤ CBV ≤ cbv_max and CBF ≤ cbf_max. The midline is the
+ 9. Tissue = brain voxels with cbv_min ≤ CBV ≤ cbv_max and CBF ≤ cbf_max; with low_cbv_core, a
+    voxel below cbv_min (not a vessel) with CBF > 0 and Tmax above the threshold is core and
+    hypoperfused, and counts as tissue, though not as healthy tissue. The midline is the
     brain mask's centroid in patient x (LPS, + = left); a voxel on the midline counts as right.
     Core and hypoperfused are taken over the tissue of both hemispheres (not only the lesion
     side); rCBF = CBF / healthy mean CBF. Islands: 26-connected components with fewer voxels
@@ -86,6 +88,7 @@ DEFAULTS = {
     "hematocrit_ratio": 0.73,
     "density": 1.04,
     "cbv_min": 0.4,
+    "low_cbv_core": True,
     "cbv_max": 8.0,
     "cbf_max": 150.0,
     "tmax_threshold_s": 6.0,
@@ -540,13 +543,17 @@ def tissue_classes(maps, brain_index, series, cfg):
     shape = series.shape
     voxel_ml = float(np.prod(series.spacing)) / 1000.0
     cbf, cbv, tmax = maps["cbf"], maps["cbv"], maps["tmax"]
-    tissue = (cbv >= cfg["cbv_min"]) & (cbv <= cfg["cbv_max"]) & (cbf <= cfg["cbf_max"])
+    vessel = (cbv > cfg["cbv_max"]) | (cbf > cfg["cbf_max"])
+    tissue = (cbv >= cfg["cbv_min"]) & ~vessel
+    collapsed = (cbv < cfg["cbv_min"]) & (cbf > 0) & (tmax > cfg["tmax_threshold_s"]) & ~vessel
+    if not cfg["low_cbv_core"]:
+        collapsed[:] = False
     zyx = np.unravel_index(brain_index, shape)
     m = series.direction * series.spacing[None, :]
     x_lps = series.origin[0] + m[0, 0] * zyx[2] + m[0, 1] * zyx[1] + m[0, 2] * zyx[0]
     midline = float(x_lps.mean())
     left = x_lps > midline
-    late = tissue & (tmax > cfg["tmax_threshold_s"])
+    late = (tissue & (tmax > cfg["tmax_threshold_s"])) | collapsed
     late_left, late_right = int(np.count_nonzero(late & left)), int(np.count_nonzero(late & ~left))
     lesion_left = late_left > late_right
     healthy = tissue & ~late & (left != lesion_left)
@@ -561,9 +568,10 @@ def tissue_classes(maps, brain_index, series, cfg):
         m3.ravel()[brain_index[sel]] = True
         return remove_islands(m3, min_voxels)
 
-    core = cleaned(tissue & (rcbf < cfg["rcbf_threshold"]))
+    core = cleaned((tissue & (rcbf < cfg["rcbf_threshold"])) | collapsed)
     hypo = cleaned(late)
     penumbra = hypo & ~core
+    tissue = tissue | collapsed
     masks = {"tissue": tissue, "core": core, "hypoperfused": hypo, "penumbra": penumbra}
     info = {"midline_x_lps_mm": midline, "lesion_side": "left" if lesion_left else "right",
             "hypoperfused_voxels_left_right": [late_left, late_right], "healthy_cbf": healthy_cbf,

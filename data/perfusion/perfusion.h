@@ -45,7 +45,8 @@ struct PerfusionOptions {
   bool model_mixture = true;  ///< model: a curve may also be healthy tissue's plus one entry (partial volume)
   double hematocrit_ratio = 0.73;        ///< k_H: (1 − Hct large vessels) / (1 − Hct capillaries)
   double density = 1.04;                 ///< brain tissue, g/mL
-  double cbv_min = 0.4;                  ///< mL/100 g: below is CSF (left out)
+  double cbv_min = 0.4;                  ///< mL/100 g: below is CSF (left out) …
+  bool low_cbv_core = true;              ///< … unless its Tmax is above the threshold: then core
   double cbv_max = 8;                    ///< mL/100 g: above is a vessel (left out)
   double cbf_max = 150;                  ///< mL/100 g/min: above is a vessel (left out)
   double rcbf_threshold = 0.3;           ///< core: CBF below this fraction of healthy tissue's

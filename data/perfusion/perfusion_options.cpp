@@ -41,6 +41,8 @@ void PerfusionOptions::visit(ConfigVisitor& v) {
   v.field("hematocrit_ratio", hematocrit_ratio, "k_H = (1 - Hct of large vessels) / (1 - Hct of capillaries)");
   v.field("density", density, "brain tissue density (g/mL)");
   v.field("cbv_min", cbv_min, "CBV below this is CSF, left out (mL/100 g)");
+  v.field("low_cbv_core", low_cbv_core,
+          "CBV below cbv_min with Tmax above the threshold (a late bolus, some flow) is core, not CSF");
   v.field("cbv_max", cbv_max, "CBV above this is a vessel, left out (mL/100 g)");
   v.field("cbf_max", cbf_max, "CBF above this is a vessel, left out (mL/100 g/min)");
   v.field("rcbf_threshold", rcbf_threshold, "core: CBF below this fraction of the healthy hemisphere's mean");

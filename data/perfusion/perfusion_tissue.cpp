@@ -39,10 +39,18 @@ at::Tensor scatter_mask(const Volume& series, const at::Tensor& index, const at:
 
 void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf, const at::Tensor& cbv,
               const at::Tensor& tmax, const Volume& series, const PerfusionOptions& o) {
-  const at::Tensor valid = (cbv >= o.cbv_min).logical_and(cbv <= o.cbv_max).logical_and(cbf <= o.cbf_max);
+  const at::Tensor vessel = (cbv > o.cbv_max).logical_or(cbf > o.cbf_max);
+  const at::Tensor late = tmax > o.tmax_threshold_s;
+  const at::Tensor valid = (cbv >= o.cbv_min).logical_and(vessel.logical_not());
+  // Below the CSF floor, a voxel with a late bolus and some flow is tissue whose volume is too low
+  // to read (an ischaemic core with little enhancement, its area lost to the baseline's error or
+  // cut off by the acquisition's end): core and hypoperfused, not CSF. CSF shows no late bolus.
+  const at::Tensor collapsed =
+      o.low_cbv_core ? (cbv < o.cbv_min).logical_and(cbf > 0).logical_and(late).logical_and(vessel.logical_not())
+                     : at::zeros_like(valid);
   const at::Tensor x = lps_x(index, series);
   const at::Tensor left = x > x.mean();
-  const at::Tensor hypo = valid.logical_and(tmax > o.tmax_threshold_s);
+  const at::Tensor hypo = valid.logical_and(late).logical_or(collapsed);
   const auto hypo_left = detail::count_set(hypo.logical_and(left));
   const auto hypo_right = detail::count_set(hypo.logical_and(left.logical_not()));
   PerfusionTriage& t = r.triage;
@@ -53,7 +61,7 @@ void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf
     if (healthy.logical_and(other).any().item<bool>()) healthy = healthy.logical_and(other);
   }
   t.healthy_cbf = healthy.any().item<bool>() ? cbf.masked_select(healthy).to(at::kDouble).mean().item<double>() : 0.0;
-  const at::Tensor core = valid.logical_and(cbf < o.rcbf_threshold * t.healthy_cbf);
+  const at::Tensor core = valid.logical_and(cbf < o.rcbf_threshold * t.healthy_cbf).logical_or(collapsed);
 
   const double voxel_ml = series.geometry.spacing[0] * series.geometry.spacing[1] * series.geometry.spacing[2] / 1000;
   const auto min_voxels = static_cast<std::int64_t>(std::ceil(o.min_island_ml / voxel_ml));
@@ -61,7 +69,7 @@ void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf
   remove_small_components(core3d, min_voxels);
   remove_small_components(hypo3d, min_voxels);
   const at::Tensor penumbra3d = hypo3d.logical_and(core3d.logical_not());
-  r.brain = scatter_mask(series, index, valid);
+  r.brain = scatter_mask(series, index, valid.logical_or(collapsed));
   r.tissue.type = VoxelType::kUInt8;
   r.tissue.geometry = series.geometry;
   r.tissue.modality = series.modality;

@@ -160,6 +160,53 @@ TEST(Perfusion, RecoversFlowsDelaysVolumesAndSide) {
   EXPECT_EQ(report["arterial_input"]["curve_hu"].size(), 40u);
 }
 
+TEST(Perfusion, CoreBelowTheCsfFloorIsCoreWhereItsBolusIsLate) {
+  // Step 7 on known maps, 2 × 8 × 16 voxels of 5 mm (0.125 mL), healthy tissue (CBF 50, CBV 3,
+  // Tmax 1 s) but for, on the patient's left: penumbra (25, 4, 8 s), a core whose volume is under
+  // the CSF floor (2, 0.2, 10 s), voxels of no flow at all (0, 0, 7 s: a fit with no evidence)
+  // and a vessel (40, 10, 8 s); on the right, CSF (1, 0.1, 2 s).
+  Volume series;
+  series.type = VoxelType::kFloat32;
+  series.voxels = at::zeros({2, 8, 16}, at::kFloat);
+  series.geometry.spacing = {5, 5, 5};
+  const std::int64_t n = series.voxels.numel();
+  at::Tensor cbf = at::full({2, 8, 16}, 50.f), cbv = at::full({2, 8, 16}, 3.f), tmax = at::full({2, 8, 16}, 1.f);
+  const auto region = [&](std::int64_t y0, std::int64_t y1, std::int64_t x0, std::int64_t x1, float f, float v,
+                          float t) {
+    using at::indexing::Slice;
+    for (at::Tensor* map : {&cbf, &cbv, &tmax}) {
+      (*map).index_put_({Slice(), Slice(y0, y1), Slice(x0, x1)}, map == &cbf ? f : map == &cbv ? v : t);
+    }
+  };
+  region(1, 7, 9, 15, 25, 4, 8);      // penumbra: 2 × 6 × 6
+  region(2, 6, 12, 15, 2, 0.2f, 10);  // the core under the floor: 2 × 4 × 3 = 24 voxels, 3 mL
+  region(0, 1, 9, 12, 0, 0, 7);       // no flow: 6 voxels
+  region(7, 8, 9, 12, 40, 10, 8);     // a vessel: 6 voxels
+  region(2, 6, 1, 4, 1, 0.1f, 2);     // CSF: 24 voxels
+  const at::Tensor index = at::arange(n, at::kLong);
+  PerfusionOptions o;
+  o.min_island_ml = 0.1;
+  const auto run = [&](bool low_cbv_core) {
+    o.low_cbv_core = low_cbv_core;
+    PerfusionResult r;
+    perfusion::classify(r, index, cbf.view(-1), cbv.view(-1), tmax.view(-1), series, o);
+    return r;
+  };
+  const PerfusionResult on = run(true), off = run(false);
+  EXPECT_EQ(on.triage.side, "left");
+  EXPECT_DOUBLE_EQ(on.triage.healthy_cbf, 50);
+  EXPECT_NEAR(on.triage.core_ml, 3, 1e-9);
+  EXPECT_NEAR(on.triage.hypoperfused_ml, 72 * 0.125, 1e-9);  // the penumbra's block, core included
+  EXPECT_NEAR(on.triage.penumbra_ml, 48 * 0.125, 1e-9);
+  EXPECT_EQ(on.tissue.voxels.eq(1).sum().item<std::int64_t>(), 24);
+  // Without it, the core is CSF: left out of the tissue, the core and the hypoperfused volume.
+  EXPECT_DOUBLE_EQ(off.triage.core_ml, 0);
+  EXPECT_NEAR(off.triage.hypoperfused_ml, 48 * 0.125, 1e-9);
+  EXPECT_EQ(on.brain.sum().item<std::int64_t>() - off.brain.sum().item<std::int64_t>(), 24);
+  // CSF, no flow and the vessel are out either way.
+  EXPECT_EQ(off.brain.sum().item<std::int64_t>(), n - 24 - 24 - 6 - 6);
+}
+
 TEST(Perfusion, DelayedTissueMovesTmaxAndKeepsMostOfItsFlow) {
   // The same penumbra flow arriving 0 and 4 s late (noise-free): oSVD's residue moves by about
   // the delay and keeps most of its CBF (it does drop: the delayed residue's jump raises the
@@ -643,9 +690,15 @@ TEST(Perfusion, PartAroundTheHeadGivesTheWholeSeriesMaps) {
     // with its maps, tissue and brain built on the whole grid.
     const PerfusionResult part = analyse_perfusion(crop(whole, box), o, "part", {}, {&first, box});
     const PerfusionResult given = analyse_perfusion(crop(whole, box), o, "part", region.first_brain, {&first, box});
-    for (const auto& [a, b] : {std::pair{&all.cbf, &part.cbf}, {&all.cbv, &part.cbv}, {&all.mtt, &part.mtt},
-                               {&all.tmax, &part.tmax}, {&all.ttp, &part.ttp}, {&all.tissue, &part.tissue},
-                               {&all.cbf, &given.cbf}, {&all.tmax, &given.tmax}, {&all.tissue, &given.tissue}}) {
+    for (const auto& [a, b] : {std::pair{&all.cbf, &part.cbf},
+                               {&all.cbv, &part.cbv},
+                               {&all.mtt, &part.mtt},
+                               {&all.tmax, &part.tmax},
+                               {&all.ttp, &part.ttp},
+                               {&all.tissue, &part.tissue},
+                               {&all.cbf, &given.cbf},
+                               {&all.tmax, &given.tmax},
+                               {&all.tissue, &given.tissue}}) {
       EXPECT_TRUE(at::equal(a->voxels, b->voxels)) << method;
       EXPECT_EQ(a->geometry.origin, b->geometry.origin);
     }
