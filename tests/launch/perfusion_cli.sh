@@ -9,8 +9,9 @@
 # - 20 head-neck phantoms of two seeds and noise levels, ten through a 2-rank campaign (`infer`)
 #   with a perfusion route and ten through `vitruvian perfusion` on 2 ranks: the lesion's side,
 #   the DEFUSE-3 verdict and the hypoperfused volume right in every study, core and penumbra
-#   errors reported (check_perfusion_truth.py); ten heads with lesions on both sides of each
-#   DEFUSE-3 criterion (--ischemia wide), whose every verdict the model fit with TIPS must give;
+#   errors reported, the core's median error held at 50 % (check_perfusion_truth.py); ten heads
+#   with lesions on both sides of each DEFUSE-3 criterion (--ischemia wide), whose every verdict
+#   the model fit with TIPS must give;
 #   maps, label map, study page and campaign page
 #   (the triage in mL and the arterial and venous curves);
 # - bad series (too few frames; only 3D series, so no route can run; a named series the study
@@ -69,7 +70,9 @@ routes:
     analysis: perfusion
 YAML
 expect_exit 0 infer.err "$mpirun" -n 2 "$vit" --threads 1 infer --campaign campaign.yaml
-$py "$here/check_perfusion_truth.py" campaign hn_noise1.h5
+# oSVD's core, under-called (median error 40 % and 33 % at the two noise levels; 58 % and 64 % while
+# the CSF floor took every core voxel of little volume: docs/PERFUSION.md), held at a median of 50 %.
+$py "$here/check_perfusion_truth.py" campaign hn_noise1.h5 --core-median-max 0.5
 # The NumPy/SciPy peer of the benchmarks (the same method, written independently) on three of the
 # ten: its volumes within 1 mL of the campaign's and the same verdict. Catches one side's method
 # drifting from docs/PERFUSION.md (a changed default or step) without the other.
@@ -91,7 +94,7 @@ PY
 # The noisier ten (the same study ids: another output) through the perfusion verb on two ranks.
 expect_exit 0 noisy.err "$mpirun" -n 2 "$vit" --threads 1 perfusion hn_noise15.h5 -o noisy
 grep -q "^head_neck_00000: core .* mL, Tmax>6s .* mL, mismatch .*; DEFUSE-3 " noisy.err.out || { cat noisy.err.out; fail "no summary line"; }
-$py "$here/check_perfusion_truth.py" noisy hn_noise15.h5
+$py "$here/check_perfusion_truth.py" noisy hn_noise15.h5 --core-median-max 0.5
 # The edge-preserving filter (spatial_filter: tips) with the model fit, on two of the ten: the
 # report names the filter and the noise its weights are scaled by; the side is right.
 expect_exit 0 tips.err "$vit" --threads 2 --set perfusion.spatial_filter=tips --set perfusion.deconvolution=model \
@@ -110,7 +113,7 @@ with h5py.File("hn_noise1.h5", "r") as f:
 PY
 # Lesions on both sides of each DEFUSE-3 criterion (--ischemia wide; 6 of these 10 are not
 # eligible: cores of 70 mL or more, mismatch ratios under 1.8). The model fit with TIPS gives the
-# truth's verdict in each; oSVD, whose core comes out at about half the truth's, calls some of the
+# truth's verdict in each; oSVD, whose core comes out under the truth's, calls some of the
 # not-eligible eligible (reported here, not held: docs/PERFUSION.md).
 expect_exit 0 wide.err "$vit" phantom --kind head-neck --studies 10 --seed 14 --shape 40,80,80 --ischemia wide --out hn_wide.h5 --threads 2
 expect_exit 0 wide_tips.err "$mpirun" -n 2 "$vit" --threads 1 --set perfusion.deconvolution=model --set perfusion.spatial_filter=tips \
