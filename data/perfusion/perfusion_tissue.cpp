@@ -76,6 +76,8 @@ void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf
   r.tissue.voxels = (core3d + 2 * penumbra3d.to(at::kByte)).to(at::kByte).contiguous();
 
   t.core_ml = static_cast<double>(detail::count_set(core3d)) * voxel_ml;
+  t.core_below_cbv_min_ml =
+      static_cast<double>(detail::count_set(core3d.logical_and(scatter_mask(series, index, collapsed)))) * voxel_ml;
   t.hypoperfused_ml = static_cast<double>(detail::count_set(hypo3d)) * voxel_ml;
   t.penumbra_ml = static_cast<double>(detail::count_set(penumbra3d)) * voxel_ml;
   t.decide(o);
@@ -134,9 +136,15 @@ nlohmann::json PerfusionResult::report(const PerfusionOptions& o) const {
       {"venous_output", curve_json(vof)},
       {"healthy_cbf_ml_100g_min", t.healthy_cbf},
       {"side", t.side.empty() ? nlohmann::json(nullptr) : nlohmann::json(t.side)},
-      {"thresholds", {{"rcbf", o.rcbf_threshold}, {"tmax_s", o.tmax_threshold_s}, {"min_island_ml", o.min_island_ml}}},
+      {"thresholds",
+       {{"rcbf", o.rcbf_threshold},
+        {"tmax_s", o.tmax_threshold_s},
+        {"min_island_ml", o.min_island_ml},
+        {"cbv_min", o.cbv_min},
+        {"low_cbv_core", o.low_cbv_core}}},
       {"volumes_ml",
        {{"core", t.core_ml},
+        {"core_below_cbv_min", t.core_below_cbv_min_ml},
         {"hypoperfused", t.hypoperfused_ml},
         {"penumbra", t.penumbra_ml},
         {"mismatch", t.mismatch_ml}}},

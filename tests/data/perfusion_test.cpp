@@ -199,8 +199,12 @@ TEST(Perfusion, CoreBelowTheCsfFloorIsCoreWhereItsBolusIsLate) {
   EXPECT_NEAR(on.triage.hypoperfused_ml, 72 * 0.125, 1e-9);  // the penumbra's block, core included
   EXPECT_NEAR(on.triage.penumbra_ml, 48 * 0.125, 1e-9);
   EXPECT_EQ(on.tissue.voxels.eq(1).sum().item<std::int64_t>(), 24);
+  const nlohmann::json report = on.report(PerfusionOptions{});  // the defaults: low_cbv_core on
+  EXPECT_DOUBLE_EQ(report["volumes_ml"]["core_below_cbv_min"].get<double>(), 3);
+  EXPECT_EQ(report["thresholds"]["low_cbv_core"], true);
   // Without it, the core is CSF: left out of the tissue, the core and the hypoperfused volume.
   EXPECT_DOUBLE_EQ(off.triage.core_ml, 0);
+  EXPECT_DOUBLE_EQ(off.triage.core_below_cbv_min_ml, 0);
   EXPECT_NEAR(off.triage.hypoperfused_ml, 48 * 0.125, 1e-9);
   EXPECT_EQ(on.brain.sum().item<std::int64_t>() - off.brain.sum().item<std::int64_t>(), 24);
   // CSF, no flow and the vessel are out either way.
