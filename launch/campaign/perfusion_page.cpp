@@ -49,6 +49,12 @@ std::string summary_table(const json& p) {
       "<tr><td><span class=\"swatch\" style=\"background:{}\"></span>Ischaemic core (rCBF &lt; {:g} %)</td><td>{:.1f} "
       "mL</td></tr>",
       hex(data::kCoreColour), 100 * p.at("thresholds").at("rcbf").get<double>(), v.at("core").get<double>());
+  if (const double below = v.value("core_below_cbv_min", 0.0); below > 0) {
+    s << fmt::format(
+        "<tr><td class=\"part\">of it, under the CSF floor (CBV &lt; {:g} mL/100 g) with Tmax &gt; {:g} s</td>"
+        "<td>{:.1f} mL</td></tr>",
+        p.at("thresholds").value("cbv_min", 0.0), p.at("thresholds").at("tmax_s").get<double>(), below);
+  }
   s << fmt::format(
       "<tr><td><span class=\"swatch\" style=\"background:{}\"></span>Hypoperfused (Tmax &gt; {:g} s)</td><td>{:.1f} "
       "mL</td></tr>",
@@ -95,6 +101,7 @@ std::string page(const std::string& study, const json& p) {
        "td,th{border:1px solid #ccc;padding:4px "
        "8px;font-size:13px}th{background:#eee}.met{color:#070}.unmet{color:#b00}"
        ".verdict{font-size:18px;font-weight:bold}.swatch{display:inline-block;width:12px;height:12px;margin-right:6px}"
+       ".part{padding-left:26px;color:#555}"
        ".row{display:flex;gap:2em;align-items:flex-start;flex-wrap:wrap}img{max-width:100%}</style></head><body>\n";
   s << fmt::format(
       "<h1>CT perfusion: {}</h1><p>Series {}, {} frames every {:.2f} s; {} deconvolution {}. "

@@ -185,7 +185,12 @@ lines = re.findall(r'<polyline [^>]*points="([^"]*)"', svg.group(0))
 assert len(lines) == 1 + p["venous_output"]["found"] and all(len(l.split()) == p["frames"] for l in lines)
 for unit in ("mL/100 g/min", "mL/100 g", " s (black"):
     assert unit in page, f"the study page's legend lacks {unit!r}"
-print("study page: the curves and the maps' units")
+# The part of the core taken from under the CSF floor (low_cbv_core), shown where there is one.
+below = p["volumes_ml"]["core_below_cbv_min"]
+row = re.search(r"of it, under the CSF floor \(CBV &lt; 0\.4 mL/100 g\) with Tmax &gt; 6 s</td><td>([0-9.]+) mL", page)
+assert (row is not None) == (below > 0), (below, row)
+assert row is None or abs(float(row.group(1)) - below) <= 0.05, (row.group(1), below)
+print("study page: the curves, the maps' units and the core under the CSF floor", below)
 PY
 
 # Bad series, each one line in the failure record while the campaign goes on: one study's
