@@ -21,40 +21,40 @@ namespace vitruvian::data {
 
 /// Every threshold of the analysis, with the literature's defaults (docs/PERFUSION.md).
 struct PerfusionOptions {
-  std::int64_t min_frames = 10;             ///< fewer frames: the study fails
-  double max_interval_deviation = 0.1;      ///< largest |interval − median| / median
-  double min_enhancement_hu = 2;            ///< the brain's mean enhancement must reach this
-  double bone_hu = 200;                     ///< pre-contrast bone (the skull) above this
-  std::vector<double> brain_hu{15, 60};     ///< pre-contrast brain window (smoothed), HU
-  double smoothing_mm = 3;                  ///< in-plane Gaussian σ of every frame (0: none)
+  std::int64_t min_frames = 10;          ///< fewer frames: the study fails
+  double max_interval_deviation = 0.1;   ///< largest |interval − median| / median
+  double min_enhancement_hu = 2;         ///< the brain's mean enhancement must reach this
+  double bone_hu = 200;                  ///< pre-contrast bone (the skull) above this
+  std::vector<double> brain_hu{15, 60};  ///< pre-contrast brain window (smoothed), HU
+  double smoothing_mm = 3;               ///< in-plane Gaussian σ of every frame (0: none)
   std::string spatial_filter = "gaussian";  ///< gaussian | tips (the Gaussian's curves guide a bilateral filter)
   double tips_sigma_mm = 7;                 ///< tips: in-plane σ of its spatial weight (reach 2σ)
   double tips_similarity = 1;               ///< tips: h, the profile distance's scale in units of its noise
-  bool temporal_smoothing = false;          ///< [1 2 1] / 4 along time
-  std::int64_t aif_voxels = 8;              ///< voxels averaged into the arterial input
-  std::int64_t vof_voxels = 8;              ///< voxels averaged into the venous output
-  std::vector<double> aif_lps_mm;           ///< [x, y, z]: the arterial input's voxel, instead of the search
-  std::vector<double> vof_lps_mm;           ///< [x, y, z]: the venous output's voxel, instead of the search
-  std::string deconvolution = "osvd";       ///< osvd (block-circulant, delay-insensitive) | svd (plain) | model
-  double max_oscillation = 0.095;           ///< oSVD oscillation-index limit
-  double osvd_min_threshold = 0.02;         ///< oSVD: smallest singular value kept, × the largest
-  double svd_threshold = 0.2;               ///< plain SVD: singular values kept, × the largest
+  bool temporal_smoothing = false;       ///< [1 2 1] / 4 along time
+  std::int64_t aif_voxels = 8;           ///< voxels averaged into the arterial input
+  std::int64_t vof_voxels = 8;           ///< voxels averaged into the venous output
+  std::vector<double> aif_lps_mm;        ///< [x, y, z]: the arterial input's voxel, instead of the search
+  std::vector<double> vof_lps_mm;        ///< [x, y, z]: the venous output's voxel, instead of the search
+  std::string deconvolution = "osvd";    ///< osvd (block-circulant, delay-insensitive) | svd (plain) | model
+  double max_oscillation = 0.095;        ///< oSVD oscillation-index limit
+  double osvd_min_threshold = 0.02;      ///< oSVD: smallest singular value kept, × the largest
+  double svd_threshold = 0.2;            ///< plain SVD: singular values kept, × the largest
   std::vector<std::int64_t> model_orders{1, 2, 4};  ///< model: Erlang orders of the transit times (1: exponential)
   std::vector<double> model_mtt_s{1, 40};           ///< model: MTT range, s (log-spaced, at most 20 % apart)
   std::vector<double> model_delay_s{-3, 15};        ///< model: delay range, s (at most 0.75 s apart)
-  bool model_mixture = true;            ///< model: a curve may also be healthy tissue's plus one entry (partial volume)
-  double hematocrit_ratio = 0.73;       ///< k_H: (1 − Hct large vessels) / (1 − Hct capillaries)
-  double density = 1.04;                ///< brain tissue, g/mL
-  double cbv_min = 0.4;                 ///< mL/100 g: below is CSF (left out) …
-  bool low_cbv_core = true;             ///< … unless its Tmax is above the threshold: then core
-  double cbv_max = 8;                   ///< mL/100 g: above is a vessel (left out)
-  double cbf_max = 150;                 ///< mL/100 g/min: above is a vessel (left out)
-  double rcbf_threshold = 0.3;          ///< core: CBF below this fraction of healthy tissue's
-  double tmax_threshold_s = 6;          ///< hypoperfused: Tmax above this
-  double min_island_ml = 1;             ///< core and hypoperfused components smaller are dropped
-  double defuse3_core_max_ml = 70;      ///< DEFUSE-3: core below
-  double defuse3_ratio_min = 1.8;       ///< DEFUSE-3: mismatch ratio at least
-  double defuse3_mismatch_min_ml = 15;  ///< DEFUSE-3: mismatch volume at least
+  bool model_mixture = true;  ///< model: a curve may also be healthy tissue's plus one entry (partial volume)
+  double hematocrit_ratio = 0.73;        ///< k_H: (1 − Hct large vessels) / (1 − Hct capillaries)
+  double density = 1.04;                 ///< brain tissue, g/mL
+  double cbv_min = 0.4;                  ///< mL/100 g: below is CSF (left out) …
+  bool low_cbv_core = true;              ///< … unless its Tmax is above the threshold (and CBF > 0): then core
+  double cbv_max = 8;                    ///< mL/100 g: above is a vessel (left out)
+  double cbf_max = 150;                  ///< mL/100 g/min: above is a vessel (left out)
+  double rcbf_threshold = 0.3;           ///< core: CBF below this fraction of healthy tissue's
+  double tmax_threshold_s = 6;           ///< hypoperfused: Tmax above this
+  double min_island_ml = 1;              ///< core and hypoperfused components smaller are dropped
+  double defuse3_core_max_ml = 70;       ///< DEFUSE-3: core below
+  double defuse3_ratio_min = 1.8;        ///< DEFUSE-3: mismatch ratio at least
+  double defuse3_mismatch_min_ml = 15;   ///< DEFUSE-3: mismatch volume at least
 
   void visit(ConfigVisitor& v);
   /// ConfigError naming `where` and the key of the first bad value.
@@ -75,7 +75,7 @@ struct PerfusionCurve {
 struct PerfusionTriage {
   double core_ml = 0, hypoperfused_ml = 0, penumbra_ml = 0, mismatch_ml = 0;
   double core_below_cbv_min_ml = 0;  ///< of core_ml, the voxels under cbv_min (low_cbv_core)
-  double mismatch_ratio = 0;         ///< hypoperfused / core; meaningless when !has_core
+  double mismatch_ratio = 0;  ///< hypoperfused / core; meaningless when !has_core
   bool has_core = false;
   bool core_ok = false, ratio_ok = false, mismatch_ok = false, eligible = false;
   std::string side;        ///< "left" / "right" (patient) of the lesion; "" when none
@@ -97,12 +97,12 @@ struct PerfusionResult {
   std::vector<double> times_s;  ///< frame times from the first frame
   double interval_s = 0;
   std::int64_t arrival_frame = 0;  ///< first frame of the bolus; frames 0 … arrival − 2 (at least one) are the baseline
-  std::int64_t brain_voxels = 0;  ///< in the brain mask (before CSF and vessels are left out)
+  std::int64_t brain_voxels = 0;   ///< in the brain mask (before CSF and vessels are left out)
   PerfusionCurve aif, vof;
-  double aif_scale = 1;        ///< AUC(VOF) / AUC(AIF) when above 1, else 1
+  double aif_scale = 1;  ///< AUC(VOF) / AUC(AIF) when above 1, else 1
   std::string device = "cpu";  ///< where the deconvolution ran ("cpu", "cuda:0")
-  nlohmann::json model;        ///< deconvolution: model: its dictionary and noise (ModelFit::record); else null
-  nlohmann::json filter;       ///< the curves' filtering (CurveSlabs::record)
+  nlohmann::json model;  ///< deconvolution: model: its dictionary and noise (ModelFit::record); else null
+  nlohmann::json filter;  ///< the curves' filtering (CurveSlabs::record)
   PerfusionTriage triage;
   nlohmann::json timing = nlohmann::json::object();  ///< seconds per step
 
