@@ -694,15 +694,9 @@ TEST(Perfusion, PartAroundTheHeadGivesTheWholeSeriesMaps) {
     // with its maps, tissue and brain built on the whole grid.
     const PerfusionResult part = analyse_perfusion(crop(whole, box), o, "part", {}, {&first, box});
     const PerfusionResult given = analyse_perfusion(crop(whole, box), o, "part", region.first_brain, {&first, box});
-    for (const auto& [a, b] : {std::pair{&all.cbf, &part.cbf},
-                               {&all.cbv, &part.cbv},
-                               {&all.mtt, &part.mtt},
-                               {&all.tmax, &part.tmax},
-                               {&all.ttp, &part.ttp},
-                               {&all.tissue, &part.tissue},
-                               {&all.cbf, &given.cbf},
-                               {&all.tmax, &given.tmax},
-                               {&all.tissue, &given.tissue}}) {
+    for (const auto& [a, b] : {std::pair{&all.cbf, &part.cbf}, {&all.cbv, &part.cbv}, {&all.mtt, &part.mtt},
+                               {&all.tmax, &part.tmax}, {&all.ttp, &part.ttp}, {&all.tissue, &part.tissue},
+                               {&all.cbf, &given.cbf}, {&all.tmax, &given.tmax}, {&all.tissue, &given.tissue}}) {
       EXPECT_TRUE(at::equal(a->voxels, b->voxels)) << method;
       EXPECT_EQ(a->geometry.origin, b->geometry.origin);
     }
