@@ -223,7 +223,7 @@ void ModelFit::add_mixture(const at::Tensor& h, std::int64_t voxels) {
   const at::Tensor alpha_lost = r / per_score / norm;  // α = H·c / |h| − β · this
   m.scaled =
       at::stack({beta * (1 - m.cbf * alpha_lost), beta * (mtt - 60 * m.cbv * alpha_lost)}).to(at::kFloat).contiguous();
-  m.entry_parts = at::stack({beta, beta * alpha_lost}).to(at::kFloat).contiguous();
+  m.alpha_lost = at::stack({beta * alpha_lost, beta * alpha_lost}).to(at::kFloat).contiguous();
   m.plain = dictionary_.plain.index_select(0, kept).contiguous();
   m.healthy = H.to(at::kFloat).contiguous();
   mixture_ = std::move(m);
@@ -233,7 +233,7 @@ void ModelFit::to(at::Device device) {
   for (at::Tensor* t : {&dictionary_.atoms, &dictionary_.scaled, &dictionary_.plain}) *t = t->to(device);
   if (!mixture_) return;
   Mixture& x = *mixture_;
-  for (at::Tensor* t : {&x.healthy, &x.kept, &x.gain, &x.offset, &x.scaled, &x.entry_parts, &x.plain})
+  for (at::Tensor* t : {&x.healthy, &x.kept, &x.gain, &x.offset, &x.scaled, &x.alpha_lost, &x.plain})
     *t = t->to(device);
 }
 
@@ -264,7 +264,7 @@ ModelFit::Maps ModelFit::fit(const at::Tensor& curves) const {
                 .index_select(1, x.kept)
                 .contiguous();
         const at::Tensor beyond = kernels::dictionary_means(sub, x.scaled, x.plain, inverse_two_variance);
-        const at::Tensor split = kernels::dictionary_means(sub, x.entry_parts, x.plain, inverse_two_variance);
+        const at::Tensor lost = kernels::dictionary_means(sub, x.alpha_lost, x.plain, inverse_two_variance);
         const at::Tensor share_of_h = share.index_select(0, rows) / x.norm;  // α before the entry's part
         const at::Tensor cbf = (x.cbf * share_of_h + beyond.select(1, 0)).clamp_min(0);
         const at::Tensor cbf_mtt = (60 * x.cbv * share_of_h + beyond.select(1, 1)).clamp_min(0);
@@ -272,7 +272,7 @@ ModelFit::Maps ModelFit::fit(const at::Tensor& curves) const {
         // else healthy tissue's: the voxel's majority tissue, as a label names it. By flow share
         // instead, a voxel mostly of slow lesion tissue took healthy tissue's Tmax, and the
         // hypoperfused volume's edge moved into the lesion.
-        const at::Tensor alpha = share_of_h - split.select(1, 1);
+        const at::Tensor alpha = share_of_h - lost.select(1, 0);
         const at::Tensor tmax = at::where(alpha < 0.5, beyond.select(1, 2), at::full_like(cbf, x.tmax));
         m.index_copy_(0, rows, at::stack({cbf, cbf_mtt, tmax}, 1));
       }

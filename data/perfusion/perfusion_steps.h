@@ -192,7 +192,7 @@ class ModelFit {
     at::Tensor kept;                    ///< int64 [K']: the entries kept (1 − ρ² above kMinIndependence)
     at::Tensor gain, offset;  ///< float32 [K], per dictionary entry: 1 / √(1 − ρ²), ρ / √(1 − ρ²); 0 if not kept
     at::Tensor scaled;      ///< float32 [2, K']: per unit of score, the voxel's CBF and CBF · MTT beyond α's share
-    at::Tensor entry_parts;  ///< float32 [2, K']: per unit of score, β and what β takes from α (α = H·c / |h| − that)
+    at::Tensor alpha_lost;  ///< float32 [2, K']: per unit of score, what β takes from α = H·c / |h| (both rows)
     at::Tensor plain;       ///< float32 [K']: the entry's delay
     std::int64_t voxels = 0;
   };
