@@ -76,8 +76,10 @@ void classify(PerfusionResult& r, const at::Tensor& index, const at::Tensor& cbf
   r.tissue.voxels = (core3d + 2 * penumbra3d.to(at::kByte)).to(at::kByte).contiguous();
 
   t.core_ml = static_cast<double>(detail::count_set(core3d)) * voxel_ml;
-  t.core_below_cbv_min_ml =
-      static_cast<double>(detail::count_set(core3d.logical_and(scatter_mask(series, index, collapsed)))) * voxel_ml;
+  // Of the core left after island removal, the voxels under the floor: read back at the brain's
+  // voxels rather than a second whole-grid mask.
+  const at::Tensor core_kept = core3d.view(-1).index_select(0, index.to(at::kLong)).to(at::kBool);
+  t.core_below_cbv_min_ml = static_cast<double>(detail::count_set(core_kept.logical_and(collapsed))) * voxel_ml;
   t.hypoperfused_ml = static_cast<double>(detail::count_set(hypo3d)) * voxel_ml;
   t.penumbra_ml = static_cast<double>(detail::count_set(penumbra3d)) * voxel_ml;
   t.decide(o);
