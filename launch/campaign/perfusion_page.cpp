@@ -53,7 +53,7 @@ std::string summary_table(const json& p) {
     s << fmt::format(
         "<tr><td class=\"part\">of it, under the CSF floor (CBV &lt; {:g} mL/100 g) with Tmax &gt; {:g} s</td>"
         "<td>{:.1f} mL</td></tr>",
-        p.at("thresholds").value("cbv_min", 0.0), p.at("thresholds").at("tmax_s").get<double>(), below);
+        p.at("thresholds").at("cbv_min").get<double>(), p.at("thresholds").at("tmax_s").get<double>(), below);
   }
   s << fmt::format(
       "<tr><td><span class=\"swatch\" style=\"background:{}\"></span>Hypoperfused (Tmax &gt; {:g} s)</td><td>{:.1f} "
