@@ -545,9 +545,8 @@ def tissue_classes(maps, brain_index, series, cfg):
     cbf, cbv, tmax = maps["cbf"], maps["cbv"], maps["tmax"]
     vessel = (cbv > cfg["cbv_max"]) | (cbf > cfg["cbf_max"])
     tissue = (cbv >= cfg["cbv_min"]) & ~vessel
-    collapsed = (cbv < cfg["cbv_min"]) & (cbf > 0) & (tmax > cfg["tmax_threshold_s"]) & ~vessel
-    if not cfg["low_cbv_core"]:
-        collapsed[:] = False
+    collapsed = ((cbv < cfg["cbv_min"]) & (cbf > 0) & (tmax > cfg["tmax_threshold_s"]) & ~vessel if cfg["low_cbv_core"]
+                 else np.zeros_like(tissue))
     zyx = np.unravel_index(brain_index, shape)
     m = series.direction * series.spacing[None, :]
     x_lps = series.origin[0] + m[0, 0] * zyx[2] + m[0, 1] * zyx[1] + m[0, 2] * zyx[0]

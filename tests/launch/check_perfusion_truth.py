@@ -6,9 +6,9 @@ Per study (asserted unless --no-limits): the lesion on the side the phantom put 
 verdict equal to the one the truth volumes give (core < 70 mL, (core + penumbra) / core >= 1.8,
 penumbra >= 15 mL), the hypoperfused volume (Tmax > 6 s) within 45 % of core + penumbra, and the
 penumbra's volume within 15 % of the truth. Reported against the 15 % target, not yet held per
-study: the core's volume (docs/PERFUSION.md); --core-median-max holds the median of its errors. --json writes each study's volumes, side and verdict against the
-truth's, and its core and penumbra errors (benchmarks/perfusion_accuracy.sh sums them over its
-settings).
+study: the core's volume (docs/PERFUSION.md); --core-median-max holds the median of its errors.
+--json writes each study's volumes, side and verdict against the truth's, and its core and
+penumbra errors (benchmarks/perfusion_accuracy.sh sums them over its settings).
 """
 import json
 import re
