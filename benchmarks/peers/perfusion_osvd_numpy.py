@@ -381,6 +381,36 @@ class Curves:
 # Arterial input, venous output
 
 
+def first_pass_area(c, dt):
+    """Summed to the first frame after the peak under 20 % of it, then an exponential tail with the
+    time constant of the fall from 50 % to there."""
+    c = np.asarray(c, dtype=np.float64)
+    k = int(c.argmax())
+    if not c[k] > 0:
+        return 0.0
+    half, end = k, k
+    while half + 1 < len(c) and c[half] > 0.5 * c[k]:
+        half += 1
+    while end + 1 < len(c) and c[end] > 0.2 * c[k]:
+        end += 1
+    area = float(c[:end + 1].sum()) * dt
+    if end > half and c[end] > 0 and c[half] > c[end]:
+        tau = (end - half) * dt / np.log(c[half] / c[end])
+        area += float(c[end]) * max(0.0, tau - dt / 2)
+    return area
+
+
+def own_baseline(c):
+    """The curve less the mean of its frames before the last one under 10 % of its peak ahead of it."""
+    k = int(c.argmax())
+    if not c[k] > 0:
+        return c
+    below = np.flatnonzero(c[:k] < 0.1 * c[k])
+    if len(below) == 0 or below[-1] < 1:
+        return c
+    return (c - c[:below[-1]].astype(np.float64).mean()).astype(c.dtype)
+
+
 def select_inputs(stats, curves, series, dt, cfg):
     auc, peak, ttp, fwhm = stats
     shape = series.shape
@@ -408,13 +438,14 @@ def select_inputs(stats, curves, series, dt, cfg):
                              f"arterial input's {a_ttp:.2f} s)")
         best = late[np.argsort(-auc[late], kind="stable")[:cfg["vof_voxels"]]]
         vof_vox = voxels(best)
-    vof = curves.at(vof_vox).mean(axis=0)
+    vof = own_baseline(curves.at(vof_vox).mean(axis=0))
     v_auc, v_peak, v_ttp, _ = (v[0] for v in curve_stats(vof[None, :], series.times, dt))
     scale = 1.0
     if a_auc <= 0:
         raise StudyError(f"{series.where}: the arterial input's AUC is {a_auc:.3g}; expected > 0")
-    if v_auc > a_auc:
-        scale = float(v_auc / a_auc)
+    a_first, v_first = first_pass_area(aif, dt), first_pass_area(vof, dt)
+    if v_first > a_first > 0:
+        scale = float(v_first / a_first)
         aif = aif * np.float32(scale)
     summary = {
         "aif": {"voxels_zyx": aif_vox, "peak_hu": float(a_peak) * scale, "ttp_s": float(a_ttp),

@@ -138,7 +138,8 @@ PerfusionCurve arterial_input(const CurveSlabs& slabs, const BrainVoxels& brain,
   return aif;
 }
 
-/// Late, large curves (the sinuses): TTP at least Δt after the AIF's, the largest AUC.
+/// Late, large curves (the sinuses): TTP at least Δt after the AIF's, the largest AUC; its
+/// baseline then from its own frames before it rises.
 PerfusionCurve venous_output(const CurveSlabs& slabs, const BrainVoxels& brain, const Volume& series,
                              const FrameTiming& ft, const PerfusionOptions& o, const PerfusionCurve& aif,
                              const std::string& what) {
@@ -151,6 +152,7 @@ PerfusionCurve venous_output(const CurveSlabs& slabs, const BrainVoxels& brain, 
   }
   PerfusionCurve vof = mean_curve(slabs, chosen, series, ft);
   vof.manual = manual;
+  perfusion::own_baseline(vof, ft.times_s, ft.interval_s);
   return vof;
 }
 
@@ -264,8 +266,11 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
   const BrainVoxels voxels = gather_stats(slabs, ft);
   r.aif = arterial_input(slabs, voxels, series, ft, o, brain_peak, what);
   r.vof = venous_output(slabs, voxels, series, ft, o, r.aif, what);
-  if (r.vof.found && r.vof.auc_hu_s > r.aif.auc_hu_s && r.aif.auc_hu_s > 0)
-    r.aif_scale = r.vof.auc_hu_s / r.aif.auc_hu_s;
+  // Partial volume of the artery: the first passes' areas, VOF over AIF. Chosen by the largest
+  // area, the venous voxels' noise adds to it, and over the whole acquisition so does their
+  // baseline's error (perfusion::own_baseline); recirculation would too.
+  if (r.vof.found && r.vof.first_pass_auc_hu_s > r.aif.first_pass_auc_hu_s && r.aif.first_pass_auc_hu_s > 0)
+    r.aif_scale = r.vof.first_pass_auc_hu_s / r.aif.first_pass_auc_hu_s;
   r.timing["curves_s"] = seconds_since(start);
 
   start = Clock::now();

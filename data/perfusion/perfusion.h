@@ -67,6 +67,8 @@ struct PerfusionCurve {
   std::int64_t voxels = 0;  ///< averaged (1 for a manual choice)
   std::array<double, 3> centre_lps_mm{0, 0, 0};
   double peak_hu = 0, ttp_s = 0, fwhm_s = 0, auc_hu_s = 0;
+  double first_pass_auc_hu_s = 0;  ///< to where it falls under 20 % of its peak, with an exponential tail beyond
+  double baseline_shift_hu = 0;    ///< taken off by its own frames before it rises (the venous output)
   bool manual = false;
   bool found = false;  ///< false: no venous output (the AIF stays unscaled)
 };
@@ -99,7 +101,7 @@ struct PerfusionResult {
   std::int64_t arrival_frame = 0;  ///< first frame of the bolus; frames 0 … arrival − 2 (at least one) are the baseline
   std::int64_t brain_voxels = 0;   ///< in the brain mask (before CSF and vessels are left out)
   PerfusionCurve aif, vof;
-  double aif_scale = 1;  ///< AUC(VOF) / AUC(AIF) when above 1, else 1
+  double aif_scale = 1;        ///< the first passes' areas, VOF / AIF, when above 1, else 1
   std::string device = "cpu";  ///< where the deconvolution ran ("cpu", "cuda:0")
   nlohmann::json model;  ///< deconvolution: model: its dictionary and noise (ModelFit::record); else null
   nlohmann::json filter;  ///< the curves' filtering (CurveSlabs::record)

@@ -216,6 +216,30 @@ CurveStats curve_stats(const at::Tensor& curves_in, const std::vector<double>& t
   return s;
 }
 
+namespace {
+
+double first_pass_area(const std::vector<double>& hu, double interval_s) {
+  const auto frames = static_cast<std::ptrdiff_t>(hu.size());
+  if (frames == 0) return 0;
+  const std::ptrdiff_t peak = std::max_element(hu.begin(), hu.end()) - hu.begin();
+  if (!(hu[peak] > 0)) return 0;
+  std::ptrdiff_t half = peak, end = peak;
+  while (half + 1 < frames && hu[half] > 0.5 * hu[peak]) ++half;
+  while (end + 1 < frames && hu[end] > 0.2 * hu[peak]) ++end;
+  double area = 0;
+  for (std::ptrdiff_t t = 0; t <= end; ++t) area += hu[t] * interval_s;
+  // The tail past `end`: ∫ hu[end] e^(−t/τ) dt from the frame's middle on, τ from the fall
+  // half → end. Its own frames would add the baseline's error over the rest of the acquisition
+  // and any recirculation.
+  if (end > half && hu[end] > 0 && hu[half] > hu[end]) {
+    const double tau = static_cast<double>(end - half) * interval_s / std::log(hu[half] / hu[end]);
+    area += hu[end] * std::max(0.0, tau - interval_s / 2);
+  }
+  return area;
+}
+
+}  // namespace
+
 void describe_curve(PerfusionCurve& curve, const std::vector<double>& times_s, double interval_s) {
   const at::Tensor c = at::tensor(curve.hu, at::kDouble).to(at::kFloat).unsqueeze(0);
   const CurveStats s = curve_stats(c, times_s, interval_s);
@@ -223,6 +247,23 @@ void describe_curve(PerfusionCurve& curve, const std::vector<double>& times_s, d
   curve.peak_hu = s.peak.item<double>();
   curve.ttp_s = s.ttp.item<double>();
   curve.fwhm_s = s.fwhm.item<double>();
+  curve.first_pass_auc_hu_s = first_pass_area(curve.hu, interval_s);
+}
+
+void own_baseline(PerfusionCurve& c, const std::vector<double>& times_s, double interval_s) {
+  if (c.hu.empty()) return;
+  const auto peak = std::max_element(c.hu.begin(), c.hu.end()) - c.hu.begin();
+  if (!(c.hu[peak] > 0)) return;
+  std::ptrdiff_t rise = -1;
+  for (std::ptrdiff_t t = 0; t < peak; ++t) {
+    if (c.hu[t] < 0.1 * c.hu[peak]) rise = t;
+  }
+  if (rise < 1) return;
+  double shift = 0;
+  for (std::ptrdiff_t t = 0; t < rise; ++t) shift += c.hu[t] / static_cast<double>(rise);
+  for (double& v : c.hu) v -= shift;
+  c.baseline_shift_hu = shift;
+  describe_curve(c, times_s, interval_s);
 }
 
 std::array<double, 3> voxel_lps(const Geometry& g, const std::array<std::int64_t, 3>& shape, std::int64_t voxel) {

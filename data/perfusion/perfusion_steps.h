@@ -111,8 +111,16 @@ struct CurveStats {
   at::Tensor auc, peak, ttp, fwhm;
 };
 CurveStats curve_stats(const at::Tensor& curves, const std::vector<double>& times_s, double interval_s);
-/// The same for one curve.
+/// The same for one curve, and the area of its first pass: summed to the first frame after the
+/// peak under 20 % of it, and beyond that an exponential tail with the time constant of the fall
+/// from 50 % to there (none where that fall is too short or noisy to give one).
 void describe_curve(PerfusionCurve& curve, const std::vector<double>& times_s, double interval_s);
+/// The curve less the mean of its own frames before it rises: those before the last frame under
+/// 10 % of its peak ahead of the peak (that frame may hold the bolus's start); described again.
+/// For the venous output: the sinuses fill seconds after the brain's arrival, so they have more
+/// pre-contrast frames than the baseline averaged. The venous choice goes by the largest area, in
+/// which the baseline's error counts in every frame: it picks voxels whose baseline came out low.
+void own_baseline(PerfusionCurve& curve, const std::vector<double>& times_s, double interval_s);
 
 /// The deconvolution basis (kernel 7's ResidueBasis) for an arterial input.
 struct Basis {

@@ -105,8 +105,16 @@ nlohmann::json curve_json(const PerfusionCurve& c) {
   if (!c.found) return {{"found", false}};
   nlohmann::json hu = nlohmann::json::array();
   for (const double v : c.hu) hu.push_back(std::round(v * 100) / 100);
-  return {{"found", true},        {"manual", c.manual}, {"voxels", c.voxels}, {"centre_lps_mm", c.centre_lps_mm},
-          {"peak_hu", c.peak_hu}, {"ttp_s", c.ttp_s},   {"fwhm_s", c.fwhm_s}, {"auc_hu_s", c.auc_hu_s},
+  return {{"found", true},
+          {"manual", c.manual},
+          {"voxels", c.voxels},
+          {"centre_lps_mm", c.centre_lps_mm},
+          {"peak_hu", c.peak_hu},
+          {"ttp_s", c.ttp_s},
+          {"fwhm_s", c.fwhm_s},
+          {"auc_hu_s", c.auc_hu_s},
+          {"first_pass_auc_hu_s", c.first_pass_auc_hu_s},
+          {"baseline_shift_hu", c.baseline_shift_hu},
           {"curve_hu", hu}};
 }
 
