@@ -382,8 +382,9 @@ class Curves:
 
 
 def first_pass_area(c, dt):
-    """Summed to the first frame after the peak under 20 % of it, then an exponential tail with the
-    time constant of the fall from 50 % to there."""
+    """Summed to the first frame after the peak under 20 % of it, then (where it falls under 20 %
+    within the acquisition) an exponential tail from the end of that frame's interval, with the
+    time constant of the fall from 50 % to there, at most the time from the peak to there."""
     c = np.asarray(c, dtype=np.float64)
     k = int(c.argmax())
     if not c[k] > 0:
@@ -394,9 +395,9 @@ def first_pass_area(c, dt):
     while end + 1 < len(c) and c[end] > 0.2 * c[k]:
         end += 1
     area = float(c[:end + 1].sum()) * dt
-    if end > half and c[end] > 0 and c[half] > c[end]:
-        tau = (end - half) * dt / np.log(c[half] / c[end])
-        area += float(c[end]) * max(0.0, tau - dt / 2)
+    if end > half and 0 < c[end] <= 0.2 * c[k]:
+        tau = min((end - half) * dt / np.log(c[half] / c[end]), (end - k) * dt)
+        area += float(c[end]) * tau * np.exp(-dt / (2 * tau))
     return area
 
 

@@ -228,12 +228,15 @@ double first_pass_area(const std::vector<double>& hu, double interval_s) {
   while (end + 1 < frames && hu[end] > 0.2 * hu[peak]) ++end;
   double area = 0;
   for (std::ptrdiff_t t = 0; t <= end; ++t) area += hu[t] * interval_s;
-  // The tail past `end`: ∫ hu[end] e^(−t/τ) dt from the frame's middle on, τ from the fall
-  // half → end. Its own frames would add the baseline's error over the rest of the acquisition
-  // and any recirculation.
-  if (end > half && hu[end] > 0 && hu[half] > hu[end]) {
-    const double tau = static_cast<double>(end - half) * interval_s / std::log(hu[half] / hu[end]);
-    area += hu[end] * std::max(0.0, tau - interval_s / 2);
+  // The tail past `end`, where the curve fell under 20 % within the acquisition: ∫ hu[end] e^(−t/τ)
+  // dt from the end of that frame's interval (its middle + Δt / 2) on, τ from the fall half → end
+  // and at most the time from the peak to `end` (a fall that flattens there, by recirculation or
+  // noise, would give a tail without bound). Its own frames would add the baseline's error over
+  // the rest of the acquisition, and any recirculation.
+  if (end > half && hu[end] > 0 && hu[end] <= 0.2 * hu[peak]) {
+    const double tau = std::min(static_cast<double>(end - half) * interval_s / std::log(hu[half] / hu[end]),
+                                static_cast<double>(end - peak) * interval_s);
+    area += hu[end] * tau * std::exp(-interval_s / (2 * tau));
   }
   return area;
 }

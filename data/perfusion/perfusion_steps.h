@@ -113,7 +113,8 @@ struct CurveStats {
 CurveStats curve_stats(const at::Tensor& curves, const std::vector<double>& times_s, double interval_s);
 /// The same for one curve, and the area of its first pass: summed to the first frame after the
 /// peak under 20 % of it, and beyond that an exponential tail with the time constant of the fall
-/// from 50 % to there (none where that fall is too short or noisy to give one).
+/// from 50 % to there, at most the time from the peak to there (no tail where the curve does not
+/// fall under 20 % within the acquisition, or falls from 50 % to under 20 % in one frame).
 void describe_curve(PerfusionCurve& curve, const std::vector<double>& times_s, double interval_s);
 /// The curve less the mean of its own frames before it rises: those before the last frame under
 /// 10 % of its peak ahead of the peak (that frame may hold the bolus's start); described again.

@@ -652,6 +652,18 @@ TEST(Perfusion, FirstPassAreaAndOwnBaselineOfTheVenousOutput) {
   perfusion::own_baseline(early, times, dt);
   EXPECT_EQ(early.baseline_shift_hu, 0);
   EXPECT_EQ(early.hu, kept);
+
+  // A fall that flattens just under 20 % (recirculation, a baseline's error): the tail's time
+  // constant is at most the time from the peak (4 frames), not the 8.8 the flat stretch gives.
+  // One that levels off above 20 % has no tail: the sum over the acquisition.
+  const std::vector<double> seconds{0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  PerfusionCurve flattening, levelled;
+  flattening.hu = {0, 100, 60, 25, 21, 19.9, 19, 19, 19, 19};
+  levelled.hu = {0, 100, 60, 40, 30, 30, 30, 30, 30, 30};
+  perfusion::describe_curve(flattening, seconds, 1);
+  perfusion::describe_curve(levelled, seconds, 1);
+  EXPECT_NEAR(flattening.first_pass_auc_hu_s, 225.9 + 19.9 * 4 * std::exp(-1.0 / 8), 1e-9);
+  EXPECT_DOUBLE_EQ(levelled.first_pass_auc_hu_s, levelled.auc_hu_s);
 }
 
 // The in-plane smoothing runs its passes over whole planes of padded rows; every value must be
