@@ -260,8 +260,8 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
 
   start = Clock::now();
   const CurveSlabs slabs(series, baseline.image, brain, o);
-  const double brain_peak = *std::max_element(baseline.brain_curve_hu.begin(), baseline.brain_curve_hu.end()) -
-                            baseline.brain_curve_hu.front();
+  const double brain_peak =
+      *std::max_element(baseline.brain_curve_hu.begin(), baseline.brain_curve_hu.end()) - baseline.level_hu;
   r.filter = slabs.record(brain_peak);
   const BrainVoxels voxels = gather_stats(slabs, ft);
   r.aif = arterial_input(slabs, voxels, series, ft, o, brain_peak, what);
