@@ -19,8 +19,9 @@ deconvolution pass while they fit --cache-mib; slabs past it are read and smooth
 Where docs/PERFUSION.md leaves a choice open, this script takes the following:
  1. First mask (for the arrival): the mask procedure of step 2 applied with frame 0 as the
     baseline; g(t) is the mean of the raw frame t over it. The final mask is the same
-    procedure on the baseline. Arrival and baseline as written: a = the first frame after frame 0
-    with e ≥ 5 % of max e, baseline = mean of frames 0 … a−2 (at least frame 0).
+    procedure on the baseline. Arrival and baseline as written: e = g − the median of frames 1–3,
+    a = the first frame from frame 2 on with e ≥ 5 % of the largest e from frame 2 on, baseline =
+    mean of frames 0 … a−2 (at least frame 0).
  2. Bone = raw baseline > bone_hu (not smoothed); the brain window is tested on the baseline
     smoothed in plane over what is not bone (baseline × not-bone, smoothed, divided by the
     smoothed not-bone mask). "Cannot reach the air at the border without crossing bone":
@@ -265,11 +266,13 @@ def arrival(series, sigma_yx, cfg, stages):
         t0 = stages.add("read", t0)
         g[t] = f[inside].mean(dtype=np.float64)
         t0 = stages.add("mask", t0)
-    e = g - g[0]
-    if e.max() < cfg["min_enhancement_hu"]:
+    # The level: the median of frames 1-3, not frame 0 (the mask's window picked that frame's noise).
+    e = g - np.median(g[1:4])
+    peak = e[2:].max()
+    if peak < cfg["min_enhancement_hu"]:
         raise StudyError(f"{series.where}: no contrast arrival (the brain's mean enhancement peaks at "
-                         f"{e.max():.2f} HU; expected at least {cfg['min_enhancement_hu']:g} HU)")
-    a = 1 + int(np.argmax(e[1:] >= 0.05 * e.max()))
+                         f"{peak:.2f} HU; expected at least {cfg['min_enhancement_hu']:g} HU)")
+    a = 2 + int(np.argmax(e[2:] >= 0.05 * peak))
     frames = max(1, a - 1)  # arteries fill a frame or two before the brain's mean
     baseline = frame0
     for t in range(1, frames):
@@ -281,7 +284,7 @@ def arrival(series, sigma_yx, cfg, stages):
     stages.add("mask", t0)
     if not brain.any():
         raise StudyError(f"{series.where}: no brain found in the baseline")
-    return brain, baseline, a, g
+    return brain, baseline, a, e
 
 
 # ---------------------------------------------------------------------------------------------
@@ -714,7 +717,7 @@ def run(args, cfg):
     report = {
         "input": args.input, "study": args.study, "series": args.series,
         "shape_zyx": list(series.shape), "frames": series.frames, "spacing_xyz_mm": series.spacing.tolist(),
-        "interval_s": dt, "arrival_frame": a, "brain_mean_enhancement_hu": (g - g[0]).round(3).tolist(),
+        "interval_s": dt, "arrival_frame": a, "brain_mean_enhancement_hu": g.round(3).tolist(),
         "brain_voxels": n, "brain_ml": n * tissue["voxel_ml"],
         "smoothing_sigma_voxels_yx": list(sigma_yx),
         "deconvolution": {"method": cfg["deconvolution"], "length": basis.L, "components": basis.K,

@@ -170,6 +170,10 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
   // of noise a voxel), more than 5 % of the brain's peak. Against frame 0, frame 1 passed for the
   // bolus's arrival, and every curve's baseline was one frame.
   const std::vector<double>& g = b.brain_curve_hu;
+  if (g.size() < 4) {  // check_series holds min_frames (at least 4 once validated); options may come unvalidated
+    throw InputError(what,
+                     fmt::format("{} frames; expected at least 4 (a pre-contrast level from frames 1–3)", g.size()));
+  }
   b.level_hu = std::max(std::min(g[1], g[2]), std::min(std::max(g[1], g[2]), g[3]));
   double peak = 0;
   for (std::size_t f = 2; f < g.size(); ++f) peak = std::max(peak, g[f] - b.level_hu);
