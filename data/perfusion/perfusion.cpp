@@ -260,11 +260,9 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
 
   start = Clock::now();
   const CurveSlabs slabs(series, baseline.image, brain, o);
-  const double brain_peak =
-      *std::max_element(baseline.brain_curve_hu.begin(), baseline.brain_curve_hu.end()) - baseline.level_hu;
-  r.filter = slabs.record(brain_peak);
+  r.filter = slabs.record(baseline.peak_hu);
   const BrainVoxels voxels = gather_stats(slabs, ft);
-  r.aif = arterial_input(slabs, voxels, series, ft, o, brain_peak, what);
+  r.aif = arterial_input(slabs, voxels, series, ft, o, baseline.peak_hu, what);
   r.vof = venous_output(slabs, voxels, series, ft, o, r.aif, what);
   // Partial volume of the artery: the first passes' areas, VOF over AIF. Chosen by the largest
   // area, the venous voxels' noise adds to it, and over the whole acquisition so does their

@@ -174,9 +174,9 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
     throw InputError(what,
                      fmt::format("{} frames; expected at least 4 (a pre-contrast level from frames 1–3)", g.size()));
   }
-  b.level_hu = std::max(std::min(g[1], g[2]), std::min(std::max(g[1], g[2]), g[3]));
-  double peak = 0;
-  for (std::size_t f = 2; f < g.size(); ++f) peak = std::max(peak, g[f] - b.level_hu);
+  const double level = std::max(std::min(g[1], g[2]), std::min(std::max(g[1], g[2]), g[3]));
+  double& peak = b.peak_hu;
+  for (std::size_t f = 2; f < g.size(); ++f) peak = std::max(peak, g[f] - level);
   if (peak < options.min_enhancement_hu) {
     throw InputError(
         what, fmt::format("no contrast arrival detected: the brain's mean enhancement peaks at {:.1f} HU; expected "
@@ -187,7 +187,7 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
   // 5 % of its peak; arteries fill a frame or two earlier, so the baseline ends one frame before
   // that.
   b.arrival = 2;
-  while (g[static_cast<std::size_t>(b.arrival)] - b.level_hu < 0.05 * peak) ++b.arrival;
+  while (g[static_cast<std::size_t>(b.arrival)] - level < 0.05 * peak) ++b.arrival;
   const std::int64_t baseline_frames = b.frames = std::max<std::int64_t>(1, b.arrival - 1);
   b.image = mean_of_frames(series.voxels, baseline_frames);
   return b;

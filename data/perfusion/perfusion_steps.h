@@ -43,7 +43,7 @@ struct Baseline {
   std::int64_t arrival = 0;
   std::int64_t frames = 1;  ///< pre-contrast frames averaged
   std::vector<double> brain_curve_hu;  ///< the first mask's mean per frame
-  double level_hu = 0;  ///< the brain's pre-contrast level: the median of frames 1–3 (frame 0 chose the mask)
+  double peak_hu = 0;                  ///< its largest rise over the pre-contrast level (the median of frames 1–3)
 };
 /// InputError naming `what` when no contrast arrives or no brain is found. `first_brain`: the
 /// first frame's brain mask when known (uint8 [z, y, x] of the series), else found here.
