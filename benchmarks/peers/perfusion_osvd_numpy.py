@@ -266,7 +266,8 @@ def arrival(series, sigma_yx, cfg, stages):
         t0 = stages.add("read", t0)
         g[t] = f[inside].mean(dtype=np.float64)
         t0 = stages.add("mask", t0)
-    # The level: the median of frames 1-3, not frame 0 (the mask's window picked that frame's noise).
+    # The level: the median of frames 1-3, not frame 0 (the mask's bone threshold, on one frame's
+    # raw voxels, took that frame's noisiest brain voxels for bone).
     e = g - np.median(g[1:4])
     peak = e[2:].max()
     if peak < cfg["min_enhancement_hu"]:
@@ -415,7 +416,33 @@ def own_baseline(c):
     return (c - c[:below[-1]].astype(np.float64).mean()).astype(c.dtype)
 
 
-def select_inputs(stats, curves, series, dt, cfg):
+def frame_noise(series, brain):
+    """σ per voxel and frame: the MAD of frame 1 less frame 0 over the brain (an even sample of
+    2^20 voxels of a larger one), over √2."""
+    index = np.flatnonzero(brain)
+    step = -(-len(index) // (1 << 20))
+    zz, yy, xx = np.unravel_index(index[::step], brain.shape)
+    box = ndimage.find_objects(brain.astype(np.uint8))[0]
+    lo = [b.start for b in box]
+    f0, f1 = (series.frame(t, box[0].start, box[0].stop, box[1].start, box[1].stop, box[2].start, box[2].stop)
+              for t in (0, 1))
+    d = (f1 - f0)[zz - lo[0], yy - lo[1], xx - lo[2]].astype(np.float64)
+    return 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0)
+
+
+def reference(curves, ranked, count, voxels, noise):
+    """The mean curve of the first `count` of `ranked` (best first) and their voxels, over more of
+    them where its noise per frame (noise / √count) would be over 1 % of its peak, at most 1 000."""
+    c = curves.at(voxels(ranked[:count])).mean(axis=0)
+    if c.max() > 0:
+        needed = int(min(np.ceil((noise / (0.01 * float(c.max()))) ** 2), 1000, len(ranked)))
+        if needed > count:
+            count = needed
+            c = curves.at(voxels(ranked[:count])).mean(axis=0)
+    return c, voxels(ranked[:count])
+
+
+def select_inputs(stats, curves, series, dt, cfg, noise):
     auc, peak, ttp, fwhm = stats
     shape = series.shape
     brain_index = np.concatenate(curves.index)
@@ -425,24 +452,25 @@ def select_inputs(stats, curves, series, dt, cfg):
 
     if cfg["aif_lps_mm"] is not None:
         aif_vox = [series.to_index(cfg["aif_lps_mm"])]
+        aif = curves.at(aif_vox).mean(axis=0)
     else:
         cand = np.flatnonzero(peak >= np.percentile(peak, 99))
         cand = cand[ttp[cand] <= np.median(ttp[cand])]
         cand = cand[fwhm[cand] <= np.median(fwhm[cand])]
-        best = cand[np.argsort(-peak[cand], kind="stable")[:cfg["aif_voxels"]]]
-        aif_vox = voxels(best)
-    aif = curves.at(aif_vox).mean(axis=0)
+        ranked = cand[np.argsort(-peak[cand], kind="stable")]
+        aif, aif_vox = reference(curves, ranked, cfg["aif_voxels"], voxels, noise)
     a_auc, a_peak, a_ttp, _ = (v[0] for v in curve_stats(aif[None, :], series.times, dt))
     if cfg["vof_lps_mm"] is not None:
         vof_vox = [series.to_index(cfg["vof_lps_mm"])]
+        vof = curves.at(vof_vox).mean(axis=0)
     else:
         late = np.flatnonzero(ttp >= a_ttp + dt)
         if len(late) == 0:
             raise StudyError(f"{series.where}: no venous output (no brain voxel peaks {dt:.2f} s after the "
                              f"arterial input's {a_ttp:.2f} s)")
-        best = late[np.argsort(-auc[late], kind="stable")[:cfg["vof_voxels"]]]
-        vof_vox = voxels(best)
-    vof = own_baseline(curves.at(vof_vox).mean(axis=0))
+        ranked = late[np.argsort(-auc[late], kind="stable")]
+        vof, vof_vox = reference(curves, ranked, cfg["vof_voxels"], voxels, noise)
+    vof = own_baseline(vof)
     v_auc, v_peak, v_ttp, _ = (v[0] for v in curve_stats(vof[None, :], series.times, dt))
     scale = 1.0
     if a_auc <= 0:
@@ -682,7 +710,7 @@ def run(args, cfg):
     cached = sum(1 for c in cache if c is not None)
 
     t0 = time.perf_counter()
-    aif, vof, inputs = select_inputs(stats, curves, series, dt, cfg)
+    aif, vof, inputs = select_inputs(stats, curves, series, dt, cfg, frame_noise(series, brain))
     t0 = stages.add("aif_vof", t0)
     basis = Basis(aif, dt, cfg)
     stages.add("basis", t0)  # the SVD of the L x L matrix

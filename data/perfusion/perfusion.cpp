@@ -91,32 +91,53 @@ std::vector<std::int64_t> highest(const at::Tensor& candidates, const at::Tensor
   return to_vector(brain.index.index_select(0, best));
 }
 
-/// Early, high, narrow peaks inside the brain: the top 5 % by peak, of those the earliest (TTP
-/// within one frame of their 10th percentile), of those the narrower half by FWHM, then the
-/// highest peaks.
+/// A reference curve's noise per frame at most this share of its peak: it is the voxels' own
+/// curves, not smoothed, averaged. Its area's error is then a few per cent.
+constexpr double kReferenceNoise = 0.01;
+/// The most voxels a reference curve averages.
+constexpr std::int64_t kMaxReferenceVoxels = 1000;
+
+/// The mean curve of the `count` candidates with the highest `values`, or of more of them where
+/// the frames are so noisy that `count` leave it over kReferenceNoise: on thin slices each
+/// voxel carries tens of HU, and eight voxels' areas, VOF against AIF, came out 25 % apart.
+PerfusionCurve reference_curve(const CurveSlabs& slabs, const at::Tensor& candidates, const at::Tensor& values,
+                               std::int64_t count, const BrainVoxels& brain, const Volume& series,
+                               const FrameTiming& ft) {
+  PerfusionCurve c = mean_curve(slabs, highest(candidates, values, count, brain), series, ft);
+  if (!(c.peak_hu > 0)) return c;
+  const double needed = std::ceil(std::pow(slabs.frame_noise_hu() / (kReferenceNoise * c.peak_hu), 2));
+  const std::int64_t more =
+      std::min({static_cast<std::int64_t>(std::min(needed, 1e9)), kMaxReferenceVoxels, candidates.numel()});
+  if (more > c.voxels) c = mean_curve(slabs, highest(candidates, values, more, brain), series, ft);
+  return c;
+}
+
+/// Early, high, narrow peaks inside the brain, as positions in BrainVoxels order: the top 5 % by
+/// peak, of those the earliest (TTP within one frame of their 10th percentile), of those the
+/// narrower half by FWHM.
+at::Tensor arterial_candidates(const BrainVoxels& brain, const FrameTiming& ft, const PerfusionOptions& o) {
+  const std::int64_t n = brain.index.numel();
+  const std::int64_t pool = std::min(n, std::max<std::int64_t>(4 * o.aif_voxels, (n + 19) / 20));
+  at::Tensor top = std::get<1>(brain.stats.peak.topk(pool));
+  // The earliest: within one frame of the candidates' 10th-percentile TTP (veins and sinuses,
+  // with high peaks too, come seconds later).
+  const at::Tensor ttp = brain.stats.ttp.index_select(0, top);
+  const auto tenth = std::max<std::int64_t>(1, (ttp.numel() + 9) / 10);
+  const double early = std::get<0>(ttp.kthvalue(tenth)).item<double>() + ft.interval_s;
+  top = top.index_select(0, (ttp <= early).nonzero().squeeze(1));
+  const at::Tensor fwhm = brain.stats.fwhm.index_select(0, top);
+  return top.index_select(0, (fwhm <= fwhm.median()).nonzero().squeeze(1));
+}
+
+/// The arterial input: the placed voxel, or the arterial candidates with the highest peaks.
 PerfusionCurve arterial_input(const CurveSlabs& slabs, const BrainVoxels& brain, const Volume& series,
                               const FrameTiming& ft, const PerfusionOptions& o, double brain_peak_hu,
                               const std::string& what) {
-  std::vector<std::int64_t> chosen = manual_voxel(o.aif_lps_mm, series, "aif_lps_mm", what);
-  const bool manual = !chosen.empty();
-  if (!manual) {
-    const std::int64_t n = brain.index.numel();
-    const std::int64_t pool = std::min(n, std::max<std::int64_t>(4 * o.aif_voxels, (n + 19) / 20));
-    at::Tensor top = std::get<1>(brain.stats.peak.topk(pool));
-    const auto below_median = [&](const at::Tensor& candidates, const at::Tensor& values) {
-      const at::Tensor v = values.index_select(0, candidates);
-      return candidates.index_select(0, (v <= v.median()).nonzero().squeeze(1));
-    };
-    // The earliest: within one frame of the candidates' 10th-percentile TTP (veins and sinuses,
-    // with high peaks too, come seconds later).
-    const at::Tensor ttp = brain.stats.ttp.index_select(0, top);
-    const auto tenth = std::max<std::int64_t>(1, (ttp.numel() + 9) / 10);
-    const double early = std::get<0>(ttp.kthvalue(tenth)).item<double>() + ft.interval_s;
-    top = top.index_select(0, (ttp <= early).nonzero().squeeze(1));
-    top = below_median(top, brain.stats.fwhm);
-    chosen = highest(top, brain.stats.peak, o.aif_voxels, brain);
-  }
-  PerfusionCurve aif = mean_curve(slabs, chosen, series, ft);
+  const std::vector<std::int64_t> placed = manual_voxel(o.aif_lps_mm, series, "aif_lps_mm", what);
+  const bool manual = !placed.empty();
+  PerfusionCurve aif = manual ? mean_curve(slabs, placed, series, ft)
+                              : reference_curve(slabs, arterial_candidates(brain, ft, o), brain.stats.peak,
+                                                o.aif_voxels, brain, series, ft);
   aif.manual = manual;
   // A placed input must look like an artery too: one a few mm off, in air or tissue, would
   // otherwise deconvolve every curve by noise and give a confident, wrong triage.
@@ -138,19 +159,21 @@ PerfusionCurve arterial_input(const CurveSlabs& slabs, const BrainVoxels& brain,
   return aif;
 }
 
-/// Late, large curves (the sinuses): TTP at least Δt after the AIF's, the largest AUC; its
-/// baseline then from its own frames before it rises.
+/// Late, large curves (the sinuses): TTP at least Δt after the AIF's, the largest AUC (or the
+/// placed voxel); its baseline then from its own frames before it rises.
 PerfusionCurve venous_output(const CurveSlabs& slabs, const BrainVoxels& brain, const Volume& series,
                              const FrameTiming& ft, const PerfusionOptions& o, const PerfusionCurve& aif,
                              const std::string& what) {
-  std::vector<std::int64_t> chosen = manual_voxel(o.vof_lps_mm, series, "vof_lps_mm", what);
-  const bool manual = !chosen.empty();
-  if (!manual) {
+  const std::vector<std::int64_t> placed = manual_voxel(o.vof_lps_mm, series, "vof_lps_mm", what);
+  const bool manual = !placed.empty();
+  PerfusionCurve vof;
+  if (manual) {
+    vof = mean_curve(slabs, placed, series, ft);
+  } else {
     const at::Tensor late = (brain.stats.ttp >= aif.ttp_s + ft.interval_s).nonzero().squeeze(1);
     if (late.numel() == 0) return {};
-    chosen = highest(late, brain.stats.auc, o.vof_voxels, brain);
+    vof = reference_curve(slabs, late, brain.stats.auc, o.vof_voxels, brain, series, ft);
   }
-  PerfusionCurve vof = mean_curve(slabs, chosen, series, ft);
   vof.manual = manual;
   perfusion::own_baseline(vof, ft.times_s, ft.interval_s);
   return vof;

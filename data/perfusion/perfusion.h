@@ -31,8 +31,8 @@ struct PerfusionOptions {
   double tips_sigma_mm = 7;                 ///< tips: in-plane σ of its spatial weight (reach 2σ)
   double tips_similarity = 1;               ///< tips: h, the profile distance's scale in units of its noise
   bool temporal_smoothing = false;       ///< [1 2 1] / 4 along time
-  std::int64_t aif_voxels = 8;           ///< voxels averaged into the arterial input
-  std::int64_t vof_voxels = 8;           ///< voxels averaged into the venous output
+  std::int64_t aif_voxels = 8;           ///< voxels averaged into the arterial input (at least)
+  std::int64_t vof_voxels = 8;           ///< voxels averaged into the venous output (at least)
   std::vector<double> aif_lps_mm;        ///< [x, y, z]: the arterial input's voxel, instead of the search
   std::vector<double> vof_lps_mm;        ///< [x, y, z]: the venous output's voxel, instead of the search
   std::string deconvolution = "osvd";    ///< osvd (block-circulant, delay-insensitive) | svd (plain) | model

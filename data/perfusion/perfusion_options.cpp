@@ -23,8 +23,12 @@ void PerfusionOptions::visit(ConfigVisitor& v) {
   v.field("tips_sigma_mm", tips_sigma_mm, "tips: in-plane sigma of the spatial weight (mm; neighbours up to 2 sigma)");
   v.field("tips_similarity", tips_similarity, "tips: profile distance scale, in units of the smoothed curves' noise");
   v.field("temporal_smoothing", temporal_smoothing, "smooth each curve by [1 2 1]/4 along time");
-  v.field("aif_voxels", aif_voxels, "voxels averaged into the arterial input");
-  v.field("vof_voxels", vof_voxels, "voxels averaged into the venous output");
+  v.field("aif_voxels", aif_voxels,
+          "voxels averaged into the arterial input; more where the frames are noisy (its noise per frame at most 1 % "
+          "of its peak)");
+  v.field("vof_voxels", vof_voxels,
+          "voxels averaged into the venous output; more where the frames are noisy (its noise per frame at most 1 % "
+          "of its peak)");
   v.field("aif_lps_mm", aif_lps_mm, "[x, y, z] patient LPS mm: the arterial input's voxel instead of the search");
   v.field("vof_lps_mm", vof_lps_mm, "[x, y, z] patient LPS mm: the venous output's voxel instead of the search");
   v.field("deconvolution", deconvolution,

@@ -71,6 +71,8 @@ class CurveSlabs {
   /// "contrast_to_noise" (the last two's ratio; null without noise); with tips also
   /// "tips_sigma_mm" and "tips_similarity"}.
   nlohmann::json record(double brain_peak_hu) const;
+  /// σ per voxel and frame (HU) of the series' own, unsmoothed curves.
+  double frame_noise_hu() const { return frame_noise_hu_; }
 
  private:
   struct Slab {
