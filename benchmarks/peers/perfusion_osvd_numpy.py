@@ -209,6 +209,11 @@ def smooth_inplane(volume, sigma_yx):
 
 def brain_mask(baseline, sigma_yx, cfg):
     bone = baseline > cfg["bone_hu"]
+    # Single pixels are not bone (a brain voxel's noise on thin slices): at least two of the 8
+    # neighbours in plane must be bone too.
+    ring = np.ones((1, 3, 3), dtype=np.uint8)
+    ring[0, 1, 1] = 0
+    bone &= ndimage.correlate(bone.astype(np.uint8), ring, mode="constant") >= 2
     # Intracranial: per slice, the non-bone pixels that no 4-connected path of pixels clear of the
     # widened skull joins to the slice's border (one 3D labelling with an in-plane structure labels
     # every slice at once).
