@@ -22,7 +22,8 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
     procedure on the baseline. Arrival and baseline as written: e = g − the median of frames 1–3,
     a = the first frame from frame 2 on with e ≥ 5 % of the largest e from frame 2 on, baseline =
     mean of frames 0 … a−2 (at least frame 0).
- 2. Bone = raw baseline > bone_hu (not smoothed); the brain window is tested on the baseline
+ 2. Bone = raw baseline > bone_hu (not smoothed), less its pieces (8-connected in plane) under 4
+    pixels (a brain voxel's noise on thin slices); the brain window is tested on the baseline
     smoothed in plane over what is not bone (baseline × not-bone, smoothed, divided by the
     smoothed not-bone mask). "Cannot reach the air at the border without crossing bone":
     4-connected paths in the slice from the border's air (below -500 HU; from the whole border
@@ -42,7 +43,10 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
  6. AIF candidates: peak ≥ the 99th percentile of the brain's peaks (numpy's linear
     interpolation). The AIF and VOF are the means of their voxels' curves not smoothed in plane
     (candidates are chosen on the smoothed ones). The AIF's own TTP is that of the mean curve.
-    VOF: TTP ≥ TTP(AIF) + Δt. Ties are broken by the voxel's z-y-x order (stable sort).
+    VOF: TTP ≥ TTP(AIF) + Δt. Ties are broken by the voxel's z-y-x order (stable sort). Each
+    takes more of its ranked candidates where σ / √count (σ: the MAD of frame 1 − frame 0 over
+    the brain, an even sample of 2^20 voxels, × 1.4826 / √2) is over 1 % of the first count's
+    peak: at most 1 000, and only candidates ranking at least half the count-th's value.
  7. oSVD levels: the m ≤ K (K: the count with s ≥ osvd_min_threshold · s_max) that end between
     distinct singular values (the circulant matrix's come in equal pairs, kept or dropped
     together), from K down; when none passes, the smallest is kept. OI of a zero residue is 0.
@@ -209,11 +213,12 @@ def smooth_inplane(volume, sigma_yx):
 
 def brain_mask(baseline, sigma_yx, cfg):
     bone = baseline > cfg["bone_hu"]
-    # Single pixels are not bone (a brain voxel's noise on thin slices): at least two of the 8
-    # neighbours in plane must be bone too.
-    ring = np.ones((1, 3, 3), dtype=np.uint8)
-    ring[0, 1, 1] = 0
-    bone &= ndimage.correlate(bone.astype(np.uint8), ring, mode="constant") >= 2
+    # Pieces of under 4 pixels (8-connected in plane) are not bone: a brain voxel's noise on thin
+    # slices.
+    plane = np.zeros((3, 3, 3), dtype=bool)
+    plane[1] = True
+    pieces, _ = ndimage.label(bone, structure=plane)
+    bone &= (np.bincount(pieces.ravel()) >= 4)[pieces]
     # Intracranial: per slice, the non-bone pixels that no 4-connected path of pixels clear of the
     # widened skull joins to the slice's border (one 3D labelling with an in-plane structure labels
     # every slice at once).
@@ -435,12 +440,15 @@ def frame_noise(series, brain):
     return 1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0)
 
 
-def reference(curves, ranked, count, voxels, noise):
-    """The mean curve of the first `count` of `ranked` (best first) and their voxels, over more of
-    them where its noise per frame (noise / √count) would be over 1 % of its peak, at most 1 000."""
+def reference(curves, ranked, values, count, voxels, noise):
+    """The mean curve of the first `count` of `ranked` (best first; `values` theirs) and their
+    voxels, over more of them where its noise per frame (noise / √count) would be over 1 % of its
+    peak: at most 1 000, and only those whose value is at least half the count-th's."""
+    count = min(count, len(ranked))
     c = curves.at(voxels(ranked[:count])).mean(axis=0)
-    if c.max() > 0:
-        needed = int(min(np.ceil((noise / (0.01 * float(c.max()))) ** 2), 1000, len(ranked)))
+    if c.max() > 0 and count > 0:
+        eligible = int(np.count_nonzero(values >= 0.5 * values[count - 1]))
+        needed = int(min(np.ceil((noise / (0.01 * float(c.max()))) ** 2), 1000, eligible))
         if needed > count:
             count = needed
             c = curves.at(voxels(ranked[:count])).mean(axis=0)
@@ -463,7 +471,7 @@ def select_inputs(stats, curves, series, dt, cfg, noise):
         cand = cand[ttp[cand] <= np.median(ttp[cand])]
         cand = cand[fwhm[cand] <= np.median(fwhm[cand])]
         ranked = cand[np.argsort(-peak[cand], kind="stable")]
-        aif, aif_vox = reference(curves, ranked, cfg["aif_voxels"], voxels, noise)
+        aif, aif_vox = reference(curves, ranked, peak[ranked], cfg["aif_voxels"], voxels, noise)
     a_auc, a_peak, a_ttp, _ = (v[0] for v in curve_stats(aif[None, :], series.times, dt))
     if cfg["vof_lps_mm"] is not None:
         vof_vox = [series.to_index(cfg["vof_lps_mm"])]
@@ -474,7 +482,7 @@ def select_inputs(stats, curves, series, dt, cfg, noise):
             raise StudyError(f"{series.where}: no venous output (no brain voxel peaks {dt:.2f} s after the "
                              f"arterial input's {a_ttp:.2f} s)")
         ranked = late[np.argsort(-auc[late], kind="stable")]
-        vof, vof_vox = reference(curves, ranked, cfg["vof_voxels"], voxels, noise)
+        vof, vof_vox = reference(curves, ranked, auc[ranked], cfg["vof_voxels"], voxels, noise)
     vof = own_baseline(vof)
     v_auc, v_peak, v_ttp, _ = (v[0] for v in curve_stats(vof[None, :], series.times, dt))
     scale = 1.0

@@ -65,6 +65,8 @@ PerfusionCurve mean_curve(const CurveSlabs& slabs, const std::vector<std::int64_
     for (int r = 0; r < 3; ++r) c.centre_lps_mm[r] += lps[r] / n;
   }
   perfusion::describe_curve(c, ft.times_s, ft.interval_s);
+  // σ before any temporal smoothing, which leaves the area's noise as it was.
+  c.noise_hu = voxels.empty() ? 0 : slabs.frame_noise_hu() / std::sqrt(n);
   c.found = true;
   return c;
 }
@@ -96,6 +98,9 @@ std::vector<std::int64_t> highest(const at::Tensor& candidates, const at::Tensor
 constexpr double kReferenceNoise = 0.01;
 /// The most voxels a reference curve averages.
 constexpr std::int64_t kMaxReferenceVoxels = 1000;
+/// Candidates added to a reference curve rank at least this share of the `count`-th's value: so
+/// that a study whose vessels run out adds no tissue.
+constexpr double kReferenceFloor = 0.5;
 
 /// The mean curve of the `count` candidates with the highest `values`, or of more of them where
 /// the frames are so noisy that `count` leave it over kReferenceNoise: on thin slices each
@@ -104,11 +109,15 @@ PerfusionCurve reference_curve(const CurveSlabs& slabs, const at::Tensor& candid
                                std::int64_t count, const BrainVoxels& brain, const Volume& series,
                                const FrameTiming& ft) {
   PerfusionCurve c = mean_curve(slabs, highest(candidates, values, count, brain), series, ft);
-  if (!(c.peak_hu > 0)) return c;
-  const double needed = std::ceil(std::pow(slabs.frame_noise_hu() / (kReferenceNoise * c.peak_hu), 2));
-  const std::int64_t more =
-      std::min({static_cast<std::int64_t>(std::min(needed, 1e9)), kMaxReferenceVoxels, candidates.numel()});
-  if (more > c.voxels) c = mean_curve(slabs, highest(candidates, values, more, brain), series, ft);
+  if (c.peak_hu > 0 && c.voxels > 0) {
+    const double needed = std::ceil(std::pow(slabs.frame_noise_hu() / (kReferenceNoise * c.peak_hu), 2));
+    const at::Tensor v = values.index_select(0, candidates);
+    const double floor = kReferenceFloor * std::get<0>(v.topk(c.voxels)).min().item<double>();
+    const std::int64_t eligible = v.ge(floor).sum().item<std::int64_t>();
+    const std::int64_t more =
+        std::min({static_cast<std::int64_t>(std::min(needed, 1e9)), kMaxReferenceVoxels, eligible});
+    if (more > c.voxels) c = mean_curve(slabs, highest(candidates, values, more, brain), series, ft);
+  }
   return c;
 }
 

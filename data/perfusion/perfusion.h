@@ -69,6 +69,7 @@ struct PerfusionCurve {
   double peak_hu = 0, ttp_s = 0, fwhm_s = 0, auc_hu_s = 0;
   double first_pass_auc_hu_s = 0;  ///< to where it falls under 20 % of its peak, with an exponential tail beyond
   double baseline_shift_hu = 0;    ///< taken off by its own frames before it rises (the venous output)
+  double noise_hu = 0;             ///< its noise per frame: the voxels' own σ over √voxels
   bool manual = false;
   bool found = false;  ///< false: no venous output (the AIF stays unscaled)
 };

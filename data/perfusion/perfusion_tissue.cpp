@@ -115,6 +115,7 @@ nlohmann::json curve_json(const PerfusionCurve& c) {
           {"auc_hu_s", c.auc_hu_s},
           {"first_pass_auc_hu_s", c.first_pass_auc_hu_s},
           {"baseline_shift_hu", c.baseline_shift_hu},
+          {"noise_hu", c.noise_hu},
           {"curve_hu", hu}};
 }
 
