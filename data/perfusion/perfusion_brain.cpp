@@ -68,44 +68,16 @@ void enclosed_by_bone(const std::uint8_t* bone, IsAir is_air, std::int64_t ny, s
   for (std::int64_t i = 0; i < n; ++i) inside[i] = static_cast<std::uint8_t>(bone[i] == 0 && outside[i] == 0);
 }
 
-/// Pieces of bone (8-connected in plane) this small are not bone.
-constexpr std::size_t kMinBonePixels = 4;
-
-/// Bone pieces under kMinBonePixels pixels cleared: the skull is thick and continuous, but on
-/// thin slices a brain voxel's own noise (72 HU a frame at 0.47 mm) crosses bone_hu now and then
-/// (1.1 % of them in one frame), and taken for bone it left the mask and took its high value with
-/// it: the rest of the brain sat 2.2 HU low. Whole pieces, not pixels by their neighbours, so
-/// that the ends of a thin line of bone stay and the skull's gaps do not widen.
-void clear_small_bone(std::vector<std::uint8_t>& bone, std::int64_t ny, std::int64_t nx,
-                      std::vector<std::uint8_t>& seen, std::vector<std::int64_t>& stack) {
-  seen.assign(bone.size(), 0);
-  std::vector<std::int64_t> piece;
-  for (std::int64_t start = 0; start < ny * nx; ++start) {
-    if (bone[start] == 0 || seen[start] != 0) continue;
-    piece.clear();
-    stack.assign(1, start);
-    seen[start] = 1;
-    while (!stack.empty()) {
-      const std::int64_t i = stack.back();
-      stack.pop_back();
-      piece.push_back(i);
-      const std::int64_t y = i / nx, x = i % nx;
-      for (std::int64_t yy = std::max<std::int64_t>(0, y - 1); yy <= std::min(ny - 1, y + 1); ++yy) {
-        for (std::int64_t xx = std::max<std::int64_t>(0, x - 1); xx <= std::min(nx - 1, x + 1); ++xx) {
-          const std::int64_t j = yy * nx + xx;
-          if (bone[j] != 0 && seen[j] == 0) seen[j] = 1, stack.push_back(j);
-        }
-      }
-    }
-    if (piece.size() < kMinBonePixels) {
-      for (const std::int64_t i : piece) bone[i] = 0;
-    }
-  }
-}
+/// Pieces of bone (8-connected in plane) this small are not bone: the skull is thick and
+/// continuous, but on thin slices a brain voxel's own noise (72 HU a frame at 0.47 mm) crosses
+/// bone_hu now and then (1.1 % of them in one frame), and taken for bone it left the mask and took
+/// its high value with it: the rest of the brain sat 2.2 HU low. Whole pieces, not pixels by their
+/// neighbours, so that the ends of a thin line of bone stay and the skull's gaps do not widen.
+constexpr std::int64_t kMinBonePixels = 4;
 
 /// The buffers of one thread's slices.
 struct SliceBuffers {
-  std::vector<std::uint8_t> bone, inside, seen;
+  std::vector<std::uint8_t> bone, inside;
   std::vector<float> value, weight, scratch;
   std::vector<std::int64_t> stack;
 };
@@ -173,7 +145,9 @@ at::Tensor brain_mask(const at::Tensor& image, const Geometry& geometry, const P
         const auto* slice = v + z * n;
         for (std::int64_t i = 0; i < n; ++i)
           b.bone[i] = static_cast<std::uint8_t>(static_cast<float>(slice[i]) > bone_hu);
-        clear_small_bone(b.bone, ny, nx, b.seen, b.stack);
+        at::Tensor bone_slice =
+            at::from_blob(b.bone.data(), {1, ny, nx}, at::kByte);  // 26-connected on one slice: 8 in plane
+        remove_small_components(bone_slice, kMinBonePixels);
         const auto is_air = [slice](std::int64_t i) { return static_cast<float>(slice[i]) < kAirHu; };
         enclosed_by_bone(b.bone.data(), is_air, ny, nx, b.inside.data(), b.stack);
         std::uint8_t* o = out + z * n;
