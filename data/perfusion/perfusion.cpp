@@ -84,15 +84,6 @@ std::vector<std::int64_t> manual_voxel(const std::vector<double>& lps, const Vol
   return {v};
 }
 
-/// The `count` candidates (positions in BrainVoxels order) with the highest `values`, as voxel
-/// indices.
-std::vector<std::int64_t> highest(const at::Tensor& candidates, const at::Tensor& values, std::int64_t count,
-                                  const BrainVoxels& brain) {
-  const at::Tensor v = values.index_select(0, candidates);
-  const at::Tensor best = candidates.index_select(0, std::get<1>(v.topk(std::min(count, candidates.numel()))));
-  return to_vector(brain.index.index_select(0, best));
-}
-
 /// A reference curve's noise per frame at most this share of its peak: it is the voxels' own
 /// curves, not smoothed, averaged. Its area's error is then a few per cent.
 constexpr double kReferenceNoise = 0.01;
@@ -102,21 +93,26 @@ constexpr std::int64_t kMaxReferenceVoxels = 1000;
 /// that a study whose vessels run out adds no tissue.
 constexpr double kReferenceFloor = 0.5;
 
-/// The mean curve of the `count` candidates with the highest `values`, or of more of them where
-/// the frames are so noisy that `count` leave it over kReferenceNoise: on thin slices each
-/// voxel carries tens of HU, and eight voxels' areas, VOF against AIF, came out 25 % apart.
+/// The mean curve of the `count` candidates (positions in BrainVoxels order) with the highest
+/// `values`, or of more of them where the frames are so noisy that `count` leave it over
+/// kReferenceNoise: on thin slices each voxel carries tens of HU, and eight voxels' areas, VOF
+/// against AIF, came out 25 % apart. The candidates are ranked once; each curve takes a prefix.
 PerfusionCurve reference_curve(const CurveSlabs& slabs, const at::Tensor& candidates, const at::Tensor& values,
                                std::int64_t count, const BrainVoxels& brain, const Volume& series,
                                const FrameTiming& ft) {
-  PerfusionCurve c = mean_curve(slabs, highest(candidates, values, count, brain), series, ft);
-  if (c.peak_hu > 0 && c.voxels > 0) {
+  const std::int64_t reach = std::min(std::max(count, kMaxReferenceVoxels), candidates.numel());
+  const auto [best, order] = values.index_select(0, candidates).topk(reach);
+  const std::vector<std::int64_t> ranked = to_vector(brain.index.index_select(0, candidates.index_select(0, order)));
+  const auto first = [&](std::int64_t k) { return std::vector<std::int64_t>(ranked.begin(), ranked.begin() + k); };
+  const std::int64_t initial = std::min(count, reach);
+  PerfusionCurve c = mean_curve(slabs, first(initial), series, ft);
+  if (c.peak_hu > 0 && initial > 0) {
     const double needed = std::ceil(std::pow(slabs.frame_noise_hu() / (kReferenceNoise * c.peak_hu), 2));
-    const at::Tensor v = values.index_select(0, candidates);
-    const double floor = kReferenceFloor * std::get<0>(v.topk(c.voxels)).min().item<double>();
-    const std::int64_t eligible = v.ge(floor).sum().item<std::int64_t>();
+    const double floor = kReferenceFloor * best[initial - 1].item<double>();
+    const std::int64_t eligible = best.ge(floor).sum().item<std::int64_t>();  // best is in descending order
     const std::int64_t more =
         std::min({static_cast<std::int64_t>(std::min(needed, 1e9)), kMaxReferenceVoxels, eligible});
-    if (more > c.voxels) c = mean_curve(slabs, highest(candidates, values, more, brain), series, ft);
+    if (more > initial) c = mean_curve(slabs, first(more), series, ft);
   }
   return c;
 }
