@@ -163,12 +163,12 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
     });
   });
   // The brain's pre-contrast level: the median of frames 1–3 (the series has at least 4), which one
-  // frame the bolus has already reached does not move. Not frame 0: it is the frame the mask's
-  // window was tested on, so where the noise is high against the window's margins (thin slices)
-  // the mask keeps the voxels whose noise that frame put inside it, and the frame's mean over the
-  // mask is off by the selection: 31.1 against 33.3 HU on a 0.47 × 0.47 × 0.97 mm phantom (72 HU
-  // of noise a voxel), more than 5 % of the brain's peak. Against frame 0, frame 1 passed for the
-  // bolus's arrival, and every curve's baseline was one frame.
+  // frame the bolus has already reached does not move. Not frame 0: it is the frame the first mask
+  // is built from, so any selection the mask makes on that frame's noise shows in its mean and
+  // not in the others'. On a 0.47 × 0.47 × 0.97 mm phantom (72 HU of noise a voxel) the skull's
+  // threshold took the noisiest 1.1 % of brain voxels for bone until its small pieces were left
+  // out (brain_mask), and frame 0 sat 2.2 HU low, more than 5 % of the brain's peak: frame 1
+  // passed for the bolus's arrival, and every curve's baseline was one frame.
   const std::vector<double>& g = b.brain_curve_hu;
   if (g.size() < 4) {  // check_series holds min_frames (at least 4 once validated); options may come unvalidated
     throw InputError(what,
