@@ -46,7 +46,10 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
     VOF: TTP ≥ TTP(AIF) + Δt. Ties are broken by the voxel's z-y-x order (stable sort). Each
     takes more of its ranked candidates where σ / √count (σ: the MAD of frame 1 − frame 0 over
     the brain, an even sample of 2^20 voxels, × 1.4826 / √2) is over 1 % of the first count's
-    peak: at most 1 000, and only candidates ranking at least half the count-th's value.
+    peak: at most 1 000, and only candidates ranking at least half the count-th's value. The
+    ranking: the best 4 000 by their smoothed curves' peak (AUC), then by that of their
+    neighbours' curves, each smoothed curve less its own voxel's share w = the Gaussian's centre
+    tap / the smoothed brain mask there ((curve − w · own curve) / (1 − w)), where w ≤ 0.1.
  7. oSVD levels: the m ≤ K (K: the count with s ≥ osvd_min_threshold · s_max) that end between
     distinct singular values (the circulant matrix's come in equal pairs, kept or dropped
     together), from K down; when none passes, the smallest is kept. OI of a zero residue is 0.
@@ -345,6 +348,14 @@ class Curves:
         self.slabs = [(z, min(z + series.slab, Z)) for z in range(0, Z, series.slab)]
         # Voxel indices (flat, z-y-x order) of the brain in each slab.
         self.index = [np.flatnonzero(brain[z0:z1]) + z0 * Y * X for z0, z1 in self.slabs]
+        # The Gaussian's centre tap (1 without smoothing), and per slab each brain voxel's own
+        # curve's weight in its smoothed curve (the centre tap over the smoothed mask), once formed.
+        self.centre = 1.0
+        for sigma, r in zip(sigma_yx, self.radius):
+            if sigma > 0:
+                w = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+                self.centre *= float(w[r] / w.sum())
+        self.own = [np.empty(0, dtype=np.float32) for _ in self.slabs]
 
     def crop(self, s):
         """The slab's brain bounding box, widened in-plane by the kernel radius (clipped to the
@@ -367,6 +378,7 @@ class Curves:
         t0 = time.perf_counter()
         keep = self.brain[z0:z1, y0:y1, x0:x1].astype(np.float32)
         share = smooth_inplane(keep, self.sigma_yx).ravel()[local]
+        self.own[s] = np.float32(self.centre) / share
         for t in range(T):
             f = self.series.frame(t, z0, z1, y0, y1, x0, x1)
             t0 = stages.add("read", t0)
@@ -380,14 +392,34 @@ class Curves:
         stages.add("curves", t0)
         return c
 
+    def rows(self, positions, cache, stages):
+        """The smoothed curves [len(positions), T] of the brain voxels at `positions` (in the
+        slabs' order), from `cache` (per slab, None where it was not kept) or formed again."""
+        out = np.empty((len(positions), self.series.frames), dtype=np.float32)
+        start = 0
+        for s, index in enumerate(self.index):
+            here = np.flatnonzero((positions >= start) & (positions < start + len(index)))
+            if len(here):
+                c = cache[s] if cache[s] is not None else self.slab(s, stages)
+                out[here] = c[positions[here] - start]
+            start += len(index)
+        return out
+
+    def own_weights(self, positions):
+        """Each brain voxel's own curve's weight in its smoothed curve, at `positions`."""
+        return np.concatenate(self.own)[positions]
+
     def at(self, voxels):
         """Curves [len(voxels), T] of any voxels (z, y, x), not smoothed in plane: these are the
-        reference curves of vessels a few voxels wide, which smoothing would dilute."""
-        out = []
-        for z, y, x in voxels:
-            w = self.series.window(z, y, y + 1, x, x + 1)
-            out.append(w[:, 0, 0] - self.baseline[z, y, x])
-        c = np.asarray(out, dtype=np.float32)
+        reference curves of vessels a few voxels wide, which smoothing would dilute. One read per
+        slice, of the box around that slice's voxels."""
+        v = np.asarray(voxels, dtype=np.int64).reshape(-1, 3)
+        c = np.empty((len(v), self.series.frames), dtype=np.float32)
+        for z in np.unique(v[:, 0]):
+            rows = np.flatnonzero(v[:, 0] == z)
+            y, x = v[rows, 1], v[rows, 2]
+            w = self.series.window(int(z), int(y.min()), int(y.max()) + 1, int(x.min()), int(x.max()) + 1)
+            c[rows] = (w[:, y - y.min(), x - x.min()] - self.baseline[z, y, x]).T
         return temporal_121(c) if self.temporal else c
 
 
@@ -455,7 +487,20 @@ def reference(curves, ranked, values, count, voxels, noise):
     return c, voxels(ranked[:count])
 
 
-def select_inputs(stats, curves, series, dt, cfg, noise):
+def neighbours_ranked(ranked, which, curves, cache, stages, voxels, series, dt):
+    """The best 4 000 of `ranked` (best first by statistic `which` of curve_stats, their smoothed
+    curves') ranked again by that of their neighbours' curves, and those values."""
+    pool = ranked[:4000]
+    smoothed = curves.rows(pool, cache, stages)
+    own = curves.at(voxels(pool))
+    w = curves.own_weights(pool)[:, None]
+    apart = np.where(w <= 0.1, (smoothed - w * own) / (1 - w), smoothed).astype(np.float32)
+    values = curve_stats(apart, series.times, dt)[which]
+    order = np.argsort(-values, kind="stable")
+    return pool[order], values[order]
+
+
+def select_inputs(stats, curves, cache, stages, series, dt, cfg, noise):
     auc, peak, ttp, fwhm = stats
     shape = series.shape
     brain_index = np.concatenate(curves.index)
@@ -471,7 +516,8 @@ def select_inputs(stats, curves, series, dt, cfg, noise):
         cand = cand[ttp[cand] <= np.median(ttp[cand])]
         cand = cand[fwhm[cand] <= np.median(fwhm[cand])]
         ranked = cand[np.argsort(-peak[cand], kind="stable")]
-        aif, aif_vox = reference(curves, ranked, peak[ranked], cfg["aif_voxels"], voxels, noise)
+        ranked, values = neighbours_ranked(ranked, 1, curves, cache, stages, voxels, series, dt)
+        aif, aif_vox = reference(curves, ranked, values, cfg["aif_voxels"], voxels, noise)
     a_auc, a_peak, a_ttp, _ = (v[0] for v in curve_stats(aif[None, :], series.times, dt))
     if cfg["vof_lps_mm"] is not None:
         vof_vox = [series.to_index(cfg["vof_lps_mm"])]
@@ -482,7 +528,8 @@ def select_inputs(stats, curves, series, dt, cfg, noise):
             raise StudyError(f"{series.where}: no venous output (no brain voxel peaks {dt:.2f} s after the "
                              f"arterial input's {a_ttp:.2f} s)")
         ranked = late[np.argsort(-auc[late], kind="stable")]
-        vof, vof_vox = reference(curves, ranked, auc[ranked], cfg["vof_voxels"], voxels, noise)
+        ranked, values = neighbours_ranked(ranked, 0, curves, cache, stages, voxels, series, dt)
+        vof, vof_vox = reference(curves, ranked, values, cfg["vof_voxels"], voxels, noise)
     vof = own_baseline(vof)
     v_auc, v_peak, v_ttp, _ = (v[0] for v in curve_stats(vof[None, :], series.times, dt))
     scale = 1.0
@@ -723,7 +770,7 @@ def run(args, cfg):
     cached = sum(1 for c in cache if c is not None)
 
     t0 = time.perf_counter()
-    aif, vof, inputs = select_inputs(stats, curves, series, dt, cfg, frame_noise(series, brain))
+    aif, vof, inputs = select_inputs(stats, curves, cache, stages, series, dt, cfg, frame_noise(series, brain))
     t0 = stages.add("aif_vof", t0)
     basis = Basis(aif, dt, cfg)
     stages.add("basis", t0)  # the SVD of the L x L matrix

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "core/components.h"
 #include "core/kernels/cpu_clones.h"
@@ -171,7 +172,7 @@ double CurveSlabs::frame_noise_hu(const Volume& series, const at::Tensor& brain)
   return 1.4826 * mad / std::sqrt(2.0);
 }
 
-at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels) const {
+CurveSlabs::Slab CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels) const {
   const std::int64_t frames = series_.voxels.size(0), nz = series_.voxels.size(1), ny = series_.voxels.size(2),
                      nx = series_.voxels.size(3);
   const std::int64_t by = y1_ - y0_, bx = x1_ - x0_, slices = z1 - z0;
@@ -187,9 +188,12 @@ at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Ten
   // smoothed, then written into the curves of its voxels (element [row, t] by plane (z, t) alone).
   // No slab-sized buffer: its fresh pages cost more than the work.
   at::Tensor curves = at::empty({n, frames}, at::kFloat);
+  at::Tensor own = at::ones({n}, at::kFloat);
   float* c = curves.data_ptr<float>();
+  float* mine = own.data_ptr<float>();
   const float* b = baseline_.data_ptr<float>();
   const bool smooth = kx_.size() > 1 || ky_.size() > 1;
+  const float centre = kx_[kx_.size() / 2] * ky_[ky_.size() / 2];
   // The smoothing is over the brain alone (normalised): S − baseline is set to 0 outside the
   // brain, and each smoothed plane divided by its slice's smoothed brain mask (the share of the
   // taps on brain). Bone, CSF and air do not enhance; mixed in, they would dilute the curves of
@@ -231,7 +235,7 @@ at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Ten
       }
     };
     if (tips_) {
-      filter_slices(slices, frames, by, bx, members, keep, share, difference, c);
+      filter_slices(slices, frames, by, bx, members, keep, share, difference, c, mine);
       return;
     }
     at::parallel_for(0, slices * frames, 1, [&](std::int64_t begin, std::int64_t end) {
@@ -248,17 +252,20 @@ at::Tensor CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const at::Ten
         smooth_plane(plane.data(), by, bx, kx_, ky_, scratch);
         const float* w = share.data() + zi * plane_size;
         for (const auto& [row, at] : inside) c[row * frames + t] = plane[static_cast<std::size_t>(at)] / w[at];
+        if (t == 0) {
+          for (const auto& [row, at] : inside) mine[row] = centre / w[at];
+        }
       }
     });
   });
-  return options_.temporal_smoothing ? smooth_in_time(curves) : curves;
+  return {options_.temporal_smoothing ? smooth_in_time(curves) : curves, voxels, own};
 }
 
 void CurveSlabs::filter_slices(std::int64_t slices, std::int64_t frames, std::int64_t by, std::int64_t bx,
                                const std::vector<std::vector<std::pair<std::int64_t, std::int64_t>>>& members,
                                const std::vector<float>& keep, const std::vector<float>& share,
-                               const std::function<void(std::int64_t, std::int64_t, float*)>& difference,
-                               float* curves) const {
+                               const std::function<void(std::int64_t, std::int64_t, float*)>& difference, float* curves,
+                               float* own) const {
   const std::int64_t plane_size = by * bx;
   const bool smooth = kx_.size() > 1 || ky_.size() > 1;
   at::parallel_for(0, slices, 1, [&](std::int64_t begin, std::int64_t end) {
@@ -277,24 +284,30 @@ void CurveSlabs::filter_slices(std::int64_t slices, std::int64_t frames, std::in
           guide[static_cast<std::size_t>(i * frames + t)] = w[i] > 0 ? plane[static_cast<std::size_t>(i)] / w[i] : 0.f;
       }
       for (std::int64_t i = 0; i < plane_size; ++i) smooth_curve_in_time(guide.data() + i * frames, frames);
-      tips_->filter(raw.data(), guide.data(), keep.data() + zi * plane_size, by, bx, frames, inside, curves, cells,
+      tips_->filter(raw.data(), guide.data(), keep.data() + zi * plane_size, by, bx, frames, inside, curves, own, cells,
                     counts);
     }
   });
 }
 
 void CurveSlabs::for_each(const std::function<void(const at::Tensor&, const at::Tensor&)>& body) const {
+  for_each_with_own(
+      [&](const at::Tensor& curves, const at::Tensor& voxels, const at::Tensor&) { body(curves, voxels); });
+}
+
+void CurveSlabs::for_each_with_own(
+    const std::function<void(const at::Tensor&, const at::Tensor&, const at::Tensor&)>& body) const {
   if (!cache_.empty()) {
-    for (const Slab& slab : cache_) body(slab.curves, slab.voxels);
+    for (const Slab& slab : cache_) body(slab.curves, slab.voxels, slab.own);
     return;
   }
   const std::int64_t slice = brain_.size(1) * brain_.size(2);
   for (const auto& [z0, z1] : slabs_) {
     const at::Tensor voxels = brain_.slice(0, z0, z1).reshape({-1}).nonzero().squeeze(1) + z0 * slice;
     if (voxels.numel() == 0) continue;
-    const at::Tensor curves = curves_at(z0, z1, voxels);
-    body(curves, voxels);
-    if (cache_on_) cache_.push_back({curves, voxels});
+    Slab slab = curves_at(z0, z1, voxels);
+    body(slab.curves, slab.voxels, slab.own);
+    if (cache_on_) cache_.push_back(std::move(slab));
   }
 }
 

@@ -28,7 +28,7 @@ class TipsFilter {
   /// pixel (`cells`, `counts`: the caller's scratch), then apply().
   void filter(const float* raw, const float* guide, const float* brain, std::int64_t by, std::int64_t bx,
               std::int64_t frames, const std::vector<std::pair<std::int64_t, std::int64_t>>& members, float* curves,
-              std::vector<float>& cells, std::vector<float>& counts) const;
+              float* own, std::vector<float>& cells, std::vector<float>& counts) const;
   /// The cells' sizes along y and x (pixels; 1 × 1 unless the pixels are σ / 4 or finer).
   std::int64_t cell_y() const { return cell_y_; }
   std::int64_t cell_x() const { return cell_x_; }
@@ -40,10 +40,11 @@ class TipsFilter {
   /// (frames 1); for 1 × 1 cells the raw curves and the mask themselves. `guide`: [by · bx,
   /// frames]; `brain` [by · bx] (0 / 1): only cells centred on brain pixels are pooled. For each
   /// (row, pixel) of `members`, writes the filtered curve of that pixel into row `row` of
-  /// `curves` ([rows, frames]).
+  /// `curves` ([rows, frames]), and into `own[row]` the weight the pixel's own curve has in it
+  /// (its cell's weight is 1 and holds no other cell's pixels: 1 over the weights' sum).
   void apply(const float* cells, const float* counts, const float* guide, const float* brain, std::int64_t by,
              std::int64_t bx, std::int64_t frames, const std::vector<std::pair<std::int64_t, std::int64_t>>& members,
-             float* curves) const;
+             float* curves, float* own) const;
 
  private:
   struct Offset {

@@ -60,6 +60,12 @@ class CurveSlabs {
   CurveSlabs(const Volume& series, const at::Tensor& baseline, const at::Tensor& brain,
              const PerfusionOptions& options);
   void for_each(const std::function<void(const at::Tensor& curves, const at::Tensor& voxels)>& body) const;
+  /// As for_each(), with `own` (float32 [n]): the weight each voxel's own curve, as at_voxels()
+  /// gives it, has in its curve; the rest is its neighbours'. The Gaussian's centre tap over the
+  /// brain's share of the taps (1 unsmoothed; at the image's border the repeated edge pixels count
+  /// as neighbours), TIPS's 1 over its weights' sum.
+  void for_each_with_own(
+      const std::function<void(const at::Tensor& curves, const at::Tensor& voxels, const at::Tensor& own)>& body) const;
   /// The curves of a few voxels (linear indices, anywhere in the series), each [T]: as
   /// for_each() gives them but not smoothed in plane (the reference curves of vessels a few
   /// voxels wide).
@@ -76,11 +82,11 @@ class CurveSlabs {
 
  private:
   struct Slab {
-    at::Tensor curves, voxels;
+    at::Tensor curves, voxels, own;
   };
   /// The curves of slices [z0, z1) at `voxels` (linear indices, all in those slices and in the
-  /// brain's box).
-  at::Tensor curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels) const;
+  /// brain's box), and their own curves' weights.
+  Slab curves_at(std::int64_t z0, std::int64_t z1, const at::Tensor& voxels) const;
   /// The noise σ per voxel and frame (HU), from the difference of the first two frames over the
   /// brain (median absolute deviation; an even sample of 2^20 voxels of a larger brain); both are
   /// pre-contrast when the baseline averages two or more frames.
@@ -92,7 +98,8 @@ class CurveSlabs {
   void filter_slices(std::int64_t slices, std::int64_t frames, std::int64_t by, std::int64_t bx,
                      const std::vector<std::vector<std::pair<std::int64_t, std::int64_t>>>& members,
                      const std::vector<float>& keep, const std::vector<float>& share,
-                     const std::function<void(std::int64_t, std::int64_t, float*)>& difference, float* curves) const;
+                     const std::function<void(std::int64_t, std::int64_t, float*)>& difference, float* curves,
+                     float* own) const;
 
   const Volume& series_;
   at::Tensor baseline_;  ///< float32 [z, y, x]

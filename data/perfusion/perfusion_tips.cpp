@@ -81,19 +81,20 @@ void TipsFilter::cell_sums(const float* values, std::int64_t by, std::int64_t bx
 
 void TipsFilter::filter(const float* raw, const float* guide, const float* brain, std::int64_t by, std::int64_t bx,
                         std::int64_t frames, const std::vector<std::pair<std::int64_t, std::int64_t>>& members,
-                        float* curves, std::vector<float>& cells, std::vector<float>& counts) const {
+                        float* curves, float* own, std::vector<float>& cells, std::vector<float>& counts) const {
   if (cell_y_ == 1 && cell_x_ == 1) {  // each pixel its own cell: the sums are the values themselves
-    apply(raw, brain, guide, brain, by, bx, frames, members, curves);
+    apply(raw, brain, guide, brain, by, bx, frames, members, curves, own);
     return;
   }
   cell_sums(raw, by, bx, frames, cells);
   cell_sums(brain, by, bx, 1, counts);
-  apply(cells.data(), counts.data(), guide, brain, by, bx, frames, members, curves);
+  apply(cells.data(), counts.data(), guide, brain, by, bx, frames, members, curves, own);
 }
 
 void TipsFilter::apply(const float* cells, const float* counts, const float* guide, const float* brain, std::int64_t by,
                        std::int64_t bx, std::int64_t frames,
-                       const std::vector<std::pair<std::int64_t, std::int64_t>>& members, float* curves) const {
+                       const std::vector<std::pair<std::int64_t, std::int64_t>>& members, float* curves,
+                       float* own) const {
   std::vector<float> sum(static_cast<std::size_t>(frames));
   const float per_frame = 1.f / static_cast<float>(frames);
   for (const auto& [row, pixel] : members) {
@@ -116,6 +117,7 @@ void TipsFilter::apply(const float* cells, const float* counts, const float* gui
     }
     float* out = curves + row * frames;
     for (std::int64_t t = 0; t < frames; ++t) out[t] = sum[static_cast<std::size_t>(t)] / total;
+    own[row] = 1.f / total;
   }
 }
 
