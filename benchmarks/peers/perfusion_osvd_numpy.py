@@ -49,7 +49,8 @@ Where docs/PERFUSION.md leaves a choice open, this script takes the following:
     peak: at most 1 000, and only candidates ranking at least half the count-th's value. The
     ranking: the best 4 000 by their smoothed curves' peak (AUC), then by that of their
     neighbours' curves, each smoothed curve less its own voxel's share w = the Gaussian's centre
-    tap / the smoothed brain mask there ((curve − w · own curve) / (1 − w)), where w ≤ 0.1.
+    tap / the smoothed brain mask there ((curve − w · own curve) / (1 − w)), where the centre tap
+    is at most 0.1 (else by the smoothed curves alone).
  7. oSVD levels: the m ≤ K (K: the count with s ≥ osvd_min_threshold · s_max) that end between
     distinct singular values (the circulant matrix's come in equal pairs, kept or dropped
     together), from K down; when none passes, the smallest is kept. OI of a zero residue is 0.
@@ -487,14 +488,17 @@ def reference(curves, ranked, values, count, voxels, noise):
     return c, voxels(ranked[:count])
 
 
-def neighbours_ranked(ranked, which, curves, cache, stages, voxels, series, dt):
-    """The best 4 000 of `ranked` (best first by statistic `which` of curve_stats, their smoothed
-    curves') ranked again by that of their neighbours' curves, and those values."""
+def neighbours_ranked(ranked, values, which, curves, cache, stages, voxels, series, dt):
+    """The best 4 000 of `ranked` (best first by `values`, statistic `which` of curve_stats of their
+    smoothed curves) ranked again by that of their neighbours' curves, and those values; `ranked`
+    and `values` as they are where the Gaussian's centre tap is over 0.1."""
+    if curves.centre > 0.1:
+        return ranked, values
     pool = ranked[:4000]
     smoothed = curves.rows(pool, cache, stages)
     own = curves.at(voxels(pool))
     w = curves.own_weights(pool)[:, None]
-    apart = np.where(w <= 0.1, (smoothed - w * own) / (1 - w), smoothed).astype(np.float32)
+    apart = np.where(w <= 0.999, (smoothed - w * own) / np.maximum(1 - w, 0.001), smoothed).astype(np.float32)
     values = curve_stats(apart, series.times, dt)[which]
     order = np.argsort(-values, kind="stable")
     return pool[order], values[order]
@@ -516,7 +520,7 @@ def select_inputs(stats, curves, cache, stages, series, dt, cfg, noise):
         cand = cand[ttp[cand] <= np.median(ttp[cand])]
         cand = cand[fwhm[cand] <= np.median(fwhm[cand])]
         ranked = cand[np.argsort(-peak[cand], kind="stable")]
-        ranked, values = neighbours_ranked(ranked, 1, curves, cache, stages, voxels, series, dt)
+        ranked, values = neighbours_ranked(ranked, peak[ranked], 1, curves, cache, stages, voxels, series, dt)
         aif, aif_vox = reference(curves, ranked, values, cfg["aif_voxels"], voxels, noise)
     a_auc, a_peak, a_ttp, _ = (v[0] for v in curve_stats(aif[None, :], series.times, dt))
     if cfg["vof_lps_mm"] is not None:
@@ -528,7 +532,7 @@ def select_inputs(stats, curves, cache, stages, series, dt, cfg, noise):
             raise StudyError(f"{series.where}: no venous output (no brain voxel peaks {dt:.2f} s after the "
                              f"arterial input's {a_ttp:.2f} s)")
         ranked = late[np.argsort(-auc[late], kind="stable")]
-        ranked, values = neighbours_ranked(ranked, 0, curves, cache, stages, voxels, series, dt)
+        ranked, values = neighbours_ranked(ranked, auc[ranked], 0, curves, cache, stages, voxels, series, dt)
         vof, vof_vox = reference(curves, ranked, values, cfg["vof_voxels"], voxels, noise)
     vof = own_baseline(vof)
     v_auc, v_peak, v_ttp, _ = (v[0] for v in curve_stats(vof[None, :], series.times, dt))

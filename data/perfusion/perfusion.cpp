@@ -48,8 +48,7 @@ BrainVoxels gather_stats(const CurveSlabs& slabs, const FrameTiming& ft) {
   return {at::cat(index), {at::cat(auc), at::cat(peak), at::cat(ttp), at::cat(fwhm)}, at::cat(own)};
 }
 
-/// The curves (float32 [n, T]) of the brain's voxels at `positions` (int64 [n], BrainVoxels order):
-/// one pass over the slabs, from memory where CurveSlabs keeps them, else formed again.
+/// The curves (float32 [n, T]) of the brain's voxels at `positions` (int64 [n], BrainVoxels order).
 at::Tensor curves_at_positions(const CurveSlabs& slabs, const at::Tensor& positions, std::int64_t frames) {
   at::Tensor out = at::empty({positions.numel(), frames}, at::kFloat);
   std::int64_t offset = 0;
@@ -109,16 +108,19 @@ constexpr std::int64_t kMaxReferenceVoxels = 1000;
 /// that a study whose vessels run out adds no tissue.
 constexpr double kReferenceFloor = 0.5;
 
-/// The candidates ranked by their neighbours' curves are this many times the most a reference
-/// curve averages, the best by their curves'.
-constexpr std::int64_t kRankPool = 4;
-/// A voxel whose own curve weighs more than this in its curve is ranked by its curve: its own
-/// voxel then places the ranking on a vessel a voxel or two wide. On the 3 mm heads (a Gaussian
-/// of one voxel: 0.16 own) the neighbours' curves ranked the artery's neighbours and the input's
-/// area after the venous scaling moved from within 2 % of the drawn to 7–8 % under it in two of
-/// ten studies. At 0.47 mm (0.004) and on the 2 mm grid (0.07) the curve is mostly its neighbours'
-/// either way, and leaving its own out changes only the noise the ranking sees.
+/// The candidates ranked by their neighbours' curves: the best by their curves', four times the
+/// most a reference curve averages.
+constexpr std::int64_t kRankPool = 4 * kMaxReferenceVoxels;
+/// Where the filter's weight on a voxel inside uniform brain is above this, the candidates are
+/// ranked by their curves: the voxel itself then places the ranking on a vessel a voxel or two
+/// wide. On the 3 mm heads (a Gaussian of one voxel: 0.16) the neighbours' curves ranked the
+/// artery's neighbours and the input's area after the venous scaling moved from within 2 % of
+/// the drawn to 7–8 % under it in two of ten studies. At 0.47 mm (0.004) and on the 2 mm grid
+/// (0.07), and with TIPS (0.01–0.03), the curve is mostly its neighbours' and leaving its own out
+/// changes only the noise the ranking sees.
 constexpr double kMaxOwnShare = 0.1;
+/// A voxel's own weight at most this: above, it has no neighbours to rank it by.
+constexpr double kMaxOwnWeight = 0.999;
 
 /// `statistic` (CurveStats' auc or peak) of the candidates' neighbours' curves: each curve less
 /// its voxel's own share, (curve − w · own curve) / (1 − w), w from CurveSlabs::for_each_with_own.
@@ -126,7 +128,9 @@ constexpr double kMaxOwnShare = 0.1;
 /// their own, the voxels chosen were those whose own noise raised the statistic (for a Gaussian
 /// in plane its covariance with the curve's value is twice that value's variance), and both
 /// reference curves' areas came out 9–11 % over the noise-free analysis's at 0.47 mm. The
-/// neighbours' noise is not the voxel's.
+/// neighbours' noise is not the voxel's (with TIPS, the neighbours' weights still come from a
+/// guide that holds a little of it). One pass over the slabs to gather the candidates' curves:
+/// from memory where CurveSlabs keeps them, else every slab formed again, per reference curve.
 at::Tensor neighbours_statistic(const CurveSlabs& slabs, const BrainVoxels& brain, const at::Tensor& candidates,
                                 at::Tensor CurveStats::*statistic, const FrameTiming& ft) {
   const auto frames = static_cast<std::int64_t>(ft.times_s.size());
@@ -137,24 +141,26 @@ at::Tensor neighbours_statistic(const CurveSlabs& slabs, const BrainVoxels& brai
     own.insert(own.end(), row.begin(), row.end());
   const at::Tensor own_curves = at::from_blob(own.data(), {candidates.numel(), frames}, at::kFloat);
   const at::Tensor w = brain.own.index_select(0, candidates).unsqueeze(1);
-  const at::Tensor neighbours = at::where(w.le(kMaxOwnShare), (curves - w * own_curves) / (1 - w), curves);
+  const at::Tensor neighbours =
+      at::where(w.le(kMaxOwnWeight), (curves - w * own_curves) / (1 - w).clamp_min(1 - kMaxOwnWeight), curves);
   return perfusion::curve_stats(neighbours, ft.times_s, ft.interval_s).*statistic;
 }
 
 /// The mean curve of the `count` candidates (positions in BrainVoxels order) with the highest
-/// `statistic` of their neighbours' curves (neighbours_statistic(), over the kRankPool ·
-/// kMaxReferenceVoxels best by their curves'), or of more of them where the frames are so noisy
-/// that `count` leave it over kReferenceNoise: on thin slices each voxel carries tens of HU, and
-/// eight voxels' areas, VOF against AIF, came out 25 % apart. The candidates are ranked once;
+/// `statistic` of their neighbours' curves (neighbours_statistic(), over the kRankPool best by
+/// their curves'; of their curves where the filter's uniform own weight is over kMaxOwnShare), or
+/// of more of them where the frames are so noisy that `count` leave it over kReferenceNoise: on thin slices each voxel
+/// carries tens of HU, and eight voxels' areas, VOF against AIF, came out 25 % apart. The candidates are ranked once;
 /// each curve takes a prefix.
 PerfusionCurve reference_curve(const CurveSlabs& slabs, const at::Tensor& candidates, at::Tensor CurveStats::*statistic,
                                std::int64_t count, const BrainVoxels& brain, const Volume& series,
                                const FrameTiming& ft) {
   const std::int64_t most = std::max(count, kMaxReferenceVoxels);
-  const std::int64_t pooled = std::min(kRankPool * most, candidates.numel());
-  const at::Tensor pool =
-      candidates.index_select(0, std::get<1>((brain.stats.*statistic).index_select(0, candidates).topk(pooled)));
-  const at::Tensor values = neighbours_statistic(slabs, brain, pool, statistic, ft);
+  const bool by_neighbours = slabs.uniform_own_weight() <= kMaxOwnShare;
+  const std::int64_t pooled = std::min(by_neighbours ? std::max(kRankPool, most) : most, candidates.numel());
+  const auto [smoothed, top] = (brain.stats.*statistic).index_select(0, candidates).topk(pooled);
+  const at::Tensor pool = candidates.index_select(0, top);
+  const at::Tensor values = by_neighbours ? neighbours_statistic(slabs, brain, pool, statistic, ft) : smoothed;
   const std::int64_t reach = std::min(most, pool.numel());
   const auto [best, order] = values.topk(reach);
   const std::vector<std::int64_t> ranked = to_vector(brain.index.index_select(0, pool.index_select(0, order)));

@@ -158,6 +158,11 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
   }
 }
 
+double CurveSlabs::uniform_own_weight() const {
+  if (tips_) return tips_->uniform_own_weight();
+  return static_cast<double>(kx_[kx_.size() / 2]) * ky_[ky_.size() / 2];
+}
+
 double CurveSlabs::frame_noise_hu(const Volume& series, const at::Tensor& brain) {
   // Every brain voxel up to 2^20 of them, an even sample of that many beyond (a clinical series'
   // brain holds about six million: its two medians would take a quarter of a second).

@@ -29,6 +29,9 @@ class TipsFilter {
   void filter(const float* raw, const float* guide, const float* brain, std::int64_t by, std::int64_t bx,
               std::int64_t frames, const std::vector<std::pair<std::int64_t, std::int64_t>>& members, float* curves,
               float* own, std::vector<float>& cells, std::vector<float>& counts) const;
+  /// The weight a pixel's own curve has in its filtered curve where every curve within reach is
+  /// brain and alike: 1 over the spatial weights times the cells' pixels.
+  double uniform_own_weight() const;
   /// The cells' sizes along y and x (pixels; 1 × 1 unless the pixels are σ / 4 or finer).
   std::int64_t cell_y() const { return cell_y_; }
   std::int64_t cell_x() const { return cell_x_; }

@@ -77,6 +77,9 @@ class CurveSlabs {
   /// "contrast_to_noise" (the last two's ratio; null without noise); with tips also
   /// "tips_sigma_mm" and "tips_similarity"}.
   nlohmann::json record(double brain_peak_hu) const;
+  /// The own weight (for_each_with_own()) of a voxel inside uniform brain: the filter's, whatever
+  /// the curves (1 unsmoothed).
+  double uniform_own_weight() const;
   /// σ per voxel and frame (HU) of the series' own, unsmoothed curves.
   double frame_noise_hu() const { return frame_noise_hu_; }
 

@@ -50,6 +50,12 @@ TipsFilter::TipsFilter(double spacing_x_mm, double spacing_y_mm, double sigma_mm
   inv_scale_ = static_cast<float>(1 / (4 * similarity * similarity * v));
 }
 
+double TipsFilter::uniform_own_weight() const {
+  double total = 0;
+  for (const Offset& o : offsets_) total += o.weight;
+  return 1 / (total * static_cast<double>(cell_y_ * cell_x_));
+}
+
 void TipsFilter::cell_sums(const float* values, std::int64_t by, std::int64_t bx, std::int64_t frames,
                            std::vector<float>& out) const {
   // Prefix sums along x, then along y, each a difference of two prefixes per cell.

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <iostream>
@@ -907,6 +908,18 @@ TEST(Perfusion, TipsFilterPoolsAlikeCurvesAndKeepsTheEdge) {
     std::vector<float> own(members.size());
     tips.apply(cells.data(), counts.data(), guide.data(), brain.data(), by, bx, frames, members, out.data(),
                own.data());
+    // The own weight with cells: pooled cell sums of a delta at one pixel give it at that pixel
+    // (its cell holds no other cell's pixels).
+    const auto [row, pixel] = members[members.size() / 2];
+    std::vector<float> delta(raw.size(), 0.f), delta_cells, pooled(out.size());
+    for (std::int64_t t = 0; t < frames; ++t) delta[static_cast<std::size_t>(pixel * frames + t)] = 1.f;
+    tips.cell_sums(delta.data(), by, bx, frames, delta_cells);
+    tips.apply(delta_cells.data(), counts.data(), guide.data(), brain.data(), by, bx, frames, members, pooled.data(),
+               std::vector<float>(members.size()).data());
+    EXPECT_GT(own[static_cast<std::size_t>(row)], 0);
+    EXPECT_LT(own[static_cast<std::size_t>(row)], 0.25);
+    for (std::int64_t t = 0; t < frames; ++t)
+      EXPECT_FLOAT_EQ(pooled[static_cast<std::size_t>(row * frames + t)], own[static_cast<std::size_t>(row)]);
     const auto [before, after] = column_errors(out);
     for (std::size_t x = 1; x < before.size(); ++x) {
       const bool beside_edge = x + 1 == before.size() / 2 || x == before.size() / 2;
@@ -1045,33 +1058,49 @@ TEST(Perfusion, EachCurveReportsItsOwnVoxelsWeight) {
   at::Tensor brain = at::zeros({1, ny, nx}, at::kByte);
   brain.slice(1, 4, 20).slice(2, 4, 20).fill_(1);
   const std::array<std::array<std::int64_t, 2>, 2> bright{{{12, 12}, {12, 4}}};  // inside, at the edge
-  std::map<std::int64_t, float> weights;
-  for (const auto& [y, x] : bright) {
+  // The weight at the bright voxel, by filter and place; `uniform` the filter's inside uniform brain.
+  const auto weight_at = [&](const PerfusionOptions& options, std::int64_t y, std::int64_t x, double* uniform) {
     at::Tensor voxels = series.voxels.clone();
     voxels.select(2, y).select(2, x).fill_(100);
     Volume s = series;
     s.voxels = voxels;
-    const PerfusionOptions options;
     const perfusion::CurveSlabs slabs(s, at::zeros({1, ny, nx}), brain, options);
+    *uniform = slabs.uniform_own_weight();
+    float w = -1;
     slabs.for_each_with_own([&](const at::Tensor& curves, const at::Tensor& index, const at::Tensor& own) {
       const at::Tensor at_bright = (index == y * nx + x).nonzero().squeeze(1);
       ASSERT_EQ(at_bright.numel(), 1);
       const std::int64_t row = at_bright.item<std::int64_t>();
-      const float w = own[row].item<float>();
+      w = own[row].item<float>();
       for (std::int64_t t = 0; t < frames; ++t) EXPECT_NEAR(curves[row][t].item<float>(), 100 * w, 1e-3);
-      weights[x] = w;
     });
-  }
-  // σ 3 mm on 2 mm pixels: the centre tap of each axis about 0.26.
-  EXPECT_NEAR(weights[12], 0.0707, 0.002);
-  EXPECT_GT(weights[4], 1.5 * weights[12]);
+    return w;
+  };
+  double uniform = 0;
+  const PerfusionOptions gaussian;
+  const float inside = weight_at(gaussian, bright[0][0], bright[0][1], &uniform);
+  // σ 3 mm on 2 mm pixels: the centre tap of each axis about 0.26; at the edge less of the
+  // Gaussian falls on brain.
+  EXPECT_NEAR(inside, 0.0707, 0.002);
+  EXPECT_NEAR(uniform, inside, 1e-6);
+  EXPECT_GT(weight_at(gaussian, bright[1][0], bright[1][1], &uniform), 1.5 * inside);
+  PerfusionOptions none;
+  none.smoothing_mm = 0;
+  EXPECT_FLOAT_EQ(weight_at(none, bright[0][0], bright[0][1], &uniform), 1.f);
+  EXPECT_EQ(uniform, 1);
+  // TIPS: a curve unlike its neighbours' pools only itself; its uniform weight is 1 over the
+  // spatial weights (σ 7 mm on 2 mm pixels: about 1 / (2π · 3.5²)).
+  PerfusionOptions tips;
+  tips.spatial_filter = "tips";
+  EXPECT_NEAR(weight_at(tips, bright[0][0], bright[0][1], &uniform), 1.f, 1e-4);
+  EXPECT_NEAR(uniform, 1 / (2 * M_PI * 3.5 * 3.5), 0.004);
 }
 
 /// Each reference curve is the mean of its voxels' own curves; chosen by their curves, which hold
 /// their own, it came out high by the noise that ranked them. On the synthetic head's wide sinus
 /// every voxel has the same curve, so the venous output's area over twelve noisy draws is the
-/// drawn one but for the choice: 3.6 % over it when ranked by the curves, 0.7 % by the neighbours'.
-/// The input's area after the venous scaling: 4.0 % over, and 1.5 %.
+/// drawn one but for the choice: 3.6 % over it when ranked by the curves, 0.1 % by the neighbours'.
+/// The input's area after the venous scaling: 4.0 % over, and 1.4 %.
 TEST(Perfusion, ReferenceCurvesAreNotChosenByTheirOwnNoise) {
   double drawn = 0;  // the artery's area, and the sinus's, as the analysis sums them
   for (int t = 0; t < 40; ++t) drawn += gamma_variate(1.5 * t) * 1.5;
