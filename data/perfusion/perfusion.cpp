@@ -10,6 +10,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <utility>
 
 #include "core/components.h"
 #include "core/errors.h"
@@ -35,30 +36,35 @@ constexpr double kArteryOverBrain = 3;
 struct BrainVoxels {
   at::Tensor index;  ///< int64 linear voxel index
   CurveStats stats;
-  at::Tensor own;  ///< float32: the weight of the voxel's own curve in its curve (CurveSlabs::for_each_with_own)
 };
 
 BrainVoxels gather_stats(const CurveSlabs& slabs, const FrameTiming& ft) {
-  std::vector<at::Tensor> index, auc, peak, ttp, fwhm, own;
-  slabs.for_each_with_own([&](const at::Tensor& curves, const at::Tensor& voxels, const at::Tensor& mine) {
+  std::vector<at::Tensor> index, auc, peak, ttp, fwhm;
+  slabs.for_each([&](const at::Tensor& curves, const at::Tensor& voxels) {
     const CurveStats s = perfusion::curve_stats(curves, ft.times_s, ft.interval_s);
     index.push_back(voxels), auc.push_back(s.auc), peak.push_back(s.peak), ttp.push_back(s.ttp), fwhm.push_back(s.fwhm);
-    own.push_back(mine);
   });
-  return {at::cat(index), {at::cat(auc), at::cat(peak), at::cat(ttp), at::cat(fwhm)}, at::cat(own)};
+  return {at::cat(index), {at::cat(auc), at::cat(peak), at::cat(ttp), at::cat(fwhm)}};
 }
 
-/// The curves (float32 [n, T]) of the brain's voxels at `positions` (int64 [n], BrainVoxels order).
-at::Tensor curves_at_positions(const CurveSlabs& slabs, const at::Tensor& positions, std::int64_t frames) {
-  at::Tensor out = at::empty({positions.numel(), frames}, at::kFloat);
+/// The curves (float32 [n, T]) of the brain's voxels at `positions` (int64 [n], BrainVoxels order),
+/// and their own curves' weights in them (float32 [n, 1]; CurveSlabs::for_each_with_own).
+std::pair<at::Tensor, at::Tensor> curves_at_positions(const CurveSlabs& slabs, const at::Tensor& positions,
+                                                      std::int64_t frames) {
+  at::Tensor curves_out = at::empty({positions.numel(), frames}, at::kFloat);
+  at::Tensor own_out = at::empty({positions.numel(), 1}, at::kFloat);
   std::int64_t offset = 0;
-  slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
+  slabs.for_each_with_own([&](const at::Tensor& curves, const at::Tensor&, const at::Tensor& own) {
     const std::int64_t n = curves.size(0);
     const at::Tensor here = ((positions >= offset) & (positions < offset + n)).nonzero().squeeze(1);
-    if (here.numel() > 0) out.index_copy_(0, here, curves.index_select(0, positions.index_select(0, here) - offset));
+    if (here.numel() > 0) {
+      const at::Tensor rows = positions.index_select(0, here) - offset;
+      curves_out.index_copy_(0, here, curves.index_select(0, rows));
+      own_out.index_copy_(0, here, own.index_select(0, rows).unsqueeze(1));
+    }
     offset += n;
   });
-  return out;
+  return {curves_out, own_out};
 }
 
 std::vector<std::int64_t> to_vector(const at::Tensor& t) {
@@ -72,10 +78,11 @@ PerfusionCurve mean_curve(const CurveSlabs& slabs, const std::vector<std::int64_
   PerfusionCurve c;
   c.voxels = static_cast<std::int64_t>(voxels.size());
   c.hu.assign(ft.times_s.size(), 0.0);
-  const auto curves = slabs.at_voxels(voxels);
+  const at::Tensor curves = slabs.at_voxels(voxels).to(at::kDouble).contiguous();
+  const double* row = curves.data_ptr<double>();
   const double n = static_cast<double>(voxels.size());
-  for (std::size_t v = 0; v < voxels.size(); ++v) {
-    for (std::size_t t = 0; t < c.hu.size(); ++t) c.hu[t] += curves[v][t] / n;
+  for (std::size_t v = 0; v < voxels.size(); ++v, row += c.hu.size()) {
+    for (std::size_t t = 0; t < c.hu.size(); ++t) c.hu[t] += row[t] / n;
     const auto lps = perfusion::voxel_lps(series.geometry, series.shape_zyx(), voxels[v]);
     for (int r = 0; r < 3; ++r) c.centre_lps_mm[r] += lps[r] / n;
   }
@@ -133,14 +140,9 @@ constexpr double kMaxOwnWeight = 0.999;
 /// from memory where CurveSlabs keeps them, else every slab formed again, per reference curve.
 at::Tensor neighbours_statistic(const CurveSlabs& slabs, const BrainVoxels& brain, const at::Tensor& candidates,
                                 at::Tensor CurveStats::*statistic, const FrameTiming& ft) {
-  const auto frames = static_cast<std::int64_t>(ft.times_s.size());
-  const at::Tensor curves = curves_at_positions(slabs, candidates, frames);
-  std::vector<float> own;
-  own.reserve(static_cast<std::size_t>(candidates.numel() * frames));
-  for (const auto& row : slabs.at_voxels(to_vector(brain.index.index_select(0, candidates))))
-    own.insert(own.end(), row.begin(), row.end());
-  const at::Tensor own_curves = at::from_blob(own.data(), {candidates.numel(), frames}, at::kFloat);
-  const at::Tensor w = brain.own.index_select(0, candidates).unsqueeze(1);
+  const auto [curves, w] =
+      curves_at_positions(slabs, candidates, static_cast<std::int64_t>(ft.times_s.size()));
+  const at::Tensor own_curves = slabs.at_voxels(to_vector(brain.index.index_select(0, candidates)));
   const at::Tensor neighbours =
       at::where(w.le(kMaxOwnWeight), (curves - w * own_curves) / (1 - w).clamp_min(1 - kMaxOwnWeight), curves);
   return perfusion::curve_stats(neighbours, ft.times_s, ft.interval_s).*statistic;
@@ -148,10 +150,10 @@ at::Tensor neighbours_statistic(const CurveSlabs& slabs, const BrainVoxels& brai
 
 /// The mean curve of the `count` candidates (positions in BrainVoxels order) with the highest
 /// `statistic` of their neighbours' curves (neighbours_statistic(), over the kRankPool best by
-/// their curves'; of their curves where the filter's uniform own weight is over kMaxOwnShare), or
-/// of more of them where the frames are so noisy that `count` leave it over kReferenceNoise: on thin slices each voxel
-/// carries tens of HU, and eight voxels' areas, VOF against AIF, came out 25 % apart. The candidates are ranked once;
-/// each curve takes a prefix.
+/// their curves'; of their curves where the filter's uniform own weight is over kMaxOwnShare),
+/// or of more of them where the frames are so noisy that `count` leave it over kReferenceNoise:
+/// on thin slices each voxel carries tens of HU, and eight voxels' areas, VOF against AIF, came
+/// out 25 % apart. The candidates are ranked once; each curve takes a prefix.
 PerfusionCurve reference_curve(const CurveSlabs& slabs, const at::Tensor& candidates, at::Tensor CurveStats::*statistic,
                                std::int64_t count, const BrainVoxels& brain, const Volume& series,
                                const FrameTiming& ft) {

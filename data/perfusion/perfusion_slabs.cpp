@@ -334,7 +334,7 @@ nlohmann::json CurveSlabs::record(double brain_peak_hu) const {
   return r;
 }
 
-std::vector<std::vector<double>> CurveSlabs::at_voxels(const std::vector<std::int64_t>& voxels) const {
+at::Tensor CurveSlabs::at_voxels(const std::vector<std::int64_t>& voxels) const {
   // Each voxel's own S − baseline, not smoothed in plane: smoothing would spread a vessel's curve
   // into the tissue around it and lower its peak (a 4 × 4-voxel artery to two thirds at σ 3 mm
   // on 2 mm voxels). Any voxel of the series, inside the brain's box or not (a placed one).
@@ -349,12 +349,7 @@ std::vector<std::vector<double>> CurveSlabs::at_voxels(const std::vector<std::in
       for (std::int64_t t = 0; t < frames; ++t) c[i * frames + t] = static_cast<float>(s[t * volume + v]) - b[v];
     }
   });
-  if (options_.temporal_smoothing) curves = smooth_in_time(curves);
-  const at::Tensor d = curves.to(at::kDouble).contiguous();
-  std::vector<std::vector<double>> out(voxels.size());
-  for (std::int64_t i = 0; i < n; ++i)
-    out[static_cast<std::size_t>(i)].assign(d.data_ptr<double>() + i * frames, d.data_ptr<double>() + (i + 1) * frames);
-  return out;
+  return options_.temporal_smoothing ? smooth_in_time(curves) : curves;
 }
 
 }  // namespace vitruvian::data::perfusion

@@ -66,10 +66,10 @@ class CurveSlabs {
   /// as neighbours), TIPS's 1 over its weights' sum.
   void for_each_with_own(
       const std::function<void(const at::Tensor& curves, const at::Tensor& voxels, const at::Tensor& own)>& body) const;
-  /// The curves of a few voxels (linear indices, anywhere in the series), each [T]: as
+  /// The curves (float32 [n, T]) of `voxels` (linear indices, anywhere in the series): as
   /// for_each() gives them but not smoothed in plane (the reference curves of vessels a few
   /// voxels wide).
-  std::vector<std::vector<double>> at_voxels(const std::vector<std::int64_t>& voxels) const;
+  at::Tensor at_voxels(const std::vector<std::int64_t>& voxels) const;
   /// {"spatial": gaussian | tips, "smoothing_mm", "temporal", "frame_noise_hu" (σ per voxel and
   /// frame), "smoothed_noise_hu" (σ per frame of a curve after the in-plane Gaussian, and the
   /// temporal filter when on, away from the brain's edge; TIPS's own curves vary with the
