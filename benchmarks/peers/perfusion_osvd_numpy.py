@@ -395,20 +395,19 @@ class Curves:
 
     def rows(self, positions, cache, stages):
         """The smoothed curves [len(positions), T] of the brain voxels at `positions` (in the
-        slabs' order), from `cache` (per slab, None where it was not kept) or formed again."""
+        slabs' order), from `cache` (per slab, None where it was not kept) or formed again, and
+        each one's own curve's weight in it [len(positions)]."""
         out = np.empty((len(positions), self.series.frames), dtype=np.float32)
+        own = np.empty(len(positions), dtype=np.float32)
         start = 0
         for s, index in enumerate(self.index):
             here = np.flatnonzero((positions >= start) & (positions < start + len(index)))
             if len(here):
                 c = cache[s] if cache[s] is not None else self.slab(s, stages)
                 out[here] = c[positions[here] - start]
+                own[here] = self.own[s][positions[here] - start]
             start += len(index)
-        return out
-
-    def own_weights(self, positions):
-        """Each brain voxel's own curve's weight in its smoothed curve, at `positions`."""
-        return np.concatenate(self.own)[positions]
+        return out, own
 
     def at(self, voxels):
         """Curves [len(voxels), T] of any voxels (z, y, x), not smoothed in plane: these are the
@@ -495,9 +494,9 @@ def neighbours_ranked(ranked, values, which, curves, cache, stages, voxels, seri
     if curves.centre > 0.1:
         return ranked, values
     pool = ranked[:4000]
-    smoothed = curves.rows(pool, cache, stages)
+    smoothed, w = curves.rows(pool, cache, stages)
     own = curves.at(voxels(pool))
-    w = curves.own_weights(pool)[:, None]
+    w = w[:, None]
     apart = np.where(w <= 0.999, (smoothed - w * own) / np.maximum(1 - w, 0.001), smoothed).astype(np.float32)
     values = curve_stats(apart, series.times, dt)[which]
     order = np.argsort(-values, kind="stable")
