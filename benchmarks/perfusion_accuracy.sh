@@ -10,12 +10,13 @@
 #   ×1 and N of seed 12 at noise ×1.5, as tests/launch/perfusion_cli.sh draws them (typical lesions:
 #   every study eligible by DEFUSE-3), and N of seed 14 at noise ×1 and N of seed 13 at ×1.5 with
 #   `--ischemia wide` (lesions on both sides of each DEFUSE-3 criterion); each set analysed on 2
-#   ranks with oSVD (the default) and with the model fit and TIPS; volumes, side and verdict against
-#   the labelled truth by tests/launch/check_perfusion_truth.py.
+#   ranks with oSVD (the default), with the model fit and TIPS, and with the model fit and TIPS
+#   taking oSVD's Tmax (`tmax_deconvolution: osvd`); volumes, side and verdict against the
+#   labelled truth by tests/launch/check_perfusion_truth.py.
 # Prints one table, per target of the issue and per setting: the range over the seeds (or
 # studies) and how many meet it; writes it with every figure to WORK/accuracy.md and
 # WORK/accuracy.json. WORK (default: a new folder under /tmp) is kept. With the defaults it takes
-# about 2½ minutes on 2 cores. Accuracy, not speed: the machine's load changes no figure.
+# about 3 minutes on 2 cores. Accuracy, not speed: the machine's load changes no figure.
 # Every analysis runs with the route's defaults but for the keys named above; to measure another
 # setting, pass it as VITRUVIAN_SET="--set perfusion.KEY=VALUE ..." (added to every analysis).
 set -euo pipefail
@@ -53,7 +54,8 @@ run() {
 }
 extra=${VITRUVIAN_SET:-}
 declare -A settings=([osvd]="" [svd]="--set perfusion.deconvolution=svd" [model]="--set perfusion.deconvolution=model"
-  [model_tips]="--set perfusion.deconvolution=model --set perfusion.spatial_filter=tips")
+  [model_tips]="--set perfusion.deconvolution=model --set perfusion.spatial_filter=tips"
+  [model_tips_tmax]="--set perfusion.deconvolution=model --set perfusion.spatial_filter=tips --set perfusion.tmax_deconvolution=osvd")
 started=$(date +%s)
 elapsed() { echo "$(($(date +%s) - started)) s"; }
 
@@ -76,10 +78,10 @@ if ((heads > 0)); then
   for set in "11 1 typical typical_noise1" "12 1.5 typical typical_noise15" "14 1 wide wide_noise1" "13 1.5 wide wide_noise15"; do
     read -r seed noise lesions name <<<"$set"
     echo "seed $seed at noise ×$noise" >"heads/$name.about"
-    echo "head-neck: $heads studies of seed $seed at noise ×$noise with $lesions lesions, analysed on 2 ranks with oSVD and with the model fit and TIPS ($(elapsed))"
+    echo "head-neck: $heads studies of seed $seed at noise ×$noise with $lesions lesions, analysed on 2 ranks with oSVD, with the model fit and TIPS, and with those and oSVD's Tmax ($(elapsed))"
     run "heads/$name.log" "$vit" phantom --kind head-neck --studies "$heads" --seed "$seed" --shape 40,80,80 --noise "$noise" \
       --ischemia "$lesions" --out "heads/$name.h5" --threads 2 --force
-    for s in osvd model_tips; do
+    for s in osvd model_tips model_tips_tmax; do
       # shellcheck disable=SC2086
       run "heads/${s}__$name.log" "$root/launch/mpirun.sh" -np 2 "$vit" --threads 1 $extra ${settings[$s]} perfusion "heads/$name.h5" \
         -o "heads/${s}__$name" --force

@@ -20,7 +20,8 @@ import sys
 work = sys.argv[1]
 commit = sys.argv[2] if len(sys.argv) > 2 else "unknown"
 extra = sys.argv[3].strip() if len(sys.argv) > 3 else ""
-SETTINGS = {"osvd": "oSVD", "svd": "plain SVD", "model": "model fit", "model_tips": "model fit, TIPS"}
+SETTINGS = {"osvd": "oSVD", "svd": "plain SVD", "model": "model fit", "model_tips": "model fit, TIPS",
+            "model_tips_tmax": "model fit, TIPS, oSVD's Tmax"}
 
 
 def grid_figures():
@@ -30,7 +31,7 @@ def grid_figures():
                    if (m := re.fullmatch(r"s(\d+)", os.path.basename(d))) and os.path.exists(f"{d}/figures.json"))
     for seed in seeds:
         figures = json.load(open(f"{work}/grid/s{seed}/figures.json"))
-        for s in SETTINGS:
+        for s in (s for s in SETTINGS if s in figures):  # the heads' settings are not all the grid's
             f = figures[s]
             spread = list(f["cbf_error_by_delay"].values())
             per[s].append({"seed": seed, "cbf_r": f["cbf"]["pearson_r"], "cbf_bias": f["cbf"]["mean_bias"],

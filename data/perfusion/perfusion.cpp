@@ -294,6 +294,16 @@ VoxelMaps deconvolve_model(const CurveSlabs& slabs, const BrainVoxels& voxels, P
   return {at::cat(cbf).cpu(), at::cat(cbv).cpu(), at::cat(tmax).cpu()};
 }
 
+/// The maps by `method` (osvd, svd or model; the options' other keys as given).
+VoxelMaps deconvolve(const std::string& method, const CurveSlabs& slabs, const BrainVoxels& voxels, PerfusionResult& r,
+                     const FrameTiming& ft, std::int64_t baseline_frames, VoxelType type, const PerfusionOptions& o,
+                     at::Device device, const std::string& what) {
+  PerfusionOptions by = o;
+  by.deconvolution = method;
+  return method == "model" ? deconvolve_model(slabs, voxels, r, ft, baseline_frames, type, by, device, what)
+                           : deconvolve_svd(slabs, voxels, r, ft, by, device);
+}
+
 /// The five maps (values per brain voxel at `index` of the series' grid) as float32 volumes of
 /// `grid`'s grid, zero elsewhere: the series' own, or the whole series' one the series was cut
 /// from at `box`. One pass over the brain's voxels, each map written where it is kept.
@@ -363,10 +373,18 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
   r.timing["curves_s"] = seconds_since(start);
 
   start = Clock::now();
-  const auto [cbf, cbv, tmax] =
-      o.deconvolution == "model" ? deconvolve_model(slabs, voxels, r, ft, baseline.frames, series.type, o, device, what)
-                                 : deconvolve_svd(slabs, voxels, r, ft, o, device);
+  auto [cbf, cbv, tmax] =
+      deconvolve(o.deconvolution, slabs, voxels, r, ft, baseline.frames, series.type, o, device, what);
   r.timing["deconvolution_s"] = seconds_since(start);
+  if (!o.tmax_deconvolution.empty() && o.tmax_deconvolution != o.deconvolution) {
+    // Flows from one deconvolution, Tmax from another: the model fit's flows with oSVD's Tmax, on
+    // which the clinical Tmax > 6 s threshold was set. The model fit's Tmax, one delay for a curve
+    // that mixes healthy tissue's early bolus and the lesion's late one, loses the lesion's edge
+    // (docs/PERFUSION.md, "Flows from the model fit, Tmax from oSVD").
+    start = Clock::now();
+    tmax = deconvolve(o.tmax_deconvolution, slabs, voxels, r, ft, baseline.frames, series.type, o, device, what).tmax;
+    r.timing["tmax_deconvolution_s"] = seconds_since(start);
+  }
 
   start = Clock::now();
   const at::Tensor mtt = at::where(cbf > 0, 60 * cbv / cbf.clamp_min(1e-6), at::zeros_like(cbf));

@@ -36,6 +36,9 @@ struct PerfusionOptions {
   std::vector<double> aif_lps_mm;        ///< [x, y, z]: the arterial input's voxel, instead of the search
   std::vector<double> vof_lps_mm;        ///< [x, y, z]: the venous output's voxel, instead of the search
   std::string deconvolution = "osvd";    ///< osvd (block-circulant, delay-insensitive) | svd (plain) | model
+  /// The Tmax map (and with it the hypoperfused tissue) from another deconvolution of the same curves
+  /// (osvd | svd | model); empty: `deconvolution`'s own.
+  std::string tmax_deconvolution;
   double max_oscillation = 0.095;        ///< oSVD oscillation-index limit
   double osvd_min_threshold = 0.02;      ///< oSVD: smallest singular value kept, × the largest
   double svd_threshold = 0.2;            ///< plain SVD: singular values kept, × the largest

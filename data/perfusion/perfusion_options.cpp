@@ -33,6 +33,9 @@ void PerfusionOptions::visit(ConfigVisitor& v) {
   v.field("vof_lps_mm", vof_lps_mm, "[x, y, z] patient LPS mm: the venous output's voxel instead of the search");
   v.field("deconvolution", deconvolution,
           "osvd (block-circulant, delay-insensitive), svd (plain, the reference) or model (fit of a residue family)");
+  v.field("tmax_deconvolution", tmax_deconvolution,
+          "the Tmax map and the hypoperfused tissue from this deconvolution of the same curves (osvd, svd or model); "
+          "empty: deconvolution's");
   v.field("max_oscillation", max_oscillation, "oSVD: oscillation-index limit");
   v.field("osvd_min_threshold", osvd_min_threshold, "oSVD: smallest singular value kept, as a fraction of the largest");
   v.field("svd_threshold", svd_threshold, "plain SVD: singular values kept, as a fraction of the largest");
@@ -89,6 +92,12 @@ void PerfusionOptions::validate(const std::string& where) const {
   }
   if (deconvolution != "osvd" && deconvolution != "svd" && deconvolution != "model") {
     throw ConfigError(where, fmt::format("perfusion.deconvolution = {}; expected osvd, svd or model", deconvolution));
+  }
+  if (!tmax_deconvolution.empty() && tmax_deconvolution != "osvd" && tmax_deconvolution != "svd" &&
+      tmax_deconvolution != "model") {
+    throw ConfigError(where, fmt::format("perfusion.tmax_deconvolution = {}; expected osvd, svd, model or empty (the "
+                                         "deconvolution's own)",
+                                         tmax_deconvolution));
   }
   if (model_orders.empty() || model_orders.size() > 8 ||
       std::any_of(model_orders.begin(), model_orders.end(), [](std::int64_t k) { return k < 1 || k > 16; })) {

@@ -41,7 +41,10 @@ ResultOrigin result_origin(const FinishedStudy& f, std::size_t i, const std::str
   if (!r.route->analysis.empty()) {
     o.model_name = r.route->analysis;
     const auto& section = r.sections.value(r.route->analysis, nlohmann::json::object());
-    o.algorithm_version = fmt::format("{} {}", r.route->analysis, section.value("deconvolution", std::string()));
+    const std::string deconvolution = section.value("deconvolution", std::string()),
+                      tmax_from = section.value("tmax_deconvolution", deconvolution);
+    o.algorithm_version = fmt::format("{} {}{}", r.route->analysis, deconvolution,
+                                      tmax_from == deconvolution ? "" : fmt::format(", tmax {}", tmax_from));
   } else if (r.from_model) {
     std::filesystem::path model = r.route->model.lexically_normal();
     if (model.filename().empty()) model = model.parent_path();

@@ -103,11 +103,14 @@ std::string page(const std::string& study, const json& p) {
        ".verdict{font-size:18px;font-weight:bold}.swatch{display:inline-block;width:12px;height:12px;margin-right:6px}"
        ".part{padding-left:26px;color:#555}"
        ".row{display:flex;gap:2em;align-items:flex-start;flex-wrap:wrap}img{max-width:100%}</style></head><body>\n";
+  const std::string deconvolution = p.value("deconvolution", "osvd"),
+                    tmax_from = p.value("tmax_deconvolution", deconvolution);
   s << fmt::format(
-      "<h1>CT perfusion: {}</h1><p>Series {}, {} frames every {:.2f} s; {} deconvolution {}. "
+      "<h1>CT perfusion: {}</h1><p>Series {}, {} frames every {:.2f} s; {} deconvolution{} {}. "
       "<a href=\"report.json\">report.json</a></p>\n",
       html_escape(study), html_escape(p.value("series", "")), p.at("frames").get<int>(),
-      p.at("interval_s").get<double>(), deconvolution_name(p.value("deconvolution", "osvd")),
+      p.at("interval_s").get<double>(), deconvolution_name(deconvolution),
+      tmax_from == deconvolution ? "" : fmt::format(", Tmax by {} deconvolution", deconvolution_name(tmax_from)),
       html_escape(device_name(p.value("device", "cpu"))));
   const json filter = p.value("filter", json::object());
   if (filter.contains("contrast_to_noise") && filter.at("contrast_to_noise").is_number()) {
