@@ -54,7 +54,8 @@ def head_figures():
         setting, name = os.path.basename(path).removesuffix(".json").split("__")
         lesions = name.split("_")[0]
         for row in json.load(open(path))["studies"]:
-            row = dict(row, set=name, about=about(name))
+            row = dict(row, set=name, about=about(name),
+                       hypoperfused_error=abs(row["hypoperfused_ml"] - row["truth_hypoperfused_ml"]) / row["truth_hypoperfused_ml"])
             per.setdefault(lesions, {}).setdefault(setting, []).append(row)
     return per
 
@@ -88,6 +89,7 @@ HEAD_ROWS = [  # (target, per-study test, the figure shown, the studies it count
     ("DEFUSE-3 verdict as the truth's", lambda r: r["eligible"] == r["truth_eligible"], None, None),
     ("… where the truth is not eligible", lambda r: not r["eligible"], None, lambda r: not r["truth_eligible"]),
     ("… where the truth is eligible", lambda r: r["eligible"], None, lambda r: r["truth_eligible"]),
+    ("hypoperfused within 15 %", lambda r: r["hypoperfused_error"] <= 0.15, "hypoperfused_error", None),
     ("penumbra within 15 %", lambda r: r["penumbra_error"] <= 0.15, "penumbra_error", None),
     ("core within 15 %", lambda r: r["core_error"] <= 0.15, "core_error", None),
 ]
