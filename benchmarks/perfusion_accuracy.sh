@@ -16,7 +16,7 @@
 # Prints one table, per target of the issue and per setting: the range over the seeds (or
 # studies) and how many meet it; writes it with every figure to WORK/accuracy.md and
 # WORK/accuracy.json. WORK (default: a new folder under /tmp) is kept. With the defaults it takes
-# about 3 minutes on 2 cores. Accuracy, not speed: the machine's load changes no figure.
+# about 2 minutes on 2 cores. Accuracy, not speed: the machine's load changes no figure.
 # Every analysis runs with the route's defaults but for the keys named above; to measure another
 # setting, pass it as VITRUVIAN_SET="--set perfusion.KEY=VALUE ..." (added to every analysis).
 set -euo pipefail

@@ -107,8 +107,8 @@ if vit:
     print(f"vitruvian / numpy-scipy peer speed: {ratio:.2f}x  (target >= 5: {'met' if ratio >= 5 else 'NOT met'})")
     # The route's stages: the first frame and the box (region), reading the box (read), then the
     # analysis's own.
-    keys = [k for k in ("region_s", "read_s", "baseline_s", "curves_s", "deconvolution_s", "maps_s", "tissue_s")
-            if k in vit_route[0]]
+    keys = [k for k in ("region_s", "read_s", "baseline_s", "curves_s", "deconvolution_s", "tmax_deconvolution_s",
+                        "maps_s", "tissue_s") if k in vit_route[0]]
     timing = {k: med([v[k] for v in vit_route]) for k in keys}
     if timing:
         print("vitruvian stages (median s): " + ", ".join(f"{k.removesuffix('_s')} {s:.3f}" for k, s in timing.items()))

@@ -11,8 +11,8 @@
 // Cases: oSVD and the model fit, each on cpu and cuda (a CUDA case without a device reports an
 // error and is skipped). Each case analyses the study once untimed first (the device's first
 // launches, the first touch of the maps' memory). Counters: the result's step seconds
-// (deconvolution_s is the part the device takes), brain voxels, core and penumbra mL; the label
-// names the device the deconvolution ran on.
+// (deconvolution_s, and tmax_deconvolution_s where that key is set, are the part the device
+// takes), brain voxels, core and penumbra mL; the label names the device the deconvolution ran on.
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 

@@ -252,41 +252,52 @@ struct VoxelMaps {
   at::Tensor cbf, cbv, tmax;
 };
 
-/// oSVD or plain SVD through kernel 7 on `device`: CBF from the residue's peak, Tmax from where it
-/// peaks, CBV from the curve's area against the arterial input's.
-VoxelMaps deconvolve_svd(const CurveSlabs& slabs, const BrainVoxels& voxels, const PerfusionResult& r,
-                         const FrameTiming& ft, const PerfusionOptions& o, at::Device device) {
-  const perfusion::Basis basis = perfusion::deconvolution_basis(r.aif.hu, ft.interval_s, o);
-  const at::Tensor analysis = basis.analysis.to(device), synthesis = basis.synthesis.to(device);
+/// What every deconvolution reads besides the result's arterial input: the curves, the brain's
+/// voxels, the frames, the stored values' type, and where the per-voxel work runs.
+struct DeconvolutionInputs {
+  const CurveSlabs& slabs;
+  const BrainVoxels& voxels;
+  const FrameTiming& ft;
+  std::int64_t baseline_frames;
+  VoxelType type;
+  at::Device device;
+  const std::string& what;
+};
+
+/// oSVD or plain SVD through kernel 7 on the device: CBF from the residue's peak, Tmax from where
+/// it peaks, CBV from the curve's area against the arterial input's.
+VoxelMaps deconvolve_svd(const DeconvolutionInputs& in, const PerfusionResult& r, const PerfusionOptions& o) {
+  const perfusion::Basis basis = perfusion::deconvolution_basis(r.aif.hu, in.ft.interval_s, o);
+  const at::Tensor analysis = basis.analysis.to(in.device), synthesis = basis.synthesis.to(in.device);
   const double to_cbf = 6000 * o.hematocrit_ratio / o.density / r.aif_scale;
   std::vector<at::Tensor> cbf, tmax;
-  slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
+  in.slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
     const kernels::Deconvolved d =
-        kernels::deconvolve_curves(curves.to(device), analysis, synthesis, basis.levels, basis.max_oscillation);
+        kernels::deconvolve_curves(curves.to(in.device), analysis, synthesis, basis.levels, basis.max_oscillation);
     cbf.push_back(d.peak * to_cbf);
     const at::Tensor wrapped =
         basis.circulant ? at::where(d.peak_at > basis.length / 2.0, d.peak_at - basis.length, d.peak_at) : d.peak_at;
-    tmax.push_back(wrapped * ft.interval_s);
+    tmax.push_back(wrapped * in.ft.interval_s);
   });
   const double aif_auc = r.aif.auc_hu_s * r.aif_scale;
-  return {at::cat(cbf).cpu(), voxels.stats.auc * (100 * o.hematocrit_ratio / o.density / aif_auc), at::cat(tmax).cpu()};
+  return {at::cat(cbf).cpu(), in.voxels.stats.auc * (100 * o.hematocrit_ratio / o.density / aif_auc),
+          at::cat(tmax).cpu()};
 }
 
 /// The model fit (perfusion::ModelFit) on the arterial input after the venous scaling; its noise
-/// and mixtures from the CPU's curves, the fit itself on `device`.
-VoxelMaps deconvolve_model(const CurveSlabs& slabs, const BrainVoxels& voxels, PerfusionResult& r,
-                           const FrameTiming& ft, std::int64_t baseline_frames, VoxelType type,
-                           const PerfusionOptions& o, at::Device device, const std::string& what) {
+/// and mixtures from the CPU's curves, the fit itself on the device. Its record into r.model.
+VoxelMaps deconvolve_model(const DeconvolutionInputs& in, PerfusionResult& r, const PerfusionOptions& o) {
   std::vector<double> aif = r.aif.hu;
   for (double& v : aif) v *= r.aif_scale;
-  const bool whole = !is_floating(type);  // stored in whole HU
-  perfusion::ModelFit model(slabs, voxels.stats, aif, ft.interval_s, baseline_frames, whole ? 1.0 : 0.0, o, what);
+  const bool whole = !is_floating(in.type);  // stored in whole HU
+  perfusion::ModelFit model(in.slabs, in.voxels.stats, aif, in.ft.interval_s, in.baseline_frames, whole ? 1.0 : 0.0, o,
+                            in.what);
   r.model = model.record();
-  model.to(device);
+  model.to(in.device);
   std::vector<at::Tensor> cbf, cbv, tmax;
-  at::Tensor mixed = at::zeros({}, at::TensorOptions(device).dtype(at::kLong));
-  slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
-    const perfusion::ModelFit::Maps m = model.fit(curves.to(device));
+  at::Tensor mixed = at::zeros({}, at::TensorOptions(in.device).dtype(at::kLong));
+  in.slabs.for_each([&](const at::Tensor& curves, const at::Tensor&) {
+    const perfusion::ModelFit::Maps m = model.fit(curves.to(in.device));
     cbf.push_back(m.cbf), cbv.push_back(m.cbv), tmax.push_back(m.tmax);
     if (m.mixed.defined()) mixed += m.mixed.sum();
   });
@@ -295,13 +306,11 @@ VoxelMaps deconvolve_model(const CurveSlabs& slabs, const BrainVoxels& voxels, P
 }
 
 /// The maps by `method` (osvd, svd or model; the options' other keys as given).
-VoxelMaps deconvolve(const std::string& method, const CurveSlabs& slabs, const BrainVoxels& voxels, PerfusionResult& r,
-                     const FrameTiming& ft, std::int64_t baseline_frames, VoxelType type, const PerfusionOptions& o,
-                     at::Device device, const std::string& what) {
+VoxelMaps deconvolve(const std::string& method, const DeconvolutionInputs& in, PerfusionResult& r,
+                     const PerfusionOptions& o) {
   PerfusionOptions by = o;
   by.deconvolution = method;
-  return method == "model" ? deconvolve_model(slabs, voxels, r, ft, baseline_frames, type, by, device, what)
-                           : deconvolve_svd(slabs, voxels, r, ft, by, device);
+  return method == "model" ? deconvolve_model(in, r, by) : deconvolve_svd(in, r, by);
 }
 
 /// The five maps (values per brain voxel at `index` of the series' grid) as float32 volumes of
@@ -373,16 +382,18 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
   r.timing["curves_s"] = seconds_since(start);
 
   start = Clock::now();
-  auto [cbf, cbv, tmax] =
-      deconvolve(o.deconvolution, slabs, voxels, r, ft, baseline.frames, series.type, o, device, what);
+  const DeconvolutionInputs inputs{slabs, voxels, ft, baseline.frames, series.type, device, what};
+  auto [cbf, cbv, tmax] = deconvolve(o.deconvolution, inputs, r, o);
   r.timing["deconvolution_s"] = seconds_since(start);
   if (!o.tmax_deconvolution.empty() && o.tmax_deconvolution != o.deconvolution) {
-    // Flows from one deconvolution, Tmax from another: the model fit's flows with oSVD's Tmax, on
-    // which the clinical Tmax > 6 s threshold was set. The model fit's Tmax, one delay for a curve
-    // that mixes healthy tissue's early bolus and the lesion's late one, loses the lesion's edge
-    // (docs/PERFUSION.md, "Flows from the model fit, Tmax from oSVD").
+    // Flows from one deconvolution, Tmax from another, of the same curves and input. For example
+    // the model fit's flows with oSVD's Tmax: the model fit's is the bolus's delay, where SVD-type
+    // Tmax, on which the Tmax > 6 s threshold was set, peaks later by the residue's spread; and at
+    // the lesion's edge it fits one delay between healthy tissue's bolus and the lesion's
+    // (docs/PERFUSION.md, "Flows from the model fit, Tmax from oSVD"). Where CurveSlabs cannot
+    // keep its curves, this forms them again.
     start = Clock::now();
-    tmax = deconvolve(o.tmax_deconvolution, slabs, voxels, r, ft, baseline.frames, series.type, o, device, what).tmax;
+    tmax = deconvolve(o.tmax_deconvolution, inputs, r, o).tmax;
     r.timing["tmax_deconvolution_s"] = seconds_since(start);
   }
 

@@ -107,7 +107,9 @@ struct PerfusionResult {
   PerfusionCurve aif, vof;
   double aif_scale = 1;        ///< the first passes' areas, VOF / AIF, when above 1, else 1
   std::string device = "cpu";  ///< where the deconvolution ran ("cpu", "cuda:0")
-  nlohmann::json model;  ///< deconvolution: model: its dictionary and noise (ModelFit::record); else null
+  /// Where the model fit ran (deconvolution or tmax_deconvolution: model): its dictionary and noise
+  /// (ModelFit::record); else null.
+  nlohmann::json model;
   nlohmann::json filter;  ///< the curves' filtering (CurveSlabs::record)
   PerfusionTriage triage;
   nlohmann::json timing = nlohmann::json::object();  ///< seconds per step

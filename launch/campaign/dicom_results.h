@@ -25,7 +25,8 @@ struct ResultOrigin {
   /// lie on, what a SEG derives from). When the source declares no FrameOfReferenceUID, one
   /// derived from its SeriesInstanceUID: a SEG or map placed in the patient needs one.
   data::DicomSeriesIdentity series;
-  std::string algorithm_version;  ///< "<model folder> step <n>", "labels <map>" or "perfusion <deconvolution>"
+  /// "<model folder> step <n>", "labels <map>" or "perfusion <deconvolution>[, tmax <tmax_deconvolution>]"
+  std::string algorithm_version;
   std::string model_name;
   /// A UID derived from (StudyInstanceUID, route, algorithm version, campaign fingerprint, `what`).
   std::string uid(const std::string& what) const;

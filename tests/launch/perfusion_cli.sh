@@ -128,7 +128,7 @@ import json
 tips, osvd = (json.load(open(f"wide_{m}.json"))["studies"] for m in ("tips", "osvd"))
 not_eligible = [r["study"] for r in tips if not r["truth_eligible"]]
 assert len(not_eligible) >= 4, f"only {len(not_eligible)} of 10 wide-lesion studies not eligible by their truth"
-for name, rows in (("model fit with TIPS", tips), ("oSVD", osvd)):
+for name, rows in (("model fit with TIPS, oSVD's Tmax", tips), ("oSVD", osvd)):
     assert all(r["side"] == r["truth_side"] for r in rows), (name, [(r["study"], r["side"], r["truth_side"]) for r in rows])
 wrong = [(r["study"], r["core_ml"], r["truth_core_ml"]) for r in tips if r["eligible"] != r["truth_eligible"]]
 assert not wrong, f"model fit with TIPS, oSVD's Tmax: DEFUSE-3 verdict against the truth's in {wrong} (study, core, truth's core mL)"
@@ -140,6 +140,8 @@ right = sum(r["eligible"] == r["truth_eligible"] for r in osvd)
 print(f"wide lesions: {len(not_eligible)} of 10 not eligible; the model fit with TIPS and oSVD's Tmax gives every "
       f"verdict (hypoperfused {min(hypo):.2f}-{max(hypo):.2f} of the truth), oSVD {right} of 10")
 PY
+grep -q "model-based (Erlang residues, likelihood-weighted) deconvolution, Tmax by block-circulant SVD (oSVD) deconvolution" \
+  wide_tips/studies/head_neck_00000/perfusion.html || fail "the study page does not name the Tmax's deconvolution"
 
 study=$(ls campaign/studies | head -1)
 for f in labels.h5 perfusion.nii.gz perfusion_cbf.nii.gz perfusion_tmax.nii.gz perfusion.png perfusion_maps.png perfusion.html thumbnail.png; do
