@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CT perfusion against known truth over many phantoms: the figures of docs/PERFUSION.md's "targets
 # at a glance", measured again in one run.
-#   benchmarks/perfusion_accuracy.sh [--build DIR | --vitruvian PATH] [--seeds N] [--heads N] [--work DIR]
+#   benchmarks/perfusion_accuracy.sh [--build DIR | --vitruvian PATH] [--seeds N] [--heads N]
+#     [--head-seeds A,B,C,D] [--work DIR]
 # - The validation grid (`phantom --kind perfusion-grid`, seeds 1 … N, default 10, the default
 #   noise), each seed analysed with oSVD, plain SVD, the model fit, and the model fit with the
 #   edge-preserving filter (TIPS); per block against the truth maps by
@@ -12,7 +13,9 @@
 #   `--ischemia wide` (lesions on both sides of each DEFUSE-3 criterion); each set analysed on 2
 #   ranks with oSVD (the default), with the model fit and TIPS, and with the model fit and TIPS
 #   taking oSVD's Tmax (`tmax_deconvolution: osvd`); volumes, side and verdict against the
-#   labelled truth by tests/launch/check_perfusion_truth.py.
+#   labelled truth by tests/launch/check_perfusion_truth.py. --head-seeds draws the four sets
+#   (typical ×1, typical ×1.5, wide ×1, wide ×1.5) from other seeds (default 11,12,14,13): a
+#   change chosen on these heads can be checked on heads it was not chosen on.
 # Prints one table, per target of the issue and per setting: the range over the seeds (or
 # studies) and how many meet it; writes it with every figure to WORK/accuracy.md and
 # WORK/accuracy.json. WORK (default: a new folder under /tmp) is kept. With the defaults it takes
@@ -21,21 +24,29 @@
 # setting, pass it as VITRUVIAN_SET="--set perfusion.KEY=VALUE ..." (added to every analysis).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-vit=$root/build/bin/vitruvian seeds=10 heads=10 work=
+vit=$root/build/bin/vitruvian seeds=10 heads=10 work= head_seeds=11,12,14,13
 while (($#)); do
   case $1 in
     --build) vit=$2/bin/vitruvian; shift 2 ;;
     --vitruvian) vit=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --heads) heads=$2; shift 2 ;;
+    --head-seeds) head_seeds=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
-    *) echo "perfusion_accuracy: unknown argument '$1'; expected --build DIR, --vitruvian PATH, --seeds N, --heads N or --work DIR" >&2; exit 2 ;;
+    *) echo "perfusion_accuracy: unknown argument '$1'; expected --build DIR, --vitruvian PATH, --seeds N, --heads N, --head-seeds A,B,C,D or --work DIR" >&2; exit 2 ;;
   esac
 done
 if ! [[ $seeds =~ ^[0-9]+$ && $heads =~ ^[0-9]+$ ]] || ((seeds + heads == 0)); then
   echo "perfusion_accuracy: --seeds $seeds --heads $heads; expected whole numbers, not both 0" >&2
   exit 2
 fi
+IFS=, read -r seed_typical1 seed_typical15 seed_wide1 seed_wide15 extra_seed <<<"$head_seeds"
+for s in "$seed_typical1" "$seed_typical15" "$seed_wide1" "$seed_wide15"; do
+  [[ $s =~ ^[0-9]+$ && -z ${extra_seed:-} ]] || {
+    echo "perfusion_accuracy: --head-seeds $head_seeds; expected four whole numbers, A,B,C,D" >&2
+    exit 2
+  }
+done
 [[ -x $vit ]] || { echo "perfusion_accuracy: no $vit; expected a build folder (--build DIR) holding bin/vitruvian" >&2; exit 2; }
 vit=$(cd "$(dirname "$vit")" && pwd)/$(basename "$vit")
 py=/usr/bin/python3
@@ -75,7 +86,8 @@ done
 
 if ((heads > 0)); then
   # seed, noise, lesions (--ischemia), name: the typical sets are launch.perfusion_cli's.
-  for set in "11 1 typical typical_noise1" "12 1.5 typical typical_noise15" "14 1 wide wide_noise1" "13 1.5 wide wide_noise15"; do
+  for set in "$seed_typical1 1 typical typical_noise1" "$seed_typical15 1.5 typical typical_noise15" \
+    "$seed_wide1 1 wide wide_noise1" "$seed_wide15 1.5 wide wide_noise15"; do
     read -r seed noise lesions name <<<"$set"
     echo "seed $seed at noise ×$noise" >"heads/$name.about"
     echo "head-neck: $heads studies of seed $seed at noise ×$noise with $lesions lesions, analysed on 2 ranks with oSVD, with the model fit and TIPS, and with those and oSVD's Tmax ($(elapsed))"
