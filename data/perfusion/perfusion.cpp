@@ -72,14 +72,15 @@ std::vector<std::int64_t> to_vector(const at::Tensor& t) {
   return {c.data_ptr<std::int64_t>(), c.data_ptr<std::int64_t>() + c.numel()};
 }
 
-/// The mean of the curves at `voxels` as a reference curve.
-PerfusionCurve mean_curve(const CurveSlabs& slabs, const std::vector<std::int64_t>& voxels, const Volume& series,
-                          const FrameTiming& ft) {
+/// The mean of `curves` (float32 [n, T]: the own curves of `voxels`, as CurveSlabs::at_voxels
+/// gives them) as a reference curve; `frame_noise_hu`: σ per voxel and frame.
+PerfusionCurve mean_curve(const at::Tensor& curves, const std::vector<std::int64_t>& voxels, double frame_noise_hu,
+                          const Volume& series, const FrameTiming& ft) {
   PerfusionCurve c;
   c.voxels = static_cast<std::int64_t>(voxels.size());
   c.hu.assign(ft.times_s.size(), 0.0);
-  const at::Tensor curves = slabs.at_voxels(voxels).to(at::kDouble).contiguous();
-  const double* row = curves.data_ptr<double>();
+  const at::Tensor values = curves.to(at::kDouble).contiguous();
+  const double* row = values.data_ptr<double>();
   const double n = static_cast<double>(voxels.size());
   for (std::size_t v = 0; v < voxels.size(); ++v, row += c.hu.size()) {
     for (std::size_t t = 0; t < c.hu.size(); ++t) c.hu[t] += row[t] / n;
@@ -88,9 +89,15 @@ PerfusionCurve mean_curve(const CurveSlabs& slabs, const std::vector<std::int64_
   }
   perfusion::describe_curve(c, ft.times_s, ft.interval_s);
   // σ before any temporal smoothing, which leaves the area's noise as it was.
-  c.noise_hu = voxels.empty() ? 0 : slabs.frame_noise_hu() / std::sqrt(n);
+  c.noise_hu = voxels.empty() ? 0 : frame_noise_hu / std::sqrt(n);
   c.found = true;
   return c;
+}
+
+/// The mean of the own curves at `voxels` (a placed one) as a reference curve.
+PerfusionCurve mean_curve(const CurveSlabs& slabs, const std::vector<std::int64_t>& voxels, const Volume& series,
+                          const FrameTiming& ft) {
+  return mean_curve(slabs.at_voxels(voxels), voxels, slabs.frame_noise_hu(), series, ft);
 }
 
 /// A manually placed reference voxel, or none when the key is empty.
@@ -136,13 +143,12 @@ constexpr double kMaxOwnWeight = 0.999;
 /// in plane its covariance with the curve's value is twice that value's variance), and both
 /// reference curves' areas came out 9–11 % over the noise-free analysis's at 0.47 mm. The
 /// neighbours' noise is not the voxel's (with TIPS, the neighbours' weights still come from a
-/// guide that holds a little of it). One pass over the slabs to gather the candidates' curves:
-/// from memory where CurveSlabs keeps them, else every slab formed again, per reference curve.
-at::Tensor neighbours_statistic(const CurveSlabs& slabs, const BrainVoxels& brain, const at::Tensor& candidates,
+/// guide that holds a little of it). `own_curves`: the candidates' own (CurveSlabs::at_voxels).
+/// One pass over the slabs to gather the candidates' curves: from memory where CurveSlabs keeps
+/// them, else every slab formed again, per reference curve.
+at::Tensor neighbours_statistic(const CurveSlabs& slabs, const at::Tensor& candidates, const at::Tensor& own_curves,
                                 at::Tensor CurveStats::*statistic, const FrameTiming& ft) {
-  const auto [curves, w] =
-      curves_at_positions(slabs, candidates, static_cast<std::int64_t>(ft.times_s.size()));
-  const at::Tensor own_curves = slabs.at_voxels(to_vector(brain.index.index_select(0, candidates)));
+  const auto [curves, w] = curves_at_positions(slabs, candidates, static_cast<std::int64_t>(ft.times_s.size()));
   const at::Tensor neighbours =
       at::where(w.le(kMaxOwnWeight), (curves - w * own_curves) / (1 - w).clamp_min(1 - kMaxOwnWeight), curves);
   return perfusion::curve_stats(neighbours, ft.times_s, ft.interval_s).*statistic;
@@ -153,7 +159,8 @@ at::Tensor neighbours_statistic(const CurveSlabs& slabs, const BrainVoxels& brai
 /// their curves'; of their curves where the filter's uniform own weight is over kMaxOwnShare),
 /// or of more of them where the frames are so noisy that `count` leave it over kReferenceNoise:
 /// on thin slices each voxel carries tens of HU, and eight voxels' areas, VOF against AIF, came
-/// out 25 % apart. The candidates are ranked once; each curve takes a prefix.
+/// out 25 % apart. The candidates are ranked, and their own curves read, once; each curve takes a
+/// prefix.
 PerfusionCurve reference_curve(const CurveSlabs& slabs, const at::Tensor& candidates, at::Tensor CurveStats::*statistic,
                                std::int64_t count, const BrainVoxels& brain, const Volume& series,
                                const FrameTiming& ft) {
@@ -162,20 +169,26 @@ PerfusionCurve reference_curve(const CurveSlabs& slabs, const at::Tensor& candid
   const std::int64_t pooled = std::min(by_neighbours ? std::max(kRankPool, most) : most, candidates.numel());
   const auto [smoothed, top] = (brain.stats.*statistic).index_select(0, candidates).topk(pooled);
   const at::Tensor pool = candidates.index_select(0, top);
-  const at::Tensor values = by_neighbours ? neighbours_statistic(slabs, brain, pool, statistic, ft) : smoothed;
+  // The pool's own curves where the ranking takes them; else only the ranked ones' are read.
+  const at::Tensor own = by_neighbours ? slabs.at_voxels(to_vector(brain.index.index_select(0, pool))) : at::Tensor();
+  const at::Tensor values = by_neighbours ? neighbours_statistic(slabs, pool, own, statistic, ft) : smoothed;
   const std::int64_t reach = std::min(most, pool.numel());
   const auto [best, order] = values.topk(reach);
   const std::vector<std::int64_t> ranked = to_vector(brain.index.index_select(0, pool.index_select(0, order)));
-  const auto first = [&](std::int64_t k) { return std::vector<std::int64_t>(ranked.begin(), ranked.begin() + k); };
+  const at::Tensor curves = by_neighbours ? own.index_select(0, order) : slabs.at_voxels(ranked);
+  const auto first = [&](std::int64_t k) {
+    return mean_curve(curves.narrow(0, 0, k), std::vector<std::int64_t>(ranked.begin(), ranked.begin() + k),
+                      slabs.frame_noise_hu(), series, ft);
+  };
   const std::int64_t initial = std::min(count, reach);
-  PerfusionCurve c = mean_curve(slabs, first(initial), series, ft);
+  PerfusionCurve c = first(initial);
   if (c.peak_hu > 0 && initial > 0) {
     const double needed = std::ceil(std::pow(slabs.frame_noise_hu() / (kReferenceNoise * c.peak_hu), 2));
     const double floor = kReferenceFloor * best[initial - 1].item<double>();
     const std::int64_t eligible = best.ge(floor).sum().item<std::int64_t>();  // best is in descending order
     const std::int64_t more =
         std::min({static_cast<std::int64_t>(std::min(needed, 1e9)), kMaxReferenceVoxels, eligible});
-    if (more > initial) c = mean_curve(slabs, first(more), series, ft);
+    if (more > initial) c = first(more);
   }
   return c;
 }
@@ -385,7 +398,7 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
   const DeconvolutionInputs inputs{slabs, voxels, ft, baseline.frames, series.type, device, what};
   auto [cbf, cbv, tmax] = deconvolve(o.deconvolution, inputs, r, o);
   r.timing["deconvolution_s"] = seconds_since(start);
-  if (!o.tmax_deconvolution.empty() && o.tmax_deconvolution != o.deconvolution) {
+  if (o.tmax_method() != o.deconvolution) {
     // Flows from one deconvolution, Tmax from another, of the same curves and input. For example
     // the model fit's flows with oSVD's Tmax: the model fit's is the bolus's delay, where SVD-type
     // Tmax, on which the Tmax > 6 s threshold was set, peaks later by the residue's spread; and at
@@ -393,7 +406,7 @@ PerfusionResult analyse_perfusion(const Volume& series, const PerfusionOptions& 
     // (docs/PERFUSION.md, "Flows from the model fit, Tmax from oSVD"). Where CurveSlabs cannot
     // keep its curves, this forms them again.
     start = Clock::now();
-    tmax = deconvolve(o.tmax_deconvolution, inputs, r, o).tmax;
+    tmax = deconvolve(o.tmax_method(), inputs, r, o).tmax;
     r.timing["tmax_deconvolution_s"] = seconds_since(start);
   }
 

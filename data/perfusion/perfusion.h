@@ -59,6 +59,9 @@ struct PerfusionOptions {
   double defuse3_ratio_min = 1.8;        ///< DEFUSE-3: mismatch ratio at least
   double defuse3_mismatch_min_ml = 15;   ///< DEFUSE-3: mismatch volume at least
 
+  /// The deconvolution the Tmax map comes from: tmax_deconvolution, or deconvolution where that is empty.
+  const std::string& tmax_method() const { return tmax_deconvolution.empty() ? deconvolution : tmax_deconvolution; }
+
   void visit(ConfigVisitor& v);
   /// ConfigError naming `where` and the key of the first bad value.
   void validate(const std::string& where) const;

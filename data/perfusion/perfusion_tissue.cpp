@@ -134,7 +134,7 @@ nlohmann::json PerfusionResult::report(const PerfusionOptions& o) const {
   const nlohmann::json ratio = t.has_core ? nlohmann::json(t.mismatch_ratio) : nlohmann::json(nullptr);
   return {
       {"deconvolution", o.deconvolution},
-      {"tmax_deconvolution", o.tmax_deconvolution.empty() ? o.deconvolution : o.tmax_deconvolution},
+      {"tmax_deconvolution", o.tmax_method()},
       {"device", device},
       {"model", model},
       {"filter", filter},
