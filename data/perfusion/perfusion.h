@@ -27,6 +27,9 @@ struct PerfusionOptions {
   double bone_hu = 200;                  ///< pre-contrast bone (the skull) above this
   std::vector<double> brain_hu{15, 60};  ///< pre-contrast brain window (smoothed), HU
   double smoothing_mm = 3;               ///< in-plane Gaussian σ of every frame (0: none)
+  /// Through-plane: each slice's curves the mean of the brain's over the odd number of slices
+  /// nearest this thickness, centred on it (a thick-slab reading of thin slices; 0: none)
+  double slab_mm = 0;
   std::string spatial_filter = "gaussian";  ///< gaussian | tips (the Gaussian's curves guide a bilateral filter)
   double tips_sigma_mm = 7;                 ///< tips: in-plane σ of its spatial weight (reach 2σ)
   double tips_similarity = 1;               ///< tips: h, the profile distance's scale in units of its noise

@@ -17,6 +17,9 @@ void PerfusionOptions::visit(ConfigVisitor& v) {
   v.field("bone_hu", bone_hu, "pre-contrast bone (the skull) above this (HU)");
   v.field("brain_hu", brain_hu, "pre-contrast brain window [low, high] on the smoothed baseline (HU)");
   v.field("smoothing_mm", smoothing_mm, "in-plane Gaussian sigma applied to every frame (mm; 0: none)");
+  v.field("slab_mm", slab_mm,
+          "through-plane: each slice's curves averaged with its neighbours' over a slab this thick, centred on it, "
+          "as a thick-slab reconstruction would (mm; the odd number of slices nearest it; 0: none)");
   v.field("spatial_filter", spatial_filter,
           "gaussian (smoothing_mm), or tips: curves pooled with neighbours whose smoothed curves are alike "
           "(edge-preserving)");
@@ -77,6 +80,7 @@ void PerfusionOptions::validate(const std::string& where) const {
   }
   if (!(bone_hu > brain_hu[1])) bad("bone_hu", "above the brain window's top", bone_hu);
   if (!(smoothing_mm >= 0 && smoothing_mm <= 20)) bad("smoothing_mm", "0 to 20", smoothing_mm);
+  if (!(slab_mm >= 0 && slab_mm <= 20)) bad("slab_mm", "0 to 20", slab_mm);
   if (spatial_filter != "gaussian" && spatial_filter != "tips") {
     throw ConfigError(where, fmt::format("perfusion.spatial_filter = {}; expected gaussian or tips", spatial_filter));
   }

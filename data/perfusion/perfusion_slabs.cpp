@@ -83,6 +83,12 @@ std::vector<float> gaussian_taps(double sigma_voxels) {
   return taps;
 }
 
+std::int64_t slab_slices(double slab_mm, double spacing_mm) {
+  if (!(slab_mm > 0 && spacing_mm > 0)) return 1;
+  const double half = std::ceil((slab_mm / spacing_mm - 1) / 2 - 0.5);
+  return 2 * static_cast<std::int64_t>(std::clamp(half, 0.0, 50.0)) + 1;
+}
+
 VITRUVIAN_CLONES void smooth_plane(float* plane, std::int64_t ny, std::int64_t nx, const std::vector<float>& kx,
                                    const std::vector<float>& ky, std::vector<float>& scratch) {
   const auto rx = static_cast<std::int64_t>(kx.size() / 2), ry = static_cast<std::int64_t>(ky.size() / 2);
@@ -115,6 +121,7 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
   const auto& g = series.geometry;
   kx_ = gaussian_taps(options.smoothing_mm / g.spacing[0]);
   ky_ = gaussian_taps(options.smoothing_mm / g.spacing[1]);
+  slab_half_ = slab_slices(options.slab_mm, g.spacing[2]) / 2;
   const std::int64_t nz = brain.size(0), ny = brain.size(1), nx = brain.size(2);
   const at::Tensor mask = brain.to(at::kByte).contiguous();
   const MaskBox box = mask_box(mask.data_ptr<std::uint8_t>(), nz, ny, nx);
@@ -139,28 +146,30 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
     for (const float w : k) e += static_cast<double>(w) * w;
     return e;
   };
-  // The gains on a frame's noise variance: Σ kx² Σ ky² in plane; [1 2 1] / 4 in time, 6 / 16
-  // inside and 10 / 16 at the two ends, averaged over the frames.
-  const double in_plane = energy(kx_) * energy(ky_);
+  // The gains on a frame's noise variance: 1 / slices through the plane (inside the brain);
+  // Σ kx² Σ ky² in plane; [1 2 1] / 4 in time, 6 / 16 inside and 10 / 16 at the two ends, averaged
+  // over the frames.
+  const double in_space = energy(kx_) * energy(ky_) / static_cast<double>(2 * slab_half_ + 1);
   const auto t = static_cast<double>(frames);
   const double in_time = ((t - 2) * 6.0 / 16.0 + 2 * 10.0 / 16.0) / t;
   frame_noise_hu_ = frame_noise_hu(series, brain);
-  smoothed_noise_hu_ = frame_noise_hu_ * std::sqrt(in_plane * (options.temporal_smoothing ? in_time : 1.0));
+  smoothed_noise_hu_ = frame_noise_hu_ * std::sqrt(in_space * (options.temporal_smoothing ? in_time : 1.0));
   if (options.spatial_filter == "tips") {
-    // The guide is (S − baseline) smoothed in plane, then [1 2 1] / 4 in time: v is the frames'
-    // own noise variance per frame through both gains. Left out, and so absorbed by the similarity
+    // The guide is (S − baseline) through the slab, smoothed in plane, then [1 2 1] / 4 in time: v
+    // is the frames' own noise variance per frame through the three gains. Left out, and so absorbed by the similarity
     // h: the baseline's noise (σ² / its frames, the same offset in every frame) and the
     // correlation of nearby guides through the smoothing, which act in opposite directions.
     // With the baseline's term in v (h 1), the filter pooled across the lesion's edge: the model
     // fit's core error on the head-neck phantoms went from 37 / 49 % to 76 / 84 %.
-    const double variance = frame_noise_hu_ * frame_noise_hu_ * in_plane * in_time;
+    const double variance = frame_noise_hu_ * frame_noise_hu_ * in_space * in_time;
     tips_.emplace(g.spacing[0], g.spacing[1], options.tips_sigma_mm, options.tips_similarity, variance);
   }
 }
 
 double CurveSlabs::uniform_own_weight() const {
-  if (tips_) return tips_->uniform_own_weight();
-  return static_cast<double>(kx_[kx_.size() / 2]) * ky_[ky_.size() / 2];
+  const double through = 1.0 / static_cast<double>(2 * slab_half_ + 1);
+  if (tips_) return tips_->uniform_own_weight() * through;
+  return static_cast<double>(kx_[kx_.size() / 2]) * ky_[ky_.size() / 2] * through;
 }
 
 double CurveSlabs::frame_noise_hu(const Volume& series, const at::Tensor& brain) {
@@ -204,12 +213,22 @@ CurveSlabs::Slab CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const a
   // taps on brain). Bone, CSF and air do not enhance; mixed in, they would dilute the curves of
   // the cortex and of the tissue beside the ventricles and lower their flow.
   const std::int64_t plane_size = by * bx;
-  std::vector<float> keep, share;  // [slices, by, bx]: the brain as 0 / 1, and smoothed
-  if (smooth || tips_) {
+  // [slices, by, bx]: the brain as 0 / 1, and smoothed; through a slab, the brain's slices in it
+  // and the sum of their baselines (the same for every frame).
+  std::vector<float> keep, share, depth, base_sum;
+  const at::Tensor mask = brain_.to(at::kByte).contiguous();
+  const std::uint8_t* m = mask.data_ptr<std::uint8_t>();
+  // The slab's slices around slice z, clipped to the series.
+  const auto slab = [&](std::int64_t z) {
+    return std::pair{std::max<std::int64_t>(0, z - slab_half_), std::min(nz, z + slab_half_ + 1)};
+  };
+  if (smooth || tips_ || slab_half_ > 0) {
     keep.resize(static_cast<std::size_t>(slices * plane_size));
     share.resize(keep.size());
-    const at::Tensor mask = brain_.to(at::kByte).contiguous();
-    const std::uint8_t* m = mask.data_ptr<std::uint8_t>();
+    if (slab_half_ > 0) {
+      depth.assign(keep.size(), 0.f);
+      base_sum.assign(keep.size(), 0.f);
+    }
     at::parallel_for(0, slices, 1, [&](std::int64_t begin, std::int64_t end) {
       std::vector<float> scratch;
       for (std::int64_t zi = begin; zi < end; ++zi) {
@@ -218,6 +237,20 @@ CurveSlabs::Slab CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const a
           const std::uint8_t* row = m + ((z0 + zi) * ny + y0_ + y) * nx + x0_;
           for (std::int64_t x = 0; x < bx; ++x) k[y * bx + x] = row[x] != 0 ? 1.f : 0.f;
         }
+        if (!depth.empty()) {
+          float* d = depth.data() + zi * plane_size;
+          float* bs = base_sum.data() + zi * plane_size;
+          const auto [lo, hi] = slab(z0 + zi);
+          for (std::int64_t z = lo; z < hi; ++z)
+            for (std::int64_t y = 0; y < by; ++y) {
+              const std::uint8_t* row = m + (z * ny + y0_ + y) * nx + x0_;
+              const float* base = b + (z * ny + y0_ + y) * nx + x0_;
+              for (std::int64_t x = 0; x < bx; ++x) {
+                d[y * bx + x] += row[x] != 0 ? 1.f : 0.f;
+                bs[y * bx + x] += row[x] != 0 ? base[x] : 0.f;
+              }
+            }
+        }
         float* w = share.data() + zi * plane_size;
         std::copy(k, k + plane_size, w);
         smooth_plane(w, by, bx, kx_, ky_, scratch);
@@ -225,14 +258,30 @@ CurveSlabs::Slab CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const a
     });
   }
   for_voxel_type(series_.voxels, [&](const auto* s) {
-    // Plane (zi, t) of the box: S − baseline, 0 outside the brain when smoothed or filtered.
+    // Plane (zi, t) of the box: S − baseline, 0 outside the brain when smoothed or filtered;
+    // through a slab, the mean over its brain voxels of S − baseline.
     const auto difference = [&](std::int64_t zi, std::int64_t t, float* plane) {
       const std::int64_t z = z0 + zi;
       for (std::int64_t y = 0; y < by; ++y) {
-        const auto* in = s + ((t * nz + z) * ny + y0_ + y) * nx + x0_;
-        const float* base = b + (z * ny + y0_ + y) * nx + x0_;
         float* out = plane + y * bx;
-        for (std::int64_t x = 0; x < bx; ++x) out[x] = static_cast<float>(in[x]) - base[x];
+        if (depth.empty()) {
+          const auto* in = s + ((t * nz + z) * ny + y0_ + y) * nx + x0_;
+          const float* base = b + (z * ny + y0_ + y) * nx + x0_;
+          for (std::int64_t x = 0; x < bx; ++x) out[x] = static_cast<float>(in[x]) - base[x];
+        } else {
+          // The brain's values summed (exactly for 16-bit voxels: under 2^24 for the 101 slices
+          // slab_slices() allows at most), less their baselines' sum, over the brain's slices.
+          std::fill(out, out + bx, 0.f);
+          const auto [lo, hi] = slab(z);
+          for (std::int64_t zz = lo; zz < hi; ++zz) {
+            const auto* in = s + ((t * nz + zz) * ny + y0_ + y) * nx + x0_;
+            const std::uint8_t* brain = m + (zz * ny + y0_ + y) * nx + x0_;
+            for (std::int64_t x = 0; x < bx; ++x) out[x] += brain[x] != 0 ? static_cast<float>(in[x]) : 0.f;
+          }
+          const float* d = depth.data() + (zi * by + y) * bx;
+          const float* bs = base_sum.data() + (zi * by + y) * bx;
+          for (std::int64_t x = 0; x < bx; ++x) out[x] = d[x] > 0 ? (out[x] - bs[x]) / d[x] : 0.f;
+        }
         if (!keep.empty()) {
           const float* brain = keep.data() + (zi * by + y) * bx;
           for (std::int64_t x = 0; x < bx; ++x) out[x] *= brain[x];
@@ -241,6 +290,10 @@ CurveSlabs::Slab CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const a
     };
     if (tips_) {
       filter_slices(slices, frames, by, bx, members, keep, share, difference, c, mine);
+      if (!depth.empty())
+        for (std::int64_t zi = 0; zi < slices; ++zi)
+          for (const auto& [row, at] : members[static_cast<std::size_t>(zi)])
+            mine[row] /= depth[static_cast<std::size_t>(zi * plane_size + at)];
       return;
     }
     at::parallel_for(0, slices * frames, 1, [&](std::int64_t begin, std::int64_t end) {
@@ -250,15 +303,19 @@ CurveSlabs::Slab CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const a
         const auto& inside = members[static_cast<std::size_t>(zi)];
         if (inside.empty()) continue;
         difference(zi, t, plane.data());
+        const float* d = depth.empty() ? nullptr : depth.data() + zi * plane_size;
         if (!smooth) {
           for (const auto& [row, at] : inside) c[row * frames + t] = plane[static_cast<std::size_t>(at)];
+          if (t == 0 && d != nullptr) {
+            for (const auto& [row, at] : inside) mine[row] = 1.f / d[at];
+          }
           continue;
         }
         smooth_plane(plane.data(), by, bx, kx_, ky_, scratch);
         const float* w = share.data() + zi * plane_size;
         for (const auto& [row, at] : inside) c[row * frames + t] = plane[static_cast<std::size_t>(at)] / w[at];
         if (t == 0) {
-          for (const auto& [row, at] : inside) mine[row] = centre / w[at];
+          for (const auto& [row, at] : inside) mine[row] = d != nullptr ? centre / w[at] / d[at] : centre / w[at];
         }
       }
     });
@@ -321,6 +378,8 @@ nlohmann::json CurveSlabs::record(double brain_peak_hu) const {
   // per-voxel flows scatter and the core's threshold splits the core (docs/PERFUSION.md).
   nlohmann::json r = {{"spatial", options_.spatial_filter},
                       {"smoothing_mm", options_.smoothing_mm},
+                      {"slab_mm", options_.slab_mm},
+                      {"slab_slices", 2 * slab_half_ + 1},
                       {"temporal", options_.temporal_smoothing},
                       {"frame_noise_hu", frame_noise_hu_},
                       {"smoothed_noise_hu", smoothed_noise_hu_},

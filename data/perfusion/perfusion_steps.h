@@ -31,6 +31,9 @@ using detail::for_voxel_type;
 
 /// Gaussian taps of σ = `sigma_voxels` over ±3σ, summing to 1 ({1} when σ is 0).
 std::vector<float> gaussian_taps(double sigma_voxels);
+/// The odd number of slices of `spacing_mm` nearest `slab_mm`, ties to the fewer, at most 101: 1
+/// for a slab of 0 and for slices at least half the slab thick.
+std::int64_t slab_slices(double slab_mm, double spacing_mm);
 
 /// The brain: intracranial (per axial slice, inside the bone) soft tissue in the window of
 /// `image` smoothed in plane over what is not bone (normalised), its largest 6-connected
@@ -51,8 +54,9 @@ Baseline find_baseline(const Volume& series, const PerfusionOptions& options, co
                        const at::Tensor& first_brain);
 
 /// Concentration curves of the brain's voxels, one z-slab at a time: body(curves [n, T] float32
-/// contiguous, their linear voxel indices int64 [n]). Curves: S − baseline, smoothed in plane
-/// over the brain alone (normalised by the smoothed mask; and in time when asked). Only the
+/// contiguous, their linear voxel indices int64 [n]). Curves: S − baseline, averaged through the
+/// plane over the brain's voxels of a slab (`slab_mm`) when asked, smoothed in plane over the
+/// brain alone (normalised by the smoothed mask; and in time when asked). Only the
 /// brain's bounding box (widened by the smoothing's reach) is read; the curves are kept for the
 /// next pass while they fit a fixed budget (1 GiB).
 class CurveSlabs {
@@ -63,16 +67,17 @@ class CurveSlabs {
   /// As for_each(), with `own` (float32 [n]): the weight each voxel's own curve, as at_voxels()
   /// gives it, has in its curve; the rest is its neighbours'. The Gaussian's centre tap over the
   /// brain's share of the taps (1 unsmoothed; at the image's border the repeated edge pixels count
-  /// as neighbours), TIPS's 1 over its weights' sum.
+  /// as neighbours), TIPS's 1 over its weights' sum; either over the brain's slices in the slab.
   void for_each_with_own(
       const std::function<void(const at::Tensor& curves, const at::Tensor& voxels, const at::Tensor& own)>& body) const;
   /// The curves (float32 [n, T]) of `voxels` (linear indices, anywhere in the series): as
   /// for_each() gives them but not smoothed in plane (the reference curves of vessels a few
   /// voxels wide).
   at::Tensor at_voxels(const std::vector<std::int64_t>& voxels) const;
-  /// {"spatial": gaussian | tips, "smoothing_mm", "temporal", "frame_noise_hu" (σ per voxel and
-  /// frame), "smoothed_noise_hu" (σ per frame of a curve after the in-plane Gaussian, and the
-  /// temporal filter when on, away from the brain's edge; TIPS's own curves vary with the
+  /// {"spatial": gaussian | tips, "smoothing_mm", "slab_mm", "slab_slices" (the slices averaged
+  /// through the plane), "temporal", "frame_noise_hu" (σ per voxel and frame), "smoothed_noise_hu"
+  /// (σ per frame of a curve after the slab, the in-plane Gaussian, and the temporal filter when
+  /// on, away from the brain's edge; TIPS's own curves vary with the
   /// tissue), "brain_peak_hu" (`brain_peak_hu`: the brain's mean enhancement at its peak),
   /// "contrast_to_noise" (the last two's ratio; null without noise); with tips also
   /// "tips_sigma_mm" and "tips_similarity"}.
@@ -110,6 +115,7 @@ class CurveSlabs {
   const PerfusionOptions& options_;
   std::int64_t y0_ = 0, y1_ = 0, x0_ = 0, x1_ = 0;            ///< the box read in plane
   std::vector<float> kx_, ky_;                                ///< Gaussian taps (odd length; {1}: none)
+  std::int64_t slab_half_ = 0;                                ///< slices each side averaged through the plane
   std::optional<TipsFilter> tips_;                            ///< spatial_filter: tips
   double frame_noise_hu_ = 0;                                 ///< σ per voxel and frame
   double smoothed_noise_hu_ = 0;                              ///< σ per frame after the Gaussian

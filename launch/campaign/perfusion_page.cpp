@@ -116,11 +116,14 @@ std::string page(const std::string& study, const json& p) {
   if (filter.contains("contrast_to_noise") && filter.at("contrast_to_noise").is_number()) {
     // How far the bolus stands above the noise: where it is low, the core is under-called
     // (docs/PERFUSION.md, "Limits").
+    const auto slab = filter.value("slab_slices", std::int64_t{1});
+    const std::string through =
+        slab > 1 ? fmt::format("the mean of {} slices ({:g} mm slab) and ", slab, filter.value("slab_mm", 0.0)) : "";
     s << fmt::format(
-        "<p>Noise: σ {:.1f} HU a frame per voxel, {:.1f} HU after smoothing; the brain's mean bolus peaks at "
+        "<p>Noise: σ {:.1f} HU a frame per voxel, {:.1f} HU after {}smoothing; the brain's mean bolus peaks at "
         "{:.1f} HU: contrast-to-noise {:.1f}.</p>\n",
-        filter.value("frame_noise_hu", 0.0), filter.value("smoothed_noise_hu", 0.0), filter.value("brain_peak_hu", 0.0),
-        filter.at("contrast_to_noise").get<double>());
+        filter.value("frame_noise_hu", 0.0), filter.value("smoothed_noise_hu", 0.0), through,
+        filter.value("brain_peak_hu", 0.0), filter.at("contrast_to_noise").get<double>());
   }
   s << "<div class=\"row\"><div><img src=\"perfusion.png\" alt=\"CBF with core and hypoperfused tissue\"></div><div>"
     << summary_table(p) << "</div></div>\n";
