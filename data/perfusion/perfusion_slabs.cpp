@@ -156,9 +156,10 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
   smoothed_noise_hu_ = frame_noise_hu_ * std::sqrt(in_space * (options.temporal_smoothing ? in_time : 1.0));
   if (options.spatial_filter == "tips") {
     // The guide is (S − baseline) through the slab, smoothed in plane, then [1 2 1] / 4 in time: v
-    // is the frames' own noise variance per frame through the three gains. Left out, and so absorbed by the similarity
-    // h: the baseline's noise (σ² / its frames, the same offset in every frame) and the
-    // correlation of nearby guides through the smoothing, which act in opposite directions.
+    // is the frames' own noise variance per frame through the three gains. Left out, and so
+    // absorbed by the similarity h: the baseline's noise (σ² / its frames, the same offset in
+    // every frame) and the correlation of nearby guides through the smoothing, which act in
+    // opposite directions.
     // With the baseline's term in v (h 1), the filter pooled across the lesion's edge: the model
     // fit's core error on the head-neck phantoms went from 37 / 49 % to 76 / 84 %.
     const double variance = frame_noise_hu_ * frame_noise_hu_ * in_space * in_time;
@@ -216,13 +217,14 @@ CurveSlabs::Slab CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const a
   // [slices, by, bx]: the brain as 0 / 1, and smoothed; through a slab, the brain's slices in it
   // and the sum of their baselines (the same for every frame).
   std::vector<float> keep, share, depth, base_sum;
-  const at::Tensor mask = brain_.to(at::kByte).contiguous();
-  const std::uint8_t* m = mask.data_ptr<std::uint8_t>();
+  const bool masked = smooth || tips_ || slab_half_ > 0;
+  const at::Tensor mask = masked ? brain_.to(at::kByte).contiguous() : at::Tensor();
+  const std::uint8_t* m = masked ? mask.data_ptr<std::uint8_t>() : nullptr;
   // The slab's slices around slice z, clipped to the series.
   const auto slab = [&](std::int64_t z) {
     return std::pair{std::max<std::int64_t>(0, z - slab_half_), std::min(nz, z + slab_half_ + 1)};
   };
-  if (smooth || tips_ || slab_half_ > 0) {
+  if (masked) {
     keep.resize(static_cast<std::size_t>(slices * plane_size));
     share.resize(keep.size());
     if (slab_half_ > 0) {

@@ -1246,6 +1246,18 @@ TEST(Perfusion, SlabAveragesTheBrainsSlicesThroughThePlane) {
   EXPECT_FLOAT_EQ(plane[at(2, 6, 6)].first, 30);  // a uniform slice stays itself
   EXPECT_LT(both[at(2, 6, 6)].first, 30);         // (5, 5) at 25 weighs on it
   EXPECT_GT(both[at(2, 6, 6)].first, 29.5);
+  // TIPS: one bright voxel in a brain of zeros, unlike every other guide, pools only its own
+  // slab's mean: a third of its value, its own weight a third.
+  o.spatial_filter = "tips";
+  curves_of(o, &plane, &uniform_plane);
+  o.slab_mm = 3;
+  series.voxels.zero_();
+  series.voxels.select(1, 2).select(1, 6).select(1, 6).fill_(99);
+  std::map<std::int64_t, std::pair<float, float>> tips;
+  curves_of(o, &tips, &uniform);
+  EXPECT_NEAR(uniform, uniform_plane / 3, 1e-9);
+  EXPECT_NEAR(tips[at(2, 6, 6)].first, 33, 1e-4);
+  EXPECT_NEAR(tips[at(2, 6, 6)].second, 1.f / 3, 1e-6);
 }
 
 /// The synthetic head cut into 1 mm slices, each voxel with the noise of its volume (30 HU: the
