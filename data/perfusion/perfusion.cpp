@@ -125,7 +125,7 @@ constexpr double kReferenceFloor = 0.5;
 /// The candidates ranked by their neighbours' curves: the best by their curves', four times the
 /// most a reference curve averages.
 constexpr std::int64_t kRankPool = 4 * kMaxReferenceVoxels;
-/// Where the filter's weight on a voxel inside uniform brain is above this, the candidates are
+/// Where the in-plane filter's weight on a voxel inside uniform brain is above this, the candidates are
 /// ranked by their curves: the voxel itself then places the ranking on a vessel a voxel or two
 /// wide. On the 3 mm heads (a Gaussian of one voxel: 0.16) the neighbours' curves ranked the
 /// artery's neighbours and the input's area after the venous scaling moved from within 2 % of
@@ -156,7 +156,7 @@ at::Tensor neighbours_statistic(const CurveSlabs& slabs, const at::Tensor& candi
 
 /// The mean curve of the `count` candidates (positions in BrainVoxels order) with the highest
 /// `statistic` of their neighbours' curves (neighbours_statistic(), over the kRankPool best by
-/// their curves'; of their curves where the filter's uniform own weight is over kMaxOwnShare),
+/// their curves'; of their curves where the filter's in-plane own weight is over kMaxOwnShare),
 /// or of more of them where the frames are so noisy that `count` leave it over kReferenceNoise:
 /// on thin slices each voxel carries tens of HU, and eight voxels' areas, VOF against AIF, came
 /// out 25 % apart. The candidates are ranked, and their own curves read, once; each curve takes a
@@ -165,7 +165,7 @@ PerfusionCurve reference_curve(const CurveSlabs& slabs, const at::Tensor& candid
                                std::int64_t count, const BrainVoxels& brain, const Volume& series,
                                const FrameTiming& ft) {
   const std::int64_t most = std::max(count, kMaxReferenceVoxels);
-  const bool by_neighbours = slabs.uniform_own_weight() <= kMaxOwnShare;
+  const bool by_neighbours = slabs.in_plane_own_weight() <= kMaxOwnShare;
   const std::int64_t pooled = std::min(by_neighbours ? std::max(kRankPool, most) : most, candidates.numel());
   const auto [smoothed, top] = (brain.stats.*statistic).index_select(0, candidates).topk(pooled);
   const at::Tensor pool = candidates.index_select(0, top);

@@ -85,7 +85,8 @@ std::vector<float> gaussian_taps(double sigma_voxels) {
 
 std::int64_t slab_slices(double slab_mm, double spacing_mm) {
   if (!(slab_mm > 0 && spacing_mm > 0)) return 1;
-  const double half = std::ceil((slab_mm / spacing_mm - 1) / 2 - 0.5);
+  // Less a millionth, so that a spacing read as 2.4999998 mm still ties to the fewer.
+  const double half = std::ceil((slab_mm / spacing_mm - 1) / 2 - 0.5 - 1e-6);
   return 2 * static_cast<std::int64_t>(std::clamp(half, 0.0, 50.0)) + 1;
 }
 
@@ -167,10 +168,9 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
   }
 }
 
-double CurveSlabs::uniform_own_weight() const {
-  const double through = 1.0 / static_cast<double>(2 * slab_half_ + 1);
-  if (tips_) return tips_->uniform_own_weight() * through;
-  return static_cast<double>(kx_[kx_.size() / 2]) * ky_[ky_.size() / 2] * through;
+double CurveSlabs::in_plane_own_weight() const {
+  if (tips_) return tips_->uniform_own_weight();
+  return static_cast<double>(kx_[kx_.size() / 2]) * ky_[ky_.size() / 2];
 }
 
 double CurveSlabs::frame_noise_hu(const Volume& series, const at::Tensor& brain) {

@@ -71,8 +71,8 @@ class CurveSlabs {
   void for_each_with_own(
       const std::function<void(const at::Tensor& curves, const at::Tensor& voxels, const at::Tensor& own)>& body) const;
   /// The curves (float32 [n, T]) of `voxels` (linear indices, anywhere in the series): as
-  /// for_each() gives them but not smoothed in plane (the reference curves of vessels a few
-  /// voxels wide).
+  /// for_each() gives them but not smoothed in plane nor read through the slab: each voxel's own
+  /// (the reference curves of vessels a few voxels wide).
   at::Tensor at_voxels(const std::vector<std::int64_t>& voxels) const;
   /// {"spatial": gaussian | tips, "smoothing_mm", "slab_mm", "slab_slices" (the slices averaged
   /// through the plane), "temporal", "frame_noise_hu" (σ per voxel and frame), "smoothed_noise_hu"
@@ -82,9 +82,11 @@ class CurveSlabs {
   /// "contrast_to_noise" (the last two's ratio; null without noise); with tips also
   /// "tips_sigma_mm" and "tips_similarity"}.
   nlohmann::json record(double brain_peak_hu) const;
-  /// The own weight (for_each_with_own()) of a voxel inside uniform brain: the filter's, whatever
-  /// the curves (1 unsmoothed).
-  double uniform_own_weight() const;
+  /// The own weight of a voxel inside uniform brain in its slice's in-plane filter, whatever the
+  /// curves (1 unsmoothed); for_each_with_own() divides it further by the slab's brain slices.
+  /// The pixels in plane, not the slab's slices (a vessel's own, through the plane), are what
+  /// places a ranking by the voxel's curve beside a vessel.
+  double in_plane_own_weight() const;
   /// σ per voxel and frame (HU) of the series' own, unsmoothed curves.
   double frame_noise_hu() const { return frame_noise_hu_; }
 

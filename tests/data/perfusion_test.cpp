@@ -1124,7 +1124,7 @@ TEST(Perfusion, EachCurveReportsItsOwnVoxelsWeight) {
     Volume s = series;
     s.voxels = voxels;
     const perfusion::CurveSlabs slabs(s, at::zeros({1, ny, nx}), brain, options);
-    *uniform = slabs.uniform_own_weight();
+    *uniform = slabs.in_plane_own_weight();
     float w = -1;
     slabs.for_each_with_own([&](const at::Tensor& curves, const at::Tensor& index, const at::Tensor& own) {
       const at::Tensor at_bright = (index == y * nx + x).nonzero().squeeze(1);
@@ -1190,29 +1190,38 @@ TEST(Perfusion, SlabAveragesTheBrainsSlicesThroughThePlane) {
   EXPECT_EQ(perfusion::slab_slices(5, 1.94), 3);
   EXPECT_EQ(perfusion::slab_slices(4, 1), 3);  // 3 and 5 as near: the fewer
   EXPECT_EQ(perfusion::slab_slices(5, 2.5), 1);
+  EXPECT_EQ(perfusion::slab_slices(5, 2.4999998), 1);  // a spacing read with rounding: still a tie
   EXPECT_EQ(perfusion::slab_slices(5, 5), 1);
   EXPECT_EQ(perfusion::slab_slices(5, 7.75), 1);
   EXPECT_EQ(perfusion::slab_slices(0, 1), 1);
   EXPECT_EQ(perfusion::slab_slices(20, 0.01), 101);
 
+  // Slice z at frame t holds 10 (z + 1) + t over a baseline of 2z: S − baseline = 8z + 10 + t.
   const std::int64_t frames = 6, nz = 5, ny = 12, nx = 12;
   Volume series;
   series.type = VoxelType::kInt16;
   series.voxels = at::zeros({frames, nz, ny, nx}, at::kShort);
-  for (std::int64_t z = 0; z < nz; ++z) series.voxels.select(1, z).fill_(10 * (z + 1));
+  at::Tensor baseline = at::zeros({nz, ny, nx});
+  for (std::int64_t z = 0; z < nz; ++z) {
+    baseline.select(0, z).fill_(2 * z);
+    for (std::int64_t t = 0; t < frames; ++t) series.voxels[t][z].fill_(10 * (z + 1) + t);
+  }
   series.geometry.spacing = {2, 2, 1};
   for (std::int64_t t = 0; t < frames; ++t) series.frame_times_s.push_back(1.5 * static_cast<double>(t));
   at::Tensor brain = at::zeros({nz, ny, nx}, at::kByte);
   brain.slice(1, 2, 10).slice(2, 2, 10).fill_(1);
   brain[3][5][5] = 0;
-  // Each voxel's curve (its last frame) and own weight, by options.
-  const auto curves_of = [&](const PerfusionOptions& o, std::map<std::int64_t, std::pair<float, float>>* out,
-                             double* uniform) {
-    const perfusion::CurveSlabs slabs(series, at::zeros({nz, ny, nx}), brain, o);
-    *uniform = slabs.uniform_own_weight();
+  struct Curve {
+    float first, last, own;
+  };
+  // Each voxel's curve (its first and last frame) and own weight, by options.
+  const auto curves_of = [&](const PerfusionOptions& o, std::map<std::int64_t, Curve>* out, double* in_plane) {
+    const perfusion::CurveSlabs slabs(series, baseline, brain, o);
+    *in_plane = slabs.in_plane_own_weight();
     slabs.for_each_with_own([&](const at::Tensor& curves, const at::Tensor& index, const at::Tensor& own) {
       for (std::int64_t i = 0; i < index.numel(); ++i)
-        (*out)[index[i].item<std::int64_t>()] = {curves[i][frames - 1].item<float>(), own[i].item<float>()};
+        (*out)[index[i].item<std::int64_t>()] = {curves[i][0].item<float>(), curves[i][frames - 1].item<float>(),
+                                                 own[i].item<float>()};
     });
     return slabs.record(1);
   };
@@ -1220,50 +1229,54 @@ TEST(Perfusion, SlabAveragesTheBrainsSlicesThroughThePlane) {
   PerfusionOptions o;
   o.smoothing_mm = 0;
   o.slab_mm = 3;
-  std::map<std::int64_t, std::pair<float, float>> slab;
-  double uniform = 0;
-  const nlohmann::json record = curves_of(o, &slab, &uniform);
+  std::map<std::int64_t, Curve> slab;
+  double in_plane = 0;
+  const nlohmann::json record = curves_of(o, &slab, &in_plane);
   EXPECT_EQ(record["slab_slices"], 3);
-  EXPECT_DOUBLE_EQ(uniform, 1.0 / 3);
-  EXPECT_FLOAT_EQ(slab[at(2, 4, 4)].first, 30);  // (20 + 30 + 40) / 3
-  EXPECT_FLOAT_EQ(slab[at(2, 4, 4)].second, 1.f / 3);
-  EXPECT_FLOAT_EQ(slab[at(0, 4, 4)].first, 15);  // the first slice: itself and the next
-  EXPECT_FLOAT_EQ(slab[at(0, 4, 4)].second, 0.5f);
-  EXPECT_FLOAT_EQ(slab[at(4, 4, 4)].first, 45);
-  EXPECT_FLOAT_EQ(slab[at(2, 5, 5)].first, 25);  // slice 3 is not brain there
-  EXPECT_FLOAT_EQ(slab[at(2, 5, 5)].second, 0.5f);
+  EXPECT_DOUBLE_EQ(in_plane, 1);                 // the ranking's mode is the in-plane filter's
+  EXPECT_FLOAT_EQ(slab[at(2, 4, 4)].first, 26);  // slices 1, 2 and 3: 8 · 2 + 10
+  EXPECT_FLOAT_EQ(slab[at(2, 4, 4)].last, 31);
+  EXPECT_FLOAT_EQ(slab[at(2, 4, 4)].own, 1.f / 3);
+  EXPECT_FLOAT_EQ(slab[at(0, 4, 4)].last, 19);  // the first slice: itself and the next, 8 · 0.5 + 15
+  EXPECT_FLOAT_EQ(slab[at(0, 4, 4)].own, 0.5f);
+  EXPECT_FLOAT_EQ(slab[at(4, 4, 4)].last, 43);
+  EXPECT_FLOAT_EQ(slab[at(2, 5, 5)].last, 27);  // slice 3 is not brain there: its value and baseline out
+  EXPECT_FLOAT_EQ(slab[at(2, 5, 5)].own, 0.5f);
   EXPECT_EQ(slab.count(at(3, 5, 5)), 0u);
   // With the in-plane Gaussian: its own weight over the slab's brain slices.
   o.smoothing_mm = 3;
-  std::map<std::int64_t, std::pair<float, float>> both, plane;
-  curves_of(o, &both, &uniform);
+  std::map<std::int64_t, Curve> both, plane;
+  double in_plane_both = 0;
+  curves_of(o, &both, &in_plane_both);
   o.slab_mm = 0;
-  double uniform_plane = 0;
-  EXPECT_EQ(curves_of(o, &plane, &uniform_plane)["slab_slices"], 1);
-  EXPECT_NEAR(uniform, uniform_plane / 3, 1e-9);
-  EXPECT_FLOAT_EQ(both[at(2, 4, 4)].second, plane[at(2, 4, 4)].second / 3);
-  EXPECT_FLOAT_EQ(both[at(2, 5, 5)].second, plane[at(2, 5, 5)].second / 2);
-  EXPECT_FLOAT_EQ(plane[at(2, 6, 6)].first, 30);  // a uniform slice stays itself
-  EXPECT_LT(both[at(2, 6, 6)].first, 30);         // (5, 5) at 25 weighs on it
-  EXPECT_GT(both[at(2, 6, 6)].first, 29.5);
+  EXPECT_EQ(curves_of(o, &plane, &in_plane)["slab_slices"], 1);
+  EXPECT_DOUBLE_EQ(in_plane_both, in_plane);
+  EXPECT_FLOAT_EQ(both[at(2, 4, 4)].own, plane[at(2, 4, 4)].own / 3);
+  EXPECT_FLOAT_EQ(both[at(2, 5, 5)].own, plane[at(2, 5, 5)].own / 2);
+  EXPECT_FLOAT_EQ(plane[at(2, 6, 6)].last, 31);  // a uniform slice stays itself
+  EXPECT_LT(both[at(2, 6, 6)].last, 31);         // (5, 5) at 27 weighs on it
+  EXPECT_GT(both[at(2, 6, 6)].last, 30.5);
   // TIPS: one bright voxel in a brain of zeros, unlike every other guide, pools only its own
   // slab's mean: a third of its value, its own weight a third.
   o.spatial_filter = "tips";
-  curves_of(o, &plane, &uniform_plane);
+  double tips_in_plane = 0;
+  curves_of(o, &plane, &tips_in_plane);
   o.slab_mm = 3;
   series.voxels.zero_();
+  baseline.zero_();
   series.voxels.select(1, 2).select(1, 6).select(1, 6).fill_(99);
-  std::map<std::int64_t, std::pair<float, float>> tips;
-  curves_of(o, &tips, &uniform);
-  EXPECT_NEAR(uniform, uniform_plane / 3, 1e-9);
-  EXPECT_NEAR(tips[at(2, 6, 6)].first, 33, 1e-4);
-  EXPECT_NEAR(tips[at(2, 6, 6)].second, 1.f / 3, 1e-6);
+  std::map<std::int64_t, Curve> tips;
+  curves_of(o, &tips, &in_plane);
+  EXPECT_DOUBLE_EQ(in_plane, tips_in_plane);
+  EXPECT_NEAR(tips[at(2, 6, 6)].last, 33, 1e-4);
+  EXPECT_NEAR(tips[at(2, 6, 6)].own, 1.f / 3, 1e-6);
 }
 
 /// The synthetic head cut into 1 mm slices, each voxel with the noise of its volume (30 HU: the
 /// 5 mm slices' 13.4 HU, five times the variance), read through a 5 mm slab, gives what the same
-/// slices give with 13.4 HU a voxel: the curves' noise and the contrast to it, the healthy flow's
-/// scatter, the volumes. Read slice by slice, the noise calls healthy tissue late and lesion core.
+/// slices give with 13.4 HU a voxel: the healthy flow's scatter and the volumes, and the noise the
+/// report gives (the frames' own through the filters' gains, the slab's among them). Read slice by
+/// slice, the noise calls healthy tissue late.
 TEST(Perfusion, ThinSlicesThroughASlabReadAsTheSlabsSlices) {
   const SyntheticHead thick = make_head(40, 1.5, 0, 5);
   const std::int64_t repeat = 5;
