@@ -122,7 +122,7 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
   const auto& g = series.geometry;
   kx_ = gaussian_taps(options.smoothing_mm / g.spacing[0]);
   ky_ = gaussian_taps(options.smoothing_mm / g.spacing[1]);
-  slab_half_ = slab_slices(options.slab_mm, g.spacing[2]) / 2;
+  slab_slices_ = slab_slices(options.slab_mm, g.spacing[2]);
   const std::int64_t nz = brain.size(0), ny = brain.size(1), nx = brain.size(2);
   const at::Tensor mask = brain.to(at::kByte).contiguous();
   const MaskBox box = mask_box(mask.data_ptr<std::uint8_t>(), nz, ny, nx);
@@ -150,7 +150,7 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
   // The gains on a frame's noise variance: 1 / slices through the plane (inside the brain);
   // Σ kx² Σ ky² in plane; [1 2 1] / 4 in time, 6 / 16 inside and 10 / 16 at the two ends, averaged
   // over the frames.
-  const double in_space = energy(kx_) * energy(ky_) / static_cast<double>(2 * slab_half_ + 1);
+  const double in_space = energy(kx_) * energy(ky_) / static_cast<double>(slab_slices_);
   const auto t = static_cast<double>(frames);
   const double in_time = ((t - 2) * 6.0 / 16.0 + 2 * 10.0 / 16.0) / t;
   frame_noise_hu_ = frame_noise_hu(series, brain);
@@ -165,6 +165,31 @@ CurveSlabs::CurveSlabs(const Volume& series, const at::Tensor& baseline, const a
     // fit's core error on the head-neck phantoms went from 37 / 49 % to 76 / 84 %.
     const double variance = frame_noise_hu_ * frame_noise_hu_ * in_space * in_time;
     tips_.emplace(g.spacing[0], g.spacing[1], options.tips_sigma_mm, options.tips_similarity, variance);
+  }
+}
+
+std::pair<std::int64_t, std::int64_t> CurveSlabs::slab_range(std::int64_t z) const {
+  const std::int64_t half = slab_slices_ / 2;
+  return {std::max<std::int64_t>(0, z - half), std::min(series_.voxels.size(1), z + half + 1)};
+}
+
+void CurveSlabs::slab_brain(std::int64_t z, const std::uint8_t* mask, float* depth, float* base_sum) const {
+  const std::int64_t ny = series_.voxels.size(2), nx = series_.voxels.size(3), bx = x1_ - x0_;
+  const float* b = baseline_.data_ptr<float>();
+  std::fill(depth, depth + (y1_ - y0_) * bx, 0.f);
+  std::fill(base_sum, base_sum + (y1_ - y0_) * bx, 0.f);
+  const auto [lo, hi] = slab_range(z);
+  for (std::int64_t zz = lo; zz < hi; ++zz) {
+    for (std::int64_t y = y0_; y < y1_; ++y) {
+      const std::uint8_t* row = mask + (zz * ny + y) * nx + x0_;
+      const float* base = b + (zz * ny + y) * nx + x0_;
+      float* d = depth + (y - y0_) * bx;
+      float* s = base_sum + (y - y0_) * bx;
+      for (std::int64_t x = 0; x < bx; ++x) {
+        d[x] += row[x] != 0 ? 1.f : 0.f;
+        s[x] += row[x] != 0 ? base[x] : 0.f;
+      }
+    }
   }
 }
 
@@ -217,19 +242,16 @@ CurveSlabs::Slab CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const a
   // [slices, by, bx]: the brain as 0 / 1, and smoothed; through a slab, the brain's slices in it
   // and the sum of their baselines (the same for every frame).
   std::vector<float> keep, share, depth, base_sum;
-  const bool masked = smooth || tips_ || slab_half_ > 0;
+  const bool through = slab_slices_ > 1;
+  const bool masked = smooth || tips_ || through;
   const at::Tensor mask = masked ? brain_.to(at::kByte).contiguous() : at::Tensor();
   const std::uint8_t* m = masked ? mask.data_ptr<std::uint8_t>() : nullptr;
-  // The slab's slices around slice z, clipped to the series.
-  const auto slab = [&](std::int64_t z) {
-    return std::pair{std::max<std::int64_t>(0, z - slab_half_), std::min(nz, z + slab_half_ + 1)};
-  };
   if (masked) {
     keep.resize(static_cast<std::size_t>(slices * plane_size));
-    share.resize(keep.size());
-    if (slab_half_ > 0) {
-      depth.assign(keep.size(), 0.f);
-      base_sum.assign(keep.size(), 0.f);
+    if (smooth || tips_) share.resize(keep.size());
+    if (through) {
+      depth.resize(keep.size());
+      base_sum.resize(keep.size());
     }
     at::parallel_for(0, slices, 1, [&](std::int64_t begin, std::int64_t end) {
       std::vector<float> scratch;
@@ -239,20 +261,8 @@ CurveSlabs::Slab CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const a
           const std::uint8_t* row = m + ((z0 + zi) * ny + y0_ + y) * nx + x0_;
           for (std::int64_t x = 0; x < bx; ++x) k[y * bx + x] = row[x] != 0 ? 1.f : 0.f;
         }
-        if (!depth.empty()) {
-          float* d = depth.data() + zi * plane_size;
-          float* bs = base_sum.data() + zi * plane_size;
-          const auto [lo, hi] = slab(z0 + zi);
-          for (std::int64_t z = lo; z < hi; ++z)
-            for (std::int64_t y = 0; y < by; ++y) {
-              const std::uint8_t* row = m + (z * ny + y0_ + y) * nx + x0_;
-              const float* base = b + (z * ny + y0_ + y) * nx + x0_;
-              for (std::int64_t x = 0; x < bx; ++x) {
-                d[y * bx + x] += row[x] != 0 ? 1.f : 0.f;
-                bs[y * bx + x] += row[x] != 0 ? base[x] : 0.f;
-              }
-            }
-        }
+        if (through) slab_brain(z0 + zi, m, depth.data() + zi * plane_size, base_sum.data() + zi * plane_size);
+        if (share.empty()) continue;
         float* w = share.data() + zi * plane_size;
         std::copy(k, k + plane_size, w);
         smooth_plane(w, by, bx, kx_, ky_, scratch);
@@ -274,7 +284,7 @@ CurveSlabs::Slab CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const a
           // The brain's values summed (exactly for 16-bit voxels: under 2^24 for the 101 slices
           // slab_slices() allows at most), less their baselines' sum, over the brain's slices.
           std::fill(out, out + bx, 0.f);
-          const auto [lo, hi] = slab(z);
+          const auto [lo, hi] = slab_range(z);
           for (std::int64_t zz = lo; zz < hi; ++zz) {
             const auto* in = s + ((t * nz + zz) * ny + y0_ + y) * nx + x0_;
             const std::uint8_t* brain = m + (zz * ny + y0_ + y) * nx + x0_;
@@ -292,10 +302,6 @@ CurveSlabs::Slab CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const a
     };
     if (tips_) {
       filter_slices(slices, frames, by, bx, members, keep, share, difference, c, mine);
-      if (!depth.empty())
-        for (std::int64_t zi = 0; zi < slices; ++zi)
-          for (const auto& [row, at] : members[static_cast<std::size_t>(zi)])
-            mine[row] /= depth[static_cast<std::size_t>(zi * plane_size + at)];
       return;
     }
     at::parallel_for(0, slices * frames, 1, [&](std::int64_t begin, std::int64_t end) {
@@ -305,23 +311,25 @@ CurveSlabs::Slab CurveSlabs::curves_at(std::int64_t z0, std::int64_t z1, const a
         const auto& inside = members[static_cast<std::size_t>(zi)];
         if (inside.empty()) continue;
         difference(zi, t, plane.data());
-        const float* d = depth.empty() ? nullptr : depth.data() + zi * plane_size;
         if (!smooth) {
           for (const auto& [row, at] : inside) c[row * frames + t] = plane[static_cast<std::size_t>(at)];
-          if (t == 0 && d != nullptr) {
-            for (const auto& [row, at] : inside) mine[row] = 1.f / d[at];
-          }
           continue;
         }
         smooth_plane(plane.data(), by, bx, kx_, ky_, scratch);
         const float* w = share.data() + zi * plane_size;
         for (const auto& [row, at] : inside) c[row * frames + t] = plane[static_cast<std::size_t>(at)] / w[at];
         if (t == 0) {
-          for (const auto& [row, at] : inside) mine[row] = d != nullptr ? centre / w[at] / d[at] : centre / w[at];
+          for (const auto& [row, at] : inside) mine[row] = centre / w[at];
         }
       }
     });
   });
+  // Through a slab, a voxel's own curve is one of the brain's slices its plane's curve averages.
+  if (through) {
+    for (std::int64_t zi = 0; zi < slices; ++zi)
+      for (const auto& [row, at] : members[static_cast<std::size_t>(zi)])
+        mine[row] /= depth[static_cast<std::size_t>(zi * plane_size + at)];
+  }
   return {options_.temporal_smoothing ? smooth_in_time(curves) : curves, voxels, own};
 }
 
@@ -381,7 +389,7 @@ nlohmann::json CurveSlabs::record(double brain_peak_hu) const {
   nlohmann::json r = {{"spatial", options_.spatial_filter},
                       {"smoothing_mm", options_.smoothing_mm},
                       {"slab_mm", options_.slab_mm},
-                      {"slab_slices", 2 * slab_half_ + 1},
+                      {"slab_slices", slab_slices_},
                       {"temporal", options_.temporal_smoothing},
                       {"frame_noise_hu", frame_noise_hu_},
                       {"smoothed_noise_hu", smoothed_noise_hu_},

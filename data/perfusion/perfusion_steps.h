@@ -101,6 +101,12 @@ class CurveSlabs {
   /// brain (median absolute deviation; an even sample of 2^20 voxels of a larger brain); both are
   /// pre-contrast when the baseline averages two or more frames.
   static double frame_noise_hu(const Volume& series, const at::Tensor& brain);
+  /// The slab's slices around slice `z`, [first, last), clipped to the series.
+  std::pair<std::int64_t, std::int64_t> slab_range(std::int64_t z) const;
+  /// Over the slab around slice `z`, per pixel of the box: how many of its slices are brain
+  /// (`mask`: uint8 [z, y, x] of the series) into `depth`, and the sum of their baselines into
+  /// `base_sum` (each [by · bx]; the same for every frame).
+  void slab_brain(std::int64_t z, const std::uint8_t* mask, float* depth, float* base_sum) const;
   /// spatial_filter tips, slices in parallel: every frame's plane from `difference` (S − baseline
   /// of plane (slice, frame), 0 outside the brain), the guide (each plane smoothed in plane over
   /// the brain, `share` its smoothed mask, then [1 2 1] / 4 in time), then the filter into the
@@ -117,7 +123,7 @@ class CurveSlabs {
   const PerfusionOptions& options_;
   std::int64_t y0_ = 0, y1_ = 0, x0_ = 0, x1_ = 0;            ///< the box read in plane
   std::vector<float> kx_, ky_;                                ///< Gaussian taps (odd length; {1}: none)
-  std::int64_t slab_half_ = 0;                                ///< slices each side averaged through the plane
+  std::int64_t slab_slices_ = 1;                              ///< slices averaged through the plane (odd)
   std::optional<TipsFilter> tips_;                            ///< spatial_filter: tips
   double frame_noise_hu_ = 0;                                 ///< σ per voxel and frame
   double smoothed_noise_hu_ = 0;                              ///< σ per frame after the Gaussian
